@@ -1,0 +1,1 @@
+"""Telegram app for reps."""

@@ -1,0 +1,1 @@
+"""Channel adapters: each turns its input into one `InboundEvent` and nothing else."""

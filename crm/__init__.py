@@ -1,0 +1,1 @@
+"""CRM records, services and intake."""

@@ -1,0 +1,164 @@
+"""Value types the matcher works on: identities, candidates, settings and decisions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class CommKind(StrEnum):
+    PHONE = "phone"
+    EMAIL = "email"
+    TELEGRAM = "telegram"
+    WHATSAPP = "whatsapp"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Identity:
+    """A normalized communication: (kind, value), e.g. (phone, "+49301234567")."""
+
+    kind: CommKind
+    value: str
+
+    @property
+    def key(self) -> str:
+        """Stable string used for locks and logs."""
+        return f"{self.kind.value}:{self.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneNumber:
+    raw: str
+    e164: str | None  # None when the number does not parse: kept raw, never used to match
+    extension: str | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.e164 is not None
+
+
+@dataclass(frozen=True, slots=True)
+class EventIdentities:
+    """What an event says about who sent it, normalized."""
+
+    phones: tuple[PhoneNumber, ...] = ()
+    emails: tuple[str, ...] = ()
+    handles: tuple[Identity, ...] = ()  # kinds telegram / whatsapp
+    hint_phones: tuple[PhoneNumber, ...] = ()  # found in free text: match only, never create
+
+    def matchable(self) -> tuple[Identity, ...]:
+        """Every identity that may be used to look someone up, sorted and de-duplicated."""
+        found = {Identity(CommKind.PHONE, p.e164) for p in self.phones if p.e164}
+        found |= {Identity(CommKind.PHONE, p.e164) for p in self.hint_phones if p.e164}
+        found |= {Identity(CommKind.EMAIL, e) for e in self.emails}
+        found |= set(self.handles)
+        return tuple(sorted(found))
+
+    def exception_checked(self) -> tuple[Identity, ...]:
+        """Phones and emails the event itself carries (the exception list covers these)."""
+        found = {Identity(CommKind.PHONE, p.e164) for p in self.phones if p.e164}
+        found |= {Identity(CommKind.EMAIL, e) for e in self.emails}
+        return tuple(sorted(found))
+
+
+class CrmMode(StrEnum):
+    CLASSIC = "classic"
+    SIMPLE = "simple"
+
+
+@dataclass(frozen=True, slots=True)
+class MatchSettings:
+    crm_mode: CrmMode = CrmMode.CLASSIC
+    repeat_sales: bool = True
+    # Only meaningful with repeat_sales off: a closed lead of this person is reused.
+    traditional_mode: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DealRef:
+    id: int
+    title: str
+    modified_at: datetime
+    created_at: datetime
+    responsible_id: int | None
+    contact_id: int | None
+    company_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LeadRef:
+    id: int
+    title: str
+    is_open: bool  # status semantic "in progress"
+    is_return_customer: bool
+    modified_at: datetime
+    created_at: datetime
+    responsible_id: int | None
+    contact_id: int | None
+    company_id: int | None
+    matched_by: tuple[Identity, ...] = ()
+
+
+class ClientKind(StrEnum):
+    CONTACT = "contact"
+    COMPANY = "company"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCandidate:
+    """A contact or company that holds one of the event's identities."""
+
+    kind: ClientKind
+    id: int
+    name: str
+    responsible_id: int | None
+    responsible_active: bool
+    company_id: int | None  # for a contact: the company it belongs to
+    open_deals: tuple[DealRef, ...] = ()  # newest activity first
+    open_repeat_leads: tuple[LeadRef, ...] = ()  # newest first
+    matched_by: tuple[Identity, ...] = ()
+    hit_order: int = 0  # order in which the lookup found it (lower = earlier)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """Everything the repository found for an event's identities."""
+
+    contacts: tuple[ClientCandidate, ...] = ()
+    companies: tuple[ClientCandidate, ...] = ()
+    # Leads holding one of the identities, open and closed, newest modification first.
+    leads: tuple[LeadRef, ...] = ()
+    # The event's Message-ID thread resolved to an existing lead / deal (mail replies).
+    thread_lead_id: int | None = None
+    thread_deal_id: int | None = None
+
+
+class Outcome(StrEnum):
+    IGNORED = "ignored"  # exception list, outgoing with nobody known, filtered robots
+    NEW_LEAD = "new_lead"
+    NEW_REPEAT_LEAD = "new_repeat_lead"
+    NEW_DEAL = "new_deal"  # simple mode: new contact + deal
+    NEW_REPEAT_DEAL = "new_repeat_deal"  # simple mode, known client with nothing open
+    ATTACHED_LEAD = "attached_lead"
+    ATTACHED_DEAL = "attached_deal"
+    ATTACHED_CLIENT = "attached_client"  # activity on the contact / company only
+    DUPLICATE = "duplicate"  # same (channel, external id) already processed (set by intake)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outcome: Outcome
+    reason: str  # short, human readable, shown to reps
+    contact_id: int | None = None
+    company_id: int | None = None
+    lead_id: int | None = None  # lead to attach to / merge into
+    deal_id: int | None = None  # deal to attach to
+    # Responsible to use: the client's / record's responsible when active; None means the
+    # distribution queue picks one.
+    responsible_id: int | None = None
+    merge_into_lead: bool = False  # merge the event's phones / emails / name into lead_id
+    link_lead_to_client: bool = False  # lead_id gets contact_id / company_id set (blind spot)
+    conflict: str | None = None  # named when identities point at different clients
+    exception_hits: tuple[Identity, ...] = field(default=())
