@@ -1,0 +1,311 @@
+"""The create-vs-attach decision for one inbound event (Bitrix24 decision table, §3).
+
+`decide` is pure: the caller has already looked up candidates (`matching.finder`) and the
+exception list, so the whole table can be tested without a database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from matching.event import Direction, InboundEvent, RegisterMode
+from matching.model import (
+    Candidates,
+    ClientCandidate,
+    ClientKind,
+    CrmMode,
+    Decision,
+    EventIdentities,
+    Identity,
+    LeadRef,
+    MatchSettings,
+    Outcome,
+)
+from matching.normalize import is_withheld
+from matching.ranking import newest_deal, newest_lead
+
+# A conflict note lists this many candidates at most; the rest are counted.
+_CONFLICT_LISTED = 4
+
+
+@dataclass(frozen=True, slots=True)
+class _Client:
+    """The client an event belongs to: the top company and / or a contact bound with it."""
+
+    company: ClientCandidate | None
+    contact: ClientCandidate | None
+
+    @property
+    def members(self) -> tuple[ClientCandidate, ...]:
+        """Company first: its open items win over the contact's (R2.7)."""
+        return tuple(c for c in (self.company, self.contact) if c is not None)
+
+    @property
+    def label(self) -> str:
+        return " / ".join(_client_label(c) for c in self.members)
+
+    def responsible(self) -> int | None:
+        """The first active responsible, company before contact; None lets the queue pick."""
+        for member in self.members:
+            if member.responsible_active and member.responsible_id is not None:
+                return member.responsible_id
+        return None
+
+
+def _client_label(client: ClientCandidate) -> str:
+    name = f" {client.name}" if client.name.strip() else ""
+    return f"{client.kind.value}{name} #{client.id}"
+
+
+def _identity_labels(identities: Iterable[Identity]) -> str:
+    return ", ".join(f"{i.kind.value} {i.value}" for i in identities)
+
+
+def _pick_client(cands: Candidates) -> _Client | None:
+    """Top company plus its own top contact, or the top contact when no company matched."""
+    company = cands.companies[0] if cands.companies else None
+    if company is None:
+        contact = cands.contacts[0] if cands.contacts else None
+    else:
+        contact = next((c for c in cands.contacts if c.company_id == company.id), None)
+    if company is None and contact is None:
+        return None
+    return _Client(company, contact)
+
+
+def _conflict(cands: Candidates) -> str | None:
+    """Who each identity points at, when the candidates are not all one client."""
+    everyone = [*cands.companies, *cands.contacts]
+
+    def group(c: ClientCandidate) -> int | tuple[str, int]:
+        if c.kind is ClientKind.COMPANY:
+            return c.id
+        return c.company_id if c.company_id is not None else ("contact", c.id)
+
+    if len({group(c) for c in everyone}) < 2:
+        return None
+    parts = [
+        f"{_identity_labels(c.matched_by)} is {_client_label(c)}"
+        if c.matched_by
+        else f"{_client_label(c)} also matches"
+        for c in everyone[:_CONFLICT_LISTED]
+    ]
+    if len(everyone) > _CONFLICT_LISTED:
+        parts.append(f"{len(everyone) - _CONFLICT_LISTED} more")
+    return ", ".join(parts)
+
+
+def _find_lead(cands: Candidates, lead_id: int) -> LeadRef | None:
+    pools = [cands.leads, *(c.open_repeat_leads for c in (*cands.companies, *cands.contacts))]
+    return next((lead for pool in pools for lead in pool if lead.id == lead_id), None)
+
+
+def _thread_decision(cands: Candidates, client: _Client | None) -> Decision:
+    """A mail reply goes where its thread already lives, whatever the identities say."""
+    contact_id = client.contact.id if client and client.contact else None
+    company_id = client.company.id if client and client.company else None
+    if cands.thread_deal_id is not None:
+        deals = (d for c in (*cands.companies, *cands.contacts) for d in c.open_deals)
+        deal = next((d for d in deals if d.id == cands.thread_deal_id), None)
+        return Decision(
+            Outcome.ATTACHED_DEAL,
+            f"reply in the thread of deal #{cands.thread_deal_id} → attached",
+            contact_id=contact_id,
+            company_id=company_id,
+            deal_id=cands.thread_deal_id,
+            responsible_id=deal.responsible_id if deal else None,
+        )
+    assert cands.thread_lead_id is not None
+    lead = _find_lead(cands, cands.thread_lead_id)
+    return Decision(
+        Outcome.ATTACHED_LEAD,
+        f"reply in the thread of lead #{cands.thread_lead_id} → attached",
+        contact_id=contact_id,
+        company_id=company_id,
+        lead_id=cands.thread_lead_id,
+        responsible_id=lead.responsible_id if lead else None,
+    )
+
+
+def _shares_identity(lead: LeadRef, matchable: frozenset[Identity]) -> bool:
+    # The port only returns leads holding one of the identities; matched_by, when filled in,
+    # says which.
+    return not lead.matched_by or not matchable.isdisjoint(lead.matched_by)
+
+
+def _unlinked_open_lead(ids: EventIdentities, cands: Candidates) -> LeadRef | None:
+    matchable = frozenset(ids.matchable())
+    return newest_lead(
+        [
+            lead
+            for lead in cands.leads
+            if lead.is_open
+            and lead.contact_id is None
+            and lead.company_id is None
+            and _shares_identity(lead, matchable)
+        ]
+    )
+
+
+def _lead_label(lead: LeadRef) -> str:
+    via = f" ({_identity_labels(lead.matched_by)})" if lead.matched_by else ""
+    return f"lead #{lead.id}{via}"
+
+
+def _known_client(
+    event: InboundEvent,
+    ids: EventIdentities,
+    cands: Candidates,
+    settings: MatchSettings,
+    client: _Client,
+) -> Decision:
+    conflict = _conflict(cands)
+
+    def decision(
+        outcome: Outcome,
+        found: str,
+        action: str,
+        *,
+        responsible_id: int | None,
+        deal_id: int | None = None,
+        lead_id: int | None = None,
+        blind_spot: bool = False,
+    ) -> Decision:
+        reason = f"known {client.label}, {found} → {action}"
+        note = None
+        if conflict is not None:
+            note = f"{conflict}; chose {client.label} ({found})"
+            reason = f"{reason} (conflict: {conflict})"
+        return Decision(
+            outcome,
+            reason,
+            contact_id=client.contact.id if client.contact else None,
+            company_id=client.company.id if client.company else None,
+            lead_id=lead_id,
+            deal_id=deal_id,
+            responsible_id=responsible_id,
+            merge_into_lead=blind_spot,
+            link_lead_to_client=blind_spot,
+            conflict=note,
+        )
+
+    always_add = event.register_mode is RegisterMode.ALWAYS_ADD
+    if not always_add:
+        # Company first: its open items win over the contact's (R2.7).
+        deal = next(filter(None, (newest_deal(m.open_deals) for m in client.members)), None)
+        if deal is not None:
+            return decision(
+                Outcome.ATTACHED_DEAL,
+                f"open deal #{deal.id}",
+                "attached",
+                deal_id=deal.id,
+                responsible_id=deal.responsible_id,
+            )
+        lead = next(filter(None, (newest_lead(m.open_repeat_leads) for m in client.members)), None)
+        if lead is not None:
+            return decision(
+                Outcome.ATTACHED_LEAD,
+                f"open repeat lead #{lead.id}",
+                "attached",
+                lead_id=lead.id,
+                responsible_id=lead.responsible_id,
+            )
+        # Bitrix24 would open a repeat lead next to this lead (R3.12); we link it instead.
+        lead = _unlinked_open_lead(ids, cands)
+        if lead is not None:
+            return decision(
+                Outcome.ATTACHED_LEAD,
+                f"open unlinked {_lead_label(lead)}",
+                "attached, linked to the client, data merged",
+                lead_id=lead.id,
+                responsible_id=lead.responsible_id,
+                blind_spot=True,
+            )
+
+    found = "always-add mode" if always_add else "nothing open"
+    outcome, action = Outcome.ATTACHED_CLIENT, "activity on the client only"
+    if event.direction is Direction.OUTGOING:
+        action = f"outgoing, {action}"
+    elif event.register_mode is RegisterMode.ONLY_UPDATE:
+        action = f"update-only, {action}"
+    elif settings.crm_mode is CrmMode.SIMPLE:
+        outcome, action = Outcome.NEW_REPEAT_DEAL, "new repeat deal"
+    elif settings.repeat_sales or always_add:
+        outcome, action = Outcome.NEW_REPEAT_LEAD, "new repeat lead"
+    else:
+        found = f"{found}, repeat sales off"
+    return decision(outcome, found, action, responsible_id=client.responsible())
+
+
+def _unknown_sender(
+    event: InboundEvent, ids: EventIdentities, cands: Candidates, settings: MatchSettings
+) -> Decision:
+    always_add = event.register_mode is RegisterMode.ALWAYS_ADD
+    if not always_add:
+        lead = newest_lead([lead for lead in cands.leads if lead.is_open])
+        if lead is not None:
+            return Decision(
+                Outcome.ATTACHED_LEAD,
+                f"open {_lead_label(lead)} → attached, data merged",
+                lead_id=lead.id,
+                responsible_id=lead.responsible_id,
+                merge_into_lead=True,
+            )
+        if not settings.repeat_sales and settings.traditional_mode:
+            lead = newest_lead(cands.leads)
+            if lead is not None:
+                return Decision(
+                    Outcome.ATTACHED_LEAD,
+                    f"closed {_lead_label(lead)}, traditional mode → attached, data merged",
+                    lead_id=lead.id,
+                    responsible_id=lead.responsible_id,
+                    merge_into_lead=True,
+                )
+    if event.direction is Direction.OUTGOING:
+        return Decision(Outcome.IGNORED, "outgoing, nobody known → ignored")
+    if event.register_mode is RegisterMode.ONLY_UPDATE:
+        return Decision(Outcome.IGNORED, "update-only, nobody known → ignored")
+    # Hint phones (found in free text) never create: only the sender's own details count.
+    reachable = any(p.valid for p in ids.phones) or ids.emails or ids.handles
+    unusable = [p.raw for p in ids.phones if not p.valid and not is_withheld(p.raw)]
+    if not reachable and not unusable:
+        return Decision(Outcome.IGNORED, "nobody known, no phone, email or messenger id → ignored")
+    new, what = (
+        (Outcome.NEW_DEAL, "new deal")
+        if settings.crm_mode is CrmMode.SIMPLE
+        else (Outcome.NEW_LEAD, "new lead")
+    )
+    if always_add:
+        return Decision(new, f"always-add mode → {what}")
+    if unusable:
+        raws = ", ".join(repr(raw) for raw in unusable)
+        return Decision(new, f"no match, phone {raws} not matched (not a valid number) → {what}")
+    return Decision(new, f"no match → {what}")
+
+
+def decide(
+    event: InboundEvent,
+    ids: EventIdentities,
+    cands: Candidates,
+    settings: MatchSettings,
+    exception_hits: Sequence[Identity],
+    now: datetime,
+) -> Decision:
+    """What to do with `event`, given what the CRM already holds.
+
+    `exception_hits` are those of `ids.exception_checked()` found on the exception list.
+    `now` is unused so far; it is part of the signature for time windows (re-open periods).
+    """
+    if exception_hits:
+        hits = tuple(exception_hits)
+        return Decision(
+            Outcome.IGNORED, f"excepted {_identity_labels(hits)} → ignored", exception_hits=hits
+        )
+    client = _pick_client(cands)
+    if cands.thread_deal_id is not None or cands.thread_lead_id is not None:
+        return _thread_decision(cands, client)
+    if client is not None:
+        return _known_client(event, ids, cands, settings, client)
+    return _unknown_sender(event, ids, cands, settings)

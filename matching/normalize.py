@@ -1,0 +1,104 @@
+"""Turn raw phones, emails and names into the canonical forms identities are compared in.
+
+Phones become E.164 (extension kept apart, never part of the match key), emails become
+lower-case with an IDNA domain. Nothing here raises on bad input: what cannot be normalized is
+reported as "not usable" (e164 None / None) so a caller can keep the raw value for display.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from email.utils import parseaddr
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
+
+from matching.model import PhoneNumber
+
+# What phone systems send instead of a number when the caller hides it.
+_WITHHELD = frozenset(
+    {"", "anonymous", "unknown", "private", "restricted", "withheld", "unavailable", "blocked"}
+)
+_ANGLE_ADDR = re.compile(r"<([^<>]*)>\s*$")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def is_withheld(raw: str | None) -> bool:
+    """True when the "number" is a placeholder for a hidden caller id (or empty)."""
+    return raw is None or raw.strip().casefold() in _WITHHELD
+
+
+def _region(region: str | None) -> str | None:
+    return (region.strip().upper() or None) if region else None
+
+
+def normalize_phone(raw: str, region: str | None) -> PhoneNumber:
+    """E.164 form of `raw`; national forms need `region` (ISO 3166 alpha-2, e.g. "DE")."""
+    if is_withheld(raw):
+        return PhoneNumber(raw, None)
+    text = raw.strip()
+    if text[:4].casefold() == "tel:" and ";phone-context=" not in text.casefold():
+        text = text[4:]
+    try:
+        number = phonenumbers.parse(text, _region(region))
+    except NumberParseException:
+        return PhoneNumber(raw, None)
+    # IS_POSSIBLE_LOCAL_ONLY ("12" in DE) is a dialling fragment, not someone to call back.
+    if phonenumbers.is_possible_number_with_reason(number) != ValidationResult.IS_POSSIBLE:
+        return PhoneNumber(raw, None)
+    e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
+    return PhoneNumber(raw, e164, number.extension or None)
+
+
+def find_phones(text: str, region: str | None) -> tuple[str, ...]:
+    """E.164 numbers found in free text (signatures, message bodies), first occurrence order."""
+    found: dict[str, None] = {}
+    for match in phonenumbers.PhoneNumberMatcher(text, _region(region)):
+        found.setdefault(phonenumbers.format_number(match.number, PhoneNumberFormat.E164))
+    return tuple(found)
+
+
+def _idna_domain(domain: str) -> str | None:
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
+
+
+def _address_part(text: str) -> str:
+    """The bare address of `text`, which may be a display-name or comment form."""
+    _name, addr = parseaddr(text)
+    if "@" in addr and addr in text:
+        return addr
+    # parseaddr gives up on unquoted commas ("Meier, Anna <a@b.de>"); the <…> part still counts.
+    angle = _ANGLE_ADDR.search(text)
+    return angle.group(1).strip() if angle else text
+
+
+def normalize_email(raw: str) -> str | None:
+    """Lower-cased address with an IDNA domain, or None when `raw` is not one address."""
+    text = raw.strip()
+    if text[:7].casefold() == "mailto:":
+        text = text[7:].split("?", 1)[0]
+    addr = _address_part(text).strip()
+    local, at, domain = addr.rpartition("@")
+    if not at or not local or not domain or "@" in local:
+        return None
+    if _WHITESPACE.search(addr) or any(c in addr for c in '<>",;()[]\\'):
+        return None
+    labels = domain.rstrip(".").split(".")
+    if len(labels) < 2 or not all(labels):
+        return None
+    ascii_domain = _idna_domain(".".join(labels).lower())
+    if ascii_domain is None:
+        return None
+    # lower(), not casefold(): casefold turns "ß" into "ss", which is another mailbox.
+    return f"{local.lower()}@{ascii_domain}"
+
+
+def normalize_name(raw: str | None) -> str:
+    """Comparable form of a person / company name, for display and suggestions only."""
+    if not raw:
+        return ""
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", raw).casefold()).strip()

@@ -1,0 +1,62 @@
+"""What an event says about its sender, normalized."""
+
+from __future__ import annotations
+
+from matching.event import Handle
+from matching.identities import event_identities
+from matching.model import CommKind, Identity, PhoneNumber
+from tests.matching.factories import event
+
+
+def test_phones_use_the_line_region_and_fall_back_to_the_default() -> None:
+    on_ru_line = event(phones=("8 (495) 123-45-67",), phone_region="RU")
+    assert event_identities(on_ru_line, "DE").phones[0].e164 == "+74951234567"
+    default = event(phones=("030 1234567",))
+    assert event_identities(default, "DE").phones[0].e164 == "+49301234567"
+
+
+def test_same_number_in_two_spellings_counts_once_and_order_is_kept() -> None:
+    ev = event(phones=("0171 1234567", "030 1234567", "+49 30 1234567"))
+    assert [p.e164 for p in event_identities(ev, "DE").phones] == [
+        "+491711234567",
+        "+49301234567",
+    ]
+
+
+def test_withheld_numbers_are_dropped_but_unparseable_ones_are_kept_raw() -> None:
+    ev = event(phones=("anonymous", "", "12"))
+    assert event_identities(ev, "DE").phones == (PhoneNumber("12", None),)
+
+
+def test_emails_are_normalized_and_bad_ones_dropped() -> None:
+    ev = event(emails=("Anna@Example.com", "not an address", '"A" <anna@example.com>'))
+    assert event_identities(ev, "DE").emails == ("anna@example.com",)
+
+
+def test_handles_become_identities() -> None:
+    ev = event(
+        handles=(
+            Handle("telegram", "42", "anna"),
+            Handle("WhatsApp", "4915112345678"),
+            Handle("viber", "abc"),
+            Handle("telegram", "42"),
+            Handle("telegram", " "),
+        )
+    )
+    assert event_identities(ev, "DE").handles == (
+        Identity(CommKind.TELEGRAM, "42"),
+        Identity(CommKind.WHATSAPP, "4915112345678"),
+        Identity(CommKind.OTHER, "viber:abc"),
+    )
+
+
+def test_hint_phones_match_but_are_not_exception_checked() -> None:
+    ev = event(phones=("030 1234567",), hint_phones=("+49 30 1234567", "0171 1234567", "12"))
+    ids = event_identities(ev, "DE")
+    assert [p.e164 for p in ids.hint_phones] == ["+491711234567"]
+    assert Identity(CommKind.PHONE, "+491711234567") in ids.matchable()
+    assert Identity(CommKind.PHONE, "+491711234567") not in ids.exception_checked()
+
+
+def test_event_without_contact_data_has_nothing_to_match() -> None:
+    assert event_identities(event(phones=("anonymous",)), "DE").matchable() == ()
