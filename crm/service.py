@@ -1,0 +1,54 @@
+"""The CRM facade: every use case the bot, the channels and the REST API may call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from crm.config import CrmConfig
+from crm.db import Database
+from crm.models import utcnow
+from crm.services.activities import Activities
+from crm.services.deals import Deals
+from crm.services.events import Events
+from crm.services.exceptions import Exceptions
+from crm.services.intake import Intake, SeenCache
+from crm.services.leads import Leads
+from crm.services.outbox import Outbox
+from crm.services.pipelines import sync_pipelines
+from crm.services.records import Records
+from crm.services.reps import Reps
+from crm.services.runtime import RuntimeSettings
+from crm.services.search import Search
+from crm.services.tokens import Tokens
+
+
+class Crm:
+    def __init__(
+        self,
+        db: Database,
+        config: CrmConfig,
+        *,
+        seen: SeenCache | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.records = Records(db, config.default_region)
+        self.leads = Leads(db, config)
+        self.deals = Deals(db, config)
+        self.activities = Activities(db)
+        self.exceptions = Exceptions(db, config.default_region)
+        self.reps = Reps(db)
+        self.search = Search(db, config)
+        self.tokens = Tokens(db)
+        self.events = Events(db)
+        self.outbox = Outbox(db)
+        self.settings = RuntimeSettings(db, config.match)
+        self.intake = Intake(db, config, seen=seen, clock=clock)
+
+    async def prepare(self) -> None:
+        """Start-up work on a migrated database: pipelines from config, configured admins."""
+        async with self.db.transaction() as s:
+            await sync_pipelines(s, self.config)
+        await self.reps.ensure_admins(self.config.admin_telegram_ids)

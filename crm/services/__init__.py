@@ -1,0 +1,1 @@
+"""CRM use cases: async, one transaction each, returning plain dataclasses."""

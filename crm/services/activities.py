@@ -1,0 +1,205 @@
+"""Activities: comments, scheduled tasks and call-backs, the record's history, due lists."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from crm.db import Database
+from crm.dto import SYSTEM, ActivityView, Actor, TimelineView
+from crm.errors import Conflict, InvalidInput, NotFound
+from crm.models import Activity, ActivityBinding, TimelineEntry, utcnow
+from crm.services.common import (
+    OWNER_MODELS,
+    activity_views,
+    add_timeline,
+    bind_activity,
+    check_access,
+    get_or_404,
+)
+
+KINDS = ("call", "email", "message", "webform", "meeting", "task", "comment")
+
+
+class Activities:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def comment(
+        self, owner_type: str, owner_id: int, text: str, actor: Actor = SYSTEM
+    ) -> ActivityView:
+        text = text.strip()
+        if not text:
+            raise InvalidInput("a comment needs some text")
+        async with self.db.transaction() as s:
+            await self._owner(s, owner_type, owner_id, actor)
+            act = Activity(
+                kind="comment",
+                body=text[:20_000],
+                done=True,
+                done_at=utcnow(),
+                author_id=actor.rep_id,
+                responsible_id=actor.rep_id,
+                created_at=utcnow(),
+            )
+            s.add(act)
+            await s.flush()
+            await bind_activity(s, act.id, [(owner_type, owner_id)])
+            add_timeline(s, owner_type, owner_id, "comment", actor, after={"activity_id": act.id})
+            return (await activity_views(s, [act]))[0]
+
+    async def schedule(
+        self,
+        owner_type: str,
+        owner_id: int,
+        *,
+        due_at: datetime,
+        subject: str,
+        kind: str = "task",
+        responsible_id: int | None = None,
+        actor: Actor = SYSTEM,
+    ) -> ActivityView:
+        if kind not in KINDS or kind == "comment":
+            raise InvalidInput(f"cannot schedule a {kind!r}")
+        if due_at.tzinfo is None:
+            raise InvalidInput("due time needs a timezone")
+        async with self.db.transaction() as s:
+            owner = await self._owner(s, owner_type, owner_id, actor)
+            act = Activity(
+                kind=kind,
+                subject=subject[:500],
+                due_at=due_at,
+                done=False,
+                responsible_id=responsible_id or actor.rep_id or owner.responsible_id,
+                author_id=actor.rep_id,
+                created_at=utcnow(),
+            )
+            s.add(act)
+            await s.flush()
+            await bind_activity(s, act.id, [(owner_type, owner_id)])
+            add_timeline(
+                s,
+                owner_type,
+                owner_id,
+                "scheduled",
+                actor,
+                after={"activity_id": act.id, "due_at": due_at.isoformat()},
+            )
+            return (await activity_views(s, [act]))[0]
+
+    async def complete(
+        self, activity_id: int, actor: Actor = SYSTEM, result: str | None = None
+    ) -> ActivityView:
+        async with self.db.transaction() as s:
+            act: Activity = await get_or_404(s, Activity, activity_id, "activity")
+            check_access(actor, act.responsible_id, "this task")
+            if act.done:
+                raise Conflict("this task is already done")
+            act.done, act.done_at, act.result = True, utcnow(), result
+            for b in await s.scalars(
+                select(ActivityBinding).where(ActivityBinding.activity_id == act.id)
+            ):
+                add_timeline(
+                    s,
+                    b.owner_type,
+                    b.owner_id,
+                    "completed",
+                    actor,
+                    after={"activity_id": act.id, "result": result},
+                )
+            return (await activity_views(s, [act]))[0]
+
+    async def get(self, activity_id: int, actor: Actor = SYSTEM) -> ActivityView:
+        async with self.db.transaction() as s:
+            act: Activity = await get_or_404(s, Activity, activity_id, "activity")
+            check_access(actor, act.responsible_id, "this activity")
+            return (await activity_views(s, [act]))[0]
+
+    async def of_record(
+        self, owner_type: str, owner_id: int, actor: Actor = SYSTEM, limit: int = 100
+    ) -> list[ActivityView]:
+        async with self.db.transaction() as s:
+            await self._owner(s, owner_type, owner_id, actor)
+            acts = await s.scalars(
+                select(Activity)
+                .join(ActivityBinding, ActivityBinding.activity_id == Activity.id)
+                .where(
+                    ActivityBinding.owner_type == owner_type, ActivityBinding.owner_id == owner_id
+                )
+                .order_by(Activity.id)
+                .limit(limit)
+            )
+            return await activity_views(s, list(acts))
+
+    async def timeline(
+        self, owner_type: str, owner_id: int, actor: Actor = SYSTEM
+    ) -> list[TimelineView]:
+        async with self.db.transaction() as s:
+            await self._owner(s, owner_type, owner_id, actor)
+            rows = await s.scalars(
+                select(TimelineEntry)
+                .where(TimelineEntry.owner_type == owner_type, TimelineEntry.owner_id == owner_id)
+                .order_by(TimelineEntry.id)
+            )
+            return [
+                TimelineView(
+                    id=t.id,
+                    owner_type=t.owner_type,
+                    owner_id=t.owner_id,
+                    actor_id=t.actor_id,
+                    action=t.action,
+                    before=t.before,
+                    after=t.after,
+                    at=t.at,
+                )
+                for t in rows
+            ]
+
+    async def due(
+        self, now: datetime, *, rep_id: int | None = None, until: datetime | None = None
+    ) -> list[ActivityView]:
+        """Open scheduled activities due before `until` (default: now), oldest first."""
+        async with self.db.transaction() as s:
+            query = select(Activity).where(
+                Activity.done.is_(False),
+                Activity.due_at.is_not(None),
+                Activity.due_at <= (until or now),
+            )
+            if rep_id is not None:
+                query = query.where(Activity.responsible_id == rep_id)
+            rows = await s.scalars(query.order_by(Activity.due_at, Activity.id).limit(200))
+            return await activity_views(s, list(rows))
+
+    async def claim_reminders(self, now: datetime) -> list[ActivityView]:
+        """Due tasks nobody was reminded of yet; marks them reminded in the same transaction."""
+        async with self.db.transaction() as s:
+            rows = list(
+                await s.scalars(
+                    select(Activity)
+                    .where(
+                        Activity.done.is_(False),
+                        Activity.due_at <= now,
+                        Activity.reminded_at.is_(None),
+                    )
+                    .order_by(Activity.due_at)
+                    .limit(100)
+                )
+            )
+            for act in rows:
+                act.reminded_at = now
+            return await activity_views(s, rows)
+
+    async def _owner(self, s: object, owner_type: str, owner_id: int, actor: Actor) -> Any:
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        assert isinstance(s, AsyncSession)
+        model = OWNER_MODELS.get(owner_type)
+        if model is None:
+            raise InvalidInput(f"unknown record type {owner_type!r}")
+        owner = await s.get(model, owner_id)
+        if owner is None:
+            raise NotFound(f"{owner_type} #{owner_id} does not exist")
+        check_access(actor, owner.responsible_id, f"{owner_type} #{owner_id}")
+        return owner

@@ -1,0 +1,188 @@
+"""Contacts and companies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from crm.db import Database
+from crm.dto import SYSTEM, Actor, CompanyView, ContactView
+from crm.errors import InvalidInput
+from crm.identity import identities_from_values
+from crm.models import Company, Contact, utcnow
+from crm.services.common import (
+    add_comms,
+    add_timeline,
+    check_access,
+    company_views,
+    contact_views,
+    get_or_404,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ContactInput:
+    name: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    company_id: int | None = None
+    responsible_id: int | None = None
+    phones: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+    comments: str | None = None
+
+
+def display_name(first: str | None, last: str | None, name: str | None) -> str | None:
+    joined = " ".join(p for p in (first, last) if p)
+    return (name or joined or None) if name or joined else None
+
+
+class Records:
+    def __init__(self, db: Database, default_region: str) -> None:
+        self.db = db
+        self.region = default_region
+
+    async def create_contact(self, data: ContactInput, actor: Actor = SYSTEM) -> ContactView:
+        name = display_name(data.first_name, data.last_name, data.name)
+        if not name and not data.phones and not data.emails:
+            raise InvalidInput("a contact needs a name, a phone or an email")
+        async with self.db.transaction() as s:
+            if data.company_id is not None:
+                await get_or_404(s, Company, data.company_id, "company")
+            now = utcnow()
+            contact = Contact(
+                name=name or (data.emails or data.phones)[0],
+                first_name=data.first_name,
+                last_name=data.last_name,
+                company_id=data.company_id,
+                responsible_id=data.responsible_id,
+                comments=data.comments,
+                created_at=now,
+                modified_at=now,
+            )
+            s.add(contact)
+            await s.flush()
+            ids = identities_from_values(data.phones, data.emails, self.region)
+            await add_comms(s, "contact", contact.id, ids)
+            add_timeline(s, "contact", contact.id, "created", actor, after={"name": contact.name})
+            return (await contact_views(s, [contact]))[0]
+
+    async def update_contact(
+        self, contact_id: int, data: ContactInput, actor: Actor = SYSTEM
+    ) -> ContactView:
+        """Fill in the given fields; phones and emails are added, never replaced."""
+        async with self.db.transaction() as s:
+            contact: Contact = await get_or_404(s, Contact, contact_id, "contact")
+            check_access(actor, contact.responsible_id, "this contact")
+            before = {"name": contact.name, "company_id": contact.company_id}
+            for attr in ("first_name", "last_name", "comments", "responsible_id", "company_id"):
+                value = getattr(data, attr)
+                if value is not None:
+                    setattr(contact, attr, value)
+            if data.company_id is not None:
+                await get_or_404(s, Company, data.company_id, "company")
+            contact.name = display_name(data.first_name, data.last_name, data.name) or contact.name
+            contact.modified_at = utcnow()
+            ids = identities_from_values(data.phones, data.emails, self.region)
+            added = await add_comms(s, "contact", contact.id, ids)
+            after = {"name": contact.name, "company_id": contact.company_id, "added": added}
+            add_timeline(s, "contact", contact.id, "updated", actor, before=before, after=after)
+            return (await contact_views(s, [contact]))[0]
+
+    async def create_company(
+        self,
+        title: str,
+        *,
+        phones: tuple[str, ...] = (),
+        emails: tuple[str, ...] = (),
+        responsible_id: int | None = None,
+        actor: Actor = SYSTEM,
+    ) -> CompanyView:
+        if not title.strip():
+            raise InvalidInput("a company needs a title")
+        async with self.db.transaction() as s:
+            now = utcnow()
+            company = Company(
+                title=title.strip(), responsible_id=responsible_id, created_at=now, modified_at=now
+            )
+            s.add(company)
+            await s.flush()
+            await add_comms(
+                s, "company", company.id, identities_from_values(phones, emails, self.region)
+            )
+            add_timeline(s, "company", company.id, "created", actor, after={"title": title})
+            return (await company_views(s, [company]))[0]
+
+    async def update_company(
+        self,
+        company_id: int,
+        *,
+        title: str | None = None,
+        phones: tuple[str, ...] = (),
+        emails: tuple[str, ...] = (),
+        responsible_id: int | None = None,
+        actor: Actor = SYSTEM,
+    ) -> CompanyView:
+        async with self.db.transaction() as s:
+            company: Company = await get_or_404(s, Company, company_id, "company")
+            check_access(actor, company.responsible_id, "this company")
+            before = {"title": company.title}
+            if title:
+                company.title = title.strip()
+            if responsible_id is not None:
+                company.responsible_id = responsible_id
+            company.modified_at = utcnow()
+            added = await add_comms(
+                s, "company", company.id, identities_from_values(phones, emails, self.region)
+            )
+            add_timeline(
+                s,
+                "company",
+                company.id,
+                "updated",
+                actor,
+                before=before,
+                after={"title": company.title, "added": added},
+            )
+            return (await company_views(s, [company]))[0]
+
+    async def get_contact(self, contact_id: int, actor: Actor = SYSTEM) -> ContactView:
+        async with self.db.transaction() as s:
+            contact: Contact = await get_or_404(s, Contact, contact_id, "contact")
+            check_access(actor, contact.responsible_id, "this contact")
+            return (await contact_views(s, [contact]))[0]
+
+    async def get_company(self, company_id: int, actor: Actor = SYSTEM) -> CompanyView:
+        async with self.db.transaction() as s:
+            company: Company = await get_or_404(s, Company, company_id, "company")
+            check_access(actor, company.responsible_id, "this company")
+            return (await company_views(s, [company]))[0]
+
+    async def list_contacts(
+        self, *, offset: int = 0, limit: int = 50, actor: Actor = SYSTEM
+    ) -> tuple[list[ContactView], int]:
+        from crm.services.listing import page_of
+
+        async with self.db.transaction() as s:
+            query = select(Contact)
+            if not actor.sees_everything:
+                query = query.where(
+                    (Contact.responsible_id == actor.rep_id) | Contact.responsible_id.is_(None)
+                )
+            rows, total = await page_of(s, query, Contact.id, offset, limit)
+            return await contact_views(s, rows), total
+
+    async def list_companies(
+        self, *, offset: int = 0, limit: int = 50, actor: Actor = SYSTEM
+    ) -> tuple[list[CompanyView], int]:
+        from crm.services.listing import page_of
+
+        async with self.db.transaction() as s:
+            query = select(Company)
+            if not actor.sees_everything:
+                query = query.where(
+                    (Company.responsible_id == actor.rep_id) | Company.responsible_id.is_(None)
+                )
+            rows, total = await page_of(s, query, Company.id, offset, limit)
+            return await company_views(s, rows), total

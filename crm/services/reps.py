@@ -1,0 +1,153 @@
+"""Reps, invites, and the round-robin distribution queue for new leads."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.db import Database
+from crm.dto import RepView
+from crm.errors import Conflict, InvalidInput, NotFound
+from crm.models import KeyValue, Rep, utcnow
+from crm.services.common import get_or_404, rep_view
+
+ROLES = ("rep", "supervisor", "admin")
+INVITE_TTL = timedelta(days=7)
+
+
+def _hash(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+class Reps:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def add(
+        self,
+        name: str,
+        *,
+        role: str = "rep",
+        telegram_user_id: int | None = None,
+        email: str | None = None,
+        phone: str | None = None,
+        extension: str | None = None,
+    ) -> RepView:
+        if role not in ROLES:
+            raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+        if not name.strip():
+            raise InvalidInput("a rep needs a name")
+        try:
+            async with self.db.transaction() as s:
+                rep = Rep(
+                    name=name.strip(),
+                    role=role,
+                    telegram_user_id=telegram_user_id,
+                    email=email.lower() if email else None,
+                    phone=phone,
+                    extension=extension,
+                    active=True,
+                    created_at=utcnow(),
+                )
+                s.add(rep)
+                await s.flush()
+                return rep_view(rep)
+        except IntegrityError:
+            raise Conflict(f"Telegram user {telegram_user_id} is a rep already") from None
+
+    async def all(self, include_inactive: bool = True) -> list[RepView]:
+        async with self.db.transaction() as s:
+            query = select(Rep).order_by(Rep.id)
+            if not include_inactive:
+                query = query.where(Rep.active.is_(True))
+            return [rep_view(r) for r in await s.scalars(query)]
+
+    async def get(self, rep_id: int) -> RepView:
+        async with self.db.transaction() as s:
+            return rep_view(await get_or_404(s, Rep, rep_id, "rep"))
+
+    async def by_telegram(self, telegram_user_id: int) -> RepView | None:
+        async with self.db.transaction() as s:
+            rep = await s.scalar(select(Rep).where(Rep.telegram_user_id == telegram_user_id))
+            return rep_view(rep) if rep else None
+
+    async def deactivate(self, rep_id: int) -> RepView:
+        async with self.db.transaction() as s:
+            rep: Rep = await get_or_404(s, Rep, rep_id, "rep")
+            rep.active = False
+            return rep_view(rep)
+
+    async def set_role(self, rep_id: int, role: str) -> RepView:
+        if role not in ROLES:
+            raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+        async with self.db.transaction() as s:
+            rep: Rep = await get_or_404(s, Rep, rep_id, "rep")
+            rep.role = role
+            return rep_view(rep)
+
+    async def ensure_admins(self, telegram_ids: Sequence[int]) -> None:
+        """Admins named in the configuration exist and are active admins."""
+        async with self.db.transaction() as s:
+            for tg_id in telegram_ids:
+                rep = await s.scalar(select(Rep).where(Rep.telegram_user_id == tg_id))
+                if rep is None:
+                    s.add(Rep(name=f"Admin {tg_id}", telegram_user_id=tg_id, role="admin"))
+                else:
+                    rep.role, rep.active = "admin", True
+
+    async def create_invite(self, rep_id: int) -> str:
+        """A one-time code; `/start <code>` binds the Telegram account that sends it."""
+        code = secrets.token_urlsafe(18)
+        async with self.db.transaction() as s:
+            rep: Rep = await get_or_404(s, Rep, rep_id, "rep")
+            rep.invite_code_hash = _hash(code)
+            rep.invite_expires_at = utcnow() + INVITE_TTL
+        return code
+
+    async def redeem_invite(self, code: str, telegram_user_id: int) -> RepView:
+        async with self.db.transaction() as s:
+            rep = await s.scalar(select(Rep).where(Rep.invite_code_hash == _hash(code.strip())))
+            if rep is None or not rep.active:
+                raise NotFound("this invite link is not valid")
+            if rep.invite_expires_at and rep.invite_expires_at < utcnow():
+                raise Conflict("this invite link has expired; ask for a new one")
+            other = await s.scalar(select(Rep).where(Rep.telegram_user_id == telegram_user_id))
+            if other is not None and other.id != rep.id:
+                raise Conflict("this Telegram account already belongs to another rep")
+            rep.telegram_user_id = telegram_user_id
+            rep.invite_code_hash = None
+            rep.invite_expires_at = None
+            return rep_view(rep)
+
+
+async def next_in_queue(
+    s: AsyncSession, queue_name: str, members: Sequence[int] = ()
+) -> int | None:
+    """Strict round robin over the active members (all active reps when none are named).
+
+    The position is stored in the database, so a restart does not reset it; callers hold the
+    identity lock / write transaction, which serializes concurrent picks.
+    """
+    query = select(Rep.id).where(Rep.active.is_(True))
+    query = query.where(Rep.id.in_(members)) if members else query.where(Rep.role == "rep")
+    active = sorted(await s.scalars(query))
+    if not active and not members:
+        active = sorted(await s.scalars(select(Rep.id).where(Rep.active.is_(True))))
+    if not active:
+        return None
+    key = f"rr:{queue_name}"
+    state = await s.get(KeyValue, key)
+    last = int(state.value.get("last", 0)) if state else 0
+    chosen = next((r for r in active if r > last), active[0])
+    if state is None:
+        s.add(KeyValue(key=key, value={"last": chosen}, updated_at=utcnow()))
+    else:
+        state.value = {"last": chosen}
+        state.updated_at = utcnow()
+    return chosen

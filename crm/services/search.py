@@ -1,0 +1,133 @@
+"""Finding people and records by phone, email or name; duplicate lookups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+
+from crm.config import CrmConfig
+from crm.db import Database
+from crm.dto import SYSTEM, Actor, ContactView, DealView, DuplicateHits, LeadView
+from crm.identity import identities_from_values
+from crm.models import Communication, Company, Contact, Deal, Lead
+from crm.services.common import contact_views, deal_views, lead_views
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    contacts: list[ContactView]
+    companies: list[tuple[int, str]]
+    leads: list[LeadView]
+    deals: list[DealView]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.contacts or self.companies or self.leads or self.deals)
+
+
+class Search:
+    def __init__(self, db: Database, config: CrmConfig) -> None:
+        self.db = db
+        self.config = config
+
+    async def duplicates(self, phones: list[str], emails: list[str]) -> DuplicateHits:
+        ids = identities_from_values(phones, emails, self.config.default_region)
+        values = [p.e164 for p in ids.phones if p.e164] + list(ids.emails)
+        hits: dict[str, list[int]] = {"lead": [], "contact": [], "company": []}
+        if values:
+            async with self.db.transaction() as s:
+                rows = await s.execute(
+                    select(Communication.owner_type, Communication.owner_id)
+                    .where(
+                        Communication.kind.in_(("phone", "email")),
+                        Communication.value.in_(values),
+                    )
+                    .distinct()
+                )
+                for owner_type, owner_id in rows:
+                    hits.setdefault(owner_type, []).append(owner_id)
+        return DuplicateHits(
+            leads=sorted(set(hits["lead"])),
+            contacts=sorted(set(hits["contact"])),
+            companies=sorted(set(hits["company"])),
+        )
+
+    async def find(self, query: str, actor: Actor = SYSTEM, limit: int = 10) -> SearchResult:
+        """A phone or email finds exact holders; anything else searches names and titles."""
+        query = query.strip()
+        ids = identities_from_values(
+            [query] if "@" not in query else [],
+            [query] if "@" in query else [],
+            self.config.default_region,
+        )
+        values = [p.e164 for p in ids.phones if p.e164] + list(ids.emails)
+        async with self.db.transaction() as s:
+            owners: dict[str, set[int]] = {"lead": set(), "contact": set(), "company": set()}
+            if values:
+                rows = await s.execute(
+                    select(Communication.owner_type, Communication.owner_id).where(
+                        Communication.value.in_(values)
+                    )
+                )
+                for t, i in rows:
+                    owners.setdefault(t, set()).add(i)
+            elif len(query) >= 2:
+                pattern = f"%{query.lower()}%"
+                owners["contact"] |= set(
+                    await s.scalars(
+                        select(Contact.id)
+                        .where(func.lower(Contact.name).like(pattern))
+                        .limit(limit)
+                    )
+                )
+                owners["company"] |= set(
+                    await s.scalars(
+                        select(Company.id)
+                        .where(func.lower(Company.title).like(pattern))
+                        .limit(limit)
+                    )
+                )
+                owners["lead"] |= set(
+                    await s.scalars(
+                        select(Lead.id)
+                        .where(
+                            func.lower(Lead.title).like(pattern)
+                            | func.lower(func.coalesce(Lead.name, "")).like(pattern)
+                        )
+                        .limit(limit)
+                    )
+                )
+            contacts = list(
+                await s.scalars(
+                    select(Contact).where(Contact.id.in_(owners["contact"])).limit(limit)
+                )
+            )
+            companies = list(
+                await s.execute(
+                    select(Company.id, Company.title)
+                    .where(Company.id.in_(owners["company"]))
+                    .limit(limit)
+                )
+            )
+            lead_q = select(Lead).where(Lead.id.in_(owners["lead"]))
+            deal_q = select(Deal).where(
+                Deal.contact_id.in_(owners["contact"] | {c.id for c in contacts})
+                | Deal.company_id.in_(owners["company"])
+            )
+            if not actor.sees_everything:
+                lead_q = lead_q.where(
+                    (Lead.responsible_id == actor.rep_id) | Lead.responsible_id.is_(None)
+                )
+                deal_q = deal_q.where(
+                    (Deal.responsible_id == actor.rep_id) | Deal.responsible_id.is_(None)
+                )
+                contacts = [c for c in contacts if c.responsible_id in (None, actor.rep_id)]
+            leads = list(await s.scalars(lead_q.order_by(Lead.id.desc()).limit(limit)))
+            deals = list(await s.scalars(deal_q.order_by(Deal.id.desc()).limit(limit)))
+            return SearchResult(
+                contacts=await contact_views(s, contacts),
+                companies=[(i, t) for i, t in companies.__iter__()] if companies else [],
+                leads=await lead_views(s, self.config, leads),
+                deals=await deal_views(s, deals),
+            )

@@ -1,0 +1,262 @@
+"""Service configuration: one TOML file (LEADBOT_CONFIG / --config) plus LEADBOT_* overrides.
+
+Every key is validated at start-up; unknown keys are errors, so a typo never silently falls back
+to a default. Secrets are `SecretStr`, masked in every repr and log line.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+Semantic = Literal["process", "success", "failure"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    # The URL the outside world uses to reach us (webhook signatures are computed over it).
+    public_url: str = "http://127.0.0.1:8080"
+    shutdown_timeout: float = Field(10.0, gt=0)
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite+aiosqlite:///./leadbot.db"
+    echo: bool = False
+    pool_size: int = Field(10, ge=1)
+
+
+class RedisSettings(_Section):
+    url: str | None = None  # None: in-process queue and locks
+    stream: str = "leadbot:events"
+    group: str = "leadbot-workers"
+    claim_idle_ms: int = Field(30_000, ge=100)
+
+
+class StatusSettings(_Section):
+    id: str
+    name: str
+    semantic: Semantic = "process"
+
+
+class PipelineSettings(_Section):
+    id: str
+    name: str
+    stages: tuple[StatusSettings, ...]
+
+    @model_validator(mode="after")
+    def _needs_all_semantics(self) -> PipelineSettings:
+        kinds = {s.semantic for s in self.stages}
+        if kinds != {"process", "success", "failure"}:
+            raise ValueError(
+                f"pipeline {self.id!r} needs at least one in-progress, one success and one "
+                "failure stage"
+            )
+        return self
+
+
+DEFAULT_LEAD_STATUSES = (
+    StatusSettings(id="NEW", name="New", semantic="process"),
+    StatusSettings(id="IN_PROCESS", name="In progress", semantic="process"),
+    StatusSettings(id="PROCESSED", name="Processed", semantic="process"),
+    StatusSettings(id="JUNK", name="Junk", semantic="failure"),
+    StatusSettings(id="CONVERTED", name="Converted", semantic="success"),
+)
+
+DEFAULT_PIPELINES = (
+    PipelineSettings(
+        id="sales",
+        name="Sales",
+        stages=(
+            StatusSettings(id="NEW", name="New", semantic="process"),
+            StatusSettings(id="PREPARATION", name="Preparing offer", semantic="process"),
+            StatusSettings(id="NEGOTIATION", name="Negotiation", semantic="process"),
+            StatusSettings(id="WON", name="Won", semantic="success"),
+            StatusSettings(id="LOSE", name="Lost", semantic="failure"),
+        ),
+    ),
+)
+
+
+class CrmSettings(_Section):
+    mode: Literal["classic", "simple"] = "classic"
+    repeat_sales: bool = True
+    # Reuse a closed lead of the same person; only meaningful with repeat_sales off.
+    traditional_mode: bool = False
+    default_region: str = Field("DE", min_length=2, max_length=2)
+    default_currency: str = "EUR"
+    # What an ordinary lead converts into (a repeat lead always converts into a deal only).
+    lead_converts_to: tuple[Literal["contact", "company", "deal"], ...] = ("contact", "deal")
+    lead_statuses: tuple[StatusSettings, ...] = DEFAULT_LEAD_STATUSES
+    pipelines: tuple[PipelineSettings, ...] = DEFAULT_PIPELINES
+    # A new lead not taken within this many minutes goes to the next rep (0 = never).
+    escalation_minutes: int = Field(15, ge=0)
+    timezone: str = "Europe/Berlin"
+
+    @model_validator(mode="after")
+    def _check(self) -> CrmSettings:
+        if not self.pipelines:
+            raise ValueError("at least one pipeline is needed")
+        semantics = {s.semantic for s in self.lead_statuses}
+        if semantics != {"process", "success", "failure"}:
+            raise ValueError("lead_statuses need an in-progress, a success and a failure status")
+        if "deal" not in self.lead_converts_to and not self.lead_converts_to:
+            raise ValueError("lead_converts_to must not be empty")
+        return self
+
+
+class TelegramSettings(_Section):
+    token: SecretStr | None = None
+    # Bot API server; tests point this at a local fake.
+    base_url: str = "https://api.telegram.org/bot"
+    base_file_url: str = "https://api.telegram.org/file/bot"
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_path: str = "/hooks/telegram"
+    webhook_secret: SecretStr | None = None
+    admins: tuple[int, ...] = ()
+    # A second, customer-facing bot; empty: customers write to the rep bot.
+    customer_token: SecretStr | None = None
+    ask_phone: bool = True
+    send_retries: int = Field(8, ge=1)
+
+
+class PhoneSettings(_Section):
+    # Shared secret of the generic JSON webhook (X-Leadbot-Signature).
+    webhook_secret: SecretStr | None = None
+    twilio_auth_token: SecretStr | None = None
+    # Public URL prefix Twilio calls (behind a reverse proxy it differs from the bind address).
+    twilio_public_url: str | None = None
+    twilio_dial_responsible: bool = True
+    twilio_fallback_number: str | None = None
+    # Bitrix24-compatible REST: /rest/<user>/<token>/<method>.
+    bitrix_token: SecretStr | None = None
+    # Bearer token of GET /hooks/calls/lookup.
+    lookup_token: SecretStr | None = None
+    region: str | None = None
+    internal_extensions: tuple[str, ...] = ()
+    our_numbers: tuple[str, ...] = ()
+
+
+class MailboxSettings(_Section):
+    name: str
+    host: str
+    port: int = 993
+    security: Literal["tls", "starttls", "none"] = "tls"
+    user: str
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    folder: str = "INBOX"
+    processed_folder: str | None = None  # None: flag \Seen and keep in place
+    quarantine_folder: str = "Leadbot-Quarantine"
+    region: str | None = None
+    queue: tuple[int, ...] = ()  # rep ids for round robin of new leads from this mailbox
+    first_sync_days: int = Field(7, ge=0)
+    allow_lists: bool = False
+    robot_senders: tuple[str, ...] = ()  # form robots: Reply-To is the customer
+    rate_limit_per_hour: int = Field(20, ge=1)
+    poll_interval: float = Field(60.0, gt=0)
+    idle_renew_seconds: float = Field(25 * 60.0, gt=0)
+
+
+class FormSettings(_Section):
+    key: str
+    field_map: dict[str, str] = {}
+    region: str | None = None
+    queue: tuple[int, ...] = ()
+    duplicate_mode: Literal["merge", "always_new"] = "merge"
+    success_redirect: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    honeypot: str = "website"
+    rate_limit_per_minute: int = Field(10, ge=1)
+
+
+class WhatsAppSettings(_Section):
+    verify_token: SecretStr | None = None
+    app_secret: SecretStr | None = None
+
+
+class Settings(BaseSettings):
+    """The whole configuration; see config/leadbot.example.toml for every key."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LEADBOT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    http: HttpSettings = HttpSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    crm: CrmSettings = CrmSettings()
+    telegram: TelegramSettings = TelegramSettings()
+    phone: PhoneSettings = PhoneSettings()
+    mailboxes: tuple[MailboxSettings, ...] = ()
+    forms: tuple[FormSettings, ...] = ()
+    whatsapp: WhatsAppSettings = WhatsAppSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Set through LEADBOT_CONFIG or --config; read before the other keys.
+    config: Path | None = Field(default=None, exclude=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _config_path(init_settings)
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+class ConfigError(Exception):
+    """A one-line, user-facing configuration problem."""
+
+
+def _config_path(init_settings: PydanticBaseSettingsSource) -> Path | None:
+    given = init_settings().get("config") or os.environ.get("LEADBOT_CONFIG")
+    return Path(given) if given else None
+
+
+def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read and validate the configuration, or raise ConfigError naming the bad key."""
+    if config is not None:
+        overrides["config"] = Path(config)
+    path = overrides.get("config") or os.environ.get("LEADBOT_CONFIG")
+    if path and not Path(path).is_file():
+        raise ConfigError(f"config file {path}: not found")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+    except ValueError as exc:  # TOML syntax errors and the like
+        raise ConfigError(f"config file {path}: {exc}") from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = str(err["msg"])
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = len(exc.errors()) - 1
+    tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"config error: {key}: {msg}{tail}"

@@ -1,0 +1,113 @@
+"""Shared fixtures: a real database per test on SQLite and on PostgreSQL, and a CRM on it.
+
+PostgreSQL: each run creates its own database (and drops it at the end), migrated once with
+Alembic; every test starts from empty tables. SQLite: a fresh file per test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from crm.config import CrmConfig
+from crm.db import Database
+from crm.models import Base
+from crm.schema import upgrade_blocking
+from crm.service import Crm
+from matching.event import Channel, InboundEvent
+
+PG_ADMIN_DSN = os.environ.get("LEADBOT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("LEADBOT_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+async def _pg_admin(sql: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _in_thread(fn: Callable[[], Any]) -> Any:
+    """Run blocking set-up that starts its own event loop, even when a test loop is running."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn).result()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, migrated with Alembic."""
+    name = f"leadbot_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    _in_thread(lambda: asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"')))
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    url = f"{base}/{name}"
+    _in_thread(lambda: upgrade_blocking(url))
+    yield url
+    _in_thread(lambda: asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')))
+
+
+async def _truncate(db: Database) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    async with db.engine.begin() as conn:
+        await conn.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+
+
+async def open_db(backend: str, tmp_path: Path, pg_url: str | None) -> Database:
+    if backend == "sqlite":
+        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'leadbot.db'}")
+        async with db.engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        return db
+    assert pg_url is not None
+    db = Database(pg_url, pool_size=5)
+    await _truncate(db)
+    return db
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def db(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Database]:
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else None
+    database = await open_db(backend, tmp_path, url)
+    yield database
+    await database.dispose()
+
+
+def crm_config(**overrides: Any) -> CrmConfig:
+    return CrmConfig(**overrides)
+
+
+@pytest.fixture
+async def crm(db: Database) -> Crm:
+    service = Crm(db, CrmConfig())
+    await service.prepare()
+    return service
+
+
+_counter = iter(range(1, 10**9))
+
+
+def make_event(**fields: Any) -> InboundEvent:
+    """An incoming event with sensible defaults; pass any InboundEvent field to override."""
+    base: dict[str, Any] = {
+        "channel": Channel.CALL,
+        "external_id": f"ext-{next(_counter)}",
+        "occurred_at": datetime.now(UTC),
+    }
+    base.update(fields)
+    return InboundEvent(**base)
