@@ -1,0 +1,203 @@
+"""The shape every phone format (generic JSON, Twilio, Bitrix24 REST) is parsed into, and how
+such a call report becomes an `InboundEvent`.
+
+Each stage of a call (ringing, answered, ended / missed) is its own event with the external id
+`<call id>:<stage>`; the CRM side keeps one activity per call id (`meta["call_id"]`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from matching.event import Channel, Direction, InboundEvent
+from matching.normalize import is_withheld, normalize_phone
+
+
+class CallDirection(StrEnum):
+    INCOMING = "incoming"
+    OUTGOING = "outgoing"
+
+
+class CallStage(StrEnum):
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    ENDED = "ended"  # finished after being answered (or an ended outgoing attempt)
+    MISSED = "missed"  # finished without anybody answering
+
+
+class Disposition(StrEnum):
+    ANSWERED = "answered"
+    MISSED = "missed"  # nobody picked up (no-answer, Bitrix 304)
+    BUSY = "busy"
+    DECLINED = "declined"  # rejected by the callee (Bitrix 603)
+    FAILED = "failed"  # network / number error
+    CANCELLED = "cancelled"  # the caller hung up while it was still ringing
+
+
+@dataclass(frozen=True, slots=True)
+class CallReport:
+    """One stage of one call, as the phone system told it. Numbers are raw; None = withheld."""
+
+    call_id: str
+    stage: CallStage
+    direction: CallDirection
+    from_number: str | None
+    to_number: str | None
+    line: str | None = None  # the line / DID the call went through
+    agent_extension: str | None = None
+    started_at: datetime | None = None  # timezone-aware when set
+    ended_at: datetime | None = None
+    duration: int | None = None  # seconds of conversation
+    disposition: Disposition | None = None  # set once the call is over
+    recording_url: str | None = None
+    caller_name: str | None = None
+    occurred_at: datetime | None = None  # when this stage happened, if the source says so
+
+    @property
+    def customer_number(self) -> str | None:
+        """The other party: the caller for incoming calls, the callee for outgoing ones."""
+        if self.direction is CallDirection.INCOMING:
+            return self.from_number
+        return self.to_number
+
+    @property
+    def missed(self) -> bool:
+        """An incoming call that is over and was never answered."""
+        return (
+            self.direction is CallDirection.INCOMING
+            and self.stage in (CallStage.ENDED, CallStage.MISSED)
+            and self.disposition is not Disposition.ANSWERED
+        )
+
+
+class PayloadError(Exception):
+    """A body or parameter set that is not a call report; `status` is the HTTP status to send:
+    400 for malformed input, 422 for a well-formed event we do not know."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def final_stage(direction: CallDirection, disposition: Disposition) -> CallStage:
+    """The stage a finished call is reported as: only an unanswered incoming call is missed."""
+    if direction is CallDirection.INCOMING and disposition is not Disposition.ANSWERED:
+        return CallStage.MISSED
+    return CallStage.ENDED
+
+
+# PBX extensions are short digit strings; nothing this short is a number a customer calls from.
+MAX_EXTENSION_DIGITS = 4
+# Twilio Client / SIP endpoints are our own softphones, never customers.
+_URI_SCHEME = re.compile(r"^(?:client|sip|sips):", re.IGNORECASE)
+_NUMBER_PUNCTUATION = re.compile(r"[\s\-./()]")
+
+
+def _compact(number: str) -> str:
+    return _NUMBER_PUNCTUATION.sub("", number)
+
+
+def is_endpoint_uri(number: str) -> bool:
+    """True for `client:alice` / `sip:101@pbx` style addresses (our side of a call)."""
+    return bool(_URI_SCHEME.match(number.strip()))
+
+
+def is_http_url(value: str) -> bool:
+    """Recording links end up as links in Telegram: only http(s) may pass."""
+    return value.lower().startswith(("https://", "http://")) and len(value) > len("https://")
+
+
+def _is_internal(
+    number: str, region: str | None, internal: frozenset[str], ours: frozenset[str]
+) -> bool:
+    if is_endpoint_uri(number):
+        return True
+    compact = _compact(number)
+    if compact in {_compact(x) for x in internal}:
+        return True
+    if compact.isdigit() and len(compact) <= MAX_EXTENSION_DIGITS:
+        return True
+    e164 = normalize_phone(number, region).e164
+    our_e164 = {normalize_phone(x, region).e164 for x in ours} - {None}
+    return compact in {_compact(x) for x in ours} or (e164 is not None and e164 in our_e164)
+
+
+def _title(report: CallReport, shown_number: str) -> str:
+    if report.direction is CallDirection.OUTGOING:
+        return f"{shown_number} - Outgoing call"
+    if report.missed:
+        return f"{shown_number} - Missed call"
+    return f"{shown_number} - Incoming call"
+
+
+def _occurred_at(report: CallReport, received_at: datetime) -> datetime:
+    if report.occurred_at is not None:
+        return report.occurred_at
+    if report.stage in (CallStage.ENDED, CallStage.MISSED) and report.ended_at is not None:
+        return report.ended_at
+    return report.started_at or received_at
+
+
+def call_to_event(
+    report: CallReport,
+    *,
+    line_region: str | None,
+    internal_extensions: frozenset[str],
+    our_numbers: frozenset[str],
+    received_at: datetime,
+) -> InboundEvent | None:
+    """The event for one call stage, or None for an internal call (the caller logs that).
+
+    A withheld customer number still yields an event (phones=(), meta["withheld"]) so the call
+    is logged, but it can never match or create anybody. `received_at` (timezone-aware) is used
+    when the report carries no time of its own.
+    """
+    customer = report.customer_number
+    withheld = is_withheld(customer)
+    if customer is not None and not withheld:
+        if _is_internal(customer, line_region, internal_extensions, our_numbers):
+            return None
+        customer = customer.strip()
+    else:
+        customer = None
+    parsed = customer is not None and normalize_phone(customer, line_region).e164 is not None
+    title = _title(report, customer or "Withheld number")
+    meta: dict[str, Any] = {
+        "call_id": report.call_id,
+        "stage": report.stage.value,
+        "direction": report.direction.value,
+        "from": report.from_number,
+        "to": report.to_number,
+        "line": report.line,
+        "agent_extension": report.agent_extension,
+        "started_at": report.started_at.isoformat() if report.started_at else None,
+        "ended_at": report.ended_at.isoformat() if report.ended_at else None,
+        "duration": report.duration,
+        "disposition": report.disposition.value if report.disposition else None,
+        "recording_url": report.recording_url,
+        "missed": report.missed,
+        "withheld": customer is None,
+        # False when the number is kept raw because it does not parse (it will not match).
+        "number_parsed": parsed,
+        "title": title,
+    }
+    incoming = report.direction is CallDirection.INCOMING
+    return InboundEvent(
+        channel=Channel.CALL,
+        external_id=f"{report.call_id}:{report.stage.value}",
+        occurred_at=_occurred_at(report, received_at),
+        direction=Direction.INCOMING if incoming else Direction.OUTGOING,
+        # On an outgoing call the caller name is our own line's, not the customer's.
+        display_name=report.caller_name if incoming else None,
+        phones=(customer,) if customer else (),
+        subject=title,
+        source="CALL",
+        line=report.line,
+        phone_region=line_region,
+        meta=meta,
+    )
