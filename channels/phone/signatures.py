@@ -1,0 +1,190 @@
+"""Webhook authentication: our generic HMAC-SHA256 scheme and Twilio's X-Twilio-Signature.
+
+Everything here is pure: the caller passes the secret, the raw body / parsed parameters, the
+public URL and the current time. Failures raise `SignatureError` with a reason that is safe to
+return to the client (it never contains the expected signature).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+GENERIC_HEADER = "X-Leadbot-Signature"
+TWILIO_HEADER = "X-Twilio-Signature"
+DEFAULT_WINDOW = 300  # seconds a signed timestamp stays acceptable, both directions (clock skew)
+
+_MAX_HEADER = 4096
+_TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
+_HEX_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_TWILIO_ALGORITHMS = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}
+
+# Form parameters as a plain dict, a dict of lists, or a multidict (aiohttp / werkzeug) whose
+# `getall` returns every value of a repeated name.
+TwilioParams = Mapping[str, str] | Mapping[str, Sequence[str]]
+
+
+class SignatureError(Exception):
+    """The request is not authentic; `reason` is short and fit for a 401 JSON body."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _key(secret: str | bytes) -> bytes:
+    return secret.encode() if isinstance(secret, str) else secret
+
+
+def _generic_digest(secret: str | bytes, timestamp: int, body: bytes) -> str:
+    message = str(timestamp).encode() + b"." + body
+    return hmac.new(_key(secret), message, hashlib.sha256).hexdigest()
+
+
+def sign_generic(secret: str | bytes, timestamp: int, body: bytes) -> str:
+    """The `X-Leadbot-Signature` value a sender puts on `body`: `t=<unix>,v1=<hex>`."""
+    return f"t={timestamp},v1={_generic_digest(secret, timestamp, body)}"
+
+
+def _parse_generic_header(header: str) -> tuple[int, list[str]]:
+    timestamp: int | None = None
+    signatures: list[str] = []
+    for part in header.split(","):
+        name, sep, value = part.strip().partition("=")
+        if not sep:
+            raise SignatureError("malformed signature header")
+        value = value.strip()
+        if name == "t":
+            if timestamp is not None or not _TIMESTAMP.match(value):
+                raise SignatureError("malformed signature header: bad t=")
+            timestamp = int(value)
+        elif name == "v1":
+            if not _HEX_SHA256.match(value.lower()):
+                raise SignatureError("malformed signature header: bad v1=")
+            signatures.append(value.lower())
+        # Other schemes (v0, v2 …) are ignored so senders can add one without breaking us.
+    if timestamp is None or not signatures:
+        raise SignatureError("malformed signature header: needs t= and v1=")
+    return timestamp, signatures
+
+
+def verify_generic(
+    secret: str | bytes | Sequence[str | bytes],
+    header: str | None,
+    body: bytes,
+    now: float,
+    window: int = DEFAULT_WINDOW,
+) -> int:
+    """Check an `X-Leadbot-Signature` header; returns its timestamp or raises SignatureError.
+
+    Several secrets (ours, during a rotation) and several v1= values (the sender's, during its
+    rotation) are accepted: any pair that agrees is enough. Replays inside the window are not
+    detected here; the call id + stage external id makes a replayed event a duplicate.
+    """
+    if header is None or not header.strip():
+        raise SignatureError(f"missing {GENERIC_HEADER} header")
+    if len(header) > _MAX_HEADER:
+        raise SignatureError("malformed signature header: too long")
+    timestamp, signatures = _parse_generic_header(header)
+    if abs(now - timestamp) > window:
+        raise SignatureError(f"signature timestamp outside the {window} s window")
+    secrets: Iterable[str | bytes] = [secret] if isinstance(secret, str | bytes) else list(secret)
+    expected = [_generic_digest(s, timestamp, body).encode() for s in secrets]
+    # Compare every pair so the time taken does not depend on which one matched.
+    matched = False
+    for candidate in signatures:
+        for digest in expected:
+            matched |= hmac.compare_digest(candidate.encode(), digest)
+    if not matched:
+        raise SignatureError("signature mismatch")
+    return timestamp
+
+
+def _values(params: TwilioParams, name: str) -> list[str]:
+    getall = getattr(params, "getall", None)
+    if callable(getall):
+        return [str(v) for v in getall(name)]
+    value = params[name]
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+def twilio_signature(
+    auth_token: str, url: str, params: TwilioParams | None, algorithm: str = "HMAC_SHA1"
+) -> str:
+    """X-Twilio-Signature for a request: the URL, then each parameter name (sorted) followed by
+    each of its distinct values (sorted), HMAC with the auth token, base64.
+
+    Raises ValueError for an algorithm other than HMAC_SHA1 / HMAC_SHA256.
+    """
+    digest = _TWILIO_ALGORITHMS.get(algorithm.upper())
+    if digest is None:
+        raise ValueError(f"unsupported signature algorithm {algorithm!r}")
+    message = url
+    for name in sorted(set(params or {})):
+        # Twilio's own validator drops repeated identical values, so we do too.
+        for value in sorted(set(_values(params or {}, name))):
+            message += name + value
+    mac = hmac.new(auth_token.encode(), message.encode(), digest)
+    return base64.b64encode(mac.digest()).decode()
+
+
+def _url_variants(url: str) -> list[str]:
+    """The URL as given plus with / without an explicit default port: Twilio is inconsistent
+    about which one it signs."""
+    variants = [url]
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return variants
+    netloc = parts.netloc
+    if port is not None:
+        bare = netloc[: netloc.rfind(":")]
+    else:
+        bare = netloc + (":443" if parts.scheme == "https" else ":80")
+    variants.append(urlunsplit(parts._replace(netloc=bare)))
+    if port is not None:
+        variants.append(urlunsplit(parts))
+    return variants
+
+
+def verify_twilio(
+    auth_token: str,
+    url: str,
+    params: TwilioParams | None,
+    signature: str | None,
+    *,
+    body: bytes | None = None,
+    algorithm: str = "HMAC_SHA1",
+) -> None:
+    """Check X-Twilio-Signature against the *public* URL Twilio called (scheme, host, path and
+    query, as configured for a reverse proxy). Raises SignatureError.
+
+    JSON-body webhooks carry `?bodySHA256=<hex>` in the URL: then `body` must hash to it and
+    the signature covers the URL alone.
+    """
+    if signature is None or not signature.strip():
+        raise SignatureError(f"missing {TWILIO_HEADER} header")
+    if algorithm.upper() not in _TWILIO_ALGORITHMS:
+        raise SignatureError(f"unsupported signature algorithm {algorithm!r}")
+    body_hash = parse_qs(urlsplit(url).query).get("bodySHA256")
+    if body_hash:
+        if body is None:
+            raise SignatureError("bodySHA256 given but no body")
+        actual = hashlib.sha256(body).hexdigest().encode()
+        if not hmac.compare_digest(actual, body_hash[0].encode()):
+            raise SignatureError("body does not match bodySHA256")
+        params = None
+    given = signature.strip().encode()
+    matched = False
+    for variant in _url_variants(url):
+        expected = twilio_signature(auth_token, variant, params, algorithm).encode()
+        matched |= hmac.compare_digest(expected, given)
+    if not matched:
+        raise SignatureError("signature mismatch")
