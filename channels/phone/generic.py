@@ -1,0 +1,186 @@
+"""Our own call webhook (`POST /hooks/calls`): a small JSON document per call stage.
+
+Schema (one JSON object; unknown keys are ignored so senders can add fields):
+
+    event            required  "call.ringing" | "call.answered" | "call.ended" | "call.missed"
+    call_id          required  string (or integer), 1-200 characters, the same for every stage
+    direction        required  "incoming" | "outgoing" ("inbound" / "outbound" also accepted)
+    from, to         optional  string or null: E.164 preferred; anything else is kept raw;
+                               null, "" or "anonymous" means withheld
+    line             optional  string: the line / DID the call came through
+    agent_extension  optional  string or integer
+    timestamp        optional  when this stage happened
+    started_at       optional  when the call started ringing
+    answered_at      optional  accepted for symmetry, currently unused
+    ended_at         optional  when the call ended
+                     (all times: ISO-8601 with a timezone, or unix seconds as a number)
+    duration         optional  integer seconds >= 0 of conversation
+    disposition      optional  "answered" | "missed" | "busy" | "declined" | "failed" |
+                               "cancelled"; defaults for call.ended to answered when duration
+                               > 0, else missed; for call.missed to missed
+    recording_url    optional  http(s) URL
+    caller_name      optional  string
+
+Errors: `PayloadError(400)` for anything malformed, `PayloadError(422)` for an event name we do
+not know (the document is fine, we just have nothing to do with it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from channels.phone.calls import (
+    CallDirection,
+    CallReport,
+    CallStage,
+    Disposition,
+    PayloadError,
+    final_stage,
+    is_http_url,
+)
+
+MAX_BODY = 64 * 1024
+_MAX_TEXT = 2000
+_MAX_CALL_ID = 200
+# Unix seconds between 1970 and 9999 keep datetime.fromtimestamp from overflowing.
+_MAX_UNIX = 253_402_300_799
+
+_EVENTS = {
+    "call.ringing": CallStage.RINGING,
+    "call.answered": CallStage.ANSWERED,
+    "call.ended": CallStage.ENDED,
+    "call.missed": CallStage.MISSED,
+}
+_DIRECTIONS = {
+    "incoming": CallDirection.INCOMING,
+    "inbound": CallDirection.INCOMING,
+    "outgoing": CallDirection.OUTGOING,
+    "outbound": CallDirection.OUTGOING,
+}
+
+
+def _bad(reason: str) -> PayloadError:
+    return PayloadError(400, reason)
+
+
+def _text(
+    doc: dict[str, Any], key: str, *, max_len: int = _MAX_TEXT, numbers: bool = False
+) -> str | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if numbers and isinstance(value, int) and not isinstance(value, bool):  # ids, extensions
+        value = str(value)
+    if not isinstance(value, str):
+        raise _bad(f"{key} must be a string")
+    if len(value) > max_len:
+        raise _bad(f"{key} is longer than {max_len} characters")
+    return value.strip() or None
+
+
+def _time(doc: dict[str, Any], key: str) -> datetime | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value) or not 0 <= value <= _MAX_UNIX:
+            raise _bad(f"{key} is not a plausible unix time")
+        return datetime.fromtimestamp(value, UTC)
+    if not isinstance(value, str) or len(value) > 64:
+        raise _bad(f"{key} must be an ISO-8601 string or unix seconds")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise _bad(f"{key} is not ISO-8601") from None
+    if parsed.tzinfo is None:
+        raise _bad(f"{key} needs a timezone (e.g. Z or +01:00)")
+    return parsed
+
+
+def _duration(doc: dict[str, Any]) -> int | None:
+    value = doc.get("duration")
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10**7:
+        raise _bad("duration must be whole seconds >= 0")
+    return value
+
+
+def _url(doc: dict[str, Any], key: str) -> str | None:
+    value = _text(doc, key)
+    if value is not None and not is_http_url(value):
+        raise _bad(f"{key} must be an http(s) URL")
+    return value
+
+
+def _disposition(doc: dict[str, Any], stage: CallStage, duration: int | None) -> Disposition | None:
+    name = _text(doc, "disposition")
+    if stage in (CallStage.RINGING, CallStage.ANSWERED):
+        return None  # the call is not over yet: an outcome would be a guess
+    if name is not None:
+        try:
+            return Disposition(name.lower())
+        except ValueError:
+            allowed = ", ".join(d.value for d in Disposition)
+            raise _bad(f"disposition must be one of {allowed}") from None
+    if stage is CallStage.MISSED:
+        return Disposition.MISSED
+    return Disposition.ANSWERED if duration else Disposition.MISSED
+
+
+def _document(body: bytes) -> dict[str, Any]:
+    if len(body) > MAX_BODY:
+        raise _bad(f"body larger than {MAX_BODY} bytes")
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        raise _bad("body is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise _bad("body must be a JSON object")
+    return doc
+
+
+def parse_generic(body: bytes) -> CallReport:
+    """The call report in a `/hooks/calls` body; raises PayloadError (400 / 422)."""
+    doc = _document(body)
+    event = _text(doc, "event")
+    if event is None:
+        raise _bad("event is required")
+    if event not in _EVENTS:
+        raise PayloadError(422, f"unknown event {event[:64]!r}")
+    call_id = _text(doc, "call_id", max_len=_MAX_CALL_ID, numbers=True)
+    if call_id is None:
+        raise _bad("call_id is required")
+    direction_name = _text(doc, "direction")
+    direction = _DIRECTIONS.get((direction_name or "").lower())
+    if direction is None:
+        raise _bad("direction must be incoming or outgoing")
+    _time(doc, "answered_at")  # validated so a bad value is reported, not silently dropped
+    duration = _duration(doc)
+    stage = _EVENTS[event]
+    disposition = _disposition(doc, stage, duration)
+    if stage is CallStage.MISSED and disposition is Disposition.ANSWERED:
+        raise _bad("call.missed cannot have disposition answered")
+    if disposition is not None:
+        stage = final_stage(direction, disposition)
+    return CallReport(
+        call_id=call_id,
+        stage=stage,
+        direction=direction,
+        from_number=_text(doc, "from"),
+        to_number=_text(doc, "to"),
+        line=_text(doc, "line"),
+        agent_extension=_text(doc, "agent_extension", numbers=True),
+        started_at=_time(doc, "started_at"),
+        ended_at=_time(doc, "ended_at"),
+        duration=duration,
+        disposition=disposition,
+        recording_url=_url(doc, "recording_url"),
+        caller_name=_text(doc, "caller_name"),
+        occurred_at=_time(doc, "timestamp"),
+    )
