@@ -1,0 +1,279 @@
+"""Whatever a client sends, each parser returns a result or raises only its documented error:
+never anything an HTTP handler would turn into a 500."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from channels.event import InboundEvent
+from channels.phone.bitrix import (
+    BitrixError,
+    finish_report,
+    parse_bitrix_params,
+    parse_finish,
+    parse_register,
+    parse_search,
+    register_report,
+)
+from channels.phone.calls import CallReport, PayloadError, call_to_event
+from channels.phone.generic import parse_generic
+from channels.phone.signatures import SignatureError, verify_generic, verify_twilio
+from channels.phone.twilio import parse_twilio
+
+RECEIVED = datetime(2024, 5, 14, tzinfo=UTC)
+
+_json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
+_json = st.recursive(
+    _json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_phoneish = st.sampled_from(
+    ["+4930123456", "030 123456", "101", "anonymous", "", "client:bob", "sip:1@x", "+266696687"]
+) | st.text(max_size=25)
+
+
+def _event_is_sane(report: CallReport) -> None:
+    """Turning any accepted report into an event never fails and survives serialization."""
+    event = call_to_event(
+        report,
+        line_region="DE",
+        internal_extensions=frozenset({"101"}),
+        our_numbers=frozenset({"+4989111222"}),
+        received_at=RECEIVED,
+    )
+    if event is not None:
+        assert InboundEvent.from_json(json.loads(json.dumps(event.to_json()))) == event
+
+
+def _generic_or_error(body: bytes) -> None:
+    try:
+        report = parse_generic(body)
+    except PayloadError as error:
+        assert error.status in (400, 422) and error.reason
+        return
+    _event_is_sane(report)
+
+
+@given(st.binary(max_size=300))
+def test_generic_arbitrary_bytes(body: bytes) -> None:
+    _generic_or_error(body)
+
+
+@settings(max_examples=300)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "event": st.sampled_from(["call.ringing", "call.answered", "call.ended", "call.missed"])
+            | _json,
+            "call_id": st.text(min_size=1, max_size=10) | _json,
+            "direction": st.sampled_from(["incoming", "outgoing", "inbound"]) | _json,
+            "from": _phoneish | _json,
+            "to": _phoneish | _json,
+            "line": _json,
+            "agent_extension": _json,
+            "timestamp": st.sampled_from(["2024-05-14T09:00:00Z", "2024-05-14"]) | _json,
+            "started_at": st.integers(-(10**20), 10**20) | st.floats() | _json,
+            "ended_at": st.text(max_size=40) | _json,
+            "duration": st.integers(-5, 10**12) | _json,
+            "disposition": st.sampled_from(["answered", "busy", "MISSED", "x"]) | _json,
+            "recording_url": st.sampled_from(["https://r/1", "http:", "javascript:x"]) | _json,
+            "caller_name": _json,
+        },
+    )
+)
+def test_generic_arbitrary_documents(doc: dict[str, Any]) -> None:
+    _generic_or_error(json.dumps(doc).encode())
+
+
+_twilio_names = st.sampled_from(
+    [
+        "CallSid",
+        "From",
+        "To",
+        "CallStatus",
+        "Direction",
+        "CallDuration",
+        "DialCallStatus",
+        "DialCallDuration",
+        "RecordingUrl",
+        "Timestamp",
+        "CallerName",
+        "Other",
+    ]
+)
+_twilio_values = (
+    st.sampled_from(
+        [
+            "CA1",
+            "inbound",
+            "outbound-api",
+            "outbound-dial",
+            "ringing",
+            "in-progress",
+            "completed",
+            "busy",
+            "no-answer",
+            "canceled",
+            "failed",
+            "queued",
+            "0",
+            "17",
+            "https://r/1",
+            "Tue, 14 May 2024 09:05:00 +0000",
+            "anonymous",
+            "client:alice",
+        ]
+    )
+    | _phoneish
+)
+
+
+@settings(max_examples=400)
+@given(st.dictionaries(_twilio_names | st.text(max_size=10), _twilio_values, max_size=10))
+def test_twilio_arbitrary_params(params: dict[str, str]) -> None:
+    try:
+        report = parse_twilio(params)
+    except PayloadError as error:
+        assert error.status in (400, 422) and error.reason
+        return
+    _event_is_sane(report)
+
+
+_bitrix_keys = st.sampled_from(
+    [
+        "USER_ID",
+        "USER_PHONE_INNER",
+        "PHONE_NUMBER",
+        "TYPE",
+        "CALL_START_DATE",
+        "CRM_CREATE",
+        "CRM_SOURCE",
+        "CRM_ENTITY_TYPE",
+        "CRM_ENTITY_ID",
+        "SHOW",
+        "LINE_NUMBER",
+        "EXTERNAL_CALL_ID",
+        "CALL_ID",
+        "DURATION",
+        "STATUS_CODE",
+        "RECORD_URL",
+        "VOTE",
+        "COST",
+        "COST_CURRENCY",
+        "ADD_TO_CHAT",
+        "CALL_LIST_ID",
+        "fields[PHONE][0][VALUE]",
+        "values[]",
+    ]
+)
+_bitrix_values = st.sampled_from(
+    ["1", "2", "4", "0", "-1", "1e400", "nan", "+4930123456", "2024-05-14T09:00:00+02:00", "Y"]
+) | st.text(max_size=15)
+
+
+def _bitrix_pipeline(params: dict[str, Any]) -> None:
+    for parse in (parse_register, parse_finish, parse_search):
+        try:
+            parse(params)
+        except BitrixError as error:
+            assert error.code and error.description and error.status == 400
+    try:
+        registration = parse_register(params)
+        _event_is_sane(register_report(registration, "externalCall.1"))
+        _event_is_sane(finish_report(parse_finish(params), registration))
+    except BitrixError:
+        pass
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(_bitrix_keys | st.text(max_size=12), _bitrix_values), max_size=12))
+def test_bitrix_arbitrary_query(pairs: list[tuple[str, str]]) -> None:
+    from urllib.parse import urlencode
+
+    try:
+        params = parse_bitrix_params(urlencode(pairs), None, b"")
+    except BitrixError as error:
+        assert error.status == 400
+        return
+    _bitrix_pipeline(params)
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(_bitrix_keys, _bitrix_values | _json, max_size=12))
+def test_bitrix_arbitrary_json(doc: dict[str, Any]) -> None:
+    params = parse_bitrix_params("", "application/json", json.dumps(doc).encode())
+    _bitrix_pipeline(params)
+
+
+@given(
+    query=st.binary(max_size=100) | st.text(max_size=100),
+    content_type=st.sampled_from(
+        [
+            None,
+            "",
+            "application/json",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=b",
+            "multipart/form-data",
+            "text/plain",
+        ]
+    )
+    | st.text(max_size=40),
+    body=st.binary(max_size=200),
+)
+def test_bitrix_arbitrary_bytes(query: str | bytes, content_type: str | None, body: bytes) -> None:
+    try:
+        params = parse_bitrix_params(query, content_type, body)
+    except BitrixError as error:
+        assert error.status == 400
+        return
+    assert isinstance(params, dict)
+
+
+@given(
+    header=st.none() | st.text(max_size=200), body=st.binary(max_size=50), now=st.integers(0, 2**40)
+)
+def test_generic_signature_arbitrary_headers(header: str | None, body: bytes, now: int) -> None:
+    try:
+        verify_generic("secret", header, body, now=now)
+    except SignatureError as error:
+        assert error.reason
+
+
+@given(
+    path=st.text(max_size=30),
+    params=st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=4),
+    signature=st.none() | st.text(max_size=40),
+    body=st.none() | st.binary(max_size=30),
+)
+def test_twilio_signature_arbitrary_requests(
+    path: str, params: dict[str, str], signature: str | None, body: bytes | None
+) -> None:
+    url = "https://crm.example.com/hooks/twilio/voice?" + path
+    try:
+        verify_twilio("token", url, params, signature, body=body)
+    except SignatureError as error:
+        assert error.reason
+
+
+@settings(max_examples=300)
+@given(
+    content_type=st.text(max_size=40).map(lambda rest: "multipart/form-data; " + rest)
+    | st.just("multipart/form-data; 0*"),
+    body=st.binary(max_size=200) | st.text(max_size=200).map(lambda t: f"--b\r\n{t}".encode()),
+)
+def test_bitrix_arbitrary_multipart(content_type: str, body: bytes) -> None:
+    # "0*" with a NUL body crashed the stdlib email parser; our own reader must not.
+    try:
+        parse_bitrix_params("", content_type, body or b"\x00")
+    except BitrixError as error:
+        assert error.status == 400
