@@ -20,7 +20,7 @@ from types import MappingProxyType
 
 from channels.event import Attachment
 from channels.mail.body import find_phones, html_to_text, normalize, preview
-from channels.mail.charsets import decode_bytes, decode_words
+from channels.mail.charsets import decode_bytes, decode_words, repair
 
 # Headers the filters look at, kept decoded under lower-case names.
 FILTER_HEADERS = (
@@ -209,7 +209,7 @@ def _filename(part: Message) -> str | None:
     if not isinstance(name, str) or not name.strip():
         return None
     # Outlook puts RFC 2047 words in quoted parameters, which RFC 2231 parsing leaves alone.
-    return decode_words(name) if "=?" in name else " ".join(name.split())
+    return decode_words(name) if "=?" in name else " ".join(repair(name).split())
 
 
 def _fallback_name(part: Message) -> str:

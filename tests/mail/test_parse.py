@@ -6,6 +6,8 @@ import hashlib
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from channels.mail import MailParseError, parse_message
 from channels.mail.body import preview
@@ -216,3 +218,23 @@ def test_every_sample_is_used_by_a_test() -> None:
     sources = "".join(p.read_text() for p in here.glob("test_*.py"))
     unused = [p.name for p in SAMPLES.glob("*.eml") if p.name not in sources]
     assert unused == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sample=st.sampled_from(sorted(p.name for p in SAMPLES.glob("*.eml"))),
+    cut=st.integers(min_value=0, max_value=4000),
+    junk=st.binary(max_size=64),
+)
+def test_damaged_mail_parses_or_raises_mail_parse_error(sample: str, cut: int, junk: bytes) -> None:
+    data = raw(sample)
+    damaged = data[:cut] + junk + data[cut + len(junk) :]
+    try:
+        mail = parse_message(damaged, phone_region="DE")
+    except MailParseError:
+        return
+    assert mail.message_id.startswith("<") and mail.sender.address
+    mail.text.encode("utf-8")  # no lone surrogates reach the database
+    mail.subject.encode("utf-8")
+    for name in [mail.sender.name or "", *(a.name for a in mail.attachments)]:
+        name.encode("utf-8")
