@@ -120,6 +120,8 @@ class CrmSettings(_Section):
 
 class TelegramSettings(_Section):
     token: SecretStr | None = None
+    # Used to print invite links (t.me/<bot_username>?start=<code>).
+    bot_username: str | None = None
     # Bot API server; tests point this at a local fake.
     base_url: str = "https://api.telegram.org/bot"
     base_file_url: str = "https://api.telegram.org/file/bot"

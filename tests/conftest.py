@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,3 +111,30 @@ def make_event(**fields: Any) -> InboundEvent:
     }
     base.update(fields)
     return InboundEvent(**base)
+
+
+def service_settings(db: Database, **sections: Any) -> Any:
+    """Settings for a service on the test database, HTTP on a free loopback port."""
+    from leadbot.settings import Settings
+
+    sections.setdefault("http", {"host": "127.0.0.1", "port": 0})
+    return Settings(database={"url": db.url.render_as_string(hide_password=False)}, **sections)
+
+
+@pytest.fixture
+async def start_service(db: Database) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """Start a real service (HTTP on a free port) with the given settings sections and
+    component factories; `service.port` is where it listens. Stopped after the test."""
+    from leadbot.app import Service
+
+    started: list[Service] = []
+
+    async def _start(components: list[Any] | None = None, **sections: Any) -> Service:
+        service = Service(service_settings(db, **sections), components=components or [])
+        await service.start()
+        started.append(service)
+        return service
+
+    yield _start
+    for service in reversed(started):
+        await service.stop()

@@ -1,0 +1,174 @@
+"""The event queue between channels and intake, with two backends behind one interface.
+
+In-process (default): an asyncio queue, nothing to install. Redis Streams (when a Redis URL is
+configured): a consumer group shares the work among worker processes; a message is acknowledged
+only after intake committed it, and messages a dead worker left pending are reclaimed with
+XAUTOCLAIM. Idempotent intake makes a redelivered message take effect once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from matching.event import InboundEvent
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[InboundEvent], Awaitable[object]]
+
+
+class EventQueue(Protocol):
+    async def put(self, event: InboundEvent) -> None: ...
+
+    async def run(self, handler: Handler, stop: asyncio.Event) -> None: ...
+
+    async def depth(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+class InProcessQueue:
+    def __init__(self, maxsize: int = 10_000) -> None:
+        self._q: asyncio.Queue[InboundEvent] = asyncio.Queue(maxsize)
+
+    async def put(self, event: InboundEvent) -> None:
+        await self._q.put(event)
+
+    async def run(self, handler: Handler, stop: asyncio.Event) -> None:
+        """Process until `stop` is set and everything already queued is done."""
+        while not (stop.is_set() and self._q.empty()):
+            try:
+                event = await asyncio.wait_for(self._q.get(), timeout=0.2)
+            except TimeoutError:
+                continue
+            try:
+                await _handle(handler, event)
+            finally:
+                self._q.task_done()
+
+    async def join(self) -> None:
+        await self._q.join()
+
+    async def depth(self) -> int:
+        return self._q.qsize()
+
+    async def close(self) -> None:
+        return None
+
+
+async def _handle(handler: Handler, event: InboundEvent) -> bool:
+    try:
+        await handler(event)
+        return True
+    except Exception:
+        log.exception("processing %s:%s failed", event.channel.value, event.external_id)
+        return False
+
+
+class RedisStreamQueue:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        stream: str = "leadbot:events",
+        group: str = "leadbot-workers",
+        consumer: str | None = None,
+        claim_idle_ms: int = 30_000,
+        block_ms: int = 500,
+        max_deliveries: int = 10,
+    ) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.claim_idle_ms = claim_idle_ms
+        self.block_ms = block_ms
+        self.max_deliveries = max_deliveries
+        self._group_ready = False
+
+    async def ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    async def put(self, event: InboundEvent) -> None:
+        await self.redis.xadd(self.stream, {"event": json.dumps(event.to_json())})
+
+    async def depth(self) -> int:
+        await self.ensure_group()
+        groups = await self.redis.xinfo_groups(self.stream)
+        for g in groups:
+            name = g.get("name") if isinstance(g, dict) else None
+            if name in (self.group, self.group.encode()):
+                lag = g.get("lag") or 0
+                return int(lag) + int(g.get("pending") or 0)
+        return 0
+
+    async def run(self, handler: Handler, stop: asyncio.Event) -> None:
+        await self.ensure_group()
+        while not stop.is_set():
+            await self._reclaim(handler)
+            resp: Any = await self.redis.xreadgroup(
+                self.group, self.consumer, {self.stream: ">"}, count=20, block=self.block_ms
+            )
+            for _stream, messages in resp or []:
+                for msg_id, fields in messages:
+                    await self._deliver(handler, msg_id, fields)
+
+    async def _reclaim(self, handler: Handler) -> None:
+        """Take over messages another (dead) consumer left unacknowledged for too long."""
+        start = "0-0"
+        while True:
+            result: Any = await self.redis.xautoclaim(
+                self.stream, self.group, self.consumer, self.claim_idle_ms, start, count=50
+            )
+            start, messages = result[0], list(result[1])
+            for msg_id, fields in messages:
+                if fields is not None:
+                    await self._deliver(handler, msg_id, fields)
+            if not messages or start in ("0-0", b"0-0"):
+                return
+
+    async def _deliver(self, handler: Handler, msg_id: Any, fields: dict[Any, Any]) -> None:
+        raw = fields.get("event") or fields.get(b"event")
+        try:
+            event = InboundEvent.from_json(json.loads(raw or ""))
+        except (TypeError, ValueError, KeyError):
+            log.error("dropping unreadable queue message %s", msg_id)
+            await self.redis.xack(self.stream, self.group, msg_id)
+            return
+        if await _handle(handler, event):
+            await self.redis.xack(self.stream, self.group, msg_id)
+        # On failure the message stays pending and is reclaimed after claim_idle_ms.
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+class RedisSeen:
+    """Fast duplicate check: a key per processed (channel, external id), kept for a week."""
+
+    def __init__(self, redis: Redis, prefix: str = "leadbot:seen:", ttl: int = 7 * 86400) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.ttl = ttl
+
+    async def seen(self, key: str) -> bool:
+        return bool(await self.redis.exists(self.prefix + key))
+
+    async def mark(self, key: str) -> None:
+        await self.redis.set(self.prefix + key, "1", nx=True, ex=self.ttl)

@@ -1,0 +1,220 @@
+"""The composition root: builds every part from the settings and runs them in one loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from crm.config import CrmConfig, PipelineDef, StatusDef
+from crm.db import Database
+from crm.dto import IntakeResult
+from crm.queue import EventQueue, InProcessQueue, RedisSeen, RedisStreamQueue
+from crm.service import Crm
+from leadbot.metrics import Metrics
+from leadbot.settings import Settings
+from leadbot.web import error_middleware, health_routes, prometheus_text
+from matching.event import InboundEvent
+from matching.model import CrmMode, MatchSettings
+
+log = logging.getLogger("leadbot")
+
+
+class Component(Protocol):
+    """A channel, the bot or the API: routes to mount, and work to start and stop."""
+
+    def routes(self) -> list[web.AbstractRouteDef]: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+ComponentFactory = Callable[["Service"], Component | None]
+
+
+def crm_config(settings: Settings) -> CrmConfig:
+    c = settings.crm
+    return CrmConfig(
+        match=MatchSettings(
+            crm_mode=CrmMode(c.mode),
+            repeat_sales=c.repeat_sales,
+            traditional_mode=c.traditional_mode and not c.repeat_sales,
+        ),
+        default_region=c.default_region.upper(),
+        currency=c.default_currency,
+        lead_converts_to=tuple(c.lead_converts_to),
+        lead_statuses=tuple(StatusDef(s.id, s.name, s.semantic) for s in c.lead_statuses),
+        pipelines=tuple(
+            PipelineDef(p.id, p.name, tuple(StatusDef(s.id, s.name, s.semantic) for s in p.stages))
+            for p in c.pipelines
+        ),
+        escalation_minutes=c.escalation_minutes,
+        timezone=c.timezone,
+        admin_telegram_ids=tuple(settings.telegram.admins),
+    )
+
+
+class Service:
+    """One Leadbot process. `http=False` makes a bare worker (`leadbot worker`)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        components: list[ComponentFactory] | None = None,
+        http: bool = True,
+        workers: int = 1,
+    ) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.db = Database(
+            settings.database.url,
+            echo=settings.database.echo,
+            pool_size=settings.database.pool_size,
+        )
+        self.redis: Redis | None = (
+            Redis.from_url(settings.redis.url) if settings.redis.url else None
+        )
+        self.crm = Crm(
+            self.db, crm_config(settings), seen=RedisSeen(self.redis) if self.redis else None
+        )
+        self.queue: EventQueue = (
+            RedisStreamQueue(
+                self.redis,
+                stream=settings.redis.stream,
+                group=settings.redis.group,
+                claim_idle_ms=settings.redis.claim_idle_ms,
+            )
+            if self.redis
+            else InProcessQueue()
+        )
+        self.http = http
+        self.workers = workers
+        self.components: list[Component] = []
+        for factory in components if components is not None else default_components():
+            comp = factory(self)
+            if comp is not None:
+                self.components.append(comp)
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    # --- the event path -------------------------------------------------------------------
+
+    async def submit(self, event: InboundEvent) -> None:
+        """Hand an event to the queue; channels call this and acknowledge right after."""
+        self.metrics.received.labels(event.channel.value).inc()
+        await self.queue.put(event)
+
+    async def process_now(self, event: InboundEvent) -> IntakeResult:
+        """Synchronous path for protocols whose reply must carry the outcome."""
+        self.metrics.received.labels(event.channel.value).inc()
+        return await self.handle(event)
+
+    async def handle(self, event: InboundEvent) -> IntakeResult:
+        started = time.perf_counter()
+        try:
+            result = await self.crm.intake.process(event)
+        except Exception:
+            self.metrics.failed.labels(event.channel.value).inc()
+            raise
+        self.metrics.processed.labels(event.channel.value, result.outcome).inc()
+        self.metrics.latency.labels(event.channel.value).observe(time.perf_counter() - started)
+        return result
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def web_app(self) -> web.Application:
+        app = web.Application(middlewares=[error_middleware], client_max_size=2 * 1024 * 1024)
+        checks: dict[str, Callable[[], Awaitable[None]]] = {"database": self.db.ping}
+        if self.redis is not None:
+            redis = self.redis
+
+            async def _redis() -> None:
+                await redis.ping()
+
+            checks["redis"] = _redis
+        app.add_routes(health_routes(checks, self._metrics_text))
+        for comp in self.components:
+            app.add_routes(comp.routes())
+        return app
+
+    def _metrics_text(self) -> bytes:
+        return prometheus_text(self.metrics.registry)
+
+    async def start(self) -> None:
+        await self.crm.prepare()
+        if self.redis is not None:
+            await self.redis.ping()
+        for _ in range(self.workers):
+            self._tasks.append(asyncio.create_task(self.queue.run(self.handle, self._stop)))
+        self._tasks.append(asyncio.create_task(self._gauges()))
+        for comp in self.components:
+            await comp.start()
+        if self.http:
+            self._runner = web.AppRunner(
+                self.web_app(),
+                shutdown_timeout=self.settings.http.shutdown_timeout,
+                access_log=None,
+            )
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port)
+            await site.start()
+            server = getattr(site, "_server", None)
+            sockets = getattr(server, "sockets", None) or []
+            self.port = sockets[0].getsockname()[1] if sockets else self.settings.http.port
+            log.info("listening on http://%s:%s", self.settings.http.host, self.port)
+
+    async def _gauges(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):
+                self.metrics.queue_depth.set(await self.queue.depth())
+                self.metrics.outbox_pending.set(await self.crm.outbox.pending_count())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=5)
+
+    async def stop(self) -> None:
+        """Stop accepting, finish in-flight work, close connections."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        for comp in reversed(self.components):
+            try:
+                await comp.stop()
+            except Exception:
+                log.exception("stopping %s failed", type(comp).__name__)
+        self._stop.set()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks.clear()
+        await self.queue.close()
+        await self.db.dispose()
+
+    async def run_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+            log.info("shutting down")
+        finally:
+            await self.stop()
+
+
+def default_components() -> list[ComponentFactory]:
+    """Every channel, the REST API and the bot; each returns None when not configured."""
+    from leadbot.wiring import COMPONENTS
+
+    return list(COMPONENTS)

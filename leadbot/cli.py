@@ -1,0 +1,285 @@
+"""The `leadbot` command: serve, worker, db, rep, token, exceptions, ingest, import-csv."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from crm.errors import CrmError
+from crm.service import Crm
+from leadbot.app import Service, crm_config
+from leadbot.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger("leadbot")
+
+
+class CliError(Exception):
+    """A one-line reason to print before exiting non-zero."""
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config) if args.config else load_settings()
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparsable database url)"
+
+
+async def _check_database(service: Service) -> None:
+    try:
+        await asyncio.wait_for(service.db.ping(), timeout=10)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CliError(
+            f"database unreachable: {_safe_url(service.settings.database.url)}: {reason}"
+        ) from None
+
+
+async def _serve(settings: Settings, http: bool, workers: int) -> None:
+    service = Service(settings, http=http, workers=workers)
+    await _check_database(service)
+    if not settings.telegram.token:
+        log.warning(
+            "Telegram bot is off: no token configured. Set telegram.token in the config file "
+            "or LEADBOT_TELEGRAM__TOKEN to turn it on."
+        )
+    try:
+        await service.run_forever()
+    except OSError as exc:
+        raise CliError(f"cannot start: {exc}") from None
+
+
+async def _with_crm(settings: Settings, fn: Callable[[Crm], Awaitable[None]]) -> None:
+    from crm.db import Database
+
+    db = Database(settings.database.url)
+    try:
+        try:
+            await asyncio.wait_for(db.ping(), timeout=10)
+        except Exception as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise CliError(
+                f"database unreachable: {_safe_url(settings.database.url)}: {reason}"
+            ) from None
+        crm = Crm(db, crm_config(settings))
+        try:
+            await crm.prepare()
+            await fn(crm)
+        except CrmError as exc:
+            raise CliError(str(exc)) from None
+        except Exception as exc:
+            if "no such table" in str(exc) or "does not exist" in str(exc):
+                raise CliError("the database is not migrated: run `leadbot db upgrade`") from None
+            raise
+    finally:
+        await db.dispose()
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    asyncio.run(_serve(_settings(args), http=True, workers=args.workers))
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+    if not settings.redis.url:
+        raise CliError("a separate worker needs a shared queue: set redis.url")
+    asyncio.run(_serve(settings, http=False, workers=args.workers))
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> None:
+    from crm.schema import upgrade_blocking
+
+    settings = _settings(args)
+    try:
+        upgrade_blocking(settings.database.url, args.revision)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CliError(
+            f"migration failed on {_safe_url(settings.database.url)}: {reason}"
+        ) from None
+    print(f"database at {args.revision}: {_safe_url(settings.database.url)}")
+
+
+def cmd_rep(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+
+    async def go(crm: Crm) -> None:
+        if args.rep_cmd == "add":
+            rep = await crm.reps.add(
+                args.name,
+                role=args.role,
+                telegram_user_id=args.telegram_id,
+                email=args.email,
+                phone=args.phone,
+                extension=args.extension,
+            )
+            print(f"rep #{rep.id} {rep.name} ({rep.role}) added")
+            if args.invite:
+                code = await crm.reps.create_invite(rep.id)
+                print(invite_text(settings, code))
+        elif args.rep_cmd == "invite":
+            code = await crm.reps.create_invite(args.id)
+            print(invite_text(settings, code))
+        elif args.rep_cmd == "list":
+            for r in await crm.reps.all():
+                tg = r.telegram_user_id or "-"
+                state = "active" if r.active else "inactive"
+                print(f"#{r.id}\t{r.name}\t{r.role}\t{state}\ttelegram {tg}")
+        elif args.rep_cmd == "deactivate":
+            rep = await crm.reps.deactivate(args.id)
+            print(f"rep #{rep.id} {rep.name} deactivated")
+
+    asyncio.run(_with_crm(settings, go))
+
+
+def invite_text(settings: Settings, code: str) -> str:
+    name = settings.telegram.bot_username
+    if name:
+        return f"invite link (valid 7 days, one use): https://t.me/{name}?start={code}"
+    return f"invite code (valid 7 days, one use): send the bot  /start {code}"
+
+
+def cmd_token(args: argparse.Namespace) -> None:
+    async def go(crm: Crm) -> None:
+        if args.token_cmd == "create":
+            token_id, token = await crm.tokens.create(args.name)
+            print(f"token #{token_id} created; it is shown only now:\n{token}")
+        elif args.token_cmd == "revoke":
+            await crm.tokens.revoke(args.id)
+            print(f"token #{args.id} revoked")
+        else:
+            for tid, name, active in await crm.tokens.all():
+                print(f"#{tid}\t{name}\t{'active' if active else 'revoked'}")
+
+    asyncio.run(_with_crm(_settings(args), go))
+
+
+def cmd_exceptions(args: argparse.Namespace) -> None:
+    async def go(crm: Crm) -> None:
+        if args.exc_cmd == "add":
+            e = await crm.exceptions.add(args.value, args.comment)
+            print(f"added {e.kind} {e.value}")
+        elif args.exc_cmd == "remove":
+            await crm.exceptions.remove(args.value)
+            print(f"removed {args.value}")
+        else:
+            for e in await crm.exceptions.all():
+                print(f"{e.kind}\t{e.value}\t{e.comment or ''}")
+
+    asyncio.run(_with_crm(_settings(args), go))
+
+
+def cmd_ingest(args: argparse.Namespace) -> None:
+    from leadbot.ingest import ingest_file
+
+    settings = _settings(args)
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(f"{path}: no such file")
+    summary = asyncio.run(ingest_file(settings, path))
+    for outcome, count in sorted(summary.items()):
+        print(f"{outcome}\t{count}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="leadbot", description=__doc__)
+    p.add_argument("--config", help="TOML configuration file (default: $LEADBOT_CONFIG)")
+    p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("serve", help="run the HTTP server, the workers, channels and the bot")
+    s.add_argument("--workers", type=int, default=1, help="concurrent intake workers")
+    s.set_defaults(fn=cmd_serve)
+    s = sub.add_parser("worker", help="run intake workers only (needs redis.url)")
+    s.add_argument("--workers", type=int, default=1)
+    s.set_defaults(fn=cmd_worker)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_cmd", required=True)
+    s = db.add_parser("upgrade", help="apply migrations")
+    s.add_argument("revision", nargs="?", default="head")
+    s.set_defaults(fn=cmd_db_upgrade)
+
+    rep = sub.add_parser("rep", help="sales reps").add_subparsers(dest="rep_cmd", required=True)
+    s = rep.add_parser("add", help="add a rep")
+    s.add_argument("name")
+    s.add_argument("--role", default="rep", choices=["rep", "supervisor", "admin"])
+    s.add_argument("--telegram-id", type=int, default=None)
+    s.add_argument("--email")
+    s.add_argument("--phone", help="E.164 number calls to this rep's clients are put through to")
+    s.add_argument("--extension", help="PBX extension")
+    s.add_argument("--invite", action="store_true", help="print a one-time Telegram invite link")
+    s.set_defaults(fn=cmd_rep)
+    s = rep.add_parser("invite", help="a new one-time invite link for a rep")
+    s.add_argument("id", type=int)
+    s.set_defaults(fn=cmd_rep)
+    s = rep.add_parser("list", help="list reps")
+    s.set_defaults(fn=cmd_rep)
+    s = rep.add_parser("deactivate", help="deactivate a rep")
+    s.add_argument("id", type=int)
+    s.set_defaults(fn=cmd_rep)
+
+    tok = sub.add_parser("token", help="REST API tokens").add_subparsers(
+        dest="token_cmd", required=True
+    )
+    s = tok.add_parser("create", help="create a token (shown once)")
+    s.add_argument("name")
+    s.set_defaults(fn=cmd_token)
+    s = tok.add_parser("revoke", help="revoke a token")
+    s.add_argument("id", type=int)
+    s.set_defaults(fn=cmd_token)
+    s = tok.add_parser("list", help="list tokens")
+    s.set_defaults(fn=cmd_token)
+
+    exc = sub.add_parser("exceptions", help="the exception list").add_subparsers(
+        dest="exc_cmd", required=True
+    )
+    s = exc.add_parser("add", help="never capture this phone or email")
+    s.add_argument("value")
+    s.add_argument("--comment")
+    s.set_defaults(fn=cmd_exceptions)
+    s = exc.add_parser("remove", help="remove a phone or email")
+    s.add_argument("value")
+    s.set_defaults(fn=cmd_exceptions)
+    s = exc.add_parser("list", help="list the exception list")
+    s.set_defaults(fn=cmd_exceptions)
+
+    s = sub.add_parser("ingest", help="feed events from a JSON-lines file through the queue")
+    s.add_argument("file")
+    s.set_defaults(fn=cmd_ingest)
+    for register in EXTRA_COMMANDS:
+        register(sub)
+    return p
+
+
+# Channels add their own sub-commands here (e.g. import-csv).
+EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=(args.log_level or "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        args.fn(args)
+    except (ConfigError, CliError) as exc:
+        print(f"leadbot: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""`leadbot ingest FILE.jsonl`: replay events through the same queue and intake."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+
+from crm.queue import InProcessQueue
+from leadbot.app import Service
+from leadbot.settings import Settings
+from matching.event import InboundEvent
+
+log = logging.getLogger(__name__)
+
+
+async def ingest_file(settings: Settings, path: Path) -> dict[str, int]:
+    """Queue every line, process them, and count the outcomes (bad lines count as "invalid")."""
+    service = Service(settings, components=[], http=False, workers=0)
+    outcomes: Counter[str] = Counter()
+    await service.crm.prepare()
+    try:
+        events: list[InboundEvent] = []
+        with path.open(encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    events.append(InboundEvent.from_json(json.loads(line)))
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.warning("%s:%d: skipped: %s", path, n, exc)
+                    outcomes["invalid"] += 1
+        for event in events:
+            await service.submit(event)
+
+        done = asyncio.Event()
+
+        async def handle(event: InboundEvent) -> None:
+            outcomes[(await service.handle(event)).outcome] += 1
+            if sum(outcomes.values()) - outcomes["invalid"] >= len(events):
+                done.set()
+
+        stop = asyncio.Event()
+        if isinstance(service.queue, InProcessQueue):
+            stop.set()  # drain what is queued, then return
+            await service.queue.run(handle, stop)
+        else:
+            # Shared Redis queue: process until our own events are through.
+            task = asyncio.create_task(service.queue.run(handle, stop))
+            if events:
+                await done.wait()
+            stop.set()
+            await task
+    finally:
+        await service.queue.close()
+        await service.db.dispose()
+    return dict(outcomes)

@@ -1,0 +1,10 @@
+"""Which components a full service runs; each factory returns None when not configured."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from leadbot.app import ComponentFactory
+
+COMPONENTS: list[ComponentFactory] = []

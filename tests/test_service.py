@@ -1,0 +1,47 @@
+"""The service as a whole: health, readiness, metrics, queue → intake, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+
+from tests.conftest import make_event
+
+
+async def test_health_ready_and_metrics_over_http(start_service: Any) -> None:
+    service = await start_service()
+    base = f"http://127.0.0.1:{service.port}"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/healthz") as r:
+            assert r.status == 200 and (await r.json())["status"] == "ok"
+        async with http.get(f"{base}/readyz") as r:
+            body = await r.json()
+            assert r.status == 200 and body["checks"] == {"database": "ok"}
+        await service.submit(make_event(phones=("+49 30 1234567",)))
+        for _ in range(100):
+            if (await service.crm.events.page())[1]:
+                break
+            await asyncio.sleep(0.02)
+        async with http.get(f"{base}/metrics") as r:
+            text = await r.text()
+            assert 'leadbot_events_received_total{channel="call"} 1.0' in text
+            assert 'leadbot_events_processed_total{channel="call",outcome="new_lead"} 1.0' in text
+        async with http.get(f"{base}/no/such/path") as r:
+            assert r.status == 404 and (await r.json())["error"] == "not_found"
+
+
+async def test_stop_finishes_queued_work(start_service: Any) -> None:
+    service = await start_service()
+    for i in range(20):
+        await service.submit(make_event(phones=(f"+49 30 12345{i:02d}",)))
+    await service.stop()
+    # Everything accepted before the stop was processed, nothing lost.
+    from crm.service import Crm
+
+    crm = Crm(service.db, service.crm.config)
+    crm.db = type(service.db)(service.settings.database.url)
+    events, total = await crm.events.page(limit=50)
+    await crm.db.dispose()
+    assert total == 20 and {e.outcome for e in events} == {"new_lead"}
