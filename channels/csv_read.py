@@ -1,0 +1,124 @@
+"""Read a CSV file as spreadsheets write it: guess the encoding and delimiter, take the header.
+
+Handles UTF-8 with or without BOM, UTF-16 ("Unicode text" from Excel), and German Excel's
+cp1252 with `;` separators, including Excel's optional first line `sep=;`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+_DELIMITERS = ";,\t"
+_SNIFF_CHARS = 16_384
+
+
+class CsvError(ValueError):
+    """The file cannot be read as a table; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class CsvRow:
+    number: int  # record number as a spreadsheet shows it: the header is 1
+    values: Mapping[str, str]  # header → stripped cell; cells past the header as "column N"
+
+
+@dataclass(frozen=True, slots=True)
+class CsvTable:
+    headers: tuple[str, ...]
+    rows: tuple[CsvRow, ...]  # blank rows left out
+    encoding: str
+    delimiter: str
+
+
+def read_csv(data: bytes) -> CsvTable:
+    """Parse `data`; raises `CsvError` when it is empty, binary or not CSV at all."""
+    text, encoding = _decode(data)
+    first_line = text.split("\n", 1)[0].rstrip("\r")
+    delimiter = None
+    if first_line[:4].casefold() == "sep=" and first_line[4:] in (*_DELIMITERS, "|"):  # Excel hint
+        delimiter = first_line[4]
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+    if not text.strip():
+        raise CsvError("the file has no rows")
+    delimiter = delimiter or _delimiter(text)
+    try:
+        records = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    except csv.Error as exc:
+        raise CsvError(f"not a readable CSV file: {exc}") from None
+    numbered = [(n, cells) for n, cells in enumerate(records, 1) if any(c.strip() for c in cells)]
+    if not numbered:
+        raise CsvError("the file has no rows")
+    (_, header_cells), *body = numbered
+    headers = _headers(header_cells)
+    rows = tuple(CsvRow(n, _row_values(headers, cells)) for n, cells in body)
+    return CsvTable(headers, rows, encoding, delimiter)
+
+
+def _decode(data: bytes) -> tuple[str, str]:
+    if data.startswith(b"\xef\xbb\xbf"):
+        return _strict(data, "utf-8-sig"), "utf-8-sig"
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return _strict(data, "utf-16"), "utf-16"
+    if b"\x00" in data:
+        raise CsvError("the file is binary, not CSV")
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:  # what German (Western European) Excel writes for "CSV (Trennzeichen-getrennt)"
+        return data.decode("cp1252"), "cp1252"
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), "latin-1"
+
+
+def _strict(data: bytes, encoding: str) -> str:
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise CsvError(f"the file claims {encoding} but is not: {exc.reason}") from None
+    if "\x00" in text:
+        raise CsvError("the file is binary, not CSV")
+    return text
+
+
+def _delimiter(text: str) -> str:
+    header = next(line for line in text.splitlines() if line.strip())
+    sample = text[:_SNIFF_CHARS]
+    if len(text) > _SNIFF_CHARS and "\n" in sample:
+        sample = sample[: sample.rindex("\n")]  # a cut-off quoted cell confuses the sniffer
+    try:
+        sniffed = csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
+    except csv.Error:
+        sniffed = ""
+    if sniffed and sniffed in header:
+        return sniffed
+    # The sniffer gives up on short or irregular files; the header line is the best witness.
+    counts = {d: header.count(d) for d in _DELIMITERS}
+    best = max(_DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _headers(cells: list[str]) -> tuple[str, ...]:
+    """Stripped header names; blanks become "column N", repeats get " (2)", " (3)"…"""
+    headers: list[str] = []
+    taken: set[str] = set()
+    next_suffix: dict[str, int] = {}  # keeps a file of 5,000 equal headers linear
+    for index, cell in enumerate(cells, 1):
+        name = unique = cell.strip() or f"column {index}"
+        while unique in taken:
+            next_suffix[name] = next_suffix.get(name, 1) + 1
+            unique = f"{name} ({next_suffix[name]})"
+        headers.append(unique)
+        taken.add(unique)
+    return tuple(headers)
+
+
+def _row_values(headers: tuple[str, ...], cells: list[str]) -> dict[str, str]:
+    values = {h: (cells[i].strip() if i < len(cells) else "") for i, h in enumerate(headers)}
+    for index in range(len(headers), len(cells)):
+        if cells[index].strip():
+            values.setdefault(f"column {index + 1}", cells[index].strip())
+    return values
