@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from sqlalchemy.exc import IntegrityError
+
 from crm.config import CrmConfig
 from crm.db import Database
 from crm.models import utcnow
@@ -48,7 +50,16 @@ class Crm:
         self.intake = Intake(db, config, seen=seen, clock=clock)
 
     async def prepare(self) -> None:
-        """Start-up work on a migrated database: pipelines from config, configured admins."""
-        async with self.db.transaction() as s:
-            await sync_pipelines(s, self.config)
-        await self.reps.ensure_admins(self.config.admin_telegram_ids)
+        """Start-up work on a migrated database: pipelines from config, configured admins.
+
+        Several workers may start at once; one of them wins each insert and the others
+        retry and find the rows in place."""
+        for attempt in range(3):
+            try:
+                async with self.db.transaction() as s:
+                    await sync_pipelines(s, self.config)
+                await self.reps.ensure_admins(self.config.admin_telegram_ids)
+                return
+            except IntegrityError:
+                if attempt == 2:
+                    raise

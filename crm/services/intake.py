@@ -278,6 +278,10 @@ class _Apply:
         o = self.d.outcome
         if o is Outcome.IGNORED:
             return self.out
+        if o in (Outcome.NEW_REPEAT_LEAD, Outcome.NEW_REPEAT_DEAL) and self.out.company_id is None:
+            # A known contact who works for a company: the new record belongs to both.
+            contact = await self.s.get(Contact, self.out.contact_id or 0)
+            self.out.company_id = contact.company_id if contact else None
         if o is Outcome.NEW_LEAD:
             await self._new_lead(repeat=False)
         elif o is Outcome.NEW_REPEAT_LEAD:
@@ -343,8 +347,8 @@ class _Apply:
             is_return_customer=repeat,
             name=self._name(),
             company_title=self.event.company_name,
-            contact_id=self.d.contact_id if repeat else None,
-            company_id=self.d.company_id if repeat else None,
+            contact_id=self.out.contact_id if repeat else None,
+            company_id=self.out.company_id if repeat else None,
             responsible_id=resp,
             utm=self.event.meta.get("utm") or None,
             created_at=self.now,
