@@ -33,11 +33,11 @@ def describe_message(message: dict[str, Any]) -> MessageContent:
     if kind in _MEDIA_TYPES:
         return _media(kind, part, meta)
     if kind == "contacts":  # the one type whose payload is a list, not an object
-        text: str | None = _contacts(body)
-    else:
-        describe = _DESCRIBERS.get(kind)
-        text = describe(part, meta) if describe else None
-    return MessageContent(kind, text or f"[unsupported message type {kind}]", meta=meta)
+        return MessageContent(kind, _contacts(body), meta=meta)
+    describe = _DESCRIBERS.get(kind)
+    if describe is None:
+        return MessageContent(kind, f"[unsupported message type {kind[:40]}]", meta=meta)
+    return MessageContent(kind, describe(part, meta) or f"[empty {kind} message]", meta=meta)
 
 
 def _media(kind: str, part: dict[str, Any], meta: dict[str, Any]) -> MessageContent:

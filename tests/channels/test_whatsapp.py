@@ -248,6 +248,7 @@ def test_statuses_only_payload_gives_no_events() -> None:
         ("reaction", {"message_id": "wamid.O", "emoji": ""}, "Reaction removed"),
         ("sticker", {"mime_type": "image/webp", "id": "S1", "animated": False}, "[sticker]"),
         ("ephemeral", {}, "[unsupported message type ephemeral]"),
+        ("text", {"body": "  "}, "[empty text message]"),
         ("unsupported", None, "[unsupported message type unsupported]"),
     ],
 )
