@@ -1,0 +1,119 @@
+"""Configuration: the example file is complete and valid; bad input gives one clear line."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from leadbot.settings import ConfigError, Settings, load_settings
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "leadbot.example.toml"
+
+
+def _keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    out: set[str] = set()
+    for name, field in model.model_fields.items():
+        if field.exclude:
+            continue
+        ann: Any = field.annotation
+        models = [
+            t
+            for t in getattr(ann, "__args__", (ann,))
+            if isinstance(t, type) and issubclass(t, BaseModel)
+        ]
+        if not models:
+            out.add(prefix + name)  # a leaf key
+        for t in models:
+            out |= _keys(t, f"{prefix}{name}.")
+    return out
+
+
+def test_example_config_loads_and_mentions_every_setting() -> None:
+    settings = load_settings(EXAMPLE)
+    assert settings.crm.default_region == "DE"
+    text = EXAMPLE.read_text()
+    mentioned = set(re.findall(r"^#?\s*([a-z_]+)\s*=", text, re.M))
+    leaves = {k.rsplit(".", 1)[-1] for k in _keys(Settings)}
+    assert leaves - mentioned == set()
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[crm]\nmdoe = 'simple'\n", "config error: crm.mdoe: unknown key"),
+        ("[http]\nport = 'eighty'\n", "config error: http.port: Input should be a valid integer"),
+        (
+            "[crm]\nmode = 'fancy'\n",
+            "config error: crm.mode: Input should be 'classic' or 'simple'",
+        ),
+        ("[http\n", "config file"),
+    ],
+)
+def test_bad_config_is_one_line_naming_the_key(tmp_path: Path, toml: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[crm]\nmode = 'classic'\n[telegram]\ntoken = 'file-token'\n")
+    monkeypatch.setenv("LEADBOT_CRM__MODE", "simple")
+    s = load_settings(path)
+    assert s.crm.mode == "simple"
+    assert "file-token" not in repr(s) and "file-token" not in str(s.telegram)
+    assert s.telegram.token is not None and s.telegram.token.get_secret_value() == "file-token"
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    full = {**os.environ, **(env or {})}
+    full.pop("LEADBOT_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "leadbot.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_exits_with_one_line_for_bad_config_and_unreachable_database(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[database]\nurl = 'sqlite+aiosqlite:///x.db'\nport = 1\n")
+    r = _cli("--config", str(bad), "serve")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == "leadbot: config error: database.port: unknown key"
+    r = _cli("serve", env={"LEADBOT_DATABASE__URL": "postgresql+asyncpg://nobody@127.0.0.1:1/x"})
+    assert r.returncode == 2
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "leadbot: database unreachable: postgresql+asyncpg://nobody@127.0.0.1:1/x"
+    )
+    r = _cli("--config", str(tmp_path / "missing.toml"), "rep", "list")
+    assert r.returncode == 2 and "not found" in r.stderr
+
+
+def test_cli_rep_and_exceptions_round_trip(tmp_path: Path) -> None:
+    env = {"LEADBOT_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"}
+    assert _cli("db", "upgrade", env=env).returncode == 0
+    r = _cli("rep", "add", "Rita Rep", "--invite", env=env)
+    assert r.returncode == 0 and "rep #1 Rita Rep (rep) added" in r.stdout
+    assert "/start " in r.stdout
+    assert "Rita Rep" in _cli("rep", "list", env=env).stdout
+    assert _cli("exceptions", "add", "+49 30 555555", "--comment", "spam", env=env).returncode == 0
+    assert "+4930555555" in _cli("exceptions", "list", env=env).stdout
+    r = _cli("exceptions", "add", "not a number", env=env)
+    assert r.returncode == 2 and "neither an email address nor a phone number" in r.stderr
+    r = _cli("rep", "deactivate", "99", env=env)
+    assert r.returncode == 2 and "rep #99 does not exist" in r.stderr
