@@ -1,8 +1,11 @@
 """The shape every phone format (generic JSON, Twilio, Bitrix24 REST) is parsed into, and how
 such a call report becomes an `InboundEvent`.
 
-Each stage of a call (ringing, answered, ended / missed) is its own event with the external id
-`<call id>:<stage>`; the CRM side keeps one activity per call id (`meta["call_id"]`).
+Each stage of a call is its own event: `<call id>:ringing`, `<call id>:answered` and one
+`<call id>:final` for the outcome (ended or missed). A call ends once, so the first outcome
+reported wins and any later, contradicting one is a duplicate: Twilio, for one, reports the
+rep's `<Dial>` outcome first and then "completed" for the caller's leg, which only means Twilio
+itself picked up. The CRM side keeps one activity per call id (`meta["call_id"]`).
 """
 
 from __future__ import annotations
@@ -128,11 +131,15 @@ def _is_internal(
 
 
 def _title(report: CallReport, shown_number: str) -> str:
+    # Also the title of a lead the call creates (a missed call is still an incoming call).
     if report.direction is CallDirection.OUTGOING:
-        return f"{shown_number} - Outgoing call"
-    if report.missed:
-        return f"{shown_number} - Missed call"
-    return f"{shown_number} - Incoming call"
+        return f"{shown_number} — outgoing call"
+    return f"{shown_number} — incoming call"
+
+
+def stage_key(stage: CallStage) -> str:
+    """The external id suffix of a stage: both ways a call can end share one."""
+    return "final" if stage in (CallStage.ENDED, CallStage.MISSED) else stage.value
 
 
 def _occurred_at(report: CallReport, received_at: datetime) -> datetime:
@@ -165,9 +172,9 @@ def call_to_event(
         customer = customer.strip()
     else:
         customer = None
-    parsed = customer is not None and normalize_phone(customer, line_region).e164 is not None
-    title = _title(report, customer or "Withheld number")
-    meta: dict[str, Any] = {
+    e164 = normalize_phone(customer, line_region).e164 if customer is not None else None
+    title = _title(report, e164 or customer or "withheld number")
+    facts: dict[str, Any] = {
         "call_id": report.call_id,
         "stage": report.stage.value,
         "direction": report.direction.value,
@@ -183,13 +190,16 @@ def call_to_event(
         "missed": report.missed,
         "withheld": customer is None,
         # False when the number is kept raw because it does not parse (it will not match).
-        "number_parsed": parsed,
+        "number_parsed": e164 is not None,
         "title": title,
     }
+    # Unknown facts are left out, so a later event of the call never blanks what an earlier
+    # one told (the activity's meta is merged event by event).
+    meta = {k: v for k, v in facts.items() if v is not None}
     incoming = report.direction is CallDirection.INCOMING
     return InboundEvent(
         channel=Channel.CALL,
-        external_id=f"{report.call_id}:{report.stage.value}",
+        external_id=f"{report.call_id}:{stage_key(report.stage)}",
         occurred_at=_occurred_at(report, received_at),
         direction=Direction.INCOMING if incoming else Direction.OUTGOING,
         # On an outgoing call the caller name is our own line's, not the customer's.

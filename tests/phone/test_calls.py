@@ -52,7 +52,7 @@ def test_incoming_ringing_call() -> None:
     assert event.meta["missed"] is False
     assert event.meta["withheld"] is False
     assert event.meta["number_parsed"] is True
-    assert event.meta["title"] == "+49 30 1234567 - Incoming call"
+    assert event.meta["title"] == "+49301234567 — incoming call"
     # The event survives the queue round trip.
     assert InboundEvent.from_json(event.to_json()) == event
 
@@ -69,7 +69,7 @@ def test_each_stage_is_its_own_event_and_uses_its_own_time() -> None:
     )
     event = _event(ended)
     assert event is not None
-    assert event.external_id == "c-1:ended"
+    assert event.external_id == "c-1:final"
     assert event.occurred_at == ended_at
     assert event.meta["duration"] == 42
     assert event.meta["disposition"] == "answered"
@@ -82,7 +82,9 @@ def test_missed_incoming_call_is_flagged() -> None:
     event = _event(missed)
     assert event is not None
     assert event.meta["missed"] is True
-    assert event.meta["title"].endswith("Missed call")
+    # Ended or missed, a call has one outcome: the first one reported wins.
+    assert event.external_id == "c-1:final"
+    assert event.meta["title"] == "+49301234567 — incoming call"
 
 
 def test_outgoing_call_names_the_callee_and_never_the_caller_name() -> None:
@@ -116,7 +118,7 @@ def test_withheld_number_is_logged_but_unmatchable() -> None:
         assert event is not None
         assert event.phones == ()
         assert event.meta["withheld"] is True
-        assert event.meta["title"] == "Withheld number - Incoming call"
+        assert event.meta["title"] == "withheld number — incoming call"
 
 
 def test_unparseable_number_is_kept_raw_and_flagged() -> None:
@@ -124,3 +126,11 @@ def test_unparseable_number_is_kept_raw_and_flagged() -> None:
     assert event is not None
     assert event.phones == ("12345678901234567890x",)
     assert event.meta["number_parsed"] is False
+    assert event.meta["title"] == "12345678901234567890x — incoming call"
+
+
+def test_unknown_facts_are_left_out_of_meta() -> None:
+    # A late ringing event must not blank the duration an earlier final event recorded.
+    event = _event(INCOMING)
+    assert event is not None
+    assert "duration" not in event.meta and "disposition" not in event.meta
