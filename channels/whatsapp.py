@@ -3,7 +3,7 @@
 Pure functions; the HTTP route decides the status codes:
 - GET: `verify_challenge` → 200 with the returned string as text/plain, `WhatsAppAuthError` → 403.
 - POST: `verify_signature` over the *raw* body first (Meta escapes non-ASCII as \\uXXXX, so a
-  re-serialised body would not match), `WhatsAppAuthError` → 403; then `parse_webhook`. Meta
+  re-serialised body would not match), `WhatsAppAuthError` → 401; then `parse_webhook`. Meta
   retries anything but a quick 200, so once the signature holds the route answers 200 and
   hands the events on; the same message id always yields the same `external_id`, which makes
   a redelivered message a no-op at intake.
@@ -39,7 +39,7 @@ class WhatsAppError(ValueError):
 
 
 class WhatsAppAuthError(WhatsAppError):
-    """Verification or signature failed: answer 403."""
+    """Verification failed (answer 403) or the signature did not hold (answer 401)."""
 
 
 class WhatsAppPayloadError(WhatsAppError):

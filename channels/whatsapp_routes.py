@@ -1,0 +1,90 @@
+"""`/hooks/whatsapp`: the WhatsApp Cloud API webhook (subscription check and messages).
+
+- GET: Meta's subscription check → 200 with `hub.challenge` as text, else 403.
+- POST: the `X-Hub-Signature-256` HMAC over the raw body must hold, else 401 and nothing
+  happens. Once it holds the answer is always a quick 200: the messages are queued (intake is
+  idempotent by message id, so Meta's redeliveries are no-ops) and a signed body we cannot
+  read is logged, because Meta would only send it again and again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from channels.whatsapp import (
+    SIGNATURE_HEADER,
+    WhatsAppAuthError,
+    WhatsAppPayloadError,
+    parse_webhook,
+    verify_challenge,
+    verify_signature,
+)
+from leadbot.settings import ConfigError
+from leadbot.web import json_error
+
+if TYPE_CHECKING:
+    from leadbot.app import Service
+
+log = logging.getLogger(__name__)
+
+PATH = "/hooks/whatsapp"
+
+
+class WhatsAppComponent:
+    def __init__(
+        self, service: Service, *, verify_token: str, app_secret: str, queue: tuple[int, ...]
+    ) -> None:
+        self.service = service
+        self.verify_token = verify_token
+        self.app_secret = app_secret
+        self.queue = list(queue)
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        return [web.get(PATH, self.verify, allow_head=False), web.post(PATH, self.receive)]
+
+    async def start(self) -> None:
+        """Nothing to start: Meta calls us."""
+
+    async def stop(self) -> None:
+        """Nothing to stop."""
+
+    async def verify(self, request: web.Request) -> web.StreamResponse:
+        try:
+            challenge = verify_challenge(request.query, self.verify_token)
+        except WhatsAppAuthError as err:
+            log.warning("WhatsApp subscription check refused: %s", err.reason)
+            return json_error(403, "verification_failed", err.reason)
+        return web.Response(text=challenge, content_type="text/plain")
+
+    async def receive(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            verify_signature(self.app_secret, raw, request.headers.get(SIGNATURE_HEADER))
+        except WhatsAppAuthError as err:
+            log.warning("WhatsApp webhook refused from %s: %s", request.remote, err.reason)
+            return json_error(401, "bad_signature", err.reason)
+        try:
+            events = parse_webhook(raw)
+        except WhatsAppPayloadError as err:
+            log.warning("WhatsApp webhook: signed body not understood, dropped: %s", err.reason)
+            return web.json_response({"status": "ignored", "messages": 0})
+        for event in events:
+            await self.service.submit(replace(event, meta={**event.meta, "queue": self.queue}))
+        return web.json_response({"status": "received", "messages": len(events)})
+
+
+def whatsapp_component(service: Service) -> WhatsAppComponent | None:
+    """The webhook when `[whatsapp]` has both secrets; None when neither is set."""
+    cfg = service.settings.whatsapp
+    if cfg.verify_token is None and cfg.app_secret is None:
+        return None
+    token = cfg.verify_token.get_secret_value() if cfg.verify_token else ""
+    secret = cfg.app_secret.get_secret_value() if cfg.app_secret else ""
+    if not token or not secret:
+        missing = "whatsapp.app_secret" if token else "whatsapp.verify_token"
+        raise ConfigError(f"config error: {missing}: needed for the WhatsApp webhook")
+    return WhatsAppComponent(service, verify_token=token, app_secret=secret, queue=cfg.queue)
