@@ -1,0 +1,169 @@
+"""`POST /forms/<form_key>`: web-form submissions over HTTP, one configured form per key.
+
+The submission is checked (CORS origin, rate limit, honeypot, fields) and queued, and the page
+gets its answer at once: a 303 to the form's `success_redirect` for a plain HTML form, JSON
+(`202 {"status": "received", "submission_id": …}`) for `fetch` / JSON bodies. Intake runs
+from the queue, so a slow database never makes a visitor wait.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from channels.webform import (
+    FormConfig,
+    FormError,
+    HoneypotTripped,
+    RateLimiter,
+    cors_headers,
+    fields_from_json,
+    fields_from_pairs,
+    parse_submission,
+    submission_id_for,
+)
+from leadbot.settings import ConfigError, FormSettings
+from leadbot.web import json_error
+
+if TYPE_CHECKING:
+    from leadbot.app import Service
+
+log = logging.getLogger(__name__)
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def form_config(settings: FormSettings, default_region: str) -> FormConfig:
+    """The pure form config for one `[[forms]]` section; `ValueError` names the problem."""
+    return FormConfig(
+        key=settings.key,
+        field_map=settings.field_map,
+        # Without a region "030 1234567" could not be checked, so fall back to the CRM's one.
+        region=settings.region or default_region,
+        honeypot_field=settings.honeypot,
+        duplicate_mode=settings.duplicate_mode,
+        success_redirect=settings.success_redirect,
+        cors_origins=settings.cors_origins,
+        rate_limit_per_minute=settings.rate_limit_per_minute,
+        responsible_queue=settings.queue,
+        title_template=settings.title_template,
+    )
+
+
+class FormsComponent:
+    def __init__(self, service: Service, forms: list[FormConfig]) -> None:
+        self.service = service
+        self.forms = {cfg.key: cfg for cfg in forms}
+        self.limiters: dict[str, RateLimiter] = {cfg.key: cfg.rate_limiter() for cfg in forms}
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        return [
+            web.post("/forms/{form_key}", self.submit),
+            web.options("/forms/{form_key}", self.preflight),
+        ]
+
+    async def start(self) -> None:
+        """Nothing to start: forms only answer requests."""
+
+    async def stop(self) -> None:
+        """Nothing to stop."""
+
+    async def preflight(self, request: web.Request) -> web.StreamResponse:
+        cfg = self.forms.get(request.match_info["form_key"])
+        if cfg is None:
+            return json_error(404, "unknown_form", "there is no form with this key")
+        headers = cors_headers(cfg, request.headers.get("Origin"))
+        if not headers:
+            return json_error(403, "origin_not_allowed", "this origin may not post to the form")
+        return web.Response(status=204, headers=headers)
+
+    async def submit(self, request: web.Request) -> web.StreamResponse:
+        cfg = self.forms.get(request.match_info["form_key"])
+        if cfg is None:
+            return json_error(404, "unknown_form", "there is no form with this key")
+        response = await self._submit(cfg, request)
+        # Error answers carry the CORS headers too, so the page can show the reason.
+        response.headers.update(cors_headers(cfg, request.headers.get("Origin")))
+        return response
+
+    async def _submit(self, cfg: FormConfig, request: web.Request) -> web.StreamResponse:
+        client_ip = request.remote or "unknown"
+        limiter, now = self.limiters[cfg.key], time.monotonic()
+        if not limiter.allow(client_ip, now):
+            wait = max(1, round(limiter.retry_after(client_ip, now)))
+            response = json_error(429, "rate_limited", f"too many submissions; retry in {wait} s")
+            response.headers["Retry-After"] = str(wait)
+            return response
+        wants_json = _wants_json(request)
+        try:
+            fields = await _read_fields(request)
+            submission_id = submission_id_for(fields, uuid.uuid4().hex)
+            event = parse_submission(
+                cfg,
+                fields,
+                client_ip=client_ip,
+                submission_id=submission_id,
+                now=datetime.now(UTC),
+            )
+        except FormError as err:
+            return json_error(err.status, "invalid_submission", err.reason)
+        except HoneypotTripped:
+            log.info("form %s: honeypot filled by %s, nothing created", cfg.key, client_ip)
+            return _success(cfg, uuid.uuid4().hex, wants_json)
+        meta = {**event.meta, "queue": list(cfg.responsible_queue)}
+        if event.subject:
+            meta["title"] = event.subject  # the form's title template names the lead
+        await self.service.submit(replace(event, meta=meta))
+        return _success(cfg, submission_id, wants_json)
+
+
+async def _read_fields(request: web.Request) -> dict[str, str | list[str]]:
+    if request.content_type == "application/json":
+        try:
+            body = json.loads(await request.text())
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError too
+            raise FormError(400, "the body is not valid JSON") from None
+        return fields_from_json(body)
+    if request.content_type in _FORM_TYPES:
+        posted = await request.post()
+        # Uploaded files are not form fields we store; their names would only be noise.
+        return fields_from_pairs((k, v) for k, v in posted.items() if isinstance(v, str))
+    raise FormError(
+        415, "send application/x-www-form-urlencoded, multipart/form-data or application/json"
+    )
+
+
+def _wants_json(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return request.content_type == "application/json" or (
+        "application/json" in accept and "text/html" not in accept
+    )
+
+
+def _success(cfg: FormConfig, submission_id: str, wants_json: bool) -> web.StreamResponse:
+    if cfg.success_redirect and not wants_json:
+        return web.Response(status=303, headers={"Location": cfg.success_redirect})
+    return web.json_response({"status": "received", "submission_id": submission_id}, status=202)
+
+
+def forms_component(service: Service) -> FormsComponent | None:
+    """One route for every configured form; None when no form is configured."""
+    sections = service.settings.forms
+    if not sections:
+        return None
+    keys = [s.key for s in sections]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ConfigError(f"config error: forms: key {', '.join(repeated)} is used twice")
+    try:
+        forms = [form_config(s, service.settings.crm.default_region) for s in sections]
+    except ValueError as exc:
+        raise ConfigError(f"config error: forms: {exc}") from None
+    return FormsComponent(service, forms)
