@@ -47,8 +47,13 @@ class Database:
         """Serialize transactions touching the same identities (sorted: no deadlocks)."""
         if self.is_sqlite:
             return  # BEGIN IMMEDIATE already serializes every writer
-        for key in sorted(set(keys)):
-            await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_id(key)})
+        ids = [lock_id(k) for k in sorted(set(keys))]
+        if ids:
+            # unnest keeps the array order, so every transaction locks in the same order.
+            await session.execute(
+                text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:ks AS bigint[])) AS k"),
+                {"ks": ids},
+            )
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

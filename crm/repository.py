@@ -55,11 +55,22 @@ class SqlCandidateRepository:
 
     def __init__(self, session: AsyncSession) -> None:
         self.s = session
+        self._memo: dict[tuple[Identity, ...], list[tuple[str, int, Identity, int]]] = {}
 
     async def _holders(
         self, identities: Sequence[Identity]
     ) -> list[tuple[str, int, Identity, int]]:
-        """(owner_type, owner_id, identity, communication id) for every holder."""
+        """(owner_type, owner_id, identity, communication id) for every holder.
+
+        Both port calls ask about the same identities; one query serves them."""
+        key = tuple(identities)
+        if key not in self._memo:
+            self._memo[key] = await self._query_holders(identities)
+        return self._memo[key]
+
+    async def _query_holders(
+        self, identities: Sequence[Identity]
+    ) -> list[tuple[str, int, Identity, int]]:
         if not identities:
             return []
         pairs = [(i.kind.value, i.value) for i in identities]

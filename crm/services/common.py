@@ -109,18 +109,21 @@ async def add_comms(
     *,
     include_invalid: bool = True,
     handle_labels: dict[str, str | None] | None = None,
+    fresh: bool = False,
 ) -> list[str]:
     """Attach the event's phones / emails / handles the owner does not have yet.
 
     Returns the normalized values added (for the timeline). Invalid phones are kept raw with
     value None so a rep can still read them, but they never match anyone.
     """
-    existing = await session.execute(
-        select(Communication.kind, Communication.value, Communication.raw_value).where(
-            Communication.owner_type == owner_type, Communication.owner_id == owner_id
+    have: set[tuple[str, str]] = set()
+    if not fresh:  # a record created in this transaction has nothing yet
+        existing = await session.execute(
+            select(Communication.kind, Communication.value, Communication.raw_value).where(
+                Communication.owner_type == owner_type, Communication.owner_id == owner_id
+            )
         )
-    )
-    have = {(k, v if v is not None else f"raw:{r}") for k, v, r in existing}
+        have = {(k, v if v is not None else f"raw:{r}") for k, v, r in existing}
     added: list[str] = []
 
     def _add(kind: str, raw: str, value: str | None, label: str | None = None) -> None:
@@ -342,14 +345,19 @@ async def activity_views(session: AsyncSession, acts: Sequence[Activity]) -> lis
 
 
 async def bind_activity(
-    session: AsyncSession, activity_id: int, owners: Iterable[tuple[str, int | None]]
+    session: AsyncSession,
+    activity_id: int,
+    owners: Iterable[tuple[str, int | None]],
+    fresh: bool = False,
 ) -> None:
-    existing = await session.execute(
-        select(ActivityBinding.owner_type, ActivityBinding.owner_id).where(
-            ActivityBinding.activity_id == activity_id
+    have: set[tuple[str, int]] = set()
+    if not fresh:
+        existing = await session.execute(
+            select(ActivityBinding.owner_type, ActivityBinding.owner_id).where(
+                ActivityBinding.activity_id == activity_id
+            )
         )
-    )
-    have = {(t, i) for t, i in existing}
+        have = {(t, i) for t, i in existing}
     for owner_type, owner_id in owners:
         if owner_id is not None and (owner_type, owner_id) not in have:
             have.add((owner_type, owner_id))

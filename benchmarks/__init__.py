@@ -1,0 +1,1 @@
+"""`make bench`: performance figures, reported as ratios against a baseline of the same run."""

@@ -1,0 +1,140 @@
+"""`make bench`: run every benchmark, print one markdown report and write it to a file.
+
+Each figure is set against a baseline measured in the same run on the same machine, so the
+ratios mean something even on a busy or slow machine. Options:
+    --quick            small sizes (10k and 100k contacts, 5k events) for a fast look
+    --only NAME ...    intake | phone | mail | bot
+    --out FILE         where to write the report (default benchmarks/RESULTS.md)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, Python {platform.python_version()}"
+
+
+def intake_section(quick: bool) -> str:
+    sizes = [10_000, 100_000] if quick else [10_000, 1_000_000]
+    events = 5_000 if quick else 20_000
+    rows: list[dict[str, Any]] = []
+    for backend in ("sqlite", "postgres"):
+        for size in sizes:
+            print(f"intake: {backend}, {size:,} contacts, {events:,} events …", file=sys.stderr)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.intake",
+                    "--backend",
+                    backend,
+                    "--contacts",
+                    str(size),
+                    "--events",
+                    str(events),
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    lines = [
+        "### Intake (matcher + CRM writes), events through `Intake.process`",
+        "",
+        "| backend | contacts | workers | events/s | p50 ms | p99 ms | baseline events/s "
+        "| × baseline | × small DB | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    small = {r["backend"]: r["events_per_s"] for r in rows if r["contacts"] == sizes[0]}
+    for r in rows:
+        lines.append(
+            f"| {r['backend']} | {r['contacts']:,} | {r['concurrency']} | {r['events_per_s']:,.0f} "
+            f"| {r['p50_ms']} | {r['p99_ms']} | {r['baseline_per_s']:,.0f} "
+            f"| {r['events_per_s'] / r['baseline_per_s']:.2f} "
+            f"| {r['events_per_s'] / small[r['backend']]:.2f} | {r['peak_rss_mb']} |"
+        )
+    mix = rows[0]["outcomes"]
+    lines += [
+        "",
+        f"Event mix ({events:,} events): "
+        + ", ".join(f"{k} {v:,}" for k, v in sorted(mix.items())),
+        "Baseline: the rows of a new lead (event log, lead, phone, activity, binding, outbox) "
+        "inserted with plain SQLAlchemy Core in one transaction per event, no matching.",
+    ]
+    return "\n".join(lines)
+
+
+def _optional(module: str, fn: str) -> Callable[..., Any] | None:
+    try:
+        return getattr(importlib.import_module(module), fn)  # type: ignore[no-any-return]
+    except (ImportError, AttributeError):
+        return None
+
+
+SECTIONS: dict[str, tuple[str, str]] = {
+    "phone": ("channels.phone.bench", "report"),
+    "mail": ("channels.mail.bench", "report"),
+    "bot": ("bot.bench", "report"),
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--only", nargs="*", default=None)
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
+    a = p.parse_args()
+    wanted = set(a.only or ["intake", *SECTIONS])
+    parts = [
+        f"## Benchmarks ({datetime.now(UTC):%Y-%m-%d})",
+        "",
+        f"Machine: {machine()}.",
+        "",
+    ]
+    if "intake" in wanted:
+        parts += [intake_section(a.quick), ""]
+    for name, (module, fn) in SECTIONS.items():
+        if name not in wanted:
+            continue
+        report = _optional(module, fn)
+        if report is None:
+            parts += [f"### {name}", "", "(no benchmark available)", ""]
+            continue
+        print(f"{name} …", file=sys.stderr)
+        result = report(quick=a.quick)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+        parts += [str(result), ""]
+    text = "\n".join(parts)
+    print(text)
+    Path(a.out).write_text(text + "\n")
+    print(f"written to {a.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
