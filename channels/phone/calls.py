@@ -137,6 +137,13 @@ def _title(report: CallReport, shown_number: str) -> str:
     return f"{shown_number} — incoming call"
 
 
+_EARLIER_STAGES: dict[str, tuple[str, ...]] = {
+    "ringing": (),
+    "answered": ("ringing",),
+    "final": ("ringing", "answered"),
+}
+
+
 def stage_key(stage: CallStage) -> str:
     """The external id suffix of a stage: both ways a call can end share one."""
     return "final" if stage in (CallStage.ENDED, CallStage.MISSED) else stage.value
@@ -196,6 +203,11 @@ def call_to_event(
     # Unknown facts are left out, so a later event of the call never blanks what an earlier
     # one told (the activity's meta is merged event by event).
     meta = {k: v for k, v in facts.items() if v is not None}
+    # The earlier stages are this event's thread: intake then files it with the lead / deal
+    # they went to, even for a number that cannot be matched (it would open a second lead).
+    earlier = _EARLIER_STAGES[stage_key(report.stage)]
+    if earlier:
+        meta["references"] = [f"{report.call_id}:{stage}" for stage in earlier]
     incoming = report.direction is CallDirection.INCOMING
     return InboundEvent(
         channel=Channel.CALL,

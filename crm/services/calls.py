@@ -26,12 +26,14 @@ class _Out(Protocol):
 
 
 def _reached(event: InboundEvent) -> bool:
+    """The customer was on the line: an answered call either way. An outgoing call that is
+    still ringing, or ended unanswered, has not called anybody back yet."""
     meta = event.meta
     if meta.get("missed"):
         return False
-    if event.direction is Direction.OUTGOING:
-        return meta.get("disposition") in (None, "answered") or bool(meta.get("duration"))
-    return meta.get("stage") == "answered" or meta.get("disposition") == "answered"
+    if meta.get("stage") == "answered" or meta.get("disposition") == "answered":
+        return True
+    return event.direction is Direction.OUTGOING and bool(meta.get("duration"))
 
 
 async def apply_call_rules(

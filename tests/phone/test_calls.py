@@ -74,6 +74,10 @@ def test_each_stage_is_its_own_event_and_uses_its_own_time() -> None:
     assert event.meta["duration"] == 42
     assert event.meta["disposition"] == "answered"
     assert event.meta["recording_url"] == "https://rec.example/1.mp3"
+    # The call's earlier events are its thread (intake files it where they went).
+    assert event.meta["references"] == ["c-1:ringing", "c-1:answered"]
+    ringing = _event(INCOMING)
+    assert ringing is not None and "references" not in ringing.meta
     assert event.meta["missed"] is False
 
 
