@@ -48,6 +48,23 @@ _CANONICAL_INT = re.compile(r"^(?:0|-?[1-9][0-9]{0,17})$")
 _TRUE = frozenset({"1", "y", "yes", "true", "on"})
 _FALSE = frozenset({"", "0", "n", "no", "false", "off"})
 ENTITY_TYPES = frozenset({"CONTACT", "COMPANY", "LEAD"})
+# Every parameter `parse_register` reads.
+REGISTER_PARAMS = (
+    "USER_ID",
+    "USER_PHONE_INNER",
+    "PHONE_NUMBER",
+    "TYPE",
+    "CALL_START_DATE",
+    "CRM_CREATE",
+    "CRM_SOURCE",
+    "CRM_ENTITY_TYPE",
+    "CRM_ENTITY_ID",
+    "SHOW",
+    "ADD_TO_CHAT",
+    "LINE_NUMBER",
+    "EXTERNAL_CALL_ID",
+    "CALL_LIST_ID",
+)
 
 
 class BitrixError(Exception):

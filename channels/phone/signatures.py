@@ -37,7 +37,13 @@ class SignatureError(Exception):
 
 
 def _key(secret: str | bytes) -> bytes:
-    return secret.encode() if isinstance(secret, str) else secret
+    return _bytes(secret) if isinstance(secret, str) else secret
+
+
+def _bytes(text: str) -> bytes:
+    # Header and form values may carry lone surrogates (undecodable bytes): they must fail the
+    # comparison, not raise.
+    return text.encode("utf-8", "surrogatepass")
 
 
 def _generic_digest(secret: str | bytes, timestamp: int, body: bytes) -> str:
@@ -130,7 +136,7 @@ def twilio_signature(
         # Twilio's own validator drops repeated identical values, so we do too.
         for value in sorted(set(_values(params or {}, name))):
             message += name + value
-    mac = hmac.new(auth_token.encode(), message.encode(), digest)
+    mac = hmac.new(_bytes(auth_token), _bytes(message), digest)
     return base64.b64encode(mac.digest()).decode()
 
 
@@ -178,10 +184,10 @@ def verify_twilio(
         if body is None:
             raise SignatureError("bodySHA256 given but no body")
         actual = hashlib.sha256(body).hexdigest().encode()
-        if not hmac.compare_digest(actual, body_hash[0].encode()):
+        if not hmac.compare_digest(actual, _bytes(body_hash[0])):
             raise SignatureError("body does not match bodySHA256")
         params = None
-    given = signature.strip().encode()
+    given = _bytes(signature.strip())
     matched = False
     for variant in _url_variants(url):
         expected = twilio_signature(auth_token, variant, params, algorithm).encode()

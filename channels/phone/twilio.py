@@ -173,9 +173,11 @@ def twiml_response(
     *,
     timeout: int | None = None,
     action_url: str | None = None,
+    reject: bool = False,
 ) -> str:
     """TwiML for the voice request: an optional `<Say>`, then `<Dial>` to the rep's number
-    (known caller) or else the fallback number; with neither, Twilio hangs up after the Say.
+    (known caller) or else the fallback number; with neither, Twilio hangs up after the Say,
+    or, with `reject`, refuses the call (so it ends busy / unanswered, not "completed").
 
     The numbers come from our CRM / settings; they are escaped, not validated, here.
     """
@@ -190,5 +192,7 @@ def twiml_response(
         if action_url:
             dial.set("action", _xml_text(action_url))
         ElementTree.SubElement(dial, "Number").text = _xml_text(number)
+    elif reject:
+        ElementTree.SubElement(response, "Reject")
     body = ElementTree.tostring(response, encoding="unicode")
     return '<?xml version="1.0" encoding="UTF-8"?>' + body

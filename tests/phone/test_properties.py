@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from channels.event import InboundEvent
 from channels.phone.bitrix import (
+    REGISTER_PARAMS,
     BitrixError,
     finish_report,
     parse_bitrix_params,
@@ -150,18 +151,7 @@ def test_twilio_arbitrary_params(params: dict[str, str]) -> None:
 
 _bitrix_keys = st.sampled_from(
     [
-        "USER_ID",
-        "USER_PHONE_INNER",
-        "PHONE_NUMBER",
-        "TYPE",
-        "CALL_START_DATE",
-        "CRM_CREATE",
-        "CRM_SOURCE",
-        "CRM_ENTITY_TYPE",
-        "CRM_ENTITY_ID",
-        "SHOW",
-        "LINE_NUMBER",
-        "EXTERNAL_CALL_ID",
+        *REGISTER_PARAMS,
         "CALL_ID",
         "DURATION",
         "STATUS_CODE",
@@ -169,8 +159,6 @@ _bitrix_keys = st.sampled_from(
         "VOTE",
         "COST",
         "COST_CURRENCY",
-        "ADD_TO_CHAT",
-        "CALL_LIST_ID",
         "fields[PHONE][0][VALUE]",
         "values[]",
     ]

@@ -152,3 +152,5 @@ def test_twiml_falls_back_or_just_answers() -> None:
     assert fallback.find("Dial").get("action") == "/a?x=1&y=2"  # type: ignore[union-attr]
     empty = ElementTree.fromstring(twiml_response(None, None, None))
     assert empty.tag == "Response" and len(empty) == 0
+    refused = ElementTree.fromstring(twiml_response(None, None, None, reject=True))
+    assert [child.tag for child in refused] == ["Reject"]

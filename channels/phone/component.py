@@ -1,0 +1,82 @@
+"""The phone channel as a service component: its routes, and the rep directory kept fresh.
+
+Routes (each answers 404 with a reason when its own secret is not set):
+    POST /hooks/calls                      generic JSON webhook (phone.webhook_secret)
+    GET  /hooks/calls/lookup?number=…      caller lookup (phone.lookup_token)
+    POST /hooks/twilio/voice, …/status     Twilio voice / status callbacks (phone.twilio_auth_token)
+    GET|POST /rest/<user>/<token>/telephony.externalcall.*[.json]   Bitrix24 (phone.bitrix_token)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from channels.phone.bitrix_service import BitrixTelephony
+from channels.phone.context import PhoneContext, PhoneHost
+from channels.phone.lookup import lookup
+from channels.phone.webhooks import (
+    TWILIO_STATUS_PATH,
+    TWILIO_VOICE_PATH,
+    generic_hook,
+    twilio_status,
+    twilio_voice,
+)
+from crm.services.telephony import Telephony
+
+# Only telephony methods: other /rest/ methods belong to whoever serves the rest of the API.
+# The method part is matched case-insensitively, like Bitrix24 does.
+BITRIX_PATH = r"/rest/{user:\d+}/{token:[^/]+}/{method:(?i:telephony\.externalcall\.)[^/]+}"
+
+Handler = Callable[[PhoneContext, web.Request], Awaitable[web.Response]]
+
+
+class PhoneComponent:
+    def __init__(self, ctx: PhoneContext) -> None:
+        self.ctx = ctx
+        self.bitrix = BitrixTelephony(ctx)
+        self._stop = asyncio.Event()
+        self._refresher: asyncio.Task[None] | None = None
+
+    def _bind(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def bound(request: web.Request) -> web.Response:
+            return await handler(self.ctx, request)
+
+        return bound
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        return [
+            web.post("/hooks/calls", self._bind(generic_hook)),
+            web.get("/hooks/calls/lookup", self._bind(lookup)),
+            web.post(TWILIO_VOICE_PATH, self._bind(twilio_voice)),
+            web.get(TWILIO_VOICE_PATH, self._bind(twilio_voice), allow_head=False),
+            web.post(TWILIO_STATUS_PATH, self._bind(twilio_status)),
+            web.get(BITRIX_PATH, self.bitrix.handle, allow_head=False),
+            web.post(BITRIX_PATH, self.bitrix.handle),
+        ]
+
+    async def start(self) -> None:
+        # A first copy of the directory before requests arrive; then kept fresh.
+        with contextlib.suppress(Exception):
+            await self.ctx.refresh_directory()
+        self._stop.clear()
+        self._refresher = asyncio.create_task(self.ctx.keep_directory_fresh(self._stop))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._refresher is not None:
+            await self._refresher
+            self._refresher = None
+
+
+def phone_component(host: PhoneHost) -> PhoneComponent | None:
+    """Factory for `leadbot.wiring.COMPONENTS`: None when no phone format is configured."""
+    phone = host.settings.phone
+    if not any(
+        (phone.webhook_secret, phone.twilio_auth_token, phone.bitrix_token, phone.lookup_token)
+    ):
+        return None
+    return PhoneComponent(PhoneContext(host=host, settings=phone, telephony=Telephony(host.db)))

@@ -1,0 +1,141 @@
+"""What every phone endpoint shares: the service it talks to, the phone settings, a cached rep
+directory (extensions → reps) and the step from a parsed `CallReport` to the queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+from channels.phone.calls import CallReport, call_to_event
+from crm.db import Database
+from crm.dto import IntakeResult
+from crm.service import Crm
+from crm.services.telephony import RepContact, Telephony
+from leadbot.settings import PhoneSettings, Settings
+from matching.event import InboundEvent
+from matching.normalize import normalize_phone
+
+log = logging.getLogger(__name__)
+
+# How often the cached rep directory is re-read (new reps / extensions show up within this).
+DIRECTORY_REFRESH = 30.0
+# Replays of an event already queued are answered without queueing it again for this long.
+RECENT_TTL = 600.0
+RECENT_MAX = 100_000
+
+
+class PhoneHost(Protocol):
+    """The part of `leadbot.app.Service` the phone channel uses."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def crm(self) -> Crm: ...
+
+    @property
+    def db(self) -> Database: ...
+
+    async def submit(self, event: InboundEvent) -> None: ...
+
+    async def process_now(self, event: InboundEvent) -> IntakeResult: ...
+
+
+class RecentIds:
+    """External ids queued lately, so a sender's retries cost no queue or database work.
+
+    Only an optimization: intake stays exactly-once by (channel, external id) on its own.
+    """
+
+    def __init__(self, ttl: float = RECENT_TTL, max_size: int = RECENT_MAX) -> None:
+        self.ttl, self.max_size = ttl, max_size
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def __contains__(self, key: str) -> bool:
+        stamp = self._seen.get(key)
+        return stamp is not None and time.monotonic() - stamp < self.ttl
+
+    def add(self, key: str) -> None:
+        now = time.monotonic()
+        self._seen[key] = now
+        self._seen.move_to_end(key)
+        while self._seen and (
+            len(self._seen) > self.max_size or now - next(iter(self._seen.values())) > self.ttl
+        ):
+            self._seen.popitem(last=False)
+
+
+@dataclass
+class RepDirectory:
+    """Active reps by id and by extension, re-read in the background: webhooks must not wait
+    for the database to learn whether a number is one of our extensions."""
+
+    by_id: dict[int, RepContact] = field(default_factory=dict)
+    by_extension: dict[str, RepContact] = field(default_factory=dict)
+
+    def load(self, reps: list[RepContact]) -> None:
+        active = [r for r in reps if r.active]
+        self.by_id = {r.id: r for r in active}
+        self.by_extension = {r.extension.strip(): r for r in active if r.extension}
+
+
+@dataclass
+class PhoneContext:
+    host: PhoneHost
+    settings: PhoneSettings
+    telephony: Telephony
+    directory: RepDirectory = field(default_factory=RepDirectory)
+    recent: RecentIds = field(default_factory=RecentIds)
+
+    @property
+    def region(self) -> str:
+        return (self.settings.region or self.host.settings.crm.default_region).upper()
+
+    def normalize(self, number: str) -> str | None:
+        """E.164 of a number as a phone system sends it, or None (withheld, unparsable)."""
+        return normalize_phone(number, self.region).e164
+
+    def to_event(self, report: CallReport, *, rep: RepContact | None = None) -> InboundEvent | None:
+        """The event for a report (None: an internal call). A new lead goes to `rep`, else
+        to the rep whose extension took the call, else to the round robin."""
+        event = call_to_event(
+            report,
+            line_region=self.region,
+            internal_extensions=frozenset(self.settings.internal_extensions)
+            | frozenset(self.directory.by_extension),
+            our_numbers=frozenset(self.settings.our_numbers),
+            received_at=datetime.now(UTC),
+        )
+        if event is None:
+            log.info("call %s is internal: not recorded in the CRM", report.call_id)
+            return None
+        owner = rep or self.directory.by_extension.get((report.agent_extension or "").strip())
+        if owner is not None:
+            event = replace(event, meta={**event.meta, "queue": [owner.id]})
+        return event
+
+    async def enqueue(self, event: InboundEvent) -> Literal["accepted", "duplicate"]:
+        """Queue an event unless the very same one was queued lately."""
+        if event.external_id in self.recent:
+            return "duplicate"
+        await self.host.submit(event)
+        self.recent.add(event.external_id)
+        return "accepted"
+
+    async def refresh_directory(self) -> None:
+        self.directory.load(await self.telephony.reps())
+
+    async def keep_directory_fresh(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.refresh_directory()
+            except Exception:  # the database may be away for a moment; keep the last copy
+                log.warning("could not refresh the rep directory", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=DIRECTORY_REFRESH)

@@ -1,0 +1,78 @@
+"""`GET /hooks/calls/lookup?number=…`: who is calling, for a PBX screen-pop or to route the
+call to the client's rep. Authenticated with `Authorization: Bearer <phone.lookup_token>`.
+
+Reply (200): `{"number", "e164", "found", "contact", "company", "lead", "deal", "responsible"}`;
+each part is an object or null; `responsible` carries the rep's `extension` and `phone`. An
+unknown, withheld or unparsable number is `found: false`, not an error.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from aiohttp import web
+
+from channels.phone.context import PhoneContext
+from channels.phone.webhooks import not_configured
+from crm.services.telephony import CallerInfo, RepContact
+from leadbot.web import json_error
+
+_MAX_NUMBER = 64
+
+
+def _authorized(request: web.Request, token: str) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(
+        given.strip().encode("utf-8", "surrogatepass"), token.encode("utf-8", "surrogatepass")
+    )
+
+
+def _named(ident: int | None, name: str | None, key: str = "name") -> dict[str, Any] | None:
+    return None if ident is None else {"id": ident, key: name}
+
+
+def _rep(rep: RepContact | None) -> dict[str, Any] | None:
+    if rep is None:
+        return None
+    return {
+        "id": rep.id,
+        "name": rep.name,
+        "active": rep.active,
+        "extension": rep.extension,
+        "phone": rep.phone,
+    }
+
+
+def caller_json(number: str, e164: str | None, info: CallerInfo | None) -> dict[str, Any]:
+    return {
+        "number": number,
+        "e164": e164,
+        "found": info is not None,
+        "contact": _named(info.contact_id, info.contact_name) if info else None,
+        "company": _named(info.company_id, info.company_name) if info else None,
+        "lead": _named(info.lead_id, info.lead_title, "title") if info else None,
+        "deal": _named(info.deal_id, info.deal_title, "title") if info else None,
+        "responsible": _rep(info.responsible) if info else None,
+    }
+
+
+async def lookup(ctx: PhoneContext, request: web.Request) -> web.Response:
+    token = ctx.settings.lookup_token
+    if token is None:
+        return not_configured("the caller lookup", "lookup_token")
+    if not _authorized(request, token.get_secret_value()):
+        return json_error(401, "unauthorized", "send Authorization: Bearer <phone.lookup_token>")
+    number = request.query.get("number", "")
+    if number[:1] == " " and number.strip()[:1].isdigit():
+        number = "+" + number.lstrip()  # an unencoded "+" in a query string decodes to " "
+    number = number.strip()
+    if not number:
+        return json_error(400, "bad_request", "the number query parameter is required")
+    if len(number) > _MAX_NUMBER:
+        return json_error(400, "bad_request", f"number is longer than {_MAX_NUMBER} characters")
+    e164 = ctx.normalize(number)
+    info = await ctx.telephony.caller(e164) if e164 is not None else None
+    return web.json_response(caller_json(number, e164, info))

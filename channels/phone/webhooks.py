@@ -1,0 +1,196 @@
+"""HTTP handlers of the push formats: our generic JSON webhook and Twilio's voice / status
+callbacks. Each request is verified, parsed, queued and answered at once; intake runs later.
+
+Replies: 202 `{"status": "accepted"}` when queued, 200 `{"status": "duplicate"}` for a replay
+of an event queued lately, 200 `{"status": "ignored"}` for an internal call; 401 / 400 / 422
+with `{"error", "detail"}` otherwise. Twilio endpoints answer TwiML on success.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from aiohttp import web
+from multidict import MultiDict, MultiDictProxy, MultiMapping
+
+from channels.phone.calls import CallDirection, CallReport, PayloadError, is_endpoint_uri
+from channels.phone.context import PhoneContext
+from channels.phone.generic import MAX_BODY, parse_generic
+from channels.phone.signatures import (
+    GENERIC_HEADER,
+    TWILIO_HEADER,
+    SignatureError,
+    verify_generic,
+    verify_twilio,
+)
+from channels.phone.twilio import parse_twilio, twiml_response
+from leadbot.web import json_error
+
+TWILIO_VOICE_PATH = "/hooks/twilio/voice"
+TWILIO_STATUS_PATH = "/hooks/twilio/status"
+TWILIO_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
+_MAX_TWILIO_BODY = 64 * 1024
+
+
+def not_configured(what: str, key: str) -> web.Response:
+    return json_error(404, "not_configured", f"{what} is not configured: set phone.{key}")
+
+
+def payload_error(err: PayloadError) -> web.Response:
+    code = "unknown_event" if err.status == 422 else "bad_request"
+    return json_error(err.status, code, err.reason)
+
+
+async def _body(request: web.Request, limit: int) -> bytes | web.Response:
+    if request.content_length is not None and request.content_length > limit:
+        return json_error(413, "too_large", f"body larger than {limit} bytes")
+    body = await request.read()
+    if len(body) > limit:
+        return json_error(413, "too_large", f"body larger than {limit} bytes")
+    return body
+
+
+async def generic_hook(ctx: PhoneContext, request: web.Request) -> web.Response:
+    """POST /hooks/calls: one JSON call event signed with X-Leadbot-Signature."""
+    secret = ctx.settings.webhook_secret
+    if secret is None:
+        return not_configured("the generic call webhook", "webhook_secret")
+    body = await _body(request, MAX_BODY)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        verify_generic(
+            secret.get_secret_value(), request.headers.get(GENERIC_HEADER), body, time.time()
+        )
+    except SignatureError as err:
+        return json_error(401, "bad_signature", err.reason)
+    try:
+        report = parse_generic(body)
+    except PayloadError as err:
+        return payload_error(err)
+    return await _queue(ctx, report)
+
+
+async def _queue(ctx: PhoneContext, report: CallReport) -> web.Response:
+    event = ctx.to_event(report)
+    if event is None:
+        return web.json_response({"status": "ignored", "reason": "internal call"})
+    status = await ctx.enqueue(event)
+    return web.json_response(
+        {"status": status, "event": event.external_id}, status=202 if status == "accepted" else 200
+    )
+
+
+# --- Twilio -----------------------------------------------------------------------------------
+
+
+def _public_prefix(ctx: PhoneContext) -> str:
+    return (ctx.settings.twilio_public_url or ctx.host.settings.http.public_url).rstrip("/")
+
+
+def twilio_public_url(ctx: PhoneContext, request: web.Request) -> str:
+    """The URL Twilio called: the configured public prefix plus the path and query as sent."""
+    return _public_prefix(ctx) + request.raw_path
+
+
+def _algorithm(request: web.Request) -> str:
+    for part in request.headers.get(TWILIO_SETTINGS_HEADER, "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name.strip().lower() == "algorithm" and value.strip():
+            return value.strip()
+    return "HMAC_SHA1"
+
+
+async def _twilio_params(request: web.Request) -> MultiMapping[str] | web.Response:
+    """The parameters Twilio sent: the form of a POST, the query of a GET."""
+    if request.method == "GET":
+        return request.query
+    body = await _body(request, _MAX_TWILIO_BODY)
+    if isinstance(body, web.Response):
+        return body
+    if request.content_type != "application/x-www-form-urlencoded":
+        return json_error(415, "unsupported_media_type", "Twilio sends form-encoded bodies")
+    try:
+        form = await request.post()
+    except ValueError:  # undecodable bytes in the form
+        return json_error(400, "bad_request", "the form body is not valid UTF-8 form data")
+    return MultiDictProxy(MultiDict((k, str(v)) for k, v in form.items()))
+
+
+async def _record_twilio(
+    ctx: PhoneContext, request: web.Request
+) -> tuple[CallReport, Mapping[str, str]] | web.Response:
+    """Verify, parse and queue one Twilio request; an error reply when it is not valid."""
+    token = ctx.settings.twilio_auth_token
+    if token is None:
+        return not_configured("the Twilio webhook", "twilio_auth_token")
+    params = await _twilio_params(request)
+    if isinstance(params, web.Response):
+        return params
+    try:
+        verify_twilio(
+            token.get_secret_value(),
+            twilio_public_url(ctx, request),
+            params if request.method == "POST" else None,
+            request.headers.get(TWILIO_HEADER),
+            algorithm=_algorithm(request),
+        )
+    except SignatureError as err:
+        return json_error(401, "bad_signature", err.reason)
+    try:
+        report = parse_twilio(params)
+    except PayloadError as err:
+        return payload_error(err)
+    event = ctx.to_event(report)
+    if event is not None:
+        await ctx.enqueue(event)
+    return report, params
+
+
+def _twiml(xml: str) -> web.Response:
+    return web.Response(text=xml, content_type="text/xml")
+
+
+async def _dial_number(ctx: PhoneContext, report: CallReport) -> str | None:
+    """Where to put the call through: the caller's responsible rep, if known and reachable."""
+    if not ctx.settings.twilio_dial_responsible or report.from_number is None:
+        return None
+    e164 = ctx.normalize(report.from_number)
+    if e164 is None:
+        return None
+    caller = await ctx.telephony.caller(e164)
+    rep = caller.responsible if caller else None
+    return rep.phone if rep is not None and rep.active and rep.phone else None
+
+
+async def twilio_voice(ctx: PhoneContext, request: web.Request) -> web.Response:
+    """The voice URL: record the call, answer TwiML that puts it through."""
+    checked = await _record_twilio(ctx, request)
+    if isinstance(checked, web.Response):
+        return checked
+    report, params = checked
+    if report.direction is CallDirection.OUTGOING:
+        # A rep's softphone (client: / sip:) dialling out: connect it to the number it dialled.
+        # Any other outgoing leg already has its callee on the line: nothing to dial.
+        softphone = is_endpoint_uri(params.get("From") or "")
+        number = report.to_number if softphone else None
+        return _twiml(twiml_response(number, None, None))
+    return _twiml(
+        twiml_response(
+            await _dial_number(ctx, report),
+            ctx.settings.twilio_fallback_number,
+            None,
+            # The <Dial> outcome says whether a rep answered: the only way to see a missed call.
+            action_url=_public_prefix(ctx) + TWILIO_STATUS_PATH,
+            reject=True,
+        )
+    )
+
+
+async def twilio_status(ctx: PhoneContext, request: web.Request) -> web.Response:
+    """Status callbacks and `<Dial action>` callbacks: record the stage, then hang up."""
+    checked = await _record_twilio(ctx, request)
+    return (
+        checked if isinstance(checked, web.Response) else _twiml(twiml_response(None, None, None))
+    )

@@ -1,0 +1,188 @@
+"""The generic JSON webhook and the Twilio endpoints over real HTTP: authentication, bad
+input, the TwiML answer and idempotent delivery."""
+
+from __future__ import annotations
+
+import json
+import time
+from xml.etree import ElementTree
+
+from channels.phone.signatures import sign_generic
+from tests.phone.conftest import FALLBACK, PUBLIC, SECRET, PhoneClient, StartPhone, add_rep
+
+CALL = {
+    "event": "call.ringing",
+    "call_id": "g-1",
+    "direction": "incoming",
+    "from": "+4930123456",
+    "to": "+4989111222",
+}
+BODY = json.dumps(CALL).encode()
+CALLER = "+4930123456"
+
+
+def _twilio_form(sid: str = "CA" + "1" * 32, **fields: str) -> dict[str, str]:
+    form = {
+        "CallSid": sid,
+        "AccountSid": "AC" + "0" * 32,
+        "From": CALLER,
+        "To": "+4989111222",
+        "Caller": CALLER,
+        "Called": "+4989111222",
+        "CallStatus": "ringing",
+        "Direction": "inbound",
+        "ApiVersion": "2010-04-01",
+    }
+    form.update(fields)
+    return form
+
+
+# --- generic ----------------------------------------------------------------------------------
+
+
+async def test_signed_event_is_accepted_and_replays_are_not_queued_twice(
+    phone: PhoneClient,
+) -> None:
+    first = await phone.post_generic(BODY)
+    assert first.status == 202, first.text
+    assert first.json() == {"status": "accepted", "event": "g-1:ringing"}
+    again = await phone.post_generic(BODY)  # a retry inside the replay window
+    assert again.status == 200 and again.json()["status"] == "duplicate"
+    await phone.settle()
+    assert len(await phone.leads()) == 1
+
+
+async def test_generic_signature_is_required_and_checked(phone: PhoneClient) -> None:
+    async def post(headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+        reply = await phone._send("POST", "/hooks/calls", data=BODY, headers=headers)
+        return reply.status, reply.json()
+
+    status, body = await post({})
+    assert status == 401 and body["error"] == "bad_signature"
+    assert "missing X-Leadbot-Signature" in body["detail"]
+    status, body = await post({"X-Leadbot-Signature": "t=1,v1=zz"})
+    assert status == 401 and "malformed" in body["detail"]
+    wrong = await phone.post_generic(BODY, secret="not-the-secret")
+    assert wrong.status == 401 and wrong.json()["detail"] == "signature mismatch"
+    stale = await phone.post_generic(BODY, timestamp=int(time.time()) - 301)
+    assert stale.status == 401 and "window" in stale.json()["detail"]
+    future = await phone.post_generic(BODY, timestamp=int(time.time()) + 301)
+    assert future.status == 401
+    # The signature covers the exact bytes: a changed body does not verify.
+    header = sign_generic(SECRET, int(time.time()), BODY)
+    tampered = BODY.replace(b"+4930123456", b"+4930999999")
+    reply = await phone._send(
+        "POST", "/hooks/calls", data=tampered, headers={"X-Leadbot-Signature": header}
+    )
+    assert reply.status == 401 and reply.json()["detail"] == "signature mismatch"
+    await phone.settle()
+    assert await phone.leads() == []
+
+
+async def test_generic_bad_input_gets_400_and_unknown_events_422(phone: PhoneClient) -> None:
+    assert (await phone.post_generic(b"{not json")).status == 400
+    assert (await phone.post_generic(b"[1, 2]")).status == 400
+    missing = await phone.post_generic(json.dumps({**CALL, "call_id": None}).encode())
+    assert missing.status == 400 and "call_id" in missing.json()["detail"]
+    unknown = await phone.post_generic(json.dumps({**CALL, "event": "call.parked"}).encode())
+    assert unknown.status == 422 and unknown.json()["error"] == "unknown_event"
+    big = await phone.post_generic(b" " * (65 * 1024))
+    assert big.status == 413
+
+
+async def test_endpoint_without_its_secret_says_so(start_phone: StartPhone) -> None:
+    phone = await start_phone(webhook_secret=None, twilio_auth_token=None)
+    reply = await phone.post_generic(BODY)
+    assert reply.status == 404 and "phone.webhook_secret" in reply.json()["detail"]
+    twilio = await phone.twilio("/hooks/twilio/voice", _twilio_form())
+    assert twilio.status == 404 and "phone.twilio_auth_token" in twilio.json()["detail"]
+
+
+# --- Twilio -----------------------------------------------------------------------------------
+
+
+async def test_twilio_voice_known_caller_is_put_through_to_the_responsible(
+    phone: PhoneClient,
+) -> None:
+    rep = await add_rep(phone, "Anna", phone="+4917600000001")
+    first = await phone.twilio("/hooks/twilio/voice", _twilio_form("CA" + "a" * 32))
+    assert first.status == 200 and first.content_type == "text/xml"
+    # Nobody knows the caller yet: the fallback number takes it.
+    root = ElementTree.fromstring(first.text)
+    assert root.findtext("Dial/Number") == FALLBACK
+    dial = root.find("Dial")
+    assert dial is not None and dial.get("action") == f"{PUBLIC}/hooks/twilio/status"
+    await phone.settle()
+    [lead] = await phone.leads()
+    assert lead.responsible_id == rep
+    second = await phone.twilio("/hooks/twilio/voice", _twilio_form("CA" + "b" * 32))
+    assert ElementTree.fromstring(second.text).findtext("Dial/Number") == "+4917600000001"
+
+
+async def test_twilio_voice_without_anybody_to_dial_rejects(start_phone: StartPhone) -> None:
+    phone = await start_phone(twilio_fallback_number=None)
+    reply = await phone.twilio("/hooks/twilio/voice", _twilio_form())
+    assert [child.tag for child in ElementTree.fromstring(reply.text)] == ["Reject"]
+
+
+async def test_twilio_signature_over_the_public_url(start_phone: StartPhone) -> None:
+    phone = await start_phone()
+    form = _twilio_form()
+    # Signed for the bind address instead of the public URL Twilio uses: refused.
+    local = await phone.twilio("/hooks/twilio/voice", form, public=phone.base)
+    assert local.status == 401 and local.json()["error"] == "bad_signature"
+    wrong = await phone.twilio("/hooks/twilio/voice", form, token="other-token")
+    assert wrong.status == 401
+    missing = await phone._send("POST", "/hooks/twilio/voice", data=form)
+    assert missing.status == 401 and "X-Twilio-Signature" in missing.json()["detail"]
+    # Behind a proxy that adds a path prefix, the configured public URL is what counts.
+    proxied = await start_phone(twilio_public_url="https://pbx.example.org:8443/leadbot/")
+    ok = await proxied.twilio(
+        "/hooks/twilio/voice", form, public="https://pbx.example.org:8443/leadbot"
+    )
+    assert ok.status == 200, ok.text
+
+
+async def test_same_twilio_status_callback_three_times_is_one_activity(
+    phone: PhoneClient,
+) -> None:
+    sid = "CA" + "c" * 32
+    await phone.twilio("/hooks/twilio/voice", _twilio_form(sid))
+    done = _twilio_form(sid, CallStatus="completed", CallDuration="42")
+    for _ in range(3):
+        reply = await phone.twilio("/hooks/twilio/status", done)
+        assert reply.status == 200 and ElementTree.fromstring(reply.text).tag == "Response"
+    await phone.settle()
+    [call] = await phone.activities("call")
+    assert call.meta is not None and call.meta["duration"] == 42
+    assert call.meta["disposition"] == "answered"
+
+
+async def test_twilio_dial_outcome_decides_a_missed_call(phone: PhoneClient) -> None:
+    sid = "CA" + "d" * 32
+    await phone.twilio("/hooks/twilio/voice", _twilio_form(sid))
+    # The rep did not pick up (the <Dial action> callback) …
+    no_answer = _twilio_form(sid, CallStatus="in-progress", DialCallStatus="no-answer")
+    assert (await phone.twilio("/hooks/twilio/status", no_answer)).status == 200
+    # … then Twilio reports the caller's leg "completed": that is not an answered call.
+    completed = _twilio_form(sid, CallStatus="completed", CallDuration="31")
+    assert (await phone.twilio("/hooks/twilio/status", completed)).status == 200
+    await phone.settle()
+    [task] = await phone.activities("task")
+    assert not task.done and task.attempts == 1
+    [call] = await phone.activities("call")
+    assert call.meta is not None and call.meta["missed"] is True
+
+
+async def test_twilio_bad_input(phone: PhoneClient) -> None:
+    unknown = await phone.twilio("/hooks/twilio/status", _twilio_form(CallStatus="parked"))
+    assert unknown.status == 422
+    no_sid = {k: v for k, v in _twilio_form().items() if k != "CallSid"}
+    assert (await phone.twilio("/hooks/twilio/status", no_sid)).status == 400
+    raw = await phone._send(
+        "POST",
+        "/hooks/twilio/status",
+        data=b"CallSid=%ff%fe",
+        headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "x"},
+    )
+    assert raw.status in (400, 401)
