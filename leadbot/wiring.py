@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from leadbot.api import api_component
+
 if TYPE_CHECKING:
     from leadbot.app import ComponentFactory
 
-COMPONENTS: list[ComponentFactory] = []
+COMPONENTS: list[ComponentFactory] = [api_component]
