@@ -66,6 +66,7 @@ def to_event(
             "in_reply_to": parsed.in_reply_to,
             "references": list(parsed.references),
             "from": parsed.sender.address,
+            "customer": person.address,  # the rate limit counts per customer address
             "to": list(parsed.to),
             "cc": list(parsed.cc),
             "body": parsed.text[:BODY_LIMIT],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -18,4 +18,22 @@ async def dovecot() -> AsyncIterator[Dovecot]:
         await server.start()
         yield server
     finally:
+        await server.close()
+
+
+@pytest.fixture
+async def make_dovecot() -> AsyncIterator[Callable[[str], Awaitable[Dovecot]]]:
+    """Start extra servers, e.g. with restricted capabilities: `await make_dovecot(config)`."""
+    if not DOVECOT.exists():
+        pytest.skip(f"{DOVECOT} is not installed (apt-get install dovecot-imapd)")
+    started: list[Dovecot] = []
+
+    async def _make(extra_config: str = "") -> Dovecot:
+        server = Dovecot(extra_config)
+        started.append(server)
+        await server.start()
+        return server
+
+    yield _make
+    for server in started:
         await server.close()

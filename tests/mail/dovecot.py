@@ -7,6 +7,7 @@ a worker thread, so this helper stays independent of the aioimaplib client under
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import imaplib
 import os
 import re
@@ -15,6 +16,7 @@ import signal
 import socket
 import tempfile
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -100,7 +102,9 @@ class Dovecot:
     password = "secret"
     host = HOST
 
-    def __init__(self) -> None:
+    def __init__(self, extra_config: str = "") -> None:
+        """`extra_config` is appended to the config, e.g. to restrict the capabilities."""
+        self.extra_config = extra_config
         self.root = Path(tempfile.mkdtemp(prefix="leadbot-dovecot-"))
         self.port = _free_port()
         self.config = self.root / "dovecot.conf"
@@ -127,17 +131,25 @@ class Dovecot:
         await self._wait_for_greeting()
 
     async def stop(self) -> None:
-        """Stop the server and wait until its master.pid is gone (a restart needs that)."""
+        """Stop the server and drop every client connection, as a real shutdown does.
+
+        Waits until master.pid is gone (a restart needs that). Dovecot's logged-in imap
+        processes outlive their master here, so the instance's process group is killed too.
+        """
         if not self._pid_file.exists():
             return
         pid = int((await asyncio.to_thread(self._pid_file.read_text)).strip())
         try:
+            group = os.getpgid(pid)
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:  # it died on its own and left a stale pid file
             self._pid_file.unlink(missing_ok=True)
             return
         for _ in range(200):
             if not self._pid_file.exists():
+                if group == pid:  # the daemonized master leads its own group, never ours
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(group, signal.SIGKILL)
                 return
             await asyncio.sleep(0.05)
         raise TimeoutError(f"dovecot (pid {pid}) did not stop within 10 s")
@@ -153,11 +165,18 @@ class Dovecot:
 
     # --- mailbox operations ------------------------------------------------------------------
 
-    async def append(self, raw: bytes, folder: str = "INBOX") -> int:
-        """Deliver a message via IMAP APPEND; returns its UID."""
+    async def append(
+        self,
+        raw: bytes,
+        folder: str = "INBOX",
+        *,
+        flags: str = "",
+        received: datetime | None = None,
+    ) -> int:
+        """Deliver a message via IMAP APPEND (`received` sets its INTERNALDATE); returns its UID."""
 
         def run(imap: imaplib.IMAP4) -> int:
-            answer = _text(_ok(imap.append(_quote(folder), "", None, raw), "APPEND"))
+            answer = _text(_ok(imap.append(_quote(folder), flags, received, raw), "APPEND"))
             found = re.search(r"APPENDUID \d+ (\d+)", answer)
             if found is None:
                 raise RuntimeError(f"APPEND gave no UID: {answer}")
@@ -205,6 +224,7 @@ class Dovecot:
         await self.stop()
         await asyncio.to_thread(self._forget_uids, folder)
         await self.start()
+        await self.uids(folder)  # STATUS may say 0 until the rebuilt folder was opened once
         after = await self.uidvalidity(folder)
         if after == before:
             raise RuntimeError(f"UIDVALIDITY of {folder} stayed {before}")
@@ -219,7 +239,8 @@ class Dovecot:
         """Config, password file and an empty Maildir the mail uid owns (runs in a thread)."""
         self.root.chmod(0o755)  # mail processes run as nobody and must reach the Maildir
         settings = {"root": self.root, "host": HOST, "port": self.port}
-        self.config.write_text(_CONFIG.format(uid=MAIL_UID, gid=MAIL_GID, **settings))
+        config = _CONFIG.format(uid=MAIL_UID, gid=MAIL_GID, **settings) + self.extra_config
+        self.config.write_text(config)
         (self.root / "passwd").write_text(f"{self.user}:{{PLAIN}}{self.password}\n")
         for sub in ("cur", "new", "tmp"):
             (self.maildir / sub).mkdir(parents=True, exist_ok=True)

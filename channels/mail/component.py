@@ -1,0 +1,158 @@
+"""The mail channel as a service component: one worker task per configured mailbox."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import redis.exceptions
+from aiohttp import web
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from channels.mail.filters import MailPolicy
+from channels.mail.imap import ImapServer
+from channels.mail.mailbox import MailboxConfig
+from channels.mail.worker import MailboxWorker
+from crm.services.mailstate import MailState
+from leadbot.settings import ConfigError, MailboxSettings
+
+if TYPE_CHECKING:
+    from leadbot.app import Service
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = 10.0  # a mail in the middle of intake may finish
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Errors of a database or Redis that is down: retry the mail later, never quarantine it."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(
+        exc,
+        OSError
+        | TimeoutError
+        | OperationalError
+        | InterfaceError
+        | redis.exceptions.ConnectionError
+        | redis.exceptions.TimeoutError,
+    )
+
+
+def own_addresses(mailboxes: Sequence[MailboxSettings]) -> frozenset[str]:
+    """Every mailbox login that is an address: mail from them is our own."""
+    return frozenset(m.user.strip().lower() for m in mailboxes if "@" in m.user)
+
+
+def read_password(box: MailboxSettings) -> str:
+    """The password from the config, a file or the environment (blocking: call in a thread)."""
+    if box.password is not None:
+        return box.password.get_secret_value()
+    if box.password_env is not None:
+        value = os.environ.get(box.password_env)
+        if not value:
+            raise ConfigError(
+                f"mailbox {box.name}: environment variable {box.password_env} is not set"
+            )
+        return value
+    path = box.password_file
+    assert path is not None  # the settings demand exactly one of the three
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"mailbox {box.name}: password_file {path}: {exc.strerror}") from None
+    if not value:
+        raise ConfigError(f"mailbox {box.name}: password_file {path} is empty")
+    return value
+
+
+def mailbox_config(
+    box: MailboxSettings, password: str, own: frozenset[str], default_region: str
+) -> MailboxConfig:
+    try:
+        return MailboxConfig(
+            name=box.name,
+            server=ImapServer(
+                host=box.host,
+                port=box.port,
+                security=box.security,
+                user=box.user,
+                password=password,
+                ca_file=str(box.ca_file) if box.ca_file else None,
+            ),
+            folder=box.folder,
+            processed_folder=box.processed_folder,
+            quarantine_folder=box.quarantine_folder,
+            region=(box.region or default_region).upper(),
+            queue=box.queue,
+            first_sync_days=box.first_sync_days,
+            policy=MailPolicy(
+                own_addresses=own,
+                allow_lists=box.allow_lists,
+                robot_senders=frozenset(box.robot_senders),
+                rate_limit_per_hour=box.rate_limit_per_hour,
+            ),
+            poll_interval=box.poll_interval,
+            idle_renew_seconds=box.idle_renew_seconds,
+            reconnect_min_seconds=box.reconnect_min_seconds,
+            reconnect_max_seconds=max(box.reconnect_min_seconds, box.reconnect_max_seconds),
+            timeout=box.timeout,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"config error: mailboxes: {exc}") from None
+
+
+class MailComponent:
+    def __init__(self, service: Service, mailboxes: Sequence[MailboxSettings]) -> None:
+        names = [m.name for m in mailboxes]
+        doubled = sorted({n for n in names if names.count(n) > 1})
+        if doubled:
+            raise ConfigError(f"config error: mailboxes: name {doubled[0]!r} is used twice")
+        self.service = service
+        self.mailboxes = tuple(mailboxes)
+        self.workers: list[MailboxWorker] = []
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        return []
+
+    async def start(self) -> None:
+        own = own_addresses(self.mailboxes)
+        region = self.service.settings.crm.default_region
+        store = MailState(self.service.db)
+        self._stop.clear()
+        for box in self.mailboxes:
+            password = await asyncio.to_thread(read_password, box)
+            config = mailbox_config(box, password, own, region)
+            worker = MailboxWorker(config, self.service.process_now, store, is_outage=is_outage)
+            self.workers.append(worker)
+        for worker in self.workers:
+            task = asyncio.create_task(worker.run(self._stop), name=f"mailbox-{worker.config.name}")
+            self._tasks.append(task)
+
+    async def stop(self) -> None:
+        """Let each worker finish the mail it is on, then cut what still hangs."""
+        self._stop.set()
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=STOP_GRACE_SECONDS)
+        for task in pending:
+            log.warning("mailbox worker %s did not stop in time", task.get_name())
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        self.workers.clear()
+
+
+def mail_component(service: Service) -> MailComponent | None:
+    """The factory for `leadbot.wiring.COMPONENTS`: None when no mailbox is configured."""
+    mailboxes = service.settings.mailboxes
+    return MailComponent(service, mailboxes) if mailboxes else None

@@ -1,0 +1,320 @@
+"""The IMAP loop of one mailbox: sync, then IDLE (or poll), reconnecting with backoff.
+
+Order per message, so nothing is lost or doubled: fetch without \\Seen → parse → filter →
+commit through intake → flag \\Seen or move → persist the UID. A crash anywhere before the last
+step only re-reads the mail, and intake is idempotent by Message-ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+
+from channels.event import InboundEvent
+from channels.mail.filters import Verdict, VerdictKind, classify, customer
+from channels.mail.imap import ImapError, ImapRefused, ImapSession, Selected, imap_date
+from channels.mail.mailbox import QUARANTINE_KEYWORD, MailboxConfig, MailStore, Sink
+from channels.mail.parse import MailParseError, ParsedMail, parse_message
+from channels.mail.to_event import to_event
+
+log = logging.getLogger(__name__)
+
+RATE_WINDOW = timedelta(hours=1)
+
+
+def backoff_delay(attempt: int, low: float, high: float, jitter: float) -> float:
+    """Capped exponential backoff; `jitter` in [0, 1) spreads it over [half, full] delay."""
+    grown: float = low * 2.0 ** min(attempt, 32)
+    return min(high, grown) * (0.5 + jitter / 2)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _is_outage(exc: BaseException) -> bool:
+    return isinstance(exc, OSError | TimeoutError)
+
+
+@dataclass
+class MailboxStats:
+    """Counters for logs, metrics and tests."""
+
+    connects: int = 0
+    committed: int = 0  # went through intake (duplicates included)
+    ignored: int = 0
+    quarantined: int = 0
+    failures: int = 0  # sessions that ended in an error
+    last_error: str | None = None
+    waiting: bool = False  # caught up, in IDLE or between polls
+
+
+@dataclass
+class _Cursor:
+    uidvalidity: int
+    last_uid: int
+    # A first sync or a resync after a UIDVALIDITY change reads by date, then by UID.
+    since: date | None = None
+    uidnext: int | None = None
+
+    def criteria(self) -> tuple[str, ...]:
+        if self.since is not None:
+            return ("SINCE", imap_date(self.since), "UNKEYWORD", QUARANTINE_KEYWORD)
+        return ("UID", f"{self.last_uid + 1}:*", "UNKEYWORD", QUARANTINE_KEYWORD)
+
+
+class MailboxWorker:
+    def __init__(
+        self,
+        config: MailboxConfig,
+        sink: Sink,
+        store: MailStore,
+        *,
+        is_outage: Callable[[BaseException], bool] = _is_outage,
+        clock: Callable[[], datetime] = _utcnow,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.config = config
+        self.sink = sink
+        self.store = store
+        self.is_outage = is_outage
+        self.clock = clock
+        self.jitter = jitter
+        self.stats = MailboxStats()
+        self._policy = config.policy
+        self._failed: dict[tuple[int, int], int] = {}  # (uidvalidity, uid) → intake failures
+        self._folders: set[str] = set()  # created in this session
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until `stop` is set; every error ends the session and reconnects later."""
+        name = self.config.name
+        attempt = 0
+        while not stop.is_set():
+            try:
+                if await self._session(stop):
+                    attempt = 0
+            except Exception as exc:
+                self.stats.failures += 1
+                self.stats.last_error = str(exc) or type(exc).__name__
+                if isinstance(exc, ImapError) or self.is_outage(exc):
+                    log.warning("mailbox %s: %s", name, self.stats.last_error)
+                else:
+                    log.exception("mailbox %s: unexpected error", name)
+            if stop.is_set():
+                break
+            delay = backoff_delay(
+                attempt,
+                self.config.reconnect_min_seconds,
+                self.config.reconnect_max_seconds,
+                self.jitter(),
+            )
+            attempt += 1
+            log.info("mailbox %s: reconnecting in %.1f s", name, delay)
+            await _sleep(stop, delay)
+
+    async def _session(self, stop: asyncio.Event) -> bool:
+        """One connection; returns when stopped, raises on failure."""
+        cfg = self.config
+        session = await ImapSession.open(cfg.server, timeout=cfg.timeout)
+        self._folders.clear()
+        try:
+            self.stats.connects += 1
+            cursor = await self._cursor(await session.select(cfg.folder))
+            idle = session.offers("IDLE")
+            log.info(
+                "mailbox %s: connected to %s, %s",
+                cfg.name,
+                cfg.source,
+                "waiting in IDLE" if idle else f"polling every {cfg.poll_interval:g} s",
+            )
+            healthy = False
+            while not stop.is_set():
+                await self._drain(session, cursor, stop)
+                healthy = True
+                if stop.is_set():
+                    break
+                self.stats.waiting = True
+                try:
+                    if idle:
+                        await session.idle(cfg.idle_renew_seconds, stop)
+                    elif not await _sleep(stop, cfg.poll_interval):
+                        await session.noop()
+                finally:
+                    self.stats.waiting = False
+            return healthy
+        finally:
+            await session.close()
+
+    async def _cursor(self, selected: Selected) -> _Cursor:
+        cfg = self.config
+        saved = await self.store.load(cfg.name)
+        now = self.clock()
+        window = (now - timedelta(days=cfg.first_sync_days)).date() if cfg.first_sync_days else None
+        since: date | None
+        if saved is not None and saved.source == cfg.source:
+            if saved.uidvalidity == selected.uidvalidity:
+                return _Cursor(selected.uidvalidity, saved.last_uid)
+            # The server renumbered the folder: read again everything since we last looked;
+            # intake drops what it has already seen by Message-ID.
+            since = (saved.synced_at - timedelta(days=1)).date()
+            since = min(since, window) if window else since
+            log.warning(
+                "mailbox %s: UIDVALIDITY changed from %s to %s, reading again since %s",
+                cfg.name,
+                saved.uidvalidity,
+                selected.uidvalidity,
+                since,
+            )
+        else:
+            since = window
+            log.info("mailbox %s: first sync, reading mail since %s", cfg.name, since or "now")
+        cursor = _Cursor(selected.uidvalidity, 0, since=since, uidnext=selected.uidnext)
+        if since is None:  # nothing old wanted: start after the newest mail
+            await self._finish_first_sync(cursor, [])
+        return cursor
+
+    async def _finish_first_sync(self, cursor: _Cursor, handled: list[int]) -> None:
+        top = [*handled, cursor.last_uid]
+        if cursor.uidnext is not None:
+            top.append(cursor.uidnext - 1)
+        cursor.since, cursor.last_uid = None, max(top)
+        await self._save(cursor)
+
+    async def _save(self, cursor: _Cursor) -> None:
+        await self.store.save(
+            self.config.name,
+            uidvalidity=cursor.uidvalidity,
+            last_uid=cursor.last_uid,
+            source=self.config.source,
+        )
+
+    async def _drain(self, session: ImapSession, cursor: _Cursor, stop: asyncio.Event) -> None:
+        """Handle every mail after the cursor, oldest first, persisting progress per mail.
+
+        Searches again until nothing new turns up: aioimaplib drops the EXISTS a server sends
+        outside IDLE, so the last command before IDLE must be a search that found nothing.
+        """
+        while not stop.is_set():
+            uids = [u for u in await session.search(*cursor.criteria()) if u > cursor.last_uid]
+            if uids:
+                reps = await self.store.rep_addresses()
+                self._policy = replace(self.config.policy, rep_addresses=reps)
+            for uid in uids:
+                if stop.is_set():
+                    return
+                await self._handle(session, cursor.uidvalidity, uid)
+                cursor.last_uid = uid
+                await self._save(cursor)
+            if cursor.since is not None:
+                await self._finish_first_sync(cursor, uids)
+            elif not uids:
+                return
+
+    # --- one message -------------------------------------------------------------------------
+
+    async def _handle(self, session: ImapSession, uidvalidity: int, uid: int) -> None:
+        cfg = self.config
+        raw = await session.fetch(uid)
+        if raw is None:
+            log.info("mailbox %s: UID %s vanished before it was read", cfg.name, uid)
+            return
+        try:
+            parsed = await asyncio.to_thread(parse_message, raw, phone_region=cfg.region)
+        except MailParseError as exc:
+            await self._quarantine(session, uid, f"unreadable mail: {exc}")
+            return
+        except Exception as exc:  # a parser bug must not block the mailbox either
+            log.exception("mailbox %s: parser crashed on UID %s", cfg.name, uid)
+            await self._quarantine(session, uid, f"parser error: {exc!r}")
+            return
+        verdict = await self._verdict(parsed)
+        if verdict.kind is VerdictKind.IGNORE:
+            self.stats.ignored += 1
+            log.info(
+                "mailbox %s: UID %s %s from %s ignored: %s",
+                cfg.name,
+                uid,
+                parsed.message_id,
+                parsed.sender.address,
+                verdict.reason,
+            )
+            return
+        event = self._event(parsed, verdict, uidvalidity, uid)
+        try:
+            result = await self.sink(event)
+        except Exception as exc:
+            if self.is_outage(exc):
+                raise
+            key = (uidvalidity, uid)
+            self._failed[key] = self._failed.get(key, 0) + 1
+            if self._failed[key] < cfg.max_attempts:
+                raise
+            del self._failed[key]
+            log.exception("mailbox %s: intake keeps failing on UID %s", cfg.name, uid)
+            await self._quarantine(session, uid, f"intake failed {cfg.max_attempts} times: {exc}")
+            return
+        self._failed.pop((uidvalidity, uid), None)
+        self.stats.committed += 1
+        log.info("mailbox %s: UID %s %s → %s", cfg.name, uid, parsed.message_id, result.outcome)
+        if cfg.processed_folder:
+            await self._move(session, uid, cfg.processed_folder)
+        else:
+            await session.add_flags(uid, "\\Seen")
+
+    async def _verdict(self, parsed: ParsedMail) -> Verdict:
+        verdict = classify(parsed, self._policy, 0)
+        if verdict.kind is VerdictKind.IGNORE:
+            return verdict
+        who = customer(parsed, self._policy).address
+        if who in self._policy.robot_senders:
+            # A form robot without Reply-To: its volume is the web form's, not a loop.
+            return verdict
+        recent = await self.store.recent_from(who, self.clock() - RATE_WINDOW)
+        return classify(parsed, self._policy, recent)
+
+    def _event(
+        self, parsed: ParsedMail, verdict: Verdict, uidvalidity: int, uid: int
+    ) -> InboundEvent:
+        cfg = self.config
+        event = to_event(parsed, cfg.name, cfg.region, self._policy, verdict, now=self.clock())
+        meta = dict(event.meta)
+        if cfg.queue:
+            meta["queue"] = list(cfg.queue)  # intake's round robin for this mailbox
+        return replace(event, meta=meta, raw_ref=f"imap:{cfg.name}/{uidvalidity}/{uid}")
+
+    async def _quarantine(self, session: ImapSession, uid: int, reason: str) -> None:
+        cfg = self.config
+        self.stats.quarantined += 1
+        log.error(
+            "mailbox %s: UID %s goes to quarantine folder %s: %s",
+            cfg.name,
+            uid,
+            cfg.quarantine_folder,
+            reason,
+        )
+        await session.add_flags(uid, QUARANTINE_KEYWORD)
+        try:
+            await self._move(session, uid, cfg.quarantine_folder)
+        except ImapRefused as exc:  # the keyword alone keeps it from being read again
+            log.error("mailbox %s: UID %s stays in %s: %s", cfg.name, uid, cfg.folder, exc)
+
+    async def _move(self, session: ImapSession, uid: int, folder: str) -> None:
+        if folder not in self._folders:
+            await session.create(folder)
+            self._folders.add(folder)
+        await session.move(uid, folder)
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep unless stopped first; True if stopped."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True

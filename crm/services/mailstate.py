@@ -1,0 +1,83 @@
+"""What the IMAP workers persist between runs, and the facts they ask the CRM for.
+
+Per mailbox: the UIDVALIDITY and the last UID handled (in the `state` table), so a restart
+resumes where it stopped. Per sender: how many mails arrived in a recent window (from the event
+log, so the count survives restarts and covers every mailbox), for the loop rate limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from crm.db import Database
+from crm.models import InboundEventLog, KeyValue, Rep, utcnow
+
+_PREFIX = "mail.sync:"
+
+
+@dataclass(frozen=True, slots=True)
+class MailSync:
+    uidvalidity: int
+    last_uid: int  # every UID up to this one is handled (committed, ignored or quarantined)
+    source: str  # "user@host/folder": a changed mailbox address means a fresh start
+    synced_at: datetime
+
+
+class MailState:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def load(self, mailbox: str) -> MailSync | None:
+        async with self.db.transaction() as s:
+            row = await s.get(KeyValue, _PREFIX + mailbox)
+        if row is None:
+            return None
+        v = row.value
+        try:
+            return MailSync(
+                uidvalidity=int(v["uidvalidity"]),
+                last_uid=int(v["last_uid"]),
+                source=str(v["source"]),
+                synced_at=datetime.fromisoformat(str(v["synced_at"])),
+            )
+        except (KeyError, TypeError, ValueError):  # hand-edited or foreign row: start afresh
+            return None
+
+    async def save(self, mailbox: str, *, uidvalidity: int, last_uid: int, source: str) -> None:
+        now = utcnow()
+        value = {
+            "uidvalidity": uidvalidity,
+            "last_uid": last_uid,
+            "source": source,
+            "synced_at": now.isoformat(),
+        }
+        async with self.db.transaction() as s:
+            row = await s.get(KeyValue, _PREFIX + mailbox)
+            if row is None:
+                s.add(KeyValue(key=_PREFIX + mailbox, value=value, updated_at=now))
+            else:
+                row.value, row.updated_at = value, now
+
+    async def recent_from(self, address: str, since: datetime) -> int:
+        """Mail events received since `since` whose customer address is `address`."""
+        customer = InboundEventLog.payload[("meta", "customer")].as_string()
+        async with self.db.transaction() as s:
+            count = await s.scalar(
+                select(func.count())
+                .select_from(InboundEventLog)
+                .where(
+                    InboundEventLog.channel == "email",
+                    InboundEventLog.received_at >= since,
+                    customer == address.lower(),
+                )
+            )
+        return int(count or 0)
+
+    async def rep_addresses(self) -> frozenset[str]:
+        """Every rep's email address (inactive ones too: their old mail still loops)."""
+        async with self.db.transaction() as s:
+            found = await s.scalars(select(Rep.email).where(Rep.email.is_not(None)))
+            return frozenset(e.strip().lower() for e in found if e and e.strip())

@@ -1,0 +1,133 @@
+"""The mailbox worker against a real Dovecot: delivery, restarts, renumbering, quarantine."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from channels.mail.component import mail_component
+from channels.mail.mailbox import QUARANTINE_KEYWORD
+from crm.services.mailstate import MailState, MailSync
+
+from .dovecot import Dovecot
+from .samples import raw
+from .support import customer_mail, event_count, events, eventually, leads, mailbox, worker_of
+
+pytestmark = pytest.mark.slow
+
+Start = Callable[..., Awaitable[Any]]
+
+
+async def _running(start_service: Start, dovecot: Dovecot, **settings: Any) -> Any:
+    """A service watching the test mailbox, caught up and waiting for new mail."""
+    service = await start_service(
+        components=[mail_component], mailboxes=[mailbox(dovecot, **settings)]
+    )
+    worker = worker_of(service)
+    await eventually(lambda: _true(worker.stats.waiting), what="worker waiting for mail")
+    return service
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_appended_mail_is_a_lead_within_two_seconds(
+    start_service: Start, dovecot: Dovecot
+) -> None:
+    service = await _running(start_service, dovecot)
+    started = time.monotonic()
+    uid = await dovecot.append(raw("plain_customer.eml"))
+
+    found = await eventually(lambda: leads(service.db), timeout=2.0, what="a lead")
+    assert time.monotonic() - started < 2.0
+    assert [lead.title for lead in found] == ["Anfrage: 40 Pflanzkübel für Firmengelände"]
+    [event] = await events(service.db)
+    assert event.external_id == "<5f1c2a90-1d2e-4b7a-9a51-3c2e1f0d9b11@gartenbau-schmidt.de>"
+    assert event.payload["emails"] == ["anna.schmidt@gartenbau-schmidt.de"]
+    assert event.payload["line"] == "sales"
+    # Committed first, then flagged read.
+    await eventually(lambda: _seen(dovecot, uid), timeout=2.0, what="\\Seen flag")
+
+
+async def _seen(dovecot: Dovecot, uid: int, folder: str = "INBOX") -> bool:
+    return "\\Seen" in await dovecot.flags(folder, uid)
+
+
+async def test_dovecot_restart_loses_and_doubles_nothing(
+    start_service: Start, dovecot: Dovecot
+) -> None:
+    service = await _running(start_service, dovecot)
+    worker = worker_of(service)
+    first = [customer_mail(f"kunde{i}@example.org") for i in range(4)]
+    for mail in first:
+        await dovecot.append(mail)
+    await dovecot.restart()  # likely while the worker is still on the batch
+    second = [customer_mail(f"kunde{i}@example.org", subject="Nachtrag") for i in range(4, 8)]
+    for mail in second:
+        await dovecot.append(mail)
+
+    await eventually(lambda: _count_is(service, 8), timeout=10.0, what="8 events")
+    assert worker.stats.connects >= 2
+    logged = await events(service.db)
+    assert len({e.external_id for e in logged}) == 8
+    assert len(await leads(service.db)) == 8
+    for uid in await dovecot.uids():
+        await eventually(lambda uid=uid: _seen(dovecot, uid), what=f"UID {uid} read")
+
+
+async def _count_is(service: Any, expected: int) -> bool:
+    count = await event_count(service.db)
+    assert count <= expected, f"{count} events, expected {expected}: something was doubled"
+    return count == expected
+
+
+async def test_changed_uidvalidity_reads_again_without_duplicates(
+    start_service: Start, dovecot: Dovecot
+) -> None:
+    service = await _running(start_service, dovecot)
+    worker = worker_of(service)
+    for i in range(3):
+        await dovecot.append(customer_mail(f"alt{i}@example.org"))
+    await eventually(lambda: _count_is(service, 3), what="3 events")
+    await eventually(lambda: _true(worker.stats.waiting), what="caught up")
+    committed = worker.stats.committed
+
+    validity = await dovecot.change_uidvalidity()
+    await dovecot.append(customer_mail("neu@example.org"))
+
+    await eventually(lambda: _count_is(service, 4), timeout=10.0, what="the new mail")
+    # The three old mails were read again and recognized by their Message-ID.
+    await eventually(lambda: _true(worker.stats.committed >= committed + 4), what="re-read")
+    assert len(await leads(service.db)) == 4
+    top = max(await dovecot.uids())
+    saved = await eventually(lambda: _saved_at(service, top), what=f"sync point at UID {top}")
+    assert saved.uidvalidity == validity
+
+
+async def _saved_at(service: Any, uid: int) -> MailSync | None:
+    saved = await MailState(service.db).load("sales")
+    return saved if saved is not None and saved.last_uid == uid else None
+
+
+async def test_broken_mime_goes_to_quarantine_and_the_worker_goes_on(
+    start_service: Start, dovecot: Dovecot
+) -> None:
+    service = await _running(start_service, dovecot)
+    await dovecot.append(raw("broken_mime.eml"))
+    await dovecot.append(raw("plain_customer.eml"))
+
+    await eventually(lambda: leads(service.db), what="the good mail's lead")
+    await eventually(
+        lambda: dovecot.uids("Leadbot-Quarantine"), what="a mail in the quarantine folder"
+    )
+    [logged] = await events(service.db)
+    assert logged.external_id.endswith("@gartenbau-schmidt.de>")
+    [uid] = await dovecot.uids("Leadbot-Quarantine")
+    flags = await dovecot.flags("Leadbot-Quarantine", uid)
+    assert QUARANTINE_KEYWORD in flags and "\\Seen" not in flags  # a human should look at it
+    assert await dovecot.uids("INBOX") != []  # the good mail stays in place, read
+    assert worker_of(service).stats.quarantined == 1
