@@ -1,0 +1,124 @@
+"""Loading what a card shows from the CRM; rendering stays in `bot.views`.
+
+A card can always be rebuilt from the record alone (the decision reason is in the record's
+timeline, the message is its latest inbound activity), so an action re-renders the card in
+place without knowing which notification first showed it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, tzinfo
+
+from bot.views import CardContext, Rendered, Viewer, contact_card, deal_card, lead_card
+from crm.dto import SYSTEM, ActivityView, Actor, ContactView, DealView, LeadView
+from crm.service import Crm
+
+INBOUND = ("call", "email", "message", "webform")
+
+
+def open_followups(acts: Sequence[ActivityView]) -> tuple[ActivityView, ...]:
+    """Open call-back tasks (from missed calls) and scheduled calls, oldest first."""
+    return tuple(
+        a
+        for a in acts
+        if not a.done and ((a.meta or {}).get("callback") or (a.kind == "call" and a.due_at))
+    )
+
+
+def latest_inbound(acts: Sequence[ActivityView]) -> ActivityView | None:
+    return next(
+        (a for a in reversed(acts) if a.kind in INBOUND and a.direction != "outgoing"), None
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    """A loaded record and its context; render it once per viewer (buttons differ by role)."""
+
+    kind: str  # lead | deal | contact
+    ident: int
+    ctx: CardContext
+    lead: LeadView | None = None
+    deal: DealView | None = None
+    contact: ContactView | None = None
+
+    @property
+    def responsible_id(self) -> int | None:
+        if self.lead is not None:
+            return self.lead.responsible_id
+        if self.deal is not None:
+            return self.deal.responsible_id
+        return self.contact.responsible_id if self.contact else None
+
+    def with_headline(self, headline: str | None) -> Card:
+        return replace(self, ctx=replace(self.ctx, headline=headline))
+
+
+class Cards:
+    def __init__(self, crm: Crm, tz: tzinfo) -> None:
+        self.crm = crm
+        self.tz = tz
+
+    async def load(
+        self,
+        kind: str,
+        ident: int,
+        actor: Actor = SYSTEM,
+        *,
+        headline: str | None = None,
+        reason: str | None = None,
+        activity_id: int | None = None,
+    ) -> Card:
+        """Load a lead, deal or contact card; rights are checked for `actor`."""
+        if kind == "lead":
+            lead = await self.crm.leads.get(ident, actor)
+            ctx = await self._context("lead", ident, actor, headline, reason, activity_id)
+            if lead.is_return_customer:
+                history = await self.crm.leads.history(ident, actor)
+                ctx = replace(ctx, history=tuple(history))
+            return Card("lead", ident, ctx, lead=lead)
+        if kind == "deal":
+            deal = await self.crm.deals.get(ident, actor)
+            ctx = await self._context("deal", ident, actor, headline, reason, activity_id)
+            contact = (
+                await self.crm.records.get_contact(deal.contact_id) if deal.contact_id else None
+            )
+            return Card("deal", ident, ctx, deal=deal, contact=contact)
+        if kind == "contact":
+            contact = await self.crm.records.get_contact(ident, actor)
+            ctx = await self._context("contact", ident, actor, headline, reason, activity_id)
+            return Card("contact", ident, ctx, contact=contact)
+        raise ValueError(f"no card for a {kind}")
+
+    async def _context(
+        self,
+        kind: str,
+        ident: int,
+        actor: Actor,
+        headline: str | None,
+        reason: str | None,
+        activity_id: int | None,
+    ) -> CardContext:
+        acts = await self.crm.activities.of_record(kind, ident, actor, limit=200)
+        message = next((a for a in acts if a.id == activity_id), None) or latest_inbound(acts)
+        if reason is None and kind != "contact":
+            created = [
+                t
+                for t in await self.crm.activities.timeline(kind, ident, actor)
+                if t.action == "created" and t.after and t.after.get("reason")
+            ]
+            reason = str(created[0].after["reason"]) if created and created[0].after else None
+        return CardContext(
+            headline=headline, reason=reason, message=message, tasks=open_followups(acts)
+        )
+
+    def render(self, card: Card, viewer: Viewer, now: datetime) -> Rendered:
+        if card.lead is not None:
+            statuses = self.crm.config.lead_statuses
+            return lead_card(card.lead, card.ctx, viewer, statuses, self.tz, now)
+        if card.deal is not None:
+            return deal_card(card.deal, card.contact, card.ctx, viewer, self.tz, now)
+        assert card.contact is not None
+        return contact_card(card.contact, card.ctx, self.tz, now)

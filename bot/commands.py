@@ -1,0 +1,135 @@
+"""What the slash commands do: parse the arguments, call one CRM use case, render a view.
+
+No Telegram types here; `bot.handlers` turns the `Rendered` result into a reply.
+CRM errors propagate; the handler shows their sentence to the rep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, time, timedelta, tzinfo
+from typing import Any
+
+from bot import views
+from bot.cards import Cards
+from bot.clock import Clock
+from bot.views import Rendered, Viewer
+from crm.config import StatusDef
+from crm.dto import Actor, RepView
+from crm.errors import Forbidden, InvalidInput
+from crm.service import Crm
+from crm.services.listing import ListFilter
+
+SOURCES = ("CALL", "EMAIL", "WEBFORM", "TELEGRAM", "WHATSAPP", "IMPORT", "OTHER")
+FILTER_CHARS = 40  # the filter rides along in the pager buttons' payload
+
+
+def actor_of(rep: RepView) -> Actor:
+    return Actor(rep.id, rep.role)
+
+
+def lead_filter(
+    tokens: Sequence[str], rep_id: int, statuses: Sequence[StatusDef], offset: int, limit: int
+) -> ListFilter:
+    """`/leads` arguments → a filter: mine and open unless the tokens say otherwise."""
+    kw: dict[str, Any] = {"responsible_id": rep_id, "semantic": "process"}
+    for token in tokens:
+        low = token.lower()
+        status = next((s for s in statuses if low in (s.code.lower(), s.name.lower())), None)
+        if low == "new":
+            kw["status"] = statuses[0].code
+        elif low == "repeat":
+            kw["is_return_customer"] = True
+        elif low == "all":
+            kw["semantic"] = None
+        elif low in ("queue", "unassigned"):
+            kw["responsible_id"], kw["unassigned"] = None, True
+        elif status is not None:
+            kw["status"], kw["semantic"] = status.code, None
+        elif token.upper() in SOURCES:
+            kw["source"] = token.upper()
+        else:
+            codes = ", ".join(s.code.lower() for s in statuses)
+            raise InvalidInput(
+                f"unknown filter “{token[:30]}”: use new, repeat, all, queue, a status ({codes}) "
+                f"or a source ({', '.join(s.lower() for s in SOURCES)})"
+            )
+    return ListFilter(offset=offset, limit=limit, **kw)
+
+
+def record_number(args: Sequence[str], what: str) -> int:
+    if len(args) != 1 or not args[0].lstrip("#").isdigit():
+        raise InvalidInput(f"usage: /{what} N (the {what} number)")
+    return int(args[0].lstrip("#"))
+
+
+class Commands:
+    def __init__(
+        self, crm: Crm, cards: Cards, clock: Clock, tz: tzinfo, page_size: int = 10
+    ) -> None:
+        self.crm = crm
+        self.cards = cards
+        self.clock = clock
+        self.tz = tz
+        self.page_size = page_size
+
+    async def leads(self, rep: RepView, args: Sequence[str], offset: int = 0) -> Rendered:
+        text = " ".join(args)[:FILTER_CHARS]
+        flt = lead_filter(
+            text.split(), rep.id, self.crm.config.lead_statuses, offset, self.page_size
+        )
+        leads, total = await self.crm.leads.page(flt, actor_of(rep))
+        return views.leads_list(leads, total, offset, self.page_size, text)
+
+    async def deals(self, rep: RepView, args: Sequence[str], offset: int = 0) -> Rendered:
+        everything = [a.lower() for a in args] == ["all"]
+        flt = ListFilter(
+            responsible_id=rep.id,
+            semantic=None if everything else "process",
+            offset=offset,
+            limit=self.page_size,
+        )
+        deals, total = await self.crm.deals.page(flt, actor_of(rep))
+        return views.deals_list(deals, total, offset, self.page_size, "all" if everything else "")
+
+    async def record(self, rep: RepView, kind: str, ident: int) -> Rendered:
+        card = await self.cards.load(kind, ident, actor_of(rep))
+        return self.cards.render(card, Viewer(rep.id, rep.role), self.clock.now())
+
+    async def find(self, rep: RepView, args: Sequence[str]) -> Rendered:
+        query = " ".join(args).strip()
+        if len(query) < 2:
+            raise InvalidInput("usage: /find phone, e-mail or at least two letters of a name")
+        found = await self.crm.search.find(query, actor_of(rep))
+        return views.search_results(
+            query, found.contacts, found.companies, found.leads, found.deals
+        )
+
+    async def today(self, rep: RepView) -> Rendered:
+        now = self.clock.now()
+        local = now.astimezone(self.tz)
+        end = datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=self.tz)
+        acts = await self.crm.activities.due(now, rep_id=rep.id, until=end)
+        return views.today_list(acts, self.tz, now)
+
+    async def exceptions(self, rep: RepView, args: Sequence[str]) -> Rendered:
+        if rep.role != "admin":
+            raise Forbidden("only an admin can manage the exception list")
+        sub = args[0].lower() if args else "list"
+        if sub == "list" and len(args) <= 1:
+            return views.exceptions_list(await self.crm.exceptions.all())
+        if sub == "add" and len(args) >= 2:
+            comment = " ".join(args[2:]) or f"added by {rep.name}"
+            entry = await self.crm.exceptions.add(args[1], comment, actor_of(rep))
+            return views.notice(f"Added {entry.kind} {entry.value} to the exception list.")
+        if sub == "remove" and len(args) == 2:
+            await self.crm.exceptions.remove(args[1], actor_of(rep))
+            return views.notice(f"Removed {args[1]} from the exception list.")
+        raise InvalidInput(
+            "usage: /exceptions [list | add PHONE-OR-EMAIL [comment] | remove VALUE]"
+        )
+
+    async def settings(self, rep: RepView) -> Rendered:
+        if rep.role != "admin":
+            raise Forbidden("only an admin can change the CRM settings")
+        return views.settings_view(await self.crm.settings.get())

@@ -1,0 +1,213 @@
+"""The rep bot as a service component: PTB's Application inside the service's event loop.
+
+Start-up never waits for Telegram: connecting runs in the background with backoff, so intake
+keeps working while Telegram is unreachable and the outbox simply fills up. Long polling is the
+default; in webhook mode our own HTTP server takes Telegram's POSTs (secret token checked) and
+feeds them to the Application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from telegram import BotCommand, BotCommandScopeChat, Update
+from telegram.error import TelegramError
+from telegram.ext import Application
+
+from bot.actions import Actions
+from bot.cards import Cards
+from bot.clock import Clock, SystemClock
+from bot.commands import Commands
+from bot.handlers import Handlers, commands_menu
+from bot.notifier import Notifier
+from bot.reminders import Duties
+from crm.services.escalation import Followups
+from leadbot.settings import ConfigError
+from leadbot.web import json_error
+
+if TYPE_CHECKING:
+    from leadbot.app import Service
+
+log = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+UPDATES = ["message", "callback_query"]
+MAX_CONNECT_DELAY = 60.0
+STOP_GRACE = 5.0
+
+
+class BotComponent:
+    def __init__(self, service: Service, clock: Clock) -> None:
+        settings = service.settings.telegram
+        assert settings.token is not None
+        self.service = service
+        self.settings = settings
+        self.clock = clock
+        crm = service.crm
+        builder = (
+            Application.builder()
+            .token(settings.token.get_secret_value())
+            .base_url(settings.base_url)
+            .base_file_url(settings.base_file_url)
+        )
+        if settings.mode == "webhook":
+            builder = builder.updater(None)
+        self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
+        tz = ZoneInfo(crm.config.timezone)
+        self.cards = Cards(crm, tz)
+        self.notifier = Notifier(
+            crm,
+            self.app.bot,
+            self.cards,
+            clock,
+            poll_interval=settings.outbox_poll_interval,
+            retries=settings.send_retries,
+            max_backoff=settings.max_backoff,
+        )
+        self.duties = Duties(
+            Followups(service.db),
+            clock,
+            interval=settings.duties_interval,
+            escalate_after=timedelta(minutes=crm.config.escalation_minutes),
+            max_escalations=settings.escalation_max,
+            queued=self.notifier.wake,
+        )
+        commands = Commands(crm, self.cards, clock, tz)
+        actions = Actions(
+            crm, self.cards, commands, clock, tz, settings.junk_reasons, self.notifier.wake
+        )
+        self.handlers = Handlers(crm, commands, actions)
+        self.handlers.register(self.app)
+        self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- component protocol -----------------------------------------------------------------
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        if self.settings.mode != "webhook":
+            return []
+        return [web.post(self.settings.webhook_path, self._webhook)]
+
+    async def start(self) -> None:
+        self._stop.clear()
+        self._tasks.append(asyncio.create_task(self.duties.run(self._stop)))
+        self._tasks.append(asyncio.create_task(self._connect()))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        # Let a delivery round finish (a card sent but not marked would be sent again).
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=STOP_GRACE)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self.ready.clear()
+        with contextlib.suppress(Exception):
+            if self.app.updater is not None and self.app.updater.running:
+                await self.app.updater.stop()
+        with contextlib.suppress(Exception):
+            if self.app.running:
+                await self.app.stop()
+        with contextlib.suppress(Exception):
+            await self.app.shutdown()
+
+    async def wait_ready(self, timeout: float = 10.0) -> None:
+        await asyncio.wait_for(self.ready.wait(), timeout)
+
+    # --- connecting -----------------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                await self.app.initialize()
+                break
+            except (TelegramError, OSError) as err:
+                log.warning("Telegram not reachable (%s); retrying in %.0fs", err, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                delay = min(delay * 2, MAX_CONNECT_DELAY)
+        else:
+            return
+        await self._register_commands()
+        await self.app.start()
+        if self.settings.mode == "webhook":
+            await self._set_webhook()
+        else:
+            assert self.app.updater is not None
+            await self.app.updater.start_polling(
+                timeout=self.settings.polling_timeout, allowed_updates=UPDATES
+            )
+        self._tasks.append(asyncio.create_task(self.notifier.run(self._stop)))
+        self.ready.set()
+        log.info("Telegram bot @%s is running (%s)", self.app.bot.username, self.settings.mode)
+
+    async def _register_commands(self) -> None:
+        """The command menu: reps see theirs, admins also /exceptions and /settings."""
+        try:
+            await self.app.bot.set_my_commands([BotCommand(*c) for c in commands_menu("rep")])
+            admin_menu = [BotCommand(*c) for c in commands_menu("admin")]
+            for rep in await self.service.crm.reps.all(include_inactive=False):
+                if rep.role == "admin" and rep.telegram_user_id is not None:
+                    await self.app.bot.set_my_commands(
+                        admin_menu, scope=BotCommandScopeChat(rep.telegram_user_id)
+                    )
+        except TelegramError as err:  # a missing menu is cosmetic; the commands still work
+            log.warning("could not register the command menu: %s", err)
+
+    async def _set_webhook(self) -> None:
+        secret = self.settings.webhook_secret
+        assert secret is not None
+        url = self.settings.webhook_url or (
+            self.service.settings.http.public_url.rstrip("/") + self.settings.webhook_path
+        )
+        await self.app.bot.set_webhook(
+            url, secret_token=secret.get_secret_value(), allowed_updates=UPDATES
+        )
+
+    # --- webhook ------------------------------------------------------------------------------
+
+    async def _webhook(self, request: web.Request) -> web.Response:
+        secret = self.settings.webhook_secret
+        given = request.headers.get(SECRET_HEADER, "")
+        if secret is None or not hmac.compare_digest(
+            given.encode(), secret.get_secret_value().encode()
+        ):
+            return json_error(403, "forbidden", "wrong or missing Telegram secret token")
+        if not self.ready.is_set():  # Telegram retries later
+            return json_error(503, "not_ready", "the bot is still connecting to Telegram")
+        try:
+            data = await request.json()
+            update = Update.de_json(data, self.app.bot) if isinstance(data, dict) else None
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            update = None
+        if update is None:
+            return json_error(400, "bad_update", "the body is not a Telegram update")
+        await self.app.process_update(update)
+        return web.json_response({"ok": True})
+
+
+def bot_component(service: Service, clock: Clock | None = None) -> BotComponent | None:
+    """The rep bot, or None when no token is configured or the process has no HTTP server
+    (separate intake workers must not poll Telegram or deliver cards a second time)."""
+    settings = service.settings.telegram
+    if settings.token is None or not service.http:
+        return None
+    if settings.mode == "webhook":
+        secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+        if not secret or not all(c.isalnum() or c in "_-" for c in secret) or len(secret) > 256:
+            raise ConfigError(
+                "telegram.webhook_secret is required in webhook mode: 1-256 characters "
+                "A-Z, a-z, 0-9, _ and -"
+            )
+    return BotComponent(service, clock or SystemClock())

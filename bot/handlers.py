@@ -1,0 +1,366 @@
+"""Telegram glue: who is writing, what they asked for, and the reply. Nothing else.
+
+Only active reps get anything from the CRM; anyone else gets one short, polite sentence. Every
+refused action (another rep's record, a role the rep lacks) is logged with the Telegram user id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+from telegram import (
+    ForceReply,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    Message,
+    Update,
+)
+from telegram.constants import ParseMode
+from telegram.error import BadRequest
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bot import callbacks as cb
+from bot import views
+from bot.actions import Actions, Outcome, Press
+from bot.commands import Commands, actor_of, record_number
+from bot.notifier import markup
+from bot.views import Rendered, clip
+from crm.dto import RepView
+from crm.errors import CrmError, Forbidden
+from crm.service import Crm
+
+log = logging.getLogger(__name__)
+
+Context = ContextTypes.DEFAULT_TYPE
+Command = Callable[[RepView, list[str]], Awaitable[Rendered]]
+Handler = Callable[[Update, Context], Coroutine[Any, Any, None]]
+ANSWER_CHARS = 190  # Telegram allows 200 characters in a button answer
+STALE = "This button is from an older card. Open the record again, e.g. with /lead 12."
+STRANGER_SHORT = "This bot is for our sales team only."
+HINT = "Use the buttons on a card, reply to a card to comment, or see /help."
+
+
+def sentence(err: Exception | str) -> str:
+    text = str(err).strip() or "That did not work."
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def first_line(message: Message | None) -> str | None:
+    if message is None or not message.text:
+        return None
+    return message.text.split("\n", 1)[0] or None
+
+
+def card_ref_in(keyboard: InlineKeyboardMarkup | None) -> tuple[str, int] | None:
+    """The lead or deal a card's buttons act on."""
+    for row in keyboard.inline_keyboard if keyboard else ():
+        for button in row:
+            try:
+                kind, ident = cb.decode(str(button.callback_data)).record
+            except cb.StaleButton:
+                continue
+            if kind in ("lead", "deal"):
+                return kind, ident
+    return None
+
+
+class Handlers:
+    def __init__(self, crm: Crm, commands: Commands, actions: Actions) -> None:
+        self.crm = crm
+        self.commands = commands
+        self.actions = actions
+        # (chat, prompt message) → (action, record ref, card message): a reply to a prompt
+        # finishes that action and redraws the card. In memory: a restart forgets open prompts.
+        self.pending: dict[tuple[int, int], tuple[str, str, int | None]] = {}
+
+    def register(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        private = filters.ChatType.PRIVATE
+        app.add_handler(CommandHandler("start", self.start, filters=private))
+        table: dict[str, Command] = {
+            "help": self._help,
+            "leads": self.commands.leads,
+            "lead": self._lead,
+            "deals": self.commands.deals,
+            "deal": self._deal,
+            "find": self.commands.find,
+            "today": self._today,
+            "exceptions": self.commands.exceptions,
+            "settings": self._settings,
+        }
+        for name, run in table.items():
+            app.add_handler(CommandHandler(name, self._command(run), filters=private))
+        app.add_handler(CallbackQueryHandler(self.button))
+        app.add_handler(
+            MessageHandler(private & filters.TEXT & filters.REPLY & ~filters.COMMAND, self.reply)
+        )
+        app.add_handler(MessageHandler(private, self.other))
+        app.add_error_handler(self.error)
+
+    # --- who ------------------------------------------------------------------------------
+
+    async def rep_of(self, update: Update) -> RepView | None:
+        user = update.effective_user
+        if user is None or user.is_bot:
+            return None
+        rep = await self.crm.reps.by_telegram(user.id)
+        return rep if rep is not None and rep.active else None
+
+    async def _rep_or_decline(self, update: Update) -> RepView | None:
+        rep = await self.rep_of(update)
+        if rep is None and update.effective_message is not None:
+            await update.effective_message.reply_text(views.STRANGER)
+        return rep
+
+    def _refused(self, update: Update, rep: RepView, what: str, err: Exception) -> None:
+        user = update.effective_user
+        log.warning(
+            "refused: rep #%s (Telegram user %s) tried %s: %s",
+            rep.id,
+            user.id if user else "?",
+            what,
+            err,
+        )
+
+    # --- commands -------------------------------------------------------------------------
+
+    async def start(self, update: Update, context: Context) -> None:
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None:
+            return
+        if context.args:
+            try:
+                joined = await self.crm.reps.redeem_invite(context.args[0], user.id)
+            except CrmError as err:
+                await message.reply_text(sentence(err))
+                return
+            log.info("rep #%s %s is now Telegram user %s", joined.id, joined.name, user.id)
+            welcome = f"Welcome, {views.esc(joined.name)}! New leads will arrive here.\n\n"
+            await _reply(message, Rendered(welcome + views.help_text(joined.role)))
+            return
+        rep = await self._rep_or_decline(update)
+        if rep is not None:
+            await _reply(message, Rendered(views.help_text(rep.role)))
+
+    def _command(self, run: Command) -> Handler:
+        async def handle(update: Update, context: Context) -> None:
+            message = update.effective_message
+            rep = await self._rep_or_decline(update)
+            if rep is None or message is None:
+                return
+            try:
+                rendered = await run(rep, list(context.args or []))
+            except Forbidden as err:
+                self._refused(update, rep, message.text or "a command", err)
+                await message.reply_text(sentence(err))
+                return
+            except CrmError as err:
+                await message.reply_text(sentence(err))
+                return
+            await _reply(message, rendered)
+
+        return handle
+
+    async def _help(self, rep: RepView, args: list[str]) -> Rendered:
+        return Rendered(views.help_text(rep.role))
+
+    async def _lead(self, rep: RepView, args: list[str]) -> Rendered:
+        return await self.commands.record(rep, "lead", record_number(args, "lead"))
+
+    async def _deal(self, rep: RepView, args: list[str]) -> Rendered:
+        return await self.commands.record(rep, "deal", record_number(args, "deal"))
+
+    async def _today(self, rep: RepView, args: list[str]) -> Rendered:
+        return await self.commands.today(rep)
+
+    async def _settings(self, rep: RepView, args: list[str]) -> Rendered:
+        return await self.commands.settings(rep)
+
+    # --- buttons --------------------------------------------------------------------------
+
+    async def button(self, update: Update, context: Context) -> None:
+        query = update.callback_query
+        if query is None:
+            return
+        rep = await self.rep_of(update)
+        if rep is None:
+            await query.answer(STRANGER_SHORT, show_alert=True)
+            return
+        message = query.message if isinstance(query.message, Message) else None
+        try:
+            button = cb.decode(query.data)
+        except cb.StaleButton:
+            await query.answer(STALE, show_alert=True)
+            return
+        press = Press(button, rep, first_line(message), await self._owner(message))
+        try:
+            outcome = await self.actions.run(press)
+        except Forbidden as err:
+            self._refused(update, rep, f"button {query.data!r}", err)
+            await query.answer(clip(sentence(err), ANSWER_CHARS), show_alert=True)
+            return
+        except (CrmError, cb.StaleButton) as err:
+            # Stale or already handled: say so, and show the card as it is now.
+            redrawn = await self.actions.redraw(press)
+            if redrawn is not None and message is not None:
+                await _edit(message, redrawn)
+            await query.answer(clip(sentence(err), ANSWER_CHARS), show_alert=True)
+            return
+        try:
+            await self._apply(message, outcome)
+        finally:  # answered last: once the spinner stops, the card shows the new state
+            await query.answer(clip(outcome.toast, ANSWER_CHARS) if outcome.toast else None)
+
+    async def _apply(self, message: Message | None, outcome: Outcome) -> None:
+        if message is None:
+            return
+        if outcome.card is not None:
+            await _edit(message, outcome.card)
+        elif outcome.rows is not None:
+            try:
+                await message.edit_reply_markup(markup(Rendered("", outcome.rows)))
+            except BadRequest as err:
+                _ignore_unchanged(err)
+        if outcome.send is not None:
+            await _reply(message, outcome.send, quote=False)
+        if outcome.prompt is not None:
+            p = outcome.prompt
+            asked = await message.reply_text(
+                p.text,
+                reply_markup=ForceReply(selective=True, input_field_placeholder=p.placeholder),
+                do_quote=False,
+            )
+            self.pending[(asked.chat_id, asked.message_id)] = (p.action, p.ref, message.message_id)
+
+    async def _owner(self, message: Message | None) -> tuple[str, int] | None:
+        """The record a message of ours shows: from its buttons, else from the card log."""
+        if message is None:
+            return None
+        found = card_ref_in(message.reply_markup)
+        if found is not None:
+            return found
+        ref = await self.crm.outbox.card_at(message.chat_id, message.message_id)
+        return (ref.owner_type, ref.owner_id) if ref is not None else None
+
+    # --- text -----------------------------------------------------------------------------
+
+    async def reply(self, update: Update, context: Context) -> None:
+        message = update.effective_message
+        rep = await self._rep_or_decline(update)
+        if rep is None or message is None or message.reply_to_message is None:
+            return
+        target = message.reply_to_message
+        text = message.text or ""
+        pending = self.pending.pop((message.chat_id, target.message_id), None)
+        if pending is not None:
+            await self._answer_prompt(update, rep, message, pending, text)
+            return
+        owner = await self._owner(target)
+        if owner is None:
+            await message.reply_text("Reply to a lead or deal card to add a comment to it.")
+            return
+        try:
+            await self.crm.activities.comment(owner[0], owner[1], text, actor_of(rep))
+        except Forbidden as err:
+            self._refused(update, rep, f"a comment on {owner[0]} #{owner[1]}", err)
+            await message.reply_text(sentence(err))
+            return
+        except CrmError as err:
+            await message.reply_text(sentence(err))
+            return
+        await message.reply_text(f"💬 Comment added to {owner[0]} #{owner[1]}.")
+
+    async def _answer_prompt(
+        self,
+        update: Update,
+        rep: RepView,
+        message: Message,
+        pending: tuple[str, str, int | None],
+        text: str,
+    ) -> None:
+        action, ref, card_id = pending
+        try:
+            outcome = await self.actions.typed(action, ref, text, rep)
+        except Forbidden as err:
+            self._refused(update, rep, f"a typed {action} on {ref}", err)
+            await message.reply_text(sentence(err))
+            return
+        except (CrmError, cb.StaleButton) as err:
+            if message.reply_to_message is not None:  # let the rep try again
+                self.pending[(message.chat_id, message.reply_to_message.message_id)] = pending
+            await message.reply_text(sentence(err))
+            return
+        await message.reply_text(outcome.toast or "Done.")
+        if outcome.card is not None and card_id is not None:
+            try:
+                await message.get_bot().edit_message_text(
+                    outcome.card.text,
+                    chat_id=message.chat_id,
+                    message_id=card_id,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=markup(outcome.card),
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                )
+            except BadRequest as err:
+                _ignore_unchanged(err)
+
+    async def other(self, update: Update, context: Context) -> None:
+        message = update.effective_message
+        rep = await self._rep_or_decline(update)
+        if rep is not None and message is not None:
+            await message.reply_text(HINT)
+
+    async def error(self, update: object, context: Context) -> None:
+        log.error("bot handler failed on %s", type(update).__name__, exc_info=context.error)
+
+
+async def _reply(message: Message, rendered: Rendered, quote: bool = False) -> None:
+    await message.reply_text(
+        rendered.text,
+        parse_mode=ParseMode.HTML,
+        reply_markup=markup(rendered),
+        link_preview_options=LinkPreviewOptions(is_disabled=True),
+        do_quote=quote,
+    )
+
+
+async def _edit(message: Message, rendered: Rendered) -> None:
+    try:
+        await message.edit_text(
+            rendered.text,
+            parse_mode=ParseMode.HTML,
+            reply_markup=markup(rendered),
+            link_preview_options=LinkPreviewOptions(is_disabled=True),
+        )
+    except BadRequest as err:
+        _ignore_unchanged(err)
+
+
+def _ignore_unchanged(err: BadRequest) -> None:
+    """Redrawing a card that did not change is fine; anything else is worth a log line."""
+    if "not modified" not in str(err).lower():
+        log.warning("could not edit a card: %s", err)
+
+
+def commands_menu(role: str = "rep") -> Sequence[tuple[str, str]]:
+    """The command list registered with setMyCommands."""
+    base = [
+        ("leads", "My open leads"),
+        ("lead", "Show a lead: /lead N"),
+        ("deals", "My open deals"),
+        ("find", "Find by phone, e-mail or name"),
+        ("today", "Call-backs due today and overdue"),
+        ("help", "What this bot does"),
+    ]
+    if role == "admin":
+        base += [("exceptions", "The exception list"), ("settings", "CRM settings")]
+    return base

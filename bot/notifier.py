@@ -1,0 +1,308 @@
+"""Delivers the outbox to reps as cards: at least once, in order per rep, never twice on purpose.
+
+Intake writes outbox rows in its own transaction; this loop only reads them, so a slow or failing
+Telegram never holds up intake. `Outbox.due` hands out at most the oldest pending row per rep, so
+a rep's cards keep their order while one waits for a retry.
+
+Duplicates: before each send the row is checked (`is_sent`), and it is marked sent right after a
+successful send. What remains is the ambiguous failure: a timeout after Telegram may already have
+posted the message. We retry it (a lost lead is worse than a card shown twice); both copies carry
+working buttons, because buttons name the record, not the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Message
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
+
+from bot.cards import Card, Cards
+from bot.clock import Clock, real_delay
+from bot.views import Rendered, Viewer
+from crm.dto import RepView
+from crm.errors import NotFound
+from crm.service import Crm
+from crm.services.outbox import CardRef, OutboxItem
+
+log = logging.getLogger(__name__)
+
+NEW_OUTCOMES = ("new_lead", "new_repeat_lead", "new_deal", "new_repeat_deal")
+HEADLINES = {
+    "new_lead": "🆕 New lead",
+    "repeat_lead": "🔁 Repeat lead",
+    "new_deal": "💼 New deal",
+    "repeat_deal": "🔁 Repeat deal",
+    "reminder": "⏰ Call-back due",
+    "assigned": "👥 Assigned to you",
+}
+ACTIVITY_HEADLINES = {
+    "email": "✉️ New e-mail",
+    "call": "📞 New call",
+    "message": "💬 New message",
+    "webform": "📝 New web form",
+}
+
+
+def markup(rendered: Rendered) -> InlineKeyboardMarkup | None:
+    if not rendered.rows:
+        return None
+    return InlineKeyboardMarkup(
+        [
+            [InlineKeyboardButton(label, callback_data=data) for label, data in row]
+            for row in rendered.rows
+        ]
+    )
+
+
+async def send_card(
+    bot: Bot, chat_id: int, rendered: Rendered, reply_to: int | None = None
+) -> Message:
+    return await bot.send_message(
+        chat_id,
+        rendered.text,
+        parse_mode=ParseMode.HTML,
+        reply_markup=markup(rendered),
+        link_preview_options=LinkPreviewOptions(is_disabled=True),
+        reply_to_message_id=reply_to,
+    )
+
+
+def retry_after_seconds(err: RetryAfter) -> float:
+    with warnings.catch_warnings():  # PTB warns about the int/timedelta type change
+        warnings.simplefilter("ignore")
+        value: Any = err.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Which card a notification shows."""
+
+    kind: str
+    ident: int
+    headline: str | None
+    reason: str | None
+    activity_id: int | None
+
+
+class Notifier:
+    def __init__(
+        self,
+        crm: Crm,
+        bot: Bot,
+        cards: Cards,
+        clock: Clock,
+        *,
+        poll_interval: float = 0.5,
+        retries: int = 8,
+        max_backoff: float = 300.0,
+    ) -> None:
+        self.crm = crm
+        self.bot = bot
+        self.cards = cards
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.retries = retries
+        self.max_backoff = max_backoff
+        self.paused_until: datetime | None = None  # flood control is per bot, not per chat
+        self._wake = asyncio.Event()
+        # Multi-recipient rows (supervisors): who already got a card, so a retry after a
+        # partial failure does not post again to those who have it.
+        self._progress: dict[int, dict[int, CardRef | None]] = {}
+
+    def wake(self) -> None:
+        """Look at the outbox now (new rows were written)."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            busy = False
+            try:
+                busy = await self.tick()
+            except Exception:
+                log.exception("outbox delivery round failed")
+            if not busy:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(_first(stop, self._wake), self.poll_interval)
+
+    async def tick(self) -> bool:
+        """One delivery round; True when something was delivered (look again at once)."""
+        now = self.clock.now()
+        if self.paused_until is not None and now < self.paused_until:
+            return False
+        items = await self.crm.outbox.due(now)
+        if not items:
+            return False
+        results = await asyncio.gather(*(self._attempt(item) for item in items))
+        return any(results)
+
+    async def _attempt(self, item: OutboxItem) -> bool:
+        try:
+            await self.deliver(item)
+            return True
+        except RetryAfter as err:
+            wait = retry_after_seconds(err)
+            until = self.clock.now() + timedelta(seconds=wait)
+            self.paused_until = max(self.paused_until or until, until)
+            log.warning("Telegram flood control: waiting %.0fs (outbox #%s)", wait, item.id)
+            await self.crm.outbox.mark_failed(item.id, str(err), real_delay(until))
+        except TelegramError as err:  # network errors, 5xx, timeouts: retry with backoff
+            delay = min(2.0 ** min(item.attempts, 30), self.max_backoff)
+            level = logging.ERROR if item.attempts + 1 >= self.retries else logging.WARNING
+            log.log(level, "outbox #%s: %s; retry in %.0fs", item.id, err, delay)
+            at = self.clock.now() + timedelta(seconds=delay)
+            await self.crm.outbox.mark_failed(item.id, str(err), real_delay(at))
+        return False
+
+    async def deliver(self, item: OutboxItem) -> None:
+        if await self.crm.outbox.is_sent(item.id):
+            return
+        plan = await self.plan(item)
+        if plan is None:
+            await self.crm.outbox.mark_sent(item.id, [])
+            return
+        try:
+            card = await self.cards.load(
+                plan.kind,
+                plan.ident,
+                headline=plan.headline,
+                reason=plan.reason,
+                activity_id=plan.activity_id,
+            )
+        except NotFound as err:
+            await self.crm.outbox.give_up(item.id, str(err))
+            return
+        card = card.with_headline(self._headline(plan, card))
+        recipients = await self.recipients(item.rep_id)
+        if not recipients:
+            log.error("outbox #%s: no rep with Telegram to deliver to", item.id)
+            await self.crm.outbox.give_up(item.id, "no rep with Telegram to deliver to")
+            return
+        done = self._progress.setdefault(item.id, {})
+        for rep in recipients:
+            chat = rep.telegram_user_id
+            assert chat is not None
+            if chat in done:
+                continue
+            done[chat] = await self._send(item, card, rep, chat)
+        cards = [c for c in done.values() if c is not None]
+        self._progress.pop(item.id, None)
+        if cards:
+            await self.crm.outbox.mark_sent(item.id, cards)
+        else:
+            await self.crm.outbox.give_up(item.id, "no recipient accepted the card")
+
+    async def _send(self, item: OutboxItem, card: Card, rep: RepView, chat: int) -> CardRef | None:
+        rendered = self.cards.render(card, Viewer(rep.id, rep.role), self.clock.now())
+        try:
+            msg = await send_card(self.bot, chat, rendered)
+        except Forbidden as err:  # the rep blocked the bot: retrying will not help
+            log.warning("outbox #%s: rep #%s cannot be reached: %s", item.id, rep.id, err)
+            return None
+        except BadRequest as err:  # our request is wrong; a retry would fail the same way
+            log.error("outbox #%s: Telegram refused the card for rep #%s: %s", item.id, rep.id, err)
+            return None
+        return CardRef(rep.id, chat, msg.message_id, card.kind, card.ident)
+
+    async def recipients(self, rep_id: int | None) -> list[RepView]:
+        """The rep; supervisors and admins when there is none or they cannot be reached."""
+        if rep_id is not None:
+            try:
+                rep = await self.crm.reps.get(rep_id)
+            except NotFound:
+                rep = None
+            if rep is not None and rep.active and rep.telegram_user_id is not None:
+                return [rep]
+        return [
+            r
+            for r in await self.crm.reps.all(include_inactive=False)
+            if r.role in ("supervisor", "admin") and r.telegram_user_id is not None
+        ]
+
+    async def plan(self, item: OutboxItem) -> Plan | None:
+        """What to show for an outbox row; None when another card already says it."""
+        p = item.payload
+        lead_id, deal_id = _int(p.get("lead_id")), _int(p.get("deal_id"))
+        activity_id = _int(p.get("activity_id"))
+        reason = p.get("reason")
+        reason = str(reason) if reason else None
+        if item.kind == "missed_call" and p.get("outcome") in NEW_OUTCOMES:
+            return None  # the new lead / deal card of the same event shows the call-back task
+        if item.kind == "activity" and activity_id is not None:
+            act = await self.crm.activities.get(activity_id)
+            if act.meta.get("missed") and (act.counterparty or "").startswith("+"):
+                return None  # a missed-call card for the same call follows
+        if item.kind in ("new_deal", "repeat_deal") or (
+            deal_id is not None and item.kind not in ("new_lead", "repeat_lead")
+        ):
+            kind, ident = "deal", deal_id
+        elif lead_id is not None:
+            kind, ident = "lead", lead_id
+        else:
+            kind, ident = "contact", _int(p.get("contact_id"))
+        if ident is None:
+            log.warning("outbox #%s (%s) names no record; skipped", item.id, item.kind)
+            return None
+        headline = HEADLINES.get(item.kind)
+        if item.kind.startswith("escalat"):
+            headline = await self._escalation_headline(item)
+        if item.kind == "reminder":
+            activity_id = None  # the due call shows among the card's tasks, not as a message
+        return Plan(kind, ident, headline, reason, activity_id)
+
+    async def _escalation_headline(self, item: OutboxItem) -> str:
+        p = item.payload
+        minutes = p.get("minutes")
+        if item.kind == "escalated":
+            return f"⚠️ Not taken within {minutes} min — now offered to you"
+        target = _int(p.get("to_rep_id"))
+        try:
+            name = (await self.crm.reps.get(target)).name if target is not None else None
+        except NotFound:
+            name = None
+        where = f"offered to {name}" if name else "nobody else to offer it to"
+        return f"⚠️ Lead #{p.get('lead_id')} not taken within {minutes} min — {where}"
+
+    def _headline(self, plan: Plan, card: Card) -> str:
+        message = card.ctx.message
+        missed = message is not None and message.kind == "call" and message.meta.get("missed")
+        where = f" on {card.kind} #{card.ident}"
+        if plan.headline == HEADLINES["new_lead"] and missed:
+            return "📵 Missed call — new lead"
+        if plan.headline:
+            return plan.headline
+        return self._other_headline(plan, card, bool(missed), where)
+
+    @staticmethod
+    def _other_headline(plan: Plan, card: Card, missed: bool, where: str) -> str:
+        message = card.ctx.message
+        if missed:
+            tasks = [t for t in card.ctx.tasks if t.meta.get("callback")]
+            times = f" ({tasks[0].attempts}×)" if tasks and tasks[0].attempts > 1 else ""
+            return f"📵 Missed call{times}{where}"
+        if message is not None and message.id == plan.activity_id:
+            return ACTIVITY_HEADLINES.get(message.kind, "🔔 News") + where
+        return f"🔔 Update{where}"
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Return when any of the events is set."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()

@@ -1,0 +1,555 @@
+"""Pure rendering of cards, menus and lists: data in, (Telegram HTML, button rows) out.
+
+Every piece of user-supplied text goes through `esc`; long texts are clipped before escaping so
+a cut never splits an entity or a tag. Cards stay far below Telegram's 4096-character limit
+because every part has its own budget (see the constants).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+
+from bot import callbacks as cb
+from crm.config import StatusDef
+from crm.dto import ActivityView, ContactView, DealView, ExceptionView, LeadView, RepView
+from matching.model import MatchSettings
+
+TEXT_LIMIT = 4096
+NAME_CHARS = 120
+TITLE_CHARS = 200
+SNIPPET_CHARS = 600
+SNIPPET_LINES = 6
+REASON_CHARS = 300
+LIST_ITEM_CHARS = 70
+MAX_COMMS = 4
+MAX_TASKS = 3
+MAX_HISTORY = 6
+
+Row = list[tuple[str, str]]  # (button label, callback data)
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    rep_id: int
+    role: str
+
+    @property
+    def supervises(self) -> bool:
+        return self.role in ("supervisor", "admin")
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    text: str
+    rows: list[Row] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class CardContext:
+    """What a card says besides the record itself."""
+
+    headline: str | None = None  # plain text, e.g. "New lead"
+    reason: str | None = None  # the matcher's decision reason
+    message: ActivityView | None = None  # the inbound contact to quote
+    tasks: tuple[ActivityView, ...] = ()  # open call-backs and scheduled calls
+    history: tuple[tuple[str, int, str, str], ...] = ()  # earlier leads / deals of the client
+
+
+# --- text helpers -----------------------------------------------------------------------------
+
+
+def esc(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def clip(text: str, limit: int, max_lines: int | None = None) -> str:
+    """Cut plain text cleanly: whole lines, then a word boundary, then an ellipsis."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    lines = [line.rstrip() for line in text.split("\n")]
+    cut = False
+    if max_lines is not None and len(lines) > max_lines:
+        lines, cut = lines[:max_lines], True
+    text = "\n".join(lines)
+    if len(text) > limit:
+        head = text[: limit - 1]
+        space = max(head.rfind(" "), head.rfind("\n"))
+        text, cut = (head[:space] if space > limit * 0.7 else head).rstrip(), True
+    return text + "…" if cut else text
+
+
+_TAG = re.compile(r"<[^>]+>")
+
+
+def visible_length(rendered_html: str) -> int:
+    """Length Telegram counts for a message we rendered (UTF-16 units, tags removed)."""
+    plain = html.unescape(_TAG.sub("", rendered_html))
+    return len(plain.encode("utf-16-le")) // 2
+
+
+def local(when: datetime, tz: tzinfo, now: datetime | None = None) -> str:
+    t = when.astimezone(tz)
+    if now is not None and t.date() == now.astimezone(tz).date():
+        return t.strftime("%H:%M")
+    return t.strftime("%d.%m. %H:%M")
+
+
+def _phone_link(number: str, shown: str) -> str:
+    target = re.sub(r"[^0-9+]", "", number)
+    if not target:
+        return esc(shown)
+    return f'<a href="tel:{esc(target)}">{esc(shown)}</a>'
+
+
+def _comm_lines(comms: Sequence[tuple[str, str, str | None]]) -> list[str]:
+    """(kind, raw, normalized) → 📞 / ✉️ lines; phones become tel: links."""
+    phones = [(raw, value) for kind, raw, value in comms if kind == "phone"][:MAX_COMMS]
+    emails = [value or raw for kind, raw, value in comms if kind == "email"][:MAX_COMMS]
+    handles = [
+        f"{kind}: {value or raw}" for kind, raw, value in comms if kind in ("telegram", "whatsapp")
+    ][:MAX_COMMS]
+    out = []
+    if phones:
+        out.append("📞 " + ", ".join(_phone_link(v or raw, clip(raw, 40)) for raw, v in phones))
+    if emails:
+        out.append("✉️ " + ", ".join(esc(clip(e, 80)) for e in emails))
+    if handles:
+        out.append("💬 " + ", ".join(esc(clip(h, 60)) for h in handles))
+    return out
+
+
+def _quote(message: ActivityView | None) -> list[str]:
+    if message is None:
+        return []
+    out = []
+    if message.subject and message.kind == "email":
+        out.append(f"<b>Subject:</b> {esc(clip(message.subject, TITLE_CHARS))}")
+    if message.body:
+        out.append(
+            f"<blockquote>{esc(clip(message.body, SNIPPET_CHARS, SNIPPET_LINES))}</blockquote>"
+        )
+    return out
+
+
+def _task_lines(tasks: Sequence[ActivityView], tz: tzinfo, now: datetime) -> list[str]:
+    out = []
+    for t in tasks[:MAX_TASKS]:
+        if (t.meta or {}).get("callback"):
+            times = f" ×{t.attempts}" if t.attempts > 1 else ""
+            last = f", last {local(t.last_attempt_at, tz, now)}" if t.last_attempt_at else ""
+            out.append(f"📵 Missed call{times}{last} — call back")
+        elif t.due_at is not None:
+            late = " (overdue)" if t.due_at <= now else ""
+            out.append(
+                f"⏰ {esc(clip(t.subject or 'Call back', 80))} at {local(t.due_at, tz, now)}{late}"
+            )
+    return out
+
+
+def _task_rows(tasks: Sequence[ActivityView]) -> list[Row]:
+    rows: list[Row] = []
+    for t in tasks[:MAX_TASKS]:
+        label = "✅ Called back" if (t.meta or {}).get("callback") else f"✅ Done: call #{t.id}"
+        rows.append([(label, cb.encode(cb.DONE, cb.ref("activity", t.id)))])
+    return rows
+
+
+def _history_line(
+    history: Sequence[tuple[str, int, str, str]], statuses: Sequence[StatusDef]
+) -> str:
+    names = {s.code: s.name for s in statuses}
+    deal_outcome = {"process": "open", "success": "won", "failure": "lost"}
+    parts = []
+    for kind, ident, _title, outcome in history[:MAX_HISTORY]:
+        shown = (
+            names.get(outcome, outcome) if kind == "lead" else deal_outcome.get(outcome, outcome)
+        )
+        parts.append(f"{kind} #{ident} {shown.lower()}")
+    more = f" and {len(history) - MAX_HISTORY} more" if len(history) > MAX_HISTORY else ""
+    return "Earlier: " + (
+        ", ".join(esc(p) for p in parts) + more if parts else "nothing closed yet"
+    )
+
+
+def _head(ctx: CardContext, fallback: str) -> str:
+    return f"<b>{esc(clip(ctx.headline or fallback, TITLE_CHARS))}</b>"
+
+
+def _common_tail(ctx: CardContext, responsible: str | None, tz: tzinfo, now: datetime) -> list[str]:
+    out = [f"Responsible: {esc(clip(responsible, NAME_CHARS)) if responsible else '— (queue)'}"]
+    if ctx.reason:
+        out.append(f"Why: <i>{esc(clip(ctx.reason, REASON_CHARS))}</i>")
+    out += _quote(ctx.message)
+    out += _task_lines(ctx.tasks, tz, now)
+    return out
+
+
+# --- cards --------------------------------------------------------------------------------------
+
+
+def lead_card(
+    lead: LeadView,
+    ctx: CardContext,
+    viewer: Viewer,
+    statuses: Sequence[StatusDef],
+    tz: tzinfo,
+    now: datetime,
+) -> Rendered:
+    lines = [_head(ctx, f"Lead #{lead.id}")]
+    if lead.is_return_customer:
+        lines.append("🔁 <b>Repeat client</b>")
+    who = clip(lead.name or lead.title, NAME_CHARS)
+    company = f" · {esc(clip(lead.company_title, NAME_CHARS))}" if lead.company_title else ""
+    lines.append(f"👤 <b>{esc(who)}</b>{company}")
+    if lead.name and lead.title != lead.name:
+        lines.append(f"📝 {esc(clip(lead.title, TITLE_CHARS))}")
+    lines += _comm_lines([(c.kind, c.raw, c.value) for c in lead.comms])
+    channel = ctx.message.channel if ctx.message and ctx.message.channel else None
+    lines.append(
+        f"Lead #{lead.id} · {esc(lead.status_name)}"
+        + (f" · channel {esc(channel)}" if channel else "")
+        + f" · source {esc(lead.source)}"
+    )
+    if lead.is_return_customer or ctx.history:
+        lines.append(_history_line(ctx.history, statuses))
+    if lead.junk_reason:
+        lines.append(f"Junk reason: {esc(clip(lead.junk_reason, REASON_CHARS))}")
+    lines += _common_tail(ctx, lead.responsible_name, tz, now)
+    return Rendered(_join(lines), lead_rows(lead, ctx.tasks, viewer))
+
+
+def lead_rows(lead: LeadView, tasks: Sequence[ActivityView], viewer: Viewer) -> list[Row]:
+    r = cb.ref("lead", lead.id)
+    if not lead.is_open:
+        return _task_rows(tasks)
+    rows: list[Row] = []
+    first: Row = []
+    if lead.taken_at is None and lead.responsible_id in (None, viewer.rep_id):
+        first.append(("✋ Take", cb.encode(cb.TAKE, r)))
+    first.append(("⏰ Call back", cb.encode(cb.CALLBACK_MENU, r)))
+    rows.append(first)
+    rows += _task_rows(tasks)
+    rows.append(
+        [("📊 Status", cb.encode(cb.STATUS_MENU, r)), ("🔄 Convert", cb.encode(cb.CONVERT_MENU, r))]
+    )
+    last: Row = [("🗑 Junk", cb.encode(cb.JUNK_MENU, r))]
+    if viewer.supervises:
+        last += [
+            ("👥 Reassign", cb.encode(cb.REASSIGN_MENU, r)),
+            ("⛔ Exception", cb.encode(cb.EXCEPT_MENU, r)),
+        ]
+    rows.append(last)
+    return rows
+
+
+def deal_card(
+    deal: DealView,
+    contact: ContactView | None,
+    ctx: CardContext,
+    viewer: Viewer,
+    tz: tzinfo,
+    now: datetime,
+) -> Rendered:
+    badges = []
+    if deal.is_return_customer:
+        badges.append("🔁 <b>Repeat client</b>")
+    if deal.is_repeated_approach:
+        badges.append("↩ repeated inquiry")
+    lines = [_head(ctx, f"Deal #{deal.id}")]
+    if badges:
+        lines.append(" · ".join(badges))
+    lines.append(f"💼 <b>{esc(clip(deal.title, TITLE_CHARS))}</b>")
+    if contact is not None:
+        company = (
+            f" · {esc(clip(contact.company_title, NAME_CHARS))}" if contact.company_title else ""
+        )
+        lines.append(f"👤 {esc(clip(contact.name, NAME_CHARS))}{company}")
+        lines += _comm_lines([(c.kind, c.raw, c.value) for c in contact.comms])
+    amount = f" · {deal.amount} {esc(deal.currency)}" if deal.amount is not None else ""
+    source = f" · source {esc(deal.source)}" if deal.source else ""
+    lines.append(
+        f"Deal #{deal.id} · {esc(deal.pipeline_name)}: {esc(deal.stage_name)}{amount}{source}"
+    )
+    if ctx.history:
+        lines.append(_history_line(ctx.history, ()))
+    lines += _common_tail(ctx, deal.responsible_name, tz, now)
+    return Rendered(_join(lines), deal_rows(deal, ctx.tasks))
+
+
+def deal_rows(deal: DealView, tasks: Sequence[ActivityView]) -> list[Row]:
+    r = cb.ref("deal", deal.id)
+    if not deal.is_open:
+        return [[("↩ Reopen", cb.encode(cb.REOPEN, r))], *_task_rows(tasks)]
+    return [
+        [
+            ("➡ Stage", cb.encode(cb.STAGE_MENU, r)),
+            ("⏰ Call back", cb.encode(cb.CALLBACK_MENU, r)),
+        ],
+        *_task_rows(tasks),
+        [("🏆 Won", cb.encode(cb.WIN, r)), ("✖ Lost", cb.encode(cb.LOSE, r))],
+    ]
+
+
+def contact_card(contact: ContactView, ctx: CardContext, tz: tzinfo, now: datetime) -> Rendered:
+    """A contact with no open lead or deal got in touch (activity on the client only)."""
+    lines = [_head(ctx, f"Contact #{contact.id}")]
+    company = f" · {esc(clip(contact.company_title, NAME_CHARS))}" if contact.company_title else ""
+    lines.append(f"👤 <b>{esc(clip(contact.name, NAME_CHARS))}</b>{company}")
+    lines += _comm_lines([(c.kind, c.raw, c.value) for c in contact.comms])
+    lines += _common_tail(ctx, None, tz, now)[1:]
+    return Rendered(_join(lines), _task_rows(ctx.tasks))
+
+
+def notice(text: str) -> Rendered:
+    return Rendered(esc(text))
+
+
+def _join(lines: Sequence[str]) -> str:
+    return "\n".join(line for line in lines if line)
+
+
+# --- menus (they replace a card's keyboard; BACK restores it) ---------------------------------
+
+
+def _back(r: str) -> Row:
+    return [("« Back", cb.encode(cb.BACK, r))]
+
+
+def status_menu(lead: LeadView, statuses: Sequence[StatusDef]) -> list[Row]:
+    r = cb.ref("lead", lead.id)
+    rows: list[Row] = []
+    for s in statuses:
+        if s.semantic != "process" or s.code == lead.status:
+            continue
+        try:
+            rows.append([(s.name, cb.encode(cb.STATUS, r, s.code))])
+        except ValueError:  # a status code too long for a button payload
+            continue
+    return [*rows, _back(r)]
+
+
+def convert_menu(lead: LeadView) -> list[Row]:
+    r = cb.ref("lead", lead.id)
+    if lead.is_return_customer or lead.contact_id or lead.company_id:
+        options = [("💼 Deal", "d")]  # a repeat lead only becomes a deal
+    else:
+        options = [
+            ("👤 Contact", "c"),
+            ("👤+🏢 Contact + company", "cc"),
+            ("💼 Deal", "d"),
+        ]
+    return [[(label, cb.encode(cb.CONVERT, r, arg))] for label, arg in options] + [_back(r)]
+
+
+def junk_menu(lead: LeadView, reasons: Sequence[str]) -> list[Row]:
+    r = cb.ref("lead", lead.id)
+    rows = [[(reason, cb.encode(cb.JUNK, r, str(i)))] for i, reason in enumerate(reasons)]
+    return [*rows, [("✍ Other reason…", cb.encode(cb.JUNK_TYPED, r))], _back(r)]
+
+
+def reassign_menu(lead: LeadView, reps: Sequence[RepView]) -> list[Row]:
+    r = cb.ref("lead", lead.id)
+    rows = [
+        [(clip(rep.name, 40), cb.encode(cb.REASSIGN, r, str(rep.id)))]
+        for rep in reps
+        if rep.active and rep.id != lead.responsible_id
+    ]
+    return [*rows, _back(r)]
+
+
+def except_menu(lead: LeadView) -> list[Row]:
+    r = cb.ref("lead", lead.id)
+    return [[("⛔ Yes, never capture this sender", cb.encode(cb.EXCEPT, r))], _back(r)]
+
+
+CALLBACK_CHOICES = (("In 15 min", "15"), ("In 1 hour", "60"), ("Tomorrow 9:00", "t9"))
+
+
+def callback_menu(kind: str, ident: int) -> list[Row]:
+    r = cb.ref(kind, ident)
+    rows = [[(label, cb.encode(cb.CALLBACK, r, arg))] for label, arg in CALLBACK_CHOICES]
+    return [*rows, [("✍ Other time…", cb.encode(cb.CALLBACK, r, "x"))], _back(r)]
+
+
+def stage_menu(deal: DealView, stages: Sequence[tuple[str, str, str]]) -> list[Row]:
+    r = cb.ref("deal", deal.id)
+    rows: list[Row] = []
+    for code, name, semantic in stages:
+        if semantic != "process" or code == deal.stage:
+            continue
+        try:
+            rows.append([(name, cb.encode(cb.STAGE, r, code))])
+        except ValueError:
+            continue
+    return [*rows, _back(r)]
+
+
+# --- lists ------------------------------------------------------------------------------------
+
+
+def _pager(action: str, offset: int, limit: int, total: int, flt: str) -> Row:
+    row: Row = []
+    if offset > 0:
+        row.append(("◀", cb.encode(action, str(max(offset - limit, 0)), flt)))
+    if offset + limit < total:
+        row.append(("▶", cb.encode(action, str(offset + limit), flt)))
+    return row
+
+
+def _open_rows(items: Sequence[tuple[str, int]]) -> list[Row]:
+    buttons = [(f"#{ident}", cb.encode(cb.OPEN, cb.ref(kind, ident))) for kind, ident in items]
+    return [buttons[i : i + 5] for i in range(0, len(buttons), 5)]
+
+
+def leads_list(
+    leads: Sequence[LeadView], total: int, offset: int, limit: int, flt: str
+) -> Rendered:
+    label = f" ({esc(flt)})" if flt else ""
+    if not leads:
+        return Rendered(f"No leads{label}.")
+    lines = [f"<b>Leads{label}</b> {offset + 1}–{offset + len(leads)} of {total}"]
+    for lead in leads:
+        repeat = "🔁 " if lead.is_return_customer else ""
+        name = clip(lead.name or lead.title, LIST_ITEM_CHARS)
+        lines.append(
+            f"#{lead.id} {repeat}{esc(name)} · {esc(lead.status_name)} · {esc(lead.source)}"
+        )
+    rows = _open_rows([("lead", lead.id) for lead in leads])
+    pager = _pager(cb.LEADS_PAGE, offset, limit, total, flt)
+    return Rendered(_join(lines), rows + ([pager] if pager else []))
+
+
+def deals_list(
+    deals: Sequence[DealView], total: int, offset: int, limit: int, flt: str
+) -> Rendered:
+    if not deals:
+        return Rendered("No open deals.")
+    lines = [f"<b>Deals</b> {offset + 1}–{offset + len(deals)} of {total}"]
+    for d in deals:
+        amount = f" · {d.amount} {esc(d.currency)}" if d.amount is not None else ""
+        lines.append(f"#{d.id} {esc(clip(d.title, LIST_ITEM_CHARS))} · {esc(d.stage_name)}{amount}")
+    rows = _open_rows([("deal", d.id) for d in deals])
+    pager = _pager(cb.DEALS_PAGE, offset, limit, total, flt)
+    return Rendered(_join(lines), rows + ([pager] if pager else []))
+
+
+def search_results(
+    query: str,
+    contacts: Sequence[ContactView],
+    companies: Sequence[tuple[int, str]],
+    leads: Sequence[LeadView],
+    deals: Sequence[DealView],
+) -> Rendered:
+    if not (contacts or companies or leads or deals):
+        return Rendered(f"Nothing found for “{esc(clip(query, 80))}”.")
+    lines = [f"<b>Found for “{esc(clip(query, 80))}”</b>"]
+    for lead in leads:
+        name = clip(lead.name or lead.title, LIST_ITEM_CHARS)
+        lines.append(f"Lead #{lead.id} {esc(name)} · {esc(lead.status_name)}")
+    for d in deals:
+        lines.append(f"Deal #{d.id} {esc(clip(d.title, LIST_ITEM_CHARS))} · {esc(d.stage_name)}")
+    for c in contacts:
+        company = f" · {esc(clip(c.company_title, 40))}" if c.company_title else ""
+        lines.append(f"Contact #{c.id} {esc(clip(c.name, LIST_ITEM_CHARS))}{company}")
+    for ident, title in companies:
+        lines.append(f"Company #{ident} {esc(clip(title, LIST_ITEM_CHARS))}")
+    rows = _open_rows([("lead", x.id) for x in leads] + [("deal", x.id) for x in deals])
+    return Rendered(_join(lines), rows)
+
+
+def _owner_ref(act: ActivityView) -> tuple[str, int] | None:
+    for kind in ("deal", "lead"):
+        for owner_type, owner_id in act.bindings:
+            if owner_type == kind:
+                return kind, owner_id
+    return None
+
+
+def today_list(acts: Sequence[ActivityView], tz: tzinfo, now: datetime) -> Rendered:
+    if not acts:
+        return Rendered("Nothing due today. 🎉")
+    lines = ["<b>Due today and overdue</b>"]
+    rows: list[Row] = []
+    for a in acts:
+        flag = "⚠️ " if a.due_at is not None and a.due_at < now else ""
+        when = local(a.due_at, tz, now) if a.due_at else ""
+        owner = _owner_ref(a)
+        where = f" · {owner[0]} #{owner[1]}" if owner else ""
+        lines.append(f"{flag}{when} {esc(clip(a.subject or a.kind, LIST_ITEM_CHARS))}{where}")
+        row: Row = [(f"✅ {when}", cb.encode(cb.DONE, cb.ref("activity", a.id), "t"))]
+        if owner:
+            row.append((f"{owner[0]} #{owner[1]}", cb.encode(cb.OPEN, cb.ref(*owner))))
+        rows.append(row)
+    return Rendered(_join(lines), rows)
+
+
+def exceptions_list(entries: Sequence[ExceptionView]) -> Rendered:
+    if not entries:
+        return Rendered(
+            "The exception list is empty.\nAdd: <code>/exceptions add +49301234567 comment</code>"
+        )
+    lines = ["<b>Exception list</b> (never captured)"]
+    for e in entries:
+        comment = f" — {esc(clip(e.comment, 60))}" if e.comment else ""
+        lines.append(f"{esc(e.kind)} <code>{esc(e.value)}</code>{comment}")
+    lines.append("Remove: <code>/exceptions remove VALUE</code>")
+    return Rendered(_join(lines))
+
+
+def settings_view(current: MatchSettings) -> Rendered:
+    on = {True: "on", False: "off"}
+    lines = [
+        "<b>CRM settings</b>",
+        f"CRM mode: {esc(current.crm_mode.value)}",
+        f"Repeat sales: {on[current.repeat_sales]}",
+        f"Traditional lead mode: {on[current.traditional_mode]}",
+    ]
+    other_mode = "simple" if current.crm_mode.value == "classic" else "classic"
+    rows: list[Row] = [
+        [(f"Mode → {other_mode}", cb.encode(cb.SETTING, "m", other_mode))],
+        [
+            (
+                f"Repeat sales → {on[not current.repeat_sales]}",
+                cb.encode(cb.SETTING, "r", "0" if current.repeat_sales else "1"),
+            )
+        ],
+    ]
+    if not current.repeat_sales:
+        rows.append(
+            [
+                (
+                    f"Traditional mode → {on[not current.traditional_mode]}",
+                    cb.encode(cb.SETTING, "t", "0" if current.traditional_mode else "1"),
+                )
+            ]
+        )
+    return Rendered(_join(lines), rows)
+
+
+HELP_REP = """<b>Leadbot</b> — your leads in Telegram
+New leads, repeat leads, missed calls and new e-mails on your records arrive here as cards.
+Use the buttons on a card; reply to a card with text to add a comment.
+
+/leads — my open leads (filters: new, repeat, a status, a source; e.g. <code>/leads repeat</code>)
+/lead N — show lead N
+/deals — my open deals
+/find phone | e-mail | name — search
+/today — call-backs and tasks due today and overdue
+/help — this text"""
+
+HELP_ADMIN = """
+/exceptions — the exception list (list, add, remove)
+/settings — CRM mode, repeat sales, traditional mode"""
+
+
+def help_text(role: str) -> str:
+    return HELP_REP + (HELP_ADMIN if role == "admin" else "")
+
+
+STRANGER = (
+    "Hello! This bot is for our sales team. If you are a customer, please write to us by "
+    "e-mail or phone — thank you!"
+)

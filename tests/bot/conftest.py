@@ -1,0 +1,139 @@
+"""A running service with the rep bot, talking to the loopback fake Bot API.
+
+`World` drives it like reps would: it presses buttons and sends messages through the fake, then
+waits for the bot's answer. Time is a shifted clock the test moves forward; nothing sleeps
+longer than the bot's short polling intervals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from bot.clock import ShiftedClock
+from bot.component import BotComponent, bot_component
+from crm.dto import RepView
+from tests.fakes.telegram_api import FakeTelegram
+
+TOKEN = "123456:TEST-TOKEN"
+JsonDict = dict[str, Any]
+
+
+def buttons(message: JsonDict) -> list[tuple[str, str]]:
+    rows = (message.get("reply_markup") or {}).get("inline_keyboard", [])
+    return [(b["text"], b.get("callback_data", "")) for row in rows for b in row]
+
+
+def button(message: JsonDict, label: str) -> str:
+    """The callback data of the button whose label starts with `label`."""
+    found = [data for text, data in buttons(message) if text.startswith(label)]
+    if not found:
+        raise AssertionError(f"no button {label!r}; have {[t for t, _ in buttons(message)]}")
+    return found[0]
+
+
+def telegram_settings(tg: FakeTelegram, **extra: Any) -> dict[str, Any]:
+    return {
+        "token": TOKEN,
+        "base_url": tg.base_url,
+        "polling_timeout": 1,
+        "outbox_poll_interval": 0.02,
+        "duties_interval": 0.02,
+        **extra,
+    }
+
+
+@dataclass
+class World:
+    service: Any
+    bot: BotComponent
+    tg: FakeTelegram
+    clock: ShiftedClock
+    _seen: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def crm(self) -> Any:
+        return self.service.crm
+
+    async def rep(self, name: str, telegram_id: int | None, role: str = "rep") -> RepView:
+        rep: RepView = await self.crm.reps.add(name, role=role, telegram_user_id=telegram_id)
+        return rep
+
+    async def new_messages(self, chat: int, count: int = 1, timeout: float = 5.0) -> list[JsonDict]:
+        """The next `count` messages the bot sends to `chat` (after those already returned)."""
+        start = self._seen.get(chat, 0)
+        await self.tg.wait_for(
+            "sendMessage",
+            timeout=timeout,
+            predicate=lambda c: c.status == 200 and c.params.get("chat_id") == chat,
+            count=start + count,
+        )
+        sent = self.tg.sent_messages(chat)
+        self._seen[chat] = start + count
+        return sent[start : start + count]
+
+    async def card(self, chat: int) -> JsonDict:
+        return (await self.new_messages(chat))[0]
+
+    def current(self, chat: int, message_id: int) -> JsonDict:
+        return self.tg.message(chat, message_id)
+
+    async def press(self, user: int, message_id: int, data: str) -> JsonDict:
+        """Press a button and wait for the bot's answer; returns answerCallbackQuery params."""
+        update = self.tg.callback(user, message_id, data)
+        query_id = update["callback_query"]["id"]
+        calls = await self.tg.wait_for(
+            "answerCallbackQuery",
+            predicate=lambda c: str(c.params.get("callback_query_id")) == query_id,
+        )
+        return calls[0].params
+
+    async def press_label(self, user: int, message_id: int, label: str) -> JsonDict:
+        return await self.press(user, message_id, button(self.current(user, message_id), label))
+
+    async def say(self, user: int, text: str, reply_to: int | None = None) -> JsonDict:
+        """Send a message as `user` and return the bot's reply."""
+        self.tg.user_message(user, text, reply_to_message_id=reply_to)
+        return await self.card(user)
+
+    async def wait_until(
+        self, check: Callable[[], Awaitable[bool]], timeout: float = 5.0, step: float = 0.02
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not await check():
+            if loop.time() > deadline:
+                raise AssertionError("condition not reached in time")
+            await asyncio.sleep(step)
+
+    def advance(self, **delta: float) -> None:
+        self.clock.advance(timedelta(**delta))
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as server:
+        yield server
+
+
+@pytest.fixture
+async def world(
+    tg: FakeTelegram, start_service: Callable[..., Awaitable[Any]]
+) -> Callable[..., Awaitable[World]]:
+    # `tg` first: it must outlive the service, which still talks to it while stopping.
+    async def _make(**sections: Any) -> World:
+        clock = ShiftedClock()
+        telegram = telegram_settings(tg, **sections.pop("telegram", {}))
+        service = await start_service(
+            components=[lambda s: bot_component(s, clock)], telegram=telegram, **sections
+        )
+        bot = next(c for c in service.components if isinstance(c, BotComponent))
+        await bot.wait_ready()
+        return World(service, bot, tg, clock)
+
+    return _make
