@@ -152,16 +152,13 @@ class Intake:
             s.add(log_row)
             await s.flush()  # raises IntegrityError for a duplicate
             await self.db.lock_identities(s, [i.key for i in ids.matchable()])
-            settings = await current_match_settings(s, self.config.match)
-            cands = await find_candidates(SqlCandidateRepository(s), ids, settings)
-            cands = await self._thread(s, event, cands)
-            hits = await exception_hits(s, ids.exception_checked())
-            decision = decide(event, ids, cands, settings, hits, now)
+            decision = await self._decide(s, event, ids, now)
             applied = await _Apply(s, self.db, self.config, event, ids, decision, now).run()
             if event.channel is Channel.CALL and decision.outcome is not Outcome.IGNORED:
                 await apply_call_rules(s, event, ids, applied_bindings(applied), now, applied)
-            log_row.outcome = decision.outcome.value
-            log_row.reason = decision.reason
+            outcome, reason = _stored_outcome(event, decision)
+            log_row.outcome = outcome
+            log_row.reason = reason
             log_row.lead_id, log_row.deal_id = applied.lead_id, applied.deal_id
             log_row.contact_id, log_row.company_id = applied.contact_id, applied.company_id
             log_row.activity_id = applied.activity_id
@@ -169,15 +166,11 @@ class Intake:
             for kind, payload in applied.notify:
                 self._outbox(s, kind, payload, log_row, decision, applied)
             log.info(
-                "event %s:%s → %s (%s)",
-                event.channel.value,
-                event.external_id,
-                decision.outcome.value,
-                decision.reason,
+                "event %s:%s → %s (%s)", event.channel.value, event.external_id, outcome, reason
             )
             return IntakeResult(
-                outcome=decision.outcome.value,
-                reason=decision.reason,
+                outcome=outcome,
+                reason=reason,
                 event_log_id=log_row.id,
                 lead_id=applied.lead_id,
                 deal_id=applied.deal_id,
@@ -188,6 +181,51 @@ class Intake:
                 created=applied.created,
                 responsible_id=applied.responsible_id,
             )
+
+    async def preview(self, event: InboundEvent) -> IntakeResult:
+        """The outcome and reason `process` would give `event` now; nothing is written.
+
+        The ids are those of the records it would attach to (none for records it would create).
+        Used by dry runs (`leadbot import-csv --dry-run`).
+        """
+        now = self.clock()
+        ids = event_identities(event, self.config.default_region)
+        async with self.db.sessions() as s:
+            try:
+                seen = await s.scalar(
+                    select(InboundEventLog).where(
+                        InboundEventLog.channel == event.channel.value,
+                        InboundEventLog.external_id == event.external_id,
+                    )
+                )
+                if seen is not None:
+                    return IntakeResult(
+                        outcome=Outcome.DUPLICATE.value,
+                        reason=f"already processed as event #{seen.id} ({seen.outcome})",
+                        event_log_id=seen.id,
+                    )
+                decision = await self._decide(s, event, ids, now)
+            finally:
+                await s.rollback()
+        outcome, reason = _stored_outcome(event, decision)
+        return IntakeResult(
+            outcome=outcome,
+            reason=reason,
+            lead_id=decision.lead_id,
+            deal_id=decision.deal_id,
+            contact_id=decision.contact_id,
+            company_id=decision.company_id,
+            responsible_id=decision.responsible_id,
+        )
+
+    async def _decide(
+        self, s: AsyncSession, event: InboundEvent, ids: EventIdentities, now: datetime
+    ) -> Decision:
+        settings = await current_match_settings(s, self.config.match)
+        cands = await find_candidates(SqlCandidateRepository(s), ids, settings)
+        cands = await self._thread(s, event, cands)
+        hits = await exception_hits(s, ids.exception_checked())
+        return decide(event, ids, cands, settings, hits, now)
 
     async def _thread(self, s: AsyncSession, event: InboundEvent, cands: Candidates) -> Candidates:
         """A mail reply goes where its thread lives, if that lead / deal is still open."""
@@ -247,6 +285,26 @@ class Intake:
         )
 
 
+# Outcomes that create a lead or a deal; a contact import turns them into a contact instead.
+_CREATING = frozenset(
+    {Outcome.NEW_LEAD, Outcome.NEW_REPEAT_LEAD, Outcome.NEW_DEAL, Outcome.NEW_REPEAT_DEAL}
+)
+
+
+def _imports_contact(event: InboundEvent, decision: Decision) -> bool:
+    return event.meta.get("import_as") == "contact" and decision.outcome in _CREATING
+
+
+def _stored_outcome(event: InboundEvent, decision: Decision) -> tuple[str, str]:
+    """Outcome and reason as logged and returned; a contact import never makes a lead/deal."""
+    if not _imports_contact(event, decision):
+        return decision.outcome.value, decision.reason
+    why = decision.reason.partition(" → ")[0]
+    if decision.contact_id is None and decision.company_id is None:
+        return "new_contact", f"{why} → new contact (contact import)"
+    return Outcome.ATTACHED_CLIENT.value, f"{why} → details merged into the client (contact import)"
+
+
 def applied_bindings(applied: _Applied) -> list[tuple[str, int | None]]:
     return [
         ("deal", applied.deal_id),
@@ -282,7 +340,9 @@ class _Apply:
             # A known contact who works for a company: the new record belongs to both.
             contact = await self.s.get(Contact, self.out.contact_id or 0)
             self.out.company_id = contact.company_id if contact else None
-        if o is Outcome.NEW_LEAD:
+        if _imports_contact(self.event, self.d):
+            await self._import_contact()
+        elif o is Outcome.NEW_LEAD:
             await self._new_lead(repeat=False)
         elif o is Outcome.NEW_REPEAT_LEAD:
             await self._new_lead(repeat=True)
@@ -367,31 +427,7 @@ class _Apply:
     async def _new_deal(self, repeat: bool) -> None:
         resp = await self._responsible()
         if not repeat:
-            if self.event.company_name:
-                company = Company(
-                    title=self.event.company_name[:300],
-                    responsible_id=resp,
-                    created_at=self.now,
-                    modified_at=self.now,
-                )
-                self.s.add(company)
-                await self.s.flush()
-                self.out.company_id = company.id
-                self.out.created.append(("company", company.id))
-            contact = Contact(
-                name=self._name() or self._title(),
-                first_name=self.event.first_name,
-                last_name=self.event.last_name,
-                company_id=self.out.company_id,
-                responsible_id=resp,
-                created_at=self.now,
-                modified_at=self.now,
-            )
-            self.s.add(contact)
-            await self.s.flush()
-            await add_comms(self.s, "contact", contact.id, self.ids, handle_labels=self.labels)
-            self.out.contact_id = contact.id
-            self.out.created.append(("contact", contact.id))
+            await self._new_client(resp)
         else:
             await self._merge_into_client()
         pipeline = await pipeline_by_code(self.s, self.event.meta.get("pipeline"))
@@ -416,6 +452,43 @@ class _Apply:
         await recompute_client_flags(self.s, deal.contact_id, deal.company_id)
         self.out.deal_id, self.out.responsible_id = deal.id, resp
         self.out.created.append(("deal", deal.id))
+
+    async def _new_client(self, resp: int | None) -> None:
+        """A contact with the event's comms, and its company when the event names one."""
+        if self.event.company_name:
+            company = Company(
+                title=self.event.company_name[:300],
+                responsible_id=resp,
+                created_at=self.now,
+                modified_at=self.now,
+            )
+            self.s.add(company)
+            await self.s.flush()
+            self.out.company_id = company.id
+            self.out.created.append(("company", company.id))
+        contact = Contact(
+            name=self._name() or self._title(),
+            first_name=self.event.first_name,
+            last_name=self.event.last_name,
+            company_id=self.out.company_id,
+            responsible_id=resp,
+            created_at=self.now,
+            modified_at=self.now,
+        )
+        self.s.add(contact)
+        await self.s.flush()
+        await add_comms(self.s, "contact", contact.id, self.ids, handle_labels=self.labels)
+        self.out.contact_id = contact.id
+        self.out.created.append(("contact", contact.id))
+
+    async def _import_contact(self) -> None:
+        """Contact import: a new contact for an unknown person, else merge into the client."""
+        if self.out.contact_id is None and self.out.company_id is None:
+            resp = await self._responsible()
+            await self._new_client(resp)
+            self.out.responsible_id = resp
+        else:
+            await self._attach_client()
 
     # --- attaching ------------------------------------------------------------------------
 
