@@ -37,6 +37,13 @@ def button(message: JsonDict, label: str) -> str:
     return found[0]
 
 
+def entity_text(text: str, entity: JsonDict) -> str:
+    """The text an entity covers (Telegram counts offsets in UTF-16 code units)."""
+    raw = text.encode("utf-16-le")
+    start, end = entity["offset"] * 2, (entity["offset"] + entity["length"]) * 2
+    return raw[start:end].decode("utf-16-le")
+
+
 def telegram_settings(tg: FakeTelegram, **extra: Any) -> dict[str, Any]:
     return {
         "token": TOKEN,

@@ -1,0 +1,129 @@
+"""Who may do what: invites, strangers, forged and stale buttons."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from bot import callbacks as cb
+from bot.views import STRANGER
+from matching.event import Channel
+from tests.bot.conftest import World, buttons
+from tests.conftest import make_event
+
+RITA, BOB, BOSS, STRANGER_ID = 1001, 1002, 2001, 9999
+
+
+def call(n: int) -> Any:
+    return make_event(
+        channel=Channel.CALL,
+        external_id=f"call-{n}",
+        phones=(f"+49 30 555 00{n}",),
+        meta={"call_id": f"c{n}", "stage": "answered", "disposition": "answered"},
+    )
+
+
+async def test_invite_link_binds_the_telegram_account(world: Any) -> None:
+    w: World = await world()
+    rep = await w.rep("Rita", None)
+    code = await w.crm.reps.create_invite(rep.id)
+    reply = await w.say(RITA, f"/start {code}")
+    assert reply["text"].startswith("Welcome, Rita!")
+    assert (await w.crm.reps.get(rep.id)).telegram_user_id == RITA
+    # One-time: the same link does not bind a second account.
+    again = await w.say(BOB, f"/start {code}")
+    assert again["text"] == "This invite link is not valid."
+    assert await w.crm.reps.by_telegram(BOB) is None
+
+
+async def test_strangers_get_a_polite_answer_and_nothing_from_the_crm(world: Any) -> None:
+    w: World = await world()
+    await w.rep("Rita", RITA)
+    await w.service.process_now(call(1))
+    await w.card(RITA)
+    for text in ("/start", "/leads", "/lead 1", "hello"):
+        reply = await w.say(STRANGER_ID, text)
+        assert reply["text"] == STRANGER
+        assert "reply_markup" not in reply
+    # A button payload typed by hand is refused as well.
+    message_id = w.tg.sent_messages(STRANGER_ID)[-1]["message_id"]
+    answer = await w.press(STRANGER_ID, message_id, cb.encode(cb.TAKE, "l1"))
+    assert answer["text"] == "This bot is for our sales team only." and answer["show_alert"]
+    assert (await w.crm.leads.get(1)).taken_at is None
+
+
+async def test_forged_button_for_another_reps_lead_is_refused_and_logged(
+    world: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    w: World = await world()
+    rita = await w.rep("Rita", RITA)
+    await w.rep("Bob", BOB)
+    result = await w.service.process_now(call(1))
+    assert result.responsible_id == rita.id
+    await w.card(RITA)
+    help_message = await w.say(BOB, "/help")
+    with caplog.at_level(logging.WARNING, logger="bot.handlers"):
+        for data in (
+            cb.encode(cb.TAKE, f"l{result.lead_id}"),
+            cb.encode(cb.CONVERT, f"l{result.lead_id}", "d"),
+            cb.encode(cb.CALLBACK_MENU, f"l{result.lead_id}"),
+        ):
+            answer = await w.press(BOB, help_message["message_id"], data)
+            assert answer["text"] == f"Lead #{result.lead_id} belongs to another rep."
+            assert answer["show_alert"] is True
+    lead = await w.crm.leads.get(result.lead_id)
+    assert lead.responsible_id == rita.id and lead.taken_at is None and lead.is_open
+    refused = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 3 and f"Telegram user {BOB}" in refused[0].getMessage()
+    # Bob's message was not turned into Rita's card.
+    assert w.current(BOB, help_message["message_id"])["text"] == help_message["text"]
+    # Commands check the same rights.
+    reply = await w.say(BOB, f"/lead {result.lead_id}")
+    assert reply["text"] == f"Lead #{result.lead_id} belongs to another rep."
+
+
+async def test_a_supervisor_acts_on_everyones_leads_and_reassigns(world: Any) -> None:
+    w: World = await world()
+    await w.rep("Rita", RITA)
+    bob = await w.rep("Bob", BOB)
+    await w.rep("Boss", BOSS, role="supervisor")
+    result = await w.service.process_now(call(1))
+    card = await w.card(RITA)
+    assert "👥 Reassign" not in [label for label, _ in buttons(card)]
+    shown = await w.say(BOSS, f"/lead {result.lead_id}")
+    await w.press_label(BOSS, shown["message_id"], "👥 Reassign")
+    answer = await w.press_label(BOSS, shown["message_id"], "Bob")
+    assert answer["text"] == "Reassigned to Bob"
+    assert "Responsible: Bob" in w.current(BOSS, shown["message_id"])["text"]
+    assert (await w.crm.leads.get(result.lead_id)).responsible_id == bob.id
+    assigned = await w.card(BOB)  # Bob is told
+    assert assigned["text"].startswith("👥 Assigned to you")
+    # Rita's old card now refuses her take.
+    answer = await w.press_label(RITA, card["message_id"], "✋ Take")
+    assert answer["text"] == f"Lead #{result.lead_id} belongs to another rep."
+
+
+async def test_stale_and_handled_buttons_get_a_clear_answer(world: Any) -> None:
+    w: World = await world()
+    await w.rep("Rita", RITA)
+    result = await w.service.process_now(call(1))
+    card = await w.card(RITA)
+    take = [data for label, data in buttons(card) if label == "✋ Take"][0]
+    await w.press(RITA, card["message_id"], take)
+    answer = await w.press(RITA, card["message_id"], take)  # the old keyboard, pressed again
+    assert answer["text"] == "You have this lead already."
+
+    old_format = await w.press(RITA, card["message_id"], f"0:take:{result.lead_id}")
+    assert old_format["text"].startswith("This button is from an older card.")
+
+    await w.crm.leads.junk(result.lead_id, "spam")
+    answer = await w.press(
+        RITA, card["message_id"], cb.encode(cb.CONVERT, f"l{result.lead_id}", "d")
+    )
+    assert answer["text"] == f"Lead #{result.lead_id} is already closed (JUNK)."
+    # …and the card is redrawn to show why.
+    assert "Junk reason: spam" in w.current(RITA, card["message_id"])["text"]
+    gone = await w.press(RITA, card["message_id"], cb.encode(cb.TAKE, "l999"))
+    assert gone["text"] == "Lead #999 does not exist."
