@@ -8,6 +8,7 @@ longer than the bot's short polling intervals.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -88,7 +89,8 @@ class World:
         return (await self.new_messages(chat))[0]
 
     def current(self, chat: int, message_id: int) -> JsonDict:
-        return self.tg.message(chat, message_id)
+        """A snapshot of the message as it is now (later edits do not change it)."""
+        return copy.deepcopy(self.tg.message(chat, message_id))
 
     async def press(self, user: int, message_id: int, data: str) -> JsonDict:
         """Press a button and wait for the bot's answer; returns answerCallbackQuery params."""

@@ -10,7 +10,7 @@ import pytest
 from bot import callbacks as cb
 from bot.views import STRANGER
 from matching.event import Channel
-from tests.bot.conftest import World, buttons
+from tests.bot.conftest import World, button, buttons
 from tests.conftest import make_event
 
 RITA, BOB, BOSS, STRANGER_ID = 1001, 1002, 2001, 9999
@@ -110,7 +110,7 @@ async def test_stale_and_handled_buttons_get_a_clear_answer(world: Any) -> None:
     await w.rep("Rita", RITA)
     result = await w.service.process_now(call(1))
     card = await w.card(RITA)
-    take = [data for label, data in buttons(card) if label == "✋ Take"][0]
+    take = button(card, "✋ Take")
     await w.press(RITA, card["message_id"], take)
     answer = await w.press(RITA, card["message_id"], take)  # the old keyboard, pressed again
     assert answer["text"] == "You have this lead already."
