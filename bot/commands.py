@@ -6,6 +6,7 @@ CRM errors propagate; the handler shows their sentence to the rep.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime, time, timedelta, tzinfo
 from typing import Any
@@ -55,6 +56,15 @@ def lead_filter(
                 f"or a source ({', '.join(s.lower() for s in SOURCES)})"
             )
     return ListFilter(offset=offset, limit=limit, **kw)
+
+
+def split_value(args: Sequence[str]) -> tuple[str, list[str]]:
+    """A phone typed with spaces ("+49 30 123 456 comment") or an e-mail, then the rest."""
+    end = 1
+    if "@" not in args[0]:
+        while end < len(args) and re.fullmatch(r"[0-9()/.-]+", args[end]):
+            end += 1
+    return " ".join(args[:end]), list(args[end:])
 
 
 def record_number(args: Sequence[str], what: str) -> int:
@@ -119,12 +129,14 @@ class Commands:
         if sub == "list" and len(args) <= 1:
             return views.exceptions_list(await self.crm.exceptions.all())
         if sub == "add" and len(args) >= 2:
-            comment = " ".join(args[2:]) or f"added by {rep.name}"
-            entry = await self.crm.exceptions.add(args[1], comment, actor_of(rep))
+            value, rest = split_value(args[1:])
+            comment = " ".join(rest) or f"added by {rep.name}"
+            entry = await self.crm.exceptions.add(value, comment, actor_of(rep))
             return views.notice(f"Added {entry.kind} {entry.value} to the exception list.")
-        if sub == "remove" and len(args) == 2:
-            await self.crm.exceptions.remove(args[1], actor_of(rep))
-            return views.notice(f"Removed {args[1]} from the exception list.")
+        if sub == "remove" and len(args) >= 2:
+            value = " ".join(args[1:])
+            await self.crm.exceptions.remove(value, actor_of(rep))
+            return views.notice(f"Removed {value} from the exception list.")
         raise InvalidInput(
             "usage: /exceptions [list | add PHONE-OR-EMAIL [comment] | remove VALUE]"
         )
