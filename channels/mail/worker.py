@@ -51,6 +51,7 @@ class MailboxStats:
     failures: int = 0  # sessions that ended in an error
     last_error: str | None = None
     waiting: bool = False  # caught up, in IDLE or between polls
+    idle_renewals: int = 0  # IDLE ended by our timer, not by news
 
 
 @dataclass
@@ -142,7 +143,8 @@ class MailboxWorker:
                 self.stats.waiting = True
                 try:
                     if idle:
-                        await session.idle(cfg.idle_renew_seconds, stop)
+                        if not await session.idle(cfg.idle_renew_seconds, stop):
+                            self.stats.idle_renewals += not stop.is_set()
                     elif not await _sleep(stop, cfg.poll_interval):
                         await session.noop()
                 finally:
@@ -263,9 +265,12 @@ class MailboxWorker:
         self.stats.committed += 1
         log.info("mailbox %s: UID %s %s → %s", cfg.name, uid, parsed.message_id, result.outcome)
         if cfg.processed_folder:
-            await self._move(session, uid, cfg.processed_folder)
-        else:
-            await session.add_flags(uid, "\\Seen")
+            try:
+                await self._move(session, uid, cfg.processed_folder)
+                return
+            except ImapRefused as exc:  # a bad folder name must not stall the mailbox
+                log.error("mailbox %s: UID %s stays, flagged read: %s", cfg.name, uid, exc)
+        await session.add_flags(uid, "\\Seen")
 
     async def _verdict(self, parsed: ParsedMail) -> Verdict:
         verdict = classify(parsed, self._policy, 0)

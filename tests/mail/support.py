@@ -73,6 +73,11 @@ async def eventually(
         await asyncio.sleep(0.02)
 
 
+async def holds(value: object) -> bool:
+    """For `eventually` on plain values: `eventually(lambda: holds(worker.stats.waiting))`."""
+    return bool(value)
+
+
 def mailbox(dovecot: Dovecot, **overrides: Any) -> dict[str, Any]:
     """Settings of a mailbox on the test server, tuned for fast tests."""
     settings: dict[str, Any] = {
@@ -89,6 +94,16 @@ def mailbox(dovecot: Dovecot, **overrides: Any) -> dict[str, Any]:
     }
     settings.update(overrides)
     return settings
+
+
+async def uids_in(dovecot: Dovecot, folder: str) -> list[int]:
+    """UIDs in a folder; none while the folder does not exist yet."""
+    try:
+        return await dovecot.uids(folder)
+    except RuntimeError as exc:
+        if "doesn't exist" in str(exc):
+            return []
+        raise
 
 
 async def events(db: Database) -> list[InboundEventLog]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +15,17 @@ from crm.services.mailstate import MailState, MailSync
 
 from .dovecot import Dovecot
 from .samples import raw
-from .support import customer_mail, event_count, events, eventually, leads, mailbox, worker_of
+from .support import (
+    customer_mail,
+    event_count,
+    events,
+    eventually,
+    holds,
+    leads,
+    mailbox,
+    uids_in,
+    worker_of,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -27,12 +38,8 @@ async def _running(start_service: Start, dovecot: Dovecot, **settings: Any) -> A
         components=[mail_component], mailboxes=[mailbox(dovecot, **settings)]
     )
     worker = worker_of(service)
-    await eventually(lambda: _true(worker.stats.waiting), what="worker waiting for mail")
+    await eventually(lambda: holds(worker.stats.waiting), what="worker waiting for mail")
     return service
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_appended_mail_is_a_lead_within_two_seconds(
@@ -93,7 +100,7 @@ async def test_changed_uidvalidity_reads_again_without_duplicates(
     for i in range(3):
         await dovecot.append(customer_mail(f"alt{i}@example.org"))
     await eventually(lambda: _count_is(service, 3), what="3 events")
-    await eventually(lambda: _true(worker.stats.waiting), what="caught up")
+    await eventually(lambda: holds(worker.stats.waiting), what="caught up")
     committed = worker.stats.committed
 
     validity = await dovecot.change_uidvalidity()
@@ -101,7 +108,7 @@ async def test_changed_uidvalidity_reads_again_without_duplicates(
 
     await eventually(lambda: _count_is(service, 4), timeout=10.0, what="the new mail")
     # The three old mails were read again and recognized by their Message-ID.
-    await eventually(lambda: _true(worker.stats.committed >= committed + 4), what="re-read")
+    await eventually(lambda: holds(worker.stats.committed >= committed + 4), what="re-read")
     assert len(await leads(service.db)) == 4
     top = max(await dovecot.uids())
     saved = await eventually(lambda: _saved_at(service, top), what=f"sync point at UID {top}")
@@ -122,7 +129,7 @@ async def test_broken_mime_goes_to_quarantine_and_the_worker_goes_on(
 
     await eventually(lambda: leads(service.db), what="the good mail's lead")
     await eventually(
-        lambda: dovecot.uids("Leadbot-Quarantine"), what="a mail in the quarantine folder"
+        lambda: uids_in(dovecot, "Leadbot-Quarantine"), what="a mail in the quarantine folder"
     )
     [logged] = await events(service.db)
     assert logged.external_id.endswith("@gartenbau-schmidt.de>")
@@ -131,3 +138,83 @@ async def test_broken_mime_goes_to_quarantine_and_the_worker_goes_on(
     assert QUARANTINE_KEYWORD in flags and "\\Seen" not in flags  # a human should look at it
     assert await dovecot.uids("INBOX") != []  # the good mail stays in place, read
     assert worker_of(service).stats.quarantined == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_restarted_service_resumes_after_the_last_uid(
+    start_service: Start, dovecot: Dovecot
+) -> None:
+    service = await _running(start_service, dovecot)
+    for i in range(2):
+        await dovecot.append(customer_mail(f"vorher{i}@example.org"))
+    await eventually(lambda: _count_is(service, 2), what="two events")
+    await service.stop()
+    await dovecot.append(customer_mail("waehrenddessen@example.org"))
+
+    service = await _running(start_service, dovecot)
+    await eventually(lambda: _count_is(service, 3), what="the mail that came meanwhile")
+    assert worker_of(service).stats.committed == 1  # the first two were not read again
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_first_sync_reads_only_the_configured_window(
+    start_service: Start, dovecot: Dovecot
+) -> None:
+    old = await dovecot.append(
+        customer_mail("alt@example.org"), received=datetime.now(UTC) - timedelta(days=10)
+    )
+    read_by_someone = await dovecot.append(
+        customer_mail("gelesen@example.org"),
+        flags="(\\Seen)",
+        received=datetime.now(UTC) - timedelta(days=2),
+    )
+    service = await _running(start_service, dovecot, first_sync_days=7)
+
+    [logged] = await events(service.db)
+    assert logged.payload["emails"] == ["gelesen@example.org"]  # \Seen does not mean handled
+    assert "\\Seen" not in await dovecot.flags("INBOX", old)  # never touched
+    saved = await MailState(service.db).load("sales")
+    assert saved is not None and saved.last_uid == read_by_someone
+    await service.stop()
+    service = await _running(start_service, dovecot, first_sync_days=30)
+    assert await event_count(service.db) == 1  # the window applies to the first connect only
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_idle_is_renewed_on_the_same_connection(
+    start_service: Start, dovecot: Dovecot
+) -> None:
+    service = await _running(start_service, dovecot, idle_renew_seconds=0.2)
+    worker = worker_of(service)
+    await eventually(lambda: holds(worker.stats.idle_renewals >= 3), what="3 IDLE renewals")
+    started = time.monotonic()
+    await dovecot.append(customer_mail("spaet@example.org"))
+    await eventually(lambda: leads(service.db), timeout=2.0, what="the lead")
+    assert time.monotonic() - started < 2.0
+    assert worker.stats.connects == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_handled_mail_moves_to_the_processed_folder(
+    start_service: Start, dovecot: Dovecot
+) -> None:
+    service = await _running(start_service, dovecot, processed_folder="Leadbot.Erledigt ✓")
+    await dovecot.append(raw("plain_customer.eml"))
+    await dovecot.append(raw("dsn_bounce.eml"))
+
+    # Non-ASCII folder names travel in modified UTF-7 (RFC 3501 5.1.3).
+    moved = await eventually(lambda: uids_in(dovecot, "Leadbot.Erledigt &JxM-"), what="a move")
+    assert len(moved) == 1 and await event_count(service.db) == 1
+    assert len(await dovecot.uids("INBOX")) == 1  # the ignored bounce stays for a human
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_processed_folder_the_server_refuses_falls_back_to_seen(
+    start_service: Start, dovecot: Dovecot
+) -> None:
+    service = await _running(start_service, dovecot, processed_folder="Leads/Done")
+    uid = await dovecot.append(raw("plain_customer.eml"))
+    await eventually(lambda: _seen(dovecot, uid), what="flagged read in place")
+    worker = worker_of(service)
+    await eventually(lambda: holds(worker.stats.waiting), what="caught up")
+    assert (worker.stats.committed, worker.stats.failures) == (1, 0)  # not read again and again
