@@ -116,6 +116,27 @@ async def event_count(db: Database) -> int:
         return int(await s.scalar(select(func.count()).select_from(InboundEventLog)) or 0)
 
 
+async def count_is(service: Service, expected: int) -> bool:
+    """For `eventually`: the event log holds `expected` rows; more fails at once (doubled)."""
+    count = await event_count(service.db)
+    assert count <= expected, f"{count} events, expected {expected}: something was doubled"
+    return count == expected
+
+
+async def watching(
+    start_service: Callable[..., Awaitable[Any]], dovecot: Dovecot, **settings: Any
+) -> Service:
+    """A service watching the test mailbox, caught up and waiting for new mail."""
+    from channels.mail.component import mail_component
+
+    service: Service = await start_service(
+        components=[mail_component], mailboxes=[mailbox(dovecot, **settings)]
+    )
+    worker = worker_of(service)
+    await eventually(lambda: holds(worker.stats.waiting), what="worker waiting for mail")
+    return service
+
+
 async def leads(db: Database) -> list[Lead]:
     async with db.transaction() as s:
         return list(await s.scalars(select(Lead).order_by(Lead.id)))

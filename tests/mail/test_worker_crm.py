@@ -7,36 +7,22 @@ from typing import Any
 
 import pytest
 
-from channels.mail.component import mail_component
-
 from .dovecot import Dovecot
 from .samples import raw
 from .support import (
+    count_is,
     customer_mail,
-    event_count,
     events,
     eventually,
     leads,
-    mailbox,
     message_id,
+    watching,
     worker_of,
 )
 
 pytestmark = pytest.mark.slow
 
 Start = Callable[..., Awaitable[Any]]
-
-
-async def _watching(start_service: Start, dovecot: Dovecot, **settings: Any) -> Any:
-    return await start_service(
-        components=[mail_component], mailboxes=[mailbox(dovecot, **settings)]
-    )
-
-
-async def _count_is(service: Any, expected: int) -> bool:
-    count = await event_count(service.db)
-    assert count <= expected, f"{count} events, expected {expected}"
-    return count == expected
 
 
 async def _email_activities(service: Any, lead_id: int) -> list[str]:
@@ -47,11 +33,11 @@ async def _email_activities(service: Any, lead_id: int) -> list[str]:
 async def test_second_mail_from_the_same_address_joins_the_open_lead(
     start_service: Start, dovecot: Dovecot
 ) -> None:
-    service = await _watching(start_service, dovecot)
+    service = await watching(start_service, dovecot)
     await dovecot.append(customer_mail("anna@gartenbau.example", subject="Anfrage Kübel"))
-    await eventually(lambda: _count_is(service, 1), what="the first mail")
+    await eventually(lambda: count_is(service, 1), what="the first mail")
     await dovecot.append(customer_mail("Anna@Gartenbau.example", subject="Noch eine Frage"))
-    await eventually(lambda: _count_is(service, 2), what="the second mail")
+    await eventually(lambda: count_is(service, 2), what="the second mail")
 
     [lead] = await leads(service.db)
     assert lead.status_semantic == "process"
@@ -62,10 +48,10 @@ async def test_second_mail_from_the_same_address_joins_the_open_lead(
 async def test_reply_from_a_colleague_follows_the_thread(
     start_service: Start, dovecot: Dovecot
 ) -> None:
-    service = await _watching(start_service, dovecot)
+    service = await watching(start_service, dovecot)
     first = customer_mail("anna@gartenbau.example", subject="Angebot Terrassenplatten")
     await dovecot.append(first)
-    await eventually(lambda: _count_is(service, 1), what="the first mail")
+    await eventually(lambda: count_is(service, 1), what="the first mail")
     # Our rep answered from his own mail client (not seen here); a colleague of Anna replies.
     reply = customer_mail(
         "bernd.koch@other-domain.example",
@@ -74,7 +60,7 @@ async def test_reply_from_a_colleague_follows_the_thread(
         references=[message_id(first), "<our-answer-1@beispiel-shop.de>"],
     )
     await dovecot.append(reply)
-    await eventually(lambda: _count_is(service, 2), what="the reply")
+    await eventually(lambda: count_is(service, 2), what="the reply")
 
     [lead] = await leads(service.db)
     assert len(await _email_activities(service, lead.id)) == 2
@@ -82,11 +68,11 @@ async def test_reply_from_a_colleague_follows_the_thread(
 
 
 async def test_new_leads_go_to_the_mailbox_queue(start_service: Start, dovecot: Dovecot) -> None:
-    service = await _watching(start_service, dovecot)
+    service = await watching(start_service, dovecot)
     await service.crm.reps.add("Other rep")
     queued = await service.crm.reps.add("Mail rep")
     await service.stop()  # restart with the rep in this mailbox's queue
-    service = await _watching(start_service, dovecot, queue=[queued.id])
+    service = await watching(start_service, dovecot, queue=[queued.id])
     await dovecot.append(customer_mail("neu@kunde.example"))
 
     [lead] = await eventually(lambda: leads(service.db), what="the lead")
@@ -97,7 +83,7 @@ async def test_new_leads_go_to_the_mailbox_queue(start_service: Start, dovecot: 
 async def test_mail_from_a_rep_is_ignored_and_left_unread(
     start_service: Start, dovecot: Dovecot
 ) -> None:
-    service = await _watching(start_service, dovecot)
+    service = await watching(start_service, dovecot)
     await service.crm.reps.add("Max", email="Max.Vertrieb@beispiel-shop.de")
     rep_uid = await dovecot.append(customer_mail("max.vertrieb@beispiel-shop.de"))
     await dovecot.append(raw("dsn_bounce.eml"))
@@ -115,7 +101,7 @@ async def test_more_mails_an_hour_than_the_limit_only_attach(
     start_service: Start, dovecot: Dovecot
 ) -> None:
     robot = "wordpress@beispiel-shop.de"
-    service = await _watching(start_service, dovecot, robot_senders=[robot], rate_limit_per_hour=2)
+    service = await watching(start_service, dovecot, robot_senders=[robot], rate_limit_per_hour=2)
     for n in range(4):  # a web-form robot: every mail would be a new lead
         form = customer_mail(
             robot,
@@ -124,7 +110,7 @@ async def test_more_mails_an_hour_than_the_limit_only_attach(
             body="Von: Lukas Richter\nNachricht: Haben Sie die Lounge-Gruppe noch?",
         )
         await dovecot.append(form)
-        await eventually(lambda n=n: _count_is(service, n + 1), what=f"form mail {n}")
+        await eventually(lambda n=n: count_is(service, n + 1), what=f"form mail {n}")
 
     logged = await events(service.db)
     assert [e.outcome for e in logged] == [

@@ -9,21 +9,21 @@ from typing import Any
 
 import pytest
 
-from channels.mail.component import mail_component
 from channels.mail.mailbox import QUARANTINE_KEYWORD
 from crm.services.mailstate import MailState, MailSync
 
 from .dovecot import Dovecot
 from .samples import raw
 from .support import (
+    count_is,
     customer_mail,
     event_count,
     events,
     eventually,
     holds,
     leads,
-    mailbox,
     uids_in,
+    watching,
     worker_of,
 )
 
@@ -32,20 +32,10 @@ pytestmark = pytest.mark.slow
 Start = Callable[..., Awaitable[Any]]
 
 
-async def _running(start_service: Start, dovecot: Dovecot, **settings: Any) -> Any:
-    """A service watching the test mailbox, caught up and waiting for new mail."""
-    service = await start_service(
-        components=[mail_component], mailboxes=[mailbox(dovecot, **settings)]
-    )
-    worker = worker_of(service)
-    await eventually(lambda: holds(worker.stats.waiting), what="worker waiting for mail")
-    return service
-
-
 async def test_appended_mail_is_a_lead_within_two_seconds(
     start_service: Start, dovecot: Dovecot
 ) -> None:
-    service = await _running(start_service, dovecot)
+    service = await watching(start_service, dovecot)
     started = time.monotonic()
     uid = await dovecot.append(raw("plain_customer.eml"))
 
@@ -67,7 +57,7 @@ async def _seen(dovecot: Dovecot, uid: int, folder: str = "INBOX") -> bool:
 async def test_dovecot_restart_loses_and_doubles_nothing(
     start_service: Start, dovecot: Dovecot
 ) -> None:
-    service = await _running(start_service, dovecot)
+    service = await watching(start_service, dovecot)
     worker = worker_of(service)
     first = [customer_mail(f"kunde{i}@example.org") for i in range(4)]
     for mail in first:
@@ -77,7 +67,7 @@ async def test_dovecot_restart_loses_and_doubles_nothing(
     for mail in second:
         await dovecot.append(mail)
 
-    await eventually(lambda: _count_is(service, 8), timeout=10.0, what="8 events")
+    await eventually(lambda: count_is(service, 8), timeout=10.0, what="8 events")
     assert worker.stats.connects >= 2
     logged = await events(service.db)
     assert len({e.external_id for e in logged}) == 8
@@ -86,27 +76,21 @@ async def test_dovecot_restart_loses_and_doubles_nothing(
         await eventually(lambda uid=uid: _seen(dovecot, uid), what=f"UID {uid} read")
 
 
-async def _count_is(service: Any, expected: int) -> bool:
-    count = await event_count(service.db)
-    assert count <= expected, f"{count} events, expected {expected}: something was doubled"
-    return count == expected
-
-
 async def test_changed_uidvalidity_reads_again_without_duplicates(
     start_service: Start, dovecot: Dovecot
 ) -> None:
-    service = await _running(start_service, dovecot)
+    service = await watching(start_service, dovecot)
     worker = worker_of(service)
     for i in range(3):
         await dovecot.append(customer_mail(f"alt{i}@example.org"))
-    await eventually(lambda: _count_is(service, 3), what="3 events")
+    await eventually(lambda: count_is(service, 3), what="3 events")
     await eventually(lambda: holds(worker.stats.waiting), what="caught up")
     committed = worker.stats.committed
 
     validity = await dovecot.change_uidvalidity()
     await dovecot.append(customer_mail("neu@example.org"))
 
-    await eventually(lambda: _count_is(service, 4), timeout=10.0, what="the new mail")
+    await eventually(lambda: count_is(service, 4), timeout=10.0, what="the new mail")
     # The three old mails were read again and recognized by their Message-ID.
     await eventually(lambda: holds(worker.stats.committed >= committed + 4), what="re-read")
     assert len(await leads(service.db)) == 4
@@ -123,7 +107,7 @@ async def _saved_at(service: Any, uid: int) -> MailSync | None:
 async def test_broken_mime_goes_to_quarantine_and_the_worker_goes_on(
     start_service: Start, dovecot: Dovecot
 ) -> None:
-    service = await _running(start_service, dovecot)
+    service = await watching(start_service, dovecot)
     await dovecot.append(raw("broken_mime.eml"))
     await dovecot.append(raw("plain_customer.eml"))
 
@@ -144,15 +128,15 @@ async def test_broken_mime_goes_to_quarantine_and_the_worker_goes_on(
 async def test_restarted_service_resumes_after_the_last_uid(
     start_service: Start, dovecot: Dovecot
 ) -> None:
-    service = await _running(start_service, dovecot)
+    service = await watching(start_service, dovecot)
     for i in range(2):
         await dovecot.append(customer_mail(f"vorher{i}@example.org"))
-    await eventually(lambda: _count_is(service, 2), what="two events")
+    await eventually(lambda: count_is(service, 2), what="two events")
     await service.stop()
     await dovecot.append(customer_mail("waehrenddessen@example.org"))
 
-    service = await _running(start_service, dovecot)
-    await eventually(lambda: _count_is(service, 3), what="the mail that came meanwhile")
+    service = await watching(start_service, dovecot)
+    await eventually(lambda: count_is(service, 3), what="the mail that came meanwhile")
     assert worker_of(service).stats.committed == 1  # the first two were not read again
 
 
@@ -168,7 +152,7 @@ async def test_first_sync_reads_only_the_configured_window(
         flags="(\\Seen)",
         received=datetime.now(UTC) - timedelta(days=2),
     )
-    service = await _running(start_service, dovecot, first_sync_days=7)
+    service = await watching(start_service, dovecot, first_sync_days=7)
 
     [logged] = await events(service.db)
     assert logged.payload["emails"] == ["gelesen@example.org"]  # \Seen does not mean handled
@@ -176,7 +160,7 @@ async def test_first_sync_reads_only_the_configured_window(
     saved = await MailState(service.db).load("sales")
     assert saved is not None and saved.last_uid == read_by_someone
     await service.stop()
-    service = await _running(start_service, dovecot, first_sync_days=30)
+    service = await watching(start_service, dovecot, first_sync_days=30)
     assert await event_count(service.db) == 1  # the window applies to the first connect only
 
 
@@ -184,7 +168,7 @@ async def test_first_sync_reads_only_the_configured_window(
 async def test_idle_is_renewed_on_the_same_connection(
     start_service: Start, dovecot: Dovecot
 ) -> None:
-    service = await _running(start_service, dovecot, idle_renew_seconds=0.2)
+    service = await watching(start_service, dovecot, idle_renew_seconds=0.2)
     worker = worker_of(service)
     await eventually(lambda: holds(worker.stats.idle_renewals >= 3), what="3 IDLE renewals")
     started = time.monotonic()
@@ -198,7 +182,7 @@ async def test_idle_is_renewed_on_the_same_connection(
 async def test_handled_mail_moves_to_the_processed_folder(
     start_service: Start, dovecot: Dovecot
 ) -> None:
-    service = await _running(start_service, dovecot, processed_folder="Leadbot.Erledigt ✓")
+    service = await watching(start_service, dovecot, processed_folder="Leadbot.Erledigt ✓")
     await dovecot.append(raw("plain_customer.eml"))
     await dovecot.append(raw("dsn_bounce.eml"))
 
@@ -212,7 +196,7 @@ async def test_handled_mail_moves_to_the_processed_folder(
 async def test_a_processed_folder_the_server_refuses_falls_back_to_seen(
     start_service: Start, dovecot: Dovecot
 ) -> None:
-    service = await _running(start_service, dovecot, processed_folder="Leads/Done")
+    service = await watching(start_service, dovecot, processed_folder="Leads/Done")
     uid = await dovecot.append(raw("plain_customer.eml"))
     await eventually(lambda: _seen(dovecot, uid), what="flagged read in place")
     worker = worker_of(service)
