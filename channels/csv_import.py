@@ -163,11 +163,16 @@ def _row_hash(row: Mapping[str, str]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
-def problem_report(headers: Iterable[str], problems: Iterable[RowProblem]) -> str:
-    """CSV text for the report file: row number, problem, then the row as it was."""
+def problem_report(
+    headers: Iterable[str], problems: Iterable[RowProblem], delimiter: str = ","
+) -> str:
+    """CSV text for the report file: row number, problem, then the row as it was.
+
+    Pass the input's delimiter so the report opens in the same spreadsheet the same way.
+    """
     columns = list(headers)
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
     writer.writerow(["row", "problem", *columns])
     for problem in problems:
         writer.writerow(
