@@ -100,6 +100,8 @@ def row_to_event(
     }
     if source := _one(cells, "source"):
         meta["source_label"] = source  # the file's own lead source, e.g. "Messe 2024"
+    if title := _one(cells, "title"):
+        meta["title"] = title  # intake names a new lead after it
     if warnings:
         meta["warnings"] = warnings
     return InboundEvent(

@@ -149,7 +149,10 @@ async def test_contact_import_from_utf8_bom_matches_known_contacts_and_makes_no_
 
 async def test_columns_that_are_not_guessed_can_be_mapped(crm: Crm, tmp_path: Path) -> None:
     path = tmp_path / "liste.csv"
-    path.write_text("Wer,Nummer,Bemerkung\nKarl,0221 555666,Rückruf\n", encoding="utf-8")
+    path.write_text(
+        "Wer,Nummer,Bemerkung,Betreff\nKarl,0221 555666,Rückruf,Angebot Heizung\n",
+        encoding="utf-8",
+    )
     unmapped = await leadbot(crm.db, "import-csv", str(path), "--as", "lead")
     assert unmapped.code == 2
     assert "no column looks like a phone number" in unmapped.err and "Nummer" in unmapped.err
@@ -169,6 +172,7 @@ async def test_columns_that_are_not_guessed_can_be_mapped(crm: Crm, tmp_path: Pa
     assert mapped.code == 0 and mapped.counts()["created"] == 1
     leads, _ = await crm.leads.page(ListFilter(limit=100))
     assert [(lead.name, lead.comms[0].value) for lead in leads] == [("Karl", "+49221555666")]
+    assert leads[0].title == "Angebot Heizung"  # the file's title column names the lead
 
 
 @pytest.mark.parametrize(
