@@ -77,7 +77,9 @@ def repair(text: str) -> str:
 
 
 def _word_bytes(encoding: str, payload: str) -> bytes:
-    data = payload.encode("ascii", "surrogateescape")
+    # Encoded words should be ASCII; raw 8-bit bytes (surrogates) and stray non-ASCII
+    # characters in damaged headers must not crash the decoding.
+    data = payload.encode("utf-8", "surrogateescape")
     if encoding in "Bb":
         try:
             return binascii.a2b_base64(data + b"=" * (-len(data) % 4))

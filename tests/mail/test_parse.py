@@ -207,6 +207,12 @@ def test_raw_8bit_headers_and_split_multibyte_words_decode() -> None:
     assert parse_message(head).subject == "Grüße aus Köln"
 
 
+def test_stray_non_ascii_inside_an_encoded_word_is_tolerated() -> None:
+    # Seen in damaged attachment names: the encoded word itself carries a non-ASCII character.
+    assert decode_words("=?utf-8?Q?M=C3=BCnchen_\ufffd?=") == "München \ufffd"
+    assert decode_words("=?utf-8?B?0JfQsA=\u00e9=?=") == "За"
+
+
 def test_decoding_never_raises_on_nonsense_charsets() -> None:
     assert decode_bytes(b"caf\xe9", "base64") == "café"  # not a text codec
     assert decode_bytes(b"caf\xe9", "no-such-charset") == "café"
