@@ -22,14 +22,14 @@ async def dovecot() -> AsyncIterator[Dovecot]:
 
 
 @pytest.fixture
-async def make_dovecot() -> AsyncIterator[Callable[[str], Awaitable[Dovecot]]]:
-    """Start extra servers, e.g. with restricted capabilities: `await make_dovecot(config)`."""
+async def make_dovecot() -> AsyncIterator[Callable[..., Awaitable[Dovecot]]]:
+    """Start other servers: `await make_dovecot(extra_config, tls=True)`."""
     if not DOVECOT.exists():
         pytest.skip(f"{DOVECOT} is not installed (apt-get install dovecot-imapd)")
     started: list[Dovecot] = []
 
-    async def _make(extra_config: str = "") -> Dovecot:
-        server = Dovecot(extra_config)
+    async def _make(extra_config: str = "", *, tls: bool = False) -> Dovecot:
+        server = Dovecot(extra_config, tls=tls)
         started.append(server)
         await server.start()
         return server

@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -33,7 +34,7 @@ log_path = {root}/dovecot.log
 info_log_path = {root}/dovecot.log
 protocols = imap
 listen = {host}
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 passdb {{
@@ -53,7 +54,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = {host}
+    port = {tls_port}
   }}
 }}
 service anvil {{
@@ -102,11 +104,18 @@ class Dovecot:
     password = "secret"
     host = HOST
 
-    def __init__(self, extra_config: str = "") -> None:
-        """`extra_config` is appended to the config, e.g. to restrict the capabilities."""
+    def __init__(self, extra_config: str = "", *, tls: bool = False) -> None:
+        """`extra_config` is appended to the config, e.g. to restrict the capabilities.
+
+        `tls`: a self-signed certificate for 127.0.0.1 (`self.certificate`), STARTTLS on
+        `port` and implicit TLS on `tls_port`.
+        """
         self.extra_config = extra_config
+        self.tls = tls
         self.root = Path(tempfile.mkdtemp(prefix="leadbot-dovecot-"))
         self.port = _free_port()
+        self.tls_port = _free_port() if tls else 0
+        self.certificate = self.root / "cert.pem"
         self.config = self.root / "dovecot.conf"
         self.maildir = self.root / "home" / self.user / "Maildir"
         self._pid_file = self.root / "run" / "master.pid"
@@ -244,8 +253,21 @@ class Dovecot:
     def _prepare(self) -> None:
         """Config, password file and an empty Maildir the mail uid owns (runs in a thread)."""
         self.root.chmod(0o755)  # mail processes run as nobody and must reach the Maildir
-        settings = {"root": self.root, "host": HOST, "port": self.port}
-        config = _CONFIG.format(uid=MAIL_UID, gid=MAIL_GID, **settings) + self.extra_config
+        ssl = "ssl = no"
+        if self.tls:
+            key = self.root / "key.pem"
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                 "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                 "-subj", f"/CN={HOST}", "-addext", f"subjectAltName=IP:{HOST}",
+                 "-keyout", str(key), "-out", str(self.certificate)],
+                check=True,
+                capture_output=True,
+            )  # fmt: skip
+            ssl = f"ssl = yes\nssl_cert = <{self.certificate}\nssl_key = <{key}"
+        settings = {"root": self.root, "host": HOST, "port": self.port, "tls_port": self.tls_port}
+        config = _CONFIG.format(uid=MAIL_UID, gid=MAIL_GID, ssl=ssl, **settings)
+        config += self.extra_config
         self.config.write_text(config)
         (self.root / "passwd").write_text(f"{self.user}:{{PLAIN}}{self.password}\n")
         for sub in ("cur", "new", "tmp"):

@@ -106,6 +106,10 @@ async def uids_in(dovecot: Dovecot, folder: str) -> list[int]:
         raise
 
 
+async def seen(dovecot: Dovecot, uid: int, folder: str = "INBOX") -> bool:
+    return "\\Seen" in await dovecot.flags(folder, uid)
+
+
 async def events(db: Database) -> list[InboundEventLog]:
     async with db.transaction() as s:
         return list(await s.scalars(select(InboundEventLog).order_by(InboundEventLog.id)))

@@ -16,6 +16,7 @@ from .support import (
     eventually,
     leads,
     message_id,
+    seen,
     watching,
     worker_of,
 )
@@ -121,3 +122,17 @@ async def test_more_mails_an_hour_than_the_limit_only_attach(
     ]
     assert [e.payload["register_mode"] for e in logged[2:]] == ["only_update"] * 2
     assert len(await leads(service.db)) == 2
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_mail_from_an_excepted_sender_is_logged_but_never_a_lead(
+    start_service: Start, dovecot: Dovecot
+) -> None:
+    service = await watching(start_service, dovecot)
+    await service.crm.exceptions.add("partner@lieferant.example", "supplier, not a customer")
+    uid = await dovecot.append(customer_mail("Partner@Lieferant.example"))
+
+    [logged] = await eventually(lambda: events(service.db), what="the event")
+    assert logged.outcome == "ignored" and await leads(service.db) == []
+    # Committed through intake (visible in the event log), so it counts as handled.
+    await eventually(lambda: seen(dovecot, uid), what="flagged read")

@@ -22,6 +22,7 @@ from .support import (
     eventually,
     holds,
     leads,
+    seen,
     uids_in,
     watching,
     worker_of,
@@ -47,11 +48,7 @@ async def test_appended_mail_is_a_lead_within_two_seconds(
     assert event.payload["emails"] == ["anna.schmidt@gartenbau-schmidt.de"]
     assert event.payload["line"] == "sales"
     # Committed first, then flagged read.
-    await eventually(lambda: _seen(dovecot, uid), timeout=2.0, what="\\Seen flag")
-
-
-async def _seen(dovecot: Dovecot, uid: int, folder: str = "INBOX") -> bool:
-    return "\\Seen" in await dovecot.flags(folder, uid)
+    await eventually(lambda: seen(dovecot, uid), timeout=2.0, what="\\Seen flag")
 
 
 async def test_dovecot_restart_loses_and_doubles_nothing(
@@ -73,7 +70,7 @@ async def test_dovecot_restart_loses_and_doubles_nothing(
     assert len({e.external_id for e in logged}) == 8
     assert len(await leads(service.db)) == 8
     for uid in await dovecot.uids():
-        await eventually(lambda uid=uid: _seen(dovecot, uid), what=f"UID {uid} read")
+        await eventually(lambda uid=uid: seen(dovecot, uid), what=f"UID {uid} read")
 
 
 async def test_changed_uidvalidity_reads_again_without_duplicates(
@@ -105,7 +102,7 @@ async def _saved_at(service: Any, uid: int) -> MailSync | None:
 
 
 async def test_broken_mime_goes_to_quarantine_and_the_worker_goes_on(
-    start_service: Start, dovecot: Dovecot
+    start_service: Start, dovecot: Dovecot, caplog: pytest.LogCaptureFixture
 ) -> None:
     service = await watching(start_service, dovecot)
     await dovecot.append(raw("broken_mime.eml"))
@@ -122,6 +119,9 @@ async def test_broken_mime_goes_to_quarantine_and_the_worker_goes_on(
     assert QUARANTINE_KEYWORD in flags and "\\Seen" not in flags  # a human should look at it
     assert await dovecot.uids("INBOX") != []  # the good mail stays in place, read
     assert worker_of(service).stats.quarantined == 1
+    [logged_error] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "quarantine" in logged_error.getMessage()
+    assert "broken boundary" in logged_error.getMessage()  # the reason, for the admin
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
@@ -193,12 +193,12 @@ async def test_handled_mail_moves_to_the_processed_folder(
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-async def test_a_processed_folder_the_server_refuses_falls_back_to_seen(
+async def test_a_processed_folder_the_server_refuses_falls_back_toseen(
     start_service: Start, dovecot: Dovecot
 ) -> None:
     service = await watching(start_service, dovecot, processed_folder="Leads/Done")
     uid = await dovecot.append(raw("plain_customer.eml"))
-    await eventually(lambda: _seen(dovecot, uid), what="flagged read in place")
+    await eventually(lambda: seen(dovecot, uid), what="flagged read in place")
     worker = worker_of(service)
     await eventually(lambda: holds(worker.stats.waiting), what="caught up")
     assert (worker.stats.committed, worker.stats.failures) == (1, 0)  # not read again and again

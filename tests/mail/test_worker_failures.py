@@ -25,6 +25,7 @@ from .support import (
     holds,
     leads,
     message_id,
+    seen,
     uids_in,
 )
 
@@ -63,10 +64,6 @@ async def run_worker() -> AsyncIterator[Callable[[MailboxWorker], None]]:
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=10)
 
 
-async def _seen(dovecot: Dovecot, uid: int) -> bool:
-    return "\\Seen" in await dovecot.flags("INBOX", uid)
-
-
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_server_gone_between_commit_and_flag_rereads_without_doubling(
     service: Any, dovecot: Dovecot, run_worker: Callable[[MailboxWorker], None]
@@ -88,16 +85,16 @@ async def test_server_gone_between_commit_and_flag_rereads_without_doubling(
     run_worker(worker)
 
     await eventually(lambda: holds(len(outcomes) >= 5), timeout=10.0, what="5 mails")
-    await eventually(lambda: _all_seen(dovecot), what="all five read")
+    await eventually(lambda: _allseen(dovecot), what="all five read")
     assert outcomes[victim] == ["new_lead", "duplicate"]
     assert worker.stats.connects == 2
     assert await event_count(service.db) == 5
     assert len(await leads(service.db)) == 5
 
 
-async def _all_seen(dovecot: Dovecot) -> bool:
+async def _allseen(dovecot: Dovecot) -> bool:
     uids = await dovecot.uids()
-    return bool(uids) and all([await _seen(dovecot, uid) for uid in uids])
+    return bool(uids) and all([await seen(dovecot, uid) for uid in uids])
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -147,11 +144,11 @@ async def test_database_outage_is_retried_never_quarantined(
     worker = MailboxWorker(config(dovecot, max_attempts=2), sink, MailState(service.db))
     run_worker(worker)
     await eventually(lambda: holds(attempts >= 5), what="five attempts")
-    assert not await _seen(dovecot, uid)
+    assert not await seen(dovecot, uid)
     down = False
 
     await eventually(lambda: leads(service.db), what="the lead once the database is back")
-    await eventually(lambda: _seen(dovecot, uid), what="read after commit")
+    await eventually(lambda: seen(dovecot, uid), what="read after commit")
     assert await dovecot.uids("INBOX") == [uid]  # never moved to quarantine
     assert worker.stats.quarantined == 0
 
