@@ -28,7 +28,7 @@ from bot.cards import Card, Cards
 from bot.clock import Clock, real_delay
 from bot.views import Rendered, Viewer
 from crm.dto import RepView
-from crm.errors import NotFound
+from crm.errors import CrmError, NotFound
 from crm.service import Crm
 from crm.services.outbox import CardRef, OutboxItem
 
@@ -155,13 +155,26 @@ class Notifier:
             self.paused_until = max(self.paused_until or until, until)
             log.warning("Telegram flood control: waiting %.0fs (outbox #%s)", wait, item.id)
             await self.crm.outbox.mark_failed(item.id, str(err), real_delay(until))
-        except TelegramError as err:  # network errors, 5xx, timeouts: retry with backoff
-            delay = min(2.0 ** min(item.attempts, 30), self.max_backoff)
+        except TelegramError as err:  # network errors, 5xx, timeouts: retry, never give up
             level = logging.ERROR if item.attempts + 1 >= self.retries else logging.WARNING
-            log.log(level, "outbox #%s: %s; retry in %.0fs", item.id, err, delay)
-            at = self.clock.now() + timedelta(seconds=delay)
-            await self.crm.outbox.mark_failed(item.id, str(err), real_delay(at))
+            await self._retry_later(item, str(err), level)
+        except CrmError as err:  # the record is gone or unreadable: nothing to show
+            log.warning("outbox #%s (%s): %s; dropped", item.id, item.kind, err)
+            await self.crm.outbox.give_up(item.id, str(err))
+        except Exception as err:
+            # A bug must not block the rep's queue for ever, nor spin: back off, then drop.
+            log.exception("outbox #%s (%s) failed", item.id, item.kind)
+            if item.attempts + 1 >= self.retries:
+                await self.crm.outbox.give_up(item.id, repr(err))
+            else:
+                await self._retry_later(item, repr(err), logging.WARNING)
         return False
+
+    async def _retry_later(self, item: OutboxItem, error: str, level: int) -> None:
+        delay = min(2.0 ** min(item.attempts, 30), self.max_backoff)
+        log.log(level, "outbox #%s: %s; retry in %.0fs", item.id, error, delay)
+        at = self.clock.now() + timedelta(seconds=delay)
+        await self.crm.outbox.mark_failed(item.id, error, real_delay(at))
 
     async def deliver(self, item: OutboxItem) -> None:
         if await self.crm.outbox.is_sent(item.id):
@@ -170,17 +183,13 @@ class Notifier:
         if plan is None:
             await self.crm.outbox.mark_sent(item.id, [])
             return
-        try:
-            card = await self.cards.load(
-                plan.kind,
-                plan.ident,
-                headline=plan.headline,
-                reason=plan.reason,
-                activity_id=plan.activity_id,
-            )
-        except NotFound as err:
-            await self.crm.outbox.give_up(item.id, str(err))
-            return
+        card = await self.cards.load(
+            plan.kind,
+            plan.ident,
+            headline=plan.headline,
+            reason=plan.reason,
+            activity_id=plan.activity_id,
+        )
         card = card.with_headline(self._headline(plan, card))
         recipients = await self.recipients(item.rep_id)
         if not recipients:

@@ -135,3 +135,13 @@ def _any() -> Any:
     from crm.services.listing import ListFilter
 
     return ListFilter()
+
+
+async def test_a_notice_about_a_missing_record_does_not_block_later_cards(world: Any) -> None:
+    w: World = await world()
+    rita = await w.rep("Rita", RITA)
+    await w.crm.outbox.enqueue("reminder", {"lead_id": 999, "activity_id": 5}, rita.id)
+    await w.service.process_now(email(1))
+    card = await w.card(RITA)
+    assert "Kunde 1" in card["text"]
+    await w.wait_until(lambda: _nothing_pending(w))
