@@ -145,3 +145,35 @@ async def test_a_notice_about_a_missing_record_does_not_block_later_cards(world:
     card = await w.card(RITA)
     assert "Kunde 1" in card["text"]
     await w.wait_until(lambda: _nothing_pending(w))
+
+
+async def test_news_on_an_existing_lead_and_a_repeated_missed_call(world: Any) -> None:
+    w: World = await world()
+    await w.rep("Rita", RITA)
+    first = await w.service.process_now(email(1))
+    await w.card(RITA)
+    reply = await w.service.process_now(
+        email(2, emails=("kunde1@example.com",), subject="Re: Anfrage 1", text="Noch eine Frage")
+    )
+    assert reply.outcome == "attached_lead" and reply.lead_id == first.lead_id
+    news = await w.card(RITA)
+    assert news["text"].startswith(f"✉️ New e-mail on lead #{first.lead_id}")
+    assert "Noch eine Frage" in news["text"] and "Subject: Re: Anfrage 1" in news["text"]
+
+    meta = {"stage": "missed", "direction": "incoming", "missed": True, "disposition": "missed"}
+    for n in (1, 2):
+        await w.service.process_now(
+            make_event(
+                channel=Channel.CALL,
+                external_id=f"CX{n}:missed",
+                phones=("+49 30 7654321",),
+                meta={**meta, "call_id": f"CX{n}"},
+            )
+        )
+    new_lead = await w.card(RITA)
+    assert new_lead["text"].startswith("📵 Missed call — new lead")
+    again = await w.card(RITA)  # the second call: one card, not an activity card as well
+    assert again["text"].startswith("📵 Missed call (2×) on lead #")
+    assert "📵 Missed call ×2" in again["text"]
+    await w.wait_until(lambda: _nothing_pending(w))
+    assert len(w.tg.sent_messages(RITA)) == 4
