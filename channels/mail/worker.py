@@ -311,7 +311,10 @@ class MailboxWorker:
 
     async def _move(self, session: ImapSession, uid: int, folder: str) -> None:
         if folder not in self._folders:
-            await session.create(folder)
+            try:
+                await session.create(folder)
+            except ImapRefused as exc:  # servers word "exists already" differently; MOVE tells
+                log.debug("mailbox %s: %s", self.config.name, exc)
             self._folders.add(folder)
         await session.move(uid, folder)
 
