@@ -29,6 +29,7 @@ from bot.commands import Commands
 from bot.handlers import Handlers, commands_menu
 from bot.notifier import Notifier
 from bot.reminders import Duties
+from bot.sync import CardSync
 from crm.services.escalation import Followups
 from leadbot.settings import ConfigError
 from leadbot.web import json_error
@@ -63,6 +64,7 @@ class BotComponent:
         self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
         tz = ZoneInfo(crm.config.timezone)
         self.cards = Cards(crm, tz)
+        sync = CardSync(crm, self.cards, clock)
         self.notifier = Notifier(
             crm,
             self.app.bot,
@@ -71,6 +73,7 @@ class BotComponent:
             poll_interval=settings.outbox_poll_interval,
             retries=settings.send_retries,
             max_backoff=settings.max_backoff,
+            sync=sync,
         )
         self.duties = Duties(
             Followups(service.db),
@@ -84,7 +87,7 @@ class BotComponent:
         actions = Actions(
             crm, self.cards, commands, clock, tz, settings.junk_reasons, self.notifier.wake
         )
-        self.handlers = Handlers(crm, commands, actions)
+        self.handlers = Handlers(crm, commands, actions, sync)
         self.handlers.register(self.app)
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()

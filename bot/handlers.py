@@ -13,7 +13,6 @@ from typing import Any
 from telegram import (
     ForceReply,
     InlineKeyboardMarkup,
-    LinkPreviewOptions,
     Message,
     Update,
 )
@@ -32,7 +31,8 @@ from bot import callbacks as cb
 from bot import views
 from bot.actions import Actions, Outcome, Press
 from bot.commands import Commands, actor_of, record_number
-from bot.notifier import markup
+from bot.sending import NO_PREVIEW, edit_card, markup
+from bot.sync import CardSync
 from bot.views import Rendered, clip
 from crm.dto import RepView
 from crm.errors import CrmError, Forbidden
@@ -61,6 +61,15 @@ def first_line(message: Message | None) -> str | None:
     return message.text.split("\n", 1)[0] or None
 
 
+def _record_of(press: Press) -> tuple[str, int] | None:
+    """The lead or deal a press changed."""
+    try:
+        kind, ident = press.button.record
+    except cb.StaleButton:
+        return press.owner
+    return (kind, ident) if kind in ("lead", "deal") else press.owner
+
+
 def card_ref_in(keyboard: InlineKeyboardMarkup | None) -> tuple[str, int] | None:
     """The lead or deal a card's buttons act on."""
     for row in keyboard.inline_keyboard if keyboard else ():
@@ -75,10 +84,13 @@ def card_ref_in(keyboard: InlineKeyboardMarkup | None) -> tuple[str, int] | None
 
 
 class Handlers:
-    def __init__(self, crm: Crm, commands: Commands, actions: Actions) -> None:
+    def __init__(
+        self, crm: Crm, commands: Commands, actions: Actions, sync: CardSync | None = None
+    ) -> None:
         self.crm = crm
         self.commands = commands
         self.actions = actions
+        self.sync = sync
         # (chat, prompt message) → (action, record ref, card message): a reply to a prompt
         # finishes that action and redraws the card. In memory: a restart forgets open prompts.
         self.pending: dict[tuple[int, int], tuple[str, str, int | None]] = {}
@@ -217,6 +229,8 @@ class Handlers:
             return
         try:
             await self._apply(message, outcome)
+            if outcome.card is not None and outcome.toast is not None and message is not None:
+                await self._sync(message, _record_of(press), message.message_id)
         finally:  # answered last: once the spinner stops, the card shows the new state
             await query.answer(clip(outcome.toast, ANSWER_CHARS) if outcome.toast else None)
 
@@ -301,17 +315,15 @@ class Handlers:
             return
         await message.reply_text(outcome.toast or "Done.")
         if outcome.card is not None and card_id is not None:
-            try:
-                await message.get_bot().edit_message_text(
-                    outcome.card.text,
-                    chat_id=message.chat_id,
-                    message_id=card_id,
-                    parse_mode=ParseMode.HTML,
-                    reply_markup=markup(outcome.card),
-                    link_preview_options=LinkPreviewOptions(is_disabled=True),
-                )
-            except BadRequest as err:
-                _ignore_unchanged(err)
+            await edit_card(message.get_bot(), message.chat_id, card_id, outcome.card)
+            await self._sync(message, _record_of(Press(cb.Button(action, ref), rep)), card_id)
+
+    async def _sync(self, message: Message, record: tuple[str, int] | None, shown: int) -> None:
+        """Redraw the record's other cards (other reps, older copies) after a change."""
+        if record is not None and self.sync is not None:
+            await self.sync.refresh(
+                message.get_bot(), record[0], record[1], skip={(message.chat_id, shown)}
+            )
 
     async def other(self, update: Update, context: Context) -> None:
         message = update.effective_message
@@ -328,21 +340,13 @@ async def _reply(message: Message, rendered: Rendered, quote: bool = False) -> N
         rendered.text,
         parse_mode=ParseMode.HTML,
         reply_markup=markup(rendered),
-        link_preview_options=LinkPreviewOptions(is_disabled=True),
+        link_preview_options=NO_PREVIEW,
         do_quote=quote,
     )
 
 
 async def _edit(message: Message, rendered: Rendered) -> None:
-    try:
-        await message.edit_text(
-            rendered.text,
-            parse_mode=ParseMode.HTML,
-            reply_markup=markup(rendered),
-            link_preview_options=LinkPreviewOptions(is_disabled=True),
-        )
-    except BadRequest as err:
-        _ignore_unchanged(err)
+    await edit_card(message.get_bot(), message.chat_id, message.message_id, rendered)
 
 
 def _ignore_unchanged(err: BadRequest) -> None:

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Message
-from telegram.constants import ParseMode
+from telegram import Bot
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
 from bot.cards import Card, Cards
 from bot.clock import Clock, real_delay
-from bot.views import Rendered, Viewer
+from bot.sending import send_card
+from bot.sync import CardSync
+from bot.views import Viewer
 from crm.dto import RepView
 from crm.errors import CrmError, NotFound
 from crm.service import Crm
@@ -34,6 +35,7 @@ from crm.services.outbox import CardRef, OutboxItem
 
 log = logging.getLogger(__name__)
 
+MOVED = ("escalated", "assigned")  # the record changed hands: older cards are redrawn
 NEW_OUTCOMES = ("new_lead", "new_repeat_lead", "new_deal", "new_repeat_deal")
 HEADLINES = {
     "new_lead": "🆕 New lead",
@@ -49,30 +51,6 @@ ACTIVITY_HEADLINES = {
     "message": "💬 New message",
     "webform": "📝 New web form",
 }
-
-
-def markup(rendered: Rendered) -> InlineKeyboardMarkup | None:
-    if not rendered.rows:
-        return None
-    return InlineKeyboardMarkup(
-        [
-            [InlineKeyboardButton(label, callback_data=data) for label, data in row]
-            for row in rendered.rows
-        ]
-    )
-
-
-async def send_card(
-    bot: Bot, chat_id: int, rendered: Rendered, reply_to: int | None = None
-) -> Message:
-    return await bot.send_message(
-        chat_id,
-        rendered.text,
-        parse_mode=ParseMode.HTML,
-        reply_markup=markup(rendered),
-        link_preview_options=LinkPreviewOptions(is_disabled=True),
-        reply_to_message_id=reply_to,
-    )
 
 
 def retry_after_seconds(err: RetryAfter) -> float:
@@ -104,6 +82,7 @@ class Notifier:
         poll_interval: float = 0.5,
         retries: int = 8,
         max_backoff: float = 300.0,
+        sync: CardSync | None = None,
     ) -> None:
         self.crm = crm
         self.bot = bot
@@ -112,6 +91,7 @@ class Notifier:
         self.poll_interval = poll_interval
         self.retries = retries
         self.max_backoff = max_backoff
+        self.sync = sync
         self.paused_until: datetime | None = None  # flood control is per bot, not per chat
         self._wake = asyncio.Event()
         # Multi-recipient rows (supervisors): who already got a card, so a retry after a
@@ -205,10 +185,13 @@ class Notifier:
             done[chat] = await self._send(item, card, rep, chat)
         cards = [c for c in done.values() if c is not None]
         self._progress.pop(item.id, None)
-        if cards:
-            await self.crm.outbox.mark_sent(item.id, cards)
-        else:
+        if not cards:
             await self.crm.outbox.give_up(item.id, "no recipient accepted the card")
+            return
+        await self.crm.outbox.mark_sent(item.id, cards)
+        if item.kind in MOVED and self.sync is not None:  # the previous holder's card
+            shown = {(c.chat_id, c.message_id) for c in cards}
+            await self.sync.refresh(self.bot, card.kind, card.ident, skip=shown)
 
     async def _send(self, item: OutboxItem, card: Card, rep: RepView, chat: int) -> CardRef | None:
         rendered = self.cards.render(card, Viewer(rep.id, rep.role), self.clock.now())

@@ -36,7 +36,7 @@ async def test_untaken_lead_moves_to_the_next_rep_and_the_supervisor_is_told(
     first = await w.service.process_now(call(1))
     second = await w.service.process_now(call(2))
     assert (first.responsible_id, second.responsible_id) == (rita.id, bob.id)
-    await w.card(RITA)
+    rita_card = await w.card(RITA)
     bob_card = await w.card(BOB)
     # Bob acts on his lead (a comment) before the deadline; Rita does nothing.
     await w.say(BOB, "on it", reply_to=bob_card["message_id"])
@@ -53,6 +53,10 @@ async def test_untaken_lead_moves_to_the_next_rep_and_the_supervisor_is_told(
     )
     assert (await w.crm.leads.get(first.lead_id)).responsible_id == bob.id
     assert (await w.crm.leads.get(second.lead_id)).responsible_id == bob.id  # acted on: stays
+    await w.wait_until(lambda: _redrawn(w, RITA, rita_card["message_id"]))
+    assert w.current(RITA, rita_card["message_id"])["text"] == (
+        f"Lead #{first.lead_id} is now with Bob."
+    )
 
     # Bob takes it: escalation stops there.
     await w.press_label(BOB, offered["message_id"], "✋ Take")
@@ -75,6 +79,10 @@ async def test_escalation_stops_after_the_configured_number_of_moves(world: Any)
         await w.bot.duties.tick()
         owners.append((await w.crm.leads.get(result.lead_id)).responsible_id)
     assert owners == [2, 1, 1, 1]
+
+
+async def _redrawn(w: World, chat: int, message_id: int) -> bool:
+    return "edit_date" in w.tg.message(chat, message_id)
 
 
 def free_port() -> int:

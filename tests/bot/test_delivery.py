@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from matching.event import Channel
-from tests.bot.conftest import World, entity_text
+from tests.bot.conftest import World, buttons, entity_text
 from tests.conftest import make_event
 
 RITA, BOSS = 1001, 2001
@@ -177,3 +177,17 @@ async def test_news_on_an_existing_lead_and_a_repeated_missed_call(world: Any) -
     assert "📵 Missed call ×2" in again["text"]
     await w.wait_until(lambda: _nothing_pending(w))
     assert len(w.tg.sent_messages(RITA)) == 4
+
+
+async def test_an_action_redraws_the_other_copies_of_the_card(world: Any) -> None:
+    w: World = await world()
+    await w.rep("Boss", BOSS, role="supervisor")
+    await w.rep("Admin", BOSS + 1, role="admin")
+    await w.rep("Offline", None)
+    result = await w.service.process_now(email(1))
+    mine, theirs = await w.card(BOSS), await w.card(BOSS + 1)
+    await w.press_label(BOSS, mine["message_id"], "📊 Status")
+    await w.press_label(BOSS, mine["message_id"], "Processed")
+    other = w.current(BOSS + 1, theirs["message_id"])
+    assert f"Lead #{result.lead_id} · Processed" in other["text"]
+    assert "👥 Reassign" in [label for label, _ in buttons(other)]  # drawn for its reader

@@ -100,9 +100,14 @@ async def test_a_supervisor_acts_on_everyones_leads_and_reassigns(world: Any) ->
     assert (await w.crm.leads.get(result.lead_id)).responsible_id == bob.id
     assigned = await w.card(BOB)  # Bob is told
     assert assigned["text"].startswith("👥 Assigned to you")
-    # Rita's old card now refuses her take.
-    answer = await w.press_label(RITA, card["message_id"], "✋ Take")
+    # Rita's card says where the lead went, and her old Take button is refused.
+    rita_card = w.current(RITA, card["message_id"])
+    assert rita_card["text"] == f"Lead #{result.lead_id} is now with Bob."
+    assert "reply_markup" not in rita_card
+    answer = await w.press(RITA, card["message_id"], button(card, "✋ Take"))
     assert answer["text"] == f"Lead #{result.lead_id} belongs to another rep."
+    # A supervisor's assignment counts as the first action: Bob has no Take to press.
+    assert "✋ Take" not in [label for label, _ in buttons(assigned)]
 
 
 async def test_stale_and_handled_buttons_get_a_clear_answer(world: Any) -> None:
