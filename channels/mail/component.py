@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 10.0  # a mail in the middle of intake may finish
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -128,6 +129,8 @@ class MailComponent:
         store = MailState(self.service.db)
         self._stop.clear()
         for box in self.mailboxes:
+            if box.security == "none" and box.host not in _LOOPBACK:
+                log.warning("mailbox %s: password goes unencrypted to %s", box.name, box.host)
             password = await asyncio.to_thread(read_password, box)
             config = mailbox_config(box, password, own, region)
             worker = MailboxWorker(config, self.service.process_now, store, is_outage=is_outage)

@@ -255,8 +255,10 @@ class ImapSession:
                 await asyncio.wait_for(protocol.logout(), timeout=min(self.timeout, 2.0))
         if protocol.transport is not None:
             protocol.transport.close()
-        for task in (*self._client.tasks, *protocol.tasks):
-            task.cancel()
+        connecting = getattr(self._client, "_client_task", None)  # a connect that timed out
+        for task in (connecting, *self._client.tasks, *protocol.tasks):
+            if task is not None and not task.done():
+                task.cancel()
         self._client.tasks.clear()
 
     # --- plumbing ------------------------------------------------------------------------------

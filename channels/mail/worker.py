@@ -103,7 +103,9 @@ class MailboxWorker:
             except Exception as exc:
                 self.stats.failures += 1
                 self.stats.last_error = str(exc) or type(exc).__name__
-                if isinstance(exc, ImapError) or self.is_outage(exc):
+                if isinstance(exc, ImapRefused):  # login, folder …: needs an admin
+                    log.error("mailbox %s: %s", name, self.stats.last_error)
+                elif isinstance(exc, ImapError) or self.is_outage(exc):
                     log.warning("mailbox %s: %s", name, self.stats.last_error)
                 else:
                     log.exception("mailbox %s: unexpected error", name)
@@ -221,6 +223,24 @@ class MailboxWorker:
     # --- one message -------------------------------------------------------------------------
 
     async def _handle(self, session: ImapSession, uidvalidity: int, uid: int) -> None:
+        """One mail. A failure that is neither an outage nor a lost connection (intake or
+        the server refusing this mail) is retried `max_attempts` times, then quarantined."""
+        cfg = self.config
+        key = (uidvalidity, uid)
+        try:
+            await self._process(session, uidvalidity, uid)
+        except Exception as exc:
+            lost = isinstance(exc, ImapError) and not isinstance(exc, ImapRefused)
+            if lost or self.is_outage(exc):
+                raise
+            self._failed[key] = self._failed.get(key, 0) + 1
+            if self._failed[key] < cfg.max_attempts:
+                raise
+            log.error("mailbox %s: giving up on UID %s", cfg.name, uid, exc_info=exc)
+            await self._quarantine(session, uid, f"failed {cfg.max_attempts} times: {exc}")
+        self._failed.pop(key, None)
+
+    async def _process(self, session: ImapSession, uidvalidity: int, uid: int) -> None:
         cfg = self.config
         raw = await session.fetch(uid)
         if raw is None:
@@ -247,21 +267,7 @@ class MailboxWorker:
                 verdict.reason,
             )
             return
-        event = self._event(parsed, verdict, uidvalidity, uid)
-        try:
-            result = await self.sink(event)
-        except Exception as exc:
-            if self.is_outage(exc):
-                raise
-            key = (uidvalidity, uid)
-            self._failed[key] = self._failed.get(key, 0) + 1
-            if self._failed[key] < cfg.max_attempts:
-                raise
-            del self._failed[key]
-            log.exception("mailbox %s: intake keeps failing on UID %s", cfg.name, uid)
-            await self._quarantine(session, uid, f"intake failed {cfg.max_attempts} times: {exc}")
-            return
-        self._failed.pop((uidvalidity, uid), None)
+        result = await self.sink(self._event(parsed, verdict, uidvalidity, uid))
         self.stats.committed += 1
         log.info("mailbox %s: UID %s %s → %s", cfg.name, uid, parsed.message_id, result.outcome)
         if cfg.processed_folder:
@@ -303,10 +309,11 @@ class MailboxWorker:
             cfg.quarantine_folder,
             reason,
         )
-        await session.add_flags(uid, QUARANTINE_KEYWORD)
         try:
+            await session.add_flags(uid, QUARANTINE_KEYWORD)
             await self._move(session, uid, cfg.quarantine_folder)
-        except ImapRefused as exc:  # the keyword alone keeps it from being read again
+        except ImapRefused as exc:
+            # The keyword (if set) keeps it from a resync; the saved UID from everything else.
             log.error("mailbox %s: UID %s stays in %s: %s", cfg.name, uid, cfg.folder, exc)
 
     async def _move(self, session: ImapSession, uid: int, folder: str) -> None:

@@ -170,6 +170,27 @@ async def test_worker_waits_for_a_server_that_is_down_at_start(
     assert logged.payload["emails"] == ["frueh@example.org"]
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_server_that_never_greets_times_out_and_is_retried(
+    service: Any, dovecot: Dovecot, run_worker: Callable[[MailboxWorker], None]
+) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # accept, say nothing, until the client gives up
+        writer.close()
+
+    mute = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = mute.sockets[0].getsockname()[1]
+    server = ImapServer("127.0.0.1", port, "none", "alice", "secret")
+    worker = MailboxWorker(
+        config(dovecot, server=server, timeout=0.2), service.process_now, MailState(service.db)
+    )
+    async with mute:
+        run_worker(worker)
+        await eventually(lambda: holds(worker.stats.failures >= 2), what="two timeouts")
+    assert worker.stats.connects == 0
+    assert "connect" in (worker.stats.last_error or "")
+
+
 def test_backoff_grows_to_the_cap_with_jitter() -> None:
     delays = [backoff_delay(n, 1.0, 60.0, 0.999) for n in range(10)]
     assert delays[:4] == pytest.approx([1.0, 2.0, 4.0, 8.0], rel=1e-3)
