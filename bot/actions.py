@@ -20,7 +20,7 @@ from bot.commands import Commands, actor_of
 from bot.views import Rendered, Row, Viewer
 from bot.when import HINT, parse_when, preset
 from crm.dto import RepView
-from crm.errors import Conflict, Forbidden, InvalidInput
+from crm.errors import Conflict, CrmError, Forbidden, InvalidInput
 from crm.service import Crm
 
 CONVERT_INTO = {"c": ("contact",), "cc": ("contact", "company"), "d": ("deal",)}
@@ -112,9 +112,7 @@ class Actions:
             if kind == "activity":
                 return None
             return await self._card(press, kind, ident)
-        except (StaleButton, Forbidden, InvalidInput, Conflict, LookupError):
-            return None
-        except Exception:
+        except (StaleButton, CrmError):
             return None
 
     # --- helpers ----------------------------------------------------------------------------
@@ -258,7 +256,7 @@ class Actions:
 
     async def callback(self, press: Press) -> Outcome:
         kind, ident = press.button.record
-        if press.button.arg == "x":
+        if press.button.arg == "x":  # ask for a time; the rights are checked before asking
             await self.crm.activities.of_record(kind, ident, actor_of(press.rep), limit=1)
             text = (
                 f"When should I remind you to call back ({kind} #{ident})? "

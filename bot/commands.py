@@ -22,7 +22,7 @@ from crm.service import Crm
 from crm.services.listing import ListFilter
 
 SOURCES = ("CALL", "EMAIL", "WEBFORM", "TELEGRAM", "WHATSAPP", "IMPORT", "OTHER")
-FILTER_CHARS = 40  # the filter rides along in the pager buttons' payload
+FILTER_BYTES = 40  # the filter rides along in the pager buttons' 64-byte payload
 
 
 def actor_of(rep: RepView) -> Actor:
@@ -84,7 +84,9 @@ class Commands:
         self.page_size = page_size
 
     async def leads(self, rep: RepView, args: Sequence[str], offset: int = 0) -> Rendered:
-        text = " ".join(args)[:FILTER_CHARS]
+        text = " ".join(args)
+        if len(text.encode()) > FILTER_BYTES:
+            raise InvalidInput("that filter is too long; use one or two words")
         flt = lead_filter(
             text.split(), rep.id, self.crm.config.lead_statuses, offset, self.page_size
         )

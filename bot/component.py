@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 UPDATES = ["message", "callback_query"]
+FIRST_CONNECT_DELAY = 1.0
 MAX_CONNECT_DELAY = 60.0
 STOP_GRACE = 5.0
 
@@ -115,12 +116,7 @@ class BotComponent:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self.ready.clear()
-        with contextlib.suppress(Exception):
-            if self.app.updater is not None and self.app.updater.running:
-                await self.app.updater.stop()
-        with contextlib.suppress(Exception):
-            if self.app.running:
-                await self.app.stop()
+        await self._halt()
         with contextlib.suppress(Exception):
             await self.app.shutdown()
 
@@ -130,20 +126,29 @@ class BotComponent:
     # --- connecting -----------------------------------------------------------------------------
 
     async def _connect(self) -> None:
-        delay = 1.0
+        delay = FIRST_CONNECT_DELAY
         while not self._stop.is_set():
             try:
-                await self.app.initialize()
+                await self._go_live()
                 break
             except (TelegramError, OSError) as err:
                 log.warning("Telegram not reachable (%s); retrying in %.0fs", err, delay)
+                await self._halt()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), delay)
                 delay = min(delay * 2, MAX_CONNECT_DELAY)
         else:
             return
+        self._tasks.append(asyncio.create_task(self.notifier.run(self._stop)))
+        self.ready.set()
+        log.info("Telegram bot @%s is running (%s)", self.app.bot.username, self.settings.mode)
+
+    async def _go_live(self) -> None:
+        """Every step may fail while Telegram is unreachable; each is safe to repeat."""
+        await self.app.initialize()  # getMe; does nothing once it succeeded
         await self._register_commands()
-        await self.app.start()
+        if not self.app.running:
+            await self.app.start()
         if self.settings.mode == "webhook":
             await self._set_webhook()
         else:
@@ -151,9 +156,15 @@ class BotComponent:
             await self.app.updater.start_polling(
                 timeout=self.settings.polling_timeout, allowed_updates=UPDATES
             )
-        self._tasks.append(asyncio.create_task(self.notifier.run(self._stop)))
-        self.ready.set()
-        log.info("Telegram bot @%s is running (%s)", self.app.bot.username, self.settings.mode)
+
+    async def _halt(self) -> None:
+        """Undo a half-done start (polling, the update processing); keep the session."""
+        with contextlib.suppress(Exception):
+            if self.app.updater is not None and self.app.updater.running:
+                await self.app.updater.stop()
+        with contextlib.suppress(Exception):
+            if self.app.running:
+                await self.app.stop()
 
     async def _register_commands(self) -> None:
         """The command menu: reps see theirs, admins also /exceptions and /settings."""

@@ -54,6 +54,8 @@ async def test_leads_mine_filtered_and_paged(world: Any) -> None:
     assert (await w.say(RITA, "/leads new"))["text"].startswith("Leads (new) 1–10 of 11")
     assert (await w.say(RITA, "/leads repeat"))["text"] == "No leads (repeat)."
     assert (await w.say(RITA, "/leads call"))["text"] == "No leads (call)."
+    long = await w.say(RITA, "/leads " + "ü" * 30)
+    assert long["text"] == "That filter is too long; use one or two words."
     bad = await w.say(RITA, "/leads yesterday")
     assert bad["text"].startswith("Unknown filter “yesterday”")
     opened = await w.press(RITA, listing["message_id"], button(page2, "#2"))

@@ -134,19 +134,24 @@ async def test_no_token_no_bot_and_no_bot_in_bare_workers(db: Any, tg: Any) -> N
 
 
 async def test_service_starts_while_telegram_is_down_and_catches_up(
-    start_service: Any, tg: Any
+    start_service: Any, tg: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import bot.component
     from bot.clock import ShiftedClock
     from bot.component import BotComponent
 
-    port = free_port()  # nothing listens here yet
-    settings = telegram_settings(tg, base_url=f"http://127.0.0.1:{port}/bot")
+    monkeypatch.setattr(bot.component, "FIRST_CONNECT_DELAY", 0.05)
+    tg.fail_next("getMe", 502, 2)  # down at start-up …
+    tg.fail_next("deleteWebhook", 502, 1)  # … and once more half-way through starting
     service = await start_service(
-        components=[lambda s: bot_component(s, ShiftedClock())], telegram=settings
+        components=[lambda s: bot_component(s, ShiftedClock())], telegram=telegram_settings(tg)
     )
     bot = next(c for c in service.components if isinstance(c, BotComponent))
     await service.crm.reps.add("Rita", telegram_user_id=RITA)
     result = await service.process_now(call(1))
     assert result.outcome == "new_lead"  # intake does not wait for Telegram
-    assert not bot.ready.is_set()
-    assert await service.crm.outbox.pending_count() == 1
+    await bot.wait_ready()
+    await tg.wait_for("sendMessage", predicate=lambda c: c.status == 200)
+    assert [c.status for c in tg.calls("getMe")] == [502, 502, 200]
+    assert [c.status for c in tg.calls("deleteWebhook")] == [502, 200]
+    assert len(tg.sent_messages(RITA)) == 1
