@@ -102,7 +102,7 @@ def mailbox_config(
             idle_renew_seconds=box.idle_renew_seconds,
             reconnect_min_seconds=box.reconnect_min_seconds,
             reconnect_max_seconds=max(box.reconnect_min_seconds, box.reconnect_max_seconds),
-            timeout=box.timeout,
+            timeout=box.command_timeout,
         )
     except ValueError as exc:
         raise ConfigError(f"config error: mailboxes: {exc}") from None

@@ -90,7 +90,7 @@ def mailbox(dovecot: Dovecot, **overrides: Any) -> dict[str, Any]:
         "poll_interval": 0.2,
         "reconnect_min_seconds": 0.05,
         "reconnect_max_seconds": 0.3,
-        "timeout": 5.0,
+        "command_timeout": 5.0,
     }
     settings.update(overrides)
     return settings
