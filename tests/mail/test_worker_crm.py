@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from channels.mail.component import mail_component
+from crm.services.mailstate import MailState
 
 from .dovecot import Dovecot
 from .samples import raw
@@ -15,6 +19,7 @@ from .support import (
     events,
     eventually,
     leads,
+    mailbox,
     message_id,
     seen,
     watching,
@@ -136,3 +141,49 @@ async def test_mail_from_an_excepted_sender_is_logged_but_never_a_lead(
     assert logged.outcome == "ignored" and await leads(service.db) == []
     # Committed through intake (visible in the event log), so it counts as handled.
     await eventually(lambda: seen(dovecot, uid), what="flagged read")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_several_mailboxes_each_with_folder_region_queue_and_secret(
+    start_service: Start,
+    dovecot: Dovecot,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await dovecot.create_folder("Support")
+    secret = tmp_path / "imap.pw"
+    secret.write_text(dovecot.password + "\n")
+    monkeypatch.setenv("LEADBOT_TEST_SUPPORT_PW", dovecot.password)
+    service = await start_service(components=[], mailboxes=[])  # only to create the reps
+    sales_rep = await service.crm.reps.add("Sales rep")
+    support_rep = await service.crm.reps.add("Support rep")
+    await service.stop()
+    service = await start_service(
+        components=[mail_component],
+        mailboxes=[
+            mailbox(dovecot, password=None, password_file=str(secret), queue=[sales_rep.id]),
+            mailbox(
+                dovecot,
+                name="support",
+                folder="Support",
+                region="AT",
+                password=None,
+                password_env="LEADBOT_TEST_SUPPORT_PW",
+                queue=[support_rep.id],
+            ),
+        ],
+    )
+    await dovecot.append(customer_mail("kaeufer@example.de"))
+    await dovecot.append(customer_mail("frage@example.at"), folder="Support")
+
+    await eventually(lambda: count_is(service, 2), what="a mail from each mailbox")
+    by_line = {e.payload["line"]: e for e in await events(service.db)}
+    assert by_line["sales"].payload["emails"] == ["kaeufer@example.de"]
+    assert by_line["support"].payload["emails"] == ["frage@example.at"]
+    assert by_line["support"].payload["phone_region"] == "AT"
+    assert by_line["sales"].payload["phone_region"] == "DE"  # crm.default_region
+    owners = {lead.id: lead.responsible_id for lead in await leads(service.db)}
+    assert owners[by_line["sales"].lead_id] == sales_rep.id
+    assert owners[by_line["support"].lead_id] == support_rep.id
+    state = MailState(service.db)
+    assert [(await state.load(n)) is not None for n in ("sales", "support")] == [True, True]
