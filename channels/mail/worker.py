@@ -87,7 +87,7 @@ class MailboxWorker:
         self.jitter = jitter
         self.stats = MailboxStats()
         self._policy = config.policy
-        self._failed: dict[tuple[int, int], int] = {}  # (uidvalidity, uid) → intake failures
+        self._failed: dict[tuple[int, int], int] = {}  # (uidvalidity, uid) → failed tries
         self._folders: set[str] = set()  # created in this session
 
     # --- the loop ------------------------------------------------------------------------------
@@ -145,8 +145,9 @@ class MailboxWorker:
                 self.stats.waiting = True
                 try:
                     if idle:
-                        if not await session.idle(cfg.idle_renew_seconds, stop):
-                            self.stats.idle_renewals += not stop.is_set()
+                        news = await session.idle(cfg.idle_renew_seconds, stop)
+                        if not news and not stop.is_set():
+                            self.stats.idle_renewals += 1
                     elif not await _sleep(stop, cfg.poll_interval):
                         await session.noop()
                 finally:
