@@ -10,6 +10,7 @@ itself picked up. The CRM side keeps one activity per call id (`meta["call_id"]`
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -115,19 +116,32 @@ def is_http_url(value: str) -> bool:
     return value.lower().startswith(("https://", "http://")) and len(value) > len("https://")
 
 
+@functools.lru_cache(maxsize=64)
+def _compact_set(numbers: frozenset[str]) -> frozenset[str]:
+    return frozenset(_compact(x) for x in numbers)
+
+
+@functools.lru_cache(maxsize=64)
+def _e164_set(numbers: frozenset[str], region: str | None) -> frozenset[str]:
+    # Settings-sized sets, asked on every call: parse them once.
+    return frozenset(e for x in numbers if (e := normalize_phone(x, region).e164) is not None)
+
+
 def _is_internal(
-    number: str, region: str | None, internal: frozenset[str], ours: frozenset[str]
+    number: str,
+    e164: str | None,
+    region: str | None,
+    internal: frozenset[str],
+    ours: frozenset[str],
 ) -> bool:
     if is_endpoint_uri(number):
         return True
     compact = _compact(number)
-    if compact in {_compact(x) for x in internal}:
+    if compact in _compact_set(internal):
         return True
     if compact.isdigit() and len(compact) <= MAX_EXTENSION_DIGITS:
         return True
-    e164 = normalize_phone(number, region).e164
-    our_e164 = {normalize_phone(x, region).e164 for x in ours} - {None}
-    return compact in {_compact(x) for x in ours} or (e164 is not None and e164 in our_e164)
+    return compact in _compact_set(ours) or (e164 is not None and e164 in _e164_set(ours, region))
 
 
 def _title(report: CallReport, shown_number: str) -> str:
@@ -135,6 +149,11 @@ def _title(report: CallReport, shown_number: str) -> str:
     if report.direction is CallDirection.OUTGOING:
         return f"{shown_number} — outgoing call"
     return f"{shown_number} — incoming call"
+
+
+def event_id(report: CallReport) -> str:
+    """The external id of the event a report becomes."""
+    return f"{report.call_id}:{stage_key(report.stage)}"
 
 
 _EARLIER_STAGES: dict[str, tuple[str, ...]] = {
@@ -172,14 +191,14 @@ def call_to_event(
     when the report carries no time of its own.
     """
     customer = report.customer_number
-    withheld = is_withheld(customer)
-    if customer is not None and not withheld:
-        if _is_internal(customer, line_region, internal_extensions, our_numbers):
-            return None
+    e164: str | None = None
+    if customer is not None and not is_withheld(customer):
         customer = customer.strip()
+        e164 = normalize_phone(customer, line_region).e164
+        if _is_internal(customer, e164, line_region, internal_extensions, our_numbers):
+            return None
     else:
         customer = None
-    e164 = normalize_phone(customer, line_region).e164 if customer is not None else None
     title = _title(report, e164 or customer or "withheld number")
     facts: dict[str, Any] = {
         "call_id": report.call_id,
@@ -211,7 +230,7 @@ def call_to_event(
     incoming = report.direction is CallDirection.INCOMING
     return InboundEvent(
         channel=Channel.CALL,
-        external_id=f"{report.call_id}:{stage_key(report.stage)}",
+        external_id=event_id(report),
         occurred_at=_occurred_at(report, received_at),
         direction=Direction.INCOMING if incoming else Direction.OUTGOING,
         # On an outgoing call the caller name is our own line's, not the customer's.

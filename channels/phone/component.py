@@ -70,6 +70,7 @@ class PhoneComponent:
         if self._refresher is not None:
             await self._refresher
             self._refresher = None
+        await self.ctx.telephony.close()
 
 
 def phone_component(host: PhoneHost) -> PhoneComponent | None:

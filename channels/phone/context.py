@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
-from channels.phone.calls import CallReport, call_to_event
+from channels.phone.calls import CallReport, call_to_event, event_id
 from crm.db import Database
 from crm.dto import IntakeResult
 from crm.service import Crm
@@ -22,6 +22,8 @@ from matching.event import InboundEvent
 from matching.normalize import normalize_phone
 
 log = logging.getLogger(__name__)
+
+QueueStatus = Literal["accepted", "duplicate", "ignored"]
 
 # How often the cached rep directory is re-read (new reps / extensions show up within this).
 DIRECTORY_REFRESH = 30.0
@@ -120,13 +122,18 @@ class PhoneContext:
             event = replace(event, meta={**event.meta, "queue": [owner.id]})
         return event
 
-    async def enqueue(self, event: InboundEvent) -> Literal["accepted", "duplicate"]:
-        """Queue an event unless the very same one was queued lately."""
-        if event.external_id in self.recent:
-            return "duplicate"
+    async def enqueue(self, report: CallReport) -> tuple[QueueStatus, str]:
+        """Queue the event of a report unless the very same one was queued lately (checked
+        first: a retry costs no phone number parsing). Returns what happened and the id."""
+        key = event_id(report)
+        if key in self.recent:
+            return "duplicate", key
+        event = self.to_event(report)
+        if event is None:
+            return "ignored", key
         await self.host.submit(event)
-        self.recent.add(event.external_id)
-        return "accepted"
+        self.recent.add(key)
+        return "accepted", key
 
     async def refresh_directory(self) -> None:
         self.directory.load(await self.telephony.reps())

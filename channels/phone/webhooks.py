@@ -73,12 +73,11 @@ async def generic_hook(ctx: PhoneContext, request: web.Request) -> web.Response:
 
 
 async def _queue(ctx: PhoneContext, report: CallReport) -> web.Response:
-    event = ctx.to_event(report)
-    if event is None:
-        return web.json_response({"status": "ignored", "reason": "internal call"})
-    status = await ctx.enqueue(event)
+    status, key = await ctx.enqueue(report)
+    if status == "ignored":
+        return web.json_response({"status": status, "reason": "internal call"})
     return web.json_response(
-        {"status": status, "event": event.external_id}, status=202 if status == "accepted" else 200
+        {"status": status, "event": key}, status=202 if status == "accepted" else 200
     )
 
 
@@ -142,9 +141,7 @@ async def _record_twilio(
         report = parse_twilio(params)
     except PayloadError as err:
         return payload_error(err)
-    event = ctx.to_event(report)
-    if event is not None:
-        await ctx.enqueue(event)
+    await ctx.enqueue(report)
     return report, params
 
 
