@@ -19,6 +19,8 @@ import pytest
 from bot.clock import ShiftedClock
 from bot.component import BotComponent, bot_component
 from crm.dto import RepView
+from matching.event import Channel, InboundEvent
+from tests.conftest import make_event
 from tests.fakes.telegram_api import FakeTelegram
 
 TOKEN = "123456:TEST-TOKEN"
@@ -36,6 +38,30 @@ def button(message: JsonDict, label: str) -> str:
     if not found:
         raise AssertionError(f"no button {label!r}; have {[t for t, _ in buttons(message)]}")
     return found[0]
+
+
+def email(n: int, who: str = "Kunde", subject: str = "Anfrage", **fields: Any) -> InboundEvent:
+    """E-mail number `n` from a new person (override any field)."""
+    base: dict[str, Any] = {
+        "channel": Channel.EMAIL,
+        "external_id": f"<{who.lower()}-{n}@example.com>",
+        "emails": (f"{who.lower()}{n}@example.com",),
+        "display_name": f"{who} {n}",
+        "subject": f"{subject} {n}",
+        "text": f"Bitte um ein Angebot ({n}).",
+    }
+    return make_event(**{**base, **fields})
+
+
+def answered_call(n: int, **fields: Any) -> InboundEvent:
+    """An answered incoming call from a new number."""
+    base: dict[str, Any] = {
+        "channel": Channel.CALL,
+        "external_id": f"call-{n}",
+        "phones": (f"+49 30 555 00{n}",),
+        "meta": {"call_id": f"c{n}", "stage": "answered", "disposition": "answered"},
+    }
+    return make_event(**{**base, **fields})
 
 
 def entity_text(text: str, entity: JsonDict) -> str:

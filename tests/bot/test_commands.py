@@ -5,22 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from matching.event import Channel
-from tests.bot.conftest import World, button, buttons
-from tests.conftest import make_event
+from tests.bot.conftest import World, button, buttons, email
 
 RITA, BOB, ADMIN = 1001, 1002, 3001
-
-
-def email(n: int, **fields: Any) -> Any:
-    base = {
-        "channel": Channel.EMAIL,
-        "external_id": f"<c{n}@example.com>",
-        "emails": (f"person{n}@example.com",),
-        "display_name": f"Person {n}",
-        "subject": f"Question {n}",
-    }
-    return make_event(**{**base, **fields})
 
 
 async def test_command_menu_is_registered(world: Any) -> None:
@@ -37,7 +24,7 @@ async def test_leads_mine_filtered_and_paged(world: Any) -> None:
     w: World = await world()
     rita = await w.rep("Rita", RITA)
     for n in range(12):
-        await w.service.process_now(email(n))
+        await w.service.process_now(email(n, "Person", "Question"))
     await w.new_messages(RITA, 12)
     await w.crm.leads.change_status(3, "PROCESSED")
     listing = await w.say(RITA, "/leads")
@@ -69,8 +56,10 @@ async def test_lead_deals_find_and_today(world: Any) -> None:
     w: World = await world()
     await w.rep("Rita", RITA)
     await w.rep("Bob", BOB)
-    await w.service.process_now(email(1, phones=("+49 30 999 111",)))  # Rita (queue order)
-    await w.service.process_now(email(2, display_name="Person Two"))  # Bob
+    await w.service.process_now(
+        email(1, "Person", "Question", phones=("+49 30 999 111",))
+    )  # Rita (queue order)
+    await w.service.process_now(email(2, "Person", "Question", display_name="Person Two"))  # Bob
     await w.card(RITA)
     await w.card(BOB)
     assert (await w.say(RITA, "/lead x"))["text"] == "Usage: /lead N (the lead number)."

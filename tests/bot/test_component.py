@@ -10,20 +10,10 @@ import pytest
 
 from bot.component import bot_component
 from leadbot.settings import ConfigError
-from matching.event import Channel
-from tests.bot.conftest import World, telegram_settings
-from tests.conftest import make_event, service_settings
+from tests.bot.conftest import World, answered_call, telegram_settings
+from tests.conftest import service_settings
 
 RITA, BOB, BOSS = 1001, 1002, 2001
-
-
-def call(n: int) -> Any:
-    return make_event(
-        channel=Channel.CALL,
-        external_id=f"esc-{n}",
-        phones=(f"+49 89 400 00{n}",),
-        meta={"call_id": f"e{n}", "stage": "answered", "disposition": "answered"},
-    )
 
 
 async def test_untaken_lead_moves_to_the_next_rep_and_the_supervisor_is_told(
@@ -33,8 +23,8 @@ async def test_untaken_lead_moves_to_the_next_rep_and_the_supervisor_is_told(
     rita = await w.rep("Rita", RITA)
     bob = await w.rep("Bob", BOB)
     await w.rep("Boss", BOSS, role="supervisor")
-    first = await w.service.process_now(call(1))
-    second = await w.service.process_now(call(2))
+    first = await w.service.process_now(answered_call(1))
+    second = await w.service.process_now(answered_call(2))
     assert (first.responsible_id, second.responsible_id) == (rita.id, bob.id)
     rita_card = await w.card(RITA)
     bob_card = await w.card(BOB)
@@ -71,7 +61,7 @@ async def test_escalation_stops_after_the_configured_number_of_moves(world: Any)
     w: World = await world(crm={"escalation_minutes": 5}, telegram=quiet)
     await w.rep("Rita", RITA)
     await w.rep("Bob", BOB)
-    result = await w.service.process_now(call(1))
+    result = await w.service.process_now(answered_call(1))
     await w.card(RITA)
     owners = []
     for _ in range(4):
@@ -148,7 +138,7 @@ async def test_service_starts_while_telegram_is_down_and_catches_up(
     )
     bot = next(c for c in service.components if isinstance(c, BotComponent))
     await service.crm.reps.add("Rita", telegram_user_id=RITA)
-    result = await service.process_now(call(1))
+    result = await service.process_now(answered_call(1))
     assert result.outcome == "new_lead"  # intake does not wait for Telegram
     await bot.wait_ready()
     await tg.wait_for("sendMessage", predicate=lambda c: c.status == 200)

@@ -8,24 +8,12 @@ from typing import Any
 import pytest
 
 from matching.event import Channel
-from tests.bot.conftest import World, buttons, entity_text
+from tests.bot.conftest import World, buttons, email, entity_text
 from tests.conftest import make_event
 
 RITA, BOSS = 1001, 2001
 # PTB itself warns when it builds RetryAfter from Telegram's integer seconds.
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
-
-
-def email(n: int, **fields: Any) -> Any:
-    base = {
-        "channel": Channel.EMAIL,
-        "external_id": f"<m{n}@example.com>",
-        "emails": (f"kunde{n}@example.com",),
-        "display_name": f"Kunde {n}",
-        "subject": f"Anfrage {n}",
-        "text": f"Bitte um ein Angebot ({n}).",
-    }
-    return make_event(**{**base, **fields})
 
 
 async def test_flood_control_and_server_errors_still_deliver_each_card_once_in_order(

@@ -9,20 +9,9 @@ import pytest
 
 from bot import callbacks as cb
 from bot.views import STRANGER
-from matching.event import Channel
-from tests.bot.conftest import World, button, buttons
-from tests.conftest import make_event
+from tests.bot.conftest import World, answered_call, button, buttons
 
 RITA, BOB, BOSS, STRANGER_ID = 1001, 1002, 2001, 9999
-
-
-def call(n: int) -> Any:
-    return make_event(
-        channel=Channel.CALL,
-        external_id=f"call-{n}",
-        phones=(f"+49 30 555 00{n}",),
-        meta={"call_id": f"c{n}", "stage": "answered", "disposition": "answered"},
-    )
 
 
 async def test_invite_link_binds_the_telegram_account(world: Any) -> None:
@@ -41,7 +30,7 @@ async def test_invite_link_binds_the_telegram_account(world: Any) -> None:
 async def test_strangers_get_a_polite_answer_and_nothing_from_the_crm(world: Any) -> None:
     w: World = await world()
     await w.rep("Rita", RITA)
-    await w.service.process_now(call(1))
+    await w.service.process_now(answered_call(1))
     await w.card(RITA)
     for text in ("/start", "/leads", "/lead 1", "hello"):
         reply = await w.say(STRANGER_ID, text)
@@ -60,7 +49,7 @@ async def test_forged_button_for_another_reps_lead_is_refused_and_logged(
     w: World = await world()
     rita = await w.rep("Rita", RITA)
     await w.rep("Bob", BOB)
-    result = await w.service.process_now(call(1))
+    result = await w.service.process_now(answered_call(1))
     assert result.responsible_id == rita.id
     await w.card(RITA)
     help_message = await w.say(BOB, "/help")
@@ -89,7 +78,7 @@ async def test_a_supervisor_acts_on_everyones_leads_and_reassigns(world: Any) ->
     await w.rep("Rita", RITA)
     bob = await w.rep("Bob", BOB)
     await w.rep("Boss", BOSS, role="supervisor")
-    result = await w.service.process_now(call(1))
+    result = await w.service.process_now(answered_call(1))
     card = await w.card(RITA)
     assert "👥 Reassign" not in [label for label, _ in buttons(card)]
     shown = await w.say(BOSS, f"/lead {result.lead_id}")
@@ -113,7 +102,7 @@ async def test_a_supervisor_acts_on_everyones_leads_and_reassigns(world: Any) ->
 async def test_stale_and_handled_buttons_get_a_clear_answer(world: Any) -> None:
     w: World = await world()
     await w.rep("Rita", RITA)
-    result = await w.service.process_now(call(1))
+    result = await w.service.process_now(answered_call(1))
     card = await w.card(RITA)
     take = button(card, "✋ Take")
     await w.press(RITA, card["message_id"], take)
