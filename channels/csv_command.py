@@ -1,6 +1,6 @@
 """`leadbot import-csv FILE --as lead|contact`: a spreadsheet's rows through the matcher.
 
-Register with `leadbot.cli.EXTRA_COMMANDS.append(register_cli)`. The file is read and mapped
+`leadbot.cli` registers it as a sub-command. The file is read and mapped
 before the database is touched, so a wrong column mapping costs nothing; `--dry-run` then
 lists what every row would become, the real run shows a progress bar, and both write the rows
 with problems to a report file next to the input (`--report` to choose another place).

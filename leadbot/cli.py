@@ -261,8 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# Channels add their own sub-commands here (e.g. import-csv).
-EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+def _extra_commands() -> list[Callable[[Any], None]]:
+    """Sub-commands that channels add (import-csv)."""
+    from channels.csv_command import register_cli
+
+    return [register_cli]
+
+
+EXTRA_COMMANDS: list[Callable[[Any], None]] = _extra_commands()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -133,6 +133,14 @@ class TelegramSettings(_Section):
     customer_token: SecretStr | None = None
     ask_phone: bool = True
     send_retries: int = Field(8, ge=1)
+    # Where Telegram posts updates in webhook mode; default: http.public_url + webhook_path.
+    webhook_url: str | None = None
+    polling_timeout: int = Field(25, ge=0, le=50)  # long-poll seconds per getUpdates
+    outbox_poll_interval: float = Field(0.5, gt=0)  # how often the outbox is looked at
+    duties_interval: float = Field(15.0, gt=0)  # reminders and escalation checks
+    max_backoff: float = Field(300.0, gt=0)  # longest wait between two failed sends
+    escalation_max: int = Field(3, ge=0)  # how often one untaken lead moves on
+    junk_reasons: tuple[str, ...] = ("Spam", "Wrong number", "Duplicate", "Not interested")
 
 
 class PhoneSettings(_Section):
@@ -160,6 +168,8 @@ class MailboxSettings(_Section):
     user: str
     password: SecretStr | None = None
     password_file: Path | None = None
+    password_env: str | None = None  # name of the environment variable holding the password
+    ca_file: Path | None = None  # trust this CA (self-signed company server), else the system's
     folder: str = "INBOX"
     processed_folder: str | None = None  # None: flag \Seen and keep in place
     quarantine_folder: str = "Leadbot-Quarantine"
@@ -170,7 +180,19 @@ class MailboxSettings(_Section):
     robot_senders: tuple[str, ...] = ()  # form robots: Reply-To is the customer
     rate_limit_per_hour: int = Field(20, ge=1)
     poll_interval: float = Field(60.0, gt=0)
-    idle_renew_seconds: float = Field(25 * 60.0, gt=0)
+    idle_renew_seconds: float = Field(25 * 60.0, gt=0, le=29 * 60.0)
+    reconnect_min_seconds: float = Field(1.0, gt=0)
+    reconnect_max_seconds: float = Field(120.0, gt=0)
+    command_timeout: float = Field(30.0, gt=0)  # seconds for one IMAP command
+
+    @model_validator(mode="after")
+    def _one_password(self) -> MailboxSettings:
+        given = [self.password, self.password_file, self.password_env]
+        if sum(v is not None for v in given) != 1:
+            raise ValueError(
+                f"mailbox {self.name!r} needs exactly one of password, password_file, password_env"
+            )
+        return self
 
 
 class FormSettings(_Section):
@@ -181,13 +203,16 @@ class FormSettings(_Section):
     duplicate_mode: Literal["merge", "always_new"] = "merge"
     success_redirect: str | None = None
     cors_origins: tuple[str, ...] = ()
-    honeypot: str = "website"
-    rate_limit_per_minute: int = Field(10, ge=1)
+    honeypot: str = "website"  # "" turns the honeypot off
+    rate_limit_per_minute: int = Field(10, ge=0)  # per client address; 0 = unlimited
+    # Lead title; placeholders {form} {name} {company} {phone} {email} {subject}.
+    title_template: str = "Web form {form}: {name}"
 
 
 class WhatsAppSettings(_Section):
     verify_token: SecretStr | None = None
     app_secret: SecretStr | None = None
+    queue: tuple[int, ...] = ()  # rep ids for round robin of new leads from WhatsApp
 
 
 class Settings(BaseSettings):

@@ -156,6 +156,8 @@ class MailComponent:
 
 
 def mail_component(service: Service) -> MailComponent | None:
-    """The factory for `leadbot.wiring.COMPONENTS`: None when no mailbox is configured."""
+    """The factory for `leadbot.wiring.COMPONENTS`: None when no mailbox is configured, and in
+    bare `leadbot worker` processes (only `serve` watches the inboxes, so no two processes
+    read the same mailbox)."""
     mailboxes = service.settings.mailboxes
-    return MailComponent(service, mailboxes) if mailboxes else None
+    return MailComponent(service, mailboxes) if mailboxes and service.http else None

@@ -367,8 +367,19 @@ class _Apply:
             return self.d.responsible_id
         queue = self.event.meta.get("queue") or ()
         name = f"{self.event.channel.value}:{self.event.line}" if queue else "default"
-        await self.db.lock_identities(self.s, [f"queue:{name}"])
-        return await next_in_queue(self.s, name, [int(r) for r in queue])
+        members = [int(r) for r in queue]
+        if self.db.is_sqlite:  # one writer at a time anyway
+            return await next_in_queue(self.s, name, members)
+        # Its own short transaction, so concurrent new leads do not wait on each other's
+        # commit; a pick whose lead then rolls back only skips a turn.
+        for attempt in range(3):
+            try:
+                async with self.db.transaction() as rr:
+                    return await next_in_queue(rr, name, members)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        return None
 
     async def _active(self, rep_id: int) -> bool:
         rep = await self.s.get(Rep, rep_id)
@@ -419,7 +430,9 @@ class _Apply:
         if repeat:
             await self._merge_into_client()
         else:
-            await add_comms(self.s, "lead", lead.id, self.ids, handle_labels=self.labels)
+            await add_comms(
+                self.s, "lead", lead.id, self.ids, handle_labels=self.labels, fresh=True
+            )
         add_timeline(self.s, "lead", lead.id, "created", None, after={"reason": self.d.reason})
         self.out.lead_id, self.out.responsible_id = lead.id, resp
         self.out.created.append(("lead", lead.id))
@@ -477,7 +490,9 @@ class _Apply:
         )
         self.s.add(contact)
         await self.s.flush()
-        await add_comms(self.s, "contact", contact.id, self.ids, handle_labels=self.labels)
+        await add_comms(
+            self.s, "contact", contact.id, self.ids, handle_labels=self.labels, fresh=True
+        )
         self.out.contact_id = contact.id
         self.out.created.append(("contact", contact.id))
 
@@ -590,9 +605,14 @@ class _Apply:
             return
         e = self.event
         ext = str(e.meta.get("call_id") or e.external_id)
-        act = await self.s.scalar(
-            select(Activity).where(Activity.channel == e.channel.value, Activity.external_id == ext)
-        )
+        act = None
+        if e.meta.get("call_id"):  # several events of one call share one activity
+            act = await self.s.scalar(
+                select(Activity).where(
+                    Activity.channel == e.channel.value, Activity.external_id == ext
+                )
+            )
+        fresh = act is None
         meta = {k: v for k, v in e.meta.items() if k not in ("queue", "body")}
         if e.attachments:
             meta["attachments"] = [
@@ -624,7 +644,7 @@ class _Apply:
         else:
             # Later events of the same call refine it (duration, disposition, recording).
             act.meta = {**(act.meta or {}), **meta}
-        await bind_activity(self.s, act.id, applied_bindings(self.out))
+        await bind_activity(self.s, act.id, applied_bindings(self.out), fresh=fresh)
         self.out.activity_id = act.id
 
     def _notify(self) -> None:

@@ -24,13 +24,7 @@ from crm.services.records import ContactInput
 from tests.channels.service_helpers import count
 
 BIG_ROWS = int(os.environ.get("LEADBOT_CSV_BIG_ROWS", "2000"))
-_RUN = (
-    "import sys\n"
-    "from leadbot import cli\n"
-    "from channels.csv_command import register_cli\n"
-    "cli.EXTRA_COMMANDS.append(register_cli)\n"
-    "sys.exit(cli.main(sys.argv[1:]))\n"
-)
+_RUN = "import sys\nfrom leadbot import cli\nsys.exit(cli.main(sys.argv[1:]))\n"
 _SUMMARY = re.compile(r"^(created|matched|skipped|unchanged) +(\d+)", re.MULTILINE)
 
 

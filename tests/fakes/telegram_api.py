@@ -443,7 +443,7 @@ class FakeTelegram:
         self,
         method: str,
         count: int = 1,
-        timeout: float = 5.0,  # noqa: ASYNC109 - the tests' own API, not a library call
+        timeout: float = 5.0,
         predicate: Callable[[Call], bool] | None = None,
     ) -> list[Call]:
         """Wait until at least ``count`` matching calls were recorded; return all matches."""
