@@ -23,7 +23,9 @@ from crm.services.listing import ListFilter
 from crm.services.records import ContactInput
 from tests.channels.service_helpers import count
 
-BIG_ROWS = int(os.environ.get("LEADBOT_CSV_BIG_ROWS", "2000"))
+# The acceptance size (10,000 rows) takes minutes per database; CI runs a smaller file and
+# LEADBOT_CSV_BIG_ROWS=10000 runs the full one.
+BIG_ROWS = int(os.environ.get("LEADBOT_CSV_BIG_ROWS", "600"))
 _RUN = "import sys\nfrom leadbot import cli\nsys.exit(cli.main(sys.argv[1:]))\n"
 _SUMMARY = re.compile(r"^(created|matched|skipped|unchanged) +(\d+)", re.MULTILINE)
 
