@@ -1,6 +1,6 @@
 """`leadbot import-csv` end to end: real files, the real command in a child process, both DBs.
 
-LEADBOT_CSV_BIG_ROWS sets the size of the big-file test (default 2,000 rows to keep the suite
+LEADBOT_CSV_BIG_ROWS sets the size of the big-file test (default 600 rows to keep the suite
 fast; the acceptance run uses 10,000).
 """
 
