@@ -249,13 +249,30 @@ async def _best(url: str, script: str, seconds: float, workdir: Path) -> dict[st
     return max(runs, key=lambda r: r["rps"])
 
 
+@asynccontextmanager
+async def _scratch(workdir: Path | None) -> AsyncIterator[Path]:
+    """`workdir`, or a temporary directory removed afterwards (databases, wrk scripts)."""
+    if workdir is not None:
+        yield workdir
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="leadbot-phone-bench-"))
+    try:
+        yield tmp
+    finally:
+        await asyncio.to_thread(shutil.rmtree, tmp, True)
+
+
 async def run(
     seconds: float = 5.0, rate: int = 1000, unique: int = 60_000, workdir: Path | None = None
 ) -> dict[str, Any]:
     """The generic webhook against the bare handler: requests/s flat out (and the ratio) and
     latency at `rate` requests/s, for each kind of load."""
     wrk_path()
-    tmp = Path(workdir or tempfile.mkdtemp(prefix="leadbot-phone-bench-"))
+    async with _scratch(workdir) as tmp:
+        return await _run(seconds, rate, unique, tmp)
+
+
+async def _run(seconds: float, rate: int, unique: int, tmp: Path) -> dict[str, Any]:
     now = int(time.time())  # the signatures stay valid for the 5-minute window
     figures: dict[str, Any] = {"seconds": seconds, "rate": rate}
     async with bare_app() as url:
@@ -290,9 +307,8 @@ async def run_lookup(
 ) -> dict[str, Any]:
     """Caller lookup latency at `rate` requests/s over a CRM of `contacts` contacts."""
     wrk_path()
-    tmp = Path(workdir or tempfile.mkdtemp(prefix="leadbot-phone-bench-"))
     started = time.perf_counter()
-    async with phone_service(tmp, contacts=contacts) as service:
+    async with _scratch(workdir) as tmp, phone_service(tmp, contacts=contacts) as service:
         seeded = round(time.perf_counter() - started, 1)
         url = f"http://127.0.0.1:{service.port}/hooks/calls/lookup"
         result = await wrk(url, lookup_script(contacts), seconds=seconds, rate=rate, workdir=tmp)
