@@ -48,6 +48,7 @@ class Crm:
         self.outbox = Outbox(db)
         self.settings = RuntimeSettings(db, config.match)
         self.intake = Intake(db, config, seen=seen, clock=clock)
+        self.settings.on_change.append(self.intake.forget_settings)
 
     async def prepare(self) -> None:
         """Start-up work on a migrated database: pipelines from config, configured admins.

@@ -9,6 +9,7 @@ rows for rep notifications. Events touching the same identity are serialized by
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -44,9 +45,11 @@ from matching.decide import decide
 from matching.event import Channel, Direction, InboundEvent
 from matching.finder import find_candidates
 from matching.identities import event_identities
-from matching.model import Candidates, Decision, EventIdentities, Outcome
+from matching.model import Candidates, Decision, EventIdentities, MatchSettings, Outcome
 
 log = logging.getLogger(__name__)
+
+SETTINGS_TTL = 2.0
 
 ACTIVITY_KIND = {
     Channel.EMAIL: "email",
@@ -100,6 +103,7 @@ class Intake:
         self.config = config
         self.seen = seen
         self.clock = clock
+        self._settings: tuple[float, MatchSettings] | None = None
 
     async def process(self, event: InboundEvent) -> IntakeResult:
         key = f"{event.channel.value}:{event.external_id}"
@@ -221,11 +225,22 @@ class Intake:
     async def _decide(
         self, s: AsyncSession, event: InboundEvent, ids: EventIdentities, now: datetime
     ) -> Decision:
-        settings = await current_match_settings(s, self.config.match)
+        settings = await self._match_settings(s)
         cands = await find_candidates(SqlCandidateRepository(s), ids, settings)
         cands = await self._thread(s, event, cands)
         hits = await exception_hits(s, ids.exception_checked())
         return decide(event, ids, cands, settings, hits, now)
+
+    def forget_settings(self) -> None:
+        self._settings = None
+
+    async def _match_settings(self, s: AsyncSession) -> MatchSettings:
+        """The admin's runtime settings, re-read at most every SETTINGS_TTL seconds: a change
+        made in /settings reaches every worker process within that time."""
+        now = time.monotonic()
+        if self._settings is None or now - self._settings[0] > SETTINGS_TTL:
+            self._settings = (now, await current_match_settings(s, self.config.match))
+        return self._settings[1]
 
     async def _thread(self, s: AsyncSession, event: InboundEvent, cands: Candidates) -> Candidates:
         """A mail reply goes where its thread lives, if that lead / deal is still open."""

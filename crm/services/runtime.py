@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.db import Database
@@ -29,6 +31,8 @@ class RuntimeSettings:
     def __init__(self, db: Database, default: MatchSettings) -> None:
         self.db = db
         self.default = default
+        # Called after a change (intake drops its cached copy right away).
+        self.on_change: list[Callable[[], None]] = []
 
     async def get(self) -> MatchSettings:
         async with self.db.transaction() as s:
@@ -66,4 +70,6 @@ class RuntimeSettings:
                 s.add(KeyValue(key=KEY, value=value, updated_at=utcnow()))
             else:
                 row.value, row.updated_at = value, utcnow()
-            return new
+        for hook in self.on_change:
+            hook()
+        return new

@@ -226,3 +226,13 @@ async def test_five_missed_calls_one_lead_one_task_counted_then_closed(crm: Crm)
     done = await crm.activities.get(tasks[0].id)
     assert done.done and done.result == "called back"
     assert await count(crm, Deal) == 0
+
+
+async def test_admin_switch_to_simple_mode_applies_to_the_next_event(crm: Crm) -> None:
+    from crm.dto import Actor
+
+    first = await crm.intake.process(make_event(phones=("+4930100100",)))
+    assert first.outcome == "new_lead"
+    await crm.settings.update(Actor(rep_id=None, role="admin"), crm_mode="simple")
+    second = await crm.intake.process(make_event(phones=("+4930200200",)))
+    assert second.outcome == "new_deal"

@@ -1,0 +1,188 @@
+"""The CRM use cases a rep or the API calls, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from crm.dto import Actor
+from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
+from crm.service import Crm
+from crm.services.leads import LeadInput
+from crm.services.listing import ListFilter
+from crm.services.records import ContactInput
+
+
+async def test_contacts_and_companies_are_created_updated_and_merged(crm: Crm) -> None:
+    acme = await crm.records.create_company("ACME GmbH", phones=("030 999999",))
+    anna = await crm.records.create_contact(
+        ContactInput(
+            first_name="Anna", last_name="Meier", company_id=acme.id, emails=("Anna@ACME.de",)
+        )
+    )
+    assert anna.name == "Anna Meier" and anna.company_title == "ACME GmbH"
+    updated = await crm.records.update_contact(
+        anna.id, ContactInput(phones=("0171 1234567",), emails=("anna@acme.de",))
+    )
+    # New phone added, the same email (other case) not duplicated, the name kept.
+    assert updated.emails == ["anna@acme.de"] and updated.phones == ["+491711234567"]
+    assert updated.name == "Anna Meier"
+    company = await crm.records.get_company(acme.id)
+    assert company.contact_ids == [anna.id] and [c.value for c in company.comms] == ["+4930999999"]
+    renamed = await crm.records.update_company(acme.id, title="ACME AG")
+    assert renamed.title == "ACME AG"
+    history = await crm.activities.timeline("contact", anna.id)
+    assert [t.action for t in history] == ["created", "updated"]
+    with pytest.raises(InvalidInput):
+        await crm.records.create_contact(ContactInput())
+    with pytest.raises(NotFound):
+        await crm.records.create_contact(ContactInput(name="X", company_id=999))
+
+
+async def test_lead_status_junk_reopen_and_assignment(crm: Crm) -> None:
+    rita = await crm.reps.add("Rita")
+    boss = await crm.reps.add("Bea", role="supervisor")
+    lead = await crm.leads.create(LeadInput(title="Inquiry", phones=("+4930111",)))
+    moved = await crm.leads.change_status(lead.id, "PROCESSED")
+    assert moved.status == "PROCESSED" and moved.status_semantic == "process"
+    with pytest.raises(InvalidInput):
+        await crm.leads.change_status(lead.id, "NOPE")
+    with pytest.raises(InvalidInput):  # success only through conversion
+        await crm.leads.change_status(lead.id, "CONVERTED")
+    with pytest.raises(InvalidInput):  # a plain rep cannot reassign
+        await crm.leads.assign(lead.id, rita.id, Actor(rita.id, "rep"))
+    assigned = await crm.leads.assign(lead.id, rita.id, Actor(boss.id, "supervisor"))
+    assert assigned.responsible_id == rita.id and assigned.responsible_name == "Rita"
+    junk = await crm.leads.junk(lead.id, "wrong number", Actor(rita.id, "rep"))
+    assert junk.status == "JUNK" and junk.junk_reason == "wrong number"
+    with pytest.raises(Conflict):
+        await crm.leads.convert(lead.id)
+    reopened = await crm.leads.reopen(lead.id)
+    assert reopened.status == "NEW" and reopened.junk_reason is None
+    actions = [t.action for t in await crm.activities.timeline("lead", lead.id)]
+    assert actions == ["created", "status", "assigned", "junk", "reopened"]
+
+
+async def test_reps_see_own_and_unassigned_records_only(crm: Crm) -> None:
+    rita = await crm.reps.add("Rita")
+    otto = await crm.reps.add("Otto")
+    mine = await crm.leads.create(LeadInput(title="mine", responsible_id=rita.id))
+    theirs = await crm.leads.create(LeadInput(title="theirs", responsible_id=otto.id))
+    free = await crm.leads.create(LeadInput(title="free"))
+    as_rita = Actor(rita.id, "rep")
+    items, total = await crm.leads.page(ListFilter(), as_rita)
+    assert total == 2 and {x.id for x in items} == {mine.id, free.id}
+    with pytest.raises(Forbidden):
+        await crm.leads.get(theirs.id, as_rita)
+    with pytest.raises(Forbidden):
+        await crm.leads.junk(theirs.id, "x", as_rita)
+    taken = await crm.leads.take(free.id, as_rita)
+    assert taken.responsible_id == rita.id and taken.taken_at is not None
+    _, total = await crm.leads.page(ListFilter(), Actor(None, "supervisor"))
+    assert total == 3
+
+
+async def test_comment_schedule_complete_and_due_list(crm: Crm) -> None:
+    rita = await crm.reps.add("Rita")
+    me = Actor(rita.id, "rep")
+    lead = await crm.leads.create(LeadInput(title="Call me", responsible_id=rita.id))
+    note = await crm.activities.comment("lead", lead.id, "  wants an offer  ", me)
+    assert note.kind == "comment" and note.body == "wants an offer" and note.done
+    with pytest.raises(InvalidInput):
+        await crm.activities.comment("lead", lead.id, "   ", me)
+    now = datetime.now(UTC)
+    task = await crm.activities.schedule(
+        "lead", lead.id, due_at=now + timedelta(minutes=15), subject="Call back", actor=me
+    )
+    assert not task.done and task.responsible_id == rita.id
+    assert await crm.activities.due(now, rep_id=rita.id) == []
+    due = await crm.activities.due(now + timedelta(minutes=16), rep_id=rita.id)
+    assert [a.id for a in due] == [task.id]
+    reminders = await crm.activities.claim_reminders(now + timedelta(minutes=16))
+    assert [a.id for a in reminders] == [task.id]
+    assert await crm.activities.claim_reminders(now + timedelta(minutes=17)) == []
+    done = await crm.activities.complete(task.id, me, result="reached")
+    assert done.done and done.result == "reached"
+    with pytest.raises(Conflict):
+        await crm.activities.complete(task.id, me)
+    kinds = [a.kind for a in await crm.activities.of_record("lead", lead.id)]
+    assert kinds == ["comment", "task"]
+
+
+async def test_exception_list_add_remove_and_rights(crm: Crm) -> None:
+    admin = Actor(None, "admin")
+    entry = await crm.exceptions.add("+49 (0)30 555 555", "robocaller", admin)
+    assert (entry.kind, entry.value) == ("phone", "+4930555555")
+    mail = await crm.exceptions.add("  Spam@Example.COM ", None, admin)
+    assert mail.value == "spam@example.com"
+    with pytest.raises(Conflict):
+        await crm.exceptions.add("030 555555", None, admin)
+    with pytest.raises(Forbidden):
+        await crm.exceptions.add("+4930777", None, Actor(5, "rep"))
+    assert {e.value for e in await crm.exceptions.all()} == {"+4930555555", "spam@example.com"}
+    await crm.exceptions.remove("+4930555555", admin)
+    with pytest.raises(NotFound):
+        await crm.exceptions.remove("+4930555555", admin)
+    lead = await crm.leads.create(LeadInput(title="x", phones=("0171 2222222",)))
+    added = await crm.exceptions.add_from_lead(lead.id, None, admin)
+    assert [e.value for e in added] == ["+491712222222"]
+    # The lead itself stays (unlike Bitrix24, excepting never deletes).
+    assert (await crm.leads.get(lead.id)).title == "x"
+
+
+async def test_search_by_phone_email_and_name(crm: Crm) -> None:
+    anna = await crm.records.create_contact(
+        ContactInput(name="Anna Meier", phones=("+49 30 1234567",), emails=("anna@x.de",))
+    )
+    lead = await crm.leads.create(LeadInput(title="Zimmer Meier", phones=("0171 7777777",)))
+    deal = await crm.deals.create("Anna's order", contact_id=anna.id)
+    by_phone = await crm.search.find("030 1234567")
+    assert [c.id for c in by_phone.contacts] == [anna.id] and [d.id for d in by_phone.deals] == [
+        deal.id
+    ]
+    by_mail = await crm.search.find("ANNA@x.de")
+    assert [c.id for c in by_mail.contacts] == [anna.id]
+    by_name = await crm.search.find("meier")
+    assert [c.id for c in by_name.contacts] == [anna.id]
+    assert [x.id for x in by_name.leads] == [lead.id]
+    assert (await crm.search.find("nobody")).empty
+    dup = await crm.search.duplicates(["0049 30 1234567", "+49 171 7777777"], ["anna@x.de"])
+    assert dup.contacts == [anna.id] and dup.leads == [lead.id] and dup.companies == []
+
+
+async def test_deals_move_between_stages_and_pipelines(db: object) -> None:
+    from crm.config import DEFAULT_PIPELINE, CrmConfig, PipelineDef, StatusDef
+    from crm.db import Database
+
+    assert isinstance(db, Database)
+    service = Crm(
+        db,
+        CrmConfig(
+            pipelines=(
+                DEFAULT_PIPELINE,
+                PipelineDef(
+                    "service",
+                    "Service",
+                    (
+                        StatusDef("OPEN", "Open", "process"),
+                        StatusDef("DONE", "Done", "success"),
+                        StatusDef("FAIL", "Failed", "failure"),
+                    ),
+                ),
+            )
+        ),
+    )
+    await service.prepare()
+    deal = await service.deals.create("Repair")
+    assert (deal.pipeline, deal.stage) == ("sales", "NEW")
+    deal = await service.deals.move(deal.id, "NEGOTIATION")
+    assert deal.stage_name == "Negotiation" and deal.closed_at is None
+    deal = await service.deals.move(deal.id, "OPEN", pipeline="service")
+    assert (deal.pipeline, deal.stage) == ("service", "OPEN")
+    with pytest.raises(InvalidInput):
+        await service.deals.move(deal.id, "WON")  # not a stage of the service pipeline
+    won = await service.deals.win(deal.id)
+    assert won.stage == "DONE" and won.stage_semantic == "success" and won.closed_at
+    _, total = await service.deals.page(ListFilter(pipeline="service", semantic="success"))
+    assert total == 1
