@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import random
 import resource
 import tempfile
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -174,7 +176,61 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-async def bench(backend: str, contacts: int, n_events: int, concurrency: int) -> dict[str, Any]:
+def _child(url: str, events: list[InboundEvent], concurrency: int, baseline: bool) -> Any:
+    """One worker process: its own engine and CRM, like a `leadbot worker`."""
+
+    async def go() -> tuple[list[float], dict[str, int], float]:
+        db = Database(url, pool_size=concurrency + 2)
+        crm = Crm(db, CrmConfig())
+        outcomes: dict[str, int] = {}
+
+        async def run_intake(event: InboundEvent) -> None:
+            r = await crm.intake.process(event)
+            outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
+
+        fn = (lambda e: _baseline_insert(db, e)) if baseline else run_intake
+        time.perf_counter()
+        try:
+            lat = await _run(events, concurrency, fn)
+        finally:
+            await db.dispose()
+        return lat, outcomes, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    return asyncio.run(go())
+
+
+async def _in_processes(
+    url: str, events: list[InboundEvent], processes: int, concurrency: int, baseline: bool
+) -> tuple[float, list[float], dict[str, int], float]:
+    """Split the stream over worker processes (each event goes to one of them)."""
+    loop = asyncio.get_running_loop()
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(processes, mp_context=ctx) as pool:
+        # Warm the pool so process start-up is not timed.
+        await asyncio.gather(*(loop.run_in_executor(pool, _noop) for _ in range(processes)))
+        t = time.perf_counter()
+        parts = await asyncio.gather(
+            *(
+                loop.run_in_executor(pool, _child, url, events[k::processes], concurrency, baseline)
+                for k in range(processes)
+            )
+        )
+        elapsed = time.perf_counter() - t
+    lat = [x for part in parts for x in part[0]]
+    outcomes: dict[str, int] = {}
+    for part in parts:
+        for k, v in part[1].items():
+            outcomes[k] = outcomes.get(k, 0) + v
+    return elapsed, lat, outcomes, max(part[2] for part in parts)
+
+
+def _noop() -> None:
+    return None
+
+
+async def bench(
+    backend: str, contacts: int, n_events: int, concurrency: int, processes: int = 1
+) -> dict[str, Any]:
     tmp = tempfile.mkdtemp(prefix="leadbot-bench-")
     dbname = f"leadbot_bench_{uuid.uuid4().hex[:8]}"
     if backend == "sqlite":
@@ -200,18 +256,13 @@ async def bench(backend: str, contacts: int, n_events: int, concurrency: int) ->
         for k in range(500):
             await crm.exceptions.add(f"+4917{k:08d}", "bench")
         events = make_events(contacts, n_events)
-        outcomes: dict[str, int] = {}
-
-        async def run_intake(event: InboundEvent) -> None:
-            r = await crm.intake.process(event)
-            outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
-
-        t = time.perf_counter()
-        lat = await _run(events, concurrency, run_intake)
-        intake_s = time.perf_counter() - t
-        t = time.perf_counter()
-        base_lat = await _run(events, concurrency, lambda e: _baseline_insert(db, e))
-        base_s = time.perf_counter() - t
+        await db.dispose()
+        intake_s, lat, outcomes, rss = await _in_processes(
+            url, events, processes, concurrency, baseline=False
+        )
+        base_s, base_lat, _, _ = await _in_processes(
+            url, events, processes, concurrency, baseline=True
+        )
     finally:
         await db.dispose()
         if backend == "postgres":
@@ -223,13 +274,14 @@ async def bench(backend: str, contacts: int, n_events: int, concurrency: int) ->
         "contacts": contacts,
         "events": n_events,
         "concurrency": concurrency,
+        "processes": processes,
         "seed_s": round(seed_s, 1),
         "events_per_s": round(n_events / intake_s, 1),
         "p50_ms": round(_pct(lat, 0.50), 2),
         "p99_ms": round(_pct(lat, 0.99), 2),
         "baseline_per_s": round(n_events / base_s, 1),
         "baseline_p50_ms": round(_pct(base_lat, 0.50), 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(rss, 1),
         "outcomes": outcomes,
     }
 
@@ -239,10 +291,13 @@ def main() -> None:
     p.add_argument("--backend", choices=["sqlite", "postgres"], required=True)
     p.add_argument("--contacts", type=int, default=10_000)
     p.add_argument("--events", type=int, default=20_000)
-    p.add_argument("--concurrency", type=int, default=None)
+    p.add_argument("--concurrency", type=int, default=None, help="tasks per process")
+    p.add_argument("--processes", type=int, default=None, help="worker processes")
     a = p.parse_args()
-    conc = a.concurrency or (1 if a.backend == "sqlite" else 8)
-    print(json.dumps(asyncio.run(bench(a.backend, a.contacts, a.events, conc))))
+    # SQLite has one writer at a time: one worker. PostgreSQL: one process per core.
+    conc = a.concurrency or (1 if a.backend == "sqlite" else 4)
+    procs = a.processes or (1 if a.backend == "sqlite" else (os.cpu_count() or 1))
+    print(json.dumps(asyncio.run(bench(a.backend, a.contacts, a.events, conc, procs))))
 
 
 if __name__ == "__main__":

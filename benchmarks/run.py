@@ -66,14 +66,15 @@ def intake_section(quick: bool) -> str:
     lines = [
         "### Intake (matcher + CRM writes), events through `Intake.process`",
         "",
-        "| backend | contacts | workers | events/s | p50 ms | p99 ms | baseline events/s "
+        "| backend | contacts | processes × tasks | events/s | p50 ms | p99 ms | baseline events/s "
         "| × baseline | × small DB | peak RSS MB |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     small = {r["backend"]: r["events_per_s"] for r in rows if r["contacts"] == sizes[0]}
     for r in rows:
         lines.append(
-            f"| {r['backend']} | {r['contacts']:,} | {r['concurrency']} | {r['events_per_s']:,.0f} "
+            f"| {r['backend']} | {r['contacts']:,} | {r['processes']} × {r['concurrency']} "
+            f"| {r['events_per_s']:,.0f} "
             f"| {r['p50_ms']} | {r['p99_ms']} | {r['baseline_per_s']:,.0f} "
             f"| {r['events_per_s'] / r['baseline_per_s']:.2f} "
             f"| {r['events_per_s'] / small[r['backend']]:.2f} | {r['peak_rss_mb']} |"
