@@ -14,7 +14,7 @@ from crm.errors import Conflict, InvalidInput, NotFound
 from crm.models import Company, Contact, Deal, Pipeline, Stage, utcnow
 from crm.services.common import add_timeline, check_access, deal_views, get_or_404
 from crm.services.flags import recompute_client_flags
-from crm.services.listing import ListFilter, page_of
+from crm.services.listing import ListFilter, apply_common, page_of, visible_to
 from crm.services.pipelines import first_stage_with, pipeline_by_code, stage_by_code
 
 
@@ -159,26 +159,10 @@ class Deals:
             )
         if flt.status:
             query = query.join(Stage, Stage.id == Deal.stage_id).where(Stage.code == flt.status)
-        if flt.semantic:
-            query = query.where(Deal.stage_semantic == flt.semantic)
-        if flt.source:
-            query = query.where(Deal.source == flt.source)
-        if flt.responsible_id is not None:
-            query = query.where(Deal.responsible_id == flt.responsible_id)
-        if flt.unassigned:
-            query = query.where(Deal.responsible_id.is_(None))
-        if flt.is_return_customer is not None:
-            query = query.where(Deal.is_return_customer.is_(flt.is_return_customer))
         if flt.is_repeated_approach is not None:
             query = query.where(Deal.is_repeated_approach.is_(flt.is_repeated_approach))
-        if flt.created_from:
-            query = query.where(Deal.created_at >= flt.created_from)
-        if flt.created_to:
-            query = query.where(Deal.created_at < flt.created_to)
-        if not actor.sees_everything:
-            query = query.where(
-                (Deal.responsible_id == actor.rep_id) | Deal.responsible_id.is_(None)
-            )
+        query = apply_common(query, Deal, Deal.stage_semantic, flt)
+        query = query.where(visible_to(actor, Deal.responsible_id))
         async with self.db.transaction() as s:
             rows, total = await page_of(s, query, Deal.id, flt.offset, flt.limit)
             return await deal_views(s, rows), total

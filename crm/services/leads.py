@@ -32,7 +32,7 @@ from crm.services.common import (
     lead_views,
 )
 from crm.services.flags import recompute_client_flags
-from crm.services.listing import ListFilter, page_of
+from crm.services.listing import ListFilter, apply_common, page_of, visible_to
 from crm.services.pipelines import pipeline_by_code, stage_by_code
 
 
@@ -344,24 +344,8 @@ class Leads:
         query = select(Lead)
         if flt.status:
             query = query.where(Lead.status == flt.status)
-        if flt.semantic:
-            query = query.where(Lead.status_semantic == flt.semantic)
-        if flt.source:
-            query = query.where(Lead.source == flt.source)
-        if flt.responsible_id is not None:
-            query = query.where(Lead.responsible_id == flt.responsible_id)
-        if flt.unassigned:
-            query = query.where(Lead.responsible_id.is_(None))
-        if flt.is_return_customer is not None:
-            query = query.where(Lead.is_return_customer.is_(flt.is_return_customer))
-        if flt.created_from:
-            query = query.where(Lead.created_at >= flt.created_from)
-        if flt.created_to:
-            query = query.where(Lead.created_at < flt.created_to)
-        if not actor.sees_everything:
-            query = query.where(
-                (Lead.responsible_id == actor.rep_id) | Lead.responsible_id.is_(None)
-            )
+        query = apply_common(query, Lead, Lead.status_semantic, flt)
+        query = query.where(visible_to(actor, Lead.responsible_id))
         async with self.db.transaction() as s:
             rows, total = await page_of(s, query, Lead.id, flt.offset, flt.limit)
             return await lead_views(s, self.config, rows), total

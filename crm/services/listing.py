@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.dto import Actor
 from crm.errors import InvalidInput
 
 MAX_LIMIT = 200
@@ -39,6 +40,32 @@ class ListFilter:
         if self.semantic not in (None, "process", "success", "failure"):
             raise InvalidInput("semantic must be process, success or failure")
         return self
+
+
+def visible_to(actor: Actor, responsible: Any) -> Any:
+    """Rights as a filter: a rep sees own and unassigned records, supervisors everything."""
+    if actor.sees_everything:
+        return true()
+    return (responsible == actor.rep_id) | responsible.is_(None)
+
+
+def apply_common(query: Select[Any], model: Any, semantic: Any, flt: ListFilter) -> Select[Any]:
+    """The filters leads and deals share (`semantic` is the model's semantic column)."""
+    if flt.semantic:
+        query = query.where(semantic == flt.semantic)
+    if flt.source:
+        query = query.where(model.source == flt.source)
+    if flt.responsible_id is not None:
+        query = query.where(model.responsible_id == flt.responsible_id)
+    if flt.unassigned:
+        query = query.where(model.responsible_id.is_(None))
+    if flt.is_return_customer is not None:
+        query = query.where(model.is_return_customer.is_(flt.is_return_customer))
+    if flt.created_from:
+        query = query.where(model.created_at >= flt.created_from)
+    if flt.created_to:
+        query = query.where(model.created_at < flt.created_to)
+    return query
 
 
 async def page_of(

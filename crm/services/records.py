@@ -19,6 +19,7 @@ from crm.services.common import (
     contact_views,
     get_or_404,
 )
+from crm.services.listing import page_of, visible_to
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,27 +163,15 @@ class Records:
     async def list_contacts(
         self, *, offset: int = 0, limit: int = 50, actor: Actor = SYSTEM
     ) -> tuple[list[ContactView], int]:
-        from crm.services.listing import page_of
-
         async with self.db.transaction() as s:
-            query = select(Contact)
-            if not actor.sees_everything:
-                query = query.where(
-                    (Contact.responsible_id == actor.rep_id) | Contact.responsible_id.is_(None)
-                )
+            query = select(Contact).where(visible_to(actor, Contact.responsible_id))
             rows, total = await page_of(s, query, Contact.id, offset, limit)
             return await contact_views(s, rows), total
 
     async def list_companies(
         self, *, offset: int = 0, limit: int = 50, actor: Actor = SYSTEM
     ) -> tuple[list[CompanyView], int]:
-        from crm.services.listing import page_of
-
         async with self.db.transaction() as s:
-            query = select(Company)
-            if not actor.sees_everything:
-                query = query.where(
-                    (Company.responsible_id == actor.rep_id) | Company.responsible_id.is_(None)
-                )
+            query = select(Company).where(visible_to(actor, Company.responsible_id))
             rows, total = await page_of(s, query, Company.id, offset, limit)
             return await company_views(s, rows), total

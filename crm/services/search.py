@@ -12,6 +12,7 @@ from crm.dto import SYSTEM, Actor, ContactView, DealView, DuplicateHits, LeadVie
 from crm.identity import identities_from_values
 from crm.models import Communication, Company, Contact, Deal, Lead
 from crm.services.common import contact_views, deal_views, lead_views
+from crm.services.listing import visible_to
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,18 +111,15 @@ class Search:
                     .limit(limit)
                 )
             )
-            lead_q = select(Lead).where(Lead.id.in_(owners["lead"]))
+            lead_q = select(Lead).where(
+                Lead.id.in_(owners["lead"]), visible_to(actor, Lead.responsible_id)
+            )
             deal_q = select(Deal).where(
                 Deal.contact_id.in_(owners["contact"] | {c.id for c in contacts})
-                | Deal.company_id.in_(owners["company"])
+                | Deal.company_id.in_(owners["company"]),
+                visible_to(actor, Deal.responsible_id),
             )
             if not actor.sees_everything:
-                lead_q = lead_q.where(
-                    (Lead.responsible_id == actor.rep_id) | Lead.responsible_id.is_(None)
-                )
-                deal_q = deal_q.where(
-                    (Deal.responsible_id == actor.rep_id) | Deal.responsible_id.is_(None)
-                )
                 contacts = [c for c in contacts if c.responsible_id in (None, actor.rep_id)]
             leads = list(await s.scalars(lead_q.order_by(Lead.id.desc()).limit(limit)))
             deals = list(await s.scalars(deal_q.order_by(Deal.id.desc()).limit(limit)))
