@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import tempfile
 import time
 import uuid
@@ -63,12 +62,6 @@ def wrk_path() -> str:
     if path is None:
         raise WrkMissing("wrk is not installed: `apt-get install wrk` (Debian package) first")
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _call(call_id: str) -> bytes:
@@ -147,7 +140,7 @@ async def wrk(
         wrk_path(),
         f"-t{THREADS}",
         f"-c{CONNECTIONS}",
-        f"-d{seconds}s",
+        f"-d{max(1, round(seconds))}s",  # wrk takes whole seconds
         "-s",
         str(lua),
         url,
@@ -157,7 +150,8 @@ async def wrk(
     out, err = await proc.communicate()
     line = next((x for x in out.decode().splitlines() if x.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({proc.returncode}): {err.decode().strip()[:300]}")
+        said = (err.decode() + out.decode()).strip()[-300:]
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {said}")
     raw = json.loads(line.removeprefix("RESULT "))
     return {
         "rps": round(raw["requests"] / raw["seconds"], 1),
@@ -178,8 +172,9 @@ async def bare_app() -> AsyncIterator[str]:
     app.router.add_post("/hooks/calls", ok)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = _free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    site = web.TCPSite(runner, "127.0.0.1", 0)  # a free port, taken at once
+    await site.start()
+    port = runner.addresses[0][1]
     try:
         yield f"http://127.0.0.1:{port}/hooks/calls"
     finally:
@@ -200,7 +195,7 @@ async def phone_service(
     path = workdir / f"phone-{time.monotonic_ns()}.db"
     settings = Settings(
         database={"url": f"sqlite+aiosqlite:///{path}"},
-        http={"host": "127.0.0.1", "port": _free_port()},
+        http={"host": "127.0.0.1", "port": 0},
         phone={"webhook_secret": SECRET, "lookup_token": LOOKUP_TOKEN, "region": "DE"},
         redis={"url": REDIS_URL, "stream": redis_stream} if redis_stream else {},
     )

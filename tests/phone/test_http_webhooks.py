@@ -5,10 +5,21 @@ from __future__ import annotations
 
 import json
 import time
+from urllib.parse import urlencode
 from xml.etree import ElementTree
 
+from twilio.request_validator import RequestValidator
+
 from channels.phone.signatures import sign_generic
-from tests.phone.conftest import FALLBACK, PUBLIC, SECRET, PhoneClient, StartPhone, add_rep
+from tests.phone.conftest import (
+    FALLBACK,
+    PUBLIC,
+    SECRET,
+    TWILIO_TOKEN,
+    PhoneClient,
+    StartPhone,
+    add_rep,
+)
 
 CALL = {
     "event": "call.ringing",
@@ -186,3 +197,22 @@ async def test_twilio_bad_input(phone: PhoneClient) -> None:
         headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "x"},
     )
     assert raw.status in (400, 401)
+
+
+async def test_twilio_voice_by_get_signs_the_query(phone: PhoneClient) -> None:
+    # A number configured for HTTP GET: the parameters are the query, signed as part of the URL.
+    form = _twilio_form("CA" + "e" * 32)
+    query = urlencode(form)
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(
+        f"{PUBLIC}/hooks/twilio/voice?{query}", {}
+    )
+    reply = await phone._send(
+        "GET", f"/hooks/twilio/voice?{query}", headers={"X-Twilio-Signature": signature}
+    )
+    assert reply.status == 200 and "<Dial" in reply.text
+    unsigned = await phone._send(
+        "GET", f"/hooks/twilio/voice?{query}&extra=1", headers={"X-Twilio-Signature": signature}
+    )
+    assert unsigned.status == 401
+    await phone.settle()
+    assert len(await phone.leads()) == 1
