@@ -17,6 +17,7 @@ from bot.callbacks import Button, StaleButton
 from bot.cards import Cards, open_followups
 from bot.clock import Clock
 from bot.commands import Commands, actor_of
+from bot.relay import Relay
 from bot.views import Rendered, Row, Viewer
 from bot.when import HINT, parse_when, preset
 from crm.dto import RepView
@@ -66,6 +67,7 @@ class Actions:
         tz: tzinfo,
         junk_reasons: tuple[str, ...],
         queued: Callable[[], None] = lambda: None,
+        relay: Relay | None = None,
     ) -> None:
         self.crm = crm
         self.cards = cards
@@ -74,6 +76,7 @@ class Actions:
         self.tz = tz
         self.junk_reasons = junk_reasons
         self.queued = queued
+        self.relay = relay
         self.table: dict[str, Action] = {
             cb.TAKE: self.take,
             cb.CALLBACK_MENU: self.callback_menu,
@@ -100,6 +103,7 @@ class Actions:
             cb.LEADS_PAGE: self.leads_page,
             cb.DEALS_PAGE: self.deals_page,
             cb.SETTING: self.setting,
+            cb.REPLY: self.reply,
         }
 
     async def run(self, press: Press) -> Outcome:
@@ -343,6 +347,19 @@ class Actions:
             raise StaleButton("nothing to reopen")
         return Outcome("↩ Reopened.", await self._card(press, kind, ident))
 
+    # --- answering the customer -----------------------------------------------------------------
+
+    async def reply(self, press: Press) -> Outcome:
+        kind, ident = press.button.record
+        if self.relay is None:
+            raise StaleButton("answering customers is not set up")
+        _, person = await self.relay.chat_of(press.rep, kind, ident)
+        text = (
+            f"Your message to {person} in Telegram ({kind} #{ident}): send it now as your next "
+            "message. It goes to the customer exactly as you type it."
+        )
+        return Outcome(prompt=Prompt(text, "your answer", cb.REPLY, press.button.ref))
+
     # --- navigation -----------------------------------------------------------------------------
 
     async def back(self, press: Press) -> Outcome:
@@ -394,6 +411,9 @@ class Actions:
             except ValueError as err:
                 raise InvalidInput(str(err)) from None
             return await self.schedule(press, kind, ident, due)
+        if prompt_action == cb.REPLY and self.relay is not None:
+            toast = await self.relay.send(rep, kind, ident, text)
+            return Outcome(toast, await self._card(press, kind, ident))
         raise StaleButton("nothing is waiting for this answer")
 
 

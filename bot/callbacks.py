@@ -39,13 +39,14 @@ REOPEN = "ro"
 LEADS_PAGE = "pl"
 DEALS_PAGE = "pd"
 SETTING = "se"
+REPLY = "rp"
 
 ACTIONS = frozenset(
     {TAKE, STATUS_MENU, STATUS, REASSIGN_MENU, REASSIGN, CONVERT_MENU, CONVERT, JUNK_MENU, JUNK,
      JUNK_TYPED, EXCEPT_MENU, EXCEPT, CALLBACK_MENU, CALLBACK, DONE, BACK, OPEN, STAGE_MENU, STAGE,
-     WIN, LOSE, REOPEN, LEADS_PAGE, DEALS_PAGE, SETTING}
+     WIN, LOSE, REOPEN, LEADS_PAGE, DEALS_PAGE, SETTING, REPLY}
 )  # fmt: skip
-KINDS = {"l": "lead", "d": "deal", "a": "activity"}
+KINDS = {"l": "lead", "d": "deal", "a": "activity", "c": "contact"}
 LETTERS = {v: k for k, v in KINDS.items()}
 
 

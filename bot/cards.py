@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 
 from bot.views import CardContext, Rendered, Viewer, contact_card, deal_card, lead_card
-from crm.dto import SYSTEM, ActivityView, Actor, ContactView, DealView, LeadView
+from crm.dto import SYSTEM, ActivityView, Actor, CommView, ContactView, DealView, LeadView
 from crm.service import Crm
 
 INBOUND = ("call", "email", "message", "webform")
@@ -25,6 +25,14 @@ def open_followups(acts: Sequence[ActivityView]) -> tuple[ActivityView, ...]:
         for a in acts
         if not a.done and ((a.meta or {}).get("callback") or (a.kind == "call" and a.due_at))
     )
+
+
+def telegram_chat(comms: Sequence[CommView]) -> int | None:
+    """The customer's Telegram chat (a private chat's id is the user id), newest first."""
+    for comm in reversed(comms):
+        if comm.kind == "telegram" and comm.value and comm.value.lstrip("-").isdigit():
+            return int(comm.value)
+    return None
 
 
 def latest_inbound(acts: Sequence[ActivityView]) -> ActivityView | None:
@@ -78,18 +86,23 @@ class Cards:
             if lead.is_return_customer:
                 history = await self.crm.leads.history(ident, actor)
                 ctx = replace(ctx, history=tuple(history))
-            return Card("lead", ident, ctx, lead=lead)
+            chat = telegram_chat(lead.comms)
+            if chat is None and lead.contact_id is not None:  # a repeat lead: the client's
+                chat = telegram_chat((await self.crm.records.get_contact(lead.contact_id)).comms)
+            return Card("lead", ident, replace(ctx, chat_id=chat), lead=lead)
         if kind == "deal":
             deal = await self.crm.deals.get(ident, actor)
             ctx = await self._context("deal", ident, actor, headline, reason, activity_id)
             contact = (
                 await self.crm.records.get_contact(deal.contact_id) if deal.contact_id else None
             )
-            return Card("deal", ident, ctx, deal=deal, contact=contact)
+            chat = telegram_chat(contact.comms) if contact is not None else None
+            return Card("deal", ident, replace(ctx, chat_id=chat), deal=deal, contact=contact)
         if kind == "contact":
             contact = await self.crm.records.get_contact(ident, actor)
             ctx = await self._context("contact", ident, actor, headline, reason, activity_id)
-            return Card("contact", ident, ctx, contact=contact)
+            chat = telegram_chat(contact.comms)
+            return Card("contact", ident, replace(ctx, chat_id=chat), contact=contact)
         raise ValueError(f"no card for a {kind}")
 
     async def _context(

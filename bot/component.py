@@ -4,6 +4,9 @@ Start-up never waits for Telegram: connecting runs in the background with backof
 keeps working while Telegram is unreachable and the outbox simply fills up. Long polling is the
 default; in webhook mode our own HTTP server takes Telegram's POSTs (secret token checked) and
 feeds them to the Application.
+
+Customers write to the same bot (anyone who is not a rep), or, with `telegram.customer_token`,
+to a second bot: a second Application built the same way, run side by side with the first.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import hmac
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -20,17 +24,21 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from telegram import BotCommand, BotCommandScopeChat, Update
 from telegram.error import TelegramError
-from telegram.ext import Application
+from telegram.ext import Application, ApplicationBuilder
 
 from bot.actions import Actions
 from bot.cards import Cards
 from bot.clock import Clock, SystemClock
 from bot.commands import Commands
+from bot.customers import CustomerDesk
 from bot.handlers import Handlers, commands_menu
 from bot.notifier import Notifier
+from bot.relay import Relay
 from bot.reminders import Duties
 from bot.sync import CardSync
+from crm.services.chat_state import ChatStates
 from crm.services.escalation import Followups
+from crm.services.messages import Messages
 from leadbot.settings import ConfigError
 from leadbot.web import json_error
 
@@ -41,6 +49,8 @@ log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 UPDATES = ["message", "callback_query"]
+CUSTOMER_UPDATES = ["message"]
+CUSTOMER_HOOK = "/customers"  # appended to webhook_path for the customer bot
 FIRST_CONNECT_DELAY = 1.0
 MAX_CONNECT_DELAY = 60.0
 STOP_GRACE = 5.0
@@ -54,15 +64,13 @@ class BotComponent:
         self.settings = settings
         self.clock = clock
         crm = service.crm
-        builder = (
-            Application.builder()
-            .token(settings.token.get_secret_value())
-            .base_url(settings.base_url)
-            .base_file_url(settings.base_file_url)
+        self.app = self._build(settings.token.get_secret_value())
+        # The customer-facing bot, when it is a separate one.
+        self.customer_app = (
+            self._build(settings.customer_token.get_secret_value())
+            if settings.customer_token is not None
+            else None
         )
-        if settings.mode == "webhook":
-            builder = builder.updater(None)
-        self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
         tz = ZoneInfo(crm.config.timezone)
         self.cards = Cards(crm, tz)
         sync = CardSync(crm, self.cards, clock)
@@ -85,25 +93,61 @@ class BotComponent:
             queued=self.notifier.wake,
         )
         commands = Commands(crm, self.cards, clock, tz)
+        customer_bot = (self.customer_app or self.app).bot
         actions = Actions(
-            crm, self.cards, commands, clock, tz, settings.junk_reasons, self.notifier.wake
+            crm,
+            self.cards,
+            commands,
+            clock,
+            tz,
+            settings.junk_reasons,
+            self.notifier.wake,
+            relay=Relay(self.cards, Messages(service.db), customer_bot),
         )
-        self.handlers = Handlers(crm, commands, actions, sync)
+        self.desk = CustomerDesk(
+            service.submit, ChatStates(service.db), clock, ask_phone=settings.ask_phone
+        )
+        shared = self.desk if self.customer_app is None else None
+        self.handlers = Handlers(crm, commands, actions, sync, customers=shared)
         self.handlers.register(self.app)
+        if self.customer_app is not None:
+            self.desk.register(self.customer_app)
+            self.customer_app.add_error_handler(self.handlers.error)
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _build(self, token: str) -> Application[Any, Any, Any, Any, Any, Any]:
+        builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] = (
+            Application.builder()
+            .token(token)
+            .base_url(self.settings.base_url)
+            .base_file_url(self.settings.base_file_url)
+        )
+        if self.settings.mode == "webhook":
+            builder = builder.updater(None)
+        return builder.build()
+
+    def _apps(self) -> list[tuple[Application[Any, Any, Any, Any, Any, Any], list[str], str]]:
+        """Each Application with the updates it wants and its webhook path."""
+        path = self.settings.webhook_path
+        apps = [(self.app, UPDATES, path)]
+        if self.customer_app is not None:
+            apps.append((self.customer_app, CUSTOMER_UPDATES, path.rstrip("/") + CUSTOMER_HOOK))
+        return apps
 
     # --- component protocol -----------------------------------------------------------------
 
     def routes(self) -> list[web.AbstractRouteDef]:
         if self.settings.mode != "webhook":
             return []
-        return [web.post(self.settings.webhook_path, self._webhook)]
+        return [web.post(path, self._webhook(app)) for app, _, path in self._apps()]
 
     async def start(self) -> None:
         self._stop.clear()
         self._tasks.append(asyncio.create_task(self.duties.run(self._stop)))
+        interval = self.settings.duties_interval
+        self._tasks.append(asyncio.create_task(self.desk.run(self._stop, interval)))
         self._tasks.append(asyncio.create_task(self._connect()))
 
     async def stop(self) -> None:
@@ -117,8 +161,9 @@ class BotComponent:
         self._tasks.clear()
         self.ready.clear()
         await self._halt()
-        with contextlib.suppress(Exception):
-            await self.app.shutdown()
+        for app, _, _ in self._apps():
+            with contextlib.suppress(Exception):
+                await app.shutdown()
 
     async def wait_ready(self, timeout: float = 10.0) -> None:
         await asyncio.wait_for(self.ready.wait(), timeout)
@@ -145,26 +190,28 @@ class BotComponent:
 
     async def _go_live(self) -> None:
         """Every step may fail while Telegram is unreachable; each is safe to repeat."""
-        await self.app.initialize()  # getMe; does nothing once it succeeded
-        await self._register_commands()
-        if not self.app.running:
-            await self.app.start()
-        if self.settings.mode == "webhook":
-            await self._set_webhook()
-        else:
-            assert self.app.updater is not None
-            await self.app.updater.start_polling(
-                timeout=self.settings.polling_timeout, allowed_updates=UPDATES
-            )
+        for app, updates, path in self._apps():
+            await app.initialize()  # getMe; does nothing once it succeeded
+            if app is self.app:
+                await self._register_commands()
+            if not app.running:
+                await app.start()
+            if self.settings.mode == "webhook":
+                await self._set_webhook(app, updates, path)
+            elif app.updater is not None and not app.updater.running:
+                await app.updater.start_polling(
+                    timeout=self.settings.polling_timeout, allowed_updates=updates
+                )
 
     async def _halt(self) -> None:
         """Undo a half-done start (polling, the update processing); keep the session."""
-        with contextlib.suppress(Exception):
-            if self.app.updater is not None and self.app.updater.running:
-                await self.app.updater.stop()
-        with contextlib.suppress(Exception):
-            if self.app.running:
-                await self.app.stop()
+        for app, _, _ in self._apps():
+            with contextlib.suppress(Exception):
+                if app.updater is not None and app.updater.running:
+                    await app.updater.stop()
+            with contextlib.suppress(Exception):
+                if app.running:
+                    await app.stop()
 
     async def _register_commands(self) -> None:
         """The command menu: reps see theirs, admins also /exceptions and /settings."""
@@ -179,19 +226,32 @@ class BotComponent:
         except TelegramError as err:  # a missing menu is cosmetic; the commands still work
             log.warning("could not register the command menu: %s", err)
 
-    async def _set_webhook(self) -> None:
+    async def _set_webhook(
+        self, app: Application[Any, Any, Any, Any, Any, Any], updates: list[str], path: str
+    ) -> None:
         secret = self.settings.webhook_secret
         assert secret is not None
-        url = self.settings.webhook_url or (
+        base = self.settings.webhook_url or (
             self.service.settings.http.public_url.rstrip("/") + self.settings.webhook_path
         )
-        await self.app.bot.set_webhook(
-            url, secret_token=secret.get_secret_value(), allowed_updates=UPDATES
+        url = base if app is self.app else base.rstrip("/") + CUSTOMER_HOOK
+        await app.bot.set_webhook(
+            url, secret_token=secret.get_secret_value(), allowed_updates=updates
         )
 
     # --- webhook ------------------------------------------------------------------------------
 
-    async def _webhook(self, request: web.Request) -> web.Response:
+    def _webhook(
+        self, app: Application[Any, Any, Any, Any, Any, Any]
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def receive(request: web.Request) -> web.Response:
+            return await self._receive(app, request)
+
+        return receive
+
+    async def _receive(
+        self, app: Application[Any, Any, Any, Any, Any, Any], request: web.Request
+    ) -> web.Response:
         secret = self.settings.webhook_secret
         given = request.headers.get(SECRET_HEADER, "")
         if secret is None or not hmac.compare_digest(
@@ -202,12 +262,12 @@ class BotComponent:
             return json_error(503, "not_ready", "the bot is still connecting to Telegram")
         try:
             data = await request.json()
-            update = Update.de_json(data, self.app.bot) if isinstance(data, dict) else None
+            update = Update.de_json(data, app.bot) if isinstance(data, dict) else None
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             update = None
         if update is None:
             return json_error(400, "bad_update", "the body is not a Telegram update")
-        await self.app.process_update(update)
+        await app.process_update(update)
         return web.json_response({"ok": True})
 
 

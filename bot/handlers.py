@@ -31,6 +31,7 @@ from bot import callbacks as cb
 from bot import views
 from bot.actions import Actions, Outcome, Press
 from bot.commands import Commands, actor_of, record_number
+from bot.customers import CustomerDesk
 from bot.sending import NO_PREVIEW, edit_card, markup
 from bot.sync import CardSync
 from bot.views import Rendered, clip
@@ -85,15 +86,25 @@ def card_ref_in(keyboard: InlineKeyboardMarkup | None) -> tuple[str, int] | None
 
 class Handlers:
     def __init__(
-        self, crm: Crm, commands: Commands, actions: Actions, sync: CardSync | None = None
+        self,
+        crm: Crm,
+        commands: Commands,
+        actions: Actions,
+        sync: CardSync | None = None,
+        customers: CustomerDesk | None = None,
     ) -> None:
         self.crm = crm
         self.commands = commands
         self.actions = actions
         self.sync = sync
+        # Customers write to this bot too: whoever is not a rep is served by the desk.
+        self.customers = customers
         # (chat, prompt message) → (action, record ref, card message): a reply to a prompt
         # finishes that action and redraws the card. In memory: a restart forgets open prompts.
         self.pending: dict[tuple[int, int], tuple[str, str, int | None]] = {}
+        # chat → prompt message: prompts the rep's next plain message answers as well
+        # ("Reply" to a customer), not only a reply to the prompt.
+        self.next_message: dict[int, int] = {}
 
     def register(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         private = filters.ChatType.PRIVATE
@@ -128,10 +139,15 @@ class Handlers:
         return rep if rep is not None and rep.active else None
 
     async def _rep_or_decline(self, update: Update) -> RepView | None:
+        """The rep writing; anyone else is a customer (served by the desk) or declined."""
         rep = await self.rep_of(update)
-        if rep is None and update.effective_message is not None:
+        if rep is not None:
+            return rep
+        if self.customers is not None:
+            await self.customers.message(update)
+        elif update.effective_message is not None:
             await update.effective_message.reply_text(views.STRANGER)
-        return rep
+        return None
 
     def _refused(self, update: Update, rep: RepView, what: str, err: Exception) -> None:
         user = update.effective_user
@@ -153,15 +169,22 @@ class Handlers:
             try:
                 joined = await self.crm.reps.redeem_invite(context.args[0], user.id)
             except CrmError as err:
-                await message.reply_text(sentence(err))
+                if self.customers is not None and await self.rep_of(update) is None:
+                    await self.customers.start(update, context)  # a customer's deep link
+                else:
+                    await message.reply_text(sentence(err))
                 return
             log.info("rep #%s %s is now Telegram user %s", joined.id, joined.name, user.id)
             welcome = f"Welcome, {views.esc(joined.name)}! New leads will arrive here.\n\n"
             await _reply(message, Rendered(welcome + views.help_text(joined.role)))
             return
-        rep = await self._rep_or_decline(update)
+        rep = await self.rep_of(update)
         if rep is not None:
             await _reply(message, Rendered(views.help_text(rep.role)))
+        elif self.customers is not None:
+            await self.customers.start(update, context)
+        else:
+            await message.reply_text(views.STRANGER)
 
     def _command(self, run: Command) -> Handler:
         async def handle(update: Update, context: Context) -> None:
@@ -254,6 +277,8 @@ class Handlers:
                 do_quote=False,
             )
             self.pending[(asked.chat_id, asked.message_id)] = (p.action, p.ref, message.message_id)
+            if p.action == cb.REPLY:
+                self.next_message[asked.chat_id] = asked.message_id
 
     async def _owner(self, message: Message | None) -> tuple[str, int] | None:
         """The record a message of ours shows: from its buttons, else from the card log."""
@@ -276,6 +301,8 @@ class Handlers:
         text = message.text or ""
         pending = self.pending.pop((message.chat_id, target.message_id), None)
         if pending is not None:
+            if self.next_message.get(message.chat_id) == target.message_id:
+                del self.next_message[message.chat_id]
             await self._answer_prompt(update, rep, message, pending, text)
             return
         owner = await self._owner(target)
@@ -328,8 +355,16 @@ class Handlers:
     async def other(self, update: Update, context: Context) -> None:
         message = update.effective_message
         rep = await self._rep_or_decline(update)
-        if rep is not None and message is not None:
-            await message.reply_text(HINT)
+        if rep is None or message is None:
+            return
+        prompt = self.next_message.get(message.chat_id)
+        if prompt is not None and message.text and not message.text.startswith("/"):
+            del self.next_message[message.chat_id]
+            pending = self.pending.pop((message.chat_id, prompt), None)
+            if pending is not None:
+                await self._answer_prompt(update, rep, message, pending, message.text)
+                return
+        await message.reply_text(HINT)
 
     async def error(self, update: object, context: Context) -> None:
         log.error("bot handler failed on %s", type(update).__name__, exc_info=context.error)

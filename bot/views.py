@@ -28,6 +28,7 @@ LIST_ITEM_CHARS = 70
 MAX_COMMS = 4
 MAX_TASKS = 3
 MAX_HISTORY = 6
+MAX_ATTACHMENTS = 4
 
 Row = list[tuple[str, str]]  # (button label, callback data)
 
@@ -57,6 +58,7 @@ class CardContext:
     message: ActivityView | None = None  # the inbound contact to quote
     tasks: tuple[ActivityView, ...] = ()  # open call-backs and scheduled calls
     history: tuple[tuple[str, int, str, str], ...] = ()  # earlier leads / deals of the client
+    chat_id: int | None = None  # the customer's Telegram chat: the card offers "Reply"
 
 
 # --- text helpers -----------------------------------------------------------------------------
@@ -108,8 +110,11 @@ def _comm_lines(comms: Sequence[tuple[str, str, str | None]]) -> list[str]:
     """(kind, raw, normalized) → 📞 / ✉️ lines; phones become tel: links."""
     phones = [(raw, value) for kind, raw, value in comms if kind == "phone"][:MAX_COMMS]
     emails = [value or raw for kind, raw, value in comms if kind == "email"][:MAX_COMMS]
+    # A Telegram handle's raw value is the username when there is one: nicer than the id.
     handles = [
-        f"{kind}: {value or raw}" for kind, raw, value in comms if kind in ("telegram", "whatsapp")
+        f"telegram @{raw}" if kind == "telegram" and raw != value else f"{kind}: {value or raw}"
+        for kind, raw, value in comms
+        if kind in ("telegram", "whatsapp")
     ][:MAX_COMMS]
     out = []
     if phones:
@@ -131,6 +136,30 @@ def _quote(message: ActivityView | None) -> list[str]:
         out.append(
             f"<blockquote>{esc(clip(message.body, SNIPPET_CHARS, SNIPPET_LINES))}</blockquote>"
         )
+    return out + _attachment_lines(message.meta.get("attachments"))
+
+
+def _size(size: int) -> str:
+    if size <= 0:
+        return ""
+    if size < 1024:
+        return f", {size} B"
+    return f", {size / 1024:.0f} KB" if size < 1024 * 1024 else f", {size / 1048576:.1f} MB"
+
+
+def _attachment_lines(attachments: object) -> list[str]:
+    """📎 lines for the files a message carried (metadata only; stored as given)."""
+    if not isinstance(attachments, list):
+        return []
+    out = []
+    for a in attachments[:MAX_ATTACHMENTS]:
+        if not isinstance(a, dict):
+            continue
+        size = a.get("size")
+        detail = f"{a.get('content_type') or '?'}{_size(size if isinstance(size, int) else 0)}"
+        out.append(f"📎 {esc(clip(str(a.get('name') or 'file'), 80))} ({esc(detail)})")
+    if len(attachments) > MAX_ATTACHMENTS:
+        out.append(f"📎 … and {len(attachments) - MAX_ATTACHMENTS} more")
     return out
 
 
@@ -218,18 +247,26 @@ def lead_card(
     if lead.junk_reason:
         lines.append(f"Junk reason: {esc(clip(lead.junk_reason, REASON_CHARS))}")
     lines += _common_tail(ctx, lead.responsible_name, tz, now)
-    return Rendered(_join(lines), lead_rows(lead, ctx.tasks, viewer))
+    return Rendered(_join(lines), lead_rows(lead, ctx.tasks, viewer, chat=ctx.chat_id is not None))
 
 
-def lead_rows(lead: LeadView, tasks: Sequence[ActivityView], viewer: Viewer) -> list[Row]:
+def _reply_button(r: str) -> tuple[str, str]:
+    return ("💬 Reply", cb.encode(cb.REPLY, r))
+
+
+def lead_rows(
+    lead: LeadView, tasks: Sequence[ActivityView], viewer: Viewer, chat: bool = False
+) -> list[Row]:
     r = cb.ref("lead", lead.id)
     if not lead.is_open:
-        return _task_rows(tasks)
+        return ([[_reply_button(r)]] if chat else []) + _task_rows(tasks)
     rows: list[Row] = []
     first: Row = []
     if lead.taken_at is None and lead.responsible_id in (None, viewer.rep_id):
         first.append(("✋ Take", cb.encode(cb.TAKE, r)))
     first.append(("⏰ Call back", cb.encode(cb.CALLBACK_MENU, r)))
+    if chat:
+        first.append(_reply_button(r))
     rows.append(first)
     rows += _task_rows(tasks)
     rows.append(
@@ -276,17 +313,19 @@ def deal_card(
     if ctx.history:
         lines.append(_history_line(ctx.history, ()))
     lines += _common_tail(ctx, deal.responsible_name, tz, now)
-    return Rendered(_join(lines), deal_rows(deal, ctx.tasks))
+    return Rendered(_join(lines), deal_rows(deal, ctx.tasks, chat=ctx.chat_id is not None))
 
 
-def deal_rows(deal: DealView, tasks: Sequence[ActivityView]) -> list[Row]:
+def deal_rows(deal: DealView, tasks: Sequence[ActivityView], chat: bool = False) -> list[Row]:
     r = cb.ref("deal", deal.id)
+    reply = [_reply_button(r)] if chat else []
     if not deal.is_open:
-        return [[("↩ Reopen", cb.encode(cb.REOPEN, r))], *_task_rows(tasks)]
+        return [[("↩ Reopen", cb.encode(cb.REOPEN, r)), *reply], *_task_rows(tasks)]
     return [
         [
             ("➡ Stage", cb.encode(cb.STAGE_MENU, r)),
             ("⏰ Call back", cb.encode(cb.CALLBACK_MENU, r)),
+            *reply,
         ],
         *_task_rows(tasks),
         [("🏆 Won", cb.encode(cb.WIN, r)), ("✖ Lost", cb.encode(cb.LOSE, r))],
@@ -300,7 +339,8 @@ def contact_card(contact: ContactView, ctx: CardContext, tz: tzinfo, now: dateti
     lines.append(f"👤 <b>{esc(clip(contact.name, NAME_CHARS))}</b>{company}")
     lines += _comm_lines([(c.kind, c.raw, c.value) for c in contact.comms])
     lines += _common_tail(ctx, None, tz, now)[1:]
-    return Rendered(_join(lines), _task_rows(ctx.tasks))
+    reply = [[_reply_button(cb.ref("contact", contact.id))]] if ctx.chat_id is not None else []
+    return Rendered(_join(lines), reply + _task_rows(ctx.tasks))
 
 
 def notice(text: str) -> Rendered:

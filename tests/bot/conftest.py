@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -161,11 +161,12 @@ async def world(
     tg: FakeTelegram, start_service: Callable[..., Awaitable[Any]]
 ) -> Callable[..., Awaitable[World]]:
     # `tg` first: it must outlive the service, which still talks to it while stopping.
-    async def _make(**sections: Any) -> World:
+    async def _make(extra: Sequence[Callable[[Any], Any]] = (), **sections: Any) -> World:
+        """The service with the bot and the `extra` component factories (channels)."""
         clock = ShiftedClock()
         telegram = telegram_settings(tg, **sections.pop("telegram", {}))
         service = await start_service(
-            components=[lambda s: bot_component(s, clock)], telegram=telegram, **sections
+            components=[lambda s: bot_component(s, clock), *extra], telegram=telegram, **sections
         )
         bot = next(c for c in service.components if isinstance(c, BotComponent))
         await bot.wait_ready()
