@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bot.clock import ShiftedClock
 from bot.component import BotComponent, bot_component
+from channels.phone.signatures import GENERIC_HEADER, sign_generic
 from crm.dto import RepView
 from matching.event import Channel, InboundEvent
 from tests.conftest import make_event
 from tests.fakes.telegram_api import FakeTelegram
 
 TOKEN = "123456:TEST-TOKEN"
+PHONE_SECRET = "phone-secret"  # phone.webhook_secret of worlds with the phone channel
 JsonDict = dict[str, Any]
 
 
@@ -148,6 +153,31 @@ class World:
 
     def advance(self, **delta: float) -> None:
         self.clock.advance(timedelta(**delta))
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> int:
+        """POST to the running service; the HTTP status."""
+        url = f"http://127.0.0.1:{self.service.port}{path}"
+        async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as r:
+            await r.read()
+            return r.status
+
+    async def missed_call(self, call_id: str, number: str, **fields: Any) -> None:
+        """A missed incoming call, as the phone system reports it (signed generic webhook)."""
+        doc = {"event": "call.missed", "call_id": call_id, "direction": "incoming",
+               "from": number, "to": "+4989111222", **fields}  # fmt: skip
+        body = json.dumps(doc).encode()
+        signature = sign_generic(PHONE_SECRET, int(time.time()), body)
+        headers = {"Content-Type": "application/json", GENERIC_HEADER: signature}
+        assert await self.post("/hooks/calls", body, headers) == 202
+
+    async def settle(self) -> None:
+        """Every queued event processed and every card delivered."""
+        await asyncio.wait_for(self.service.queue.join(), 5)
+
+        async def delivered() -> bool:
+            return bool(await self.crm.outbox.pending_count() == 0)
+
+        await self.wait_until(delivered)
 
 
 @pytest.fixture

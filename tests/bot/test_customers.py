@@ -4,7 +4,6 @@ answering from the card."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -42,16 +41,6 @@ async def one_lead(w: World) -> Any:
 
     await w.wait_until(exists)
     return (await leads(w))[0]
-
-
-async def settle(w: World) -> None:
-    """Every queued event processed and every card delivered."""
-    await asyncio.wait_for(w.service.queue.join(), 5)
-
-    async def delivered() -> bool:
-        return bool(await w.crm.outbox.pending_count() == 0)
-
-    await w.wait_until(delivered)
 
 
 async def test_a_customer_is_asked_once_and_reps_answer_from_the_card(world: Any) -> None:
@@ -156,7 +145,7 @@ async def test_start_greets_and_asks_while_reps_keep_their_bot(world: Any) -> No
     assert "Shared their phone number +49 30 1234567" in card["text"]
     # Reps are still reps: their messages are never customer events.
     assert (await w.say(RITA, "/help"))["text"].startswith("Leadbot")
-    await settle(w)
+    await w.settle()
     assert len(await leads(w)) == 1
 
 
@@ -234,5 +223,5 @@ async def test_a_second_bot_serves_customers(
     assert (await w.card(RITA))["text"] == "✉️ Sent to Anna."
     # On the rep bot a stranger is still only told who the bot is for.
     assert (await w.say(BERT, "Hallo?"))["text"] == STRANGER
-    await settle(w)
+    await w.settle()
     assert len(await leads(w)) == 1

@@ -1,5 +1,5 @@
 """The issue's main scenario, end to end through the fake Bot API, on SQLite and PostgreSQL:
-a missed call → the responsible rep's card → Take → call back in 15 min → reminder →
+a missed-call webhook → the responsible rep's card → Take → call back in 15 min → reminder →
 done → converted into a deal."""
 
 from __future__ import annotations
@@ -7,38 +7,21 @@ from __future__ import annotations
 from typing import Any
 
 from bot.cards import open_followups
-from matching.event import Channel
-from tests.bot.conftest import World, button, buttons
-from tests.conftest import make_event
+from channels.phone.component import phone_component
+from tests.bot.conftest import PHONE_SECRET, World, button, buttons
 
 RITA = 1001
-MISSED = {
-    "call_id": "CA1",
-    "stage": "missed",
-    "direction": "incoming",
-    "missed": True,
-    "disposition": "missed",
-}
-
-
-def missed_call(**fields: Any) -> Any:
-    base = {
-        "channel": Channel.CALL,
-        "external_id": "CA1:missed",
-        "phones": ("+49 30 1234567",),
-        "meta": dict(MISSED),
-    }
-    return make_event(**{**base, **fields})
 
 
 async def test_missed_call_to_deal(world: Any) -> None:
-    w: World = await world()
+    w: World = await world(extra=[phone_component], phone={"webhook_secret": PHONE_SECRET})
     rita = await w.rep("Rita", RITA)
-    result = await w.service.process_now(missed_call())
-    assert result.outcome == "new_lead" and result.responsible_id == rita.id
-    lead_id = result.lead_id
+    await w.missed_call("CA1", "+49 30 1234567")
 
     card = await w.card(RITA)
+    leads, total = await w.crm.leads.page(_all())
+    assert total == 1 and leads[0].responsible_id == rita.id
+    lead_id = leads[0].id
     text = card["text"]
     assert text.startswith("📵 Missed call — new lead")
     assert "+49 30 1234567" in text and "Responsible: Rita" in text
