@@ -168,11 +168,8 @@ class Handlers:
         if context.args:
             try:
                 joined = await self.crm.reps.redeem_invite(context.args[0], user.id)
-            except CrmError as err:
-                if self.customers is not None and await self.rep_of(update) is None:
-                    await self.customers.start(update, context)  # a customer's deep link
-                else:
-                    await message.reply_text(sentence(err))
+            except CrmError as err:  # a stale invite is said so, even to a customer
+                await message.reply_text(sentence(err))
                 return
             log.info("rep #%s %s is now Telegram user %s", joined.id, joined.name, user.id)
             welcome = f"Welcome, {views.esc(joined.name)}! New leads will arrive here.\n\n"

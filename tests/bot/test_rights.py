@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bot import callbacks as cb
-from bot.views import STRANGER
+from bot.customers import GREETING, NOT_NOW, THANKS_NO_PHONE
 from tests.bot.conftest import World, answered_call, button, buttons
 
 RITA, BOB, BOSS, STRANGER_ID = 1001, 1002, 2001, 9999
@@ -27,15 +27,20 @@ async def test_invite_link_binds_the_telegram_account(world: Any) -> None:
     assert await w.crm.reps.by_telegram(BOB) is None
 
 
-async def test_strangers_get_a_polite_answer_and_nothing_from_the_crm(world: Any) -> None:
+async def test_strangers_are_customers_and_get_nothing_from_the_crm(world: Any) -> None:
     w: World = await world()
     await w.rep("Rita", RITA)
     await w.service.process_now(answered_call(1))
     await w.card(RITA)
-    for text in ("/start", "/leads", "/lead 1", "hello"):
-        reply = await w.say(STRANGER_ID, text)
-        assert reply["text"] == STRANGER
-        assert "reply_markup" not in reply
+    assert (await w.say(STRANGER_ID, "/start"))["text"].startswith(GREETING)
+    for text in ("/leads", "/lead 1", "hello"):  # commands are only words from a customer
+        w.tg.user_message(STRANGER_ID, text)
+    assert (await w.say(STRANGER_ID, NOT_NOW))["text"] == THANKS_NO_PHONE
+    await w.settle()
+    assert len(w.tg.sent_messages(STRANGER_ID)) == 2
+    assert all("reply_markup" not in m for m in w.tg.sent_messages(STRANGER_ID))
+    acts = await w.crm.activities.of_record("lead", 2)  # what they wrote is their own lead
+    assert [a.body for a in acts] == ["/leads", "/lead 1", "hello"]
     # A button payload typed by hand is refused as well.
     message_id = w.tg.sent_messages(STRANGER_ID)[-1]["message_id"]
     answer = await w.press(STRANGER_ID, message_id, cb.encode(cb.TAKE, "l1"))
