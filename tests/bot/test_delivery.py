@@ -176,6 +176,11 @@ async def test_an_action_redraws_the_other_copies_of_the_card(world: Any) -> Non
     mine, theirs = await w.card(BOSS), await w.card(BOSS + 1)
     await w.press_label(BOSS, mine["message_id"], "📊 Status")
     await w.press_label(BOSS, mine["message_id"], "Processed")
+    redrawn = f"Lead #{result.lead_id} · Processed"
+
+    async def _redrawn() -> bool:
+        return redrawn in w.current(BOSS + 1, theirs["message_id"])["text"]
+
+    await w.wait_until(_redrawn)  # the other copies are redrawn after the answer
     other = w.current(BOSS + 1, theirs["message_id"])
-    assert f"Lead #{result.lead_id} · Processed" in other["text"]
     assert "👥 Reassign" in [label for label, _ in buttons(other)]  # drawn for its reader
