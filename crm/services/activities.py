@@ -112,7 +112,7 @@ class Activities:
             return (await activity_views(s, [act]))[0]
 
     async def get(self, activity_id: int, actor: Actor = SYSTEM) -> ActivityView:
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             act: Activity = await get_or_404(s, Activity, activity_id, "activity")
             check_access(actor, act.responsible_id, "this activity")
             return (await activity_views(s, [act]))[0]
@@ -120,7 +120,7 @@ class Activities:
     async def of_record(
         self, owner_type: str, owner_id: int, actor: Actor = SYSTEM, limit: int = 100
     ) -> list[ActivityView]:
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             await self._owner(s, owner_type, owner_id, actor)
             acts = await s.scalars(
                 select(Activity)
@@ -136,7 +136,7 @@ class Activities:
     async def timeline(
         self, owner_type: str, owner_id: int, actor: Actor = SYSTEM
     ) -> list[TimelineView]:
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             await self._owner(s, owner_type, owner_id, actor)
             rows = await s.scalars(
                 select(TimelineEntry)
@@ -161,7 +161,7 @@ class Activities:
         self, now: datetime, *, rep_id: int | None = None, until: datetime | None = None
     ) -> list[ActivityView]:
         """Open scheduled activities due before `until` (default: now), oldest first."""
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             query = select(Activity).where(
                 Activity.done.is_(False),
                 Activity.due_at.is_not(None),

@@ -71,7 +71,7 @@ class Deals:
             return (await deal_views(s, [deal]))[0]
 
     async def get(self, deal_id: int, actor: Actor = SYSTEM) -> DealView:
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             deal: Deal = await get_or_404(s, Deal, deal_id, "deal")
             check_access(actor, deal.responsible_id, f"deal #{deal_id}")
             return (await deal_views(s, [deal]))[0]
@@ -143,7 +143,7 @@ class Deals:
 
     async def stages(self, pipeline: str | None = None) -> list[tuple[str, str, str]]:
         """(code, name, semantic) of a pipeline's stages, in order."""
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             pipe = await pipeline_by_code(s, pipeline)
             rows = await s.scalars(
                 select(Stage).where(Stage.pipeline_id == pipe.id).order_by(Stage.sort)
@@ -163,7 +163,7 @@ class Deals:
             query = query.where(Deal.is_repeated_approach.is_(flt.is_repeated_approach))
         query = apply_common(query, Deal, Deal.stage_semantic, flt)
         query = query.where(visible_to(actor, Deal.responsible_id))
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             rows, total = await page_of(s, query, Deal.id, flt.offset, flt.limit)
             return await deal_views(s, rows), total
 

@@ -45,12 +45,12 @@ class Events:
             query = query.where(InboundEventLog.channel == channel)
         if outcome:
             query = query.where(InboundEventLog.outcome == outcome)
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             rows, total = await page_of(s, query, InboundEventLog.id, offset, limit)
             return [_view(r) for r in rows], total
 
     async def get(self, channel: str, external_id: str) -> EventView | None:
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             row = await s.scalar(
                 select(InboundEventLog).where(
                     InboundEventLog.channel == channel, InboundEventLog.external_id == external_id

@@ -129,7 +129,7 @@ class Exceptions:
             await s.delete(entry)
 
     async def all(self) -> list[ExceptionView]:
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             rows = await s.scalars(select(ExceptionEntry).order_by(ExceptionEntry.id))
             return [_view(e) for e in rows]
 

@@ -101,7 +101,7 @@ class Leads:
             return (await lead_views(s, self.config, [lead]))[0]
 
     async def get(self, lead_id: int, actor: Actor = SYSTEM) -> LeadView:
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             lead: Lead = await get_or_404(s, Lead, lead_id, "lead")
             check_access(actor, lead.responsible_id, f"lead #{lead_id}")
             return (await lead_views(s, self.config, [lead]))[0]
@@ -346,13 +346,13 @@ class Leads:
             query = query.where(Lead.status == flt.status)
         query = apply_common(query, Lead, Lead.status_semantic, flt)
         query = query.where(visible_to(actor, Lead.responsible_id))
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             rows, total = await page_of(s, query, Lead.id, flt.offset, flt.limit)
             return await lead_views(s, self.config, rows), total
 
     async def history(self, lead_id: int, actor: Actor = SYSTEM) -> list[tuple[str, int, str, str]]:
         """Earlier leads and deals of this lead's client: (type, id, title, outcome)."""
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             lead: Lead = await get_or_404(s, Lead, lead_id, "lead")
             check_access(actor, lead.responsible_id, f"lead #{lead_id}")
             if lead.contact_id is None and lead.company_id is None:

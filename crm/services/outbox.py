@@ -38,7 +38,7 @@ class Outbox:
     async def due(self, now: datetime, limit: int = 100) -> list[OutboxItem]:
         """Messages ready to send. A rep's later message waits while an earlier one is
         still pending (kept back by a retry delay), so every rep sees cards in order."""
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             rows = await s.scalars(
                 select(OutboxMessage)
                 .where(OutboxMessage.sent_at.is_(None))
@@ -64,7 +64,7 @@ class Outbox:
     async def pending_count(self) -> int:
         from sqlalchemy import func
 
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             return int(
                 await s.scalar(
                     select(func.count())
@@ -75,7 +75,7 @@ class Outbox:
             )
 
     async def is_sent(self, item_id: int) -> bool:
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             m = await s.get(OutboxMessage, item_id)
             return m is not None and m.sent_at is not None
 
@@ -132,7 +132,7 @@ class Outbox:
             return m.id
 
     async def cards_of(self, owner_type: str, owner_id: int) -> list[CardRef]:
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             rows = await s.scalars(
                 select(CardMessage).where(
                     CardMessage.owner_type == owner_type, CardMessage.owner_id == owner_id
@@ -143,7 +143,7 @@ class Outbox:
             ]
 
     async def card_at(self, chat_id: int, message_id: int) -> CardRef | None:
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             c = await s.scalar(
                 select(CardMessage).where(
                     CardMessage.chat_id == chat_id, CardMessage.message_id == message_id

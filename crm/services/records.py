@@ -149,13 +149,13 @@ class Records:
             return (await company_views(s, [company]))[0]
 
     async def get_contact(self, contact_id: int, actor: Actor = SYSTEM) -> ContactView:
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             contact: Contact = await get_or_404(s, Contact, contact_id, "contact")
             check_access(actor, contact.responsible_id, "this contact")
             return (await contact_views(s, [contact]))[0]
 
     async def get_company(self, company_id: int, actor: Actor = SYSTEM) -> CompanyView:
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             company: Company = await get_or_404(s, Company, company_id, "company")
             check_access(actor, company.responsible_id, "this company")
             return (await company_views(s, [company]))[0]
@@ -163,7 +163,7 @@ class Records:
     async def list_contacts(
         self, *, offset: int = 0, limit: int = 50, actor: Actor = SYSTEM
     ) -> tuple[list[ContactView], int]:
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             query = select(Contact).where(visible_to(actor, Contact.responsible_id))
             rows, total = await page_of(s, query, Contact.id, offset, limit)
             return await contact_views(s, rows), total
@@ -171,7 +171,7 @@ class Records:
     async def list_companies(
         self, *, offset: int = 0, limit: int = 50, actor: Actor = SYSTEM
     ) -> tuple[list[CompanyView], int]:
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             query = select(Company).where(visible_to(actor, Company.responsible_id))
             rows, total = await page_of(s, query, Company.id, offset, limit)
             return await company_views(s, rows), total

@@ -62,18 +62,18 @@ class Reps:
             raise Conflict(f"Telegram user {telegram_user_id} is a rep already") from None
 
     async def all(self, include_inactive: bool = True) -> list[RepView]:
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             query = select(Rep).order_by(Rep.id)
             if not include_inactive:
                 query = query.where(Rep.active.is_(True))
             return [rep_view(r) for r in await s.scalars(query)]
 
     async def get(self, rep_id: int) -> RepView:
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             return rep_view(await get_or_404(s, Rep, rep_id, "rep"))
 
     async def by_telegram(self, telegram_user_id: int) -> RepView | None:
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             rep = await s.scalar(select(Rep).where(Rep.telegram_user_id == telegram_user_id))
             return rep_view(rep) if rep else None
 

@@ -37,7 +37,7 @@ class Search:
         values = [p.e164 for p in ids.phones if p.e164] + list(ids.emails)
         hits: dict[str, list[int]] = {"lead": [], "contact": [], "company": []}
         if values:
-            async with self.db.transaction() as s:
+            async with self.db.read() as s:
                 rows = await s.execute(
                     select(Communication.owner_type, Communication.owner_id)
                     .where(
@@ -63,7 +63,7 @@ class Search:
             self.config.default_region,
         )
         values = [p.e164 for p in ids.phones if p.e164] + list(ids.emails)
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             owners: dict[str, set[int]] = {"lead": set(), "contact": set(), "company": set()}
             if values:
                 rows = await s.execute(

@@ -38,11 +38,11 @@ class Tokens:
             row.revoked_at = row.revoked_at or utcnow()
 
     async def all(self) -> list[tuple[int, str, bool]]:
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             rows = await s.scalars(select(ApiToken).order_by(ApiToken.id))
             return [(r.id, r.name, r.revoked_at is None) for r in rows]
 
     async def check(self, token: str) -> bool:
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             row = await s.scalar(select(ApiToken).where(ApiToken.token_hash == _hash(token)))
             return row is not None and row.revoked_at is None
