@@ -144,13 +144,18 @@ class SqlCandidateRepository:
                     deals_by[("contact", d.contact_id)].append(dref)
                 if d.company_id in company_ids:
                     deals_by[("company", d.company_id)].append(dref)
-            rleads = await self.s.scalars(
+            # Filtered on the client columns only, so the planner walks the contact / company
+            # indexes; with the status in the query SQLite scans every open lead instead.
+            client_leads = await self.s.scalars(
                 select(Lead).where(
-                    Lead.status_semantic == "process",
-                    Lead.is_return_customer.is_(True),
-                    Lead.contact_id.in_(contact_ids) | Lead.company_id.in_(company_ids),
+                    Lead.contact_id.in_(contact_ids) | Lead.company_id.in_(company_ids)
                 )
             )
+            rleads = [
+                lead
+                for lead in client_leads
+                if lead.status_semantic == "process" and lead.is_return_customer
+            ]
             for lead in rleads:
                 lref = _lead_ref(lead)
                 if lead.contact_id in contact_ids:

@@ -116,8 +116,10 @@ async def latency_bench(
             "user": server.user,
             "password": server.password,
         }
-        settings = Settings(database={"url": url}, mailboxes=[box])
-        service = Service(settings, components=[mail_component], http=False)
+        settings = Settings(
+            database={"url": url}, mailboxes=[box], http={"host": "127.0.0.1", "port": 0}
+        )
+        service = Service(settings, components=[mail_component])
         try:
             await upgrade(service.db)
             await service.start()

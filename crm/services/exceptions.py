@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -146,7 +146,9 @@ async def exception_hits(s: AsyncSession, identities: Sequence[Identity]) -> lis
         return []
     rows = await s.execute(
         select(ExceptionEntry.kind, ExceptionEntry.value).where(
-            ExceptionEntry.value.in_([i.value for i in wanted])
+            tuple_(ExceptionEntry.kind, ExceptionEntry.value).in_(
+                [(i.kind.value, i.value) for i in wanted]
+            )
         )
     )
     listed = {(k, v) for k, v in rows}

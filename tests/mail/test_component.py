@@ -26,12 +26,19 @@ def box(**fields: Any) -> MailboxSettings:
 
 
 class _FakeService:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, http: bool = True) -> None:
         self.settings = settings
+        self.http = http
 
 
 def test_no_mailboxes_no_component() -> None:
     assert mail_component(_FakeService(Settings())) is None  # type: ignore[arg-type]
+
+
+def test_bare_workers_do_not_watch_mailboxes() -> None:
+    settings = Settings(mailboxes=[{"name": "sales", "host": "h", "user": "u", "password": "p"}])
+    assert mail_component(_FakeService(settings)) is not None  # type: ignore[arg-type]
+    assert mail_component(_FakeService(settings, http=False)) is None  # type: ignore[arg-type]
 
 
 def test_every_mailbox_gets_a_worker_config() -> None:
