@@ -1,0 +1,61 @@
+"""`leadbot serve` as a user starts it: migrate, serve, answer /healthz, stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+
+
+async def test_serve_answers_healthz_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBOT_")}
+    env.update(
+        LEADBOT_DATABASE__URL=f"sqlite+aiosqlite:///{tmp_path / 'leadbot.db'}",
+        LEADBOT_HTTP__PORT="0",
+    )
+    migrate = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "leadbot.cli",
+        "db",
+        "upgrade",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert await asyncio.wait_for(migrate.wait(), 60) == 0
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "leadbot.cli",
+        "serve",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    log: list[str] = []
+    port = None
+    try:
+        async with asyncio.timeout(60):
+            while port is None:
+                line = (await proc.stderr.readline()).decode()
+                assert line, "serve exited early:\n" + "".join(log)
+                log.append(line)
+                found = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+                port = int(found.group(1)) if found else None
+        assert any("Telegram bot is off" in line for line in log)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/healthz") as r,
+        ):
+            assert r.status == 200 and (await r.json()) == {"status": "ok"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 30)
+    assert code == 0
