@@ -320,6 +320,23 @@ def _stored_outcome(event: InboundEvent, decision: Decision) -> tuple[str, str]:
     return Outcome.ATTACHED_CLIENT.value, f"{why} → details merged into the client (contact import)"
 
 
+# How far a call has got; events may arrive out of order (retries, several workers).
+_STAGE_RANK = {"ringing": 0, "answered": 1, "ended": 2, "missed": 2}
+_OUTCOME_KEYS = ("stage", "missed", "disposition")
+
+
+def merge_call_meta(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Later events of a call refine its activity (duration, disposition, recording); an
+    earlier stage that arrives late fills gaps but never takes the call's outcome back."""
+    late = _STAGE_RANK.get(str(new.get("stage")), -1) < _STAGE_RANK.get(str(old.get("stage")), -1)
+    merged = {**old, **{k: v for k, v in new.items() if v is not None}}
+    if late:
+        for key in _OUTCOME_KEYS:
+            if key in old:
+                merged[key] = old[key]
+    return merged
+
+
 def applied_bindings(applied: _Applied) -> list[tuple[str, int | None]]:
     return [
         ("deal", applied.deal_id),
@@ -657,8 +674,7 @@ class _Apply:
             await self.s.flush()
             self.out.activity_created = True
         else:
-            # Later events of the same call refine it (duration, disposition, recording).
-            act.meta = {**(act.meta or {}), **meta}
+            act.meta = merge_call_meta(act.meta or {}, meta)
         await bind_activity(self.s, act.id, applied_bindings(self.out), fresh=fresh)
         self.out.activity_id = act.id
 

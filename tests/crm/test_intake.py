@@ -236,3 +236,21 @@ async def test_admin_switch_to_simple_mode_applies_to_the_next_event(crm: Crm) -
     await crm.settings.update(Actor(rep_id=None, role="admin"), crm_mode="simple")
     second = await crm.intake.process(make_event(phones=("+4930200200",)))
     assert second.outcome == "new_deal"
+
+
+async def test_a_late_ringing_event_does_not_take_back_how_the_call_ended(crm: Crm) -> None:
+    ended = make_event(
+        external_id="late:final",
+        phones=("+4930123123",),
+        meta={"call_id": "late", "stage": "ended", "disposition": "answered", "duration": 42},
+    )
+    ringing = make_event(
+        external_id="late:ringing",
+        phones=("+4930123123",),
+        meta={"call_id": "late", "stage": "ringing", "duration": None},
+    )
+    first = await crm.intake.process(ended)
+    await crm.intake.process(ringing)
+    act = await crm.activities.get(first.activity_id or 0)
+    assert act.meta["stage"] == "ended" and act.meta["disposition"] == "answered"
+    assert act.meta["duration"] == 42
