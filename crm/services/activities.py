@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.db import Database
 from crm.dto import SYSTEM, ActivityView, Actor, TimelineView
@@ -191,10 +192,7 @@ class Activities:
                 act.reminded_at = now
             return await activity_views(s, rows)
 
-    async def _owner(self, s: object, owner_type: str, owner_id: int, actor: Actor) -> Any:
-        from sqlalchemy.ext.asyncio import AsyncSession
-
-        assert isinstance(s, AsyncSession)
+    async def _owner(self, s: AsyncSession, owner_type: str, owner_id: int, actor: Actor) -> Any:
         model = OWNER_MODELS.get(owner_type)
         if model is None:
             raise InvalidInput(f"unknown record type {owner_type!r}")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.config import CrmConfig
 from crm.db import Database
@@ -13,7 +14,6 @@ from crm.dto import SYSTEM, Actor, DealView, LeadView
 from crm.errors import Conflict, InvalidInput, NotFound
 from crm.identity import identities_from_values
 from crm.models import (
-    Activity,
     ActivityBinding,
     Communication,
     Company,
@@ -24,6 +24,7 @@ from crm.models import (
     utcnow,
 )
 from crm.services.common import (
+    add_comms,
     add_timeline,
     bind_activity,
     check_access,
@@ -93,8 +94,6 @@ class Leads:
             )
             s.add(lead)
             await s.flush()
-            from crm.services.common import add_comms
-
             ids = identities_from_values(data.phones, data.emails, self.config.default_region)
             await add_comms(s, "lead", lead.id, ids)
             add_timeline(s, "lead", lead.id, "created", actor, after={"title": lead.title})
@@ -379,11 +378,8 @@ class Leads:
             return out
 
     async def _lead_for_update(
-        self, s: object, lead_id: int, actor: Actor, must_be_open: bool = True
+        self, s: AsyncSession, lead_id: int, actor: Actor, must_be_open: bool = True
     ) -> Lead:
-        from sqlalchemy.ext.asyncio import AsyncSession
-
-        assert isinstance(s, AsyncSession)
         lead = await s.get(Lead, lead_id)
         if lead is None:
             raise NotFound(f"lead #{lead_id} does not exist")
@@ -397,19 +393,3 @@ class Leads:
         lead.modified_at = utcnow()
         if actor.rep_id is not None and lead.taken_at is None:
             lead.taken_at = lead.modified_at
-
-
-async def open_activity_ids(s: object, owner_type: str, owner_id: int) -> list[int]:
-    from sqlalchemy.ext.asyncio import AsyncSession
-
-    assert isinstance(s, AsyncSession)
-    rows = await s.scalars(
-        select(Activity.id)
-        .join(ActivityBinding, ActivityBinding.activity_id == Activity.id)
-        .where(
-            ActivityBinding.owner_type == owner_type,
-            ActivityBinding.owner_id == owner_id,
-            Activity.done.is_(False),
-        )
-    )
-    return list(rows)
