@@ -145,12 +145,20 @@ class BotComponent:
 
     async def start(self) -> None:
         self._stop.clear()
+        # Events committed in this process wake the notifier at once; rows written by other
+        # worker processes are found by the outbox poll.
+        self.service.after_intake.append(self._wake_notifier)
         self._tasks.append(asyncio.create_task(self.duties.run(self._stop)))
         interval = self.settings.duties_interval
         self._tasks.append(asyncio.create_task(self.desk.run(self._stop, interval)))
         self._tasks.append(asyncio.create_task(self._connect()))
 
+    def _wake_notifier(self, _result: object) -> None:
+        self.notifier.wake()
+
     async def stop(self) -> None:
+        if self._wake_notifier in self.service.after_intake:
+            self.service.after_intake.remove(self._wake_notifier)
         self._stop.set()
         # Let a delivery round finish (a card sent but not marked would be sent again).
         if self._tasks:

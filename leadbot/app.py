@@ -103,6 +103,9 @@ class Service:
             comp = factory(self)
             if comp is not None:
                 self.components.append(comp)
+        # Called after every committed event (the bot wakes its notifier instead of waiting
+        # for its next look at the outbox). Must not block.
+        self.after_intake: list[Callable[[IntakeResult], None]] = []
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
@@ -129,6 +132,8 @@ class Service:
             raise
         self.metrics.processed.labels(event.channel.value, result.outcome).inc()
         self.metrics.latency.labels(event.channel.value).observe(time.perf_counter() - started)
+        for hook in self.after_intake:
+            hook(result)
         return result
 
     # --- lifecycle ------------------------------------------------------------------------
