@@ -183,8 +183,9 @@ async def report(quick: bool = False) -> str:
         f"Baseline: a bare python-telegram-bot `send_message` to the same loopback fake, "
         f"p50 {base['p50_ms']} ms, p99 {base['p99_ms']} ms ({base['events']} calls).",
         "Path measured: `Service.submit` → queue → intake (matcher, CRM rows, outbox) → "
-        "notifier (outbox poll, card load and render) → Bot API call. The outbox poll interval "
-        "(`telegram.outbox_poll_interval`, default 500 ms) bounds the wait for the notifier.",
+        "notifier (woken by intake; card load and render) → Bot API call. The outbox poll "
+        "interval (`telegram.outbox_poll_interval`) only matters for events committed by other "
+        "worker processes.",
     ]
     return "\n".join(lines)
 
