@@ -194,7 +194,7 @@ def _child(url: str, events: list[InboundEvent], concurrency: int, baseline: boo
             lat = await _run(events, concurrency, fn)
         finally:
             await db.dispose()
-        return lat, outcomes, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return lat, outcomes, _peak_rss_mb()
 
     return asyncio.run(go())
 
@@ -222,6 +222,18 @@ async def _in_processes(
         for k, v in part[1].items():
             outcomes[k] = outcomes.get(k, 0) + v
     return elapsed, lat, outcomes, max(part[2] for part in parts)
+
+
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS. (ru_maxrss would report the parent's seeding peak: Linux
+    keeps it across fork and exec.)"""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _noop() -> None:
