@@ -119,13 +119,8 @@ class Intake:
         return result
 
     async def _duplicate(self, event: InboundEvent) -> IntakeResult:
-        async with self.db.transaction() as s:
-            row = await s.scalar(
-                select(InboundEventLog).where(
-                    InboundEventLog.channel == event.channel.value,
-                    InboundEventLog.external_id == event.external_id,
-                )
-            )
+        async with self.db.read() as s:
+            row = await _logged(s, event)
         if row is None:  # the cache said seen but the row is gone (restored backup): redo
             return await self._process(event)
         return IntakeResult(
@@ -196,12 +191,7 @@ class Intake:
         ids = event_identities(event, self.config.default_region)
         async with self.db.sessions() as s:
             try:
-                seen = await s.scalar(
-                    select(InboundEventLog).where(
-                        InboundEventLog.channel == event.channel.value,
-                        InboundEventLog.external_id == event.external_id,
-                    )
-                )
+                seen = await _logged(s, event)
                 if seen is not None:
                     return IntakeResult(
                         outcome=Outcome.DUPLICATE.value,
@@ -335,6 +325,16 @@ def merge_call_meta(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             if key in old:
                 merged[key] = old[key]
     return merged
+
+
+async def _logged(s: AsyncSession, event: InboundEvent) -> InboundEventLog | None:
+    """The event log row of an event already processed (unique channel + external id)."""
+    return await s.scalar(
+        select(InboundEventLog).where(
+            InboundEventLog.channel == event.channel.value,
+            InboundEventLog.external_id == event.external_id,
+        )
+    )
 
 
 def applied_bindings(applied: _Applied) -> list[tuple[str, int | None]]:
