@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from crm.db import Database
 from crm.errors import CrmError
 from crm.service import Crm
 from leadbot.app import Service, crm_config
@@ -35,19 +36,18 @@ def _safe_url(url: str) -> str:
         return "(unparsable database url)"
 
 
-async def _check_database(service: Service) -> None:
+async def _ping_or_fail(db: Database, url: str) -> None:
+    """One line naming the database and why it cannot be reached."""
     try:
-        await asyncio.wait_for(service.db.ping(), timeout=10)
+        await asyncio.wait_for(db.ping(), timeout=10)
     except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CliError(
-            f"database unreachable: {_safe_url(service.settings.database.url)}: {reason}"
-        ) from None
+        raise CliError(f"database unreachable: {_safe_url(url)}: {reason}") from None
 
 
 async def _serve(settings: Settings, http: bool, workers: int) -> None:
     service = Service(settings, http=http, workers=workers)
-    await _check_database(service)
+    await _ping_or_fail(service.db, settings.database.url)
     if not settings.telegram.token:
         log.warning(
             "Telegram bot is off: no token configured. Set telegram.token in the config file "
@@ -60,17 +60,9 @@ async def _serve(settings: Settings, http: bool, workers: int) -> None:
 
 
 async def _with_crm(settings: Settings, fn: Callable[[Crm], Awaitable[None]]) -> None:
-    from crm.db import Database
-
     db = Database(settings.database.url)
     try:
-        try:
-            await asyncio.wait_for(db.ping(), timeout=10)
-        except Exception as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise CliError(
-                f"database unreachable: {_safe_url(settings.database.url)}: {reason}"
-            ) from None
+        await _ping_or_fail(db, settings.database.url)
         crm = Crm(db, crm_config(settings))
         try:
             await crm.prepare()
