@@ -1,9 +1,15 @@
-"""The matcher's repository port, implemented on the CRM tables in a few indexed queries."""
+"""The matcher's repository port, implemented on the CRM tables in a few indexed queries.
+
+`preload` fetches everything about a set of identities at once (intake loads a whole round of
+events in one go); the port calls then answer from memory. The loaded rows are ORM objects in
+the caller's session, so intake's later `session.get` of the same lead / deal / client needs
+no query either.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +23,8 @@ from matching.model import (
     Identity,
     LeadRef,
 )
+
+Owner = tuple[str, int]
 
 
 def _lead_ref(lead: Lead, matched: Sequence[Identity] = ()) -> LeadRef:
@@ -51,29 +59,32 @@ def _recency(x: DealRef | LeadRef) -> tuple[object, ...]:
 
 
 class SqlCandidateRepository:
-    """Reads within the caller's session (the intake transaction)."""
+    """Reads within the caller's session (the intake transaction); a snapshot, so a new one is
+    needed after writes that change what it would find."""
 
     def __init__(self, session: AsyncSession) -> None:
         self.s = session
-        self._memo: dict[tuple[Identity, ...], list[tuple[str, int, Identity, int]]] = {}
+        self._loaded: set[Identity] = set()
+        # identity → (owner type, owner id, communication id) of every holder
+        self._holders: dict[Identity, list[tuple[str, int, int]]] = defaultdict(list)
+        self._lead_links: dict[int, tuple[int | None, int | None]] = {}  # lead → its client
+        self._leads: dict[int, Lead] = {}
+        self._contacts: dict[int, Contact] = {}
+        self._companies: dict[int, Company] = {}
+        self._clients_done: set[Owner] = set()  # clients whose deals / leads are loaded
+        self._deals_by: dict[Owner, list[DealRef]] = defaultdict(list)
+        self._leads_by: dict[Owner, list[LeadRef]] = defaultdict(list)
+        self._active: set[int] = set()
+        self._reps_checked: set[int] = set()
 
-    async def _holders(
-        self, identities: Sequence[Identity]
-    ) -> list[tuple[str, int, Identity, int]]:
-        """(owner_type, owner_id, identity, communication id) for every holder.
+    # --- loading --------------------------------------------------------------------------
 
-        Both port calls ask about the same identities; one query serves them."""
-        key = tuple(identities)
-        if key not in self._memo:
-            self._memo[key] = await self._query_holders(identities)
-        return self._memo[key]
-
-    async def _query_holders(
-        self, identities: Sequence[Identity]
-    ) -> list[tuple[str, int, Identity, int]]:
-        if not identities:
-            return []
-        pairs = [(i.kind.value, i.value) for i in identities]
+    async def preload(self, identities: Iterable[Identity]) -> None:
+        """Fetch, in a fixed handful of queries, everything the port calls need about these."""
+        wanted = [i for i in dict.fromkeys(identities) if i not in self._loaded]
+        if not wanted:
+            return
+        self._loaded.update(wanted)
         rows = await self.s.execute(
             select(
                 Communication.owner_type,
@@ -81,97 +92,122 @@ class SqlCandidateRepository:
                 Communication.kind,
                 Communication.value,
                 Communication.id,
-            ).where(tuple_(Communication.kind, Communication.value).in_(pairs))
-        )
-        return [(t, oid, Identity(CommKind(k), v or ""), cid) for t, oid, k, v, cid in rows]
-
-    async def clients_by_identities(
-        self, identities: Sequence[Identity]
-    ) -> Sequence[ClientCandidate]:
-        holders = await self._holders(identities)
-        matched: dict[tuple[str, int], list[Identity]] = defaultdict(list)
-        first_hit: dict[tuple[str, int], int] = {}
-
-        def _hit(key: tuple[str, int], ident: Identity, order: int) -> None:
-            if ident not in matched[key]:
-                matched[key].append(ident)
-            first_hit[key] = min(first_hit.get(key, order), order)
-
-        lead_hits: dict[int, list[tuple[Identity, int]]] = defaultdict(list)
-        for owner_type, owner_id, ident, cid in holders:
-            if owner_type in ("contact", "company"):
-                _hit((owner_type, owner_id), ident, cid)
-            elif owner_type == "lead":
-                lead_hits[owner_id].append((ident, cid))
-        # A lead linked to a client makes that client known (a junk lead converted earlier).
-        if lead_hits:
-            rows = await self.s.execute(
-                select(Lead.id, Lead.contact_id, Lead.company_id).where(
-                    Lead.id.in_(lead_hits),
-                    (Lead.contact_id.is_not(None)) | (Lead.company_id.is_not(None)),
+            ).where(
+                tuple_(Communication.kind, Communication.value).in_(
+                    [(i.kind.value, i.value) for i in wanted]
                 )
             )
-            for lead_id, contact_id, company_id in rows:
-                for ident, cid in lead_hits[lead_id]:
+        )
+        lead_ids: set[int] = set()
+        for owner_type, owner_id, kind, value, cid in rows:
+            self._holders[Identity(CommKind(kind), value or "")].append((owner_type, owner_id, cid))
+            if owner_type == "lead":
+                lead_ids.add(owner_id)
+        await self._load_leads(lead_ids - self._leads.keys())
+        clients: set[Owner] = set()
+        for ident in wanted:
+            for owner_type, owner_id, _cid in self._holders.get(ident, ()):
+                if owner_type in ("contact", "company"):
+                    clients.add((owner_type, owner_id))
+                elif owner_type == "lead":
+                    contact_id, company_id = self._lead_links.get(owner_id, (None, None))
                     if contact_id:
-                        _hit(("contact", contact_id), ident, cid)
+                        clients.add(("contact", contact_id))
                     if company_id:
-                        _hit(("company", company_id), ident, cid)
-        contact_ids = [i for t, i in matched if t == "contact"]
-        company_ids = [i for t, i in matched if t == "company"]
-        contacts = (
-            list(await self.s.scalars(select(Contact).where(Contact.id.in_(contact_ids))))
-            if contact_ids
-            else []
-        )
-        companies = (
-            list(await self.s.scalars(select(Company).where(Company.id.in_(company_ids))))
-            if company_ids
-            else []
-        )
-        deals_by: dict[tuple[str, int], list[DealRef]] = defaultdict(list)
-        leads_by: dict[tuple[str, int], list[LeadRef]] = defaultdict(list)
-        if contact_ids or company_ids:
-            deals = await self.s.scalars(
-                select(Deal).where(
-                    Deal.stage_semantic == "process",
-                    Deal.contact_id.in_(contact_ids) | Deal.company_id.in_(company_ids),
-                )
+                        clients.add(("company", company_id))
+        await self._load_clients(clients - self._clients_done)
+
+    async def _load_leads(self, ids: set[int]) -> None:
+        if not ids:
+            return
+        for lead in await self.s.scalars(select(Lead).where(Lead.id.in_(ids))):
+            self._leads[lead.id] = lead
+            self._lead_links[lead.id] = (lead.contact_id, lead.company_id)
+
+    async def _load_clients(self, clients: set[Owner]) -> None:
+        if not clients:
+            return
+        self._clients_done.update(clients)
+        contact_ids = [i for t, i in clients if t == "contact"]
+        company_ids = [i for t, i in clients if t == "company"]
+        if contact_ids:
+            for c in await self.s.scalars(select(Contact).where(Contact.id.in_(contact_ids))):
+                self._contacts[c.id] = c
+        if company_ids:
+            for k in await self.s.scalars(select(Company).where(Company.id.in_(company_ids))):
+                self._companies[k.id] = k
+        deals = await self.s.scalars(
+            select(Deal).where(
+                Deal.stage_semantic == "process",
+                Deal.contact_id.in_(contact_ids) | Deal.company_id.in_(company_ids),
             )
-            for d in deals:
-                dref = _deal_ref(d)
-                if d.contact_id in contact_ids:
-                    deals_by[("contact", d.contact_id)].append(dref)
-                if d.company_id in company_ids:
-                    deals_by[("company", d.company_id)].append(dref)
-            # Filtered on the client columns only, so the planner walks the contact / company
-            # indexes; with the status in the query SQLite scans every open lead instead.
-            client_leads = await self.s.scalars(
-                select(Lead).where(
-                    Lead.contact_id.in_(contact_ids) | Lead.company_id.in_(company_ids)
-                )
-            )
-            rleads = [
-                lead
-                for lead in client_leads
-                if lead.status_semantic == "process" and lead.is_return_customer
-            ]
-            for lead in rleads:
-                lref = _lead_ref(lead)
-                if lead.contact_id in contact_ids:
-                    leads_by[("contact", lead.contact_id)].append(lref)
-                if lead.company_id in company_ids:
-                    leads_by[("company", lead.company_id)].append(lref)
-        resp_ids = {c.responsible_id for c in contacts if c.responsible_id} | {
-            c.responsible_id for c in companies if c.responsible_id
-        }
-        active: set[int] = set()
+        )
+        for d in deals:
+            dref = _deal_ref(d)
+            if ("contact", d.contact_id) in clients:
+                self._deals_by[("contact", d.contact_id or 0)].append(dref)
+            if ("company", d.company_id) in clients:
+                self._deals_by[("company", d.company_id or 0)].append(dref)
+        # Filtered on the client columns only, so the planner walks the contact / company
+        # indexes; with the status in the query SQLite scans every open lead instead.
+        client_leads = await self.s.scalars(
+            select(Lead).where(Lead.contact_id.in_(contact_ids) | Lead.company_id.in_(company_ids))
+        )
+        for lead in client_leads:
+            self._leads.setdefault(lead.id, lead)
+            if not (lead.status_semantic == "process" and lead.is_return_customer):
+                continue
+            lref = _lead_ref(lead)
+            if ("contact", lead.contact_id) in clients:
+                self._leads_by[("contact", lead.contact_id or 0)].append(lref)
+            if ("company", lead.company_id) in clients:
+                self._leads_by[("company", lead.company_id or 0)].append(lref)
+        owners: list[int | None] = [c.responsible_id for c in self._contacts.values()]
+        owners += [k.responsible_id for k in self._companies.values()]
+        resp_ids = {r for r in owners if r and r not in self._reps_checked}
         if resp_ids:
-            active = set(
+            self._reps_checked.update(resp_ids)
+            self._active.update(
                 await self.s.scalars(
                     select(Rep.id).where(Rep.id.in_(resp_ids), Rep.active.is_(True))
                 )
             )
+
+    # --- the port -------------------------------------------------------------------------
+
+    def holds(self, owner_type: str, owner_id: int) -> set[tuple[str, str]]:
+        """(kind, value) of the loaded identities this record already holds."""
+        return {
+            (ident.kind.value, ident.value)
+            for ident in self._loaded
+            for t, i, _cid in self._holders.get(ident, ())
+            if (t, i) == (owner_type, owner_id)
+        }
+
+    async def clients_by_identities(
+        self, identities: Sequence[Identity]
+    ) -> Sequence[ClientCandidate]:
+        await self.preload(identities)
+        matched: dict[Owner, list[Identity]] = defaultdict(list)
+        first_hit: dict[Owner, int] = {}
+
+        def _hit(key: Owner, ident: Identity, order: int) -> None:
+            if ident not in matched[key]:
+                matched[key].append(ident)
+            first_hit[key] = min(first_hit.get(key, order), order)
+
+        for ident in identities:
+            for owner_type, owner_id, cid in self._holders.get(ident, ()):
+                if owner_type in ("contact", "company"):
+                    _hit((owner_type, owner_id), ident, cid)
+                elif owner_type == "lead":
+                    # A lead linked to a client makes that client known (a junk lead
+                    # converted earlier).
+                    contact_id, company_id = self._lead_links.get(owner_id, (None, None))
+                    if contact_id:
+                        _hit(("contact", contact_id), ident, cid)
+                    if company_id:
+                        _hit(("company", company_id), ident, cid)
 
         def _candidate(
             kind: ClientKind, ident: int, name: str, resp: int | None, company: int | None
@@ -182,32 +218,39 @@ class SqlCandidateRepository:
                 id=ident,
                 name=name,
                 responsible_id=resp,
-                responsible_active=resp in active,
+                responsible_active=resp in self._active,
                 company_id=company,
-                open_deals=tuple(sorted(deals_by[key], key=_recency, reverse=True)),
-                open_repeat_leads=tuple(sorted(leads_by[key], key=_recency, reverse=True)),
+                open_deals=tuple(sorted(self._deals_by[key], key=_recency, reverse=True)),
+                open_repeat_leads=tuple(sorted(self._leads_by[key], key=_recency, reverse=True)),
                 matched_by=tuple(matched[key]),
                 hit_order=first_hit[key],
             )
 
-        return [
-            _candidate(ClientKind.CONTACT, c.id, c.name, c.responsible_id, c.company_id)
-            for c in contacts
-        ] + [
-            _candidate(ClientKind.COMPANY, c.id, c.title, c.responsible_id, None) for c in companies
-        ]
+        out: list[ClientCandidate] = []
+        for kind, oid in sorted(matched):
+            if kind == "contact" and oid in self._contacts:
+                c = self._contacts[oid]
+                out.append(
+                    _candidate(ClientKind.CONTACT, c.id, c.name, c.responsible_id, c.company_id)
+                )
+            elif kind == "company" and oid in self._companies:
+                k = self._companies[oid]
+                out.append(_candidate(ClientKind.COMPANY, k.id, k.title, k.responsible_id, None))
+        return out
 
     async def leads_by_identities(
         self, identities: Sequence[Identity], include_closed: bool
     ) -> Sequence[LeadRef]:
-        holders = [h for h in await self._holders(identities) if h[0] == "lead"]
-        if not holders:
-            return []
+        await self.preload(identities)
         matched: dict[int, list[Identity]] = defaultdict(list)
-        for _, owner_id, ident, _cid in holders:
-            matched[owner_id].append(ident)
-        query = select(Lead).where(Lead.id.in_(matched))
-        if not include_closed:
-            query = query.where(Lead.status_semantic == "process")
-        leads = await self.s.scalars(query.order_by(Lead.modified_at.desc(), Lead.id.desc()))
+        for ident in identities:
+            for owner_type, owner_id, _cid in self._holders.get(ident, ()):
+                if owner_type == "lead" and ident not in matched[owner_id]:
+                    matched[owner_id].append(ident)
+        leads = [
+            self._leads[i]
+            for i in matched
+            if i in self._leads and (include_closed or self._leads[i].status_semantic == "process")
+        ]
+        leads.sort(key=lambda lead: (lead.modified_at, lead.id), reverse=True)
         return [_lead_ref(lead, matched[lead.id]) for lead in leads]
