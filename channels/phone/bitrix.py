@@ -1,7 +1,8 @@
 """Bitrix24-compatible telephony REST (`/rest/<user>/<token>/<method>[.json]`), the pure part:
-PHP-style parameter parsing, validation of `telephony.externalcall.register` / `.finish` /
-`.searchCrmEntities` with Bitrix24's own error texts, their mapping to `CallReport`, and the
-`{"result": …, "time": {…}}` / `{"error", "error_description"}` response shapes.
+PHP-style parameter parsing, validation of the `telephony.externalcall.*` methods (register,
+finish, searchCrmEntities, show, hide, attachRecord) and of `batch` with Bitrix24's own error
+texts, their mapping to `CallReport`, and the `{"result": …, "time": {…}}` /
+`{"error", "error_description"}` response shapes.
 
 Where Bitrix24 is lax we are a little stricter, with a clear error instead of a silent cast:
 a DURATION of "abc" is an error here (PHP would read 0); "N" / "false" are false flags (PHP
@@ -33,12 +34,19 @@ from channels.phone.calls import (
 REGISTER = "telephony.externalcall.register"
 FINISH = "telephony.externalcall.finish"
 SEARCH = "telephony.externalcall.searchcrmentities"
-SUPPORTED_METHODS = frozenset({REGISTER, FINISH, SEARCH})
+SHOW = "telephony.externalcall.show"
+HIDE = "telephony.externalcall.hide"
+ATTACH_RECORD = "telephony.externalcall.attachrecord"
+BATCH = "batch"
+TELEPHONY_METHODS = frozenset({REGISTER, FINISH, SEARCH, SHOW, HIDE, ATTACH_RECORD})
+SUPPORTED_METHODS = TELEPHONY_METHODS | {BATCH}
 
 # PHP's defaults are max_input_vars=1000 and max_input_nesting_level=64; ours are tighter.
 MAX_PARAMS = 1000
 MAX_DEPTH = 16
 MAX_BODY = 1024 * 1024
+MAX_BATCH = 50  # Bitrix24's limit on the commands of one batch
+MAX_CARD_USERS = 50  # users one show / hide may name
 _MAX_TEXT = 2000
 _SEGMENT = re.compile(r"\[([^\[\]]*)\]")
 _BOUNDARY = re.compile(r'boundary="?([^";]{1,70})"?', re.IGNORECASE)
@@ -404,6 +412,7 @@ def parse_register(params: Mapping[str, Any], *, tz: tzinfo = UTC) -> RegisterRe
         phone_number=_phone(params),
         type=call_type,
         call_start_date=start,
+        # Bitrix24's docs: "By default — 0" (do not create); connectors that want leads send 1.
         crm_create=_flag(params, "CRM_CREATE", False),
         crm_source=_text(params, "CRM_SOURCE"),
         crm_entity_type=entity_type,
@@ -458,6 +467,173 @@ def parse_finish(params: Mapping[str, Any]) -> FinishRequest:
 def parse_search(params: Mapping[str, Any]) -> SearchRequest:
     """`telephony.externalcall.searchCrmEntities`."""
     return SearchRequest(phone_number=_phone(params))
+
+
+@dataclass(frozen=True, slots=True)
+class CardRequest:
+    """`telephony.externalcall.show` / `.hide`: whose call card, for which users (empty: the
+    user the call was registered for)."""
+
+    call_id: str
+    user_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AttachRecordRequest:
+    call_id: str
+    record_url: str | None
+    filename: str | None
+    has_content: bool
+
+
+def _call_id(params: Mapping[str, Any]) -> str:
+    call_id = params.get("CALL_ID")
+    if not isinstance(call_id, str) or not call_id.strip() or len(call_id) > 200:
+        raise BitrixError("INVALID_ARGUMENT", "CALL_ID must be a string")
+    return call_id.strip()
+
+
+def _user_ids(params: Mapping[str, Any]) -> tuple[int, ...]:
+    """USER_ID as one id or a list of them (`USER_ID[]=1&USER_ID[]=2`, a JSON array)."""
+    raw = params.get("USER_ID")
+    if raw is None or raw == "":
+        return ()
+    values = list(raw.values()) if isinstance(raw, dict) else raw
+    values = values if isinstance(values, list) else [values]
+    if len(values) > MAX_CARD_USERS:
+        raise _core(f"USER_ID lists at most {MAX_CARD_USERS} users")
+    ids: list[int] = []
+    for value in values:
+        number = _int({"USER_ID": value}, "USER_ID") if isinstance(value, str | int) else None
+        if number is None or number <= 0:
+            raise _core("USER_ID must be a user id or a list of user ids")
+        if number not in ids:
+            ids.append(number)
+    return tuple(ids)
+
+
+def parse_card(params: Mapping[str, Any]) -> CardRequest:
+    """`telephony.externalcall.show` and `.hide` take the same parameters."""
+    return CardRequest(call_id=_call_id(params), user_ids=_user_ids(params))
+
+
+def parse_attach_record(params: Mapping[str, Any]) -> AttachRecordRequest:
+    """`telephony.externalcall.attachRecord`, checked in Bitrix24's order. Only RECORD_URL is
+    kept (as the recording's link): no data directory is configured to store files in, so a
+    request that would need one (FILE_CONTENT or an upload URL) is refused with a reason."""
+    call_id = _call_id(params)
+    record_url = _text(params, "RECORD_URL")
+    filename = _text(params, "FILENAME")
+    content = params.get("FILE_CONTENT")
+    has_content = isinstance(content, str) and content.strip() != ""
+    if record_url is None and filename is None:
+        raise BitrixError(
+            "",
+            "Required parameters are not set. Request should contain either URL or FILENAME "
+            "parameter",
+        )
+    if filename is not None and filename.rpartition(".")[2].lower() not in ("wav", "mp3"):
+        raise _core("Wrong file extension. Only wav and mp3 are allowed")
+    if record_url is None:
+        raise _core(
+            "Recording files are not stored by this server: pass RECORD_URL, a link to the "
+            "recording"
+        )
+    if not is_http_url(record_url):
+        raise _core("RECORD_URL must be an http(s) URL")
+    return AttachRecordRequest(call_id, record_url, filename, has_content)
+
+
+# --- batch ------------------------------------------------------------------------------------
+
+_REFERENCE = re.compile(r"\$result\[([^\[\]]*)\]((?:\[[^\[\]]*\])*)")
+
+BatchKey = str | int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCommand:
+    key: BatchKey  # as the client named it; integer keys stay integers (a PHP list)
+    command: Any  # "method?url-encoded query", checked when it runs
+
+
+def _batch_key(key: object) -> BatchKey:
+    text = str(key)
+    return int(text) if _CANONICAL_INT.match(text) else text
+
+
+def parse_batch(params: Mapping[str, Any]) -> tuple[bool, list[BatchCommand]]:
+    """`batch`: `halt` and the `cmd` map (or list) of sub-requests, at most 50."""
+    halt = _flag(params, "halt", False)
+    cmd = params.get("cmd")
+    if cmd is None or cmd == "" or cmd == []:
+        return halt, []
+    if isinstance(cmd, list):
+        items: list[tuple[object, Any]] = list(enumerate(cmd))
+    elif isinstance(cmd, dict):
+        items = list(cmd.items())
+    else:
+        raise _bad_request("cmd must map names to 'method?query' strings")
+    if len(items) > MAX_BATCH:
+        raise BitrixError("ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded")
+    return halt, [BatchCommand(_batch_key(k), v) for k, v in items]
+
+
+def split_command(command: Any) -> tuple[str, dict[str, Any]]:
+    """A batch command `method?query` → (normalized method, nested params)."""
+    if not isinstance(command, str) or not command.strip():
+        raise _bad_request("a batch command must be a string 'method?query'")
+    name, _, query = command.strip().partition("?")
+    method = normalize_method(name)
+    if method == BATCH:
+        raise BitrixError(
+            "ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage", 405
+        )
+    if method not in SUPPORTED_METHODS:
+        raise BitrixError("ERROR_METHOD_NOT_FOUND", "Method not found!", 404)
+    return method, nest_params(_query_pairs(query))
+
+
+def _lookup(results: Mapping[BatchKey, Any], key: str, path: str) -> tuple[bool, Any]:
+    if _batch_key(key) not in results:
+        return False, None
+    value = results[_batch_key(key)]
+    for segment in _SEGMENT.findall(path):
+        if isinstance(value, dict) and segment in value:
+            value = value[segment]
+        elif isinstance(value, list) and segment.isdigit() and int(segment) < len(value):
+            value = value[int(segment)]
+        else:
+            return False, None
+    return not isinstance(value, dict | list), value
+
+
+def _as_php_text(value: Any) -> str:
+    if value is None or value is False:
+        return ""
+    return "1" if value is True else str(value)
+
+
+def substitute(params: Any, results: Mapping[BatchKey, Any]) -> Any:
+    """Replace `$result[cmd][FIELD]…` in parameter values with what an earlier command of the
+    batch answered. A value that is only a reference keeps the answer's type; a reference to
+    something missing (or not a scalar) is left as written, as Bitrix24 does."""
+    if isinstance(params, dict):
+        return {k: substitute(v, results) for k, v in params.items()}
+    if isinstance(params, list):
+        return [substitute(v, results) for v in params]
+    if not isinstance(params, str) or "$result[" not in params:
+        return params
+    whole = _REFERENCE.fullmatch(params)
+    if whole is not None:
+        found, value = _lookup(results, whole.group(1), whole.group(2))
+        return value if found else params
+
+    def one(match: re.Match[str]) -> str:
+        found, value = _lookup(results, match.group(1), match.group(2))
+        return _as_php_text(value) if found else match.group(0)
+
+    return _REFERENCE.sub(one, params)
 
 
 # --- mapping to CallReport --------------------------------------------------------------------
@@ -556,23 +732,27 @@ def _iso(unix: float) -> str:
     return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds")
 
 
+def command_time(timing: Timing) -> dict[str, Any]:
+    """The time block of one batch command: start, finish, duration, processing, dates."""
+    duration = max(timing.finish - timing.start, 0.0)
+    return {
+        "start": timing.start,
+        "finish": timing.finish,
+        "duration": duration,
+        "processing": duration if timing.processing is None else timing.processing,
+        "date_start": _iso(timing.start),
+        "date_finish": _iso(timing.finish),
+    }
+
+
 def bitrix_result(result: Any, timing: Timing) -> dict[str, Any]:
     """`{"result": …, "time": {…}}`, the success shape every Bitrix24 client reads."""
-    duration = max(timing.finish - timing.start, 0.0)
+    reset = timing.operating_reset_at
     return {
         "result": result,
         "time": {
-            "start": timing.start,
-            "finish": timing.finish,
-            "duration": duration,
-            "processing": duration if timing.processing is None else timing.processing,
-            "date_start": _iso(timing.start),
-            "date_finish": _iso(timing.finish),
-            "operating_reset_at": (
-                int(timing.start) + 600
-                if timing.operating_reset_at is None
-                else timing.operating_reset_at
-            ),
+            **command_time(timing),
+            "operating_reset_at": int(timing.start) + 600 if reset is None else reset,
             "operating": timing.operating,
         },
     }
@@ -580,6 +760,42 @@ def bitrix_result(result: Any, timing: Timing) -> dict[str, Any]:
 
 def bitrix_error(code: str, description: str) -> dict[str, str]:
     return {"error": code, "error_description": description}
+
+
+def php_array(items: Mapping[BatchKey, Any]) -> Any:
+    """How PHP's json_encode writes an array: `[]` when empty, a list for keys 0..n-1 in
+    order, else an object."""
+    keys = list(items)
+    if keys == list(range(len(keys))):
+        return list(items.values())
+    return {str(k): v for k, v in items.items()}
+
+
+def batch_result(
+    results: Mapping[BatchKey, Any],
+    errors: Mapping[BatchKey, dict[str, str]],
+    times: Mapping[BatchKey, dict[str, Any]],
+) -> dict[str, Any]:
+    """The `batch` reply's result: every command's answer, error and time under its key.
+    Telephony methods are not list methods, so `result_total` and `result_next` are empty."""
+    return {
+        "result": php_array(results),
+        "result_error": php_array(errors),
+        "result_total": [],
+        "result_next": [],
+        "result_time": php_array(times),
+    }
+
+
+def attach_record_result(request: AttachRecordRequest, activity_id: int | None) -> dict[str, Any]:
+    """Bitrix24 answers the id of the file it downloaded. Here the recording stays where
+    RECORD_URL points (it is kept as the call's link), so there is no file: FILE_ID is null."""
+    return {
+        "FILE_ID": None,
+        "CALL_ID": request.call_id,
+        "RECORD_URL": request.record_url,
+        "CRM_ACTIVITY_ID": activity_id,
+    }
 
 
 def register_result(

@@ -1,5 +1,6 @@
 """Bitrix24-compatible telephony REST over HTTP: `/rest/<user>/<token>/<method>[.json]` for
-`telephony.externalcall.register`, `.finish` and `.searchCrmEntities`.
+the `telephony.externalcall.*` methods (register, finish, searchCrmEntities, show, hide,
+attachRecord) and `batch` of them.
 
 The replies carry what intake did (the lead a call created, its activity), so register and
 finish run intake synchronously (`process_now`) instead of queueing. Registrations live in the
@@ -7,15 +8,17 @@ finish run intake synchronously (`process_now`) instead of queueing. Registratio
 same reply, and a repeated finish returns the first finish's reply.
 
 Mapping: USER_ID is our rep id, USER_PHONE_INNER a rep's extension. A new lead from a call goes
-to that rep (Bitrix24 assigns it to the call's user). CRM_CREATE is accepted but, like
-Bitrix24's default telephony setting, an incoming call from an unknown number always creates a
-lead and an outgoing call never does; CRM_ENTITY_TYPE / _ID are validated, the matcher binds.
+to that rep (Bitrix24 assigns it to the call's user); finish hands the records the call created
+to the rep who finished it. Only CRM_CREATE=1 lets a call create records (Bitrix24's default is
+0); CRM_ENTITY_TYPE / _ID bind the call to that contact, company or lead instead of matching
+the number. The call card Bitrix24 pops up (SHOW, show, hide) is a message from the rep bot.
 """
 
 from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -24,18 +27,31 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiohttp import web
 
 from channels.phone.bitrix import (
+    ATTACH_RECORD,
+    BATCH,
     FINISH,
+    HIDE,
     REGISTER,
     REGISTER_PARAMS,
+    SEARCH,
+    SHOW,
+    BatchKey,
     BitrixError,
     EntityHit,
+    FinishRequest,
     RegisterRequest,
     Timing,
+    attach_record_result,
+    batch_result,
     bitrix_error,
     bitrix_result,
+    command_time,
     finish_report,
     finish_result,
+    parse_attach_record,
+    parse_batch,
     parse_bitrix_params,
+    parse_card,
     parse_finish,
     parse_register,
     parse_search,
@@ -44,10 +60,17 @@ from channels.phone.bitrix import (
     register_result,
     resolve_method,
     search_result,
+    split_command,
+    substitute,
 )
+from channels.phone.calls import CallDirection
 from channels.phone.context import PhoneContext
 from crm.dto import IntakeResult
-from crm.services.telephony import RepContact
+from crm.services.external_calls import ExternalCalls
+from crm.services.telephony import CallerInfo, NumberHolder, RepContact
+from matching.event import RegisterMode
+
+Method = Callable[[dict[str, Any], str], Awaitable[Any]]
 
 
 def _reply(body: dict[str, Any], status: int = 200) -> web.Response:
@@ -70,9 +93,58 @@ def _primary(result: IntakeResult) -> tuple[str, int] | None:
     return None
 
 
+def _created(crm: dict[str, Any]) -> list[tuple[str, int]]:
+    """The (kind, id) a register created, as stored with the registration."""
+    out: list[tuple[str, int]] = []
+    for item in crm.get("created") or []:
+        if isinstance(item, list | tuple) and len(item) == 2 and isinstance(item[1], int):
+            out.append((str(item[0]), item[1]))
+    return out
+
+
+def _stored_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def call_card(
+    request: RegisterRequest, caller: CallerInfo | None, forced: NumberHolder | None
+) -> dict[str, Any]:
+    """What a rep's call card shows: the number, the direction, and the records of the caller
+    (the entity the phone system named first, then open deal, open lead, contact, company)."""
+    records: list[list[Any]] = []
+    if forced is not None:
+        records.append([forced.owner_type, forced.owner_id, forced.name])
+    if caller is not None:
+        for kind, ident, label in (
+            ("deal", caller.deal_id, caller.deal_title),
+            ("lead", caller.lead_id, caller.lead_title),
+            ("contact", caller.contact_id, caller.contact_name),
+            ("company", caller.company_id, caller.company_name),
+        ):
+            if ident is not None and [kind, ident] not in [r[:2] for r in records]:
+                records.append([kind, ident, label])
+    responsible = caller.responsible if caller is not None else None
+    return {
+        "phone": request.phone_number,
+        "incoming": request.type.direction is CallDirection.INCOMING,
+        "line": request.line_number,
+        "records": records,
+        "responsible": responsible.name if responsible is not None else None,
+    }
+
+
 class BitrixTelephony:
     def __init__(self, ctx: PhoneContext) -> None:
         self.ctx = ctx
+        self.calls = ExternalCalls(ctx.host.db, ctx.host.settings.crm.default_region)
+        self._methods: dict[str, Method] = {
+            REGISTER: self.register,
+            FINISH: self.finish,
+            SEARCH: self.search,
+            SHOW: self.show,
+            HIDE: self.hide,
+            ATTACH_RECORD: self.attach_record,
+        }
 
     @property
     def timezone(self) -> tzinfo:
@@ -95,6 +167,7 @@ class BitrixTelephony:
         given = request.match_info["token"].encode("utf-8", "surrogatepass")
         if not hmac.compare_digest(given, token.get_secret_value().encode()):
             return _reply(bitrix_error("INVALID_CREDENTIALS", "Invalid request credentials"), 401)
+        app = request.match_info["user"]
         try:
             method = resolve_method(request.match_info["method"])
             params = parse_bitrix_params(
@@ -102,15 +175,33 @@ class BitrixTelephony:
                 request.headers.get("Content-Type"),
                 await request.read(),
             )
-            if method == REGISTER:
-                result: Any = await self.register(params, app=request.match_info["user"])
-            elif method == FINISH:
-                result = await self.finish(params)
+            if method == BATCH:
+                result: Any = await self.batch(params, app)
             else:
-                result = await self.search(params)
+                result = await self._methods[method](params, app)
         except BitrixError as err:
             return _error(err)
         return _reply(bitrix_result(result, Timing(start=started, finish=time.time())))
+
+    async def batch(self, params: dict[str, Any], app: str) -> dict[str, Any]:
+        """Run the commands in order; a command may use `$result[name][FIELD]` of an earlier
+        one. With `halt` the first error stops the rest."""
+        halt, commands = parse_batch(params)
+        results: dict[BatchKey, Any] = {}
+        errors: dict[BatchKey, dict[str, str]] = {}
+        times: dict[BatchKey, dict[str, Any]] = {}
+        for command in commands:
+            started = time.time()
+            try:
+                method, sub = split_command(command.command)
+                results[command.key] = await self._methods[method](substitute(sub, results), app)
+            except BitrixError as err:
+                errors[command.key] = bitrix_error(err.code, err.description)
+                if halt:
+                    break
+                continue
+            times[command.key] = command_time(Timing(start=started, finish=time.time()))
+        return batch_result(results, errors, times)
 
     async def _rep(self, user_id: int | None, inner: str | None) -> RepContact:
         """The active rep behind USER_ID, else behind USER_PHONE_INNER (read fresh: a rep
@@ -123,9 +214,22 @@ class BitrixTelephony:
             raise BitrixError("ERROR_CORE", "User is not found or is not active")
         return rep
 
-    async def register(self, params: dict[str, Any], *, app: str) -> dict[str, Any]:
+    async def _forced(self, request: RegisterRequest) -> NumberHolder | None:
+        """The CRM entity register named (CRM_ENTITY_TYPE / _ID); an error when it is gone."""
+        if request.crm_entity_type is None or request.crm_entity_id is None:
+            return None
+        kind, ident = request.crm_entity_type.lower(), request.crm_entity_id
+        holder = await self.ctx.telephony.holder(kind, ident)
+        if holder is None:
+            raise BitrixError(
+                "ERROR_CORE", f"CRM entity {request.crm_entity_type} #{ident} is not found"
+            )
+        return holder
+
+    async def register(self, params: dict[str, Any], app: str) -> dict[str, Any]:
         request = parse_register(params, tz=self.timezone)
         rep = await self._rep(request.user_id, request.user_phone_inner)
+        forced = await self._forced(request)
         now = datetime.now(UTC)
         key = register_key(
             rep.id,
@@ -146,22 +250,53 @@ class BitrixTelephony:
             request={"params": stored, "started_at": now.isoformat()},
             now=now,
         )
+        call_id = registration.call_id
         reply = registration.data.get("register")
-        if isinstance(reply, dict):
-            return reply  # the same CALL_ID and the same records, however often it is asked
-        if request.call_start_date is None:
-            request = replace(request, call_start_date=now)
-        event = self.ctx.to_event(register_report(request, registration.call_id), rep=rep)
-        result = register_result(registration.call_id)
-        if event is not None:
-            outcome = await self.ctx.host.process_now(event)
-            result = register_result(
-                registration.call_id,
-                created=[(kind.upper(), ident) for kind, ident in outcome.created],
-                entity=_primary(outcome),
+        if not isinstance(reply, dict):
+            if request.call_start_date is None:
+                request = replace(request, call_start_date=now)
+            reply = await self._record_register(request, call_id, rep, forced, now)
+        if request.show:  # a repeated register shows the card again, as in Bitrix24
+            await self._show(call_id, [rep.id], now)
+        return reply
+
+    async def _record_register(
+        self,
+        request: RegisterRequest,
+        call_id: str,
+        rep: RepContact,
+        forced: NumberHolder | None,
+        now: datetime,
+    ) -> dict[str, Any]:
+        event = self.ctx.to_event(register_report(request, call_id), rep=rep)
+        if event is None:  # an internal call: nothing in the CRM
+            return await self.ctx.telephony.remember(
+                call_id, "register", register_result(call_id), finished_at=None
             )
+        # CRM_CREATE=1 lets the call create a lead (deal + contact in simple mode); without it
+        # (Bitrix24's default is 0) and with a named entity the call only attaches to records.
+        create = request.crm_create and forced is None
+        event = replace(
+            event, register_mode=RegisterMode.DEFAULT if create else RegisterMode.ONLY_UPDATE
+        )
+        outcome = await self.ctx.host.process_now(event)
+        activity_id, entity = outcome.activity_id, _primary(outcome)
+        if forced is not None:
+            target = (forced.owner_type, forced.owner_id)
+            bound = await self.calls.record_on_entity(
+                call_id, target, event, outcome, rep_id=rep.id, now=now
+            )
+            if bound is not None:
+                activity_id, entity = bound, (forced.owner_type.upper(), forced.owner_id)
+        created = [(kind.upper(), ident) for kind, ident in outcome.created]
+        crm = {
+            "created": created,
+            "activity_id": activity_id,
+            "responsible_id": outcome.responsible_id if created else None,
+        }
+        result = register_result(call_id, created=created, entity=entity)
         return await self.ctx.telephony.remember(
-            registration.call_id, "register", result, finished_at=None
+            call_id, "register", result, finished_at=None, facts={"crm": crm}
         )
 
     def _registered(self, data: dict[str, Any]) -> RegisterRequest:
@@ -171,7 +306,7 @@ class BitrixTelephony:
             request = replace(request, call_start_date=started)
         return request
 
-    async def finish(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def finish(self, params: dict[str, Any], app: str) -> dict[str, Any]:
         request = parse_finish(params)
         registration = await self.ctx.telephony.registration(request.call_id)
         if registration is None:
@@ -182,18 +317,53 @@ class BitrixTelephony:
         rep = await self._rep(request.user_id, request.user_phone_inner)
         registered = self._registered(registration.data.get("request") or {})
         now = datetime.now(UTC)
-        event = self.ctx.to_event(finish_report(request, registered, ended_at=now), rep=rep)
-        activity_id: int | None = None
-        entity: tuple[str, int] | None = None
-        if event is not None:
-            outcome = await self.ctx.host.process_now(event)
-            activity_id, entity = outcome.activity_id, _primary(outcome)
+        crm = registration.data.get("crm") or {}
+        # Bitrix24 hands what the call created to the rep who finished it, before the outcome
+        # is recorded: a call-back task for a missed call then goes to that rep too.
+        await self.calls.reassign_created(
+            _created(crm),
+            _stored_int(crm.get("activity_id")),
+            before=_stored_int(crm.get("responsible_id")) or registration.user_id,
+            after=rep.id,
+            now=now,
+        )
+        activity_id, entity = await self._record_finish(
+            request, registered, rep, _stored_int(crm.get("activity_id")), now
+        )
         result = finish_result(
             request, registered, user_id=rep.id, activity_id=activity_id, entity=entity
         )
-        return await self.ctx.telephony.remember(request.call_id, "finish", result, finished_at=now)
+        stored = await self.ctx.telephony.remember(
+            request.call_id, "finish", result, finished_at=now
+        )
+        await self.calls.hide_card(request.call_id, None, now, finished=True)
+        return stored
 
-    async def search(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _record_finish(
+        self,
+        request: FinishRequest,
+        registered: RegisterRequest,
+        rep: RepContact,
+        activity_id: int | None,
+        now: datetime,
+    ) -> tuple[int | None, tuple[str, int] | None]:
+        event = self.ctx.to_event(finish_report(request, registered, ended_at=now), rep=rep)
+        if event is None:
+            return None, None
+        # Creating records is register's business (CRM_CREATE): the outcome only attaches.
+        event = replace(event, register_mode=RegisterMode.ONLY_UPDATE)
+        outcome = await self.ctx.host.process_now(event)
+        forced = registered.crm_entity_type, registered.crm_entity_id
+        if forced[0] is not None and forced[1] is not None:
+            target = (forced[0].lower(), forced[1])
+            bound = await self.calls.record_on_entity(
+                request.call_id, target, event, outcome, rep_id=rep.id, now=now
+            )
+            if bound is not None:
+                return bound, (forced[0], forced[1])
+        return outcome.activity_id or activity_id, _primary(outcome)
+
+    async def search(self, params: dict[str, Any], app: str) -> list[dict[str, Any]]:
         request = parse_search(params)
         e164 = self.ctx.normalize(request.phone_number)
         if e164 is None:
@@ -213,3 +383,56 @@ class BitrixTelephony:
             for holder in await self.ctx.telephony.holders(e164)
         ]
         return search_result(hits)
+
+    # --- call cards and recordings ----------------------------------------------------------
+
+    async def _show(self, call_id: str, rep_ids: list[int], now: datetime) -> bool:
+        registration = await self.ctx.telephony.registration(call_id)
+        if registration is None or registration.finished_at is not None:
+            return False
+        registered = self._registered(registration.data.get("request") or {})
+        e164 = self.ctx.normalize(registered.phone_number)
+        caller = await self.ctx.telephony.caller(e164) if e164 else None
+        forced = None
+        if registered.crm_entity_type and registered.crm_entity_id:
+            kind = registered.crm_entity_type.lower()
+            forced = await self.ctx.telephony.holder(kind, registered.crm_entity_id)
+        card = call_card(registered, caller, forced)
+        return await self.calls.show_card(call_id, rep_ids, card, now)
+
+    async def _card_request(self, params: dict[str, Any]) -> tuple[str, list[int]] | None:
+        """CALL_ID and the reps of a show / hide; None when no such call is in progress."""
+        request = parse_card(params)
+        registration = await self.ctx.telephony.registration(request.call_id)
+        if registration is None or registration.finished_at is not None:
+            return None
+        if not request.user_ids:  # Bitrix24: the user the call was registered for
+            return request.call_id, [registration.user_id] if registration.user_id else []
+        active = {r.id for r in await self.ctx.telephony.reps() if r.active}
+        if any(u not in active for u in request.user_ids):
+            raise BitrixError("ERROR_CORE", "User is not found or is not active")
+        return request.call_id, list(request.user_ids)
+
+    async def show(self, params: dict[str, Any], app: str) -> bool:
+        """`telephony.externalcall.show`: true, or false when no such call is in progress."""
+        asked = await self._card_request(params)
+        return asked is not None and await self._show(*asked, datetime.now(UTC))
+
+    async def hide(self, params: dict[str, Any], app: str) -> bool:
+        """`telephony.externalcall.hide`: true, or false when no such call is in progress."""
+        asked = await self._card_request(params)
+        return asked is not None and await self.calls.hide_card(*asked, datetime.now(UTC))
+
+    async def attach_record(self, params: dict[str, Any], app: str) -> dict[str, Any]:
+        """`telephony.externalCall.attachRecord` with RECORD_URL: the link goes onto the
+        finished call and its call activity."""
+        request = parse_attach_record(params)
+        assert request.record_url is not None  # parse_attach_record refuses anything else
+        found, activity_id = await self.calls.attach_record(
+            request.call_id, request.record_url, request.filename, datetime.now(UTC)
+        )
+        if not found:
+            raise BitrixError(
+                "", "Call is not found in the statistic table. Looks like it is not finished yet."
+            )
+        return attach_record_result(request, activity_id)

@@ -5,6 +5,7 @@ Routes (each answers 404 with a reason when its own secret is not set):
     GET  /hooks/calls/lookup?number=…      caller lookup (phone.lookup_token)
     POST /hooks/twilio/voice, …/status     Twilio voice / status callbacks (phone.twilio_auth_token)
     GET|POST /rest/<user>/<token>/telephony.externalcall.*[.json]   Bitrix24 (phone.bitrix_token)
+    GET|POST /rest/<user>/<token>/batch[.json]                      … several of them at once
 """
 
 from __future__ import annotations
@@ -27,9 +28,13 @@ from channels.phone.webhooks import (
 )
 from crm.services.telephony import Telephony
 
-# Only telephony methods: other /rest/ methods belong to whoever serves the rest of the API.
-# The method part is matched case-insensitively, like Bitrix24 does.
-BITRIX_PATH = r"/rest/{user:\d+}/{token:[^/]+}/{method:(?i:telephony\.externalcall\.)[^/]+}"
+# Only telephony methods and batch (of telephony methods): other /rest/ methods belong to
+# whoever serves the rest of the API. Method names are matched case-insensitively, like
+# Bitrix24 does.
+BITRIX_PATH = (
+    r"/rest/{user:\d+}/{token:[^/]+}"
+    r"/{method:(?i:telephony\.externalcall\.[^/]+|batch(?:\.json)?)}"
+)
 
 Handler = Callable[[PhoneContext, web.Request], Awaitable[web.Response]]
 

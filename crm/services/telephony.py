@@ -78,7 +78,9 @@ class Registration:
     user_id: int | None
     created_at: datetime
     finished_at: datetime | None
-    data: dict[str, Any]  # "request" as parsed, "register" / "finish" replies once known
+    # "request" as parsed, "register" / "finish" replies once known, "crm" (what register did
+    # in the CRM), "shown" (reps with the call card), "record" (an attached recording link)
+    data: dict[str, Any]
 
 
 def new_call_id(now: datetime) -> str:
@@ -256,6 +258,14 @@ def _holders(conn: Connection, e164: str) -> list[NumberHolder]:
     return [NumberHolder(kind, r.id, r.name, reps.get(r.responsible_id)) for kind, r in rows]
 
 
+def _holder(conn: Connection, kind: str, ident: int) -> NumberHolder | None:
+    rows = _rows(conn, _NAMES[kind], [ident])
+    if not rows:
+        return None
+    reps = _reps(conn, {rows[0].responsible_id})
+    return NumberHolder(kind, rows[0].id, rows[0].name, reps.get(rows[0].responsible_id))
+
+
 def _sqlite_reader(db: Database) -> Engine:
     """A synchronous engine on the service's SQLite file that only ever reads. Without the
     service engine's BEGIN IMMEDIATE, WAL readers wait for nobody."""
@@ -322,6 +332,12 @@ class Telephony:
         """Every contact, company and lead with the number (contacts first, newest first)."""
         return await self._read(_holders, e164)
 
+    async def holder(self, kind: str, ident: int) -> NumberHolder | None:
+        """One contact, company or lead by id (None: there is none)."""
+        if kind not in _NAMES:
+            raise ValueError(f"not a number holder kind: {kind!r}")
+        return await self._read(_holder, kind, ident)
+
     # --- Bitrix24-style registered calls ----------------------------------------------------
 
     async def register(
@@ -370,11 +386,18 @@ class Telephony:
             return _registration(row) if row is not None else None
 
     async def remember(
-        self, call_id: str, name: str, value: dict[str, Any], *, finished_at: datetime | None
+        self,
+        call_id: str,
+        name: str,
+        value: dict[str, Any],
+        *,
+        finished_at: datetime | None,
+        facts: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Store a reply under `name` unless one is stored already (the first one wins, so
-        every repeat of a request gets the same answer); returns the stored reply.
-        `finished_at` also closes the registration."""
+        every repeat of a request gets the same answer); returns the stored reply. `facts`
+        are kept with the first reply (what the call did in the CRM); `finished_at` also
+        closes the registration."""
         async with self.db.transaction() as s:
             row = await s.scalar(select(ExternalCall).where(ExternalCall.call_id == call_id))
             if row is None:
@@ -383,7 +406,7 @@ class Telephony:
             stored = data.get(name)
             if isinstance(stored, dict):
                 return stored
-            row.entities = {**data, name: value}
+            row.entities = {**data, **(facts or {}), name: value}
             if finished_at is not None and row.finished_at is None:
                 row.finished_at = finished_at
             return value

@@ -14,22 +14,29 @@ from channels.phone.bitrix import (
     CallType,
     EntityHit,
     Timing,
+    batch_result,
     bitrix_error,
     bitrix_result,
+    command_time,
     finish_report,
     finish_result,
     nest_params,
     normalize_method,
+    parse_batch,
     parse_bitrix_params,
+    parse_card,
     parse_finish,
     parse_register,
     parse_search,
+    php_array,
     register_key,
     register_report,
     register_result,
     resolve_method,
     search_result,
+    split_command,
     status_from,
+    substitute,
 )
 from channels.phone.calls import CallDirection, CallStage, Disposition
 
@@ -373,3 +380,77 @@ def test_finish_and_search_results() -> None:
     assert hits[0]["CRM_ENTITY_ID"] == 5
     assert hits[0]["ASSIGNED_BY"]["USER_PHONE_INNER"] == "101"
     assert hits[0]["ASSIGNED_BY_ID"] == 3
+
+
+# --- show / hide, batch -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("user_id", "expected"),
+    [(None, ()), ("7", (7,)), (7, (7,)), (["3", 4, "3"], (3, 4)), ({"0": "5", "1": "6"}, (5, 6))],
+)
+def test_card_users_one_or_many(user_id: Any, expected: tuple[int, ...]) -> None:
+    params = {"CALL_ID": " externalCall.x.1 "}
+    if user_id is not None:
+        params["USER_ID"] = user_id
+    request = parse_card(params)
+    assert (request.call_id, request.user_ids) == ("externalCall.x.1", expected)
+
+
+@pytest.mark.parametrize("user_id", ["abc", 0, -2, [1, {"a": 1}], list(range(1, 60))])
+def test_card_users_must_be_ids(user_id: Any) -> None:
+    with pytest.raises(BitrixError) as caught:
+        parse_card({"CALL_ID": "c", "USER_ID": user_id})
+    assert caught.value.code == "ERROR_CORE"
+
+
+def test_batch_commands_and_keys() -> None:
+    halt, commands = parse_batch(nest_params([("halt", "1"), ("cmd[a]", "x?y=1"), ("cmd[7]", "z")]))
+    assert halt is True
+    assert [(c.key, c.command) for c in commands] == [("a", "x?y=1"), (7, "z")]
+    assert parse_batch({}) == (False, [])
+    _, listed = parse_batch({"cmd": ["a", "b"]})
+    assert [c.key for c in listed] == [0, 1]
+    method, params = split_command(
+        "telephony.externalCall.Finish.json?CALL_ID=c&USER_ID=1&fields%5BA%5D%5B%5D=%2B1"
+    )
+    assert method == "telephony.externalcall.finish"
+    assert params == {"CALL_ID": "c", "USER_ID": "1", "fields": {"A": ["+1"]}}
+
+
+def test_batch_references_to_earlier_results() -> None:
+    results: dict[str | int, Any] = {
+        "reg": {"CALL_ID": "externalCall.x.1", "CRM_ENTITY_ID": 5, "LIST": [{"ID": 9}]},
+        0: [{"CRM_ENTITY_ID": 3}],
+    }
+    params = {
+        "CALL_ID": "$result[reg][CALL_ID]",
+        "ID": "$result[reg][CRM_ENTITY_ID]",  # a whole reference keeps the type
+        "TEXT": "lead $result[reg][LIST][0][ID] of $result[0][0][CRM_ENTITY_ID]",
+        "MISSING": "$result[nope][X]",
+        "OBJECT": "$result[reg]",  # not a scalar: left as written
+        "NESTED": {"A": ["$result[reg][CALL_ID]"]},
+    }
+    assert substitute(params, results) == {
+        "CALL_ID": "externalCall.x.1",
+        "ID": 5,
+        "TEXT": "lead 9 of 3",
+        "MISSING": "$result[nope][X]",
+        "OBJECT": "$result[reg]",
+        "NESTED": {"A": ["externalCall.x.1"]},
+    }
+
+
+def test_batch_result_is_php_shaped() -> None:
+    assert php_array({}) == [] and php_array({0: "a", 1: "b"}) == ["a", "b"]
+    assert php_array({1: "a"}) == {"1": "a"} and php_array({"x": 1}) == {"x": 1}
+    timing = command_time(Timing(start=1715665600.0, finish=1715665600.5))
+    assert set(timing) == {"start", "finish", "duration", "processing", "date_start", "date_finish"}
+    result = batch_result({"a": True}, {}, {"a": timing})
+    assert result == {
+        "result": {"a": True},
+        "result_error": [],
+        "result_total": [],
+        "result_next": [],
+        "result_time": {"a": timing},
+    }

@@ -147,8 +147,10 @@ async def test_bitrix_errors_in_bitrix_shape(phone: PhoneClient) -> None:
 
     status, body = await call("telephony.externalcall.register", query="USER_ID=1", token="nope")
     assert status == 401 and body["error"] == "INVALID_CREDENTIALS"
-    status, body = await call("telephony.externalcall.hide", query="CALL_ID=x")
+    status, body = await call("telephony.externalcall.transfer", query="CALL_ID=x")
     assert status == 404 and body["error"] == "ERROR_METHOD_NOT_FOUND"
+    status, body = await call("telephony.externalcall.hide", query="CALL_ID=externalCall.nope")
+    assert status == 200 and body["result"] is False  # Bitrix24: false for an unknown call
     status, body = await call("telephony.externalcall.register", query="PHONE_NUMBER=1&TYPE=2")
     assert status == 400
     assert body["error_description"] == "USER_ID or USER_PHONE_INNER should be set"

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
 from channels.phone.signatures import sign_generic
-from tests.phone.conftest import BITRIX_TOKEN, PUBLIC, SECRET, TWILIO_TOKEN, PhoneClient
+from tests.phone.conftest import BITRIX_TOKEN, PUBLIC, SECRET, TWILIO_TOKEN, PhoneClient, add_rep
 
 # One running service serves every example; SQLite keeps it quick (the rules run on both).
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
@@ -25,6 +25,7 @@ RUNS = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
+CALL = "@call-id@"  # replaced by a real registered CALL_ID
 _scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
 _json = st.recursive(
     _scalars,
@@ -84,22 +85,104 @@ _bitrix_params = st.dictionaries(
             "DURATION",
             "STATUS_CODE",
             "RECORD_URL",
+            "CRM_CREATE",
+            "CRM_ENTITY_TYPE",
+            "CRM_ENTITY_ID",
+            "SHOW",
+            "USER_ID[]",
+            "FILENAME",
+            "FILE_CONTENT",
+            "halt",
             "fields[PHONE][0][VALUE]",
             "a[][b]",
         ]
     )
     | _words,
-    st.sampled_from(["1", "2", "0", "+4930123456", "2024-05-14T09:00:00", "304", "nan"]) | _words,
+    st.sampled_from(
+        [
+            "1",
+            "2",
+            "0",
+            "+4930123456",
+            "2024-05-14T09:00:00",
+            "304",
+            "nan",
+            "CONTACT",
+            "lead",
+            "https://r.example/1.mp3",
+            "x.wav",
+            "SUQz",
+            "$result[a][CALL_ID]",
+            CALL,
+        ]
+    )
+    | _words,
     max_size=6,
 )
-_bitrix_methods = st.sampled_from(
-    [
-        "telephony.externalcall.register",
-        "telephony.externalCall.finish.json",
-        "TELEPHONY.EXTERNALCALL.SEARCHCRMENTITIES",
-        "telephony.externalcall.nope",
-    ]
+_method_names = [
+    "telephony.externalcall.register",
+    "telephony.externalCall.finish.json",
+    "TELEPHONY.EXTERNALCALL.SEARCHCRMENTITIES",
+    "telephony.externalcall.show",
+    "telephony.externalCall.hide",
+    "telephony.externalCall.attachRecord",
+    "telephony.externalcall.nope",
+    "batch",
+]
+_bitrix_methods = st.sampled_from(_method_names)
+# Parameters that get a method past its checks, so that the drawn ones reach the CRM.
+_VALID: dict[str, dict[str, str]] = {
+    "register": {"USER_ID": "1", "PHONE_NUMBER": "+4930123456", "TYPE": "2"},
+    "finish": {"USER_ID": "1", "CALL_ID": CALL},
+    "searchcrmentities": {"PHONE_NUMBER": "+4930123456"},
+    "show": {"CALL_ID": CALL},
+    "hide": {"CALL_ID": CALL},
+    "attachrecord": {"CALL_ID": CALL, "RECORD_URL": "https://r.example/1.mp3"},
+}
+
+
+def _based(method: str, params: dict[str, str], valid: bool) -> dict[str, str]:
+    """With `valid`, the drawn parameters on top of ones that pass the method's checks."""
+    base = _VALID.get(method.lower().removesuffix(".json").rpartition(".")[2], {})
+    return {**base, **params} if valid else params
+
+
+# Batch commands: "method?query" built from the same parameters, or anything at all.
+_commands = st.builds(
+    lambda method, params, valid: f"{method}?{urlencode(_based(method, params, valid))}",
+    st.sampled_from(_method_names) | _words,
+    _bitrix_params,
+    st.booleans(),
 )
+_batch_bodies = st.fixed_dictionaries(
+    {"cmd": st.dictionaries(st.sampled_from(["a", "b", "0", "1"]) | _words, _commands | _json)
+     | st.lists(_commands, max_size=4) | _json},
+    optional={"halt": _json},
+)  # fmt: skip
+
+
+async def _call_id(phone: PhoneClient) -> str:
+    """A rep (id 1, extension 101) and a registered call, made once per running service, so
+    examples get past the user check and can name a real CALL_ID (the `CALL` placeholder)."""
+    known: str | None = getattr(phone, "property_call_id", None)
+    if known is not None:
+        return known
+    rep = await add_rep(phone, "Anna", extension="101")
+    body = {"USER_ID": rep, "PHONE_NUMBER": "+4930123456", "TYPE": 2, "CRM_CREATE": 1}
+    reply = await phone.bitrix("telephony.externalcall.register", json_body=body)
+    call_id = str(reply.json()["result"]["CALL_ID"])
+    phone.property_call_id = call_id  # type: ignore[attr-defined]
+    return call_id
+
+
+def _with_call(value: Any, call_id: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(CALL, call_id)
+    if isinstance(value, dict):
+        return {k: _with_call(v, call_id) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_call(v, call_id) for v in value]
+    return value
 
 
 async def _status(phone: PhoneClient, method: str, path: str, **kwargs: Any) -> int:
@@ -134,13 +217,32 @@ async def test_twilio_endpoints_never_fail(
 
 
 @RUNS
-@given(method=_bitrix_methods, params=_bitrix_params, as_json=st.booleans())
+@given(method=_bitrix_methods, params=_bitrix_params, as_json=st.booleans(), valid=st.booleans())
 async def test_bitrix_rest_never_fails(
-    phone: PhoneClient, method: str, params: dict[str, str], as_json: bool
+    phone: PhoneClient, method: str, params: dict[str, str], as_json: bool, valid: bool
 ) -> None:
+    params = _with_call(_based(method, params, valid), await _call_id(phone))
     path = f"/rest/1/{BITRIX_TOKEN}/{method}"
     if as_json:
         await _status(phone, "POST", path, json=params)
     else:
         query = "&".join(f"{quote(k)}={quote(v)}" for k, v in params.items())
         await _status(phone, "GET", f"{path}?{query}")
+
+
+@RUNS
+@given(body=_batch_bodies, as_json=st.booleans())
+async def test_bitrix_batch_never_fails(
+    phone: PhoneClient, body: dict[str, Any], as_json: bool
+) -> None:
+    body = _with_call(body, await _call_id(phone))
+    path = f"/rest/1/{BITRIX_TOKEN}/batch"
+    if as_json:
+        await _status(phone, "POST", path, json=body)
+        return
+    cmd = body["cmd"]
+    items = (
+        cmd.items() if isinstance(cmd, dict) else enumerate(cmd if isinstance(cmd, list) else [])
+    )
+    query = "&".join(f"cmd[{quote(str(k))}]={quote(str(v))}" for k, v in items)
+    await _status(phone, "GET", f"{path}?halt={quote(str(body.get('halt', 0)))}&{query}")
