@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from channels.phone.bitrix_service import BitrixTelephony
+from channels.phone.callers import CallerLookup
 from channels.phone.context import PhoneContext, PhoneHost
 from channels.phone.lookup import lookup
 from channels.phone.webhooks import (
@@ -75,6 +76,7 @@ class PhoneComponent:
         if self._refresher is not None:
             await self._refresher
             self._refresher = None
+        await self.ctx.callers.close()
         await self.ctx.telephony.close()
 
 
@@ -85,4 +87,12 @@ def phone_component(host: PhoneHost) -> PhoneComponent | None:
         (phone.webhook_secret, phone.twilio_auth_token, phone.bitrix_token, phone.lookup_token)
     ):
         return None
-    return PhoneComponent(PhoneContext(host=host, settings=phone, telephony=Telephony(host.db)))
+    telephony = Telephony(host.db)
+    return PhoneComponent(
+        PhoneContext(
+            host=host,
+            settings=phone,
+            telephony=telephony,
+            callers=CallerLookup(host.db, telephony),
+        )
+    )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
+from channels.phone.callers import CallerLookup
 from channels.phone.calls import CallReport, call_to_event, event_id
 from crm.db import Database
 from crm.dto import IntakeResult
@@ -92,6 +93,7 @@ class PhoneContext:
     host: PhoneHost
     settings: PhoneSettings
     telephony: Telephony
+    callers: CallerLookup  # the caller lookup's fast path (one statement)
     directory: RepDirectory = field(default_factory=RepDirectory)
     recent: RecentIds = field(default_factory=RecentIds)
 

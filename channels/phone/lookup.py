@@ -74,5 +74,5 @@ async def lookup(ctx: PhoneContext, request: web.Request) -> web.Response:
     if len(number) > _MAX_NUMBER:
         return json_error(400, "bad_request", f"number is longer than {_MAX_NUMBER} characters")
     e164 = ctx.normalize(number)
-    info = await ctx.telephony.caller(e164) if e164 is not None else None
+    info = await ctx.callers.caller(e164) if e164 is not None else None
     return web.json_response(caller_json(number, e164, info))

@@ -156,7 +156,7 @@ async def _dial_number(ctx: PhoneContext, report: CallReport) -> str | None:
     e164 = ctx.normalize(report.from_number)
     if e164 is None:
         return None
-    caller = await ctx.telephony.caller(e164)
+    caller = await ctx.callers.caller(e164)
     rep = caller.responsible if caller else None
     return rep.phone if rep is not None and rep.active and rep.phone else None
 

@@ -1,0 +1,158 @@
+"""The caller lookup's one-statement fast path (`CallerLookup`) answers exactly what
+`Telephony.caller` answers, on SQLite and PostgreSQL, and SQLite plans it over the indexes."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+
+import pytest
+
+from channels.phone.callers import CallerLookup, caller_sql
+from crm.db import Database
+from crm.service import Crm
+from crm.services.leads import LeadInput
+from crm.services.records import ContactInput
+from crm.services.telephony import CallerInfo, RepContact, Telephony
+
+
+@pytest.fixture
+async def lookup(db: Database) -> AsyncIterator[tuple[CallerLookup, Telephony]]:
+    telephony = Telephony(db)
+    callers = CallerLookup(db, telephony)
+    yield callers, telephony
+    await callers.close()
+    await telephony.close()
+
+
+Named = tuple[int, str] | None  # (id, name or title)
+
+
+def _info(
+    number: str,
+    *,
+    contact: Named = None,
+    company: Named = None,
+    lead: Named = None,
+    deal: Named = None,
+    rep: RepContact | None = None,
+) -> CallerInfo:
+    def part(named: Named) -> tuple[int | None, str | None]:
+        return named if named is not None else (None, None)
+
+    return CallerInfo(number, *part(contact), *part(company), *part(lead), *part(deal), rep)
+
+
+async def test_lookup_picks_client_open_records_and_responsible(
+    crm: Crm, lookup: tuple[CallerLookup, Telephony]
+) -> None:
+    callers, telephony = lookup
+    r1, r2, r3 = [(await crm.reps.add(f"Rep {k}", extension=f"10{k}")).id for k in (1, 2, 3)]
+    rep1, rep2, rep3 = (
+        RepContact(r, f"Rep {k}", True, f"10{k}", None) for k, r in ((1, r1), (2, r2), (3, r3))
+    )
+    contact = crm.records.create_contact
+
+    # A contact of a company: the company's open deal wins over the contact's own.
+    muster = await crm.records.create_company("Muster GmbH", responsible_id=r1)
+    anna = await contact(
+        ContactInput(name="Anna", phones=("+4930100001",), company_id=muster.id, responsible_id=r1)
+    )
+    company_deal = await crm.deals.create("Company deal", company_id=muster.id, responsible_id=r2)
+    await crm.deals.create("Anna's deal", contact_id=anna.id, responsible_id=r3)
+
+    # A shared number: the contact changed last answers; its open lead gives the rep.
+    await contact(ContactInput(name="Bob", phones=("+4930100002",), responsible_id=r1))
+    carl = await contact(ContactInput(name="Carl", phones=("+4930100002",)))
+    carl_lead = await crm.leads.create(
+        LeadInput(title="Carl again", contact_id=carl.id, responsible_id=r3)
+    )
+
+    # Nobody but an open lead has the number.
+    lone = await crm.leads.create(
+        LeadInput(title="Lone lead", phones=("+4930100003",), responsible_id=r1)
+    )
+
+    # A junked lead with the number leads to its contact (who does not have it).
+    dora = await contact(ContactInput(name="Dora", responsible_id=r2))
+    junk = await crm.leads.create(
+        LeadInput(title="Old", phones=("+4930100004",), contact_id=dora.id)
+    )
+    await crm.leads.junk(junk.id, "spam")
+
+    # A company's own number; its open lead's rep takes the call.
+    firma = await crm.records.create_company("Firma", phones=("+4930100005",), responsible_id=r1)
+    firma_lead = await crm.leads.create(
+        LeadInput(title="Firma lead", company_id=firma.id, responsible_id=r2)
+    )
+
+    # A client with nothing open: the client's own rep.
+    eva = await contact(ContactInput(name="Eva", phones=("+4930100006",), responsible_id=r3))
+    won = await crm.deals.create("Won", contact_id=eva.id, responsible_id=r1)
+    await crm.deals.win(won.id)
+
+    # Only a closed lead nobody else has: found, but nothing to show.
+    closed = await crm.leads.create(LeadInput(title="Closed", phones=("+4930100007",)))
+    await crm.leads.junk(closed.id, None)
+
+    expected: dict[str, CallerInfo | None] = {
+        "+4930100001": _info(
+            "+4930100001",
+            contact=(anna.id, "Anna"),
+            company=(muster.id, "Muster GmbH"),
+            deal=(company_deal.id, "Company deal"),
+            rep=rep2,
+        ),
+        "+4930100002": _info(
+            "+4930100002", contact=(carl.id, "Carl"), lead=(carl_lead.id, "Carl again"), rep=rep3
+        ),
+        "+4930100003": _info("+4930100003", lead=(lone.id, "Lone lead"), rep=rep1),
+        "+4930100004": _info("+4930100004", contact=(dora.id, "Dora"), rep=rep2),
+        "+4930100005": _info(
+            "+4930100005", company=(firma.id, "Firma"), lead=(firma_lead.id, "Firma lead"), rep=rep2
+        ),
+        "+4930100006": _info("+4930100006", contact=(eva.id, "Eva"), rep=rep3),
+        "+4930100007": _info("+4930100007"),
+        "+4930100008": None,
+    }
+    for number, want in expected.items():
+        got = await callers.caller(number)
+        assert got == want, number
+        # The slow path (several queries) agrees: the fast one is the same answer, faster.
+        assert await telephony.caller(number) == want, number
+
+
+async def test_an_inactive_responsible_is_still_named(
+    crm: Crm, lookup: tuple[CallerLookup, Telephony]
+) -> None:
+    callers, _ = lookup
+    rep = await crm.reps.add("Gone", extension="109")
+    await crm.reps.deactivate(rep.id)
+    await crm.records.create_contact(
+        ContactInput(name="Ida", phones=("+4930100009",), responsible_id=rep.id)
+    )
+    info = await callers.caller("+4930100009")
+    assert info is not None and info.responsible == RepContact(rep.id, "Gone", False, "109", None)
+
+
+async def test_sqlite_plans_the_lookup_over_indexes(db: Database, backend: str) -> None:
+    if backend != "sqlite":
+        pytest.skip("INDEXED BY and EXPLAIN QUERY PLAN are SQLite's")
+    assert db.url.database is not None
+    conn = sqlite3.connect(db.url.database)
+    try:
+        plan = [
+            row[3]
+            for row in conn.execute(
+                "EXPLAIN QUERY PLAN " + caller_sql(sqlite=True), {"e164": "+4930100001"}
+            )
+        ]
+    finally:
+        conn.close()
+    assert (
+        "SEARCH communications USING INDEX ix_communications_kind_value (kind=? AND value=?)"
+        in (plan)
+    )
+    # No table of the CRM is read whole (the CTEs are a handful of rows and may be scanned).
+    for table in ("communications", "contacts", "companies", "leads", "deals"):
+        assert not [step for step in plan if step.startswith(f"SCAN {table}")], (table, plan)
