@@ -10,6 +10,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Literal, Protocol
 
 from channels.phone.callers import CallerLookup
@@ -81,11 +82,31 @@ class RepDirectory:
 
     by_id: dict[int, RepContact] = field(default_factory=dict)
     by_extension: dict[str, RepContact] = field(default_factory=dict)
+    extensions: frozenset[str] = frozenset()  # the keys of by_extension, a new set per load
 
     def load(self, reps: list[RepContact]) -> None:
         active = [r for r in reps if r.active]
         self.by_id = {r.id: r for r in active}
         self.by_extension = {r.extension.strip(): r for r in active if r.extension}
+        self.extensions = frozenset(self.by_extension)
+
+
+class RecentBodies:
+    """Signature digests of bodies queued lately, with their event ids: a replay of the very
+    same signed body is answered from here without parsing it (see `webhooks.generic_hook`).
+    Whether the event still counts as recent is `RecentIds`' call; this only bounds memory."""
+
+    def __init__(self, max_size: int = RECENT_MAX) -> None:
+        self.max_size = max_size
+        self._keys: dict[str, str] = {}
+
+    def get(self, digest: str) -> str | None:
+        return self._keys.get(digest)
+
+    def add(self, digest: str, key: str) -> None:
+        if digest not in self._keys and len(self._keys) >= self.max_size:
+            del self._keys[next(iter(self._keys))]  # the oldest
+        self._keys[digest] = key
 
 
 @dataclass
@@ -96,10 +117,33 @@ class PhoneContext:
     callers: CallerLookup  # the caller lookup's fast path (one statement)
     directory: RepDirectory = field(default_factory=RepDirectory)
     recent: RecentIds = field(default_factory=RecentIds)
+    bodies: RecentBodies = field(default_factory=RecentBodies)
+    # Settings do not change while the service runs: what every call needs is derived once.
+    _internal: tuple[frozenset[str], frozenset[str]] | None = field(
+        default=None, init=False, repr=False
+    )
 
-    @property
+    @cached_property
     def region(self) -> str:
         return (self.settings.region or self.host.settings.crm.default_region).upper()
+
+    @cached_property
+    def webhook_key(self) -> bytes | None:
+        """The generic webhook's HMAC key (None: the webhook is off)."""
+        secret = self.settings.webhook_secret
+        return None if secret is None else secret.get_secret_value().encode("utf-8")
+
+    @cached_property
+    def our_numbers(self) -> frozenset[str]:
+        return frozenset(self.settings.our_numbers)
+
+    def internal_extensions(self) -> frozenset[str]:
+        """Configured internal extensions and every active rep's: one set per directory load
+        (call_to_event caches by set, and a set made once hashes once)."""
+        loaded = self.directory.extensions
+        if self._internal is None or self._internal[0] is not loaded:
+            self._internal = (loaded, frozenset(self.settings.internal_extensions) | loaded)
+        return self._internal[1]
 
     def normalize(self, number: str) -> str | None:
         """E.164 of a number as a phone system sends it, or None (withheld, unparsable)."""
@@ -111,13 +155,13 @@ class PhoneContext:
         event = call_to_event(
             report,
             line_region=self.region,
-            internal_extensions=frozenset(self.settings.internal_extensions)
-            | frozenset(self.directory.by_extension),
-            our_numbers=frozenset(self.settings.our_numbers),
+            internal_extensions=self.internal_extensions(),
+            our_numbers=self.our_numbers,
             received_at=datetime.now(UTC),
         )
         if event is None:
-            log.info("call %s is internal: not recorded in the CRM", report.call_id)
+            # Debug only: a PBX may report every internal call, and this runs per request.
+            log.debug("call %s is internal: not recorded in the CRM", report.call_id)
             return None
         owner = rep or self.directory.by_extension.get((report.agent_extension or "").strip())
         if owner is not None:

@@ -8,6 +8,7 @@ with `{"error", "detail"}` otherwise. Twilio endpoints answer TwiML on success.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 
@@ -15,13 +16,13 @@ from aiohttp import web
 from multidict import MultiDict, MultiDictProxy, MultiMapping
 
 from channels.phone.calls import CallDirection, CallReport, PayloadError, is_endpoint_uri
-from channels.phone.context import PhoneContext
+from channels.phone.context import PhoneContext, QueueStatus
 from channels.phone.generic import MAX_BODY, parse_generic
 from channels.phone.signatures import (
     GENERIC_HEADER,
     TWILIO_HEADER,
     SignatureError,
-    verify_generic,
+    check_generic,
     verify_twilio,
 )
 from channels.phone.twilio import parse_twilio, twiml_response
@@ -53,32 +54,38 @@ async def _body(request: web.Request, limit: int) -> bytes | web.Response:
 
 async def generic_hook(ctx: PhoneContext, request: web.Request) -> web.Response:
     """POST /hooks/calls: one JSON call event signed with X-Leadbot-Signature."""
-    secret = ctx.settings.webhook_secret
-    if secret is None:
+    key = ctx.webhook_key
+    if key is None:
         return not_configured("the generic call webhook", "webhook_secret")
     body = await _body(request, MAX_BODY)
     if isinstance(body, web.Response):
         return body
     try:
-        verify_generic(
-            secret.get_secret_value(), request.headers.get(GENERIC_HEADER), body, time.time()
-        )
+        _, digest = check_generic(key, request.headers.get(GENERIC_HEADER), body, time.time())
     except SignatureError as err:
         return json_error(401, "bad_signature", err.reason)
+    # A sender's retry of the very same signed body: known without parsing it again.
+    known = ctx.bodies.get(digest)
+    if known is not None and known in ctx.recent:
+        return _reply("duplicate", known)
     try:
         report = parse_generic(body)
     except PayloadError as err:
         return payload_error(err)
-    return await _queue(ctx, report)
+    status, event = await ctx.enqueue(report)
+    if status != "ignored":
+        ctx.bodies.add(digest, event)
+    return _reply(status, event)
 
 
-async def _queue(ctx: PhoneContext, report: CallReport) -> web.Response:
-    status, key = await ctx.enqueue(report)
+_JSON = {"Content-Type": "application/json; charset=utf-8"}  # what web.json_response sends
+
+
+def _reply(status: QueueStatus, event: str) -> web.Response:
     if status == "ignored":
         return web.json_response({"status": status, "reason": "internal call"})
-    return web.json_response(
-        {"status": status, "event": key}, status=202 if status == "accepted" else 200
-    )
+    body = json.dumps({"status": status, "event": event}).encode()
+    return web.Response(body=body, status=202 if status == "accepted" else 200, headers=_JSON)
 
 
 # --- Twilio -----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from xml.etree import ElementTree
 
 from twilio.request_validator import RequestValidator
 
+from channels.phone.context import RecentIds
 from channels.phone.signatures import sign_generic
 from tests.phone.conftest import (
     FALLBACK,
@@ -61,6 +62,39 @@ async def test_signed_event_is_accepted_and_replays_are_not_queued_twice(
     assert again.status == 200 and again.json()["status"] == "duplicate"
     await phone.settle()
     assert len(await phone.leads()) == 1
+
+
+async def test_replayed_body_is_a_duplicate_only_while_its_event_is_recent(
+    phone: PhoneClient,
+) -> None:
+    now = int(time.time())
+    first = await phone.post_generic(BODY, timestamp=now)
+    assert first.status == 202, first.text
+    # The very same signed body (answered without parsing it) and a re-signed copy.
+    for stamp in (now, now - 1):
+        again = await phone.post_generic(BODY, timestamp=stamp)
+        assert again.status == 200 and again.json() == {
+            "status": "duplicate",
+            "event": "g-1:ringing",
+        }
+    # Once the event is no longer recent, a replay is queued again (intake keeps it once).
+    ctx = phone.service.components[0].ctx
+    ctx.recent = RecentIds(ttl=0)
+    late = await phone.post_generic(BODY, timestamp=now)
+    assert late.status == 202, late.text
+    await phone.settle()
+    assert len(await phone.leads()) == 1
+    events, _ = await phone.service.crm.events.page(limit=10)
+    assert [e.outcome for e in events] == ["new_lead"]
+
+
+async def test_a_new_reps_extension_is_internal_at_once(phone: PhoneClient) -> None:
+    # Longer than the always-internal short numbers: only the rep directory knows it.
+    before = await phone.call_event("x-1", "call.ringing", "12345")
+    assert before.status == 202, before.text
+    await add_rep(phone, "Ben", extension="12345")
+    after = await phone.call_event("x-2", "call.ringing", "12345")
+    assert after.status == 200 and after.json()["status"] == "ignored"
 
 
 async def test_generic_signature_is_required_and_checked(phone: PhoneClient) -> None:

@@ -12,6 +12,7 @@ from twilio.request_validator import RequestValidator
 
 from channels.phone.signatures import (
     SignatureError,
+    check_generic,
     sign_generic,
     twilio_signature,
     verify_generic,
@@ -101,6 +102,18 @@ def test_generic_rotation_on_either_side() -> None:
     assert verify_generic("new", f"{t_part},{v_part.upper().replace('V1=', 'v1=')}", BODY, NOW)
     # Unknown schemes are ignored, not rejected.
     assert verify_generic("new", new + ",v0=whatever", BODY, now=NOW) == NOW
+
+
+def test_generic_check_names_the_digest_that_matched() -> None:
+    old, new = sign_generic("old", NOW, BODY), sign_generic("new", NOW, BODY)
+    # The digest is ours for the secret that matched: the same body and second give the
+    # same digest, whichever of the sender's signatures came first.
+    assert check_generic(["old", "new"], old, BODY, now=NOW) == (NOW, old.split("v1=")[1])
+    both = f"{old},v1={new.split('v1=')[1]}"
+    assert check_generic("new", both, BODY, now=NOW) == (NOW, new.split("v1=")[1])
+    # Another second: another digest.
+    later = sign_generic("new", NOW + 1, BODY)
+    assert check_generic("new", later, BODY, now=NOW)[1] != new.split("v1=")[1]
 
 
 # --- Twilio -----------------------------------------------------------------------------------
