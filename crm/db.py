@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -66,6 +68,10 @@ class Database:
                 text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:ks AS bigint[])) AS k"),
                 {"ks": ids},
             )
+
+    def insert(self, model: Any) -> Any:
+        """The backend's own INSERT (it knows ON CONFLICT DO NOTHING and RETURNING)."""
+        return (sqlite_insert if self.is_sqlite else pg_insert)(model)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -69,6 +69,7 @@ class SqlCandidateRepository:
         self._holders: dict[Identity, list[tuple[str, int, int]]] = defaultdict(list)
         self._lead_links: dict[int, tuple[int | None, int | None]] = {}  # lead → its client
         self._leads: dict[int, Lead] = {}
+        self._deals: dict[int, Deal] = {}
         self._contacts: dict[int, Contact] = {}
         self._companies: dict[int, Company] = {}
         self._clients_done: set[Owner] = set()  # clients whose deals / leads are loaded
@@ -143,6 +144,7 @@ class SqlCandidateRepository:
             )
         )
         for d in deals:
+            self._deals[d.id] = d  # held, so the session's identity map keeps it
             dref = _deal_ref(d)
             if ("contact", d.contact_id) in clients:
                 self._deals_by[("contact", d.contact_id or 0)].append(dref)

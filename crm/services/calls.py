@@ -7,6 +7,7 @@ time. A later answered incoming call, or an outgoing call to the number, closes 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -23,6 +24,31 @@ class _Out(Protocol):
     responsible_id: int | None
     task_id: int | None
     notify: list[tuple[str, dict[str, Any]]]
+
+
+def call_number(ids: EventIdentities) -> str | None:
+    """The number a call's rules are about: its first valid phone."""
+    return next((p.e164 for p in ids.phones if p.e164), None)
+
+
+async def open_callbacks(s: AsyncSession, phones: Sequence[str]) -> dict[str, list[Activity]]:
+    """Open call-back tasks by number, oldest first."""
+    out: dict[str, list[Activity]] = {p: [] for p in phones}
+    if not phones:
+        return out
+    rows = await s.scalars(
+        select(Activity)
+        .where(
+            Activity.kind == "task",
+            Activity.done.is_(False),
+            Activity.counterparty.in_(phones),
+        )
+        .order_by(Activity.id)
+    )
+    for task in rows:
+        if (task.meta or {}).get("callback") and task.counterparty in out:
+            out[task.counterparty].append(task)
+    return out
 
 
 def _reached(event: InboundEvent) -> bool:
@@ -43,22 +69,17 @@ async def apply_call_rules(
     bindings: list[tuple[str, int | None]],
     now: datetime,
     out: _Out,
+    *,
+    open_tasks: Sequence[Activity] | None = None,
+    new_id: Callable[[], Awaitable[int]] | None = None,
 ) -> None:
-    phone = next((p.e164 for p in ids.phones if p.e164), None)
+    """`open_tasks`: the open call-back tasks of the event's number when the caller fetched
+    them already (`open_callbacks`); `new_id`: where a new task's id comes from."""
+    phone = call_number(ids)
     if phone is None:
         return
-    open_tasks = list(
-        await s.scalars(
-            select(Activity)
-            .where(
-                Activity.kind == "task",
-                Activity.done.is_(False),
-                Activity.counterparty == phone,
-            )
-            .order_by(Activity.id)
-        )
-    )
-    open_tasks = [t for t in open_tasks if (t.meta or {}).get("callback")]
+    if open_tasks is None:
+        open_tasks = (await open_callbacks(s, [phone])).get(phone, [])
     if event.direction is Direction.INCOMING and event.meta.get("missed"):
         call_id = str(event.meta.get("call_id") or event.external_id)
         if open_tasks:
@@ -73,6 +94,7 @@ async def apply_call_rules(
             created = False
         else:
             task = Activity(
+                id=await new_id() if new_id else None,
                 kind="task",
                 direction=None,
                 subject=f"Call back {phone}",
@@ -87,9 +109,10 @@ async def apply_call_rules(
                 created_at=now,
             )
             s.add(task)
-            await s.flush()
+            if task.id is None:
+                await s.flush()
             created = True
-        await bind_activity(s, task.id, bindings)
+        await bind_activity(s, task.id, bindings, fresh=created)
         out.task_id = task.id
         out.notify.append(
             (

@@ -110,14 +110,16 @@ async def add_comms(
     include_invalid: bool = True,
     handle_labels: dict[str, str | None] | None = None,
     fresh: bool = False,
+    held: set[tuple[str, str]] | None = None,
 ) -> list[str]:
     """Attach the event's phones / emails / handles the owner does not have yet.
 
     Returns the normalized values added (for the timeline). Invalid phones are kept raw with
-    value None so a rep can still read them, but they never match anyone.
+    value None so a rep can still read them, but they never match anyone. `held`: what the
+    owner is already known to hold of these (valid) values, from a lookup the caller made.
     """
-    have: set[tuple[str, str]] = set()
-    if not fresh:  # a record created in this transaction has nothing yet
+    have: set[tuple[str, str]] = set(held or ())
+    if not fresh and held is None:  # a record created in this transaction has nothing yet
         existing = await session.execute(
             select(Communication.kind, Communication.value, Communication.raw_value).where(
                 Communication.owner_type == owner_type, Communication.owner_id == owner_id

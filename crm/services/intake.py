@@ -1,27 +1,37 @@
-"""Intake: apply the matcher's decision to one inbound event, exactly once.
+"""Intake: apply the matcher's decision to inbound events, exactly once.
 
-One transaction writes the event log row (its unique (channel, external id) is the truth about
-"already processed"), the records the decision creates or changes, the activity and the outbox
-rows for rep notifications. Events touching the same identity are serialized by
-`Database.lock_identities`, so concurrent events never create two leads for one person.
+Events come in batches (whatever a queue read returned; one event is a batch of one). One
+transaction per batch writes the event log rows (their unique (channel, external id) is the
+truth about "already processed"), the records the decisions create or change, the activities
+and the outbox rows for rep notifications. Events touching the same identity are serialized
+across workers by `Database.lock_identities`, so concurrent events never create two leads for
+one person.
+
+Within a batch the work goes in rounds: one round looks up everything about its events in a
+few queries, decides each event, and writes all their records in one flush. An event that
+shares a phone / email / call / thread or a matched record with an earlier event of the round
+waits for the next round, which sees what the earlier one wrote: the result is the same as
+one event after the other, in arrival order.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.config import CrmConfig
 from crm.db import Database
 from crm.dto import IntakeResult
+from crm.ids import IdAllocator
 from crm.models import (
     Activity,
     Company,
@@ -34,7 +44,7 @@ from crm.models import (
     utcnow,
 )
 from crm.repository import SqlCandidateRepository
-from crm.services.calls import apply_call_rules
+from crm.services.calls import apply_call_rules, call_number, open_callbacks
 from crm.services.common import add_comms, add_timeline, bind_activity
 from crm.services.exceptions import exception_hits
 from crm.services.flags import recompute_client_flags
@@ -45,7 +55,14 @@ from matching.decide import decide
 from matching.event import Channel, Direction, InboundEvent
 from matching.finder import find_candidates
 from matching.identities import event_identities
-from matching.model import Candidates, Decision, EventIdentities, MatchSettings, Outcome
+from matching.model import (
+    Candidates,
+    Decision,
+    EventIdentities,
+    Identity,
+    MatchSettings,
+    Outcome,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +107,88 @@ class _Applied:
     notify: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
+@dataclass
+class _Item:
+    """One event on its way through a batch."""
+
+    index: int
+    event: InboundEvent
+    ids: EventIdentities
+    log_id: int = 0
+    cands: Candidates = field(default_factory=Candidates)
+    decision: Decision | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.event.channel.value, self.event.external_id)
+
+    def lock_keys(self) -> list[str]:
+        keys = [i.key for i in self.ids.matchable()]
+        call_id = self.event.meta.get("call_id")
+        if call_id:  # events of one call share its activity, even with no number
+            keys.append(f"call:{self.event.channel.value}:{call_id}")
+        return keys
+
+    def conflict_keys(self) -> set[str]:
+        """What this event reads or writes that an earlier event of its round could change."""
+        e = self.event
+        keys = set(self.lock_keys())
+        refs = (e.meta.get("in_reply_to"), *e.meta.get("references", ()))
+        keys.update(f"msg:{e.channel.value}:{r}" for r in (e.external_id, *refs) if r)
+        c = self.cands
+        for client in (*c.contacts, *c.companies):
+            keys.add(f"{client.kind.value}:{client.id}")
+            keys.update(f"deal:{d.id}" for d in client.open_deals)
+            keys.update(f"lead:{lead.id}" for lead in client.open_repeat_leads)
+        keys.update(f"lead:{lead.id}" for lead in c.leads)
+        d = self.decision
+        if d is not None:
+            for kind, ident in (
+                ("lead", d.lead_id),
+                ("deal", d.deal_id),
+                ("contact", d.contact_id),
+                ("company", d.company_id),
+                ("lead", c.thread_lead_id),
+                ("deal", c.thread_deal_id),
+            ):
+                if ident is not None:
+                    keys.add(f"{kind}:{ident}")
+        return keys
+
+
+def _split(items: Sequence[_Item]) -> tuple[list[_Item], list[_Item]]:
+    """The events that can go in this round, and those that wait for a later one: an event
+    waits when it shares a key with any earlier event still in the batch."""
+    taken: list[_Item] = []
+    waiting: list[_Item] = []
+    blocked: set[str] = set()
+    for item in items:
+        keys = item.conflict_keys()
+        (waiting if keys & blocked else taken).append(item)
+        blocked |= keys
+    return taken, waiting
+
+
+class _Round:
+    """What one round fetched in advance for its events' writes."""
+
+    def __init__(
+        self,
+        repo: SqlCandidateRepository,
+        alloc: IdAllocator,
+        active_reps: set[int],
+        calls: dict[tuple[str, str], Activity],
+        callbacks: dict[str, list[Activity]],
+        picks: dict[tuple[str, tuple[int, ...]], deque[int]],
+    ) -> None:
+        self.repo = repo
+        self.alloc = alloc
+        self.active_reps = active_reps
+        self.calls = calls
+        self.callbacks = callbacks
+        self.picks = picks  # round-robin responsibles for new records, by queue
+
+
 class Intake:
     def __init__(
         self,
@@ -106,80 +205,143 @@ class Intake:
         self._settings: tuple[float, MatchSettings] | None = None
 
     async def process(self, event: InboundEvent) -> IntakeResult:
-        key = f"{event.channel.value}:{event.external_id}"
-        if self.seen is not None and await self.seen.seen(key):
-            return await self._duplicate(event)
-        try:
-            result = await self._process(event)
-        except IntegrityError:
-            # Another worker committed the same event first (unique channel + external id).
-            return await self._duplicate(event)
-        if self.seen is not None:
-            await self.seen.mark(key)
+        result = (await self.process_many([event]))[0]
+        if isinstance(result, Exception):
+            raise result
         return result
+
+    async def process_many(self, events: Sequence[InboundEvent]) -> list[IntakeResult | Exception]:
+        """Process a batch; each event's result, or the error that kept it from being
+        processed (nothing of that event was written; the others are not affected)."""
+        results: list[IntakeResult | Exception | None] = [None] * len(events)
+        firsts: dict[tuple[str, str], int] = {}
+        for i, event in enumerate(events):
+            key = (event.channel.value, event.external_id)
+            if key in firsts:
+                continue  # the same event twice in one batch: answered from the first
+            if self.seen is not None and await self.seen.seen(_seen_key(event)):
+                results[i] = await self._duplicate(event)
+                continue
+            firsts[key] = i
+        todo = [i for i in firsts.values() if results[i] is None]
+        if todo:
+            done: list[IntakeResult | Exception]
+            try:
+                done = list(await self._batch([events[i] for i in todo]))
+            except Exception as exc:
+                if len(todo) == 1:
+                    done = [await self._alone(events[todo[0]], exc)]
+                else:
+                    log.warning("batch of %d events failed (%s); one by one", len(todo), exc)
+                    done = [await self._alone(events[i]) for i in todo]
+            for i, result in zip(todo, done, strict=True):
+                results[i] = result
+                if self.seen is not None and isinstance(result, IntakeResult):
+                    await self.seen.mark(_seen_key(events[i]))
+        for i, event in enumerate(events):
+            if results[i] is None:
+                first = results[firsts[(event.channel.value, event.external_id)]]
+                results[i] = _repeated(first) if isinstance(first, IntakeResult) else first
+        return [r for r in results if r is not None]
+
+    async def _alone(
+        self, event: InboundEvent, failed: Exception | None = None
+    ) -> IntakeResult | Exception:
+        """One event in its own transaction. A unique conflict means another worker wrote
+        the same call's activity first: once more, and it is found."""
+        for attempt in range(2):
+            if failed is None:
+                try:
+                    return (await self._batch([event]))[0]
+                except Exception as exc:
+                    failed = exc
+            if not isinstance(failed, IntegrityError) or attempt == 1:
+                log.error(
+                    "processing %s:%s failed",
+                    event.channel.value,
+                    event.external_id,
+                    exc_info=failed,
+                )
+                return failed
+            failed = None
+        return failed or RuntimeError("unreachable")
 
     async def _duplicate(self, event: InboundEvent) -> IntakeResult:
         async with self.db.read() as s:
             row = await _logged(s, event)
         if row is None:  # the cache said seen but the row is gone (restored backup): redo
-            return await self._process(event)
-        return IntakeResult(
-            outcome=Outcome.DUPLICATE.value,
-            reason=f"already processed as event #{row.id} ({row.outcome})",
-            event_log_id=row.id,
-            lead_id=row.lead_id,
-            deal_id=row.deal_id,
-            contact_id=row.contact_id,
-            company_id=row.company_id,
-            activity_id=row.activity_id,
-        )
+            return (await self._batch([event]))[0]
+        return _duplicate_result(row)
 
-    async def _process(self, event: InboundEvent) -> IntakeResult:
+    async def _batch(self, events: Sequence[InboundEvent]) -> list[IntakeResult]:
         now = self.clock()
-        ids = event_identities(event, self.config.default_region)
+        region = self.config.default_region
+        items = [_Item(i, e, event_identities(e, region)) for i, e in enumerate(events)]
+        results: dict[int, IntakeResult] = {}
         async with self.db.transaction() as s:
-            log_row = InboundEventLog(
-                channel=event.channel.value,
-                external_id=event.external_id,
-                received_at=now,
-                occurred_at=event.occurred_at,
-                direction=event.direction.value,
-                outcome="processing",
-                reason="",
-                payload=event.to_json(),
+            fresh = await self._log_rows(s, items, now, results)
+            await self.db.lock_identities(s, [k for item in fresh for k in item.lock_keys()])
+            alloc = IdAllocator(s, sqlite=self.db.is_sqlite)
+            active = set(await s.scalars(select(Rep.id).where(Rep.active.is_(True))))
+            updates: list[dict[str, Any]] = []
+            pending = fresh
+            while pending:
+                repo = await self._decide_items(s, pending, now)
+                taken, pending = _split(pending)
+                rnd = await self._prepare_round(s, taken, repo, alloc, active)
+                for item in taken:
+                    results[item.index] = await self._apply(s, item, rnd, now, updates)
+                await s.flush()
+            if updates:
+                await s.execute(update(InboundEventLog), updates)
+        return [results[i] for i in range(len(items))]
+
+    async def _log_rows(
+        self,
+        s: AsyncSession,
+        items: Sequence[_Item],
+        now: datetime,
+        results: dict[int, IntakeResult],
+    ) -> list[_Item]:
+        """Claim each event's log row; an event whose row exists is a duplicate. The rows go
+        in key order, so two batches that share events wait for each other, never deadlock."""
+        rows = [
+            {
+                "channel": item.event.channel.value,
+                "external_id": item.event.external_id,
+                "received_at": now,
+                "occurred_at": item.event.occurred_at,
+                "direction": item.event.direction.value,
+                "outcome": "processing",
+                "reason": "",
+                "payload": item.event.to_json(),
+            }
+            for item in sorted(items, key=lambda it: it.key)
+        ]
+        stmt = (
+            self.db.insert(InboundEventLog)
+            .on_conflict_do_nothing(index_elements=["channel", "external_id"])
+            .returning(InboundEventLog.id, InboundEventLog.channel, InboundEventLog.external_id)
+        )
+        claimed = {(c, x): i for i, c, x in await s.execute(stmt, rows)}
+        fresh = []
+        for item in items:
+            if item.key in claimed:
+                item.log_id = claimed[item.key]
+                fresh.append(item)
+        dups = [item for item in items if item.key not in claimed]
+        if dups:
+            found = await s.scalars(
+                select(InboundEventLog).where(
+                    tuple_(InboundEventLog.channel, InboundEventLog.external_id).in_(
+                        [item.key for item in dups]
+                    )
+                )
             )
-            s.add(log_row)
-            await s.flush()  # raises IntegrityError for a duplicate
-            await self.db.lock_identities(s, [i.key for i in ids.matchable()])
-            decision = await self._decide(s, event, ids, now)
-            applied = await _Apply(s, self.db, self.config, event, ids, decision, now).run()
-            if event.channel is Channel.CALL and decision.outcome is not Outcome.IGNORED:
-                await apply_call_rules(s, event, ids, applied_bindings(applied), now, applied)
-            outcome, reason = _stored_outcome(event, decision)
-            log_row.outcome = outcome
-            log_row.reason = reason
-            log_row.lead_id, log_row.deal_id = applied.lead_id, applied.deal_id
-            log_row.contact_id, log_row.company_id = applied.contact_id, applied.company_id
-            log_row.activity_id = applied.activity_id
-            await s.flush()
-            for kind, payload in applied.notify:
-                self._outbox(s, kind, payload, log_row, decision, applied)
-            log.info(
-                "event %s:%s → %s (%s)", event.channel.value, event.external_id, outcome, reason
-            )
-            return IntakeResult(
-                outcome=outcome,
-                reason=reason,
-                event_log_id=log_row.id,
-                lead_id=applied.lead_id,
-                deal_id=applied.deal_id,
-                contact_id=applied.contact_id,
-                company_id=applied.company_id,
-                activity_id=applied.activity_id,
-                task_id=applied.task_id,
-                created=applied.created,
-                responsible_id=applied.responsible_id,
-            )
+            by_key = {(r.channel, r.external_id): r for r in found}
+            for item in dups:
+                results[item.index] = _duplicate_result(by_key[item.key])
+        return fresh
 
     async def preview(self, event: InboundEvent) -> IntakeResult:
         """The outcome and reason `process` would give `event` now; nothing is written.
@@ -188,38 +350,152 @@ class Intake:
         Used by dry runs (`leadbot import-csv --dry-run`).
         """
         now = self.clock()
-        ids = event_identities(event, self.config.default_region)
+        item = _Item(0, event, event_identities(event, self.config.default_region))
         async with self.db.sessions() as s:
             try:
                 seen = await _logged(s, event)
                 if seen is not None:
-                    return IntakeResult(
-                        outcome=Outcome.DUPLICATE.value,
-                        reason=f"already processed as event #{seen.id} ({seen.outcome})",
-                        event_log_id=seen.id,
-                    )
-                decision = await self._decide(s, event, ids, now)
+                    return _duplicate_result(seen)
+                await self._decide_items(s, [item], now)
             finally:
                 await s.rollback()
+        assert item.decision is not None
+        decision = item.decision
         outcome, reason = _stored_outcome(event, decision)
-        return IntakeResult(
-            outcome=outcome,
-            reason=reason,
-            lead_id=decision.lead_id,
-            deal_id=decision.deal_id,
-            contact_id=decision.contact_id,
-            company_id=decision.company_id,
-            responsible_id=decision.responsible_id,
-        )
+        return _result(outcome, reason, decision, responsible_id=decision.responsible_id)
 
-    async def _decide(
-        self, s: AsyncSession, event: InboundEvent, ids: EventIdentities, now: datetime
-    ) -> Decision:
+    async def _decide_items(
+        self, s: AsyncSession, items: Sequence[_Item], now: datetime
+    ) -> SqlCandidateRepository:
+        """Decide every item from one fresh look at the database (a handful of queries)."""
         settings = await self._match_settings(s)
-        cands = await find_candidates(SqlCandidateRepository(s), ids, settings)
-        cands = await self._thread(s, event, cands)
-        hits = await exception_hits(s, ids.exception_checked())
-        return decide(event, ids, cands, settings, hits, now)
+        repo = SqlCandidateRepository(s)
+        await repo.preload(i for item in items for i in item.ids.matchable())
+        listed = set(
+            await exception_hits(s, _union(item.ids.exception_checked() for item in items))
+        )
+        for item in items:
+            cands = await find_candidates(repo, item.ids, settings)
+            item.cands = await self._thread(s, item.event, cands)
+            hits = [i for i in item.ids.exception_checked() if i in listed]
+            item.decision = decide(item.event, item.ids, item.cands, settings, hits, now)
+        return repo
+
+    async def _prepare_round(
+        self,
+        s: AsyncSession,
+        items: Sequence[_Item],
+        repo: SqlCandidateRepository,
+        alloc: IdAllocator,
+        active: set[int],
+    ) -> _Round:
+        """Fetch what the round's writes read (call activities, open call-back tasks) and
+        reserve the ids of the records it creates."""
+        call_keys = [
+            (item.event.channel.value, str(item.event.meta["call_id"]))
+            for item in items
+            if item.event.meta.get("call_id")
+            and item.decision is not None
+            and item.decision.outcome is not Outcome.IGNORED
+        ]
+        calls: dict[tuple[str, str], Activity] = {}
+        if call_keys:
+            found = await s.scalars(
+                select(Activity).where(
+                    tuple_(Activity.channel, Activity.external_id).in_(call_keys)
+                )
+            )
+            calls = {(a.channel or "", a.external_id or ""): a for a in found}
+        phones = [
+            p
+            for item in items
+            if item.event.channel is Channel.CALL
+            and item.decision is not None
+            and item.decision.outcome is not Outcome.IGNORED
+            and (p := call_number(item.ids)) is not None
+        ]
+        callbacks = await open_callbacks(s, phones) if phones else {}
+        need: dict[Any, int] = {Lead: 0, Deal: 0, Contact: 0, Company: 0, Activity: 0}
+        wants: dict[tuple[str, tuple[int, ...]], int] = {}
+        for item in items:
+            _count_new_rows(item, need, calls, callbacks)
+            d = item.decision
+            if d is not None and _creates(item.event, d) and d.responsible_id not in active:
+                queue = _queue_of(item.event)
+                wants[queue] = wants.get(queue, 0) + 1
+        await alloc.reserve(need)
+        picks = {q: deque(await self._round_robin(s, q, n, active)) for q, n in wants.items()}
+        return _Round(repo, alloc, active, calls, callbacks, picks)
+
+    async def _round_robin(
+        self, s: AsyncSession, queue: tuple[str, tuple[int, ...]], n: int, active: set[int]
+    ) -> list[int]:
+        """The responsibles of `n` new records from one distribution queue."""
+        name, members = queue
+        if not active.intersection(members or active):
+            return []  # nobody to hand them to
+        if self.db.is_sqlite:  # one writer at a time anyway
+            return await next_in_queue(s, name, members, n)
+        # Its own short transaction, so concurrent new leads do not wait on each other's
+        # commit; a pick whose lead then rolls back only skips a turn.
+        for attempt in range(3):
+            try:
+                async with self.db.transaction() as rr:
+                    return await next_in_queue(rr, name, members, n)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        return []
+
+    async def _apply(
+        self,
+        s: AsyncSession,
+        item: _Item,
+        rnd: _Round,
+        now: datetime,
+        updates: list[dict[str, Any]],
+    ) -> IntakeResult:
+        event, ids, decision = item.event, item.ids, item.decision
+        assert decision is not None
+        applied = await _Apply(s, self.db, self.config, event, ids, decision, now, rnd).run()
+        if event.channel is Channel.CALL and decision.outcome is not Outcome.IGNORED:
+            phone = call_number(ids)
+            await apply_call_rules(
+                s,
+                event,
+                ids,
+                applied_bindings(applied),
+                now,
+                applied,
+                open_tasks=rnd.callbacks.get(phone, []) if phone else None,
+                new_id=lambda: rnd.alloc.take(Activity),
+            )
+        outcome, reason = _stored_outcome(event, decision)
+        updates.append(
+            {
+                "id": item.log_id,
+                "outcome": outcome,
+                "reason": reason,
+                "lead_id": applied.lead_id,
+                "deal_id": applied.deal_id,
+                "contact_id": applied.contact_id,
+                "company_id": applied.company_id,
+                "activity_id": applied.activity_id,
+            }
+        )
+        for kind, payload in applied.notify:
+            self._outbox(s, kind, payload, item, now, decision, applied)
+        log.info("event %s:%s → %s (%s)", event.channel.value, event.external_id, outcome, reason)
+        return _result(
+            outcome,
+            reason,
+            applied,
+            event_log_id=item.log_id,
+            activity_id=applied.activity_id,
+            task_id=applied.task_id,
+            created=applied.created,
+            responsible_id=applied.responsible_id,
+        )
 
     def forget_settings(self) -> None:
         self._settings = None
@@ -263,13 +539,14 @@ class Intake:
         s: AsyncSession,
         kind: str,
         payload: dict[str, Any],
-        log_row: InboundEventLog,
+        item: _Item,
+        now: datetime,
         decision: Decision,
         applied: _Applied,
     ) -> None:
         body = {
-            "event_id": log_row.id,
-            "channel": log_row.channel,
+            "event_id": item.log_id,
+            "channel": item.event.channel.value,
             "outcome": decision.outcome.value,
             "reason": decision.reason,
             "lead_id": applied.lead_id,
@@ -284,10 +561,103 @@ class Intake:
                 rep_id=applied.responsible_id,
                 kind=kind,
                 payload=body,
-                created_at=log_row.received_at,
-                next_attempt_at=log_row.received_at,
+                created_at=now,
+                next_attempt_at=now,
             )
         )
+
+
+def _seen_key(event: InboundEvent) -> str:
+    return f"{event.channel.value}:{event.external_id}"
+
+
+def _union(groups: Iterable[Iterable[Identity]]) -> list[Identity]:
+    return list(dict.fromkeys(i for group in groups for i in group))
+
+
+def _result(
+    outcome: str,
+    reason: str,
+    refs: Decision | _Applied | InboundEventLog | IntakeResult,
+    **extra: Any,
+) -> IntakeResult:
+    """A result naming the records `refs` names."""
+    return IntakeResult(
+        outcome=outcome,
+        reason=reason,
+        lead_id=refs.lead_id,
+        deal_id=refs.deal_id,
+        contact_id=refs.contact_id,
+        company_id=refs.company_id,
+        **extra,
+    )
+
+
+def _duplicate_of(
+    event_id: int | None, outcome: str, refs: InboundEventLog | IntakeResult
+) -> IntakeResult:
+    reason = f"already processed as event #{event_id} ({outcome})"
+    return _result(
+        Outcome.DUPLICATE.value,
+        reason,
+        refs,
+        event_log_id=event_id,
+        activity_id=refs.activity_id,
+    )
+
+
+def _duplicate_result(row: InboundEventLog) -> IntakeResult:
+    return _duplicate_of(row.id, row.outcome, row)
+
+
+def _repeated(first: IntakeResult) -> IntakeResult:
+    """The answer for a second copy of an event in the same batch."""
+    if first.outcome == Outcome.DUPLICATE.value:
+        return first
+    return _duplicate_of(first.event_log_id, first.outcome, first)
+
+
+def _queue_of(event: InboundEvent) -> tuple[str, tuple[int, ...]]:
+    """The distribution queue for an event's new records: its line's own, or the default."""
+    queue = tuple(int(r) for r in event.meta.get("queue") or ())
+    return (f"{event.channel.value}:{event.line}" if queue else "default", queue)
+
+
+def _creates(event: InboundEvent, d: Decision) -> bool:
+    """Whether the decision makes a new record that needs a responsible."""
+    if _imports_contact(event, d):
+        return d.contact_id is None and d.company_id is None
+    return d.outcome in _CREATING
+
+
+def _count_new_rows(
+    item: _Item,
+    need: dict[Any, int],
+    calls: dict[tuple[str, str], Activity],
+    callbacks: dict[str, list[Activity]],
+) -> None:
+    """The records the item's decision will create, so their ids come in one reservation."""
+    d, e = item.decision, item.event
+    if d is None or d.outcome is Outcome.IGNORED:
+        return
+    if _imports_contact(e, d):
+        if d.contact_id is None and d.company_id is None:
+            need[Contact] += 1
+            need[Company] += 1 if e.company_name else 0
+    elif d.outcome in (Outcome.NEW_LEAD, Outcome.NEW_REPEAT_LEAD):
+        need[Lead] += 1
+    elif d.outcome in (Outcome.NEW_DEAL, Outcome.NEW_REPEAT_DEAL):
+        need[Deal] += 1
+        if d.outcome is Outcome.NEW_DEAL:
+            need[Contact] += 1
+            need[Company] += 1 if e.company_name else 0
+    if e.channel in ACTIVITY_KIND:
+        call_id = e.meta.get("call_id")
+        if not (call_id and (e.channel.value, str(call_id)) in calls):
+            need[Activity] += 1
+    phone = call_number(item.ids)
+    if e.channel is Channel.CALL and e.meta.get("missed") and phone and not callbacks.get(phone):
+        need[Activity] += 1
 
 
 # Outcomes that create a lead or a deal; a contact import turns them into a contact instead.
@@ -358,8 +728,9 @@ class _Apply:
         ids: EventIdentities,
         decision: Decision,
         now: datetime,
+        rnd: _Round,
     ) -> None:
-        self.s, self.db, self.config = s, db, config
+        self.s, self.db, self.config, self.rnd = s, db, config, rnd
         self.event, self.ids, self.d, self.now = event, ids, decision, now
         self.out = _Applied(contact_id=decision.contact_id, company_id=decision.company_id)
         self.labels: dict[str, str | None] = {h.id: h.username for h in event.handles}
@@ -397,25 +768,11 @@ class _Apply:
     async def _responsible(self) -> int | None:
         if self.d.responsible_id is not None and await self._active(self.d.responsible_id):
             return self.d.responsible_id
-        queue = self.event.meta.get("queue") or ()
-        name = f"{self.event.channel.value}:{self.event.line}" if queue else "default"
-        members = [int(r) for r in queue]
-        if self.db.is_sqlite:  # one writer at a time anyway
-            return await next_in_queue(self.s, name, members)
-        # Its own short transaction, so concurrent new leads do not wait on each other's
-        # commit; a pick whose lead then rolls back only skips a turn.
-        for attempt in range(3):
-            try:
-                async with self.db.transaction() as rr:
-                    return await next_in_queue(rr, name, members)
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-        return None
+        picks = self.rnd.picks.get(_queue_of(self.event))
+        return picks.popleft() if picks else None  # none: it waits in the unassigned queue
 
     async def _active(self, rep_id: int) -> bool:
-        rep = await self.s.get(Rep, rep_id)
-        return rep is not None and rep.active
+        return rep_id in self.rnd.active_reps
 
     def _title(self) -> str:
         e = self.event
@@ -443,6 +800,7 @@ class _Apply:
         status = self.config.lead_statuses[0]
         resp = await self._responsible()
         lead = Lead(
+            id=await self.rnd.alloc.take(Lead),
             title=self._title(),
             status=status.code,
             status_semantic=status.semantic,
@@ -458,7 +816,6 @@ class _Apply:
             modified_at=self.now,
         )
         self.s.add(lead)
-        await self.s.flush()
         if repeat:
             await self._merge_into_client()
         else:
@@ -478,6 +835,7 @@ class _Apply:
         pipeline = await pipeline_by_code(self.s, self.event.meta.get("pipeline"))
         stage = await stage_by_code(self.s, pipeline, None)
         deal = Deal(
+            id=await self.rnd.alloc.take(Deal),
             title=self._title(),
             pipeline_id=pipeline.id,
             stage_id=stage.id,
@@ -492,7 +850,6 @@ class _Apply:
             modified_at=self.now,
         )
         self.s.add(deal)
-        await self.s.flush()
         add_timeline(self.s, "deal", deal.id, "created", None, after={"reason": self.d.reason})
         await recompute_client_flags(self.s, deal.contact_id, deal.company_id)
         self.out.deal_id, self.out.responsible_id = deal.id, resp
@@ -502,16 +859,17 @@ class _Apply:
         """A contact with the event's comms, and its company when the event names one."""
         if self.event.company_name:
             company = Company(
+                id=await self.rnd.alloc.take(Company),
                 title=self.event.company_name[:300],
                 responsible_id=resp,
                 created_at=self.now,
                 modified_at=self.now,
             )
             self.s.add(company)
-            await self.s.flush()
             self.out.company_id = company.id
             self.out.created.append(("company", company.id))
         contact = Contact(
+            id=await self.rnd.alloc.take(Contact),
             name=self._name() or self._title(),
             first_name=self.event.first_name,
             last_name=self.event.last_name,
@@ -521,7 +879,6 @@ class _Apply:
             modified_at=self.now,
         )
         self.s.add(contact)
-        await self.s.flush()
         await add_comms(
             self.s, "contact", contact.id, self.ids, handle_labels=self.labels, fresh=True
         )
@@ -565,6 +922,7 @@ class _Apply:
                 self.ids,
                 include_invalid=False,
                 handle_labels=self.labels,
+                held=self.rnd.repo.holds("lead", lead.id),
             )
             filled = {}
             if not lead.name and self._name():
@@ -625,6 +983,7 @@ class _Apply:
             self.ids,
             include_invalid=False,
             handle_labels=self.labels,
+            held=self.rnd.repo.holds(owner_type, owner_id),
         )
         if added:
             add_timeline(self.s, owner_type, owner_id, "merged", None, after={"added": added})
@@ -637,13 +996,8 @@ class _Apply:
             return
         e = self.event
         ext = str(e.meta.get("call_id") or e.external_id)
-        act = None
-        if e.meta.get("call_id"):  # several events of one call share one activity
-            act = await self.s.scalar(
-                select(Activity).where(
-                    Activity.channel == e.channel.value, Activity.external_id == ext
-                )
-            )
+        # Several events of one call share one activity.
+        act = self.rnd.calls.get((e.channel.value, ext)) if e.meta.get("call_id") else None
         fresh = act is None
         meta = {k: v for k, v in e.meta.items() if k not in ("queue", "body")}
         if e.attachments:
@@ -656,6 +1010,7 @@ class _Apply:
                 iter(self.ids.emails), None
             )
             act = Activity(
+                id=await self.rnd.alloc.take(Activity),
                 kind=kind,
                 direction=e.direction.value,
                 subject=(e.subject or self._title())[:500],
@@ -671,7 +1026,6 @@ class _Apply:
                 created_at=self.now,
             )
             self.s.add(act)
-            await self.s.flush()
             self.out.activity_created = True
         else:
             act.meta = merge_call_meta(act.meta or {}, meta)

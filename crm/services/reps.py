@@ -127,9 +127,10 @@ class Reps:
 
 
 async def next_in_queue(
-    s: AsyncSession, queue_name: str, members: Sequence[int] = ()
-) -> int | None:
-    """Strict round robin over the active members (all active reps when none are named).
+    s: AsyncSession, queue_name: str, members: Sequence[int] = (), count: int = 1
+) -> list[int]:
+    """The next `count` picks of a strict round robin over the active members (all active
+    reps when none are named); empty when nobody is active.
 
     The position is stored in the database, so a restart does not reset it; callers hold the
     identity lock / write transaction, which serializes concurrent picks.
@@ -139,15 +140,18 @@ async def next_in_queue(
     active = sorted(await s.scalars(query))
     if not active and not members:
         active = sorted(await s.scalars(select(Rep.id).where(Rep.active.is_(True))))
-    if not active:
-        return None
+    if not active or count < 1:
+        return []
     key = f"rr:{queue_name}"
     state = await s.get(KeyValue, key)
     last = int(state.value.get("last", 0)) if state else 0
-    chosen = next((r for r in active if r > last), active[0])
+    picks: list[int] = []
+    for _ in range(count):
+        last = next((r for r in active if r > last), active[0])
+        picks.append(last)
     if state is None:
-        s.add(KeyValue(key=key, value={"last": chosen}, updated_at=utcnow()))
+        s.add(KeyValue(key=key, value={"last": last}, updated_at=utcnow()))
     else:
-        state.value = {"last": chosen}
+        state.value = {"last": last}
         state.updated_at = utcnow()
-    return chosen
+    return picks

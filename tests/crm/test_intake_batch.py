@@ -1,0 +1,133 @@
+"""Intake of a batch (what one queue read returns): one transaction, the same result as one
+event after the other."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from crm.models import Activity, ActivityBinding, InboundEventLog, Lead
+from crm.service import Crm
+from crm.services.records import ContactInput
+from matching.event import Channel, InboundEvent
+from tests.conftest import make_event
+
+
+async def count(crm: Crm, model: Any, *where: Any) -> int:
+    async with crm.db.transaction() as s:
+        return int(await s.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+async def test_one_new_number_three_times_in_a_batch_is_one_lead_with_three_calls(
+    crm: Crm,
+) -> None:
+    events = [make_event(phones=("+49 30 4455667",)) for _ in range(3)]
+    results = await crm.intake.process_many(events)
+    assert [getattr(r, "outcome", r) for r in results] == [
+        "new_lead",
+        "attached_lead",
+        "attached_lead",
+    ]
+    lead_ids = {getattr(r, "lead_id", None) for r in results}
+    assert len(lead_ids) == 1 and None not in lead_ids
+    assert await count(crm, Lead) == 1
+    assert (
+        await count(
+            crm,
+            ActivityBinding,
+            ActivityBinding.owner_type == "lead",
+            ActivityBinding.owner_id == lead_ids.pop(),
+        )
+        == 3
+    )
+
+
+async def test_a_copy_of_an_event_in_the_same_batch_is_a_duplicate(crm: Crm) -> None:
+    event = make_event(channel=Channel.EMAIL, external_id="<same@x>", emails=("a@b.de",))
+    first, second = await crm.intake.process_many([event, event])
+    assert not isinstance(first, Exception) and not isinstance(second, Exception)
+    assert (first.outcome, second.outcome) == ("new_lead", "duplicate")
+    assert second.event_log_id == first.event_log_id and second.lead_id == first.lead_id
+    assert await count(crm, InboundEventLog) == 1 and await count(crm, Activity) == 1
+
+
+async def test_phone_and_email_of_one_client_in_one_batch_make_one_repeat_lead(crm: Crm) -> None:
+    """The two events share no phone or email, only the client: the second must see the
+    repeat lead the first created instead of opening another."""
+    anna = await crm.records.create_contact(
+        ContactInput(name="Anna", phones=("+49 30 1112223",), emails=("anna@example.com",))
+    )
+    by_phone = make_event(phones=("030 1112223",))
+    by_mail = make_event(channel=Channel.EMAIL, emails=("Anna@Example.com",))
+    results = await crm.intake.process_many([by_phone, by_mail])
+    outcomes = [getattr(r, "outcome", r) for r in results]
+    assert outcomes == ["new_repeat_lead", "attached_lead"]
+    assert await count(crm, Lead, Lead.contact_id == anna.id) == 1
+
+
+async def test_a_bad_event_does_not_hold_up_the_rest_of_its_batch(crm: Crm) -> None:
+    good = [make_event(phones=(f"+49 30 99000{i}",)) for i in range(3)]
+    bad = make_event(phones=("+49 30 9900099",), occurred_at=datetime(2026, 1, 1))  # naive
+    results = await crm.intake.process_many([good[0], bad, good[1], good[2]])
+    assert isinstance(results[1], Exception)
+    assert [getattr(r, "outcome", None) for r in (results[0], *results[2:])] == ["new_lead"] * 3
+    assert await count(crm, Lead) == 3
+    # Nothing of the bad event was written: sent again once fixed, it is new, not a duplicate.
+    assert await count(crm, InboundEventLog, InboundEventLog.external_id == bad.external_id) == 0
+
+
+def _script(prefix: str) -> list[InboundEvent]:
+    """A mixed stream: new numbers, repeats, a known client by phone and by email, a copy."""
+    p = [f"+49 {prefix} 10000{i}" for i in range(4)]
+    known = f"+49 {prefix} 777777"
+    mail = f"known-{prefix}@example.com"
+    events = [
+        make_event(phones=(p[0],)),
+        make_event(phones=(p[1],)),
+        make_event(phones=(p[0],)),
+        make_event(phones=(known,)),
+        make_event(channel=Channel.EMAIL, emails=(mail,)),
+        make_event(phones=(p[2], p[1])),
+        make_event(channel=Channel.EMAIL, emails=(f"new-{prefix}@example.com",)),
+        make_event(phones=(p[3],), emails=(f"new-{prefix}@example.com",)),
+        make_event(phones=(known,)),
+    ]
+    events.append(events[1])  # delivered twice
+    return events
+
+
+async def test_a_batch_ends_as_one_event_after_the_other_would(crm: Crm) -> None:
+    for prefix in ("31", "32"):
+        await crm.records.create_contact(
+            ContactInput(
+                name=f"Known {prefix}",
+                phones=(f"+49 {prefix} 777777",),
+                emails=(f"known-{prefix}@example.com",),
+            )
+        )
+    one_by_one = [await crm.intake.process(e) for e in _script("31")]
+    batched = await crm.intake.process_many(_script("32"))
+    assert not any(isinstance(r, Exception) for r in batched)
+    assert [r.outcome for r in one_by_one] == [getattr(r, "outcome", r) for r in batched]
+    # Same shape of records: the k-th result refers to the same record as its twin does.
+    shapes = []
+    for results in (one_by_one, batched):
+        seen: dict[int | None, int] = {}
+        shapes.append([seen.setdefault(getattr(r, "lead_id", None), len(seen)) for r in results])
+    assert shapes[0] == shapes[1]
+    leads = {r.lead_id for r in one_by_one} - {None}
+    assert len(leads) == 4 and await count(crm, Lead) == 2 * len(leads)
+
+
+async def test_new_leads_of_one_batch_go_round_the_reps_in_turn(crm: Crm) -> None:
+    reps = [await crm.reps.add(name) for name in ("Rita", "Sam", "Tom")]
+    events = [make_event(phones=(f"+49 30 5550{i}",)) for i in range(5)]
+    results = await crm.intake.process_many(events)
+    owners = [getattr(r, "responsible_id", r) for r in results]
+    ids = [r.id for r in reps]
+    assert owners == [*ids, *ids[:2]]
+    # The position survives the batch: the next new lead goes to the one after.
+    nxt = await crm.intake.process(make_event(phones=("+49 30 5559",)))
+    assert nxt.responsible_id == ids[2]
