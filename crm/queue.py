@@ -23,7 +23,13 @@ from matching.event import InboundEvent
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[InboundEvent], Awaitable[object]]
+# Takes a batch of events and says, per event, whether it is done (committed or a known
+# duplicate); an event that is not stays queued and comes again.
+Handler = Callable[[list[InboundEvent]], Awaitable[list[bool]]]
+
+# Events per handler call: whatever is waiting, up to this many. One transaction per batch is
+# what lets intake keep up with bursts; a lone event is a batch of one and goes at once.
+MAX_BATCH = 100
 
 
 class EventQueue(Protocol):
@@ -47,13 +53,16 @@ class InProcessQueue:
         """Process until `stop` is set and everything already queued is done."""
         while not (stop.is_set() and self._q.empty()):
             try:
-                event = await asyncio.wait_for(self._q.get(), timeout=0.2)
+                batch = [await asyncio.wait_for(self._q.get(), timeout=0.2)]
             except TimeoutError:
                 continue
+            while len(batch) < MAX_BATCH and not self._q.empty():
+                batch.append(self._q.get_nowait())
             try:
-                await _handle(handler, event)
+                await _handle(handler, batch)
             finally:
-                self._q.task_done()
+                for _ in batch:
+                    self._q.task_done()
 
     async def join(self) -> None:
         await self._q.join()
@@ -65,13 +74,12 @@ class InProcessQueue:
         return None
 
 
-async def _handle(handler: Handler, event: InboundEvent) -> bool:
+async def _handle(handler: Handler, events: list[InboundEvent]) -> list[bool]:
     try:
-        await handler(event)
-        return True
+        return await handler(events)
     except Exception:
-        log.exception("processing %s:%s failed", event.channel.value, event.external_id)
-        return False
+        log.exception("processing a batch of %d events failed", len(events))
+        return [False] * len(events)
 
 
 class RedisStreamQueue:
@@ -123,11 +131,10 @@ class RedisStreamQueue:
         while not stop.is_set():
             await self._reclaim(handler)
             resp: Any = await self.redis.xreadgroup(
-                self.group, self.consumer, {self.stream: ">"}, count=20, block=self.block_ms
+                self.group, self.consumer, {self.stream: ">"}, count=MAX_BATCH, block=self.block_ms
             )
             for _stream, messages in resp or []:
-                for msg_id, fields in messages:
-                    await self._deliver(handler, msg_id, fields)
+                await self._deliver(handler, messages)
 
     async def _reclaim(self, handler: Handler) -> None:
         """Take over messages another (dead) consumer left unacknowledged for too long."""
@@ -137,23 +144,28 @@ class RedisStreamQueue:
                 self.stream, self.group, self.consumer, self.claim_idle_ms, start, count=50
             )
             start, messages = result[0], list(result[1])
-            for msg_id, fields in messages:
-                if fields is not None:
-                    await self._deliver(handler, msg_id, fields)
+            await self._deliver(handler, [(i, f) for i, f in messages if f is not None])
             if not messages or start in ("0-0", b"0-0"):
                 return
 
-    async def _deliver(self, handler: Handler, msg_id: Any, fields: dict[Any, Any]) -> None:
-        raw = fields.get("event") or fields.get(b"event")
-        try:
-            event = InboundEvent.from_json(json.loads(raw or ""))
-        except (TypeError, ValueError, KeyError):
-            log.error("dropping unreadable queue message %s", msg_id)
-            await self.redis.xack(self.stream, self.group, msg_id)
-            return
-        if await _handle(handler, event):
-            await self.redis.xack(self.stream, self.group, msg_id)
-        # On failure the message stays pending and is reclaimed after claim_idle_ms.
+    async def _deliver(self, handler: Handler, messages: list[tuple[Any, Any]]) -> None:
+        ids: list[Any] = []
+        events: list[InboundEvent] = []
+        done: list[Any] = []
+        for msg_id, fields in messages:
+            raw = fields.get("event") or fields.get(b"event")
+            try:
+                events.append(InboundEvent.from_json(json.loads(raw or "")))
+                ids.append(msg_id)
+            except (TypeError, ValueError, KeyError):
+                log.error("dropping unreadable queue message %s", msg_id)
+                done.append(msg_id)
+        if events:
+            ok = await _handle(handler, events)
+            done += [msg_id for msg_id, good in zip(ids, ok, strict=True) if good]
+        # A failed event stays pending and is reclaimed after claim_idle_ms.
+        if done:
+            await self.redis.xack(self.stream, self.group, *done)
 
     async def close(self) -> None:
         await self.redis.aclose()

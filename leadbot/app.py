@@ -124,17 +124,29 @@ class Service:
         return await self.handle(event)
 
     async def handle(self, event: InboundEvent) -> IntakeResult:
-        started = time.perf_counter()
-        try:
-            result = await self.crm.intake.process(event)
-        except Exception:
-            self.metrics.failed.labels(event.channel.value).inc()
-            raise
-        self.metrics.processed.labels(event.channel.value, result.outcome).inc()
-        self.metrics.latency.labels(event.channel.value).observe(time.perf_counter() - started)
-        for hook in self.after_intake:
-            hook(result)
+        result = (await self.handle_many([event]))[0]
+        if isinstance(result, Exception):
+            raise result
         return result
+
+    async def handle_many(self, events: list[InboundEvent]) -> list[IntakeResult | Exception]:
+        """Intake for a batch (one transaction), with metrics and the after-intake hooks."""
+        started = time.perf_counter()
+        results = await self.crm.intake.process_many(events)
+        took = time.perf_counter() - started
+        for event, result in zip(events, results, strict=True):
+            channel = event.channel.value
+            if isinstance(result, Exception):
+                self.metrics.failed.labels(channel).inc()
+                continue
+            self.metrics.processed.labels(channel, result.outcome).inc()
+            self.metrics.latency.labels(channel).observe(took)
+            for hook in self.after_intake:
+                hook(result)
+        return results
+
+    async def _from_queue(self, events: list[InboundEvent]) -> list[bool]:
+        return [not isinstance(r, Exception) for r in await self.handle_many(events)]
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -161,7 +173,7 @@ class Service:
         if self.redis is not None:
             await self.redis.ping()
         for _ in range(self.workers):
-            self._tasks.append(asyncio.create_task(self.queue.run(self.handle, self._stop)))
+            self._tasks.append(asyncio.create_task(self.queue.run(self._from_queue, self._stop)))
         self._tasks.append(asyncio.create_task(self._gauges()))
         for comp in self.components:
             await comp.start()

@@ -37,10 +37,13 @@ async def ingest_file(settings: Settings, path: Path) -> dict[str, int]:
 
         done = asyncio.Event()
 
-        async def handle(event: InboundEvent) -> None:
-            outcomes[(await service.handle(event)).outcome] += 1
+        async def handle(batch: list[InboundEvent]) -> list[bool]:
+            results = await service.handle_many(batch)
+            for result in results:
+                outcomes["failed" if isinstance(result, Exception) else result.outcome] += 1
             if sum(outcomes.values()) - outcomes["invalid"] >= len(events):
                 done.set()
+            return [not isinstance(r, Exception) for r in results]
 
         stop = asyncio.Event()
         if isinstance(service.queue, InProcessQueue):
