@@ -23,6 +23,7 @@ from typing import Any
 from telegram import Bot
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
+from bot import call_cards
 from bot.cards import Card, Cards
 from bot.clock import Clock, real_delay
 from bot.sending import send_card
@@ -92,6 +93,7 @@ class Notifier:
         self.retries = retries
         self.max_backoff = max_backoff
         self.sync = sync
+        self.call_cards = call_cards.CallCards(crm, bot)
         self.paused_until: datetime | None = None  # flood control is per bot, not per chat
         self._wake = asyncio.Event()
         # Multi-recipient rows (supervisors): who already got a card, so a retry after a
@@ -158,6 +160,9 @@ class Notifier:
 
     async def deliver(self, item: OutboxItem) -> None:
         if await self.crm.outbox.is_sent(item.id):
+            return
+        if item.kind in call_cards.KINDS:  # a phone system's screen pop, not a record's card
+            await self.call_cards.deliver(item)
             return
         plan = await self.plan(item)
         if plan is None:
