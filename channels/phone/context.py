@@ -92,21 +92,22 @@ class RepDirectory:
 
 
 class RecentBodies:
-    """Signature digests of bodies queued lately, with their event ids: a replay of the very
-    same signed body is answered from here without parsing it (see `webhooks.generic_hook`).
-    Whether the event still counts as recent is `RecentIds`' call; this only bounds memory."""
+    """Signature digests of bodies queued lately, each with its event id and the reply to a
+    replay: a replay of the very same signed body is answered from here without parsing it
+    (see `webhooks.generic_hook`). Whether the event still counts as recent is `RecentIds`'
+    call; this only bounds memory."""
 
     def __init__(self, max_size: int = RECENT_MAX) -> None:
         self.max_size = max_size
-        self._keys: dict[str, str] = {}
+        self._known: dict[str, tuple[str, bytes]] = {}
 
-    def get(self, digest: str) -> str | None:
-        return self._keys.get(digest)
+    def get(self, digest: str) -> tuple[str, bytes] | None:
+        return self._known.get(digest)
 
-    def add(self, digest: str, key: str) -> None:
-        if digest not in self._keys and len(self._keys) >= self.max_size:
-            del self._keys[next(iter(self._keys))]  # the oldest
-        self._keys[digest] = key
+    def add(self, digest: str, key: str, reply: bytes) -> None:
+        if digest not in self._known and len(self._known) >= self.max_size:
+            del self._known[next(iter(self._known))]  # the oldest
+        self._known[digest] = (key, reply)
 
 
 @dataclass

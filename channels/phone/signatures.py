@@ -21,6 +21,9 @@ DEFAULT_WINDOW = 300  # seconds a signed timestamp stays acceptable, both direct
 _MAX_HEADER = 4096
 _TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
 _HEX_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# What senders (and sign_generic) send: one t= and one v1=, nothing else. Read in one match;
+# anything else goes through the general parser.
+_CANONICAL = re.compile(r"t=([0-9]{1,12}),v1=([0-9a-fA-F]{64})")
 _TWILIO_ALGORITHMS = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}
 
 # Form parameters as a plain dict, a dict of lists, or a multidict (aiohttp / werkzeug) whose
@@ -59,6 +62,9 @@ def sign_generic(secret: str | bytes, timestamp: int, body: bytes) -> str:
 
 
 def _parse_generic_header(header: str) -> tuple[int, list[str]]:
+    canonical = _CANONICAL.fullmatch(header)
+    if canonical is not None:
+        return int(canonical[1]), [canonical[2].lower()]
     timestamp: int | None = None
     signatures: list[str] = []
     for part in header.split(","):
@@ -104,7 +110,7 @@ def check_generic(
     timestamp, signatures = _parse_generic_header(header)
     if abs(now - timestamp) > window:
         raise SignatureError(f"signature timestamp outside the {window} s window")
-    secrets: Iterable[str | bytes] = [secret] if isinstance(secret, str | bytes) else list(secret)
+    secrets: Iterable[str | bytes] = (secret,) if isinstance(secret, (str, bytes)) else secret
     expected = [_generic_digest(s, timestamp, body) for s in secrets]
     # Compare every pair so the time taken does not depend on which one matched. Both sides
     # are lower-case hex (the header's checked by _HEX_SHA256), so comparing str is safe.

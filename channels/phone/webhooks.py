@@ -66,26 +66,30 @@ async def generic_hook(ctx: PhoneContext, request: web.Request) -> web.Response:
         return json_error(401, "bad_signature", err.reason)
     # A sender's retry of the very same signed body: known without parsing it again.
     known = ctx.bodies.get(digest)
-    if known is not None and known in ctx.recent:
-        return _reply("duplicate", known)
+    if known is not None and known[0] in ctx.recent:
+        return web.Response(body=known[1], headers=_JSON)
     try:
         report = parse_generic(body)
     except PayloadError as err:
         return payload_error(err)
     status, event = await ctx.enqueue(report)
     if status != "ignored":
-        ctx.bodies.add(digest, event)
+        ctx.bodies.add(digest, event, _reply_body("duplicate", event))
     return _reply(status, event)
 
 
 _JSON = {"Content-Type": "application/json; charset=utf-8"}  # what web.json_response sends
 
 
+def _reply_body(status: QueueStatus, event: str) -> bytes:
+    return json.dumps({"status": status, "event": event}).encode()
+
+
 def _reply(status: QueueStatus, event: str) -> web.Response:
     if status == "ignored":
         return web.json_response({"status": status, "reason": "internal call"})
-    body = json.dumps({"status": status, "event": event}).encode()
-    return web.Response(body=body, status=202 if status == "accepted" else 200, headers=_JSON)
+    code = 202 if status == "accepted" else 200
+    return web.Response(body=_reply_body(status, event), status=code, headers=_JSON)
 
 
 # --- Twilio -----------------------------------------------------------------------------------
