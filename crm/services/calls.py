@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.models import Activity, ActivityBinding
-from crm.services.common import add_timeline, bind_activity
+from crm.services.common import RowSink, add_timeline, bind_activity
 from matching.event import Direction, InboundEvent
 from matching.model import EventIdentities
 
@@ -72,6 +72,7 @@ async def apply_call_rules(
     *,
     open_tasks: Sequence[Activity] | None = None,
     new_id: Callable[[], Awaitable[int]] | None = None,
+    sink: RowSink | None = None,
 ) -> None:
     """`open_tasks`: the open call-back tasks of the event's number when the caller fetched
     them already (`open_callbacks`); `new_id`: where a new task's id comes from."""
@@ -112,7 +113,7 @@ async def apply_call_rules(
             if task.id is None:
                 await s.flush()
             created = True
-        await bind_activity(s, task.id, bindings, fresh=created)
+        await bind_activity(s, task.id, bindings, fresh=created, sink=sink)
         out.task_id = task.id
         out.notify.append(
             (
@@ -135,4 +136,5 @@ async def apply_call_rules(
                     "completed",
                     None,
                     after={"activity_id": task.id, "result": "called back"},
+                    sink=sink,
                 )

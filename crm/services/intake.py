@@ -45,7 +45,7 @@ from crm.models import (
 )
 from crm.repository import SqlCandidateRepository
 from crm.services.calls import apply_call_rules, call_number, open_callbacks
-from crm.services.common import add_comms, add_timeline, bind_activity
+from crm.services.common import RowSink, add_comms, add_timeline, bind_activity
 from crm.services.exceptions import exception_hits
 from crm.services.flags import recompute_client_flags
 from crm.services.pipelines import pipeline_by_code, stage_by_code
@@ -187,6 +187,7 @@ class _Round:
         self.calls = calls
         self.callbacks = callbacks
         self.picks = picks  # round-robin responsibles for new records, by queue
+        self.sink = RowSink()  # write-only rows, inserted table by table at the round's end
 
 
 class Intake:
@@ -292,6 +293,7 @@ class Intake:
                 for item in taken:
                     results[item.index] = await self._apply(s, item, rnd, now, updates)
                 await s.flush()
+                await rnd.sink.flush(s)
             if updates:
                 await s.execute(update(InboundEventLog), updates)
         return [results[i] for i in range(len(items))]
@@ -469,6 +471,7 @@ class Intake:
                 applied,
                 open_tasks=rnd.callbacks.get(phone, []) if phone else None,
                 new_id=lambda: rnd.alloc.take(Activity),
+                sink=rnd.sink,
             )
         outcome, reason = _stored_outcome(event, decision)
         updates.append(
@@ -484,7 +487,7 @@ class Intake:
             }
         )
         for kind, payload in applied.notify:
-            self._outbox(s, kind, payload, item, now, decision, applied)
+            self._outbox(rnd.sink, kind, payload, item, now, decision, applied)
         log.info("event %s:%s → %s (%s)", event.channel.value, event.external_id, outcome, reason)
         return _result(
             outcome,
@@ -536,7 +539,7 @@ class Intake:
 
     def _outbox(
         self,
-        s: AsyncSession,
+        sink: RowSink,
         kind: str,
         payload: dict[str, Any],
         item: _Item,
@@ -556,14 +559,13 @@ class Intake:
             "activity_id": applied.activity_id,
             **payload,
         }
-        s.add(
-            OutboxMessage(
-                rep_id=applied.responsible_id,
-                kind=kind,
-                payload=body,
-                created_at=now,
-                next_attempt_at=now,
-            )
+        sink.add(
+            OutboxMessage,
+            rep_id=applied.responsible_id,
+            kind=kind,
+            payload=body,
+            created_at=now,
+            next_attempt_at=now,
         )
 
 
@@ -820,9 +822,23 @@ class _Apply:
             await self._merge_into_client()
         else:
             await add_comms(
-                self.s, "lead", lead.id, self.ids, handle_labels=self.labels, fresh=True
+                self.s,
+                "lead",
+                lead.id,
+                self.ids,
+                handle_labels=self.labels,
+                fresh=True,
+                sink=self.rnd.sink,
             )
-        add_timeline(self.s, "lead", lead.id, "created", None, after={"reason": self.d.reason})
+        add_timeline(
+            self.s,
+            "lead",
+            lead.id,
+            "created",
+            None,
+            after={"reason": self.d.reason},
+            sink=self.rnd.sink,
+        )
         self.out.lead_id, self.out.responsible_id = lead.id, resp
         self.out.created.append(("lead", lead.id))
 
@@ -850,7 +866,15 @@ class _Apply:
             modified_at=self.now,
         )
         self.s.add(deal)
-        add_timeline(self.s, "deal", deal.id, "created", None, after={"reason": self.d.reason})
+        add_timeline(
+            self.s,
+            "deal",
+            deal.id,
+            "created",
+            None,
+            after={"reason": self.d.reason},
+            sink=self.rnd.sink,
+        )
         await recompute_client_flags(self.s, deal.contact_id, deal.company_id)
         self.out.deal_id, self.out.responsible_id = deal.id, resp
         self.out.created.append(("deal", deal.id))
@@ -880,7 +904,13 @@ class _Apply:
         )
         self.s.add(contact)
         await add_comms(
-            self.s, "contact", contact.id, self.ids, handle_labels=self.labels, fresh=True
+            self.s,
+            "contact",
+            contact.id,
+            self.ids,
+            handle_labels=self.labels,
+            fresh=True,
+            sink=self.rnd.sink,
         )
         self.out.contact_id = contact.id
         self.out.created.append(("contact", contact.id))
@@ -913,6 +943,7 @@ class _Apply:
                 "linked",
                 None,
                 after={"contact_id": lead.contact_id, "company_id": lead.company_id},
+                sink=self.rnd.sink,
             )
         if self.d.merge_into_lead:
             added = await add_comms(
@@ -923,6 +954,7 @@ class _Apply:
                 include_invalid=False,
                 handle_labels=self.labels,
                 held=self.rnd.repo.holds("lead", lead.id),
+                sink=self.rnd.sink,
             )
             filled = {}
             if not lead.name and self._name():
@@ -931,7 +963,13 @@ class _Apply:
                 lead.company_title = filled["company_title"] = self.event.company_name[:300]
             if added or filled:
                 add_timeline(
-                    self.s, "lead", lead.id, "merged", None, after={"added": added, **filled}
+                    self.s,
+                    "lead",
+                    lead.id,
+                    "merged",
+                    None,
+                    after={"added": added, **filled},
+                    sink=self.rnd.sink,
                 )
         lead.modified_at = self.now
         self.out.lead_id = lead.id
@@ -984,9 +1022,18 @@ class _Apply:
             include_invalid=False,
             handle_labels=self.labels,
             held=self.rnd.repo.holds(owner_type, owner_id),
+            sink=self.rnd.sink,
         )
         if added:
-            add_timeline(self.s, owner_type, owner_id, "merged", None, after={"added": added})
+            add_timeline(
+                self.s,
+                owner_type,
+                owner_id,
+                "merged",
+                None,
+                after={"added": added},
+                sink=self.rnd.sink,
+            )
 
     # --- the activity and notifications ---------------------------------------------------
 
@@ -1029,7 +1076,9 @@ class _Apply:
             self.out.activity_created = True
         else:
             act.meta = merge_call_meta(act.meta or {}, meta)
-        await bind_activity(self.s, act.id, applied_bindings(self.out), fresh=fresh)
+        await bind_activity(
+            self.s, act.id, applied_bindings(self.out), fresh=fresh, sink=self.rnd.sink
+        )
         self.out.activity_id = act.id
 
     def _notify(self) -> None:
