@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from channels.phone.callers import CallerLookup, caller_sql
+from crm.config import CrmConfig
 from crm.db import Database
+from crm.models import Base
 from crm.service import Crm
 from crm.services.leads import LeadInput
 from crm.services.records import ContactInput
@@ -156,3 +158,22 @@ async def test_sqlite_plans_the_lookup_over_indexes(db: Database, backend: str) 
     # No table of the CRM is read whole (the CTEs are a handful of rows and may be scanned).
     for table in ("communications", "contacts", "companies", "leads", "deals"):
         assert not [step for step in plan if step.startswith(f"SCAN {table}")], (table, plan)
+
+
+async def test_an_in_memory_database_is_looked_up_through_telephony() -> None:
+    """A second connection would see another, empty database: the slow path answers."""
+    db = Database("sqlite+aiosqlite:///:memory:")
+    telephony = Telephony(db)
+    callers = CallerLookup(db, telephony)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        crm = Crm(db, CrmConfig())
+        await crm.prepare()
+        anna = await crm.records.create_contact(ContactInput(name="Anna", phones=("+4930100010",)))
+        info = await callers.caller("+4930100010")
+        assert info is not None and info.contact_id == anna.id
+    finally:
+        await callers.close()
+        await telephony.close()
+        await db.dispose()
