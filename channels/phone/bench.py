@@ -12,10 +12,11 @@ Generic webhook, three kinds of load (each flat out and throttled to a fixed rat
   the same event loop (the single-process default), so intake's share of the CPU shows.
 
 Fairness: the bare handler and every load get the same treatment. The same wrk settings and
-the same shape of wrk script (every request prebuilt at start-up, so wrk spends the same on
-each); every run on a fresh server in this process, after a one-second warm-up with the
-replayed body; flat-out figures are the best of `RUNS` runs on both sides; each flat-out run
-of a unique load sends bodies no other run sent (else later runs would measure duplicates).
+the same shape and length of wrk script (every request prebuilt at start-up, so wrk spends
+the same on each); every run on a fresh server in this process, after a one-second warm-up
+with the replayed body; flat-out figures are the best of `RUNS` runs on both sides; each
+flat-out run of a unique load sends bodies no other run sent (else later runs would measure
+duplicates).
 
 Caller lookup: wrk at a fixed rate against random numbers of a seeded CRM (1 million contacts;
 100,000 with `quick`), on SQLite and on PostgreSQL (skipped when it is not reachable).
@@ -100,12 +101,19 @@ def calls_script(workdir: Path, call_ids: list[str], now: int) -> str:
     k+THREADS, … so none is sent twice until the list runs out (then they are replays).
 
     The signed bodies go to a file the script reads at start-up, where it also builds every
-    request: wrk then does the same small work per request whatever the load."""
+    request: wrk then does the same small work per request whatever the load. wrk starts its
+    first thread while the next one still reads the file, before its clock starts: scripts of
+    the same length get the same head start."""
     path = workdir / f"calls-{uuid.uuid4().hex}.tsv"
+    lines: dict[str, bytes] = {}
     with path.open("wb") as out:
         for call_id in call_ids:
-            body = _call(call_id)  # JSON on one line: no tab, no newline
-            out.write(sign_generic(SECRET, now, body).encode() + b"\t" + body + b"\n")
+            line = lines.get(call_id)
+            if line is None:
+                body = _call(call_id)  # JSON on one line: no tab, no newline
+                line = sign_generic(SECRET, now, body).encode() + b"\t" + body + b"\n"
+                lines[call_id] = line
+            out.write(line)
     return (
         "local calls = {}\n"
         "local n = 0\n"
@@ -127,9 +135,9 @@ def calls_script(workdir: Path, call_ids: list[str], now: int) -> str:
     )
 
 
-def replay_script(workdir: Path, now: int) -> str:
-    """One signed body, sent over and over."""
-    return calls_script(workdir, ["bench-replay"], now)
+def replay_script(workdir: Path, now: int, length: int = 1) -> str:
+    """One signed body, sent over and over (listed `length` times, see `calls_script`)."""
+    return calls_script(workdir, ["bench-replay"] * length, now)
 
 
 def unique_script(workdir: Path, now: int, count: int, prefix: str = "bench") -> str:
@@ -356,16 +364,17 @@ async def run(
 
 async def _run(seconds: float, rate: int, tmp: Path) -> dict[str, Any]:
     now = int(time.time())  # the signatures stay valid for the 5-minute window
-    replay = replay_script(tmp, now)
-    figures: dict[str, Any] = {"seconds": seconds, "rate": rate, "runs": RUNS}
-    figures["bare"] = await _best(bare_app, replay, [replay] * RUNS, seconds, tmp)
-    figures["bare_at_rate"] = await _fresh_run(
-        bare_app, replay, replay, seconds=seconds, rate=rate, tmp=tmp
-    )
     flat = round(seconds * BODIES_PER_SECOND)
     paced = round(seconds * rate * 1.5)
+    warmup, replay = replay_script(tmp, now), replay_script(tmp, now, flat)
+    replay_paced = replay_script(tmp, now, paced)
+    figures: dict[str, Any] = {"seconds": seconds, "rate": rate, "runs": RUNS}
+    figures["bare"] = await _best(bare_app, warmup, [replay] * RUNS, seconds, tmp)
+    figures["bare_at_rate"] = await _fresh_run(
+        bare_app, warmup, replay_paced, seconds=seconds, rate=rate, tmp=tmp
+    )
     loads: list[tuple[str, Server, list[str], str]] = [
-        ("replay", _webhook(tmp, redis=False), [replay] * RUNS, replay)
+        ("replay", _webhook(tmp, redis=False), [replay] * RUNS, replay_paced)
     ]
     redis = [True] if await redis_reachable() else []
     for name, on_redis in [("unique_redis", r) for r in redis] + [("unique_inline", False)]:
@@ -374,10 +383,10 @@ async def _run(seconds: float, rate: int, tmp: Path) -> dict[str, Any]:
         paced_script = unique_script(tmp, now, paced, f"{name}-paced")
         loads.append((name, _webhook(tmp, redis=on_redis), scripts, paced_script))
     for name, server, scripts, paced_script in loads:
-        figures[name] = await _best(server, replay, scripts, seconds, tmp)
+        figures[name] = await _best(server, warmup, scripts, seconds, tmp)
         figures[f"{name}_ratio"] = round(figures[name]["rps"] / figures["bare"]["rps"], 2)
         figures[f"{name}_at_rate"] = await _fresh_run(
-            server, replay, paced_script, seconds=seconds, rate=rate, tmp=tmp
+            server, warmup, paced_script, seconds=seconds, rate=rate, tmp=tmp
         )
         if name != "replay" and figures[name]["requests"] > flat:
             figures[f"{name}_note"] = f"more requests than the {flat:,} bodies: some were replays"
@@ -446,7 +455,7 @@ async def report(quick: bool = False) -> str:
             *rows,
             "",
             "Webhook requests/s ÷ bare handler's: " + ", ".join(ratios) + ". Every run on a fresh "
-            f"server after a {WARMUP_SECONDS} s warm-up, with the same kind of wrk script; "
+            f"server after a {WARMUP_SECONDS} s warm-up, with wrk scripts of one shape and length; "
             f"flat-out figures are the best of {hooks['runs']} runs, for the bare handler too; "
             "each run of a unique load sends its own call ids. Targets: >= 0.5, p99 < 10 ms at "
             f"{rate}/s; lookup p99 < 5 ms. Seeding the lookup CRM took {seeding}.",
