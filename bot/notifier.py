@@ -37,7 +37,6 @@ from crm.services.outbox import CardRef, OutboxItem
 log = logging.getLogger(__name__)
 
 MOVED = ("escalated", "assigned")  # the record changed hands: older cards are redrawn
-NEW_OUTCOMES = ("new_lead", "new_repeat_lead", "new_deal", "new_repeat_deal")
 HEADLINES = {
     "new_lead": "🆕 New lead",
     "repeat_lead": "🔁 Repeat lead",
@@ -232,12 +231,6 @@ class Notifier:
         activity_id = _int(p.get("activity_id"))
         reason = p.get("reason")
         reason = str(reason) if reason else None
-        if item.kind == "missed_call" and p.get("outcome") in NEW_OUTCOMES:
-            return None  # the new lead / deal card of the same event shows the call-back task
-        if item.kind == "activity" and activity_id is not None:
-            act = await self.crm.activities.get(activity_id)
-            if act.meta.get("missed") and (act.counterparty or "").startswith("+"):
-                return None  # a missed-call card for the same call follows
         if item.kind in ("new_deal", "repeat_deal") or (
             deal_id is not None and item.kind not in ("new_lead", "repeat_lead")
         ):

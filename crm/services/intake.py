@@ -486,7 +486,7 @@ class Intake:
                 "activity_id": applied.activity_id,
             }
         )
-        for kind, payload in applied.notify:
+        for kind, payload in _one_card_per_event(applied.notify):
             self._outbox(rnd.sink, kind, payload, item, now, decision, applied)
         log.info("event %s:%s → %s (%s)", event.channel.value, event.external_id, outcome, reason)
         return _result(
@@ -567,6 +567,21 @@ class Intake:
             created_at=now,
             next_attempt_at=now,
         )
+
+
+_NEW_RECORD_CARDS = frozenset({"new_lead", "repeat_lead", "new_deal", "repeat_deal"})
+
+
+def _one_card_per_event(
+    notify: list[tuple[str, dict[str, Any]]],
+) -> list[tuple[str, dict[str, Any]]]:
+    """A missed call makes a call-back task: a new record's card already shows it, else the
+    missed-call notice stands for the call's activity. Reps get one message per event."""
+    kinds = {kind for kind, _ in notify}
+    if "missed_call" not in kinds:
+        return notify
+    drop = "missed_call" if kinds & _NEW_RECORD_CARDS else "activity"
+    return [(kind, payload) for kind, payload in notify if kind != drop]
 
 
 def _seen_key(event: InboundEvent) -> str:

@@ -254,3 +254,20 @@ async def test_a_late_ringing_event_does_not_take_back_how_the_call_ended(crm: C
     act = await crm.activities.get(first.activity_id or 0)
     assert act.meta["stage"] == "ended" and act.meta["disposition"] == "answered"
     assert act.meta["duration"] == 42
+
+
+async def test_a_missed_call_is_one_notification_not_two(crm: Crm) -> None:
+    """A new lead's card shows the call-back task; a further missed call is one notice."""
+
+    def missed(call_id: str) -> Any:
+        meta = {"call_id": call_id, "stage": "missed", "missed": True, "disposition": "missed"}
+        return make_event(phones=("+49 30 7000001",), meta=meta)
+
+    await crm.intake.process(missed("m1"))
+    async with crm.db.transaction() as s:
+        kinds = list(await s.scalars(select(OutboxMessage.kind).order_by(OutboxMessage.id)))
+    assert kinds == ["new_lead"]
+    await crm.intake.process(missed("m2"))
+    async with crm.db.transaction() as s:
+        kinds = list(await s.scalars(select(OutboxMessage.kind).order_by(OutboxMessage.id)))
+    assert kinds == ["new_lead", "missed_call"]
