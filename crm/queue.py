@@ -102,6 +102,8 @@ class RedisStreamQueue:
         self.block_ms = block_ms
         self.max_deliveries = max_deliveries
         self._group_ready = False
+        self._waiting: list[tuple[str, asyncio.Future[None]]] = []
+        self._sender: asyncio.Task[None] | None = None
 
     async def ensure_group(self) -> None:
         if self._group_ready:
@@ -114,7 +116,30 @@ class RedisStreamQueue:
         self._group_ready = True
 
     async def put(self, event: InboundEvent) -> None:
-        await self.redis.xadd(self.stream, {"event": json.dumps(event.to_json())})
+        """Returns once the event is in the stream. Puts that arrive while one is on its way
+        to Redis go together in one pipeline: under load one round trip carries many."""
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((json.dumps(event.to_json()), done))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send())
+        await done
+
+    async def _send(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for data, _ in batch:
+                        pipe.xadd(self.stream, {"event": data})
+                    await pipe.execute()
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
 
     async def depth(self) -> int:
         await self.ensure_group()

@@ -1,0 +1,90 @@
+"""The event queues on their own: batches handed to intake, acknowledgement, coalesced puts."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from crm.queue import MAX_BATCH, InProcessQueue, RedisStreamQueue
+from matching.event import InboundEvent
+from tests.conftest import REDIS_URL, make_event
+
+
+@pytest.fixture
+async def redis_queue() -> AsyncIterator[RedisStreamQueue]:
+    redis = Redis.from_url(REDIS_URL)
+    queue = RedisStreamQueue(redis, stream=f"test:q:{uuid.uuid4().hex[:8]}", group="g")
+    await queue.ensure_group()
+    yield queue
+    await redis.delete(queue.stream)
+    await redis.aclose()
+
+
+class Recorder:
+    """A handler that remembers its batches and fails the events it is told to."""
+
+    def __init__(self, fail: set[str] | None = None) -> None:
+        self.batches: list[list[str]] = []
+        self.fail = fail or set()
+
+    async def __call__(self, events: list[InboundEvent]) -> list[bool]:
+        self.batches.append([e.external_id for e in events])
+        return [e.external_id not in self.fail for e in events]
+
+    @property
+    def seen(self) -> list[str]:
+        return [x for batch in self.batches for x in batch]
+
+
+async def test_in_process_queue_hands_over_what_is_waiting_as_batches() -> None:
+    queue = InProcessQueue()
+    events = [make_event(external_id=f"e{i}") for i in range(MAX_BATCH + 30)]
+    for e in events:
+        await queue.put(e)
+    handler = Recorder()
+    stop = asyncio.Event()
+    stop.set()  # drain what is queued, then return
+    await queue.run(handler, stop)
+    assert handler.seen == [e.external_id for e in events]  # all of them, in order
+    assert [len(b) for b in handler.batches] == [MAX_BATCH, 30]
+
+
+async def test_redis_puts_made_together_all_arrive_in_order(
+    redis_queue: RedisStreamQueue,
+) -> None:
+    events = [make_event(external_id=f"p{i}") for i in range(250)]
+    await asyncio.gather(*(redis_queue.put(e) for e in events))
+    assert await redis_queue.redis.xlen(redis_queue.stream) == 250
+    handler = Recorder()
+    stop = asyncio.Event()
+    task = asyncio.create_task(redis_queue.run(handler, stop))
+    for _ in range(100):
+        if len(handler.seen) >= 250:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    assert handler.seen == [e.external_id for e in events]
+    assert max(len(b) for b in handler.batches) > 1  # read in batches, not one by one
+
+
+async def test_redis_queue_acknowledges_only_what_the_handler_finished(
+    redis_queue: RedisStreamQueue,
+) -> None:
+    for i in range(5):
+        await redis_queue.put(make_event(external_id=f"a{i}"))
+    handler = Recorder(fail={"a2"})
+    stop = asyncio.Event()
+    task = asyncio.create_task(redis_queue.run(handler, stop))
+    for _ in range(100):
+        if len(handler.seen) >= 5:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    pending = await redis_queue.redis.xpending(redis_queue.stream, redis_queue.group)
+    assert pending["pending"] == 1  # the failed event waits to be delivered again
