@@ -40,6 +40,18 @@ class Recorder:
         return [x for batch in self.batches for x in batch]
 
 
+async def _run_until(queue: RedisStreamQueue, handler: Recorder, n: int) -> None:
+    """Run the queue's consumer until the handler has seen n events (or 5 s)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(queue.run(handler, stop))
+    for _ in range(100):
+        if len(handler.seen) >= n:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+
+
 async def test_in_process_queue_hands_over_what_is_waiting_as_batches() -> None:
     queue = InProcessQueue()
     events = [make_event(external_id=f"e{i}") for i in range(MAX_BATCH + 30)]
@@ -60,14 +72,7 @@ async def test_redis_puts_made_together_all_arrive_in_order(
     await asyncio.gather(*(redis_queue.put(e) for e in events))
     assert await redis_queue.redis.xlen(redis_queue.stream) == 250
     handler = Recorder()
-    stop = asyncio.Event()
-    task = asyncio.create_task(redis_queue.run(handler, stop))
-    for _ in range(100):
-        if len(handler.seen) >= 250:
-            break
-        await asyncio.sleep(0.05)
-    stop.set()
-    await task
+    await _run_until(redis_queue, handler, 250)
     assert handler.seen == [e.external_id for e in events]
     assert max(len(b) for b in handler.batches) > 1  # read in batches, not one by one
 
@@ -78,13 +83,6 @@ async def test_redis_queue_acknowledges_only_what_the_handler_finished(
     for i in range(5):
         await redis_queue.put(make_event(external_id=f"a{i}"))
     handler = Recorder(fail={"a2"})
-    stop = asyncio.Event()
-    task = asyncio.create_task(redis_queue.run(handler, stop))
-    for _ in range(100):
-        if len(handler.seen) >= 5:
-            break
-        await asyncio.sleep(0.05)
-    stop.set()
-    await task
+    await _run_until(redis_queue, handler, 5)
     pending = await redis_queue.redis.xpending(redis_queue.stream, redis_queue.group)
     assert pending["pending"] == 1  # the failed event waits to be delivered again
