@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
@@ -204,8 +204,16 @@ class RedisSeen:
         self.prefix = prefix
         self.ttl = ttl
 
-    async def seen(self, key: str) -> bool:
-        return bool(await self.redis.exists(self.prefix + key))
+    async def seen(self, keys: Sequence[str]) -> list[bool]:
+        if not keys:
+            return []
+        values = await self.redis.mget([self.prefix + k for k in keys])
+        return [v is not None for v in values]
 
-    async def mark(self, key: str) -> None:
-        await self.redis.set(self.prefix + key, "1", nx=True, ex=self.ttl)
+    async def mark(self, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.set(self.prefix + key, "1", nx=True, ex=self.ttl)
+            await pipe.execute()

@@ -9,7 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from crm.queue import MAX_BATCH, InProcessQueue, RedisStreamQueue
+from crm.config import CrmConfig
+from crm.db import Database
+from crm.queue import MAX_BATCH, InProcessQueue, RedisSeen, RedisStreamQueue
+from crm.service import Crm
 from matching.event import InboundEvent
 from tests.conftest import REDIS_URL, make_event
 
@@ -86,3 +89,28 @@ async def test_redis_queue_acknowledges_only_what_the_handler_finished(
     await _run_until(redis_queue, handler, 5)
     pending = await redis_queue.redis.xpending(redis_queue.stream, redis_queue.group)
     assert pending["pending"] == 1  # the failed event waits to be delivered again
+
+
+async def test_the_seen_cache_answers_duplicates_and_the_database_stays_the_truth(
+    db: Database,
+) -> None:
+    redis = Redis.from_url(REDIS_URL)
+    seen = RedisSeen(redis, prefix=f"test:seen:{uuid.uuid4().hex[:8]}:")
+    crm = Crm(db, CrmConfig(), seen=seen)
+    await crm.prepare()
+    try:
+        first = make_event(phones=("+49 30 8800001",))
+        r1 = await crm.intake.process(first)
+        again = await crm.intake.process_many([first, first])
+        assert [getattr(r, "outcome", r) for r in again] == ["duplicate", "duplicate"]
+        assert {getattr(r, "event_log_id", None) for r in again} == {r1.event_log_id}
+        # The cache claims an event the database never saw (say, a restored backup): the
+        # event is processed, not lost.
+        lost = make_event(phones=("+49 30 8800002",))
+        await seen.mark([f"{lost.channel.value}:{lost.external_id}"])
+        assert (await crm.intake.process(lost)).outcome == "new_lead"
+    finally:
+        keys = [k async for k in redis.scan_iter(match=seen.prefix + "*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()

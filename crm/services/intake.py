@@ -88,9 +88,9 @@ SOURCE = {
 class SeenCache(Protocol):
     """Optional fast path for duplicates (Redis SET NX); the database stays the truth."""
 
-    async def seen(self, key: str) -> bool: ...
+    async def seen(self, keys: Sequence[str]) -> list[bool]: ...
 
-    async def mark(self, key: str) -> None: ...
+    async def mark(self, keys: Sequence[str]) -> None: ...
 
 
 @dataclass
@@ -217,13 +217,11 @@ class Intake:
         results: list[IntakeResult | Exception | None] = [None] * len(events)
         firsts: dict[tuple[str, str], int] = {}
         for i, event in enumerate(events):
-            key = (event.channel.value, event.external_id)
-            if key in firsts:
-                continue  # the same event twice in one batch: answered from the first
-            if self.seen is not None and await self.seen.seen(_seen_key(event)):
-                results[i] = await self._duplicate(event)
-                continue
-            firsts[key] = i
+            # The same event twice in one batch: answered from the first.
+            firsts.setdefault((event.channel.value, event.external_id), i)
+        cached = await self._known(events, list(firsts.values()))
+        for i, row in cached.items():
+            results[i] = _duplicate_result(row)
         todo = [i for i in firsts.values() if results[i] is None]
         if todo:
             done: list[IntakeResult | Exception]
@@ -237,8 +235,9 @@ class Intake:
                     done = [await self._alone(events[i]) for i in todo]
             for i, result in zip(todo, done, strict=True):
                 results[i] = result
-                if self.seen is not None and isinstance(result, IntakeResult):
-                    await self.seen.mark(_seen_key(events[i]))
+            if self.seen is not None:
+                ok = [i for i in todo if isinstance(results[i], IntakeResult)]
+                await self.seen.mark([_seen_key(events[i]) for i in ok])
         for i, event in enumerate(events):
             if results[i] is None:
                 first = results[firsts[(event.channel.value, event.external_id)]]
@@ -267,12 +266,26 @@ class Intake:
             failed = None
         return failed or RuntimeError("unreachable")
 
-    async def _duplicate(self, event: InboundEvent) -> IntakeResult:
+    async def _known(
+        self, events: Sequence[InboundEvent], candidates: list[int]
+    ) -> dict[int, InboundEventLog]:
+        """The log rows of the events the seen-cache knows (one read for all of them). An
+        event the cache knows but the database does not (a restored backup) is processed."""
+        if self.seen is None or not candidates:
+            return {}
+        flags = await self.seen.seen([_seen_key(events[i]) for i in candidates])
+        known = [i for i, flag in zip(candidates, flags, strict=True) if flag]
+        if not known:
+            return {}
+        keys = [(events[i].channel.value, events[i].external_id) for i in known]
         async with self.db.read() as s:
-            row = await _logged(s, event)
-        if row is None:  # the cache said seen but the row is gone (restored backup): redo
-            return (await self._batch([event]))[0]
-        return _duplicate_result(row)
+            rows = await s.scalars(
+                select(InboundEventLog).where(
+                    tuple_(InboundEventLog.channel, InboundEventLog.external_id).in_(keys)
+                )
+            )
+            by_key = {(r.channel, r.external_id): r for r in rows}
+        return {i: by_key[k] for i, k in zip(known, keys, strict=True) if k in by_key}
 
     async def _batch(self, events: Sequence[InboundEvent]) -> list[IntakeResult]:
         now = self.clock()
