@@ -32,6 +32,9 @@ DIRECTORY_REFRESH = 30.0
 # Replays of an event already queued are answered without queueing it again for this long.
 RECENT_TTL = 600.0
 RECENT_MAX = 100_000
+# Signed bodies remembered for the replay fast path (~350 bytes each); a replay of an older
+# one takes the ordinary path (parse, then the recent-id check).
+BODIES_MAX = 20_000
 
 
 class PhoneHost(Protocol):
@@ -97,7 +100,7 @@ class RecentBodies:
     (see `webhooks.generic_hook`). Whether the event still counts as recent is `RecentIds`'
     call; this only bounds memory."""
 
-    def __init__(self, max_size: int = RECENT_MAX) -> None:
+    def __init__(self, max_size: int = BODIES_MAX) -> None:
         self.max_size = max_size
         self._known: dict[str, tuple[str, bytes]] = {}
 

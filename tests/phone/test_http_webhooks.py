@@ -10,7 +10,7 @@ from xml.etree import ElementTree
 
 from twilio.request_validator import RequestValidator
 
-from channels.phone.context import RecentIds
+from channels.phone.context import RecentBodies, RecentIds
 from channels.phone.signatures import sign_generic
 from tests.phone.conftest import (
     FALLBACK,
@@ -86,6 +86,26 @@ async def test_replayed_body_is_a_duplicate_only_while_its_event_is_recent(
     assert len(await phone.leads()) == 1
     events, _ = await phone.service.crm.events.page(limit=10)
     assert [e.outcome for e in events] == ["new_lead"]
+
+
+async def test_replay_of_a_body_no_longer_remembered_is_still_a_duplicate(
+    phone: PhoneClient,
+) -> None:
+    phone.service.components[0].ctx.bodies = RecentBodies(max_size=1)
+    now = int(time.time())
+    second = json.dumps({**CALL, "call_id": "g-2"}).encode()
+    for body in (BODY, second):
+        assert (await phone.post_generic(body, timestamp=now)).status == 202
+    # BODY's digest made way for the second one's: the event id still says it is a replay.
+    again = await phone.post_generic(BODY, timestamp=now)
+    assert again.status == 200 and again.json()["status"] == "duplicate"
+
+
+def test_remembered_bodies_are_bounded_oldest_first() -> None:
+    bodies = RecentBodies(max_size=2)
+    for digest in ("a", "b", "a", "c"):  # "a" again is no new entry
+        bodies.add(digest, f"id-{digest}", b"{}")
+    assert [bodies.get(d) is not None for d in "abc"] == [False, True, True]
 
 
 async def test_a_new_reps_extension_is_internal_at_once(phone: PhoneClient) -> None:
