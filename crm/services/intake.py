@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import select, tuple_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.config import CrmConfig
@@ -247,15 +247,16 @@ class Intake:
     async def _alone(
         self, event: InboundEvent, failed: Exception | None = None
     ) -> IntakeResult | Exception:
-        """One event in its own transaction. A unique conflict means another worker wrote
-        the same call's activity first: once more, and it is found."""
+        """One event in its own transaction, tried twice when the database refused it (a
+        unique conflict: another worker wrote the same call's activity first, found the second
+        time; a deadlock with another batch)."""
         for attempt in range(2):
             if failed is None:
                 try:
                     return (await self._batch([event]))[0]
                 except Exception as exc:
                     failed = exc
-            if not isinstance(failed, IntegrityError) or attempt == 1:
+            if not isinstance(failed, DBAPIError) or attempt == 1:
                 log.error(
                     "processing %s:%s failed",
                     event.channel.value,
