@@ -68,6 +68,7 @@ class SqlCandidateRepository:
         # identity → (owner type, owner id, communication id) of every holder
         self._holders: dict[Identity, list[tuple[str, int, int]]] = defaultdict(list)
         self._lead_links: dict[int, tuple[int | None, int | None]] = {}  # lead → its client
+        self._held: dict[Owner, set[tuple[str, str]]] = defaultdict(set)  # owner → identities
         self._leads: dict[int, Lead] = {}
         self._deals: dict[int, Deal] = {}
         self._contacts: dict[int, Contact] = {}
@@ -102,6 +103,7 @@ class SqlCandidateRepository:
         lead_ids: set[int] = set()
         for owner_type, owner_id, kind, value, cid in rows:
             self._holders[Identity(CommKind(kind), value or "")].append((owner_type, owner_id, cid))
+            self._held[(owner_type, owner_id)].add((kind, value or ""))
             if owner_type == "lead":
                 lead_ids.add(owner_id)
         await self._load_leads(lead_ids - self._leads.keys())
@@ -179,12 +181,7 @@ class SqlCandidateRepository:
 
     def holds(self, owner_type: str, owner_id: int) -> set[tuple[str, str]]:
         """(kind, value) of the loaded identities this record already holds."""
-        return {
-            (ident.kind.value, ident.value)
-            for ident in self._loaded
-            for t, i, _cid in self._holders.get(ident, ())
-            if (t, i) == (owner_type, owner_id)
-        }
+        return set(self._held.get((owner_type, owner_id), ()))
 
     async def clients_by_identities(
         self, identities: Sequence[Identity]
