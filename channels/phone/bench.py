@@ -19,7 +19,9 @@ flat-out run of a unique load sends bodies no other run sent (else later runs wo
 duplicates).
 
 Caller lookup: wrk at a fixed rate against random numbers of a seeded CRM (1 million contacts;
-100,000 with `quick`), on SQLite and on PostgreSQL (skipped when it is not reachable).
+100,000 with `quick`), on SQLite and on PostgreSQL (skipped when it is not reachable), next to
+the bare handler under the same load: on a busy machine that row shows how much of the
+latency is the machine's.
 """
 
 from __future__ import annotations
@@ -190,13 +192,15 @@ async def wrk(
 
 @asynccontextmanager
 async def bare_app() -> AsyncIterator[str]:
-    """The baseline: an aiohttp handler that only answers 200."""
+    """The baseline: an aiohttp handler that only answers 200 (to POST /hooks/calls and
+    GET /hooks/calls/lookup)."""
 
     async def ok(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
     app = web.Application()
     app.router.add_post("/hooks/calls", ok)
+    app.router.add_get("/hooks/calls/lookup", ok)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)  # a free port, taken at once
@@ -415,6 +419,18 @@ async def run_lookup(
     return {"contacts": contacts, "rate": rate, "seed_s": seeded, "backend": backend, **result}
 
 
+async def run_lookup_baseline(
+    rate: int = 500, seconds: float = 5.0, workdir: Path | None = None
+) -> dict[str, Any]:
+    """The bare handler under the lookup's load: what the machine allows for latency."""
+    wrk_path()
+    async with _scratch(workdir) as tmp, bare_app() as url:
+        script = lookup_script(1000)
+        await wrk(f"{url}/lookup", script, seconds=WARMUP_SECONDS, rate=rate, workdir=tmp)
+        result = await wrk(f"{url}/lookup", script, seconds=seconds, rate=rate, workdir=tmp)
+    return {"rate": rate, **result}
+
+
 def _row(label: str, r: dict[str, float]) -> str:
     return f"| {label} | {r['rps']:,.0f} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} |"
 
@@ -425,6 +441,7 @@ async def report(quick: bool = False) -> str:
     contacts = 100_000 if quick else 1_000_000
     backends = ["sqlite"] + (["postgres"] if await postgres_reachable() else [])
     lookups = [await run_lookup(contacts, backend=b) for b in backends]
+    lookup_baseline = await run_lookup_baseline()
     rate = hooks["rate"]
     rows = [
         _row("bare aiohttp handler (baseline)", hooks["bare"]),
@@ -441,6 +458,8 @@ async def report(quick: bool = False) -> str:
             ratios.append(f"{hooks[f'{name}_ratio']} ({name.replace('_', ', ')})")
             if f"{name}_note" in hooks:
                 notes.append(f"{name}: {hooks[f'{name}_note']}.")
+    bare_get = f"bare aiohttp handler, GET at {lookup_baseline['rate']}/s (lookup baseline)"
+    rows.append(_row(bare_get, lookup_baseline))
     for lookup in lookups:
         where = "SQLite" if lookup["backend"] == "sqlite" else "PostgreSQL"
         label = f"caller lookup, {lookup['contacts']:,} contacts, {where}, at {lookup['rate']}/s"
