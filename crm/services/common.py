@@ -24,6 +24,7 @@ from crm.errors import Forbidden, NotFound
 from crm.models import (
     Activity,
     ActivityBinding,
+    Base,
     Communication,
     Company,
     Contact,
@@ -65,8 +66,14 @@ class RowSink:
         self._rows[model].append(values)
 
     async def flush(self, session: AsyncSession) -> None:
-        for model, rows in self._rows.items():
-            if rows:
+        """Parents before children (the tables' foreign-key order); one statement per table
+        and set of columns given."""
+        order = {t: n for n, t in enumerate(Base.metadata.sorted_tables)}
+        for model in sorted(self._rows, key=lambda m: order[m.__table__]):
+            shapes: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+            for row in self._rows[model]:
+                shapes[tuple(row)].append(row)
+            for rows in shapes.values():
                 await session.execute(insert(model.__table__), rows)
         self._rows.clear()
 

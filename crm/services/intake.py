@@ -830,8 +830,11 @@ class _Apply:
     async def _new_lead(self, repeat: bool) -> None:
         status = self.config.lead_statuses[0]
         resp = await self._responsible()
-        lead = Lead(
-            id=await self.rnd.alloc.take(Lead),
+        lead_id = await self.rnd.alloc.take(Lead)
+        # Written with the round's other rows: nothing reads the new lead back in this round.
+        self.rnd.sink.add(
+            Lead,
+            id=lead_id,
             title=self._title(),
             status=status.code,
             status_semantic=status.semantic,
@@ -846,14 +849,13 @@ class _Apply:
             created_at=self.now,
             modified_at=self.now,
         )
-        self.s.add(lead)
         if repeat:
             await self._merge_into_client()
         else:
             await add_comms(
                 self.s,
                 "lead",
-                lead.id,
+                lead_id,
                 self.ids,
                 handle_labels=self.labels,
                 fresh=True,
@@ -862,14 +864,14 @@ class _Apply:
         add_timeline(
             self.s,
             "lead",
-            lead.id,
+            lead_id,
             "created",
             None,
             after={"reason": self.d.reason},
             sink=self.rnd.sink,
         )
-        self.out.lead_id, self.out.responsible_id = lead.id, resp
-        self.out.created.append(("lead", lead.id))
+        self.out.lead_id, self.out.responsible_id = lead_id, resp
+        self.out.created.append(("lead", lead_id))
 
     async def _new_deal(self, repeat: bool) -> None:
         resp = await self._responsible()
@@ -1085,8 +1087,10 @@ class _Apply:
             counterparty = next((p.e164 for p in self.ids.phones if p.e164), None) or next(
                 iter(self.ids.emails), None
             )
-            act = Activity(
-                id=await self.rnd.alloc.take(Activity),
+            act_id = await self.rnd.alloc.take(Activity)
+            self.rnd.sink.add(
+                Activity,
+                id=act_id,
                 kind=kind,
                 direction=e.direction.value,
                 subject=(e.subject or self._title())[:500],
@@ -1101,14 +1105,14 @@ class _Apply:
                 meta=meta,
                 created_at=self.now,
             )
-            self.s.add(act)
             self.out.activity_created = True
         else:
             act.meta = merge_call_meta(act.meta or {}, meta)
+            act_id = act.id
         await bind_activity(
-            self.s, act.id, applied_bindings(self.out), fresh=fresh, sink=self.rnd.sink
+            self.s, act_id, applied_bindings(self.out), fresh=fresh, sink=self.rnd.sink
         )
-        self.out.activity_id = act.id
+        self.out.activity_id = act_id
 
     def _notify(self) -> None:
         e = self.event
