@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import and_, event, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -81,6 +81,15 @@ class Database:
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
+
+
+def pairs_in(first: Any, second: Any, pairs: Iterable[tuple[Any, Any]]) -> Any:
+    """A WHERE clause for rows whose (first, second) may be among `pairs`: each column IN its
+    own list. SQLite scans the whole table for a row-value IN list of more than one pair; two
+    plain IN lists walk a (first, second) index. It also lets through cross pairs, so callers
+    keep only the rows whose pair they asked for."""
+    pairs = list(pairs)
+    return and_(first.in_(sorted({a for a, _ in pairs})), second.in_(sorted({b for _, b in pairs})))
 
 
 def lock_id(key: str) -> int:

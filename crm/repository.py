@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.db import pairs_in
 from crm.models import Communication, Company, Contact, Deal, Lead, Rep
 from matching.model import (
     ClientCandidate,
@@ -95,13 +96,18 @@ class SqlCandidateRepository:
                 Communication.value,
                 Communication.id,
             ).where(
-                tuple_(Communication.kind, Communication.value).in_(
-                    [(i.kind.value, i.value) for i in wanted]
+                pairs_in(
+                    Communication.kind,
+                    Communication.value,
+                    [(i.kind.value, i.value) for i in wanted],
                 )
             )
         )
         lead_ids: set[int] = set()
+        asked = set(wanted)
         for owner_type, owner_id, kind, value, cid in rows:
+            if Identity(CommKind(kind), value or "") not in asked:
+                continue  # a cross pair of the two IN lists
             self._holders[Identity(CommKind(kind), value or "")].append((owner_type, owner_id, cid))
             self._held[(owner_type, owner_id)].add((kind, value or ""))
             if owner_type == "lead":

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.db import Database
+from crm.db import Database, pairs_in
 from crm.dto import SYSTEM, Actor, ExceptionView
 from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
 from crm.models import Communication, ExceptionEntry, Lead, utcnow
@@ -146,8 +146,8 @@ async def exception_hits(s: AsyncSession, identities: Sequence[Identity]) -> lis
         return []
     rows = await s.execute(
         select(ExceptionEntry.kind, ExceptionEntry.value).where(
-            tuple_(ExceptionEntry.kind, ExceptionEntry.value).in_(
-                [(i.kind.value, i.value) for i in wanted]
+            pairs_in(
+                ExceptionEntry.kind, ExceptionEntry.value, [(i.kind.value, i.value) for i in wanted]
             )
         )
     )

@@ -24,12 +24,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.config import CrmConfig
-from crm.db import Database
+from crm.db import Database, pairs_in
 from crm.dto import IntakeResult
 from crm.ids import IdAllocator
 from crm.models import (
@@ -280,12 +280,7 @@ class Intake:
             return {}
         keys = [(events[i].channel.value, events[i].external_id) for i in known]
         async with self.db.read() as s:
-            rows = await s.scalars(
-                select(InboundEventLog).where(
-                    tuple_(InboundEventLog.channel, InboundEventLog.external_id).in_(keys)
-                )
-            )
-            by_key = {(r.channel, r.external_id): r for r in rows}
+            by_key = await _log_rows_of(s, keys)
         return {i: by_key[k] for i, k in zip(known, keys, strict=True) if k in by_key}
 
     async def _batch(self, events: Sequence[InboundEvent]) -> list[IntakeResult]:
@@ -347,14 +342,7 @@ class Intake:
                 fresh.append(item)
         dups = [item for item in items if item.key not in claimed]
         if dups:
-            found = await s.scalars(
-                select(InboundEventLog).where(
-                    tuple_(InboundEventLog.channel, InboundEventLog.external_id).in_(
-                        [item.key for item in dups]
-                    )
-                )
-            )
-            by_key = {(r.channel, r.external_id): r for r in found}
+            by_key = await _log_rows_of(s, [item.key for item in dups])
             for item in dups:
                 results[item.index] = _duplicate_result(by_key[item.key])
         return fresh
@@ -417,11 +405,12 @@ class Intake:
         calls: dict[tuple[str, str], Activity] = {}
         if call_keys:
             found = await s.scalars(
-                select(Activity).where(
-                    tuple_(Activity.channel, Activity.external_id).in_(call_keys)
-                )
+                select(Activity).where(pairs_in(Activity.channel, Activity.external_id, call_keys))
             )
-            calls = {(a.channel or "", a.external_id or ""): a for a in found}
+            wanted = set(call_keys)
+            calls = {
+                key: a for a in found if (key := (a.channel or "", a.external_id or "")) in wanted
+            }
         phones = [
             p
             for item in items
@@ -726,6 +715,19 @@ def merge_call_meta(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             if key in old:
                 merged[key] = old[key]
     return merged
+
+
+async def _log_rows_of(
+    s: AsyncSession, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], InboundEventLog]:
+    """The event log rows of these (channel, external id) keys, by key."""
+    rows = await s.scalars(
+        select(InboundEventLog).where(
+            pairs_in(InboundEventLog.channel, InboundEventLog.external_id, keys)
+        )
+    )
+    wanted = set(keys)
+    return {k: r for r in rows if (k := (r.channel, r.external_id)) in wanted}
 
 
 async def _logged(s: AsyncSession, event: InboundEvent) -> InboundEventLog | None:
