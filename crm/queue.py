@@ -103,7 +103,8 @@ class RedisStreamQueue:
         self.max_deliveries = max_deliveries
         self._group_ready = False
         self._waiting: list[tuple[str, asyncio.Future[None]]] = []
-        self._sender: asyncio.Task[None] | None = None
+        self._in_flight = False
+        self._sender: asyncio.Task[None] | None = None  # held so the task is not collected
 
     async def ensure_group(self) -> None:
         if self._group_ready:
@@ -116,30 +117,45 @@ class RedisStreamQueue:
         self._group_ready = True
 
     async def put(self, event: InboundEvent) -> None:
-        """Returns once the event is in the stream. Puts that arrive while one is on its way
-        to Redis go together in one pipeline: under load one round trip carries many."""
-        done = asyncio.get_running_loop().create_future()
-        self._waiting.append((json.dumps(event.to_json()), done))
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._send())
-        await done
+        """Returns once the event is in the stream. A put goes out at once when nothing is on
+        its way to Redis; puts made meanwhile wait and go together in one pipeline, so under
+        load one round trip carries many and a lone put pays no extra hop."""
+        data = json.dumps(event.to_json())
+        if self._in_flight:
+            done = asyncio.get_running_loop().create_future()
+            self._waiting.append((data, done))
+            await done
+            return
+        self._in_flight = True
+        try:
+            await self.redis.xadd(self.stream, {"event": data})
+        finally:
+            self._hand_over()
 
-    async def _send(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting, []
-            try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for data, _ in batch:
-                        pipe.xadd(self.stream, {"event": data})
-                    await pipe.execute()
-            except Exception as exc:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-            else:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+    def _hand_over(self) -> None:
+        """Send what waited meanwhile, or mark the line free."""
+        if not self._waiting:
+            self._in_flight = False
+            return
+        batch, self._waiting = self._waiting, []
+        self._sender = asyncio.create_task(self._send(batch))
+
+    async def _send(self, batch: list[tuple[str, asyncio.Future[None]]]) -> None:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for data, _ in batch:
+                    pipe.xadd(self.stream, {"event": data})
+                await pipe.execute()
+        except Exception as exc:
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+        else:
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
+        finally:
+            self._hand_over()
 
     async def depth(self) -> int:
         await self.ensure_group()
