@@ -25,8 +25,6 @@ from crm.models import Communication, Company, Contact, Deal, ExternalCall, Lead
 
 T = TypeVar("T")
 
-# How much of the SQLite file a lookup connection maps into memory (address space, not RAM).
-READER_MMAP_BYTES = 1 << 30
 # Threads running SQLite lookups (each holds one read connection while it works).
 READER_THREADS = 2
 # More holders than this for one number is a switchboard or junk data, not a caller.
@@ -277,8 +275,8 @@ def _sqlite_reader(db: Database) -> Engine:
     @event.listens_for(engine, "connect")
     def _read_only(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.execute("PRAGMA query_only=ON")
-        # Random index lookups over a large file: map it rather than read() page by page.
-        dbapi_conn.execute(f"PRAGMA mmap_size={READER_MMAP_BYTES}")
+        # No mmap: measured, the page faults of a mapped 1M-contact file cost ~0.7 ms of CPU a
+        # lookup against ~0.1 ms reading the few pages it needs.
 
     return engine
 
