@@ -298,6 +298,9 @@ def decide(
     `exception_hits` are those of `ids.exception_checked()` found on the exception list.
     `now` is unused so far; it is part of the signature for time windows (re-open periods).
     """
+    filtered = event.meta.get("filtered")
+    if filtered:  # the channel's own filter (bounces, auto-replies …): logged, never a record
+        return Decision(Outcome.IGNORED, f"{filtered} → ignored")
     if exception_hits:
         hits = tuple(exception_hits)
         return Decision(

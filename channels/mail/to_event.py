@@ -25,10 +25,9 @@ def to_event(
 ) -> InboundEvent:
     """Build the event; `now` (aware) stands in for a missing or implausible Date header.
 
-    Raises ValueError for an ignored mail: it is logged by the caller, never matched.
+    An ignored mail's event carries the filter's reason as `meta["filtered"]`: intake logs it
+    as ignored and writes nothing else.
     """
-    if verdict.kind is VerdictKind.IGNORE:
-        raise ValueError(f"an ignored mail makes no event ({verdict.reason})")
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     person = customer(parsed, policy)
@@ -71,6 +70,8 @@ def to_event(
             "cc": list(parsed.cc),
             "body": parsed.text[:BODY_LIMIT],
             "verdict_reason": verdict.reason,
+            # An ignored mail still reaches the event log, with why; intake makes no record.
+            **({"filtered": verdict.reason} if verdict.kind is VerdictKind.IGNORE else {}),
         },
     )
 

@@ -258,6 +258,9 @@ class MailboxWorker:
             return
         verdict = await self._verdict(parsed)
         if verdict.kind is VerdictKind.IGNORE:
+            # Into the event log with its reason (nothing else is written), then left as it
+            # is: a bounce or an auto-reply is a human's business, not the CRM's.
+            await self.sink(self._event(parsed, verdict, uidvalidity, uid))
             self.stats.ignored += 1
             log.info(
                 "mailbox %s: UID %s %s from %s ignored: %s",

@@ -71,6 +71,7 @@ class MailState:
                 .where(
                     InboundEventLog.channel == "email",
                     InboundEventLog.received_at >= since,
+                    InboundEventLog.outcome != "ignored",  # auto-replies do not use it up
                     customer == address.lower(),
                 )
             )

@@ -101,10 +101,12 @@ def test_missing_or_future_dates_use_now(date: datetime | None, expected: dateti
     assert event.occurred_at == expected
 
 
-def test_ignored_mail_and_naive_now_are_refused() -> None:
+def test_an_ignored_mail_carries_why_and_a_naive_now_is_refused() -> None:
     mail = parsed("dsn_bounce.eml")
-    with pytest.raises(ValueError, match="ignored"):
-        to_event(mail, "x", None, POLICY, classify(mail, POLICY, 0), now=NOW)
+    verdict = classify(mail, POLICY, 0)
+    event = to_event(mail, "x", None, POLICY, verdict, now=NOW)
+    assert event.meta["filtered"] == verdict.reason and verdict.reason
+    assert "filtered" not in to_event(mail, "x", None, POLICY, ACCEPT, now=NOW).meta
     with pytest.raises(ValueError, match="timezone"):
         to_event(mail, "x", None, POLICY, ACCEPT, now=datetime(2024, 7, 1))
 

@@ -97,7 +97,14 @@ async def test_mail_from_a_rep_is_ignored_and_left_unread(
     await dovecot.append(customer_mail("kunde@example.org"))
 
     await eventually(lambda: leads(service.db), what="the customer's lead")
-    assert [e.payload["emails"] for e in await events(service.db)] == [["kunde@example.org"]]
+    logged = await events(service.db)
+    assert len(await leads(service.db)) == 1
+    assert [e.payload["emails"] for e in logged if e.outcome != "ignored"] == [
+        ["kunde@example.org"]
+    ]
+    # The three robots' and the rep's mails are in the event log, each with why.
+    ignored = [e for e in logged if e.outcome == "ignored"]
+    assert len(ignored) == 3 and all(e.reason.endswith("→ ignored") for e in ignored)
     assert worker_of(service).stats.ignored == 3
     # Ignored mail is a human's business: no \Seen, not moved.
     assert "\\Seen" not in await dovecot.flags("INBOX", rep_uid)

@@ -494,3 +494,11 @@ def test_outgoing_never_creates(
     ev = event(direction=Direction.OUTGOING, register_mode=mode)
     decision = decide(ev, identities(), SITUATIONS[situation], settings, (), T0)
     assert decision.outcome not in CREATING
+
+
+def test_what_the_channel_filtered_is_ignored_whoever_it_is() -> None:
+    """A bounce from a known client's address still makes no activity: the channel said why."""
+    bounce = event(meta={"filtered": "delivery status notification"})
+    for cands in (Candidates(), Candidates(contacts=(ANNA_WITH_DEALS,))):
+        decision = run(Row(cands, {}, ev=bounce))
+        assert decision == Decision(Outcome.IGNORED, "delivery status notification → ignored")
