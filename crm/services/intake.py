@@ -250,22 +250,16 @@ class Intake:
         """One event in its own transaction, tried twice when the database refused it (a
         unique conflict: another worker wrote the same call's activity first, found the second
         time; a deadlock with another batch)."""
-        for attempt in range(2):
-            if failed is None:
-                try:
-                    return (await self._batch([event]))[0]
-                except Exception as exc:
-                    failed = exc
-            if not isinstance(failed, DBAPIError) or attempt == 1:
-                log.error(
-                    "processing %s:%s failed",
-                    event.channel.value,
-                    event.external_id,
-                    exc_info=failed,
-                )
-                return failed
-            failed = None
-        return failed or RuntimeError("unreachable")
+        tries = 0 if failed is None else 1
+        while failed is None or (isinstance(failed, DBAPIError) and tries < 2):
+            try:
+                return (await self._batch([event]))[0]
+            except Exception as exc:
+                failed, tries = exc, tries + 1
+        log.error(
+            "processing %s:%s failed", event.channel.value, event.external_id, exc_info=failed
+        )
+        return failed
 
     async def _known(
         self, events: Sequence[InboundEvent], candidates: list[int]
