@@ -671,6 +671,8 @@ def register_report(request: RegisterRequest, call_id: str) -> CallReport:
         agent_extension=request.user_phone_inner,
         started_at=request.call_start_date,
         occurred_at=request.call_start_date,
+        # CRM_SOURCE names the source of the lead the call opens (a source code like CALL).
+        lead_source=request.crm_source.strip().upper() if request.crm_source else None,
     )
 
 

@@ -60,6 +60,7 @@ class CallReport:
     recording_url: str | None = None
     caller_name: str | None = None
     occurred_at: datetime | None = None  # when this stage happened, if the source says so
+    lead_source: str | None = None  # source code for a lead the call opens (else CALL)
 
     @property
     def customer_number(self) -> str | None:
@@ -237,7 +238,7 @@ def call_to_event(
         display_name=report.caller_name if incoming else None,
         phones=(customer,) if customer else (),
         subject=title,
-        source="CALL",
+        source=(report.lead_source or "CALL")[:30],
         line=report.line,
         phone_region=line_region,
         meta=meta,

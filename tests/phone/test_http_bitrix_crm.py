@@ -203,3 +203,10 @@ async def test_finish_by_the_same_rep_and_simple_mode(phone: PhoneClient) -> Non
     assert (deal.responsible_id, contact.responsible_id) == (ben, ben)
     [note] = await _outbox(phone, "assigned")
     assert note.payload["deal_id"] == deal.id
+
+
+async def test_crm_source_is_the_source_of_the_lead_the_call_creates(phone: PhoneClient) -> None:
+    rep = await add_rep(phone, "Anna")
+    await _register(phone, rep, CRM_CREATE=1, CRM_SOURCE="advertising")
+    [lead] = await phone.leads()
+    assert lead.source == "ADVERTISING"
