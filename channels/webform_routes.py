@@ -30,7 +30,7 @@ from channels.webform import (
     submission_id_for,
 )
 from leadbot.settings import ConfigError, FormSettings
-from leadbot.web import json_error
+from leadbot.web import client_address, json_error, networks
 
 if TYPE_CHECKING:
     from leadbot.app import Service
@@ -62,6 +62,7 @@ class FormsComponent:
         self.service = service
         self.forms = {cfg.key: cfg for cfg in forms}
         self.limiters: dict[str, RateLimiter] = {cfg.key: cfg.rate_limiter() for cfg in forms}
+        self.proxies = networks(service.settings.http.trusted_proxies)
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return [
@@ -94,7 +95,7 @@ class FormsComponent:
         return response
 
     async def _submit(self, cfg: FormConfig, request: web.Request) -> web.StreamResponse:
-        client_ip = request.remote or "unknown"
+        client_ip = client_address(request, self.proxies)
         limiter, now = self.limiters[cfg.key], time.monotonic()
         if not limiter.allow(client_ip, now):
             wait = max(1, round(limiter.retry_after(client_ip, now)))

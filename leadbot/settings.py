@@ -6,11 +6,20 @@ to a default. Secrets are `SecretStr`, masked in every repr and log line.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -31,6 +40,19 @@ class HttpSettings(_Section):
     # The URL the outside world uses to reach us (webhook signatures are computed over it).
     public_url: str = "http://127.0.0.1:8080"
     shutdown_timeout: float = Field(10.0, gt=0)
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For names the real client (the
+    # web forms' per-address rate limit); from anybody else the header is ignored.
+    trusted_proxies: tuple[str, ...] = ()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
 
 
 class DatabaseSettings(_Section):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -13,6 +14,38 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def networks(items: Sequence[str]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+
+
+def _trusted(address: str, trusted: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted)
+
+
+def client_address(request: web.Request, trusted: Sequence[Network]) -> str:
+    """The client's address. Behind a trusted reverse proxy it is the last X-Forwarded-For
+    hop that is not itself a trusted proxy (hops further left are the client's own say and
+    can be forged); from anybody else the header counts for nothing."""
+    peer = request.remote or "unknown"
+    if not _trusted(peer, trusted):
+        return peer
+    hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")]
+    for hop in reversed([h for h in hops if h]):
+        if not _trusted(hop, trusted):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer  # garbage where an address belongs: the proxy's own is safer
+    return peer
 
 
 def json_error(status: int, code: str, detail: str) -> web.Response:

@@ -240,3 +240,35 @@ def test_form_configuration_errors_are_reported_at_start() -> None:
         forms_component(Fake({"key": "a", "field_map": {"fax": "f"}}))  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="title_template"):
         forms_component(Fake({"key": "a", "title_template": "{secret}"}))  # type: ignore[arg-type]
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(
+    start_service: Any,
+) -> None:
+    form = {"key": "quote", "rate_limit_per_minute": 1}
+    service = await forms_service(
+        start_service, form, http={"host": "127.0.0.1", "port": 0, "trusted_proxies": ["127.0.0.1"]}
+    )
+
+    async def status(forwarded: str, n: int) -> int:
+        headers = {"X-Forwarded-For": forwarded}
+        response, _ = await post(service, "quote", headers, data={"email": f"x{n}@example.de"})
+        return response.status
+
+    # The hop the proxy added is the client; what the client itself claims further left is not.
+    assert await status("203.0.113.7", 1) == 202
+    assert await status("203.0.113.8", 2) == 202
+    assert await status("198.51.100.1, 203.0.113.7", 3) == 429
+
+
+async def test_forwarded_for_from_an_untrusted_peer_counts_for_nothing(start_service: Any) -> None:
+    service = await forms_service(start_service, {"key": "quote", "rate_limit_per_minute": 1})
+    one, two = ({"email": f"x{n}@example.de"} for n in (1, 2))
+    first, _ = await post(service, "quote", {"X-Forwarded-For": "203.0.113.7"}, data=one)
+    second, _ = await post(service, "quote", {"X-Forwarded-For": "203.0.113.8"}, data=two)
+    assert (first.status, second.status) == (202, 429)
+
+
+def test_trusted_proxies_must_be_addresses_or_networks() -> None:
+    with pytest.raises(ValueError, match="not an IP address"):
+        Settings(http={"trusted_proxies": ["10.0.0.0/8", "proxy.local"]})
