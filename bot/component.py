@@ -148,6 +148,7 @@ class BotComponent:
         # Events committed in this process wake the notifier at once; rows written by other
         # worker processes are found by the outbox poll.
         self.service.after_intake.append(self._wake_notifier)
+        self.service.outbox_listeners.append(self.notifier.wake)
         self._tasks.append(asyncio.create_task(self.duties.run(self._stop)))
         interval = self.settings.duties_interval
         self._tasks.append(asyncio.create_task(self.desk.run(self._stop, interval)))
@@ -159,6 +160,8 @@ class BotComponent:
     async def stop(self) -> None:
         if self._wake_notifier in self.service.after_intake:
             self.service.after_intake.remove(self._wake_notifier)
+        if self.notifier.wake in self.service.outbox_listeners:
+            self.service.outbox_listeners.remove(self.notifier.wake)
         self._stop.set()
         # Let a delivery round finish (a card sent but not marked would be sent again).
         if self._tasks:

@@ -106,6 +106,8 @@ class Service:
         # Called after every committed event (the bot wakes its notifier instead of waiting
         # for its next look at the outbox). Must not block.
         self.after_intake: list[Callable[[IntakeResult], None]] = []
+        # Called when a channel wrote rep notifications itself (outside intake).
+        self.outbox_listeners: list[Callable[[], None]] = []
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
@@ -144,6 +146,11 @@ class Service:
             for hook in self.after_intake:
                 hook(result)
         return results
+
+    def outbox_written(self) -> None:
+        """A channel committed outbox rows of its own: whoever delivers them looks now."""
+        for listener in self.outbox_listeners:
+            listener()
 
     async def _from_queue(self, events: list[InboundEvent]) -> list[bool]:
         return [not isinstance(r, Exception) for r in await self.handle_many(events)]

@@ -181,6 +181,8 @@ class BitrixTelephony:
                 result = await self._methods[method](params, app)
         except BitrixError as err:
             return _error(err)
+        if method != SEARCH:  # call cards, hand-overs, bound calls: rep messages to send now
+            self.ctx.host.outbox_written()
         return _reply(bitrix_result(result, Timing(start=started, finish=time.time())))
 
     async def batch(self, params: dict[str, Any], app: str) -> dict[str, Any]:

@@ -53,6 +53,8 @@ class PhoneHost(Protocol):
 
     async def process_now(self, event: InboundEvent) -> IntakeResult: ...
 
+    def outbox_written(self) -> None: ...
+
 
 class RecentIds:
     """External ids queued lately, so a sender's retries cost no queue or database work.

@@ -89,3 +89,25 @@ async def test_unknown_number_and_hide_for_one_rep(world: Any) -> None:
     await w.tg.wait_for("deleteMessage")
     await w.settle()
     assert len(w.tg.sent_messages(ANNA)) == 1
+
+
+async def test_a_call_card_goes_out_at_once_not_at_the_next_outbox_poll(world: Any) -> None:
+    """`show` writes its card outside intake: it wakes the bot's sender all the same."""
+    w: World = await world(
+        extra=[phone_component],
+        phone={"bitrix_token": TOKEN},
+        telegram={"outbox_poll_interval": 60},
+    )
+    anna = await w.rep("Anna", ANNA)
+    ben = await w.rep("Ben", BEN)
+    registered = await _bitrix(
+        w, "telephony.externalcall.register", USER_ID=anna.id, PHONE_NUMBER="+4940999888",
+        TYPE=2, CRM_CREATE=1,
+    )  # fmt: skip
+    await w.new_messages(ANNA, 2)  # the new lead's card and the call card
+    await w.settle()
+    assert await _bitrix(
+        w, "telephony.externalcall.show", CALL_ID=registered["CALL_ID"], USER_ID=[ben.id]
+    )
+    card = await w.card(BEN)  # long before the next outbox poll, a minute away
+    assert card["text"].startswith("📞 Incoming call from +4940999888")
