@@ -63,7 +63,9 @@ class SqlCandidateRepository:
     """Reads within the caller's session (the intake transaction); a snapshot, so a new one is
     needed after writes that change what it would find."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, active_reps: set[int] | None = None) -> None:
+        """`active_reps`: every active rep's id, when the caller has them already (else the
+        responsibles of the clients found are looked up)."""
         self.s = session
         self._loaded: set[Identity] = set()
         # identity → (owner type, owner id, communication id) of every holder
@@ -77,7 +79,8 @@ class SqlCandidateRepository:
         self._clients_done: set[Owner] = set()  # clients whose deals / leads are loaded
         self._deals_by: dict[Owner, list[DealRef]] = defaultdict(list)
         self._leads_by: dict[Owner, list[LeadRef]] = defaultdict(list)
-        self._active: set[int] = set()
+        self._active: set[int] = set(active_reps or ())
+        self._reps_known = active_reps is not None
         self._reps_checked: set[int] = set()
 
     # --- loading --------------------------------------------------------------------------
@@ -172,6 +175,8 @@ class SqlCandidateRepository:
                 self._leads_by[("contact", lead.contact_id or 0)].append(lref)
             if ("company", lead.company_id) in clients:
                 self._leads_by[("company", lead.company_id or 0)].append(lref)
+        if self._reps_known:
+            return
         owners: list[int | None] = [c.responsible_id for c in self._contacts.values()]
         owners += [k.responsible_id for k in self._companies.values()]
         resp_ids = {r for r in owners if r and r not in self._reps_checked}

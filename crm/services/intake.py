@@ -290,7 +290,7 @@ class Intake:
             updates: list[dict[str, Any]] = []
             pending = fresh
             while pending:
-                repo = await self._decide_items(s, pending, now)
+                repo = await self._decide_items(s, pending, now, active)
                 taken, pending = _split(pending)
                 rnd = await self._prepare_round(s, taken, repo, alloc, active)
                 for item in taken:
@@ -363,11 +363,15 @@ class Intake:
         return _result(outcome, reason, decision, responsible_id=decision.responsible_id)
 
     async def _decide_items(
-        self, s: AsyncSession, items: Sequence[_Item], now: datetime
+        self,
+        s: AsyncSession,
+        items: Sequence[_Item],
+        now: datetime,
+        active_reps: set[int] | None = None,
     ) -> SqlCandidateRepository:
         """Decide every item from one fresh look at the database (a handful of queries)."""
         settings = await self._match_settings(s)
-        repo = SqlCandidateRepository(s)
+        repo = SqlCandidateRepository(s, active_reps)
         await repo.preload(i for item in items for i in item.ids.matchable())
         listed = set(
             await exception_hits(s, _union(item.ids.exception_checked() for item in items))
