@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -100,6 +101,21 @@ async def crm(db: Database) -> Crm:
 
 
 _counter = iter(range(1, 10**9))
+
+
+async def leadbot_process(
+    *args: str, env: dict[str, str], stdout: int = asyncio.subprocess.PIPE
+) -> asyncio.subprocess.Process:
+    """`leadbot <args>` as a child process, the way an operator starts it."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "leadbot.cli",
+        *args,
+        env=env,
+        stdout=stdout,
+        stderr=asyncio.subprocess.PIPE,
+    )
 
 
 def make_event(**fields: Any) -> InboundEvent:

@@ -101,6 +101,8 @@ async def test_the_seen_cache_answers_duplicates_and_the_database_stays_the_trut
     try:
         first = make_event(phones=("+49 30 8800001",))
         r1 = await crm.intake.process(first)
+        # Committed events are marked in the cache (a week), so a redelivery skips the work.
+        assert await redis.exists(f"{seen.prefix}call:{first.external_id}")
         again = await crm.intake.process_many([first, first])
         assert [getattr(r, "outcome", r) for r in again] == ["duplicate", "duplicate"]
         assert {getattr(r, "event_log_id", None) for r in again} == {r1.event_log_id}

@@ -6,10 +6,11 @@ import asyncio
 import os
 import re
 import signal
-import sys
 from pathlib import Path
 
 import aiohttp
+
+from tests.conftest import leadbot_process
 
 
 async def test_serve_answers_healthz_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
@@ -18,26 +19,9 @@ async def test_serve_answers_healthz_and_stops_cleanly_on_sigterm(tmp_path: Path
         LEADBOT_DATABASE__URL=f"sqlite+aiosqlite:///{tmp_path / 'leadbot.db'}",
         LEADBOT_HTTP__PORT="0",
     )
-    migrate = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "leadbot.cli",
-        "db",
-        "upgrade",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    migrate = await leadbot_process("db", "upgrade", env=env)
     assert await asyncio.wait_for(migrate.wait(), 60) == 0
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "leadbot.cli",
-        "serve",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await leadbot_process("serve", env=env)
     assert proc.stderr is not None
     log: list[str] = []
     port = None

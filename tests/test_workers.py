@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,7 +18,7 @@ from crm.models import Activity, ActivityBinding, InboundEventLog, Lead
 from crm.queue import RedisStreamQueue
 from crm.service import Crm
 from crm.services.listing import ListFilter
-from tests.conftest import REDIS_URL, make_event
+from tests.conftest import REDIS_URL, leadbot_process, make_event
 
 
 @pytest.fixture
@@ -45,16 +44,8 @@ def _env(db: Database, stream: str) -> dict[str, str]:
 
 
 async def _worker(env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "leadbot.cli",
-        "--log-level",
-        "WARNING",
-        "worker",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+    return await leadbot_process(
+        "--log-level", "WARNING", "worker", env=env, stdout=asyncio.subprocess.DEVNULL
     )
 
 
