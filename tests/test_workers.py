@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from crm.db import Database
 from crm.models import Activity, ActivityBinding, InboundEventLog, Lead
-from crm.queue import RedisStreamQueue
+from crm.queue import MAX_BATCH, RedisStreamQueue
 from crm.service import Crm
 from crm.services.listing import ListFilter
 from tests.conftest import REDIS_URL, leadbot_process, make_event
@@ -111,14 +111,20 @@ async def test_killed_worker_loses_nothing_and_doubles_nothing(
     redis, name = stream
     queue = RedisStreamQueue(redis, stream=name, group="g")
     await queue.ensure_group()
-    total = 200
-    for i in range(total):
-        await queue.put(make_event(external_id=f"k-{i}", phones=(f"+49 30 5{i:06d}",)))
+    # Ten batches' worth (a worker reads up to MAX_BATCH at a time), so the kill below lands
+    # while most of the stream is still to do.
+    total = 10 * MAX_BATCH
+    await asyncio.gather(
+        *(
+            queue.put(make_event(external_id=f"k-{i}", phones=(f"+49 30 5{i:06d}",)))
+            for i in range(total)
+        )
+    )
     env = _env(crm.db, name)
     first = await _worker(env)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60
-    while await _count(crm.db, InboundEventLog) < 20:
+    while await _count(crm.db, InboundEventLog) < 1:
         assert loop.time() < deadline, "the first worker processed nothing"
         await asyncio.sleep(0.05)
     first.kill()  # SIGKILL mid-stream: its read but unacknowledged messages stay pending
