@@ -4,6 +4,10 @@ In-process (default): an asyncio queue, nothing to install. Redis Streams (when 
 configured): a consumer group shares the work among worker processes; a message is acknowledged
 only after intake committed it, and messages a dead worker left pending are reclaimed with
 XAUTOCLAIM. Idempotent intake makes a redelivered message take effect once.
+
+What travels is a `QueueItem`: a normalized `InboundEvent`, or a `RawInput` a channel accepted
+(verified, validated) and left for the worker to turn into its event, so that a busy webhook
+answers sooner.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
@@ -23,17 +28,33 @@ from matching.event import InboundEvent
 
 log = logging.getLogger(__name__)
 
-# Takes a batch of events and says, per event, whether it is done (committed or a known
-# duplicate); an event that is not stays queued and comes again.
-Handler = Callable[[list[InboundEvent]], Awaitable[list[bool]]]
 
-# Events per handler call: whatever is waiting, up to this many. One transaction per batch is
+@dataclass(frozen=True, slots=True)
+class RawInput:
+    """Channel input that is checked but not yet an event. The worker turns it into one with
+    the converter registered for `kind` (`Service.converters`). `doc` is a JSON object; `text`,
+    when given, is its JSON text in UTF-8 as received, so the Redis queue does not encode the
+    document again."""
+
+    kind: str
+    received_at: float  # unix seconds
+    doc: dict[str, Any]
+    text: bytes | None = None
+
+
+QueueItem = InboundEvent | RawInput
+
+# Takes a batch of items and says, per item, whether it is done (committed, a known duplicate,
+# or nothing to record); an item that is not stays queued and comes again.
+Handler = Callable[[list[QueueItem]], Awaitable[list[bool]]]
+
+# Items per handler call: whatever is waiting, up to this many. One transaction per batch is
 # what lets intake keep up with bursts; a lone event is a batch of one and goes at once.
 MAX_BATCH = 100
 
 
 class EventQueue(Protocol):
-    async def put(self, event: InboundEvent) -> None: ...
+    async def put(self, item: QueueItem) -> None: ...
 
     async def run(self, handler: Handler, stop: asyncio.Event) -> None: ...
 
@@ -44,16 +65,16 @@ class EventQueue(Protocol):
 
 class InProcessQueue:
     def __init__(self, maxsize: int = 10_000) -> None:
-        self._q: asyncio.Queue[InboundEvent] = asyncio.Queue(maxsize)
+        self._q: asyncio.Queue[QueueItem] = asyncio.Queue(maxsize)
 
-    async def put(self, event: InboundEvent) -> None:
-        await self._q.put(event)
+    async def put(self, item: QueueItem) -> None:
+        await self._q.put(item)
 
     async def run(self, handler: Handler, stop: asyncio.Event) -> None:
         """Process until `stop` is set and everything already queued is done."""
         while not (stop.is_set() and self._q.empty()):
             try:
-                batch = [await asyncio.wait_for(self._q.get(), timeout=0.2)]
+                batch: list[QueueItem] = [await asyncio.wait_for(self._q.get(), timeout=0.2)]
             except TimeoutError:
                 continue
             while len(batch) < MAX_BATCH and not self._q.empty():
@@ -74,12 +95,65 @@ class InProcessQueue:
         return None
 
 
-async def _handle(handler: Handler, events: list[InboundEvent]) -> list[bool]:
+async def _handle(handler: Handler, items: list[QueueItem]) -> list[bool]:
     try:
-        return await handler(events)
+        return await handler(items)
     except Exception:
-        log.exception("processing a batch of %d events failed", len(events))
-        return [False] * len(events)
+        log.exception("processing a batch of %d events failed", len(items))
+        return [False] * len(items)
+
+
+# Redis wire format: a stream entry's field "items" holds a JSON array of items, each
+# {"event": <InboundEvent.to_json()>} or {"raw": kind, "at": unix seconds, "doc": {...}}.
+# Puts that wait for the line share an entry (up to MAX_BATCH items): one XADD instead of one
+# per item is most of what a queued webhook request costs. Entries of older versions, with a
+# single field "event", are still read.
+def _encode(item: QueueItem) -> bytes:
+    if isinstance(item, RawInput):
+        doc = item.text if item.text is not None else json.dumps(item.doc).encode()
+        return b'{"raw":%s,"at":%s,"doc":%s}' % (
+            json.dumps(item.kind).encode(),
+            repr(float(item.received_at)).encode(),
+            doc,
+        )
+    return b'{"event":%s}' % json.dumps(item.to_json()).encode()
+
+
+def _decode(data: Any) -> QueueItem:
+    if not isinstance(data, dict):
+        raise ValueError("a queue item is a JSON object")
+    if "event" in data:
+        return InboundEvent.from_json(data["event"])
+    doc = data["doc"]
+    if not isinstance(doc, dict):
+        raise ValueError("a raw input's doc is a JSON object")
+    return RawInput(str(data["raw"]), float(data["at"]), doc)
+
+
+def _entry_items(msg_id: Any, fields: Any) -> list[QueueItem]:
+    """The items of one stream entry; unreadable ones are logged and left out."""
+    batch = fields.get(b"items") or fields.get("items")
+    if batch is None:
+        one = fields.get(b"event") or fields.get("event")
+        try:
+            return [InboundEvent.from_json(json.loads(one or ""))]
+        except (TypeError, ValueError, KeyError):
+            log.error("dropping unreadable queue message %s", msg_id)
+            return []
+    try:
+        data = json.loads(batch)
+        if not isinstance(data, list):
+            raise ValueError("items is a JSON array")
+    except (TypeError, ValueError):
+        log.error("dropping unreadable queue message %s", msg_id)
+        return []
+    items: list[QueueItem] = []
+    for k, raw in enumerate(data):
+        try:
+            items.append(_decode(raw))
+        except (TypeError, ValueError, KeyError):
+            log.error("dropping unreadable item %d of queue message %s", k, msg_id)
+    return items
 
 
 class RedisStreamQueue:
@@ -102,7 +176,7 @@ class RedisStreamQueue:
         self.block_ms = block_ms
         self.max_deliveries = max_deliveries
         self._group_ready = False
-        self._waiting: list[tuple[str, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[bytes, asyncio.Future[None]]] = []
         self._in_flight = False
         self._sender: asyncio.Task[None] | None = None  # held so the task is not collected
 
@@ -116,11 +190,11 @@ class RedisStreamQueue:
                 raise
         self._group_ready = True
 
-    async def put(self, event: InboundEvent) -> None:
-        """Returns once the event is in the stream. A put goes out at once when nothing is on
-        its way to Redis; puts made meanwhile wait and go together in one pipeline, so under
-        load one round trip carries many and a lone put pays no extra hop."""
-        data = json.dumps(event.to_json())
+    async def put(self, item: QueueItem) -> None:
+        """Returns once the item is in the stream. A put goes out at once when nothing is on
+        its way to Redis; puts made meanwhile wait and go together, one entry per MAX_BATCH
+        items, so under load one round trip carries many and a lone put pays no extra hop."""
+        data = _encode(item)
         if self._in_flight:
             done = asyncio.get_running_loop().create_future()
             self._waiting.append((data, done))
@@ -128,7 +202,7 @@ class RedisStreamQueue:
             return
         self._in_flight = True
         try:
-            await self.redis.xadd(self.stream, {"event": data})
+            await self.redis.xadd(self.stream, {"items": b"[" + data + b"]"})
         finally:
             self._hand_over()
 
@@ -140,11 +214,15 @@ class RedisStreamQueue:
         batch, self._waiting = self._waiting, []
         self._sender = asyncio.create_task(self._send(batch))
 
-    async def _send(self, batch: list[tuple[str, asyncio.Future[None]]]) -> None:
+    async def _send(self, batch: list[tuple[bytes, asyncio.Future[None]]]) -> None:
+        entries = [
+            b"[" + b",".join(data for data, _ in batch[i : i + MAX_BATCH]) + b"]"
+            for i in range(0, len(batch), MAX_BATCH)
+        ]
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for data, _ in batch:
-                    pipe.xadd(self.stream, {"event": data})
+                for entry in entries:
+                    pipe.xadd(self.stream, {"items": entry})
                 await pipe.execute()
         except Exception as exc:
             for _, done in batch:
@@ -158,6 +236,7 @@ class RedisStreamQueue:
             self._hand_over()
 
     async def depth(self) -> int:
+        """Entries not yet acknowledged (an entry holds one put, or several made together)."""
         await self.ensure_group()
         groups = await self.redis.xinfo_groups(self.stream)
         for g in groups:
@@ -190,21 +269,26 @@ class RedisStreamQueue:
                 return
 
     async def _deliver(self, handler: Handler, messages: list[tuple[Any, Any]]) -> None:
-        ids: list[Any] = []
-        events: list[InboundEvent] = []
-        done: list[Any] = []
+        """Hand the entries' items over in batches of up to MAX_BATCH (an entry is never
+        split) and acknowledge each entry once all its items are done. An entry with a failed
+        item stays pending and is reclaimed after claim_idle_ms; its other items then come
+        again as duplicates, which intake answers without redoing them."""
+        chunk: list[tuple[Any, list[QueueItem]]] = []
+        size = 0
         for msg_id, fields in messages:
-            raw = fields.get("event") or fields.get(b"event")
-            try:
-                events.append(InboundEvent.from_json(json.loads(raw or "")))
-                ids.append(msg_id)
-            except (TypeError, ValueError, KeyError):
-                log.error("dropping unreadable queue message %s", msg_id)
-                done.append(msg_id)
-        if events:
-            ok = await _handle(handler, events)
-            done += [msg_id for msg_id, good in zip(ids, ok, strict=True) if good]
-        # A failed event stays pending and is reclaimed after claim_idle_ms.
+            items = _entry_items(msg_id, fields)
+            if chunk and size + len(items) > MAX_BATCH:
+                await self._finish(handler, chunk)
+                chunk, size = [], 0
+            chunk.append((msg_id, items))
+            size += len(items)
+        if chunk:
+            await self._finish(handler, chunk)
+
+    async def _finish(self, handler: Handler, chunk: list[tuple[Any, list[QueueItem]]]) -> None:
+        items = [item for _, entry in chunk for item in entry]
+        ok = iter(await _handle(handler, items) if items else [])
+        done = [msg_id for msg_id, entry in chunk if all([next(ok) for _ in entry])]
         if done:
             await self.redis.xack(self.stream, self.group, *done)
 

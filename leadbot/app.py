@@ -16,12 +16,19 @@ from redis.asyncio import Redis
 from crm.config import CrmConfig, PipelineDef, StatusDef
 from crm.db import Database
 from crm.dto import IntakeResult
-from crm.queue import EventQueue, InProcessQueue, RedisSeen, RedisStreamQueue
+from crm.queue import (
+    EventQueue,
+    InProcessQueue,
+    QueueItem,
+    RawInput,
+    RedisSeen,
+    RedisStreamQueue,
+)
 from crm.service import Crm
 from leadbot.metrics import Metrics
 from leadbot.settings import Settings
 from leadbot.web import error_middleware, health_routes, prometheus_text
-from matching.event import InboundEvent
+from matching.event import Channel, InboundEvent
 from matching.model import CrmMode, MatchSettings
 
 log = logging.getLogger("leadbot")
@@ -38,6 +45,8 @@ class Component(Protocol):
 
 
 ComponentFactory = Callable[["Service"], Component | None]
+# Turns a channel's `RawInput` into its event in the worker; None: nothing to record.
+Converter = Callable[[RawInput], InboundEvent | None]
 
 
 def crm_config(settings: Settings) -> CrmConfig:
@@ -98,6 +107,9 @@ class Service:
         )
         self.http = http
         self.workers = workers
+        # By RawInput kind; channels register theirs when built (in every process, so a
+        # `leadbot worker` converts what the web process queued).
+        self.converters: dict[str, Converter] = {}
         self.components: list[Component] = []
         for factory in components if components is not None else default_components():
             comp = factory(self)
@@ -117,8 +129,13 @@ class Service:
 
     async def submit(self, event: InboundEvent) -> None:
         """Hand an event to the queue; channels call this and acknowledge right after."""
-        self.metrics.received.labels(event.channel.value).inc()
+        self.metrics.received_on(event.channel.value).inc()
         await self.queue.put(event)
+
+    async def submit_raw(self, channel: Channel, raw: RawInput) -> None:
+        """Hand checked channel input to the queue; the worker converts it (`converters`)."""
+        self.metrics.received_on(channel.value).inc()
+        await self.queue.put(raw)
 
     async def process_now(self, event: InboundEvent) -> IntakeResult:
         """Synchronous path for protocols whose reply must carry the outcome."""
@@ -152,8 +169,33 @@ class Service:
         for listener in self.outbox_listeners:
             listener()
 
-    async def _from_queue(self, events: list[InboundEvent]) -> list[bool]:
-        return [not isinstance(r, Exception) for r in await self.handle_many(events)]
+    async def _from_queue(self, items: list[QueueItem]) -> list[bool]:
+        done = [False] * len(items)
+        events: list[InboundEvent] = []
+        slots: list[int] = []
+        for k, item in enumerate(items):
+            if isinstance(item, RawInput):
+                converter = self.converters.get(item.kind)
+                if converter is None:  # stays queued for a worker that has the channel
+                    log.error(
+                        "no converter for queued %r input: is its channel configured?", item.kind
+                    )
+                    continue
+                try:
+                    event = converter(item)
+                except Exception:  # a bug, not bad input (that was refused when received)
+                    log.exception("converting a queued %r input failed", item.kind)
+                    continue
+                if event is None:  # nothing to record (an internal call, say)
+                    done[k] = True
+                    continue
+                item = event
+            events.append(item)
+            slots.append(k)
+        if events:
+            for k, result in zip(slots, await self.handle_many(events), strict=True):
+                done[k] = not isinstance(result, Exception)
+        return done
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -179,11 +221,13 @@ class Service:
         await self.crm.prepare()
         if self.redis is not None:
             await self.redis.ping()
+        # Components first: a converter may need what its channel loads at start (the phone
+        # channel's rep directory) before the workers hand it queued input.
+        for comp in self.components:
+            await comp.start()
         for _ in range(self.workers):
             self._tasks.append(asyncio.create_task(self.queue.run(self._from_queue, self._stop)))
         self._tasks.append(asyncio.create_task(self._gauges()))
-        for comp in self.components:
-            await comp.start()
         if self.http:
             self._runner = web.AppRunner(
                 self.web_app(),

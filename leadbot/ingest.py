@@ -8,7 +8,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from crm.queue import InProcessQueue
+from crm.queue import InProcessQueue, QueueItem
 from leadbot.app import Service
 from leadbot.settings import Settings
 from matching.event import InboundEvent
@@ -37,13 +37,22 @@ async def ingest_file(settings: Settings, path: Path) -> dict[str, int]:
 
         done = asyncio.Event()
 
-        async def handle(batch: list[InboundEvent]) -> list[bool]:
-            results = await service.handle_many(batch)
-            for result in results:
+        async def handle(batch: list[QueueItem]) -> list[bool]:
+            # A channel's raw input from the shared queue is not ours to convert: it stays
+            # queued, and a worker with that channel reclaims it.
+            mine = [item for item in batch if isinstance(item, InboundEvent)]
+            results = iter(await service.handle_many(mine) if mine else [])
+            ok = []
+            for item in batch:
+                if not isinstance(item, InboundEvent):
+                    ok.append(False)
+                    continue
+                result = next(results)
                 outcomes["failed" if isinstance(result, Exception) else result.outcome] += 1
+                ok.append(not isinstance(result, Exception))
             if sum(outcomes.values()) - outcomes["invalid"] >= len(events):
                 done.set()
-            return [not isinstance(r, Exception) for r in results]
+            return ok
 
         stop = asyncio.Event()
         if isinstance(service.queue, InProcessQueue):

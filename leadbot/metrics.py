@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -14,6 +16,7 @@ class Metrics:
             ["channel"],
             registry=self.registry,
         )
+        self._received_by: dict[str, Any] = {}
         self.processed = Counter(
             "leadbot_events_processed_total",
             "Inbound events processed",
@@ -47,3 +50,10 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+
+    def received_on(self, channel: str) -> Any:
+        """The received counter of one channel (looked up once: every request counts)."""
+        child = self._received_by.get(channel)
+        if child is None:
+            child = self._received_by[channel] = self.received.labels(channel)
+        return child

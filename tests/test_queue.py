@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 
@@ -11,7 +12,7 @@ from redis.asyncio import Redis
 
 from crm.config import CrmConfig
 from crm.db import Database
-from crm.queue import MAX_BATCH, InProcessQueue, RedisSeen, RedisStreamQueue
+from crm.queue import MAX_BATCH, InProcessQueue, QueueItem, RawInput, RedisSeen, RedisStreamQueue
 from crm.service import Crm
 from matching.event import InboundEvent
 from tests.conftest import REDIS_URL, make_event
@@ -27,16 +28,22 @@ async def redis_queue() -> AsyncIterator[RedisStreamQueue]:
     await redis.aclose()
 
 
+def _name(item: QueueItem) -> str:
+    return item.external_id if isinstance(item, InboundEvent) else str(item.doc["id"])
+
+
 class Recorder:
     """A handler that remembers its batches and fails the events it is told to."""
 
     def __init__(self, fail: set[str] | None = None) -> None:
         self.batches: list[list[str]] = []
+        self.items: list[QueueItem] = []
         self.fail = fail or set()
 
-    async def __call__(self, events: list[InboundEvent]) -> list[bool]:
-        self.batches.append([e.external_id for e in events])
-        return [e.external_id not in self.fail for e in events]
+    async def __call__(self, items: list[QueueItem]) -> list[bool]:
+        self.batches.append([_name(x) for x in items])
+        self.items += items
+        return [_name(x) not in self.fail for x in items]
 
     @property
     def seen(self) -> list[str]:
@@ -73,7 +80,9 @@ async def test_redis_puts_made_together_all_arrive_in_order(
 ) -> None:
     events = [make_event(external_id=f"p{i}") for i in range(250)]
     await asyncio.gather(*(redis_queue.put(e) for e in events))
-    assert await redis_queue.redis.xlen(redis_queue.stream) == 250
+    # The first put goes alone; the 249 made while it was on its way share entries of up to
+    # MAX_BATCH (one XADD each, in one round trip).
+    assert await redis_queue.redis.xlen(redis_queue.stream) == 1 + 3
     handler = Recorder()
     await _run_until(redis_queue, handler, 250)
     assert handler.seen == [e.external_id for e in events]
@@ -89,6 +98,67 @@ async def test_redis_queue_acknowledges_only_what_the_handler_finished(
     await _run_until(redis_queue, handler, 5)
     pending = await redis_queue.redis.xpending(redis_queue.stream, redis_queue.group)
     assert pending["pending"] == 1  # the failed event waits to be delivered again
+
+
+async def test_raw_inputs_and_events_travel_together_in_order(
+    redis_queue: RedisStreamQueue,
+) -> None:
+    raws = [
+        # As a webhook queues it: the body as received (spacing, unicode escapes and all) …
+        RawInput(
+            "call.generic", 1700000000.25, {"id": "r0", "n": "é"}, b'{ "id":"r0","n":"\\u00e9"}'
+        ),
+        # … or a document the queue encodes itself.
+        RawInput("call.generic", 1700000001.5, {"id": "r1", "deep": [1, {"x": None}]}),
+    ]
+    items: list[QueueItem] = [raws[0], make_event(external_id="e0"), raws[1]]
+    await asyncio.gather(*(redis_queue.put(x) for x in items))
+    handler = Recorder()
+    await _run_until(redis_queue, handler, 3)
+    assert handler.seen == ["r0", "e0", "r1"]
+    got = [x for x in handler.items if isinstance(x, RawInput)]
+    assert [(x.kind, x.received_at, x.doc) for x in got] == [
+        (x.kind, x.received_at, x.doc) for x in raws
+    ]
+    assert handler.items[1] == items[1]
+
+
+async def test_an_entry_is_acknowledged_when_all_its_items_are_done(
+    redis_queue: RedisStreamQueue,
+) -> None:
+    # Five puts made together: the first its own entry, the other four share one.
+    await asyncio.gather(*(redis_queue.put(make_event(external_id=f"s{i}")) for i in range(5)))
+    assert await redis_queue.redis.xlen(redis_queue.stream) == 2
+    handler = Recorder(fail={"s3"})
+    await _run_until(redis_queue, handler, 5)
+    pending = await redis_queue.redis.xpending(redis_queue.stream, redis_queue.group)
+    assert pending["pending"] == 1  # the shared entry waits; s1, s2, s4 come again with s3
+    # Redelivered to a consumer that now succeeds, all four come again and it is done.
+    retry = RedisStreamQueue(
+        redis_queue.redis, stream=redis_queue.stream, group=redis_queue.group, claim_idle_ms=0
+    )
+    again = Recorder()
+    await _run_until(retry, again, 4)
+    assert again.seen == ["s1", "s2", "s3", "s4"]
+    pending = await redis_queue.redis.xpending(redis_queue.stream, redis_queue.group)
+    assert pending["pending"] == 0
+
+
+async def test_older_entries_are_read_and_unreadable_items_are_skipped(
+    redis_queue: RedisStreamQueue,
+) -> None:
+    redis, stream = redis_queue.redis, redis_queue.stream
+    old = make_event(external_id="old")
+    await redis.xadd(stream, {"event": json.dumps(old.to_json())})  # one event per entry
+    good = json.dumps({"event": make_event(external_id="ok").to_json()})
+    await redis.xadd(stream, {"items": f'[{{"raw": "x"}}, 7, {good}]'})
+    await redis.xadd(stream, {"items": "not json"})
+    handler = Recorder()
+    await _run_until(redis_queue, handler, 2)
+    await asyncio.sleep(0.1)
+    assert handler.seen == ["old", "ok"]
+    pending = await redis.xpending(stream, redis_queue.group)
+    assert pending["pending"] == 0  # nothing unreadable is left to come back forever
 
 
 async def test_the_seen_cache_answers_duplicates_and_the_database_stays_the_truth(

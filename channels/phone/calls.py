@@ -145,6 +145,31 @@ def _is_internal(
     return compact in _compact_set(ours) or (e164 is not None and e164 in _e164_set(ours, region))
 
 
+def _plain_e164(compact: str) -> str | None:
+    # "+" and digits: what normalizing gives when the number is valid, and no number in a set
+    # of normalized ones when it is not, so a membership test needs no parsing.
+    return compact if compact[:1] == "+" and compact[1:].isdigit() else None
+
+
+def plainly_internal(
+    report: CallReport,
+    *,
+    line_region: str | None,
+    internal_extensions: frozenset[str],
+    our_numbers: frozenset[str],
+) -> bool:
+    """Whether `call_to_event` will find the call internal, told without parsing the number:
+    cheap enough for a webhook's reply. Only a nationally written spelling of one of our own
+    numbers is left to `call_to_event`."""
+    customer = report.customer_number
+    if customer is None or is_withheld(customer):
+        return False
+    customer = customer.strip()
+    return _is_internal(
+        customer, _plain_e164(_compact(customer)), line_region, internal_extensions, our_numbers
+    )
+
+
 def _title(report: CallReport, shown_number: str) -> str:
     # Also the title of a lead the call creates (a missed call is still an incoming call).
     if report.direction is CallDirection.OUTGOING:

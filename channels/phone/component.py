@@ -18,7 +18,7 @@ from aiohttp import web
 
 from channels.phone.bitrix_service import BitrixTelephony
 from channels.phone.callers import CallerLookup
-from channels.phone.context import PhoneContext, PhoneHost
+from channels.phone.context import GENERIC_KIND, PhoneContext, PhoneHost
 from channels.phone.lookup import lookup
 from channels.phone.webhooks import (
     TWILIO_STATUS_PATH,
@@ -43,6 +43,7 @@ Handler = Callable[[PhoneContext, web.Request], Awaitable[web.Response]]
 class PhoneComponent:
     def __init__(self, ctx: PhoneContext) -> None:
         self.ctx = ctx
+        ctx.host.converters[GENERIC_KIND] = ctx.convert_generic
         self.bitrix = BitrixTelephony(ctx)
         self._stop = asyncio.Event()
         self._refresher: asyncio.Task[None] | None = None

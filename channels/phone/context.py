@@ -8,24 +8,29 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from channels.phone.callers import CallerLookup
-from channels.phone.calls import CallReport, call_to_event, event_id
+from channels.phone.calls import CallReport, call_to_event, event_id, plainly_internal
+from channels.phone.generic import generic_report
 from crm.db import Database
 from crm.dto import IntakeResult
+from crm.queue import RawInput
 from crm.service import Crm
 from crm.services.telephony import RepContact, Telephony
 from leadbot.settings import PhoneSettings, Settings
-from matching.event import InboundEvent
+from matching.event import Channel, InboundEvent
 from matching.normalize import normalize_phone
 
 log = logging.getLogger(__name__)
 
 QueueStatus = Literal["accepted", "duplicate", "ignored"]
+# The RawInput kind of a `/hooks/calls` document, converted by `PhoneContext.convert_generic`.
+GENERIC_KIND = "call.generic"
 
 # How often the cached rep directory is re-read (new reps / extensions show up within this).
 DIRECTORY_REFRESH = 30.0
@@ -49,7 +54,12 @@ class PhoneHost(Protocol):
     @property
     def db(self) -> Database: ...
 
+    @property
+    def converters(self) -> dict[str, Callable[[RawInput], InboundEvent | None]]: ...
+
     async def submit(self, event: InboundEvent) -> None: ...
+
+    async def submit_raw(self, channel: Channel, raw: RawInput) -> None: ...
 
     async def process_now(self, event: InboundEvent) -> IntakeResult: ...
 
@@ -155,7 +165,13 @@ class PhoneContext:
         """E.164 of a number as a phone system sends it, or None (withheld, unparsable)."""
         return normalize_phone(number, self.region).e164
 
-    def to_event(self, report: CallReport, *, rep: RepContact | None = None) -> InboundEvent | None:
+    def to_event(
+        self,
+        report: CallReport,
+        *,
+        rep: RepContact | None = None,
+        received_at: datetime | None = None,
+    ) -> InboundEvent | None:
         """The event for a report (None: an internal call). A new lead goes to `rep`, else
         to the rep whose extension took the call, else to the round robin."""
         event = call_to_event(
@@ -163,7 +179,7 @@ class PhoneContext:
             line_region=self.region,
             internal_extensions=self.internal_extensions(),
             our_numbers=self.our_numbers,
-            received_at=datetime.now(UTC),
+            received_at=received_at or datetime.now(UTC),
         )
         if event is None:
             # Debug only: a PBX may report every internal call, and this runs per request.
@@ -186,6 +202,32 @@ class PhoneContext:
         await self.host.submit(event)
         self.recent.add(key)
         return "accepted", key
+
+    async def enqueue_generic(
+        self, report: CallReport, doc: dict[str, Any], text: bytes | None
+    ) -> tuple[QueueStatus, str]:
+        """`enqueue` for a `/hooks/calls` document, queued as received: the worker parses the
+        number and builds the event (`convert_generic`), which is most of the work."""
+        key = event_id(report)
+        if key in self.recent:
+            return "duplicate", key
+        internal = plainly_internal(
+            report,
+            line_region=self.region,
+            internal_extensions=self.internal_extensions(),
+            our_numbers=self.our_numbers,
+        )
+        if internal:
+            log.debug("call %s is internal: not recorded in the CRM", report.call_id)
+            return "ignored", key
+        await self.host.submit_raw(Channel.CALL, RawInput(GENERIC_KIND, time.time(), doc, text))
+        self.recent.add(key)
+        return "accepted", key
+
+    def convert_generic(self, raw: RawInput) -> InboundEvent | None:
+        """The event of a queued `/hooks/calls` document (validated when it was received)."""
+        received = datetime.fromtimestamp(raw.received_at, UTC)
+        return self.to_event(generic_report(raw.doc), received_at=received)
 
     async def refresh_directory(self) -> None:
         self.directory.load(await self.telephony.reps())

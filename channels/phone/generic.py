@@ -133,7 +133,8 @@ def _disposition(doc: dict[str, Any], stage: CallStage, duration: int | None) ->
     return Disposition.ANSWERED if duration else Disposition.MISSED
 
 
-def _document(body: bytes) -> dict[str, Any]:
+def generic_document(body: bytes) -> dict[str, Any]:
+    """The JSON object of a `/hooks/calls` body; raises PayloadError (400)."""
     if len(body) > MAX_BODY:
         raise _bad(f"body larger than {MAX_BODY} bytes")
     try:
@@ -147,7 +148,11 @@ def _document(body: bytes) -> dict[str, Any]:
 
 def parse_generic(body: bytes) -> CallReport:
     """The call report in a `/hooks/calls` body; raises PayloadError (400 / 422)."""
-    doc = _document(body)
+    return generic_report(generic_document(body))
+
+
+def generic_report(doc: dict[str, Any]) -> CallReport:
+    """The call report in a `/hooks/calls` document; raises PayloadError (400 / 422)."""
     event = _text(doc, "event")
     if event is None:
         raise _bad("event is required")

@@ -12,6 +12,7 @@ from channels.phone.calls import (
     CallStage,
     Disposition,
     call_to_event,
+    plainly_internal,
 )
 
 RECEIVED = datetime(2024, 5, 14, 9, 0, tzinfo=UTC)
@@ -114,6 +115,49 @@ def test_internal_calls_yield_no_event() -> None:
         assert _event(replace(INCOMING, from_number=number)) is None, number
     # "089 333444" is one of our own lines written nationally.
     assert _event(replace(INCOMING, from_number="089 333444")) is None
+
+
+def test_the_webhooks_quick_internal_check_agrees_with_the_full_one() -> None:
+    options = {
+        "line_region": "DE",
+        "internal_extensions": frozenset({"101", "2001"}),
+        "our_numbers": frozenset({"+4989111222", "+49 89 333444"}),
+    }
+    quick = {
+        number: plainly_internal(replace(INCOMING, from_number=number), **options)  # type: ignore[arg-type]
+        for number in (
+            "101",
+            " 2001 ",
+            "55",
+            "client:alice",
+            "sip:101@pbx.example",
+            "+49 89 111222",
+            "+49 (89) 333-444",
+            "+4930123456",
+            "030 123456",
+            "anonymous",
+            None,
+            "089 333444",
+        )
+    }
+    assert quick == {
+        "101": True,
+        " 2001 ": True,
+        "55": True,
+        "client:alice": True,
+        "sip:101@pbx.example": True,
+        "+49 89 111222": True,
+        "+49 (89) 333-444": True,
+        "+4930123456": False,
+        "030 123456": False,
+        "anonymous": False,
+        None: False,
+        # Our own line written nationally needs the number parsed: left to the full check.
+        "089 333444": False,
+    }
+    for number, internal in quick.items():
+        if internal:
+            assert _event(replace(INCOMING, from_number=number)) is None, number
 
 
 def test_withheld_number_is_logged_but_unmatchable() -> None:

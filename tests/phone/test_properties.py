@@ -21,10 +21,11 @@ from channels.phone.bitrix import (
     parse_search,
     register_report,
 )
-from channels.phone.calls import CallReport, PayloadError, call_to_event
-from channels.phone.generic import parse_generic
+from channels.phone.calls import CallReport, PayloadError, call_to_event, plainly_internal
+from channels.phone.generic import generic_document, parse_generic
 from channels.phone.signatures import SignatureError, verify_generic, verify_twilio
 from channels.phone.twilio import parse_twilio
+from crm.queue import RawInput, _decode, _encode
 
 RECEIVED = datetime(2024, 5, 14, tzinfo=UTC)
 
@@ -52,6 +53,14 @@ def _event_is_sane(report: CallReport) -> None:
     )
     if event is not None:
         assert InboundEvent.from_json(json.loads(json.dumps(event.to_json()))) == event
+    # The webhook's quick check never calls internal what the full check records.
+    quick = plainly_internal(
+        report,
+        line_region="DE",
+        internal_extensions=frozenset({"101"}),
+        our_numbers=frozenset({"+4989111222"}),
+    )
+    assert not (quick and event is not None)
 
 
 def _generic_or_error(body: bytes) -> None:
@@ -61,6 +70,13 @@ def _generic_or_error(body: bytes) -> None:
         assert error.status in (400, 422) and error.reason
         return
     _event_is_sane(report)
+    # Queued as received (the webhook's way when the body is UTF-8), the document comes out
+    # of the queue's wire format as the webhook read it.
+    doc = generic_document(body)
+    text = body if json.detect_encoding(body) == "utf-8" else None
+    item = _decode(json.loads(_encode(RawInput("call.generic", 1.5, doc, text))))
+    assert isinstance(item, RawInput)
+    assert json.dumps(item.doc) == json.dumps(doc)
 
 
 @given(st.binary(max_size=300))
@@ -93,6 +109,8 @@ def test_generic_arbitrary_bytes(body: bytes) -> None:
 )
 def test_generic_arbitrary_documents(doc: dict[str, Any]) -> None:
     _generic_or_error(json.dumps(doc).encode())
+    _generic_or_error(json.dumps(doc, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    _generic_or_error(json.dumps(doc, ensure_ascii=False).encode("utf-16"))
 
 
 _twilio_names = st.sampled_from(
