@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from channels.phone.callers import CallerLookup, caller_sql
+from channels.phone.callers import CallerLookup, _SqliteReader, caller_sql
 from crm.config import CrmConfig
 from crm.db import Database
 from crm.models import Base
@@ -177,3 +177,27 @@ async def test_an_in_memory_database_is_looked_up_through_telephony() -> None:
         await callers.close()
         await telephony.close()
         await db.dispose()
+
+
+async def test_a_sqlite_lookup_over_its_budget_is_answered_from_the_reader_thread(
+    crm: Crm, db: Database, backend: str
+) -> None:
+    if backend != "sqlite":
+        pytest.skip("the budget is the SQLite reader's")
+    assert db.url.database is not None
+    rep = await crm.reps.add("Rep", extension="101")
+    await crm.records.create_contact(
+        ContactInput(name="Jo", phones=("+4930100011",), responsible_id=rep.id)
+    )
+    quick, starved = _SqliteReader(db.url.database), _SqliteReader(db.url.database, budget=0)
+    try:
+        answers = [await quick.row("+4930100011") for _ in range(20)]
+        answer = answers[0]
+        assert answer is not None and answer[1] == "Jo" and answers == [answer] * 20
+        assert quick.overran < 10  # a few cached pages: inside a millisecond, but for hiccups
+        # No time at all: every lookup is stopped on the loop and run again on the thread.
+        assert await starved.row("+4930100011") == answer
+        assert starved.overran == 1
+    finally:
+        await quick.close()
+        await starved.close()
