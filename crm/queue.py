@@ -54,6 +54,8 @@ MAX_BATCH = 100
 
 
 class EventQueue(Protocol):
+    async def open(self) -> None: ...
+
     async def put(self, item: QueueItem) -> None: ...
 
     async def run(self, handler: Handler, stop: asyncio.Event) -> None: ...
@@ -66,6 +68,9 @@ class EventQueue(Protocol):
 class InProcessQueue:
     def __init__(self, maxsize: int = 10_000) -> None:
         self._q: asyncio.Queue[QueueItem] = asyncio.Queue(maxsize)
+
+    async def open(self) -> None:
+        return None
 
     async def put(self, item: QueueItem) -> None:
         await self._q.put(item)
@@ -80,7 +85,7 @@ class InProcessQueue:
             while len(batch) < MAX_BATCH and not self._q.empty():
                 batch.append(self._q.get_nowait())
             try:
-                await _handle(handler, batch)
+                await handle_batch(handler, batch)
             finally:
                 for _ in batch:
                     self._q.task_done()
@@ -95,7 +100,7 @@ class InProcessQueue:
         return None
 
 
-async def _handle(handler: Handler, items: list[QueueItem]) -> list[bool]:
+async def handle_batch(handler: Handler, items: list[QueueItem]) -> list[bool]:
     try:
         return await handler(items)
     except Exception:
@@ -108,7 +113,7 @@ async def _handle(handler: Handler, items: list[QueueItem]) -> list[bool]:
 # Puts that wait for the line share an entry (up to MAX_BATCH items): one XADD instead of one
 # per item is most of what a queued webhook request costs. Entries of older versions, with a
 # single field "event", are still read.
-def _encode(item: QueueItem) -> bytes:
+def encode_item(item: QueueItem) -> bytes:
     if isinstance(item, RawInput):
         doc = item.text if item.text is not None else json.dumps(item.doc).encode()
         return b'{"raw":%s,"at":%s,"doc":%s}' % (
@@ -119,7 +124,7 @@ def _encode(item: QueueItem) -> bytes:
     return b'{"event":%s}' % json.dumps(item.to_json()).encode()
 
 
-def _decode(data: Any) -> QueueItem:
+def decode_item(data: Any) -> QueueItem:
     if not isinstance(data, dict):
         raise ValueError("a queue item is a JSON object")
     if "event" in data:
@@ -150,7 +155,7 @@ def _entry_items(msg_id: Any, fields: Any) -> list[QueueItem]:
     items: list[QueueItem] = []
     for k, raw in enumerate(data):
         try:
-            items.append(_decode(raw))
+            items.append(decode_item(raw))
         except (TypeError, ValueError, KeyError):
             log.error("dropping unreadable item %d of queue message %s", k, msg_id)
     return items
@@ -190,11 +195,14 @@ class RedisStreamQueue:
                 raise
         self._group_ready = True
 
+    async def open(self) -> None:
+        await self.ensure_group()
+
     async def put(self, item: QueueItem) -> None:
         """Returns once the item is in the stream. A put goes out at once when nothing is on
         its way to Redis; puts made meanwhile wait and go together, one entry per MAX_BATCH
         items, so under load one round trip carries many and a lone put pays no extra hop."""
-        data = _encode(item)
+        data = encode_item(item)
         if self._in_flight:
             done = asyncio.get_running_loop().create_future()
             self._waiting.append((data, done))
@@ -287,7 +295,7 @@ class RedisStreamQueue:
 
     async def _finish(self, handler: Handler, chunk: list[tuple[Any, list[QueueItem]]]) -> None:
         items = [item for _, entry in chunk for item in entry]
-        ok = iter(await _handle(handler, items) if items else [])
+        ok = iter(await handle_batch(handler, items) if items else [])
         done = [msg_id for msg_id, entry in chunk if all([next(ok) for _ in entry])]
         if done:
             await self.redis.xack(self.stream, self.group, *done)

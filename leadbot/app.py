@@ -8,6 +8,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Protocol
 
 from aiohttp import web
@@ -16,6 +17,7 @@ from redis.asyncio import Redis
 from crm.config import CrmConfig, PipelineDef, StatusDef
 from crm.db import Database
 from crm.dto import IntakeResult
+from crm.journal import JournaledQueue
 from crm.queue import (
     EventQueue,
     InProcessQueue,
@@ -81,6 +83,7 @@ class Service:
         components: list[ComponentFactory] | None = None,
         http: bool = True,
         workers: int = 1,
+        journal: bool = True,
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
@@ -95,16 +98,7 @@ class Service:
         self.crm = Crm(
             self.db, crm_config(settings), seen=RedisSeen(self.redis) if self.redis else None
         )
-        self.queue: EventQueue = (
-            RedisStreamQueue(
-                self.redis,
-                stream=settings.redis.stream,
-                group=settings.redis.group,
-                claim_idle_ms=settings.redis.claim_idle_ms,
-            )
-            if self.redis
-            else InProcessQueue()
-        )
+        self.queue: EventQueue = self._queue(journal)
         self.http = http
         self.workers = workers
         # By RawInput kind; channels register theirs when built (in every process, so a
@@ -124,6 +118,30 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+
+    def _queue(self, journal: bool) -> EventQueue:
+        """Redis Streams when Redis is configured; else in process, journaled on disk unless
+        `journal` is off (a one-shot run such as `leadbot ingest` has its input file)."""
+        if self.redis is not None:
+            r = self.settings.redis
+            return RedisStreamQueue(
+                self.redis, stream=r.stream, group=r.group, claim_idle_ms=r.claim_idle_ms
+            )
+        directory = self.settings.queue.journal_dir
+        if (
+            directory is None
+            and self.db.is_sqlite
+            and self.db.url.database not in (None, "", ":memory:")
+        ):
+            directory = f"{self.db.url.database}.queue"
+        if journal and directory:
+            return JournaledQueue(Path(directory))
+        if journal:
+            log.warning(
+                "the in-process queue has no journal: events acknowledged but not yet "
+                "processed are lost if the process dies (set queue.journal_dir, or redis.url)"
+            )
+        return InProcessQueue()
 
     # --- the event path -------------------------------------------------------------------
 
@@ -221,6 +239,7 @@ class Service:
         await self.crm.prepare()
         if self.redis is not None:
             await self.redis.ping()
+        await self.queue.open()  # a journal hands over what an earlier run left
         # Components first: a converter may need what its channel loads at start (the phone
         # channel's rep directory) before the workers hand it queued input.
         for comp in self.components:

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 async def ingest_file(settings: Settings, path: Path) -> dict[str, int]:
     """Queue every line, process them, and count the outcomes (bad lines count as "invalid")."""
-    service = Service(settings, components=[], http=False, workers=0)
+    service = Service(settings, components=[], http=False, workers=0, journal=False)
     outcomes: Counter[str] = Counter()
     await service.crm.prepare()
     try:

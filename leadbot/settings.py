@@ -68,6 +68,13 @@ class RedisSettings(_Section):
     claim_idle_ms: int = Field(30_000, ge=100)
 
 
+class QueueSettings(_Section):
+    # The in-process queue's journal (no Redis): events a channel acknowledged are on disk
+    # before the acknowledgement, and a restart processes what a crash left. None: next to a
+    # SQLite database file (`<file>.queue`), none for PostgreSQL; "": no journal.
+    journal_dir: str | None = None
+
+
 class StatusSettings(_Section):
     id: str
     name: str
@@ -250,6 +257,7 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     database: DatabaseSettings = DatabaseSettings()
     redis: RedisSettings = RedisSettings()
+    queue: QueueSettings = QueueSettings()
     crm: CrmSettings = CrmSettings()
     telegram: TelegramSettings = TelegramSettings()
     phone: PhoneSettings = PhoneSettings()

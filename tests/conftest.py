@@ -134,6 +134,9 @@ def service_settings(db: Database, **sections: Any) -> Any:
     from leadbot.settings import Settings
 
     sections.setdefault("http", {"host": "127.0.0.1", "port": 0})
+    if db.is_sqlite and db.url.database:
+        # Tests may run several services on one database: a queue journal each.
+        sections.setdefault("queue", {"journal_dir": f"{db.url.database}.queue-{next(_counter)}"})
     return Settings(database={"url": db.url.render_as_string(hide_password=False)}, **sections)
 
 

@@ -25,7 +25,7 @@ from channels.phone.calls import CallReport, PayloadError, call_to_event, plainl
 from channels.phone.generic import generic_document, parse_generic
 from channels.phone.signatures import SignatureError, verify_generic, verify_twilio
 from channels.phone.twilio import parse_twilio
-from crm.queue import RawInput, _decode, _encode
+from crm.queue import RawInput, decode_item, encode_item
 
 RECEIVED = datetime(2024, 5, 14, tzinfo=UTC)
 
@@ -74,7 +74,7 @@ def _generic_or_error(body: bytes) -> None:
     # of the queue's wire format as the webhook read it.
     doc = generic_document(body)
     text = body if json.detect_encoding(body) == "utf-8" else None
-    item = _decode(json.loads(_encode(RawInput("call.generic", 1.5, doc, text))))
+    item = decode_item(json.loads(encode_item(RawInput("call.generic", 1.5, doc, text))))
     assert isinstance(item, RawInput)
     assert json.dumps(item.doc) == json.dumps(doc)
 

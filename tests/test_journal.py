@@ -1,0 +1,204 @@
+"""The in-process queue's journal: what `put` acknowledged survives the process, in order,
+and the journal cleans up after itself."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+import crm.journal
+from channels.phone.signatures import sign_generic
+from crm.journal import JournaledQueue, JournalInUse
+from crm.queue import QueueItem, RawInput
+from matching.event import InboundEvent
+from tests.conftest import leadbot_process, make_event
+
+
+def _segments(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.glob("segment-*.jsonl"))
+
+
+def _name(item: QueueItem) -> str:
+    return item.external_id if isinstance(item, InboundEvent) else str(item.doc["id"])
+
+
+class Recorder:
+    def __init__(self, fail: set[str] | None = None) -> None:
+        self.seen: list[str] = []
+        self.fail = fail or set()
+
+    async def __call__(self, items: list[QueueItem]) -> list[bool]:
+        self.seen += [_name(x) for x in items]
+        return [_name(x) not in self.fail for x in items]
+
+
+async def _drain(queue: JournaledQueue, handler: Recorder) -> None:
+    stop = asyncio.Event()
+    stop.set()  # what is queued, then return
+    await queue.run(handler, stop)
+
+
+async def _restart(directory: Path) -> list[str]:
+    """Open the journal again, process everything in it, stop: what was handed over."""
+    queue = JournaledQueue(directory)
+    await queue.open()
+    handler = Recorder()
+    await _drain(queue, handler)
+    await queue.close()
+    return handler.seen
+
+
+async def test_what_was_put_and_not_processed_comes_back_in_order(tmp_path: Path) -> None:
+    first = JournaledQueue(tmp_path)
+    await first.open()
+    items: list[QueueItem] = [
+        make_event(external_id="a"),
+        RawInput("call.generic", 1.5, {"id": "b", "from": "+4930123456"}),
+        make_event(external_id="c"),
+    ]
+    await asyncio.gather(*(first.put(x) for x in items))
+    await first.close()  # as a crash would leave it: nothing processed
+    assert _segments(tmp_path) != []
+
+    assert await _restart(tmp_path) == ["a", "b", "c"]
+    assert _segments(tmp_path) == []  # all done: nothing left to replay
+
+
+async def test_a_failed_item_is_kept_for_the_next_start(tmp_path: Path) -> None:
+    queue = JournaledQueue(tmp_path)
+    await queue.open()
+    for name in ("ok-1", "bad", "ok-2"):
+        await queue.put(make_event(external_id=name))
+    await _drain(queue, Recorder(fail={"bad"}))
+    await queue.close()
+    # The segment comes back whole; intake answers the two it committed as duplicates.
+    assert await _restart(tmp_path) == ["ok-1", "bad", "ok-2"]
+    assert _segments(tmp_path) == []
+
+
+async def test_one_process_owns_a_journal(tmp_path: Path) -> None:
+    owner = JournaledQueue(tmp_path)
+    await owner.open()
+    with pytest.raises(JournalInUse):
+        await JournaledQueue(tmp_path).open()
+    await owner.close()
+    later = JournaledQueue(tmp_path)
+    await later.open()  # free again once the owner closed
+    await later.close()
+
+
+async def test_a_half_written_last_line_is_skipped(tmp_path: Path) -> None:
+    queue = JournaledQueue(tmp_path)
+    await queue.open()
+    await queue.put(make_event(external_id="whole"))
+    await queue.close()
+    [segment] = _segments(tmp_path)
+    with (tmp_path / segment).open("ab") as fh:
+        fh.write(b'{"event": {"channel": "ca')  # the crash came mid-write
+    assert await _restart(tmp_path) == ["whole"]
+
+
+async def test_finished_segments_are_deleted_while_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(crm.journal, "SEGMENT_MAX", 2_000)
+    monkeypatch.setattr(crm.journal, "SEGMENT_RECYCLE", 1_000)
+    queue = JournaledQueue(tmp_path)
+    await queue.open()
+    handler = Recorder()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(queue.run(handler, stop))
+    for k in range(60):  # a few hundred bytes each: many segments' worth
+        await queue.put(make_event(external_id=f"e{k}", text="x" * 200))
+    await queue.join()
+    assert handler.seen == [f"e{k}" for k in range(60)]
+    # Only the segment being written remains; the full, finished ones are gone.
+    assert len(_segments(tmp_path)) == 1
+    stop.set()
+    await runner
+    await queue.close()
+    assert _segments(tmp_path) == []
+
+
+SECRET = "journal-test-secret"
+
+
+async def _serve(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, int]:
+    proc = await leadbot_process("serve", env=env)
+    assert proc.stderr is not None
+    log: list[str] = []
+    async with asyncio.timeout(60):
+        while True:
+            line = (await proc.stderr.readline()).decode()
+            assert line, "serve exited early:\n" + "".join(log)
+            log.append(line)
+            found = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+            if found:
+                return proc, int(found.group(1))
+
+
+async def test_events_acknowledged_before_a_kill_are_processed_after_the_restart(
+    tmp_path: Path,
+) -> None:
+    db_file = tmp_path / "leadbot.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBOT_")}
+    env.update(
+        LEADBOT_DATABASE__URL=f"sqlite+aiosqlite:///{db_file}",
+        LEADBOT_HTTP__PORT="0",
+        LEADBOT_PHONE__WEBHOOK_SECRET=SECRET,
+        LEADBOT_PHONE__REGION="DE",
+    )
+    migrate = await leadbot_process("db", "upgrade", env=env)
+    assert await asyncio.wait_for(migrate.wait(), 60) == 0
+    proc, port = await _serve(env)
+    # Someone holds the database's write lock: intake cannot commit, the webhook still
+    # answers (the journal has the events).
+    blocker = sqlite3.connect(db_file, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        async with aiohttp.ClientSession() as http:
+            for k in range(3):
+                body = json.dumps(
+                    {
+                        "event": "call.missed",
+                        "call_id": f"kill-{k}",
+                        "direction": "incoming",
+                        "from": f"+49 30 9000{k:03d}",
+                        "to": "+4989111222",
+                    }
+                ).encode()
+                headers = {"X-Leadbot-Signature": sign_generic(SECRET, int(time.time()), body)}
+                async with http.post(
+                    f"http://127.0.0.1:{port}/hooks/calls", data=body, headers=headers
+                ) as r:
+                    assert r.status == 202, await r.text()
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert sqlite3.connect(db_file).execute("SELECT count(*) FROM leads").fetchone() == (0,)
+    proc, _ = await _serve(env)
+    try:
+        titles: list[str] = []
+        for _ in range(200):
+            rows = sqlite3.connect(db_file).execute("SELECT title FROM leads ORDER BY title")
+            titles = [t for (t,) in rows]
+            if len(titles) == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert titles == [f"+4930900000{k} — incoming call" for k in range(3)]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    # Everything done and the service stopped cleanly: the journal is empty.
+    assert _segments(Path(f"{db_file}.queue")) == []
