@@ -1,15 +1,7 @@
-"""Who is calling, in one SQL statement: the caller lookup a PBX asks while the phone rings.
-
-`Telephony.caller` answers the same question with a handful of queries (one per table); here
-it is one statement over indexed rows, run on a read-only connection of its own, so a lookup
-costs one round trip (PostgreSQL) or a few index probes on a budget (SQLite, see
-`_SqliteReader`), with millions of contacts.
-
-The answer follows `Telephony.caller` exactly: contacts win over companies (the most recently
-changed first), a lead counts when no client has the number; the open deal is the company's
-newest, else the contact's; the open lead is the newest open lead with the number, else the
-company's, else the contact's; the responsible is the deal's, else the lead's, else the
-contact's, else the company's.
+"""The caller lookup's fast path, for the PBX that asks while the phone rings: the statement
+of `Telephony.caller` (`caller_sql`, one statement over indexed rows) run on read-only
+connections of its own, so a lookup costs one round trip (PostgreSQL) or a few index probes
+on a budget (SQLite, see `_SqliteReader`), with millions of contacts.
 """
 
 from __future__ import annotations
@@ -23,118 +15,10 @@ from typing import Any
 import asyncpg
 
 from crm.db import Database
-from crm.models import Communication, Company, Contact, Deal, Lead, Rep
-from crm.services.telephony import MAX_HOLDERS, CallerInfo, RepContact, Telephony
+from crm.services.telephony import CallerInfo, Telephony, caller_info, caller_sql
 
 # Connections a PostgreSQL lookup pool keeps: a lookup is one short round trip.
 PG_POOL_SIZE = 2
-
-
-def _index_on(model: Any, column: str) -> str:
-    """The name of the model's index that leads with `column`."""
-    names = sorted(str(ix.name) for ix in model.__table__.indexes if ix.columns[0].name == column)
-    if not names:
-        raise LookupError(f"no index on {model.__tablename__}.{column}")
-    return names[0]
-
-
-def _indexed_by(model: Any, column: str, sqlite: bool) -> str:
-    # SQLite's planner, left alone, likes to walk the (semantic, modified_at) index in order and
-    # filter by owner: tens of milliseconds when the owner has nothing open. INDEXED BY (SQLite
-    # only) pins the owner's index; PostgreSQL plans these well by itself.
-    return f"INDEXED BY {_index_on(model, column)}" if sqlite else ""
-
-
-def _newest_open(model: Any, semantic: str, owner: str, of: str, sqlite: bool) -> str:
-    table = model.__tablename__
-    return (
-        f"(SELECT id FROM {table} {_indexed_by(model, owner, sqlite)} "
-        f"WHERE {owner} = (SELECT id FROM {of}) AND {semantic} = 'process' "
-        "ORDER BY modified_at DESC, id DESC LIMIT 1)"
-    )
-
-
-def caller_sql(*, sqlite: bool) -> str:
-    """The lookup statement (one parameter, `e164`), in SQL both backends read."""
-    comms, leads = Communication.__tablename__, Lead.__tablename__
-    contacts, companies = Contact.__tablename__, Company.__tablename__
-    deals, reps = Deal.__tablename__, Rep.__tablename__
-    return f"""
-WITH holders AS (
-    SELECT owner_type, owner_id FROM {comms} {_indexed_by(Communication, "kind", sqlite)}
-    WHERE kind = 'phone' AND value = :e164
-    ORDER BY id DESC LIMIT {MAX_HOLDERS}
-), held_leads AS (
-    SELECT id, status_semantic, contact_id, company_id, modified_at FROM {leads}
-    WHERE id IN (SELECT owner_id FROM holders WHERE owner_type = 'lead')
-), the_contact AS (
-    SELECT id, name, company_id, responsible_id FROM {contacts}
-    WHERE id IN (
-        SELECT owner_id FROM holders WHERE owner_type = 'contact'
-        UNION SELECT contact_id FROM held_leads WHERE contact_id IS NOT NULL
-    )
-    ORDER BY modified_at DESC, id DESC LIMIT 1
-), the_company AS (
-    SELECT id, title, responsible_id FROM {companies}
-    WHERE id IN (
-        SELECT company_id FROM the_contact WHERE company_id IS NOT NULL
-        UNION ALL SELECT owner_id FROM holders
-        WHERE owner_type = 'company'
-          AND NOT EXISTS (SELECT 1 FROM the_contact WHERE company_id IS NOT NULL)
-        UNION ALL SELECT company_id FROM held_leads
-        WHERE company_id IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM the_contact WHERE company_id IS NOT NULL)
-    )
-    ORDER BY modified_at DESC, id DESC LIMIT 1
-), picked AS (
-    SELECT
-        COALESCE(
-            {_newest_open(Deal, "stage_semantic", "company_id", "the_company", sqlite)},
-            {_newest_open(Deal, "stage_semantic", "contact_id", "the_contact", sqlite)}
-        ) AS deal_id,
-        COALESCE(
-            (SELECT id FROM held_leads WHERE status_semantic = 'process'
-             ORDER BY modified_at DESC, id DESC LIMIT 1),
-            {_newest_open(Lead, "status_semantic", "company_id", "the_company", sqlite)},
-            {_newest_open(Lead, "status_semantic", "contact_id", "the_contact", sqlite)}
-        ) AS lead_id,
-        EXISTS (SELECT 1 FROM held_leads) AS any_lead
-)
-SELECT c.id, c.name, co.id, co.title, l.id, l.title, d.id, d.title, p.any_lead,
-       r.id, r.name, r.active, r.extension, r.phone
-FROM picked AS p
-LEFT JOIN the_contact AS c ON 1 = 1
-LEFT JOIN the_company AS co ON 1 = 1
-LEFT JOIN {deals} AS d ON d.id = p.deal_id
-LEFT JOIN {leads} AS l ON l.id = p.lead_id
-LEFT JOIN {reps} AS r
-    ON r.id = COALESCE(d.responsible_id, l.responsible_id, c.responsible_id, co.responsible_id)
-"""
-
-
-def caller_info(e164: str, row: tuple[Any, ...] | None) -> CallerInfo | None:
-    """The `CallerInfo` of a lookup row; None when nobody has the number."""
-    if row is None:
-        return None
-    contact_id, contact_name, company_id, company_name = row[0:4]
-    lead_id, lead_title, deal_id, deal_title, any_lead = row[4:9]
-    if contact_id is None and company_id is None and not any_lead:
-        return None
-    rep_id, rep_name, rep_active, rep_extension, rep_phone = row[9:14]
-    return CallerInfo(
-        number=e164,
-        contact_id=contact_id,
-        contact_name=contact_name,
-        company_id=company_id,
-        company_name=company_name,
-        lead_id=lead_id,
-        lead_title=lead_title,
-        deal_id=deal_id,
-        deal_title=deal_title,
-        responsible=None
-        if rep_id is None
-        else RepContact(rep_id, rep_name, bool(rep_active), rep_extension, rep_phone),
-    )
 
 
 # How long a lookup may hold the event loop before it is stopped and run on the reader's

@@ -1,5 +1,6 @@
-"""The caller lookup's one-statement fast path (`CallerLookup`) answers exactly what
-`Telephony.caller` answers, on SQLite and PostgreSQL, and SQLite plans it over the indexes."""
+"""The caller lookup: who holds a number, their open lead / deal and responsible, answered
+alike by the fast path (`CallerLookup`) and `Telephony.caller`, on SQLite and PostgreSQL, and
+planned over the indexes on SQLite."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from channels.phone.callers import CallerLookup, _SqliteReader, caller_sql
+from channels.phone.callers import CallerLookup, _SqliteReader
 from crm.config import CrmConfig
 from crm.db import Database
 from crm.models import Base
 from crm.service import Crm
 from crm.services.leads import LeadInput
 from crm.services.records import ContactInput
-from crm.services.telephony import CallerInfo, RepContact, Telephony
+from crm.services.telephony import CallerInfo, RepContact, Telephony, caller_sql
 
 
 @pytest.fixture
@@ -120,7 +121,7 @@ async def test_lookup_picks_client_open_records_and_responsible(
     for number, want in expected.items():
         got = await callers.caller(number)
         assert got == want, number
-        # The slow path (several queries) agrees: the fast one is the same answer, faster.
+        # Through the service's engine (Bitrix24's searchCrmEntities, call cards): the same.
         assert await telephony.caller(number) == want, number
 
 
