@@ -1,5 +1,5 @@
 """The in-process queue with a journal on disk: what a channel acknowledged is written and
-synced before `put` returns, so a crash or a kill between the acknowledgement and intake's
+synced (`sync`) before `put` returns, so a crash or a kill between the acknowledgement and intake's
 commit loses nothing. The next start hands the journal's items to intake again; intake takes
 an event once (by channel and external id), so items that had been committed are answered as
 duplicates.
@@ -47,8 +47,9 @@ class _Segment:
 
 
 class JournaledQueue:
-    def __init__(self, directory: Path, maxsize: int = 10_000) -> None:
+    def __init__(self, directory: Path, maxsize: int = 10_000, *, sync: bool = True) -> None:
         self.directory = directory
+        self.sync = sync  # fdatasync each write (False: a process crash loses nothing, only)
         self._q: asyncio.Queue[tuple[QueueItem, _Segment]] = asyncio.Queue()
         self._room = asyncio.Semaphore(maxsize)
         self._segments: list[_Segment] = []  # oldest first; the last one is written to
@@ -152,7 +153,8 @@ class JournaledQueue:
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view) :]
-        os.fdatasync(self._fd)
+        if self.sync:
+            os.fdatasync(self._fd)
 
     # --- run: intake takes batches; finished segments go --------------------------------------
 

@@ -135,7 +135,7 @@ class Service:
         ):
             directory = f"{self.db.url.database}.queue"
         if journal and directory:
-            return JournaledQueue(Path(directory))
+            return JournaledQueue(Path(directory), sync=self.settings.queue.journal_sync)
         if journal:
             log.warning(
                 "the in-process queue has no journal: events acknowledged but not yet "

@@ -73,6 +73,9 @@ class QueueSettings(_Section):
     # before the acknowledgement, and a restart processes what a crash left. None: next to a
     # SQLite database file (`<file>.queue`), none for PostgreSQL; "": no journal.
     journal_dir: str | None = None
+    # fdatasync before acknowledging: survives a machine crash too. false: the process's
+    # crash or kill only (the OS still has the write), for ~2-3 ms less per acknowledgement.
+    journal_sync: bool = True
 
 
 class StatusSettings(_Section):

@@ -57,8 +57,11 @@ async def _restart(directory: Path) -> list[str]:
     return handler.seen
 
 
-async def test_what_was_put_and_not_processed_comes_back_in_order(tmp_path: Path) -> None:
-    first = JournaledQueue(tmp_path)
+@pytest.mark.parametrize("sync", [True, False])
+async def test_what_was_put_and_not_processed_comes_back_in_order(
+    tmp_path: Path, sync: bool
+) -> None:
+    first = JournaledQueue(tmp_path, sync=sync)
     await first.open()
     items: list[QueueItem] = [
         make_event(external_id="a"),
