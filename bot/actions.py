@@ -290,7 +290,10 @@ class Actions:
         # answered by the same call.
         owners = [(t, i) for t, i in act.bindings if t in ("deal", "lead")]
         for owner_type, owner_id in owners:
-            for other in open_followups(await self.crm.activities.of_record(owner_type, owner_id)):
+            still_open = await self.crm.activities.of_record(
+                owner_type, owner_id, limit=1000, open_only=True
+            )
+            for other in open_followups(still_open):
                 with contextlib.suppress(Conflict, Forbidden):
                     await self.crm.activities.complete(other.id, actor, result="called back")
         if press.button.arg == "t":

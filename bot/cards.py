@@ -114,7 +114,7 @@ class Cards:
         reason: str | None,
         activity_id: int | None,
     ) -> CardContext:
-        acts = await self.crm.activities.of_record(kind, ident, actor, limit=200)
+        acts = await self.crm.activities.of_record(kind, ident, actor, limit=200, newest=True)
         message = next((a for a in acts if a.id == activity_id), None) or latest_inbound(acts)
         if reason is None and kind != "contact":
             created = [

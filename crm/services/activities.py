@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.db import Database
@@ -119,32 +119,70 @@ class Activities:
             return (await activity_views(s, [act]))[0]
 
     async def of_record(
-        self, owner_type: str, owner_id: int, actor: Actor = SYSTEM, limit: int = 100
+        self,
+        owner_type: str,
+        owner_id: int,
+        actor: Actor = SYSTEM,
+        limit: int = 100,
+        *,
+        offset: int = 0,
+        newest: bool = False,
+        open_only: bool = False,
     ) -> list[ActivityView]:
+        """A record's activities, oldest first: from the oldest on (skipping `offset`), or with
+        `newest` the latest `limit` of them (what a card shows of a long history); with
+        `open_only` the ones not done yet."""
         async with self.db.read() as s:
             await self._owner(s, owner_type, owner_id, actor)
-            acts = await s.scalars(
-                select(Activity)
-                .join(ActivityBinding, ActivityBinding.activity_id == Activity.id)
-                .where(
-                    ActivityBinding.owner_type == owner_type, ActivityBinding.owner_id == owner_id
-                )
-                .order_by(Activity.id)
-                .limit(limit)
-            )
-            return await activity_views(s, list(acts))
+            query = self._of_record(owner_type, owner_id)
+            if open_only:
+                query = query.where(Activity.done.is_(False))
+            if newest:
+                query = query.order_by(Activity.id.desc()).offset(offset).limit(limit)
+                return await activity_views(s, list(reversed(list(await s.scalars(query)))))
+            query = query.order_by(Activity.id).offset(offset).limit(limit)
+            return await activity_views(s, list(await s.scalars(query)))
+
+    async def page_of_record(
+        self, owner_type: str, owner_id: int, actor: Actor, offset: int, limit: int
+    ) -> tuple[list[ActivityView], int]:
+        """One page of a record's activities, oldest first, and how many there are."""
+        async with self.db.read() as s:
+            await self._owner(s, owner_type, owner_id, actor)
+            query = self._of_record(owner_type, owner_id)
+            total = await s.scalar(select(func.count()).select_from(query.subquery()))
+            rows = await s.scalars(query.order_by(Activity.id).offset(offset).limit(limit))
+            return await activity_views(s, list(rows)), int(total or 0)
+
+    @staticmethod
+    def _of_record(owner_type: str, owner_id: int) -> Select[Activity]:
+        return (
+            select(Activity)
+            .join(ActivityBinding, ActivityBinding.activity_id == Activity.id)
+            .where(ActivityBinding.owner_type == owner_type, ActivityBinding.owner_id == owner_id)
+        )
 
     async def timeline(
         self, owner_type: str, owner_id: int, actor: Actor = SYSTEM
     ) -> list[TimelineView]:
+        return (await self.timeline_page(owner_type, owner_id, actor, 0, None))[0]
+
+    async def timeline_page(
+        self, owner_type: str, owner_id: int, actor: Actor, offset: int, limit: int | None
+    ) -> tuple[list[TimelineView], int]:
+        """A record's change history, oldest first (one page of it), and how long it is."""
         async with self.db.read() as s:
             await self._owner(s, owner_type, owner_id, actor)
+            where = (TimelineEntry.owner_type == owner_type, TimelineEntry.owner_id == owner_id)
+            total = await s.scalar(select(func.count()).select_from(TimelineEntry).where(*where))
             rows = await s.scalars(
                 select(TimelineEntry)
-                .where(TimelineEntry.owner_type == owner_type, TimelineEntry.owner_id == owner_id)
+                .where(*where)
                 .order_by(TimelineEntry.id)
+                .offset(offset)
+                .limit(limit)
             )
-            return [
+            views = [
                 TimelineView(
                     id=t.id,
                     owner_type=t.owner_type,
@@ -157,6 +195,7 @@ class Activities:
                 )
                 for t in rows
             ]
+            return views, int(total or 0)
 
     async def due(
         self, now: datetime, *, rep_id: int | None = None, until: datetime | None = None

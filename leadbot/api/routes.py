@@ -151,27 +151,27 @@ async def _duplicates(crm: Crm, args: Args) -> Any:
     return to_json(await crm.search.duplicates(args["phone"], args["email"]))
 
 
-# A record's activities can be few or many hundreds; the service caps how many it loads.
-MAX_ACTIVITIES = 10_000
-
-Loader = Callable[[Crm, str, int], Awaitable[Sequence[Any]]]
+Pager = Callable[[Crm, str, int, int, int], Awaitable[tuple[Sequence[Any], int]]]
 
 
-async def _load_activities(crm: Crm, owner_type: str, owner_id: int) -> Sequence[Any]:
-    return await crm.activities.of_record(owner_type, owner_id, SYSTEM, MAX_ACTIVITIES)
+async def _activities_page(
+    crm: Crm, owner_type: str, owner_id: int, offset: int, limit: int
+) -> tuple[Sequence[Any], int]:
+    return await crm.activities.page_of_record(owner_type, owner_id, SYSTEM, offset, limit)
 
 
-async def _load_timeline(crm: Crm, owner_type: str, owner_id: int) -> Sequence[Any]:
-    return await crm.activities.timeline(owner_type, owner_id, SYSTEM)
+async def _timeline_page(
+    crm: Crm, owner_type: str, owner_id: int, offset: int, limit: int
+) -> tuple[Sequence[Any], int]:
+    return await crm.activities.timeline_page(owner_type, owner_id, SYSTEM, offset, limit)
 
 
-def _history(owner_type: str, load: Loader) -> Handler:
-    """The services return a record's whole history; the API pages it."""
+def _history(owner_type: str, load: Pager) -> Handler:
+    """A page of a record's history, paged by the database."""
 
     async def handler(crm: Crm, args: Args) -> Any:
-        rows = await load(crm, owner_type, args["id"])
-        start = args["offset"]
-        return _page(rows[start : start + args["limit"]], len(rows), args)
+        rows, total = await load(crm, owner_type, args["id"], args["offset"], args["limit"])
+        return _page(rows, total, args)
 
     return handler
 
@@ -196,7 +196,7 @@ def _record_routes(
             f"list_{one}_activities",
             f"Activities (calls, mails, messages, tasks, comments) of a {one}, oldest first",
             page_schema(ref(ActivityView)),
-            _history(one, _load_activities),
+            _history(one, _activities_page),
             (ID, *PAGING),
         ),
         Route(
@@ -204,7 +204,7 @@ def _record_routes(
             f"list_{one}_timeline",
             f"Change history of a {one}, oldest first",
             page_schema(ref(TimelineView)),
-            _history(one, _load_timeline),
+            _history(one, _timeline_page),
             (ID, *PAGING),
         ),
     ]

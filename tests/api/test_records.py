@@ -190,7 +190,13 @@ async def test_activities_and_timeline_of_a_record(api: ApiClient, kind: str) ->
 
     timeline = await api.ok(f"/api/v1/{kind}/{record_id}/timeline")
     assert timeline["items"][0]["action"] == "created"
-    assert timeline["total"] == len(await crm.activities.timeline(owner_type[kind], record_id))
+    history = await crm.activities.timeline(owner_type[kind], record_id)
+    assert timeline["total"] == len(history)
+    last = await api.ok(
+        f"/api/v1/{kind}/{record_id}/timeline", {"offset": str(len(history) - 1), "limit": "1"}
+    )
+    assert [t["id"] for t in last["items"]] == [history[-1].id]
+    assert last["total"] == len(history)
     for suffix in ("activities", "timeline"):
         missing = await api.get(f"/api/v1/{kind}/999999/{suffix}")
         assert missing.status == 404 and missing.body["error"] == "not_found"

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from crm.dto import Actor
+from crm.dto import SYSTEM, Actor
 from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
 from crm.service import Crm
 from crm.services.leads import LeadInput
@@ -108,6 +108,22 @@ async def test_comment_schedule_complete_and_due_list(crm: Crm) -> None:
         await crm.activities.complete(task.id, me)
     kinds = [a.kind for a in await crm.activities.of_record("lead", lead.id)]
     assert kinds == ["comment", "task"]
+
+
+async def test_a_long_history_is_read_from_either_end_and_open_work_apart(crm: Crm) -> None:
+    lead = await crm.leads.create(LeadInput(title="Busy"))
+    now = datetime.now(UTC)
+    task = await crm.activities.schedule("lead", lead.id, due_at=now, subject="Call back")
+    notes = [(await crm.activities.comment("lead", lead.id, f"note {i}")).id for i in range(12)]
+    oldest = await crm.activities.of_record("lead", lead.id, limit=3)
+    assert [a.id for a in oldest] == [task.id, *notes[:2]]
+    newest = await crm.activities.of_record("lead", lead.id, limit=3, newest=True)
+    assert [a.id for a in newest] == notes[-3:]  # the latest three, still oldest first
+    assert [a.id for a in await crm.activities.of_record("lead", lead.id, open_only=True)] == [
+        task.id
+    ]
+    page, total = await crm.activities.page_of_record("lead", lead.id, SYSTEM, 10, 5)
+    assert total == 13 and [a.id for a in page] == notes[9:]
 
 
 async def test_exception_list_add_remove_and_rights(crm: Crm) -> None:
