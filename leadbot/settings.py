@@ -190,6 +190,9 @@ class PhoneSettings(_Section):
     region: str | None = None
     internal_extensions: tuple[str, ...] = ()
     our_numbers: tuple[str, ...] = ()
+    # Where recordings sent as files (Bitrix24 attachRecord FILE_CONTENT) are kept; served at
+    # http.public_url + /recordings/<random name>. None: only RECORD_URL links are taken.
+    recordings_dir: str | None = None
 
 
 class MailboxSettings(_Section):

@@ -11,6 +11,8 @@ would read any non-empty string as true).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import math
@@ -45,6 +47,9 @@ SUPPORTED_METHODS = TELEPHONY_METHODS | {BATCH}
 MAX_PARAMS = 1000
 MAX_DEPTH = 16
 MAX_BODY = 1024 * 1024
+# attachRecord may carry the recording itself (base64): an hour of 64 kbit/s mp3 and then some.
+MAX_RECORDING_BODY = 64 * 1024 * 1024
+_LINE_BREAKS = str.maketrans("", "", "\r\n\t")
 MAX_BATCH = 50  # Bitrix24's limit on the commands of one batch
 MAX_CARD_USERS = 50  # users one show / hide may name
 _MAX_TEXT = 2000
@@ -217,7 +222,7 @@ def _json_params(body: bytes) -> dict[str, Any]:
 
 
 def parse_bitrix_params(
-    query: str | bytes, content_type: str | None, body: bytes
+    query: str | bytes, content_type: str | None, body: bytes, limit: int = MAX_BODY
 ) -> dict[str, Any]:
     """Every parameter of a REST call: the query string, overlaid by a JSON, form-urlencoded or
     multipart body. Raises BitrixError (400) for a body that cannot be read."""
@@ -226,8 +231,8 @@ def parse_bitrix_params(
     params = nest_params(_query_pairs(query))
     if not body:
         return params
-    if len(body) > MAX_BODY:
-        raise _bad_request(f"request body larger than {MAX_BODY} bytes")
+    if len(body) > limit:
+        raise _bad_request(f"request body larger than {limit} bytes")
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media == "application/json":
         params.update(_json_params(body))
@@ -483,7 +488,11 @@ class AttachRecordRequest:
     call_id: str
     record_url: str | None
     filename: str | None
-    has_content: bool
+    content: bytes | None = None  # FILE_CONTENT, decoded: the recording itself
+
+    @property
+    def extension(self) -> str:
+        return (self.filename or "").rpartition(".")[2].lower()
 
 
 def _call_id(params: Mapping[str, Any]) -> str:
@@ -517,15 +526,15 @@ def parse_card(params: Mapping[str, Any]) -> CardRequest:
     return CardRequest(call_id=_call_id(params), user_ids=_user_ids(params))
 
 
-def parse_attach_record(params: Mapping[str, Any]) -> AttachRecordRequest:
-    """`telephony.externalcall.attachRecord`, checked in Bitrix24's order. Only RECORD_URL is
-    kept (as the recording's link): no data directory is configured to store files in, so a
-    request that would need one (FILE_CONTENT or an upload URL) is refused with a reason."""
+def parse_attach_record(params: Mapping[str, Any], *, can_store: bool) -> AttachRecordRequest:
+    """`telephony.externalcall.attachRecord`, checked in Bitrix24's order: RECORD_URL (kept as
+    the recording's link), or FILENAME with FILE_CONTENT (base64) when there is a directory to
+    keep files in (`can_store`). Bitrix24's other way, FILENAME alone for an upload URL, is
+    refused with a reason."""
     call_id = _call_id(params)
     record_url = _text(params, "RECORD_URL")
     filename = _text(params, "FILENAME")
-    content = params.get("FILE_CONTENT")
-    has_content = isinstance(content, str) and content.strip() != ""
+    raw = params.get("FILE_CONTENT")
     if record_url is None and filename is None:
         raise BitrixError(
             "",
@@ -534,14 +543,27 @@ def parse_attach_record(params: Mapping[str, Any]) -> AttachRecordRequest:
         )
     if filename is not None and filename.rpartition(".")[2].lower() not in ("wav", "mp3"):
         raise _core("Wrong file extension. Only wav and mp3 are allowed")
-    if record_url is None:
+    if record_url is not None:
+        if not is_http_url(record_url):
+            raise _core("RECORD_URL must be an http(s) URL")
+        return AttachRecordRequest(call_id, record_url, filename)
+    if not can_store:
         raise _core(
             "Recording files are not stored by this server: pass RECORD_URL, a link to the "
             "recording"
         )
-    if not is_http_url(record_url):
-        raise _core("RECORD_URL must be an http(s) URL")
-    return AttachRecordRequest(call_id, record_url, filename, has_content)
+    if not isinstance(raw, str) or not raw.strip():
+        raise _core("pass FILE_CONTENT (the recording, base64) or RECORD_URL")
+    try:
+        # A space is a "+" a client forgot to encode in a form body (base64 has no spaces);
+        # line breaks are MIME-style wrapping.
+        text = raw.replace(" ", "+").translate(_LINE_BREAKS)
+        content = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise _core("FILE_CONTENT is not base64") from None
+    if not content:
+        raise _core("FILE_CONTENT is empty")
+    return AttachRecordRequest(call_id, None, filename, content)
 
 
 # --- batch ------------------------------------------------------------------------------------
@@ -789,15 +811,10 @@ def batch_result(
     }
 
 
-def attach_record_result(request: AttachRecordRequest, activity_id: int | None) -> dict[str, Any]:
-    """Bitrix24 answers the id of the file it downloaded. Here the recording stays where
-    RECORD_URL points (it is kept as the call's link), so there is no file: FILE_ID is null."""
-    return {
-        "FILE_ID": None,
-        "CALL_ID": request.call_id,
-        "RECORD_URL": request.record_url,
-        "CRM_ACTIVITY_ID": activity_id,
-    }
+def attach_record_result(call_id: str, url: str, activity_id: int | None) -> dict[str, Any]:
+    """Bitrix24 answers the id of the file on its Drive; there is no Drive here: FILE_ID is
+    null and RECORD_URL is the recording's link (the one given, or where the file is served)."""
+    return {"FILE_ID": None, "CALL_ID": call_id, "RECORD_URL": url, "CRM_ACTIVITY_ID": activity_id}
 
 
 def register_result(

@@ -21,16 +21,20 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 
+from channels.phone import recordings
 from channels.phone.bitrix import (
     ATTACH_RECORD,
     BATCH,
     FINISH,
     HIDE,
+    MAX_BODY,
+    MAX_RECORDING_BODY,
     REGISTER,
     REGISTER_PARAMS,
     SEARCH,
@@ -71,6 +75,20 @@ from crm.services.telephony import CallerInfo, NumberHolder, RepContact
 from matching.event import RegisterMode
 
 Method = Callable[[dict[str, Any], str], Awaitable[Any]]
+
+
+async def _body(request: web.Request, limit: int) -> bytes:
+    """The request body, up to `limit` bytes (the app's own cap is for ordinary requests)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise BitrixError("INVALID_REQUEST", f"request body larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise BitrixError("INVALID_REQUEST", f"request body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _reply(body: dict[str, Any], status: int = 200) -> web.Response:
@@ -170,10 +188,13 @@ class BitrixTelephony:
         app = request.match_info["user"]
         try:
             method = resolve_method(request.match_info["method"])
+            # Only attachRecord may carry a file (the recording, base64).
+            limit = MAX_RECORDING_BODY if method == ATTACH_RECORD and self._recordings else MAX_BODY
             params = parse_bitrix_params(
                 request.rel_url.raw_query_string,
                 request.headers.get("Content-Type"),
-                await request.read(),
+                await _body(request, limit),
+                limit,
             )
             if method == BATCH:
                 result: Any = await self.batch(params, app)
@@ -425,16 +446,29 @@ class BitrixTelephony:
         asked = await self._card_request(params)
         return asked is not None and await self.calls.hide_card(*asked, datetime.now(UTC))
 
+    @property
+    def _recordings(self) -> Path | None:
+        directory = self.ctx.settings.recordings_dir
+        return Path(directory) if directory else None
+
     async def attach_record(self, params: dict[str, Any], app: str) -> dict[str, Any]:
-        """`telephony.externalCall.attachRecord` with RECORD_URL: the link goes onto the
-        finished call and its call activity."""
-        request = parse_attach_record(params)
-        assert request.record_url is not None  # parse_attach_record refuses anything else
+        """`telephony.externalCall.attachRecord`: RECORD_URL, or the file itself (kept in
+        phone.recordings_dir and served from there), goes onto the finished call and its call
+        activity."""
+        directory = self._recordings
+        request = parse_attach_record(params, can_store=directory is not None)
+        url, stored = request.record_url, None
+        if request.content is not None and directory is not None:
+            stored = await recordings.store(directory, request.extension, request.content)
+            url = recordings.recording_url(self.ctx, stored)
+        assert url is not None  # parse_attach_record gives a link or a file
         found, activity_id = await self.calls.attach_record(
-            request.call_id, request.record_url, request.filename, datetime.now(UTC)
+            request.call_id, url, request.filename, datetime.now(UTC)
         )
         if not found:
+            if stored is not None and directory is not None:
+                await recordings.discard(directory, stored)
             raise BitrixError(
                 "", "Call is not found in the statistic table. Looks like it is not finished yet."
             )
-        return attach_record_result(request, activity_id)
+        return attach_record_result(request.call_id, url, activity_id)

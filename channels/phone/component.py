@@ -6,6 +6,8 @@ Routes (each answers 404 with a reason when its own secret is not set):
     POST /hooks/twilio/voice, …/status     Twilio voice / status callbacks (phone.twilio_auth_token)
     GET|POST /rest/<user>/<token>/telephony.externalcall.*[.json]   Bitrix24 (phone.bitrix_token)
     GET|POST /rest/<user>/<token>/batch[.json]                      … several of them at once
+    GET  /recordings/<name>                recordings sent to attachRecord as files
+                                           (phone.recordings_dir)
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from channels.phone import recordings
 from channels.phone.bitrix_service import BitrixTelephony
 from channels.phone.callers import CallerLookup
 from channels.phone.context import GENERIC_KIND, PhoneContext, PhoneHost
 from channels.phone.lookup import lookup
+from channels.phone.recordings import RECORDINGS_PATH
 from channels.phone.webhooks import (
     TWILIO_STATUS_PATH,
     TWILIO_VOICE_PATH,
@@ -37,7 +41,7 @@ BITRIX_PATH = (
     r"/{method:(?i:telephony\.externalcall\.[^/]+|batch(?:\.json)?)}"
 )
 
-Handler = Callable[[PhoneContext, web.Request], Awaitable[web.Response]]
+Handler = Callable[[PhoneContext, web.Request], Awaitable[web.StreamResponse]]
 
 
 class PhoneComponent:
@@ -48,8 +52,8 @@ class PhoneComponent:
         self._stop = asyncio.Event()
         self._refresher: asyncio.Task[None] | None = None
 
-    def _bind(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
-        async def bound(request: web.Request) -> web.Response:
+    def _bind(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def bound(request: web.Request) -> web.StreamResponse:
             return await handler(self.ctx, request)
 
         return bound
@@ -61,6 +65,7 @@ class PhoneComponent:
             web.post(TWILIO_VOICE_PATH, self._bind(twilio_voice)),
             web.get(TWILIO_VOICE_PATH, self._bind(twilio_voice), allow_head=False),
             web.post(TWILIO_STATUS_PATH, self._bind(twilio_status)),
+            web.get(f"{RECORDINGS_PATH}/{{name}}", self._bind(recordings.serve)),
             web.get(BITRIX_PATH, self.bitrix.handle, allow_head=False),
             web.post(BITRIX_PATH, self.bitrix.handle),
         ]

@@ -3,13 +3,16 @@ hide (the call card the rep bot shows), and batch in the shapes real clients sen
 
 from __future__ import annotations
 
+import base64
+import os
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from sqlalchemy import select
 
 from crm.models import ExternalCall, OutboxMessage
-from tests.phone.conftest import PhoneClient, add_rep
+from tests.phone.conftest import BITRIX_TOKEN, PhoneClient, StartPhone, add_rep
 
 CALLER = "+4930123456"
 REGISTER = "telephony.externalcall.register"
@@ -113,6 +116,63 @@ async def test_attach_record_refuses_what_it_cannot_keep(phone: PhoneClient) -> 
         row = await s.scalar(select(ExternalCall).where(ExternalCall.call_id == call_id))
         assert row is not None and row.entities is not None
         assert row.entities["record"]["url"] == "https://r/9.mp3"
+
+
+async def test_attach_record_keeps_a_recording_sent_as_file_content(
+    start_phone: StartPhone, tmp_path: Path
+) -> None:
+    folder = tmp_path / "recordings"
+    phone = await start_phone(recordings_dir=str(folder))
+    public = phone.service.settings.http.public_url.rstrip("/")
+    rep = await add_rep(phone, "Anna")
+    registered = await _ok(phone, REGISTER, USER_ID=rep, PHONE_NUMBER=CALLER, TYPE=2, CRM_CREATE=1)
+    call_id = registered["CALL_ID"]
+    await _ok(phone, FINISH, CALL_ID=call_id, USER_ID=rep, DURATION=61)
+    path = f"{phone.base}/rest/1/{BITRIX_TOKEN}/{ATTACH}"
+
+    # As PBX connectors post it: a form body, the base64 "+", "/" and "=" percent-encoded.
+    audio = b"ID3\x03\x00" + os.urandom(5000)
+    form = urlencode(
+        {"CALL_ID": call_id, "FILENAME": "call.mp3", "FILE_CONTENT": base64.b64encode(audio)}
+    )
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    async with phone.http.post(path, data=form, headers=headers) as r:
+        assert r.status == 200, await r.text()
+        result = (await r.json())["result"]
+    url = result["RECORD_URL"]
+    assert url.startswith(f"{public}/recordings/") and url.endswith(".mp3")
+    [call] = await phone.activities("call")
+    assert result["CRM_ACTIVITY_ID"] == call.id
+    assert call.meta is not None and call.meta["recording_url"] == url
+    async with phone.http.get(phone.base + url.removeprefix(public)) as r:
+        assert r.status == 200 and r.content_type == "audio/mpeg"
+        assert await r.read() == audio
+
+    # Longer than ordinary requests may be (the service takes 2 MB): a recording can be.
+    long_call = os.urandom(3 * 1024 * 1024)
+    big = await _ok(
+        phone,
+        ATTACH,
+        CALL_ID=call_id,
+        FILENAME="long.wav",
+        FILE_CONTENT=base64.encodebytes(long_call).decode(),  # MIME-wrapped lines
+    )
+    async with phone.http.get(phone.base + big["RECORD_URL"].removeprefix(public)) as r:
+        assert r.status == 200 and r.content_type == "audio/wav"
+        assert await r.read() == long_call
+
+    kept = sorted(folder.iterdir())
+    for params, description in (
+        ({"CALL_ID": call_id, "FILE_CONTENT": "not base64!"}, "FILE_CONTENT is not base64"),
+        ({"CALL_ID": call_id}, "pass FILE_CONTENT (the recording, base64) or RECORD_URL"),
+        ({"CALL_ID": "nope", "FILE_CONTENT": "SUQz"}, NOT_FINISHED),
+    ):
+        reply = await phone.bitrix(ATTACH, json_body={"FILENAME": "x.mp3", **params})
+        assert reply.status == 400 and reply.json()["error_description"] == description
+    assert sorted(folder.iterdir()) == kept  # nothing kept for a call that is not there
+    for name in ("0" * 32 + ".mp3", "..%2Fsecret.mp3", "abc.mp3", kept[0].name + ".part"):
+        async with phone.http.get(f"{phone.base}/recordings/{name}") as r:
+            assert r.status == 404, name
 
 
 # --- show / hide ------------------------------------------------------------------------------
