@@ -135,30 +135,37 @@ def decode_item(data: Any) -> QueueItem:
     return RawInput(str(data["raw"]), float(data["at"]), doc)
 
 
-def _entry_items(msg_id: Any, fields: Any) -> list[QueueItem]:
-    """The items of one stream entry; unreadable ones are logged and left out."""
+def _entry_items(fields: Any) -> tuple[list[QueueItem], list[bytes]]:
+    """The items of one stream entry, and the JSON of those that cannot be read (the whole
+    entry's fields when it is not one this version knows)."""
     batch = fields.get(b"items") or fields.get("items")
     if batch is None:
         one = fields.get(b"event") or fields.get("event")
         try:
-            return [InboundEvent.from_json(json.loads(one or ""))]
+            return [InboundEvent.from_json(json.loads(one or ""))], []
         except (TypeError, ValueError, KeyError):
-            log.error("dropping unreadable queue message %s", msg_id)
-            return []
+            return [], [_fields_json(fields)]
     try:
         data = json.loads(batch)
         if not isinstance(data, list):
             raise ValueError("items is a JSON array")
     except (TypeError, ValueError):
-        log.error("dropping unreadable queue message %s", msg_id)
-        return []
+        return [], [_fields_json(fields)]
     items: list[QueueItem] = []
-    for k, raw in enumerate(data):
+    bad: list[bytes] = []
+    for raw in data:
         try:
             items.append(decode_item(raw))
         except (TypeError, ValueError, KeyError):
-            log.error("dropping unreadable item %d of queue message %s", k, msg_id)
-    return items
+            bad.append(json.dumps(raw).encode())
+    return items, bad
+
+
+def _fields_json(fields: Any) -> bytes:
+    def text(value: Any) -> str:
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+    return json.dumps({text(k): text(v) for k, v in fields.items()}).encode()
 
 
 class RedisStreamQueue:
@@ -280,11 +287,14 @@ class RedisStreamQueue:
         """Hand the entries' items over in batches of up to MAX_BATCH (an entry is never
         split) and acknowledge each entry once all its items are done. An entry with a failed
         item stays pending and is reclaimed after claim_idle_ms; its other items then come
-        again as duplicates, which intake answers without redoing them."""
+        again as duplicates, which intake answers without redoing them. What cannot be read
+        goes to the dead-letter stream `<stream>:dead` first: logged, kept, never lost."""
         chunk: list[tuple[Any, list[QueueItem]]] = []
         size = 0
         for msg_id, fields in messages:
-            items = _entry_items(msg_id, fields)
+            items, unreadable = _entry_items(fields)
+            if unreadable:
+                await self._dead_letter(msg_id, unreadable)
             if chunk and size + len(items) > MAX_BATCH:
                 await self._finish(handler, chunk)
                 chunk, size = [], 0
@@ -292,6 +302,23 @@ class RedisStreamQueue:
             size += len(items)
         if chunk:
             await self._finish(handler, chunk)
+
+    @property
+    def dead_letters(self) -> str:
+        return f"{self.stream}:dead"
+
+    async def _dead_letter(self, msg_id: Any, unreadable: list[bytes]) -> None:
+        source = msg_id.decode() if isinstance(msg_id, bytes) else str(msg_id)
+        log.error(
+            "queue message %s: %d unreadable item(s) moved to %s",
+            source,
+            len(unreadable),
+            self.dead_letters,
+        )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for data in unreadable:
+                pipe.xadd(self.dead_letters, {"from": source, "data": data})
+            await pipe.execute()
 
     async def _finish(self, handler: Handler, chunk: list[tuple[Any, list[QueueItem]]]) -> None:
         items = [item for _, entry in chunk for item in entry]

@@ -24,7 +24,7 @@ async def redis_queue() -> AsyncIterator[RedisStreamQueue]:
     queue = RedisStreamQueue(redis, stream=f"test:q:{uuid.uuid4().hex[:8]}", group="g")
     await queue.ensure_group()
     yield queue
-    await redis.delete(queue.stream)
+    await redis.delete(queue.stream, queue.dead_letters)
     await redis.aclose()
 
 
@@ -144,7 +144,7 @@ async def test_an_entry_is_acknowledged_when_all_its_items_are_done(
     assert pending["pending"] == 0
 
 
-async def test_older_entries_are_read_and_unreadable_items_are_skipped(
+async def test_older_entries_are_read_and_unreadable_items_are_set_aside(
     redis_queue: RedisStreamQueue,
 ) -> None:
     redis, stream = redis_queue.redis, redis_queue.stream
@@ -159,6 +159,9 @@ async def test_older_entries_are_read_and_unreadable_items_are_skipped(
     assert handler.seen == ["old", "ok"]
     pending = await redis.xpending(stream, redis_queue.group)
     assert pending["pending"] == 0  # nothing unreadable is left to come back forever
+    # … and nothing is lost either: what could not be read waits in the dead-letter stream.
+    dead = await redis.xrange(redis_queue.dead_letters)
+    assert [json.loads(f[b"data"]) for _, f in dead] == [{"raw": "x"}, 7, {"items": "not json"}]
 
 
 async def test_the_seen_cache_answers_duplicates_and_the_database_stays_the_truth(
