@@ -435,6 +435,40 @@ async def run_lookup_baseline(
     return {"rate": rate, **result}
 
 
+async def run_postgres_round_trip(
+    rate: int = 500, seconds: float = LOOKUP_SECONDS, workdir: Path | None = None
+) -> dict[str, Any]:
+    """The bare handler plus one PostgreSQL round trip (`SELECT $1` on an asyncpg pool of the
+    lookup's size): what a PostgreSQL lookup costs before its statement does anything."""
+    import asyncpg
+
+    from channels.phone.callers import PG_POOL_SIZE
+
+    wrk_path()
+    pool = await asyncpg.create_pool(PG_ADMIN, min_size=1, max_size=PG_POOL_SIZE)
+
+    async def one_trip(request: web.Request) -> web.Response:
+        await pool.fetchrow("SELECT $1::text", request.query.get("number", ""))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/hooks/calls/lookup", one_trip)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/hooks/calls/lookup"
+    try:
+        async with _scratch(workdir) as tmp:
+            script = lookup_script(1000)
+            await wrk(url, script, seconds=WARMUP_SECONDS, rate=rate, workdir=tmp)
+            result = await wrk(url, script, seconds=seconds, rate=rate, workdir=tmp)
+    finally:
+        await runner.cleanup()
+        await pool.close()
+    return {"rate": rate, **result}
+
+
 def _row(label: str, r: dict[str, float]) -> str:
     return f"| {label} | {r['rps']:,.0f} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} |"
 
@@ -446,6 +480,7 @@ async def report(quick: bool = False) -> str:
     backends = ["sqlite"] + (["postgres"] if await postgres_reachable() else [])
     lookups = [await run_lookup(contacts, backend=b) for b in backends]
     lookup_baseline = await run_lookup_baseline()
+    round_trip = await run_postgres_round_trip() if "postgres" in backends else None
     rate = hooks["rate"]
     rows = [
         _row("bare aiohttp handler (baseline)", hooks["bare"]),
@@ -464,6 +499,9 @@ async def report(quick: bool = False) -> str:
                 notes.append(f"{name}: {hooks[f'{name}_note']}.")
     bare_get = f"bare aiohttp handler, GET at {lookup_baseline['rate']}/s (lookup baseline)"
     rows.append(_row(bare_get, lookup_baseline))
+    if round_trip is not None:
+        label = f"… plus one PostgreSQL round trip (SELECT $1), at {round_trip['rate']}/s"
+        rows.append(_row(label, round_trip))
     for lookup in lookups:
         where = "SQLite" if lookup["backend"] == "sqlite" else "PostgreSQL"
         label = f"caller lookup, {lookup['contacts']:,} contacts, {where}, at {lookup['rate']}/s"
