@@ -28,6 +28,12 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        # The file of an on-disk SQLite database (what a second connection can open), else None.
+        self.sqlite_file: str | None = (
+            self.url.database
+            if self.is_sqlite and self.url.database not in (None, "", ":memory:")
+            else None
+        )
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 30}

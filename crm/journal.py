@@ -5,10 +5,10 @@ an event once (by channel and external id), so items that had been committed are
 duplicates.
 
 The journal is a directory of segment files, one JSON line per item (the Redis queue's item
-format). Puts made together share one write and one fdatasync, on a thread. A segment is
-deleted once every item in it is done; one with an item that failed stays until the next
-start, which tries it again (the failure is logged where it happened). One process owns a
-journal at a time (an flock on `lock`).
+format). Puts made together share one write and one fdatasync, on a thread (`GroupCommit`).
+A segment is deleted once every item in it is done; one with an item that failed stays until
+the next start, which tries it again (the failure is logged where it happened). One process
+owns a journal at a time (an flock on `lock`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from crm.queue import MAX_BATCH, Handler, QueueItem, decode_item, encode_item, handle_batch
+from crm.queue import (
+    GroupCommit,
+    Handler,
+    QueueItem,
+    decode_item,
+    encode_item,
+    handle_batch,
+    next_batch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +63,7 @@ class JournaledQueue:
         self._segments: list[_Segment] = []  # oldest first; the last one is written to
         self._fd: int | None = None
         self._lock_fd: int | None = None
-        self._waiting: list[tuple[bytes, QueueItem, asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._puts: GroupCommit[tuple[bytes, QueueItem]] = GroupCommit(self._write)
         # Held while the journal's file is written or replaced: a write must land in the
         # segment it is counted in.
         self._io = asyncio.Lock()
@@ -111,47 +118,33 @@ class JournaledQueue:
 
     async def put(self, item: QueueItem) -> None:
         await self._room.acquire()
-        done = asyncio.get_running_loop().create_future()
-        self._waiting.append((encode_item(item) + b"\n", item, done))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write())
         try:
-            await done
+            await self._puts.put((encode_item(item) + b"\n", item))
         except BaseException:
             self._room.release()
             raise
 
-    async def _write(self) -> None:
-        """Write what waits, in one write and one sync per round, until nothing waits."""
-        try:
-            while self._waiting:
-                async with self._io:
-                    batch, self._waiting = self._waiting, []
-                    segment = self._segments[-1]
-                    data = b"".join(line for line, _, _ in batch)
-                    try:
-                        if self.sync:
-                            await asyncio.to_thread(self._append, data)
-                        else:
-                            # Into the page cache only: microseconds, less than the hop to a
-                            # thread and back costs under load (about a millisecond here).
-                            self._append(data)
-                    except Exception as exc:
-                        log.exception("queue journal: writing %d item(s) failed", len(batch))
-                        for _, _, done in batch:
-                            if not done.done():
-                                done.set_exception(exc)
-                        continue
-                    segment.size += len(data)
-                    segment.outstanding += len(batch)
-                    for _, item, done in batch:
-                        self._q.put_nowait((item, segment))
-                        if not done.done():
-                            done.set_result(None)
-                    if segment.size >= SEGMENT_MAX:
-                        self._segments.append(await asyncio.to_thread(self._new_segment))
-        finally:
-            self._writer = None
+    async def _write(self, batch: list[tuple[bytes, QueueItem]]) -> None:
+        """One write (and sync) for puts made together; then intake may have them."""
+        async with self._io:
+            segment = self._segments[-1]
+            data = b"".join(line for line, _ in batch)
+            try:
+                if self.sync:
+                    await asyncio.to_thread(self._append, data)
+                else:
+                    # Into the page cache only: microseconds, less than the hop to a thread
+                    # and back costs under load (about a millisecond here).
+                    self._append(data)
+            except Exception:
+                log.exception("queue journal: writing %d item(s) failed", len(batch))
+                raise
+            segment.size += len(data)
+            segment.outstanding += len(batch)
+            for _, item in batch:
+                self._q.put_nowait((item, segment))
+            if segment.size >= SEGMENT_MAX:
+                self._segments.append(await asyncio.to_thread(self._new_segment))
 
     def _append(self, data: bytes) -> None:
         assert self._fd is not None, "open() first"
@@ -166,12 +159,9 @@ class JournaledQueue:
     async def run(self, handler: Handler, stop: asyncio.Event) -> None:
         """Process until `stop` is set and everything already queued is done."""
         while not (stop.is_set() and self._q.empty()):
-            try:
-                batch = [await asyncio.wait_for(self._q.get(), timeout=0.2)]
-            except TimeoutError:
+            batch = await next_batch(self._q)
+            if not batch:
                 continue
-            while len(batch) < MAX_BATCH and not self._q.empty():
-                batch.append(self._q.get_nowait())
             try:
                 ok = await handle_batch(handler, [item for item, _ in batch])
                 for (_, segment), good in zip(batch, ok, strict=True):
@@ -208,8 +198,7 @@ class JournaledQueue:
 
     async def close(self) -> None:
         """Remove the journal's files when everything in them is done; keep them otherwise."""
-        if self._writer is not None:
-            await self._writer
+        await self._puts.drain()
         await asyncio.to_thread(self._close_files)
 
     def _close_files(self) -> None:

@@ -19,7 +19,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -78,12 +78,9 @@ class InProcessQueue:
     async def run(self, handler: Handler, stop: asyncio.Event) -> None:
         """Process until `stop` is set and everything already queued is done."""
         while not (stop.is_set() and self._q.empty()):
-            try:
-                batch: list[QueueItem] = [await asyncio.wait_for(self._q.get(), timeout=0.2)]
-            except TimeoutError:
+            batch = await next_batch(self._q)
+            if not batch:
                 continue
-            while len(batch) < MAX_BATCH and not self._q.empty():
-                batch.append(self._q.get_nowait())
             try:
                 await handle_batch(handler, batch)
             finally:
@@ -100,12 +97,79 @@ class InProcessQueue:
         return None
 
 
+T = TypeVar("T")
+
+
+async def next_batch(q: asyncio.Queue[T], wait: float = 0.2) -> list[T]:
+    """Whatever waits in `q`, up to MAX_BATCH, after waiting up to `wait` seconds for the
+    first; empty when nothing came (so a consumer can look at its stop flag)."""
+    try:
+        batch = [await asyncio.wait_for(q.get(), timeout=wait)]
+    except TimeoutError:
+        return []
+    while len(batch) < MAX_BATCH and not q.empty():
+        batch.append(q.get_nowait())
+    return batch
+
+
 async def handle_batch(handler: Handler, items: list[QueueItem]) -> list[bool]:
     try:
         return await handler(items)
     except Exception:
         log.exception("processing a batch of %d events failed", len(items))
         return [False] * len(items)
+
+
+class GroupCommit(Generic[T]):
+    """Writes for puts made together: a put is written at once when no write is under way;
+    puts made meanwhile wait and go in the next write, all together. Each put returns when its
+    write did, or raises what the write raised. Under load one write (a round trip, an fsync)
+    carries many puts; a lone put pays no extra hop."""
+
+    def __init__(self, write: Callable[[list[T]], Awaitable[None]]) -> None:
+        self._write = write
+        self._waiting: list[tuple[T, asyncio.Future[None]]] = []
+        self._busy = False
+        self._next: asyncio.Task[None] | None = None  # held so the task is not collected
+
+    async def put(self, item: T) -> None:
+        if self._busy:
+            done = asyncio.get_running_loop().create_future()
+            self._waiting.append((item, done))
+            await done
+            return
+        self._busy = True
+        try:
+            await self._write([item])
+        finally:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Write what waited meanwhile, or mark the line free."""
+        if not self._waiting:
+            self._busy = False
+            return
+        batch, self._waiting = self._waiting, []
+        self._next = asyncio.create_task(self._write_waiting(batch))
+
+    async def _write_waiting(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
+        try:
+            await self._write([item for item, _ in batch])
+        except Exception as exc:
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+        else:
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
+        finally:
+            self._hand_over()
+
+    async def drain(self) -> None:
+        """Wait for the writes of puts that waited (a closing queue lets them finish)."""
+        while self._next is not None and not self._next.done():
+            await self._next
 
 
 # Redis wire format: a stream entry's field "items" holds a JSON array of items, each
@@ -178,7 +242,6 @@ class RedisStreamQueue:
         consumer: str | None = None,
         claim_idle_ms: int = 30_000,
         block_ms: int = 500,
-        max_deliveries: int = 10,
     ) -> None:
         self.redis = redis
         self.stream = stream
@@ -186,11 +249,8 @@ class RedisStreamQueue:
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.claim_idle_ms = claim_idle_ms
         self.block_ms = block_ms
-        self.max_deliveries = max_deliveries
         self._group_ready = False
-        self._waiting: list[tuple[bytes, asyncio.Future[None]]] = []
-        self._in_flight = False
-        self._sender: asyncio.Task[None] | None = None  # held so the task is not collected
+        self._puts = GroupCommit(self._xadd)
 
     async def ensure_group(self) -> None:
         if self._group_ready:
@@ -206,49 +266,22 @@ class RedisStreamQueue:
         await self.ensure_group()
 
     async def put(self, item: QueueItem) -> None:
-        """Returns once the item is in the stream. A put goes out at once when nothing is on
-        its way to Redis; puts made meanwhile wait and go together, one entry per MAX_BATCH
-        items, so under load one round trip carries many and a lone put pays no extra hop."""
-        data = encode_item(item)
-        if self._in_flight:
-            done = asyncio.get_running_loop().create_future()
-            self._waiting.append((data, done))
-            await done
-            return
-        self._in_flight = True
-        try:
-            await self.redis.xadd(self.stream, {"items": b"[" + data + b"]"})
-        finally:
-            self._hand_over()
+        """Returns once the item is in the stream. Puts made together share entries of up to
+        MAX_BATCH items (`GroupCommit`), one XADD each, in one round trip."""
+        await self._puts.put(encode_item(item))
 
-    def _hand_over(self) -> None:
-        """Send what waited meanwhile, or mark the line free."""
-        if not self._waiting:
-            self._in_flight = False
-            return
-        batch, self._waiting = self._waiting, []
-        self._sender = asyncio.create_task(self._send(batch))
-
-    async def _send(self, batch: list[tuple[bytes, asyncio.Future[None]]]) -> None:
+    async def _xadd(self, items: list[bytes]) -> None:
         entries = [
-            b"[" + b",".join(data for data, _ in batch[i : i + MAX_BATCH]) + b"]"
-            for i in range(0, len(batch), MAX_BATCH)
+            b"[" + b",".join(items[i : i + MAX_BATCH]) + b"]"
+            for i in range(0, len(items), MAX_BATCH)
         ]
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for entry in entries:
-                    pipe.xadd(self.stream, {"items": entry})
-                await pipe.execute()
-        except Exception as exc:
-            for _, done in batch:
-                if not done.done():
-                    done.set_exception(exc)
-        else:
-            for _, done in batch:
-                if not done.done():
-                    done.set_result(None)
-        finally:
-            self._hand_over()
+        if len(entries) == 1:
+            await self.redis.xadd(self.stream, {"items": entries[0]})
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry in entries:
+                pipe.xadd(self.stream, {"items": entry})
+            await pipe.execute()
 
     async def depth(self) -> int:
         """Entries not yet acknowledged (an entry holds one put, or several made together)."""

@@ -128,12 +128,8 @@ class Service:
                 self.redis, stream=r.stream, group=r.group, claim_idle_ms=r.claim_idle_ms
             )
         directory = self.settings.queue.journal_dir
-        if (
-            directory is None
-            and self.db.is_sqlite
-            and self.db.url.database not in (None, "", ":memory:")
-        ):
-            directory = f"{self.db.url.database}.queue"
+        if directory is None and self.db.sqlite_file is not None:
+            directory = f"{self.db.sqlite_file}.queue"
         if journal and directory:
             return JournaledQueue(Path(directory), sync=self.settings.queue.journal_sync)
         if journal:
@@ -147,12 +143,12 @@ class Service:
 
     async def submit(self, event: InboundEvent) -> None:
         """Hand an event to the queue; channels call this and acknowledge right after."""
-        self.metrics.received_on(event.channel.value).inc()
+        self.metrics.received.labels(event.channel.value).inc()
         await self.queue.put(event)
 
     async def submit_raw(self, channel: Channel, raw: RawInput) -> None:
         """Hand checked channel input to the queue; the worker converts it (`converters`)."""
-        self.metrics.received_on(channel.value).inc()
+        self.metrics.received.labels(channel.value).inc()
         await self.queue.put(raw)
 
     async def process_now(self, event: InboundEvent) -> IntakeResult:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -16,7 +14,6 @@ class Metrics:
             ["channel"],
             registry=self.registry,
         )
-        self._received_by: dict[str, Any] = {}
         self.processed = Counter(
             "leadbot_events_processed_total",
             "Inbound events processed",
@@ -50,10 +47,3 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
-
-    def received_on(self, channel: str) -> Any:
-        """The received counter of one channel (looked up once: every request counts)."""
-        child = self._received_by.get(channel)
-        if child is None:
-            child = self._received_by[channel] = self.received.labels(channel)
-        return child

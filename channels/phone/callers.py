@@ -152,10 +152,9 @@ class CallerLookup:
     def __init__(self, db: Database, telephony: Telephony) -> None:
         self.telephony = telephony
         self._reader: _SqliteReader | _PostgresReader | None = None
-        if db.is_sqlite:
-            if db.url.database not in (None, "", ":memory:"):
-                self._reader = _SqliteReader(db.url.database)
-        elif db.url.get_driver_name() == "asyncpg":
+        if db.sqlite_file is not None:
+            self._reader = _SqliteReader(db.sqlite_file)
+        elif not db.is_sqlite and db.url.get_driver_name() == "asyncpg":
             self._reader = _PostgresReader(db)
 
     async def caller(self, e164: str) -> CallerInfo | None:

@@ -301,8 +301,7 @@ class Telephony:
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a read-only function on a connection of its own."""
-        in_memory = self.db.url.database in (None, "", ":memory:")
-        if self.db.is_sqlite and not in_memory:
+        if self.db.sqlite_file is not None:
             if self._threads is None:
                 # Threads of their own: lookups never queue behind other blocking work.
                 self._threads = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="lookup")
