@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crm.queue import (
+    Backlog,
     GroupCommit,
     Handler,
     QueueItem,
@@ -195,6 +196,9 @@ class JournaledQueue:
 
     async def depth(self) -> int:
         return self._q.qsize()
+
+    async def backlog(self) -> Backlog:
+        return Backlog(self._q.qsize(), None)
 
     async def close(self) -> None:
         """Remove the journal's files when everything in them is done; keep them otherwise."""

@@ -53,6 +53,15 @@ Handler = Callable[[list[QueueItem]], Awaitable[list[bool]]]
 MAX_BATCH = 100
 
 
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What waits for intake: items queued or handed out and not yet done, and how long the
+    oldest of them has waited (None when there is none)."""
+
+    items: int
+    oldest_age: float | None
+
+
 class EventQueue(Protocol):
     async def open(self) -> None: ...
 
@@ -61,6 +70,8 @@ class EventQueue(Protocol):
     async def run(self, handler: Handler, stop: asyncio.Event) -> None: ...
 
     async def depth(self) -> int: ...
+
+    async def backlog(self) -> Backlog: ...
 
     async def close(self) -> None: ...
 
@@ -92,6 +103,9 @@ class InProcessQueue:
 
     async def depth(self) -> int:
         return self._q.qsize()
+
+    async def backlog(self) -> Backlog:
+        return Backlog(self._q.qsize(), None)
 
     async def close(self) -> None:
         return None
@@ -293,6 +307,9 @@ class RedisStreamQueue:
                 lag = g.get("lag") or 0
                 return int(lag) + int(g.get("pending") or 0)
         return 0
+
+    async def backlog(self) -> Backlog:
+        return Backlog(await self.depth(), None)
 
     async def run(self, handler: Handler, stop: asyncio.Event) -> None:
         await self.ensure_group()
