@@ -282,7 +282,8 @@ class Notifier:
                 )  # fmt: skip
                 progress.refused.append((rep, err.description))
                 progress.notes.append(
-                    f"refused for rep #{rep.id} ({err.description}); sent to supervisors"
+                    f"refused for rep #{rep.id} ({err.description}); "
+                    "offered to supervisors and admins"
                 )
             else:
                 log.warning(

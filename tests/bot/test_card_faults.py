@@ -95,7 +95,7 @@ async def test_a_card_refused_twice_goes_to_the_supervisors_and_the_next_one_to_
     assert await metric(w, "leadbot_cards_undeliverable_total", reason="bad_request") == 1
     assert await metric(w, "leadbot_cards_dropped_total") == 0
     first, second = await outbox_notes(w)
-    assert first is not None and "sent to supervisors" in first and "Entity <b>" in first
+    assert first is not None and "offered to supervisors" in first and "Entity <b>" in first
     assert second is None
 
 
