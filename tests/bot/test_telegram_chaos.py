@@ -36,6 +36,11 @@ def card_of(n: int) -> Any:
     return lambda p: f"👤 <b>Kunde {n}</b>" in str(p.get("text")) and p.get("chat_id") != BOSS
 
 
+def to_reps(params: JsonDict) -> bool:
+    """Not the supervisor's single card (a double of it would be the unanswered case)."""
+    return params.get("chat_id") != BOSS
+
+
 def faults_at(w: World, i: int) -> None:
     """The fault that starts when event `i` arrives: Telegram's bad minute, in turns."""
     tg = w.tg
@@ -45,8 +50,8 @@ def faults_at(w: World, i: int) -> None:
         tg.fail_next("sendMessage", 502, 2)
         tg.fail_next("sendMessage", 500, 1)
     elif i == 15:  # silence: one request swallowed, one carried out but never answered
-        tg.hang_next("sendMessage", HANG)
-        tg.hang_next("sendMessage", HANG, accept=True)
+        tg.hang_next("sendMessage", HANG, when=to_reps)
+        tg.hang_next("sendMessage", HANG, accept=True, when=to_reps)
     elif i == 27:
         tg.fail_next("sendMessage", 503, 2)
         tg.fail_next("sendMessage", 429, 1, retry_after=1)
