@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import re
+import string
 import sys
 import traceback
 from collections.abc import Iterable
@@ -39,11 +40,12 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(/rest/\d+/)[^/\s?#'\"]+"), rf"\1{REDACTED}"),
     # REST API tokens (crm.services.tokens): "lb_" + token_urlsafe(32).
     (re.compile(r"\blb_[\w-]{16,}"), REDACTED),
-    # Header values: "Authorization: Bearer …", "'authorization': b'…'", the webhook secret.
+    # Header values: "Authorization: Bearer …", "'authorization': '…'", "(b'Authorization',
+    # b'…')", the Telegram webhook secret.
     (
         re.compile(
-            r"((?:proxy-)?authorization|x-telegram-bot-api-secret-token)(['\"]?\s*[:=]\s*b?['\"]?)"
-            r"[^'\"\r\n]+",
+            r"((?:proxy-)?authorization|x-telegram-bot-api-secret-token)"
+            r"(['\"]\s*,\s*(?:b?['\"])?|['\"]?\s*[:=]\s*(?:b?['\"])?)[^'\"\r\n]+",
             re.IGNORECASE,
         ),
         rf"\1\2{REDACTED}",
@@ -58,6 +60,11 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+# Punctuation that URL libraries (WHATWG rules: httpx, yarl) leave unquoted in a path or query.
+_PATH_SAFE = "".join(c for c in string.punctuation if c not in ' "#<>?`{}%')
+_QUERY_SAFE = "".join(c for c in string.punctuation if c not in " \"#<>'%")
+
+
 def _escaped(secret: str) -> set[str]:
     """The spellings a secret takes once a library has quoted it for its own output."""
     imap = secret.replace("\\", "\\\\").replace('"', '\\"')  # an IMAP quoted string
@@ -69,7 +76,8 @@ def _escaped(secret: str) -> set[str]:
             repr(text)[1:-1],  # a str repr
             repr(text.encode())[2:-1],  # a bytes repr (aioimaplib's "Sending : b'…'")
             quote(text, safe=""),  # URL path or query, every reserved character quoted
-            quote(text, safe="/:@"),  # the way httpx and aiohttp leave a path
+            quote(text, safe=_PATH_SAFE),  # httpx and yarl leave most punctuation in a path
+            quote(text, safe=_QUERY_SAFE),  # … and in a query
             quote_plus(text),  # form-encoded
         }
     return forms

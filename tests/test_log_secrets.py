@@ -351,3 +351,30 @@ async def test_no_secret_in_any_log_line_at_debug(
     assert any(" httpx: HTTP Request: POST" in line for line in lines)
     if dovecot_server is not None:  # aioimaplib logs the LOGIN command at DEBUG
         assert any("LOGIN" in line for line in lines)
+
+
+async def test_a_rejected_bot_token_is_not_in_the_warning(tmp_path: Path) -> None:
+    """python-telegram-bot names the token in its error ("The token `…` was rejected"),
+    and the bot logs that error at WARNING while it retries: the default level shows it."""
+    async with TokenRouter({}) as router:  # knows no bot: every token gets 401
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBOT_")}
+        env.update(
+            LEADBOT_DATABASE__URL=f"sqlite+aiosqlite:///{tmp_path / 'leadbot.db'}",
+            LEADBOT_HTTP__PORT="0",
+            LEADBOT_TELEGRAM__TOKEN=REP_TOKEN,
+            LEADBOT_TELEGRAM__BASE_URL=router.base_url,
+        )
+        await _run("db", "upgrade", env=env)
+        proc = await leadbot_process("serve", env=env)
+        output = Output(proc)
+        try:
+            await output.wait_for(r"Telegram not reachable")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(proc.wait(), 60)
+            await asyncio.gather(*output.tasks)
+    assert code == 0, "".join(output.lines[-30:])
+    rejected = [line for line in output.lines if "Telegram not reachable" in line]
+    assert rejected and all("was rejected" in line for line in rejected)
+    leaks = [line for line in output.lines if any(f in line for f in _forms(REP_TOKEN))]
+    assert not leaks, leaks
