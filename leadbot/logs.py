@@ -30,33 +30,36 @@ if TYPE_CHECKING:
 REDACTED = "[redacted]"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-# Shapes that carry a token, redacted whether or not the token is configured here.
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+# Shapes that carry a token, redacted whether or not the token is configured here. Each is
+# tried only when one of its needles is in the lower-cased line (most lines have none).
+_PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
     # Bot API paths /bot<id>:<token>/… and /file/bot<id>:<token>/… (colon maybe URL-quoted).
-    (re.compile(r"(/bot)\d+(?::|%3A)[^/\s?#'\"]+", re.IGNORECASE), rf"\1{REDACTED}"),
+    (("/bot",), re.compile(r"(/bot)\d+(?::|%3A)[^/\s?#'\"]+", re.I), rf"\1{REDACTED}"),
     # A bare Telegram token, as in python-telegram-bot's "The token `…` was rejected".
-    (re.compile(r"\b\d{5,}(?::|%3A)[\w-]{30,}", re.IGNORECASE), REDACTED),
+    ((":", "%3a"), re.compile(r"[0-9]{5,}(?::|%3[Aa])[\w-]{30,}"), REDACTED),
     # Bitrix24 inbound webhooks /rest/<user>/<token>/<method>; also a URL cut short.
-    (re.compile(r"(/rest/\d+/)[^/\s?#'\"]+"), rf"\1{REDACTED}"),
+    (("/rest/",), re.compile(r"(/rest/\d+/)[^/\s?#'\"]+"), rf"\1{REDACTED}"),
     # REST API tokens (crm.services.tokens): "lb_" + token_urlsafe(32).
-    (re.compile(r"\blb_[\w-]{16,}"), REDACTED),
+    (("lb_",), re.compile(r"\blb_[\w-]{16,}"), REDACTED),
     # Header values: "Authorization: Bearer …", "'authorization': '…'", "(b'Authorization',
     # b'…')", the Telegram webhook secret.
     (
+        ("authorization", "secret-token"),
         re.compile(
-            r"((?:proxy-)?authorization|x-telegram-bot-api-secret-token)"
+            r"(authorization|x-telegram-bot-api-secret-token)"
             r"(['\"]\s*,\s*(?:b?['\"])?|['\"]?\s*[:=]\s*(?:b?['\"])?)[^'\"\r\n]+",
-            re.IGNORECASE,
+            re.I,
         ),
         rf"\1\2{REDACTED}",
     ),
     # Query and form parameters such as hub.verify_token=…, access_token=…, password=….
     (
-        re.compile(r"(?<![\w.-])([\w.-]*(?:token|secret|password|passwd)=)[^&\s'\"#]+", re.I),
+        ("token=", "secret=", "password=", "passwd="),
+        re.compile(r"((?:token|secret|password|passwd)=)[^&\s'\"#]+", re.I),
         rf"\1{REDACTED}",
     ),
     # The password in a URL's user info: scheme://user:password@host.
-    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+(@)", re.I), rf"\1{REDACTED}\2"),
+    (("://",), re.compile(r"(://[^/\s:@]*:)[^@\s/]+(@)"), rf"\1{REDACTED}\2"),
 )
 
 
@@ -96,8 +99,10 @@ class Redactor:
     def __call__(self, text: str) -> str:
         if self._literal is not None:
             text = self._literal.sub(REDACTED, text)
-        for pattern, replacement in _PATTERNS:
-            text = pattern.sub(replacement, text)
+        lower = text.lower()
+        for needles, pattern, replacement in _PATTERNS:
+            if any(needle in lower for needle in needles):
+                text = pattern.sub(replacement, text)
         return text
 
 
@@ -181,30 +186,34 @@ def configured_secrets(settings: Settings) -> list[str]:
 
 
 _FILTER = SecretFilter()
+_HANDLER: logging.Handler | None = None  # the root handler setup_logging added
 # Loggers that add a stdout/stderr handler of their own when they find none (SQLAlchemy's
 # `echo`, redis-py's push responses): given a NullHandler, they propagate to ours instead.
 _SELF_HANDLING = ("sqlalchemy.engine.Engine", "push_response")
 
 
 def setup_logging(level: str | int, secrets: Iterable[str] = ()) -> SecretFilter:
-    """Configure the process's logging once: one stderr handler on the root logger at
-    `level`, with the secret filter on it and on every other handler there is.
+    """Configure the process's logging: one stderr handler on the root logger at `level`,
+    with the secret filter on it and on every other handler there is.
 
-    If the root logger already has handlers (an embedding program, pytest), they are kept
-    and only get the filter. Calling it again replaces the secrets.
+    If the root logger already has handlers of someone else (an embedding program, pytest),
+    they are kept, get the filter, and their level is left alone. Calling it again replaces
+    the secrets and the level.
     """
+    global _HANDLER
     _FILTER.redact = Redactor(secrets)
     root = logging.getLogger()
     if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        root.addHandler(handler)
-        root.setLevel(level.upper() if isinstance(level, str) else level)
+        _HANDLER = logging.StreamHandler(sys.stderr)
+        _HANDLER.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(_HANDLER)
         logging.captureWarnings(True)  # warnings, too, go through the filter
         for name in _SELF_HANDLING:
             own = logging.getLogger(name)
             if not own.handlers:
                 own.addHandler(logging.NullHandler())
+    if _HANDLER is not None and _HANDLER in root.handlers:
+        root.setLevel(level.upper() if isinstance(level, str) else level)
     loggers = [root, *logging.root.manager.loggerDict.values()]
     for logger in loggers:
         for handler in getattr(logger, "handlers", ()):
