@@ -14,6 +14,7 @@ from crm.db import Database
 from crm.errors import CrmError
 from crm.service import Crm
 from leadbot.app import Service, crm_config
+from leadbot.logs import configured_secrets, redact, setup_logging
 from leadbot.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("leadbot")
@@ -24,6 +25,9 @@ class CliError(Exception):
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    loaded: Settings | None = getattr(args, "loaded_settings", None)  # main() read them
+    if loaded is not None:
+        return loaded
     return load_settings(args.config) if args.config else load_settings()
 
 
@@ -186,7 +190,13 @@ def cmd_ingest(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="leadbot", description=__doc__)
     p.add_argument("--config", help="TOML configuration file (default: $LEADBOT_CONFIG)")
-    p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
+    p.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        default=None,
+        help="DEBUG, INFO, WARNING or ERROR (default: log_level of the config, else INFO)",
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("serve", help="run the HTTP server, the workers, channels and the bot")
@@ -265,17 +275,25 @@ EXTRA_COMMANDS: list[Callable[[Any], None]] = _extra_commands()
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=(args.log_level or "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        args.loaded_settings = _settings(args)
+    except ConfigError as exc:
+        setup_logging(args.log_level or "INFO")
+        print(f"leadbot: {redact(str(exc))}", file=sys.stderr)
+        return 2
+    # Before anything logs: the level (the flag overrides the config) and the secret filter.
+    settings = args.loaded_settings
+    setup_logging(args.log_level or settings.log_level, configured_secrets(settings))
     try:
         args.fn(args)
     except (ConfigError, CliError) as exc:
-        print(f"leadbot: {exc}", file=sys.stderr)
+        print(f"leadbot: {redact(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception:  # through the log, so that the traceback is redacted too
+        log.critical("stopped by an unexpected error", exc_info=True)
+        return 1
     return 0
 
 
