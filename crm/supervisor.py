@@ -117,7 +117,8 @@ class Supervisor:
 
     def health(self) -> Health:
         states = self.states()
-        return Health(all(s.healthy for s in states), {s.name: s.as_json() for s in states})
+        tasks = {s.name: s.as_json() for s in states}
+        return Health(all(s.healthy for s in states), {"tasks": tasks})
 
     async def close(self, timeout: float = 5.0) -> None:
         """Cancel what still runs after its owner's stop (owners await theirs first)."""
