@@ -16,9 +16,11 @@ from redis.asyncio import Redis
 
 from crm.db import Database
 from crm.errors import CrmError
+from crm.outage import is_outage
 from crm.service import Crm
 from leadbot.app import Service, crm_config
 from leadbot.settings import ConfigError, Settings, load_settings
+from leadbot.web import outage_kind
 
 log = logging.getLogger("leadbot")
 
@@ -113,8 +115,13 @@ async def _serve(settings: Settings, http: bool, workers: int) -> None:
         )
     try:
         await service.run_forever()
-    except OSError as exc:
-        raise CliError(f"cannot start: {exc}") from None
+    except Exception as exc:
+        if is_outage(exc):  # went down between the check above and the start
+            what = outage_kind(exc)
+            raise CliError(f"cannot start: {what} unavailable: {_reason(exc)}") from None
+        if isinstance(exc, OSError):  # the HTTP port is taken, say
+            raise CliError(f"cannot start: {exc}") from None
+        raise
 
 
 async def _with_crm(settings: Settings, fn: Callable[[Crm], Awaitable[None]]) -> None:
