@@ -63,21 +63,47 @@ RETRY_AFTER = 5  # seconds a client is asked to wait during an outage
 CHECK_TIMEOUT = 5.0  # a readiness check that hangs is a failed one
 
 
+_KINDS = (
+    (("redis",), "queue (redis)"),
+    (("sqlalchemy", "asyncpg", "aiosqlite", "sqlite3"), "database"),
+)
+
+
+def _kind_of(module: str) -> str | None:
+    for prefixes, kind in _KINDS:
+        if module.split(".", 1)[0] in prefixes:
+            return kind
+    return None
+
+
 def outage_kind(exc: BaseException) -> str:
-    """What is down, in words an operator searches the log for."""
+    """What is down, in words an operator searches the log for: by the exception's class, or
+    by the library that raised it (a refused connection is a bare OSError from either)."""
     current: BaseException | None = exc
     seen: set[int] = set()
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        module = type(current).__module__
-        if module.startswith("redis"):
-            return "queue (redis)"
-        if module.startswith(("sqlalchemy", "asyncpg", "aiosqlite", "sqlite3")):
-            return "database"
+        kind = _kind_of(type(current).__module__)
+        for module in reversed(_modules(current)):  # the innermost library frame tells
+            if kind is not None:
+                break
+            kind = _kind_of(module)
+        if kind is not None:
+            return kind
         if isinstance(current, OSError) and not isinstance(current, ConnectionError | TimeoutError):
             return "journal disk"  # is_outage let only a disk's errors through
         current = current.__cause__ or current.__context__
     return "a server"
+
+
+def _modules(exc: BaseException) -> list[str]:
+    """The modules of the frames `exc` went through, outermost first."""
+    names: list[str] = []
+    tb = exc.__traceback__
+    while tb is not None:
+        names.append(str(tb.tb_frame.f_globals.get("__name__", "")))
+        tb = tb.tb_next
+    return names
 
 
 class Outages:
