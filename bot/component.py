@@ -85,6 +85,7 @@ class BotComponent:
             retries=settings.send_retries,
             max_backoff=settings.max_backoff,
             sync=sync,
+            counters=service.metrics.cards,
         )
         self.duties = Duties(
             Followups(service.db),

@@ -8,6 +8,12 @@ Duplicates: before each send the row is checked (`is_sent`), and it is marked se
 successful send. What remains is the ambiguous failure: a timeout after Telegram may already have
 posted the message. We retry it (a lost lead is worse than a card shown twice); both copies carry
 working buttons, because buttons name the record, not the message.
+
+Refusals (400/403) are not retried as they are: `deliver_card` tries the card without its
+buttons or as plain text; a rep Telegram still refuses it for (400) gets nothing and the
+supervisors and admins get the card instead, with a line saying why. A rep who blocked the
+bot (403) is skipped. Each case is logged once and counted (`CardCounters`); the row's
+last_error says what happened. See docs/bot/delivery.md.
 """
 
 from __future__ import annotations
@@ -16,19 +22,19 @@ import asyncio
 import contextlib
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from telegram import Bot
-from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
+from telegram.error import RetryAfter, TelegramError
 
 from bot import call_cards
 from bot.cards import Card, Cards
 from bot.clock import Clock, real_delay
-from bot.sending import send_card
+from bot.sending import BLOCKED, FULL, Undeliverable, deliver_card
 from bot.sync import CardSync
-from bot.views import Viewer
+from bot.views import NAME_CHARS, REASON_CHARS, Viewer, clip, esc
 from crm.dto import RepView
 from crm.errors import CrmError, NotFound
 from crm.service import Crm
@@ -60,6 +66,34 @@ def retry_after_seconds(err: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
+class CardCounters(Protocol):
+    """Where refused cards are counted (the host's metrics)."""
+
+    def fallback(self, form: str) -> None: ...
+    def undeliverable(self, reason: str) -> None: ...
+    def dropped(self) -> None: ...
+
+
+class NoCounters:
+    def fallback(self, form: str) -> None:
+        pass
+
+    def undeliverable(self, reason: str) -> None:
+        pass
+
+    def dropped(self) -> None:
+        pass
+
+
+@dataclass(slots=True)
+class Progress:
+    """One outbox row's delivery so far; kept across retries of the row (in memory)."""
+
+    sent: dict[int, CardRef | None] = field(default_factory=dict)  # chat → card; None: none
+    refused: list[tuple[RepView, str]] = field(default_factory=list)  # 400: stand-ins see it
+    notes: list[str] = field(default_factory=list)  # what the row's last_error will say
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """Which card a notification shows."""
@@ -83,6 +117,7 @@ class Notifier:
         retries: int = 8,
         max_backoff: float = 300.0,
         sync: CardSync | None = None,
+        counters: CardCounters | None = None,
     ) -> None:
         self.crm = crm
         self.bot = bot
@@ -92,12 +127,13 @@ class Notifier:
         self.retries = retries
         self.max_backoff = max_backoff
         self.sync = sync
+        self.counters = counters or NoCounters()
         self.call_cards = call_cards.CallCards(crm, bot)
         self.paused_until: datetime | None = None  # flood control is per bot, not per chat
         self._wake = asyncio.Event()
-        # Multi-recipient rows (supervisors): who already got a card, so a retry after a
-        # partial failure does not post again to those who have it.
-        self._progress: dict[int, dict[int, CardRef | None]] = {}
+        # Multi-recipient rows (supervisors, stand-ins): who already got a card, so a retry
+        # after a partial failure does not post again to those who have it.
+        self._progress: dict[int, Progress] = {}
 
     def wake(self) -> None:
         """Look at the outbox now (new rows were written)."""
@@ -180,34 +216,91 @@ class Notifier:
             log.error("outbox #%s: no rep with Telegram to deliver to", item.id)
             await self.crm.outbox.give_up(item.id, "no rep with Telegram to deliver to")
             return
-        done = self._progress.setdefault(item.id, {})
-        for rep in recipients:
-            chat = rep.telegram_user_id
-            assert chat is not None
-            if chat in done:
-                continue
-            done[chat] = await self._send(item, card, rep, chat)
-        cards = [c for c in done.values() if c is not None]
+        progress = self._progress.setdefault(item.id, Progress())
+        await self._send_all(item, card, recipients, progress, None)
+        if progress.refused:  # the supervisors and admins see what a rep could not get
+            note = "\n".join(
+                f"⚠️ <b>Not delivered to {esc(clip(rep.name, NAME_CHARS))}</b>"
+                f" — Telegram: {esc(clip(why, REASON_CHARS))}"
+                for rep, why in progress.refused
+            )
+            stand_ins = await self.supervisors()
+            await self._send_all(item, card, stand_ins, progress, note)
         self._progress.pop(item.id, None)
+        cards = [c for c in progress.sent.values() if c is not None]
         if not cards:
-            await self.crm.outbox.give_up(item.id, "no recipient accepted the card")
+            why = "; ".join(progress.notes) or "no recipient"
+            if progress.refused:  # (a blocked rep alone was logged already)
+                log.error("outbox #%s: no supervisor or admin took the card either", item.id)
+            self.counters.dropped()
+            await self.crm.outbox.give_up(item.id, f"no recipient accepted the card ({why})")
             return
-        await self.crm.outbox.mark_sent(item.id, cards)
+        await self.crm.outbox.mark_sent(item.id, cards, "; ".join(progress.notes) or None)
         if item.kind in MOVED and self.sync is not None:  # the previous holder's card
             shown = {(c.chat_id, c.message_id) for c in cards}
             await self.sync.refresh(self.bot, card.kind, card.ident, skip=shown)
 
-    async def _send(self, item: OutboxItem, card: Card, rep: RepView, chat: int) -> CardRef | None:
+    async def _send_all(
+        self,
+        item: OutboxItem,
+        card: Card,
+        recipients: list[RepView],
+        progress: Progress,
+        note: str | None,
+    ) -> None:
+        for rep in recipients:
+            chat = rep.telegram_user_id
+            assert chat is not None
+            if chat not in progress.sent:
+                progress.sent[chat] = await self._send(item, card, rep, chat, progress, note)
+
+    async def _send(
+        self,
+        item: OutboxItem,
+        card: Card,
+        rep: RepView,
+        chat: int,
+        progress: Progress,
+        note: str | None,
+    ) -> CardRef | None:
+        """One recipient's card; None when Telegram refused every form of it (logged once)."""
         rendered = self.cards.render(card, Viewer(rep.id, rep.role), self.clock.now())
+        if note is not None:
+            rendered = replace(rendered, text=f"{note}\n{rendered.text}")
         try:
-            msg = await send_card(self.bot, chat, rendered)
-        except Forbidden as err:  # the rep blocked the bot: retrying will not help
-            log.warning("outbox #%s: rep #%s cannot be reached: %s", item.id, rep.id, err)
+            sent = await deliver_card(self.bot, chat, rendered)
+        except Undeliverable as err:
+            self.counters.undeliverable(err.reason)
+            if err.reason == BLOCKED:  # retrying will not help, nor will others' copies
+                log.warning("outbox #%s: rep #%s cannot be reached: %s", item.id, rep.id, err)
+                progress.notes.append(f"rep #{rep.id} unreachable: {err.description}")
+            elif note is None:
+                log.warning(
+                    "outbox #%s: Telegram refused the card for rep #%s (%s); "
+                    "sending it to the supervisors and admins",
+                    item.id, rep.id, err.description,
+                )  # fmt: skip
+                progress.refused.append((rep, err.description))
+                progress.notes.append(
+                    f"refused for rep #{rep.id} ({err.description}); "
+                    "offered to supervisors and admins"
+                )
+            else:
+                log.warning(
+                    "outbox #%s: Telegram refused the card for rep #%s too (%s)",
+                    item.id, rep.id, err.description,
+                )  # fmt: skip
+                progress.notes.append(f"refused for rep #{rep.id} too ({err.description})")
             return None
-        except BadRequest as err:  # our request is wrong; a retry would fail the same way
-            log.error("outbox #%s: Telegram refused the card for rep #%s: %s", item.id, rep.id, err)
-            return None
-        return CardRef(rep.id, chat, msg.message_id, card.kind, card.ident)
+        if sent.form != FULL:
+            self.counters.fallback(sent.form)
+            form = sent.form.replace("_", " ")
+            log.warning(
+                "outbox #%s: Telegram refused the card for rep #%s (%s); sent %s",
+                item.id, rep.id, sent.refusal, form,
+            )  # fmt: skip
+            progress.notes.append(f"rep #{rep.id} got it {form} ({sent.refusal})")
+        return CardRef(rep.id, chat, sent.message.message_id, card.kind, card.ident)
 
     async def recipients(self, rep_id: int | None) -> list[RepView]:
         """The rep; supervisors and admins when there is none or they cannot be reached."""
@@ -218,6 +311,10 @@ class Notifier:
                 rep = None
             if rep is not None and rep.active and rep.telegram_user_id is not None:
                 return [rep]
+        return await self.supervisors()
+
+    async def supervisors(self) -> list[RepView]:
+        """Active supervisors and admins with Telegram."""
         return [
             r
             for r in await self.crm.reps.all(include_inactive=False)

@@ -86,10 +86,14 @@ def clip(text: str, limit: int, max_lines: int | None = None) -> str:
 _TAG = re.compile(r"<[^>]+>")
 
 
+def plain_text(rendered_html: str) -> str:
+    """What a message we rendered shows, as plain text (tags removed, entities decoded)."""
+    return html.unescape(_TAG.sub("", rendered_html))
+
+
 def visible_length(rendered_html: str) -> int:
     """Length Telegram counts for a message we rendered (UTF-16 units, tags removed)."""
-    plain = html.unescape(_TAG.sub("", rendered_html))
-    return len(plain.encode("utf-16-le")) // 2
+    return len(plain_text(rendered_html).encode("utf-16-le")) // 2
 
 
 def local(when: datetime, tz: tzinfo, now: datetime | None = None) -> str:

@@ -77,3 +77,36 @@ class Metrics:
             ["mailbox"],
             registry=self.registry,
         )
+        self.cards = CardCounters(self.registry)
+
+
+class CardCounters:
+    """Cards Telegram refused: what the rep bot's notifier reports (bot.notifier.CardCounters)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._fallback = Counter(
+            "leadbot_cards_fallback_total",
+            "Cards delivered in a reduced form after Telegram refused the full one (400)",
+            ["form"],
+            registry=registry,
+        )
+        self._undeliverable = Counter(
+            "leadbot_cards_undeliverable_total",
+            "Cards Telegram refused for a recipient in every form",
+            ["reason"],
+            registry=registry,
+        )
+        self._dropped = Counter(
+            "leadbot_cards_dropped_total",
+            "Notifications no recipient received (the rep blocked the bot, every stand-in refused)",
+            registry=registry,
+        )
+
+    def fallback(self, form: str) -> None:
+        self._fallback.labels(form).inc()
+
+    def undeliverable(self, reason: str) -> None:
+        self._undeliverable.labels(reason).inc()
+
+    def dropped(self) -> None:
+        self._dropped.inc()

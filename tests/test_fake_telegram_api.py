@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, MessageEntity, Update
-from telegram.error import BadRequest, NetworkError, RetryAfter
+from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -252,3 +252,66 @@ async def test_webhook_delivery_with_secret_token(fake: FakeTelegram) -> None:
         await runner.cleanup()
     assert info.url == hook
     assert fake.calls("setWebhook")[0].params["secret_token"] == "s3cret"
+
+
+async def test_conditional_faults_queue_up_and_hit_only_matching_calls(fake: FakeTelegram) -> None:
+    with_buttons = InlineKeyboardMarkup([[InlineKeyboardButton("Take", callback_data="t")]])
+    fake.fail_next("sendMessage", 400, description="Bad Request: wrong buttons", when=_has_keyboard)
+    fake.fail_next("sendMessage", 503)
+    async with _builder(fake).build() as app:
+        with pytest.raises(NetworkError, match="Service Unavailable"):
+            await app.bot.send_message(REP, "plain")  # skips the 400, takes the 503
+        await app.bot.send_message(REP, "plain again")
+        with pytest.raises(BadRequest, match="Wrong buttons"):
+            await app.bot.send_message(REP, "keyboard", reply_markup=with_buttons)
+        await app.bot.send_message(REP, "keyboard again", reply_markup=with_buttons)
+    assert [c.status for c in fake.calls("sendMessage")] == [503, 200, 400, 200]
+    assert [m["text"] for m in fake.sent_messages(REP)] == ["plain again", "keyboard again"]
+    assert fake.calls("sendMessage")[1].result["text"] == "plain again"
+
+
+def _has_keyboard(params: dict[str, object]) -> bool:
+    return "reply_markup" in params
+
+
+async def test_a_hang_before_accepting_times_the_client_out_and_stores_nothing(
+    fake: FakeTelegram,
+) -> None:
+    fake.hang_next("sendMessage", 1.0)
+    async with _builder(fake).build() as app:
+        started = time.monotonic()
+        with pytest.raises(TimedOut):
+            await app.bot.send_message(REP, "lost", read_timeout=0.2)
+        assert time.monotonic() - started < 0.9
+        (held,) = fake.calls("sendMessage")
+        assert held.hung and held.status == 0
+        sent = await app.bot.send_message(REP, "retried", read_timeout=0.2)
+        await asyncio.sleep(1.0)  # the held call ends now: answered 504, still not stored
+    assert held.status == 504 and held.result is None
+    assert [m["text"] for m in fake.sent_messages(REP)] == ["retried"]
+    assert sent.message_id == 1
+
+
+async def test_a_hang_after_accepting_stores_the_message_the_client_never_hears_of(
+    fake: FakeTelegram,
+) -> None:
+    fake.hang_next("sendMessage", 1.0, accept=True)
+    async with _builder(fake).build() as app:
+        with pytest.raises(TimedOut):
+            await app.bot.send_message(REP, "twice", read_timeout=0.2)
+        await app.bot.send_message(REP, "twice", read_timeout=0.2)
+    first = fake.calls("sendMessage")[0]
+    assert first.hung and first.status == 200 and first.result["message_id"] == 1
+    assert [m["text"] for m in fake.sent_messages(REP)] == ["twice", "twice"]
+
+
+async def test_fault_arguments_are_checked_and_faults_can_be_cleared(fake: FakeTelegram) -> None:
+    with pytest.raises(ValueError):
+        fake.hang_next("sendMessage", 0)
+    with pytest.raises(ValueError):
+        fake.fail_next("sendMessage", 200)
+    fake.fail_next("sendMessage", 500)
+    fake.clear_faults()
+    async with _builder(fake).build() as app:
+        await app.bot.send_message(REP, "through")
+    assert [c.status for c in fake.calls("sendMessage")] == [200]

@@ -79,14 +79,17 @@ class Outbox:
             m = await s.get(OutboxMessage, item_id)
             return m is not None and m.sent_at is not None
 
-    async def mark_sent(self, item_id: int, cards: list[CardRef]) -> None:
-        """Record delivery and which Telegram messages show the record (for in-place edits)."""
+    async def mark_sent(self, item_id: int, cards: list[CardRef], note: str | None = None) -> None:
+        """Record delivery and which Telegram messages show the record (for in-place edits);
+        `note` (kept in last_error) says how, when it was not the plain way (a fallback)."""
         async with self.db.transaction() as s:
             m = await s.get(OutboxMessage, item_id)
             if m is None or m.sent_at is not None:
                 return
             m.sent_at = utcnow()
             m.attempts += 1
+            if note:
+                m.last_error = note[:2000]
             for i, c in enumerate(cards):
                 s.add(
                     CardMessage(

@@ -7,6 +7,10 @@ produce them, then assert on the recorded calls and on the per-chat message stor
 Stored message text is what Telegram would store: for ``parse_mode=HTML`` the tags are
 stripped and turned into entities, and malformed HTML is rejected with Telegram's 400 error,
 so unescaped user text shows up as a failed call. The raw text stays in ``Call.params``.
+
+Faults are queued per method (``fail_next``, ``hang_next``); each call takes the first queued
+fault that applies to it (``when`` filters on the call's parameters), so a test can make
+Telegram refuse only cards with buttons while every other call goes through.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ _DEFAULT_DESCRIPTIONS = {
     409: "Conflict: terminated by other getUpdates request",
     500: "Internal Server Error",
     502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
 }
 # Form-encoded bodies carry every value as a string; these fields are typed by Telegram.
 _INT_FIELDS = frozenset(
@@ -80,20 +86,37 @@ class ApiError(Exception):
 
 @dataclass
 class Call:
-    """One request the bot made. ``at`` is ``time.monotonic()``; ``status`` the HTTP status."""
+    """One request the bot made. ``at`` is ``time.monotonic()``; ``status`` the HTTP status;
+    ``result`` what a successful call returned; ``hung`` whether ``hang_next`` held it (its
+    status is 0 while it is held without having been carried out)."""
 
     method: str
     params: JsonDict
     at: float
     status: int = 200
+    result: Any = None
+    hung: bool = False
+
+
+Condition = Callable[[JsonDict], bool]
 
 
 @dataclass
-class _Failure:
-    status: int
+class _Fault:
     remaining: int
-    retry_after: int | None
-    description: str | None
+    when: Condition | None
+    status: int = 0  # an error answer (fail_next)
+    retry_after: int | None = None
+    description: str | None = None
+    hang: float = 0.0  # seconds to hold the request (hang_next)
+    accept: bool = False  # hang after carrying the call out, not before
+
+    def error(self) -> ApiError:
+        if self.status == 429:
+            text = self.description or f"Too Many Requests: retry after {self.retry_after}"
+            return ApiError(429, text, self.retry_after)
+        default = _DEFAULT_DESCRIPTIONS.get(self.status, f"Error {self.status}")
+        return ApiError(self.status, self.description or default, self.retry_after)
 
 
 @dataclass
@@ -335,7 +358,7 @@ class FakeTelegram:
         self._next_update_id = 1
         self._callback_ids = itertools.count(1)
         self._open_queries: set[str] = set()
-        self._failures: dict[str, _Failure] = {}
+        self._faults: dict[str, list[_Fault]] = {}
         self._commands: dict[tuple[str, str], list[JsonDict]] = {}
         self._allowed_updates: list[str] = []
         self._webhook = _Webhook()
@@ -475,26 +498,49 @@ class FakeTelegram:
         count: int = 1,
         retry_after: int | None = None,
         description: str | None = None,
+        when: Condition | None = None,
     ) -> None:
-        """Make the next ``count`` calls of ``method`` fail with a Telegram-style error."""
+        """Make the next ``count`` calls of ``method`` (those ``when`` accepts, given the call's
+        parameters) fail with a Telegram-style error."""
         if count < 1 or not 400 <= status <= 599:
             raise ValueError(f"need count >= 1 and an error status, got {count}, {status}")
         if status == 429 and retry_after is None:
             retry_after = 1
-        self._failures[method.lower()] = _Failure(status, count, retry_after, description)
+        self._add_fault(method, _Fault(count, when, status, retry_after, description))
 
-    def _take_failure(self, method: str) -> ApiError | None:
-        failure = self._failures.get(method.lower())
-        if failure is None:
-            return None
-        failure.remaining -= 1
-        if failure.remaining <= 0:
-            del self._failures[method.lower()]
-        if failure.status == 429:
-            text = failure.description or f"Too Many Requests: retry after {failure.retry_after}"
-            return ApiError(429, text, failure.retry_after)
-        default = _DEFAULT_DESCRIPTIONS.get(failure.status, f"Error {failure.status}")
-        return ApiError(failure.status, failure.description or default, failure.retry_after)
+    def hang_next(
+        self,
+        method: str,
+        seconds: float,
+        count: int = 1,
+        accept: bool = False,
+        when: Condition | None = None,
+    ) -> None:
+        """Hold the next ``count`` calls of ``method`` for ``seconds`` before answering: a
+        network that swallows requests. ``accept=False``: the call is not carried out and is
+        answered 504 at the end (the client has usually given up by then). ``accept=True``:
+        it is carried out first (a message is stored) and only the answer is late, the case in
+        which a client that times out and retries posts the message twice."""
+        if count < 1 or seconds <= 0:
+            raise ValueError(f"need count >= 1 and seconds > 0, got {count}, {seconds}")
+        self._add_fault(method, _Fault(count, when, hang=seconds, accept=accept))
+
+    def clear_faults(self) -> None:
+        """Forget every queued fault."""
+        self._faults.clear()
+
+    def _add_fault(self, method: str, fault: _Fault) -> None:
+        self._faults.setdefault(method.lower(), []).append(fault)
+
+    def _take_fault(self, method: str, params: JsonDict) -> _Fault | None:
+        queued = self._faults.get(method.lower(), [])
+        for fault in queued:
+            if fault.when is None or fault.when(params):
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    queued.remove(fault)
+                return fault
+        return None
 
     # --- injecting updates ---
 
@@ -601,12 +647,12 @@ class FakeTelegram:
             call.params = await _read_params(request)
             if handler is None:
                 raise ApiError(404, "Not Found: method not found")
-            failure = self._take_failure(name)
-            if failure is not None:
-                raise failure
-            result = handler(call.params)
-            if asyncio.iscoroutine(result):
-                result = await result
+            fault = self._take_fault(name, call.params)
+            if fault is not None and fault.hang:
+                return await self._hang(call, handler, fault)
+            if fault is not None:
+                raise fault.error()
+            call.result = await self._carry_out(handler, call.params)
         except ApiError as error:
             call.status = error.status
             return web.json_response(error.body(), status=error.status)
@@ -614,7 +660,26 @@ class FakeTelegram:
             call.status = 500
             body = ApiError(500, f"Internal Server Error: fake failed with {error!r}").body()
             return web.json_response(body, status=500)
-        return web.json_response({"ok": True, "result": result})
+        return web.json_response({"ok": True, "result": call.result})
+
+    @staticmethod
+    async def _carry_out(handler: Handler, params: JsonDict) -> Any:
+        result = handler(params)
+        if asyncio.iscoroutine(result):
+            result = await result
+        return result
+
+    async def _hang(self, call: Call, handler: Handler, fault: _Fault) -> web.Response:
+        call.hung = True
+        if fault.accept:
+            call.result = await self._carry_out(handler, call.params)
+            await asyncio.sleep(fault.hang)
+            return web.json_response({"ok": True, "result": call.result})
+        call.status = 0  # no answer yet
+        await asyncio.sleep(fault.hang)
+        error = ApiError(504, _DEFAULT_DESCRIPTIONS[504])
+        call.status = error.status
+        return web.json_response(error.body(), status=error.status)
 
     def _record(self, call: Call) -> None:
         self._calls.append(call)
