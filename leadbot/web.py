@@ -144,10 +144,6 @@ class Outages:
                 outage.refused,
             )
 
-    @property
-    def current(self) -> list[str]:
-        return sorted(self._open)
-
 
 @dataclass
 class _Outage:
