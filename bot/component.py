@@ -39,6 +39,7 @@ from bot.sync import CardSync
 from crm.services.chat_state import ChatStates
 from crm.services.escalation import Followups
 from crm.services.messages import Messages
+from crm.supervisor import TaskHost
 from leadbot.settings import ConfigError
 from leadbot.web import json_error
 
@@ -61,6 +62,7 @@ class BotComponent:
         settings = service.settings.telegram
         assert settings.token is not None
         self.service = service
+        self.tasks: TaskHost = service
         self.settings = settings
         self.clock = clock
         crm = service.crm
@@ -150,10 +152,12 @@ class BotComponent:
         # worker processes are found by the outbox poll.
         self.service.after_intake.append(self._wake_notifier)
         self.service.outbox_listeners.append(self.notifier.wake)
-        self._tasks.append(asyncio.create_task(self.duties.run(self._stop)))
+        spawn, stop = self.tasks.spawn, self._stop
         interval = self.settings.duties_interval
-        self._tasks.append(asyncio.create_task(self.desk.run(self._stop, interval)))
-        self._tasks.append(asyncio.create_task(self._connect()))
+        self._tasks.append(spawn("bot.duties", lambda: self.duties.run(stop), stop))
+        self._tasks.append(spawn("bot.desk", lambda: self.desk.run(stop, interval), stop))
+        # Connecting ends once the bot is live; it starts the notifier then.
+        self._tasks.append(spawn("bot.connect", self._connect, stop, once=True))
 
     def _wake_notifier(self, _result: object) -> None:
         self.notifier.wake()
@@ -196,7 +200,8 @@ class BotComponent:
                 delay = min(delay * 2, MAX_CONNECT_DELAY)
         else:
             return
-        self._tasks.append(asyncio.create_task(self.notifier.run(self._stop)))
+        stop = self._stop
+        self._tasks.append(self.tasks.spawn("bot.notifier", lambda: self.notifier.run(stop), stop))
         self.ready.set()
         log.info("Telegram bot @%s is running (%s)", self.app.bot.username, self.settings.mode)
 

@@ -7,12 +7,13 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from crm.config import CrmConfig, PipelineDef, StatusDef
 from crm.db import Database
@@ -27,9 +28,10 @@ from crm.queue import (
     RedisStreamQueue,
 )
 from crm.service import Crm
+from crm.supervisor import Health, Run, Supervisor, TaskState, describe
 from leadbot.metrics import Metrics
 from leadbot.settings import Settings
-from leadbot.web import error_middleware, health_routes, prometheus_text
+from leadbot.web import Check, Outages, error_middleware, health_routes, prometheus_text
 from matching.event import Channel, InboundEvent
 from matching.model import CrmMode, MatchSettings
 
@@ -115,6 +117,11 @@ class Service:
         # Called when a channel wrote rep notifications itself (outside intake).
         self.outbox_listeners: list[Callable[[], None]] = []
         self._stop = asyncio.Event()
+        # Every long-running task of the process, the components' too (`spawn`).
+        self.supervisor = Supervisor()
+        self.outages = Outages()
+        # Readiness of the components' own parts (a mailbox's login), by check name.
+        self.component_checks: dict[str, Callable[[], Health]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -213,36 +220,101 @@ class Service:
 
     # --- lifecycle ------------------------------------------------------------------------
 
+    def spawn(
+        self, name: str, run: Run, stop: asyncio.Event, *, once: bool = False
+    ) -> asyncio.Task[None]:
+        """Run background work under the supervisor (`crm.supervisor.TaskHost`)."""
+        return self.supervisor.spawn(name, run, stop, once=once)
+
+    def add_check(self, name: str, check: Callable[[], Health]) -> None:
+        self.component_checks[name] = check
+
     def web_app(self) -> web.Application:
-        app = web.Application(middlewares=[error_middleware], client_max_size=2 * 1024 * 1024)
-        checks: dict[str, Callable[[], Awaitable[None]]] = {"database": self.db.ping}
-        if self.redis is not None:
-            redis = self.redis
-
-            async def _redis() -> None:
-                await redis.ping()
-
-            checks["redis"] = _redis
-        app.add_routes(health_routes(checks, self._metrics_text))
+        app = web.Application(
+            middlewares=[error_middleware(self.outages)], client_max_size=2 * 1024 * 1024
+        )
+        app.add_routes(health_routes(self.readiness_checks, self._metrics_text))
         for comp in self.components:
             app.add_routes(comp.routes())
         return app
 
-    def _metrics_text(self) -> bytes:
+    def readiness_checks(self) -> dict[str, Check]:
+        checks: dict[str, Check] = {"database": self._database_ready}
+        if self.redis is not None:
+            checks["redis"] = self._redis_ready
+        checks["tasks"] = self._tasks_ready
+        checks["backlog"] = self._backlog_ready
+        for name, check in self.component_checks.items():
+            checks[name] = _async(check)
+        return checks
+
+    async def _database_ready(self) -> Health:
+        await self.db.ping()
+        self.outages.end("database")  # a passing check ends an outage the webhooks met
+        return Health(True)
+
+    async def _redis_ready(self) -> Health:
+        assert self.redis is not None
+        await self.redis.ping()
+        self.outages.end("queue (redis)")
+        return Health(True)
+
+    async def _tasks_ready(self) -> Health:
+        return self.supervisor.health()
+
+    async def _backlog_ready(self) -> Health:
+        backlog = await self.queue.backlog()
+        limit = self.settings.queue.max_backlog_age
+        age = backlog.oldest_age
+        detail = {
+            "items": backlog.items,
+            "oldest_age": None if age is None else round(age, 3),
+            "max_age": limit,
+        }
+        return Health(age is None or age <= limit, detail)
+
+    async def _metrics_text(self) -> bytes:
+        self._task_gauges(self.supervisor.states())
+        for name, check in self.component_checks.items():
+            if name.startswith(MAILBOX_CHECK):
+                self.metrics.mailbox_connected.labels(name[len(MAILBOX_CHECK) :]).set(
+                    1 if check().ok else 0
+                )
+        with contextlib.suppress(Exception):  # the queue's server may be down: keep the last
+            await asyncio.wait_for(self._backlog_gauges(), 2)
         return prometheus_text(self.metrics.registry)
+
+    def _task_gauges(self, states: list[TaskState]) -> None:
+        for state in states:
+            up = state.state in ("running", "done")
+            self.metrics.task_up.labels(state.name).set(1 if up else 0)
+            self.metrics.task_restarts.labels(state.name).set(state.restarts)
+
+    async def _backlog_gauges(self) -> None:
+        backlog = await self.queue.backlog()
+        self.metrics.queue_depth.set(backlog.items)
+        self.metrics.backlog_items.set(backlog.items)
+        self.metrics.backlog_age.set(backlog.oldest_age or 0.0)
 
     async def start(self) -> None:
         await self.crm.prepare()
         if self.redis is not None:
             await self.redis.ping()
+            await self._warn_without_aof()
         await self.queue.open()  # a journal hands over what an earlier run left
         # Components first: a converter may need what its channel loads at start (the phone
         # channel's rep directory) before the workers hand it queued input.
         for comp in self.components:
             await comp.start()
-        for _ in range(self.workers):
-            self._tasks.append(asyncio.create_task(self.queue.run(self._from_queue, self._stop)))
-        self._tasks.append(asyncio.create_task(self._gauges()))
+        for k in range(self.workers):
+            self._tasks.append(
+                self.spawn(
+                    f"queue.consumer-{k + 1}",
+                    lambda: self.queue.run(self._from_queue, self._stop),
+                    self._stop,
+                )
+            )
+        self._tasks.append(self.spawn("metrics.gauges", self._gauges, self._stop))
         if self.http:
             self._runner = web.AppRunner(
                 self.web_app(),
@@ -257,10 +329,27 @@ class Service:
             self.port = sockets[0].getsockname()[1] if sockets else self.settings.http.port
             log.info("listening on http://%s:%s", self.settings.http.host, self.port)
 
+    async def _warn_without_aof(self) -> None:
+        """Redis acknowledges an XADD from memory: without the append-only file, a Redis
+        restart loses what was acknowledged since its last snapshot."""
+        assert self.redis is not None
+        try:
+            answer: Any = await self.redis.config_get("appendonly")
+        except ResponseError as exc:  # CONFIG renamed or disabled (managed Redis): unknown
+            log.info("cannot read Redis' persistence settings (%s)", describe(exc))
+            return
+        value = answer.get("appendonly") or answer.get(b"appendonly")
+        if value in ("no", b"no"):
+            log.warning(
+                "Redis runs without its append-only file (appendonly no): events already "
+                "acknowledged to a channel may be lost if Redis restarts; turn on "
+                "`appendonly yes` in redis.conf"
+            )
+
     async def _gauges(self) -> None:
         while not self._stop.is_set():
-            with contextlib.suppress(Exception):
-                self.metrics.queue_depth.set(await self.queue.depth())
+            with contextlib.suppress(Exception):  # the next round tries again
+                await self._backlog_gauges()
                 self.metrics.outbox_pending.set(await self.crm.outbox.pending_count())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=5)
@@ -279,6 +368,7 @@ class Service:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks.clear()
+        await self.supervisor.close()
         await self.queue.close()
         await self.db.dispose()
 
@@ -294,6 +384,17 @@ class Service:
             log.info("shutting down")
         finally:
             await self.stop()
+
+
+# Readiness checks named `mailbox:<name>` are a mailbox's login (leadbot_mailbox_connected).
+MAILBOX_CHECK = "mailbox:"
+
+
+def _async(check: Callable[[], Health]) -> Check:
+    async def run() -> Health:
+        return check()
+
+    return run
 
 
 def default_components() -> list[ComponentFactory]:

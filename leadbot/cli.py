@@ -5,17 +5,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from redis.asyncio import Redis
 
 from crm.db import Database
 from crm.errors import CrmError
+from crm.outage import is_outage
 from crm.service import Crm
 from leadbot.app import Service, crm_config
 from leadbot.logs import configured_secrets, redact, setup_logging
 from leadbot.settings import ConfigError, Settings, load_settings
+from leadbot.web import outage_kind
 
 log = logging.getLogger("leadbot")
 
@@ -40,18 +46,72 @@ def _safe_url(url: str) -> str:
         return "(unparsable database url)"
 
 
-async def _ping_or_fail(db: Database, url: str) -> None:
+def _safe_redis_url(url: str) -> str:
+    """The Redis server without its password: scheme://host:port."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"unix://{parts.path}"
+    return f"{parts.scheme}://{parts.hostname or 'localhost'}:{parts.port or 6379}"
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a server cannot be reached, in one line (the system's words for a socket error)."""
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, TimeoutError):
+            return "no answer within 10 s"
+        if isinstance(current, OSError) and current.errno is not None and current.errno > 0:
+            return os.strerror(current.errno)
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror  # a resolver error: "Name or service not known"
+        current = current.__cause__
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+async def _reachable(
+    what: str, where: str, ping: Callable[[], Awaitable[object]], wait: float = 0.0
+) -> None:
+    """Returns once `ping` answers. Waits up to `wait` seconds for it, one line per retry;
+    then (or at once) raises one line naming the server and why it cannot be reached."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    pause = 1.0
+    while True:
+        try:
+            await asyncio.wait_for(ping(), timeout=10)
+            return
+        except Exception as exc:
+            reason = _reason(exc)
+            left = deadline - loop.time()
+            if left <= 0:
+                raise CliError(f"{what} unreachable: {where}: {reason}") from None
+            pause = min(pause, left)
+            log.warning("%s unreachable: %s: %s; retrying in %.0f s", what, where, reason, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 10.0)
+
+
+async def _ping_or_fail(db: Database, url: str, wait: float = 0.0) -> None:
     """One line naming the database and why it cannot be reached."""
-    try:
-        await asyncio.wait_for(db.ping(), timeout=10)
-    except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CliError(f"database unreachable: {_safe_url(url)}: {reason}") from None
+    await _reachable("database", _safe_url(url), db.ping, wait)
 
 
 async def _serve(settings: Settings, http: bool, workers: int) -> None:
+    # The servers are checked before the service is built: a start that fails says one line.
+    db = Database(settings.database.url)
+    try:
+        await _ping_or_fail(db, settings.database.url, settings.database.startup_wait)
+    finally:
+        await db.dispose()
+    if settings.redis.url:
+        redis = Redis.from_url(settings.redis.url)
+        try:
+            where = _safe_redis_url(settings.redis.url)
+            await _reachable("queue", where, redis.ping, settings.redis.startup_wait)
+        finally:
+            await redis.aclose()
     service = Service(settings, http=http, workers=workers)
-    await _ping_or_fail(service.db, settings.database.url)
     if not settings.telegram.token:
         log.warning(
             "Telegram bot is off: no token configured. Set telegram.token in the config file "
@@ -59,8 +119,13 @@ async def _serve(settings: Settings, http: bool, workers: int) -> None:
         )
     try:
         await service.run_forever()
-    except OSError as exc:
-        raise CliError(f"cannot start: {exc}") from None
+    except Exception as exc:
+        if is_outage(exc):  # went down between the check above and the start
+            what = outage_kind(exc)
+            raise CliError(f"cannot start: {what} unavailable: {_reason(exc)}") from None
+        if isinstance(exc, OSError):  # the HTTP port is taken, say
+            raise CliError(f"cannot start: {exc}") from None
+        raise
 
 
 async def _with_crm(settings: Settings, fn: Callable[[Crm], Awaitable[None]]) -> None:

@@ -47,6 +47,36 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        # Health (docs/operations/health.md): set from the supervisor, the queue's backlog and
+        # the mailbox workers each time /metrics is read (the backlog also every 5 s).
+        self.task_up = Gauge(
+            "leadbot_task_up",
+            "1 while a supervised task runs (or finished its one-off work), 0 otherwise",
+            ["task"],
+            registry=self.registry,
+        )
+        self.task_restarts = Gauge(
+            "leadbot_task_restarts",
+            "Times a supervised task was restarted after an unexpected end",
+            ["task"],
+            registry=self.registry,
+        )
+        self.backlog_items = Gauge(
+            "leadbot_queue_backlog_items",
+            "Items waiting for intake or handed out and not yet done",
+            registry=self.registry,
+        )
+        self.backlog_age = Gauge(
+            "leadbot_queue_oldest_age_seconds",
+            "How long the oldest item waiting for intake has waited (0: none)",
+            registry=self.registry,
+        )
+        self.mailbox_connected = Gauge(
+            "leadbot_mailbox_connected",
+            "1 when the mailbox's last login succeeded",
+            ["mailbox"],
+            registry=self.registry,
+        )
         self.cards = CardCounters(self.registry)
 
 

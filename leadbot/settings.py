@@ -59,6 +59,9 @@ class DatabaseSettings(_Section):
     url: str = "sqlite+aiosqlite:///./leadbot.db"
     echo: bool = False
     pool_size: int = Field(10, ge=1)
+    # `serve` / `worker` start-up: wait up to this long for the database (one line per
+    # retry); 0: exit at once with one line naming it.
+    startup_wait: float = Field(0.0, ge=0)
 
 
 class RedisSettings(_Section):
@@ -66,6 +69,8 @@ class RedisSettings(_Section):
     stream: str = "leadbot:events"
     group: str = "leadbot-workers"
     claim_idle_ms: int = Field(30_000, ge=100)
+    # Like database.startup_wait, for Redis.
+    startup_wait: float = Field(0.0, ge=0)
 
 
 class QueueSettings(_Section):
@@ -76,6 +81,8 @@ class QueueSettings(_Section):
     # fdatasync before acknowledging: survives a machine crash too. false: the process's
     # crash or kill only (the OS still has the write), for ~2-3 ms less per acknowledgement.
     journal_sync: bool = True
+    # /readyz answers 503 when the oldest event waiting for intake is older (seconds).
+    max_backlog_age: float = Field(300.0, gt=0)
 
 
 class StatusSettings(_Section):

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from crm.outage import is_outage
+from crm.supervisor import Health, describe
 
 log = logging.getLogger(__name__)
 
@@ -52,48 +59,167 @@ def json_error(status: int, code: str, detail: str) -> web.Response:
     return web.json_response({"error": code, "detail": detail}, status=status)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Nothing a client sends produces a bare 500 page: errors are JSON with a reason."""
+RETRY_AFTER = 5  # seconds a client is asked to wait during an outage
+CHECK_TIMEOUT = 5.0  # a readiness check that hangs is a failed one
+
+
+_KINDS = (
+    (("redis",), "queue (redis)"),
+    (("sqlalchemy", "asyncpg", "aiosqlite", "sqlite3"), "database"),
+)
+
+
+def _kind_of(module: str) -> str | None:
+    for prefixes, kind in _KINDS:
+        if module.split(".", 1)[0] in prefixes:
+            return kind
+    return None
+
+
+def outage_kind(exc: BaseException) -> str:
+    """What is down, in words an operator searches the log for: by the exception's class, or
+    by the library that raised it (a refused connection is a bare OSError from either)."""
+    current: BaseException | None = exc
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        kind = _kind_of(type(current).__module__)
+        for module in reversed(_modules(current)):  # the innermost library frame tells
+            if kind is not None:
+                break
+            kind = _kind_of(module)
+        if kind is not None:
+            return kind
+        if isinstance(current, OSError) and not isinstance(current, ConnectionError | TimeoutError):
+            return "journal disk"  # is_outage let only a disk's errors through
+        current = current.__cause__ or current.__context__
+    return "a server"
+
+
+def _modules(exc: BaseException) -> list[str]:
+    """The modules of the frames `exc` went through, outermost first."""
+    names: list[str] = []
+    tb = exc.__traceback__
+    while tb is not None:
+        names.append(str(tb.tb_frame.f_globals.get("__name__", "")))
+        tb = tb.tb_next
+    return names
+
+
+class Outages:
+    """Logs an outage once when it starts (WARNING, naming what is down) and once when it
+    ends, with its duration: on the first successful request to a route that met it, or when
+    a readiness check of that kind passes."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, _Outage] = {}
+
+    def begin(self, exc: BaseException, where: str) -> str:
+        kind = outage_kind(exc)
+        outage = self._open.get(kind)
+        if outage is None:
+            outage = self._open[kind] = _Outage(time.monotonic())
+            log.warning(
+                "%s unavailable (%s on %s); answering 503 with Retry-After until it is back",
+                kind,
+                describe(exc),
+                where,
+            )
+        outage.routes.add(where)
+        outage.refused += 1
+        return kind
+
+    def succeeded(self, where: str) -> None:
+        for kind, outage in list(self._open.items()):
+            if where in outage.routes:
+                self.end(kind)
+
+    def end(self, kind: str) -> None:
+        outage = self._open.pop(kind, None)
+        if outage is not None:
+            log.warning(
+                "%s available again after %.1f s (%d request(s) answered 503)",
+                kind,
+                time.monotonic() - outage.started,
+                outage.refused,
+            )
+
+
+@dataclass
+class _Outage:
+    started: float
+    routes: set[str] = field(default_factory=set)
+    refused: int = 0
+
+
+def _where(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return f"{request.method} {resource.canonical if resource is not None else request.path}"
+
+
+def error_middleware(outages: Outages) -> Middleware:
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Nothing a client sends produces a bare 500 page: errors are JSON with a reason; a
+        server or disk that is down is a 503 the client may retry, logged once per outage."""
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400 or exc.content_type == "application/json":
+                raise
+            code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+                exc.status, "http_error"
+            )
+            return json_error(exc.status, code, exc.reason)
+        except json.JSONDecodeError as exc:
+            return json_error(400, "bad_json", f"the body is not valid JSON: {exc.msg}")
+        except Exception as exc:
+            if is_outage(exc):
+                kind = outages.begin(exc, _where(request))
+                answer = json_error(
+                    503, "unavailable", f"{kind} unavailable; try again in {RETRY_AFTER} s"
+                )
+                answer.headers["Retry-After"] = str(RETRY_AFTER)
+                return answer
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return json_error(500, "internal", "internal error; it has been logged")
+        if response.status < 500:
+            outages.succeeded(_where(request))
+        return response
+
+    return errors
+
+
+Check = Callable[[], Awaitable[Health]]
+
+
+async def run_check(check: Check) -> Health:
     try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400 or exc.content_type == "application/json":
-            raise
-        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
-            exc.status, "http_error"
-        )
-        return json_error(exc.status, code, exc.reason)
-    except json.JSONDecodeError as exc:
-        return json_error(400, "bad_json", f"the body is not valid JSON: {exc.msg}")
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return json_error(500, "internal", "internal error; it has been logged")
+        return await asyncio.wait_for(check(), CHECK_TIMEOUT)
+    except Exception as exc:  # a readiness probe reports, never raises
+        return Health(False, {"error": describe(exc)})
 
 
-Check = Callable[[], Awaitable[None]]
+def health_routes(
+    checks: Callable[[], dict[str, Check]], metrics_text: Callable[[], Awaitable[bytes]]
+) -> list[Any]:
+    """/healthz: the process answers. /readyz: every check, as JSON, 503 when one fails.
+    /metrics: Prometheus text."""
 
-
-def health_routes(checks: dict[str, Check], metrics_text: Callable[[], bytes]) -> list[Any]:
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
-        results: dict[str, str] = {}
-        ok = True
-        for name, check in checks.items():
-            try:
-                await check()
-                results[name] = "ok"
-            except Exception as exc:  # a readiness probe reports, never raises
-                ok = False
-                results[name] = f"error: {type(exc).__name__}"
+        named = checks()
+        answers = await asyncio.gather(*(run_check(c) for c in named.values()))
+        results = {name: {"ok": h.ok, **h.detail} for name, h in zip(named, answers, strict=True)}
+        ok = all(h.ok for h in answers)
         return web.json_response(
             {"status": "ok" if ok else "unavailable", "checks": results}, status=200 if ok else 503
         )
 
     async def metrics(_: web.Request) -> web.Response:
-        resp = web.Response(body=metrics_text())
+        resp = web.Response(body=await metrics_text())
         resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
         return resp
 

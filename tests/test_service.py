@@ -18,7 +18,12 @@ async def test_health_ready_and_metrics_over_http(start_service: Any) -> None:
             assert r.status == 200 and (await r.json())["status"] == "ok"
         async with http.get(f"{base}/readyz") as r:
             body = await r.json()
-            assert r.status == 200 and body["checks"] == {"database": "ok"}
+            assert r.status == 200 and body["status"] == "ok"
+            checks = body["checks"]
+            assert set(checks) == {"database", "tasks", "backlog"}
+            assert checks["database"] == {"ok": True}
+            consumer = checks["tasks"]["tasks"]["queue.consumer-1"]
+            assert consumer["state"] == "running" and consumer["restarts"] == 0
         await service.submit(make_event(phones=("+49 30 1234567",)))
         for _ in range(100):
             if (await service.crm.events.page())[1]:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ from channels.mail.imap import ImapServer
 from channels.mail.mailbox import MailboxConfig
 from channels.mail.worker import MailboxWorker
 from crm.services.mailstate import MailState
+from crm.supervisor import TaskHost
 from leadbot.settings import ConfigError, MailboxSettings
 
 if TYPE_CHECKING:
@@ -135,9 +137,12 @@ class MailComponent:
             config = mailbox_config(box, password, own, region)
             worker = MailboxWorker(config, self.service.process_now, store, is_outage=is_outage)
             self.workers.append(worker)
+        tasks: TaskHost = self.service
+        stop = self._stop
         for worker in self.workers:
-            task = asyncio.create_task(worker.run(self._stop), name=f"mailbox-{worker.config.name}")
-            self._tasks.append(task)
+            name = worker.config.name
+            tasks.add_check(f"mailbox:{name}", worker.health)
+            self._tasks.append(tasks.spawn(f"mailbox.{name}", partial(worker.run, stop), stop))
 
     async def stop(self) -> None:
         """Let each worker finish the mail it is on, then cut what still hangs."""

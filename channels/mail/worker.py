@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -20,6 +21,7 @@ from channels.mail.imap import ImapError, ImapRefused, ImapSession, Selected, im
 from channels.mail.mailbox import QUARANTINE_KEYWORD, MailboxConfig, MailStore, Sink
 from channels.mail.parse import MailParseError, ParsedMail, parse_message
 from channels.mail.to_event import to_event
+from crm.supervisor import Health
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,16 @@ class MailboxStats:
     last_error: str | None = None
     waiting: bool = False  # caught up, in IDLE or between polls
     idle_renewals: int = 0  # IDLE ended by our timer, not by news
+    # The last login: None before the first try, then whether it succeeded, since when
+    # (unix time) and, when it failed, why. /readyz and leadbot_mailbox_connected show it.
+    login_ok: bool | None = None
+    login_since: float | None = None
+    login_error: str | None = None
+
+    def login(self, ok: bool, error: str | None = None) -> None:
+        if ok != self.login_ok:
+            self.login_since = time.time()
+        self.login_ok, self.login_error = ok, error
 
 
 @dataclass
@@ -90,6 +102,14 @@ class MailboxWorker:
         self._failed: dict[tuple[int, int], int] = {}  # (uidvalidity, uid) → failed tries
         self._folders: set[str] = set()  # created in this session
 
+    def health(self) -> Health:
+        """Ready once logged in, and while the last login succeeded (not before the first)."""
+        st = self.stats
+        return Health(
+            st.login_ok is True,
+            {"logged_in": st.login_ok, "since": st.login_since, "error": st.login_error},
+        )
+
     # --- the loop ------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -124,7 +144,12 @@ class MailboxWorker:
     async def _session(self, stop: asyncio.Event) -> bool:
         """One connection; returns when stopped, raises on failure."""
         cfg = self.config
-        session = await ImapSession.open(cfg.server, timeout=cfg.timeout)
+        try:
+            session = await ImapSession.open(cfg.server, timeout=cfg.timeout)
+        except Exception as exc:
+            self.stats.login(False, str(exc) or type(exc).__name__)
+            raise
+        self.stats.login(True)
         self._folders.clear()
         try:
             self.stats.connects += 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from aiohttp import web
 
@@ -32,6 +33,7 @@ from channels.phone.webhooks import (
     twilio_voice,
 )
 from crm.services.telephony import Telephony
+from crm.supervisor import TaskHost
 
 # Only telephony methods and batch (of telephony methods): other /rest/ methods belong to
 # whoever serves the rest of the API. Method names are matched case-insensitively, like
@@ -45,8 +47,9 @@ Handler = Callable[[PhoneContext, web.Request], Awaitable[web.StreamResponse]]
 
 
 class PhoneComponent:
-    def __init__(self, ctx: PhoneContext) -> None:
+    def __init__(self, ctx: PhoneContext, tasks: TaskHost) -> None:
         self.ctx = ctx
+        self.tasks = tasks
         ctx.host.converters[GENERIC_KIND] = ctx.convert_generic
         self.bitrix = BitrixTelephony(ctx)
         self._stop = asyncio.Event()
@@ -75,7 +78,10 @@ class PhoneComponent:
         with contextlib.suppress(Exception):
             await self.ctx.refresh_directory()
         self._stop.clear()
-        self._refresher = asyncio.create_task(self.ctx.keep_directory_fresh(self._stop))
+        stop = self._stop
+        self._refresher = self.tasks.spawn(
+            "phone.directory", lambda: self.ctx.keep_directory_fresh(stop), stop
+        )
 
     async def stop(self) -> None:
         self._stop.set()
@@ -86,7 +92,11 @@ class PhoneComponent:
         await self.ctx.telephony.close()
 
 
-def phone_component(host: PhoneHost) -> PhoneComponent | None:
+class _Host(PhoneHost, TaskHost, Protocol):
+    """The service, as the phone channel sees it."""
+
+
+def phone_component(host: _Host) -> PhoneComponent | None:
     """Factory for `leadbot.wiring.COMPONENTS`: None when no phone format is configured."""
     phone = host.settings.phone
     if not any(
@@ -100,5 +110,6 @@ def phone_component(host: PhoneHost) -> PhoneComponent | None:
             settings=phone,
             telephony=telephony,
             callers=CallerLookup(host.db, telephony),
-        )
+        ),
+        host,
     )

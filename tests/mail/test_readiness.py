@@ -1,0 +1,61 @@
+"""A mailbox that cannot log in makes /readyz 503 (per-check JSON) and
+leadbot_mailbox_connected 0; one that logs in is ready and 1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from channels.mail.component import mail_component
+
+from .dovecot import Dovecot
+from .support import eventually, mailbox
+
+
+async def _get(port: int, path: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}{path}") as r:
+        return r.status, await r.text()
+
+
+async def _ready(port: int) -> Any:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/readyz") as r:
+        return r.status, await r.json()
+
+
+async def test_wrong_password_makes_readyz_503_and_the_gauge_0(
+    start_service: Any, dovecot: Dovecot
+) -> None:
+    service = await start_service(
+        components=[mail_component],
+        mailboxes=[
+            mailbox(dovecot, name="sales"),
+            mailbox(dovecot, name="support", password="wrong-password"),
+        ],
+    )
+
+    async def refused() -> Any:
+        status, body = await _ready(service.port)
+        check = body["checks"]["mailbox:support"]
+        return (status, body) if check["logged_in"] is False else None
+
+    async def logged_in() -> bool:
+        _, body = await _ready(service.port)
+        return bool(body["checks"]["mailbox:sales"]["logged_in"])
+
+    status, body = await eventually(refused, timeout=20, what="a refused login")
+    await eventually(logged_in, timeout=20, what="the good mailbox logged in")
+    status, body = await _ready(service.port)
+    assert status == 503 and body["status"] == "unavailable"
+    bad = body["checks"]["mailbox:support"]
+    assert bad["ok"] is False and "refused" in bad["error"] and bad["since"] > 0
+    assert "wrong-password" not in str(body)
+    good = body["checks"]["mailbox:sales"]
+    assert good["ok"] is True and good["error"] is None
+    _, metrics = await _get(service.port, "/metrics")
+    assert 'leadbot_mailbox_connected{mailbox="support"} 0.0' in metrics
+    assert 'leadbot_mailbox_connected{mailbox="sales"} 1.0' in metrics
+    # The mailbox worker's own reconnect loop handles the refusal: not a supervised failure.
+    tasks = body["checks"]["tasks"]["tasks"]
+    assert tasks["mailbox.support"]["state"] == "running"
+    assert tasks["mailbox.support"]["restarts"] == 0
