@@ -30,7 +30,7 @@ from channels.phone.signatures import (
     verify_twilio,
 )
 from channels.phone.twilio import parse_twilio, twiml_response
-from leadbot.web import json_error
+from leadbot.web import BadInput, json_error, read_form
 
 TWILIO_VOICE_PATH = "/hooks/twilio/voice"
 TWILIO_STATUS_PATH = "/hooks/twilio/status"
@@ -131,9 +131,9 @@ async def _twilio_params(request: web.Request) -> MultiMapping[str] | web.Respon
     if request.content_type != "application/x-www-form-urlencoded":
         return json_error(415, "unsupported_media_type", "Twilio sends form-encoded bodies")
     try:
-        form = await request.post()
-    except ValueError:  # undecodable bytes in the form
-        return json_error(400, "bad_request", "the form body is not valid UTF-8 form data")
+        form = await read_form(request)
+    except BadInput as err:
+        return json_error(err.status, "bad_request", err.detail)
     return MultiDictProxy(MultiDict((k, str(v)) for k, v in form.items()))
 
 
