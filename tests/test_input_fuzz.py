@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
+import aiohttp
 import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
@@ -468,3 +469,43 @@ async def test_no_input_gets_a_5xx_on_any_route(
     assert _problems(caplog.records) == []
     # The fuzzer got past the checks: some requests were accepted, not only refused.
     assert any(status < 300 for status, _ in seen)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_inputs_an_operator_saw_answer_500_now_answer_400_with_a_reason(
+    tg: FakeTelegram, start_service: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = await start_service(components=COMPONENTS, **all_sections(tg))
+    bot = next(c for c in service.components if hasattr(c, "wait_ready"))
+    await bot.wait_ready()
+    rep = await service.crm.reps.add("Rita", extension="101")
+    for comp in service.components:
+        if getattr(comp, "ctx", None) is not None:
+            await comp.ctx.refresh_directory()
+    tg_headers = {"X-Telegram-Bot-Api-Secret-Token": TG_SECRET, "Content-Type": "application/json"}
+    cases = [
+        ("/forms/contact", b"name=J\xfcrgen&phone=030", "application/x-www-form-urlencoded", {}),
+        (
+            "/forms/contact",
+            b"--B\r\nContent-Disposition: form-data\r\n\r\nx\r\n--B--\r\n",
+            "multipart/form-data; boundary=B",
+            {},
+        ),
+        ("/forms/contact", b"--B\r\n\r\nx\r\n--B--\r\n", "multipart/form-data", {}),
+        ("/hooks/telegram", nested(100_000), None, tg_headers),
+        ("/hooks/telegram", b'{"update_id":"abc","message":5}', None, tg_headers),
+    ]
+    async with aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{service.port}"
+        for path, data, ctype, extra in cases:
+            headers = {**extra, **({"Content-Type": ctype} if ctype else {})}
+            async with http.post(base + path, data=data, headers=headers) as r:
+                body = await r.json()
+                assert r.status == 400, (path, data[:60], body)
+                assert body["error"] and body["detail"], body
+        # Bitrix24 answers in its own error shape; a lone surrogate is cleaned and stored.
+        register = f"{base}/rest/1/{BITRIX_TOKEN}/telephony.externalcall.register"
+        doc = b'{"USER_ID": %d, "PHONE_NUMBER": "+4930555\\ud800", "TYPE": 2}' % rep.id
+        async with http.post(register, data=doc, headers={"Content-Type": "application/json"}) as r:
+            assert r.status == 200, await r.text()
+    assert _problems(caplog.records) == []
