@@ -30,6 +30,7 @@ from channels.webform import (
 )
 from leadbot.settings import ConfigError, FormSettings
 from leadbot.web import BadInput, client_address, json_error, networks, read_form, read_json
+from matching.text import clean_json
 
 if TYPE_CHECKING:
     from leadbot.app import Service
@@ -131,12 +132,15 @@ async def _read_fields(request: web.Request) -> dict[str, str | list[str]]:
         )
     try:
         if request.content_type == "application/json":
-            return fields_from_json(await read_json(request))
-        posted = await read_form(request)
+            fields = fields_from_json(await read_json(request))
+        else:
+            posted = await read_form(request)
+            # Uploaded files are not form fields we store; their names would only be noise.
+            fields = fields_from_pairs((k, v) for k, v in posted.items() if isinstance(v, str))
     except BadInput as err:  # answered as a FormError: that reply carries the CORS headers
         raise FormError(err.status, err.detail) from None
-    # Uploaded files are not form fields we store; their names would only be noise.
-    return fields_from_pairs((k, v) for k, v in posted.items() if isinstance(v, str))
+    # Cleaned before it is validated: a name of control characters alone is no name.
+    return clean_json(fields)
 
 
 def _wants_json(request: web.Request) -> bool:

@@ -59,3 +59,13 @@ async def test_bitrix_register_with_a_lone_surrogate_is_stored_cleaned(
     assert reply.json()["result"]["CALL_ID"]
     await phone.settle()
     assert len(await phone.leads()) == 1
+
+
+async def test_a_call_id_of_control_characters_alone_is_refused_not_queued(
+    phone: PhoneClient,
+) -> None:
+    doc = {"event": "call.missed", "call_id": "\x00\x1b", "direction": "incoming"}
+    reply = await phone.post_generic(json.dumps(doc).encode())
+    assert reply.status == 400 and reply.json()["detail"] == "call_id is required"
+    await phone.settle()
+    assert (await phone.service.queue.backlog()).items == 0
