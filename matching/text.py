@@ -121,9 +121,28 @@ def _clean_attachment(item: Attachment) -> Attachment:
     return Attachment(name, kind, item.size)
 
 
+_TEXT_FIELDS = tuple(
+    f.name for f in dataclasses.fields(InboundEvent) if f.type in ("str", "str | None")
+)
+
+
+def _all_text(event: InboundEvent) -> str:
+    parts = [getattr(event, name) or "" for name in _TEXT_FIELDS]
+    parts += event.phones + event.emails + event.hint_phones
+    for h in event.handles:
+        parts += (h.kind, h.id, h.username or "")
+    for a in event.attachments:
+        parts += (a.name, a.content_type)
+    return "\n".join(parts)
+
+
 def clean_event(event: InboundEvent) -> InboundEvent:
     """The event with every text in it cleaned (`clean_text`, `clean_json` for meta); the
     very same event when there was nothing to clean."""
+    # Every event passes here before it is acknowledged: one search over all its text is
+    # the common case (about half the time of going field by field).
+    if _BAD_CHAR.search(_all_text(event)) is None and clean_json(event.meta) is event.meta:
+        return event
     changes: dict[str, Any] = {}
     for f in dataclasses.fields(event):
         value = getattr(event, f.name)
