@@ -16,7 +16,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
@@ -28,12 +28,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
-from bot.component import bot_component
-from channels.phone.component import phone_component
 from channels.phone.signatures import sign_generic
-from channels.webform_routes import forms_component
-from channels.whatsapp_routes import whatsapp_component
 from leadbot.api import api_component
+from leadbot.wiring import COMPONENTS
 from tests.fakes.telegram_api import FakeTelegram
 
 PHONE_SECRET = "fuzz-phone-secret"
@@ -372,6 +369,7 @@ def all_sections(tg: FakeTelegram) -> dict[str, Any]:
         "forms": [{"key": FORM_KEY, "rate_limit_per_minute": 0}],
         "telegram": {
             "token": "123456:FUZZ-TOKEN",
+            "customer_token": "654321:FUZZ-CUSTOMERS",
             "base_url": tg.base_url,
             "polling_timeout": 1,
             "mode": "webhook",
@@ -379,15 +377,6 @@ def all_sections(tg: FakeTelegram) -> dict[str, Any]:
             "webhook_url": "https://crm.example.com/hooks/telegram",
         },
     }
-
-
-COMPONENTS: list[Callable[[Any], Any]] = [
-    api_component,
-    phone_component,
-    whatsapp_component,
-    forms_component,
-    bot_component,
-]
 
 
 def _problems(records: list[logging.LogRecord]) -> list[str]:
@@ -403,7 +392,7 @@ async def test_no_input_gets_a_5xx_on_any_route(
     tg: FakeTelegram, start_service: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    service = await start_service(components=COMPONENTS, **all_sections(tg))
+    service = await start_service(components=list(COMPONENTS), **all_sections(tg))
     bot = next(c for c in service.components if hasattr(c, "wait_ready"))
     await bot.wait_ready()
     _, api_token = await service.crm.tokens.create("fuzz")
@@ -411,9 +400,13 @@ async def test_no_input_gets_a_5xx_on_any_route(
     # and the cards of fuzzed leads have someone to go to.
     await service.crm.reps.add("Fuzz", role="admin", telegram_user_id=555)
     routes = mounted(service._runner.app)
-    assert {"/hooks/calls", "/hooks/whatsapp", "/hooks/telegram", "/forms/{form_key}"} <= {
-        r.template for r in routes
-    }
+    assert {
+        "/hooks/calls",
+        "/hooks/whatsapp",
+        "/hooks/telegram",
+        "/hooks/telegram/customers",
+        "/forms/{form_key}",
+    } <= {r.template for r in routes}
     headers = st.dictionaries(
         st.sampled_from(["Accept", "Origin", "X-Forwarded-For", "X-Extra"]),
         header_text | st.just("text/html"),
@@ -493,7 +486,7 @@ async def test_no_input_gets_a_5xx_on_any_route(
 async def test_inputs_an_operator_saw_answer_500_now_answer_400_with_a_reason(
     tg: FakeTelegram, start_service: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    service = await start_service(components=COMPONENTS, **all_sections(tg))
+    service = await start_service(components=list(COMPONENTS), **all_sections(tg))
     bot = next(c for c in service.components if hasattr(c, "wait_ready"))
     await bot.wait_ready()
     rep = await service.crm.reps.add("Rita", extension="101")
