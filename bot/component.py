@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -41,7 +40,8 @@ from crm.services.escalation import Followups
 from crm.services.messages import Messages
 from crm.supervisor import TaskHost
 from leadbot.settings import ConfigError
-from leadbot.web import json_error
+from leadbot.web import BadInput, json_error, read_json
+from matching.text import clean_json
 
 if TYPE_CHECKING:
     from leadbot.app import Service
@@ -278,10 +278,19 @@ class BotComponent:
         if not self.ready.is_set():  # Telegram retries later
             return json_error(503, "not_ready", "the bot is still connecting to Telegram")
         try:
-            data = await request.json()
-            update = Update.de_json(data, app.bot) if isinstance(data, dict) else None
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            update = None
+            # Cleaned like every channel's input (matching.text): customers' and reps' text
+            # is stored as it comes.
+            data = clean_json(await read_json(request))
+        except BadInput:
+            data = None
+        update = None
+        if isinstance(data, dict) and type(data.get("update_id")) is int:
+            try:
+                update = Update.de_json(data, app.bot)
+            # de_json raises whatever its field parsing meets (AttributeError, OverflowError,
+            # …): any failure here means the JSON is not an update.
+            except Exception:
+                update = None
         if update is None:
             return json_error(400, "bad_update", "the body is not a Telegram update")
         await app.process_update(update)

@@ -29,6 +29,7 @@ from channels.csv_mapping import (
 from channels.csv_read import CsvError, CsvRow, CsvTable, read_csv
 from channels.event import Channel, InboundEvent
 from matching.normalize import normalize_email, normalize_phone
+from matching.text import clean_event
 
 __all__ = [
     "IMPORT_FIELDS",
@@ -104,22 +105,25 @@ def row_to_event(
         meta["title"] = title  # intake names a new lead after it
     if warnings:
         meta["warnings"] = warnings
-    return InboundEvent(
-        channel=Channel.IMPORT,
-        external_id=f"{file_digest}:{row_no}:{_row_hash(row)}",
-        occurred_at=now,
-        display_name=_one(cells, "name") or " ".join(p for p in (first, last) if p) or None,
-        first_name=first,
-        last_name=last,
-        company_name=_one(cells, "company"),
-        phones=phones,
-        emails=emails,
-        subject=_one(cells, "title"),
-        text=_one(cells, "comment"),
-        source="IMPORT",
-        phone_region=region,
-        raw_ref=f"{file_digest}:{row_no}",
-        meta=meta,
+    # The import hands events to intake itself, not through Service.submit: cleaned here.
+    return clean_event(
+        InboundEvent(
+            channel=Channel.IMPORT,
+            external_id=f"{file_digest}:{row_no}:{_row_hash(row)}",
+            occurred_at=now,
+            display_name=_one(cells, "name") or " ".join(p for p in (first, last) if p) or None,
+            first_name=first,
+            last_name=last,
+            company_name=_one(cells, "company"),
+            phones=phones,
+            emails=emails,
+            subject=_one(cells, "title"),
+            text=_one(cells, "comment"),
+            source="IMPORT",
+            phone_region=region,
+            raw_ref=f"{file_digest}:{row_no}",
+            meta=meta,
+        )
     )
 
 
@@ -165,19 +169,29 @@ def _row_hash(row: Mapping[str, str]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert_cell(value: str) -> str:
+    """`value` as a spreadsheet shows it but never runs it: a leading `'` before a formula
+    start (the OWASP rule; "+49 30 …" then shows as text, which a phone number is)."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
 def problem_report(
     headers: Iterable[str], problems: Iterable[RowProblem], delimiter: str = ","
 ) -> str:
-    """CSV text for the report file: row number, problem, then the row as it was.
+    """CSV text for the report file: row number, problem, then the row as it was, every cell
+    made inert (`inert_cell`): the rows are untrusted input and the file is opened in Excel.
 
     Pass the input's delimiter so the report opens in the same spreadsheet the same way.
     """
     columns = list(headers)
     out = io.StringIO()
     writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
-    writer.writerow(["row", "problem", *columns])
+    writer.writerow([inert_cell(c) for c in ["row", "problem", *columns]])
     for problem in problems:
-        writer.writerow(
-            [problem.row_no, problem.reason, *(problem.values.get(c, "") for c in columns)]
-        )
+        cells = [problem.reason, *(problem.values.get(c, "") for c in columns)]
+        writer.writerow([problem.row_no, *(inert_cell(c) for c in cells)])
     return out.getvalue()

@@ -8,7 +8,6 @@ from the queue, so a slow database never makes a visitor wait.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -30,7 +29,8 @@ from channels.webform import (
     submission_id_for,
 )
 from leadbot.settings import ConfigError, FormSettings
-from leadbot.web import client_address, json_error, networks
+from leadbot.web import BadInput, client_address, json_error, networks, read_form, read_json
+from matching.text import clean_json
 
 if TYPE_CHECKING:
     from leadbot.app import Service
@@ -126,19 +126,21 @@ class FormsComponent:
 
 
 async def _read_fields(request: web.Request) -> dict[str, str | list[str]]:
-    if request.content_type == "application/json":
-        try:
-            body = json.loads(await request.text())
-        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError too
-            raise FormError(400, "the body is not valid JSON") from None
-        return fields_from_json(body)
-    if request.content_type in _FORM_TYPES:
-        posted = await request.post()
-        # Uploaded files are not form fields we store; their names would only be noise.
-        return fields_from_pairs((k, v) for k, v in posted.items() if isinstance(v, str))
-    raise FormError(
-        415, "send application/x-www-form-urlencoded, multipart/form-data or application/json"
-    )
+    if request.content_type != "application/json" and request.content_type not in _FORM_TYPES:
+        raise FormError(
+            415, "send application/x-www-form-urlencoded, multipart/form-data or application/json"
+        )
+    try:
+        if request.content_type == "application/json":
+            fields = fields_from_json(await read_json(request))
+        else:
+            posted = await read_form(request)
+            # Uploaded files are not form fields we store; their names would only be noise.
+            fields = fields_from_pairs((k, v) for k, v in posted.items() if isinstance(v, str))
+    except BadInput as err:  # answered as a FormError: that reply carries the CORS headers
+        raise FormError(err.status, err.detail) from None
+    # Cleaned before it is validated: a name of control characters alone is no name.
+    return clean_json(fields)
 
 
 def _wants_json(request: web.Request) -> bool:

@@ -34,6 +34,7 @@ from leadbot.settings import Settings
 from leadbot.web import Check, Outages, error_middleware, health_routes, prometheus_text
 from matching.event import Channel, InboundEvent
 from matching.model import CrmMode, MatchSettings
+from matching.text import clean_event, clean_json
 
 log = logging.getLogger("leadbot")
 
@@ -148,20 +149,28 @@ class Service:
 
     # --- the event path -------------------------------------------------------------------
 
+    # Every channel's input passes one of these three before it is acknowledged: text a
+    # database can never store (NUL, lone surrogates, control characters) is cleaned here
+    # (matching.text), so an acknowledged event cannot fail at every intake and be retried
+    # forever.
+
     async def submit(self, event: InboundEvent) -> None:
         """Hand an event to the queue; channels call this and acknowledge right after."""
         self.metrics.received.labels(event.channel.value).inc()
-        await self.queue.put(event)
+        await self.queue.put(clean_event(event))
 
     async def submit_raw(self, channel: Channel, raw: RawInput) -> None:
         """Hand checked channel input to the queue; the worker converts it (`converters`)."""
         self.metrics.received.labels(channel.value).inc()
+        doc = clean_json(raw.doc)
+        if doc is not raw.doc:  # the text as received is not the cleaned document's
+            raw = RawInput(raw.kind, raw.received_at, doc, None)
         await self.queue.put(raw)
 
     async def process_now(self, event: InboundEvent) -> IntakeResult:
         """Synchronous path for protocols whose reply must carry the outcome."""
         self.metrics.received.labels(event.channel.value).inc()
-        return await self.handle(event)
+        return await self.handle(clean_event(event))
 
     async def handle(self, event: InboundEvent) -> IntakeResult:
         result = (await self.handle_many([event]))[0]

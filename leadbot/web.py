@@ -7,12 +7,15 @@ import ipaddress
 import json
 import logging
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
+from multidict import MultiDictProxy
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from crm.outage import is_outage
@@ -21,6 +24,35 @@ from crm.supervisor import Health, describe
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _client_fault(exc: BaseException | None) -> str | None:
+    """Why a request could not be read when that is the client's doing, else None: a
+    malformed HTTP message, or a body that does not decode as its Content-Encoding says."""
+    if isinstance(exc, HttpProcessingError) and 400 <= exc.code < 500:
+        return exc.message
+    if isinstance(exc, web.RequestPayloadError):
+        return str(exc).replace("\n", " ")
+    return None
+
+
+class _ClientProtocolErrors(logging.Filter):
+    """aiohttp answers a malformed HTTP message (a bad header byte, a broken request line)
+    with a plain 400, and drains a body it cannot decode after the reply; both it logs with
+    a traceback at ERROR, as if the server had failed. It is the client's fault: one INFO
+    line without the traceback says enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        reason = _client_fault(record.exc_info[1] if record.exc_info else None)
+        if reason is not None:
+            record.msg = f"{record.msg}: %s"
+            record.args = (*(record.args if isinstance(record.args, tuple) else ()), reason)
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+logging.getLogger("aiohttp.server").addFilter(_ClientProtocolErrors())
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -57,6 +89,43 @@ def client_address(request: web.Request, trusted: Sequence[Network]) -> str:
 
 def json_error(status: int, code: str, detail: str) -> web.Response:
     return web.json_response({"error": code, "detail": detail}, status=status)
+
+
+class BadInput(Exception):
+    """A request that cannot be read as what the route expects: a 4xx with a JSON reason
+    (`error_middleware` answers it; a handler may catch it to answer in its own words)."""
+
+    def __init__(self, code: str, detail: str, status: int = 400) -> None:
+        super().__init__(detail)
+        self.code, self.detail, self.status = code, detail, status
+
+
+# What aiohttp's form parser raises on bytes it cannot read: bad UTF-8 or percent-encoding
+# (ValueError), an unknown charset (LookupError), an unknown part encoding (RuntimeError),
+# a broken deflate part (zlib.error), a part without a name or a missing boundary (ValueError).
+_FORM_ERRORS = (ValueError, LookupError, RuntimeError, TypeError, zlib.error, HttpProcessingError)
+
+
+async def read_form(
+    request: web.Request,
+) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
+    """The url-encoded or multipart form of a request; `BadInput` when it cannot be read."""
+    try:
+        return await request.post()
+    except web.HTTPException:
+        raise  # too large: aiohttp's own 413
+    except _FORM_ERRORS as exc:
+        raise BadInput("bad_form", f"the form body cannot be read: {str(exc)[:200]}") from None
+
+
+async def read_json(request: web.Request) -> Any:
+    """The JSON document of a request body (UTF-8, -16 or -32, whatever the charset parameter
+    says); `BadInput` when it is not JSON or nested too deeply to read."""
+    body = await request.read()
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise BadInput("bad_json", "the body is not valid JSON") from None
 
 
 RETRY_AFTER = 5  # seconds a client is asked to wait during an outage
@@ -171,6 +240,13 @@ def error_middleware(outages: Outages) -> Middleware:
                 exc.status, "http_error"
             )
             return json_error(exc.status, code, exc.reason)
+        except BadInput as exc:
+            return json_error(exc.status, exc.code, exc.detail)
+        except (HttpProcessingError, web.RequestPayloadError) as exc:
+            reason = _client_fault(exc)
+            if reason is None:
+                raise
+            return json_error(400, "bad_request", f"the request body cannot be read: {reason}")
         except json.JSONDecodeError as exc:
             return json_error(400, "bad_json", f"the body is not valid JSON: {exc.msg}")
         except Exception as exc:

@@ -73,6 +73,7 @@ from crm.dto import IntakeResult
 from crm.services.external_calls import ExternalCalls
 from crm.services.telephony import CallerInfo, NumberHolder, RepContact
 from matching.event import RegisterMode
+from matching.text import clean_json
 
 Method = Callable[[dict[str, Any], str], Awaitable[Any]]
 
@@ -190,11 +191,15 @@ class BitrixTelephony:
             method = resolve_method(request.match_info["method"])
             # Only attachRecord may carry a file (the recording, base64).
             limit = MAX_RECORDING_BODY if method == ATTACH_RECORD and self._recordings else MAX_BODY
-            params = parse_bitrix_params(
-                request.rel_url.raw_query_string,
-                request.headers.get("Content-Type"),
-                await _body(request, limit),
-                limit,
+            # Cleaned (matching.text) before any method stores a parameter: registrations
+            # and cards keep them outside intake, where Service.submit cannot clean them.
+            params = clean_json(
+                parse_bitrix_params(
+                    request.rel_url.raw_query_string,
+                    request.headers.get("Content-Type"),
+                    await _body(request, limit),
+                    limit,
+                )
             )
             if method == BATCH:
                 result: Any = await self.batch(params, app)

@@ -30,7 +30,8 @@ from channels.phone.signatures import (
     verify_twilio,
 )
 from channels.phone.twilio import parse_twilio, twiml_response
-from leadbot.web import json_error
+from leadbot.web import BadInput, json_error, read_form
+from matching.text import clean_json, clean_text
 
 TWILIO_VOICE_PATH = "/hooks/twilio/voice"
 TWILIO_STATUS_PATH = "/hooks/twilio/status"
@@ -73,12 +74,15 @@ async def generic_hook(ctx: PhoneContext, request: web.Request) -> web.Response:
     if known is not None and known[0] in ctx.recent:
         return web.Response(body=known[1], headers=_JSON)
     try:
-        doc = generic_document(body)
+        received = generic_document(body)
+        # Cleaned before it is validated: a call_id of control characters alone is no id.
+        doc = clean_json(received)
         report = generic_report(doc)
     except PayloadError as err:
         return payload_error(err)
-    # The body as it came is the document's JSON when it is UTF-8 (json also reads UTF-16/32).
-    text = body if json.detect_encoding(body) == "utf-8" else None
+    # The body as it came is the document's JSON when it is UTF-8 (json also reads UTF-16/32)
+    # and cleaning changed nothing.
+    text = body if doc is received and json.detect_encoding(body) == "utf-8" else None
     status, event = await ctx.enqueue_generic(report, doc, text)
     if status == "ignored":
         return web.json_response({"status": status, "reason": "internal call"})
@@ -131,9 +135,9 @@ async def _twilio_params(request: web.Request) -> MultiMapping[str] | web.Respon
     if request.content_type != "application/x-www-form-urlencoded":
         return json_error(415, "unsupported_media_type", "Twilio sends form-encoded bodies")
     try:
-        form = await request.post()
-    except ValueError:  # undecodable bytes in the form
-        return json_error(400, "bad_request", "the form body is not valid UTF-8 form data")
+        form = await read_form(request)
+    except BadInput as err:
+        return json_error(err.status, "bad_request", err.detail)
     return MultiDictProxy(MultiDict((k, str(v)) for k, v in form.items()))
 
 
@@ -158,7 +162,8 @@ async def _record_twilio(
     except SignatureError as err:
         return json_error(401, "bad_signature", err.reason)
     try:
-        report = parse_twilio(params)
+        # Cleaned after the signature check (which covers the values as sent).
+        report = parse_twilio(MultiDict((clean_text(k), clean_text(v)) for k, v in params.items()))
     except PayloadError as err:
         return payload_error(err)
     await ctx.enqueue(report)

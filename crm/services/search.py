@@ -15,6 +15,13 @@ from crm.services.common import contact_views, deal_views, lead_views
 from crm.services.listing import visible_to
 
 
+def contains_pattern(text: str) -> str:
+    """A LIKE pattern (escape character backslash) for "contains `text`": its own %, _ and
+    backslashes match themselves, so "/find %%" finds names with a percent sign, not all."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 @dataclass(frozen=True, slots=True)
 class SearchResult:
     contacts: list[ContactView]
@@ -74,18 +81,18 @@ class Search:
                 for t, i in rows:
                     owners.setdefault(t, set()).add(i)
             elif len(query) >= 2:
-                pattern = f"%{query.lower()}%"
+                pattern = contains_pattern(query.lower())
                 owners["contact"] |= set(
                     await s.scalars(
                         select(Contact.id)
-                        .where(func.lower(Contact.name).like(pattern))
+                        .where(func.lower(Contact.name).like(pattern, escape="\\"))
                         .limit(limit)
                     )
                 )
                 owners["company"] |= set(
                     await s.scalars(
                         select(Company.id)
-                        .where(func.lower(Company.title).like(pattern))
+                        .where(func.lower(Company.title).like(pattern, escape="\\"))
                         .limit(limit)
                     )
                 )
@@ -93,8 +100,8 @@ class Search:
                     await s.scalars(
                         select(Lead.id)
                         .where(
-                            func.lower(Lead.title).like(pattern)
-                            | func.lower(func.coalesce(Lead.name, "")).like(pattern)
+                            func.lower(Lead.title).like(pattern, escape="\\")
+                            | func.lower(func.coalesce(Lead.name, "")).like(pattern, escape="\\")
                         )
                         .limit(limit)
                     )

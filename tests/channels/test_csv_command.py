@@ -7,6 +7,8 @@ fast; the acceptance run uses 10,000).
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import os
 import re
 import sys
@@ -225,3 +227,26 @@ async def test_big_file_dry_run_counts_equal_the_real_run(crm: Crm, tmp_path: Pa
     counts = real.counts()
     assert sum(counts.values()) == BIG_ROWS and counts["matched"] > 0 and counts["skipped"] > 0
     assert await count(crm, Lead) == counts["created"]
+
+
+async def test_problem_report_cells_cannot_run_as_formulas(crm: Crm, tmp_path: Path) -> None:
+    path = tmp_path / "evil.csv"
+    path.write_bytes(
+        b"Name;Phone;Notes\r\n"
+        b'=HYPERLINK("http://evil.example","click");;+1+cmd|calc\r\n'
+        b"@SUM(A1);;-2\r\n"
+        b"-Minus;;plain\r\n"
+        b"Ctl\x01Name\xc2\x85;+49 30 1234567;ok\r\n"
+    )
+    run = await leadbot(crm.db, "import-csv", str(path), "--as", "lead", "--no-progress")
+    assert run.code == 0, run.err
+    text = (tmp_path / "evil.problems.csv").read_text("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text), delimiter=";"))
+    assert [(r[0], r[2], r[4]) for r in rows[1:]] == [
+        ("2", '\'=HYPERLINK("http://evil.example","click")', "'+1+cmd|calc"),
+        ("3", "'@SUM(A1)", "'-2"),
+        ("4", "'-Minus", "plain"),
+    ]
+    # The row with control characters in its name is imported with the name cleaned.
+    leads, _ = await crm.leads.page(ListFilter(limit=10))
+    assert [lead.name for lead in leads] == ["CtlName"]
