@@ -18,13 +18,16 @@ import pytest
 import crm.journal
 from channels.phone.signatures import sign_generic
 from crm.journal import JournaledQueue, JournalInUse
-from crm.queue import QueueItem, RawInput
+from crm.queue import DONE, Outcome, QueueItem, RawInput
 from matching.event import InboundEvent
 from tests.conftest import leadbot_process, make_event
 
 
 def _segments(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.glob("segment-*.jsonl"))
+
+
+FAILED = Outcome("failed", "ValueError: always fails")
 
 
 def _name(item: QueueItem) -> str:
@@ -36,9 +39,9 @@ class Recorder:
         self.seen: list[str] = []
         self.fail = fail or set()
 
-    async def __call__(self, items: list[QueueItem]) -> list[bool]:
+    async def __call__(self, items: list[QueueItem]) -> list[Outcome]:
         self.seen += [_name(x) for x in items]
-        return [_name(x) not in self.fail for x in items]
+        return [FAILED if _name(x) in self.fail else DONE for x in items]
 
 
 async def _drain(queue: JournaledQueue, handler: Recorder) -> None:
