@@ -184,8 +184,8 @@ class JournaledQueue(LocalQueue):
     async def _settle(self, items: list[Waiting]) -> None:
         for w in items:
             w.tag.outstanding -= 1
-        await super()._settle(items)
         await self._retire()
+        await super()._settle(items)  # last: join() returns once the segments are gone
 
     async def _dead_letter(self, items: list[Waiting]) -> None:
         """Each into dead/ (synced) before its segment may go."""

@@ -223,11 +223,10 @@ class Service:
         for k, item in enumerate(items):
             if isinstance(item, RawInput):
                 converter = self.converters.get(item.kind)
-                if converter is None:
-                    log.error(
-                        "no converter for queued %r input: is its channel configured?", item.kind
+                if converter is None:  # logged by the queue, with the tries left
+                    outcomes[k] = Outcome(
+                        "failed", f"no converter for {item.kind!r} input (channel not configured?)"
                     )
-                    outcomes[k] = Outcome("failed", f"no converter for {item.kind!r} input")
                     continue
                 try:
                     event = converter(item)

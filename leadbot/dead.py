@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,19 +42,22 @@ def register_cli(subparsers: Any) -> None:
     s.set_defaults(fn=cmd_dead)
 
 
-def cmd_dead(args: argparse.Namespace) -> None:
-    from leadbot.cli import CliError
+class _Refused(Exception):
+    pass
 
+
+def cmd_dead(args: argparse.Namespace) -> None:
     settings = load_settings(args.config) if args.config else load_settings()
     try:
         asyncio.run(_run(settings, args))
-    except UnknownDeadLetter as exc:
-        raise CliError(str(exc).strip("'\"")) from None
+    except (UnknownDeadLetter, _Refused) as exc:
+        # As `leadbot.cli` reports its errors (not its CliError: under `python -m` that
+        # module is __main__, a class of another name).
+        print(f"leadbot: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> None:
-    from leadbot.cli import CliError
-
     if settings.redis.url:
         redis = Redis.from_url(settings.redis.url)
         try:
@@ -73,7 +77,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
     directory = journal_dir(settings, db)
     await db.dispose()
     if directory is None:
-        raise CliError("no dead letters: the queue has neither Redis nor a journal")
+        raise _Refused("no dead letters: the queue has neither Redis nor a journal")
     journal = JournalDeadLetters(directory)
     if args.dead_cmd == "list":
         _print(await asyncio.to_thread(journal.letters), str(journal.dead))
