@@ -182,6 +182,11 @@ class OutageWait:
     def remaining(self, now: float) -> float:
         return max(0.0, self._until - now)
 
+    @property
+    def active(self) -> bool:
+        """An outage is under way: one item at a time probes whether it is over."""
+        return self._since is not None
+
 
 async def wait_or_stop(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
@@ -271,12 +276,13 @@ class LocalQueue:
         return max(self._later[0][0] - now, 0.001) if self._later else 3600.0
 
     async def _take(self, wait: float) -> list[Waiting]:
+        size = 1 if self._outage.active else MAX_BATCH
         batch: list[Waiting] = []
-        while self._due and len(batch) < MAX_BATCH:
+        while self._due and len(batch) < size:
             batch.append(self._due.popleft())
         if not batch:
-            return await next_batch(self._ready, wait)
-        while len(batch) < MAX_BATCH and not self._ready.empty():
+            return await next_batch(self._ready, wait, size)
+        while len(batch) < size and not self._ready.empty():
             batch.append(self._ready.get_nowait())
         return batch
 
@@ -365,14 +371,14 @@ class InProcessQueue(LocalQueue):
 T = TypeVar("T")
 
 
-async def next_batch(q: asyncio.Queue[T], wait: float = 0.2) -> list[T]:
-    """Whatever waits in `q`, up to MAX_BATCH, after waiting up to `wait` seconds for the
+async def next_batch(q: asyncio.Queue[T], wait: float = 0.2, size: int = MAX_BATCH) -> list[T]:
+    """Whatever waits in `q`, up to `size`, after waiting up to `wait` seconds for the
     first; empty when nothing came (so a consumer can look at its stop flag)."""
     try:
         batch = [await asyncio.wait_for(q.get(), timeout=wait)]
     except TimeoutError:
         return []
-    while len(batch) < MAX_BATCH and not q.empty():
+    while len(batch) < size and not q.empty():
         batch.append(q.get_nowait())
     return batch
 
@@ -745,13 +751,17 @@ class RedisStreamQueue:
         due = [i for i, r in self._later.items() if r.due <= now]
         if not due:
             return
-        idle = min(now - self._later[i].delivered for i in due)
+        if self._outage.active:  # one entry probes; the others wait for the outage's end
+            for i in due[1:]:
+                self._later[i].due = now + max(self._outage.remaining(now), 0.05)
+            due = due[:1]
+        # Taken off the schedule before the round trip: another worker task of this
+        # process must not claim them too.
+        idle = min(now - self._later.pop(i).delivered for i in due)
         ids: list[Any] = due
         claimed: Any = await self.redis.xclaim(
             self.stream, self.group, self.consumer, max(0, int(idle * 1000) - 100), ids
         )
-        for i in due:
-            del self._later[i]
         got = {_text(i) for i, f in claimed if f is not None}
         for i in due:
             if i not in got:

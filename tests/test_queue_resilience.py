@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,7 +30,7 @@ from crm.queue import (
 )
 from crm.service import Crm
 from matching.event import InboundEvent
-from tests.conftest import REDIS_URL, make_event
+from tests.conftest import REDIS_URL, leadbot_process, make_event
 from tests.redis_server import RedisServer, free_port
 
 FAST = RetryPolicy(max_failures=3, first_delay=0.05, max_delay=0.2)
@@ -382,3 +383,55 @@ async def test_acknowledged_entries_an_older_version_left_are_trimmed(
         stop.set()
         await consumer
     assert set(handler.calls) == {"fresh"}
+
+
+async def test_leadbot_dead_lists_retries_and_drops_redis_dead_letters(
+    shared: Callable[..., RedisStreamQueue], tmp_path: Path
+) -> None:
+    queue = shared(policy=RetryPolicy(max_failures=1))
+    for name in ("bad-1", "bad-2"):
+        await queue.put(make_event(external_id=name))
+    refuse = Recorder(fail={"bad-1", "bad-2"})
+    stop = asyncio.Event()
+    task = asyncio.create_task(queue.run(refuse, stop))
+    try:
+        await _until(lambda: _dead_count(queue, 2))
+    finally:
+        stop.set()
+        await task
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBOT_")}
+    env.update(
+        LEADBOT_DATABASE__URL=f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}",
+        LEADBOT_REDIS__URL=REDIS_URL,
+        LEADBOT_REDIS__STREAM=queue.stream,
+    )
+
+    async def dead(*args: str) -> tuple[int, str, str]:
+        proc = await leadbot_process("dead", *args, env=env)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        return proc.returncode or 0, out.decode(), err.decode()
+
+    code, out, _ = await dead("list")
+    assert code == 0
+    rows = [line.split("\t") for line in out.splitlines()[1:]]
+    assert [(r[2], r[3], r[4]) for r in rows] == [
+        ("1", "call:bad-1", "ValueError: refused"),
+        ("1", "call:bad-2", "ValueError: refused"),
+    ]
+    code, out, _ = await dead("retry", rows[0][0])
+    assert code == 0, out
+    code, out, _ = await dead("drop", rows[1][0])
+    assert code == 0, out
+    assert await queue.redis.xlen(queue.dead_letters) == 0
+    # The one put back is in the live stream: a consumer takes it.
+    accept = Recorder()
+    stop = asyncio.Event()
+    task = asyncio.create_task(queue.run(accept, stop))
+    try:
+        await _until(lambda: _seen(accept, 1))
+    finally:
+        stop.set()
+        await task
+    assert accept.calls == Counter({"bad-1": 1})
+    code, _, err = await dead("retry", rows[1][0])
+    assert code == 2 and f"no dead letter {rows[1][0]}" in err
