@@ -187,10 +187,16 @@ class JournaledQueue(LocalQueue):
         await self._retire()
         await super()._settle(items)  # last: join() returns once the segments are gone
 
-    async def _dead_letter(self, items: list[Waiting]) -> None:
+    async def _dead_letter(self, items: list[Waiting]) -> list[Waiting]:
         """Each into dead/ (synced) before its segment may go."""
+        moved: list[Waiting] = []
         for w in items:
-            letter = await asyncio.to_thread(self.dead.add, w.item, w.reason, w.failures)
+            try:
+                letter = await asyncio.to_thread(self.dead.add, w.item, w.reason, w.failures)
+            except OSError:
+                log.exception("queue journal: writing a dead letter failed; the item stays")
+                continue
+            moved.append(w)
             self._dead_count += 1
             log.error(
                 "queue journal: %s moved to %s/%s.json after %d failures: %s",
@@ -200,6 +206,7 @@ class JournaledQueue(LocalQueue):
                 w.failures,
                 w.reason,
             )
+        return moved
 
     async def _idle_work(self) -> None:
         if time.monotonic() >= self._next_scan:

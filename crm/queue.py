@@ -312,24 +312,22 @@ class LocalQueue:
                 )
             self._retry(w, now)
         if dead:
-            try:
-                await self._dead_letter(dead)
-            except Exception:
-                log.exception("queue: moving %d item(s) to the dead letters failed", len(dead))
-                for w in dead:
+            moved = await self._dead_letter(dead)
+            for w in dead:
+                if w not in moved:  # kept: the dead letter could not be written (the disk)
                     self._retry(w, now)
-                dead = []
-            else:
-                self.dead_total += len(dead)
-                if self.on_dead is not None:
-                    self.on_dead(len(dead))
+            dead = moved
+            self.dead_total += len(dead)
+            if dead and self.on_dead is not None:
+                self.on_dead(len(dead))
         if done or dead:
             await self._settle(done + dead)
 
     def _retry(self, w: Waiting, now: float) -> None:
         heapq.heappush(self._later, (now + self.policy.delay(w.attempts), next(self._seq), w))
 
-    async def _dead_letter(self, items: list[Waiting]) -> None:
+    async def _dead_letter(self, items: list[Waiting]) -> list[Waiting]:
+        """Move `items` to the dead letters; those moved."""
         for w in items:
             log.error(
                 "queue: %s given up after %d failures (%s); without a journal it is not kept",
@@ -337,6 +335,7 @@ class LocalQueue:
                 w.failures,
                 w.reason,
             )
+        return items
 
     async def _settle(self, items: list[Waiting]) -> None:
         """`items` are done or dead-lettered: they leave the queue."""
