@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import func, select
 
+from crm.db import Database
 from crm.models import InboundEventLog, Lead
 from crm.queue import (
     DONE,
@@ -29,8 +30,9 @@ from crm.queue import (
     outcome_of,
 )
 from crm.service import Crm
+from leadbot.app import Service
 from matching.event import InboundEvent
-from tests.conftest import REDIS_URL, leadbot_process, make_event
+from tests.conftest import REDIS_URL, leadbot_process, make_event, service_settings
 from tests.redis_server import RedisServer, free_port
 
 FAST = RetryPolicy(max_failures=3, first_delay=0.05, max_delay=0.2)
@@ -435,3 +437,102 @@ async def test_leadbot_dead_lists_retries_and_drops_redis_dead_letters(
     assert accept.calls == Counter({"bad-1": 1})
     code, _, err = await dead("retry", rows[1][0])
     assert code == 2 and f"no dead letter {rows[1][0]}" in err
+
+
+class CuttableProxy:
+    """A TCP proxy in front of the shared PostgreSQL: `cut()` refuses new connections and
+    drops open ones (what the service sees of a database that went down), `mend()` undoes it."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    async def mend(self) -> None:
+        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._open):
+            writer.transport.abort()
+        await self._server.wait_closed()
+        self._server = None
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._open |= {writer, up_writer}
+
+        async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
+        self._open -= {writer, up_writer}
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_a_database_outage_loses_nothing_and_gives_nothing_up(
+    db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The operator's case: PostgreSQL down for seconds under the in-process queue."""
+    caplog.set_level(logging.WARNING, logger="crm.queue")
+    assert db.url.port is not None
+    proxy = CuttableProxy(db.url.port)
+    await proxy.mend()
+    settings = service_settings(
+        db,
+        queue={
+            "journal_dir": str(tmp_path / "journal"),
+            "max_failures": 2,
+            "retry_delay": 0.1,
+            "retry_max_delay": 0.5,
+        },
+    )
+    proxied = db.url.set(port=proxy.port).render_as_string(hide_password=False)
+    service = Service(
+        settings.model_copy(
+            update={"database": settings.database.model_copy(update={"url": proxied})}
+        ),
+        components=[],
+    )
+    await service.start()
+    total = 300
+    try:
+        for i in range(total):
+            if i == 100:
+                await proxy.cut()
+                mend = asyncio.get_running_loop().call_later(
+                    3.0, lambda: asyncio.ensure_future(proxy.mend())
+                )
+            await service.submit(make_event(external_id=f"pg-{i}", phones=(f"+49 30 4{i:06d}",)))
+            await asyncio.sleep(0.01)
+
+        async def all_in() -> bool:
+            async with db.transaction() as s:
+                n = await s.scalar(select(func.count()).select_from(InboundEventLog))
+            return n == total
+
+        await _until(all_in, 120)
+        mend.cancel()
+    finally:
+        await service.stop()
+    async with db.transaction() as s:
+        assert await s.scalar(select(func.count()).select_from(Lead)) == total
+    assert service.queue.dead_waiting == 0
+    assert service.metrics.dead_letters._value.get() == 0  # type: ignore[attr-defined]
+    assert not list((tmp_path / "journal").glob("segment-*"))  # all done: nothing to replay
+    # The outage was seen (and waited out) once, not an error per event and retry.
+    assert len(_messages(caplog, "intake reports an outage")) == 1
+    assert len(_messages(caplog, "intake works again")) == 1
