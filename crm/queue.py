@@ -570,6 +570,7 @@ class RedisStreamQueue:
         # when its time comes. Tries count per entry, for the backoff.
         self._later: dict[str, _Later] = {}
         self._tries: dict[str, int] = {}
+        self._to_ack: set[str] = set()  # done, but Redis went away before the XACK
         self._outage = OutageWait(self.policy)
         self._down = _Down(reconnect_max_delay=reconnect_max_delay)
         self._dead_count = 0
@@ -720,9 +721,14 @@ class RedisStreamQueue:
         self._group_ready = False
         self._later.clear()
         self._tries.clear()
+        self._to_ack.clear()
 
     async def _round(self, handler: Handler, stop: asyncio.Event) -> None:
         await self.ensure_group()
+        if self._to_ack:
+            ids = list(self._to_ack)
+            await self._ack(ids)
+            self._to_ack.difference_update(ids)
         if time.monotonic() >= self._next_count:
             await self._housekeeping()
         await self._retry_due(handler)
@@ -855,9 +861,16 @@ class RedisStreamQueue:
                 )
                 self._later_again(msg_id, now)
         if done:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                self._ack_into(pipe, done)
-                await pipe.execute()
+            try:
+                await self._ack(done)
+            except Exception:
+                self._to_ack.update(done)  # done in the database: acknowledged once Redis is back
+                raise
+
+    async def _ack(self, ids: list[str]) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self._ack_into(pipe, ids)
+            await pipe.execute()
 
     def _later_again(self, msg_id: str, now: float) -> None:
         tries = self._tries.get(msg_id, 0) + 1
