@@ -19,13 +19,18 @@ from crm.config import CrmConfig, PipelineDef, StatusDef
 from crm.db import Database
 from crm.dto import IntakeResult
 from crm.journal import JournaledQueue
+from crm.outage import is_outage
 from crm.queue import (
+    DONE,
     EventQueue,
     InProcessQueue,
+    Outcome,
     QueueItem,
     RawInput,
     RedisSeen,
     RedisStreamQueue,
+    RetryPolicy,
+    outcome_of,
 )
 from crm.service import Crm
 from crm.supervisor import Health, Run, Supervisor, TaskState, describe
@@ -74,6 +79,18 @@ def crm_config(settings: Settings) -> CrmConfig:
         timezone=c.timezone,
         admin_telegram_ids=tuple(settings.telegram.admins),
     )
+
+
+def journal_dir(settings: Settings, db: Database) -> Path | None:
+    """The in-process queue's journal: `queue.journal_dir`; unset, `<file>.queue` next to a
+    SQLite file and `./leadbot-queue` for another database; None when turned off ("") or for
+    an in-memory SQLite database (nothing of it outlives the process anyway)."""
+    configured = settings.queue.journal_dir
+    if configured is not None:
+        return Path(configured) if configured else None
+    if db.is_sqlite:
+        return Path(f"{db.sqlite_file}.queue") if db.sqlite_file else None
+    return Path("leadbot-queue")
 
 
 class Service:
@@ -130,22 +147,32 @@ class Service:
     def _queue(self, journal: bool) -> EventQueue:
         """Redis Streams when Redis is configured; else in process, journaled on disk unless
         `journal` is off (a one-shot run such as `leadbot ingest` has its input file)."""
+        q = self.settings.queue
+        policy = RetryPolicy(q.max_failures, q.retry_delay, q.retry_max_delay)
+        dead = self.metrics.dead_letters.inc
+        queue: EventQueue
         if self.redis is not None:
             r = self.settings.redis
-            return RedisStreamQueue(
-                self.redis, stream=r.stream, group=r.group, claim_idle_ms=r.claim_idle_ms
+            queue = RedisStreamQueue(
+                self.redis,
+                stream=r.stream,
+                group=r.group,
+                claim_idle_ms=r.claim_idle_ms,
+                policy=policy,
+                on_dead=dead,
             )
-        directory = self.settings.queue.journal_dir
-        if directory is None and self.db.sqlite_file is not None:
-            directory = f"{self.db.sqlite_file}.queue"
-        if journal and directory:
-            return JournaledQueue(Path(directory), sync=self.settings.queue.journal_sync)
-        if journal:
-            log.warning(
-                "the in-process queue has no journal: events acknowledged but not yet "
-                "processed are lost if the process dies (set queue.journal_dir, or redis.url)"
-            )
-        return InProcessQueue()
+        elif journal and (directory := journal_dir(self.settings, self.db)) is not None:
+            queue = JournaledQueue(directory, sync=q.journal_sync, policy=policy, on_dead=dead)
+        else:
+            if journal:
+                log.warning(
+                    "the in-process queue has no journal: events acknowledged but not yet "
+                    "processed are lost if the process dies (set queue.journal_dir, or "
+                    "redis.url)"
+                )
+            queue = InProcessQueue(policy=policy, on_dead=dead)
+        self.metrics.dead_letters_waiting.set_function(lambda: queue.dead_waiting)
+        return queue
 
     # --- the event path -------------------------------------------------------------------
 
@@ -179,14 +206,16 @@ class Service:
         return result
 
     async def handle_many(self, events: list[InboundEvent]) -> list[IntakeResult | Exception]:
-        """Intake for a batch (one transaction), with metrics and the after-intake hooks."""
+        """Intake for a batch (one transaction), with metrics and the after-intake hooks.
+        An event that met an outage (`is_outage`) is not counted as failed: it is retried."""
         started = time.perf_counter()
         results = await self.crm.intake.process_many(events)
         took = time.perf_counter() - started
         for event, result in zip(events, results, strict=True):
             channel = event.channel.value
             if isinstance(result, Exception):
-                self.metrics.failed.labels(channel).inc()
+                if not is_outage(result):
+                    self.metrics.failed.labels(channel).inc()
                 continue
             self.metrics.processed.labels(channel, result.outcome).inc()
             self.metrics.latency.labels(channel).observe(took)
@@ -199,33 +228,43 @@ class Service:
         for listener in self.outbox_listeners:
             listener()
 
-    async def _from_queue(self, items: list[QueueItem]) -> list[bool]:
-        done = [False] * len(items)
+    async def _from_queue(self, items: list[QueueItem]) -> list[Outcome]:
+        """The queue's handler: each item's outcome. A raw input no converter takes, or one
+        whose converter raises, failed (after `queue.max_failures` tries it is a dead letter,
+        put back with `leadbot dead retry` once its channel is configured or fixed); intake's
+        errors are outages or failures by `outcome_of`."""
+        outcomes = [DONE] * len(items)
         events: list[InboundEvent] = []
         slots: list[int] = []
         for k, item in enumerate(items):
             if isinstance(item, RawInput):
                 converter = self.converters.get(item.kind)
-                if converter is None:  # stays queued for a worker that has the channel
-                    log.error(
-                        "no converter for queued %r input: is its channel configured?", item.kind
+                if converter is None:  # logged by the queue, with the tries left
+                    outcomes[k] = Outcome(
+                        "failed", f"no converter for {item.kind!r} input (channel not configured?)"
                     )
                     continue
                 try:
                     event = converter(item)
-                except Exception:  # a bug, not bad input (that was refused when received)
+                except Exception as exc:  # a bug, not bad input (that was refused when received)
                     log.exception("converting a queued %r input failed", item.kind)
+                    outcomes[k] = outcome_of(exc)
                     continue
                 if event is None:  # nothing to record (an internal call, say)
-                    done[k] = True
                     continue
                 item = event
             events.append(item)
             slots.append(k)
         if events:
-            for k, result in zip(slots, await self.handle_many(events), strict=True):
-                done[k] = not isinstance(result, Exception)
-        return done
+            try:
+                results = await self.handle_many(events)
+            except Exception as exc:  # the batch as a whole: the database is down, say
+                log.warning("intake of %d queued events failed: %s", len(events), exc)
+                results = [exc] * len(events)
+            for k, result in zip(slots, results, strict=True):
+                if isinstance(result, Exception):
+                    outcomes[k] = outcome_of(result)
+        return outcomes
 
     # --- lifecycle ------------------------------------------------------------------------
 

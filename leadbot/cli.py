@@ -329,10 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extra_commands() -> list[Callable[[Any], None]]:
-    """Sub-commands that channels add (import-csv)."""
+    """Sub-commands defined elsewhere (import-csv, dead)."""
     from channels.csv_command import register_cli
+    from leadbot.dead import register_cli as register_dead
 
-    return [register_cli]
+    return [register_cli, register_dead]
 
 
 EXTRA_COMMANDS: list[Callable[[Any], None]] = _extra_commands()

@@ -8,7 +8,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from crm.queue import InProcessQueue, QueueItem
+from crm.queue import DONE, InProcessQueue, Outcome, QueueItem, outcome_of
 from leadbot.app import Service
 from leadbot.settings import Settings
 from matching.event import InboundEvent
@@ -37,22 +37,31 @@ async def ingest_file(settings: Settings, path: Path) -> dict[str, int]:
 
         done = asyncio.Event()
 
-        async def handle(batch: list[QueueItem]) -> list[bool]:
-            # A channel's raw input from the shared queue is not ours to convert: it stays
-            # queued, and a worker with that channel reclaims it.
+        # The last result of each event: one that failed may come again (a retry).
+        last: dict[tuple[str, str], str] = {}
+        expected = len({(e.channel.value, e.external_id) for e in events})
+
+        async def handle(batch: list[QueueItem]) -> list[Outcome]:
+            # A channel's raw input from the shared queue is not ours to convert: it waits
+            # for a worker with that channel.
             mine = [item for item in batch if isinstance(item, InboundEvent)]
             results = iter(await service.handle_many(mine) if mine else [])
-            ok = []
+            said: list[Outcome] = []
             for item in batch:
                 if not isinstance(item, InboundEvent):
-                    ok.append(False)
+                    said.append(Outcome("retry", "not an event of this file"))
                     continue
                 result = next(results)
-                outcomes["failed" if isinstance(result, Exception) else result.outcome] += 1
-                ok.append(not isinstance(result, Exception))
-            if sum(outcomes.values()) - outcomes["invalid"] >= len(events):
+                key = (item.channel.value, item.external_id)
+                if isinstance(result, Exception):
+                    last[key] = "failed"
+                    said.append(outcome_of(result))
+                else:
+                    last[key] = result.outcome
+                    said.append(DONE)
+            if len(last) >= expected:
                 done.set()
-            return ok
+            return said
 
         stop = asyncio.Event()
         if isinstance(service.queue, InProcessQueue):
@@ -66,6 +75,7 @@ async def ingest_file(settings: Settings, path: Path) -> dict[str, int]:
             stop.set()
             await task
     finally:
+        outcomes.update(last.values())
         await service.queue.close()
         await service.db.dispose()
     return dict(outcomes)

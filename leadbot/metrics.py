@@ -77,6 +77,17 @@ class Metrics:
             ["mailbox"],
             registry=self.registry,
         )
+        # --- queue dead letters (crm.queue, crm.deadletters) ---
+        self.dead_letters = Counter(
+            "leadbot_dead_letters_total",
+            "Queued items this process gave up on and moved to the dead letters",
+            registry=self.registry,
+        )
+        self.dead_letters_waiting = Gauge(
+            "leadbot_dead_letters_waiting",
+            "Dead letters waiting for an operator (leadbot dead list)",
+            registry=self.registry,
+        )
         self.cards = CardCounters(self.registry)
 
 

@@ -76,13 +76,20 @@ class RedisSettings(_Section):
 class QueueSettings(_Section):
     # The in-process queue's journal (no Redis): events a channel acknowledged are on disk
     # before the acknowledgement, and a restart processes what a crash left. None: next to a
-    # SQLite database file (`<file>.queue`), none for PostgreSQL; "": no journal.
+    # SQLite database file (`<file>.queue`), `./leadbot-queue` (relative to the working
+    # directory) for PostgreSQL; "": no journal.
     journal_dir: str | None = None
     # fdatasync before acknowledging: survives a machine crash too. false: the process's
     # crash or kill only (the OS still has the write), for ~2-3 ms less per acknowledgement.
     journal_sync: bool = True
     # /readyz answers 503 when the oldest event waiting for intake is older (seconds).
     max_backlog_age: float = Field(300.0, gt=0)
+    # Every queue: an event intake could not take is tried again after retry_delay seconds,
+    # doubling up to retry_max_delay; after max_failures failures that were not an outage (a
+    # database outage never counts) it goes to the dead letters (`leadbot dead`).
+    max_failures: int = Field(5, ge=1)
+    retry_delay: float = Field(1.0, gt=0)
+    retry_max_delay: float = Field(60.0, gt=0)
 
 
 class StatusSettings(_Section):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -134,9 +135,12 @@ def service_settings(db: Database, **sections: Any) -> Any:
     from leadbot.settings import Settings
 
     sections.setdefault("http", {"host": "127.0.0.1", "port": 0})
+    # Tests may run several services on one database: a queue journal each (never the
+    # default ./leadbot-queue in the working directory).
     if db.is_sqlite and db.url.database:
-        # Tests may run several services on one database: a queue journal each.
         sections.setdefault("queue", {"journal_dir": f"{db.url.database}.queue-{next(_counter)}"})
+    else:
+        sections.setdefault("queue", {"journal_dir": tempfile.mkdtemp(prefix="leadbot-queue-")})
     return Settings(database={"url": db.url.render_as_string(hide_password=False)}, **sections)
 
 

@@ -12,7 +12,16 @@ from redis.asyncio import Redis
 
 from crm.config import CrmConfig
 from crm.db import Database
-from crm.queue import MAX_BATCH, InProcessQueue, QueueItem, RawInput, RedisSeen, RedisStreamQueue
+from crm.queue import (
+    DONE,
+    MAX_BATCH,
+    InProcessQueue,
+    Outcome,
+    QueueItem,
+    RawInput,
+    RedisSeen,
+    RedisStreamQueue,
+)
 from crm.service import Crm
 from matching.event import InboundEvent
 from tests.conftest import REDIS_URL, make_event
@@ -24,8 +33,11 @@ async def redis_queue() -> AsyncIterator[RedisStreamQueue]:
     queue = RedisStreamQueue(redis, stream=f"test:q:{uuid.uuid4().hex[:8]}", group="g")
     await queue.ensure_group()
     yield queue
-    await redis.delete(queue.stream, queue.dead_letters)
+    await redis.delete(queue.stream, queue.dead_letters, queue.failures)
     await redis.aclose()
+
+
+FAILED = Outcome("failed", "ValueError: always fails")
 
 
 def _name(item: QueueItem) -> str:
@@ -40,10 +52,10 @@ class Recorder:
         self.items: list[QueueItem] = []
         self.fail = fail or set()
 
-    async def __call__(self, items: list[QueueItem]) -> list[bool]:
+    async def __call__(self, items: list[QueueItem]) -> list[Outcome]:
         self.batches.append([_name(x) for x in items])
         self.items += items
-        return [_name(x) not in self.fail for x in items]
+        return [FAILED if _name(x) in self.fail else DONE for x in items]
 
     @property
     def seen(self) -> list[str]:
