@@ -13,16 +13,17 @@ import pytest
 
 from crm.db import Database
 from tests.chaos.harness import Fleet
-from tests.chaos.servers import PgCluster, RedisServer
+from tests.chaos.servers import PgCluster, RedisServer, pg_bin
 
 
 @pytest.fixture(scope="module")
 def pg_cluster() -> Iterator[PgCluster]:
     """One PostgreSQL cluster for the module's scenarios (they run one after another)."""
     try:
-        cluster = PgCluster()
+        pg_bin()
     except RuntimeError as exc:
-        pytest.skip(f"no PostgreSQL cluster of our own: {exc}")
+        pytest.skip(str(exc))
+    cluster = PgCluster()
     try:
         cluster.start()
         yield cluster

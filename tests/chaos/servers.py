@@ -90,7 +90,7 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _pg_bin() -> Path:
+def pg_bin() -> Path:
     """The newest installed PostgreSQL's bin directory (Debian keeps them apart by version)."""
     versions = [Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")]
     versions = [v for v in versions if v.parent.name.isdigit()]
@@ -108,7 +108,7 @@ class PgCluster:
     refuses to run as root, so as root the cluster belongs to the `postgres` OS user."""
 
     def __init__(self) -> None:
-        self.bin = _pg_bin()
+        self.bin = pg_bin()
         self.root = Path(tempfile.mkdtemp(prefix="leadbot-chaos-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "postgres.log"
@@ -117,10 +117,14 @@ class PgCluster:
         if os.geteuid() == 0:
             self._as = ["runuser", "-u", "postgres", "--"]
             shutil.chown(self.root, "postgres", "postgres")
-        self._run(
-            "initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres",
-            "-E", "UTF8", "--no-sync", "--no-instructions",
-        )  # fmt: skip
+        try:
+            self._run(
+                "initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                "-E", "UTF8", "--no-sync", "--no-instructions",
+            )  # fmt: skip
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(
                 f"port = {self.port}\n"

@@ -37,7 +37,7 @@ REDIS_DOWN = 8.0
 
 async def _redis_fleet(
     fleet: Fleet, url: str, redis: RedisServer, workers: int = 2
-) -> tuple[int, dict[str, str], list[Leadbot]]:
+) -> tuple[int, dict[str, str], Leadbot, list[Leadbot]]:
     """serve and `workers` worker processes on one database and one Redis stream."""
     port = free_port()
     env = leadbot_env(
@@ -47,9 +47,9 @@ async def _redis_fleet(
         http__port=str(port),
     )
     await migrate(env)
-    await fleet.serve("serve", port, env)
+    serve = await fleet.serve("serve", port, env)
     members = [await fleet.run(f"worker-{k}", "worker", env=env) for k in range(1, workers + 1)]
-    return port, env, members
+    return port, env, serve, members
 
 
 async def _postgres_down(
@@ -74,7 +74,7 @@ async def test_a_worker_killed_mid_stream(
     pg_db: tuple[str, Database], redis_server: RedisServer, fleet: Fleet
 ) -> None:
     url, db = pg_db
-    port, _, workers = await _redis_fleet(fleet, url, redis_server)
+    port, _, _, workers = await _redis_fleet(fleet, url, redis_server)
     figures = await run_scenario(
         "a-kill-worker", port=port, db=db, fault=workers[0].kill, fault_at=3, seconds=10
     )
@@ -85,7 +85,7 @@ async def test_b_redis_restarted_mid_stream(
     pg_db: tuple[str, Database], redis_server: RedisServer, fleet: Fleet
 ) -> None:
     url, db = pg_db
-    port, _, _ = await _redis_fleet(fleet, url, redis_server)
+    port, _, _, _ = await _redis_fleet(fleet, url, redis_server)
 
     async def restart() -> None:
         await asyncio.to_thread(redis_server.kill)
@@ -102,7 +102,7 @@ async def test_c_postgres_down_10s_with_redis_and_workers(
     pg_cluster: PgCluster, pg_db: tuple[str, Database], redis_server: RedisServer, fleet: Fleet
 ) -> None:
     url, db = pg_db
-    port, _, _ = await _redis_fleet(fleet, url, redis_server)
+    port, _, _, _ = await _redis_fleet(fleet, url, redis_server)
     await _postgres_down("c-postgres-down-redis", pg_cluster, port, db, fleet)
 
 
@@ -123,10 +123,10 @@ async def test_e_serve_killed_and_restarted_with_redis(
     pg_db: tuple[str, Database], redis_server: RedisServer, fleet: Fleet
 ) -> None:
     url, db = pg_db
-    port, env, _ = await _redis_fleet(fleet, url, redis_server)
+    port, env, serve, _ = await _redis_fleet(fleet, url, redis_server)
 
     async def crash() -> None:
-        await fleet.members[0].kill()
+        await serve.kill()
         await fleet.serve("serve-again", port, env)
 
     figures = await run_scenario(
