@@ -58,8 +58,9 @@ _PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
         re.compile(r"((?:token|secret|password|passwd)=)[^&\s'\"#]+", re.I),
         rf"\1{REDACTED}",
     ),
-    # The password in a URL's user info: scheme://user:password@host.
-    (("://",), re.compile(r"(://[^/\s:@]*:)[^@\s/]+(@)"), rf"\1{REDACTED}\2"),
+    # The password in a URL's user info: scheme://user:password@host (one SQLAlchemy already
+    # masked as *** stays as it is).
+    (("://",), re.compile(r"(://[^/\s:@]*:)(?!\*\*\*@)[^@\s/]+(@)"), rf"\1{REDACTED}\2"),
 )
 
 

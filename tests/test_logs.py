@@ -7,7 +7,6 @@ import io
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -236,21 +235,37 @@ async def test_log_level_from_the_config_and_the_flag_overrides_it(tmp_path: Pat
 
 
 async def test_an_unexpected_error_is_logged_redacted_and_exits_1(tmp_path: Path) -> None:
-    """A crash's traceback goes through the log (and the filter), not straight to stderr."""
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    """A crash's traceback goes through the log (and the filter), not straight to stderr.
+    A command that fails in a way nobody foresaw is stood in for by one that raises an error
+    naming the configured Redis URL, password included."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBOT_")}
     env.update(
         LEADBOT_DATABASE__URL=f"sqlite+aiosqlite:///{tmp_path / 'leadbot.db'}",
-        LEADBOT_REDIS__URL=f"redis://:{SECRET}@127.0.0.1:{port}/0",
+        LEADBOT_REDIS__URL=f"redis://:{SECRET}@127.0.0.1:9/0",
     )
-    migrate = await leadbot_process("db", "upgrade", env=env)
-    assert await asyncio.wait_for(migrate.wait(), 120) == 0
-    proc = await leadbot_process("worker", env=env)  # Redis refuses the connection
+    script = textwrap.dedent(
+        """
+        import sys
+        from leadbot import cli
+
+        def crash(args):
+            raise RuntimeError("lost redis://:%s@127.0.0.1:9/0 midway" % "SECRET")
+
+        cli.cmd_token = crash
+        sys.exit(cli.main(["token", "list"]))
+        """
+    ).replace('"SECRET"', repr(SECRET))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        script,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     output = (out + err).decode()
     assert proc.returncode == 1, output
     assert "CRITICAL leadbot: stopped by an unexpected error" in output
-    assert "redis.exceptions.ConnectionError" in output
+    assert "RuntimeError: lost redis://:[redacted]@127.0.0.1:9/0 midway" in output
     assert "Traceback" in output and SECRET not in output
