@@ -364,4 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # The importable module's main, not this __main__ copy of it: the CliError a command of
+    # another module raises (leadbot.cli.CliError) is then the one main catches.
+    from leadbot.cli import main as _main
+
+    sys.exit(_main())

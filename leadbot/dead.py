@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,10 +50,9 @@ def cmd_dead(args: argparse.Namespace) -> None:
     try:
         asyncio.run(_run(settings, args))
     except (UnknownDeadLetter, _Refused) as exc:
-        # As `leadbot.cli` reports its errors (not its CliError: under `python -m` that
-        # module is __main__, a class of another name).
-        print(f"leadbot: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        from leadbot.cli import CliError  # imported here: leadbot.cli imports this module
+
+        raise CliError(str(exc)) from None
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> None:

@@ -104,6 +104,17 @@ def test_cli_exits_with_one_line_for_bad_config_and_unreachable_database(tmp_pat
     assert r.returncode == 2 and "not found" in r.stderr
 
 
+def test_a_channel_command_refusing_its_input_is_one_line(tmp_path: Path) -> None:
+    """Commands that live in other modules (import-csv) raise the CLI's error too: under
+    `python -m leadbot.cli` it must be caught as the one-line refusal, not a traceback."""
+    db = {"LEADBOT_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path / 'leadbot.db'}"}
+    r = _cli("import-csv", str(tmp_path / "missing.csv"), "--as", "contact", env=db)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"leadbot: {tmp_path / 'missing.csv'}: No such file or directory"
+    ]
+
+
 def test_cli_rep_and_exceptions_round_trip(tmp_path: Path) -> None:
     env = {"LEADBOT_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"}
     assert _cli("db", "upgrade", env=env).returncode == 0
