@@ -145,8 +145,10 @@ async def handle_batch(handler: Handler, items: list[QueueItem]) -> list[Outcome
     try:
         outcomes = await handler(items)
     except Exception as exc:
-        log.exception("processing a batch of %d events failed", len(items))
-        return [outcome_of(exc)] * len(items)
+        outcome = outcome_of(exc)
+        if outcome.status != "retry":  # an outage is logged once, by OutageWait
+            log.exception("processing a batch of %d events failed", len(items))
+        return [outcome] * len(items)
     if len(outcomes) != len(items):  # a handler bug: nothing is taken as done
         log.error("handler returned %d outcomes for %d items", len(outcomes), len(items))
         return [Outcome("failed", "handler returned no outcome")] * len(items)

@@ -537,3 +537,5 @@ async def test_a_database_outage_loses_nothing_and_gives_nothing_up(
     # The outage was seen (and waited out) once, not an error per event and retry.
     assert len(_messages(caplog, "intake reports an outage")) == 1
     assert len(_messages(caplog, "intake works again")) == 1
+    noisy = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert noisy == []

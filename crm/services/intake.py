@@ -43,6 +43,7 @@ from crm.models import (
     Rep,
     utcnow,
 )
+from crm.outage import is_outage
 from crm.repository import SqlCandidateRepository
 from crm.services.calls import apply_call_rules, call_number, open_callbacks
 from crm.services.common import RowSink, add_comms, add_timeline, bind_activity
@@ -228,7 +229,9 @@ class Intake:
             try:
                 done = list(await self._batch([events[i] for i in todo]))
             except Exception as exc:
-                if len(todo) == 1:
+                if is_outage(exc):  # every event would meet it: the queue retries them later
+                    done = [exc] * len(todo)
+                elif len(todo) == 1:
                     done = [await self._alone(events[todo[0]], exc)]
                 else:
                     log.warning("batch of %d events failed (%s); one by one", len(todo), exc)
@@ -256,9 +259,10 @@ class Intake:
                 return (await self._batch([event]))[0]
             except Exception as exc:
                 failed, tries = exc, tries + 1
-        log.error(
-            "processing %s:%s failed", event.channel.value, event.external_id, exc_info=failed
-        )
+        if not is_outage(failed):  # an outage is the queue's to log, once
+            log.error(
+                "processing %s:%s failed", event.channel.value, event.external_id, exc_info=failed
+            )
         return failed
 
     async def _known(
