@@ -27,6 +27,9 @@ from crm.schema import upgrade_blocking
 from crm.service import Crm
 from matching.event import Channel, InboundEvent
 
+# Servers of a test's own (own_redis, own_postgres) for tests that kill or restart them.
+pytest_plugins = ["tests.servers"]
+
 PG_ADMIN_DSN = os.environ.get("LEADBOT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("LEADBOT_TEST_REDIS", "redis://127.0.0.1:6379/15")
 
@@ -117,6 +120,14 @@ async def leadbot_process(
         stdout=stdout,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def leadbot_run(*args: str, env: dict[str, str], timeout: float = 60) -> tuple[int, str, str]:
+    """`leadbot <args>` run to its end: the exit code, stdout and stderr."""
+    proc = await leadbot_process(*args, env=env)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
 
 
 def make_event(**fields: Any) -> InboundEvent:

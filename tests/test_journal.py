@@ -34,7 +34,7 @@ from crm.queue import (
 from crm.services.listing import ListFilter
 from leadbot.app import Service
 from matching.event import Channel, InboundEvent
-from tests.conftest import leadbot_process, make_event
+from tests.conftest import leadbot_process, leadbot_run, make_event
 
 
 def _segments(directory: Path) -> list[str]:
@@ -356,9 +356,7 @@ async def test_leadbot_dead_lists_retries_and_drops_with_the_service_running(
     )
 
     async def dead(*args: str) -> tuple[int, str, str]:
-        proc = await leadbot_process("dead", *args, env=env)
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        return proc.returncode or 0, out.decode(), err.decode()
+        return await leadbot_run("dead", *args, env=env)
 
     code, out, _ = await dead("list")
     assert code == 0

@@ -4,6 +4,7 @@ that always fails, intake down for a while, and the stream's length over a long 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ from crm.db import Database
 from crm.models import InboundEventLog, Lead
 from crm.queue import (
     DONE,
+    Handler,
     Outcome,
     QueueItem,
     RedisStreamQueue,
@@ -32,8 +34,8 @@ from crm.queue import (
 from crm.service import Crm
 from leadbot.app import Service
 from matching.event import InboundEvent
-from tests.conftest import REDIS_URL, leadbot_process, make_event, service_settings
-from tests.redis_server import RedisServer, free_port
+from tests.conftest import REDIS_URL, leadbot_run, make_event, service_settings
+from tests.servers import OwnRedis, free_port, wait_until
 
 FAST = RetryPolicy(max_failures=3, first_delay=0.05, max_delay=0.2)
 
@@ -58,12 +60,16 @@ class Recorder:
         ]
 
 
-async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within {timeout} s")
+@contextlib.asynccontextmanager
+async def consuming(queue: RedisStreamQueue, handler: Handler) -> AsyncIterator[asyncio.Task[None]]:
+    """`queue.run(handler)` as a task for the block; stopped (and awaited) on the way out."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(queue.run(handler, stop))
+    try:
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
 
 
 @pytest.fixture
@@ -84,21 +90,6 @@ async def shared() -> AsyncIterator[Callable[..., RedisStreamQueue]]:
     await redis.aclose()
 
 
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[RedisServer]]]:
-    servers: list[RedisServer] = []
-
-    async def start(*, appendonly: bool) -> RedisServer:
-        server = RedisServer(tmp_path / f"redis-{len(servers)}", appendonly=appendonly)
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await server.stop()
-
-
 async def _put_until_accepted(queue: RedisStreamQueue, item: QueueItem) -> None:
     """What a sender does with a 503: try again shortly."""
     while True:
@@ -115,7 +106,7 @@ def _messages(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRe
 
 @pytest.mark.parametrize("backend", ["postgres"])
 async def test_the_consumer_goes_on_over_a_redis_restart_with_aof(
-    crm: Crm, own_redis: Callable[..., Awaitable[RedisServer]], caplog: pytest.LogCaptureFixture
+    crm: Crm, own_redis: OwnRedis, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="crm.queue")
     server = await own_redis(appendonly=True)
@@ -126,34 +117,31 @@ async def test_the_consumer_goes_on_over_a_redis_restart_with_aof(
         results = await crm.intake.process_many([x for x in items if isinstance(x, InboundEvent)])
         return [outcome_of(r) if isinstance(r, Exception) else DONE for r in results]
 
-    stop = asyncio.Event()
-    consumer = asyncio.create_task(queue.run(intake, stop))
     total = 300
     events = [make_event(external_id=f"r-{i}", phones=(f"+49 30 6{i:06d}",)) for i in range(total)]
     try:
-        for k, event in enumerate(events):
-            if k == 100:  # Redis goes away mid-stream and comes back 1.5 s later
-                await server.stop()
-                restart = asyncio.create_task(asyncio.sleep(1.5))
-                restart.add_done_callback(lambda _: asyncio.ensure_future(server.start()))
-            await _put_until_accepted(queue, event)
-            if k % 10 == 0:
-                await asyncio.sleep(0.02)
+        async with consuming(queue, intake) as consumer:
+            for k, event in enumerate(events):
+                if k == 100:  # Redis goes away mid-stream and comes back 1.5 s later
+                    await server.stop()
+                    restart = asyncio.create_task(asyncio.sleep(1.5))
+                    restart.add_done_callback(lambda _: asyncio.ensure_future(server.start()))
+                await _put_until_accepted(queue, event)
+                if k % 10 == 0:
+                    await asyncio.sleep(0.02)
 
-        async def all_in() -> bool:
+            async def all_in() -> bool:
+                async with crm.db.transaction() as s:
+                    n = await s.scalar(select(func.count()).select_from(InboundEventLog))
+                return n == total
+
+            await wait_until(all_in, 90)
+            assert not consumer.done()  # the same task, never restarted
             async with crm.db.transaction() as s:
-                n = await s.scalar(select(func.count()).select_from(InboundEventLog))
-            return n == total
-
-        await _until(all_in, 90)
-        assert not consumer.done()  # the same task, never restarted
-        async with crm.db.transaction() as s:
-            assert await s.scalar(select(func.count()).select_from(Lead)) == total
-        # Everything acknowledged and deleted, also what was done just as Redis went away.
-        await _until(lambda: _zero(queue.redis.xlen("events")), 60)
+                assert await s.scalar(select(func.count()).select_from(Lead)) == total
+            # Everything acknowledged and deleted, also what was done just as Redis went away.
+            await wait_until(lambda: _zero(queue.redis.xlen("events")), 60)
     finally:
-        stop.set()
-        await asyncio.wait_for(consumer, 30)
         await queue.close()
     # One line when the outage began and one when it ended, however many retries between.
     assert len(_messages(caplog, "Redis unreachable")) == 1
@@ -166,30 +154,27 @@ async def _zero(length: Awaitable[int]) -> bool:
 
 
 async def test_a_restart_without_persistence_recreates_the_group_and_says_so(
-    own_redis: Callable[..., Awaitable[RedisServer]], caplog: pytest.LogCaptureFixture
+    own_redis: OwnRedis, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="crm.queue")
     server = await own_redis(appendonly=False)
     queue = RedisStreamQueue(Redis.from_url(server.url), stream="events", group="g")
     await queue.open()
     handler = Recorder()
-    stop = asyncio.Event()
-    consumer = asyncio.create_task(queue.run(handler, stop))
     try:
-        for i in range(5):
-            await queue.put(make_event(external_id=f"before-{i}"))
-        await _until(lambda: _seen(handler, 5))
-        await server.stop()
-        await asyncio.sleep(0.5)
-        await server.start()  # empty: the stream and its group are gone
-        for i in range(5):
-            await _put_until_accepted(queue, make_event(external_id=f"after-{i}"))
-        await _until(lambda: _seen(handler, 10))
-        assert {f"after-{i}" for i in range(5)} <= set(handler.calls)
-        assert not consumer.done()
+        async with consuming(queue, handler) as consumer:
+            for i in range(5):
+                await queue.put(make_event(external_id=f"before-{i}"))
+            await wait_until(lambda: _seen(handler, 5))
+            await server.stop()
+            await asyncio.sleep(0.5)
+            await server.start()  # empty: the stream and its group are gone
+            for i in range(5):
+                await _put_until_accepted(queue, make_event(external_id=f"after-{i}"))
+            await wait_until(lambda: _seen(handler, 10))
+            assert {f"after-{i}" for i in range(5)} <= set(handler.calls)
+            assert not consumer.done()
     finally:
-        stop.set()
-        await asyncio.wait_for(consumer, 30)
         await queue.close()
     [loud] = _messages(caplog, "may have been lost")
     assert loud.levelno == logging.ERROR
@@ -209,14 +194,9 @@ async def test_an_item_that_always_fails_ends_in_the_dead_letters_and_others_go_
     await asyncio.gather(*(queue.put(make_event(external_id=n)) for n in ("bad", "next")))
     await queue.put(make_event(external_id="last"))
     handler = Recorder(fail={"bad"})
-    stop = asyncio.Event()
-    consumer = asyncio.create_task(queue.run(handler, stop))
-    try:
-        await _until(lambda: _dead_count(queue, 1))
-        await _until(lambda: _zero(queue.redis.xlen(queue.stream)))
-    finally:
-        stop.set()
-        await consumer
+    async with consuming(queue, handler):
+        await wait_until(lambda: _dead_count(queue, 1))
+        await wait_until(lambda: _zero(queue.redis.xlen(queue.stream)))
     assert handler.calls["bad"] == FAST.max_failures
     assert handler.calls["first"] == handler.calls["last"] == 1
     [(_, fields)] = await queue.redis.xrange(queue.dead_letters)
@@ -239,11 +219,8 @@ async def test_failures_are_counted_across_consumers(
     first = shared(policy=RetryPolicy(max_failures=3, first_delay=0.05, max_delay=0.05))
     await first.put(make_event(external_id="bad"))
     a = Recorder(fail={"bad"})
-    stop = asyncio.Event()
-    task = asyncio.create_task(first.run(a, stop))
-    await _until(lambda: _called(a, "bad", 2))
-    stop.set()
-    await task
+    async with consuming(first, a):
+        await wait_until(lambda: _called(a, "bad", 2))
     assert a.calls["bad"] == 2  # the first consumer stopped (died) after two failures
     # Another consumer (another process) takes the entry over once it is idle; its one
     # failure is the third: given up.
@@ -254,13 +231,8 @@ async def test_failures_are_counted_across_consumers(
         policy=RetryPolicy(max_failures=3, first_delay=30, max_delay=30),
     )
     b = Recorder(fail={"bad"})
-    stop = asyncio.Event()
-    task = asyncio.create_task(second.run(b, stop))
-    try:
-        await _until(lambda: _dead_count(second, 1))
-    finally:
-        stop.set()
-        await task
+    async with consuming(second, b):
+        await wait_until(lambda: _dead_count(second, 1))
     assert b.calls["bad"] == 1
 
 
@@ -288,15 +260,10 @@ async def test_an_outage_is_retried_until_it_ends_and_never_given_up(
     queue = shared(policy=FAST)
     for i in range(3):
         await queue.put(make_event(external_id=f"o-{i}"))
-    stop = asyncio.Event()
-    consumer = asyncio.create_task(queue.run(flaky, stop))
-    try:
-        await _until(lambda: _tried(tries, "o-0", 3 * FAST.max_failures))
+    async with consuming(queue, flaky):
+        await wait_until(lambda: _tried(tries, "o-0", 3 * FAST.max_failures))
         database_up.set()
-        await _until(lambda: _zero(queue.redis.xlen(queue.stream)))
-    finally:
-        stop.set()
-        await consumer
+        await wait_until(lambda: _zero(queue.redis.xlen(queue.stream)))
     assert set(tries) == {"o-0", "o-1", "o-2"}
     assert await queue.redis.xlen(queue.dead_letters) == 0
     assert queue.dead_total == 0
@@ -309,7 +276,7 @@ async def _tried(tries: Counter[str], name: str, n: int) -> bool:
 
 
 async def test_backlog_is_right_after_a_restart(
-    own_redis: Callable[..., Awaitable[RedisServer]],
+    own_redis: OwnRedis,
 ) -> None:
     server = await own_redis(appendonly=True)
     slow = RetryPolicy(max_failures=5, first_delay=600, max_delay=600)
@@ -321,11 +288,8 @@ async def test_backlog_is_right_after_a_restart(
     for name in ("ok", "f2"):
         await queue.put(make_event(external_id=name))
     handler = Recorder(fail={"f1", "f2"})
-    stop = asyncio.Event()
-    consumer = asyncio.create_task(queue.run(handler, stop))
-    await _until(lambda: _seen(handler, 3))
-    stop.set()
-    await consumer
+    async with consuming(queue, handler):
+        await wait_until(lambda: _seen(handler, 3))
     for i in range(4):
         await queue.put(make_event(external_id=f"new-{i}"))  # not delivered yet
     before = await queue.backlog()
@@ -345,20 +309,15 @@ async def test_the_stream_stays_short_over_a_long_run(
     queue = shared()
     await queue.ensure_group()
     handler = Recorder()
-    stop = asyncio.Event()
-    consumer = asyncio.create_task(queue.run(handler, stop))
     lengths: list[int] = []
-    try:
+    async with consuming(queue, handler):
         for r in range(40):  # 4,000 events, a batch of 100 concurrent puts at a time
             await asyncio.gather(
                 *(queue.put(make_event(external_id=f"l-{r}-{i}")) for i in range(100))
             )
             lengths.append(int(await queue.redis.xlen(queue.stream)))
-            await _until(lambda r=r: _seen(handler, 100 * (r + 1)))  # type: ignore[misc]
-        await _until(lambda: _zero(queue.redis.xlen(queue.stream)))
-    finally:
-        stop.set()
-        await consumer
+            await wait_until(lambda r=r: _seen(handler, 100 * (r + 1)))  # type: ignore[misc]
+        await wait_until(lambda: _zero(queue.redis.xlen(queue.stream)))
     assert len(handler.calls) == 4000
     # At most the batch just put waits (a few entries); nothing of the 4,000 done lingers.
     assert max(lengths) <= 5
@@ -378,13 +337,8 @@ async def test_acknowledged_entries_an_older_version_left_are_trimmed(
     await queue.put(make_event(external_id="fresh"))
     assert await redis.xlen(queue.stream) == 21
     handler = Recorder()
-    stop = asyncio.Event()
-    consumer = asyncio.create_task(queue.run(handler, stop))
-    try:
-        await _until(lambda: _zero(redis.xlen(queue.stream)))
-    finally:
-        stop.set()
-        await consumer
+    async with consuming(queue, handler):
+        await wait_until(lambda: _zero(redis.xlen(queue.stream)))
     assert set(handler.calls) == {"fresh"}
 
 
@@ -395,13 +349,8 @@ async def test_leadbot_dead_lists_retries_and_drops_redis_dead_letters(
     for name in ("bad-1", "bad-2"):
         await queue.put(make_event(external_id=name))
     refuse = Recorder(fail={"bad-1", "bad-2"})
-    stop = asyncio.Event()
-    task = asyncio.create_task(queue.run(refuse, stop))
-    try:
-        await _until(lambda: _dead_count(queue, 2))
-    finally:
-        stop.set()
-        await task
+    async with consuming(queue, refuse):
+        await wait_until(lambda: _dead_count(queue, 2))
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBOT_")}
     env.update(
         LEADBOT_DATABASE__URL=f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}",
@@ -410,9 +359,7 @@ async def test_leadbot_dead_lists_retries_and_drops_redis_dead_letters(
     )
 
     async def dead(*args: str) -> tuple[int, str, str]:
-        proc = await leadbot_process("dead", *args, env=env)
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        return proc.returncode or 0, out.decode(), err.decode()
+        return await leadbot_run("dead", *args, env=env)
 
     code, out, _ = await dead("list")
     assert code == 0
@@ -428,13 +375,8 @@ async def test_leadbot_dead_lists_retries_and_drops_redis_dead_letters(
     assert await queue.redis.xlen(queue.dead_letters) == 0
     # The one put back is in the live stream: a consumer takes it.
     accept = Recorder()
-    stop = asyncio.Event()
-    task = asyncio.create_task(queue.run(accept, stop))
-    try:
-        await _until(lambda: _seen(accept, 1))
-    finally:
-        stop.set()
-        await task
+    async with consuming(queue, accept):
+        await wait_until(lambda: _seen(accept, 1))
     assert accept.calls == Counter({"bad-1": 1})
     code, _, err = await dead("retry", rows[1][0])
     assert code == 2 and f"no dead letter {rows[1][0]}" in err
@@ -525,7 +467,7 @@ async def test_a_database_outage_loses_nothing_and_gives_nothing_up(
                 n = await s.scalar(select(func.count()).select_from(InboundEventLog))
             return n == total
 
-        await _until(all_in, 120)
+        await wait_until(all_in, 120)
         mend.cancel()
     finally:
         await service.stop()

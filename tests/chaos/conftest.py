@@ -3,60 +3,39 @@ scenario, and the leadbot processes, all removed at the end whatever the outcome
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from crm.db import Database
 from tests.chaos.harness import Fleet
-from tests.chaos.servers import PgCluster, RedisServer, pg_bin
+from tests.servers import PostgresServer, postgres_server
 
 
-@pytest.fixture(scope="module")
-def pg_cluster() -> Iterator[PgCluster]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def pg_cluster() -> AsyncIterator[PostgresServer]:
     """One PostgreSQL cluster for the module's scenarios (they run one after another)."""
-    try:
-        pg_bin()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
-    cluster = PgCluster()
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.close()
+    async with postgres_server() as server:
+        yield server
 
 
 _names = itertools.count(1)
 
 
 @pytest.fixture
-async def pg_db(pg_cluster: PgCluster) -> AsyncIterator[tuple[str, Database]]:
+async def pg_db(pg_cluster: PostgresServer) -> AsyncIterator[tuple[str, Database]]:
     """A fresh database in the cluster: its URL, and a connection pool to audit it with."""
     if not pg_cluster.running():  # an earlier scenario failed while it was stopped
-        await asyncio.to_thread(pg_cluster.start)
+        await pg_cluster.start()
     name = f"chaos_{next(_names)}"
-    await asyncio.to_thread(pg_cluster.create_database, name)
+    await pg_cluster.create_database(name)
     url = pg_cluster.url(name)
     db = Database(url, pool_size=2)
     yield url, db
     await db.dispose()
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    server = RedisServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

@@ -27,7 +27,8 @@ from sqlalchemy import select
 from channels.phone.signatures import sign_generic
 from crm.db import Database
 from crm.models import Activity, Communication, InboundEventLog, OutboxMessage
-from tests.conftest import leadbot_process
+from tests.conftest import leadbot_process, leadbot_run
+from tests.servers import end_process
 
 SECRET = "chaos-webhook-secret"
 LINE = "+4989111222"
@@ -86,12 +87,8 @@ class Leadbot:
         await self._reap()
 
     async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), 30)
-            except TimeoutError:
-                self.proc.send_signal(signal.SIGKILL)
+        if self.proc is not None:
+            await end_process(self.proc)
         await self._reap()
 
     async def _reap(self) -> None:
@@ -141,9 +138,8 @@ class Fleet:
 
 
 async def migrate(env: dict[str, str]) -> None:
-    proc = await leadbot_process("db", "upgrade", env=env)
-    _, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 0, f"leadbot db upgrade failed: {err.decode(errors='replace')}"
+    code, _, err = await leadbot_run("db", "upgrade", env=env, timeout=120)
+    assert code == 0, f"leadbot db upgrade failed: {err}"
 
 
 async def wait_healthy(bot: Leadbot, port: int, timeout: float = 60) -> None:

@@ -11,12 +11,15 @@ docs/operations/reliability.md shows them.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from crm.db import Database
 from tests.chaos.harness import (
+    Fault,
     Fleet,
     Leadbot,
     check_promise,
@@ -24,7 +27,7 @@ from tests.chaos.harness import (
     migrate,
     run_scenario,
 )
-from tests.chaos.servers import PgCluster, RedisServer, free_port
+from tests.servers import OwnRedis, PostgresServer, RedisServer, free_port
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
@@ -35,10 +38,24 @@ PG_DOWN = 10.0
 REDIS_DOWN = 8.0
 
 
-async def _redis_fleet(
-    fleet: Fleet, url: str, redis: RedisServer, workers: int = 2
-) -> tuple[int, dict[str, str], Leadbot, list[Leadbot]]:
-    """serve and `workers` worker processes on one database and one Redis stream."""
+@dataclass
+class RedisFleet:
+    """serve and two worker processes on one database and one Redis stream."""
+
+    port: int
+    env: dict[str, str]
+    serve: Leadbot
+    workers: list[Leadbot]
+    db: Database
+    redis: RedisServer
+
+
+@pytest.fixture
+async def redis_fleet(
+    pg_db: tuple[str, Database], own_redis: OwnRedis, fleet: Fleet
+) -> AsyncIterator[RedisFleet]:
+    url, db = pg_db
+    redis = await own_redis()
     port = free_port()
     env = leadbot_env(
         database__url=url,
@@ -48,66 +65,76 @@ async def _redis_fleet(
     )
     await migrate(env)
     serve = await fleet.serve("serve", port, env)
-    members = [await fleet.run(f"worker-{k}", "worker", env=env) for k in range(1, workers + 1)]
-    return port, env, serve, members
+    workers = [await fleet.run(f"worker-{k}", "worker", env=env) for k in (1, 2)]
+    yield RedisFleet(port, env, serve, workers, db, redis)
+
+
+def outage(
+    down: Callable[[], Awaitable[None]], up: Callable[[], Awaitable[None]], seconds: float
+) -> Fault:
+    """A fault: `down()`, `seconds` later `up()` (also when the wait is cut short)."""
+
+    async def fault() -> None:
+        await down()
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            await up()
+
+    return fault
+
+
+def restart_serve(fleet: Fleet, serve: Leadbot, port: int, env: dict[str, str]) -> Fault:
+    """A fault: serve killed (SIGKILL) and started again on the same port."""
+
+    async def crash() -> None:
+        await serve.kill()
+        await fleet.serve("serve-again", port, env)
+
+    return crash
 
 
 async def _postgres_down(
-    name: str, cluster: PgCluster, port: int, db: Database, fleet: Fleet
+    name: str, cluster: PostgresServer, port: int, db: Database, fleet: Fleet
 ) -> None:
     """PostgreSQL stopped (fast shutdown) 3 s into the stream, started again PG_DOWN later."""
-
-    async def outage() -> None:
-        await asyncio.to_thread(cluster.stop)
-        try:
-            await asyncio.sleep(PG_DOWN)
-        finally:
-            await asyncio.to_thread(cluster.start)
-
     figures = await run_scenario(
-        name, port=port, db=db, fault=outage, fault_at=3, seconds=PG_DOWN + 8
+        name,
+        port=port,
+        db=db,
+        fault=outage(cluster.stop, cluster.start, PG_DOWN),
+        fault_at=3,
+        seconds=PG_DOWN + 8,
     )
     check_promise(figures, fleet)
 
 
-async def test_a_worker_killed_mid_stream(
-    pg_db: tuple[str, Database], redis_server: RedisServer, fleet: Fleet
-) -> None:
-    url, db = pg_db
-    port, _, _, workers = await _redis_fleet(fleet, url, redis_server)
+async def test_a_worker_killed_mid_stream(redis_fleet: RedisFleet, fleet: Fleet) -> None:
+    r = redis_fleet
     figures = await run_scenario(
-        "a-kill-worker", port=port, db=db, fault=workers[0].kill, fault_at=3, seconds=10
+        "a-kill-worker", port=r.port, db=r.db, fault=r.workers[0].kill, fault_at=3, seconds=10
     )
     check_promise(figures, fleet)
 
 
-async def test_b_redis_restarted_mid_stream(
-    pg_db: tuple[str, Database], redis_server: RedisServer, fleet: Fleet
-) -> None:
-    url, db = pg_db
-    port, _, _, _ = await _redis_fleet(fleet, url, redis_server)
-
-    async def restart() -> None:
-        await asyncio.to_thread(redis_server.kill)
-        await asyncio.sleep(REDIS_DOWN)
-        await asyncio.to_thread(redis_server.start)
-
+async def test_b_redis_restarted_mid_stream(redis_fleet: RedisFleet, fleet: Fleet) -> None:
+    r = redis_fleet
+    restart = outage(r.redis.kill, r.redis.start, REDIS_DOWN)
     figures = await run_scenario(
-        "b-restart-redis", port=port, db=db, fault=restart, fault_at=2, seconds=16
+        "b-restart-redis", port=r.port, db=r.db, fault=restart, fault_at=2, seconds=16
     )
     check_promise(figures, fleet)
 
 
 async def test_c_postgres_down_10s_with_redis_and_workers(
-    pg_cluster: PgCluster, pg_db: tuple[str, Database], redis_server: RedisServer, fleet: Fleet
+    pg_cluster: PostgresServer, redis_fleet: RedisFleet, fleet: Fleet
 ) -> None:
-    url, db = pg_db
-    port, _, _, _ = await _redis_fleet(fleet, url, redis_server)
-    await _postgres_down("c-postgres-down-redis", pg_cluster, port, db, fleet)
+    r = redis_fleet
+    await _postgres_down("c-postgres-down-redis", pg_cluster, r.port, r.db, fleet)
 
 
 async def test_d_postgres_down_10s_with_the_journaled_in_process_queue(
-    pg_cluster: PgCluster, pg_db: tuple[str, Database], fleet: Fleet, tmp_path: Path
+    pg_cluster: PostgresServer, pg_db: tuple[str, Database], fleet: Fleet, tmp_path: Path
 ) -> None:
     url, db = pg_db
     port = free_port()
@@ -120,17 +147,12 @@ async def test_d_postgres_down_10s_with_the_journaled_in_process_queue(
 
 
 async def test_e_serve_killed_and_restarted_with_redis(
-    pg_db: tuple[str, Database], redis_server: RedisServer, fleet: Fleet
+    redis_fleet: RedisFleet, fleet: Fleet
 ) -> None:
-    url, db = pg_db
-    port, env, serve, _ = await _redis_fleet(fleet, url, redis_server)
-
-    async def crash() -> None:
-        await serve.kill()
-        await fleet.serve("serve-again", port, env)
-
+    r = redis_fleet
+    crash = restart_serve(fleet, r.serve, r.port, r.env)
     figures = await run_scenario(
-        "e-kill-serve-redis", port=port, db=db, fault=crash, fault_at=3, seconds=10
+        "e-kill-serve-redis", port=r.port, db=r.db, fault=crash, fault_at=3, seconds=10
     )
     check_promise(figures, fleet)
 
@@ -148,11 +170,7 @@ async def test_e_serve_killed_and_restarted_with_the_journal_on_sqlite(
     )
     await migrate(env)
     serve = await fleet.serve("serve", port, env)
-
-    async def crash() -> None:
-        await serve.kill()
-        await fleet.serve("serve-again", port, env)
-
+    crash = restart_serve(fleet, serve, port, env)
     db = Database(f"sqlite+aiosqlite:///{db_file}")
     try:
         figures = await run_scenario(

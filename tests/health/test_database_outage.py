@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -17,27 +16,16 @@ from leadbot.api import api_component
 from leadbot.app import Service
 from leadbot.settings import Settings
 from tests.conftest import _in_thread
-from tests.health.postgres_server import PostgresServer
-
-
-@pytest.fixture
-async def own_postgres() -> AsyncIterator[PostgresServer]:
-    server = PostgresServer()
-    try:
-        await server.init()
-        await server.start()
-        yield server
-    finally:
-        await server.close()
+from tests.servers import PostgresServer
 
 
 async def test_api_during_a_database_outage_gets_503_and_one_line_each_way(
     own_postgres: PostgresServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    _in_thread(lambda: upgrade_blocking(own_postgres.url))
+    _in_thread(lambda: upgrade_blocking(own_postgres.url()))
     settings = Settings(
-        database={"url": own_postgres.url, "pool_size": 2},
+        database={"url": own_postgres.url(), "pool_size": 2},
         http={"host": "127.0.0.1", "port": 0},
         queue={"journal_dir": ""},
     )

@@ -9,7 +9,6 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -22,10 +21,9 @@ from crm.queue import Backlog, EventQueue, InProcessQueue, QueueItem
 from leadbot.app import Service
 from tests.channels.service_helpers import processed
 from tests.conftest import make_event, service_settings
-from tests.health.redis_server import RedisServer
+from tests.servers import OwnRedis, RedisServer
 
 SECRET = "whsec-outage-test"
-OwnRedis = Callable[..., Awaitable[RedisServer]]
 
 
 def redis_settings(server: RedisServer) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import leadbot_process
-from tests.health.redis_server import RedisServer, free_port
+from tests.conftest import leadbot_process, leadbot_run
+from tests.servers import OwnRedis, end_process, free_port
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -26,20 +26,14 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-async def _run(args: list[str], env: dict[str, str]) -> tuple[int, list[str]]:
-    proc = await leadbot_process(*args, env=env)
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, err.decode().splitlines()
-
-
 @pytest.mark.parametrize("command", ["serve", "worker"])
 async def test_redis_down_at_start_is_one_line_without_the_password(
     tmp_path: Path, command: str
 ) -> None:
     port = free_port()  # nobody listens there
     env = _env(tmp_path, LEADBOT_REDIS__URL=f"redis://:s3cretpw@127.0.0.1:{port}/0")
-    code, lines = await _run([command], env)
+    code, _, err = await leadbot_run(command, env=env)
+    lines = err.splitlines()
     assert code != 0
     assert lines == [f"leadbot: queue unreachable: redis://127.0.0.1:{port}: Connection refused"]
 
@@ -52,7 +46,8 @@ async def test_postgres_unreachable_at_start_is_one_line(tmp_path: Path, command
         LEADBOT_DATABASE__URL=f"postgresql+asyncpg://leadbot:s3cretpw@127.0.0.1:{port}/leadbot",
         LEADBOT_REDIS__URL="redis://127.0.0.1:6379/15",
     )
-    code, lines = await _run([command], env)
+    code, _, err = await leadbot_run(command, env=env)
+    lines = err.splitlines()
     assert code != 0
     assert lines == [
         f"leadbot: database unreachable: postgresql+asyncpg://leadbot:***@127.0.0.1:{port}"
@@ -60,10 +55,11 @@ async def test_postgres_unreachable_at_start_is_one_line(tmp_path: Path, command
     ]
 
 
-async def test_startup_wait_retries_until_redis_comes_up(tmp_path: Path) -> None:
-    migrate = await leadbot_process("db", "upgrade", env=_env(tmp_path))
-    assert await asyncio.wait_for(migrate.wait(), 60) == 0
-    server = RedisServer(tmp_path / "redis")
+async def test_startup_wait_retries_until_redis_comes_up(
+    tmp_path: Path, own_redis: OwnRedis
+) -> None:
+    assert (await leadbot_run("db", "upgrade", env=_env(tmp_path)))[0] == 0
+    server = await own_redis(start=False)
     env = _env(
         tmp_path,
         LEADBOT_REDIS__URL=server.url,
@@ -90,6 +86,4 @@ async def test_startup_wait_retries_until_redis_comes_up(tmp_path: Path) -> None
         )
         assert not any("Traceback" in line for line in lines)
     finally:
-        proc.terminate()
-        await asyncio.wait_for(proc.wait(), 30)
-        await server.kill()
+        await end_process(proc)
