@@ -106,9 +106,9 @@ def _optional(module: str, fn: str) -> Callable[..., Any] | None:
 
 
 SECTIONS: dict[str, tuple[str, str]] = {
-    "phone": ("channels.phone.bench", "report"),
-    "mail": ("channels.mail.bench", "report"),
-    "bot": ("bot.bench", "report"),
+    "phone": ("benchmarks.phone", "report"),
+    "mail": ("benchmarks.mail", "report"),
+    "bot": ("benchmarks.bot", "report"),
 }
 
 

@@ -67,14 +67,18 @@ def retry_after_seconds(err: RetryAfter) -> float:
 
 
 class CardCounters(Protocol):
-    """Where refused cards are counted (the host's metrics)."""
+    """Where delivered and refused cards are counted (the host's metrics)."""
 
+    def sent(self, kind: str) -> None: ...
     def fallback(self, form: str) -> None: ...
     def undeliverable(self, reason: str) -> None: ...
     def dropped(self) -> None: ...
 
 
 class NoCounters:
+    def sent(self, kind: str) -> None:
+        pass
+
     def fallback(self, form: str) -> None:
         pass
 
@@ -292,6 +296,7 @@ class Notifier:
                 )  # fmt: skip
                 progress.notes.append(f"refused for rep #{rep.id} too ({err.description})")
             return None
+        self.counters.sent(item.kind)
         if sent.form != FULL:
             self.counters.fallback(sent.form)
             form = sent.form.replace("_", " ")

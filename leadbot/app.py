@@ -372,9 +372,8 @@ class Service:
             await self._runner.setup()
             site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port)
             await site.start()
-            server = getattr(site, "_server", None)
-            sockets = getattr(server, "sockets", None) or []
-            self.port = sockets[0].getsockname()[1] if sockets else self.settings.http.port
+            # Port 0 asks the OS for a free port: the runner knows which one it bound.
+            self.port = int(self._runner.addresses[0][1])
             log.info("listening on http://%s:%s", self.settings.http.host, self.port)
 
     async def _warn_without_aof(self) -> None:

@@ -41,12 +41,6 @@ class Metrics:
             "Rep notifications not yet delivered",
             registry=self.registry,
         )
-        self.notifications = Counter(
-            "leadbot_notifications_sent_total",
-            "Telegram notifications delivered",
-            ["kind"],
-            registry=self.registry,
-        )
         # Health (docs/operations/health.md): set from the supervisor, the queue's backlog and
         # the mailbox workers each time /metrics is read (the backlog also every 5 s).
         self.task_up = Gauge(
@@ -92,9 +86,15 @@ class Metrics:
 
 
 class CardCounters:
-    """Cards Telegram refused: what the rep bot's notifier reports (bot.notifier.CardCounters)."""
+    """Cards delivered and refused: what the rep bot's notifier reports (bot.notifier)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self._sent = Counter(
+            "leadbot_notifications_sent_total",
+            "Outbox cards Telegram accepted, one per card and recipient, in any form",
+            ["kind"],
+            registry=registry,
+        )
         self._fallback = Counter(
             "leadbot_cards_fallback_total",
             "Cards delivered in a reduced form after Telegram refused the full one (400)",
@@ -112,6 +112,9 @@ class CardCounters:
             "Notifications no recipient received (the rep blocked the bot, every stand-in refused)",
             registry=registry,
         )
+
+    def sent(self, kind: str) -> None:
+        self._sent.labels(kind).inc()
 
     def fallback(self, form: str) -> None:
         self._fallback.labels(form).inc()

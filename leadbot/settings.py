@@ -10,6 +10,7 @@ import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -151,6 +152,18 @@ class CrmSettings(_Section):
     # A new lead not taken within this many minutes goes to the next rep (0 = never).
     escalation_minutes: int = Field(15, ge=0)
     timezone: str = "Europe/Berlin"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        # Checked here: the bot and the Bitrix24 endpoint build a ZoneInfo from it later.
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name such as 'Europe/Berlin')"
+            ) from None
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> CrmSettings:

@@ -52,6 +52,11 @@ def test_example_config_loads_and_mentions_every_setting() -> None:
             "[crm]\nmode = 'fancy'\n",
             "config error: crm.mode: Input should be 'classic' or 'simple'",
         ),
+        (
+            "[crm]\ntimezone = 'Mars/Olympus_Mons'\n",
+            "config error: crm.timezone: Value error, unknown time zone 'Mars/Olympus_Mons'",
+        ),
+        ("[crm]\ntimezone = '../etc/passwd'\n", "config error: crm.timezone: Value error"),
         ("[http\n", "config file"),
     ],
 )
@@ -99,6 +104,15 @@ def test_cli_exits_with_one_line_for_bad_config_and_unreachable_database(tmp_pat
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith(
         "leadbot: database unreachable: postgresql+asyncpg://nobody@127.0.0.1:1/x"
+    )
+    r = _cli("serve", env={"LEADBOT_CRM__TIMEZONE": "Europe/Berlinn"})
+    assert r.returncode == 2
+    assert (
+        r.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "leadbot: config error: crm.timezone: Value error, unknown time zone 'Europe/Berlinn'"
+        )
     )
     r = _cli("--config", str(tmp_path / "missing.toml"), "rep", "list")
     assert r.returncode == 2 and "not found" in r.stderr

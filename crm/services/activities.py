@@ -212,25 +212,6 @@ class Activities:
             rows = await s.scalars(query.order_by(Activity.due_at, Activity.id).limit(200))
             return await activity_views(s, list(rows))
 
-    async def claim_reminders(self, now: datetime) -> list[ActivityView]:
-        """Due tasks nobody was reminded of yet; marks them reminded in the same transaction."""
-        async with self.db.transaction() as s:
-            rows = list(
-                await s.scalars(
-                    select(Activity)
-                    .where(
-                        Activity.done.is_(False),
-                        Activity.due_at <= now,
-                        Activity.reminded_at.is_(None),
-                    )
-                    .order_by(Activity.due_at)
-                    .limit(100)
-                )
-            )
-            for act in rows:
-                act.reminded_at = now
-            return await activity_views(s, rows)
-
     async def _owner(self, s: AsyncSession, owner_type: str, owner_id: int, actor: Actor) -> Any:
         model = OWNER_MODELS.get(owner_type)
         if model is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.bench import baseline, measure
+from benchmarks.bot import baseline, measure
 
 
 async def test_bot_latency_benchmark_measures_every_event() -> None:

@@ -63,6 +63,7 @@ async def test_a_card_refused_for_its_buttons_arrives_without_them(world: Any) -
 
     assert [c.status for c in w.tg.calls("sendMessage")] == [400, 200, 200]
     assert await metric(w, "leadbot_cards_fallback_total", form="without_buttons") == 1
+    assert await metric(w, "leadbot_notifications_sent_total", kind="new_lead") == 2
     first, second = await outbox_notes(w)
     assert first is not None and "without buttons" in first and "Button_data_invalid" in first
     assert second is None
@@ -141,6 +142,8 @@ async def test_a_blocked_rep_is_skipped_and_counted(world: Any) -> None:
     assert w.tg.sent_messages(BOSS) == []  # as before: a blocked rep's card is not passed on
     assert await metric(w, "leadbot_cards_undeliverable_total", reason="blocked") == 1
     assert await metric(w, "leadbot_cards_dropped_total") == 1
+    # Only the card Telegram accepted counts as sent.
+    assert await metric(w, "leadbot_notifications_sent_total", kind="new_lead") == 1
     first, _ = await outbox_notes(w)
     assert first is not None and "gave up" in first and "blocked" in first
 

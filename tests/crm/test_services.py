@@ -9,6 +9,7 @@ import pytest
 from crm.dto import SYSTEM, Actor
 from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
 from crm.service import Crm
+from crm.services.escalation import Followups
 from crm.services.leads import LeadInput
 from crm.services.listing import ListFilter
 from crm.services.records import ContactInput
@@ -99,9 +100,10 @@ async def test_comment_schedule_complete_and_due_list(crm: Crm) -> None:
     assert await crm.activities.due(now, rep_id=rita.id) == []
     due = await crm.activities.due(now + timedelta(minutes=16), rep_id=rita.id)
     assert [a.id for a in due] == [task.id]
-    reminders = await crm.activities.claim_reminders(now + timedelta(minutes=16))
-    assert [a.id for a in reminders] == [task.id]
-    assert await crm.activities.claim_reminders(now + timedelta(minutes=17)) == []
+    followups = Followups(crm.db)
+    assert await followups.remind(now + timedelta(minutes=14)) == []
+    assert await followups.remind(now + timedelta(minutes=16)) == [task.id]
+    assert await followups.remind(now + timedelta(minutes=17)) == []  # reminded once
     done = await crm.activities.complete(task.id, me, result="reached")
     assert done.done and done.result == "reached"
     with pytest.raises(Conflict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from channels.mail.bench import latency_bench, parse_bench, sample_corpus
+from benchmarks.mail import latency_bench, parse_bench, sample_corpus
 
 from .dovecot import DOVECOT
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from channels.phone import bench
+from benchmarks import phone as bench
 
 needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from channels.mail.filters import MailPolicy, classify
 from channels.mail.parse import MailParseError, parse_message
 
-SAMPLES = Path(__file__).resolve().parents[2] / "tests" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "samples"
 
 
 def sample_corpus() -> list[bytes]:
