@@ -4,24 +4,33 @@ The phone system asks for it (`telephony.externalcall.register` with SHOW, `.sho
 away (`.hide`, `.finish`); both arrive as outbox rows for one rep each (`call_shown`,
 `call_hidden`), so a rep's card is always removed after it was shown. A card names the number
 and the caller's records with buttons that open them; it is deleted when hidden.
+
+A card Telegram refuses (400) goes once more without buttons or as plain text, like an outbox
+card (`bot.sending.deliver_card`), and is counted in the same metrics. Unlike an outbox card it
+is never offered to the supervisors: it is the rep's own screen pop for a call ringing now,
+worthless to anybody else and stale by the time anyone could act on it; the call itself is a
+record with its own card.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from telegram import Bot
 from telegram.error import BadRequest, Forbidden
 
 from bot import callbacks as cb
-from bot.sending import send_card
+from bot.sending import Undeliverable, deliver_card, fallback_note
 from bot.views import Rendered, Row, clip, esc
 from crm.errors import NotFound
 from crm.service import Crm
 from crm.services.external_calls import CARD_HIDDEN, CARD_OWNER, CARD_SHOWN
 from crm.services.outbox import CardRef, OutboxItem
+
+if TYPE_CHECKING:  # the notifier imports this module
+    from bot.notifier import CardCounters
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +78,10 @@ def call_card(payload: dict[str, Any]) -> Rendered:
 class CallCards:
     """Delivers `call_shown` / `call_hidden` outbox rows (see `bot.notifier.Notifier`)."""
 
-    def __init__(self, crm: Crm, bot: Bot) -> None:
+    def __init__(self, crm: Crm, bot: Bot, counters: CardCounters) -> None:
         self.crm = crm
         self.bot = bot
+        self.counters = counters
 
     async def deliver(self, item: OutboxItem) -> None:
         if item.kind == CARD_SHOWN:
@@ -93,13 +103,19 @@ class CallCards:
             await self.crm.outbox.give_up(item.id, "the rep cannot be reached in Telegram")
             return
         try:
-            msg = await send_card(self.bot, rep.telegram_user_id, call_card(item.payload))
-        except (Forbidden, BadRequest) as err:  # blocked, or refused: a retry would not help
+            sent = await deliver_card(self.bot, rep.telegram_user_id, call_card(item.payload))
+        except Undeliverable as err:  # blocked, or refused in every form: nobody else gets it
             log.warning("outbox #%s: call card for rep #%s not sent: %s", item.id, rep.id, err)
-            await self.crm.outbox.give_up(item.id, str(err))
+            self.counters.undeliverable(err.reason)
+            self.counters.dropped()
+            await self.crm.outbox.give_up(item.id, err.description)
             return
-        card = CardRef(rep.id, rep.telegram_user_id, msg.message_id, CARD_OWNER, ref)
-        await self.crm.outbox.mark_sent(item.id, [card])
+        self.counters.sent(item.kind)
+        note = fallback_note(sent, item.id, rep.id)
+        if note is not None:
+            self.counters.fallback(sent.form)
+        card = CardRef(rep.id, rep.telegram_user_id, sent.message.message_id, CARD_OWNER, ref)
+        await self.crm.outbox.mark_sent(item.id, [card], note)
 
     async def _hide(self, item: OutboxItem) -> None:
         ref = item.payload.get("call_ref")

@@ -34,6 +34,7 @@ from bot.handlers import Handlers, commands_menu
 from bot.notifier import Notifier
 from bot.relay import Relay
 from bot.reminders import Duties
+from bot.request import GET_UPDATES_POOL_SIZE, POOL_SIZE, CleaningRequest
 from bot.sync import CardSync
 from crm.services.chat_state import ChatStates
 from crm.services.escalation import Followups
@@ -126,6 +127,9 @@ class BotComponent:
             .token(token)
             .base_url(self.settings.base_url)
             .base_file_url(self.settings.base_file_url)
+            # What reps and customers send is cleaned like every channel's input.
+            .request(CleaningRequest(connection_pool_size=POOL_SIZE))
+            .get_updates_request(CleaningRequest(connection_pool_size=GET_UPDATES_POOL_SIZE))
         )
         if self.settings.mode == "webhook":
             builder = builder.updater(None)

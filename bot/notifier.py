@@ -32,7 +32,7 @@ from telegram.error import RetryAfter, TelegramError
 from bot import call_cards
 from bot.cards import Card, Cards
 from bot.clock import Clock, real_delay
-from bot.sending import BLOCKED, FULL, Undeliverable, deliver_card
+from bot.sending import BLOCKED, Undeliverable, deliver_card, fallback_note
 from bot.sync import CardSync
 from bot.views import NAME_CHARS, REASON_CHARS, Viewer, clip, esc
 from crm.dto import RepView
@@ -132,7 +132,7 @@ class Notifier:
         self.max_backoff = max_backoff
         self.sync = sync
         self.counters = counters or NoCounters()
-        self.call_cards = call_cards.CallCards(crm, bot)
+        self.call_cards = call_cards.CallCards(crm, bot, self.counters)
         self.paused_until: datetime | None = None  # flood control is per bot, not per chat
         self._wake = asyncio.Event()
         # Multi-recipient rows (supervisors, stand-ins): who already got a card, so a retry
@@ -297,14 +297,10 @@ class Notifier:
                 progress.notes.append(f"refused for rep #{rep.id} too ({err.description})")
             return None
         self.counters.sent(item.kind)
-        if sent.form != FULL:
+        note = fallback_note(sent, item.id, rep.id)
+        if note is not None:
             self.counters.fallback(sent.form)
-            form = sent.form.replace("_", " ")
-            log.warning(
-                "outbox #%s: Telegram refused the card for rep #%s (%s); sent %s",
-                item.id, rep.id, sent.refusal, form,
-            )  # fmt: skip
-            progress.notes.append(f"rep #{rep.id} got it {form} ({sent.refusal})")
+            progress.notes.append(note)
         return CardRef(rep.id, chat, sent.message.message_id, card.kind, card.ident)
 
     async def recipients(self, rep_id: int | None) -> list[RepView]:

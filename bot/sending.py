@@ -100,6 +100,19 @@ async def deliver_card(bot: Bot, chat_id: int, rendered: Rendered) -> Delivered:
         return Delivered(message, _form(as_html, buttons or not rendered.rows), refusal)
 
 
+def fallback_note(sent: Delivered, item_id: int, rep_id: int) -> str | None:
+    """None for a card delivered in full; else the refusal is logged (once, as a warning) and
+    the outbox row's note saying how the rep got the card is returned."""
+    if sent.form == FULL:
+        return None
+    form = sent.form.replace("_", " ")
+    log.warning(
+        "outbox #%s: Telegram refused the card for rep #%s (%s); sent %s",
+        item_id, rep_id, sent.refusal, form,
+    )  # fmt: skip
+    return f"rep #{rep_id} got it {form} ({sent.refusal})"
+
+
 def _form(as_html: bool, buttons: bool) -> str:
     if as_html:
         return FULL if buttons else WITHOUT_BUTTONS
