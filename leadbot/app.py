@@ -36,7 +36,14 @@ from crm.service import Crm
 from crm.supervisor import Health, Run, Supervisor, TaskState, describe
 from leadbot.metrics import Metrics
 from leadbot.settings import Settings
-from leadbot.web import Check, Outages, error_middleware, health_routes, prometheus_text
+from leadbot.web import (
+    Check,
+    Outages,
+    decoding_middleware,
+    error_middleware,
+    health_routes,
+    prometheus_text,
+)
 from matching.event import Channel, InboundEvent
 from matching.model import CrmMode, MatchSettings
 from matching.text import clean_event, clean_json
@@ -279,7 +286,8 @@ class Service:
 
     def web_app(self) -> web.Application:
         app = web.Application(
-            middlewares=[error_middleware(self.outages)], client_max_size=2 * 1024 * 1024
+            middlewares=[error_middleware(self.outages), decoding_middleware()],
+            client_max_size=2 * 1024 * 1024,
         )
         app.add_routes(health_routes(self.readiness_checks, self._metrics_text))
         for comp in self.components:
@@ -368,6 +376,7 @@ class Service:
                 self.web_app(),
                 shutdown_timeout=self.settings.http.shutdown_timeout,
                 access_log=None,
+                auto_decompress=False,  # leadbot.web.decoding_middleware decodes bodies
             )
             await self._runner.setup()
             site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port)

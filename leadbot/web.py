@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 from multidict import MultiDictProxy
@@ -126,6 +126,88 @@ async def read_json(request: web.Request) -> Any:
         return json.loads(body)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise BadInput("bad_json", "the body is not valid JSON") from None
+
+
+# Content codings a request body may come in (RFC 9110 8.4.1); anything else is a 415.
+_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+_DECODE_STEP = 64 * 1024
+
+
+def _inflate(data: bytes, coding: str, limit: int) -> bytes:
+    """`data` decoded from one content coding; `BadInput` when it is not a complete stream
+    of that coding (400) or inflates past `limit` bytes (413), found after at most
+    `limit` + one step of output, so a bomb costs neither memory nor time."""
+    wbits = _CODINGS[coding]
+    if coding == "deflate" and data[0] & 0x0F != 8:
+        wbits = -zlib.MAX_WBITS  # raw deflate without the zlib header, as some clients send
+    out = bytearray()
+    decoder = zlib.decompressobj(wbits)
+    pending = data
+    try:
+        while pending:
+            out += decoder.decompress(pending, _DECODE_STEP)
+            if len(out) > limit:
+                raise BadInput("too_large", f"the body inflates past {limit} bytes", 413)
+            pending = decoder.unconsumed_tail
+            if decoder.eof and decoder.unused_data and wbits > 16:
+                pending = decoder.unused_data  # the next member of a multi-member gzip
+                decoder = zlib.decompressobj(wbits)
+    except zlib.error as exc:
+        raise BadInput("bad_encoding", f"the body is not valid {coding}: {exc}") from None
+    if not decoder.eof:
+        raise BadInput("bad_encoding", f"the {coding} body is truncated")
+    if decoder.unused_data:
+        raise BadInput("bad_encoding", f"data after the end of the {coding} body")
+    return bytes(out)
+
+
+async def _raw_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise BadInput("too_large", f"body larger than {limit} bytes", 413)
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(_DECODE_STEP):
+        body += chunk
+        if len(body) > limit:
+            raise BadInput("too_large", f"body larger than {limit} bytes", 413)
+    return bytes(body)
+
+
+def decoding_middleware() -> Middleware:
+    """Request bodies are decoded here, not by aiohttp (the runner has auto_decompress off):
+    aiohttp leaves a handler waiting forever on a deflate body that ends early, and passes
+    a truncated gzip body on as if complete. Every route gets the decoded body, bounded by
+    the app's client_max_size (also for the Bitrix REST route, whose own limit is for plain
+    bodies); an unreadable one never reaches a handler."""
+
+    @web.middleware
+    async def decode(request: web.Request, handler: Handler) -> web.StreamResponse:
+        header = request.headers.get("Content-Encoding")
+        if header is None:
+            return await handler(request)
+        codings = [c.strip().lower() for c in header.split(",")]
+        codings = [c for c in codings if c and c != "identity"]
+        unknown = [c for c in codings if c not in _CODINGS]
+        if unknown:
+            raise BadInput(
+                "unsupported_encoding",
+                f"content coding {unknown[0][:40]!r} is not supported (gzip, deflate, identity)",
+                415,
+            )
+        limit = request.client_max_size
+        body = await _raw_body(request, limit)
+        for coding in reversed(codings):  # the last applied is undone first
+            if body:
+                body = _inflate(body, coding, limit)
+        # The decoded body becomes the request's stream, so read(), post(), multipart() and
+        # content all see it; a limit above its size keeps the connection from pausing. The
+        # headers stay as they came (clone() cannot carry obs-text header values).
+        stream = StreamReader(request.protocol, len(body) + 1, loop=asyncio.get_running_loop())
+        stream.feed_data(body)
+        stream.feed_eof()
+        request._payload = stream  # no public way to give a request another body
+        return await handler(request.clone())  # a clone: `content` is cached on the request
+
+    return decode
 
 
 RETRY_AFTER = 5  # seconds a client is asked to wait during an outage

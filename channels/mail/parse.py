@@ -7,6 +7,7 @@ move it to quarantine.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Iterator, Mapping
@@ -17,10 +18,12 @@ from email.message import Message
 from email.parser import BytesParser
 from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datetime
 from types import MappingProxyType
+from typing import Any
 
 from channels.event import Attachment
 from channels.mail.body import find_phones, html_to_text, normalize, preview
 from channels.mail.charsets import decode_bytes, decode_words, repair
+from matching.text import clean_text
 
 # Headers the filters look at, kept decoded under lower-case names.
 FILTER_HEADERS = (
@@ -88,30 +91,58 @@ def parse_message(raw: bytes, *, phone_region: str | None = None) -> ParsedMail:
     text, attachments = _body(msg)
     message_id = _first_id(_raw_header(msg, "message-id"))
     reply_to = _addresses(msg, "reply-to")
-    return ParsedMail(
-        message_id=message_id or f"<{hashlib.sha256(raw).hexdigest()}@synthetic.leadbot>",
-        synthetic_id=message_id is None,
-        sender=senders[0],
-        subject=decode_words(_raw_header(msg, "subject") or ""),
-        text=text,
-        preview=preview(text),
-        date=_date(msg),
-        in_reply_to=_first_id(_raw_header(msg, "in-reply-to")),
-        references=tuple(dict.fromkeys(_MSGID.findall(_raw_header(msg, "references") or ""))),
-        reply_to=reply_to[0] if reply_to else None,
-        to=tuple(a.address for a in _addresses(msg, "to")),
-        cc=tuple(a.address for a in _addresses(msg, "cc")),
-        attachments=attachments,
-        hint_phones=find_phones(text, phone_region),
-        content_type=_content_type(msg),
-        headers=MappingProxyType(
-            {
-                name: decode_words(value)
-                for name in FILTER_HEADERS
-                if (value := _raw_header(msg, name)) is not None
-            }
-        ),
+    # Cleaned as it enters (matching.text): the worker looks the sender up in the database
+    # (the rate limit) before intake cleans the event, and PostgreSQL refuses a NUL.
+    cleaned: ParsedMail = _cleaned(
+        ParsedMail(
+            message_id=message_id or f"<{hashlib.sha256(raw).hexdigest()}@synthetic.leadbot>",
+            synthetic_id=message_id is None,
+            sender=senders[0],
+            subject=decode_words(_raw_header(msg, "subject") or ""),
+            text=text,
+            preview=preview(text),
+            date=_date(msg),
+            in_reply_to=_first_id(_raw_header(msg, "in-reply-to")),
+            references=tuple(dict.fromkeys(_MSGID.findall(_raw_header(msg, "references") or ""))),
+            reply_to=reply_to[0] if reply_to else None,
+            to=tuple(a.address for a in _addresses(msg, "to")),
+            cc=tuple(a.address for a in _addresses(msg, "cc")),
+            attachments=attachments,
+            hint_phones=find_phones(text, phone_region),
+            content_type=_content_type(msg),
+            headers=MappingProxyType(
+                {
+                    name: decode_words(value)
+                    for name in FILTER_HEADERS
+                    if (value := _raw_header(msg, name)) is not None
+                }
+            ),
+        )
     )
+    return cleaned
+
+
+def _cleaned(value: Any) -> Any:
+    """`value` with every text in it cleaned: strings, tuples, mappings and dataclasses
+    (ParsedMail, MailAddress, Attachment) all the way down; the very same object when there
+    was nothing to clean (the common case costs no copies)."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, tuple):
+        items = tuple(_cleaned(item) for item in value)
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    if isinstance(value, Mapping):
+        pairs = {_cleaned(k): _cleaned(v) for k, v in value.items()}
+        same = all(k in value and value[k] is v for k, v in pairs.items())
+        return value if same else MappingProxyType(pairs)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {}
+        for f in dataclasses.fields(value):
+            old = getattr(value, f.name)
+            if (new := _cleaned(old)) is not old:
+                changes[f.name] = new
+        return dataclasses.replace(value, **changes) if changes else value
+    return value
 
 
 def _raw_header(msg: Message, name: str) -> str | None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from channels.mail import MailParseError, parse_message
 from channels.mail.body import preview
 from channels.mail.charsets import decode_bytes, decode_words
+from matching.text import is_clean
 
 from .samples import SAMPLES, parsed, raw
 
@@ -240,7 +241,22 @@ def test_damaged_mail_parses_or_raises_mail_parse_error(sample: str, cut: int, j
     except MailParseError:
         return
     assert mail.message_id.startswith("<") and mail.sender.address
-    mail.text.encode("utf-8")  # no lone surrogates reach the database
-    mail.subject.encode("utf-8")
-    for name in [mail.sender.name or "", *(a.name for a in mail.attachments)]:
-        name.encode("utf-8")
+    # Nothing a database cannot store (NUL, lone surrogates, control characters) gets out.
+    texts = [mail.text, mail.preview, mail.subject, mail.message_id, mail.sender.address]
+    texts += [mail.sender.name or "", *mail.to, *mail.cc, *mail.references, *mail.hint_phones]
+    texts += [*mail.headers.values(), *(a.name for a in mail.attachments)]
+    assert all(is_clean(text) for text in texts), texts
+
+
+def test_unstorable_header_text_is_cleaned_as_the_mail_is_parsed() -> None:
+    mail = parse_message(
+        b"From: =?utf-8?q?Anna=00_?= =?utf-7?q?Meier+2AA-?= <=?utf-8?q?an=00na?=@gift.example>\r\n"
+        b"Reply-To: =?utf-8?q?b=00?=@gift.example\r\n"
+        b"Subject: =?utf-7?q?K+2AA-bel?=\x01\r\nAuto-Submitted: no=?utf-8?q?=00?=\r\n\r\n"
+        b"Hallo\x00\x1b Welt\r\n"
+    )
+    assert (mail.sender.address, mail.sender.name) == ("anna@gift.example", "Anna Meier\ufffd")
+    assert mail.reply_to is not None and mail.reply_to.address == "b@gift.example"
+    assert mail.subject == "K\ufffdbel"
+    assert mail.headers["auto-submitted"] == "no"
+    assert mail.text.strip() == "Hallo Welt"
