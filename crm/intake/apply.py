@@ -19,6 +19,7 @@ from crm.intake.notify import add_outbox, card_kind, one_card_per_event
 from crm.intake.outcomes import imports_contact, result, stored_outcome
 from crm.intake.rounds import Item, Round, queue_of
 from crm.models import Activity, Company, Contact, Deal, Lead
+from crm.services.builders import company_row, contact_row, deal_row, lead_row
 from crm.services.calls import apply_call_rules, call_number
 from crm.services.common import add_comms, add_timeline, bind_activity
 from crm.services.flags import recompute_client_flags
@@ -167,16 +168,13 @@ class Apply:
         return rep_id in self.rnd.active_reps
 
     async def _new_lead(self, repeat: bool) -> None:
-        status = self.config.lead_statuses[0]
         resp = await self._responsible()
         lead_id = await self.rnd.alloc.take(Lead)
         # Written with the round's other rows: nothing reads the new lead back in this round.
-        self.rnd.sink.add(
-            Lead,
+        row = lead_row(
+            self.config,
             id=lead_id,
             title=title(self.event),
-            status=status.code,
-            status_semantic=status.semantic,
             source=source_of(self.event),
             is_return_customer=repeat,
             name=person_name(self.event),
@@ -185,9 +183,9 @@ class Apply:
             company_id=self.out.company_id if repeat else None,
             responsible_id=resp,
             utm=self.event.meta.get("utm") or None,
-            created_at=self.now,
-            modified_at=self.now,
+            now=self.now,
         )
+        self.rnd.sink.add(Lead, **row)
         if repeat:
             await self._merge_into_client()
         else:
@@ -221,19 +219,18 @@ class Apply:
         pipeline = await pipeline_by_code(self.s, self.event.meta.get("pipeline"))
         stage = await stage_by_code(self.s, pipeline, None)
         deal = Deal(
-            id=await self.rnd.alloc.take(Deal),
-            title=title(self.event),
-            pipeline_id=pipeline.id,
-            stage_id=stage.id,
-            stage_semantic=stage.semantic,
-            currency=self.config.currency,
-            contact_id=self.out.contact_id,
-            company_id=self.out.company_id,
-            origin_repeat=repeat,
-            responsible_id=resp,
-            source=source_of(self.event),
-            created_at=self.now,
-            modified_at=self.now,
+            **deal_row(
+                id=await self.rnd.alloc.take(Deal),
+                title=title(self.event),
+                stage=stage,
+                currency=self.config.currency,
+                contact_id=self.out.contact_id,
+                company_id=self.out.company_id,
+                origin_repeat=repeat,
+                responsible_id=resp,
+                source=source_of(self.event),
+                now=self.now,
+            )
         )
         self.s.add(deal)
         add_timeline(
@@ -253,24 +250,26 @@ class Apply:
         """A contact with the event's comms, and its company when the event names one."""
         if self.event.company_name:
             company = Company(
-                id=await self.rnd.alloc.take(Company),
-                title=self.event.company_name[:300],
-                responsible_id=resp,
-                created_at=self.now,
-                modified_at=self.now,
+                **company_row(
+                    id=await self.rnd.alloc.take(Company),
+                    title=self.event.company_name[:300],
+                    responsible_id=resp,
+                    now=self.now,
+                )
             )
             self.s.add(company)
             self.out.company_id = company.id
             self.out.created.append(("company", company.id))
         contact = Contact(
-            id=await self.rnd.alloc.take(Contact),
-            name=person_name(self.event) or title(self.event),
-            first_name=self.event.first_name,
-            last_name=self.event.last_name,
-            company_id=self.out.company_id,
-            responsible_id=resp,
-            created_at=self.now,
-            modified_at=self.now,
+            **contact_row(
+                id=await self.rnd.alloc.take(Contact),
+                name=person_name(self.event) or title(self.event),
+                first_name=self.event.first_name,
+                last_name=self.event.last_name,
+                company_id=self.out.company_id,
+                responsible_id=resp,
+                now=self.now,
+            )
         )
         self.s.add(contact)
         await add_comms(
