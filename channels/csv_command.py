@@ -123,7 +123,7 @@ def cmd_import_csv(args: argparse.Namespace) -> None:
                 raise CliError(f"import stopped: {exc}") from None
 
     # One log line per row would bury the progress bar; the summary and report say it all.
-    logging.getLogger("crm.services.intake").setLevel(logging.WARNING)
+    logging.getLogger("crm.intake").setLevel(logging.WARNING)
     asyncio.run(_with_crm(settings, run))
     report = Path(args.report) if args.report else path.with_name(f"{path.stem}.problems.csv")
     print(_summary_text(path, args.as_kind, summary, args.dry_run, report))

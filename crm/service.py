@@ -9,12 +9,12 @@ from sqlalchemy.exc import IntegrityError
 
 from crm.config import CrmConfig
 from crm.db import Database
+from crm.intake import Intake, SeenCache
 from crm.models import utcnow
 from crm.services.activities import Activities
 from crm.services.deals import Deals
 from crm.services.events import Events
 from crm.services.exceptions import Exceptions
-from crm.services.intake import Intake, SeenCache
 from crm.services.leads import Leads
 from crm.services.outbox import Outbox
 from crm.services.pipelines import sync_pipelines

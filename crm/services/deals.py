@@ -12,6 +12,7 @@ from crm.db import Database
 from crm.dto import SYSTEM, Actor, DealView
 from crm.errors import Conflict, InvalidInput, NotFound
 from crm.models import Company, Contact, Deal, Pipeline, Stage, utcnow
+from crm.services.builders import deal_row
 from crm.services.common import add_timeline, check_access, deal_views, get_or_404
 from crm.services.flags import recompute_client_flags
 from crm.services.listing import ListFilter, apply_common, page_of, visible_to
@@ -48,21 +49,18 @@ class Deals:
                 await get_or_404(s, Company, company_id, "company")
             pipe = await pipeline_by_code(s, pipeline)
             st = await stage_by_code(s, pipe, stage)
-            now = utcnow()
             deal = Deal(
-                title=title.strip(),
-                pipeline_id=pipe.id,
-                stage_id=st.id,
-                stage_semantic=st.semantic,
-                amount=amount,
-                currency=currency or self.config.currency,
-                contact_id=contact_id,
-                company_id=company_id,
-                responsible_id=responsible_id,
-                source=source,
-                created_at=now,
-                modified_at=now,
-                closed_at=now if st.semantic != "process" else None,
+                **deal_row(
+                    title=title.strip(),
+                    stage=st,
+                    amount=amount,
+                    currency=currency or self.config.currency,
+                    contact_id=contact_id,
+                    company_id=company_id,
+                    responsible_id=responsible_id,
+                    source=source,
+                    now=utcnow(),
+                )
             )
             s.add(deal)
             await s.flush()

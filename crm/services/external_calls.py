@@ -18,10 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.db import Database
 from crm.dto import IntakeResult
+from crm.intake.callmeta import merge_call_meta
 from crm.models import Activity, ActivityBinding, ExternalCall, OutboxMessage
 from crm.services.calls import apply_call_rules
 from crm.services.common import OWNER_MODELS, add_timeline, bind_activity
-from crm.services.intake import merge_call_meta
 from matching.event import InboundEvent
 from matching.identities import event_identities
 

@@ -23,6 +23,7 @@ from crm.models import (
     Rep,
     utcnow,
 )
+from crm.services.builders import company_row, contact_row, deal_row, lead_row
 from crm.services.common import (
     add_comms,
     add_timeline,
@@ -74,23 +75,21 @@ class Leads:
             ):
                 if ident is not None:
                     await get_or_404(s, model, ident, what)
-            status = self.config.lead_statuses[0]
-            now = utcnow()
             lead = Lead(
-                title=data.title.strip(),
-                status=status.code,
-                status_semantic=status.semantic,
-                source=data.source,
-                # Bitrix24 R4.2: a lead saved with a client is a repeat lead.
-                is_return_customer=data.contact_id is not None or data.company_id is not None,
-                name=data.name,
-                company_title=data.company_title,
-                contact_id=data.contact_id,
-                company_id=data.company_id,
-                responsible_id=data.responsible_id,
-                comments=data.comments,
-                created_at=now,
-                modified_at=now,
+                **lead_row(
+                    self.config,
+                    title=data.title.strip(),
+                    source=data.source,
+                    # Bitrix24 R4.2: a lead saved with a client is a repeat lead.
+                    is_return_customer=data.contact_id is not None or data.company_id is not None,
+                    name=data.name,
+                    company_title=data.company_title,
+                    contact_id=data.contact_id,
+                    company_id=data.company_id,
+                    responsible_id=data.responsible_id,
+                    comments=data.comments,
+                    now=utcnow(),
+                )
             )
             s.add(lead)
             await s.flush()
@@ -229,10 +228,11 @@ class Leads:
             now = utcnow()
             if "company" in targets and company_id is None:
                 company = Company(
-                    title=lead.company_title or lead.name or lead.title,
-                    responsible_id=responsible,
-                    created_at=now,
-                    modified_at=now,
+                    **company_row(
+                        title=lead.company_title or lead.name or lead.title,
+                        responsible_id=responsible,
+                        now=now,
+                    )
                 )
                 s.add(company)
                 await s.flush()
@@ -244,11 +244,12 @@ class Leads:
                 "deal" in targets and contact_id is None and company_id is None
             ):
                 contact = Contact(
-                    name=lead.name or lead.title,
-                    company_id=company_id,
-                    responsible_id=responsible,
-                    created_at=now,
-                    modified_at=now,
+                    **contact_row(
+                        name=lead.name or lead.title,
+                        company_id=company_id,
+                        responsible_id=responsible,
+                        now=now,
+                    )
                 )
                 s.add(contact)
                 await s.flush()
@@ -278,19 +279,18 @@ class Leads:
                 pipeline = await pipeline_by_code(s, None)
                 stage = await stage_by_code(s, pipeline, None)
                 deal = Deal(
-                    title=lead.title,
-                    pipeline_id=pipeline.id,
-                    stage_id=stage.id,
-                    stage_semantic=stage.semantic,
-                    amount=amount,
-                    currency=self.config.currency,
-                    contact_id=contact_id,
-                    company_id=company_id,
-                    lead_id=lead.id,
-                    responsible_id=responsible,
-                    source=lead.source,
-                    created_at=now,
-                    modified_at=now,
+                    **deal_row(
+                        title=lead.title,
+                        stage=stage,
+                        amount=amount,
+                        currency=self.config.currency,
+                        contact_id=contact_id,
+                        company_id=company_id,
+                        lead_id=lead.id,
+                        responsible_id=responsible,
+                        source=lead.source,
+                        now=now,
+                    )
                 )
                 s.add(deal)
                 await s.flush()

@@ -11,6 +11,7 @@ from crm.dto import SYSTEM, Actor, CompanyView, ContactView
 from crm.errors import InvalidInput
 from crm.identity import identities_from_values
 from crm.models import Company, Contact, utcnow
+from crm.services.builders import company_row, contact_row
 from crm.services.common import (
     add_comms,
     add_timeline,
@@ -51,16 +52,16 @@ class Records:
         async with self.db.transaction() as s:
             if data.company_id is not None:
                 await get_or_404(s, Company, data.company_id, "company")
-            now = utcnow()
             contact = Contact(
-                name=name or (data.emails or data.phones)[0],
-                first_name=data.first_name,
-                last_name=data.last_name,
-                company_id=data.company_id,
-                responsible_id=data.responsible_id,
-                comments=data.comments,
-                created_at=now,
-                modified_at=now,
+                **contact_row(
+                    name=name or (data.emails or data.phones)[0],
+                    first_name=data.first_name,
+                    last_name=data.last_name,
+                    company_id=data.company_id,
+                    responsible_id=data.responsible_id,
+                    comments=data.comments,
+                    now=utcnow(),
+                )
             )
             s.add(contact)
             await s.flush()
@@ -103,9 +104,8 @@ class Records:
         if not title.strip():
             raise InvalidInput("a company needs a title")
         async with self.db.transaction() as s:
-            now = utcnow()
             company = Company(
-                title=title.strip(), responsible_id=responsible_id, created_at=now, modified_at=now
+                **company_row(title=title.strip(), responsible_id=responsible_id, now=utcnow())
             )
             s.add(company)
             await s.flush()

@@ -1,0 +1,274 @@
+"""Intake: apply the matcher's decision to inbound events, exactly once.
+
+Events come in batches (whatever a queue read returned; one event is a batch of one). One
+transaction per batch writes the event log rows (their unique (channel, external id) is the
+truth about "already processed"), the records the decisions create or change, the activities
+and the outbox rows for rep notifications. Events touching the same identity are serialized
+across workers by `Database.lock_identities`, so concurrent events never create two leads for
+one person. Within a batch the work goes in rounds (see `crm.intake.rounds`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.config import CrmConfig
+from crm.db import Database, pairs_in
+from crm.dto import IntakeResult
+from crm.ids import IdAllocator
+from crm.intake.apply import apply_item
+from crm.intake.outcomes import duplicate_result, repeated, stored_outcome
+from crm.intake.outcomes import result as intake_result
+from crm.intake.rounds import Item, decide_items, prepare_round, split
+from crm.models import InboundEventLog, Rep, utcnow
+from crm.outage import is_outage
+from crm.repository import SqlCandidateRepository
+from crm.services.runtime import current_match_settings
+from matching.event import InboundEvent
+from matching.identities import event_identities
+from matching.model import MatchSettings
+
+log = logging.getLogger(__name__)
+
+SETTINGS_TTL = 2.0
+
+
+class SeenCache(Protocol):
+    """Optional fast path for duplicates (Redis SET NX); the database stays the truth."""
+
+    async def seen(self, keys: Sequence[str]) -> list[bool]: ...
+
+    async def mark(self, keys: Sequence[str]) -> None: ...
+
+
+class Intake:
+    def __init__(
+        self,
+        db: Database,
+        config: CrmConfig,
+        *,
+        seen: SeenCache | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.seen = seen
+        self.clock = clock
+        self._settings: tuple[float, MatchSettings] | None = None
+
+    async def process(self, event: InboundEvent) -> IntakeResult:
+        result = (await self.process_many([event]))[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def process_many(self, events: Sequence[InboundEvent]) -> list[IntakeResult | Exception]:
+        """Process a batch; each event's result, or the error that kept it from being
+        processed (nothing of that event was written; the others are not affected)."""
+        results: list[IntakeResult | Exception | None] = [None] * len(events)
+        firsts: dict[tuple[str, str], int] = {}
+        for i, event in enumerate(events):
+            # The same event twice in one batch: answered from the first.
+            firsts.setdefault((event.channel.value, event.external_id), i)
+        cached = await self._known(events, list(firsts.values()))
+        for i, row in cached.items():
+            results[i] = duplicate_result(row)
+        todo = [i for i in firsts.values() if results[i] is None]
+        if todo:
+            done: list[IntakeResult | Exception]
+            try:
+                done = list(await self._batch([events[i] for i in todo]))
+            except Exception as exc:
+                if is_outage(exc):  # every event would meet it: the queue retries them later
+                    done = [exc] * len(todo)
+                elif len(todo) == 1:
+                    done = [await self._alone(events[todo[0]], exc)]
+                else:
+                    log.warning("batch of %d events failed (%s); one by one", len(todo), exc)
+                    done = [await self._alone(events[i]) for i in todo]
+            for i, result in zip(todo, done, strict=True):
+                results[i] = result
+            if self.seen is not None:
+                ok = [i for i in todo if isinstance(results[i], IntakeResult)]
+                await self.seen.mark([_seen_key(events[i]) for i in ok])
+        for i, event in enumerate(events):
+            if results[i] is None:
+                first = results[firsts[(event.channel.value, event.external_id)]]
+                results[i] = repeated(first) if isinstance(first, IntakeResult) else first
+        return [r for r in results if r is not None]
+
+    async def _alone(
+        self, event: InboundEvent, failed: Exception | None = None
+    ) -> IntakeResult | Exception:
+        """One event in its own transaction, tried twice when the database refused it (a
+        unique conflict: another worker wrote the same call's activity first, found the second
+        time; a deadlock with another batch)."""
+        tries = 0 if failed is None else 1
+        while failed is None or (isinstance(failed, DBAPIError) and tries < 2):
+            try:
+                return (await self._batch([event]))[0]
+            except Exception as exc:
+                failed, tries = exc, tries + 1
+        if not is_outage(failed):  # an outage is the queue's to log, once
+            log.error(
+                "processing %s:%s failed", event.channel.value, event.external_id, exc_info=failed
+            )
+        return failed
+
+    async def _known(
+        self, events: Sequence[InboundEvent], candidates: list[int]
+    ) -> dict[int, InboundEventLog]:
+        """The log rows of the events the seen-cache knows (one read for all of them). An
+        event the cache knows but the database does not (a restored backup) is processed."""
+        if self.seen is None or not candidates:
+            return {}
+        flags = await self.seen.seen([_seen_key(events[i]) for i in candidates])
+        known = [i for i, flag in zip(candidates, flags, strict=True) if flag]
+        if not known:
+            return {}
+        keys = [(events[i].channel.value, events[i].external_id) for i in known]
+        async with self.db.read() as s:
+            by_key = await _log_rows_of(s, keys)
+        return {i: by_key[k] for i, k in zip(known, keys, strict=True) if k in by_key}
+
+    async def _batch(self, events: Sequence[InboundEvent]) -> list[IntakeResult]:
+        now = self.clock()
+        region = self.config.default_region
+        items = [Item(i, e, event_identities(e, region)) for i, e in enumerate(events)]
+        results: dict[int, IntakeResult] = {}
+        async with self.db.transaction() as s:
+            fresh = await self._log_rows(s, items, now, results)
+            await self.db.lock_identities(s, [k for item in fresh for k in item.lock_keys()])
+            alloc = IdAllocator(s, sqlite=self.db.is_sqlite)
+            active = set(await s.scalars(select(Rep.id).where(Rep.active.is_(True))))
+            updates: list[dict[str, Any]] = []
+            pending = fresh
+            while pending:
+                repo = await self._decide_items(s, pending, now, active)
+                taken, pending = split(pending)
+                rnd = await prepare_round(s, self.db, taken, repo, alloc, active)
+                for item in taken:
+                    results[item.index] = await apply_item(
+                        s, self.db, self.config, item, rnd, now, updates
+                    )
+                await s.flush()
+                await rnd.sink.flush(s)
+            if updates:
+                await s.execute(update(InboundEventLog), updates)
+        return [results[i] for i in range(len(items))]
+
+    async def _log_rows(
+        self,
+        s: AsyncSession,
+        items: Sequence[Item],
+        now: datetime,
+        results: dict[int, IntakeResult],
+    ) -> list[Item]:
+        """Claim each event's log row; an event whose row exists is a duplicate. The rows go
+        in key order, so two batches that share events wait for each other, never deadlock."""
+        rows = [
+            {
+                "channel": item.event.channel.value,
+                "external_id": item.event.external_id,
+                "received_at": now,
+                "occurred_at": item.event.occurred_at,
+                "direction": item.event.direction.value,
+                "outcome": "processing",
+                "reason": "",
+                "payload": item.event.to_json(),
+            }
+            for item in sorted(items, key=lambda it: it.key)
+        ]
+        stmt = (
+            self.db.insert(InboundEventLog)
+            .on_conflict_do_nothing(index_elements=["channel", "external_id"])
+            .returning(InboundEventLog.id, InboundEventLog.channel, InboundEventLog.external_id)
+        )
+        claimed = {(c, x): i for i, c, x in await s.execute(stmt, rows)}
+        fresh = []
+        for item in items:
+            if item.key in claimed:
+                item.log_id = claimed[item.key]
+                fresh.append(item)
+        dups = [item for item in items if item.key not in claimed]
+        if dups:
+            by_key = await _log_rows_of(s, [item.key for item in dups])
+            for item in dups:
+                results[item.index] = duplicate_result(by_key[item.key])
+        return fresh
+
+    async def preview(self, event: InboundEvent) -> IntakeResult:
+        """The outcome and reason `process` would give `event` now; nothing is written.
+
+        The ids are those of the records it would attach to (none for records it would create).
+        Used by dry runs (`leadbot import-csv --dry-run`).
+        """
+        now = self.clock()
+        item = Item(0, event, event_identities(event, self.config.default_region))
+        async with self.db.sessions() as s:
+            try:
+                seen = await _logged(s, event)
+                if seen is not None:
+                    return duplicate_result(seen)
+                await self._decide_items(s, [item], now)
+            finally:
+                await s.rollback()
+        assert item.decision is not None
+        decision = item.decision
+        outcome, reason = stored_outcome(event, decision)
+        return intake_result(outcome, reason, decision, responsible_id=decision.responsible_id)
+
+    async def _decide_items(
+        self,
+        s: AsyncSession,
+        items: Sequence[Item],
+        now: datetime,
+        active_reps: set[int] | None = None,
+    ) -> SqlCandidateRepository:
+        return await decide_items(s, items, now, await self._match_settings(s), active_reps)
+
+    def forget_settings(self) -> None:
+        self._settings = None
+
+    async def _match_settings(self, s: AsyncSession) -> MatchSettings:
+        """The admin's runtime settings, re-read at most every SETTINGS_TTL seconds: a change
+        made in /settings reaches every worker process within that time."""
+        now = time.monotonic()
+        if self._settings is None or now - self._settings[0] > SETTINGS_TTL:
+            self._settings = (now, await current_match_settings(s, self.config.match))
+        return self._settings[1]
+
+
+def _seen_key(event: InboundEvent) -> str:
+    return f"{event.channel.value}:{event.external_id}"
+
+
+async def _log_rows_of(
+    s: AsyncSession, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], InboundEventLog]:
+    """The event log rows of these (channel, external id) keys, by key."""
+    rows = await s.scalars(
+        select(InboundEventLog).where(
+            pairs_in(InboundEventLog.channel, InboundEventLog.external_id, keys)
+        )
+    )
+    wanted = set(keys)
+    return {k: r for r in rows if (k := (r.channel, r.external_id)) in wanted}
+
+
+async def _logged(s: AsyncSession, event: InboundEvent) -> InboundEventLog | None:
+    """The event log row of an event already processed (unique channel + external id)."""
+    return await s.scalar(
+        select(InboundEventLog).where(
+            InboundEventLog.channel == event.channel.value,
+            InboundEventLog.external_id == event.external_id,
+        )
+    )

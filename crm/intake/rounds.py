@@ -1,0 +1,268 @@
+"""Rounds within a batch: deciding events, splitting them by conflict keys, and fetching
+what a round's writes need in advance (call activities, call-back tasks, ids, responsibles).
+
+An event that shares a phone / email / call / thread or a matched record with an earlier
+event of the round waits for the next round, which sees what the earlier one wrote: the
+result is the same as one event after the other, in arrival order.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.db import Database, pairs_in
+from crm.ids import IdAllocator
+from crm.intake.labels import ACTIVITY_KIND
+from crm.intake.outcomes import creates, imports_contact
+from crm.models import Activity, Company, Contact, Deal, InboundEventLog, Lead
+from crm.repository import SqlCandidateRepository
+from crm.services.calls import call_number, open_callbacks
+from crm.services.common import RowSink
+from crm.services.exceptions import exception_hits
+from crm.services.reps import next_in_queue
+from matching.decide import decide
+from matching.event import Channel, InboundEvent
+from matching.finder import find_candidates
+from matching.model import Candidates, Decision, EventIdentities, Identity, MatchSettings, Outcome
+
+
+@dataclass
+class Item:
+    """One event on its way through a batch."""
+
+    index: int
+    event: InboundEvent
+    ids: EventIdentities
+    log_id: int = 0
+    cands: Candidates = field(default_factory=Candidates)
+    decision: Decision | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.event.channel.value, self.event.external_id)
+
+    def lock_keys(self) -> list[str]:
+        keys = [i.key for i in self.ids.matchable()]
+        call_id = self.event.meta.get("call_id")
+        if call_id:  # events of one call share its activity, even with no number
+            keys.append(f"call:{self.event.channel.value}:{call_id}")
+        return keys
+
+    def conflict_keys(self) -> set[str]:
+        """What this event reads or writes that an earlier event of its round could change."""
+        e = self.event
+        keys = set(self.lock_keys())
+        refs = (e.meta.get("in_reply_to"), *e.meta.get("references", ()))
+        keys.update(f"msg:{e.channel.value}:{r}" for r in (e.external_id, *refs) if r)
+        c = self.cands
+        for client in (*c.contacts, *c.companies):
+            keys.add(f"{client.kind.value}:{client.id}")
+            keys.update(f"deal:{d.id}" for d in client.open_deals)
+            keys.update(f"lead:{lead.id}" for lead in client.open_repeat_leads)
+        keys.update(f"lead:{lead.id}" for lead in c.leads)
+        d = self.decision
+        if d is not None:
+            for kind, ident in (
+                ("lead", d.lead_id),
+                ("deal", d.deal_id),
+                ("contact", d.contact_id),
+                ("company", d.company_id),
+                ("lead", c.thread_lead_id),
+                ("deal", c.thread_deal_id),
+            ):
+                if ident is not None:
+                    keys.add(f"{kind}:{ident}")
+        return keys
+
+
+def split(items: Sequence[Item]) -> tuple[list[Item], list[Item]]:
+    """The events that can go in this round, and those that wait for a later one: an event
+    waits when it shares a key with any earlier event still in the batch."""
+    taken: list[Item] = []
+    waiting: list[Item] = []
+    blocked: set[str] = set()
+    for item in items:
+        keys = item.conflict_keys()
+        (waiting if keys & blocked else taken).append(item)
+        blocked |= keys
+    return taken, waiting
+
+
+class Round:
+    """What one round fetched in advance for its events' writes."""
+
+    def __init__(
+        self,
+        repo: SqlCandidateRepository,
+        alloc: IdAllocator,
+        active_reps: set[int],
+        calls: dict[tuple[str, str], Activity],
+        callbacks: dict[str, list[Activity]],
+        picks: dict[tuple[str, tuple[int, ...]], deque[int]],
+    ) -> None:
+        self.repo = repo
+        self.alloc = alloc
+        self.active_reps = active_reps
+        self.calls = calls
+        self.callbacks = callbacks
+        self.picks = picks  # round-robin responsibles for new records, by queue
+        self.sink = RowSink()  # write-only rows, inserted table by table at the round's end
+
+
+async def decide_items(
+    s: AsyncSession,
+    items: Sequence[Item],
+    now: datetime,
+    settings: MatchSettings,
+    active_reps: set[int] | None = None,
+) -> SqlCandidateRepository:
+    """Decide every item from one fresh look at the database (a handful of queries)."""
+    repo = SqlCandidateRepository(s, active_reps)
+    await repo.preload(i for item in items for i in item.ids.matchable())
+    listed = set(await exception_hits(s, _union(item.ids.exception_checked() for item in items)))
+    for item in items:
+        cands = await find_candidates(repo, item.ids, settings)
+        item.cands = await _thread(s, item.event, cands)
+        hits = [i for i in item.ids.exception_checked() if i in listed]
+        item.decision = decide(item.event, item.ids, item.cands, settings, hits, now)
+    return repo
+
+
+async def _thread(s: AsyncSession, event: InboundEvent, cands: Candidates) -> Candidates:
+    """A mail reply goes where its thread lives, if that lead / deal is still open."""
+    refs = [str(r) for r in (event.meta.get("in_reply_to"), *event.meta.get("references", ())) if r]
+    if not refs:
+        return cands
+    rows = await s.execute(
+        select(InboundEventLog.lead_id, InboundEventLog.deal_id)
+        .where(
+            InboundEventLog.channel == event.channel.value,
+            InboundEventLog.external_id.in_(refs),
+        )
+        .order_by(InboundEventLog.id.desc())
+    )
+    for lead_id, deal_id in rows:
+        if deal_id is not None:
+            deal = await s.get(Deal, deal_id)
+            if deal is not None and deal.stage_semantic == "process":
+                return replace(cands, thread_deal_id=deal_id)
+        if lead_id is not None:
+            lead = await s.get(Lead, lead_id)
+            if lead is not None and lead.status_semantic == "process":
+                return replace(cands, thread_lead_id=lead_id)
+    return cands
+
+
+async def prepare_round(
+    s: AsyncSession,
+    db: Database,
+    items: Sequence[Item],
+    repo: SqlCandidateRepository,
+    alloc: IdAllocator,
+    active: set[int],
+) -> Round:
+    """Fetch what the round's writes read (call activities, open call-back tasks) and
+    reserve the ids of the records it creates."""
+    call_keys = [
+        (item.event.channel.value, str(item.event.meta["call_id"]))
+        for item in items
+        if item.event.meta.get("call_id")
+        and item.decision is not None
+        and item.decision.outcome is not Outcome.IGNORED
+    ]
+    calls: dict[tuple[str, str], Activity] = {}
+    if call_keys:
+        found = await s.scalars(
+            select(Activity).where(pairs_in(Activity.channel, Activity.external_id, call_keys))
+        )
+        wanted = set(call_keys)
+        calls = {key: a for a in found if (key := (a.channel or "", a.external_id or "")) in wanted}
+    phones = [
+        p
+        for item in items
+        if item.event.channel is Channel.CALL
+        and item.decision is not None
+        and item.decision.outcome is not Outcome.IGNORED
+        and (p := call_number(item.ids)) is not None
+    ]
+    callbacks = await open_callbacks(s, phones) if phones else {}
+    need: dict[Any, int] = {Lead: 0, Deal: 0, Contact: 0, Company: 0, Activity: 0}
+    wants: dict[tuple[str, tuple[int, ...]], int] = {}
+    for item in items:
+        _count_new_rows(item, need, calls, callbacks)
+        d = item.decision
+        if d is not None and creates(item.event, d) and d.responsible_id not in active:
+            queue = queue_of(item.event)
+            wants[queue] = wants.get(queue, 0) + 1
+    await alloc.reserve(need)
+    picks = {q: deque(await _round_robin(s, db, q, n, active)) for q, n in wants.items()}
+    return Round(repo, alloc, active, calls, callbacks, picks)
+
+
+async def _round_robin(
+    s: AsyncSession, db: Database, queue: tuple[str, tuple[int, ...]], n: int, active: set[int]
+) -> list[int]:
+    """The responsibles of `n` new records from one distribution queue."""
+    name, members = queue
+    if not active.intersection(members or active):
+        return []  # nobody to hand them to
+    if db.is_sqlite:  # one writer at a time anyway
+        return await next_in_queue(s, name, members, n)
+    # Its own short transaction, so concurrent new leads do not wait on each other's
+    # commit; a pick whose lead then rolls back only skips a turn.
+    for attempt in range(3):
+        try:
+            async with db.transaction() as rr:
+                return await next_in_queue(rr, name, members, n)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    return []
+
+
+def queue_of(event: InboundEvent) -> tuple[str, tuple[int, ...]]:
+    """The distribution queue for an event's new records: its line's own, or the default."""
+    queue = tuple(int(r) for r in event.meta.get("queue") or ())
+    return (f"{event.channel.value}:{event.line}" if queue else "default", queue)
+
+
+def _count_new_rows(
+    item: Item,
+    need: dict[Any, int],
+    calls: dict[tuple[str, str], Activity],
+    callbacks: dict[str, list[Activity]],
+) -> None:
+    """The records the item's decision will create, so their ids come in one reservation."""
+    d, e = item.decision, item.event
+    if d is None or d.outcome is Outcome.IGNORED:
+        return
+    if imports_contact(e, d):
+        if d.contact_id is None and d.company_id is None:
+            need[Contact] += 1
+            need[Company] += 1 if e.company_name else 0
+    elif d.outcome in (Outcome.NEW_LEAD, Outcome.NEW_REPEAT_LEAD):
+        need[Lead] += 1
+    elif d.outcome in (Outcome.NEW_DEAL, Outcome.NEW_REPEAT_DEAL):
+        need[Deal] += 1
+        if d.outcome is Outcome.NEW_DEAL:
+            need[Contact] += 1
+            need[Company] += 1 if e.company_name else 0
+    if e.channel in ACTIVITY_KIND:
+        call_id = e.meta.get("call_id")
+        if not (call_id and (e.channel.value, str(call_id)) in calls):
+            need[Activity] += 1
+    phone = call_number(item.ids)
+    if e.channel is Channel.CALL and e.meta.get("missed") and phone and not callbacks.get(phone):
+        need[Activity] += 1
+
+
+def _union(groups: Iterable[Iterable[Identity]]) -> list[Identity]:
+    return list(dict.fromkeys(i for group in groups for i in group))
