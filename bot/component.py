@@ -40,8 +40,8 @@ from crm.services.chat_state import ChatStates
 from crm.services.escalation import Followups
 from crm.services.messages import Messages
 from crm.supervisor import TaskHost
+from httpkit import BadInput, json_error, read_json
 from leadbot.settings import ConfigError
-from leadbot.web import BadInput, json_error, read_json
 from matching.text import clean_json
 
 if TYPE_CHECKING:

@@ -28,8 +28,8 @@ from channels.webform import (
     parse_submission,
     submission_id_for,
 )
+from httpkit import BadInput, client_address, json_error, networks, read_form, read_json
 from leadbot.settings import ConfigError, FormSettings
-from leadbot.web import BadInput, client_address, json_error, networks, read_form, read_json
 from matching.text import clean_json
 
 if TYPE_CHECKING:

@@ -23,8 +23,8 @@ from channels.whatsapp import (
     verify_challenge,
     verify_signature,
 )
+from httpkit import json_error
 from leadbot.settings import ConfigError
-from leadbot.web import json_error
 
 if TYPE_CHECKING:
     from leadbot.app import Service
