@@ -17,7 +17,7 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -31,21 +31,23 @@ from bot.clock import Clock, SystemClock
 from bot.commands import Commands
 from bot.customers import CustomerDesk
 from bot.handlers import Handlers, commands_menu
-from bot.notifier import Notifier
+from bot.notifier import CardCounters, Notifier
 from bot.relay import Relay
 from bot.reminders import Duties
 from bot.request import GET_UPDATES_POOL_SIZE, POOL_SIZE, CleaningRequest
+from bot.settings import TelegramSettings
 from bot.sync import CardSync
+from crm.config import ConfigError
+from crm.db import Database
+from crm.dto import IntakeResult
+from crm.service import Crm
 from crm.services.chat_state import ChatStates
 from crm.services.escalation import Followups
 from crm.services.messages import Messages
 from crm.supervisor import TaskHost
-from leadbot.settings import ConfigError
-from leadbot.web import BadInput, json_error, read_json
+from httpkit import BadInput, json_error, read_json
+from matching.event import InboundEvent
 from matching.text import clean_json
-
-if TYPE_CHECKING:
-    from leadbot.app import Service
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +60,57 @@ MAX_CONNECT_DELAY = 60.0
 STOP_GRACE = 5.0
 
 
+class _Http(Protocol):
+    @property
+    def public_url(self) -> str: ...
+
+
+class BotSettings(Protocol):
+    """The settings sections the bot reads."""
+
+    @property
+    def telegram(self) -> TelegramSettings: ...
+
+    @property
+    def http(self) -> _Http: ...
+
+
+class BotMetrics(Protocol):
+    @property
+    def cards(self) -> CardCounters: ...
+
+
+class BotHost(TaskHost, Protocol):
+    """What the bot needs from the process that runs it (`leadbot.app.Service`)."""
+
+    @property
+    def settings(self) -> BotSettings: ...
+
+    @property
+    def crm(self) -> Crm: ...
+
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def metrics(self) -> BotMetrics: ...
+
+    @property
+    def http(self) -> bool: ...
+
+    # Called after every committed event; must not block.
+    @property
+    def after_intake(self) -> list[Callable[[IntakeResult], None]]: ...
+
+    # Called when a channel wrote rep notifications itself (outside intake).
+    @property
+    def outbox_listeners(self) -> list[Callable[[], None]]: ...
+
+    async def submit(self, event: InboundEvent) -> None: ...
+
+
 class BotComponent:
-    def __init__(self, service: Service, clock: Clock) -> None:
+    def __init__(self, service: BotHost, clock: Clock) -> None:
         settings = service.settings.telegram
         assert settings.token is not None
         self.service = service
@@ -301,7 +352,7 @@ class BotComponent:
         return web.json_response({"ok": True})
 
 
-def bot_component(service: Service, clock: Clock | None = None) -> BotComponent | None:
+def bot_component(service: BotHost, clock: Clock | None = None) -> BotComponent | None:
     """The rep bot, or None when no token is configured or the process has no HTTP server
     (separate intake workers must not poll Telegram or deliver cards a second time)."""
     settings = service.settings.telegram

@@ -1,6 +1,6 @@
 """`leadbot import-csv FILE --as lead|contact`: a spreadsheet's rows through the matcher.
 
-`leadbot.cli` registers it as a sub-command. The file is read and mapped
+`leadbot.cli` registers it as a sub-command and hands it a `CsvCliHost`. The file is read and mapped
 before the database is touched, so a wrong column mapping costs nothing; `--dry-run` then
 lists what every row would become, the real run shows a progress bar, and both write the rows
 with problems to a report file next to the input (`--report` to choose another place).
@@ -9,13 +9,14 @@ with problems to a report file next to the input (`--report` to choose another p
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tqdm import tqdm
 
@@ -45,7 +46,23 @@ _VERB = {
 }
 
 
-def register_cli(subparsers: Any) -> None:
+class CsvCliHost(Protocol):
+    """What the command line's root gives the command (the settings, the database)."""
+
+    def default_region(self, args: argparse.Namespace) -> str:
+        """The CRM's region, from the settings the command line names."""
+        ...
+
+    def run_with_crm(self, args: argparse.Namespace, fn: Callable[[Crm], Awaitable[None]]) -> None:
+        """Run `fn` with a `Crm` on the configured database; problems as `error`."""
+        ...
+
+    def error(self, reason: str) -> Exception:
+        """The exception the root prints as one line before exiting non-zero."""
+        ...
+
+
+def register_cli(subparsers: Any, host: CsvCliHost) -> None:
     """Add `import-csv` to the `leadbot` command line."""
     p = subparsers.add_parser(
         "import-csv",
@@ -73,28 +90,26 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--queue", default="", metavar="REP_IDS", help="reps for new records: 3,5")
     p.add_argument("--report", help="where to write the rows with problems")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(fn=cmd_import_csv)
+    p.set_defaults(fn=partial(cmd_import_csv, host=host))
 
 
-def cmd_import_csv(args: argparse.Namespace) -> None:
-    # Imported lazily: leadbot.cli imports this module to register the command.
-    from leadbot.cli import CliError, _settings, _with_crm
-
-    settings = _settings(args)
+def cmd_import_csv(args: argparse.Namespace, host: CsvCliHost) -> None:
+    fail = host.error  # the root's one-line error (leadbot.cli.CliError)
+    default_region = host.default_region(args)
     path = Path(args.file)
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise CliError(f"{path}: {exc.strerror or exc}") from None
-    region = (args.region or settings.crm.default_region).upper()
+        raise fail(f"{path}: {exc.strerror or exc}") from None
+    region = (args.region or default_region).upper()
     try:
         table = read_csv(data)
         mapping = _mapping(table, args.map)
         queue = [int(part) for part in args.queue.split(",") if part.strip()]
     except (CsvError, MappingError) as exc:
-        raise CliError(f"{path}: {exc}") from None
+        raise fail(f"{path}: {exc}") from None
     except ValueError:
-        raise CliError(f"--queue {args.queue!r}: give rep ids like 3,5") from None
+        raise fail(f"--queue {args.queue!r}: give rep ids like 3,5") from None
     print(_describe_mapping(table, mapping), file=sys.stderr)
     items = _items(table, mapping, data, args.as_kind, region, queue)
 
@@ -120,17 +135,17 @@ def cmd_import_csv(args: argparse.Namespace) -> None:
                     crm.intake, items, dry_run=args.dry_run, region=region, on_row=on_row
                 )
             except ImportAborted as exc:
-                raise CliError(f"import stopped: {exc}") from None
+                raise fail(f"import stopped: {exc}") from None
 
     # One log line per row would bury the progress bar; the summary and report say it all.
     logging.getLogger("crm.intake").setLevel(logging.WARNING)
-    asyncio.run(_with_crm(settings, run))
+    host.run_with_crm(args, run)
     report = Path(args.report) if args.report else path.with_name(f"{path.stem}.problems.csv")
     print(_summary_text(path, args.as_kind, summary, args.dry_run, report))
     try:
         _write_report(report, table, summary)
     except OSError as exc:
-        raise CliError(f"cannot write the report {report}: {exc.strerror or exc}") from None
+        raise fail(f"cannot write the report {report}: {exc.strerror or exc}") from None
 
 
 def _mapping(table: CsvTable, option: str) -> dict[str, str]:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
 
@@ -28,12 +29,11 @@ from channels.webform import (
     parse_submission,
     submission_id_for,
 )
-from leadbot.settings import ConfigError, FormSettings
-from leadbot.web import BadInput, client_address, json_error, networks, read_form, read_json
+from channels.webform_settings import FormSettings
+from crm.config import ConfigError
+from httpkit import BadInput, client_address, json_error, networks, read_form, read_json
+from matching.event import InboundEvent
 from matching.text import clean_json
-
-if TYPE_CHECKING:
-    from leadbot.app import Service
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,40 @@ def form_config(settings: FormSettings, default_region: str) -> FormConfig:
     )
 
 
+class _Crm(Protocol):
+    @property
+    def default_region(self) -> str: ...
+
+
+class _Http(Protocol):
+    @property
+    def trusted_proxies(self) -> Sequence[str]: ...
+
+
+class FormsSettings(Protocol):
+    """The settings the web-form channel reads."""
+
+    @property
+    def forms(self) -> Sequence[FormSettings]: ...
+
+    @property
+    def crm(self) -> _Crm: ...
+
+    @property
+    def http(self) -> _Http: ...
+
+
+class FormsHost(Protocol):
+    """What the web-form channel needs from the process that runs it."""
+
+    @property
+    def settings(self) -> FormsSettings: ...
+
+    async def submit(self, event: InboundEvent) -> None: ...
+
+
 class FormsComponent:
-    def __init__(self, service: Service, forms: list[FormConfig]) -> None:
+    def __init__(self, service: FormsHost, forms: list[FormConfig]) -> None:
         self.service = service
         self.forms = {cfg.key: cfg for cfg in forms}
         self.limiters: dict[str, RateLimiter] = {cfg.key: cfg.rate_limiter() for cfg in forms}
@@ -156,7 +188,7 @@ def _success(cfg: FormConfig, submission_id: str, wants_json: bool) -> web.Strea
     return web.json_response({"status": "received", "submission_id": submission_id}, status=202)
 
 
-def forms_component(service: Service) -> FormsComponent | None:
+def forms_component(service: FormsHost) -> FormsComponent | None:
     """One route for every configured form; None when no form is configured."""
     sections = service.settings.forms
     if not sections:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
 
@@ -23,20 +23,33 @@ from channels.whatsapp import (
     verify_challenge,
     verify_signature,
 )
-from leadbot.settings import ConfigError
-from leadbot.web import json_error
-
-if TYPE_CHECKING:
-    from leadbot.app import Service
+from channels.whatsapp_settings import WhatsAppSettings
+from crm.config import ConfigError
+from httpkit import json_error
+from matching.event import InboundEvent
 
 log = logging.getLogger(__name__)
 
 PATH = "/hooks/whatsapp"
 
 
+class WhatsAppHostSettings(Protocol):
+    @property
+    def whatsapp(self) -> WhatsAppSettings: ...
+
+
+class WhatsAppHost(Protocol):
+    """What the WhatsApp channel needs from the process that runs it."""
+
+    @property
+    def settings(self) -> WhatsAppHostSettings: ...
+
+    async def submit(self, event: InboundEvent) -> None: ...
+
+
 class WhatsAppComponent:
     def __init__(
-        self, service: Service, *, verify_token: str, app_secret: str, queue: tuple[int, ...]
+        self, service: WhatsAppHost, *, verify_token: str, app_secret: str, queue: tuple[int, ...]
     ) -> None:
         self.service = service
         self.verify_token = verify_token
@@ -77,7 +90,7 @@ class WhatsAppComponent:
         return web.json_response({"status": "received", "messages": len(events)})
 
 
-def whatsapp_component(service: Service) -> WhatsAppComponent | None:
+def whatsapp_component(service: WhatsAppHost) -> WhatsAppComponent | None:
     """The webhook when `[whatsapp]` has both secrets; None when neither is set."""
     cfg = service.settings.whatsapp
     if cfg.verify_token is None and cfg.app_secret is None:

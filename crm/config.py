@@ -7,6 +7,11 @@ from dataclasses import dataclass, field
 from matching.model import CrmMode, MatchSettings
 
 
+class ConfigError(Exception):
+    """A one-line, user-facing configuration problem (any layer may raise it while building
+    its part from the settings; the CLI prints it without a traceback)."""
+
+
 @dataclass(frozen=True, slots=True)
 class StatusDef:
     code: str

@@ -9,7 +9,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -44,6 +44,7 @@ from leadbot.web import (
     health_routes,
     prometheus_text,
 )
+from leadbot.wiring import COMPONENTS, Component, ComponentFactory
 from matching.event import Channel, InboundEvent
 from matching.model import CrmMode, MatchSettings
 from matching.text import clean_event, clean_json
@@ -51,17 +52,6 @@ from matching.text import clean_event, clean_json
 log = logging.getLogger("leadbot")
 
 
-class Component(Protocol):
-    """A channel, the bot or the API: routes to mount, and work to start and stop."""
-
-    def routes(self) -> list[web.AbstractRouteDef]: ...
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
-ComponentFactory = Callable[["Service"], Component | None]
 # Turns a channel's `RawInput` into its event in the worker; None: nothing to record.
 Converter = Callable[[RawInput], InboundEvent | None]
 
@@ -455,6 +445,4 @@ def _async(check: Callable[[], Health]) -> Check:
 
 def default_components() -> list[ComponentFactory]:
     """Every channel, the REST API and the bot; each returns None when not configured."""
-    from leadbot.wiring import COMPONENTS
-
     return list(COMPONENTS)

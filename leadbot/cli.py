@@ -8,12 +8,14 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 
+from channels.csv_command import register_cli as register_csv
 from crm.db import Database
 from crm.errors import CrmError
 from crm.outage import is_outage
@@ -328,12 +330,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _CsvHost:
+    """What `import-csv` (channels.csv_command) gets from the command line."""
+
+    def default_region(self, args: argparse.Namespace) -> str:
+        return _settings(args).crm.default_region
+
+    def run_with_crm(self, args: argparse.Namespace, fn: Callable[[Crm], Awaitable[None]]) -> None:
+        asyncio.run(_with_crm(_settings(args), fn))
+
+    def error(self, reason: str) -> Exception:
+        return CliError(reason)
+
+
 def _extra_commands() -> list[Callable[[Any], None]]:
     """Sub-commands defined elsewhere (import-csv, dead)."""
-    from channels.csv_command import register_cli
     from leadbot.dead import register_cli as register_dead
 
-    return [register_cli, register_dead]
+    return [partial(register_csv, host=_CsvHost()), register_dead]
 
 
 EXTRA_COMMANDS: list[Callable[[Any], None]] = _extra_commands()

@@ -16,7 +16,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -27,6 +26,13 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from bot.settings import TelegramSettings as TelegramSettings
+from channels.mail.settings import MailboxSettings as MailboxSettings
+from channels.phone.settings import PhoneSettings as PhoneSettings
+from channels.webform_settings import FormSettings as FormSettings
+from channels.whatsapp_settings import WhatsAppSettings as WhatsAppSettings
+from crm.config import ConfigError as ConfigError
 
 Semantic = Literal["process", "success", "failure"]
 
@@ -177,106 +183,6 @@ class CrmSettings(_Section):
         return self
 
 
-class TelegramSettings(_Section):
-    token: SecretStr | None = None
-    # Used to print invite links (t.me/<bot_username>?start=<code>).
-    bot_username: str | None = None
-    # Bot API server; tests point this at a local fake.
-    base_url: str = "https://api.telegram.org/bot"
-    base_file_url: str = "https://api.telegram.org/file/bot"
-    mode: Literal["polling", "webhook"] = "polling"
-    webhook_path: str = "/hooks/telegram"
-    webhook_secret: SecretStr | None = None
-    admins: tuple[int, ...] = ()
-    # A second, customer-facing bot; empty: customers write to the rep bot.
-    customer_token: SecretStr | None = None
-    ask_phone: bool = True
-    send_retries: int = Field(8, ge=1)
-    # Where Telegram posts updates in webhook mode; default: http.public_url + webhook_path.
-    webhook_url: str | None = None
-    polling_timeout: int = Field(25, ge=0, le=50)  # long-poll seconds per getUpdates
-    outbox_poll_interval: float = Field(0.5, gt=0)  # how often the outbox is looked at
-    duties_interval: float = Field(15.0, gt=0)  # reminders and escalation checks
-    max_backoff: float = Field(300.0, gt=0)  # longest wait between two failed sends
-    escalation_max: int = Field(3, ge=0)  # how often one untaken lead moves on
-    junk_reasons: tuple[str, ...] = ("Spam", "Wrong number", "Duplicate", "Not interested")
-
-
-class PhoneSettings(_Section):
-    # Shared secret of the generic JSON webhook (X-Leadbot-Signature).
-    webhook_secret: SecretStr | None = None
-    twilio_auth_token: SecretStr | None = None
-    # Public URL prefix Twilio calls (behind a reverse proxy it differs from the bind address).
-    twilio_public_url: str | None = None
-    twilio_dial_responsible: bool = True
-    twilio_fallback_number: str | None = None
-    # Bitrix24-compatible REST: /rest/<user>/<token>/<method>.
-    bitrix_token: SecretStr | None = None
-    # Bearer token of GET /hooks/calls/lookup.
-    lookup_token: SecretStr | None = None
-    region: str | None = None
-    internal_extensions: tuple[str, ...] = ()
-    our_numbers: tuple[str, ...] = ()
-    # Where recordings sent as files (Bitrix24 attachRecord FILE_CONTENT) are kept; served at
-    # http.public_url + /recordings/<random name>. None: only RECORD_URL links are taken.
-    recordings_dir: str | None = None
-
-
-class MailboxSettings(_Section):
-    name: str
-    host: str
-    port: int = 993
-    security: Literal["tls", "starttls", "none"] = "tls"
-    user: str
-    password: SecretStr | None = None
-    password_file: Path | None = None
-    password_env: str | None = None  # name of the environment variable holding the password
-    ca_file: Path | None = None  # trust this CA (self-signed company server), else the system's
-    folder: str = "INBOX"
-    processed_folder: str | None = None  # None: flag \Seen and keep in place
-    quarantine_folder: str = "Leadbot-Quarantine"
-    region: str | None = None
-    queue: tuple[int, ...] = ()  # rep ids for round robin of new leads from this mailbox
-    first_sync_days: int = Field(7, ge=0)
-    allow_lists: bool = False
-    robot_senders: tuple[str, ...] = ()  # form robots: Reply-To is the customer
-    rate_limit_per_hour: int = Field(20, ge=1)
-    poll_interval: float = Field(60.0, gt=0)
-    idle_renew_seconds: float = Field(25 * 60.0, gt=0, le=29 * 60.0)
-    reconnect_min_seconds: float = Field(1.0, gt=0)
-    reconnect_max_seconds: float = Field(120.0, gt=0)
-    command_timeout: float = Field(30.0, gt=0)  # seconds for one IMAP command
-
-    @model_validator(mode="after")
-    def _one_password(self) -> MailboxSettings:
-        given = [self.password, self.password_file, self.password_env]
-        if sum(v is not None for v in given) != 1:
-            raise ValueError(
-                f"mailbox {self.name!r} needs exactly one of password, password_file, password_env"
-            )
-        return self
-
-
-class FormSettings(_Section):
-    key: str
-    field_map: dict[str, str] = {}
-    region: str | None = None
-    queue: tuple[int, ...] = ()
-    duplicate_mode: Literal["merge", "always_new"] = "merge"
-    success_redirect: str | None = None
-    cors_origins: tuple[str, ...] = ()
-    honeypot: str = "website"  # "" turns the honeypot off
-    rate_limit_per_minute: int = Field(10, ge=0)  # per client address; 0 = unlimited
-    # Lead title; placeholders {form} {name} {company} {phone} {email} {subject}.
-    title_template: str = "Web form {form}: {name}"
-
-
-class WhatsAppSettings(_Section):
-    verify_token: SecretStr | None = None
-    app_secret: SecretStr | None = None
-    queue: tuple[int, ...] = ()  # rep ids for round robin of new leads from WhatsApp
-
-
 class Settings(BaseSettings):
     """The whole configuration; see config/leadbot.example.toml for every key."""
 
@@ -315,10 +221,6 @@ class Settings(BaseSettings):
         if path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
-
-
-class ConfigError(Exception):
-    """A one-line, user-facing configuration problem."""
 
 
 def _config_path(init_settings: PydanticBaseSettingsSource) -> Path | None:

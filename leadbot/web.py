@@ -1,25 +1,25 @@
-"""HTTP plumbing shared by every route: JSON errors, liveness, readiness and metrics."""
+"""The root's HTTP plumbing: the error middleware, outages, liveness, readiness and metrics.
+The helpers routes share (JSON errors, body readers) are in `httpkit`."""
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import StreamReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
-from multidict import MultiDictProxy
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from crm.outage import is_outage
 from crm.supervisor import Health, describe
+from httpkit import BadInput, json_error
 
 log = logging.getLogger(__name__)
 
@@ -53,79 +53,6 @@ class _ClientProtocolErrors(logging.Filter):
 
 
 logging.getLogger("aiohttp.server").addFilter(_ClientProtocolErrors())
-
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def networks(items: Sequence[str]) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(item, strict=False) for item in items)
-
-
-def _trusted(address: str, trusted: Sequence[Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in net for net in trusted)
-
-
-def client_address(request: web.Request, trusted: Sequence[Network]) -> str:
-    """The client's address. Behind a trusted reverse proxy it is the last X-Forwarded-For
-    hop that is not itself a trusted proxy (hops further left are the client's own say and
-    can be forged); from anybody else the header counts for nothing."""
-    peer = request.remote or "unknown"
-    if not _trusted(peer, trusted):
-        return peer
-    hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")]
-    for hop in reversed([h for h in hops if h]):
-        if not _trusted(hop, trusted):
-            try:
-                return str(ipaddress.ip_address(hop))
-            except ValueError:
-                return peer  # garbage where an address belongs: the proxy's own is safer
-    return peer
-
-
-def json_error(status: int, code: str, detail: str) -> web.Response:
-    return web.json_response({"error": code, "detail": detail}, status=status)
-
-
-class BadInput(Exception):
-    """A request that cannot be read as what the route expects: a 4xx with a JSON reason
-    (`error_middleware` answers it; a handler may catch it to answer in its own words)."""
-
-    def __init__(self, code: str, detail: str, status: int = 400) -> None:
-        super().__init__(detail)
-        self.code, self.detail, self.status = code, detail, status
-
-
-# What aiohttp's form parser raises on bytes it cannot read: bad UTF-8 or percent-encoding
-# (ValueError), an unknown charset (LookupError), an unknown part encoding (RuntimeError),
-# a broken deflate part (zlib.error), a part without a name or a missing boundary (ValueError).
-_FORM_ERRORS = (ValueError, LookupError, RuntimeError, TypeError, zlib.error, HttpProcessingError)
-
-
-async def read_form(
-    request: web.Request,
-) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
-    """The url-encoded or multipart form of a request; `BadInput` when it cannot be read."""
-    try:
-        return await request.post()
-    except web.HTTPException:
-        raise  # too large: aiohttp's own 413
-    except _FORM_ERRORS as exc:
-        raise BadInput("bad_form", f"the form body cannot be read: {str(exc)[:200]}") from None
-
-
-async def read_json(request: web.Request) -> Any:
-    """The JSON document of a request body (UTF-8, -16 or -32, whatever the charset parameter
-    says); `BadInput` when it is not JSON or nested too deeply to read."""
-    body = await request.read()
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        raise BadInput("bad_json", "the body is not valid JSON") from None
 
 
 # Content codings a request body may come in (RFC 9110 8.4.1); anything else is a 415.

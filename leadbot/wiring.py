@@ -1,18 +1,41 @@
-"""Which components a full service runs; each factory returns None when not configured."""
+"""Which components a full service runs, and what a component is to the service (`Service`
+in leadbot.app builds them; this module imports nothing of leadbot.app)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
-from bot.component import bot_component
-from channels.mail.component import mail_component
-from channels.phone.component import phone_component
-from channels.webform_routes import forms_component
-from channels.whatsapp_routes import whatsapp_component
-from leadbot.api import api_component
+from aiohttp import web
 
-if TYPE_CHECKING:
-    from leadbot.app import ComponentFactory
+from bot.component import BotHost, bot_component
+from channels.mail.component import MailHost, mail_component
+from channels.phone.component import PhoneServiceHost, phone_component
+from channels.webform_routes import FormsHost, forms_component
+from channels.whatsapp_routes import WhatsAppHost, whatsapp_component
+from leadbot.api.component import ApiHost, api_component
+from leadbot.settings import Settings
+
+
+class Component(Protocol):
+    """A channel, the bot or the API: routes to mount, and work to start and stop."""
+
+    def routes(self) -> list[web.AbstractRouteDef]: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class ServiceHost(ApiHost, BotHost, MailHost, PhoneServiceHost, FormsHost, WhatsAppHost, Protocol):
+    """Everything the components ask of the service: each declares its own narrow host
+    protocol; `leadbot.app.Service` is all of them at once."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+
+ComponentFactory = Callable[[ServiceHost], Component | None]
 
 COMPONENTS: list[ComponentFactory] = [
     api_component,

@@ -9,7 +9,7 @@ import os
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import redis.exceptions
 from aiohttp import web
@@ -18,13 +18,14 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from channels.mail.filters import MailPolicy
 from channels.mail.imap import ImapServer
 from channels.mail.mailbox import MailboxConfig
+from channels.mail.settings import MailboxSettings
 from channels.mail.worker import MailboxWorker
+from crm.config import ConfigError
+from crm.db import Database
+from crm.dto import IntakeResult
 from crm.services.mailstate import MailState
 from crm.supervisor import TaskHost
-from leadbot.settings import ConfigError, MailboxSettings
-
-if TYPE_CHECKING:
-    from leadbot.app import Service
+from matching.event import InboundEvent
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +111,38 @@ def mailbox_config(
         raise ConfigError(f"config error: mailboxes: {exc}") from None
 
 
+class _Crm(Protocol):
+    @property
+    def default_region(self) -> str: ...
+
+
+class MailSettings(Protocol):
+    """The settings the mail channel reads."""
+
+    @property
+    def crm(self) -> _Crm: ...
+
+    @property
+    def mailboxes(self) -> Sequence[MailboxSettings]: ...
+
+
+class MailHost(TaskHost, Protocol):
+    """What the mail channel needs from the process that runs it (`leadbot.app.Service`)."""
+
+    @property
+    def settings(self) -> MailSettings: ...
+
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def http(self) -> bool: ...
+
+    async def process_now(self, event: InboundEvent) -> IntakeResult: ...
+
+
 class MailComponent:
-    def __init__(self, service: Service, mailboxes: Sequence[MailboxSettings]) -> None:
+    def __init__(self, service: MailHost, mailboxes: Sequence[MailboxSettings]) -> None:
         names = [m.name for m in mailboxes]
         doubled = sorted({n for n in names if names.count(n) > 1})
         if doubled:
@@ -160,7 +191,7 @@ class MailComponent:
         self.workers.clear()
 
 
-def mail_component(service: Service) -> MailComponent | None:
+def mail_component(service: MailHost) -> MailComponent | None:
     """The factory for `leadbot.wiring.COMPONENTS`: None when no mailbox is configured, and in
     bare `leadbot worker` processes (only `serve` watches the inboxes, so no two processes
     read the same mailbox)."""

@@ -92,11 +92,11 @@ class PhoneComponent:
         await self.ctx.telephony.close()
 
 
-class _Host(PhoneHost, TaskHost, Protocol):
+class PhoneServiceHost(PhoneHost, TaskHost, Protocol):
     """The service, as the phone channel sees it."""
 
 
-def phone_component(host: _Host) -> PhoneComponent | None:
+def phone_component(host: PhoneServiceHost) -> PhoneComponent | None:
     """Factory for `leadbot.wiring.COMPONENTS`: None when no phone format is configured."""
     phone = host.settings.phone
     if not any(

@@ -17,12 +17,12 @@ from typing import Any, Literal, Protocol
 from channels.phone.callers import CallerLookup
 from channels.phone.calls import CallReport, call_to_event, event_id, plainly_internal
 from channels.phone.generic import generic_report
+from channels.phone.settings import PhoneSettings
 from crm.db import Database
 from crm.dto import IntakeResult
 from crm.queue import RawInput
 from crm.service import Crm
 from crm.services.telephony import RepContact, Telephony
-from leadbot.settings import PhoneSettings, Settings
 from matching.event import Channel, InboundEvent
 from matching.normalize import normalize_phone
 
@@ -42,11 +42,37 @@ RECENT_MAX = 100_000
 BODIES_MAX = 20_000
 
 
+class _Crm(Protocol):
+    @property
+    def default_region(self) -> str: ...
+
+    @property
+    def timezone(self) -> str: ...
+
+
+class _Http(Protocol):
+    @property
+    def public_url(self) -> str: ...
+
+
+class PhoneHostSettings(Protocol):
+    """The settings the phone channel reads."""
+
+    @property
+    def phone(self) -> PhoneSettings: ...
+
+    @property
+    def crm(self) -> _Crm: ...
+
+    @property
+    def http(self) -> _Http: ...
+
+
 class PhoneHost(Protocol):
     """The part of `leadbot.app.Service` the phone channel uses."""
 
     @property
-    def settings(self) -> Settings: ...
+    def settings(self) -> PhoneHostSettings: ...
 
     @property
     def crm(self) -> Crm: ...

@@ -16,7 +16,7 @@ from aiohttp import web
 from channels.phone.context import PhoneContext
 from channels.phone.webhooks import not_configured
 from crm.services.telephony import CallerInfo, RepContact
-from leadbot.web import json_error
+from httpkit import json_error
 
 _MAX_NUMBER = 64
 

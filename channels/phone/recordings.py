@@ -18,7 +18,7 @@ from pathlib import Path
 from aiohttp import web
 
 from channels.phone.context import PhoneContext
-from leadbot.web import json_error
+from httpkit import json_error
 
 RECORDINGS_PATH = "/recordings"
 _NAME = re.compile(r"[0-9a-f]{32}\.(mp3|wav)")

@@ -30,7 +30,7 @@ from channels.phone.signatures import (
     verify_twilio,
 )
 from channels.phone.twilio import parse_twilio, twiml_response
-from leadbot.web import BadInput, json_error, read_form
+from httpkit import BadInput, json_error, read_form
 from matching.text import clean_json, clean_text
 
 TWILIO_VOICE_PATH = "/hooks/twilio/voice"

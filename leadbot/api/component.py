@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -13,9 +13,6 @@ from leadbot.api.errors import ApiError, from_crm_error
 from leadbot.api.openapi import openapi_document
 from leadbot.api.params import parse_args
 from leadbot.api.routes import Args, Route, api_routes
-
-if TYPE_CHECKING:
-    from leadbot.app import Service
 
 Endpoint = Any  # aiohttp's handler type, kept loose to avoid its private aliases
 
@@ -75,6 +72,11 @@ class ApiComponent:
         """Nothing to stop."""
 
 
-def api_component(service: Service) -> ApiComponent:
+class ApiHost(Protocol):
+    @property
+    def crm(self) -> Crm: ...
+
+
+def api_component(service: ApiHost) -> ApiComponent:
     """Always on: without tokens every request is refused, which is safe."""
     return ApiComponent(service.crm)

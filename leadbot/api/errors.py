@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from crm.errors import Conflict, CrmError, Forbidden, InvalidInput, NotFound
-from leadbot.web import json_error
+from httpkit import json_error
 
 CRM_STATUS: dict[type[CrmError], int] = {
     NotFound: 404,

@@ -1,0 +1,46 @@
+"""One mailbox's config section (`[[mailboxes]]`).
+The root's `leadbot.settings.Settings` holds it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+
+class MailboxSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    host: str
+    port: int = 993
+    security: Literal["tls", "starttls", "none"] = "tls"
+    user: str
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    password_env: str | None = None  # name of the environment variable holding the password
+    ca_file: Path | None = None  # trust this CA (self-signed company server), else the system's
+    folder: str = "INBOX"
+    processed_folder: str | None = None  # None: flag \Seen and keep in place
+    quarantine_folder: str = "Leadbot-Quarantine"
+    region: str | None = None
+    queue: tuple[int, ...] = ()  # rep ids for round robin of new leads from this mailbox
+    first_sync_days: int = Field(7, ge=0)
+    allow_lists: bool = False
+    robot_senders: tuple[str, ...] = ()  # form robots: Reply-To is the customer
+    rate_limit_per_hour: int = Field(20, ge=1)
+    poll_interval: float = Field(60.0, gt=0)
+    idle_renew_seconds: float = Field(25 * 60.0, gt=0, le=29 * 60.0)
+    reconnect_min_seconds: float = Field(1.0, gt=0)
+    reconnect_max_seconds: float = Field(120.0, gt=0)
+    command_timeout: float = Field(30.0, gt=0)  # seconds for one IMAP command
+
+    @model_validator(mode="after")
+    def _one_password(self) -> MailboxSettings:
+        given = [self.password, self.password_file, self.password_env]
+        if sum(v is not None for v in given) != 1:
+            raise ValueError(
+                f"mailbox {self.name!r} needs exactly one of password, password_file, password_env"
+            )
+        return self

@@ -1,0 +1,28 @@
+"""The phone channel's config section (`[phone]`).
+The root's `leadbot.settings.Settings` holds it."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+
+class PhoneSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Shared secret of the generic JSON webhook (X-Leadbot-Signature).
+    webhook_secret: SecretStr | None = None
+    twilio_auth_token: SecretStr | None = None
+    # Public URL prefix Twilio calls (behind a reverse proxy it differs from the bind address).
+    twilio_public_url: str | None = None
+    twilio_dial_responsible: bool = True
+    twilio_fallback_number: str | None = None
+    # Bitrix24-compatible REST: /rest/<user>/<token>/<method>.
+    bitrix_token: SecretStr | None = None
+    # Bearer token of GET /hooks/calls/lookup.
+    lookup_token: SecretStr | None = None
+    region: str | None = None
+    internal_extensions: tuple[str, ...] = ()
+    our_numbers: tuple[str, ...] = ()
+    # Where recordings sent as files (Bitrix24 attachRecord FILE_CONTENT) are kept; served at
+    # http.public_url + /recordings/<random name>. None: only RECORD_URL links are taken.
+    recordings_dir: str | None = None
