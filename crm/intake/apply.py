@@ -21,9 +21,9 @@ from crm.intake.rounds import Item, Round, queue_of
 from crm.models import Activity, Company, Contact, Deal, Lead
 from crm.services.builders import company_row, contact_row, deal_row, lead_row
 from crm.services.calls import apply_call_rules, call_number
-from crm.services.common import add_comms, add_timeline, bind_activity
 from crm.services.flags import recompute_client_flags
 from crm.services.pipelines import pipeline_by_code, stage_by_code
+from crm.services.rows import add_comms, add_timeline, bind_activity
 from matching.event import Channel, Direction, InboundEvent
 from matching.model import Decision, EventIdentities, Outcome
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from crm.models import OutboxMessage
-from crm.services.common import RowSink
+from crm.services.rows import RowSink
 from matching.event import Channel, Direction, InboundEvent
 from matching.model import Decision, Outcome
 

@@ -25,9 +25,9 @@ from crm.intake.outcomes import creates, imports_contact
 from crm.models import Activity, Company, Contact, Deal, InboundEventLog, Lead
 from crm.repository import SqlCandidateRepository
 from crm.services.calls import call_number, open_callbacks
-from crm.services.common import RowSink
 from crm.services.exceptions import exception_hits
 from crm.services.reps import next_in_queue
+from crm.services.rows import RowSink
 from matching.decide import decide
 from matching.event import Channel, InboundEvent
 from matching.finder import find_candidates

@@ -12,14 +12,9 @@ from crm.db import Database
 from crm.dto import SYSTEM, ActivityView, Actor, TimelineView
 from crm.errors import Conflict, InvalidInput, NotFound
 from crm.models import Activity, ActivityBinding, TimelineEntry, utcnow
-from crm.services.common import (
-    OWNER_MODELS,
-    activity_views,
-    add_timeline,
-    bind_activity,
-    check_access,
-    get_or_404,
-)
+from crm.services.access import check_access, get_or_404
+from crm.services.rows import OWNER_MODELS, add_timeline, bind_activity
+from crm.services.views import activity_views
 
 KINDS = ("call", "email", "message", "webform", "meeting", "task", "comment")
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.models import Activity, ActivityBinding
-from crm.services.common import RowSink, add_timeline, bind_activity
+from crm.services.rows import RowSink, add_timeline, bind_activity
 from matching.event import Direction, InboundEvent
 from matching.model import EventIdentities
 

@@ -12,11 +12,13 @@ from crm.db import Database
 from crm.dto import SYSTEM, Actor, DealView
 from crm.errors import Conflict, InvalidInput, NotFound
 from crm.models import Company, Contact, Deal, Pipeline, Stage, utcnow
+from crm.services.access import check_access, get_or_404
 from crm.services.builders import deal_row
-from crm.services.common import add_timeline, check_access, deal_views, get_or_404
 from crm.services.flags import recompute_client_flags
 from crm.services.listing import ListFilter, apply_common, page_of, visible_to
 from crm.services.pipelines import first_stage_with, pipeline_by_code, stage_by_code
+from crm.services.rows import add_timeline
+from crm.services.views import deal_views
 
 
 class Deals:

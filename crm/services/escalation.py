@@ -13,7 +13,7 @@ from sqlalchemy import exists, select
 
 from crm.db import Database
 from crm.models import Activity, ActivityBinding, Lead, OutboxMessage, Rep, TimelineEntry
-from crm.services.common import add_timeline
+from crm.services.rows import add_timeline
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from crm.db import Database, pairs_in
 from crm.dto import SYSTEM, Actor, ExceptionView
 from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
 from crm.models import Communication, ExceptionEntry, Lead, utcnow
-from crm.services.common import get_or_404
+from crm.services.access import get_or_404
 from matching.model import Identity
 from matching.normalize import normalize_email, normalize_phone
 

@@ -21,7 +21,7 @@ from crm.dto import IntakeResult
 from crm.intake.callmeta import merge_call_meta
 from crm.models import Activity, ActivityBinding, ExternalCall, OutboxMessage
 from crm.services.calls import apply_call_rules
-from crm.services.common import OWNER_MODELS, add_timeline, bind_activity
+from crm.services.rows import OWNER_MODELS, add_timeline, bind_activity
 from matching.event import InboundEvent
 from matching.identities import event_identities
 

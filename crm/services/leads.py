@@ -23,19 +23,13 @@ from crm.models import (
     Rep,
     utcnow,
 )
+from crm.services.access import check_access, get_or_404
 from crm.services.builders import company_row, contact_row, deal_row, lead_row
-from crm.services.common import (
-    add_comms,
-    add_timeline,
-    bind_activity,
-    check_access,
-    deal_views,
-    get_or_404,
-    lead_views,
-)
 from crm.services.flags import recompute_client_flags
 from crm.services.listing import ListFilter, apply_common, page_of, visible_to
 from crm.services.pipelines import pipeline_by_code, stage_by_code
+from crm.services.rows import add_comms, add_timeline, bind_activity
+from crm.services.views import deal_views, lead_views
 
 
 @dataclass(frozen=True, slots=True)

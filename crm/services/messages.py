@@ -10,13 +10,9 @@ from crm.db import Database
 from crm.dto import ActivityView, Actor
 from crm.errors import Conflict, InvalidInput, NotFound
 from crm.models import Activity, utcnow
-from crm.services.common import (
-    OWNER_MODELS,
-    activity_views,
-    add_timeline,
-    bind_activity,
-    check_access,
-)
+from crm.services.access import check_access
+from crm.services.rows import OWNER_MODELS, add_timeline, bind_activity
+from crm.services.views import activity_views
 
 MAX_BODY = 20_000
 

@@ -11,16 +11,11 @@ from crm.dto import SYSTEM, Actor, CompanyView, ContactView
 from crm.errors import InvalidInput
 from crm.identity import identities_from_values
 from crm.models import Company, Contact, utcnow
+from crm.services.access import check_access, get_or_404
 from crm.services.builders import company_row, contact_row
-from crm.services.common import (
-    add_comms,
-    add_timeline,
-    check_access,
-    company_views,
-    contact_views,
-    get_or_404,
-)
 from crm.services.listing import page_of, visible_to
+from crm.services.rows import add_comms, add_timeline
+from crm.services.views import company_views, contact_views
 
 
 @dataclass(frozen=True, slots=True)

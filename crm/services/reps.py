@@ -15,7 +15,8 @@ from crm.db import Database
 from crm.dto import RepView
 from crm.errors import Conflict, InvalidInput, NotFound
 from crm.models import KeyValue, Rep, utcnow
-from crm.services.common import get_or_404, rep_view
+from crm.services.access import get_or_404
+from crm.services.views import rep_view
 
 ROLES = ("rep", "supervisor", "admin")
 INVITE_TTL = timedelta(days=7)

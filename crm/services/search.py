@@ -11,8 +11,8 @@ from crm.db import Database
 from crm.dto import SYSTEM, Actor, ContactView, DealView, DuplicateHits, LeadView
 from crm.identity import identities_from_values
 from crm.models import Communication, Company, Contact, Deal, Lead
-from crm.services.common import contact_views, deal_views, lead_views
 from crm.services.listing import visible_to
+from crm.services.views import contact_views, deal_views, lead_views
 
 
 def contains_pattern(text: str) -> str:

@@ -1,18 +1,17 @@
-"""Helpers shared by the services: loading views, timeline entries, communications, rights."""
+"""Records as the read-only views the bot, the API and the console show (names of reps
+resolved, pipelines and stages by name)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.config import CrmConfig
 from crm.dto import (
     ActivityView,
-    Actor,
     CommView,
     CompanyView,
     ContactView,
@@ -20,11 +19,9 @@ from crm.dto import (
     LeadView,
     RepView,
 )
-from crm.errors import Forbidden, NotFound
 from crm.models import (
     Activity,
     ActivityBinding,
-    Base,
     Communication,
     Company,
     Contact,
@@ -33,90 +30,7 @@ from crm.models import (
     Pipeline,
     Rep,
     Stage,
-    TimelineEntry,
-    utcnow,
 )
-from matching.model import CommKind, EventIdentities, PhoneNumber
-
-OWNER_MODELS: dict[str, Any] = {"lead": Lead, "deal": Deal, "contact": Contact, "company": Company}
-
-
-async def get_or_404(session: AsyncSession, model: Any, ident: int, what: str) -> Any:
-    row = await session.get(model, ident)
-    if row is None:
-        raise NotFound(f"{what} #{ident} does not exist")
-    return row
-
-
-def check_access(actor: Actor, responsible_id: int | None, what: str) -> None:
-    """A rep works own records and unassigned queue items; supervisors and admins everything."""
-    if actor.sees_everything or responsible_id is None or responsible_id == actor.rep_id:
-        return
-    raise Forbidden(f"{what} belongs to another rep")
-
-
-class RowSink:
-    """Rows nobody reads back in the transaction (timeline, bindings, comms of a batch),
-    written later in one multi-row INSERT per table instead of an ORM object each."""
-
-    def __init__(self) -> None:
-        self._rows: dict[Any, list[dict[str, Any]]] = defaultdict(list)
-
-    def add(self, model: Any, **values: Any) -> None:
-        self._rows[model].append(values)
-
-    async def flush(self, session: AsyncSession) -> None:
-        """Parents before children (the tables' foreign-key order); one statement per table
-        and set of columns given."""
-        order = {t: n for n, t in enumerate(Base.metadata.sorted_tables)}
-        for model in sorted(self._rows, key=lambda m: order[m.__table__]):
-            shapes: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-            for row in self._rows[model]:
-                shapes[tuple(row)].append(row)
-            for rows in shapes.values():
-                await session.execute(insert(model.__table__), rows)
-        self._rows.clear()
-
-
-def _put(session: AsyncSession, sink: RowSink | None, model: Any, **values: Any) -> None:
-    if sink is not None:
-        sink.add(model, **values)
-    else:
-        session.add(model(**values))
-
-
-def add_timeline(
-    session: AsyncSession,
-    owner_type: str,
-    owner_id: int,
-    action: str,
-    actor: Actor | None,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-    *,
-    sink: RowSink | None = None,
-) -> None:
-    _put(
-        session,
-        sink,
-        TimelineEntry,
-        owner_type=owner_type,
-        owner_id=owner_id,
-        actor_id=actor.rep_id if actor else None,
-        action=action,
-        before=_jsonable(before),
-        after=_jsonable(after),
-        at=utcnow(),
-    )
-
-
-def _jsonable(data: dict[str, Any] | None) -> dict[str, Any] | None:
-    if data is None:
-        return None
-    return {
-        k: (v if isinstance(v, str | int | float | bool | None) else str(v))
-        for k, v in data.items()
-    }
 
 
 async def comms_of(
@@ -133,69 +47,6 @@ async def comms_of(
     for c in rows:
         out[c.owner_id].append(CommView(kind=c.kind, raw=c.raw_value, value=c.value, label=c.label))
     return out
-
-
-async def add_comms(
-    session: AsyncSession,
-    owner_type: str,
-    owner_id: int,
-    ids: EventIdentities,
-    *,
-    include_invalid: bool = True,
-    handle_labels: dict[str, str | None] | None = None,
-    fresh: bool = False,
-    held: set[tuple[str, str]] | None = None,
-    sink: RowSink | None = None,
-) -> list[str]:
-    """Attach the event's phones / emails / handles the owner does not have yet.
-
-    Returns the normalized values added (for the timeline). Invalid phones are kept raw with
-    value None so a rep can still read them, but they never match anyone. `held`: what the
-    owner is already known to hold of these (valid) values, from a lookup the caller made.
-    """
-    have: set[tuple[str, str]] = set(held or ())
-    if not fresh and held is None:  # a record created in this transaction has nothing yet
-        existing = await session.execute(
-            select(Communication.kind, Communication.value, Communication.raw_value).where(
-                Communication.owner_type == owner_type, Communication.owner_id == owner_id
-            )
-        )
-        have = {(k, v if v is not None else f"raw:{r}") for k, v, r in existing}
-    added: list[str] = []
-
-    def _add(kind: str, raw: str, value: str | None, label: str | None = None) -> None:
-        key = (kind, value if value is not None else f"raw:{raw}")
-        if key in have:
-            return
-        have.add(key)
-        _put(
-            session,
-            sink,
-            Communication,
-            kind=kind,
-            raw_value=raw[:320],
-            value=value,
-            owner_type=owner_type,
-            owner_id=owner_id,
-            label=label,
-        )
-        added.append(value or raw)
-
-    for phone in ids.phones:
-        if phone.valid or include_invalid:
-            _add(CommKind.PHONE.value, phone.raw, phone.e164, _phone_label(phone))
-    for email in ids.emails:
-        _add(CommKind.EMAIL.value, email, email)
-    for handle in ids.handles:
-        label = (handle_labels or {}).get(handle.value)
-        _add(handle.kind.value, label or handle.value, handle.value, label)
-    return added
-
-
-def _phone_label(phone: PhoneNumber) -> str | None:
-    if not phone.valid:
-        return "invalid"
-    return f"ext. {phone.extension}" if phone.extension else None
 
 
 async def rep_names(session: AsyncSession, ids: Iterable[int | None]) -> dict[int, str]:
@@ -380,31 +231,3 @@ async def activity_views(session: AsyncSession, acts: Sequence[Activity]) -> lis
         )
         for a in acts
     ]
-
-
-async def bind_activity(
-    session: AsyncSession,
-    activity_id: int,
-    owners: Iterable[tuple[str, int | None]],
-    fresh: bool = False,
-    sink: RowSink | None = None,
-) -> None:
-    have: set[tuple[str, int]] = set()
-    if not fresh:
-        existing = await session.execute(
-            select(ActivityBinding.owner_type, ActivityBinding.owner_id).where(
-                ActivityBinding.activity_id == activity_id
-            )
-        )
-        have = {(t, i) for t, i in existing}
-    for owner_type, owner_id in owners:
-        if owner_id is not None and (owner_type, owner_id) not in have:
-            have.add((owner_type, owner_id))
-            _put(
-                session,
-                sink,
-                ActivityBinding,
-                activity_id=activity_id,
-                owner_type=owner_type,
-                owner_id=owner_id,
-            )

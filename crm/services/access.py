@@ -1,0 +1,27 @@
+"""Loading a record or refusing: not found (404 in the API, a polite bot reply) or
+another rep's (forbidden)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.dto import (
+    Actor,
+)
+from crm.errors import Forbidden, NotFound
+
+
+async def get_or_404(session: AsyncSession, model: Any, ident: int, what: str) -> Any:
+    row = await session.get(model, ident)
+    if row is None:
+        raise NotFound(f"{what} #{ident} does not exist")
+    return row
+
+
+def check_access(actor: Actor, responsible_id: int | None, what: str) -> None:
+    """A rep works own records and unassigned queue items; supervisors and admins everything."""
+    if actor.sees_everything or responsible_id is None or responsible_id == actor.rep_id:
+        return
+    raise Forbidden(f"{what} belongs to another rep")
