@@ -32,7 +32,7 @@ class CliError(Exception):
     """A one-line reason to print before exiting non-zero."""
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def settings_of(args: argparse.Namespace) -> Settings:
     loaded: Settings | None = getattr(args, "loaded_settings", None)  # main() read them
     if loaded is not None:
         return loaded
@@ -149,11 +149,11 @@ async def _with_crm(settings: Settings, fn: Callable[[Crm], Awaitable[None]]) ->
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    asyncio.run(_serve(_settings(args), http=True, workers=args.workers))
+    asyncio.run(_serve(settings_of(args), http=True, workers=args.workers))
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    settings = _settings(args)
+    settings = settings_of(args)
     if not settings.redis.url:
         raise CliError("a separate worker needs a shared queue: set redis.url")
     asyncio.run(_serve(settings, http=False, workers=args.workers))
@@ -162,7 +162,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
 def cmd_db_upgrade(args: argparse.Namespace) -> None:
     from crm.schema import upgrade_blocking
 
-    settings = _settings(args)
+    settings = settings_of(args)
     try:
         upgrade_blocking(settings.database.url, args.revision)
     except Exception as exc:
@@ -174,7 +174,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> None:
 
 
 def cmd_rep(args: argparse.Namespace) -> None:
-    settings = _settings(args)
+    settings = settings_of(args)
 
     async def go(crm: Crm) -> None:
         if args.rep_cmd == "add":
@@ -224,7 +224,7 @@ def cmd_token(args: argparse.Namespace) -> None:
             for tid, name, active in await crm.tokens.all():
                 print(f"#{tid}\t{name}\t{'active' if active else 'revoked'}")
 
-    asyncio.run(_with_crm(_settings(args), go))
+    asyncio.run(_with_crm(settings_of(args), go))
 
 
 def cmd_exceptions(args: argparse.Namespace) -> None:
@@ -239,13 +239,13 @@ def cmd_exceptions(args: argparse.Namespace) -> None:
             for e in await crm.exceptions.all():
                 print(f"{e.kind}\t{e.value}\t{e.comment or ''}")
 
-    asyncio.run(_with_crm(_settings(args), go))
+    asyncio.run(_with_crm(settings_of(args), go))
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
     from leadbot.ingest import ingest_file
 
-    settings = _settings(args)
+    settings = settings_of(args)
     path = Path(args.file)
     if not path.is_file():
         raise CliError(f"{path}: no such file")
@@ -334,10 +334,10 @@ class _CsvHost:
     """What `import-csv` (channels.csv_command) gets from the command line."""
 
     def default_region(self, args: argparse.Namespace) -> str:
-        return _settings(args).crm.default_region
+        return settings_of(args).crm.default_region
 
     def run_with_crm(self, args: argparse.Namespace, fn: Callable[[Crm], Awaitable[None]]) -> None:
-        asyncio.run(_with_crm(_settings(args), fn))
+        asyncio.run(_with_crm(settings_of(args), fn))
 
     def error(self, reason: str) -> Exception:
         return CliError(reason)
@@ -356,7 +356,7 @@ EXTRA_COMMANDS: list[Callable[[Any], None]] = _extra_commands()
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.loaded_settings = _settings(args)
+        args.loaded_settings = settings_of(args)
     except ConfigError as exc:
         setup_logging(args.log_level or "INFO")
         print(f"leadbot: {redact(str(exc))}", file=sys.stderr)

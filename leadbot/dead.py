@@ -19,7 +19,7 @@ from crm.db import Database
 from crm.deadletters import DeadLetter, JournalDeadLetters, RedisDeadLetters, UnknownDeadLetter
 from crm.queue import describe
 from leadbot.app import journal_dir
-from leadbot.settings import Settings, load_settings
+from leadbot.settings import Settings
 
 
 def register_cli(subparsers: Any) -> None:
@@ -46,12 +46,12 @@ class _Refused(Exception):
 
 
 def cmd_dead(args: argparse.Namespace) -> None:
-    settings = load_settings(args.config) if args.config else load_settings()
+    from leadbot.cli import CliError, settings_of  # imported here: leadbot.cli imports us
+
+    settings = settings_of(args)
     try:
         asyncio.run(_run(settings, args))
     except (UnknownDeadLetter, _Refused) as exc:
-        from leadbot.cli import CliError  # imported here: leadbot.cli imports this module
-
         raise CliError(str(exc)) from None
 
 

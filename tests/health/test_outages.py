@@ -9,6 +9,7 @@ import json
 import logging
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,7 +18,6 @@ import pytest
 from channels.phone.component import phone_component
 from channels.phone.signatures import sign_generic
 from crm.db import Database
-from crm.queue import Backlog, EventQueue, InProcessQueue, QueueItem
 from leadbot.app import Service
 from tests.channels.service_helpers import processed
 from tests.conftest import make_event, service_settings
@@ -158,55 +158,28 @@ async def test_readyz_503_while_a_supervised_task_keeps_failing(start_service: A
         assert 'leadbot_task_restarts{task="test.flaky"} 1.0' in text
 
 
-class AgedQueue(InProcessQueue):
-    """The in-process queue, telling how long its oldest item has waited."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.put_at: list[float] = []
-
-    async def put(self, item: QueueItem) -> None:
-        self.put_at.append(time.monotonic())
-        await super().put(item)
-
-    async def backlog(self) -> Backlog:
-        waiting = await self.depth()
-        if not waiting:
-            return Backlog(0, None)
-        return Backlog(waiting, time.monotonic() - self.put_at[-waiting])
-
-
-async def backlog_readiness(db: Database, queue: EventQueue | None) -> tuple[int, Any]:
-    """/readyz of a service without consumers (workers=0): what is put waits and ages."""
-    settings = service_settings(db, queue={"journal_dir": "", "max_backlog_age": 1})
-    service = Service(settings, components=[], workers=0)
-    if queue is not None:
-        service.queue = queue
+@pytest.mark.parametrize("journal", [False, True], ids=["in-process", "journaled"])
+async def test_readyz_503_when_the_backlog_is_older_than_allowed(
+    db: Database, tmp_path: Path, journal: bool
+) -> None:
+    """A service without consumers (workers=0): what is put waits and ages past the limit."""
+    queue = {"journal_dir": str(tmp_path / "journal") if journal else "", "max_backlog_age": 1}
+    service = Service(service_settings(db, queue=queue), components=[], workers=0)
     await service.start()
     try:
         await service.submit(make_event(phones=("+49 30 3333333",)))
         async with aiohttp.ClientSession() as http:
             status, ready = await readyz(http, service.port or 0)
-            assert status == 200 and ready["checks"]["backlog"]["items"] == 1
-            if ready["checks"]["backlog"]["oldest_age"] is None:
-                pytest.skip("this queue does not tell the age of its oldest item yet")
+            young = ready["checks"]["backlog"]
+            assert status == 200 and young["items"] == 1 and young["oldest_age"] < 1
             await asyncio.sleep(1.5)
-            return await readyz(http, service.port or 0)
+            status, ready = await readyz(http, service.port or 0)
     finally:
         await service.stop()
-
-
-async def test_readyz_503_when_the_backlog_is_older_than_allowed(db: Database) -> None:
-    status, ready = await backlog_readiness(db, AgedQueue())
     assert status == 503
     check = ready["checks"]["backlog"]
     assert check["ok"] is False and check["items"] == 1 and check["oldest_age"] > 1
     assert check["max_age"] == 1
-
-
-async def test_readyz_503_when_the_configured_queue_has_an_old_backlog(db: Database) -> None:
-    status, ready = await backlog_readiness(db, None)
-    assert status == 503 and ready["checks"]["backlog"]["ok"] is False
 
 
 async def test_aof_off_is_warned_about_at_start(
