@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 
-from channels.csv_command import register_cli as register_csv
+from channels.csv.command import register_cli as register_csv
 from crm.db import Database
 from crm.errors import CrmError
 from crm.outage import is_outage
@@ -331,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _CsvHost:
-    """What `import-csv` (channels.csv_command) gets from the command line."""
+    """What `import-csv` (channels.csv.command) gets from the command line."""
 
     def default_region(self, args: argparse.Namespace) -> str:
         return settings_of(args).crm.default_region

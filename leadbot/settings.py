@@ -30,8 +30,8 @@ from pydantic_settings import (
 from bot.settings import TelegramSettings as TelegramSettings
 from channels.mail.settings import MailboxSettings as MailboxSettings
 from channels.phone.settings import PhoneSettings as PhoneSettings
-from channels.webform_settings import FormSettings as FormSettings
-from channels.whatsapp_settings import WhatsAppSettings as WhatsAppSettings
+from channels.webform.settings import FormSettings as FormSettings
+from channels.whatsapp.settings import WhatsAppSettings as WhatsAppSettings
 from crm.config import ConfigError as ConfigError
 
 Semantic = Literal["process", "success", "failure"]

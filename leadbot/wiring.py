@@ -11,8 +11,8 @@ from aiohttp import web
 from bot.component import BotHost, bot_component
 from channels.mail.component import MailHost, mail_component
 from channels.phone.component import PhoneServiceHost, phone_component
-from channels.webform_routes import FormsHost, forms_component
-from channels.whatsapp_routes import WhatsAppHost, whatsapp_component
+from channels.webform.routes import FormsHost, forms_component
+from channels.whatsapp.routes import WhatsAppHost, whatsapp_component
 from leadbot.api.component import ApiHost, api_component
 from leadbot.settings import Settings
 

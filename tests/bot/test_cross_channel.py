@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from channels.phone.component import phone_component
-from channels.webform_routes import forms_component
+from channels.webform.routes import forms_component
 from crm.dto import SYSTEM
 from crm.services.listing import ListFilter
 from tests.bot.conftest import PHONE_SECRET, World

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from channels.csv_import import (
+from channels.csv.rows import (
     CsvError,
     ImportKind,
     MappingError,

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from channels.csv_import import (
+from channels.csv.rows import (
     IMPORT_FIELDS,
     CsvError,
     MappingError,
@@ -21,14 +21,14 @@ from channels.csv_import import (
     row_to_event,
 )
 from channels.event import InboundEvent
-from channels.webform import (
+from channels.webform.submission import (
     FormConfig,
     FormError,
     HoneypotTripped,
     fields_from_json,
     parse_submission,
 )
-from channels.whatsapp import WhatsAppPayloadError, parse_webhook
+from channels.whatsapp.webhook import WhatsAppPayloadError, parse_webhook
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ import pytest
 
 from channels.event import Channel, InboundEvent, RegisterMode
 from channels.rate_limit import RateLimiter
-from channels.webform import (
+from channels.webform.submission import (
     FormConfig,
     FormError,
     HoneypotTripped,

@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from channels.webform_routes import forms_component
+from channels.webform.routes import forms_component
 from crm.models import Activity, InboundEventLog, Lead
 from leadbot.app import Service
 from leadbot.settings import ConfigError, Settings

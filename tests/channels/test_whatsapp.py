@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from channels.event import Attachment, Channel, Handle
-from channels.whatsapp import (
+from channels.whatsapp.webhook import (
     WhatsAppAuthError,
     WhatsAppPayloadError,
     parse_webhook,

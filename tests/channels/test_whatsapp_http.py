@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from channels.whatsapp_routes import whatsapp_component
+from channels.whatsapp.routes import whatsapp_component
 from crm.models import Activity, InboundEventLog, Lead
 from leadbot.app import Service
 from tests.channels.service_helpers import count, processed

@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from channels.csv_mapping import (
+from channels.csv.mapping import (
     IMPORT_FIELDS,
     MappingError,
     apply_override,
     guess_mapping,
     parse_mapping_option,
 )
-from channels.csv_read import CsvError, CsvRow, CsvTable, read_csv
+from channels.csv.read import CsvError, CsvRow, CsvTable, read_csv
 from channels.event import Channel, InboundEvent
 from matching.normalize import normalize_email, normalize_phone
 from matching.text import clean_event

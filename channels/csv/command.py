@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from channels.csv_import import (
+from channels.csv.rows import (
     CsvError,
     CsvTable,
     ImportKind,
@@ -34,7 +34,7 @@ from channels.csv_import import (
     read_csv,
     row_to_event,
 )
-from channels.csv_runner import ImportAborted, ImportSummary, RowResult, import_rows
+from channels.csv.runner import ImportAborted, ImportSummary, RowResult, import_rows
 from channels.event import InboundEvent
 from crm.service import Crm
 

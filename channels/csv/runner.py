@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from channels.csv_import import RowProblem
+from channels.csv.rows import RowProblem
 from channels.event import InboundEvent
 from crm.dto import IntakeResult
 from matching.identities import event_identities

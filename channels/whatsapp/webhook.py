@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from channels.event import Channel, Handle, InboundEvent
-from channels.whatsapp_content import describe_message
+from channels.whatsapp.content import describe_message
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 _SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")

@@ -15,7 +15,8 @@ from typing import Protocol
 
 from aiohttp import web
 
-from channels.whatsapp import (
+from channels.whatsapp.settings import WhatsAppSettings
+from channels.whatsapp.webhook import (
     SIGNATURE_HEADER,
     WhatsAppAuthError,
     WhatsAppPayloadError,
@@ -23,7 +24,6 @@ from channels.whatsapp import (
     verify_challenge,
     verify_signature,
 )
-from channels.whatsapp_settings import WhatsAppSettings
 from crm.config import ConfigError
 from httpkit import json_error
 from matching.event import InboundEvent

@@ -18,7 +18,8 @@ from typing import Protocol
 
 from aiohttp import web
 
-from channels.webform import (
+from channels.webform.settings import FormSettings
+from channels.webform.submission import (
     FormConfig,
     FormError,
     HoneypotTripped,
@@ -29,7 +30,6 @@ from channels.webform import (
     parse_submission,
     submission_id_for,
 )
-from channels.webform_settings import FormSettings
 from crm.config import ConfigError
 from httpkit import BadInput, client_address, json_error, networks, read_form, read_json
 from matching.event import InboundEvent

@@ -1,0 +1,1 @@
+"""Web forms: `POST /forms/<key>` submissions → events (submission), HTTP (routes), config."""
