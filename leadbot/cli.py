@@ -363,7 +363,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # Before anything logs: the level (the flag overrides the config) and the secret filter.
     settings = args.loaded_settings
-    setup_logging(args.log_level or settings.log_level, configured_secrets(settings))
+    setup_logging(
+        args.log_level or settings.log_level, configured_secrets(settings), settings.log_format
+    )
     try:
         args.fn(args)
     except (ConfigError, CliError) as exc:

@@ -21,14 +21,19 @@ import string
 import sys
 import traceback
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, quote_plus, urlsplit
+
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter
 
 if TYPE_CHECKING:
     from leadbot.settings import Settings
 
 REDACTED = "[redacted]"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LogFormat = Literal["text", "json"]
 
 # Shapes that carry a token, redacted whether or not the token is configured here. Each is
 # tried only when one of its needles is in the lower-cased line (most lines have none).
@@ -186,27 +191,71 @@ def configured_secrets(settings: Settings) -> list[str]:
     return [s for s in found if s]
 
 
+class TextFormatter(logging.Formatter):
+    """`LOG_FORMAT` with ISO 8601 local time and its UTC offset: lines from hosts in
+    different zones (or a DST change) still sort and compare."""
+
+    def __init__(self) -> None:
+        super().__init__(LOG_FORMAT)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        stamp = datetime.fromtimestamp(record.created).astimezone()
+        return stamp.isoformat(timespec="milliseconds")
+
+
+class JsonLineFormatter(JsonFormatter):
+    """One JSON object per line: time (ISO 8601, UTC), level, logger, message, and
+    exc_info / stack_info when there are.
+
+    python-json-logger formats `exc_info` itself, which would bypass the redaction the
+    `SecretFilter` did on `exc_text`: the record's exc_info is hidden while formatting, so
+    only the redacted text is written."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "%(levelname)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",
+            reserved_attrs=[*RESERVED_ATTRS, "_leadbot_redacted"],
+        )
+
+    def format(self, record: logging.LogRecord) -> str:
+        exc_info, record.exc_info = record.exc_info, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info = exc_info
+
+
+def formatter_for(log_format: LogFormat) -> logging.Formatter:
+    return JsonLineFormatter() if log_format == "json" else TextFormatter()
+
+
 _FILTER = SecretFilter()
 _HANDLER: logging.Handler | None = None  # the root handler setup_logging added
 # Loggers that add a stdout/stderr handler of their own when they find none (SQLAlchemy's
 # `echo`, redis-py's push responses): given a NullHandler, they propagate to ours instead.
 _SELF_HANDLING = ("sqlalchemy.engine.Engine", "push_response")
+# Libraries that log every request or protocol line at INFO: heard only at DEBUG (at INFO
+# they would drown Leadbot's own lines). Their warnings and errors always come through.
+CHATTY = ("httpx", "httpcore", "aioimaplib", "telegram", "apscheduler", "hpack")
 
 
-def setup_logging(level: str | int, secrets: Iterable[str] = ()) -> SecretFilter:
-    """Configure the process's logging: one stderr handler on the root logger at `level`,
-    with the secret filter on it and on every other handler there is.
+def setup_logging(
+    level: str | int, secrets: Iterable[str] = (), log_format: LogFormat = "text"
+) -> SecretFilter:
+    """Configure the process's logging: one stderr handler on the root logger at `level`
+    in `log_format`, with the secret filter on it and on every other handler there is.
 
     If the root logger already has handlers of someone else (an embedding program, pytest),
-    they are kept, get the filter, and their level is left alone. Calling it again replaces
-    the secrets and the level.
+    they are kept, get the filter, and their level (and the libraries' levels) is left
+    alone. Calling it again replaces the secrets, the level and the format.
     """
     global _HANDLER
     _FILTER.redact = Redactor(secrets)
     root = logging.getLogger()
     if not root.handlers:
         _HANDLER = logging.StreamHandler(sys.stderr)
-        _HANDLER.setFormatter(logging.Formatter(LOG_FORMAT))
         root.addHandler(_HANDLER)
         logging.captureWarnings(True)  # warnings, too, go through the filter
         for name in _SELF_HANDLING:
@@ -214,7 +263,11 @@ def setup_logging(level: str | int, secrets: Iterable[str] = ()) -> SecretFilter
             if not own.handlers:
                 own.addHandler(logging.NullHandler())
     if _HANDLER is not None and _HANDLER in root.handlers:
+        _HANDLER.setFormatter(formatter_for(log_format))
         root.setLevel(level.upper() if isinstance(level, str) else level)
+        quiet = root.getEffectiveLevel() > logging.DEBUG
+        for name in CHATTY:
+            logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.NOTSET)
     loggers = [root, *logging.root.manager.loggerDict.values()]
     for logger in loggers:
         for handler in getattr(logger, "handlers", ()):

@@ -204,6 +204,7 @@ class Settings(BaseSettings):
     forms: tuple[FormSettings, ...] = ()
     whatsapp: WhatsAppSettings = WhatsAppSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
     # Set through LEADBOT_CONFIG or --config; read before the other keys.
     config: Path | None = Field(default=None, exclude=True)
 

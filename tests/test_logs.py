@@ -12,6 +12,7 @@ import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -224,7 +225,7 @@ async def _log_levels(tmp_path: Path, config_level: str, *flag: str) -> set[str]
     proc = await leadbot_process(*flag, "db", "upgrade", env=env)
     _, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 0, err.decode()
-    return {line.split()[2] for line in err.decode().splitlines() if line[:2] == "20"}
+    return {line.split()[1] for line in err.decode().splitlines() if line[:2] == "20"}
 
 
 async def test_log_level_from_the_config_and_the_flag_overrides_it(tmp_path: Path) -> None:
@@ -234,14 +235,18 @@ async def test_log_level_from_the_config_and_the_flag_overrides_it(tmp_path: Pat
     assert await _log_levels(tmp_path, "ERROR") == set()
 
 
-async def test_an_unexpected_error_is_logged_redacted_and_exits_1(tmp_path: Path) -> None:
-    """A crash's traceback goes through the log (and the filter), not straight to stderr.
-    A command that fails in a way nobody foresaw is stood in for by one that raises an error
-    naming the configured Redis URL, password included."""
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_an_unexpected_error_is_logged_redacted_and_exits_1(
+    tmp_path: Path, log_format: str
+) -> None:
+    """A crash's traceback goes through the log (and the filter), not straight to stderr, in
+    either log format. A command that fails in a way nobody foresaw is stood in for by one
+    that raises an error naming the configured Redis URL, password included."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBOT_")}
     env.update(
         LEADBOT_DATABASE__URL=f"sqlite+aiosqlite:///{tmp_path / 'leadbot.db'}",
         LEADBOT_REDIS__URL=f"redis://:{SECRET}@127.0.0.1:9/0",
+        LEADBOT_LOG_FORMAT=log_format,
     )
     script = textwrap.dedent(
         """
@@ -266,6 +271,45 @@ async def test_an_unexpected_error_is_logged_redacted_and_exits_1(tmp_path: Path
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     output = (out + err).decode()
     assert proc.returncode == 1, output
-    assert "CRITICAL leadbot: stopped by an unexpected error" in output
-    assert "RuntimeError: lost redis://:[redacted]@127.0.0.1:9/0 midway" in output
-    assert "Traceback" in output and SECRET not in output
+    assert SECRET not in output
+    crash = "RuntimeError: lost redis://:[redacted]@127.0.0.1:9/0 midway"
+    if log_format == "text":
+        assert "CRITICAL leadbot: stopped by an unexpected error" in output
+        assert crash in output and "Traceback" in output
+        stamp = output.split()[0]  # ISO 8601 with the UTC offset
+        assert datetime.fromisoformat(stamp).utcoffset() is not None, stamp
+        return
+    lines = [json.loads(line) for line in err.decode().splitlines()]  # every line is JSON
+    (record,) = [r for r in lines if r["level"] == "CRITICAL"]
+    assert record["logger"] == "leadbot"
+    assert record["message"] == "stopped by an unexpected error"
+    assert crash in record["exc_info"] and "Traceback" in record["exc_info"]
+    assert datetime.fromisoformat(record["time"]).utcoffset() is not None
+
+
+_CHATTY_SCRIPT = textwrap.dedent(
+    """
+    import logging, sys
+    from leadbot.logs import setup_logging
+
+    setup_logging(sys.argv[1])
+    logging.getLogger("httpx").info("httpx request line")
+    logging.getLogger("aioimaplib.aioimaplib").info("imap command line")
+    logging.getLogger("httpx").warning("httpx trouble")
+    logging.getLogger("leadbot").info("own line")
+    """
+)
+
+
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+def test_the_libraries_request_lines_are_heard_only_at_debug(level: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _CHATTY_SCRIPT, level],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "own line" in done.stderr and "httpx trouble" in done.stderr
+    chatty = "httpx request line" in done.stderr, "imap command line" in done.stderr
+    assert chatty == ((True, True) if level == "DEBUG" else (False, False)), done.stderr
