@@ -5,6 +5,11 @@ ratios mean something even on a busy or slow machine. Options:
     --quick            small sizes (10k and 100k contacts, 5k events) for a fast look
     --only NAME ...    intake | phone | mail | bot
     --out FILE         where to write the report (default benchmarks/RESULTS.md)
+
+What a section needs beyond the venv (wrk for the phone section) is checked before anything
+starts; a section whose tool is missing is skipped with the reason in the report. The report
+is written after every section, so a section that fails (its error is in the report) never
+throws away the ones that finished.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import importlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -112,6 +118,29 @@ SECTIONS: dict[str, tuple[str, str]] = {
 }
 
 
+# Programs a section runs, with where to get them.
+NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "phone": (("wrk", "the Debian package wrk: apt-get install wrk"),),
+}
+
+
+def missing_tools(name: str) -> list[str]:
+    return [f"{tool} ({where})" for tool, where in NEEDS.get(name, ()) if not shutil.which(tool)]
+
+
+def run_section(name: str, quick: bool) -> str:
+    if name == "intake":
+        return intake_section(quick)
+    module, fn = SECTIONS[name]
+    report = _optional(module, fn)
+    if report is None:
+        return f"### {name}\n\n(no benchmark available)"
+    result = report(quick=quick)
+    if asyncio.iscoroutine(result):
+        result = asyncio.run(result)
+    return str(result)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true")
@@ -125,23 +154,24 @@ def main() -> None:
         f"Machine: {machine()}.",
         "",
     ]
-    if "intake" in wanted:
-        parts += [intake_section(a.quick), ""]
-    for name, (module, fn) in SECTIONS.items():
-        if name not in wanted:
-            continue
-        report = _optional(module, fn)
-        if report is None:
-            parts += [f"### {name}", "", "(no benchmark available)", ""]
-            continue
-        print(f"{name} …", file=sys.stderr)
-        result = report(quick=a.quick)
-        if asyncio.iscoroutine(result):
-            result = asyncio.run(result)
-        parts += [str(result), ""]
-    text = "\n".join(parts)
-    print(text)
-    Path(a.out).write_text(text + "\n")
+    names = [n for n in ("intake", *SECTIONS) if n in wanted]
+    skipped = {n: missing_tools(n) for n in names if missing_tools(n)}
+    for name, tools in skipped.items():
+        print(f"bench: {name} is skipped, it needs {', '.join(tools)}", file=sys.stderr)
+    out = Path(a.out)
+    for name in names:
+        if name in skipped:
+            text = f"### {name}\n\nskipped: needs {', '.join(skipped[name])}"
+        else:
+            print(f"{name} …", file=sys.stderr)
+            try:
+                text = run_section(name, a.quick)
+            except Exception as exc:  # one broken section must not cost the others
+                print(f"bench: {name} failed: {exc!r}", file=sys.stderr)
+                text = f"### {name}\n\nfailed: {type(exc).__name__}: {exc}"
+        parts += [text, ""]
+        out.write_text("\n".join(parts) + "\n")  # what has finished so far
+    print("\n".join(parts))
     print(f"written to {a.out}", file=sys.stderr)
 
 
