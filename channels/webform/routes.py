@@ -1,13 +1,16 @@
 """`POST /forms/<form_key>`: web-form submissions over HTTP, one configured form per key.
 
 The submission is checked (CORS origin, rate limit, honeypot, fields) and queued, and the page
-gets its answer at once: a 303 to the form's `success_redirect` for a plain HTML form, JSON
-(`202 {"status": "received", "submission_id": …}`) for `fetch` / JSON bodies. Intake runs
-from the queue, so a slow database never makes a visitor wait.
+gets its answer at once: for a plain HTML form (a browser posting a form, asking for text/html)
+a 303 to the form's `success_redirect` or a small HTML page, also for a refusal (what was
+wrong, a link back); JSON (`202 {"status": "received", "submission_id": …}`, or the error
+body) for `fetch` / JSON clients. Intake runs from the queue, so a slow database never makes a
+visitor wait.
 """
 
 from __future__ import annotations
 
+import html
 import logging
 import time
 import uuid
@@ -120,7 +123,7 @@ class FormsComponent:
     async def submit(self, request: web.Request) -> web.StreamResponse:
         cfg = self.forms.get(request.match_info["form_key"])
         if cfg is None:
-            return json_error(404, "unknown_form", "there is no form with this key")
+            return _refusal(request, 404, "unknown_form", "there is no form with this key")
         response = await self._submit(cfg, request)
         # Error answers carry the CORS headers too, so the page can show the reason.
         response.headers.update(cors_headers(cfg, request.headers.get("Origin")))
@@ -131,7 +134,9 @@ class FormsComponent:
         limiter, now = self.limiters[cfg.key], time.monotonic()
         if not limiter.allow(client_ip, now):
             wait = max(1, round(limiter.retry_after(client_ip, now)))
-            response = json_error(429, "rate_limited", f"too many submissions; retry in {wait} s")
+            response = _refusal(
+                request, 429, "rate_limited", f"too many submissions; retry in {wait} s"
+            )
             response.headers["Retry-After"] = str(wait)
             return response
         wants_json = _wants_json(request)
@@ -146,15 +151,15 @@ class FormsComponent:
                 now=datetime.now(UTC),
             )
         except FormError as err:
-            return json_error(err.status, "invalid_submission", err.reason)
+            return _refusal(request, err.status, "invalid_submission", err.reason)
         except HoneypotTripped:
             log.info("form %s: honeypot filled by %s, nothing created", cfg.key, client_ip)
-            return _success(cfg, uuid.uuid4().hex, wants_json)
+            return _success(request, cfg, uuid.uuid4().hex, wants_json)
         meta = {**event.meta, "queue": list(cfg.responsible_queue)}
         if event.subject:
             meta["title"] = event.subject  # the form's title template names the lead
         await self.service.submit(replace(event, meta=meta))
-        return _success(cfg, submission_id, wants_json)
+        return _success(request, cfg, submission_id, wants_json)
 
 
 async def _read_fields(request: web.Request) -> dict[str, str | list[str]]:
@@ -182,10 +187,45 @@ def _wants_json(request: web.Request) -> bool:
     )
 
 
-def _success(cfg: FormConfig, submission_id: str, wants_json: bool) -> web.StreamResponse:
+def _wants_page(request: web.Request) -> bool:
+    """A browser posting a plain HTML form: it shows whatever comes back to the visitor."""
+    return request.content_type in _FORM_TYPES and "text/html" in request.headers.get("Accept", "")
+
+
+def _success(
+    request: web.Request, cfg: FormConfig, submission_id: str, wants_json: bool
+) -> web.StreamResponse:
     if cfg.success_redirect and not wants_json:
         return web.Response(status=303, headers={"Location": cfg.success_redirect})
+    if _wants_page(request):
+        return _page(request, 200, "Thank you", "Your message has been received.")
     return web.json_response({"status": "received", "submission_id": submission_id}, status=202)
+
+
+def _refusal(request: web.Request, status: int, code: str, reason: str) -> web.Response:
+    if _wants_page(request):
+        return _page(
+            request, status, "Your message was not sent", f"{reason[:1].upper()}{reason[1:]}."
+        )
+    return json_error(status, code, reason)
+
+
+def _page(request: web.Request, status: int, title: str, text: str) -> web.Response:
+    """A small page for a visitor whose browser posted the form; every text escaped."""
+    back = request.headers.get("Referer", "")
+    link = (
+        f'<p><a href="{html.escape(back)}">Back to the form</a></p>'
+        if back.startswith(("https://", "http://"))
+        else ""
+    )
+    body = (
+        '<!doctype html><html><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title></head>"
+        '<body style="font-family: sans-serif; max-width: 40em; margin: 3em auto; padding: 0 1em">'
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>{link}</body></html>"
+    )
+    return web.Response(status=status, text=body, content_type="text/html", charset="utf-8")
 
 
 def forms_component(service: FormsHost) -> FormsComponent | None:

@@ -272,3 +272,36 @@ async def test_forwarded_for_from_an_untrusted_peer_counts_for_nothing(start_ser
 def test_trusted_proxies_must_be_addresses_or_networks() -> None:
     with pytest.raises(ValueError, match="not an IP address"):
         Settings(http={"trusted_proxies": ["10.0.0.0/8", "proxy.local"]})
+
+
+BROWSER = {
+    "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    "Referer": "https://www.example.de/kontakt?a=1&b=<2>",
+}
+
+
+async def test_a_browser_posting_a_plain_form_sees_a_page_never_raw_json(
+    start_service: Any,
+) -> None:
+    """What a website visitor sees after pressing Send on a plain HTML form without a
+    redirect configured: a page saying what happened, with the reason and a link back."""
+    service = await forms_service(start_service, {"key": "quote", "rate_limit_per_minute": 2})
+    ok, page = await post(service, "quote", headers=BROWSER, data={"email": "v@example.de"})
+    assert ok.status == 200 and ok.content_type == "text/html"
+    assert b"Your message has been received" in page
+    assert b'href="https://www.example.de/kontakt?a=1&amp;b=&lt;2&gt;"' in page  # escaped
+
+    bad, page = await post(service, "quote", headers=BROWSER, data={"email": "<b>not-an-address"})
+    assert bad.status == 422 and bad.content_type == "text/html"
+    assert b"not a valid email address" in page and b"<b>not" not in page
+    assert b"Back to the form" in page
+
+    limited, page = await post(service, "quote", headers=BROWSER, data={"email": "w@example.de"})
+    assert limited.status == 429 and b"Too many submissions" in page
+    unknown, page = await post(service, "nope", headers=BROWSER, data={"email": "v@example.de"})
+    assert unknown.status == 404 and b"There is no form with this key" in page
+
+    # The same post from a script (no text/html in Accept) still gets JSON.
+    service2 = await forms_service(start_service, {"key": "quote"})
+    scripted, raw = await post(service2, "quote", data={"email": "<b>x"})
+    assert scripted.status == 422 and json.loads(raw)["error"] == "invalid_submission"
