@@ -270,41 +270,53 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1, help="concurrent intake workers")
     s.set_defaults(fn=cmd_serve)
     s = sub.add_parser("worker", help="run intake workers only (needs redis.url)")
-    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--workers", type=int, default=1, help="concurrent intake workers")
     s.set_defaults(fn=cmd_worker)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_cmd", required=True)
     s = db.add_parser("upgrade", help="apply migrations")
-    s.add_argument("revision", nargs="?", default="head")
+    s.add_argument(
+        "revision", nargs="?", default="head", help="Alembic revision to reach (default: head)"
+    )
     s.set_defaults(fn=cmd_db_upgrade)
 
     rep = sub.add_parser("rep", help="sales reps").add_subparsers(dest="rep_cmd", required=True)
     s = rep.add_parser("add", help="add a rep")
-    s.add_argument("name")
-    s.add_argument("--role", default="rep", choices=["rep", "supervisor", "admin"])
-    s.add_argument("--telegram-id", type=int, default=None)
-    s.add_argument("--email")
+    s.add_argument("name", help="the name shown on cards and to supervisors")
+    s.add_argument(
+        "--role",
+        default="rep",
+        choices=["rep", "supervisor", "admin"],
+        help="rep: own records; supervisor: everyone's; admin: also administers (default: rep)",
+    )
+    s.add_argument(
+        "--telegram-id",
+        type=int,
+        default=None,
+        help="the rep's numeric Telegram user id (else they join with --invite's link)",
+    )
+    s.add_argument("--email", help="the rep's own address (mail from it is never a lead)")
     s.add_argument("--phone", help="E.164 number calls to this rep's clients are put through to")
     s.add_argument("--extension", help="PBX extension")
     s.add_argument("--invite", action="store_true", help="print a one-time Telegram invite link")
     s.set_defaults(fn=cmd_rep)
     s = rep.add_parser("invite", help="a new one-time invite link for a rep")
-    s.add_argument("id", type=int)
+    s.add_argument("id", type=int, help="the rep's id (leadbot rep list)")
     s.set_defaults(fn=cmd_rep)
     s = rep.add_parser("list", help="list reps")
     s.set_defaults(fn=cmd_rep)
     s = rep.add_parser("deactivate", help="deactivate a rep")
-    s.add_argument("id", type=int)
+    s.add_argument("id", type=int, help="the rep's id (leadbot rep list)")
     s.set_defaults(fn=cmd_rep)
 
     tok = sub.add_parser("token", help="REST API tokens").add_subparsers(
         dest="token_cmd", required=True
     )
     s = tok.add_parser("create", help="create a token (shown once)")
-    s.add_argument("name")
+    s.add_argument("name", help="what the token is for (shown in token list)")
     s.set_defaults(fn=cmd_token)
     s = tok.add_parser("revoke", help="revoke a token")
-    s.add_argument("id", type=int)
+    s.add_argument("id", type=int, help="the token's id (leadbot token list)")
     s.set_defaults(fn=cmd_token)
     s = tok.add_parser("list", help="list tokens")
     s.set_defaults(fn=cmd_token)
@@ -313,17 +325,17 @@ def build_parser() -> argparse.ArgumentParser:
         dest="exc_cmd", required=True
     )
     s = exc.add_parser("add", help="never capture this phone or email")
-    s.add_argument("value")
-    s.add_argument("--comment")
+    s.add_argument("value", help="a phone number (any spelling) or an email address")
+    s.add_argument("--comment", help="why it is on the list")
     s.set_defaults(fn=cmd_exceptions)
     s = exc.add_parser("remove", help="remove a phone or email")
-    s.add_argument("value")
+    s.add_argument("value", help="the phone number or email address as added")
     s.set_defaults(fn=cmd_exceptions)
     s = exc.add_parser("list", help="list the exception list")
     s.set_defaults(fn=cmd_exceptions)
 
     s = sub.add_parser("ingest", help="feed events from a JSON-lines file through the queue")
-    s.add_argument("file")
+    s.add_argument("file", help="a file of InboundEvent JSON objects, one per line")
     s.set_defaults(fn=cmd_ingest)
     for register in EXTRA_COMMANDS:
         register(sub)

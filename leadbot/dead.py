@@ -34,10 +34,10 @@ def register_cli(subparsers: Any) -> None:
     s = sub.add_parser("list", help="list the dead letters")
     s.set_defaults(fn=cmd_dead)
     s = sub.add_parser("retry", help="put one back into the live queue")
-    s.add_argument("id")
+    s.add_argument("id", help="the dead letter's id (leadbot dead list)")
     s.set_defaults(fn=cmd_dead)
     s = sub.add_parser("drop", help="delete one for good")
-    s.add_argument("id")
+    s.add_argument("id", help="the dead letter's id (leadbot dead list)")
     s.set_defaults(fn=cmd_dead)
 
 
