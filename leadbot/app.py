@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -80,14 +81,15 @@ def crm_config(settings: Settings) -> CrmConfig:
 
 def journal_dir(settings: Settings, db: Database) -> Path | None:
     """The in-process queue's journal: `queue.journal_dir`; unset, `<file>.queue` next to a
-    SQLite file and `./leadbot-queue` for another database; None when turned off ("") or for
-    an in-memory SQLite database (nothing of it outlives the process anyway)."""
+    SQLite file and `leadbot-queue` next to the config file (else in the working directory)
+    for another database; None when turned off ("") or for an in-memory SQLite database
+    (nothing of it outlives the process anyway)."""
     configured = settings.queue.journal_dir
     if configured is not None:
         return Path(configured) if configured else None
     if db.is_sqlite:
         return Path(f"{db.sqlite_file}.queue") if db.sqlite_file else None
-    return Path("leadbot-queue")
+    return settings.base_dir / "leadbot-queue"
 
 
 class Service:
@@ -342,7 +344,27 @@ class Service:
         self.metrics.backlog_items.set(backlog.items)
         self.metrics.backlog_age.set(backlog.oldest_age or 0.0)
 
+    def describe_setup(self) -> str:
+        """What this process uses, for its first log line (no password, no token)."""
+        from sqlalchemy.engine import make_url
+
+        database = make_url(self.settings.database.url).render_as_string(hide_password=True)
+        if self.redis is not None and self.settings.redis.url:
+            parts = urlsplit(self.settings.redis.url)
+            where = f"{parts.scheme}://{parts.hostname or 'localhost'}:{parts.port or 6379}"
+            queue = f"Redis stream {self.settings.redis.stream} on {where}"
+        elif isinstance(self.queue, JournaledQueue):
+            queue = f"in process, journal {self.queue.directory}"
+        else:
+            queue = "in process, no journal"
+        names = [type(c).__name__.removesuffix("Component").lower() for c in self.components]
+        line = f"database {database}; queue {queue}; components {', '.join(names) or 'none'}"
+        if self.http:
+            line += f"; public URL {self.settings.http.public_url}"
+        return line
+
     async def start(self) -> None:
+        log.info("using %s", self.describe_setup())
         await self.crm.prepare()
         if self.redis is not None:
             await self.redis.ping()

@@ -99,20 +99,49 @@ async def _ping_or_fail(db: Database, url: str, wait: float = 0.0) -> None:
     await _reachable("database", _safe_url(url), db.ping, wait)
 
 
-async def _serve(settings: Settings, http: bool, workers: int) -> None:
-    # The servers are checked before the service is built: a start that fails says one line.
+async def _schema_or_fail(db: Database) -> None:
+    """The database must be at this version's schema. A SQLite file never migrated (the
+    embedded default on its first start) is migrated here; anything else is left to
+    `leadbot db upgrade`, which an operator runs after a backup (docs/operations)."""
+    from crm.schema import current_revision, head_revision, is_empty, upgrade
+
+    current, head = await current_revision(db), head_revision()
+    if current == head:
+        return
+    if current is None and db.is_sqlite and await is_empty(db):
+        log.info("new database %s: creating its tables", _safe_url(str(db.url)))
+        await upgrade(db)
+        return
+    if current is None:
+        raise CliError("the database is not migrated: run `leadbot db upgrade`")
+    raise CliError(
+        f"the database is at schema {current}, this version needs {head}: "
+        "back it up, then run `leadbot db upgrade`"
+    )
+
+
+async def _database_ready(settings: Settings, wait: float = 0.0, *, redis: bool = False) -> None:
+    """The database reachable (and Redis, if asked and configured) and at this version's
+    schema, or one line saying what to do. The servers first: a start with one of them down
+    says only that."""
     db = Database(settings.database.url)
     try:
-        await _ping_or_fail(db, settings.database.url, settings.database.startup_wait)
+        await _ping_or_fail(db, settings.database.url, wait)
+        if redis and settings.redis.url:
+            client = Redis.from_url(settings.redis.url)
+            try:
+                where = _safe_redis_url(settings.redis.url)
+                await _reachable("queue", where, client.ping, settings.redis.startup_wait)
+            finally:
+                await client.aclose()
+        await _schema_or_fail(db)
     finally:
         await db.dispose()
-    if settings.redis.url:
-        redis = Redis.from_url(settings.redis.url)
-        try:
-            where = _safe_redis_url(settings.redis.url)
-            await _reachable("queue", where, redis.ping, settings.redis.startup_wait)
-        finally:
-            await redis.aclose()
+
+
+async def _serve(settings: Settings, http: bool, workers: int) -> None:
+    # The servers are checked before the service is built: a start that fails says one line.
+    await _database_ready(settings, settings.database.startup_wait, redis=True)
     service = Service(settings, http=http, workers=workers)
     if not settings.telegram.token:
         log.warning(
@@ -249,6 +278,7 @@ def cmd_ingest(args: argparse.Namespace) -> None:
     path = Path(args.file)
     if not path.is_file():
         raise CliError(f"{path}: no such file")
+    asyncio.run(_database_ready(settings))
     summary = asyncio.run(ingest_file(settings, path))
     for outcome, count in sorted(summary.items()):
         print(f"{outcome}\t{count}")

@@ -238,7 +238,15 @@ _HANDLER: logging.Handler | None = None  # the root handler setup_logging added
 _SELF_HANDLING = ("sqlalchemy.engine.Engine", "push_response")
 # Libraries that log every request or protocol line at INFO: heard only at DEBUG (at INFO
 # they would drown Leadbot's own lines). Their warnings and errors always come through.
-CHATTY = ("httpx", "httpcore", "aioimaplib", "telegram", "apscheduler", "hpack")
+CHATTY = (
+    "httpx",
+    "httpcore",
+    "aioimaplib",
+    "telegram",
+    "apscheduler",
+    "hpack",
+    "alembic.runtime.plugins",  # one line per plugin whenever migrations are looked at
+)
 
 
 def setup_logging(

@@ -208,6 +208,12 @@ class Settings(BaseSettings):
     # Set through LEADBOT_CONFIG or --config; read before the other keys.
     config: Path | None = Field(default=None, exclude=True)
 
+    @property
+    def base_dir(self) -> Path:
+        """Where relative paths of the config point: the config file's directory (a unit
+        file without WorkingDirectory still finds its database), else the working one."""
+        return self.config.resolve().parent if self.config else Path.cwd()
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -237,11 +243,59 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
     if path and not Path(path).is_file():
         raise ConfigError(f"config file {path}: not found")
     try:
-        return Settings(**overrides)
+        return anchored(Settings(**overrides))
     except ValidationError as exc:
         raise ConfigError(_one_line(exc)) from None
     except ValueError as exc:  # TOML syntax errors and the like
         raise ConfigError(f"config file {path}: {exc}") from None
+
+
+def anchored(settings: Settings) -> Settings:
+    """`settings` with every relative file path of a config file made relative to that
+    file's directory: the SQLite database, the queue journal, the recordings folder, the
+    mailboxes' password and CA files. Without a config file they stay relative to the
+    working directory."""
+    if settings.config is None:
+        return settings
+    base = settings.base_dir
+
+    def under(path: str | Path | None) -> Path | None:
+        if path is None or str(path) == "" or Path(path).is_absolute():
+            return None
+        return base / path
+
+    update: dict[str, Any] = {}
+    db_url = _sqlite_under(settings.database.url, base)
+    if db_url is not None:
+        update["database"] = settings.database.model_copy(update={"url": db_url})
+    journal = under(settings.queue.journal_dir)
+    if journal is not None:
+        update["queue"] = settings.queue.model_copy(update={"journal_dir": str(journal)})
+    recordings = under(settings.phone.recordings_dir)
+    if recordings is not None:
+        update["phone"] = settings.phone.model_copy(update={"recordings_dir": str(recordings)})
+    boxes = []
+    for box in settings.mailboxes:
+        files = {k: under(getattr(box, k)) for k in ("password_file", "ca_file")}
+        boxes.append(box.model_copy(update={k: v for k, v in files.items() if v is not None}))
+    update["mailboxes"] = tuple(boxes)
+    return settings.model_copy(update=update)
+
+
+def _sqlite_under(url: str, base: Path) -> str | None:
+    """A SQLite URL whose file path is relative, rewritten to lie under `base`; else None."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return None  # reported where the URL is used
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return None
+    if path.startswith("file:") or Path(path).is_absolute():
+        return None
+    return parsed.set(database=str(base / path)).render_as_string(hide_password=False)
 
 
 def _one_line(exc: ValidationError) -> str:

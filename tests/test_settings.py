@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -142,3 +143,28 @@ def test_cli_rep_and_exceptions_round_trip(tmp_path: Path) -> None:
     assert r.returncode == 2 and "neither an email address nor a phone number" in r.stderr
     r = _cli("rep", "deactivate", "99", env=env)
     assert r.returncode == 2 and "rep #99 does not exist" in r.stderr
+
+
+def test_relative_paths_of_a_config_file_are_relative_to_that_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    config = conf_dir / "leadbot.toml"
+    config.write_text(
+        '[database]\nurl = "sqlite+aiosqlite:///data/leads.db"\n'
+        '[queue]\njournal_dir = "spool"\n'
+        '[phone]\nrecordings_dir = "/var/lib/leadbot/rec"\n'
+        '[[mailboxes]]\nname = "sales"\nhost = "imap.example.com"\nuser = "s"\n'
+        'password_file = "secrets/imap"\n'
+    )
+    for key in [k for k in os.environ if k.startswith("LEADBOT_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)  # started from elsewhere
+    settings = load_settings(config)
+    assert settings.database.url == f"sqlite+aiosqlite:///{conf_dir}/data/leads.db"
+    assert settings.queue.journal_dir == str(conf_dir / "spool")
+    assert settings.phone.recordings_dir == "/var/lib/leadbot/rec"  # absolute: as written
+    assert settings.mailboxes[0].password_file == conf_dir / "secrets" / "imap"
+    # Without a config file relative paths stay relative to the working directory.
+    assert load_settings().database.url == "sqlite+aiosqlite:///./leadbot.db"
