@@ -202,6 +202,55 @@ def cmd_db_upgrade(args: argparse.Namespace) -> None:
     print(f"database at {args.revision}: {_safe_url(settings.database.url)}")
 
 
+async def _db_copy(source_url: str, target_url: str, resume: bool, quiet: bool) -> None:
+    from tqdm import tqdm
+
+    from crm.transfer import TransferRefused, copy_database
+
+    source, target = Database(source_url), Database(target_url)
+    bars: dict[str, tqdm[Any]] = {}
+
+    def progress(table: str, done: int, total: int) -> None:
+        if quiet:
+            return
+        bar = bars.get(table)
+        if bar is None:
+            bar = bars[table] = tqdm(total=total, desc=table, unit="rows", leave=True)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    try:
+        await _ping_or_fail(source, source_url)
+        await _ping_or_fail(target, target_url)
+        counts = await copy_database(source, target, resume=resume, progress=progress)
+    except TransferRefused as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        for bar in bars.values():
+            bar.close()
+        await source.dispose()
+        await target.dispose()
+    wrong = [c for c in counts if c.source != c.target]
+    if wrong:
+        raise CliError(
+            "copied, but the row counts differ: "
+            + ", ".join(f"{c.table} {c.source} → {c.target}" for c in wrong)
+        )
+    rows = sum(c.source for c in counts)
+    print(
+        f"copied {rows} rows in {len(counts)} tables from {_safe_url(source_url)} "
+        f"to {_safe_url(target_url)}; row counts match"
+    )
+
+
+def cmd_db_copy(args: argparse.Namespace) -> None:
+    source = args.source or settings_of(args).database.url
+    if source == args.target:
+        raise CliError("--from and --to name the same database")
+    asyncio.run(_db_copy(source, args.target, args.resume, args.quiet))
+
+
 def cmd_rep(args: argparse.Namespace) -> None:
     settings = settings_of(args)
 
@@ -309,6 +358,25 @@ def build_parser() -> argparse.ArgumentParser:
         "revision", nargs="?", default="head", help="Alembic revision to reach (default: head)"
     )
     s.set_defaults(fn=cmd_db_upgrade)
+    s = db.add_parser(
+        "copy",
+        help="copy every table into another database (SQLite to PostgreSQL and back)",
+        description="Copy every record, event, outbox row, rep, token and setting from one "
+        "database to another, e.g. from the embedded SQLite file to PostgreSQL. Stop the "
+        "service first. The target is migrated when empty; the row counts are compared.",
+    )
+    s.add_argument(
+        "--from",
+        dest="source",
+        default=None,
+        help="database URL to copy from (default: database.url of the config)",
+    )
+    s.add_argument(
+        "--to", dest="target", required=True, help="database URL to copy to (empty, or --resume)"
+    )
+    s.add_argument("--resume", action="store_true", help="go on with a copy that was interrupted")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(fn=cmd_db_copy)
 
     rep = sub.add_parser("rep", help="sales reps").add_subparsers(dest="rep_cmd", required=True)
     s = rep.add_parser("add", help="add a rep")
