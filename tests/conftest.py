@@ -60,6 +60,18 @@ def pg_url() -> Iterator[str]:
     _in_thread(lambda: asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')))
 
 
+@pytest.fixture
+async def empty_postgres() -> AsyncIterator[str]:
+    """The URL of a new PostgreSQL database with nothing in it (not migrated)."""
+    name = f"leadbot_empty_{uuid.uuid4().hex[:8]}"
+    await _pg_admin(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 async def _truncate(db: Database) -> None:
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     async with db.engine.begin() as conn:

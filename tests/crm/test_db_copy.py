@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,20 +28,9 @@ from crm.services.telephony import Telephony
 from leadbot.api import api_component
 from leadbot.app import Service
 from matching.event import Channel
-from tests.conftest import PG_ADMIN_DSN, _pg_admin, leadbot_run, make_event, service_settings
+from tests.conftest import leadbot_run, make_event, service_settings
 
 PEOPLE = 900  # each calls, some also mail, and some call again: about 3,000 events
-
-
-@pytest.fixture
-async def empty_postgres() -> AsyncIterator[str]:
-    name = f"leadbot_copy_{uuid.uuid4().hex[:8]}"
-    await _pg_admin(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def _populate(url: str) -> str:

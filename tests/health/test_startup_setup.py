@@ -7,13 +7,11 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PG_ADMIN_DSN, _pg_admin, leadbot_run
+from tests.conftest import leadbot_run
 from tests.servers import end_process
 
 
@@ -59,17 +57,6 @@ async def test_a_config_file_keeps_its_database_next_to_it_and_serve_sets_it_up(
     assert f"queue in process, journal {etc}/leadbot.db.queue;" in using
     assert using.rstrip().endswith("public URL https://leads.example.com")
     assert "Traceback" not in text
-
-
-@pytest.fixture
-async def empty_postgres() -> AsyncIterator[str]:
-    name = f"leadbot_empty_{uuid.uuid4().hex[:8]}"
-    await _pg_admin(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.mark.parametrize("command", ["serve", "ingest"])
