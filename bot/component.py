@@ -40,7 +40,7 @@ from bot.sync import CardSync
 from crm.config import ConfigError
 from crm.db import Database
 from crm.dto import IntakeResult
-from crm.service import Crm
+from crm.facade import Crm
 from crm.services.chat_state import ChatStates
 from crm.services.escalation import Followups
 from crm.services.messages import Messages

@@ -18,6 +18,7 @@ from redis.exceptions import ResponseError
 from crm.config import CrmConfig, PipelineDef, StatusDef
 from crm.db import Database
 from crm.dto import IntakeResult
+from crm.facade import Crm
 from crm.journal import JournaledQueue
 from crm.outage import is_outage
 from crm.queue import (
@@ -32,7 +33,6 @@ from crm.queue import (
     RetryPolicy,
     outcome_of,
 )
-from crm.service import Crm
 from crm.supervisor import Health, Run, Supervisor, TaskState, describe
 from leadbot.metrics import Metrics
 from leadbot.settings import Settings

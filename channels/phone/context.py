@@ -20,8 +20,8 @@ from channels.phone.generic import generic_report
 from channels.phone.settings import PhoneSettings
 from crm.db import Database
 from crm.dto import IntakeResult
+from crm.facade import Crm
 from crm.queue import RawInput
-from crm.service import Crm
 from crm.services.telephony import RepContact, Telephony
 from matching.event import Channel, InboundEvent
 from matching.normalize import normalize_phone

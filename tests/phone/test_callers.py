@@ -12,8 +12,8 @@ import pytest
 from channels.phone.callers import CallerLookup, _SqliteReader
 from crm.config import CrmConfig
 from crm.db import Database
+from crm.facade import Crm
 from crm.models import Base
-from crm.service import Crm
 from crm.services.leads import LeadInput
 from crm.services.records import ContactInput
 from crm.services.telephony import CallerInfo, RepContact, Telephony, caller_sql
