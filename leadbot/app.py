@@ -416,6 +416,7 @@ class Service:
             self._tasks.clear()
         await self.supervisor.close()
         await self.queue.close()
+        await self.crm.close()
         await self.db.dispose()
 
     async def run_forever(self) -> None:

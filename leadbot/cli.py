@@ -144,6 +144,8 @@ async def _with_crm(settings: Settings, fn: Callable[[Crm], Awaitable[None]]) ->
             if "no such table" in str(exc) or "does not exist" in str(exc):
                 raise CliError("the database is not migrated: run `leadbot db upgrade`") from None
             raise
+        finally:
+            await crm.close()
     finally:
         await db.dispose()
 
