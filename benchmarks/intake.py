@@ -28,6 +28,7 @@ from sqlalchemy import insert
 from benchmarks.seed import contact_email, contact_phone, lead_phone, seed_postgres, seed_sqlite
 from crm.config import CrmConfig
 from crm.db import Database
+from crm.facade import Crm
 from crm.models import (
     Activity,
     ActivityBinding,
@@ -38,7 +39,6 @@ from crm.models import (
     OutboxMessage,
 )
 from crm.queue import MAX_BATCH
-from crm.service import Crm
 from matching.event import Channel, InboundEvent
 
 REPS = 10

@@ -442,7 +442,7 @@ async def run_postgres_round_trip(
     lookup's size): what a PostgreSQL lookup costs before its statement does anything."""
     import asyncpg
 
-    from channels.phone.callers import PG_POOL_SIZE
+    from crm.services.callers import PG_POOL_SIZE
 
     wrk_path()
     pool = await asyncpg.create_pool(PG_ADMIN, min_size=1, max_size=PG_POOL_SIZE)

@@ -22,7 +22,7 @@ from bot.views import Rendered, Row, Viewer
 from bot.when import HINT, parse_when, preset
 from crm.dto import RepView
 from crm.errors import Conflict, CrmError, Forbidden, InvalidInput
-from crm.service import Crm
+from crm.facade import Crm
 
 CONVERT_INTO = {"c": ("contact",), "cc": ("contact", "company"), "d": ("deal",)}
 

@@ -25,7 +25,7 @@ from bot import callbacks as cb
 from bot.sending import Undeliverable, deliver_card, fallback_note
 from bot.views import Rendered, Row, clip, esc
 from crm.errors import NotFound
-from crm.service import Crm
+from crm.facade import Crm
 from crm.services.external_calls import CARD_HIDDEN, CARD_OWNER, CARD_SHOWN
 from crm.services.outbox import CardRef, OutboxItem
 

@@ -13,7 +13,7 @@ from datetime import datetime, tzinfo
 
 from bot.views import CardContext, Rendered, Viewer, contact_card, deal_card, lead_card
 from crm.dto import SYSTEM, ActivityView, Actor, CommView, ContactView, DealView, LeadView
-from crm.service import Crm
+from crm.facade import Crm
 
 INBOUND = ("call", "email", "message", "webform")
 

@@ -18,7 +18,7 @@ from bot.views import Rendered, Viewer
 from crm.config import StatusDef
 from crm.dto import Actor, RepView
 from crm.errors import Forbidden, InvalidInput
-from crm.service import Crm
+from crm.facade import Crm
 from crm.services.listing import ListFilter
 
 SOURCES = ("CALL", "EMAIL", "WEBFORM", "TELEGRAM", "WHATSAPP", "IMPORT", "OTHER")

@@ -38,12 +38,8 @@ from bot.request import GET_UPDATES_POOL_SIZE, POOL_SIZE, CleaningRequest
 from bot.settings import TelegramSettings
 from bot.sync import CardSync
 from crm.config import ConfigError
-from crm.db import Database
 from crm.dto import IntakeResult
-from crm.service import Crm
-from crm.services.chat_state import ChatStates
-from crm.services.escalation import Followups
-from crm.services.messages import Messages
+from crm.facade import Crm
 from crm.supervisor import TaskHost
 from httpkit import BadInput, json_error, read_json
 from matching.event import InboundEvent
@@ -88,9 +84,6 @@ class BotHost(TaskHost, Protocol):
 
     @property
     def crm(self) -> Crm: ...
-
-    @property
-    def db(self) -> Database: ...
 
     @property
     def metrics(self) -> BotMetrics: ...
@@ -140,7 +133,7 @@ class BotComponent:
             counters=service.metrics.cards,
         )
         self.duties = Duties(
-            Followups(service.db),
+            crm.followups,
             clock,
             interval=settings.duties_interval,
             escalate_after=timedelta(minutes=crm.config.escalation_minutes),
@@ -157,10 +150,10 @@ class BotComponent:
             tz,
             settings.junk_reasons,
             self.notifier.wake,
-            relay=Relay(self.cards, Messages(service.db), customer_bot),
+            relay=Relay(self.cards, crm.messages, customer_bot),
         )
         self.desk = CustomerDesk(
-            service.submit, ChatStates(service.db), clock, ask_phone=settings.ask_phone
+            service.submit, crm.chat_states, clock, ask_phone=settings.ask_phone
         )
         shared = self.desk if self.customer_app is None else None
         self.handlers = Handlers(crm, commands, actions, sync, customers=shared)

@@ -37,7 +37,7 @@ from bot.sync import CardSync
 from bot.views import Rendered, clip
 from crm.dto import RepView
 from crm.errors import CrmError, Forbidden
-from crm.service import Crm
+from crm.facade import Crm
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from bot.sync import CardSync
 from bot.views import NAME_CHARS, REASON_CHARS, Viewer, clip, esc
 from crm.dto import RepView
 from crm.errors import CrmError, NotFound
-from crm.service import Crm
+from crm.facade import Crm
 from crm.services.outbox import CardRef, OutboxItem
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from bot.sending import edit_card
 from bot.views import Rendered, Viewer, notice
 from crm.dto import Actor
 from crm.errors import CrmError, Forbidden
-from crm.service import Crm
+from crm.facade import Crm
 
 log = logging.getLogger(__name__)
 

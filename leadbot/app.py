@@ -19,6 +19,7 @@ from redis.exceptions import ResponseError
 from crm.config import CrmConfig, PipelineDef, StatusDef
 from crm.db import Database
 from crm.dto import IntakeResult
+from crm.facade import Crm
 from crm.journal import JournaledQueue
 from crm.outage import is_outage
 from crm.queue import (
@@ -33,7 +34,6 @@ from crm.queue import (
     RetryPolicy,
     outcome_of,
 )
-from crm.service import Crm
 from crm.supervisor import Health, Run, Supervisor, TaskState, describe
 from leadbot.metrics import Metrics
 from leadbot.settings import Settings
@@ -438,6 +438,7 @@ class Service:
             self._tasks.clear()
         await self.supervisor.close()
         await self.queue.close()
+        await self.crm.close()
         await self.db.dispose()
 
     async def run_forever(self) -> None:

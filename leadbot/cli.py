@@ -18,8 +18,8 @@ from redis.asyncio import Redis
 from channels.csv.command import register_cli as register_csv
 from crm.db import Database
 from crm.errors import CrmError
+from crm.facade import Crm
 from crm.outage import is_outage
-from crm.service import Crm
 from leadbot.app import Service, crm_config
 from leadbot.logs import configured_secrets, redact, setup_logging
 from leadbot.settings import ConfigError, Settings, load_settings
@@ -173,6 +173,8 @@ async def _with_crm(settings: Settings, fn: Callable[[Crm], Awaitable[None]]) ->
             if "no such table" in str(exc) or "does not exist" in str(exc):
                 raise CliError("the database is not migrated: run `leadbot db upgrade`") from None
             raise
+        finally:
+            await crm.close()
     finally:
         await db.dispose()
 

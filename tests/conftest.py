@@ -22,9 +22,9 @@ import pytest
 
 from crm.config import CrmConfig
 from crm.db import Database
+from crm.facade import Crm
 from crm.models import Base
 from crm.schema import head_revision, upgrade_blocking
-from crm.service import Crm
 from matching.event import Channel, InboundEvent
 
 # Servers of a test's own (own_redis, own_postgres) for tests that kill or restart them.

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from crm.config import CrmConfig
 from crm.db import Database
+from crm.facade import Crm
 from crm.queue import (
     DONE,
     MAX_BATCH,
@@ -22,7 +23,6 @@ from crm.queue import (
     RedisSeen,
     RedisStreamQueue,
 )
-from crm.service import Crm
 from matching.event import InboundEvent
 from tests.conftest import REDIS_URL, make_event
 

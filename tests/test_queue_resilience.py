@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import func, select
 
 from crm.db import Database
+from crm.facade import Crm
 from crm.models import InboundEventLog, Lead
 from crm.queue import (
     DONE,
@@ -31,7 +32,6 @@ from crm.queue import (
     decode_item,
     outcome_of,
 )
-from crm.service import Crm
 from leadbot.app import Service
 from matching.event import InboundEvent
 from tests.conftest import REDIS_URL, leadbot_run, make_event, service_settings

@@ -43,7 +43,7 @@ async def test_stop_finishes_queued_work(start_service: Any) -> None:
         await service.submit(make_event(phones=(f"+49 30 12345{i:02d}",)))
     await service.stop()
     # Everything accepted before the stop was processed, nothing lost.
-    from crm.service import Crm
+    from crm.facade import Crm
 
     crm = Crm(service.db, service.crm.config)
     crm.db = type(service.db)(service.settings.database.url)

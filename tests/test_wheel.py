@@ -27,7 +27,7 @@ MODULES = (
     "bot.component",
     "channels.mail.component",
     "channels.phone.component",
-    "crm.service",
+    "crm.facade",
     "matching.decide",
 )
 IMPORTS_TESTS = re.compile(rb"^\s*(from|import)\s+(tests|benchmarks)\b", re.M)

@@ -14,9 +14,9 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select
 
 from crm.db import Database
+from crm.facade import Crm
 from crm.models import Activity, ActivityBinding, InboundEventLog, Lead
 from crm.queue import MAX_BATCH, RedisStreamQueue
-from crm.service import Crm
 from crm.services.listing import ListFilter
 from tests.conftest import REDIS_URL, leadbot_process, make_event
 

@@ -36,7 +36,7 @@ from channels.csv.rows import (
 )
 from channels.csv.runner import ImportAborted, ImportSummary, RowResult, import_rows
 from channels.event import InboundEvent
-from crm.service import Crm
+from crm.facade import Crm
 
 _VERB = {
     "created": "would create",

@@ -11,17 +11,15 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-import redis.exceptions
 from aiohttp import web
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from channels.mail.filters import MailPolicy
 from channels.mail.imap import ImapServer
 from channels.mail.mailbox import MailboxConfig
 from channels.mail.settings import MailboxSettings
 from channels.mail.worker import MailboxWorker
+from crm import outage
 from crm.config import ConfigError
-from crm.db import Database
 from crm.dto import IntakeResult
 from crm.services.mailstate import MailState
 from crm.supervisor import TaskHost
@@ -34,18 +32,9 @@ _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 def is_outage(exc: BaseException) -> bool:
-    """Errors of a database or Redis that is down: retry the mail later, never quarantine it."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(
-        exc,
-        OSError
-        | TimeoutError
-        | OperationalError
-        | InterfaceError
-        | redis.exceptions.ConnectionError
-        | redis.exceptions.TimeoutError,
-    )
+    """Errors of a database or Redis that is down (`crm.outage`), or of the network: retry
+    the mail later, never quarantine it."""
+    return isinstance(exc, OSError) or outage.is_outage(exc)
 
 
 def own_addresses(mailboxes: Sequence[MailboxSettings]) -> frozenset[str]:
@@ -116,6 +105,13 @@ class _Crm(Protocol):
     def default_region(self) -> str: ...
 
 
+class MailCrm(Protocol):
+    """The part of the `Crm` facade the mail channel uses."""
+
+    @property
+    def mail_state(self) -> MailState: ...
+
+
 class MailSettings(Protocol):
     """The settings the mail channel reads."""
 
@@ -133,7 +129,7 @@ class MailHost(TaskHost, Protocol):
     def settings(self) -> MailSettings: ...
 
     @property
-    def db(self) -> Database: ...
+    def crm(self) -> MailCrm: ...
 
     @property
     def http(self) -> bool: ...
@@ -159,7 +155,7 @@ class MailComponent:
     async def start(self) -> None:
         own = own_addresses(self.mailboxes)
         region = self.service.settings.crm.default_region
-        store = MailState(self.service.db)
+        store = self.service.crm.mail_state
         self._stop.clear()
         for box in self.mailboxes:
             if box.security == "none" and box.host not in _LOOPBACK:

@@ -70,7 +70,6 @@ from channels.phone.bitrix import (
 from channels.phone.calls import CallDirection
 from channels.phone.context import PhoneContext
 from crm.dto import IntakeResult
-from crm.services.external_calls import ExternalCalls
 from crm.services.telephony import CallerInfo, NumberHolder, RepContact
 from matching.event import RegisterMode
 from matching.text import clean_json
@@ -155,7 +154,7 @@ def call_card(
 class BitrixTelephony:
     def __init__(self, ctx: PhoneContext) -> None:
         self.ctx = ctx
-        self.calls = ExternalCalls(ctx.host.db, ctx.host.settings.crm.default_region)
+        self.calls = ctx.host.crm.external_calls
         self._methods: dict[str, Method] = {
             REGISTER: self.register,
             FINISH: self.finish,

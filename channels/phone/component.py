@@ -21,7 +21,6 @@ from aiohttp import web
 
 from channels.phone import recordings
 from channels.phone.bitrix_service import BitrixTelephony
-from channels.phone.callers import CallerLookup
 from channels.phone.context import GENERIC_KIND, PhoneContext, PhoneHost
 from channels.phone.lookup import lookup
 from channels.phone.recordings import RECORDINGS_PATH
@@ -32,7 +31,6 @@ from channels.phone.webhooks import (
     twilio_status,
     twilio_voice,
 )
-from crm.services.telephony import Telephony
 from crm.supervisor import TaskHost
 
 # Only telephony methods and batch (of telephony methods): other /rest/ methods belong to
@@ -88,8 +86,6 @@ class PhoneComponent:
         if self._refresher is not None:
             await self._refresher
             self._refresher = None
-        await self.ctx.callers.close()
-        await self.ctx.telephony.close()
 
 
 class PhoneServiceHost(PhoneHost, TaskHost, Protocol):
@@ -103,13 +99,8 @@ def phone_component(host: PhoneServiceHost) -> PhoneComponent | None:
         (phone.webhook_secret, phone.twilio_auth_token, phone.bitrix_token, phone.lookup_token)
     ):
         return None
-    telephony = Telephony(host.db)
+    crm = host.crm
     return PhoneComponent(
-        PhoneContext(
-            host=host,
-            settings=phone,
-            telephony=telephony,
-            callers=CallerLookup(host.db, telephony),
-        ),
+        PhoneContext(host=host, settings=phone, telephony=crm.telephony, callers=crm.callers),
         host,
     )

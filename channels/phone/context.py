@@ -14,14 +14,13 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, Literal, Protocol
 
-from channels.phone.callers import CallerLookup
 from channels.phone.calls import CallReport, call_to_event, event_id, plainly_internal
 from channels.phone.generic import generic_report
 from channels.phone.settings import PhoneSettings
-from crm.db import Database
 from crm.dto import IntakeResult
+from crm.facade import Crm
 from crm.queue import RawInput
-from crm.service import Crm
+from crm.services.callers import CallerLookup
 from crm.services.telephony import RepContact, Telephony
 from matching.event import Channel, InboundEvent
 from matching.normalize import normalize_phone
@@ -76,9 +75,6 @@ class PhoneHost(Protocol):
 
     @property
     def crm(self) -> Crm: ...
-
-    @property
-    def db(self) -> Database: ...
 
     @property
     def converters(self) -> dict[str, Callable[[RawInput], InboundEvent | None]]: ...

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from crm.errors import CrmError
-from crm.service import Crm
+from crm.facade import Crm
 from leadbot.api.auth import authenticate
 from leadbot.api.errors import ApiError, from_crm_error
 from leadbot.api.openapi import openapi_document

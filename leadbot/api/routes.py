@@ -18,7 +18,7 @@ from crm.dto import (
     LeadView,
     TimelineView,
 )
-from crm.service import Crm
+from crm.facade import Crm
 from crm.services.listing import MAX_LIMIT, ListFilter
 from leadbot.api.errors import bad_request
 from leadbot.api.params import INT32_MAX, Param

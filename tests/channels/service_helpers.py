@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from crm.dto import EventView
-from crm.service import Crm
+from crm.facade import Crm
 
 
 async def count(crm: Crm, model: Any, *where: Any) -> int:

@@ -19,8 +19,8 @@ import pytest
 
 from crm.config import CrmConfig
 from crm.db import Database
+from crm.facade import Crm
 from crm.models import Contact, Deal, InboundEventLog, Lead
-from crm.service import Crm
 from crm.services.listing import ListFilter
 from crm.services.records import ContactInput
 from tests.channels.service_helpers import count

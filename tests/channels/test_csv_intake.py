@@ -7,8 +7,8 @@ from typing import Any
 
 from crm.config import CrmConfig
 from crm.db import Database
+from crm.facade import Crm
 from crm.models import Company, Contact, Deal, InboundEventLog, Lead
-from crm.service import Crm
 from crm.services.records import ContactInput
 from matching.event import Channel, InboundEvent
 from matching.model import CrmMode, MatchSettings

@@ -20,11 +20,10 @@ from sqlalchemy import func, select, text
 
 from crm.config import CrmConfig
 from crm.db import Database
+from crm.facade import Crm
 from crm.models import Base, Lead
 from crm.schema import upgrade
-from crm.service import Crm
 from crm.services.outbox import CardRef
-from crm.services.telephony import Telephony
 from leadbot.api import api_component
 from leadbot.app import Service
 from matching.event import Channel
@@ -75,10 +74,9 @@ async def _populate(url: str) -> str:
             await crm.records.create_company(
                 f"Firma {n} GmbH", phones=(f"+49 89 {3000000 + n}",), responsible_id=reps[n % 3]
             )
-        telephony = Telephony(db)  # the Bitrix24 telephony endpoint's registrations
-        try:
+        try:  # the Bitrix24 telephony endpoint's call registrations
             for n in range(8):
-                await telephony.register(
+                await crm.telephony.register(
                     f"line-{n}",
                     user_id=reps[0],
                     phone=f"+49 30 {2000000 + n}",
@@ -87,7 +85,7 @@ async def _populate(url: str) -> str:
                     now=start + timedelta(minutes=n),
                 )
         finally:
-            await telephony.close()
+            await crm.close()
         due = await crm.outbox.due(datetime.now(UTC) + timedelta(days=30), limit=5)
         for n, item in enumerate(due):
             await crm.outbox.mark_sent(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from crm.service import Crm
+from crm.facade import Crm
 from crm.services.leads import LeadInput
 from crm.services.listing import ListFilter
 from crm.services.records import ContactInput

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from crm.config import CrmConfig
+from crm.facade import Crm
 from crm.models import Activity, Contact, Deal, InboundEventLog, Lead, OutboxMessage
-from crm.service import Crm
 from crm.services.leads import LeadInput
 from crm.services.records import ContactInput
 from matching.event import Channel, Direction, Handle

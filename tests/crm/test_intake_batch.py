@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from crm.facade import Crm
 from crm.models import Activity, ActivityBinding, InboundEventLog, Lead
-from crm.service import Crm
 from crm.services.records import ContactInput
 from matching.event import Channel, InboundEvent
 from tests.conftest import make_event

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from crm.service import Crm
+from crm.facade import Crm
 from crm.services.leads import LeadInput
 from crm.services.records import ContactInput
 

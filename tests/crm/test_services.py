@@ -8,7 +8,7 @@ import pytest
 
 from crm.dto import SYSTEM, Actor
 from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
-from crm.service import Crm
+from crm.facade import Crm
 from crm.services.escalation import Followups
 from crm.services.leads import LeadInput
 from crm.services.listing import ListFilter

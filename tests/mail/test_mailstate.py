@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from channels.event import Channel, InboundEvent
 from crm.db import Database
+from crm.facade import Crm
 from crm.models import KeyValue
-from crm.service import Crm
 from crm.services.mailstate import MailState
 from tests.conftest import make_event
 

@@ -1,6 +1,6 @@
 """The caller lookup: who holds a number, their open lead / deal and responsible, answered
-alike by the fast path (`CallerLookup`) and `Telephony.caller`, on SQLite and PostgreSQL, and
-planned over the indexes on SQLite."""
+alike by the fast path (`Crm.callers`) and `Crm.telephony.caller`, on SQLite and PostgreSQL,
+and planned over the indexes on SQLite."""
 
 from __future__ import annotations
 
@@ -9,23 +9,20 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from channels.phone.callers import CallerLookup, _SqliteReader
 from crm.config import CrmConfig
 from crm.db import Database
+from crm.facade import Crm
 from crm.models import Base
-from crm.service import Crm
+from crm.services.callers import CallerLookup, _SqliteReader
 from crm.services.leads import LeadInput
 from crm.services.records import ContactInput
 from crm.services.telephony import CallerInfo, RepContact, Telephony, caller_sql
 
 
 @pytest.fixture
-async def lookup(db: Database) -> AsyncIterator[tuple[CallerLookup, Telephony]]:
-    telephony = Telephony(db)
-    callers = CallerLookup(db, telephony)
-    yield callers, telephony
-    await callers.close()
-    await telephony.close()
+async def lookup(crm: Crm) -> AsyncIterator[tuple[CallerLookup, Telephony]]:
+    yield crm.callers, crm.telephony
+    await crm.close()
 
 
 Named = tuple[int, str] | None  # (id, name or title)
@@ -138,6 +135,20 @@ async def test_an_inactive_responsible_is_still_named(
     assert info is not None and info.responsible == RepContact(rep.id, "Gone", False, "109", None)
 
 
+async def test_a_closed_lookup_opens_its_reader_again_at_the_next_lookup(
+    crm: Crm, lookup: tuple[CallerLookup, Telephony]
+) -> None:
+    """`Crm.close` at a service stop ends the readers; a service started again in the same
+    process (tests, an embedding program) looks up as before."""
+    callers, telephony = lookup
+    jo = await crm.records.create_contact(ContactInput(name="Jo", phones=("+4930100012",)))
+    for _ in range(2):
+        info = await callers.caller("+4930100012")
+        assert info is not None and info.contact_id == jo.id
+        assert await telephony.caller("+4930100012") == info
+        await crm.close()
+
+
 async def test_sqlite_plans_the_lookup_over_indexes(db: Database, backend: str) -> None:
     if backend != "sqlite":
         pytest.skip("INDEXED BY and EXPLAIN QUERY PLAN are SQLite's")
@@ -164,19 +175,16 @@ async def test_sqlite_plans_the_lookup_over_indexes(db: Database, backend: str) 
 async def test_an_in_memory_database_is_looked_up_through_telephony() -> None:
     """A second connection would see another, empty database: the slow path answers."""
     db = Database("sqlite+aiosqlite:///:memory:")
-    telephony = Telephony(db)
-    callers = CallerLookup(db, telephony)
+    crm = Crm(db, CrmConfig())
     try:
         async with db.engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
-        crm = Crm(db, CrmConfig())
         await crm.prepare()
         anna = await crm.records.create_contact(ContactInput(name="Anna", phones=("+4930100010",)))
-        info = await callers.caller("+4930100010")
+        info = await crm.callers.caller("+4930100010")
         assert info is not None and info.contact_id == anna.id
     finally:
-        await callers.close()
-        await telephony.close()
+        await crm.close()
         await db.dispose()
 
 

@@ -1,7 +1,8 @@
 """The caller lookup's fast path, for the PBX that asks while the phone rings: the statement
 of `Telephony.caller` (`caller_sql`, one statement over indexed rows) run on read-only
 connections of its own, so a lookup costs one round trip (PostgreSQL) or a few index probes
-on a budget (SQLite, see `_SqliteReader`), with millions of contacts.
+on a budget (SQLite, see `_SqliteReader`), with millions of contacts. Where it cannot have a
+reader of its own, `Telephony.caller` answers: one lookup, two ways to run it.
 """
 
 from __future__ import annotations
@@ -145,23 +146,31 @@ async def _keep_session(_: asyncpg.Connection) -> None:
 class CallerLookup:
     """`caller(e164)` as `Telephony.caller` answers it, in one statement (see the module).
 
-    An in-memory SQLite database cannot be opened a second time: there the lookup goes
-    through `Telephony`.
+    The reader is opened at the first lookup and dropped by `close` (the next lookup opens a
+    new one). An in-memory SQLite database cannot be opened a second time: there, and on a
+    driver other than asyncpg, the lookup goes through `Telephony`.
     """
 
     def __init__(self, db: Database, telephony: Telephony) -> None:
+        self.db = db
         self.telephony = telephony
         self._reader: _SqliteReader | _PostgresReader | None = None
+
+    def _open(self) -> _SqliteReader | _PostgresReader | None:
+        db = self.db
         if db.sqlite_file is not None:
             self._reader = _SqliteReader(db.sqlite_file)
         elif not db.is_sqlite and db.url.get_driver_name() == "asyncpg":
             self._reader = _PostgresReader(db)
+        return self._reader
 
     async def caller(self, e164: str) -> CallerInfo | None:
-        if self._reader is None:
+        reader = self._reader or self._open()
+        if reader is None:
             return await self.telephony.caller(e164)
-        return caller_info(e164, await self._reader.row(e164))
+        return caller_info(e164, await reader.row(e164))
 
     async def close(self) -> None:
-        if self._reader is not None:
-            await self._reader.close()
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            await reader.close()

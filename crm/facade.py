@@ -1,4 +1,5 @@
-"""The CRM facade: every use case the bot, the channels and the REST API may call."""
+"""The CRM facade: every use case the bot, the channels and the REST API may call. Adapters
+reach the CRM only through it (their hosts offer a `Crm`, never the `Database`)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,23 @@ from crm.db import Database
 from crm.intake import Intake, SeenCache
 from crm.models import utcnow
 from crm.services.activities import Activities
+from crm.services.callers import CallerLookup
+from crm.services.chat_state import ChatStates
 from crm.services.deals import Deals
+from crm.services.escalation import Followups
 from crm.services.events import Events
 from crm.services.exceptions import Exceptions
+from crm.services.external_calls import ExternalCalls
 from crm.services.leads import Leads
+from crm.services.mailstate import MailState
+from crm.services.messages import Messages
 from crm.services.outbox import Outbox
 from crm.services.pipelines import sync_pipelines
 from crm.services.records import Records
 from crm.services.reps import Reps
 from crm.services.runtime import RuntimeSettings
 from crm.services.search import Search
+from crm.services.telephony import Telephony
 from crm.services.tokens import Tokens
 
 
@@ -49,6 +57,15 @@ class Crm:
         self.settings = RuntimeSettings(db, config.match)
         self.intake = Intake(db, config, seen=seen, clock=clock)
         self.settings.on_change.append(self.intake.forget_settings)
+        # Used by the adapters (bot, mail, phone).
+        self.followups = Followups(db)
+        self.messages = Messages(db)
+        self.chat_states = ChatStates(db)
+        self.mail_state = MailState(db)
+        self.external_calls = ExternalCalls(db, config.default_region)
+        self.telephony = Telephony(db)
+        # The caller lookup's fast path; `telephony.caller` answers where it has no reader.
+        self.callers = CallerLookup(db, self.telephony)
 
     async def prepare(self) -> None:
         """Start-up work on a migrated database: pipelines from config, configured admins.
@@ -64,3 +81,9 @@ class Crm:
             except IntegrityError:
                 if attempt == 2:
                     raise
+
+    async def close(self) -> None:
+        """Close the lookup readers (opened at first use); the `Database` is the owner's to
+        dispose of, after this."""
+        await self.callers.close()
+        await self.telephony.close()
