@@ -40,6 +40,7 @@ def _lead_ref(lead: Lead, matched: Sequence[Identity] = ()) -> LeadRef:
         contact_id=lead.contact_id,
         company_id=lead.company_id,
         matched_by=tuple(matched),
+        junked=lead.status_semantic == "failure",
     )
 
 
@@ -137,14 +138,22 @@ class SqlCandidateRepository:
             self._lead_links[lead.id] = (lead.contact_id, lead.company_id)
 
     async def _load_clients(self, clients: set[Owner]) -> None:
+        """The clients, the companies of their contacts (a contact's company is a candidate
+        too, R2.7) and all their open deals / leads: five queries however many clients."""
         if not clients:
             return
-        self._clients_done.update(clients)
         contact_ids = [i for t, i in clients if t == "contact"]
-        company_ids = [i for t, i in clients if t == "company"]
         if contact_ids:
             for c in await self.s.scalars(select(Contact).where(Contact.id.in_(contact_ids))):
                 self._contacts[c.id] = c
+        clients = clients | {
+            ("company", company_id)
+            for i in contact_ids
+            if i in self._contacts and (company_id := self._contacts[i].company_id) is not None
+        }
+        clients -= self._clients_done
+        self._clients_done.update(clients)
+        company_ids = [i for t, i in clients if t == "company"]
         if company_ids:
             for k in await self.s.scalars(select(Company).where(Company.id.in_(company_ids))):
                 self._companies[k.id] = k
@@ -218,6 +227,17 @@ class SqlCandidateRepository:
                         _hit(("contact", contact_id), ident, cid)
                     if company_id:
                         _hit(("company", company_id), ident, cid)
+
+        # A matched contact's company is a candidate even when it holds none of the
+        # identities (its open deals win over the contact's, R2.7): found with its contact.
+        for kind, oid in list(first_hit):
+            contact = self._contacts.get(oid) if kind == "contact" else None
+            if contact is not None and contact.company_id is not None:
+                key = ("company", contact.company_id)
+                matched.setdefault(key, [])
+                first_hit[key] = min(
+                    first_hit.get(key, first_hit[(kind, oid)]), first_hit[(kind, oid)]
+                )
 
         def _candidate(
             kind: ClientKind, ident: int, name: str, resp: int | None, company: int | None

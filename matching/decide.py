@@ -6,16 +6,18 @@ exception list, so the whole table can be tested without a database.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
-from matching.event import Direction, InboundEvent, RegisterMode
+from matching.event import Channel, Direction, InboundEvent, RegisterMode
 from matching.model import (
     Candidates,
     ClientCandidate,
     ClientKind,
     CrmMode,
+    DealRef,
     Decision,
     EventIdentities,
     Identity,
@@ -24,7 +26,10 @@ from matching.model import (
     Outcome,
 )
 from matching.normalize import is_withheld
-from matching.ranking import newest_deal, newest_lead
+from matching.precedence import Proof, own_identity_name, proofs
+from matching.ranking import newest_deal, newest_lead, rank_groups
+
+_Item = TypeVar("_Item", DealRef, LeadRef)
 
 # A conflict note lists this many candidates at most; the rest are counted.
 _CONFLICT_LISTED = 4
@@ -32,10 +37,12 @@ _CONFLICT_LISTED = 4
 
 @dataclass(frozen=True, slots=True)
 class _Client:
-    """The client an event belongs to: the top company and / or a contact bound with it."""
+    """The client an event belongs to: a company and / or one of its contacts (R2.7)."""
 
     company: ClientCandidate | None
     contact: ClientCandidate | None
+    # Set when identities of weaker standing pointed elsewhere and were outranked.
+    outranked_by: str | None = None
 
     @property
     def members(self) -> tuple[ClientCandidate, ...]:
@@ -44,7 +51,13 @@ class _Client:
 
     @property
     def label(self) -> str:
+        if self.company is not None and self.contact is not None:
+            return f"{_client_label(self.contact)} of {_client_label(self.company)}"
         return " / ".join(_client_label(c) for c in self.members)
+
+    def whose(self, member: ClientCandidate) -> str:
+        """Whose open item it is, when the client is two records ("company Acme #5's ")."""
+        return f"{_client_label(member)}'s " if len(self.members) > 1 else ""
 
     def responsible(self) -> int | None:
         """The first active responsible, company before contact; None lets the queue pick."""
@@ -63,29 +76,62 @@ def _identity_labels(identities: Iterable[Identity]) -> str:
     return ", ".join(f"{i.kind.value} {i.value}" for i in identities)
 
 
-def _pick_client(cands: Candidates) -> _Client | None:
-    """Top company plus its own top contact, or the top contact when no company matched."""
-    company = cands.companies[0] if cands.companies else None
-    if company is None:
-        contact = cands.contacts[0] if cands.contacts else None
-    else:
-        contact = next((c for c in cands.contacts if c.company_id == company.id), None)
-    if company is None and contact is None:
+def _group_key(c: ClientCandidate) -> tuple[str, int]:
+    """A company and its contacts are one client; a contact without a company is its own."""
+    if c.kind is ClientKind.CONTACT and c.company_id is not None:
+        return (ClientKind.COMPANY.value, c.company_id)
+    return (c.kind.value, c.id)
+
+
+def _groups(cands: Candidates) -> list[list[ClientCandidate]]:
+    """The candidates by client, each in ranked order (companies, then contacts)."""
+    groups: dict[tuple[str, int], list[ClientCandidate]] = {}
+    for c in (*cands.companies, *cands.contacts):
+        groups.setdefault(_group_key(c), []).append(c)
+    return list(groups.values())
+
+
+def _pick_client(event: InboundEvent, ids: EventIdentities, cands: Candidates) -> _Client | None:
+    """The client among the candidates: the groups the strongest identities found, of those
+    the best ranked (R2.5), of that the company and its best-found contact."""
+    groups = _groups(cands)
+    if not groups:
         return None
-    return _Client(company, contact)
+    proof = proofs(event, ids)
+
+    def standing(c: ClientCandidate) -> Proof | None:
+        # An identity the event does not list (a sloppy port) counts as merely given.
+        return min((proof.get(i, Proof.GIVEN) for i in c.matched_by), default=None)
+
+    def group_standing(group: Sequence[ClientCandidate]) -> Proof:
+        found = [p for c in group if (p := standing(c)) is not None]
+        return min(found, default=Proof.GIVEN)
+
+    def contact_standing(c: ClientCandidate) -> Proof:
+        found = standing(c)
+        return Proof.GIVEN if found is None else found
+
+    best = min(map(group_standing, groups))
+    eligible = [g for g in groups if group_standing(g) == best]
+    top = rank_groups(eligible)[0]
+    company = next((c for c in top if c.kind is ClientKind.COMPANY), None)
+    contacts = [c for c in top if c.kind is ClientKind.CONTACT]
+    # min() keeps the first of equals, so the ranked order breaks ties.
+    contact = min(contacts, key=contact_standing, default=None)
+    outranked_by = None
+    if len(eligible) < len(groups):
+        own = own_identity_name(event.channel)
+        outranked_by = own if best is Proof.OWN and own else "the sender's own details"
+    return _Client(company, contact, outranked_by)
 
 
 def _conflict(cands: Candidates) -> str | None:
     """Who each identity points at, when the candidates are not all one client."""
-    everyone = [*cands.companies, *cands.contacts]
-
-    def group(c: ClientCandidate) -> int | tuple[str, int]:
-        if c.kind is ClientKind.COMPANY:
-            return c.id
-        return c.company_id if c.company_id is not None else ("contact", c.id)
-
-    if len({group(c) for c in everyone}) < 2:
+    groups = _groups(cands)
+    if len(groups) < 2:
         return None
+    # A company found only through its contact is named with that contact, not on its own.
+    everyone = [c for g in groups for c in g if c.matched_by or len(g) == 1]
     parts = [
         f"{_identity_labels(c.matched_by)} is {_client_label(c)}"
         if c.matched_by
@@ -102,8 +148,19 @@ def _find_lead(cands: Candidates, lead_id: int) -> LeadRef | None:
     return next((lead for pool in pools for lead in pool if lead.id == lead_id), None)
 
 
-def _thread_decision(cands: Candidates, client: _Client | None) -> Decision:
-    """A mail reply goes where its thread already lives, whatever the identities say."""
+def _thread_words(channel: Channel) -> str:
+    """How an event that continues an earlier one is described, per channel."""
+    if channel is Channel.EMAIL:
+        return "reply in the thread of"
+    if channel is Channel.CALL:
+        return "same call as"
+    return "same conversation as"
+
+
+def _thread_decision(event: InboundEvent, cands: Candidates, client: _Client | None) -> Decision:
+    """A mail reply (or a call's later report) goes where its thread already lives, whatever
+    the identities say."""
+    words = _thread_words(event.channel)
     contact_id = client.contact.id if client and client.contact else None
     company_id = client.company.id if client and client.company else None
     if cands.thread_deal_id is not None:
@@ -111,7 +168,7 @@ def _thread_decision(cands: Candidates, client: _Client | None) -> Decision:
         deal = next((d for d in deals if d.id == cands.thread_deal_id), None)
         return Decision(
             Outcome.ATTACHED_DEAL,
-            f"reply in the thread of deal #{cands.thread_deal_id} → attached",
+            f"{words} deal #{cands.thread_deal_id} → attached",
             contact_id=contact_id,
             company_id=company_id,
             deal_id=cands.thread_deal_id,
@@ -121,7 +178,7 @@ def _thread_decision(cands: Candidates, client: _Client | None) -> Decision:
     lead = _find_lead(cands, cands.thread_lead_id)
     return Decision(
         Outcome.ATTACHED_LEAD,
-        f"reply in the thread of lead #{cands.thread_lead_id} → attached",
+        f"{words} lead #{cands.thread_lead_id} → attached",
         contact_id=contact_id,
         company_id=company_id,
         lead_id=cands.thread_lead_id,
@@ -154,6 +211,17 @@ def _lead_label(lead: LeadRef) -> str:
     return f"lead #{lead.id}{via}"
 
 
+def _first_open(
+    client: _Client, newest: Callable[[ClientCandidate], _Item | None]
+) -> tuple[_Item | None, ClientCandidate | None]:
+    """The first member's newest open item, company first, and whose it is."""
+    for member in client.members:
+        item = newest(member)
+        if item is not None:
+            return item, member
+    return None, None
+
+
 def _known_client(
     event: InboundEvent,
     ids: EventIdentities,
@@ -176,8 +244,9 @@ def _known_client(
         reason = f"known {client.label}, {found} → {action}"
         note = None
         if conflict is not None:
-            note = f"{conflict}; chose {client.label} ({found})"
-            reason = f"{reason} (conflict: {conflict})"
+            by = client.outranked_by
+            note = f"{conflict}; chose {client.label}{f' by {by}' if by else ''} ({found})"
+            reason = f"{reason} (conflict: {conflict}{f'; {by} wins' if by else ''})"
         return Decision(
             outcome,
             reason,
@@ -194,23 +263,23 @@ def _known_client(
     always_add = event.register_mode is RegisterMode.ALWAYS_ADD
     if not always_add:
         # Company first: its open items win over the contact's (R2.7).
-        deal = next(filter(None, (newest_deal(m.open_deals) for m in client.members)), None)
-        if deal is not None:
+        deal, owner = _first_open(client, lambda m: newest_deal(m.open_deals))
+        if deal is not None and owner is not None:
             return decision(
                 Outcome.ATTACHED_DEAL,
-                f"open deal #{deal.id}",
+                f"{client.whose(owner)}open deal #{deal.id}",
                 "attached",
                 deal_id=deal.id,
                 responsible_id=deal.responsible_id,
             )
-        lead = next(filter(None, (newest_lead(m.open_repeat_leads) for m in client.members)), None)
-        if lead is not None:
+        repeat, owner = _first_open(client, lambda m: newest_lead(m.open_repeat_leads))
+        if repeat is not None and owner is not None:
             return decision(
                 Outcome.ATTACHED_LEAD,
-                f"open repeat lead #{lead.id}",
+                f"{client.whose(owner)}open repeat lead #{repeat.id}",
                 "attached",
-                lead_id=lead.id,
-                responsible_id=lead.responsible_id,
+                lead_id=repeat.id,
+                responsible_id=repeat.responsible_id,
             )
         # Bitrix24 would open a repeat lead next to this lead (R3.12); we link it instead.
         lead = _unlinked_open_lead(ids, cands)
@@ -279,10 +348,14 @@ def _unknown_sender(
     )
     if always_add:
         return Decision(new, f"always-add mode → {what}")
+    found = "no match"
+    closed = cands.closed_lead
+    if closed is not None:  # its client-less closed lead does not make the sender known (R2.6)
+        found = f"lead #{closed.id} was junked" if closed.junked else f"lead #{closed.id} is closed"
     if unusable:
         raws = ", ".join(repr(raw) for raw in unusable)
-        return Decision(new, f"no match, phone {raws} not matched (not a valid number) → {what}")
-    return Decision(new, f"no match → {what}")
+        found = f"{found}, phone {raws} not matched (not a valid number)"
+    return Decision(new, f"{found} → {what}")
 
 
 def decide(
@@ -306,9 +379,9 @@ def decide(
         return Decision(
             Outcome.IGNORED, f"excepted {_identity_labels(hits)} → ignored", exception_hits=hits
         )
-    client = _pick_client(cands)
+    client = _pick_client(event, ids, cands)
     if cands.thread_deal_id is not None or cands.thread_lead_id is not None:
-        return _thread_decision(cands, client)
+        return _thread_decision(event, cands, client)
     if client is not None:
         return _known_client(event, ids, cands, settings, client)
     return _unknown_sender(event, ids, cands, settings)

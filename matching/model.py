@@ -99,6 +99,7 @@ class LeadRef:
     contact_id: int | None
     company_id: int | None
     matched_by: tuple[Identity, ...] = ()
+    junked: bool = False  # closed as junk (status semantic "failure"), not converted
 
 
 class ClientKind(StrEnum):
@@ -108,7 +109,8 @@ class ClientKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ClientCandidate:
-    """A contact or company that holds one of the event's identities."""
+    """A contact or company that holds one of the event's identities, or the company of such
+    a contact (then `matched_by` is empty: its contact was matched)."""
 
     kind: ClientKind
     id: int
@@ -130,6 +132,9 @@ class Candidates:
     companies: tuple[ClientCandidate, ...] = ()
     # Leads holding one of the identities, open and closed, newest modification first.
     leads: tuple[LeadRef, ...] = ()
+    # The newest closed lead holding one of the identities, when `leads` leaves it out: a new
+    # lead's reason names it ("lead #3 was junked").
+    closed_lead: LeadRef | None = None
     # The event's Message-ID thread resolved to an existing lead / deal (mail replies).
     thread_lead_id: int | None = None
     thread_deal_id: int | None = None

@@ -13,8 +13,9 @@ class CandidateRepository(Protocol):
         self, identities: Sequence[Identity]
     ) -> Sequence[ClientCandidate]:
         """Contacts and companies holding any of the identities (or linked to a lead that does),
-        each with its open deals (newest activity first) and open repeat leads filled in,
-        `matched_by` and `hit_order` set."""
+        plus the company of each such contact (with empty `matched_by` and its contact's
+        `hit_order`), each with its open deals (newest activity first) and open repeat leads
+        filled in, `matched_by` and `hit_order` set."""
         ...
 
     async def leads_by_identities(

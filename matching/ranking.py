@@ -24,11 +24,27 @@ def newest_lead(leads: Sequence[LeadRef]) -> LeadRef | None:
 def rank_clients(cands: Sequence[ClientCandidate]) -> list[ClientCandidate]:
     """Best client first: open deal (most recent deal first), then open repeat lead (newest
     first), then the order the lookup found them in. Deterministic for equal inputs."""
-    by_hit = sorted(cands, key=lambda c: (c.hit_order, c.kind.value, c.id))
-    with_deal = [c for c in by_hit if c.open_deals]
-    with_lead = [c for c in by_hit if not c.open_deals and c.open_repeat_leads]
-    rest = [c for c in by_hit if not c.open_deals and not c.open_repeat_leads]
+    return [group[0] for group in rank_groups([(c,) for c in cands])]
+
+
+Group = Sequence[ClientCandidate]
+
+
+def rank_groups(groups: Sequence[Group]) -> list[Group]:
+    """`rank_clients` for clients made of several records (a company and its contacts): a
+    group ranks by the newest open item of any member, then by its earliest hit."""
+
+    def deals(g: Group) -> list[DealRef]:
+        return [d for c in g for d in c.open_deals]
+
+    def leads(g: Group) -> list[LeadRef]:
+        return [lead for c in g for lead in c.open_repeat_leads]
+
+    by_hit = sorted(groups, key=lambda g: min((c.hit_order, c.kind.value, c.id) for c in g))
+    with_deal = [g for g in by_hit if deals(g)]
+    with_lead = [g for g in by_hit if not deals(g) and leads(g)]
+    rest = [g for g in by_hit if not deals(g) and not leads(g)]
     # sort(reverse=True) is stable, so equal recency keeps the hit order.
-    with_deal.sort(key=lambda c: recency(max(c.open_deals, key=recency)), reverse=True)
-    with_lead.sort(key=lambda c: recency(max(c.open_repeat_leads, key=recency)), reverse=True)
+    with_deal.sort(key=lambda g: recency(max(deals(g), key=recency)), reverse=True)
+    with_lead.sort(key=lambda g: recency(max(leads(g), key=recency)), reverse=True)
     return [*with_deal, *with_lead, *rest]

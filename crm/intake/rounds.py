@@ -63,6 +63,8 @@ class Item:
         refs = (e.meta.get("in_reply_to"), *e.meta.get("references", ()))
         keys.update(f"msg:{e.channel.value}:{r}" for r in (e.external_id, *refs) if r)
         c = self.cands
+        # The companies include those found through a contact: colleagues of one company
+        # share its open items, so they must not be decided in the same round.
         for client in (*c.contacts, *c.companies):
             keys.add(f"{client.kind.value}:{client.id}")
             keys.update(f"deal:{d.id}" for d in client.open_deals)

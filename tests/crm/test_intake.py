@@ -271,3 +271,46 @@ async def test_a_missed_call_is_one_notification_not_two(crm: Crm) -> None:
     async with crm.db.transaction() as s:
         kinds = list(await s.scalars(select(OutboxMessage.kind).order_by(OutboxMessage.id)))
     assert kinds == ["new_lead", "missed_call"]
+
+
+async def test_a_mail_from_a_contact_lands_on_her_companys_open_deal(crm: Crm) -> None:
+    """The company holds no address itself; its open deal wins over the contact's (R2.7)."""
+    acme = await crm.records.create_company("Acme GmbH")
+    anna = await crm.records.create_contact(
+        ContactInput(name="Anna Meier", emails=("anna@acme.example",), company_id=acme.id)
+    )
+    deal = await crm.deals.create("Acme rollout", company_id=acme.id)
+    await crm.deals.create("Anna's own", contact_id=anna.id)  # newer, still loses
+    mail = make_event(
+        channel=Channel.EMAIL, emails=("anna@acme.example",), meta={"from": "anna@acme.example"}
+    )
+    r = await crm.intake.process(mail)
+    assert (r.outcome, r.deal_id, r.company_id, r.contact_id) == (
+        "attached_deal",
+        deal.id,
+        acme.id,
+        anna.id,
+    )
+    assert f"company Acme GmbH #{acme.id}'s open deal #{deal.id}" in r.reason
+    assert [a.kind for a in await crm.activities.of_record("deal", deal.id)] == ["email"]
+
+
+async def test_the_senders_own_address_outranks_a_phone_in_the_signature(crm: Crm) -> None:
+    """Anna (older, with an open deal) is only the phone in Bernd's signature: the mail is
+    Bernd's, whose From address the mailbox saw."""
+    anna = await crm.records.create_contact(ContactInput(name="Anna", phones=("+49 30 5550201",)))
+    await crm.deals.create("Anna's deal", contact_id=anna.id)
+    bernd = await crm.records.create_contact(
+        ContactInput(name="Bernd", emails=("bernd@example.com",))
+    )
+    mail = make_event(
+        channel=Channel.EMAIL,
+        emails=("bernd@example.com",),
+        hint_phones=("030 5550201",),
+        meta={"from": "bernd@example.com"},
+    )
+    r = await crm.intake.process(mail)
+    assert (r.outcome, r.contact_id, r.deal_id) == ("new_repeat_lead", bernd.id, None)
+    assert "the From address wins" in r.reason
+    lead = await crm.leads.get(r.lead_id or 0)
+    assert lead.contact_id == bernd.id

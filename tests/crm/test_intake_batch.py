@@ -131,3 +131,35 @@ async def test_new_leads_of_one_batch_go_round_the_reps_in_turn(crm: Crm) -> Non
     # The position survives the batch: the next new lead goes to the one after.
     nxt = await crm.intake.process(make_event(phones=("+49 30 5559",)))
     assert nxt.responsible_id == ids[2]
+
+
+def _colleagues(tag: str) -> list[InboundEvent]:
+    return [
+        make_event(phones=(f"+49 {tag} 5550301",)),
+        make_event(channel=Channel.EMAIL, emails=(f"bea-{tag}@acme.example",)),
+        make_event(phones=(f"+49 {tag} 5550301",)),
+    ]
+
+
+async def test_colleagues_of_one_company_in_a_batch_end_as_one_after_the_other(
+    crm: Crm,
+) -> None:
+    """Anna and Bea share no phone or email, only their company (which holds neither): the
+    second must see the repeat lead the first opened on the company."""
+    for tag in ("41", "42"):
+        acme = await crm.records.create_company(f"Acme {tag}")
+        for name, phones, emails in (
+            ("Anna", (f"+49 {tag} 5550301",), ()),
+            ("Bea", (), (f"bea-{tag}@acme.example",)),
+        ):
+            await crm.records.create_contact(
+                ContactInput(name=name, phones=phones, emails=emails, company_id=acme.id)
+            )
+    one_by_one = [await crm.intake.process(e) for e in _colleagues("41")]
+    batched = await crm.intake.process_many(_colleagues("42"))
+    expected = ["new_repeat_lead", "attached_lead", "attached_lead"]
+    assert [r.outcome for r in one_by_one] == expected
+    assert [getattr(r, "outcome", r) for r in batched] == expected
+    for results in (one_by_one, batched):
+        assert len({getattr(r, "lead_id", None) for r in results}) == 1
+    assert await count(crm, Lead) == 2

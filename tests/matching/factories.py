@@ -88,6 +88,7 @@ def lead(
     contact: int | None = None,
     company: int | None = None,
     via: tuple[Identity, ...] = (PHONE_ID,),
+    junked: bool = False,
 ) -> LeadRef:
     return LeadRef(
         id=id,
@@ -100,6 +101,7 @@ def lead(
         contact_id=contact,
         company_id=company,
         matched_by=via,
+        junked=junked,
     )
 
 

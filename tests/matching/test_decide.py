@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from matching.decide import decide
-from matching.event import Direction, InboundEvent, RegisterMode
+from matching.event import Channel, Direction, InboundEvent, RegisterMode
 from matching.model import (
     Candidates,
     CommKind,
@@ -45,7 +45,21 @@ OUTGOING = event(direction=Direction.OUTGOING)
 ONLY_UPDATE = event(register_mode=RegisterMode.ONLY_UPDATE)
 ALWAYS_ADD = event(register_mode=RegisterMode.ALWAYS_ADD)
 
+FORM = event(channel=Channel.WEBFORM, external_id="form:1")
+MAIL = event(channel=Channel.EMAIL, external_id="<m1@example.com>", phones=(), emails=(EMAIL,))
 ANNA = contact(3, "Anna Meier", responsible=11)
+# Acme holds no phone or email itself: the repository adds it as the company of contact #3.
+ACME_VIA_ANNA = company(5, via=(), deals=(deal(30, modified=1, responsible=31),))
+ACME_LEAD = lead(41, repeat=True, company=5)
+
+
+def via_anna(acme: dict[str, Any], anna: dict[str, Any] | None = None) -> Candidates:
+    """Contact Anna #3 matched; her company Acme #5 added through her, with these fields."""
+    return Candidates(
+        companies=(company(5, via=(), **acme),), contacts=(contact(3, company=5, **(anna or {})),)
+    )
+
+
 ANNA_WITH_DEALS = contact(
     3,
     "Anna Meier",
@@ -250,8 +264,8 @@ ROWS = [
     pytest.param(
         Row(
             Candidates(
-                companies=(company(5, via=(EMAIL_ID,), hit=1),),
-                contacts=(contact(9, "Carl Other", company=6, deals=(deal(31),)),),
+                companies=(company(5, via=(EMAIL_ID,)),),
+                contacts=(contact(9, "Carl Other", company=6, hit=1),),
             ),
             {
                 "outcome": Outcome.NEW_REPEAT_LEAD,
@@ -259,10 +273,84 @@ ROWS = [
                 "contact_id": None,
                 "deal_id": None,
             },
+            ev=FORM,
             ids=identities(emails=(EMAIL,)),
             reason_has=("Carl Other #9",),
         ),
         id="contact of another company is not bound",
+    ),
+    # --- a matched contact's company (found through the contact, R2.7) ---
+    pytest.param(
+        Row(
+            via_anna(
+                {"deals": (deal(30, modified=1, responsible=31),)},
+                {"deals": (deal(31, modified=8),)},
+            ),
+            {
+                "outcome": Outcome.ATTACHED_DEAL,
+                "deal_id": 30,
+                "company_id": 5,
+                "contact_id": 3,
+                "responsible_id": 31,
+                "conflict": None,
+            },
+            reason_has=(
+                "known contact Anna Meier #3 of company Acme GmbH #5, "
+                "company Acme GmbH #5's open deal #30 → attached",
+            ),
+        ),
+        id="contact's company holds no phone -> the company's open deal wins",
+    ),
+    pytest.param(
+        Row(
+            via_anna({}, {"deals": (deal(31, responsible=32),)}),
+            {"outcome": Outcome.ATTACHED_DEAL, "deal_id": 31, "company_id": 5, "contact_id": 3},
+            reason_has=("contact Anna Meier #3's open deal #31",),
+        ),
+        id="contact's company with nothing open -> the contact's own deal",
+    ),
+    pytest.param(
+        Row(
+            via_anna({"repeat_leads": (ACME_LEAD,)}, {"deals": (deal(31),)}),
+            {"outcome": Outcome.ATTACHED_DEAL, "deal_id": 31},
+        ),
+        id="contact's open deal beats its company's repeat lead (deals first, R2.8)",
+    ),
+    pytest.param(
+        Row(
+            via_anna({"repeat_leads": (ACME_LEAD,)}),
+            {"outcome": Outcome.ATTACHED_LEAD, "lead_id": 41, "company_id": 5, "contact_id": 3},
+            reason_has=("company Acme GmbH #5's open repeat lead #41",),
+        ),
+        id="contact's company with an open repeat lead -> attached to it",
+    ),
+    pytest.param(
+        Row(
+            via_anna({"responsible": 70}, {"responsible": 11}),
+            {
+                "outcome": Outcome.NEW_REPEAT_LEAD,
+                "company_id": 5,
+                "contact_id": 3,
+                "responsible_id": 70,
+            },
+        ),
+        id="contact's company, nothing open -> repeat lead on both",
+    ),
+    pytest.param(
+        Row(
+            Candidates(
+                companies=(ACME_VIA_ANNA,),
+                contacts=(
+                    contact(3, company=5),
+                    contact(8, "Olaf Solo", hit=1, deals=(deal(50, modified=1),)),
+                ),
+            ),
+            {"outcome": Outcome.ATTACHED_DEAL, "deal_id": 50, "contact_id": 8, "company_id": None},
+            ev=FORM,
+            ids=identities(emails=(EMAIL,)),
+            reason_has=("conflict",),
+        ),
+        id="same standing: the newest open deal of any client wins",
     ),
     # --- junk leads ---
     pytest.param(
@@ -278,6 +366,32 @@ ROWS = [
             {"outcome": Outcome.NEW_REPEAT_LEAD, "contact_id": 3},
         ),
         id="junk lead linked to a contact -> repeat lead",
+    ),
+    pytest.param(
+        Row(
+            Candidates(closed_lead=lead(3, is_open=False, junked=True)),
+            {"outcome": Outcome.NEW_LEAD, "lead_id": None},
+            reason_has=("lead #3 was junked → new lead",),
+        ),
+        id="junked lead without client -> new lead, the reason names the junked one",
+    ),
+    pytest.param(
+        Row(
+            Candidates(closed_lead=lead(3, is_open=False)),
+            {"outcome": Outcome.NEW_DEAL},
+            SIMPLE,
+            reason_has=("lead #3 is closed → new deal",),
+        ),
+        id="converted lead without client -> the reason says it is closed",
+    ),
+    pytest.param(
+        Row(
+            Candidates(closed_lead=lead(3, is_open=False, junked=True)),
+            {"outcome": Outcome.NEW_LEAD},
+            ids=identities(invalid=("12",)),
+            reason_has=("lead #3 was junked, phone '12' not matched",),
+        ),
+        id="junked lead and an invalid phone -> both named",
     ),
     # --- blind spot ---
     pytest.param(
@@ -385,7 +499,9 @@ ROWS = [
                 "contact_id": 3,
                 "responsible_id": 21,
             },
-            reason_has=("thread",),
+            ev=MAIL,
+            ids=identities(phones=(), emails=(EMAIL,)),
+            reason_has=("reply in the thread of deal #14 → attached",),
         ),
         id="thread: reply goes to its deal, not the newest one",
     ),
@@ -434,6 +550,21 @@ def test_decision_table(row: Row) -> None:
     assert decision.reason
 
 
+@pytest.mark.parametrize(
+    ("channel", "words"),
+    [
+        (Channel.EMAIL, "reply in the thread of lead #5"),
+        (Channel.CALL, "same call as lead #5"),  # a call's later webhook, not a mail reply
+        (Channel.TELEGRAM, "same conversation as lead #5"),
+    ],
+)
+def test_what_continues_a_thread_is_worded_for_its_channel(channel: Channel, words: str) -> None:
+    cands = Candidates(leads=(lead(5, responsible=61),), thread_lead_id=5)
+    decision = run(Row(cands, {}, ev=event(channel=channel)))
+    assert (decision.outcome, decision.lead_id) == (Outcome.ATTACHED_LEAD, 5)
+    assert decision.reason == f"{words} → attached"
+
+
 def test_conflict_names_both_clients_and_the_choice() -> None:
     decision = run(
         Row(
@@ -449,7 +580,7 @@ def test_conflict_names_both_clients_and_the_choice() -> None:
     )
     assert decision.conflict == (
         f"phone {PHONE} is contact Anna Meier #3, email {EMAIL} is contact Bob Stone #7; "
-        "chose contact Anna Meier #3 (open deal #14)"
+        "chose contact Anna Meier #3 by the caller id (open deal #14)"
     )
 
 

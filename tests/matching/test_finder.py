@@ -88,19 +88,25 @@ async def test_only_open_leads_unless_traditional_mode() -> None:
     repo = MemoryRepository(leads=leads)
     found = await find_candidates(repo, identities(), MatchSettings())
     assert [x.id for x in found.leads] == [3, 2]
-    assert repo.calls[-1][2] is False
+    assert found.closed_lead is not None and found.closed_lead.id == 1  # named in the reason
 
     traditional = MatchSettings(repeat_sales=False, traditional_mode=True)
     found = await find_candidates(repo, identities(), traditional)
     assert [x.id for x in found.leads] == [1, 3, 2]
-    assert repo.calls[-1][2] is True
+    assert found.closed_lead is None  # a candidate itself
 
 
 async def test_traditional_flag_is_ignored_while_repeat_sales_is_on() -> None:
     repo = MemoryRepository(leads=[lead(1, is_open=False)])
     found = await find_candidates(repo, identities(), MatchSettings(traditional_mode=True))
     assert found.leads == ()
-    assert repo.calls[-1][2] is False
+
+
+async def test_the_newest_closed_lead_is_kept_for_the_reason() -> None:
+    leads = [lead(4, is_open=False, modified=1), lead(5, is_open=False, modified=7, junked=True)]
+    found = await find_candidates(MemoryRepository(leads=leads), identities(), MatchSettings())
+    assert found.leads == ()
+    assert found.closed_lead == leads[1]
 
 
 async def test_closed_leads_from_a_sloppy_repository_are_dropped() -> None:

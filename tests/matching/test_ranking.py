@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 
 from matching.model import ClientCandidate
-from matching.ranking import rank_clients
-from tests.matching.factories import contact, deal, lead
+from matching.ranking import rank_clients, rank_groups
+from tests.matching.factories import company, contact, deal, lead
 
 
 def ids(ranked: list[ClientCandidate]) -> list[int]:
@@ -58,3 +58,11 @@ def test_ranking_does_not_depend_on_input_order() -> None:
         rng.shuffle(shuffled)
         assert ids(rank_clients(shuffled)) == expected
     assert expected == [4, 3, 5, 1, 2]
+
+
+def test_a_company_with_its_contacts_ranks_by_any_members_newest_open_item() -> None:
+    acme = [company(5, hit=0), contact(3, company=5, hit=0, deals=(deal(30, modified=4),))]
+    solo = [contact(8, hit=1, deals=(deal(31, modified=2),))]
+    plain = [contact(9, hit=0)]
+    ranked = rank_groups([plain, solo, acme])
+    assert [[c.id for c in g] for g in ranked] == [[5, 3], [8], [9]]
