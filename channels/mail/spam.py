@@ -80,15 +80,18 @@ class SpamPolicy:
             raise ValueError("spam_marker_score must be positive")
 
 
-def judge(raw: bytes, parsed: ParsedMail, policy_: SpamPolicy) -> SpamVerdict | None:
-    """The first layer that calls the mail spam, or None (pure; may take a few ms)."""
+def judge(
+    raw: bytes, parsed: ParsedMail, policy_: SpamPolicy, *, robot: bool = False
+) -> SpamVerdict | None:
+    """The first layer that calls the mail spam, or None (pure; may take a few ms). `robot`:
+    the sender is a web-form robot, whose Reply-To is the customer by design."""
     headers = BytesHeaderParser(policy=policy.compat32).parsebytes(raw)
     if policy_.trust_headers:
         reason = upstream_verdict(headers)
         if reason is not None:
             return SpamVerdict(SpamLayer.HEADERS, reason)
     if policy_.markers:
-        hits = markers(raw, headers, parsed)
+        hits = markers(raw, headers, parsed, robot=robot)
         score = sum(weight for _, weight in hits)
         if score >= policy_.marker_score:
             named = ", ".join(f"{name} ({weight:g})" for name, weight in hits)
@@ -139,13 +142,15 @@ def _score_part(value: str) -> str:
 # --- layer 2: cheap markers ------------------------------------------------------------------
 
 
-def markers(raw: bytes, headers: Message, parsed: ParsedMail) -> list[tuple[str, float]]:
+def markers(
+    raw: bytes, headers: Message, parsed: ParsedMail, *, robot: bool = False
+) -> list[tuple[str, float]]:
     """Each marker found with its weight: 5 is damning alone, 3 needs company."""
     hits: list[tuple[str, float]] = []
     spoof = _display_name_address(headers)
     if spoof is not None:
         hits.append((f"display name is another address ({spoof})", 5.0))
-    reply_to = _reply_to_elsewhere(parsed)
+    reply_to = None if robot else _reply_to_elsewhere(parsed)
     if reply_to is not None:
         hits.append((reply_to, 3.0))
     if parsed.attachments:
@@ -188,7 +193,7 @@ def _display_name_address(headers: Message) -> str | None:
 
 def _reply_to_elsewhere(parsed: ParsedMail) -> str | None:
     """Answers go to another domain, and one side is a free-mail account (advance fee, CEO
-    fraud); form robots and mailing lists legitimately differ and are judged before this."""
+    fraud). Not asked for web-form robots, whose Reply-To is the customer."""
     if parsed.reply_to is None:
         return None
     sender, reply = _domain(parsed.sender.address), _domain(parsed.reply_to.address)

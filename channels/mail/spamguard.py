@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 
 from channels.mail.parse import ParsedMail
 from channels.mail.settings import MailboxSettings
@@ -53,10 +54,13 @@ class SpamGuard:
         self.unscanned = 0  # mails the scanner should have seen but could not
         self._scanner_down = False
 
-    async def check(self, raw: bytes, parsed: ParsedMail) -> SpamVerdict | None:
-        """Spam (with the layer and reason) or None; never raises."""
+    async def check(self, raw: bytes, parsed: ParsedMail, *, robot: bool) -> SpamVerdict | None:
+        """Spam (with the layer and reason) or None; never raises. `robot`: a web-form robot
+        sent it (its Reply-To is the customer, not a trick)."""
         try:
-            verdict = await asyncio.to_thread(judge, raw, parsed, self.config.policy)
+            verdict = await asyncio.to_thread(
+                partial(judge, raw, parsed, self.config.policy, robot=robot)
+            )
         except Exception:  # a bug in a marker must not block the mailbox
             log.exception("mailbox %s: spam markers failed on %s", self.mailbox, parsed.message_id)
             verdict = None

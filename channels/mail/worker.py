@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 from channels.event import InboundEvent
-from channels.mail.filters import Verdict, VerdictKind, classify, customer
+from channels.mail.filters import Verdict, VerdictKind, classify, customer, is_robot
 from channels.mail.imap import ImapError, ImapRefused, ImapSession, Selected, imap_date
 from channels.mail.mailbox import QUARANTINE_KEYWORD, MailboxConfig, MailStore, Sink
 from channels.mail.parse import MailParseError, ParsedMail, parse_message
@@ -302,7 +302,8 @@ class MailboxWorker:
                 verdict.reason,
             )
             return
-        spam = await self.spam_guard.check(raw, parsed)
+        robot = is_robot(parsed.sender.address, self._policy)
+        spam = await self.spam_guard.check(raw, parsed, robot=robot)
         if spam is not None and not await session.search(
             "UID", str(uid), "KEYWORD", RELEASED_KEYWORD
         ):

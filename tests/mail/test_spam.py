@@ -151,6 +151,28 @@ def test_reply_to_elsewhere_with_a_free_mail_side_needs_company() -> None:
     assert verdict(firm, SpamPolicy(marker_score=1)) is None
 
 
+def test_a_form_robots_reply_to_is_no_trick() -> None:
+    form = mail("WordPress <wordpress@beispiel-shop.de>", reply_to="lukas@gmail.com")
+    loose = SpamPolicy(marker_score=3)
+    assert judge(form, parse_message(form), loose, robot=True) is None
+    assert judge(form, parse_message(form), loose) is not None
+
+
+def test_spam_settings_reach_the_worker_config_and_are_checked() -> None:
+    from channels.mail.component import mailbox_config
+    from crm.config import ConfigError
+    from leadbot.settings import MailboxSettings
+
+    base = {"name": "sales", "host": "imap.example.org", "user": "info@shop.de", "password": "x"}
+    box = MailboxSettings(**base, spam_folder="Junk", spamd_host="spam.lan", spam_markers=False)
+    config = mailbox_config(box, "x", frozenset(), "DE")
+    assert config.spam.folder == "Junk" and not config.spam.policy.markers
+    assert config.spam.spamd is not None and config.spam.spamd.port == 783
+    assert mailbox_config(MailboxSettings(**base), "x", frozenset(), "DE").spam.spamd is None
+    with pytest.raises(ConfigError, match="spam folders must differ"):
+        mailbox_config(MailboxSettings(**base, spam_folder="INBOX"), "x", frozenset(), "DE")
+
+
 @pytest.mark.parametrize(
     "filename", ["Rechnung.pdf.exe", "invoice.SCR", "scan.js", "Lieferschein.iso", "setup.msi"]
 )
