@@ -3,14 +3,17 @@ markers, then (optional) spamd. The first that calls a mail spam decides.
 
 A scanner that is down or slow never holds mail back: the mail goes on unscanned (the first two
 layers still apply), the outage is logged once and again when it is over, and every unscanned
-mail is counted. Holding mail until the scanner is back would stall the whole mailbox (mail is
-handled in order) for a filter that only ever keeps mail *out*.
+mail is counted; while it is down it is asked again every 30 s, not for every mail. Holding
+mail until the scanner is back would stall the whole mailbox (mail is handled in order) for a
+filter that only ever keeps mail *out*.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -26,6 +29,7 @@ log = logging.getLogger(__name__)
 SPAM_KEYWORD = "$LeadbotSpam"
 RELEASED_KEYWORD = "$LeadbotReleased"
 _SHOWN_SYMBOLS = 8
+RETRY_SCANNER_SECONDS = 30.0  # after a failed scan, ask the scanner again after this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +52,15 @@ def spam_config(box: MailboxSettings) -> SpamConfig:
 
 
 class SpamGuard:
-    def __init__(self, config: SpamConfig, mailbox: str) -> None:
+    def __init__(
+        self, config: SpamConfig, mailbox: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.config = config
         self.mailbox = mailbox
         self.unscanned = 0  # mails the scanner should have seen but could not
+        self._clock = clock
         self._scanner_down = False
+        self._retry_at = 0.0  # while down: mail goes on unscanned without asking until then
 
     async def check(self, raw: bytes, parsed: ParsedMail, *, robot: bool) -> SpamVerdict | None:
         """Spam (with the layer and reason) or None; never raises. `robot`: a web-form robot
@@ -74,10 +82,15 @@ class SpamGuard:
                 "mailbox %s: %s not scanned: %d bytes", self.mailbox, parsed.message_id, len(raw)
             )
             return None
+        now = self._clock()
+        if self._scanner_down and now < self._retry_at:
+            self.unscanned += 1  # a hanging scanner must not cost every mail its timeout
+            return None
         try:
             result = await spamd.symbols(raw)
         except SpamdError as exc:
             self.unscanned += 1
+            self._retry_at = self._clock() + RETRY_SCANNER_SECONDS
             if not self._scanner_down:
                 self._scanner_down = True
                 log.warning(

@@ -3,7 +3,9 @@ hand-made mails; the real spamd answers GTUBE."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import time
 import zipfile
 from email.message import EmailMessage
 
@@ -12,6 +14,7 @@ import pytest
 from channels.mail import parse_message
 from channels.mail.spam import SpamLayer, SpamPolicy, SpamVerdict, judge
 from channels.mail.spamd import SpamdClient, SpamdError, parse_answer
+from channels.mail.spamguard import RETRY_SCANNER_SECONDS, SpamConfig, SpamGuard
 
 from .spamd import GTUBE
 from .support import customer_mail
@@ -233,3 +236,37 @@ async def test_spamd_down_is_a_clear_error() -> None:
 
     with pytest.raises(SpamdError, match=r"spamd at 127\.0\.0\.1"):
         await SpamdClient("127.0.0.1", free_port(), timeout=2).symbols(b"x")
+
+
+async def test_a_hanging_scanner_costs_one_timeout_then_mail_goes_on_unscanned() -> None:
+    """spamd accepts but never answers: the first mail waits the timeout, the next ones go on
+    at once until the retry time; then the scanner is asked again."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def hang(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    now = [1000.0]
+    config = SpamConfig(spamd=SpamdClient("127.0.0.1", port, timeout=0.3))
+    guard = SpamGuard(config, "sales", clock=lambda: now[0])
+    raw = customer_mail("anna@gartenbau-schmidt.de")
+    try:
+        started = time.monotonic()
+        assert await guard.check(raw, parse_message(raw), robot=False) is None
+        assert await guard.check(raw, parse_message(raw), robot=False) is None
+        assert time.monotonic() - started < 1.0  # one timeout, not two
+        assert (guard.unscanned, len(connections)) == (2, 1)
+        now[0] += RETRY_SCANNER_SECONDS
+        assert await guard.check(raw, parse_message(raw), robot=False) is None
+        assert (guard.unscanned, len(connections)) == (3, 2)  # asked again
+        # Header and marker layers still work while the scanner is away.
+        exe = mail(attachments={"setup.exe": b"MZ"})
+        found = await guard.check(exe, parse_message(exe), robot=False)
+        assert found is not None and found.layer is SpamLayer.MARKERS
+    finally:
+        for writer in connections:
+            writer.close()
+        server.close()
+        await server.wait_closed()
