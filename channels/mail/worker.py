@@ -79,10 +79,11 @@ class _Cursor:
 
     def criteria(self) -> tuple[str, ...]:
         # Quarantined or spam mail that could not be moved: the keyword keeps it from a resync.
-        skip = ("UNKEYWORD", QUARANTINE_KEYWORD, "UNKEYWORD", SPAM_KEYWORD)
+        # A spam-tagged mail with a new UID was moved back by a person: a release.
         if self.since is not None:
+            skip = ("UNKEYWORD", QUARANTINE_KEYWORD, "UNKEYWORD", SPAM_KEYWORD)
             return ("SINCE", imap_date(self.since), *skip)
-        return ("UID", f"{self.last_uid + 1}:*", *skip)
+        return ("UID", f"{self.last_uid + 1}:*", "UNKEYWORD", QUARANTINE_KEYWORD)
 
 
 class MailboxWorker:
@@ -304,9 +305,8 @@ class MailboxWorker:
             return
         robot = is_robot(parsed.sender.address, self._policy)
         spam = await self.spam_guard.check(raw, parsed, robot=robot)
-        if spam is not None and not await session.search(
-            "UID", str(uid), "KEYWORD", RELEASED_KEYWORD
-        ):
+        released = ("OR", "KEYWORD", RELEASED_KEYWORD, "KEYWORD", SPAM_KEYWORD)
+        if spam is not None and not await session.search("UID", str(uid), *released):
             await self._to_spam(session, uid, parsed, spam)
             return
         result = await self.sink(self._event(parsed, verdict, uidvalidity, uid))

@@ -159,6 +159,22 @@ async def test_phishing_shapes_are_kept_out_without_a_scanner(
     assert "leadbot_mail_unscanned_total{" not in metrics  # no scanner configured
 
 
+async def test_moving_spam_back_by_hand_releases_it(start_service: Start, dovecot: Dovecot) -> None:
+    service = await watching(start_service, dovecot)
+    raw = customer_mail("einkauf@firma.example", subject="Bestellung")
+    flagged = raw.replace(b"Subject:", b"X-Spam-Flag: YES\nSubject:", 1)
+    await dovecot.append(flagged)
+    [uid] = await eventually(lambda: uids_in(dovecot, SPAM), what="the spam folder")
+    assert await leads(service.db) == []
+
+    await dovecot.move(uid, SPAM, "INBOX")  # a rep drags it back in the mail client
+
+    [lead] = await eventually(lambda: leads(service.db), what="the released mail's lead")
+    assert lead.title == "Bestellung"
+    assert await uids_in(dovecot, SPAM) == []
+    assert worker_of(service).stats.spam == {"headers": 1}
+
+
 async def test_a_scanner_that_is_down_loses_no_mail(
     start_service: Start, dovecot: Dovecot, caplog: pytest.LogCaptureFixture
 ) -> None:
