@@ -365,7 +365,7 @@ class MailboxWorker:
         Message-ID unseen); the reason goes to the log."""
         cfg = self.config
         self.stats.spam[spam.layer] = self.stats.spam.get(spam.layer, 0) + 1
-        log.warning(
+        log.info(  # routine, like an ignored bounce; the reason lets a rep spot a mistake
             "mailbox %s: UID %s %s from %s goes to spam folder %s: %s",
             cfg.name,
             uid,

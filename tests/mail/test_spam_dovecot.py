@@ -159,13 +159,19 @@ async def test_phishing_shapes_are_kept_out_without_a_scanner(
     assert "leadbot_mail_unscanned_total{" not in metrics  # no scanner configured
 
 
-async def test_moving_spam_back_by_hand_releases_it(start_service: Start, dovecot: Dovecot) -> None:
+async def test_moving_spam_back_by_hand_releases_it(
+    start_service: Start, dovecot: Dovecot, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="channels.mail.worker")
     service = await watching(start_service, dovecot)
-    raw = customer_mail("einkauf@firma.example", subject="Bestellung")
+    raw = customer_mail("einkauf@firma.example", subject="Bestellung", body="Geheime Preise")
     flagged = raw.replace(b"Subject:", b"X-Spam-Flag: YES\nSubject:", 1)
     await dovecot.append(flagged)
     [uid] = await eventually(lambda: uids_in(dovecot, SPAM), what="the spam folder")
     assert await leads(service.db) == []
+    [line] = [r.getMessage() for r in caplog.records if "spam folder" in r.getMessage()]
+    assert f"from einkauf@firma.example goes to spam folder {SPAM}: X-Spam-Flag: YES" in line
+    assert "Geheime" not in line  # the reason, never the body
 
     await dovecot.move(uid, SPAM, "INBOX")  # a rep drags it back in the mail client
 
