@@ -1,4 +1,5 @@
-"""The `leadbot` command: serve, worker, db, rep, token, exceptions, ingest, import-csv."""
+"""The `leadbot` command: serve, worker, db, rep, token, exceptions, ingest, import-csv,
+dead, mail."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 from redis.asyncio import Redis
 
 from channels.csv.command import register_cli as register_csv
+from channels.mail.command import register_cli as register_mail
 from crm.db import Database
 from crm.errors import CrmError
 from crm.facade import Crm
@@ -455,11 +457,25 @@ class _CsvHost:
         return CliError(reason)
 
 
+class _MailHost:
+    """What `mail release` (channels.mail.command) gets from the command line."""
+
+    def mail_settings(self, args: argparse.Namespace) -> Settings:
+        return settings_of(args)
+
+    def error(self, reason: str) -> Exception:
+        return CliError(reason)
+
+
 def _extra_commands() -> list[Callable[[Any], None]]:
-    """Sub-commands defined elsewhere (import-csv, dead)."""
+    """Sub-commands defined elsewhere (import-csv, dead, mail)."""
     from leadbot.dead import register_cli as register_dead
 
-    return [partial(register_csv, host=_CsvHost()), register_dead]
+    return [
+        partial(register_csv, host=_CsvHost()),
+        register_dead,
+        partial(register_mail, host=_MailHost()),
+    ]
 
 
 EXTRA_COMMANDS: list[Callable[[Any], None]] = _extra_commands()

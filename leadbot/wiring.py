@@ -14,6 +14,7 @@ from channels.phone.component import PhoneServiceHost, phone_component
 from channels.webform.routes import FormsHost, forms_component
 from channels.whatsapp.routes import WhatsAppHost, whatsapp_component
 from leadbot.api.component import ApiHost, api_component
+from leadbot.metrics import Metrics
 from leadbot.settings import Settings
 
 
@@ -33,6 +34,9 @@ class ServiceHost(ApiHost, BotHost, MailHost, PhoneServiceHost, FormsHost, Whats
 
     @property
     def settings(self) -> Settings: ...
+
+    @property
+    def metrics(self) -> Metrics: ...  # the bot's card counters and the mail's registry
 
 
 ComponentFactory = Callable[[ServiceHost], Component | None]

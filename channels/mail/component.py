@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Protocol
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from channels.mail.filters import MailPolicy
 from channels.mail.imap import ImapServer
 from channels.mail.mailbox import MailboxConfig
+from channels.mail.metrics import MailCounters
 from channels.mail.settings import MailboxSettings
+from channels.mail.spamguard import spam_config
 from channels.mail.worker import MailboxWorker
 from crm import outage
 from crm.config import ConfigError
@@ -95,6 +98,7 @@ def mailbox_config(
             reconnect_min_seconds=box.reconnect_min_seconds,
             reconnect_max_seconds=max(box.reconnect_min_seconds, box.reconnect_max_seconds),
             timeout=box.command_timeout,
+            spam=spam_config(box),
         )
     except ValueError as exc:
         raise ConfigError(f"config error: mailboxes: {exc}") from None
@@ -122,6 +126,11 @@ class MailSettings(Protocol):
     def mailboxes(self) -> Sequence[MailboxSettings]: ...
 
 
+class _Metrics(Protocol):
+    @property
+    def registry(self) -> CollectorRegistry: ...
+
+
 class MailHost(TaskHost, Protocol):
     """What the mail channel needs from the process that runs it (`leadbot.app.Service`)."""
 
@@ -133,6 +142,9 @@ class MailHost(TaskHost, Protocol):
 
     @property
     def http(self) -> bool: ...
+
+    @property
+    def metrics(self) -> _Metrics: ...
 
     async def process_now(self, event: InboundEvent) -> IntakeResult: ...
 
@@ -148,6 +160,7 @@ class MailComponent:
         self.workers: list[MailboxWorker] = []
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._counters = MailCounters(lambda: self.workers)
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return []
@@ -164,6 +177,7 @@ class MailComponent:
             config = mailbox_config(box, password, own, region)
             worker = MailboxWorker(config, self.service.process_now, store, is_outage=is_outage)
             self.workers.append(worker)
+        self.service.metrics.registry.register(self._counters)
         tasks: TaskHost = self.service
         stop = self._stop
         for worker in self.workers:
@@ -174,6 +188,8 @@ class MailComponent:
     async def stop(self) -> None:
         """Let each worker finish the mail it is on, then cut what still hangs."""
         self._stop.set()
+        with contextlib.suppress(KeyError):  # not registered: start failed or never ran
+            self.service.metrics.registry.unregister(self._counters)
         if not self._tasks:
             return
         _, pending = await asyncio.wait(self._tasks, timeout=STOP_GRACE_SECONDS)

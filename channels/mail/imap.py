@@ -184,10 +184,15 @@ class ImapSession:
         return None
 
     async def add_flags(self, uid: int, *flags: str) -> None:
+        await self._store(uid, "+FLAGS.SILENT", flags)
+
+    async def remove_flags(self, uid: int, *flags: str) -> None:
+        await self._store(uid, "-FLAGS.SILENT", flags)
+
+    async def _store(self, uid: int, how: str, flags: Sequence[str]) -> None:
         flag_list = "(" + " ".join(flags) + ")"
         await self._ok(
-            self._client.protocol.store(str(uid), "+FLAGS.SILENT", flag_list, by_uid=True),
-            "UID STORE",
+            self._client.protocol.store(str(uid), how, flag_list, by_uid=True), "UID STORE"
         )
 
     async def create(self, folder: str) -> None:

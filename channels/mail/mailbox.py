@@ -10,6 +10,7 @@ from typing import Protocol
 from channels.event import InboundEvent
 from channels.mail.filters import MailPolicy
 from channels.mail.imap import ImapServer
+from channels.mail.spamguard import SpamConfig
 
 # Set on a message before it goes to quarantine, so even one that could not be moved is never
 # read again (searches skip it).
@@ -34,15 +35,17 @@ class MailboxConfig:
     reconnect_max_seconds: float = 120.0
     timeout: float = 30.0  # for one IMAP command
     max_attempts: int = 3  # intake failing this often on one mail (not an outage): quarantine
+    spam: SpamConfig = field(default_factory=SpamConfig)
 
     def __post_init__(self) -> None:
-        for folder in (self.folder, self.processed_folder, self.quarantine_folder):
+        aside = (self.processed_folder, self.quarantine_folder, self.spam.folder)
+        for folder in (self.folder, *aside):
             if folder is not None and (not folder.strip() or any(c in folder for c in "\0\r\n")):
                 raise ValueError(f"mailbox {self.name}: bad folder name {folder!r}")
-        if self.folder in (self.processed_folder, self.quarantine_folder):
+        if self.folder in aside:
             raise ValueError(
-                f"mailbox {self.name}: the processed and quarantine folders must differ from "
-                f"the watched folder {self.folder}"
+                f"mailbox {self.name}: the processed, quarantine and spam folders must differ "
+                f"from the watched folder {self.folder}"
             )
         if self.first_sync_days < 0 or self.max_attempts < 1:
             raise ValueError(f"mailbox {self.name}: first_sync_days and max_attempts out of range")

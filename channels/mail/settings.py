@@ -35,6 +35,14 @@ class MailboxSettings(BaseModel):
     reconnect_min_seconds: float = Field(1.0, gt=0)
     reconnect_max_seconds: float = Field(120.0, gt=0)
     command_timeout: float = Field(30.0, gt=0)  # seconds for one IMAP command
+    # Spam (docs/channels/mail.md#spam; built into a SpamConfig by channels.mail.spamguard).
+    spam_folder: str = "Leadbot-Spam"
+    spam_trust_headers: bool = True  # believe the server's X-Spam-*, rspamd and DMARC headers
+    spam_markers: bool = True
+    spam_marker_score: float = Field(5.0, gt=0)
+    spamd_host: str | None = None  # SpamAssassin's spamd; None: no scanner
+    spamd_port: int = Field(783, ge=1, le=65535)
+    spamd_timeout: float = Field(10.0, gt=0)
 
     @model_validator(mode="after")
     def _one_password(self) -> MailboxSettings:

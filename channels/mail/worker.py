@@ -12,14 +12,16 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 from channels.event import InboundEvent
-from channels.mail.filters import Verdict, VerdictKind, classify, customer
+from channels.mail.filters import Verdict, VerdictKind, classify, customer, is_robot
 from channels.mail.imap import ImapError, ImapRefused, ImapSession, Selected, imap_date
 from channels.mail.mailbox import QUARANTINE_KEYWORD, MailboxConfig, MailStore, Sink
 from channels.mail.parse import MailParseError, ParsedMail, parse_message
+from channels.mail.spam import SpamVerdict
+from channels.mail.spamguard import RELEASED_KEYWORD, SPAM_KEYWORD, SpamGuard
 from channels.mail.to_event import to_event
 from crm.supervisor import Health
 
@@ -50,6 +52,7 @@ class MailboxStats:
     committed: int = 0  # went through intake (duplicates included)
     ignored: int = 0
     quarantined: int = 0
+    spam: dict[str, int] = field(default_factory=dict)  # moved to the spam folder, by layer
     failures: int = 0  # sessions that ended in an error
     last_error: str | None = None
     waiting: bool = False  # caught up, in IDLE or between polls
@@ -75,8 +78,11 @@ class _Cursor:
     uidnext: int | None = None
 
     def criteria(self) -> tuple[str, ...]:
+        # Quarantined or spam mail that could not be moved: the keyword keeps it from a resync.
+        # A spam-tagged mail with a new UID was moved back by a person: a release.
         if self.since is not None:
-            return ("SINCE", imap_date(self.since), "UNKEYWORD", QUARANTINE_KEYWORD)
+            skip = ("UNKEYWORD", QUARANTINE_KEYWORD, "UNKEYWORD", SPAM_KEYWORD)
+            return ("SINCE", imap_date(self.since), *skip)
         return ("UID", f"{self.last_uid + 1}:*", "UNKEYWORD", QUARANTINE_KEYWORD)
 
 
@@ -98,6 +104,7 @@ class MailboxWorker:
         self.clock = clock
         self.jitter = jitter
         self.stats = MailboxStats()
+        self.spam_guard = SpamGuard(config.spam, config.name)
         self._policy = config.policy
         self._failed: dict[tuple[int, int], int] = {}  # (uidvalidity, uid) → failed tries
         self._folders: set[str] = set()  # created in this session
@@ -296,6 +303,12 @@ class MailboxWorker:
                 verdict.reason,
             )
             return
+        robot = is_robot(parsed.sender.address, self._policy)
+        spam = await self.spam_guard.check(raw, parsed, robot=robot)
+        released = ("OR", "KEYWORD", RELEASED_KEYWORD, "KEYWORD", SPAM_KEYWORD)
+        if spam is not None and not await session.search("UID", str(uid), *released):
+            await self._to_spam(session, uid, parsed, spam)
+            return
         result = await self.sink(self._event(parsed, verdict, uidvalidity, uid))
         self.stats.committed += 1
         log.info("mailbox %s: UID %s %s → %s", cfg.name, uid, parsed.message_id, result.outcome)
@@ -343,6 +356,28 @@ class MailboxWorker:
             await self._move(session, uid, cfg.quarantine_folder)
         except ImapRefused as exc:
             # The keyword (if set) keeps it from a resync; the saved UID from everything else.
+            log.error("mailbox %s: UID %s stays in %s: %s", cfg.name, uid, cfg.folder, exc)
+
+    async def _to_spam(
+        self, session: ImapSession, uid: int, parsed: ParsedMail, spam: SpamVerdict
+    ) -> None:
+        """Never intake (no record, no notification, no event: a release must find the
+        Message-ID unseen); the reason goes to the log."""
+        cfg = self.config
+        self.stats.spam[spam.layer] = self.stats.spam.get(spam.layer, 0) + 1
+        log.info(  # routine, like an ignored bounce; the reason lets a rep spot a mistake
+            "mailbox %s: UID %s %s from %s goes to spam folder %s: %s",
+            cfg.name,
+            uid,
+            parsed.message_id,
+            parsed.sender.address,
+            cfg.spam.folder,
+            spam.reason,
+        )
+        try:
+            await session.add_flags(uid, SPAM_KEYWORD)
+            await self._move(session, uid, cfg.spam.folder)
+        except ImapRefused as exc:
             log.error("mailbox %s: UID %s stays in %s: %s", cfg.name, uid, cfg.folder, exc)
 
     async def _move(self, session: ImapSession, uid: int, folder: str) -> None:

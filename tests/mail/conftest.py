@@ -1,12 +1,13 @@
-"""The `dovecot` fixture: a fresh IMAP server per test."""
+"""The `dovecot` fixture: a fresh IMAP server per test; `spamd_port`: one spamd per session."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
 from .dovecot import DOVECOT, Dovecot
+from .spamd import running_spamd
 
 
 @pytest.fixture
@@ -37,3 +38,10 @@ async def make_dovecot() -> AsyncIterator[Callable[..., Awaitable[Dovecot]]]:
     yield _make
     for server in started:
         await server.close()
+
+
+@pytest.fixture(scope="session")
+def spamd_port() -> Iterator[int]:
+    """A real spamd for the whole session (it takes seconds to start): its port."""
+    with running_spamd() as port:
+        yield port

@@ -217,6 +217,15 @@ class Dovecot:
 
         return await self._session(run)
 
+    async def move(self, uid: int, source: str, target: str) -> None:
+        """What a person does in a mail client: drag a message to another folder."""
+
+        def run(imap: imaplib.IMAP4) -> None:
+            _ok(imap.select(_quote(source)), "SELECT")
+            _ok(imap.uid("MOVE", str(uid), _quote(target)), "MOVE")
+
+        await self._session(run)
+
     async def create_folder(self, name: str) -> None:
         await self._session(lambda imap: _ok(imap.create(_quote(name)), "CREATE"))
 
