@@ -14,8 +14,9 @@ from datetime import datetime, tzinfo
 from bot.views import CardContext, Rendered, Viewer, contact_card, deal_card, lead_card
 from crm.dto import SYSTEM, ActivityView, Actor, CommView, ContactView, DealView, LeadView
 from crm.service import Crm
+from matching.channels import activity_kinds
 
-INBOUND = ("call", "email", "message", "webform")
+INBOUND = activity_kinds()  # what the channels leave: a card quotes the latest one
 
 
 def open_followups(acts: Sequence[ActivityView]) -> tuple[ActivityView, ...]:

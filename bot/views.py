@@ -16,6 +16,7 @@ from datetime import datetime, tzinfo
 from bot import callbacks as cb
 from crm.config import StatusDef
 from crm.dto import ActivityView, ContactView, DealView, ExceptionView, LeadView, RepView
+from matching.channels import handle_kinds
 from matching.model import MatchSettings
 
 TEXT_LIMIT = 4096
@@ -29,6 +30,7 @@ MAX_COMMS = 4
 MAX_TASKS = 3
 MAX_HISTORY = 6
 MAX_ATTACHMENTS = 4
+HANDLE_KINDS = frozenset(handle_kinds())  # messenger ids a card lists under 💬
 
 Row = list[tuple[str, str]]  # (button label, callback data)
 
@@ -118,7 +120,7 @@ def _comm_lines(comms: Sequence[tuple[str, str, str | None]]) -> list[str]:
     handles = [
         f"telegram @{raw}" if kind == "telegram" and raw != value else f"{kind}: {value or raw}"
         for kind, raw, value in comms
-        if kind in ("telegram", "whatsapp")
+        if kind in HANDLE_KINDS
     ][:MAX_COMMS]
     out = []
     if phones:

@@ -11,14 +11,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from matching.channels import Channel
 
-class Channel(StrEnum):
-    EMAIL = "email"
-    CALL = "call"
-    TELEGRAM = "telegram"
-    WHATSAPP = "whatsapp"
-    WEBFORM = "webform"
-    IMPORT = "import"
+__all__ = ["Attachment", "Channel", "Direction", "Handle", "InboundEvent", "RegisterMode"]
 
 
 class Direction(StrEnum):
