@@ -30,6 +30,7 @@ class Channel(StrEnum):
     WHATSAPP = "whatsapp"
     WEBFORM = "webform"
     IMPORT = "import"
+    SMS = "sms"
 
 
 def _who(e: InboundEvent) -> str:
@@ -101,6 +102,9 @@ CHANNELS: dict[Channel, ChannelSpec] = {
         ),
         ChannelSpec(Channel.WEBFORM, "Web form", "WEBFORM", "webform", _form),
         ChannelSpec(Channel.IMPORT, "Import", "IMPORT", None, _import),
+        ChannelSpec(
+            Channel.SMS, "SMS", "SMS", "message", labelled("SMS"), reply_kind=CommKind.PHONE
+        ),
     )
 }
 
