@@ -17,7 +17,7 @@ from bot.callbacks import Button, StaleButton
 from bot.cards import Cards, open_followups
 from bot.clock import Clock
 from bot.commands import Commands, actor_of
-from bot.relay import Relay
+from bot.relay import Relay, channel_label
 from bot.views import Rendered, Row, Viewer
 from bot.when import HINT, parse_when, preset
 from crm.dto import RepView
@@ -356,10 +356,10 @@ class Actions:
         kind, ident = press.button.record
         if self.relay is None:
             raise StaleButton("answering customers is not set up")
-        _, person = await self.relay.chat_of(press.rep, kind, ident)
+        target, person = await self.relay.target_of(press.rep, kind, ident)
         text = (
-            f"Your message to {person} in Telegram ({kind} #{ident}): send it now as your next "
-            "message. It goes to the customer exactly as you type it."
+            f"Your message to {person} in {channel_label(target.channel)} ({kind} #{ident}): "
+            "send it now as your next message. It goes to the customer exactly as you type it."
         )
         return Outcome(prompt=Prompt(text, "your answer", cb.REPLY, press.button.ref))
 

@@ -7,15 +7,25 @@ place without knowing which notification first showed it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 
-from bot.views import CardContext, Rendered, Viewer, contact_card, deal_card, lead_card
+from bot.views import (
+    CardContext,
+    Rendered,
+    ReplyTarget,
+    Viewer,
+    contact_card,
+    deal_card,
+    lead_card,
+)
 from crm.dto import SYSTEM, ActivityView, Actor, CommView, ContactView, DealView, LeadView
 from crm.facade import Crm
+from matching.channels import CHANNELS, activity_kinds, spec_of
+from matching.model import CommKind
 
-INBOUND = ("call", "email", "message", "webform")
+INBOUND = activity_kinds()  # what the channels leave: a card quotes the latest one
 
 
 def open_followups(acts: Sequence[ActivityView]) -> tuple[ActivityView, ...]:
@@ -27,11 +37,32 @@ def open_followups(acts: Sequence[ActivityView]) -> tuple[ActivityView, ...]:
     )
 
 
-def telegram_chat(comms: Sequence[CommView]) -> int | None:
-    """The customer's Telegram chat (a private chat's id is the user id), newest first."""
-    for comm in reversed(comms):
-        if comm.kind == "telegram" and comm.value and comm.value.lstrip("-").isdigit():
-            return int(comm.value)
+def _address(kind: CommKind | None, comms: Sequence[CommView], used: str | None) -> str | None:
+    """The customer's communication of `kind`: the one they wrote from when the record still
+    has it, else the newest."""
+    values = [c.value or c.raw for c in comms if kind is not None and c.kind == kind.value]
+    return used if used is not None and used in values else next(reversed(values), None)
+
+
+def reply_target(
+    acts: Sequence[ActivityView], comms: Sequence[CommView], channels: Collection[str]
+) -> ReplyTarget | None:
+    """Where a rep's answer goes: the channel of the customer's latest inbound contact among
+    those that can answer (`channels`), addressed by the registry's reply kind. A record
+    nobody wrote to yet is still reachable through a messenger handle it holds (the handle
+    names the channel; a phone number or address does not)."""
+    for act in reversed(acts):
+        spec = spec_of(act.channel or "")
+        if act.direction == "outgoing" or spec is None or act.channel not in channels:
+            continue
+        to = _address(spec.reply_kind, comms, act.counterparty)
+        if to is not None:
+            return ReplyTarget(spec.channel.value, to)
+    for spec in CHANNELS.values():
+        if spec.channel.value in channels and spec.handle_kind is spec.reply_kind:
+            to = _address(spec.handle_kind, comms, None)
+            if to is not None:
+                return ReplyTarget(spec.channel.value, to)
     return None
 
 
@@ -65,9 +96,14 @@ class Card:
 
 
 class Cards:
-    def __init__(self, crm: Crm, tz: tzinfo) -> None:
+    def __init__(self, crm: Crm, tz: tzinfo, reply_channels: Collection[str] = ()) -> None:
         self.crm = crm
         self.tz = tz
+        # Channels a rep's answer can go out through (the live keys of the bot's senders).
+        self.reply_channels = reply_channels
+
+    def _reply(self, acts: Sequence[ActivityView], comms: Sequence[CommView]) -> ReplyTarget | None:
+        return reply_target(acts, comms, self.reply_channels)
 
     async def load(
         self,
@@ -82,27 +118,28 @@ class Cards:
         """Load a lead, deal or contact card; rights are checked for `actor`."""
         if kind == "lead":
             lead = await self.crm.leads.get(ident, actor)
-            ctx = await self._context("lead", ident, actor, headline, reason, activity_id)
+            ctx, acts = await self._context("lead", ident, actor, headline, reason, activity_id)
             if lead.is_return_customer:
                 history = await self.crm.leads.history(ident, actor)
                 ctx = replace(ctx, history=tuple(history))
-            chat = telegram_chat(lead.comms)
-            if chat is None and lead.contact_id is not None:  # a repeat lead: the client's
-                chat = telegram_chat((await self.crm.records.get_contact(lead.contact_id)).comms)
-            return Card("lead", ident, replace(ctx, chat_id=chat), lead=lead)
+            reply = self._reply(acts, lead.comms)
+            if reply is None and lead.contact_id is not None:  # a repeat lead: the client's
+                contact_comms = (await self.crm.records.get_contact(lead.contact_id)).comms
+                reply = self._reply(acts, contact_comms)
+            return Card("lead", ident, replace(ctx, reply=reply), lead=lead)
         if kind == "deal":
             deal = await self.crm.deals.get(ident, actor)
-            ctx = await self._context("deal", ident, actor, headline, reason, activity_id)
+            ctx, acts = await self._context("deal", ident, actor, headline, reason, activity_id)
             contact = (
                 await self.crm.records.get_contact(deal.contact_id) if deal.contact_id else None
             )
-            chat = telegram_chat(contact.comms) if contact is not None else None
-            return Card("deal", ident, replace(ctx, chat_id=chat), deal=deal, contact=contact)
+            reply = self._reply(acts, contact.comms) if contact is not None else None
+            return Card("deal", ident, replace(ctx, reply=reply), deal=deal, contact=contact)
         if kind == "contact":
             contact = await self.crm.records.get_contact(ident, actor)
-            ctx = await self._context("contact", ident, actor, headline, reason, activity_id)
-            chat = telegram_chat(contact.comms)
-            return Card("contact", ident, replace(ctx, chat_id=chat), contact=contact)
+            ctx, acts = await self._context("contact", ident, actor, headline, reason, activity_id)
+            reply = self._reply(acts, contact.comms)
+            return Card("contact", ident, replace(ctx, reply=reply), contact=contact)
         raise ValueError(f"no card for a {kind}")
 
     async def _context(
@@ -113,7 +150,7 @@ class Cards:
         headline: str | None,
         reason: str | None,
         activity_id: int | None,
-    ) -> CardContext:
+    ) -> tuple[CardContext, list[ActivityView]]:
         acts = await self.crm.activities.of_record(kind, ident, actor, limit=200, newest=True)
         message = next((a for a in acts if a.id == activity_id), None) or latest_inbound(acts)
         if reason is None and kind != "contact":
@@ -123,9 +160,10 @@ class Cards:
                 if t.action == "created" and t.after and t.after.get("reason")
             ]
             reason = str(created[0].after["reason"]) if created and created[0].after else None
-        return CardContext(
+        ctx = CardContext(
             headline=headline, reason=reason, message=message, tasks=open_followups(acts)
         )
+        return ctx, acts
 
     def render(self, card: Card, viewer: Viewer, now: datetime) -> Rendered:
         if card.lead is not None:

@@ -20,8 +20,9 @@ from crm.dto import Actor, RepView
 from crm.errors import Forbidden, InvalidInput
 from crm.facade import Crm
 from crm.services.listing import ListFilter
+from matching.channels import sources
 
-SOURCES = ("CALL", "EMAIL", "WEBFORM", "TELEGRAM", "WHATSAPP", "IMPORT", "OTHER")
+SOURCES = (*sources(), "OTHER")  # every channel's source code, and what none of them set
 FILTER_BYTES = 40  # the filter rides along in the pager buttons' 64-byte payload
 
 

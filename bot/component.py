@@ -37,12 +37,14 @@ from bot.reminders import Duties
 from bot.request import GET_UPDATES_POOL_SIZE, POOL_SIZE, CleaningRequest
 from bot.settings import TelegramSettings
 from bot.sync import CardSync
+from bot.telegram_replies import TelegramReplies
 from crm.config import ConfigError
 from crm.dto import IntakeResult
 from crm.facade import Crm
+from crm.replies import ReplySenders
 from crm.supervisor import TaskHost
 from httpkit import BadInput, json_error, read_json
-from matching.event import InboundEvent
+from matching.event import Channel, InboundEvent
 from matching.text import clean_json
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,11 @@ class BotHost(TaskHost, Protocol):
     @property
     def outbox_listeners(self) -> list[Callable[[], None]]: ...
 
+    # How a rep's answer reaches a customer, by channel; channels add theirs, the bot adds
+    # Telegram's.
+    @property
+    def reply_senders(self) -> ReplySenders: ...
+
     async def submit(self, event: InboundEvent) -> None: ...
 
 
@@ -119,7 +126,7 @@ class BotComponent:
             else None
         )
         tz = ZoneInfo(crm.config.timezone)
-        self.cards = Cards(crm, tz)
+        self.cards = Cards(crm, tz, service.reply_senders)
         sync = CardSync(crm, self.cards, clock)
         self.notifier = Notifier(
             crm,
@@ -142,6 +149,7 @@ class BotComponent:
         )
         commands = Commands(crm, self.cards, clock, tz)
         customer_bot = (self.customer_app or self.app).bot
+        service.reply_senders[Channel.TELEGRAM.value] = TelegramReplies(customer_bot)
         actions = Actions(
             crm,
             self.cards,
@@ -150,7 +158,7 @@ class BotComponent:
             tz,
             settings.junk_reasons,
             self.notifier.wake,
-            relay=Relay(self.cards, crm.messages, customer_bot),
+            relay=Relay(self.cards, crm.messages, service.reply_senders),
         )
         self.desk = CustomerDesk(
             service.submit, crm.chat_states, clock, ask_phone=settings.ask_phone

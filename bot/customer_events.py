@@ -10,11 +10,10 @@ from __future__ import annotations
 import warnings
 from dataclasses import replace
 from datetime import UTC, timedelta
-from typing import Any
 
 from telegram import Contact, Message, User
 
-from matching.event import Attachment, Channel, Handle, InboundEvent
+from matching.event import Attachment, Channel, EventMeta, Handle, InboundEvent
 
 SOURCE = "TELEGRAM"
 
@@ -98,7 +97,7 @@ def customer_event(bot_id: int, update_id: int, message: Message) -> InboundEven
     text = message.text or message.caption
     if text is None and not attachments:
         text = _other_content(message)
-    meta: dict[str, Any] = {
+    meta: EventMeta = {
         "bot_id": bot_id,
         "chat_id": message.chat_id,
         "message_id": message.message_id,

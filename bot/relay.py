@@ -1,69 +1,70 @@
-"""A rep's answer to a customer: sent through the customer-facing bot, then recorded.
+"""A rep's answer to a customer: sent through the channel the customer last wrote in (one that
+has a `ReplySender`), then recorded.
 
-The text goes out as plain text (no parse mode), so nothing a rep types is read as markup.
-It is recorded as an outgoing `message` activity on the record only once Telegram accepted it:
-a message that never reached the customer must not show up in their history.
+It is recorded as an outgoing `message` activity on the record only once the channel accepted
+it: a message that never reached the customer must not show up in their history.
 """
 
 from __future__ import annotations
 
 import logging
-
-from telegram import Bot
-from telegram.error import BadRequest, Forbidden, TelegramError
+from collections.abc import Mapping
 
 from bot.cards import Cards
 from bot.commands import actor_of
+from bot.views import ReplyTarget
 from crm.dto import RepView
 from crm.errors import Conflict, InvalidInput
+from crm.replies import ReplySender
 from crm.services.messages import Messages
+from matching.channels import spec_of
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT = 4096  # Telegram's limit for one message
+
+def channel_label(channel: str) -> str:
+    spec = spec_of(channel)
+    return spec.label if spec is not None else channel
 
 
 class Relay:
-    def __init__(self, cards: Cards, messages: Messages, bot: Bot) -> None:
+    def __init__(
+        self, cards: Cards, messages: Messages, senders: Mapping[str, ReplySender]
+    ) -> None:
         self.cards = cards
         self.messages = messages
-        self.bot = bot  # the bot customers write to
+        self.senders = senders  # by channel; read at each answer (channels register theirs)
 
-    async def chat_of(self, rep: RepView, kind: str, ident: int) -> tuple[int, str]:
-        """The customer's chat and name; the rep's rights are checked on the way."""
+    async def target_of(self, rep: RepView, kind: str, ident: int) -> tuple[ReplyTarget, str]:
+        """Where an answer goes and the customer's name; the rep's rights are checked."""
         card = await self.cards.load(kind, ident, actor_of(rep))
-        if card.ctx.chat_id is None:
-            raise Conflict(f"{kind} #{ident} has no Telegram chat to answer")
+        if card.ctx.reply is None:
+            raise Conflict(f"{kind} #{ident} has no chat or number to answer")
         person = card.lead.name if card.lead else card.contact.name if card.contact else None
-        return card.ctx.chat_id, person or "the customer"
+        return card.ctx.reply, person or "the customer"
 
     async def send(self, rep: RepView, kind: str, ident: int, text: str) -> str:
         """Send `text` to the record's customer; the toast for the rep."""
         text = text.strip()
         if not text:
             raise InvalidInput("the message is empty")
-        if len(text) > MAX_TEXT:
-            raise InvalidInput(f"the message is too long for Telegram (at most {MAX_TEXT})")
-        chat_id, person = await self.chat_of(rep, kind, ident)
-        try:
-            sent = await self.bot.send_message(chat_id, text)
-        except Forbidden:
-            raise Conflict(f"{person} has blocked the bot; the message was not delivered") from None
-        except BadRequest as err:
-            raise Conflict(f"Telegram did not deliver the message: {err}") from None
-        except TelegramError as err:
-            raise Conflict(
-                f"Telegram did not answer; the message may not have arrived ({err})"
-            ) from None
+        target, person = await self.target_of(rep, kind, ident)
+        sender = self.senders.get(target.channel)
+        if sender is None:
+            raise Conflict(f"answering in {channel_label(target.channel)} is not set up")
+        label = channel_label(target.channel)
+        if len(text) > sender.max_chars:
+            raise InvalidInput(f"the message is too long for {label} (at most {sender.max_chars})")
+        sent = await sender.send(target.to, text)
         await self.messages.record_outgoing(
             kind,
             ident,
             text,
             actor_of(rep),
-            channel="telegram",
-            external_id=f"{self.bot.id}:out:{chat_id}:{sent.message_id}",
-            counterparty=str(chat_id),
-            meta={"chat_id": chat_id, "message_id": sent.message_id, "bot_id": self.bot.id},
+            channel=target.channel,
+            external_id=sent.external_id,
+            counterparty=target.to,
+            meta=sent.meta,
         )
-        log.info("rep #%s answered %s #%s in Telegram chat %s", rep.id, kind, ident, chat_id)
+        log.info("rep #%s answered %s #%s in %s", rep.id, kind, ident, label)
         return f"✉️ Sent to {person}."

@@ -16,6 +16,7 @@ from datetime import datetime, tzinfo
 from bot import callbacks as cb
 from crm.config import StatusDef
 from crm.dto import ActivityView, ContactView, DealView, ExceptionView, LeadView, RepView
+from matching.channels import handle_kinds
 from matching.model import MatchSettings
 
 TEXT_LIMIT = 4096
@@ -29,6 +30,7 @@ MAX_COMMS = 4
 MAX_TASKS = 3
 MAX_HISTORY = 6
 MAX_ATTACHMENTS = 4
+HANDLE_KINDS = frozenset(handle_kinds())  # messenger ids a card lists under 💬
 
 Row = list[tuple[str, str]]  # (button label, callback data)
 
@@ -50,6 +52,14 @@ class Rendered:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplyTarget:
+    """Where a rep's answer to the customer goes: a channel with a sender, and the address."""
+
+    channel: str  # a `Channel` value
+    to: str  # chat id, phone number, … as that channel's sender takes it
+
+
+@dataclass(frozen=True, slots=True)
 class CardContext:
     """What a card says besides the record itself."""
 
@@ -58,7 +68,7 @@ class CardContext:
     message: ActivityView | None = None  # the inbound contact to quote
     tasks: tuple[ActivityView, ...] = ()  # open call-backs and scheduled calls
     history: tuple[tuple[str, int, str, str], ...] = ()  # earlier leads / deals of the client
-    chat_id: int | None = None  # the customer's Telegram chat: the card offers "Reply"
+    reply: ReplyTarget | None = None  # where an answer would go: the card offers "Reply"
 
 
 # --- text helpers -----------------------------------------------------------------------------
@@ -118,7 +128,7 @@ def _comm_lines(comms: Sequence[tuple[str, str, str | None]]) -> list[str]:
     handles = [
         f"telegram @{raw}" if kind == "telegram" and raw != value else f"{kind}: {value or raw}"
         for kind, raw, value in comms
-        if kind in ("telegram", "whatsapp")
+        if kind in HANDLE_KINDS
     ][:MAX_COMMS]
     out = []
     if phones:
@@ -251,7 +261,7 @@ def lead_card(
     if lead.junk_reason:
         lines.append(f"Junk reason: {esc(clip(lead.junk_reason, REASON_CHARS))}")
     lines += _common_tail(ctx, lead.responsible_name, tz, now)
-    return Rendered(_join(lines), lead_rows(lead, ctx.tasks, viewer, chat=ctx.chat_id is not None))
+    return Rendered(_join(lines), lead_rows(lead, ctx.tasks, viewer, chat=ctx.reply is not None))
 
 
 def _reply_button(r: str) -> tuple[str, str]:
@@ -317,7 +327,7 @@ def deal_card(
     if ctx.history:
         lines.append(_history_line(ctx.history, ()))
     lines += _common_tail(ctx, deal.responsible_name, tz, now)
-    return Rendered(_join(lines), deal_rows(deal, ctx.tasks, chat=ctx.chat_id is not None))
+    return Rendered(_join(lines), deal_rows(deal, ctx.tasks, chat=ctx.reply is not None))
 
 
 def deal_rows(deal: DealView, tasks: Sequence[ActivityView], chat: bool = False) -> list[Row]:
@@ -343,7 +353,7 @@ def contact_card(contact: ContactView, ctx: CardContext, tz: tzinfo, now: dateti
     lines.append(f"👤 <b>{esc(clip(contact.name, NAME_CHARS))}</b>{company}")
     lines += _comm_lines([(c.kind, c.raw, c.value) for c in contact.comms])
     lines += _common_tail(ctx, None, tz, now)[1:]
-    reply = [[_reply_button(cb.ref("contact", contact.id))]] if ctx.chat_id is not None else []
+    reply = [[_reply_button(cb.ref("contact", contact.id))]] if ctx.reply is not None else []
     return Rendered(_join(lines), reply + _task_rows(ctx.tasks))
 
 

@@ -1,5 +1,4 @@
 """The normalized inbound event every channel produces (defined in the pure core)."""
 
-from matching.event import Attachment, Channel, Direction, Handle, InboundEvent, RegisterMode
-
-__all__ = ["Attachment", "Channel", "Direction", "Handle", "InboundEvent", "RegisterMode"]
+from matching.event import *  # noqa: F403  (exactly what matching.event exports)
+from matching.event import __all__ as __all__

@@ -50,6 +50,15 @@ def json_error(status: int, code: str, detail: str) -> web.Response:
     return web.json_response({"error": code, "detail": detail}, status=status)
 
 
+class SignatureError(Exception):
+    """A webhook request is not authentic; `reason` is short and fit for a 4xx JSON body
+    (it never contains the expected signature)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class BadInput(Exception):
     """A request that cannot be read as what the route expects: a 4xx with a JSON reason
     (`error_middleware` answers it; a handler may catch it to answer in its own words)."""

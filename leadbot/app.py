@@ -34,6 +34,7 @@ from crm.queue import (
     RetryPolicy,
     outcome_of,
 )
+from crm.replies import ReplySenders
 from crm.supervisor import Health, Run, Supervisor, TaskState, describe
 from leadbot.metrics import Metrics
 from leadbot.settings import Settings
@@ -123,6 +124,9 @@ class Service:
         # By RawInput kind; channels register theirs when built (in every process, so a
         # `leadbot worker` converts what the web process queued).
         self.converters: dict[str, Converter] = {}
+        # How a rep's answer reaches a customer, by channel: filled by the components as they
+        # are built (before the loop below finishes), read by the bot.
+        self.reply_senders: ReplySenders = {}
         self.components: list[Component] = []
         for factory in components if components is not None else default_components():
             comp = factory(self)

@@ -30,6 +30,7 @@ from pydantic_settings import (
 from bot.settings import TelegramSettings as TelegramSettings
 from channels.mail.settings import MailboxSettings as MailboxSettings
 from channels.phone.settings import PhoneSettings as PhoneSettings
+from channels.sms.settings import SmsSettings as SmsSettings
 from channels.webform.settings import FormSettings as FormSettings
 from channels.whatsapp.settings import WhatsAppSettings as WhatsAppSettings
 from crm.config import ConfigError as ConfigError
@@ -203,6 +204,7 @@ class Settings(BaseSettings):
     mailboxes: tuple[MailboxSettings, ...] = ()
     forms: tuple[FormSettings, ...] = ()
     whatsapp: WhatsAppSettings = WhatsAppSettings()
+    sms: SmsSettings = SmsSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     # Set through LEADBOT_CONFIG or --config; read before the other keys.

@@ -11,6 +11,7 @@ from aiohttp import web
 from bot.component import BotHost, bot_component
 from channels.mail.component import MailHost, mail_component
 from channels.phone.component import PhoneServiceHost, phone_component
+from channels.sms.routes import SmsHost, sms_component
 from channels.webform.routes import FormsHost, forms_component
 from channels.whatsapp.routes import WhatsAppHost, whatsapp_component
 from leadbot.api.component import ApiHost, api_component
@@ -28,7 +29,9 @@ class Component(Protocol):
     async def stop(self) -> None: ...
 
 
-class ServiceHost(ApiHost, BotHost, MailHost, PhoneServiceHost, FormsHost, WhatsAppHost, Protocol):
+class ServiceHost(
+    ApiHost, BotHost, MailHost, PhoneServiceHost, FormsHost, WhatsAppHost, SmsHost, Protocol
+):
     """Everything the components ask of the service: each declares its own narrow host
     protocol; `leadbot.app.Service` is all of them at once."""
 
@@ -45,6 +48,7 @@ COMPONENTS: list[ComponentFactory] = [
     api_component,
     phone_component,
     whatsapp_component,
+    sms_component,
     forms_component,
     mail_component,
     bot_component,

@@ -11,14 +11,18 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from matching.channels import Channel
+from matching.payloads import EventMeta, decode_meta
 
-class Channel(StrEnum):
-    EMAIL = "email"
-    CALL = "call"
-    TELEGRAM = "telegram"
-    WHATSAPP = "whatsapp"
-    WEBFORM = "webform"
-    IMPORT = "import"
+__all__ = [
+    "Attachment",
+    "Channel",
+    "Direction",
+    "EventMeta",
+    "Handle",
+    "InboundEvent",
+    "RegisterMode",
+]
 
 
 class Direction(StrEnum):
@@ -73,8 +77,9 @@ class InboundEvent:
     register_mode: RegisterMode = RegisterMode.DEFAULT
     # Phones found in free text (signatures, bodies): they may match, but never create a record.
     hint_phones: tuple[str, ...] = ()
-    # Channel-specific facts (call duration, disposition, Message-ID threading, UTM, …).
-    meta: dict[str, Any] = field(default_factory=dict)
+    # Channel-specific facts (call duration, disposition, Message-ID threading, UTM, …): the
+    # typed contract of matching.payloads.
+    meta: EventMeta = field(default_factory=lambda: EventMeta())
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict; `from_json` restores the same event (used by queues and replay)."""
@@ -102,7 +107,7 @@ class InboundEvent:
             "raw_ref": self.raw_ref,
             "register_mode": self.register_mode.value,
             "hint_phones": list(self.hint_phones),
-            "meta": self.meta,
+            "meta": dict(self.meta),
         }
 
     @classmethod
@@ -140,5 +145,5 @@ class InboundEvent:
             raw_ref=data.get("raw_ref"),
             register_mode=RegisterMode(data.get("register_mode", "default")),
             hint_phones=tuple(str(p) for p in data.get("hint_phones") or ()),
-            meta=dict(data.get("meta") or {}),
+            meta=decode_meta(data.get("meta")),
         )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from matching.channels import handle_kinds
 from matching.event import Handle, InboundEvent
 from matching.model import CommKind, EventIdentities, Identity, PhoneNumber
 from matching.normalize import is_withheld, normalize_email, normalize_phone
 
-_HANDLE_KINDS = {"telegram": CommKind.TELEGRAM, "whatsapp": CommKind.WHATSAPP}
+_HANDLE_KINDS = handle_kinds()  # the registry's messenger handles
 
 
 def _phones(raws: Iterable[str], region: str) -> tuple[PhoneNumber, ...]:

@@ -45,6 +45,7 @@ BITRIX_TOKEN = "bitrixRestToken-LogTest-2mW7"
 LOOKUP_TOKEN = "lookupBearer-LogTest-6yH4"
 WA_VERIFY = "waVerifyToken-LogTest-9pL3"
 WA_SECRET = "waAppSecret-LogTest-1cF8"
+SMS_TOKEN = "smsAuthToken-LogTest-6tN2"
 # IMAP quotes '"' and '\' with a backslash: aioimaplib hides the password as given, not the
 # quoted form it sends.
 MAIL_PASSWORD = 'mailPass-LogTest"Q\\7-4nB6'
@@ -179,6 +180,12 @@ region = "DE"
 verify_token = "{WA_VERIFY}"
 app_secret = "{WA_SECRET}"
 
+[sms]
+account_sid = "AC{"0" * 32}"
+auth_token = "{SMS_TOKEN}"
+from_number = "+4989111333"
+public_url = "{PUBLIC}"
+
 [[forms]]
 key = "contact"
 {mailbox}"""
@@ -260,6 +267,14 @@ async def _drive(
     await send("POST", "/hooks/whatsapp", 401, data=wa,
                headers={**headers, "X-Hub-Signature-256": sign(wa, "wrong")})  # fmt: skip
 
+    # Twilio SMS, signed over the public URL, and with a signature of a wrong token.
+    sms = {"MessageSid": "SM" + "2" * 32, "AccountSid": "AC" + "0" * 32, "From": "+4930555666",
+           "To": "+4989111333", "Body": "Hallo per SMS", "NumMedia": "0"}  # fmt: skip
+    for token, expect in ((SMS_TOKEN, 200), ("wrong-" + SMS_TOKEN, 403)):
+        signature = RequestValidator(token).compute_signature(PUBLIC + "/hooks/twilio/sms", sms)
+        await send("POST", "/hooks/twilio/sms", expect, data=sms,
+                   headers={"X-Twilio-Signature": signature})  # fmt: skip
+
     # A web form.
     fields = {"name": "Jana Log", "email": "jana.log@example.de", "phone": "030 5554444"}
     await send("POST", "/forms/contact", 202, json=fields)
@@ -334,7 +349,7 @@ async def test_no_secret_in_any_log_line_at_debug(
         lines += output.lines
 
     secrets = [REP_TOKEN, CUSTOMER_TOKEN, TG_WEBHOOK_SECRET, PHONE_SECRET, TWILIO_TOKEN,
-               BITRIX_TOKEN, LOOKUP_TOKEN, WA_VERIFY, WA_SECRET, DB_PASSWORD, api_token,
+               BITRIX_TOKEN, LOOKUP_TOKEN, WA_VERIFY, WA_SECRET, SMS_TOKEN, DB_PASSWORD, api_token,
                FORGED_BITRIX, FORGED_API, FORGED_BEARER]  # fmt: skip
     if dovecot_server is not None:
         secrets.append(MAIL_PASSWORD)

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from channels.csv.mapping import (
     IMPORT_FIELDS,
@@ -27,7 +27,7 @@ from channels.csv.mapping import (
     parse_mapping_option,
 )
 from channels.csv.read import CsvError, CsvRow, CsvTable, read_csv
-from channels.event import Channel, InboundEvent
+from channels.event import Channel, EventMeta, InboundEvent
 from matching.normalize import normalize_email, normalize_phone
 from matching.text import clean_event
 
@@ -93,7 +93,7 @@ def row_to_event(
         return RowProblem(row_no, reason, dict(row))
 
     first, last = _one(cells, "first_name"), _one(cells, "last_name")
-    meta: dict[str, Any] = {
+    meta: EventMeta = {
         "import_as": as_kind,
         "file": file_digest,
         "row": row_no,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
-from channels.event import InboundEvent
+from channels.event import EventMeta, InboundEvent
 from channels.mail.filters import Verdict, VerdictKind, classify, customer, is_robot
 from channels.mail.imap import ImapError, ImapRefused, ImapSession, Selected, imap_date
 from channels.mail.mailbox import QUARANTINE_KEYWORD, MailboxConfig, MailStore, Sink
@@ -336,7 +336,7 @@ class MailboxWorker:
     ) -> InboundEvent:
         cfg = self.config
         event = to_event(parsed, cfg.name, cfg.region, self._policy, verdict, now=self.clock())
-        meta = dict(event.meta)
+        meta: EventMeta = {**event.meta}
         if cfg.queue:
             meta["queue"] = list(cfg.queue)  # intake's round robin for this mailbox
         return replace(event, meta=meta, raw_ref=f"imap:{cfg.name}/{uidvalidity}/{uid}")

@@ -15,9 +15,9 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import cast
 
-from matching.event import Channel, Direction, InboundEvent
+from matching.event import Channel, Direction, EventMeta, InboundEvent
 from matching.normalize import is_withheld, normalize_phone
 
 
@@ -226,7 +226,7 @@ def call_to_event(
     else:
         customer = None
     title = _title(report, e164 or customer or "withheld number")
-    facts: dict[str, Any] = {
+    facts: EventMeta = {
         "call_id": report.call_id,
         "stage": report.stage.value,
         "direction": report.direction.value,
@@ -246,8 +246,8 @@ def call_to_event(
         "title": title,
     }
     # Unknown facts are left out, so a later event of the call never blanks what an earlier
-    # one told (the activity's meta is merged event by event).
-    meta = {k: v for k, v in facts.items() if v is not None}
+    # one told (the activity's meta is merged event by event). Dropping keys keeps it typed.
+    meta = cast(EventMeta, {k: v for k, v in facts.items() if v is not None})
     # The earlier stages are this event's thread: intake then files it with the lead / deal
     # they went to, even for a number that cannot be matched (it would open a second lead).
     earlier = _EARLIER_STAGES[stage_key(report.stage)]

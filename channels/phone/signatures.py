@@ -1,4 +1,5 @@
-"""Webhook authentication: our generic HMAC-SHA256 scheme and Twilio's X-Twilio-Signature.
+"""Webhook authentication: our generic HMAC-SHA256 scheme (Twilio's X-Twilio-Signature is
+`httpkit.twilio`, shared with the SMS channel).
 
 Everything here is pure: the caller passes the secret, the raw body / parsed parameters, the
 public URL and the current time. Failures raise `SignatureError` with a reason that is safe to
@@ -7,15 +8,13 @@ return to the client (it never contains the expected signature).
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from collections.abc import Iterable, Sequence
+
+from httpkit import SignatureError
 
 GENERIC_HEADER = "X-Leadbot-Signature"
-TWILIO_HEADER = "X-Twilio-Signature"
 DEFAULT_WINDOW = 300  # seconds a signed timestamp stays acceptable, both directions (clock skew)
 
 _MAX_HEADER = 4096
@@ -24,21 +23,8 @@ _HEX_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # What senders (and sign_generic) send: one t= and one v1=, nothing else. Read in one match;
 # anything else goes through the general parser.
 _CANONICAL = re.compile(r"t=([0-9]{1,12}),v1=([0-9a-fA-F]{64})")
-_TWILIO_ALGORITHMS = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}
-
-# Form parameters as a plain dict, a dict of lists, or a multidict (aiohttp / werkzeug) whose
-# `getall` returns every value of a repeated name.
-TwilioParams = Mapping[str, str] | Mapping[str, Sequence[str]]
 # One secret, or several while one is rotated.
 Secrets = str | bytes | Sequence[str | bytes]
-
-
-class SignatureError(Exception):
-    """The request is not authentic; `reason` is short and fit for a 401 JSON body."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def _key(secret: str | bytes) -> bytes:
@@ -122,89 +108,3 @@ def check_generic(
     if matched is None:
         raise SignatureError("signature mismatch")
     return timestamp, matched
-
-
-def _values(params: TwilioParams, name: str) -> list[str]:
-    getall = getattr(params, "getall", None)
-    if callable(getall):
-        return [str(v) for v in getall(name)]
-    value = params[name]
-    if isinstance(value, str):
-        return [value]
-    return [str(v) for v in value]
-
-
-def twilio_signature(
-    auth_token: str, url: str, params: TwilioParams | None, algorithm: str = "HMAC_SHA1"
-) -> str:
-    """X-Twilio-Signature for a request: the URL, then each parameter name (sorted) followed by
-    each of its distinct values (sorted), HMAC with the auth token, base64.
-
-    Raises ValueError for an algorithm other than HMAC_SHA1 / HMAC_SHA256.
-    """
-    digest = _TWILIO_ALGORITHMS.get(algorithm.upper())
-    if digest is None:
-        raise ValueError(f"unsupported signature algorithm {algorithm!r}")
-    message = url
-    for name in sorted(set(params or {})):
-        # Twilio's own validator drops repeated identical values, so we do too.
-        for value in sorted(set(_values(params or {}, name))):
-            message += name + value
-    mac = hmac.new(_bytes(auth_token), _bytes(message), digest)
-    return base64.b64encode(mac.digest()).decode()
-
-
-def _url_variants(url: str) -> list[str]:
-    """The URL as given plus with / without an explicit default port: Twilio is inconsistent
-    about which one it signs."""
-    variants = [url]
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        return variants
-    netloc = parts.netloc
-    if port is not None:
-        bare = netloc[: netloc.rfind(":")]
-    else:
-        bare = netloc + (":443" if parts.scheme == "https" else ":80")
-    variants.append(urlunsplit(parts._replace(netloc=bare)))
-    if port is not None:
-        variants.append(urlunsplit(parts))
-    return variants
-
-
-def verify_twilio(
-    auth_token: str,
-    url: str,
-    params: TwilioParams | None,
-    signature: str | None,
-    *,
-    body: bytes | None = None,
-    algorithm: str = "HMAC_SHA1",
-) -> None:
-    """Check X-Twilio-Signature against the *public* URL Twilio called (scheme, host, path and
-    query, as configured for a reverse proxy). Raises SignatureError.
-
-    JSON-body webhooks carry `?bodySHA256=<hex>` in the URL: then `body` must hash to it and
-    the signature covers the URL alone.
-    """
-    if signature is None or not signature.strip():
-        raise SignatureError(f"missing {TWILIO_HEADER} header")
-    if algorithm.upper() not in _TWILIO_ALGORITHMS:
-        raise SignatureError(f"unsupported signature algorithm {algorithm!r}")
-    body_hash = parse_qs(urlsplit(url).query).get("bodySHA256")
-    if body_hash:
-        if body is None:
-            raise SignatureError("bodySHA256 given but no body")
-        actual = hashlib.sha256(body).hexdigest().encode()
-        if not hmac.compare_digest(actual, _bytes(body_hash[0])):
-            raise SignatureError("body does not match bodySHA256")
-        params = None
-    given = _bytes(signature.strip())
-    matched = False
-    for variant in _url_variants(url):
-        expected = twilio_signature(auth_token, variant, params, algorithm).encode()
-        matched |= hmac.compare_digest(expected, given)
-    if not matched:
-        raise SignatureError("signature mismatch")

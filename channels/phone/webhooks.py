@@ -22,20 +22,14 @@ from multidict import MultiDict, MultiDictProxy, MultiMapping
 from channels.phone.calls import CallDirection, CallReport, PayloadError, is_endpoint_uri
 from channels.phone.context import PhoneContext, QueueStatus
 from channels.phone.generic import MAX_BODY, generic_document, generic_report
-from channels.phone.signatures import (
-    GENERIC_HEADER,
-    TWILIO_HEADER,
-    SignatureError,
-    check_generic,
-    verify_twilio,
-)
+from channels.phone.signatures import GENERIC_HEADER, check_generic
 from channels.phone.twilio import parse_twilio, twiml_response
-from httpkit import BadInput, json_error, read_form
+from httpkit import BadInput, SignatureError, json_error, read_form
+from httpkit.twilio import SETTINGS_HEADER, TWILIO_HEADER, algorithm_of, verify_twilio
 from matching.text import clean_json, clean_text
 
 TWILIO_VOICE_PATH = "/hooks/twilio/voice"
 TWILIO_STATUS_PATH = "/hooks/twilio/status"
-TWILIO_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
 _MAX_TWILIO_BODY = 64 * 1024
 
 
@@ -117,14 +111,6 @@ def twilio_public_url(ctx: PhoneContext, request: web.Request) -> str:
     return _public_prefix(ctx) + request.raw_path
 
 
-def _algorithm(request: web.Request) -> str:
-    for part in request.headers.get(TWILIO_SETTINGS_HEADER, "").split(","):
-        name, _, value = part.strip().partition("=")
-        if name.strip().lower() == "algorithm" and value.strip():
-            return value.strip()
-    return "HMAC_SHA1"
-
-
 async def _twilio_params(request: web.Request) -> MultiMapping[str] | web.Response:
     """The parameters Twilio sent: the form of a POST, the query of a GET."""
     if request.method == "GET":
@@ -157,7 +143,7 @@ async def _record_twilio(
             twilio_public_url(ctx, request),
             params if request.method == "POST" else None,
             request.headers.get(TWILIO_HEADER),
-            algorithm=_algorithm(request),
+            algorithm=algorithm_of(request.headers.get(SETTINGS_HEADER)),
         )
     except SignatureError as err:
         return json_error(401, "bad_signature", err.reason)

@@ -35,7 +35,7 @@ from channels.webform.submission import (
 )
 from crm.config import ConfigError
 from httpkit import BadInput, client_address, json_error, networks, read_form, read_json
-from matching.event import InboundEvent
+from matching.event import EventMeta, InboundEvent
 from matching.text import clean_json
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ class FormsComponent:
         except HoneypotTripped:
             log.info("form %s: honeypot filled by %s, nothing created", cfg.key, client_ip)
             return _success(request, cfg, uuid.uuid4().hex, wants_json)
-        meta = {**event.meta, "queue": list(cfg.responsible_queue)}
+        meta: EventMeta = {**event.meta, "queue": list(cfg.responsible_queue)}
         if event.subject:
             meta["title"] = event.subject  # the form's title template names the lead
         await self.service.submit(replace(event, meta=meta))

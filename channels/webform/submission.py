@@ -19,9 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Literal
 
-from channels.event import Channel, InboundEvent, RegisterMode
+from channels.event import Channel, EventMeta, InboundEvent, RegisterMode
 from channels.rate_limit import RateLimiter
 from matching.normalize import normalize_email, normalize_phone
 
@@ -187,7 +187,7 @@ def parse_submission(
         email=emails[0] if emails else "",
         subject=subject or "",
     )
-    meta: dict[str, Any] = {
+    meta: EventMeta = {
         "form": cfg.key,
         "client_ip": client_ip,
         "duplicate_mode": cfg.duplicate_mode,

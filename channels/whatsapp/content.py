@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from channels.event import Attachment
+from channels.event import Attachment, EventMeta
 
 _MEDIA_TYPES = ("image", "video", "document", "audio", "voice", "sticker")
 _MEDIA_LABELS = {"audio": "audio", "voice": "voice message", "sticker": "sticker"}
@@ -21,7 +21,7 @@ class MessageContent:
     message_type: str
     text: str
     attachments: tuple[Attachment, ...] = ()
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: EventMeta = field(default_factory=lambda: EventMeta())
 
 
 def describe_message(message: dict[str, Any]) -> MessageContent:
@@ -40,7 +40,7 @@ def describe_message(message: dict[str, Any]) -> MessageContent:
     return MessageContent(kind, describe(part, meta) or f"[empty {kind} message]", meta=meta)
 
 
-def _media(kind: str, part: dict[str, Any], meta: dict[str, Any]) -> MessageContent:
+def _media(kind: str, part: dict[str, Any], meta: EventMeta) -> MessageContent:
     # Voice notes arrive as type "audio" with voice=true; report them as what the user sent.
     if kind == "audio" and part.get("voice") is True:
         kind = "voice"
@@ -56,17 +56,17 @@ def _media(kind: str, part: dict[str, Any], meta: dict[str, Any]) -> MessageCont
     return MessageContent(kind, text, (Attachment(name, mime, 0),), meta)
 
 
-def _text(part: dict[str, Any], meta: dict[str, Any]) -> str | None:
+def _text(part: dict[str, Any], meta: EventMeta) -> str | None:
     return _str(part.get("body"))
 
 
-def _button(part: dict[str, Any], meta: dict[str, Any]) -> str | None:
+def _button(part: dict[str, Any], meta: EventMeta) -> str | None:
     if payload := _str(part.get("payload")):
         meta["button_payload"] = payload
     return _str(part.get("text"))
 
 
-def _interactive(part: dict[str, Any], meta: dict[str, Any]) -> str | None:
+def _interactive(part: dict[str, Any], meta: EventMeta) -> str | None:
     reply_type = _str(part.get("type")) or ""
     reply = part.get(reply_type)
     if not isinstance(reply, dict):
@@ -79,7 +79,7 @@ def _interactive(part: dict[str, Any], meta: dict[str, Any]) -> str | None:
     return _join(" — ", _str(reply.get("title")), _str(reply.get("description")))
 
 
-def _location(part: dict[str, Any], meta: dict[str, Any]) -> str | None:
+def _location(part: dict[str, Any], meta: EventMeta) -> str | None:
     lat, lon = part.get("latitude"), part.get("longitude")
     coords = f"({lat}, {lon})" if _is_number(lat) and _is_number(lon) else None
     place = _join(", ", _str(part.get("name")), _str(part.get("address")))
@@ -100,20 +100,20 @@ def _contacts(cards: object) -> str:
     return "Shared contact: " + "; ".join(described) if described else "Shared contact"
 
 
-def _reaction(part: dict[str, Any], meta: dict[str, Any]) -> str | None:
+def _reaction(part: dict[str, Any], meta: EventMeta) -> str | None:
     if target := _str(part.get("message_id")):
         meta["reacted_to"] = target
     emoji = _str(part.get("emoji"))
     return f"Reaction {emoji} to an earlier message" if emoji else "Reaction removed"
 
 
-def _order(part: dict[str, Any], meta: dict[str, Any]) -> str | None:
+def _order(part: dict[str, Any], meta: EventMeta) -> str | None:
     items = part.get("product_items")
     count = len(items) if isinstance(items, list) else 0
     return _join(" ", f"[order with {count} item(s)]", _str(part.get("text")))
 
 
-def _system(part: dict[str, Any], meta: dict[str, Any]) -> str | None:
+def _system(part: dict[str, Any], meta: EventMeta) -> str | None:
     return _str(part.get("body"))
 
 
@@ -128,8 +128,8 @@ _DESCRIBERS = {
 }
 
 
-def _context_meta(message: dict[str, Any]) -> dict[str, Any]:
-    meta: dict[str, Any] = {}
+def _context_meta(message: dict[str, Any]) -> EventMeta:
+    meta: EventMeta = {}
     context = message.get("context")
     if isinstance(context, dict):
         if reply_to := _str(context.get("id")):

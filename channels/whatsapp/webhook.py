@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from channels.event import Channel, Handle, InboundEvent
+from channels.event import Channel, EventMeta, Handle, InboundEvent
 from channels.whatsapp.content import describe_message
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
@@ -116,7 +116,7 @@ def _value_events(value: dict[str, Any]) -> Iterator[InboundEvent]:
         if not isinstance(message_id, str) or not message_id:
             raise WhatsAppPayloadError("message without an id")
         content = describe_message(message)
-        meta: dict[str, Any] = {
+        meta: EventMeta = {
             "wa_message_type": content.message_type,
             "phone_number_id": phone_number_id,
             "display_phone_number": display_phone,

@@ -1,25 +1,14 @@
 """What each channel's events are called on the records they make: activity kind, source
-label, and the title / person name of a new lead, deal or contact."""
+label, and the title / person name of a new lead, deal or contact. The per-channel facts are the
+registry's (`matching.channels`); this module applies them to an event."""
 
 from __future__ import annotations
 
-from matching.event import Channel, InboundEvent
+from matching.channels import CHANNELS, TITLE_CHARS
+from matching.event import InboundEvent
 
-ACTIVITY_KIND = {
-    Channel.EMAIL: "email",
-    Channel.CALL: "call",
-    Channel.TELEGRAM: "message",
-    Channel.WHATSAPP: "message",
-    Channel.WEBFORM: "webform",
-}
-SOURCE = {
-    Channel.EMAIL: "EMAIL",
-    Channel.CALL: "CALL",
-    Channel.TELEGRAM: "TELEGRAM",
-    Channel.WHATSAPP: "WHATSAPP",
-    Channel.WEBFORM: "WEBFORM",
-    Channel.IMPORT: "IMPORT",
-}
+ACTIVITY_KIND = {c: s.activity_kind for c, s in CHANNELS.items() if s.activity_kind}
+SOURCE = {c: s.source for c, s in CHANNELS.items()}
 
 
 def source_of(event: InboundEvent) -> str:
@@ -30,19 +19,8 @@ def source_of(event: InboundEvent) -> str:
 def title(e: InboundEvent) -> str:
     """The title of a record (or activity subject) made from the event."""
     if e.meta.get("title"):
-        return str(e.meta["title"])[:300]
-    who = e.display_name or " ".join(p for p in (e.first_name, e.last_name) if p)
-    number = e.phones[0] if e.phones else None
-    if e.channel is Channel.CALL:
-        return f"{number or 'unknown number'} — incoming call"
-    if e.channel is Channel.EMAIL:
-        return (e.subject or f"Lead from e-mail {e.emails[0] if e.emails else who}")[:300]
-    if e.channel is Channel.WEBFORM:
-        return f"Web form {e.line or ''}: {who or number or (e.emails or ('',))[0]}"[:300]
-    label = {Channel.TELEGRAM: "Telegram", Channel.WHATSAPP: "WhatsApp"}.get(e.channel)
-    if label:
-        return f"{label}: {who or number or 'new customer'}"[:300]
-    return (who or e.company_name or number or (e.emails or ("Import",))[0])[:300]
+        return str(e.meta["title"])[:TITLE_CHARS]
+    return CHANNELS[e.channel].title(e)[:TITLE_CHARS]
 
 
 def person_name(e: InboundEvent) -> str | None:

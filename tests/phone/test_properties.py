@@ -23,9 +23,11 @@ from channels.phone.bitrix import (
 )
 from channels.phone.calls import CallReport, PayloadError, call_to_event, plainly_internal
 from channels.phone.generic import generic_document, parse_generic
-from channels.phone.signatures import SignatureError, verify_generic, verify_twilio
+from channels.phone.signatures import verify_generic
 from channels.phone.twilio import parse_twilio
 from crm.queue import RawInput, decode_item, encode_item
+from httpkit import SignatureError
+from httpkit.twilio import verify_twilio
 
 RECEIVED = datetime(2024, 5, 14, tzinfo=UTC)
 

@@ -10,14 +10,9 @@ from hypothesis import strategies as st
 from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 
-from channels.phone.signatures import (
-    SignatureError,
-    check_generic,
-    sign_generic,
-    twilio_signature,
-    verify_generic,
-    verify_twilio,
-)
+from channels.phone.signatures import check_generic, sign_generic, verify_generic
+from httpkit import SignatureError
+from httpkit.twilio import twilio_signature, verify_twilio
 
 SECRET = "whsec-test"
 BODY = b'{"event":"call.ringing","call_id":"c1"}'
