@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from crm.deadletters import RedisDeadLetters
 from crm.queue import DONE, Outcome, QueueItem, outcome_of
@@ -155,12 +155,12 @@ async def ingest_file(
     worker: asyncio.Task[None] | None = None
     try:
         before = set(await service.crm.events.outcomes(keys))
-        started = time.time()
+        letters = await _DeadLetters.of(service)
         await service.queue.open()
         for event in events:
             await service.submit(event)
         worker = asyncio.create_task(service.queue.run(handle, stop))
-        await _wait_logged(service, keys - before, logged, dead, started, timeout, worker)
+        await _wait_logged(service, keys - before, logged, dead, letters, timeout, worker)
     finally:
         stop.set()
         if worker is not None:
@@ -170,12 +170,39 @@ async def ingest_file(
     return summarize(keys, before, logged, dead, invalid)
 
 
+class _DeadLetters:
+    """The Redis dead letters written since the run began (found by entry id, not by a
+    clock: Redis' clock need not be ours)."""
+
+    def __init__(self, store: RedisDeadLetters, since: tuple[int, int]) -> None:
+        self.store = store
+        self.since = since
+
+    @classmethod
+    async def of(cls, service: Service) -> _DeadLetters | None:
+        if service.redis is None:
+            return None  # in process this worker sees every failure itself (`handle`)
+        store = RedisDeadLetters(service.redis, service.settings.redis.stream)
+        last: Any = await service.redis.xrevrange(store.key, count=1)
+        return cls(store, _entry_id(last[0][0]) if last else (0, 0))
+
+    async def events(self) -> set[Key]:
+        new = [d for d in await self.store.letters() if _entry_id(d.id) > self.since]
+        return {_key(item) for d in new if isinstance(item := d.item, InboundEvent)}
+
+
+def _entry_id(entry_id: str | bytes) -> tuple[int, int]:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
 async def _wait_logged(
     service: Service,
     waiting: set[Key],
     logged: dict[Key, str],
     dead: set[Key],
-    started: float,
+    letters: _DeadLetters | None,
     timeout: float,
     worker: asyncio.Task[None],
 ) -> None:
@@ -183,21 +210,13 @@ async def _wait_logged(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     next_dead = 0.0
-    letters = (
-        RedisDeadLetters(service.redis, service.settings.redis.stream)
-        if service.redis is not None
-        else None
-    )
     while True:
         logged.update(await service.crm.events.outcomes(waiting - logged.keys()))
         now = loop.time()
         if letters is not None and now >= next_dead:
             # Another worker may have given up on one of ours.
             next_dead = now + _DEAD_POLL
-            for letter in await letters.letters():
-                item = letter.item
-                if letter.at >= started and isinstance(item, InboundEvent):
-                    dead.add(_key(item))
+            dead.update(await letters.events())
         if waiting <= logged.keys() | dead or now >= deadline:
             return
         if worker.done():

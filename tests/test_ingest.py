@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select
 
 from crm.models import InboundEventLog
+from crm.queue.wire import encode_item, entry_items
 from crm.service import Crm
 from matching.event import InboundEvent
 from tests.conftest import REDIS_URL, leadbot_process, leadbot_run, make_event
@@ -137,3 +138,45 @@ async def test_events_still_pending_at_the_timeout_are_reported(
     assert got["pending"] >= 1
     assert got["done"] + got["pending"] == 5
     assert "still pending after 2 s" in err
+
+
+async def test_an_event_another_worker_gave_up_on_is_failed_at_once(
+    crm: Crm, tmp_path: Path, stream: tuple[Redis, str]
+) -> None:
+    """A worker that takes an entry and gives up on it (a dead letter, as RedisStreamQueue
+    writes one): ingest counts the event failed and returns without waiting for its timeout."""
+    redis, name = stream
+    await redis.xgroup_create(name, "g", id="0", mkstream=True)
+    # A dead letter from before the run: not this run's business.
+    await redis.xadd(f"{name}:dead", {"data": b"{}", "reason": "old", "failures": 5})
+
+    async def give_up() -> int:
+        taken = await redis.xreadgroup("g", "giving-up", {name: ">"}, count=1, block=30_000)
+        [(_, [(entry_id, fields)])] = taken
+        items, _ = entry_items(fields)
+        async with redis.pipeline(transaction=True) as pipe:
+            for item in items:
+                pipe.xadd(
+                    f"{name}:dead",
+                    {"from": entry_id, "data": encode_item(item), "reason": "x", "failures": 5},
+                )
+            pipe.xack(name, "g", entry_id)
+            pipe.xdel(name, entry_id)
+            await pipe.execute()
+        return len(items)
+
+    worker = asyncio.create_task(give_up())
+    events = [make_event(external_id=f"ing-f{i}", phones=(f"+49 30 6{i:06d}",)) for i in range(3)]
+    path = _write(tmp_path / "events.jsonl", events)
+    env = _env(crm, name, claim_idle_ms=600_000)
+    started = asyncio.get_running_loop().time()
+    try:
+        code, out, err = await leadbot_run("ingest", "--timeout", "120", str(path), env=env)
+        given_up = await worker
+    finally:
+        worker.cancel()
+    assert asyncio.get_running_loop().time() - started < 60  # not the timeout
+    assert code == 1
+    got = _summary(out)
+    assert (got["failed"], got["done"], got["pending"]) == (given_up, 3 - given_up, 0)
+    assert "given up on" in err
