@@ -157,7 +157,13 @@ async def ingest_file(
         before = set(await service.crm.events.outcomes(keys))
         letters = await _DeadLetters.of(service)
         await service.queue.open()
+        # Each event once, and none the log already holds: intake would only call it a
+        # duplicate, and here it already counts as one.
+        fresh: dict[Key, InboundEvent] = {}
         for event in events:
+            if _key(event) not in before:
+                fresh.setdefault(_key(event), event)
+        for event in fresh.values():
             await service.submit(event)
         worker = asyncio.create_task(service.queue.run(handle, stop))
         await _wait_logged(service, keys - before, logged, dead, letters, timeout, worker)

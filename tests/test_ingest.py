@@ -10,6 +10,7 @@ import signal
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -53,6 +54,29 @@ def _write(path: Path, events: list[InboundEvent], *extra: str) -> Path:
 
 def _summary(out: str) -> dict[str, int]:
     return {k: int(v) for k, v in (line.split("\t") for line in out.splitlines())}
+
+
+async def _first_entry(redis: Redis, stream: str, consumer: str) -> asyncio.Task[tuple[Any, Any]]:
+    """A task that reads the next entry added to `stream` as `consumer` of group "g" (and
+    never acknowledges it), returned once its read is blocked in Redis: the entry is its."""
+    reader = Redis.from_url(REDIS_URL, client_name=consumer)
+
+    async def read() -> tuple[Any, Any]:
+        try:
+            taken = await reader.xreadgroup("g", consumer, {stream: ">"}, count=1, block=0)
+        finally:
+            await reader.aclose()
+        [(_, [(entry_id, fields)])] = taken
+        return entry_id, fields
+
+    task = asyncio.create_task(read())
+    for _ in range(200):
+        clients = await redis.client_list()
+        if any(c["name"] == consumer and c["cmd"] == "xreadgroup" for c in clients):
+            return task
+        await asyncio.sleep(0.05)
+    task.cancel()
+    raise AssertionError(f"{consumer} never blocked reading {stream}")
 
 
 async def _logged(crm: Crm) -> int:
@@ -123,18 +147,17 @@ async def test_events_still_pending_at_the_timeout_are_reported(
     redis, name = stream
     await redis.xgroup_create(name, "g", id="0", mkstream=True)
     # Blocked before ingest adds anything: it is handed the first entry and sits on it.
-    stuck = asyncio.create_task(redis.xreadgroup("g", "stuck", {name: ">"}, count=1, block=30_000))
+    stuck = await _first_entry(redis, name, f"stuck-{name}")
     events = [make_event(external_id=f"ing-p{i}", phones=(f"+49 30 4{i:06d}",)) for i in range(5)]
     path = _write(tmp_path / "events.jsonl", events)
     env = _env(crm, name, claim_idle_ms=600_000)  # never reclaimed from the stuck consumer
     try:
         code, out, err = await leadbot_run("ingest", "--timeout", "2", str(path), env=env)
-        taken = await stuck
+        assert (await asyncio.wait_for(stuck, 10))[0]  # the stuck consumer holds an entry
     finally:
         stuck.cancel()
     assert code == 1
     got = _summary(out)
-    assert taken  # the stuck consumer holds an entry
     assert got["pending"] >= 1
     assert got["done"] + got["pending"] == 5
     assert "still pending after 2 s" in err
@@ -150,9 +173,10 @@ async def test_an_event_another_worker_gave_up_on_is_failed_at_once(
     # A dead letter from before the run: not this run's business.
     await redis.xadd(f"{name}:dead", {"data": b"{}", "reason": "old", "failures": 5})
 
+    first = await _first_entry(redis, name, f"giving-up-{name}")
+
     async def give_up() -> int:
-        taken = await redis.xreadgroup("g", "giving-up", {name: ">"}, count=1, block=30_000)
-        [(_, [(entry_id, fields)])] = taken
+        entry_id, fields = await first
         items, _ = entry_items(fields)
         async with redis.pipeline(transaction=True) as pipe:
             for item in items:
@@ -172,9 +196,10 @@ async def test_an_event_another_worker_gave_up_on_is_failed_at_once(
     started = asyncio.get_running_loop().time()
     try:
         code, out, err = await leadbot_run("ingest", "--timeout", "120", str(path), env=env)
-        given_up = await worker
+        given_up = await asyncio.wait_for(worker, 10)
     finally:
         worker.cancel()
+        first.cancel()
     assert asyncio.get_running_loop().time() - started < 60  # not the timeout
     assert code == 1
     got = _summary(out)
