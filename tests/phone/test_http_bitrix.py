@@ -156,7 +156,6 @@ async def test_any_unknown_method_answers_as_bitrix24_alone_and_in_a_batch(
         "user.current.json",
         "telephony.externalLine.add",
         "telephony.externalcall.transfer",
-        "batch.xml",
         "%D0%BC%D0%B5%D1%82%D0%BE%D0%B4",
     ):
         for reply in (
