@@ -23,6 +23,8 @@ from crm.errors import CrmError
 from crm.facade import Crm
 from crm.outage import is_outage
 from leadbot.app import Service, crm_config
+from leadbot.ingest import DEFAULT_TIMEOUT as DEFAULT_INGEST_TIMEOUT
+from leadbot.ingest import ingest_file
 from leadbot.logs import configured_secrets, redact, setup_logging
 from leadbot.settings import ConfigError, Settings, load_settings
 from leadbot.web import outage_kind
@@ -324,17 +326,25 @@ def cmd_exceptions(args: argparse.Namespace) -> None:
     asyncio.run(_with_crm(settings_of(args), go))
 
 
-def cmd_ingest(args: argparse.Namespace) -> None:
-    from leadbot.ingest import ingest_file
-
+def cmd_ingest(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     path = Path(args.file)
     if not path.is_file():
         raise CliError(f"{path}: no such file")
+    if not args.timeout > 0:
+        raise CliError("--timeout must be more than 0 seconds")
     asyncio.run(_database_ready(settings))
-    summary = asyncio.run(ingest_file(settings, path))
-    for outcome, count in sorted(summary.items()):
-        print(f"{outcome}\t{count}")
+    summary = asyncio.run(ingest_file(settings, path, timeout=args.timeout))
+    for line in summary.lines():
+        print(line)
+    if summary.complete:
+        return 0
+    print(
+        f"leadbot: {summary.pending} event(s) still pending after {args.timeout:g} s, "
+        f"{summary.failed} given up on (see `leadbot dead list`)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -438,6 +448,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("ingest", help="feed events from a JSON-lines file through the queue")
     s.add_argument("file", help="a file of InboundEvent JSON objects, one per line")
+    s.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_INGEST_TIMEOUT,
+        help="seconds to wait for the file's events to be processed, by this or other workers "
+        f"(default {DEFAULT_INGEST_TIMEOUT:g}); exits 1 if some are still pending then",
+    )
     s.set_defaults(fn=cmd_ingest)
     for register in EXTRA_COMMANDS:
         register(sub)
@@ -495,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.log_level or settings.log_level, configured_secrets(settings), settings.log_format
     )
     try:
-        args.fn(args)
+        code: int | None = args.fn(args)  # None: done
     except (ConfigError, CliError) as exc:
         print(f"leadbot: {redact(str(exc))}", file=sys.stderr)
         return 2
@@ -504,7 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception:  # through the log, so that the traceback is redacted too
         log.critical("stopped by an unexpected error", exc_info=True)
         return 1
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

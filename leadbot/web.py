@@ -235,6 +235,21 @@ def _where(request: web.Request) -> str:
     return f"{request.method} {resource.canonical if resource is not None else request.path}"
 
 
+# Headers that describe an HTTPException's own text body; its JSON replacement has its own.
+_BODY_HEADERS = frozenset(
+    {"content-type", "content-length", "content-encoding", "transfer-encoding"}
+)
+
+
+def with_headers_of(exc: web.HTTPException, answer: web.Response) -> web.Response:
+    """`answer` with the headers `exc` carries for the client (a 405's Allow, a 401's
+    WWW-Authenticate, a Retry-After, a Location …): only its body is replaced."""
+    for name, value in exc.headers.items():
+        if name.lower() not in _BODY_HEADERS:
+            answer.headers.add(name, value)
+    return answer
+
+
 def error_middleware(outages: Outages) -> Middleware:
     @web.middleware
     async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -248,7 +263,7 @@ def error_middleware(outages: Outages) -> Middleware:
             code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
                 exc.status, "http_error"
             )
-            return json_error(exc.status, code, exc.reason)
+            return with_headers_of(exc, json_error(exc.status, code, exc.reason))
         except BadInput as exc:
             return json_error(exc.status, exc.code, exc.detail)
         except (HttpProcessingError, web.RequestPayloadError) as exc:

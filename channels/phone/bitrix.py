@@ -108,11 +108,21 @@ def normalize_method(name: str) -> str:
     return method.removesuffix(".json")
 
 
+def method_not_found() -> BitrixError:
+    """Bitrix24's answer to a method it does not have, called alone or in a batch."""
+    return BitrixError("ERROR_METHOD_NOT_FOUND", "Method not found!", 404)
+
+
+def invalid_credentials() -> BitrixError:
+    """Bitrix24's answer when no webhook has this user id and secret code."""
+    return BitrixError("INVALID_CREDENTIALS", "Invalid request credentials", 401)
+
+
 def resolve_method(name: str) -> str:
     """The normalized method, or BitrixError 404 ERROR_METHOD_NOT_FOUND like Bitrix24."""
     method = normalize_method(name)
     if method not in SUPPORTED_METHODS:
-        raise BitrixError("ERROR_METHOD_NOT_FOUND", "Method not found!", 404)
+        raise method_not_found()
     return method
 
 
@@ -606,14 +616,11 @@ def split_command(command: Any) -> tuple[str, dict[str, Any]]:
     if not isinstance(command, str) or not command.strip():
         raise _bad_request("a batch command must be a string 'method?query'")
     name, _, query = command.strip().partition("?")
-    method = normalize_method(name)
-    if method == BATCH:
+    if normalize_method(name) == BATCH:
         raise BitrixError(
             "ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage", 405
         )
-    if method not in SUPPORTED_METHODS:
-        raise BitrixError("ERROR_METHOD_NOT_FOUND", "Method not found!", 404)
-    return method, nest_params(_query_pairs(query))
+    return resolve_method(name), nest_params(_query_pairs(query))
 
 
 def _lookup(results: Mapping[BatchKey, Any], key: str, path: str) -> tuple[bool, Any]:

@@ -52,6 +52,7 @@ from channels.phone.bitrix import (
     command_time,
     finish_report,
     finish_result,
+    invalid_credentials,
     parse_attach_record,
     parse_batch,
     parse_bitrix_params,
@@ -183,9 +184,11 @@ class BitrixTelephony:
                 404,
             )
         given = request.match_info["token"].encode("utf-8", "surrogatepass")
-        if not hmac.compare_digest(given, token.get_secret_value().encode()):
-            return _reply(bitrix_error("INVALID_CREDENTIALS", "Invalid request credentials"), 401)
         app = request.match_info["user"]
+        # A webhook is a (user id, secret code) pair: either one wrong, no webhook is found.
+        right = hmac.compare_digest(given, token.get_secret_value().encode())
+        if not (right and app.isascii() and app.isdigit()):
+            return _error(invalid_credentials())
         try:
             method = resolve_method(request.match_info["method"])
             # Only attachRecord may carry a file (the recording, base64).

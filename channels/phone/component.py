@@ -33,13 +33,11 @@ from channels.phone.webhooks import (
 )
 from crm.supervisor import TaskHost
 
-# Only telephony methods and batch (of telephony methods): other /rest/ methods belong to
-# whoever serves the rest of the API. Method names are matched case-insensitively, like
-# Bitrix24 does.
-BITRIX_PATH = (
-    r"/rest/{user:\d+}/{token:[^/]+}"
-    r"/{method:(?i:telephony\.externalcall\.[^/]+|batch(?:\.json)?)}"
-)
+# Every method under a webhook path: an unknown one gets Bitrix24's own error body
+# (`bitrix.method_not_found`), a user that is not a number Bitrix24's refusal of the
+# credentials, as Bitrix24 answers them. Method names are matched case-insensitively.
+BITRIX_PATH = r"/rest/{user}/{token}/{method}"
+
 
 Handler = Callable[[PhoneContext, web.Request], Awaitable[web.StreamResponse]]
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import select
 
-from crm.db import Database
+from crm.db import Database, pairs_in
 from crm.dto import EventView
 from crm.models import InboundEventLog
 from crm.services.listing import page_of
+
+# Keys per query: two IN lists stay well under SQLite's and asyncpg's parameter limits.
+_CHUNK = 500
 
 
 def _view(r: InboundEventLog) -> EventView:
@@ -57,3 +62,21 @@ class Events:
                 )
             )
             return _view(row) if row else None
+
+    async def outcomes(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The logged outcome of each (channel, external id) of `keys` that has a log row."""
+        wanted = sorted(set(keys))
+        found: dict[tuple[str, str], str] = {}
+        async with self.db.read() as s:
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
+                rows = await s.execute(
+                    select(
+                        InboundEventLog.channel,
+                        InboundEventLog.external_id,
+                        InboundEventLog.outcome,
+                    ).where(pairs_in(InboundEventLog.channel, InboundEventLog.external_id, chunk))
+                )
+                asked = set(chunk)  # pairs_in lets cross pairs through
+                found.update(((c, e), o) for c, e, o in rows if (c, e) in asked)
+        return found

@@ -46,7 +46,7 @@ def endpoint(route: Route, crm: Crm) -> Endpoint:
             # Authenticate first: a caller without a token learns nothing about parameters.
             if not route.public:
                 await authenticate(request, crm.tokens)
-            args = parse_args(route.params, request.query, request.match_info)
+            args = parse_args(route.params, request.query, request.match_info, route.one_of)
             body = await route.handler(crm, args)
         except ApiError as err:
             return err.response()

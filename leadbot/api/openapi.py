@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from leadbot.api.params import Param
+from leadbot.api.params import Param, one_of_rule
 from leadbot.api.routes import Route
 from leadbot.api.serialize import component_schemas
 
@@ -16,7 +16,8 @@ ERROR_SCHEMA: dict[str, Any] = {
     "required": ["error", "detail"],
 }
 ERROR_TEXT = {
-    400: "A query or path value is invalid; `detail` says which and why",
+    400: "A query or path value is invalid (outside its schema, or an undeclared parameter); "
+    "`detail` says which and why",
     401: "Missing, malformed, unknown or revoked bearer token",
     404: "No record with this id",
 }
@@ -71,6 +72,16 @@ def _operation(route: Route) -> dict[str, Any]:
         "parameters": [_parameter(p) for p in route.params],
         "responses": responses,
     }
+    if route.one_of:
+        # A rule across parameters, which their schemas cannot state: said in words, and
+        # for tools as an extension.
+        rule = one_of_rule(route.one_of)
+        op["description"] = f"At least one of {', '.join(route.one_of)} is required."
+        op["x-required-one-of"] = list(route.one_of)
+        responses["400"] = {
+            "description": f"{ERROR_TEXT[400]}; also when none is given ({rule})",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
     if route.public:
         op["security"] = []
     return op

@@ -21,7 +21,12 @@ INT32_MAX = 2**31 - 1  # ids are 32-bit on PostgreSQL; larger values would crash
 MAX_STRING = 200
 MAX_REPEAT = 20
 
-_INTEGER = re.compile(r"-?[0-9]{1,12}")
+_INTEGER = re.compile(r"-?0*[0-9]{1,12}")  # leading zeros are still the same number
+# Characters no text value may hold: C0 controls and DEL. One range for the check and the
+# OpenAPI `pattern` (Python's re and ECMA-262 both read \uXXXX).
+CONTROL = "\\u0000-\\u001f\\u007f"
+_CONTROL = re.compile(f"[{CONTROL}]")
+NO_CONTROL_PATTERN = f"^[^{CONTROL}]*$"
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
@@ -50,7 +55,8 @@ class Param:
         if self.enum:
             one["enum"] = list(self.enum)
         if self.type == "string":
-            one["maxLength"] = MAX_STRING
+            one["minLength"], one["maxLength"] = 1, MAX_STRING
+            one["pattern"] = NO_CONTROL_PATTERN
         if self.minimum is not None:
             one["minimum"] = self.minimum
         if self.maximum is not None:
@@ -75,7 +81,7 @@ class Param:
             return self._datetime(raw)
         if len(raw) > MAX_STRING:
             raise bad_request(f"{self.name} is longer than {MAX_STRING} characters")
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in raw):
+        if _CONTROL.search(raw):
             raise bad_request(f"{self.name} contains control characters")
         if self.enum and raw not in self.enum:
             raise bad_request(
@@ -99,7 +105,7 @@ class Param:
         if " " in raw:
             hint = " (a '+' in a query string must be sent as %2B)"
         try:
-            value = datetime.fromisoformat(raw)
+            value = datetime.fromisoformat(raw.upper())  # RFC 3339 allows "t" and "z" too
         except ValueError:
             raise bad_request(
                 f"{self.name} must be an ISO-8601 date-time such as 2024-05-01T09:00:00Z, "
@@ -109,8 +115,8 @@ class Param:
             raise bad_request(f"{self.name} needs a timezone, e.g. {raw}Z or {raw}+02:00")
         try:
             return value.astimezone(UTC)
-        except OverflowError:
-            raise bad_request(f"{self.name} is out of range") from None
+        except OverflowError:  # year 1 east of UTC or 9999 west of it: as far as time goes
+            return (datetime.min if value.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 def _show(raw: str) -> str:
@@ -118,10 +124,14 @@ def _show(raw: str) -> str:
 
 
 def parse_args(
-    params: Sequence[Param], query: MultiMapping[str], path: Mapping[str, str]
+    params: Sequence[Param],
+    query: MultiMapping[str],
+    path: Mapping[str, str],
+    one_of: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Checked values of the declared parameters; anything undeclared is refused so that a
-    misspelt filter never silently returns everything."""
+    misspelt filter never silently returns everything. When `one_of` names parameters, at
+    least one of them must be given."""
     declared = {p.name for p in params if p.location == "query"}
     unknown = sorted(set(query) - declared)
     if unknown:
@@ -149,4 +159,11 @@ def parse_args(
             raise bad_request(f"{p.name} may be given only once")
         else:
             args[p.name] = p.parse(values[0])
+    if one_of and not any(args.get(name) for name in one_of):
+        raise bad_request(one_of_rule(one_of))
     return args
+
+
+def one_of_rule(names: Sequence[str]) -> str:
+    """The refusal of a request without any of `names`, also the OpenAPI document's words."""
+    return f"give at least one {' or '.join(names)}"

@@ -20,7 +20,6 @@ from crm.dto import (
 )
 from crm.facade import Crm
 from crm.services.listing import MAX_LIMIT, ListFilter
-from leadbot.api.errors import bad_request
 from leadbot.api.params import INT32_MAX, Param
 from leadbot.api.serialize import ref, to_json
 from matching.event import Channel
@@ -41,6 +40,7 @@ class Route:
     handler: Handler
     params: tuple[Param, ...] = ()
     public: bool = False
+    one_of: tuple[str, ...] = ()  # query parameters of which at least one must be given
 
     @property
     def full_path(self) -> str:
@@ -146,8 +146,6 @@ async def _list_events(crm: Crm, args: Args) -> Any:
 
 
 async def _duplicates(crm: Crm, args: Args) -> Any:
-    if not args["phone"] and not args["email"]:
-        raise bad_request("give at least one phone or email")
     return to_json(await crm.search.duplicates(args["phone"], args["email"]))
 
 
@@ -243,5 +241,6 @@ def api_routes() -> list[Route]:
                 Param("phone", "string", "A phone number; repeatable.", repeatable=True),
                 Param("email", "string", "An email address; repeatable.", repeatable=True),
             ),
+            one_of=("phone", "email"),
         ),
     ]

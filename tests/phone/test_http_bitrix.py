@@ -140,6 +140,41 @@ async def test_search_crm_entities_names_the_holder_and_its_rep(phone: PhoneClie
     assert nobody.json()["result"] == []
 
 
+async def test_any_unknown_method_answers_as_bitrix24_alone_and_in_a_batch(
+    phone: PhoneClient,
+) -> None:
+    """Whatever the method, outside the telephony namespace too: Bitrix24's own 404 body, the
+    same a batch gives for it; credentials are checked first, as Bitrix24 does."""
+    not_found = {"error": "ERROR_METHOD_NOT_FOUND", "error_description": "Method not found!"}
+    bad_credentials = {
+        "error": "INVALID_CREDENTIALS",
+        "error_description": "Invalid request credentials",
+    }
+    for method in (
+        "crm.lead.add",
+        "profile",
+        "user.current.json",
+        "telephony.externalLine.add",
+        "telephony.externalcall.transfer",
+        "%D0%BC%D0%B5%D1%82%D0%BE%D0%B4",
+    ):
+        for reply in (
+            await phone.bitrix(method, query="X=1"),
+            await phone.bitrix(method, json_body={"X": 1}),
+        ):
+            assert (reply.status, reply.json()) == (404, not_found), method
+        in_batch = await phone.bitrix("batch", json_body={"cmd": {"m": method}})
+        assert in_batch.json()["result"]["result_error"] == {"m": not_found}, method
+        wrong_token = await phone.bitrix(method, query="X=1", token="nope")
+        assert (wrong_token.status, wrong_token.json()) == (401, bad_credentials), method
+    # A webhook is a user id with its code: a user that cannot be one finds no webhook.
+    for user in ("admin", "1a", "%D9%A1", "-1"):
+        reply = await phone.bitrix(
+            "telephony.externalcall.searchcrmentities", query="X=1", user=user
+        )
+        assert (reply.status, reply.json()) == (401, bad_credentials), user
+
+
 async def test_bitrix_errors_in_bitrix_shape(phone: PhoneClient) -> None:
     async def call(method: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
         reply = await phone.bitrix(method, **kwargs)

@@ -1,0 +1,46 @@
+"""Errors the HTTP server itself answers (a method a route does not take, a path nobody
+serves) are JSON and keep the headers that tell the client what to do, on every route of
+every component."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import aiohttp
+
+from channels.phone.component import phone_component
+from channels.webform.routes import forms_component
+from channels.whatsapp.routes import whatsapp_component
+from leadbot.api import api_component
+from tests.phone.conftest import PHONE_SETTINGS
+
+METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
+
+
+async def test_every_route_answers_other_methods_405_with_allow(start_service: Any) -> None:
+    service = await start_service(
+        components=[api_component, phone_component, whatsapp_component, forms_component],
+        phone=PHONE_SETTINGS,
+        whatsapp={"verify_token": "verify", "app_secret": "secret"},
+        forms=[{"key": "contact"}],
+    )
+    # What the router serves: each path (placeholders filled in) and the methods it takes.
+    served: dict[str, set[str]] = {}
+    for resource in service.web_app().router.resources():
+        path = re.sub(r"\{[^}]+\}", "1", resource.canonical)
+        served.setdefault(path, set()).update(route.method for route in resource)
+    assert {"/api/v1/leads", "/hooks/calls", "/hooks/whatsapp", "/forms/1", "/healthz"} <= set(
+        served
+    )
+    base = f"http://127.0.0.1:{service.port}"
+    async with aiohttp.ClientSession() as http:
+        for path, methods in sorted(served.items()):
+            for method in sorted(METHODS - methods):
+                async with http.request(method, base + path) as r:
+                    assert r.status == 405, (method, path)
+                    assert (await r.json())["error"] == "method_not_allowed", (method, path)
+                    assert set(r.headers["Allow"].split(",")) == methods, (method, path)
+        async with http.get(base + "/nothing-here") as r:
+            assert r.status == 404 and (await r.json())["error"] == "not_found"
+            assert "Allow" not in r.headers
