@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import pairwise
 
 from channels.mail.charsets import decode_words
@@ -109,13 +110,16 @@ def _address(entry: _Entry) -> str | None:
     # address is garbled.
     spec = "".join(spec.split()) if _only_around_dots(spec) else spec.strip()
     spec = clean_text(decode_words(spec)) if "=?" in spec else spec
+    return _usable(spec)
+
+
+@lru_cache(maxsize=4096)  # our own address is in every mail's To, customers write again
+def _usable(spec: str) -> str | None:
     try:
         spec.encode("utf-8")  # raw bytes that are not UTF-8 make no address
     except UnicodeEncodeError:
         return None
-    if normalize_email(spec) is None or spec != spec.strip():
-        return None
-    return spec.lower()
+    return spec.lower() if normalize_email(spec) is not None else None
 
 
 def _only_around_dots(spec: str) -> bool:

@@ -95,11 +95,13 @@ def parse_message(raw: bytes, *, phone_region: str | None = None) -> ParsedMail:
     msg = BytesParser(policy=policy.compat32).parsebytes(bytes(raw))
     if not msg.keys():
         raise MailParseError("no header section: not an email")
-    hint = _declared_charset(msg)  # raw 8-bit header bytes are most likely in it
+    # Raw 8-bit header bytes are most likely in the charset the body declares.
+    hint = _declared_charset(msg) if _raw_8bit(msg) else None
     reply_to = _addresses(msg, "reply-to", hint).mailboxes
     sender_header, sender = _sender(msg, hint, reply_to)
     text, attachments = _body(msg, hint)
-    message_id = _first_id(_raw_header(msg, "message-id"))
+    first = _first_values(msg)
+    message_id = _first_id(first.get("message-id"))
     recipients = _addresses(msg, "to", hint), _addresses(msg, "cc", hint)
     # Cleaned as it enters (matching.text): the worker looks the sender up in the database
     # (the rate limit) before intake cleans the event, and PostgreSQL refuses a NUL.
@@ -109,12 +111,12 @@ def parse_message(raw: bytes, *, phone_region: str | None = None) -> ParsedMail:
             synthetic_id=message_id is None,
             sender=sender,
             sender_header=sender_header,
-            subject=decode_words(_raw_header(msg, "subject") or "", hint),
+            subject=decode_words(first.get("subject", ""), hint),
             text=text,
             preview=preview(text),
-            date=_date(msg),
-            in_reply_to=_first_id(_raw_header(msg, "in-reply-to")),
-            references=tuple(dict.fromkeys(_MSGID.findall(_raw_header(msg, "references") or ""))),
+            date=_date(first.get("date")),
+            in_reply_to=_first_id(first.get("in-reply-to")),
+            references=tuple(dict.fromkeys(_MSGID.findall(first.get("references", "")))),
             reply_to=reply_to[0] if reply_to else None,
             to=tuple(a.address for a in recipients[0].mailboxes),
             cc=tuple(a.address for a in recipients[1].mailboxes),
@@ -127,7 +129,7 @@ def parse_message(raw: bytes, *, phone_region: str | None = None) -> ParsedMail:
                 {
                     name: decode_words(value, hint)
                     for name in FILTER_HEADERS
-                    if (value := _raw_header(msg, name)) is not None
+                    if (value := first.get(name)) is not None
                 }
             ),
         )
@@ -158,12 +160,13 @@ def _cleaned(value: Any) -> Any:
     return value
 
 
-def _raw_header(msg: Message, name: str) -> str | None:
-    """The first value of a header exactly as received (encoded words still encoded)."""
+def _first_values(msg: Message) -> dict[str, str]:
+    """The first value of each header exactly as received (encoded words still encoded),
+    under its lower-case name."""
+    first: dict[str, str] = {}
     for key, value in msg.raw_items():
-        if key.lower() == name:
-            return str(value)
-    return None
+        first.setdefault(key.lower(), str(value))
+    return first
 
 
 def _first_id(value: str | None) -> str | None:
@@ -204,6 +207,10 @@ def _sender(
     raise MailParseError(f"From has no usable address ({shown!r}) and no Reply-To or Sender")
 
 
+def _raw_8bit(msg: Message) -> bool:
+    return any(not str(value).isascii() for _key, value in msg.raw_items())
+
+
 def _declared_charset(msg: Message) -> str | None:
     """The first charset a text part (or any part) declares."""
     declared = [p for p in _walk(msg) if p.get_param("charset") is not None]
@@ -227,8 +234,7 @@ def _walk(part: Message, depth: int = 0) -> Iterator[Message]:
                 yield from _walk(sub, depth + 1)
 
 
-def _date(msg: Message) -> datetime | None:
-    raw = _raw_header(msg, "date")
+def _date(raw: str | None) -> datetime | None:
     if not raw:
         return None
     try:
@@ -311,7 +317,7 @@ def _fallback_name(part: Message) -> str:
     if _content_type(part) == "message/rfc822":
         inner = part.get_payload()
         if isinstance(inner, list) and inner and isinstance(inner[0], Message):
-            subject = decode_words(_raw_header(inner[0], "subject") or "").strip()
+            subject = decode_words(_first_values(inner[0]).get("subject", "")).strip()
             return f"{subject or 'message'}.eml"
     return "unnamed"
 
