@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import pairwise
 
-from channels.mail.charsets import decode_words
+from channels.mail.charsets import ENCODED_WORD, decode_words
 from matching.normalize import normalize_email
 from matching.text import clean_text
 
@@ -136,6 +136,12 @@ def _scan(value: str) -> list[tuple[list[_Entry], str | None]]:
     i, n = 0, len(value)
     while i < n:
         c = value[i]
+        if c == "=" and (word := ENCODED_WORD.match(value, i)) is not None:
+            # Sloppy encoders leave "," and ":" in encoded words ("=?utf-8?Q?Meier,_Anna?=").
+            entry.bare.append(word[0])
+            entry.phrase.append(word[0])
+            i = word.end()
+            continue
         if c == '"':
             text, i = _delimited(value, i)
             entry.bare.append(f'"{text}"')

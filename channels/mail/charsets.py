@@ -37,7 +37,7 @@ _ALIASES = {"windows-31j": "cp932", "x-sjis": "cp932", "x-gbk": "gbk"}
 # A part whose bytes decode but for a few: at least this many good non-ASCII characters per
 # bad byte, and the declared charset is right with a replacement character per bad byte.
 _GOOD_PER_BAD = 9
-_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
+ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _QP_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
 _ESCAPED = re.compile("[\udc80-\udcff]")
@@ -159,7 +159,7 @@ def decode_words(raw: str, hint: str | None = None) -> str:
     parts: list[str] = []
     pending: tuple[str, bytearray] | None = None
     pos = 0
-    for match in _ENCODED_WORD.finditer(raw):
+    for match in ENCODED_WORD.finditer(raw):
         between = raw[pos : match.start()]
         charset, data = match[1], _word_bytes(match[2], match[3])
         if pending is not None and not between.strip():  # whitespace between words vanishes

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from channels.mail.addresses import parse_addresses
 from channels.mail.parse import MailAddress, ParsedMail
 
 _BOUNCE_SENDERS = frozenset({"mailer-daemon", "postmaster"})
@@ -176,8 +177,11 @@ def _mailing_list(parsed: ParsedMail) -> str | None:
             return f"mailing list: {label} {headers[name]}"
     if headers.get("precedence", "").strip().lower() == "list":
         return "mailing list: Precedence: list"
-    if _LIST_SENDER.match(parsed.sender.address.split("@")[0]):
-        return f"mailing list: sent by list address {parsed.sender.address}"
+    # Majordomo and its kin keep the poster in From and put the list in Sender.
+    agent = parse_addresses([headers.get("sender", "")]).mailboxes
+    for address in (parsed.sender.address, *(a.address for a in agent)):
+        if _LIST_SENDER.match(address.split("@")[0]):
+            return f"mailing list: sent by list address {address}"
     if (mailer := _LIST_MAILER.search(headers.get("x-mailer", ""))) is not None:
         return f"mailing list: X-Mailer {mailer[0]}"
     if "multipart/digest" in parsed.part_types:

@@ -40,6 +40,7 @@ FILTER_HEADERS = (
     "list-id",
     "list-unsubscribe",
     "return-path",
+    "sender",
     "x-failed-recipients",  # Exim and others on a bounce
     "x-mailer",
     "x-mailman-version",

@@ -87,6 +87,11 @@ ADDRESSES: list[tuple[str, bytes, tuple[str, str, str | None]]] = [
         ("from", "anna@example.de", None),
     ),
     (
+        "comma-in-encoded-name",
+        mail("From: =?utf-8?Q?M=C3=BCller,_Hans:_Einkauf?= <hans.mueller@example.de>"),
+        ("from", "hans.mueller@example.de", "Müller, Hans: Einkauf"),
+    ),
+    (
         "name-only-with-reply-to",
         mail("From: Сергей Обухов", "Reply-To: sergej@example.ru"),
         ("reply-to", "sergej@example.ru", "Сергей Обухов"),
@@ -178,6 +183,11 @@ LISTS: list[tuple[str, bytes, str]] = [
         "mailing list: sent by list address owner-handwerk@lists.example.org",
     ),
     (
+        "majordomo-sender",
+        mail("From: Anna <anna@example.de>", "Sender: owner-handwerk@lists.example.org"),
+        "mailing list: sent by list address owner-handwerk@lists.example.org",
+    ),
+    (
         "mailman-mailer",
         mail("From: anna@example.de", "X-Mailer: Mailman (2.1.39)"),
         "mailing list: X-Mailer Mailman",
@@ -209,6 +219,10 @@ CUSTOMERS: list[tuple[str, bytes]] = [
     ("delivery-in-subject", mail("From: anna@example.de", "Subject: Lieferung nicht erhalten")),
     ("bcc-plus-to", mail("From: anna@example.de", "To: info@beispiel-shop.de, list:;")),
     ("mailer-thunderbird", mail("From: anna@example.de", "X-Mailer: Thunderbird 115")),
+    (
+        "on-behalf-of",
+        mail("From: Chef <chef@kunde.example>", "Sender: Sekretariat <sekretariat@kunde.example>"),
+    ),
 ]
 
 # Body bytes, declared charset → what the rep reads.
