@@ -213,16 +213,16 @@ def _raw_8bit(msg: Message) -> bool:
 
 
 def _declared_charset(msg: Message) -> str | None:
-    """The first charset a text part (or any part) declares."""
-    declared = [p for p in _walk(msg) if p.get_param("charset") is not None]
-    for part in sorted(declared, key=lambda p: not _content_type(p).startswith("text/")):
+    """The first charset a text part declares, else the first any part declares."""
+    declared: list[tuple[bool, str]] = []
+    for part in _walk(msg):
         try:
             charset = part.get_content_charset()
         except Exception:  # a parameter the parser cannot read
             continue
         if charset:
-            return charset
-    return None
+            declared.append((not _content_type(part).startswith("text/"), charset))
+    return sorted(declared, key=lambda d: d[0])[0][1] if declared else None
 
 
 def _walk(part: Message, depth: int = 0) -> Iterator[Message]:
@@ -281,7 +281,10 @@ def _body(msg: Message, hint: str | None) -> tuple[str, tuple[Attachment, ...]]:
             # Its boundary never shows. Mail clients show such a body as plain text; so do
             # we when it is text, and keep the mail for quarantine when it is not.
             stray = _stray_text(part, hint)
-            (plain.append(stray) if stray is not None else unreadable.append(kind))
+            if stray is not None:
+                plain.append(stray)
+            else:
+                unreadable.append(kind)
         elif kind in ("text/plain", "text/html") and name is None and not _is_attachment(part):
             (plain if kind == "text/plain" else html).append(_part_text(part))
         else:
