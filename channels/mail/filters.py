@@ -10,13 +10,23 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from channels.mail.addresses import parse_addresses
 from channels.mail.parse import MailAddress, ParsedMail
 
 _BOUNCE_SENDERS = frozenset({"mailer-daemon", "postmaster"})
+# What mail servers call themselves when the address is an ordinary one (Gmail's
+# "Mail Delivery Subsystem <mailer-daemon@…>" has a twin at providers that send from noreply@).
+_BOUNCE_NAMES = re.compile(
+    r"^(mail delivery (sub)?system|mail delivery service|mailer[- ]daemon|postmaster|"
+    r"mail administrator|e-?mail-?zustellsystem|почтовая система)$",
+    re.I,
+)
 _BOUNCE_SUBJECT = re.compile(
-    r"^(undeliver(ed|able)|delivery (status notification|failure)|mail delivery fail|"
-    r"returned mail|failure notice|unzustellbar|nicht zustellbar|"
-    r"недоставленное сообщение|не удалось доставить)",
+    r"^(undeliver(ed|able)|delivery (status notification|failure|has failed|delayed)|"
+    r"mail delivery (fail|problem)|(mail|message) (could not|couldn't|was not|not) (be )?"
+    r"delivered|returned mail|failure notice|warning: could not send|delayed mail|"
+    r"unzustellbar|nicht zustellbar|zustellung fehlgeschlagen|"
+    r"недоставленное сообщение|не удалось доставить|сообщение не доставлено)",
     re.I,
 )
 _BOUNCE_TEXT = re.compile(
@@ -31,6 +41,9 @@ _OUT_OF_OFFICE_SUBJECT = re.compile(
     re.I,
 )
 _AUTO_PRECEDENCE = frozenset({"bulk", "junk", "auto_reply"})
+# List software's own addresses: the -request / -owner of a list, and its bounce handlers.
+_LIST_SENDER = re.compile(r"(^owner-.+|.+-(request|admin|owner|bounces?)(\+.*)?)$", re.I)
+_LIST_MAILER = re.compile(r"\b(mailman|listserv|majordomo|ezmlm|sympa|lyris)\b", re.I)
 # Local parts of web-form / CMS robots that put the customer in Reply-To.
 _FORM_ROBOT = re.compile(
     r"^(no-?reply|do-?not-?reply|wordpress|webform|forms?|formular|kontaktformular|"
@@ -118,8 +131,15 @@ def _bounce(parsed: ParsedMail) -> str | None:
     local = parsed.sender.address.split("@")[0]
     if local in _BOUNCE_SENDERS:
         return f"bounce: sent by {parsed.sender.address}"
-    if parsed.headers.get("return-path", "").strip() == "<>":
+    if parsed.sender.name and _BOUNCE_NAMES.match(parsed.sender.name.strip()):
+        return f"bounce: sent by '{parsed.sender.name}'"
+    return_path = parsed.headers.get("return-path", "").strip()
+    if return_path in ("<>", "<#@[]>"):  # "#@[]": qmail's null sender
         return "bounce: empty Return-Path (null sender)"
+    if return_path.strip("<> ").split("@")[0].lower() in _BOUNCE_SENDERS:
+        return f"bounce: Return-Path {return_path}"
+    if "x-failed-recipients" in parsed.headers:
+        return f"bounce: X-Failed-Recipients {parsed.headers['x-failed-recipients']}"
     if _BOUNCE_SUBJECT.match(parsed.subject) or _BOUNCE_TEXT.search(parsed.text[:5000]):
         return f"bounce: delivery failure text ({parsed.subject or 'no subject'})"
     return None
@@ -143,9 +163,29 @@ def _auto_reply(parsed: ParsedMail) -> str | None:
 
 
 def _mailing_list(parsed: ParsedMail) -> str | None:
-    for name, label in (("list-id", "List-Id"), ("list-unsubscribe", "List-Unsubscribe")):
-        if name in parsed.headers:
-            return f"mailing list: {label} {parsed.headers[name]}"
-    if parsed.headers.get("precedence", "").strip().lower() == "list":
+    headers = parsed.headers
+    for name, label in (
+        ("list-id", "List-Id"),
+        ("list-unsubscribe", "List-Unsubscribe"),
+        ("list-post", "List-Post"),
+        ("list-owner", "List-Owner"),
+        ("mailing-list", "Mailing-List"),
+        ("x-mailman-version", "X-Mailman-Version"),
+        ("x-listserver", "X-Listserver"),
+    ):
+        if name in headers:
+            return f"mailing list: {label} {headers[name]}"
+    if headers.get("precedence", "").strip().lower() == "list":
         return "mailing list: Precedence: list"
+    # Majordomo and its kin keep the poster in From and put the list in Sender.
+    agent = parse_addresses([headers.get("sender", "")]).mailboxes
+    for address in (parsed.sender.address, *(a.address for a in agent)):
+        if _LIST_SENDER.match(address.split("@")[0]):
+            return f"mailing list: sent by list address {address}"
+    if (mailer := _LIST_MAILER.search(headers.get("x-mailer", ""))) is not None:
+        return f"mailing list: X-Mailer {mailer[0]}"
+    if "multipart/digest" in parsed.part_types:
+        return "mailing list: multipart/digest"
+    if parsed.empty_groups and not parsed.to:
+        return f"bulk: To is the empty group '{parsed.empty_groups[0]}:;'"
     return None

@@ -7,8 +7,10 @@ move it to quarantine.
 
 from __future__ import annotations
 
+import binascii
 import dataclasses
 import hashlib
+import quopri
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -16,14 +18,17 @@ from datetime import UTC, datetime
 from email import policy
 from email.message import Message
 from email.parser import BytesParser
-from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datetime
+from email.utils import collapse_rfc2231_value, parsedate_to_datetime
 from types import MappingProxyType
 from typing import Any
 
 from channels.event import Attachment
+from channels.mail.addresses import AddressList, MailAddress, parse_addresses
 from channels.mail.body import find_phones, html_to_text, normalize, preview
 from channels.mail.charsets import decode_bytes, decode_words, repair
 from matching.text import clean_text
+
+__all__ = ["MailAddress", "MailParseError", "ParsedMail", "parse_message"]
 
 # Headers the filters look at, kept decoded under lower-case names.
 FILTER_HEADERS = (
@@ -35,9 +40,18 @@ FILTER_HEADERS = (
     "list-id",
     "list-unsubscribe",
     "return-path",
+    "sender",
+    "x-failed-recipients",  # Exim and others on a bounce
+    "x-mailer",
+    "x-mailman-version",
+    "x-listserver",
+    "list-post",
+    "list-owner",
+    "mailing-list",  # ezmlm, Yahoo Groups
 )
 _MSGID = re.compile(r"<[^<>\s]+>")
 _MAX_DEPTH = 20  # nesting deeper than this is an attack or a loop, not a customer
+_WIRE = policy.compat32.clone(linesep="\r\n")  # how a mail travels: CRLF line ends
 
 
 class MailParseError(ValueError):
@@ -45,15 +59,9 @@ class MailParseError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class MailAddress:
-    address: str  # lower-cased
-    name: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class ParsedMail:
     message_id: str  # always "<…>"; synthetic (see `synthetic_id`) when the mail had none
-    sender: MailAddress  # From
+    sender: MailAddress  # From; Reply-To or Sender when From has no usable address
     subject: str
     text: str  # the best body as plain text
     preview: str  # the customer's own words: no quote, no signature, ~500 chars
@@ -68,6 +76,9 @@ class ParsedMail:
     content_type: str = "text/plain"  # of the whole message, e.g. multipart/report
     headers: Mapping[str, str] = field(default_factory=dict)  # FILTER_HEADERS that are present
     synthetic_id: bool = False
+    sender_header: str = "from"  # the header `sender` was read from
+    empty_groups: tuple[str, ...] = ()  # To / Cc groups without members ("list:;")
+    part_types: tuple[str, ...] = ()  # content types of every part, containers included
 
     @property
     def thread_ids(self) -> tuple[str, ...]:
@@ -85,36 +96,41 @@ def parse_message(raw: bytes, *, phone_region: str | None = None) -> ParsedMail:
     msg = BytesParser(policy=policy.compat32).parsebytes(bytes(raw))
     if not msg.keys():
         raise MailParseError("no header section: not an email")
-    senders = _addresses(msg, "from")
-    if not senders:
-        raise MailParseError("no From address")
-    text, attachments = _body(msg)
-    message_id = _first_id(_raw_header(msg, "message-id"))
-    reply_to = _addresses(msg, "reply-to")
+    # Raw 8-bit header bytes are most likely in the charset the body declares.
+    hint = _declared_charset(msg) if _raw_8bit(msg) else None
+    reply_to = _addresses(msg, "reply-to", hint).mailboxes
+    sender_header, sender = _sender(msg, hint, reply_to)
+    text, attachments = _body(msg, hint)
+    first = _first_values(msg)
+    message_id = _first_id(first.get("message-id"))
+    recipients = _addresses(msg, "to", hint), _addresses(msg, "cc", hint)
     # Cleaned as it enters (matching.text): the worker looks the sender up in the database
     # (the rate limit) before intake cleans the event, and PostgreSQL refuses a NUL.
     cleaned: ParsedMail = _cleaned(
         ParsedMail(
             message_id=message_id or f"<{hashlib.sha256(raw).hexdigest()}@synthetic.leadbot>",
             synthetic_id=message_id is None,
-            sender=senders[0],
-            subject=decode_words(_raw_header(msg, "subject") or ""),
+            sender=sender,
+            sender_header=sender_header,
+            subject=decode_words(first.get("subject", ""), hint),
             text=text,
             preview=preview(text),
-            date=_date(msg),
-            in_reply_to=_first_id(_raw_header(msg, "in-reply-to")),
-            references=tuple(dict.fromkeys(_MSGID.findall(_raw_header(msg, "references") or ""))),
+            date=_date(first.get("date")),
+            in_reply_to=_first_id(first.get("in-reply-to")),
+            references=tuple(dict.fromkeys(_MSGID.findall(first.get("references", "")))),
             reply_to=reply_to[0] if reply_to else None,
-            to=tuple(a.address for a in _addresses(msg, "to")),
-            cc=tuple(a.address for a in _addresses(msg, "cc")),
+            to=tuple(a.address for a in recipients[0].mailboxes),
+            cc=tuple(a.address for a in recipients[1].mailboxes),
+            empty_groups=recipients[0].empty_groups + recipients[1].empty_groups,
+            part_types=tuple(dict.fromkeys(_content_type(p) for p in _walk(msg))),
             attachments=attachments,
             hint_phones=find_phones(text, phone_region),
             content_type=_content_type(msg),
             headers=MappingProxyType(
                 {
-                    name: decode_words(value)
+                    name: decode_words(value, hint)
                     for name in FILTER_HEADERS
-                    if (value := _raw_header(msg, name)) is not None
+                    if (value := first.get(name)) is not None
                 }
             ),
         )
@@ -145,12 +161,13 @@ def _cleaned(value: Any) -> Any:
     return value
 
 
-def _raw_header(msg: Message, name: str) -> str | None:
-    """The first value of a header exactly as received (encoded words still encoded)."""
+def _first_values(msg: Message) -> dict[str, str]:
+    """The first value of each header exactly as received (encoded words still encoded),
+    under its lower-case name."""
+    first: dict[str, str] = {}
     for key, value in msg.raw_items():
-        if key.lower() == name:
-            return str(value)
-    return None
+        first.setdefault(key.lower(), str(value))
+    return first
 
 
 def _first_id(value: str | None) -> str | None:
@@ -163,19 +180,62 @@ def _first_id(value: str | None) -> str | None:
     return f"<{bare}>" if bare and "@" in bare else None
 
 
-def _addresses(msg: Message, name: str) -> tuple[MailAddress, ...]:
+def _addresses(msg: Message, name: str, hint: str | None) -> AddressList:
     """All addresses of every header `name`; display names decoded in any charset."""
-    values = [str(v) for k, v in msg.raw_items() if k.lower() == name]
-    found: list[MailAddress] = []
-    for display, address in getaddresses(values):
-        address = decode_words(address).strip().strip("<>").lower()
-        if address and address not in {a.address for a in found}:
-            found.append(MailAddress(address, decode_words(display).strip("\"' ") or None))
-    return tuple(found)
+    return parse_addresses((str(v) for k, v in msg.raw_items() if k.lower() == name), hint)
 
 
-def _date(msg: Message) -> datetime | None:
-    raw = _raw_header(msg, "date")
+def _sender(
+    msg: Message, hint: str | None, reply_to: tuple[MailAddress, ...]
+) -> tuple[str, MailAddress]:
+    """Who sent the mail, and the header that says so: From's first usable address, else
+    Reply-To's, else Sender's (with From's name). A From without a usable address and none
+    of those is a mail nobody can answer: quarantine, never a guess."""
+    found = _addresses(msg, "from", hint)
+    if found.mailboxes:
+        return "from", found.mailboxes[0]
+    for header, mailboxes in (
+        ("reply-to", reply_to),
+        ("sender", _addresses(msg, "sender", hint).mailboxes),
+    ):
+        if mailboxes:
+            name = mailboxes[0].name or (found.rejected[0] if found.rejected else None)
+            return header, MailAddress(mailboxes[0].address, name or None)
+    held = [*found.rejected, *(f"{group}:;" for group in found.empty_groups)]
+    if not held:
+        raise MailParseError("no From address")
+    shown = clean_text(", ".join(held))[:200]
+    raise MailParseError(f"From has no usable address ({shown!r}) and no Reply-To or Sender")
+
+
+def _raw_8bit(msg: Message) -> bool:
+    return any(not str(value).isascii() for _key, value in msg.raw_items())
+
+
+def _declared_charset(msg: Message) -> str | None:
+    """The first charset a text part declares, else the first any part declares."""
+    declared: list[tuple[bool, str]] = []
+    for part in _walk(msg):
+        try:
+            charset = part.get_content_charset()
+        except Exception:  # a parameter the parser cannot read
+            continue
+        if charset:
+            declared.append((not _content_type(part).startswith("text/"), charset))
+    return sorted(declared, key=lambda d: d[0])[0][1] if declared else None
+
+
+def _walk(part: Message, depth: int = 0) -> Iterator[Message]:
+    """Every part, containers included, attached messages not entered."""
+    yield part
+    payload = part.get_payload()
+    if depth < _MAX_DEPTH and isinstance(payload, list) and _content_type(part)[:8] != "message/":
+        for sub in payload:
+            if isinstance(sub, Message):
+                yield from _walk(sub, depth + 1)
+
+
+def _date(raw: str | None) -> datetime | None:
     if not raw:
         return None
     try:
@@ -201,26 +261,36 @@ def _leaves(part: Message, depth: int = 0) -> Iterator[Message]:
         yield part
         return
     payload = part.get_payload()
-    if isinstance(payload, list):  # a str payload is a multipart whose boundary never shows
-        for sub in payload:
-            if isinstance(sub, Message):
-                yield from _leaves(sub, depth + 1)
+    if not isinstance(payload, list):  # a multipart whose boundary never shows: one leaf
+        yield part
+        return
+    for sub in payload:
+        if isinstance(sub, Message):
+            yield from _leaves(sub, depth + 1)
 
 
-def _body(msg: Message) -> tuple[str, tuple[Attachment, ...]]:
+def _body(msg: Message, hint: str | None) -> tuple[str, tuple[Attachment, ...]]:
     plain: list[str] = []
     html: list[str] = []
     attachments: list[Attachment] = []
-    leaves = list(_leaves(msg))
-    if not leaves:
-        raise MailParseError(f"{_content_type(msg)} without a usable part (broken boundary?)")
-    for part in leaves:
+    unreadable: list[str] = []
+    for part in _leaves(msg):
         kind = _content_type(part)
         name = _filename(part)
-        if kind in ("text/plain", "text/html") and name is None and not _is_attachment(part):
+        if kind.startswith("multipart/"):
+            # Its boundary never shows. Mail clients show such a body as plain text; so do
+            # we when it is text, and keep the mail for quarantine when it is not.
+            stray = _stray_text(part, hint)
+            if stray is not None:
+                plain.append(stray)
+            else:
+                unreadable.append(kind)
+        elif kind in ("text/plain", "text/html") and name is None and not _is_attachment(part):
             (plain if kind == "text/plain" else html).append(_part_text(part))
         else:
             attachments.append(Attachment(name or _fallback_name(part), kind, _size(part)))
+    if unreadable and not (plain or html or attachments):
+        raise MailParseError(f"{unreadable[0]} without a usable part (broken boundary?)")
     text = normalize(plain[0]) if plain else ""
     if not text.strip() and html:  # an empty text/plain next to a real HTML part
         text = html_to_text(html[0])
@@ -251,23 +321,49 @@ def _fallback_name(part: Message) -> str:
     if _content_type(part) == "message/rfc822":
         inner = part.get_payload()
         if isinstance(inner, list) and inner and isinstance(inner[0], Message):
-            subject = decode_words(_raw_header(inner[0], "subject") or "").strip()
+            subject = decode_words(_first_values(inner[0]).get("subject", "")).strip()
             return f"{subject or 'message'}.eml"
     return "unnamed"
 
 
 def _size(part: Message) -> int:
-    """Size of the decoded content in bytes (an attached mail: its serialized size)."""
+    """Size of the decoded content in bytes (an attached mail: as it travels, CRLF lines)."""
     try:
-        data = part.get_payload(decode=True)
-        if isinstance(data, bytes):
-            return len(data)
         inner = part.get_payload()
-        if isinstance(inner, list) and inner and isinstance(inner[0], Message):
-            return len(inner[0].as_bytes())
+        if isinstance(inner, list):
+            if not inner or not isinstance(inner[0], Message):
+                return 0
+            return len(_transfer_decoded(part, inner[0].as_bytes(policy=_WIRE)))
+        data = part.get_payload(decode=True)
+        return len(data) if isinstance(data, bytes) else 0
     except Exception:  # serializing a broken attached mail may fail; its size is then unknown
+        return 0
+
+
+def _transfer_decoded(part: Message, data: bytes) -> bytes:
+    """`data` undone from the part's Content-Transfer-Encoding: some mailers base64-encode
+    parts that must not be (an attached message, a multipart)."""
+    encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
+    try:
+        if encoding == "base64":
+            return binascii.a2b_base64(b"".join(data.split()) + b"==")
+        if encoding == "quoted-printable":
+            return quopri.decodestring(data)
+    except (binascii.Error, ValueError):
         pass
-    return 0
+    return data
+
+
+def _stray_text(part: Message, hint: str | None) -> str | None:
+    """The body of a multipart whose boundary never shows, when it reads as text."""
+    data = part.get_payload(decode=True)  # bytes, transfer encoding undone: not a list
+    try:
+        charset = part.get_content_charset()
+    except Exception:
+        charset = None
+    text = decode_bytes(data if isinstance(data, bytes) else b"", charset, hint)
+    odd = sum(1 for c in text if c == "\ufffd" or (c < " " and c not in "\t\n\r\f"))
+    return text if text.strip() and odd * 100 <= len(text) else None
 
 
 def _part_text(part: Message) -> str:

@@ -37,7 +37,8 @@ def to_event(
         display_name = None
     else:
         emails = (person.address,)
-        display_name = person.name
+        # "alice@example.com <bob@example.com>": an address shown as the name is no name.
+        display_name = person.name if person.name and "@" not in person.name else None
     occurred = parsed.date if parsed.date and parsed.date <= now + _CLOCK_SKEW else now
     if verdict.kind is VerdictKind.ATTACH_ONLY:
         mode = RegisterMode.ONLY_UPDATE

@@ -7,8 +7,17 @@ from types import MappingProxyType
 
 import pytest
 
-from channels.mail import MailAddress, MailPolicy, VerdictKind, classify, customer
+from channels.mail import (
+    MailAddress,
+    MailPolicy,
+    Verdict,
+    VerdictKind,
+    classify,
+    customer,
+    parse_message,
+)
 
+from . import handmade
 from .samples import parsed
 
 POLICY = MailPolicy(
@@ -164,3 +173,26 @@ def test_ignoring_beats_the_rate_limit() -> None:
 def test_a_rate_limit_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="rate_limit_per_hour"):
         MailPolicy(rate_limit_per_hour=0)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [pytest.param(raw, reason, id=name) for name, raw, reason in handmade.BOUNCES + handmade.LISTS],
+)
+def test_bounces_and_list_mail_without_the_standard_headers_are_ignored(
+    raw: bytes, reason: str
+) -> None:
+    verdict = classify(parse_message(raw), POLICY, recent_from_sender=0)
+    assert (verdict.kind, verdict.reason) == (VerdictKind.IGNORE, reason)
+
+
+@pytest.mark.parametrize("raw", [pytest.param(raw, id=name) for name, raw in handmade.CUSTOMERS])
+def test_customer_mail_resembling_robots_is_accepted(raw: bytes) -> None:
+    verdict = classify(parse_message(raw), POLICY, recent_from_sender=0)
+    assert verdict == Verdict(VerdictKind.ACCEPT)
+
+
+def test_list_mail_is_accepted_where_lists_are_allowed() -> None:
+    lists = dataclasses.replace(POLICY, allow_lists=True)
+    for _name, raw, _reason in handmade.LISTS:
+        assert classify(parse_message(raw), lists, 0).kind is VerdictKind.ACCEPT

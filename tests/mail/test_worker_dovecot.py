@@ -12,6 +12,7 @@ import pytest
 from channels.mail.mailbox import QUARANTINE_KEYWORD
 from crm.services.mailstate import MailState, MailSync
 
+from . import handmade
 from .dovecot import Dovecot
 from .samples import raw
 from .support import (
@@ -101,11 +102,11 @@ async def _saved_at(service: Any, uid: int) -> MailSync | None:
     return saved if saved is not None and saved.last_uid == uid else None
 
 
-async def test_broken_mime_goes_to_quarantine_and_the_worker_goes_on(
+async def test_unreadable_mime_goes_to_quarantine_and_the_worker_goes_on(
     start_service: Start, dovecot: Dovecot, caplog: pytest.LogCaptureFixture
 ) -> None:
     service = await watching(start_service, dovecot)
-    await dovecot.append(raw("broken_mime.eml"))
+    await dovecot.append(handmade.NO_BOUNDARY_BINARY)  # no boundary, and no text either
     await dovecot.append(raw("plain_customer.eml"))
 
     await eventually(lambda: leads(service.db), what="the good mail's lead")
