@@ -178,8 +178,8 @@ def _event(
     wa_id, user_id = _sender_keys(message)
     if wa_id is None and user_id is None:
         raise WhatsAppPayloadError(
-            f"sender {message.get('from')!r} / {message.get('from_user_id')!r} is neither a "
-            "WhatsApp id (5-15 digits) nor a business-scoped user id (CC.<id>)"
+            f"sender {_short(message.get('from'))} / {_short(message.get('from_user_id'))} is "
+            "neither a WhatsApp id (5-15 digits) nor a business-scoped user id (CC.<id>)"
         )
     message_id = message.get("id")
     if not isinstance(message_id, str) or not message_id:
@@ -289,7 +289,13 @@ def _timestamp(raw: object) -> datetime:
             raise ValueError
         return datetime.fromtimestamp(seconds, UTC)
     except (ValueError, OverflowError, OSError):
-        raise WhatsAppPayloadError(f"timestamp {raw!r} is not unix seconds") from None
+        raise WhatsAppPayloadError(f"timestamp {_short(raw)} is not unix seconds") from None
+
+
+def _short(raw: object) -> str:
+    """A received value for a log line: its repr, cut short (it is untrusted input)."""
+    text = repr(raw)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def _obj(raw: object, where: str) -> dict[str, Any]:
