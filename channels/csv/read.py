@@ -93,30 +93,30 @@ def _records(text: str, delimiter: str, skipped: int) -> list[tuple[list[str], s
     """
     lines = list(io.StringIO(text, newline=""))
     records: list[tuple[list[str], str | None]] = []
-    width: int | None = None
-    start = 0
+    width: int | None = None  # the header's cell count, once read
+    start, feed, reader = 0, None, None
     while start < len(lines):
-        feed = _Lines(lines, start)
-        reader = csv.reader(feed, delimiter=delimiter)
-        while True:
-            first = start
-            try:
-                cells = next(reader, None)
-            except csv.Error:  # e.g. the swallowed lines outgrew csv's field size limit
-                if feed.taken - first < 2:
-                    raise
-                cells, start = [], len(lines)  # cut back below
-            else:
-                if cells is None:
-                    return records
-                start = feed.taken
-            if width is None and any(c.strip() for c in cells):
-                width = len(cells)  # the header
-            elif start - first > 1 and _swallows_records(lines[first:start], delimiter, width):
-                records.append(_cut_back(lines[first], delimiter, width, first + 1 + skipped))
-                start = first + 1
-                break
-            records.append((cells, None))
+        if feed is None or reader is None:
+            feed = _Lines(lines, start)
+            reader = csv.reader(feed, delimiter=delimiter)
+        first = start
+        error: csv.Error | None = None
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # e.g. the swallowed lines outgrew csv's field size limit
+            cells, error = [], exc
+        start = feed.taken
+        if start - first > 1 and _swallows_records(lines[first:start], delimiter, width):
+            records.append(_cut_back(lines[first], delimiter, width, first + 1 + skipped))
+            start, feed, reader = first + 1, None, None  # read on from the next line
+            continue
+        if error is not None:
+            raise error
+        if width is None and any(c.strip() for c in cells):
+            width = len(cells)
+        records.append((cells, None))
     return records
 
 
