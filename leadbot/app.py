@@ -189,6 +189,10 @@ class Service:
         self.metrics.received.labels(event.channel.value).inc()
         await self.queue.put(clean_event(event))
 
+    def count_rejected(self, channel: Channel, n: int = 1) -> None:
+        """Count input a channel acknowledged but could not turn into events (logged there)."""
+        self.metrics.rejected.labels(channel.value).inc(n)
+
     async def submit_raw(self, channel: Channel, raw: RawInput) -> None:
         """Hand checked channel input to the queue; the worker converts it (`converters`)."""
         self.metrics.received.labels(channel.value).inc()

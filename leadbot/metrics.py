@@ -26,6 +26,12 @@ class Metrics:
             ["channel"],
             registry=self.registry,
         )
+        self.rejected = Counter(
+            "leadbot_inbound_rejected_total",
+            "Input a channel acknowledged but could not read (logged with the reason)",
+            ["channel"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "leadbot_event_processing_seconds",
             "From receipt to committed outcome",

@@ -2,8 +2,9 @@
 
 `leadbot.cli` registers it as a sub-command and hands it a `CsvCliHost`. The file is read and mapped
 before the database is touched, so a wrong column mapping costs nothing; `--dry-run` then
-lists what every row would become, the real run shows a progress bar, and both write the rows
-with problems to a report file next to the input (`--report` to choose another place).
+lists what every row would become (problems included) and writes nothing, and the real run
+shows a progress bar and writes the rows with problems to a report file next to the input
+(`--report` to choose another place).
 """
 
 from __future__ import annotations
@@ -142,6 +143,8 @@ def cmd_import_csv(args: argparse.Namespace, host: CsvCliHost) -> None:
     host.run_with_crm(args, run)
     report = Path(args.report) if args.report else path.with_name(f"{path.stem}.problems.csv")
     print(_summary_text(path, args.as_kind, summary, args.dry_run, report))
+    if args.dry_run:  # writes nothing: the row lines above already name every problem
+        return
     try:
         _write_report(report, table, summary)
     except OSError as exc:
@@ -188,6 +191,7 @@ def _items(
             as_kind=as_kind,
             region=region,
             now=now,
+            notes=row.notes,
         )
         if queue and isinstance(item, InboundEvent):
             item = replace(item, meta={**item.meta, "queue": queue})
@@ -219,5 +223,9 @@ def _summary_text(
         lines.append(f"{kind:<10}{sum(outcomes.values()):>7}  {detail}".rstrip())
     if summary.problems:
         n = len(summary.problems)
-        lines.append(f"{n} row{'s' if n > 1 else ''} with problems listed in {report}")
+        rows = f"{n} row{'s' if n > 1 else ''} with problems"
+        if dry_run:
+            lines.append(f"{rows} (shown above); the import will list them in {report}")
+        else:
+            lines.append(f"{rows} listed in {report}")
     return "\n".join(lines)

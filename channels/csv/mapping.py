@@ -2,7 +2,8 @@
 
 A mapping is `{column header: our field}`, so several columns may feed `phone` or `email`
 (Outlook exports have "Business Phone", "Home Phone", "Mobile Phone"). Headers are recognised
-in English, German and Russian, including the Outlook / Google Contacts export names.
+in English, German and Russian, including the Outlook (English and German), Google Contacts
+and Thunderbird export names; their display-name, type and label columns are left out.
 """
 
 from __future__ import annotations
@@ -25,12 +26,20 @@ IMPORT_FIELDS = (
 MULTI_FIELDS = frozenset({"phone", "email"})
 SKIP = "skip"  # `--map skip=Notes` leaves a guessed column out
 
-# Checked first: columns that look like contact data but are not (fax numbers, type labels of
-# Google's "Phone 1 - Type", middle names, patronymics, dates).
+# Checked first: columns that look like contact data but are not the person's own (fax
+# numbers, type labels of Google's "Phone 1 - Type", middle names, patronymics, dates;
+# Outlook's assistant, manager, telex and company main number; Google's phonetic and
+# Japanese reading names).
 _NOT_DATA: tuple[str, ...] = (
     *("fax", "typ", "label", "middle", "additional", "nick", "prefix", "suffix"),
     *("date", "datum", "дата", "отчество", "telegram", "телеграм"),
+    *("assistent", "assistant", "vorgesetzt", "manager", "telex", "phonetic", "yomi"),
+    *("companymain", "telefonfirma"),
 )
+# Outlook's "E-mail Display Name" / "E-Mail: Angezeigter Name" (and "E-Mail 2: …") hold a
+# label such as "Anna Meier (anna@example.de)", not an address; a lone "Display Name" column
+# (Thunderbird) is the person's name and stays a name.
+_DISPLAY_NAME = ("displayname", "angezeigtername", "anzeigename", "отображаемоеимя")
 # Short prefixes that mark a phone column ("Tel. privat", "Моб. тел."), tried after fragments.
 _PHONE_PREFIXES = ("tel", "тел", "моб")
 
@@ -102,6 +111,8 @@ def _key(header: str) -> str:
 def _guess_field(header: str) -> str | None:
     key = _key(header)
     if not key or any(word in key for word in _NOT_DATA):
+        return None
+    if "mail" in key and any(word in key for word in _DISPLAY_NAME):
         return None
     for field, exact, _fragments in _RULES:
         if key in exact:

@@ -1,7 +1,9 @@
 """Read a CSV file as spreadsheets write it: guess the encoding and delimiter, take the header.
 
 Handles UTF-8 with or without BOM, UTF-16 ("Unicode text" from Excel), and German Excel's
-cp1252 with `;` separators, including Excel's optional first line `sep=;`.
+cp1252 with `;` separators, including Excel's optional first line `sep=;`. A stray quote
+that would swallow the following contacts into one cell is cut back at its line end, with a
+note naming the line (`_records`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class CsvError(ValueError):
 class CsvRow:
     number: int  # record number as a spreadsheet shows it: the header is 1
     values: Mapping[str, str]  # header → stripped cell; cells past the header as "column N"
+    notes: tuple[str, ...] = ()  # how the row was read when the file was broken there
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,18 +46,104 @@ def read_csv(data: bytes) -> CsvTable:
         text = text.split("\n", 1)[1] if "\n" in text else ""
     if not text.strip():
         raise CsvError("the file has no rows")
+    skipped = 1 if delimiter else 0  # the "sep=" line, for line numbers in notes
     delimiter = delimiter or _delimiter(text)
     try:
-        records = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+        records = _records(text, delimiter, skipped)
     except csv.Error as exc:
         raise CsvError(f"not a readable CSV file: {exc}") from None
-    numbered = [(n, cells) for n, cells in enumerate(records, 1) if any(c.strip() for c in cells)]
+    numbered = [
+        (n, cells, note)
+        for n, (cells, note) in enumerate(records, 1)
+        if any(c.strip() for c in cells)
+    ]
     if not numbered:
         raise CsvError("the file has no rows")
-    (_, header_cells), *body = numbered
+    (_, header_cells, _), *body = numbered
     headers = _headers(header_cells)
-    rows = tuple(CsvRow(n, _row_values(headers, cells)) for n, cells in body)
+    rows = tuple(
+        CsvRow(n, _row_values(headers, cells), (note,) if note else ()) for n, cells, note in body
+    )
     return CsvTable(headers, rows, encoding, delimiter)
+
+
+class _Lines:
+    """The file's lines from `start` on, counting how many the csv reader has taken."""
+
+    def __init__(self, lines: list[str], start: int) -> None:
+        self.lines, self.taken = lines, start
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if self.taken >= len(self.lines):
+            raise StopIteration
+        self.taken += 1
+        return self.lines[self.taken - 1]
+
+
+def _records(text: str, delimiter: str, skipped: int) -> list[tuple[list[str], str | None]]:
+    """Every record with a note when its quoting was broken and the record was cut back.
+
+    A quote that opens a cell and is never closed on its line makes the csv module read the
+    following lines, whole contacts, into that one cell. When lines inside such a cell look
+    like records of their own, the cell is ended at its line end instead, the line is read on
+    its own and reading goes on with the next line.
+    """
+    lines = list(io.StringIO(text, newline=""))
+    records: list[tuple[list[str], str | None]] = []
+    width: int | None = None  # the header's cell count, once read
+    start, feed, reader = 0, None, None
+    while start < len(lines):
+        if feed is None or reader is None:
+            feed = _Lines(lines, start)
+            reader = csv.reader(feed, delimiter=delimiter)
+        first = start
+        error: csv.Error | None = None
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # e.g. the swallowed lines outgrew csv's field size limit
+            cells, error = [], exc
+        start = feed.taken
+        if start - first > 1 and _swallows_records(lines[first:start], delimiter, width):
+            records.append(_cut_back(lines[first], delimiter, width, first + 1 + skipped))
+            start, feed, reader = first + 1, None, None  # read on from the next line
+            continue
+        if error is not None:
+            raise error
+        if width is None and any(c.strip() for c in cells):
+            width = len(cells)
+        records.append((cells, None))
+    return records
+
+
+def _swallows_records(chunk: list[str], delimiter: str, width: int | None) -> bool:
+    """Whether a record read over several lines holds lines that look like records."""
+    needed = max(1, (width or 2) - 1)
+    inside = [*chunk[1:-1], chunk[-1].split('"', 1)[0]]  # the last line up to the closing quote
+    return any(line.count(delimiter) >= needed for line in inside)
+
+
+def _cut_back(line: str, delimiter: str, width: int | None, line_no: int) -> tuple[list[str], str]:
+    """The line alone: the quote taken literally when that gives the header's cell count,
+    else the open cell ended at the line end."""
+    bare = line.rstrip("\r\n")
+    literal = next(csv.reader([bare], delimiter=delimiter, quoting=csv.QUOTE_NONE), [])
+    note = f"line {line_no}: a quote opens a cell and is not closed on that line"
+    if width is not None and len(literal) == width:
+        cells = [_unquote(c) for c in literal]
+        return cells, f"{note}; the line was read with the quote as a character"
+    cells = next(csv.reader([bare], delimiter=delimiter), [])
+    return cells, f"{note}; the cell was ended at the line end"
+
+
+def _unquote(cell: str) -> str:
+    if len(cell) > 1 and cell[0] == cell[-1] == '"':
+        return cell[1:-1].replace('""', '"')
+    return cell.removeprefix('"')
 
 
 def _decode(data: bytes) -> tuple[str, str]:

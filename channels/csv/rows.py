@@ -14,7 +14,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -52,7 +52,10 @@ ImportKind = Literal["lead", "contact"]
 # Several numbers or addresses in one cell: "030 1234567, 0171 1234567". A slash is not a
 # separator here: Germans write "030/1234567" for one number.
 _PHONE_SPLIT = re.compile(r"[,;\n|]+")
-_EMAIL_SPLIT = re.compile(r"[,;\s]+")
+# Addresses are split on list separators only: a space is no separator of its own, since
+# "anna meier@example.com" is one broken address, not "anna" and "meier@example.com".
+_EMAIL_SPLIT = re.compile(r"[,;\n|]+")
+_SPACES = re.compile(r"\s+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +81,18 @@ def row_to_event(
     as_kind: ImportKind,
     region: str | None,
     now: datetime,
+    notes: Sequence[str] = (),
 ) -> InboundEvent | RowProblem:
-    """The event for one row, or why it cannot be imported (no usable phone or email)."""
+    """The event for one row, or why it cannot be imported (no usable phone or email).
+
+    `notes` (`CsvRow.notes`: how a broken line was read) become warnings, so the row is in
+    the problem report either way."""
     if as_kind not in ("lead", "contact"):
         raise ValueError(f"as_kind must be 'lead' or 'contact', not {as_kind!r}")
     cells = _cells_by_field(row, mapping)
     phones, bad_phones = _split_valid(cells.get("phone", []), _PHONE_SPLIT, _phone_check(region))
-    emails, bad_emails = _split_valid(cells.get("email", []), _EMAIL_SPLIT, _is_email)
-    warnings = [f"{p[:60]!r} is not a phone number" for p in bad_phones]
+    emails, bad_emails = _split_valid(cells.get("email", []), _EMAIL_SPLIT, _is_email, _spaced)
+    warnings = [*notes, *(f"{p[:60]!r} is not a phone number" for p in bad_phones)]
     warnings += [f"{e[:60]!r} is not an email address" for e in bad_emails]
     if not phones and not emails:
         reason = "no usable phone number or email address"
@@ -149,16 +156,31 @@ def _is_email(raw: str) -> bool:
     return normalize_email(raw) is not None
 
 
+def _spaced(part: str) -> list[str]:
+    """ "a@x.de b@y.de": addresses separated by spaces only, when every word is one."""
+    words = _SPACES.split(part)
+    return words if len(words) > 1 and all(map(_is_email, words)) else []
+
+
 def _split_valid(
-    values: Iterable[str], separator: re.Pattern[str], is_valid: Callable[[str], bool]
+    values: Iterable[str],
+    separator: re.Pattern[str],
+    is_valid: Callable[[str], bool],
+    resplit: Callable[[str], list[str]] = lambda _: [],
 ) -> tuple[tuple[str, ...], list[str]]:
-    """The distinct pieces of `values` that `is_valid` accepts, and the rejected pieces."""
+    """The distinct pieces of `values` that `is_valid` accepts, and the rejected pieces.
+
+    A piece `is_valid` refuses is tried once more as the valid pieces `resplit` gives; when
+    that gives none, the piece is rejected whole, never cut down to a part that looks valid.
+    """
     kept: dict[str, None] = {}
     rejected: list[str] = []
     for value in values:
         for part in filter(None, (p.strip() for p in separator.split(value))):
             if is_valid(part):
                 kept.setdefault(part)
+            elif pieces := resplit(part):
+                kept.update(dict.fromkeys(pieces))
             else:
                 rejected.append(part)
     return tuple(kept), rejected

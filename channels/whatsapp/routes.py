@@ -3,8 +3,11 @@
 - GET: Meta's subscription check → 200 with `hub.challenge` as text, else 403.
 - POST: the `X-Hub-Signature-256` HMAC over the raw body must hold, else 401 and nothing
   happens. Once it holds the answer is always a quick 200: the messages are queued (intake is
-  idempotent by message id, so Meta's redeliveries are no-ops) and a signed body we cannot
-  read is logged, because Meta would only send it again and again.
+  idempotent by message id, so Meta's redeliveries are no-ops), and a message (or a whole
+  signed body) we cannot read is logged with the reason and counted
+  (`leadbot_inbound_rejected_total{channel="whatsapp"}`), not refused: Meta retries a whole
+  delivery for days on any other answer, and the unreadable part would never become readable
+  while the good messages beside it would be delayed.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from channels.whatsapp.webhook import (
 )
 from crm.config import ConfigError
 from httpkit import json_error
-from matching.event import InboundEvent
+from matching.event import Channel, InboundEvent
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,10 @@ class WhatsAppHost(Protocol):
     def settings(self) -> WhatsAppHostSettings: ...
 
     async def submit(self, event: InboundEvent) -> None: ...
+
+    def count_rejected(self, channel: Channel, n: int = 1) -> None:
+        """Count input a channel acknowledged but could not turn into events."""
+        ...
 
 
 class WhatsAppComponent:
@@ -81,13 +88,25 @@ class WhatsAppComponent:
             log.warning("WhatsApp webhook refused from %s: %s", request.remote, err.reason)
             return json_error(401, "bad_signature", err.reason)
         try:
-            events = parse_webhook(raw)
+            batch = parse_webhook(raw)
         except WhatsAppPayloadError as err:
             log.warning("WhatsApp webhook: signed body not understood, dropped: %s", err.reason)
-            return web.json_response({"status": "ignored", "messages": 0})
-        for event in events:
+            self.service.count_rejected(Channel.WHATSAPP)
+            return web.json_response({"status": "ignored", "messages": 0, "rejected": 1})
+        for bad in batch.rejected:
+            log.warning(
+                "WhatsApp webhook: %s (message %s) dropped: %s",
+                bad.where,
+                bad.message_id or "without id",
+                bad.reason,
+            )
+        if batch.rejected:
+            self.service.count_rejected(Channel.WHATSAPP, len(batch.rejected))
+        for event in batch.events:
             await self.service.submit(replace(event, meta={**event.meta, "queue": self.queue}))
-        return web.json_response({"status": "received", "messages": len(events)})
+        return web.json_response(
+            {"status": "received", "messages": len(batch.events), "rejected": len(batch.rejected)}
+        )
 
 
 def whatsapp_component(service: WhatsAppHost) -> WhatsAppComponent | None:

@@ -250,3 +250,72 @@ async def test_problem_report_cells_cannot_run_as_formulas(crm: Crm, tmp_path: P
     # The row with control characters in its name is imported with the name cleaned.
     leads, _ = await crm.leads.page(ListFilter(limit=10))
     assert [lead.name for lead in leads] == ["CtlName"]
+
+
+SAMPLES = Path(__file__).parent.parent / "samples"
+
+
+async def test_german_outlook_export_imports_cleanly(crm: Crm, tmp_path: Path) -> None:
+    """Outlook's German export: every field quoted, cp1252, a multi-line note, display-name,
+    type, assistant, manager, telex and company-main-number columns next to the real ones."""
+    path = tmp_path / "Kontakte.csv"
+    path.write_bytes((SAMPLES / "outlook_contacts_de.csv").read_bytes())
+    run = await leadbot(crm.db, "import-csv", str(path), "--as", "lead", "--no-progress")
+    assert run.code == 0, run.err
+    assert "'E-Mail-Adresse' → email" in run.err and "'E-Mail 2: Adresse' → email" in run.err
+    assert "Angezeigter Name' →" not in run.err and "Assistent' →" not in run.err
+    assert run.counts() == {"created": 4, "matched": 0, "skipped": 0, "unchanged": 0}
+    assert not (tmp_path / "Kontakte.problems.csv").exists()
+    leads, _ = await crm.leads.page(ListFilter(limit=100))
+    comms = {lead.name: {c.value for c in lead.comms} for lead in leads}
+    assert comms == {
+        "Anna Meier": {"+49301234567", "+491712345678", "anna.meier@meier-haustechnik.de"},
+        "Jürgen Müller": {
+            "+49897654321",
+            "j.mueller@example.de",
+            "juergen.mueller@firma-example.de",
+        },
+        "Günther Weiß": {"g.weiss@weiss-soehne.example"},
+        "Olga Iwanowa": {"+79161234567", "olga.iwanowa@example.ru"},
+    }
+
+
+async def test_broken_cells_are_reported_by_line_and_a_dry_run_writes_no_report(
+    crm: Crm, tmp_path: Path
+) -> None:
+    path = tmp_path / "kunden.csv"
+    path.write_bytes(
+        b"Name;Telefon;E-Mail\r\n"
+        b"Anna Meier;;anna meier@example.com\r\n"  # one broken address, not meier@example.com
+        b'"Bernd Kurz;030 222222;bernd@example.de\r\n'  # a stray quote
+        b"Carl Lang;030 333333;carl@example.de\r\n"
+        b"Dora Sommer;030 444444;dora@example.de\r\n"
+        b'"Eva Klein";030 555555;eva@example.de\r\n'
+    )
+    report = tmp_path / "report.csv"
+    dry = await leadbot(
+        crm.db, "import-csv", str(path), "--as", "lead", "--dry-run", "--report", str(report)
+    )
+    assert dry.code == 0, dry.err
+    assert (
+        "row 2: would skip (unusable): no usable phone number or email address "
+        "('anna meier@example.com' is not an email address)" in dry.out
+    )
+    assert "2 rows with problems (shown above); the import will list them in" in dry.out
+    assert dry.counts() == {"created": 4, "matched": 0, "skipped": 1, "unchanged": 0}
+    assert not report.exists() and not (tmp_path / "kunden.problems.csv").exists()
+    assert await count(crm, InboundEventLog) == 0
+
+    real = await leadbot(crm.db, "import-csv", str(path), "--as", "lead", "--no-progress")
+    assert real.counts() == dry.counts()
+    leads, _ = await crm.leads.page(ListFilter(limit=100))
+    assert sorted(lead.name for lead in leads) == [
+        "Bernd Kurz", "Carl Lang", "Dora Sommer", "Eva Klein"
+    ]  # fmt: skip
+    assert "meier@example.com" not in {c.value for lead in leads for c in lead.comms}
+    text = (tmp_path / "kunden.problems.csv").read_text("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text), delimiter=";"))
+    assert [(r[0], r[1][:50], r[2]) for r in rows[1:]] == [
+        ("2", "no usable phone number or email address ('anna mei", "Anna Meier"),
+        ("3", "imported (new_lead), but line 3: a quote opens a c", "Bernd Kurz"),
+    ]

@@ -192,6 +192,42 @@ def test_outlook_and_google_export_headers() -> None:
         "Given Name": "first_name",
         "Phone 1 - Value": "phone",
     }
+    google_2024 = ("First Name", "Phonetic First Name", "Phonetic Last Name", "Last Name",
+                   "Organization Name", "E-mail 1 - Label", "E-mail 1 - Value",
+                   "Phone 1 - Label", "Phone 1 - Value")  # fmt: skip
+    assert guess_mapping(google_2024) == {
+        "First Name": "first_name",
+        "Last Name": "last_name",
+        "Organization Name": "company",
+        "E-mail 1 - Value": "email",
+        "Phone 1 - Value": "phone",
+    }
+
+
+def test_outlook_display_name_assistant_and_manager_columns_are_not_contact_data() -> None:
+    english = ("First Name", "Last Name", "Assistant's Phone", "Company Main Phone",
+               "Telex", "E-mail Address", "E-mail Type", "E-mail Display Name",
+               "E-mail 2 Address", "E-mail 2 Display Name", "Assistant's Name",
+               "Manager's Name")  # fmt: skip
+    assert guess_mapping(english) == {
+        "First Name": "first_name",
+        "Last Name": "last_name",
+        "E-mail Address": "email",
+        "E-mail 2 Address": "email",
+    }
+    german = ("Vorname", "Nachname", "Telefon Assistent", "Telefon Firma", "Telex",
+              "E-Mail-Adresse", "E-Mail-Typ", "E-Mail: Angezeigter Name", "E-Mail 2: Adresse",
+              "E-Mail 2: Angezeigter Name", "Name Assistent",
+              "Name des/der Vorgesetzten")  # fmt: skip
+    assert guess_mapping(german) == {
+        "Vorname": "first_name",
+        "Nachname": "last_name",
+        "E-Mail-Adresse": "email",
+        "E-Mail 2: Adresse": "email",
+    }
+    # Thunderbird's lone "Display Name" is the person's name.
+    thunderbird = ("First Name", "Last Name", "Display Name", "Primary Email", "Mobile Number")
+    assert guess_mapping(thunderbird)["Display Name"] == "name"
 
 
 def test_single_fields_take_the_first_matching_column_only() -> None:
@@ -279,13 +315,34 @@ def test_changed_row_content_changes_the_id() -> None:
 
 
 def test_several_numbers_in_one_cell_and_bad_parts_as_warnings() -> None:
-    row = {"Tel": "030 1234567, 0171 1234567; 030 1234567", "Mail": "a@b.de x@"}
+    row = {"Tel": "030 1234567, 0171 1234567; 030 1234567", "Mail": "a@b.de; x@"}
     mapping = {"Tel": "phone", "Mail": "email"}
     event = convert(7, row, mapping)
     assert isinstance(event, InboundEvent)
     assert event.phones == ("030 1234567", "0171 1234567")
     assert event.emails == ("a@b.de",)
     assert event.meta["warnings"] == ["'x@' is not an email address"]
+
+
+@pytest.mark.parametrize(
+    ("cell", "emails", "bad"),
+    [
+        ("anna meier@example.com", (), ["'anna meier@example.com' is not an email address"]),
+        ("a@b.de x@", (), ["'a@b.de x@' is not an email address"]),
+        ("Anna Meier (anna@example.com)", (), ["'Anna Meier (anna@example.com)' is not an e"]),
+        ("a@b.de c@d.de", ("a@b.de", "c@d.de"), []),
+        ("Anna Meier <anna@example.com>", ("Anna Meier <anna@example.com>",), []),
+    ],
+)
+def test_an_address_with_spaces_is_never_cut_down_to_a_part_that_looks_valid(
+    cell: str, emails: tuple[str, ...], bad: list[str]
+) -> None:
+    event = convert(3, {"Tel": "030 1234567", "Mail": cell}, {"Tel": "phone", "Mail": "email"})
+    assert isinstance(event, InboundEvent)
+    assert event.emails == emails
+    assert [w[: len(b)] for w, b in zip(event.meta.get("warnings", []), bad, strict=True)] == bad
+    alone = convert(3, {"Mail": cell}, {"Mail": "email"})
+    assert isinstance(alone, RowProblem if bad else InboundEvent)
 
 
 def test_region_decides_whether_a_national_number_is_usable() -> None:
@@ -303,3 +360,61 @@ def test_problem_report_lists_rows_with_their_values() -> None:
         ["row", "problem", "Name", "Tel"],
         ["4", "no usable phone", "Anna", "n/a"],
     ]
+
+
+def test_a_stray_quote_no_longer_swallows_the_following_contacts() -> None:
+    data = (
+        b"Name;Telefon;E-Mail\r\n"
+        b'"Anna Meier;030 111111;anna@example.de\r\n'  # a quote opened, never closed on the line
+        b"Bernd Kurz;030 222222;bernd@example.de\r\n"
+        b"Carl Lang;030 333333;carl@example.de\r\n"
+        b'"Eva Klein";030 555555;eva@example.de\r\n'  # the quote the broken cell would end at
+        b'Fritz Roth;030 666666;"f@example.de"\r\n'
+    )
+    table = read_csv(data)
+    assert [r.values["Name"] for r in table.rows] == [
+        "Anna Meier", "Bernd Kurz", "Carl Lang", "Eva Klein", "Fritz Roth"
+    ]  # fmt: skip
+    assert table.rows[0].values["E-Mail"] == "anna@example.de"
+    assert table.rows[0].notes == (
+        "line 2: a quote opens a cell and is not closed on that line; "
+        "the line was read with the quote as a character",
+    )
+    assert all(not r.notes for r in table.rows[1:])
+
+
+def test_a_broken_cell_is_ended_at_its_line_end_and_line_numbers_count_the_sep_line() -> None:
+    data = b'sep=;\r\nName;Telefon;Notiz\r\nAnna;030 111111;"Meier; Anna\r\nBernd;030 2;x\r\n'
+    anna, bernd = read_csv(data).rows
+    assert anna.values == {"Name": "Anna", "Telefon": "030 111111", "Notiz": "Meier; Anna"}
+    assert anna.notes[0].startswith("line 3: ") and "ended at the line end" in anna.notes[0]
+    assert bernd.values["Name"] == "Bernd"
+
+
+def test_a_note_over_several_lines_is_kept_whole() -> None:
+    data = b'Name,Telefon,Notiz\r\nAnna,030 1,"Rueckruf, bitte\r\nab 14 Uhr"\r\nBernd,030 2,\r\n'
+    anna, bernd = read_csv(data).rows
+    assert anna.values["Notiz"] == "Rueckruf, bitte\r\nab 14 Uhr" and not anna.notes
+    assert bernd.values["Name"] == "Bernd"
+
+
+def test_a_stray_quote_in_a_big_file_does_not_outgrow_the_field_limit() -> None:
+    rows = "".join(f"P{i};030 {100000 + i};p{i}@example.de\r\n" for i in range(6000))
+    table = read_csv(('Name;Telefon;E-Mail\r\n"Anna;030 111111;a@example.de\r\n' + rows).encode())
+    assert len(table.rows) == 6001 and table.rows[-1].values["Name"] == "P5999"
+    assert table.rows[0].notes
+
+
+def test_notes_of_a_broken_line_make_the_row_a_reported_one() -> None:
+    event = row_to_event(
+        2,
+        {"Tel": "030 1234567"},
+        {"Tel": "phone"},
+        file_digest="f",
+        as_kind="lead",
+        region="DE",
+        now=NOW,
+        notes=("line 2: a quote opens a cell",),
+    )
+    assert isinstance(event, InboundEvent)
+    assert event.meta["warnings"] == ["line 2: a quote opens a cell"]

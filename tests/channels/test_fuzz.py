@@ -42,6 +42,7 @@ messages = st.fixed_dictionaries(
     {},
     optional={
         "from": st.sampled_from(["491711234567", "+49", ""]) | json_values,
+        "from_user_id": st.sampled_from(["DE.1349120865", "US.ENT.1", "de.1", ""]) | json_values,
         "id": st.text(max_size=10) | json_values,
         "timestamp": st.sampled_from(["1700000000", "-1", "1e9", "9" * 40]) | json_values,
         "type": st.sampled_from(["text", "image", "audio", "interactive", "location", "contacts"])
@@ -77,13 +78,16 @@ def envelope(value: Any) -> bytes:
 @given(st.binary(max_size=300) | values.map(envelope) | json_values.map(envelope))
 def test_parse_webhook_raises_only_payload_errors(body: bytes) -> None:
     try:
-        events = parse_webhook(body)
+        batch = parse_webhook(body)
     except WhatsAppPayloadError:
         return
-    for event in events:
-        assert event.phones[0].startswith("+")
+    for event in batch.events:
+        assert event.handles  # a WhatsApp id or a business-scoped user id, never nobody
+        assert all(phone.startswith("+") for phone in event.phones)
         assert event.text
         json.dumps(event.to_json())  # everything the queue stores is JSON-safe
+    for rejected in batch.rejected:
+        assert rejected.reason and rejected.where
 
 
 form_values = st.text(max_size=30) | st.lists(st.text(max_size=30), max_size=3)

@@ -83,7 +83,7 @@ def message(kind: str, body: object, **extra: object) -> dict[str, object]:
 
 
 def only_event_text(kind: str, body: object) -> str | None:
-    (event,) = parse_webhook(payload(message(kind, body)))
+    (event,) = parse_webhook(payload(message(kind, body))).events
     return event.text
 
 
@@ -169,14 +169,14 @@ def test_bad_signatures_are_refused(secret: str, header: str | None, reason: str
 
 
 def test_batched_payload_yields_every_message_once_and_no_statuses() -> None:
-    events = parse_webhook(BATCH)
+    events = parse_webhook(BATCH).events
     assert [e.external_id for e in events] == ["wamid.A1", "wamid.A2", "wamid.B1", "wamid.B2"]
     assert {e.channel for e in events} == {Channel.WHATSAPP}
     assert {e.source for e in events} == {"WHATSAPP"}
 
 
 def test_text_message_event_carries_sender_identity() -> None:
-    first = parse_webhook(BATCH)[0]
+    first = parse_webhook(BATCH).events[0]
     assert first.display_name == "Jürgen Müller"
     assert first.phones == ("+491711234567",)
     assert first.handles == (Handle("whatsapp", "491711234567"),)
@@ -189,14 +189,14 @@ def test_text_message_event_carries_sender_identity() -> None:
 
 
 def test_contacts_are_matched_to_the_right_sender() -> None:
-    events = {e.external_id: e for e in parse_webhook(BATCH)}
+    events = {e.external_id: e for e in parse_webhook(BATCH).events}
     assert events["wamid.A2"].display_name == "Иван Петров"
     assert events["wamid.B1"].display_name == "Ana"
     assert events["wamid.B1"].line == "PNID-2"
 
 
 def test_media_messages_keep_metadata_and_media_id() -> None:
-    events = {e.external_id: e for e in parse_webhook(BATCH)}
+    events = {e.external_id: e for e in parse_webhook(BATCH).events}
     image, document, voice = events["wamid.A2"], events["wamid.B1"], events["wamid.B2"]
     assert image.text == "фото"
     assert image.attachments == (Attachment("image-MEDIA-1", "image/jpeg", 0),)
@@ -209,7 +209,7 @@ def test_media_messages_keep_metadata_and_media_id() -> None:
 
 
 def test_events_survive_the_json_round_trip_used_by_queues() -> None:
-    for event in parse_webhook(BATCH):
+    for event in parse_webhook(BATCH).events:
         assert type(event).from_json(json.loads(json.dumps(event.to_json()))) == event
 
 
@@ -217,7 +217,7 @@ def test_statuses_only_payload_gives_no_events() -> None:
     value = {"statuses": [{"id": "wamid.X", "status": "sent", "recipient_id": "4917"}]}
     change = {"field": "messages", "value": value}
     body = json.dumps({"entry": [{"id": "1", "changes": [change]}]}).encode()
-    assert parse_webhook(body) == []
+    assert parse_webhook(body).events == []
 
 
 @pytest.mark.parametrize(
@@ -258,7 +258,7 @@ def test_every_message_type_becomes_readable_text(kind: str, body: object, text:
 
 def test_shared_contact_numbers_are_not_taken_as_the_senders() -> None:
     card = [{"name": {"formatted_name": "Eva"}, "phones": [{"phone": "+4930111222"}]}]
-    (event,) = parse_webhook(payload(message("contacts", card)))
+    (event,) = parse_webhook(payload(message("contacts", card))).events
     assert event.phones == ("+491711234567",)
     assert event.hint_phones == ()
 
@@ -270,7 +270,7 @@ def test_reply_context_and_ad_referral_are_kept() -> None:
         context={"id": "wamid.PREV", "forwarded": True},
         referral={"source_url": "https://fb.me/ad", "headline": "Sale", "ctwa_clid": "C1"},
     )
-    (event,) = parse_webhook(payload(msg))
+    (event,) = parse_webhook(payload(msg)).events
     assert event.meta["reply_to"] == "wamid.PREV"
     assert event.meta["forwarded"] is True
     assert event.meta["referral"] == {
@@ -282,12 +282,12 @@ def test_reply_context_and_ad_referral_are_kept() -> None:
 
 def test_lone_contact_with_a_different_wa_id_still_names_the_sender() -> None:
     contacts = [{"profile": {"name": "Ana"}, "wa_id": "55119876543210"}]
-    (event,) = parse_webhook(payload(message("text", {"body": "x"}), contacts=contacts))
+    (event,) = parse_webhook(payload(message("text", {"body": "x"}), contacts=contacts)).events
     assert event.display_name == "Ana"
 
 
 def test_missing_profile_leaves_the_name_empty() -> None:
-    (event,) = parse_webhook(payload(message("text", {"body": "x"})))
+    (event,) = parse_webhook(payload(message("text", {"body": "x"}))).events
     assert event.display_name is None
 
 
@@ -299,14 +299,87 @@ def test_missing_profile_leaves_the_name_empty() -> None:
         (b"[1, 2]", "body is not an object"),
         (b'{"object":"page","entry":[]}', "not a WhatsApp"),
         (b'{"object":"whatsapp_business_account"}', "entry is not a list"),
-        (b'{"entry":[{"changes":[{"field":"messages","value":[]}]}]}', "value"),
-        (payload({"id": "wamid.1", "timestamp": "1", "type": "text"}), "sender"),
-        (payload({"from": "+4917", "id": "wamid.1", "timestamp": "1", "type": "text"}), "sender"),
-        (payload({"from": "491711234567", "timestamp": "1", "type": "text"}), "id"),
-        (payload({"from": "491711234567", "id": "w", "timestamp": "soon"}), "timestamp"),
-        (payload({"from": "491711234567", "id": "w", "timestamp": "9" * 30}), "timestamp"),
     ],
 )
-def test_malformed_payloads_raise_payload_error(body: bytes, reason: str) -> None:
+def test_bodies_that_are_no_webhook_at_all_raise_payload_error(body: bytes, reason: str) -> None:
     with pytest.raises(WhatsAppPayloadError, match=reason):
         parse_webhook(body)
+
+
+GOOD = {"from": "491711234567", "id": "wamid.GOOD", "timestamp": "1700000000", "type": "text",
+        "text": {"body": "still here"}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ({"id": "wamid.1", "timestamp": "1", "type": "text"}, "sender"),
+        ({"from": "+4917", "id": "wamid.1", "timestamp": "1", "type": "text"}, "sender"),
+        ({"from_user_id": "no-bsuid", "id": "wamid.1", "timestamp": "1"}, "sender"),
+        ({"from": "491711234567", "timestamp": "1", "type": "text"}, "without an id"),
+        ({"from": "491711234567", "id": "wamid.1", "timestamp": "soon"}, "timestamp"),
+        ({"from": "491711234567", "id": "wamid.1", "timestamp": "9" * 30}, "timestamp"),
+        ("not a message", "message is not an object"),
+    ],
+)
+def test_a_bad_message_is_rejected_alone_and_the_others_are_kept(bad: object, reason: str) -> None:
+    batch = parse_webhook(payload(bad, GOOD))  # type: ignore[arg-type]
+    assert [e.external_id for e in batch.events] == ["wamid.GOOD"]
+    (rejected,) = batch.rejected
+    assert reason in rejected.reason
+    assert rejected.where == "entry[0].changes[0].value.messages[0]"
+
+
+def test_a_broken_entry_or_value_costs_only_its_own_messages() -> None:
+    good = json.loads(payload(GOOD))["entry"][0]
+    body = {
+        "object": "whatsapp_business_account",
+        "entry": [7, {"changes": [{"field": "messages", "value": []}]}, {"changes": 3}, good],
+    }
+    batch = parse_webhook(json.dumps(body).encode())
+    assert [e.external_id for e in batch.events] == ["wamid.GOOD"]
+    assert [(r.where, r.reason) for r in batch.rejected] == [
+        ("entry[0]", "entry is not an object"),
+        ("entry[1].changes[0]", "value is not an object"),
+        ("entry[2]", "changes is not a list"),
+    ]
+
+
+# --- senders known by their business-scoped user id (WhatsApp usernames, 2026) ---------------
+
+
+def test_username_user_without_phone_is_keyed_on_the_business_scoped_user_id() -> None:
+    contacts = [{"profile": {"name": "Lena", "username": "@lena.k"}, "user_id": "DE.13491208655"}]
+    msg = {"from_user_id": "DE.13491208655", "id": "wamid.U1", "timestamp": "1700000000",
+           "type": "text", "text": {"body": "Hallo"}}  # fmt: skip
+    (event,) = parse_webhook(payload(msg, contacts=contacts)).events
+    assert event.phones == ()
+    assert event.handles == (Handle("whatsapp", "DE.13491208655", "lena.k"),)
+    assert event.display_name == "Lena"
+
+
+def test_both_ids_give_the_phone_and_both_whatsapp_identities() -> None:
+    contacts = [{"profile": {"name": "Lena"}, "wa_id": "491711234567", "user_id": "DE.1349"}]
+    msg = {**GOOD, "from_user_id": "DE.1349"}
+    (event,) = parse_webhook(payload(msg, contacts=contacts)).events
+    assert event.phones == ("+491711234567",)
+    assert event.handles == (Handle("whatsapp", "491711234567"), Handle("whatsapp", "DE.1349"))
+
+
+def test_the_contact_entry_supplies_the_number_a_message_leaves_out() -> None:
+    contacts = [
+        {"profile": {"name": "Other"}, "wa_id": "4915112345678", "user_id": "DE.9"},
+        {"profile": {"name": "Lena"}, "wa_id": "491711234567", "user_id": "DE.1349"},
+    ]
+    msg = {"from_user_id": "DE.1349", "id": "wamid.U2", "timestamp": "1700000000", "type": "text",
+           "text": {"body": "x"}}  # fmt: skip
+    (event,) = parse_webhook(payload(msg, contacts=contacts)).events
+    assert event.display_name == "Lena" and event.phones == ("+491711234567",)
+
+
+def test_a_username_names_a_sender_without_profile_name() -> None:
+    contacts = [{"profile": {"username": "kunde_2026"}, "user_id": "AT.77"}]
+    msg = {"from_user_id": "AT.77", "id": "wamid.U3", "timestamp": "1700000000", "type": "text",
+           "text": {"body": "x"}}  # fmt: skip
+    (event,) = parse_webhook(payload(msg, contacts=contacts)).events
+    assert event.display_name == "@kunde_2026"

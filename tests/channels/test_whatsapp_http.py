@@ -183,6 +183,83 @@ async def test_statuses_only_and_unreadable_signed_bodies_are_acknowledged(
     assert await count(service.crm, InboundEventLog) == 1
 
 
+async def metric(service: Service, line_start: str) -> str:
+    url = f"http://127.0.0.1:{service.port}/metrics"
+    async with aiohttp.ClientSession() as http, http.get(url) as r:
+        text = await r.text()
+    return next((line for line in text.splitlines() if line.startswith(line_start)), "")
+
+
+LENA = "DE.13491208655302741918"  # a business-scoped user id (BSUID)
+
+
+async def test_username_senders_and_bad_messages_do_not_cost_the_others_of_a_post(
+    start_service: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """2026 payloads: a user who adopted a username comes without `from`, keyed by the
+    business-scoped user id; a broken message in the same POST is logged, counted, dropped."""
+    service = await whatsapp_service(start_service)
+    username_only = {
+        "from_user_id": LENA,
+        "id": "wamid.U1",
+        "timestamp": "1780000000",
+        "type": "text",
+        "text": {"body": "Ich heiße Lena, bitte um Rückruf"},
+    }
+    no_sender = {**message("1", "wamid.BAD", "lost?"), "from": ""}
+    body = payload(
+        {
+            **value([message("491711234567", "wamid.P1", "Hallo"), no_sender, username_only], {}),
+            "contacts": [
+                {"profile": {"name": "Peter"}, "wa_id": "491711234567"},
+                {
+                    "profile": {"name": "Lena K.", "username": "lena.k"},
+                    "user_id": LENA,
+                },
+            ],
+        }
+    )
+    response = await post(service, body, sign(body))
+    assert response.status == 200
+    peter = await processed(service.crm, "whatsapp", "wamid.P1")
+    lena = await processed(service.crm, "whatsapp", "wamid.U1")
+    assert peter.outcome == lena.outcome == "new_lead" and peter.lead_id != lena.lead_id
+    assert await service.crm.events.get("whatsapp", "wamid.BAD") is None
+    assert any("wamid.BAD" in r.getMessage() and "sender" in r.getMessage() for r in caplog.records)
+    rejected = await metric(service, "leadbot_inbound_rejected_total{")
+    assert rejected == 'leadbot_inbound_rejected_total{channel="whatsapp"} 1.0'
+
+    lead = await service.crm.leads.get(lena.lead_id or 0)
+    assert lead.title == "WhatsApp: Lena K."
+    assert {(c.kind, c.value) for c in lead.comms} == {("whatsapp", LENA)}
+
+    # Later Meta knows her number too (she wrote from it, or it is in the contact book): the
+    # same lead, now with the phone.
+    later = payload(
+        value(
+            [{**message("491609876543", "wamid.U2", "Noch da?"), "from_user_id": LENA}],
+            {},
+            contacts=[
+                {
+                    "profile": {"name": "Lena K.", "username": "lena.k"},
+                    "wa_id": "491609876543",
+                    "user_id": LENA,
+                }
+            ],
+        )
+    )
+    assert (await post(service, later, sign(later))).status == 200
+    again = await processed(service.crm, "whatsapp", "wamid.U2")
+    assert again.outcome == "attached_lead" and again.lead_id == lena.lead_id
+    lead = await service.crm.leads.get(lena.lead_id or 0)
+    assert {(c.kind, c.value) for c in lead.comms} == {
+        ("whatsapp", LENA),
+        ("whatsapp", "491609876543"),
+        ("phone", "+491609876543"),
+    }
+    assert await count(service.crm, Lead) == 2
+
+
 async def test_new_whatsapp_leads_go_round_robin_through_the_configured_queue(
     start_service: Any,
 ) -> None:
