@@ -44,13 +44,16 @@ def _differences(connection: Connection) -> list[Any]:
     return list(compare_metadata(context, Base.metadata))
 
 
-async def test_phone_extensions_leave_the_label_for_their_column(empty_db: Database) -> None:
+async def test_0002_moves_extensions_to_their_column_and_unmatches_unassigned_numbers(
+    empty_db: Database,
+) -> None:
     await upgrade(empty_db, "0001")
     rows = [
         ("phone", "+49 30 1234567 ext 12", "+49301234567", "ext. 12"),
         ("phone", "0000000", None, "invalid"),
         ("phone", "+4930123456", "+4930123456", None),
         ("telegram", "ext. anna", "42", "ext. anna"),  # a username, however odd: untouched
+        ("phone", "0000000", "+49000000", None),  # stored before numbers had to be valid
     ]
     async with empty_db.engine.begin() as conn:
         for kind, raw, value, label in rows:
@@ -65,14 +68,15 @@ async def test_phone_extensions_leave_the_label_for_their_column(empty_db: Datab
     async with empty_db.engine.connect() as conn:
         found = (
             await conn.execute(
-                text("SELECT raw_value, label, extension FROM communications ORDER BY id")
+                text("SELECT raw_value, value, label, extension FROM communications ORDER BY id")
             )
         ).all()
         assert [tuple(r) for r in found] == [
-            ("+49 30 1234567 ext 12", None, "12"),
-            ("0000000", "invalid", None),
-            ("+4930123456", None, None),
-            ("ext. anna", "ext. anna", None),
+            ("+49 30 1234567 ext 12", "+49301234567", None, "12"),
+            ("0000000", None, "invalid", None),
+            ("+4930123456", "+4930123456", None, None),
+            ("ext. anna", "42", "ext. anna", None),
+            ("0000000", None, "invalid", None),
         ]
         # The migrated schema is the models' (so SQLite tests, built from the models, and
         # PostgreSQL ones, built by the migrations, test the same thing).
