@@ -15,7 +15,8 @@ from datetime import datetime, tzinfo
 
 from bot import callbacks as cb
 from crm.config import StatusDef
-from crm.dto import ActivityView, ContactView, DealView, ExceptionView, LeadView, RepView
+from crm.dto import ActivityView, CommView, ContactView, DealView, ExceptionView, LeadView, RepView
+from crm.identity import shown_comm
 from matching.channels import handle_kinds
 from matching.model import MatchSettings
 
@@ -120,14 +121,19 @@ def _phone_link(number: str, shown: str) -> str:
     return f'<a href="tel:{esc(target)}">{esc(shown)}</a>'
 
 
-def _comm_lines(comms: Sequence[tuple[str, str, str | None]]) -> list[str]:
-    """(kind, raw, normalized) → 📞 / ✉️ lines; phones become tel: links."""
-    phones = [(raw, value) for kind, raw, value in comms if kind == "phone"][:MAX_COMMS]
-    emails = [value or raw for kind, raw, value in comms if kind == "email"][:MAX_COMMS]
+def _comm_lines(comms: Sequence[CommView]) -> list[str]:
+    """📞 / ✉️ / 💬 lines, each entry as a rep reads it (`CommView.display`: a phone with its
+    extension, an email with its Unicode domain); phones become tel: links."""
+    shown = [
+        (c.kind, c.display or shown_comm(c.kind, c.raw, c.value, c.extension), c.value)
+        for c in comms
+    ]
+    phones = [(raw, value) for kind, raw, value in shown if kind == "phone"][:MAX_COMMS]
+    emails = [raw for kind, raw, _value in shown if kind == "email"][:MAX_COMMS]
     # A Telegram handle's raw value is the username when there is one: nicer than the id.
     handles = [
         f"telegram @{raw}" if kind == "telegram" and raw != value else f"{kind}: {value or raw}"
-        for kind, raw, value in comms
+        for kind, raw, value in shown
         if kind in HANDLE_KINDS
     ][:MAX_COMMS]
     out = []
@@ -249,7 +255,7 @@ def lead_card(
     lines.append(f"👤 <b>{esc(who)}</b>{company}")
     if lead.name and lead.title != lead.name:
         lines.append(f"📝 {esc(clip(lead.title, TITLE_CHARS))}")
-    lines += _comm_lines([(c.kind, c.raw, c.value) for c in lead.comms])
+    lines += _comm_lines(lead.comms)
     channel = ctx.message.channel if ctx.message and ctx.message.channel else None
     lines.append(
         f"Lead #{lead.id} · {esc(lead.status_name)}"
@@ -318,7 +324,7 @@ def deal_card(
             f" · {esc(clip(contact.company_title, NAME_CHARS))}" if contact.company_title else ""
         )
         lines.append(f"👤 {esc(clip(contact.name, NAME_CHARS))}{company}")
-        lines += _comm_lines([(c.kind, c.raw, c.value) for c in contact.comms])
+        lines += _comm_lines(contact.comms)
     amount = f" · {deal.amount} {esc(deal.currency)}" if deal.amount is not None else ""
     source = f" · source {esc(deal.source)}" if deal.source else ""
     lines.append(
@@ -351,7 +357,7 @@ def contact_card(contact: ContactView, ctx: CardContext, tz: tzinfo, now: dateti
     lines = [_head(ctx, f"Contact #{contact.id}")]
     company = f" · {esc(clip(contact.company_title, NAME_CHARS))}" if contact.company_title else ""
     lines.append(f"👤 <b>{esc(clip(contact.name, NAME_CHARS))}</b>{company}")
-    lines += _comm_lines([(c.kind, c.raw, c.value) for c in contact.comms])
+    lines += _comm_lines(contact.comms)
     lines += _common_tail(ctx, None, tz, now)[1:]
     reply = [[_reply_button(cb.ref("contact", contact.id))]] if ctx.reply is not None else []
     return Rendered(_join(lines), reply + _task_rows(ctx.tasks))

@@ -37,8 +37,11 @@ class Page(Generic[T]):
 class CommView:
     kind: str
     raw: str
-    value: str | None
+    value: str | None  # the match key: E.164, an ASCII (punycode) email, a messenger id
     label: str | None = None
+    extension: str | None = None  # a phone's extension
+    # What a rep reads: an email with its Unicode domain, a phone with its extension.
+    display: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,7 +122,9 @@ class Communication(Base):
     value: Mapped[str | None] = mapped_column(String(320))
     owner_type: Mapped[str] = mapped_column(String(10))  # contact | company | lead
     owner_id: Mapped[int] = mapped_column(Integer)
-    label: Mapped[str | None] = mapped_column(String(100))  # username, extension, "verified"
+    label: Mapped[str | None] = mapped_column(String(100))  # username, "invalid"
+    # A phone's extension ("ext 12", "доб. 12"): shown with the number, never matched on.
+    extension: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -1,8 +1,12 @@
 """Turn raw phones, emails and names into the canonical forms identities are compared in.
 
-Phones become E.164 (extension kept apart, never part of the match key), emails become
-lower-case with an IDNA domain. Nothing here raises on bad input: what cannot be normalized is
-reported as "not usable" (e164 None / None) so a caller can keep the raw value for display.
+Phones become E.164 (extension kept apart, never part of the match key) when they are valid
+numbers of their country: a possible but unassigned one (`0000000`) is as unusable as an
+unparseable one, or every customer who types zeros would be one person. Emails become
+lower-case with an ASCII (IDNA 2008, punycode) domain, the form they are matched in;
+`display_email` gives a rep the Unicode form back. Nothing here raises on bad input: what
+cannot be normalized is reported as "not usable" (e164 None / None) so a caller can keep the
+raw value for display.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import unicodedata
 from email.utils import parseaddr
 from functools import lru_cache
 
+import idna
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
 
@@ -51,6 +56,9 @@ def normalize_phone(raw: str, region: str | None) -> PhoneNumber:
     # IS_POSSIBLE_LOCAL_ONLY ("12" in DE) is a dialling fragment, not someone to call back.
     if phonenumbers.is_possible_number_with_reason(number) != ValidationResult.IS_POSSIBLE:
         return PhoneNumber(raw, None)
+    # Possible is only a length check: "0000000" passes it and would be +49000000 for everyone.
+    if not phonenumbers.is_valid_number(number):
+        return PhoneNumber(raw, None)
     e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
     return PhoneNumber(raw, e164, number.extension or None)
 
@@ -63,11 +71,53 @@ def find_phones(text: str, region: str | None) -> tuple[str, ...]:
     return tuple(found)
 
 
+def region_of_number(raw: str, fallback: str | None) -> str | None:
+    """The country of a number (`raw` read with `fallback` when national), e.g. the region a
+    phone line's callers dial from; `fallback` when the number names none (unparseable,
+    non-geographic +800, an invalid +1 number shared by several countries)."""
+    try:
+        number = phonenumbers.parse(raw.strip(), _region(fallback))
+    except NumberParseException:
+        return _region(fallback)
+    region = phonenumbers.region_code_for_number(number)
+    if region is None or region == phonenumbers.UNKNOWN_REGION or not region.isalpha():
+        return _region(fallback)
+    return region
+
+
+def is_region(region: str) -> bool:
+    """Whether `region` is a country phonenumbers can read national numbers of ("DE", "at")."""
+    return region.strip().upper() in phonenumbers.SUPPORTED_REGIONS
+
+
 def _idna_domain(domain: str) -> str | None:
+    if not domain.isascii():
+        try:
+            # IDNA 2008 with UTS 46 mapping, as browsers and mail servers do: "straße.de" is
+            # xn--strae-oqa.de, not strasse.de (what the stdlib's IDNA 2003 codec gives).
+            return idna.encode(domain, uts46=True, transitional=False).decode("ascii")
+        except idna.IDNAError:
+            pass  # symbols IDNA 2008 refuses: IDNA 2003 still gives the mail server's form
+    # The stdlib codec checks label lengths; an ASCII domain (xn-- labels too) stays as it is.
     try:
         return domain.encode("idna").decode("ascii")
     except UnicodeError:
         return None
+
+
+def display_email(address: str) -> str:
+    """The form a rep reads: a punycode (xn--) domain in Unicode; anything else as it is."""
+    local, at, domain = address.rpartition("@")
+    if not at or "xn--" not in domain.lower():
+        return address
+    try:
+        return f"{local}@{idna.decode(domain)}"
+    except (idna.IDNAError, UnicodeError):
+        pass
+    try:
+        return f"{local}@{domain.encode('ascii').decode('idna')}"
+    except UnicodeError:
+        return address
 
 
 def _address_part(text: str) -> str:

@@ -421,7 +421,9 @@ class BitrixTelephony:
         if registration is None or registration.finished_at is not None:
             return False
         registered = self._registered(registration.data.get("request") or {})
-        e164 = self.ctx.normalize(registered.phone_number)
+        e164 = self.ctx.normalize(
+            registered.phone_number, self.ctx.lines.region(registered.line_number)
+        )
         caller = await self.ctx.telephony.caller(e164) if e164 else None
         forced = None
         if registered.crm_entity_type and registered.crm_entity_id:

@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 
 from channels.phone.calls import CallReport, call_to_event, event_id, plainly_internal
 from channels.phone.generic import generic_report
+from channels.phone.lines import LineRegions, line_of
 from channels.phone.settings import PhoneSettings
 from crm.dto import IntakeResult
 from crm.facade import Crm
@@ -166,6 +167,14 @@ class PhoneContext:
         return (self.settings.region or self.host.settings.crm.default_region).upper()
 
     @cached_property
+    def lines(self) -> LineRegions:
+        return LineRegions(self.region, self.settings.line_regions)
+
+    def line_region(self, report: CallReport) -> str:
+        """The region the call's numbers are read in: that of the line it came through."""
+        return self.lines.region(line_of(report))
+
+    @cached_property
     def webhook_key(self) -> bytes | None:
         """The generic webhook's HMAC key (None: the webhook is off)."""
         secret = self.settings.webhook_secret
@@ -183,9 +192,10 @@ class PhoneContext:
             self._internal = (loaded, frozenset(self.settings.internal_extensions) | loaded)
         return self._internal[1]
 
-    def normalize(self, number: str) -> str | None:
-        """E.164 of a number as a phone system sends it, or None (withheld, unparsable)."""
-        return normalize_phone(number, self.region).e164
+    def normalize(self, number: str, region: str | None = None) -> str | None:
+        """E.164 of a number as a phone system sends it, or None (withheld, unparsable,
+        invalid); national forms are read in `region`, else the channel's."""
+        return normalize_phone(number, region or self.region).e164
 
     def to_event(
         self,
@@ -198,7 +208,7 @@ class PhoneContext:
         to the rep whose extension took the call, else to the round robin."""
         event = call_to_event(
             report,
-            line_region=self.region,
+            line_region=self.line_region(report),
             internal_extensions=self.internal_extensions(),
             our_numbers=self.our_numbers,
             received_at=received_at or datetime.now(UTC),
@@ -235,7 +245,7 @@ class PhoneContext:
             return "duplicate", key
         internal = plainly_internal(
             report,
-            line_region=self.region,
+            line_region=self.line_region(report),
             internal_extensions=self.internal_extensions(),
             our_numbers=self.our_numbers,
         )

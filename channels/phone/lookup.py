@@ -1,5 +1,7 @@
-"""`GET /hooks/calls/lookup?number=…`: who is calling, for a PBX screen-pop or to route the
-call to the client's rep. Authenticated with `Authorization: Bearer <phone.lookup_token>`.
+"""`GET /hooks/calls/lookup?number=…[&region=AT | &line=…]`: who is calling, for a PBX
+screen-pop or to route the call to the client's rep. Authenticated with `Authorization: Bearer
+<phone.lookup_token>`. A national number is read in `region`, else in the region of `line`
+(the line the call came through, as for calls), else in the channel's.
 
 Reply (200): `{"number", "e164", "found", "contact", "company", "lead", "deal", "responsible"}`;
 each part is an object or null; `responsible` carries the rep's `extension` and `phone`. An
@@ -17,6 +19,7 @@ from channels.phone.context import PhoneContext
 from channels.phone.webhooks import not_configured
 from crm.services.telephony import CallerInfo, RepContact
 from httpkit import json_error
+from matching.normalize import is_region
 
 _MAX_NUMBER = 64
 
@@ -73,6 +76,10 @@ async def lookup(ctx: PhoneContext, request: web.Request) -> web.Response:
         return json_error(400, "bad_request", "the number query parameter is required")
     if len(number) > _MAX_NUMBER:
         return json_error(400, "bad_request", f"number is longer than {_MAX_NUMBER} characters")
-    e164 = ctx.normalize(number)
+    region = request.query.get("region", "").strip()
+    if region and not is_region(region):
+        return json_error(400, "bad_request", f"unknown region {region[:8]!r}: use e.g. AT")
+    line = request.query.get("line", "")[:_MAX_NUMBER]
+    e164 = ctx.normalize(number, region.upper() or ctx.lines.region(line or None))
     info = await ctx.callers.caller(e164) if e164 is not None else None
     return web.json_response(caller_json(number, e164, info))

@@ -3,7 +3,9 @@ The root's `leadbot.settings.Settings` holds it."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
+
+from matching.normalize import is_region
 
 
 class PhoneSettings(BaseModel):
@@ -21,8 +23,20 @@ class PhoneSettings(BaseModel):
     # Bearer token of GET /hooks/calls/lookup.
     lookup_token: SecretStr | None = None
     region: str | None = None
+    # The country callers of a line dial from, by the line as the phone system names it (its
+    # number, or a Bitrix24 LINE_NUMBER id): {"+4315130000" = "AT"}. A line not listed uses
+    # the country of its own number, else `region`.
+    line_regions: dict[str, str] = {}
     internal_extensions: tuple[str, ...] = ()
     our_numbers: tuple[str, ...] = ()
     # Where recordings sent as files (Bitrix24 attachRecord FILE_CONTENT) are kept; served at
     # http.public_url + /recordings/<random name>. None: only RECORD_URL links are taken.
     recordings_dir: str | None = None
+
+    @field_validator("line_regions")
+    @classmethod
+    def _known_regions(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted(r for r in value.values() if not is_region(r))
+        if bad:
+            raise ValueError(f"unknown region(s) {', '.join(bad)}: use ISO 3166 codes like AT")
+        return {line.strip(): region.strip().upper() for line, region in value.items()}

@@ -164,7 +164,7 @@ async def _dial_number(ctx: PhoneContext, report: CallReport) -> str | None:
     """Where to put the call through: the caller's responsible rep, if known and reachable."""
     if not ctx.settings.twilio_dial_responsible or report.from_number is None:
         return None
-    e164 = ctx.normalize(report.from_number)
+    e164 = ctx.normalize(report.from_number, ctx.line_region(report))
     if e164 is None:
         return None
     caller = await ctx.callers.caller(e164)

@@ -161,8 +161,11 @@ class Intake:
                     )
                 await s.flush()
                 await rnd.sink.flush(s)
-            if updates:
-                await s.execute(update(InboundEventLog), updates)
+                # Per round: a later round's event may be in the thread of one of these (a
+                # call's final stage after its ringing one) and finds it through the log row.
+                if updates:
+                    await s.execute(update(InboundEventLog), updates)
+                    updates.clear()
         return [results[i] for i in range(len(items))]
 
     async def _log_rows(

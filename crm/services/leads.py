@@ -257,6 +257,7 @@ class Leads:
                             owner_type="contact",
                             owner_id=contact.id,
                             label=c.label,
+                            extension=c.extension,
                         )
                     )
                 add_timeline(

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.dto import (
@@ -121,10 +121,12 @@ async def add_comms(
         have = {(k, v if v is not None else f"raw:{r}") for k, v, r in existing}
     added: list[str] = []
 
-    def _add(kind: str, raw: str, value: str | None, label: str | None = None) -> None:
+    def _add(
+        kind: str, raw: str, value: str | None, label: str | None = None, ext: str | None = None
+    ) -> bool:
         key = (kind, value if value is not None else f"raw:{raw}")
         if key in have:
-            return
+            return False
         have.add(key)
         _put(
             session,
@@ -136,12 +138,18 @@ async def add_comms(
             owner_type=owner_type,
             owner_id=owner_id,
             label=label,
+            extension=ext[:20] if ext else None,
         )
         added.append(value or raw)
+        return True
 
     for phone in ids.phones:
         if phone.valid or include_invalid:
-            _add(CommKind.PHONE.value, phone.raw, phone.e164, _phone_label(phone))
+            label = None if phone.valid else "invalid"
+            kept = _add(CommKind.PHONE.value, phone.raw, phone.e164, label, phone.extension)
+            if not kept and not fresh and phone.e164 and phone.extension:
+                # Known number, now with an extension: the rep should see where to dial.
+                await _fill_extension(session, owner_type, owner_id, phone)
     for email in ids.emails:
         _add(CommKind.EMAIL.value, email, email)
     for handle in ids.handles:
@@ -150,10 +158,22 @@ async def add_comms(
     return added
 
 
-def _phone_label(phone: PhoneNumber) -> str | None:
-    if not phone.valid:
-        return "invalid"
-    return f"ext. {phone.extension}" if phone.extension else None
+async def _fill_extension(
+    session: AsyncSession, owner_type: str, owner_id: int, phone: PhoneNumber
+) -> None:
+    """Give the owner's entry of this number the extension it lacks (a known one is kept)."""
+    await session.execute(
+        update(Communication)
+        .where(
+            Communication.owner_type == owner_type,
+            Communication.owner_id == owner_id,
+            Communication.kind == CommKind.PHONE.value,
+            Communication.value == phone.e164,
+            Communication.extension.is_(None),
+        )
+        .values(extension=(phone.extension or "")[:20])
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def bind_activity(

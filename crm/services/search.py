@@ -39,8 +39,12 @@ class Search:
         self.db = db
         self.config = config
 
-    async def duplicates(self, phones: list[str], emails: list[str]) -> DuplicateHits:
-        ids = identities_from_values(phones, emails, self.config.default_region)
+    async def duplicates(
+        self, phones: list[str], emails: list[str], region: str | None = None
+    ) -> DuplicateHits:
+        """Holders of these phones / emails; national numbers read in `region` (ISO 3166,
+        checked by the caller), else the CRM's."""
+        ids = identities_from_values(phones, emails, region or self.config.default_region)
         values = [p.e164 for p in ids.phones if p.e164] + list(ids.emails)
         hits: dict[str, list[int]] = {"lead": [], "contact": [], "company": []}
         if values:

@@ -19,6 +19,7 @@ from crm.dto import (
     LeadView,
     RepView,
 )
+from crm.identity import shown_comm
 from crm.models import (
     Activity,
     ActivityBinding,
@@ -45,7 +46,16 @@ async def comms_of(
         .order_by(Communication.id)
     )
     for c in rows:
-        out[c.owner_id].append(CommView(kind=c.kind, raw=c.raw_value, value=c.value, label=c.label))
+        out[c.owner_id].append(
+            CommView(
+                kind=c.kind,
+                raw=c.raw_value,
+                value=c.value,
+                label=c.label,
+                extension=c.extension,
+                display=shown_comm(c.kind, c.raw_value, c.value, c.extension),
+            )
+        )
     return out
 
 

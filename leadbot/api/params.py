@@ -43,6 +43,8 @@ class Param:
     minimum: int | None = None
     maximum: int | None = None
     default: int | bool | None = None
+    pattern: str | None = None  # a string's whole value must match (checked in parse)
+    example: str | None = None  # a value the server accepts, for the document's readers
 
     def schema(self) -> dict[str, Any]:
         """The JSON schema of one value (the OpenAPI `schema`, wrapped in an array if
@@ -56,7 +58,9 @@ class Param:
             one["enum"] = list(self.enum)
         if self.type == "string":
             one["minLength"], one["maxLength"] = 1, MAX_STRING
-            one["pattern"] = NO_CONTROL_PATTERN
+            one["pattern"] = NO_CONTROL_PATTERN if self.pattern is None else self.pattern
+        if self.example is not None:
+            one["examples"] = [self.example]
         if self.minimum is not None:
             one["minimum"] = self.minimum
         if self.maximum is not None:
@@ -83,6 +87,8 @@ class Param:
             raise bad_request(f"{self.name} is longer than {MAX_STRING} characters")
         if _CONTROL.search(raw):
             raise bad_request(f"{self.name} contains control characters")
+        if self.pattern is not None and not re.fullmatch(self.pattern, raw):
+            raise bad_request(f"{self.name} must match {self.pattern}, not {_show(raw)}")
         if self.enum and raw not in self.enum:
             raise bad_request(
                 f"{self.name} must be one of {', '.join(self.enum)}, not {_show(raw)}"

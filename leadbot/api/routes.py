@@ -20,10 +20,12 @@ from crm.dto import (
 )
 from crm.facade import Crm
 from crm.services.listing import MAX_LIMIT, ListFilter
+from leadbot.api.errors import bad_request
 from leadbot.api.params import INT32_MAX, Param
 from leadbot.api.serialize import ref, to_json
 from matching.event import Channel
 from matching.model import Outcome
+from matching.normalize import is_region
 
 PREFIX = "/api/v1"
 
@@ -146,7 +148,10 @@ async def _list_events(crm: Crm, args: Args) -> Any:
 
 
 async def _duplicates(crm: Crm, args: Args) -> Any:
-    return to_json(await crm.search.duplicates(args["phone"], args["email"]))
+    region = args.get("region")
+    if region is not None and not is_region(region):
+        raise bad_request(f"unknown region {region!r}: give an ISO 3166 code like AT")
+    return to_json(await crm.search.duplicates(args["phone"], args["email"], region=region))
 
 
 Pager = Callable[[Crm, str, int, int, int], Awaitable[tuple[Sequence[Any], int]]]
@@ -240,6 +245,14 @@ def api_routes() -> list[Route]:
             (
                 Param("phone", "string", "A phone number; repeatable.", repeatable=True),
                 Param("email", "string", "An email address; repeatable.", repeatable=True),
+                Param(
+                    "region",
+                    "string",
+                    "Country national phone numbers are read in (ISO 3166 alpha-2, e.g. AT; "
+                    "default crm.default_region). An unknown one is 400.",
+                    pattern="^[A-Za-z]{2}$",  # JSON Schema patterns search: anchored
+                    example="AT",
+                ),
             ),
             one_of=("phone", "email"),
         ),

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from bot.views import CardContext, contact_card, plain_text
+from crm.dto import SYSTEM
 from crm.services.leads import LeadInput
 from crm.services.records import ContactInput
 from matching.event import Channel
@@ -69,3 +73,62 @@ async def test_duplicates_find_holders_whatever_the_phone_format(api: ApiClient)
 
     neither = await api.get("/api/v1/duplicates")
     assert neither.status == 400 and "phone or email" in neither.body["detail"]
+
+
+async def test_duplicates_read_national_numbers_in_the_region_asked(api: ApiClient) -> None:
+    crm = api.service.crm
+    nora = await crm.records.create_contact(ContactInput("Nora", phones=("+1 212 555 0100",)))
+    anton = await crm.records.create_contact(ContactInput("Anton", phones=("+43 1 5134567",)))
+    gerda = await crm.records.create_contact(ContactInput("Gerda", phones=("+49 212 5550100",)))
+    for phone, region, holder in (
+        ("(212) 555-0100", "US", nora.id),
+        ("(212) 555-0100", "us", nora.id),
+        ("01 5134567", "AT", anton.id),
+        ("(212) 555-0100", None, gerda.id),  # crm.default_region: DE
+    ):
+        params = {"phone": phone, **({"region": region} if region else {})}
+        hits = await api.ok("/api/v1/duplicates", params)
+        assert hits["contacts"] == [holder], (phone, region)
+    for bad in ("XX", "EU", "AUT", "1", "a b"):
+        reply = await api.get("/api/v1/duplicates", {"phone": "01 5134567", "region": bad})
+        assert reply.status == 400 and reply.body["error"] == "bad_request", bad
+        assert "region" in reply.body["detail"]
+
+
+async def test_unassigned_numbers_are_nobodys_duplicate(api: ApiClient) -> None:
+    crm = api.service.crm
+    zero = await crm.records.create_contact(ContactInput("Zero", phones=("0000000",)))
+    hits = await api.ok("/api/v1/duplicates", {"phone": "0000000"})
+    assert hits == {"leads": [], "contacts": [], "companies": []}
+    # The rep still sees the number as it was typed, flagged.
+    [entry] = (await api.ok(f"/api/v1/contacts/{zero.id}"))["comms"]
+    assert (entry["raw"], entry["value"], entry["label"]) == ("0000000", None, "invalid")
+
+
+async def test_idn_emails_match_in_ascii_and_read_in_unicode(api: ApiClient) -> None:
+    crm = api.service.crm
+    jonas = await crm.records.create_contact(ContactInput("Jonas", emails=("Jonas@Müller.de",)))
+    ivan = await crm.records.create_contact(ContactInput("Иван", emails=("иван@пример.рф",)))
+    for email, holder in (
+        ("jonas@xn--mller-kva.de", jonas.id),
+        ("JONAS@MÜLLER.DE", jonas.id),
+        ("иван@XN--E1AFMKFD.XN--P1AI", ivan.id),
+    ):
+        hits = await api.ok("/api/v1/duplicates", {"email": email})
+        assert hits["contacts"] == [holder], email
+    [entry] = (await api.ok(f"/api/v1/contacts/{jonas.id}"))["comms"]
+    assert (entry["value"], entry["display"]) == ("jonas@xn--mller-kva.de", "jonas@müller.de")
+    [entry] = (await api.ok(f"/api/v1/contacts/{ivan.id}"))["comms"]
+    assert entry["display"] == "иван@пример.рф"
+    # The rep's card in Telegram shows it as the customer wrote it, not as xn--.
+    contact = await crm.records.get_contact(jonas.id, SYSTEM)
+    card = plain_text(contact_card(contact, CardContext(), UTC, datetime.now(UTC)).text)
+    assert "jonas@müller.de" in card and "xn--" not in card
+    # A mail from the punycode spelling lands on the same person.
+    mail = make_event(channel=Channel.EMAIL, emails=("jonas@XN--MLLER-KVA.DE",), subject="Hi")
+    result = await api.service.process_now(mail)
+    assert result.contact_id == jonas.id
+    # IDNA 2008: straße.de is its own domain, not strasse.de.
+    await crm.records.create_contact(ContactInput("Sven", emails=("info@strasse.de",)))
+    hits = await api.ok("/api/v1/duplicates", {"email": "info@straße.de"})
+    assert hits["contacts"] == []

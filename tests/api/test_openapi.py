@@ -21,6 +21,8 @@ def _sample(schema: dict[str, Any]) -> list[str]:
         return _sample(schema["items"]) * 2
     if "enum" in schema:
         return [str(schema["enum"][0])]
+    if "examples" in schema:
+        return [str(schema["examples"][0])]
     if schema.get("format") == "date-time":
         return ["2000-01-01T00:00:00+01:00"]
     kind = schema["type"]

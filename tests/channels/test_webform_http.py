@@ -128,6 +128,9 @@ async def test_fetch_with_json_gets_json_and_cors_headers(start_service: Any) ->
         ({"json": ["a", "list"]}, 400, b"must be an object"),
         ({"data": b"email=a@b.de", "headers": {"Content-Type": "text/plain"}}, 415, b"send "),
         ({"data": {"tel": "12"}}, 422, b"not a phone number we can call"),
+        # The right length, but no such number: zeros must not become everybody's phone.
+        ({"data": {"tel": "0000000"}}, 422, b"not a phone number we can call"),
+        ({"data": {"tel": "+49 000 000000"}}, 422, b"not a phone number we can call"),
         ({"data": {"email": "not-an-address"}}, 422, b"not a valid email address"),
         ({"json": {"email": {"nested": 1}}}, 400, b"must be text"),
     ],

@@ -99,7 +99,7 @@ def _script(prefix: str) -> list[InboundEvent]:
 
 
 async def test_a_batch_ends_as_one_event_after_the_other_would(crm: Crm) -> None:
-    for prefix in ("31", "32"):
+    for prefix in ("30", "40"):  # Berlin, Hamburg: valid numbers, or they would match nobody
         await crm.records.create_contact(
             ContactInput(
                 name=f"Known {prefix}",
@@ -107,8 +107,8 @@ async def test_a_batch_ends_as_one_event_after_the_other_would(crm: Crm) -> None
                 emails=(f"known-{prefix}@example.com",),
             )
         )
-    one_by_one = [await crm.intake.process(e) for e in _script("31")]
-    batched = await crm.intake.process_many(_script("32"))
+    one_by_one = [await crm.intake.process(e) for e in _script("30")]
+    batched = await crm.intake.process_many(_script("40"))
     assert not any(isinstance(r, Exception) for r in batched)
     assert [r.outcome for r in one_by_one] == [getattr(r, "outcome", r) for r in batched]
     # Same shape of records: the k-th result refers to the same record as its twin does.

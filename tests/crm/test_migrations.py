@@ -1,14 +1,16 @@
-"""The migrations make exactly the schema the models describe, on both databases: a column
-added to a model without its migration (or the other way round) fails here, not in an
-operator's `leadbot db upgrade`."""
+"""The Alembic migrations, run for real on SQLite and PostgreSQL: they end at the schema the
+models describe, and 0002 moves a phone's extension out of its label into its own column."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
+from alembic.migration import MigrationContext
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from crm.db import Database
@@ -16,25 +18,61 @@ from crm.models import Base
 from crm.schema import current_revision, head_revision, upgrade
 
 
+@pytest.fixture
+async def empty_db(backend: str, tmp_path: Path, empty_postgres: str) -> AsyncIterator[Database]:
+    """A database with no tables at all, of its own (the shared test database is migrated)."""
+    if backend == "sqlite":
+        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'migrated.db'}")
+    else:
+        db = Database(empty_postgres)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
 def _differences(connection: Connection) -> list[Any]:
     context = MigrationContext.configure(connection, opts={"compare_type": True})
     return list(compare_metadata(context, Base.metadata))
 
 
-async def test_a_migrated_database_has_the_models_schema(tmp_path: Path, pg_url: str) -> None:
-    sqlite = Database(f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}")
-    try:
-        assert await current_revision(sqlite) is None
-        await upgrade(sqlite)
-        assert await current_revision(sqlite) == head_revision()
-        async with sqlite.engine.connect() as conn:
-            assert await conn.run_sync(_differences) == []
-    finally:
-        await sqlite.dispose()
-    postgres = Database(pg_url)  # migrated by the pg_url fixture
-    try:
-        assert await current_revision(postgres) == head_revision()
-        async with postgres.engine.connect() as conn:
-            assert await conn.run_sync(_differences) == []
-    finally:
-        await postgres.dispose()
+async def test_0002_moves_extensions_to_their_column_and_unmatches_unassigned_numbers(
+    empty_db: Database,
+) -> None:
+    assert await current_revision(empty_db) is None
+    await upgrade(empty_db, "0001")
+    assert await current_revision(empty_db) == "0001"
+    rows = [
+        ("phone", "+49 30 1234567 ext 12", "+49301234567", "ext. 12"),
+        ("phone", "0000000", None, "invalid"),
+        ("phone", "+4930123456", "+4930123456", None),
+        ("telegram", "ext. anna", "42", "ext. anna"),  # a username, however odd: untouched
+        ("phone", "0000000", "+49000000", None),  # stored before numbers had to be valid
+    ]
+    async with empty_db.engine.begin() as conn:
+        for kind, raw, value, label in rows:
+            await conn.execute(
+                text(
+                    "INSERT INTO communications (kind, raw_value, value, owner_type, owner_id,"
+                    " label, created_at) VALUES (:k, :r, :v, 'contact', 1, :l, CURRENT_TIMESTAMP)"
+                ),
+                {"k": kind, "r": raw, "v": value, "l": label},
+            )
+    await upgrade(empty_db, "head")
+    assert await current_revision(empty_db) == head_revision()
+    async with empty_db.engine.connect() as conn:
+        found = (
+            await conn.execute(
+                text("SELECT raw_value, value, label, extension FROM communications ORDER BY id")
+            )
+        ).all()
+        assert [tuple(r) for r in found] == [
+            ("+49 30 1234567 ext 12", "+49301234567", None, "12"),
+            ("0000000", None, "invalid", None),
+            ("+4930123456", "+4930123456", None, None),
+            ("ext. anna", "42", "ext. anna", None),
+            ("0000000", None, "invalid", None),
+        ]
+        # The migrated schema is the models' (so SQLite tests, built from the models, and
+        # PostgreSQL ones, built by the migrations, test the same thing).
+        assert await conn.run_sync(_differences) == []

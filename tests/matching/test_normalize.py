@@ -7,11 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from matching.normalize import (
+    display_email,
     find_phones,
+    is_region,
     is_withheld,
     normalize_email,
     normalize_name,
     normalize_phone,
+    region_of_number,
 )
 
 
@@ -59,6 +62,80 @@ def test_unusable_numbers_are_kept_raw(raw: str, region: str | None) -> None:
     assert phone.raw == raw
 
 
+@pytest.mark.parametrize(
+    ("raw", "region"),
+    [
+        ("0000000", "DE"),
+        ("000 000 0000", "US"),
+        ("+49 000000", None),
+        ("1234567", "DE"),  # no area code
+        ("01 5134567", "DE"),  # Vienna's local form: no German number
+        ("+7 000 000-00-00", None),
+        ("+1 555 555 5555", None),  # 555 is no US area code
+        ("+44 00 0000 0000", None),
+    ],
+)
+def test_possible_but_unassigned_numbers_never_match(raw: str, region: str | None) -> None:
+    """Right length, no such number: kept raw like garbage, or zeros would be one person."""
+    phone = normalize_phone(raw, region)
+    assert (phone.e164, phone.valid, phone.raw) == (None, False, raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "e164"),
+    [
+        ("(212) 555-0100", "US", "+12125550100"),
+        ("(212) 555-0100", "DE", "+492125550100"),  # a Solingen number: why lines need regions
+        ("01 5134567", "AT", "+4315134567"),
+        ("044 555 12 34", "CH", "+41445551234"),
+        ("020 7946 0958", "GB", "+442079460958"),
+        ("044 123 45 67", "UA", "+380441234567"),
+        ("8 (495) 123-45-67", "RU", "+74951234567"),
+    ],
+)
+def test_a_national_number_is_the_regions(raw: str, region: str, e164: str) -> None:
+    assert normalize_phone(raw, region).e164 == e164
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "e164", "extension"),
+    [
+        ("+49 30 1234567 ext 12", None, "+49301234567", "12"),
+        ("+1 212 555 0100 x12", None, "+12125550100", "12"),
+        ("tel:+43-1-5134567;ext=12", None, "+4315134567", "12"),
+        ("+7 495 123-45-67 доб. 12", None, "+74951234567", "12"),
+        ("020 7946 0958 ext. 7", "GB", "+442079460958", "7"),
+    ],
+)
+def test_extension_spellings(raw: str, region: str | None, e164: str, extension: str) -> None:
+    """Kept apart from the match key: the same line, whichever desk the caller sits at."""
+    phone = normalize_phone(raw, region)
+    assert (phone.e164, phone.extension) == (e164, extension)
+
+
+@pytest.mark.parametrize(
+    ("line", "fallback", "region"),
+    [
+        ("+12125550000", "DE", "US"),
+        ("+1 416 555 0199", "DE", "CA"),
+        ("+43 1 5130000", "DE", "AT"),
+        ("0043 1 5130000", "DE", "AT"),
+        ("+41 44 555 00 00", "DE", "CH"),
+        ("089 111222", "DE", "DE"),
+        ("reg:7", "AT", "AT"),  # a PBX line id, no number
+        ("+800 1234 5678", "DE", "DE"),  # international freephone: no country
+        ("", "DE", "DE"),
+    ],
+)
+def test_region_of_a_line_number(line: str, fallback: str, region: str) -> None:
+    assert region_of_number(line, fallback) == region
+
+
+def test_regions_are_iso_codes_phonenumbers_knows() -> None:
+    assert is_region("AT") and is_region(" de ") and is_region("gb")
+    assert not any(is_region(r) for r in ("", "XX", "EU", "UK", "DEU", "001"))
+
+
 @pytest.mark.parametrize("raw", ["anonymous", "Unknown", " PRIVATE ", "restricted", "", "  "])
 def test_withheld_caller_ids(raw: str) -> None:
     assert is_withheld(raw)
@@ -84,6 +161,13 @@ def test_a_real_number_is_not_withheld() -> None:
         ("info@müller.de", "info@xn--mller-kva.de"),
         ("info@MÜLLER.de", "info@xn--mller-kva.de"),
         ("straße@example.com", "straße@example.com"),
+        # IDNA 2008: ß and ς are letters of their own, not "ss" / "σ" (IDNA 2003 mapped them).
+        ("info@straße.de", "info@xn--strae-oqa.de"),
+        ("info@xn--strae-oqa.de", "info@xn--strae-oqa.de"),
+        ("info@XN--MLLER-KVA.DE", "info@xn--mller-kva.de"),
+        ("почта@пример.рф", "почта@xn--e1afmkfd.xn--p1ai"),
+        ("anna@bücher.example", "anna@xn--bcher-kva.example"),
+        ("ANNA@Ｍüller.de", "anna@xn--mller-kva.de"),  # full-width M: mapped by UTS 46
     ],
 )
 def test_email_forms(raw: str, expected: str) -> None:
@@ -110,6 +194,27 @@ def test_email_forms(raw: str, expected: str) -> None:
 )
 def test_not_an_email(raw: str) -> None:
     assert normalize_email(raw) is None
+
+
+@pytest.mark.parametrize(
+    ("typed", "shown"),
+    [
+        ("info@müller.de", "info@müller.de"),
+        ("Info@XN--MLLER-KVA.de", "info@müller.de"),
+        ("info@straße.de", "info@straße.de"),
+        ("почта@пример.рф", "почта@пример.рф"),
+        ("anna@example.com", "anna@example.com"),
+    ],
+)
+def test_an_idn_email_is_matched_in_ascii_and_shown_in_unicode(typed: str, shown: str) -> None:
+    key = normalize_email(typed)
+    assert key is not None and key.split("@")[1].isascii()
+    assert display_email(key) == shown
+
+
+def test_a_broken_punycode_domain_is_shown_as_it_is() -> None:
+    assert display_email("anna@xn--zz-zzzzzzzzzz.de") == "anna@xn--zz-zzzzzzzzzz.de"
+    assert display_email("not an address") == "not an address"
 
 
 def test_names_compare_case_and_width_insensitively() -> None:
