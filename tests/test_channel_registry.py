@@ -11,6 +11,7 @@ from bot import views
 from bot.cards import INBOUND
 from bot.commands import SOURCES, lead_filter
 from crm.config import StatusDef
+from crm.dto import CommView
 from crm.intake.labels import ACTIVITY_KIND, SOURCE, source_of, title
 from crm.services.activities import KINDS
 from matching.channels import CHANNELS, Channel, spec_of
@@ -65,4 +66,5 @@ def test_handles_of_every_messenger_match_and_show_on_cards(channel: Channel) ->
     ev = _event(channel, handles=(Handle(kind.value, "4711"),))
     assert [i.kind for i in event_identities(ev, "DE").handles] == [kind]
     assert kind is not CommKind.OTHER
-    assert views._comm_lines([(kind.value, "4711", "4711")]) == [f"💬 {kind.value}: 4711"]
+    shown = views._comm_lines([CommView(kind.value, "4711", "4711")])
+    assert shown == [f"💬 {kind.value}: 4711"]
