@@ -80,7 +80,9 @@ class Database:
         return (sqlite_insert if self.is_sqlite else pg_insert)(model)
 
     async def ping(self) -> None:
-        async with self.engine.connect() as conn:
+        # A read: on SQLite it never waits for the writer's lock (a busy service's writer
+        # would otherwise keep a second process's ping waiting).
+        async with self.read_engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:

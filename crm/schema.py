@@ -63,12 +63,12 @@ async def current_revision(db: Database) -> str | None:
         found = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
         return str(found) if found is not None else None
 
-    async with db.engine.connect() as conn:
+    async with db.read_engine.connect() as conn:
         return await conn.run_sync(_current)
 
 
 async def is_empty(db: Database) -> bool:
     """No table at all: a database (file) just made."""
-    async with db.engine.connect() as conn:
+    async with db.read_engine.connect() as conn:
         names = await conn.run_sync(lambda c: inspect(c).get_table_names())
     return not names

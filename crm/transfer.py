@@ -83,7 +83,7 @@ async def _copy_table(
 ) -> None:
     key = list(table.primary_key.columns)
     by_id = len(key) == 1 and key[0].type.python_type is int
-    async with source.engine.connect() as src:
+    async with source.read_engine.connect() as src:
         total = await _count(src, table)
     async with target.engine.connect() as dst:
         done = await _count(dst, table)
@@ -99,7 +99,7 @@ async def _copy_table(
             query = query.offset(offset)
         elif last is not None:
             query = query.where(key[0] > last)
-        async with source.engine.connect() as src:
+        async with source.read_engine.connect() as src:
             rows = [dict(r._mapping) for r in (await src.execute(query)).all()]
         if not rows:
             return
@@ -155,7 +155,7 @@ async def copy_database(
     await _move_sequences(target)
     counts = []
     for table in tables():
-        async with source.engine.connect() as src, target.engine.connect() as dst:
+        async with source.read_engine.connect() as src, target.engine.connect() as dst:
             counts.append(
                 TableCount(table.name, await _count(src, table), await _count(dst, table))
             )

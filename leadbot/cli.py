@@ -22,7 +22,7 @@ from crm.db import Database
 from crm.errors import CrmError
 from crm.facade import Crm
 from crm.outage import is_outage
-from leadbot.app import Service, crm_config
+from leadbot.app import Service, crm_config, journal_dir
 from leadbot.ingest import DEFAULT_TIMEOUT as DEFAULT_INGEST_TIMEOUT
 from leadbot.ingest import ingest_file
 from leadbot.logs import configured_secrets, redact, setup_logging
@@ -257,6 +257,54 @@ def cmd_db_copy(args: argparse.Namespace) -> None:
     asyncio.run(_db_copy(source, args.target, args.resume, args.quiet))
 
 
+async def _backup(settings: Settings, dest: Path) -> None:
+    from crm.backup import BackupError, backup
+
+    db = Database(settings.database.url)
+    try:
+        await _ping_or_fail(db, settings.database.url)
+        journal = None if settings.redis.url else journal_dir(settings, db)
+        manifest = await backup(db, journal, dest)
+    except BackupError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        await db.dispose()
+    size = await asyncio.to_thread(lambda: dest.stat().st_size)
+    print(
+        f"backup of {_safe_url(settings.database.url)} written to {dest} ({size:,} bytes, "
+        f"schema {manifest.schema}, {manifest.journal_files} journal file(s))"
+    )
+    if settings.redis.url:
+        print("the queue is in Redis: keep Redis' append-only file too (docs/operations)")
+
+
+def cmd_backup(args: argparse.Namespace) -> None:
+    asyncio.run(_backup(settings_of(args), Path(args.file)))
+
+
+async def _restore(settings: Settings, src: Path, force: bool) -> None:
+    from crm.backup import BackupError, restore
+
+    db = Database(settings.database.url)
+    try:
+        if not db.is_sqlite:
+            await _ping_or_fail(db, settings.database.url)
+        journal = None if settings.redis.url else journal_dir(settings, db)
+        manifest = await restore(db, journal, src, force=force)
+    except BackupError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        await db.dispose()
+    print(
+        f"restored {src} (schema {manifest.schema}, {manifest.journal_files} journal file(s)) "
+        f"into {_safe_url(settings.database.url)}; start Leadbot: it replays the journal"
+    )
+
+
+def cmd_restore(args: argparse.Namespace) -> None:
+    asyncio.run(_restore(settings_of(args), Path(args.file), args.force))
+
+
 def cmd_rep(args: argparse.Namespace) -> None:
     settings = settings_of(args)
 
@@ -391,6 +439,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true", help="go on with a copy that was interrupted")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(fn=cmd_db_copy)
+
+    s = sub.add_parser(
+        "backup",
+        help="write the database and the queue journal to one file, while Leadbot runs",
+    )
+    s.add_argument("file", help="the backup file to write (a .tar.gz)")
+    s.set_defaults(fn=cmd_backup)
+    s = sub.add_parser(
+        "restore", help="put a backup in place of the database and the journal (stop Leadbot)"
+    )
+    s.add_argument("file", help="a file `leadbot backup` wrote")
+    s.add_argument(
+        "--force", action="store_true", help="replace a database or journal that holds data"
+    )
+    s.set_defaults(fn=cmd_restore)
 
     rep = sub.add_parser("rep", help="sales reps").add_subparsers(dest="rep_cmd", required=True)
     s = rep.add_parser("add", help="add a rep")

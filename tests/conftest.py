@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from sqlalchemy import func, select
 
 from crm.config import CrmConfig
 from crm.db import Database
@@ -70,6 +71,19 @@ async def empty_postgres() -> AsyncIterator[str]:
         yield f"{base}/{name}"
     finally:
         await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def table_counts(url: str) -> dict[str, int]:
+    """Rows per table of the database at `url`."""
+    db = Database(url)
+    try:
+        async with db.read_engine.connect() as conn:
+            return {
+                t.name: int(await conn.scalar(select(func.count()).select_from(t)) or 0)
+                for t in Base.metadata.sorted_tables
+            }
+    finally:
+        await db.dispose()
 
 
 async def _truncate(db: Database) -> None:

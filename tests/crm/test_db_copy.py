@@ -16,18 +16,18 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 
 from crm.config import CrmConfig
 from crm.db import Database
 from crm.facade import Crm
-from crm.models import Base, Lead
+from crm.models import Lead
 from crm.schema import upgrade
 from crm.services.outbox import CardRef
 from leadbot.api import api_component
 from leadbot.app import Service
 from matching.event import Channel
-from tests.conftest import leadbot_run, make_event, service_settings
+from tests.conftest import leadbot_run, make_event, service_settings, table_counts
 
 PEOPLE = 900  # each calls, some also mail, and some call again: about 3,000 events
 
@@ -96,18 +96,6 @@ async def _populate(url: str) -> str:
         await db.dispose()
 
 
-async def _counts(url: str) -> dict[str, int]:
-    db = Database(url)
-    try:
-        async with db.engine.connect() as conn:
-            return {
-                t.name: int(await conn.scalar(select(func.count()).select_from(t)) or 0)
-                for t in Base.metadata.sorted_tables
-            }
-    finally:
-        await db.dispose()
-
-
 async def _answers(url: str, token: str, tmp_path: Path) -> dict[str, Any]:
     """What the REST API answers about every list and a sample of records."""
     db = Database(url)
@@ -154,7 +142,7 @@ async def test_a_sqlite_crm_copied_to_postgres_serves_the_same_answers(
 ) -> None:
     sqlite = f"sqlite+aiosqlite:///{tmp_path / 'leadbot.db'}"
     token = await _populate(sqlite)
-    before = await _counts(sqlite)
+    before = await table_counts(sqlite)
     assert all(before.values()), {t: n for t, n in before.items() if not n}  # every table
     assert sum(before.values()) > 5_000
 
@@ -163,7 +151,7 @@ async def test_a_sqlite_crm_copied_to_postgres_serves_the_same_answers(
     )
     assert code == 0, err
     assert "row counts match" in out
-    assert await _counts(empty_postgres) == before
+    assert await table_counts(empty_postgres) == before
     assert await _answers(empty_postgres, token, tmp_path) == await _answers(
         sqlite, token, tmp_path
     )
@@ -191,7 +179,7 @@ async def test_an_interrupted_copy_resumes_to_the_same_rows(
 ) -> None:
     sqlite = f"sqlite+aiosqlite:///{tmp_path / 'leadbot.db'}"
     await _populate(sqlite)
-    before = await _counts(sqlite)
+    before = await table_counts(sqlite)
     # Interrupted: the target holds the first tables whole and a prefix of one.
     from crm.transfer import copy_database
 
@@ -211,11 +199,11 @@ async def test_an_interrupted_copy_resumes_to_the_same_rows(
     finally:
         await source.dispose()
         await target.dispose()
-    partial = await _counts(empty_postgres)
+    partial = await table_counts(empty_postgres)
     assert 0 < partial[stop_at] < before[stop_at]
 
     code, _, err = await leadbot_run(
         "db", "copy", "--from", sqlite, "--to", empty_postgres, "--resume", env=_env(), timeout=300
     )
     assert code == 0, err
-    assert await _counts(empty_postgres) == before
+    assert await table_counts(empty_postgres) == before
