@@ -6,15 +6,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
-
-from redis.asyncio import Redis
 
 from channels.csv.command import register_cli as register_csv
 from channels.mail.command import register_cli as register_mail
@@ -22,130 +18,27 @@ from crm.db import Database
 from crm.errors import CrmError
 from crm.facade import Crm
 from crm.outage import is_outage
-from leadbot.app import Service, crm_config, journal_dir
+from leadbot.app import Service, crm_config
+from leadbot.cli_common import (
+    CliError,
+    database_ready,
+    ping_or_fail,
+    reason_of,
+    settings_of,
+)
+from leadbot.db_commands import register_db_commands
 from leadbot.ingest import DEFAULT_TIMEOUT as DEFAULT_INGEST_TIMEOUT
 from leadbot.ingest import ingest_file
 from leadbot.logs import configured_secrets, redact, setup_logging
-from leadbot.settings import ConfigError, Settings, load_settings
+from leadbot.settings import ConfigError, Settings
 from leadbot.web import outage_kind
 
 log = logging.getLogger("leadbot")
 
 
-class CliError(Exception):
-    """A one-line reason to print before exiting non-zero."""
-
-
-def settings_of(args: argparse.Namespace) -> Settings:
-    loaded: Settings | None = getattr(args, "loaded_settings", None)  # main() read them
-    if loaded is not None:
-        return loaded
-    return load_settings(args.config) if args.config else load_settings()
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "(unparsable database url)"
-
-
-def _safe_redis_url(url: str) -> str:
-    """The Redis server without its password: scheme://host:port."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return f"unix://{parts.path}"
-    return f"{parts.scheme}://{parts.hostname or 'localhost'}:{parts.port or 6379}"
-
-
-def _reason(exc: BaseException) -> str:
-    """Why a server cannot be reached, in one line (the system's words for a socket error)."""
-    current: BaseException | None = exc
-    while current is not None:
-        if isinstance(current, TimeoutError):
-            return "no answer within 10 s"
-        if isinstance(current, OSError) and current.errno is not None and current.errno > 0:
-            return os.strerror(current.errno)
-        if isinstance(current, OSError) and current.strerror:
-            return current.strerror  # a resolver error: "Name or service not known"
-        current = current.__cause__
-    text = str(exc)
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-async def _reachable(
-    what: str, where: str, ping: Callable[[], Awaitable[object]], wait: float = 0.0
-) -> None:
-    """Returns once `ping` answers. Waits up to `wait` seconds for it, one line per retry;
-    then (or at once) raises one line naming the server and why it cannot be reached."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    pause = 1.0
-    while True:
-        try:
-            await asyncio.wait_for(ping(), timeout=10)
-            return
-        except Exception as exc:
-            reason = _reason(exc)
-            left = deadline - loop.time()
-            if left <= 0:
-                raise CliError(f"{what} unreachable: {where}: {reason}") from None
-            pause = min(pause, left)
-            log.warning("%s unreachable: %s: %s; retrying in %.0f s", what, where, reason, pause)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 10.0)
-
-
-async def _ping_or_fail(db: Database, url: str, wait: float = 0.0) -> None:
-    """One line naming the database and why it cannot be reached."""
-    await _reachable("database", _safe_url(url), db.ping, wait)
-
-
-async def _schema_or_fail(db: Database) -> None:
-    """The database must be at this version's schema. A SQLite file never migrated (the
-    embedded default on its first start) is migrated here; anything else is left to
-    `leadbot db upgrade`, which an operator runs after a backup (docs/operations)."""
-    from crm.schema import current_revision, head_revision, is_empty, upgrade
-
-    current, head = await current_revision(db), head_revision()
-    if current == head:
-        return
-    if current is None and db.is_sqlite and await is_empty(db):
-        log.info("new database %s: creating its tables", _safe_url(str(db.url)))
-        await upgrade(db)
-        return
-    if current is None:
-        raise CliError("the database is not migrated: run `leadbot db upgrade`")
-    raise CliError(
-        f"the database is at schema {current}, this version needs {head}: "
-        "back it up, then run `leadbot db upgrade`"
-    )
-
-
-async def _database_ready(settings: Settings, wait: float = 0.0, *, redis: bool = False) -> None:
-    """The database reachable (and Redis, if asked and configured) and at this version's
-    schema, or one line saying what to do. The servers first: a start with one of them down
-    says only that."""
-    db = Database(settings.database.url)
-    try:
-        await _ping_or_fail(db, settings.database.url, wait)
-        if redis and settings.redis.url:
-            client = Redis.from_url(settings.redis.url)
-            try:
-                where = _safe_redis_url(settings.redis.url)
-                await _reachable("queue", where, client.ping, settings.redis.startup_wait)
-            finally:
-                await client.aclose()
-        await _schema_or_fail(db)
-    finally:
-        await db.dispose()
-
-
 async def _serve(settings: Settings, http: bool, workers: int) -> None:
     # The servers are checked before the service is built: a start that fails says one line.
-    await _database_ready(settings, settings.database.startup_wait, redis=True)
+    await database_ready(settings, settings.database.startup_wait, redis=True)
     service = Service(settings, http=http, workers=workers)
     if not settings.telegram.token:
         log.warning(
@@ -157,7 +50,7 @@ async def _serve(settings: Settings, http: bool, workers: int) -> None:
     except Exception as exc:
         if is_outage(exc):  # went down between the check above and the start
             what = outage_kind(exc)
-            raise CliError(f"cannot start: {what} unavailable: {_reason(exc)}") from None
+            raise CliError(f"cannot start: {what} unavailable: {reason_of(exc)}") from None
         if isinstance(exc, OSError):  # the HTTP port is taken, say
             raise CliError(f"cannot start: {exc}") from None
         raise
@@ -166,7 +59,7 @@ async def _serve(settings: Settings, http: bool, workers: int) -> None:
 async def _with_crm(settings: Settings, fn: Callable[[Crm], Awaitable[None]]) -> None:
     db = Database(settings.database.url)
     try:
-        await _ping_or_fail(db, settings.database.url)
+        await ping_or_fail(db, settings.database.url)
         crm = Crm(db, crm_config(settings))
         try:
             await crm.prepare()
@@ -192,117 +85,6 @@ def cmd_worker(args: argparse.Namespace) -> None:
     if not settings.redis.url:
         raise CliError("a separate worker needs a shared queue: set redis.url")
     asyncio.run(_serve(settings, http=False, workers=args.workers))
-
-
-def cmd_db_upgrade(args: argparse.Namespace) -> None:
-    from crm.schema import upgrade_blocking
-
-    settings = settings_of(args)
-    try:
-        upgrade_blocking(settings.database.url, args.revision)
-    except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CliError(
-            f"migration failed on {_safe_url(settings.database.url)}: {reason}"
-        ) from None
-    print(f"database at {args.revision}: {_safe_url(settings.database.url)}")
-
-
-async def _db_copy(source_url: str, target_url: str, resume: bool, quiet: bool) -> None:
-    from tqdm import tqdm
-
-    from crm.transfer import TransferRefused, copy_database
-
-    source, target = Database(source_url), Database(target_url)
-    bars: dict[str, tqdm[Any]] = {}
-
-    def progress(table: str, done: int, total: int) -> None:
-        if quiet:
-            return
-        bar = bars.get(table)
-        if bar is None:
-            bar = bars[table] = tqdm(total=total, desc=table, unit="rows", leave=True)
-        bar.update(done - bar.n)
-        if done >= total:
-            bar.close()
-
-    try:
-        await _ping_or_fail(source, source_url)
-        await _ping_or_fail(target, target_url)
-        counts = await copy_database(source, target, resume=resume, progress=progress)
-    except TransferRefused as exc:
-        raise CliError(str(exc)) from None
-    finally:
-        for bar in bars.values():
-            bar.close()
-        await source.dispose()
-        await target.dispose()
-    wrong = [c for c in counts if c.source != c.target]
-    if wrong:
-        raise CliError(
-            "copied, but the row counts differ: "
-            + ", ".join(f"{c.table} {c.source} → {c.target}" for c in wrong)
-        )
-    rows = sum(c.source for c in counts)
-    print(
-        f"copied {rows} rows in {len(counts)} tables from {_safe_url(source_url)} "
-        f"to {_safe_url(target_url)}; row counts match"
-    )
-
-
-def cmd_db_copy(args: argparse.Namespace) -> None:
-    source = args.source or settings_of(args).database.url
-    if source == args.target:
-        raise CliError("--from and --to name the same database")
-    asyncio.run(_db_copy(source, args.target, args.resume, args.quiet))
-
-
-async def _backup(settings: Settings, dest: Path) -> None:
-    from crm.backup import BackupError, backup
-
-    db = Database(settings.database.url)
-    try:
-        await _ping_or_fail(db, settings.database.url)
-        journal = None if settings.redis.url else journal_dir(settings, db)
-        manifest = await backup(db, journal, dest)
-    except BackupError as exc:
-        raise CliError(str(exc)) from None
-    finally:
-        await db.dispose()
-    size = await asyncio.to_thread(lambda: dest.stat().st_size)
-    print(
-        f"backup of {_safe_url(settings.database.url)} written to {dest} ({size:,} bytes, "
-        f"schema {manifest.schema}, {manifest.journal_files} journal file(s))"
-    )
-    if settings.redis.url:
-        print("the queue is in Redis: keep Redis' append-only file too (docs/operations)")
-
-
-def cmd_backup(args: argparse.Namespace) -> None:
-    asyncio.run(_backup(settings_of(args), Path(args.file)))
-
-
-async def _restore(settings: Settings, src: Path, force: bool) -> None:
-    from crm.backup import BackupError, restore
-
-    db = Database(settings.database.url)
-    try:
-        if not db.is_sqlite:
-            await _ping_or_fail(db, settings.database.url)
-        journal = None if settings.redis.url else journal_dir(settings, db)
-        manifest = await restore(db, journal, src, force=force)
-    except BackupError as exc:
-        raise CliError(str(exc)) from None
-    finally:
-        await db.dispose()
-    print(
-        f"restored {src} (schema {manifest.schema}, {manifest.journal_files} journal file(s)) "
-        f"into {_safe_url(settings.database.url)}; start Leadbot: it replays the journal"
-    )
-
-
-def cmd_restore(args: argparse.Namespace) -> None:
-    asyncio.run(_restore(settings_of(args), Path(args.file), args.force))
 
 
 def cmd_rep(args: argparse.Namespace) -> None:
@@ -381,7 +163,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         raise CliError(f"{path}: no such file")
     if not args.timeout > 0:
         raise CliError("--timeout must be more than 0 seconds")
-    asyncio.run(_database_ready(settings))
+    asyncio.run(database_ready(settings))
     summary = asyncio.run(ingest_file(settings, path, timeout=args.timeout))
     for line in summary.lines():
         print(line)
@@ -414,46 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1, help="concurrent intake workers")
     s.set_defaults(fn=cmd_worker)
 
-    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_cmd", required=True)
-    s = db.add_parser("upgrade", help="apply migrations")
-    s.add_argument(
-        "revision", nargs="?", default="head", help="Alembic revision to reach (default: head)"
-    )
-    s.set_defaults(fn=cmd_db_upgrade)
-    s = db.add_parser(
-        "copy",
-        help="copy every table into another database (SQLite to PostgreSQL and back)",
-        description="Copy every record, event, outbox row, rep, token and setting from one "
-        "database to another, e.g. from the embedded SQLite file to PostgreSQL. Stop the "
-        "service first. The target is migrated when empty; the row counts are compared.",
-    )
-    s.add_argument(
-        "--from",
-        dest="source",
-        default=None,
-        help="database URL to copy from (default: database.url of the config)",
-    )
-    s.add_argument(
-        "--to", dest="target", required=True, help="database URL to copy to (empty, or --resume)"
-    )
-    s.add_argument("--resume", action="store_true", help="go on with a copy that was interrupted")
-    s.add_argument("--quiet", action="store_true", help="no progress bars")
-    s.set_defaults(fn=cmd_db_copy)
-
-    s = sub.add_parser(
-        "backup",
-        help="write the database and the queue journal to one file, while Leadbot runs",
-    )
-    s.add_argument("file", help="the backup file to write (a .tar.gz)")
-    s.set_defaults(fn=cmd_backup)
-    s = sub.add_parser(
-        "restore", help="put a backup in place of the database and the journal (stop Leadbot)"
-    )
-    s.add_argument("file", help="a file `leadbot backup` wrote")
-    s.add_argument(
-        "--force", action="store_true", help="replace a database or journal that holds data"
-    )
-    s.set_defaults(fn=cmd_restore)
+    register_db_commands(sub)
 
     rep = sub.add_parser("rep", help="sales reps").add_subparsers(dest="rep_cmd", required=True)
     s = rep.add_parser("add", help="add a rep")
@@ -588,8 +331,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # The importable module's main, not this __main__ copy of it: the CliError a command of
-    # another module raises (leadbot.cli.CliError) is then the one main catches.
-    from leadbot.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -19,6 +19,7 @@ from crm.db import Database
 from crm.deadletters import DeadLetter, JournalDeadLetters, RedisDeadLetters, UnknownDeadLetter
 from crm.queue import describe
 from leadbot.app import journal_dir
+from leadbot.cli_common import CliError, settings_of
 from leadbot.settings import Settings
 
 
@@ -46,8 +47,6 @@ class _Refused(Exception):
 
 
 def cmd_dead(args: argparse.Namespace) -> None:
-    from leadbot.cli import CliError, settings_of  # imported here: leadbot.cli imports us
-
     settings = settings_of(args)
     try:
         asyncio.run(_run(settings, args))

@@ -95,7 +95,7 @@ def register_cli(subparsers: Any, host: CsvCliHost) -> None:
 
 
 def cmd_import_csv(args: argparse.Namespace, host: CsvCliHost) -> None:
-    fail = host.error  # the root's one-line error (leadbot.cli.CliError)
+    fail = host.error  # the root's one-line error (leadbot.cli_common.CliError)
     default_region = host.default_region(args)
     path = Path(args.file)
     try:
