@@ -12,13 +12,17 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 from bot import callbacks as cb
-from bot import views
+from bot import lists, menus, views
 from bot.callbacks import Button, StaleButton
 from bot.cards import Cards, open_followups
 from bot.clock import Clock
 from bot.commands import Commands, actor_of
 from bot.relay import Relay, channel_label
-from bot.views import Rendered, Row, Viewer
+from bot.views import (
+    Rendered,
+    Row,
+    Viewer,
+)
 from bot.when import HINT, parse_when, preset
 from crm.dto import RepView
 from crm.errors import Conflict, CrmError, Forbidden, InvalidInput
@@ -158,7 +162,7 @@ class Actions:
         lead = await self.crm.leads.get(self._lead(press), actor_of(press.rep))
         if not lead.is_open:
             raise Conflict(f"lead #{lead.id} is closed ({lead.status_name})")
-        return Outcome(rows=views.status_menu(lead, self.crm.config.lead_statuses))
+        return Outcome(rows=menus.status_menu(lead, self.crm.config.lead_statuses))
 
     async def status(self, press: Press) -> Outcome:
         lead_id = self._lead(press)
@@ -169,7 +173,7 @@ class Actions:
         lead = await self.crm.leads.get(self._lead(press), actor_of(press.rep))
         if not lead.is_open:
             raise Conflict(f"lead #{lead.id} is closed already ({lead.status_name})")
-        return Outcome(rows=views.convert_menu(lead))
+        return Outcome(rows=menus.convert_menu(lead))
 
     async def convert(self, press: Press) -> Outcome:
         lead_id = self._lead(press)
@@ -195,7 +199,7 @@ class Actions:
         lead = await self.crm.leads.get(self._lead(press), actor_of(press.rep))
         if not lead.is_open:
             raise Conflict(f"lead #{lead.id} is closed already ({lead.status_name})")
-        return Outcome(rows=views.junk_menu(lead, self.junk_reasons))
+        return Outcome(rows=menus.junk_menu(lead, self.junk_reasons))
 
     async def junk(self, press: Press, reason: str | None = None) -> Outcome:
         lead_id = self._lead(press)
@@ -217,7 +221,7 @@ class Actions:
             raise Forbidden("only a supervisor can reassign a lead")
         lead = await self.crm.leads.get(self._lead(press), actor_of(press.rep))
         reps = await self.crm.reps.all(include_inactive=False)
-        return Outcome(rows=views.reassign_menu(lead, reps))
+        return Outcome(rows=menus.reassign_menu(lead, reps))
 
     async def reassign(self, press: Press) -> Outcome:
         lead_id = self._lead(press)
@@ -239,7 +243,7 @@ class Actions:
         if press.rep.role not in ("supervisor", "admin"):
             raise Forbidden("only a supervisor or an admin can change the exception list")
         lead = await self.crm.leads.get(self._lead(press), actor_of(press.rep))
-        return Outcome(rows=views.except_menu(lead))
+        return Outcome(rows=menus.except_menu(lead))
 
     async def except_sender(self, press: Press) -> Outcome:
         lead_id = self._lead(press)
@@ -256,7 +260,7 @@ class Actions:
     async def callback_menu(self, press: Press) -> Outcome:
         kind, ident = press.button.record
         await self.cards.load(kind, ident, actor_of(press.rep))  # rights, and that it exists
-        return Outcome(rows=views.callback_menu(kind, ident))
+        return Outcome(rows=menus.callback_menu(kind, ident))
 
     async def callback(self, press: Press) -> Outcome:
         kind, ident = press.button.record
@@ -308,7 +312,7 @@ class Actions:
         deal = await self.crm.deals.get(self._deal(press), actor_of(press.rep))
         if not deal.is_open:
             raise Conflict(f"deal #{deal.id} is closed ({deal.stage_name})")
-        return Outcome(rows=views.stage_menu(deal, await self.crm.deals.stages(deal.pipeline)))
+        return Outcome(rows=menus.stage_menu(deal, await self.crm.deals.stages(deal.pipeline)))
 
     async def stage(self, press: Press) -> Outcome:
         deal_id = self._deal(press)
@@ -395,7 +399,7 @@ class Actions:
             new = await self.crm.settings.update(actor, traditional_mode=value == "1")
         else:
             raise StaleButton("unknown setting")
-        return Outcome("Saved.", views.settings_view(new))
+        return Outcome("Saved.", lists.settings_view(new))
 
     # --- typed answers to prompts -------------------------------------------------------------
 

@@ -23,7 +23,12 @@ from telegram.error import BadRequest, Forbidden
 
 from bot import callbacks as cb
 from bot.sending import Undeliverable, deliver_card, fallback_note
-from bot.views import Rendered, Row, clip, esc
+from bot.views import (
+    Rendered,
+    Row,
+    clip,
+    esc,
+)
 from crm.errors import NotFound
 from crm.facade import Crm
 from crm.services.external_calls import CARD_HIDDEN, CARD_OWNER, CARD_SHOWN

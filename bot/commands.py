@@ -11,10 +11,13 @@ from collections.abc import Sequence
 from datetime import datetime, time, timedelta, tzinfo
 from typing import Any
 
-from bot import views
+from bot import lists, views
 from bot.cards import Cards
 from bot.clock import Clock
-from bot.views import Rendered, Viewer
+from bot.views import (
+    Rendered,
+    Viewer,
+)
 from crm.config import StatusDef
 from crm.dto import Actor, RepView
 from crm.errors import Forbidden, InvalidInput
@@ -92,7 +95,7 @@ class Commands:
             text.split(), rep.id, self.crm.config.lead_statuses, offset, self.page_size
         )
         leads, total = await self.crm.leads.page(flt, actor_of(rep))
-        return views.leads_list(leads, total, offset, self.page_size, text)
+        return lists.leads_list(leads, total, offset, self.page_size, text)
 
     async def deals(self, rep: RepView, args: Sequence[str], offset: int = 0) -> Rendered:
         everything = [a.lower() for a in args] == ["all"]
@@ -103,7 +106,7 @@ class Commands:
             limit=self.page_size,
         )
         deals, total = await self.crm.deals.page(flt, actor_of(rep))
-        return views.deals_list(deals, total, offset, self.page_size, "all" if everything else "")
+        return lists.deals_list(deals, total, offset, self.page_size, "all" if everything else "")
 
     async def record(self, rep: RepView, kind: str, ident: int) -> Rendered:
         card = await self.cards.load(kind, ident, actor_of(rep))
@@ -114,7 +117,7 @@ class Commands:
         if len(query) < 2:
             raise InvalidInput("usage: /find phone, e-mail or at least two letters of a name")
         found = await self.crm.search.find(query, actor_of(rep))
-        return views.search_results(
+        return lists.search_results(
             query, found.contacts, found.companies, found.leads, found.deals
         )
 
@@ -123,14 +126,14 @@ class Commands:
         local = now.astimezone(self.tz)
         end = datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=self.tz)
         acts = await self.crm.activities.due(now, rep_id=rep.id, until=end)
-        return views.today_list(acts, self.tz, now)
+        return lists.today_list(acts, self.tz, now)
 
     async def exceptions(self, rep: RepView, args: Sequence[str]) -> Rendered:
         if rep.role != "admin":
             raise Forbidden("only an admin can manage the exception list")
         sub = args[0].lower() if args else "list"
         if sub == "list" and len(args) <= 1:
-            return views.exceptions_list(await self.crm.exceptions.all())
+            return lists.exceptions_list(await self.crm.exceptions.all())
         if sub == "add" and len(args) >= 2:
             value, rest = split_value(args[1:])
             comment = " ".join(rest) or f"added by {rep.name}"
@@ -147,4 +150,4 @@ class Commands:
     async def settings(self, rep: RepView) -> Rendered:
         if rep.role != "admin":
             raise Forbidden("only an admin can change the CRM settings")
-        return views.settings_view(await self.crm.settings.get())
+        return lists.settings_view(await self.crm.settings.get())

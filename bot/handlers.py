@@ -28,13 +28,16 @@ from telegram.ext import (
 )
 
 from bot import callbacks as cb
-from bot import views
+from bot import lists, views
 from bot.actions import Actions, Outcome, Press
 from bot.commands import Commands, actor_of, record_number
 from bot.customers import CustomerDesk
 from bot.sending import NO_PREVIEW, edit_card, markup
 from bot.sync import CardSync
-from bot.views import Rendered, clip
+from bot.views import (
+    Rendered,
+    clip,
+)
 from crm.dto import RepView
 from crm.errors import CrmError, Forbidden
 from crm.facade import Crm
@@ -146,7 +149,7 @@ class Handlers:
         if self.customers is not None:
             await self.customers.message(update)
         elif update.effective_message is not None:
-            await update.effective_message.reply_text(views.STRANGER)
+            await update.effective_message.reply_text(lists.STRANGER)
         return None
 
     def _refused(self, update: Update, rep: RepView, what: str, err: Exception) -> None:
@@ -173,15 +176,15 @@ class Handlers:
                 return
             log.info("rep #%s %s is now Telegram user %s", joined.id, joined.name, user.id)
             welcome = f"Welcome, {views.esc(joined.name)}! New leads will arrive here.\n\n"
-            await _reply(message, Rendered(welcome + views.help_text(joined.role)))
+            await _reply(message, Rendered(welcome + lists.help_text(joined.role)))
             return
         rep = await self.rep_of(update)
         if rep is not None:
-            await _reply(message, Rendered(views.help_text(rep.role)))
+            await _reply(message, Rendered(lists.help_text(rep.role)))
         elif self.customers is not None:
             await self.customers.start(update, context)
         else:
-            await message.reply_text(views.STRANGER)
+            await message.reply_text(lists.STRANGER)
 
     def _command(self, run: Command) -> Handler:
         async def handle(update: Update, context: Context) -> None:
@@ -203,7 +206,7 @@ class Handlers:
         return handle
 
     async def _help(self, rep: RepView, args: list[str]) -> Rendered:
-        return Rendered(views.help_text(rep.role))
+        return Rendered(lists.help_text(rep.role))
 
     async def _lead(self, rep: RepView, args: list[str]) -> Rendered:
         return await self.commands.record(rep, "lead", record_number(args, "lead"))

@@ -34,7 +34,13 @@ from bot.cards import Card, Cards
 from bot.clock import Clock, real_delay
 from bot.sending import BLOCKED, Undeliverable, deliver_card, fallback_note
 from bot.sync import CardSync
-from bot.views import NAME_CHARS, REASON_CHARS, Viewer, clip, esc
+from bot.views import (
+    NAME_CHARS,
+    REASON_CHARS,
+    Viewer,
+    clip,
+    esc,
+)
 from crm.dto import RepView
 from crm.errors import CrmError, NotFound
 from crm.facade import Crm

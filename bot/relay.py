@@ -12,7 +12,9 @@ from collections.abc import Mapping
 
 from bot.cards import Cards
 from bot.commands import actor_of
-from bot.views import ReplyTarget
+from bot.views import (
+    ReplyTarget,
+)
 from crm.dto import RepView
 from crm.errors import Conflict, InvalidInput
 from crm.replies import ReplySender

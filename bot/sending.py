@@ -14,7 +14,10 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPrevie
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden
 
-from bot.views import Rendered, plain_text
+from bot.views import (
+    Rendered,
+    plain_text,
+)
 
 log = logging.getLogger(__name__)
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)

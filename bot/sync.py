@@ -13,7 +13,11 @@ from telegram.error import TelegramError
 from bot.cards import Cards
 from bot.clock import Clock
 from bot.sending import edit_card
-from bot.views import Rendered, Viewer, notice
+from bot.views import (
+    Rendered,
+    Viewer,
+    notice,
+)
 from crm.dto import Actor
 from crm.errors import CrmError, Forbidden
 from crm.facade import Crm

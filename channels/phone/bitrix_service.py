@@ -29,6 +29,24 @@ from aiohttp import web
 
 from channels.phone import recordings
 from channels.phone.bitrix import (
+    FinishRequest,
+    RegisterRequest,
+    finish_report,
+    parse_attach_record,
+    parse_card,
+    parse_finish,
+    parse_register,
+    parse_search,
+    register_key,
+    register_report,
+)
+from channels.phone.bitrix_batch import (
+    BatchKey,
+    parse_batch,
+    split_command,
+    substitute,
+)
+from channels.phone.bitrix_params import (
     ATTACH_RECORD,
     BATCH,
     FINISH,
@@ -39,34 +57,22 @@ from channels.phone.bitrix import (
     REGISTER_PARAMS,
     SEARCH,
     SHOW,
-    BatchKey,
     BitrixError,
+    invalid_credentials,
+    parse_bitrix_params,
+    resolve_method,
+)
+from channels.phone.bitrix_replies import (
     EntityHit,
-    FinishRequest,
-    RegisterRequest,
     Timing,
     attach_record_result,
     batch_result,
     bitrix_error,
     bitrix_result,
     command_time,
-    finish_report,
     finish_result,
-    invalid_credentials,
-    parse_attach_record,
-    parse_batch,
-    parse_bitrix_params,
-    parse_card,
-    parse_finish,
-    parse_register,
-    parse_search,
-    register_key,
-    register_report,
     register_result,
-    resolve_method,
     search_result,
-    split_command,
-    substitute,
 )
 from channels.phone.calls import CallDirection
 from channels.phone.context import PhoneContext

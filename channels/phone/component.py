@@ -34,7 +34,7 @@ from channels.phone.webhooks import (
 from crm.supervisor import TaskHost
 
 # Every method under a webhook path: an unknown one gets Bitrix24's own error body
-# (`bitrix.method_not_found`), a user that is not a number Bitrix24's refusal of the
+# (`bitrix_params.method_not_found`), a user that is not a number Bitrix24's refusal of the
 # credentials, as Bitrix24 answers them. Method names are matched case-insensitively.
 BITRIX_PATH = r"/rest/{user}/{token}/{method}"
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot.views import CardContext, contact_card, plain_text
+from bot.views import (
+    CardContext,
+    contact_card,
+    plain_text,
+)
 from crm.dto import SYSTEM
 from crm.services.leads import LeadInput
 from crm.services.records import ContactInput

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from bot.customers import ASK, NOT_NOW, SHARE, THANKS_NO_PHONE, THANKS_PHONE
-from bot.views import STRANGER
+from bot.lists import (
+    STRANGER,
+)
 from crm.services.listing import ListFilter
 from tests.bot.conftest import TOKEN, World, button, buttons
 from tests.bot.token_router import TokenRouter

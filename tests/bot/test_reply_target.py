@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot.cards import reply_target
-from bot.views import ReplyTarget
+from bot.views import (
+    ReplyTarget,
+)
 from crm.dto import ActivityView, CommView
 
 WHEN = datetime(2026, 1, 5, 9, tzinfo=UTC)

@@ -10,13 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot import callbacks as cb
+from bot.lists import (
+    leads_list,
+)
 from bot.views import (
     TEXT_LIMIT,
     CardContext,
     Viewer,
     clip,
     lead_card,
-    leads_list,
     visible_length,
 )
 from bot.when import parse_when, preset

@@ -10,33 +10,39 @@ from typing import Any
 import pytest
 
 from channels.phone.bitrix import (
-    BitrixError,
     CallType,
+    finish_report,
+    parse_card,
+    parse_finish,
+    parse_register,
+    parse_search,
+    register_key,
+    register_report,
+    status_from,
+)
+from channels.phone.bitrix_batch import (
+    parse_batch,
+    split_command,
+    substitute,
+)
+from channels.phone.bitrix_params import (
+    BitrixError,
+    nest_params,
+    normalize_method,
+    parse_bitrix_params,
+    resolve_method,
+)
+from channels.phone.bitrix_replies import (
     EntityHit,
     Timing,
     batch_result,
     bitrix_error,
     bitrix_result,
     command_time,
-    finish_report,
     finish_result,
-    nest_params,
-    normalize_method,
-    parse_batch,
-    parse_bitrix_params,
-    parse_card,
-    parse_finish,
-    parse_register,
-    parse_search,
     php_array,
-    register_key,
-    register_report,
     register_result,
-    resolve_method,
     search_result,
-    split_command,
-    status_from,
-    substitute,
 )
 from channels.phone.calls import CallDirection, CallStage, Disposition
 

@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from bot.views import CardContext, Viewer, contact_card, lead_card, plain_text
+from bot.views import (
+    CardContext,
+    Viewer,
+    contact_card,
+    lead_card,
+    plain_text,
+)
 from channels.phone.settings import PhoneSettings
 from crm.config import DEFAULT_STATUSES
 from crm.dto import SYSTEM, LeadView

@@ -12,14 +12,16 @@ from hypothesis import strategies as st
 
 from channels.event import InboundEvent
 from channels.phone.bitrix import (
-    REGISTER_PARAMS,
-    BitrixError,
     finish_report,
-    parse_bitrix_params,
     parse_finish,
     parse_register,
     parse_search,
     register_report,
+)
+from channels.phone.bitrix_params import (
+    REGISTER_PARAMS,
+    BitrixError,
+    parse_bitrix_params,
 )
 from channels.phone.calls import CallReport, PayloadError, call_to_event, plainly_internal
 from channels.phone.generic import generic_document, parse_generic

@@ -1,0 +1,185 @@
+"""Lists and texts a rep asks for: open leads and deals (paged), search results, today's
+call-backs, the exception list, the settings, help."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, tzinfo
+
+from bot import callbacks as cb
+from bot.views import (
+    LIST_ITEM_CHARS,
+    Rendered,
+    Row,
+    _join,
+    clip,
+    esc,
+    local,
+)
+from crm.dto import ActivityView, ContactView, DealView, ExceptionView, LeadView
+from matching.model import MatchSettings
+
+
+def _pager(action: str, offset: int, limit: int, total: int, flt: str) -> Row:
+    row: Row = []
+    if offset > 0:
+        row.append(("◀", cb.encode(action, str(max(offset - limit, 0)), flt)))
+    if offset + limit < total:
+        row.append(("▶", cb.encode(action, str(offset + limit), flt)))
+    return row
+
+
+def _open_rows(items: Sequence[tuple[str, int]]) -> list[Row]:
+    buttons = [(f"#{ident}", cb.encode(cb.OPEN, cb.ref(kind, ident))) for kind, ident in items]
+    return [buttons[i : i + 5] for i in range(0, len(buttons), 5)]
+
+
+def leads_list(
+    leads: Sequence[LeadView], total: int, offset: int, limit: int, flt: str
+) -> Rendered:
+    label = f" ({esc(flt)})" if flt else ""
+    if not leads:
+        return Rendered(f"No leads{label}.")
+    lines = [f"<b>Leads{label}</b> {offset + 1}–{offset + len(leads)} of {total}"]
+    for lead in leads:
+        repeat = "🔁 " if lead.is_return_customer else ""
+        name = clip(lead.name or lead.title, LIST_ITEM_CHARS)
+        lines.append(
+            f"#{lead.id} {repeat}{esc(name)} · {esc(lead.status_name)} · {esc(lead.source)}"
+        )
+    rows = _open_rows([("lead", lead.id) for lead in leads])
+    pager = _pager(cb.LEADS_PAGE, offset, limit, total, flt)
+    return Rendered(_join(lines), rows + ([pager] if pager else []))
+
+
+def deals_list(
+    deals: Sequence[DealView], total: int, offset: int, limit: int, flt: str
+) -> Rendered:
+    if not deals:
+        return Rendered("No open deals.")
+    lines = [f"<b>Deals</b> {offset + 1}–{offset + len(deals)} of {total}"]
+    for d in deals:
+        amount = f" · {d.amount} {esc(d.currency)}" if d.amount is not None else ""
+        lines.append(f"#{d.id} {esc(clip(d.title, LIST_ITEM_CHARS))} · {esc(d.stage_name)}{amount}")
+    rows = _open_rows([("deal", d.id) for d in deals])
+    pager = _pager(cb.DEALS_PAGE, offset, limit, total, flt)
+    return Rendered(_join(lines), rows + ([pager] if pager else []))
+
+
+def search_results(
+    query: str,
+    contacts: Sequence[ContactView],
+    companies: Sequence[tuple[int, str]],
+    leads: Sequence[LeadView],
+    deals: Sequence[DealView],
+) -> Rendered:
+    if not (contacts or companies or leads or deals):
+        return Rendered(f"Nothing found for “{esc(clip(query, 80))}”.")
+    lines = [f"<b>Found for “{esc(clip(query, 80))}”</b>"]
+    for lead in leads:
+        name = clip(lead.name or lead.title, LIST_ITEM_CHARS)
+        lines.append(f"Lead #{lead.id} {esc(name)} · {esc(lead.status_name)}")
+    for d in deals:
+        lines.append(f"Deal #{d.id} {esc(clip(d.title, LIST_ITEM_CHARS))} · {esc(d.stage_name)}")
+    for c in contacts:
+        company = f" · {esc(clip(c.company_title, 40))}" if c.company_title else ""
+        lines.append(f"Contact #{c.id} {esc(clip(c.name, LIST_ITEM_CHARS))}{company}")
+    for ident, title in companies:
+        lines.append(f"Company #{ident} {esc(clip(title, LIST_ITEM_CHARS))}")
+    rows = _open_rows([("lead", x.id) for x in leads] + [("deal", x.id) for x in deals])
+    return Rendered(_join(lines), rows)
+
+
+def _owner_ref(act: ActivityView) -> tuple[str, int] | None:
+    for kind in ("deal", "lead"):
+        for owner_type, owner_id in act.bindings:
+            if owner_type == kind:
+                return kind, owner_id
+    return None
+
+
+def today_list(acts: Sequence[ActivityView], tz: tzinfo, now: datetime) -> Rendered:
+    if not acts:
+        return Rendered("Nothing due today. 🎉")
+    lines = ["<b>Due today and overdue</b>"]
+    rows: list[Row] = []
+    for a in acts:
+        flag = "⚠️ " if a.due_at is not None and a.due_at < now else ""
+        when = local(a.due_at, tz, now) if a.due_at else ""
+        owner = _owner_ref(a)
+        where = f" · {owner[0]} #{owner[1]}" if owner else ""
+        lines.append(f"{flag}{when} {esc(clip(a.subject or a.kind, LIST_ITEM_CHARS))}{where}")
+        row: Row = [(f"✅ {when}", cb.encode(cb.DONE, cb.ref("activity", a.id), "t"))]
+        if owner:
+            row.append((f"{owner[0]} #{owner[1]}", cb.encode(cb.OPEN, cb.ref(*owner))))
+        rows.append(row)
+    return Rendered(_join(lines), rows)
+
+
+def exceptions_list(entries: Sequence[ExceptionView]) -> Rendered:
+    if not entries:
+        return Rendered(
+            "The exception list is empty.\nAdd: <code>/exceptions add +49301234567 comment</code>"
+        )
+    lines = ["<b>Exception list</b> (never captured)"]
+    for e in entries:
+        comment = f" — {esc(clip(e.comment, 60))}" if e.comment else ""
+        lines.append(f"{esc(e.kind)} <code>{esc(e.value)}</code>{comment}")
+    lines.append("Remove: <code>/exceptions remove VALUE</code>")
+    return Rendered(_join(lines))
+
+
+def settings_view(current: MatchSettings) -> Rendered:
+    on = {True: "on", False: "off"}
+    lines = [
+        "<b>CRM settings</b>",
+        f"CRM mode: {esc(current.crm_mode.value)}",
+        f"Repeat sales: {on[current.repeat_sales]}",
+        f"Traditional lead mode: {on[current.traditional_mode]}",
+    ]
+    other_mode = "simple" if current.crm_mode.value == "classic" else "classic"
+    rows: list[Row] = [
+        [(f"Mode → {other_mode}", cb.encode(cb.SETTING, "m", other_mode))],
+        [
+            (
+                f"Repeat sales → {on[not current.repeat_sales]}",
+                cb.encode(cb.SETTING, "r", "0" if current.repeat_sales else "1"),
+            )
+        ],
+    ]
+    if not current.repeat_sales:
+        rows.append(
+            [
+                (
+                    f"Traditional mode → {on[not current.traditional_mode]}",
+                    cb.encode(cb.SETTING, "t", "0" if current.traditional_mode else "1"),
+                )
+            ]
+        )
+    return Rendered(_join(lines), rows)
+
+
+HELP_REP = """<b>Leadbot</b> — your leads in Telegram
+New leads, repeat leads, missed calls and new e-mails on your records arrive here as cards.
+Use the buttons on a card; reply to a card with text to add a comment.
+
+/leads — my open leads (filters: new, repeat, a status, a source; e.g. <code>/leads repeat</code>)
+/lead N — show lead N
+/deals — my open deals
+/find phone | e-mail | name — search
+/today — call-backs and tasks due today and overdue
+/help — this text"""
+
+HELP_ADMIN = """
+/exceptions — the exception list (list, add, remove)
+/settings — CRM mode, repeat sales, traditional mode"""
+
+
+def help_text(role: str) -> str:
+    return HELP_REP + (HELP_ADMIN if role == "admin" else "")
+
+
+STRANGER = (
+    "Hello! This bot is for our sales team. If you are a customer, please write to us by "
+    "e-mail or phone — thank you!"
+)
