@@ -37,6 +37,7 @@ from crm.queue import (
 from crm.replies import ReplySenders
 from crm.supervisor import Health, Run, Supervisor, TaskState, describe
 from leadbot.metrics import Metrics
+from leadbot.refusals import Refusals
 from leadbot.settings import Settings
 from leadbot.web import (
     Check,
@@ -141,6 +142,7 @@ class Service:
         # Every long-running task of the process, the components' too (`spawn`).
         self.supervisor = Supervisor()
         self.outages = Outages()
+        self.refusals = Refusals(self.metrics.refused)
         # Readiness of the components' own parts (a mailbox's login), by check name.
         self.component_checks: dict[str, Callable[[], Health]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -286,7 +288,11 @@ class Service:
 
     def web_app(self) -> web.Application:
         app = web.Application(
-            middlewares=[error_middleware(self.outages), decoding_middleware()],
+            middlewares=[
+                self.refusals.middleware(),
+                error_middleware(self.outages),
+                decoding_middleware(),
+            ],
             client_max_size=2 * 1024 * 1024,
         )
         app.add_routes(health_routes(self.readiness_checks, self._metrics_text))

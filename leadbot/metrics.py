@@ -32,6 +32,12 @@ class Metrics:
             ["channel"],
             registry=self.registry,
         )
+        self.refused = Counter(
+            "leadbot_http_refused_total",
+            "Requests answered 4xx, by route pattern and status (each logged, rate-limited)",
+            ["route", "status"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "leadbot_event_processing_seconds",
             "From receipt to committed outcome",

@@ -137,16 +137,19 @@ async def _record_twilio(
     params = await _twilio_params(request)
     if isinstance(params, web.Response):
         return params
+    url = twilio_public_url(ctx, request)
     try:
         verify_twilio(
             token.get_secret_value(),
-            twilio_public_url(ctx, request),
+            url,
             params if request.method == "POST" else None,
             request.headers.get(TWILIO_HEADER),
             algorithm=algorithm_of(request.headers.get(SETTINGS_HEADER)),
         )
     except SignatureError as err:
-        return json_error(401, "bad_signature", err.reason)
+        # The URL it was checked against: a wrong http.public_url (a changed port, a proxy's
+        # https) shows at a glance, here and in the log line of the refusal.
+        return json_error(401, "bad_signature", f"{err.reason}; checked against {url}")
     try:
         # Cleaned after the signature check (which covers the values as sent).
         report = parse_twilio(MultiDict((clean_text(k), clean_text(v)) for k, v in params.items()))

@@ -93,8 +93,10 @@ class SmsComponent:
                 algorithm=algorithm_of(request.headers.get(SETTINGS_HEADER)),
             )
         except SignatureError as err:
-            log.warning("Twilio SMS webhook refused from %s: %s", request.remote, err.reason)
-            return json_error(403, "bad_signature", err.reason)
+            # Logged and counted with every refusal (leadbot.refusals); the URL it was checked
+            # against shows a wrong sms.public_url / http.public_url at a glance.
+            checked = self.public_prefix + request.raw_path
+            return json_error(403, "bad_signature", f"{err.reason}; checked against {checked}")
         # Cleaned after the signature check, which covers the values as sent.
         clean = {clean_text(k): clean_text(v) for k, v in params.items()}
         try:

@@ -1,0 +1,93 @@
+"""Every request Leadbot refuses (a 4xx answer) is counted in /metrics and logged, so a wrong
+token, signature or public URL on the sender's side shows up here too.
+
+Counted by route pattern (`/hooks/twilio/voice`, `/rest/{user}/{token}/{method}`: the pattern,
+never the path, so no token reaches a label) and status. Logged at WARNING with the reason the
+client was given, at most once a minute per route and status: a sender retrying a bad request,
+or someone probing, cannot flood the log; the next line says how many were not logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from prometheus_client import Counter
+
+log = logging.getLogger("leadbot.refused")
+
+LOG_EVERY = 60.0  # seconds between two lines for one route and status
+
+
+def route_of(request: web.Request) -> str:
+    """The matched route's pattern; "unmatched" for a path no route serves."""
+    route = request.match_info.route
+    resource = route.resource if route is not None else None
+    if resource is None or request.match_info.http_exception is not None:
+        return "unmatched"
+    return resource.canonical
+
+
+def reason_of(response: web.StreamResponse) -> str:
+    """The reason the client was told: `detail` / `error_description` / `error` of a JSON body."""
+    body = getattr(response, "body", None)
+    if not isinstance(body, bytes) or not body.startswith(b"{"):
+        return response.reason or ""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return response.reason or ""
+    if not isinstance(doc, dict):
+        return response.reason or ""
+    for key in ("detail", "error_description", "error"):
+        if isinstance(doc.get(key), str):
+            return str(doc[key])[:300]
+    return response.reason or ""
+
+
+class Refusals:
+    def __init__(self, counter: Counter, clock: Callable[[], float] = time.monotonic) -> None:
+        self.counter = counter
+        self.clock = clock
+        self._last: dict[tuple[str, int], float] = {}
+        self._quiet: dict[tuple[str, int], int] = {}
+
+    def record(self, request: web.Request, response: web.StreamResponse) -> None:
+        route, status = route_of(request), response.status
+        self.counter.labels(route=route, status=str(status)).inc()
+        key, now = (route, status), self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < LOG_EVERY:
+            self._quiet[key] = self._quiet.get(key, 0) + 1
+            return
+        self._last[key] = now
+        more = self._quiet.pop(key, 0)
+        log.warning(
+            "refused %s %s (%s) from %s: %d %s%s",
+            request.method,
+            request.path,
+            route,
+            request.remote,
+            status,
+            reason_of(response),
+            f" [{more} more like it not logged since the last line]" if more else "",
+        )
+
+    def middleware(self) -> Middleware:
+        @web.middleware
+        async def refused(request: web.Request, handler: Handler) -> web.StreamResponse:
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:  # one the error middleware passes on as it is
+                if 400 <= exc.status < 500:
+                    self.record(request, exc)
+                raise
+            if 400 <= response.status < 500:
+                self.record(request, response)
+            return response
+
+        return refused
