@@ -62,6 +62,12 @@ class MailboxStats:
     login_ok: bool | None = None
     login_since: float | None = None
     login_error: str | None = None
+    # When the folder was last read to its end (unix time): a mailbox that logs in but never
+    # gets through its folder shows as a growing age.
+    synced_at: float | None = None
+
+    def sync_age(self, now: float) -> float | None:
+        return None if self.synced_at is None else max(0.0, now - self.synced_at)
 
     def login(self, ok: bool, error: str | None = None) -> None:
         if ok != self.login_ok:
@@ -112,9 +118,15 @@ class MailboxWorker:
     def health(self) -> Health:
         """Ready once logged in, and while the last login succeeded (not before the first)."""
         st = self.stats
+        age = st.sync_age(time.time())
         return Health(
             st.login_ok is True,
-            {"logged_in": st.login_ok, "since": st.login_since, "error": st.login_error},
+            {
+                "logged_in": st.login_ok,
+                "since": st.login_since,
+                "error": st.login_error,
+                "last_sync_age": None if age is None else round(age, 1),
+            },
         )
 
     # --- the loop ------------------------------------------------------------------------------
@@ -171,6 +183,7 @@ class MailboxWorker:
             healthy = False
             while not stop.is_set():
                 await self._drain(session, cursor, stop)
+                self.stats.synced_at = time.time()
                 healthy = True
                 if stop.is_set():
                     break

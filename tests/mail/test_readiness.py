@@ -3,6 +3,7 @@ leadbot_mailbox_connected 0; one that logs in is ready and 1."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import aiohttp
@@ -52,9 +53,21 @@ async def test_wrong_password_makes_readyz_503_and_the_gauge_0(
     assert "wrong-password" not in str(body)
     good = body["checks"]["mailbox:sales"]
     assert good["ok"] is True and good["error"] is None
+    # The refused one never read its folder; the good one has, moments ago.
+    assert bad["last_sync_age"] is None
+
+    async def synced() -> bool:
+        _, body = await _ready(service.port)
+        age = body["checks"]["mailbox:sales"]["last_sync_age"]
+        return age is not None and 0 <= age < 30
+
+    await eventually(synced, timeout=20, what="the good mailbox read to its end")
     _, metrics = await _get(service.port, "/metrics")
     assert 'leadbot_mailbox_connected{mailbox="support"} 0.0' in metrics
     assert 'leadbot_mailbox_connected{mailbox="sales"} 1.0' in metrics
+    found = re.search(r'leadbot_mailbox_last_sync_age_seconds\{mailbox="sales"\} (\S+)', metrics)
+    assert found is not None and 0 <= float(found.group(1)) < 30
+    assert 'leadbot_mailbox_last_sync_age_seconds{mailbox="support"}' not in metrics
     # The mailbox worker's own reconnect loop handles the refusal: not a supervised failure.
     tasks = body["checks"]["tasks"]["tasks"]
     assert tasks["mailbox.support"]["state"] == "running"
