@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 import tempfile
 import uuid
@@ -152,6 +153,34 @@ async def leadbot_process(
         stdout=stdout,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+_DRAINS: set[asyncio.Task[None]] = set()
+
+
+async def serve_process(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, int]:
+    """`leadbot serve` as a child process, once it listens: the process and its port. Its
+    stderr is read on from then on (a full pipe would stop it at its next log line)."""
+    proc = await leadbot_process("serve", env=env)
+    assert proc.stderr is not None
+    stderr, seen = proc.stderr, []
+    async with asyncio.timeout(60):
+        while True:
+            line = (await stderr.readline()).decode()
+            assert line, "serve exited early:\n" + "".join(seen)
+            seen.append(line)
+            found = re.search(r"listening on http://[\d.]+:(\d+)", line)
+            if found:
+                break
+
+    async def drain() -> None:
+        while await stderr.read(65536):
+            pass
+
+    task = asyncio.create_task(drain())
+    _DRAINS.add(task)
+    task.add_done_callback(_DRAINS.discard)
+    return proc, int(found.group(1))
 
 
 async def leadbot_run(*args: str, env: dict[str, str], timeout: float = 60) -> tuple[int, str, str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import time
 import uuid
 from pathlib import Path
@@ -21,7 +20,13 @@ from crm.db import Database
 from crm.facade import Crm
 from crm.models import InboundEventLog
 from crm.schema import upgrade
-from tests.conftest import leadbot_process, leadbot_run, make_event, open_db, table_counts
+from tests.conftest import (
+    leadbot_run,
+    make_event,
+    open_db,
+    serve_process,
+    table_counts,
+)
 from tests.servers import end_process
 
 
@@ -36,33 +41,6 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
     env["LEADBOT_CONFIG"] = str(config)
     env.update(extra)
     return env
-
-
-_DRAINS: set[asyncio.Task[None]] = set()
-
-
-async def _serve(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, int]:
-    proc = await leadbot_process("serve", env=env)
-    assert proc.stderr is not None
-    stderr = proc.stderr
-    seen = []
-    async with asyncio.timeout(60):
-        while True:
-            line = (await stderr.readline()).decode()
-            assert line, "serve exited:\n" + "".join(seen)
-            seen.append(line)
-            found = re.search(r"listening on http://[\d.]+:(\d+)", line)
-            if found:
-                break
-
-    async def drain() -> None:  # a full pipe would stop the service at its next log line
-        while await stderr.read(65536):
-            pass
-
-    task = asyncio.create_task(drain())
-    _DRAINS.add(task)
-    task.add_done_callback(_DRAINS.discard)
-    return proc, int(found.group(1))
 
 
 async def _events(url: str, ids: set[str]) -> set[str]:
@@ -82,7 +60,7 @@ async def test_a_backup_under_load_restores_every_acknowledged_lead(tmp_path: Pa
     live, restored = tmp_path / "live", tmp_path / "restored"
     env = _env(live)
     assert (await leadbot_run("db", "upgrade", env=env))[0] == 0
-    proc, port = await _serve(env)
+    proc, port = await serve_process(env)
     acked: list[tuple[float, str]] = []  # when the 202 came, the event's id
     stop, enough = asyncio.Event(), asyncio.Event()
 
@@ -122,7 +100,7 @@ async def test_a_backup_under_load_restores_every_acknowledged_lead(tmp_path: Pa
     env2 = _env(restored)
     code, out, err = await leadbot_run("restore", str(backup_file), env=env2)
     assert code == 0, err
-    proc, _ = await _serve(env2)  # replays what the journal held at the backup
+    proc, _ = await serve_process(env2)  # replays what the journal held at the backup
     try:
         url = f"sqlite+aiosqlite:///{restored / 'leadbot.db'}"
         found: set[str] = set()

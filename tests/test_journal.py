@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import signal
 import sqlite3
 import time
@@ -34,7 +33,7 @@ from crm.queue import (
 from crm.services.listing import ListFilter
 from leadbot.app import Service
 from matching.event import Channel, InboundEvent
-from tests.conftest import leadbot_process, leadbot_run, make_event
+from tests.conftest import leadbot_process, leadbot_run, make_event, serve_process
 
 
 def _segments(directory: Path) -> list[str]:
@@ -152,20 +151,6 @@ async def test_finished_segments_are_deleted_while_it_runs(
 SECRET = "journal-test-secret"
 
 
-async def _serve(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, int]:
-    proc = await leadbot_process("serve", env=env)
-    assert proc.stderr is not None
-    log: list[str] = []
-    async with asyncio.timeout(60):
-        while True:
-            line = (await proc.stderr.readline()).decode()
-            assert line, "serve exited early:\n" + "".join(log)
-            log.append(line)
-            found = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-            if found:
-                return proc, int(found.group(1))
-
-
 async def test_events_acknowledged_before_a_kill_are_processed_after_the_restart(
     tmp_path: Path,
 ) -> None:
@@ -179,7 +164,7 @@ async def test_events_acknowledged_before_a_kill_are_processed_after_the_restart
     )
     migrate = await leadbot_process("db", "upgrade", env=env)
     assert await asyncio.wait_for(migrate.wait(), 60) == 0
-    proc, port = await _serve(env)
+    proc, port = await serve_process(env)
     # Someone holds the database's write lock: intake cannot commit, the webhook still
     # answers (the journal has the events).
     blocker = sqlite3.connect(db_file, isolation_level=None)
@@ -207,7 +192,7 @@ async def test_events_acknowledged_before_a_kill_are_processed_after_the_restart
         blocker.execute("ROLLBACK")
         blocker.close()
     assert sqlite3.connect(db_file).execute("SELECT count(*) FROM leads").fetchone() == (0,)
-    proc, _ = await _serve(env)
+    proc, _ = await serve_process(env)
     try:
         titles: list[str] = []
         for _ in range(200):
