@@ -27,6 +27,8 @@ from leadbot.cli_common import (
     settings_of,
 )
 from leadbot.db_commands import register_db_commands
+from leadbot.dead import register_cli as register_dead
+from leadbot.doctor import register_cli as register_doctor
 from leadbot.ingest import DEFAULT_TIMEOUT as DEFAULT_INGEST_TIMEOUT
 from leadbot.ingest import ingest_file
 from leadbot.logs import configured_secrets, redact, setup_logging
@@ -291,12 +293,11 @@ class _MailHost:
 
 
 def _extra_commands() -> list[Callable[[Any], None]]:
-    """Sub-commands defined elsewhere (import-csv, dead, mail)."""
-    from leadbot.dead import register_cli as register_dead
-
+    """Sub-commands defined elsewhere (import-csv, dead, doctor, mail)."""
     return [
         partial(register_csv, host=_CsvHost()),
         register_dead,
+        register_doctor,
         partial(register_mail, host=_MailHost()),
     ]
 

@@ -67,20 +67,24 @@ def read_password(box: MailboxSettings) -> str:
     return value
 
 
+def imap_server(box: MailboxSettings, password: str) -> ImapServer:
+    return ImapServer(
+        host=box.host,
+        port=box.port,
+        security=box.security,
+        user=box.user,
+        password=password,
+        ca_file=str(box.ca_file) if box.ca_file else None,
+    )
+
+
 def mailbox_config(
     box: MailboxSettings, password: str, own: frozenset[str], default_region: str
 ) -> MailboxConfig:
     try:
         return MailboxConfig(
             name=box.name,
-            server=ImapServer(
-                host=box.host,
-                port=box.port,
-                security=box.security,
-                user=box.user,
-                password=password,
-                ca_file=str(box.ca_file) if box.ca_file else None,
-            ),
+            server=imap_server(box, password),
             folder=box.folder,
             processed_folder=box.processed_folder,
             quarantine_folder=box.quarantine_folder,

@@ -342,7 +342,10 @@ class FakeTelegram:
         bot_id: int = 7000000001,
         bot_username: str = "leadbot_test_bot",
         bot_first_name: str = "Leadbot",
+        token: str | None = None,
     ) -> None:
+        # Set: only this token is accepted, any other is 401 Unauthorized as Telegram answers.
+        self.token = token
         self.bot: JsonDict = {
             "id": bot_id,
             "is_bot": True,
@@ -644,6 +647,8 @@ class FakeTelegram:
         call = Call(name, {}, time.monotonic())
         self._record(call)
         try:
+            if self.token is not None and request.match_info["token"] != self.token:
+                raise ApiError(401, "Unauthorized")
             call.params = await _read_params(request)
             if handler is None:
                 raise ApiError(404, "Not Found: method not found")

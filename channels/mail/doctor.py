@@ -1,0 +1,31 @@
+"""`leadbot doctor`'s look at one mailbox: log in and open its folder, as the worker would."""
+
+from __future__ import annotations
+
+import asyncio
+
+from channels.mail.component import imap_server, read_password
+from channels.mail.imap import ImapError, ImapSession
+from channels.mail.settings import MailboxSettings
+
+
+async def check_mailbox(box: MailboxSettings, timeout: float = 15.0) -> tuple[bool, str]:
+    """(ok, what was found or what to fix), never raising."""
+    try:
+        password = await asyncio.to_thread(read_password, box)
+    except Exception as exc:
+        return False, f"no password: {exc}; set password, password_file or password_env"
+    server = imap_server(box, password)
+    who = f"{box.user}@{box.host}:{box.port}"
+    try:
+        session = await ImapSession.open(server, timeout=timeout)
+    except (ImapError, OSError, TimeoutError) as exc:
+        why = str(exc) or type(exc).__name__
+        return False, f"{who}: {why}; check host, port, security, user and password"
+    try:
+        selected = await session.select(box.folder)
+    except (ImapError, OSError, TimeoutError) as exc:
+        return False, f"logged in, but folder {box.folder!r}: {exc}; check folder"
+    finally:
+        await session.close()
+    return True, f"{who} logged in, {box.folder} open (uidvalidity {selected.uidvalidity})"
