@@ -29,7 +29,9 @@ async def test_flood_control_and_server_errors_still_deliver_each_card_once_in_o
     assert [c.status for c in w.tg.calls("sendMessage")] == [429]
 
     w.tg.fail_next("sendMessage", 500, 3)
-    for _ in range(200):  # move time on; the retries (and their backoff) follow the clock
+    # Move time on; the retries (and their backoff) follow the clock. Up to 20 s of real time
+    # on a loaded machine; it ends as soon as the three cards are out.
+    for _ in range(1000):
         if len(w.tg.sent_messages(RITA)) == 3:
             break
         w.advance(seconds=31)
@@ -40,7 +42,8 @@ async def test_flood_control_and_server_errors_still_deliver_each_card_once_in_o
     assert statuses == [429, 500, 500, 500, 200, 200, 200]
     names = [m["text"].split("\n")[1] for m in w.tg.sent_messages(RITA)]
     assert names == ["👤 Kunde 1", "👤 Kunde 2", "👤 Kunde 3"]
-    assert await w.crm.outbox.pending_count() == 0
+    # Marked sent once Telegram accepted each (a moment later on a busy machine).
+    await w.wait_until(lambda: _nothing_pending(w), timeout=20)
 
 
 async def test_a_card_already_marked_sent_is_not_posted_again(world: Any) -> None:

@@ -469,10 +469,12 @@ class FakeTelegram:
         self,
         method: str,
         count: int = 1,
-        timeout: float = 5.0,
+        timeout: float = 15.0,
         predicate: Callable[[Call], bool] | None = None,
     ) -> list[Call]:
-        """Wait until at least ``count`` matching calls were recorded; return all matches."""
+        """Wait until at least ``count`` matching calls were recorded; return all matches.
+        Returns as soon as they are there: the timeout only bounds a failing wait, generous
+        for a machine loaded by other work."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
