@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -36,6 +35,7 @@ from crm.queue import (
 )
 from crm.replies import ReplySenders
 from crm.supervisor import Health, Run, Supervisor, TaskState, describe
+from leadbot.logs import safe_redis_url, safe_url
 from leadbot.metrics import Metrics
 from leadbot.refusals import Refusals
 from leadbot.settings import Settings
@@ -79,6 +79,12 @@ def crm_config(settings: Settings) -> CrmConfig:
         timezone=c.timezone,
         admin_telegram_ids=tuple(settings.telegram.admins),
     )
+
+
+def aof_is_off(config_answer: Any) -> bool:
+    """Whether Redis' answer to CONFIG GET appendonly says the append-only file is off."""
+    value = config_answer.get("appendonly") or config_answer.get(b"appendonly")
+    return value in ("no", b"no")
 
 
 def journal_dir(settings: Settings, db: Database) -> Path | None:
@@ -360,12 +366,9 @@ class Service:
 
     def describe_setup(self) -> str:
         """What this process uses, for its first log line (no password, no token)."""
-        from sqlalchemy.engine import make_url
-
-        database = make_url(self.settings.database.url).render_as_string(hide_password=True)
+        database = safe_url(self.settings.database.url)
         if self.redis is not None and self.settings.redis.url:
-            parts = urlsplit(self.settings.redis.url)
-            where = f"{parts.scheme}://{parts.hostname or 'localhost'}:{parts.port or 6379}"
+            where = safe_redis_url(self.settings.redis.url)
             queue = f"Redis stream {self.settings.redis.stream} on {where}"
         elif isinstance(self.queue, JournaledQueue):
             queue = f"in process, journal {self.queue.directory}"
@@ -420,8 +423,7 @@ class Service:
         except ResponseError as exc:  # CONFIG renamed or disabled (managed Redis): unknown
             log.info("cannot read Redis' persistence settings (%s)", describe(exc))
             return
-        value = answer.get("appendonly") or answer.get(b"appendonly")
-        if value in ("no", b"no"):
+        if aof_is_off(answer):
             log.warning(
                 "Redis runs without its append-only file (appendonly no): events already "
                 "acknowledged to a channel may be lost if Redis restarts; turn on "

@@ -9,11 +9,11 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 
 from crm.db import Database
+from leadbot.logs import safe_redis_url, safe_url
 from leadbot.settings import Settings, load_settings
 
 log = logging.getLogger("leadbot")
@@ -28,23 +28,6 @@ def settings_of(args: argparse.Namespace) -> Settings:
     if loaded is not None:
         return loaded
     return load_settings(args.config) if args.config else load_settings()
-
-
-def safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "(unparsable database url)"
-
-
-def safe_redis_url(url: str) -> str:
-    """The Redis server without its password: scheme://host:port."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return f"unix://{parts.path}"
-    return f"{parts.scheme}://{parts.hostname or 'localhost'}:{parts.port or 6379}"
 
 
 def reason_of(exc: BaseException) -> str:

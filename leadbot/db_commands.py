@@ -10,7 +10,8 @@ from typing import Any
 
 from crm.db import Database
 from leadbot.app import journal_dir
-from leadbot.cli_common import CliError, ping_or_fail, safe_url, settings_of
+from leadbot.cli_common import CliError, ping_or_fail, settings_of
+from leadbot.logs import safe_url
 from leadbot.settings import Settings
 
 

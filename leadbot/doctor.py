@@ -20,7 +20,9 @@ from bot.doctor import check_telegram
 from channels.mail.doctor import check_mailbox
 from crm.db import Database
 from crm.schema import current_revision, head_revision
-from leadbot.cli_common import reason_of, safe_redis_url, safe_url, settings_of
+from leadbot.app import aof_is_off
+from leadbot.cli_common import reason_of, settings_of
+from leadbot.logs import safe_redis_url, safe_url
 from leadbot.settings import Settings
 
 Verdict = Literal["ok", "WARN", "FAIL"]
@@ -59,7 +61,7 @@ async def _redis(settings: Settings) -> Line | None:
         return "FAIL", "redis", f"{where}: {reason_of(exc)}; check redis.url"
     finally:
         await redis.aclose()
-    if answer.get("appendonly") in ("no", b"no") or answer.get(b"appendonly") == b"no":
+    if aof_is_off(answer):
         return (
             "WARN",
             "redis",

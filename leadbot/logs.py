@@ -287,3 +287,21 @@ def setup_logging(
 def redact(text: str) -> str:
     """`text` with every secret the last `setup_logging` was given (and the patterns) hidden."""
     return _FILTER.redact(text)
+
+
+def safe_url(url: str) -> str:
+    """A database URL as it may be shown: its password as ***."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparsable database url)"
+
+
+def safe_redis_url(url: str) -> str:
+    """The Redis server without its password: scheme://host:port."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"unix://{parts.path}"
+    return f"{parts.scheme}://{parts.hostname or 'localhost'}:{parts.port or 6379}"
