@@ -271,10 +271,8 @@ class Board:
                 await self.deals.set_amount(ident, amount, actor)
         elif semantic == "failure" and reason is None:
             raise InvalidInput(f"say why deal #{ident} goes to {name!r}")
-        if semantic == "failure":
-            await self.deals.lose(ident, actor, reason)
-        else:
-            await self.deals.move(ident, code, actor, pipeline=deal.pipeline)
+        # The dropped-on stage itself (a pipeline may have several lost stages).
+        await self.deals.move(ident, code, actor, pipeline=deal.pipeline, reason=reason)
 
     # --- queries ---------------------------------------------------------------------------
 

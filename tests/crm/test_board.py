@@ -156,6 +156,8 @@ async def test_deal_columns_sum_amounts_and_final_stages_need_amount_or_reason(c
     assert (won.column, won.amount) == ("WON", Decimal("75.00"))
     lost = await crm.board.move("deal", a.id, "LOSE", rita, reason="too expensive")
     assert lost.column == "LOSE"
+    told = (await crm.history.page("deal", a.id, rita)).items[0]
+    assert (told.action, told.body) == ("lost", "too expensive")
     assert (await crm.board.move("deal", a.id, "NEGOTIATION", rita)).column == "NEGOTIATION"
     with pytest.raises(InvalidInput, match="not an amount"):
         await crm.board.move("deal", a.id, "WON", rita, amount="lots")
