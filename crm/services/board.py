@@ -33,7 +33,7 @@ from crm.models import (
     Stage,
     utcnow,
 )
-from crm.services.access import get_or_404
+from crm.services.access import check_access, get_or_404
 from crm.services.cursor import decode_cursor, encode_cursor
 from crm.services.deals import Deals
 from crm.services.leads import Leads
@@ -193,12 +193,10 @@ class Board:
 
     async def card(self, kind: str, ident: int, actor: Actor) -> Card:
         """One card as the board shows it (after a move, or for a live update)."""
-        if kind == "lead":
-            await self.leads.get(ident, actor)  # rights and existence, with the usual errors
-        else:
-            await self.deals.get(ident, actor)
+        model = self._model(kind)
         async with self.db.read() as s:
-            row = await get_or_404(s, self._model(kind), ident, kind)
+            row = await get_or_404(s, model, ident, kind)
+            check_access(actor, row.responsible_id, f"{kind} #{ident}")
             return (await self._cards(s, kind, [row]))[0]
 
     async def move(self, kind: str, ident: int, to_column: str, actor: Actor, **extra: Any) -> Card:
@@ -208,16 +206,15 @@ class Board:
         status junks it and needs `reason`; the success status converts it only with
         `convert=True` (and an optional `amount`). Deals: a stage of the deal's pipeline; a
         won stage needs an amount (on the deal or as `amount`), a lost one a `reason`."""
+        self._model(kind)
         reason = str(extra.get("reason") or "").strip() or None
         amount = _amount(extra.get("amount"))
         if kind == "lead":
             await self._move_lead(
                 ident, to_column, actor, reason, amount, bool(extra.get("convert"))
             )
-        elif kind == "deal":
-            await self._move_deal(ident, to_column, actor, reason, amount)
         else:
-            self._model(kind)
+            await self._move_deal(ident, to_column, actor, reason, amount)
         return await self.card(kind, ident, actor)
 
     async def _move_lead(

@@ -121,6 +121,10 @@ async def test_lead_moves_follow_the_lead_rules_and_rights(crm: Crm) -> None:
         await crm.board.move("lead", lead.id, "JUNK", rita)
     with pytest.raises(Forbidden, match="another rep"):
         await crm.board.move("lead", lead.id, "IN_PROCESS", sam)
+    with pytest.raises(Forbidden, match="another rep"):
+        await crm.board.card("lead", lead.id, sam)
+    with pytest.raises(InvalidInput, match="leads or deals"):
+        await crm.board.move("ticket", lead.id, "NEW", rita)
     junk = await crm.board.move("lead", lead.id, "JUNK", rita, reason="spam")
     assert junk.column == "JUNK" and (await crm.leads.get(lead.id)).junk_reason == "spam"
     back = await crm.board.move("lead", lead.id, "IN_PROCESS", rita)  # reopened, then moved
