@@ -13,6 +13,7 @@ from crm.db import Database
 from crm.intake import Intake, SeenCache
 from crm.models import utcnow
 from crm.services.activities import Activities
+from crm.services.board import Board
 from crm.services.callers import CallerLookup
 from crm.services.chat_state import ChatStates
 from crm.services.deals import Deals
@@ -20,6 +21,7 @@ from crm.services.escalation import Followups
 from crm.services.events import Events
 from crm.services.exceptions import Exceptions
 from crm.services.external_calls import ExternalCalls
+from crm.services.history import History
 from crm.services.leads import Leads
 from crm.services.mailstate import MailState
 from crm.services.messages import Messages
@@ -48,6 +50,8 @@ class Crm:
         self.leads = Leads(db, config)
         self.deals = Deals(db, config)
         self.activities = Activities(db)
+        self.board = Board(db, config, self.leads, self.deals)
+        self.history = History(db, config)
         self.exceptions = Exceptions(db, config.default_region)
         self.reps = Reps(db)
         self.search = Search(db, config)

@@ -133,6 +133,11 @@ class Lead(Base):
     __table_args__ = (
         Index("ix_leads_status_semantic_modified", "status_semantic", "modified_at"),
         Index("ix_leads_responsible_semantic", "responsible_id", "status_semantic"),
+        # The board: a column newest first, and a rep's column, walk these (keyset paging).
+        Index("ix_leads_status_created", "status", "created_at", "id"),
+        Index(
+            "ix_leads_responsible_status_created", "responsible_id", "status", "created_at", "id"
+        ),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str] = mapped_column(String(300))
@@ -181,6 +186,10 @@ class Deal(Base):
         Index("ix_deals_contact_semantic", "contact_id", "stage_semantic"),
         Index("ix_deals_company_semantic", "company_id", "stage_semantic"),
         Index("ix_deals_responsible_semantic", "responsible_id", "stage_semantic"),
+        Index("ix_deals_stage_created", "stage_id", "created_at", "id"),
+        Index(
+            "ix_deals_responsible_stage_created", "responsible_id", "stage_id", "created_at", "id"
+        ),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str] = mapped_column(String(300))
@@ -268,7 +277,15 @@ class ExceptionEntry(Base):
 
 class InboundEventLog(Base):
     __tablename__ = "inbound_events"
-    __table_args__ = (UniqueConstraint("channel", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("channel", "external_id"),
+        # A record's history reads the decisions of its events (crm/services/history.py).
+        Index("ix_inbound_events_lead", "lead_id", "received_at"),
+        Index("ix_inbound_events_deal", "deal_id", "received_at"),
+        Index("ix_inbound_events_contact", "contact_id", "received_at"),
+        Index("ix_inbound_events_company", "company_id", "received_at"),
+        Index("ix_inbound_events_activity", "activity_id"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     channel: Mapped[str] = mapped_column(String(20))
     external_id: Mapped[str] = mapped_column(String(500))

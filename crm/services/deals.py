@@ -77,9 +77,16 @@ class Deals:
             return (await deal_views(s, [deal]))[0]
 
     async def move(
-        self, deal_id: int, stage: str, actor: Actor = SYSTEM, *, pipeline: str | None = None
+        self,
+        deal_id: int,
+        stage: str,
+        actor: Actor = SYSTEM,
+        *,
+        pipeline: str | None = None,
+        reason: str | None = None,
     ) -> DealView:
-        """Move to a stage of its pipeline, or of another pipeline when `pipeline` is given."""
+        """Move to a stage of its pipeline, or of another pipeline when `pipeline` is given;
+        `reason` says why it closes (a lost deal's)."""
         async with self.db.transaction() as s:
             deal = await self._deal(s, deal_id, actor)
             pipe = (
@@ -89,7 +96,7 @@ class Deals:
             )
             assert pipe is not None
             target = await stage_by_code(s, pipe, stage)
-            return await self._set_stage(s, deal, target, actor)
+            return await self._set_stage(s, deal, target, actor, reason)
 
     async def win(self, deal_id: int, actor: Actor = SYSTEM) -> DealView:
         async with self.db.transaction() as s:
