@@ -35,6 +35,7 @@ from crm.dto import Actor
 from crm.errors import Conflict, CrmError, Forbidden, InvalidInput, NotFound
 from crm.facade import Crm
 from crm.services.websessions import WebSessionView
+from httpkit import read_form
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ async def check_csrf(request: web.Request, session: WebSessionView) -> Refused |
         "application/x-www-form-urlencoded",
         "multipart/form-data",
     ):
-        form = await request.post()
+        form = await read_form(request)  # a broken body: BadInput, a 400 with the reason
         field = form.get(CSRF_FIELD)
         given = field if isinstance(field, str) else None
     if not given or not hmac.compare_digest(given.encode(), session.csrf_token.encode()):

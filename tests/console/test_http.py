@@ -151,3 +151,24 @@ async def test_the_cli_prints_a_link_that_signs_in(console: Any, tmp_path: Any) 
     off = {**env, "LEADBOT_CONSOLE__ENABLED": "false"}
     code, _, err = await leadbot_run("web", "link", str(rep.id), env=off)
     assert code == 2 and "console is off" in err
+
+
+async def test_a_broken_form_body_is_refused_not_a_server_error(console: Any) -> None:
+    service = await console()
+    rep = await service.crm.reps.add("Rita Rep")
+    cookies, _ = await _signed_in(service, rep.id)
+    bodies = [
+        (b"--B\r\n\r\nx\r\n--B--\r\n", "multipart/form-data"),
+        (
+            b"--B\r\nContent-Disposition: form-data\r\n\r\nx\r\n--B--\r\n",
+            "multipart/form-data; boundary=B",
+        ),
+        (b"_csrf=%ff%fe", "application/x-www-form-urlencoded"),
+    ]
+    async with aiohttp.ClientSession(cookies=cookies) as http:
+        for body, ctype in bodies:
+            headers = {"Content-Type": ctype}
+            url = f"{console_url(service)}/app/logout"
+            async with http.post(url, data=body, headers=headers) as r:
+                assert 400 <= r.status < 500, (ctype, r.status, await r.text())
+    assert await service.crm.web_sessions.resolve(cookies["leadbot_session"]) is not None
