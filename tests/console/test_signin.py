@@ -55,6 +55,13 @@ async def test_web_says_so_when_the_console_is_off(world: Any) -> None:
     assert "not available" in answer["text"] and "/app/login/" not in answer["text"]
 
 
+async def test_web_says_so_without_a_public_url(world: Any) -> None:
+    w = await world(extra=[console_component], http={"port": 0, "public_url": ""})
+    await w.rep("Rita Rep", telegram_id=503)
+    answer = await w.say(503, "/web")
+    assert "http.public_url" in answer["text"] and "/app/login/" not in answer["text"]
+
+
 async def test_an_expired_link_is_refused(console: Any, browser_page: Page) -> None:
     service = await console()
     rep = await service.crm.reps.add("Rita Rep")
