@@ -63,6 +63,11 @@ class _Http(Protocol):
     def public_url(self) -> str: ...
 
 
+class _Console(Protocol):
+    @property
+    def enabled(self) -> bool: ...
+
+
 class BotSettings(Protocol):
     """The settings sections the bot reads."""
 
@@ -71,6 +76,9 @@ class BotSettings(Protocol):
 
     @property
     def http(self) -> _Http: ...
+
+    @property
+    def console(self) -> _Console: ...
 
 
 class BotMetrics(Protocol):
@@ -164,7 +172,9 @@ class BotComponent:
             service.submit, crm.chat_states, clock, ask_phone=settings.ask_phone
         )
         shared = self.desk if self.customer_app is None else None
-        self.handlers = Handlers(crm, commands, actions, sync, customers=shared)
+        public = service.settings.http.public_url.rstrip("/")
+        web_url = public if service.settings.console.enabled and public else None
+        self.handlers = Handlers(crm, commands, actions, sync, customers=shared, web_url=web_url)
         self.handlers.register(self.app)
         if self.customer_app is not None:
             self.desk.register(self.customer_app)

@@ -95,8 +95,11 @@ class Handlers:
         actions: Actions,
         sync: CardSync | None = None,
         customers: CustomerDesk | None = None,
+        web_url: str | None = None,
     ) -> None:
         self.crm = crm
+        # The web console's public base URL; None: the console is off or unreachable.
+        self.web_url = web_url
         self.commands = commands
         self.actions = actions
         self.sync = sync
@@ -122,6 +125,7 @@ class Handlers:
             "today": self._today,
             "exceptions": self.commands.exceptions,
             "settings": self._settings,
+            "web": self._web,
         }
         for name, run in table.items():
             app.add_handler(CommandHandler(name, self._command(run), filters=private))
@@ -366,6 +370,18 @@ class Handlers:
                 return
         await message.reply_text(HINT)
 
+    async def _web(self, rep: RepView, _args: list[str]) -> Rendered:
+        """A one-time sign-in link (sent without a link preview: a preview fetch would use
+        it up)."""
+        if self.web_url is None:
+            return Rendered(lists.NO_WEB)
+        token = await self.crm.web_sessions.create_link(rep.id)
+        url = views.esc(f"{self.web_url}/app/login/{token}")
+        return Rendered(
+            f'<a href="{url}">Open the web console</a> — the link works once, for 10 minutes.'
+            f"\n{url}"
+        )
+
     async def error(self, update: object, context: Context) -> None:
         log.error("bot handler failed on %s", type(update).__name__, exc_info=context.error)
 
@@ -398,6 +414,7 @@ def commands_menu(role: str = "rep") -> Sequence[tuple[str, str]]:
         ("deals", "My open deals"),
         ("find", "Find by phone, e-mail or name"),
         ("today", "Call-backs due today and overdue"),
+        ("web", "A sign-in link for the web console"),
         ("help", "What this bot does"),
     ]
     if role == "admin":

@@ -168,6 +168,7 @@ Use the buttons on a card; reply to a card with text to add a comment.
 /deals — my open deals
 /find phone | e-mail | name — search
 /today — call-backs and tasks due today and overdue
+/web — a sign-in link for the web console (valid 10 minutes, once)
 /help — this text"""
 
 HELP_ADMIN = """
@@ -178,6 +179,11 @@ HELP_ADMIN = """
 def help_text(role: str) -> str:
     return HELP_REP + (HELP_ADMIN if role == "admin" else "")
 
+
+NO_WEB = (
+    "The web console is not available: an admin needs to turn it on ([console] enabled) "
+    "and set the server's public address (http.public_url)."
+)
 
 STRANGER = (
     "Hello! This bot is for our sales team. If you are a customer, please write to us by "

@@ -58,6 +58,7 @@ class CrmConfig:
     escalation_minutes: int = 15
     timezone: str = "Europe/Berlin"
     admin_telegram_ids: tuple[int, ...] = field(default=())
+    web_session_hours: float = 12.0  # how long a web console sign-in lasts
 
     @property
     def mode(self) -> CrmMode:

@@ -4,7 +4,7 @@ reach the CRM only through it (their hosts offer a `Crm`, never the `Database`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 
@@ -33,6 +33,7 @@ from crm.services.runtime import RuntimeSettings
 from crm.services.search import Search
 from crm.services.telephony import Telephony
 from crm.services.tokens import Tokens
+from crm.services.websessions import WebSessions
 
 
 class Crm:
@@ -70,6 +71,10 @@ class Crm:
         self.telephony = Telephony(db)
         # The caller lookup's fast path; `telephony.caller` answers where it has no reader.
         self.callers = CallerLookup(db, self.telephony)
+        # The web console's sign-in links and sessions.
+        self.web_sessions = WebSessions(
+            db, session_ttl=timedelta(hours=config.web_session_hours), clock=clock
+        )
 
     async def prepare(self) -> None:
         """Start-up work on a migrated database: pipelines from config, configured admins.

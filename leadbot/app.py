@@ -47,7 +47,7 @@ from leadbot.web import (
     health_routes,
     prometheus_text,
 )
-from leadbot.wiring import COMPONENTS, Component, ComponentFactory
+from leadbot.wiring import COMPONENTS, Component, ComponentFactory, ConfiguresApp
 from matching.event import Channel, InboundEvent
 from matching.model import CrmMode, MatchSettings
 from matching.text import clean_event, clean_json
@@ -78,6 +78,7 @@ def crm_config(settings: Settings) -> CrmConfig:
         escalation_minutes=c.escalation_minutes,
         timezone=c.timezone,
         admin_telegram_ids=tuple(settings.telegram.admins),
+        web_session_hours=settings.console.session_hours,
     )
 
 
@@ -304,6 +305,8 @@ class Service:
         app.add_routes(health_routes(self.readiness_checks, self._metrics_text))
         for comp in self.components:
             app.add_routes(comp.routes())
+            if isinstance(comp, ConfiguresApp):
+                comp.configure(app)
         return app
 
     def readiness_checks(self) -> dict[str, Check]:

@@ -1,4 +1,4 @@
-"""The `leadbot` command: serve, worker, db, rep, token, exceptions, ingest, import-csv,
+"""The `leadbot` command: serve, worker, db, rep, web, token, exceptions, ingest, import-csv,
 dead, mail."""
 
 from __future__ import annotations
@@ -128,6 +128,25 @@ def invite_text(settings: Settings, code: str) -> str:
     return f"invite code (valid 7 days, one use): send the bot  /start {code}"
 
 
+def cmd_web(args: argparse.Namespace) -> None:
+    """A one-time web console sign-in link, as the bot's /web gives (the operator may print
+    one for any rep)."""
+    settings = settings_of(args)
+    base = settings.http.public_url.rstrip("/")
+    if not settings.console.enabled or not base:
+        raise CliError("the web console is off: set console.enabled and http.public_url")
+
+    async def go(crm: Crm) -> None:
+        # Telegram user ids are far larger than rep ids: a number is a Telegram id if one
+        # matches, else a rep id.
+        rep = await crm.reps.by_telegram(args.rep)
+        rep_id = rep.id if rep is not None else args.rep
+        token = await crm.web_sessions.create_link(rep_id)
+        print(f"{base}/app/login/{token}")
+
+    asyncio.run(_with_crm(settings, go))
+
+
 def cmd_token(args: argparse.Namespace) -> None:
     async def go(crm: Crm) -> None:
         if args.token_cmd == "create":
@@ -228,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = rep.add_parser("deactivate", help="deactivate a rep")
     s.add_argument("id", type=int, help="the rep's id (leadbot rep list)")
     s.set_defaults(fn=cmd_rep)
+
+    web = sub.add_parser("web", help="the web console").add_subparsers(
+        dest="web_cmd", required=True
+    )
+    s = web.add_parser("link", help="print a one-time sign-in link (10 minutes, one use)")
+    s.add_argument("rep", type=int, help="the rep's id (leadbot rep list) or Telegram user id")
+    s.set_defaults(fn=cmd_web)
 
     tok = sub.add_parser("token", help="REST API tokens").add_subparsers(
         dest="token_cmd", required=True

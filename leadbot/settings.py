@@ -33,6 +33,7 @@ from channels.phone.settings import PhoneSettings as PhoneSettings
 from channels.sms.settings import SmsSettings as SmsSettings
 from channels.webform.settings import FormSettings as FormSettings
 from channels.whatsapp.settings import WhatsAppSettings as WhatsAppSettings
+from console.settings import ConsoleSettings as ConsoleSettings
 from crm.config import ConfigError as ConfigError
 
 Semantic = Literal["process", "success", "failure"]
@@ -205,6 +206,7 @@ class Settings(BaseSettings):
     forms: tuple[FormSettings, ...] = ()
     whatsapp: WhatsAppSettings = WhatsAppSettings()
     sms: SmsSettings = SmsSettings()
+    console: ConsoleSettings = ConsoleSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     # Set through LEADBOT_CONFIG or --config; read before the other keys.

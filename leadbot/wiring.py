@@ -4,7 +4,7 @@ in leadbot.app builds them; this module imports nothing of leadbot.app)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from aiohttp import web
 
@@ -14,13 +14,15 @@ from channels.phone.component import PhoneServiceHost, phone_component
 from channels.sms.routes import SmsHost, sms_component
 from channels.webform.routes import FormsHost, forms_component
 from channels.whatsapp.routes import WhatsAppHost, whatsapp_component
+from console.component import ConsoleHost, console_component
 from leadbot.api.component import ApiHost, api_component
 from leadbot.metrics import Metrics
 from leadbot.settings import Settings
 
 
 class Component(Protocol):
-    """A channel, the bot or the API: routes to mount, and work to start and stop."""
+    """A channel, the bot, the API or the console: routes to mount, and work to start and
+    stop."""
 
     def routes(self) -> list[web.AbstractRouteDef]: ...
 
@@ -29,8 +31,23 @@ class Component(Protocol):
     async def stop(self) -> None: ...
 
 
+@runtime_checkable
+class ConfiguresApp(Protocol):
+    """A component that also puts something on the aiohttp app (the console: templates)."""
+
+    def configure(self, app: web.Application) -> None: ...
+
+
 class ServiceHost(
-    ApiHost, BotHost, MailHost, PhoneServiceHost, FormsHost, WhatsAppHost, SmsHost, Protocol
+    ApiHost,
+    BotHost,
+    ConsoleHost,
+    MailHost,
+    PhoneServiceHost,
+    FormsHost,
+    WhatsAppHost,
+    SmsHost,
+    Protocol,
 ):
     """Everything the components ask of the service: each declares its own narrow host
     protocol; `leadbot.app.Service` is all of them at once."""
@@ -52,4 +69,5 @@ COMPONENTS: list[ComponentFactory] = [
     forms_component,
     mail_component,
     bot_component,
+    console_component,
 ]

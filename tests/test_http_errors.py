@@ -12,6 +12,7 @@ import aiohttp
 from channels.phone.component import phone_component
 from channels.webform.routes import forms_component
 from channels.whatsapp.routes import whatsapp_component
+from console.component import console_component
 from leadbot.api import api_component
 from tests.phone.conftest import PHONE_SETTINGS
 
@@ -20,7 +21,13 @@ METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 
 async def test_every_route_answers_other_methods_405_with_allow(start_service: Any) -> None:
     service = await start_service(
-        components=[api_component, phone_component, whatsapp_component, forms_component],
+        components=[
+            api_component,
+            phone_component,
+            whatsapp_component,
+            forms_component,
+            console_component,
+        ],
         phone=PHONE_SETTINGS,
         whatsapp={"verify_token": "verify", "app_secret": "secret"},
         forms=[{"key": "contact"}],
@@ -30,9 +37,14 @@ async def test_every_route_answers_other_methods_405_with_allow(start_service: A
     for resource in service.web_app().router.resources():
         path = re.sub(r"\{[^}]+\}", "1", resource.canonical)
         served.setdefault(path, set()).update(route.method for route in resource)
-    assert {"/api/v1/leads", "/hooks/calls", "/hooks/whatsapp", "/forms/1", "/healthz"} <= set(
-        served
-    )
+    assert {
+        "/api/v1/leads",
+        "/hooks/calls",
+        "/hooks/whatsapp",
+        "/forms/1",
+        "/healthz",
+        "/app/logout",
+    } <= set(served)
     base = f"http://127.0.0.1:{service.port}"
     async with aiohttp.ClientSession() as http:
         for path, methods in sorted(served.items()):

@@ -103,6 +103,9 @@ def test_a_broken_format_string_still_logs_redacted(
         ("GET /rest/1/abc123/telephony.externalcall.register?X=1",
          "GET /rest/1/[redacted]/telephony.externalcall.register?X=1"),
         ("bytearray(b'/rest/12/abcdefgh...')", "bytearray(b'/rest/12/[redacted]')"),
+        # Web console sign-in links.
+        ("refused GET /app/login/Xy_9-ab (/app/login/{token}) from 127.0.0.1: 403",
+         "refused GET /app/login/[redacted] (/app/login/{token}) from 127.0.0.1: 403"),
         # REST API tokens and Authorization headers in their usual shapes.
         ("token lb_AbCdEf0123456789_-xyzXYZ used", "token [redacted] used"),
         ("Authorization: Bearer abc.def", "Authorization: [redacted]"),

@@ -7,14 +7,14 @@ import secrets
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.db import Database
 from crm.dto import RepView
 from crm.errors import Conflict, InvalidInput, NotFound
-from crm.models import KeyValue, Rep, utcnow
+from crm.models import KeyValue, Rep, WebSession, utcnow
 from crm.services.access import get_or_404
 from crm.services.views import rep_view
 
@@ -82,6 +82,8 @@ class Reps:
         async with self.db.transaction() as s:
             rep: Rep = await get_or_404(s, Rep, rep_id, "rep")
             rep.active = False
+            # Signed out of the web console at once, in the same transaction.
+            await s.execute(delete(WebSession).where(WebSession.rep_id == rep_id))
             return rep_view(rep)
 
     async def set_role(self, rep_id: int, role: str) -> RepView:

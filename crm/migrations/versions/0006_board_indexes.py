@@ -1,7 +1,7 @@
 """indexes for the pipeline board and a record's history
 
 Revision ID: 0006
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-06 08:00:00.000000
 
 The board reads a column (lead status / deal stage) newest first with keyset paging, for
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
