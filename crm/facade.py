@@ -29,6 +29,7 @@ from crm.services.records import Records
 from crm.services.reps import Reps
 from crm.services.runtime import RuntimeSettings
 from crm.services.search import Search
+from crm.services.stats import Stats
 from crm.services.telephony import Telephony
 from crm.services.tokens import Tokens
 
@@ -66,6 +67,8 @@ class Crm:
         self.telephony = Telephony(db)
         # The caller lookup's fast path; `telephony.caller` answers where it has no reader.
         self.callers = CallerLookup(db, self.telephony)
+        # Team numbers (bot /stats, the console dashboard).
+        self.stats = Stats(db, config, clock)
 
     async def prepare(self) -> None:
         """Start-up work on a migrated database: pipelines from config, configured admins.

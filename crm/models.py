@@ -202,6 +202,8 @@ class Deal(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     modified_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None]
+    # Why a lost deal was lost: one of crm.lost_reasons or the rep's own words.
+    lost_reason: Mapped[str | None] = mapped_column(String(500))
 
 
 class Activity(Base):
