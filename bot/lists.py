@@ -168,6 +168,7 @@ Use the buttons on a card; reply to a card with text to add a comment.
 /deals — my open deals
 /find phone | e-mail | name — search
 /today — call-backs and tasks due today and overdue
+/stats [today | week | month] [@rep] — numbers and charts (a rep: their own)
 /help — this text"""
 
 HELP_ADMIN = """

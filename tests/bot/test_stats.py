@@ -1,0 +1,93 @@
+"""/stats through the fake Bot API: the summary a rep and a supervisor read, the chart photo,
+and the lost-reason step on a deal card that feeds it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.bot.conftest import World, email
+
+RITA, BOB, BOSS = 1001, 1002, 2001
+
+
+async def labels(w: World, chat: int, message_id: int) -> list[str]:
+    rows = w.current(chat, message_id).get("reply_markup", {}).get("inline_keyboard", [])
+    return [b["text"] for row in rows for b in row]
+
+
+async def test_lost_asks_why_and_stats_count_it(world: Any) -> None:
+    w: World = await world()
+    await w.rep("Rita", RITA)
+    await w.rep("Boss", BOSS, role="supervisor")
+    await w.service.process_now(email(1, "Person", "Question"))
+    card = await w.card(RITA)
+    mid = card["message_id"]
+    await w.press_label(RITA, mid, "✋ Take")
+    await w.press_label(RITA, mid, "🔄 Convert")
+    await w.press_label(RITA, mid, "💼 Deal")
+    await w.press_label(RITA, mid, "✖ Lost")
+    assert await labels(w, RITA, mid) == [
+        "Price",
+        "Competitor",
+        "No budget",
+        "No answer",
+        "Not interested",
+        "✍ Other reason…",
+        "« Back",
+    ]
+    answer = await w.press_label(RITA, mid, "Price")
+    assert answer["text"].endswith(": Lost — Price")
+    assert await labels(w, RITA, mid) == ["↩ Reopen"]
+
+    # A second lead, converted and lost with a typed reason.
+    await w.service.process_now(email(2, "Other", "Question"))
+    second = await w.card(RITA)
+    m2 = second["message_id"]
+    await w.press_label(RITA, m2, "🔄 Convert")
+    await w.press_label(RITA, m2, "💼 Deal")
+    await w.press_label(RITA, m2, "✖ Lost")
+    await w.press_label(RITA, m2, "✍ Other reason…")
+    prompt = await w.card(RITA)
+    assert prompt["text"].startswith("Why was deal #2 lost?")
+    await w.say(RITA, "went <quiet>", reply_to=prompt["message_id"])
+    deal = await w.crm.deals.get(2)
+    assert deal.lost_reason == "went <quiet>"
+
+    mine = await w.say(RITA, "/stats")
+    lines = mine["text"].split("\n")
+    assert lines[0].startswith("📊 Numbers today (") and lines[0].endswith("), Rita")
+    assert lines[1].startswith("New leads: 2 · taken: 2 · time to take: median ")
+    assert lines[2] == "Converted: 2 · won: 0 · lost: 2"
+    assert lines[3] == "Lost because: Price 1, went <quiet> 1"  # sent as HTML, escaped
+    assert "went &lt;quiet&gt;" in w.tg.calls("sendMessage")[-1].params["text"]
+    assert lines[4] == "Inbound: 2 (2 new, 0 repeat, 0 on open records) — E-mail 2"
+    assert "Per rep" not in mine["text"]
+    photo = await w.card(RITA)  # the chart follows the text
+    assert photo["caption"] == "Numbers today, Rita" and photo["photo"]
+    sent = w.tg.calls("sendPhoto")[-1].params
+    assert sent["photo"]["file_name"] == "stats.png"
+
+    refused = await w.say(RITA, "/stats week @boss")
+    assert refused["text"] == "A rep sees only their own numbers."
+
+    team = await w.say(BOSS, "/stats week")
+    text = team["text"]
+    assert ", the team" in text.split("\n")[0] and "Per rep" in text
+    assert "Rita: new 2, taken 2, converted 2, won 0, lost 2, overdue 0, takes in " in text
+    assert (await w.card(BOSS))["caption"] == "Numbers this week, the team"
+    one = await w.say(BOSS, "/stats @rita month")
+    assert one["text"].split("\n")[0].endswith("), Rita") and "Per rep" not in one["text"]
+    assert (await w.card(BOSS))["caption"] == "Numbers this month, Rita"
+    bad = await w.say(BOSS, "/stats year")
+    assert bad["text"].startswith("No rep matches “year”; usage: /stats")
+
+
+async def test_stats_is_in_the_command_menu_and_help(world: Any) -> None:
+    w: World = await world()
+    await w.rep("Rita", RITA)
+    calls = w.tg.calls("setMyCommands")
+    default = next(c for c in calls if "scope" not in c.params)
+    assert "stats" in [c["command"] for c in default.params["commands"]]
+    assert "/stats" in (await w.say(RITA, "/help"))["text"]
+    empty = await w.say(RITA, "/stats month")
+    assert "New leads: 0 · taken: 0 · time to take: —" in empty["text"]
