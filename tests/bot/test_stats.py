@@ -6,26 +6,26 @@ from __future__ import annotations
 from typing import Any
 
 from tests.bot.conftest import World, email
+from tests.bot.test_actions import labels
 
-RITA, BOB, BOSS = 1001, 1002, 2001
+RITA, BOSS = 1001, 2001
 
 
-async def labels(w: World, chat: int, message_id: int) -> list[str]:
-    rows = w.current(chat, message_id).get("reply_markup", {}).get("inline_keyboard", [])
-    return [b["text"] for row in rows for b in row]
+async def lost_menu_of_a_new_deal(w: World, n: int, who: str) -> int:
+    """A new e-mail lead converted into a deal on its card, ✖ Lost pressed; the card."""
+    await w.service.process_now(email(n, who, "Question"))
+    mid = int((await w.card(RITA))["message_id"])
+    await w.press_label(RITA, mid, "🔄 Convert")
+    await w.press_label(RITA, mid, "💼 Deal")
+    await w.press_label(RITA, mid, "✖ Lost")
+    return mid
 
 
 async def test_lost_asks_why_and_stats_count_it(world: Any) -> None:
     w: World = await world()
     await w.rep("Rita", RITA)
     await w.rep("Boss", BOSS, role="supervisor")
-    await w.service.process_now(email(1, "Person", "Question"))
-    card = await w.card(RITA)
-    mid = card["message_id"]
-    await w.press_label(RITA, mid, "✋ Take")
-    await w.press_label(RITA, mid, "🔄 Convert")
-    await w.press_label(RITA, mid, "💼 Deal")
-    await w.press_label(RITA, mid, "✖ Lost")
+    mid = await lost_menu_of_a_new_deal(w, 1, "Person")
     assert await labels(w, RITA, mid) == [
         "Price",
         "Competitor",
@@ -40,12 +40,7 @@ async def test_lost_asks_why_and_stats_count_it(world: Any) -> None:
     assert await labels(w, RITA, mid) == ["↩ Reopen"]
 
     # A second lead, converted and lost with a typed reason.
-    await w.service.process_now(email(2, "Other", "Question"))
-    second = await w.card(RITA)
-    m2 = second["message_id"]
-    await w.press_label(RITA, m2, "🔄 Convert")
-    await w.press_label(RITA, m2, "💼 Deal")
-    await w.press_label(RITA, m2, "✖ Lost")
+    m2 = await lost_menu_of_a_new_deal(w, 2, "Other")
     await w.press_label(RITA, m2, "✍ Other reason…")
     prompt = await w.card(RITA)
     assert prompt["text"].startswith("Why was deal #2 lost?")
