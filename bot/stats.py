@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.clock import Clock
+from bot.commands import actor_of
 from bot.views import Rendered, esc
 from charts import render
-from crm.dto import Actor, RepView
+from crm.dto import RepView
 from crm.errors import InvalidInput
 from crm.facade import Crm
 from crm.services.stats import PERIODS, ReasonCount, StatsReport, TakeTime
@@ -125,7 +126,7 @@ class StatsCommand:
         now = self.clock.now()
         report = await self.crm.stats.report(
             self.crm.stats.period(name, now),
-            Actor(rep.id, rep.role),
+            actor_of(rep),
             owner_id=asked.id if asked else None,
             now=now,
         )
