@@ -20,6 +20,7 @@ from crm.services.stats import PERIODS, ReasonCount, StatsReport, TakeTime
 from matching.channels import label_of
 
 USAGE = "usage: /stats [today | week | month] [@rep or rep number]"
+MAX_REPS = 30  # per-rep lines in one message (Telegram takes 4096 characters)
 TITLES = {"today": "today", "week": "this week", "month": "this month"}
 
 
@@ -51,8 +52,8 @@ def summary(report: StatsReport, title: str, who: str, per_rep: bool) -> str:
     f, nvr = report.funnel, report.new_vs_repeat
     taken = sum(r.taken for r in report.reps)
     converted = sum(r.converted for r in report.reps)
-    won = sum(r.won for r in report.reps)
-    lost = sum(r.lost for r in report.reps)
+    won = sum(m.deals for m in report.won)
+    lost = sum(r.count for r in report.reasons("deal"))
     money = "; ".join(f"{m.amount:,.2f} {esc(m.currency)}" for m in report.won)
     lines = [
         f"📊 <b>{esc(title)}</b> ({esc(report.period.label)}), {esc(who)}",
@@ -73,13 +74,16 @@ def summary(report: StatsReport, title: str, who: str, per_rep: bool) -> str:
     if per_rep and report.reps:
         takes = {t.rep_id: t for t in report.take_times}
         lines += ["", "<b>Per rep</b>"]
-        for r in report.reps:
+        for r in report.reps[:MAX_REPS]:
             take = takes.get(r.rep_id)
             lines.append(
                 f"{esc(r.rep_name)}: new {r.new}, taken {r.taken}, converted {r.converted}, "
                 f"won {r.won}, lost {r.lost}, overdue {r.overdue}"
                 + (f", takes in {minutes(take.median_seconds)}" if take else "")
             )
+        if len(report.reps) > MAX_REPS:
+            more = len(report.reps) - MAX_REPS
+            lines.append(f"… and {more} more; one rep's numbers: /stats week @name")
     return "\n".join(lines)
 
 

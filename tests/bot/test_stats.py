@@ -3,8 +3,12 @@ and the lost-reason step on a deal card that feeds it."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from bot.stats import summary
+from crm.services.stats import Funnel, NewVsRepeat, RepNumbers, StatsReport, named_period
 from tests.bot.conftest import World, email
 from tests.bot.test_actions import labels
 
@@ -86,3 +90,15 @@ async def test_stats_is_in_the_command_menu_and_help(world: Any) -> None:
     assert "/stats" in (await w.say(RITA, "/help"))["text"]
     empty = await w.say(RITA, "/stats month")
     assert "New leads: 0 · taken: 0 · time to take: —" in empty["text"]
+
+
+def test_a_big_team_fits_one_message() -> None:
+    period = named_period("week", datetime(2026, 12, 9, 12, tzinfo=UTC), ZoneInfo("Europe/Berlin"))
+    reps = tuple(RepNumbers(n, f"Rep {n:02} <x>", 1, 1, 0, 0, 0, 0) for n in range(1, 41))
+    report = StatsReport(
+        period, None, (), Funnel(40, 0, 0, 0), NewVsRepeat(0, 0, 0), None, (), 0, (), (), reps
+    )
+    text = summary(report, "Numbers this week", "the team", per_rep=True)
+    assert len(text) < 4096
+    assert "Rep 30 &lt;x&gt;: new 1, taken 1" in text and "Rep 31" not in text
+    assert text.endswith("… and 10 more; one rep's numbers: /stats week @name")
