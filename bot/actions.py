@@ -24,7 +24,7 @@ from bot.views import (
     Viewer,
 )
 from bot.when import HINT, parse_when, preset
-from crm.dto import RepView
+from crm.dto import DealView, RepView
 from crm.errors import Conflict, CrmError, Forbidden, InvalidInput
 from crm.facade import Crm
 
@@ -103,6 +103,7 @@ class Actions:
             cb.STAGE: self.stage,
             cb.WIN: self.win,
             cb.LOSE: self.lose,
+            cb.LOSE_TYPED: self.lose_typed,
             cb.REOPEN: self.reopen,
             cb.LEADS_PAGE: self.leads_page,
             cb.DEALS_PAGE: self.deals_page,
@@ -326,21 +327,39 @@ class Actions:
     async def win(self, press: Press) -> Outcome:
         return await self._close(press, won=True)
 
-    async def lose(self, press: Press) -> Outcome:
-        return await self._close(press, won=False)
+    async def lose(self, press: Press, reason: str | None = None) -> Outcome:
+        """✖ Lost asks why (the configured reasons, or typed); a reason closes the deal."""
+        arg, reasons = press.button.arg, self.crm.config.lost_reasons
+        if reason is None and not arg:
+            deal = await self._open_deal(press)
+            return Outcome(rows=menus.lost_menu(deal, reasons))
+        if reason is None:
+            if not arg.isdigit() or int(arg) >= len(reasons):
+                raise StaleButton("this reason is no longer offered")
+            reason = reasons[int(arg)]
+        return await self._close(press, won=False, reason=reason)
 
-    async def _close(self, press: Press, won: bool) -> Outcome:
-        deal_id = self._deal(press)
+    async def lose_typed(self, press: Press) -> Outcome:
+        deal = await self._open_deal(press)
+        text = f"Why was deal #{deal.id} lost? Reply to this message with the reason."
+        return Outcome(prompt=Prompt(text, "the reason", cb.LOSE_TYPED, press.button.ref))
+
+    async def _open_deal(self, press: Press) -> DealView:
+        deal = await self.crm.deals.get(self._deal(press), actor_of(press.rep))
+        if not deal.is_open:
+            raise Conflict(f"deal #{deal.id} is closed already ({deal.stage_name})")
+        return deal
+
+    async def _close(self, press: Press, won: bool, reason: str | None = None) -> Outcome:
+        deal_id = (await self._open_deal(press)).id
         actor = actor_of(press.rep)
-        current = await self.crm.deals.get(deal_id, actor)
-        if not current.is_open:
-            raise Conflict(f"deal #{deal_id} is closed already ({current.stage_name})")
         if won:
             deal = await self.crm.deals.win(deal_id, actor)
         else:
-            deal = await self.crm.deals.lose(deal_id, actor)
+            deal = await self.crm.deals.lose(deal_id, actor, reason)
+        why = f" — {deal.lost_reason}" if deal.lost_reason else ""
         return Outcome(
-            f"Deal #{deal_id}: {deal.stage_name}", await self._card(press, "deal", deal_id)
+            f"Deal #{deal_id}: {deal.stage_name}{why}", await self._card(press, "deal", deal_id)
         )
 
     async def reopen(self, press: Press) -> Outcome:
@@ -412,6 +431,10 @@ class Actions:
             if not reason:
                 raise InvalidInput("the reason is empty")
             return await self.junk(press, reason)
+        if prompt_action == cb.LOSE_TYPED:
+            if not text.strip():
+                raise InvalidInput("the reason is empty")
+            return await self.lose(press, text.strip()[:500])
         if prompt_action == cb.CALLBACK:
             try:
                 due = parse_when(text, self.clock.now(), self.tz)

@@ -34,7 +34,8 @@ OPEN = "op"
 STAGE_MENU = "gm"
 STAGE = "sg"
 WIN = "dw"
-LOSE = "dl"
+LOSE = "dl"  # no arg: the reason menu; arg N: lost for crm.lost_reasons[N]
+LOSE_TYPED = "lt"
 REOPEN = "ro"
 LEADS_PAGE = "pl"
 DEALS_PAGE = "pd"
@@ -44,7 +45,7 @@ REPLY = "rp"
 ACTIONS = frozenset(
     {TAKE, STATUS_MENU, STATUS, REASSIGN_MENU, REASSIGN, CONVERT_MENU, CONVERT, JUNK_MENU, JUNK,
      JUNK_TYPED, EXCEPT_MENU, EXCEPT, CALLBACK_MENU, CALLBACK, DONE, BACK, OPEN, STAGE_MENU, STAGE,
-     WIN, LOSE, REOPEN, LEADS_PAGE, DEALS_PAGE, SETTING, REPLY}
+     WIN, LOSE, LOSE_TYPED, REOPEN, LEADS_PAGE, DEALS_PAGE, SETTING, REPLY}
 )  # fmt: skip
 KINDS = {"l": "lead", "d": "deal", "a": "activity", "c": "contact"}
 LETTERS = {v: k for k, v in KINDS.items()}

@@ -33,6 +33,7 @@ from bot.actions import Actions, Outcome, Press
 from bot.commands import Commands, actor_of, record_number
 from bot.customers import CustomerDesk
 from bot.sending import NO_PREVIEW, edit_card, markup
+from bot.stats import Pictured, StatsCommand
 from bot.sync import CardSync
 from bot.views import (
     Rendered,
@@ -126,6 +127,7 @@ class Handlers:
             "exceptions": self.commands.exceptions,
             "settings": self._settings,
             "web": self._web,
+            "stats": StatsCommand(self.crm, self.commands.clock).run,
         }
         for name, run in table.items():
             app.add_handler(CommandHandler(name, self._command(run), filters=private))
@@ -206,6 +208,10 @@ class Handlers:
                 await message.reply_text(sentence(err))
                 return
             await _reply(message, rendered)
+            if isinstance(rendered, Pictured):
+                await message.reply_photo(
+                    rendered.photo, caption=rendered.caption, filename="stats.png"
+                )
 
         return handle
 
@@ -415,6 +421,7 @@ def commands_menu(role: str = "rep") -> Sequence[tuple[str, str]]:
         ("find", "Find by phone, e-mail or name"),
         ("today", "Call-backs due today and overdue"),
         ("web", "A sign-in link for the web console"),
+        ("stats", "Numbers and charts: /stats today | week | month"),
         ("help", "What this bot does"),
     ]
     if role == "admin":

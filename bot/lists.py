@@ -169,6 +169,7 @@ Use the buttons on a card; reply to a card with text to add a comment.
 /find phone | e-mail | name — search
 /today — call-backs and tasks due today and overdue
 /web — a sign-in link for the web console (valid 10 minutes, once)
+/stats [today | week | month] [@rep] — numbers and charts (a rep: their own)
 /help — this text"""
 
 HELP_ADMIN = """

@@ -50,6 +50,12 @@ def junk_menu(lead: LeadView, reasons: Sequence[str]) -> list[Row]:
     return [*rows, [("✍ Other reason…", cb.encode(cb.JUNK_TYPED, r))], _back(r)]
 
 
+def lost_menu(deal: DealView, reasons: Sequence[str]) -> list[Row]:
+    r = cb.ref("deal", deal.id)
+    rows = [[(clip(reason, 40), cb.encode(cb.LOSE, r, str(i)))] for i, reason in enumerate(reasons)]
+    return [*rows, [("✍ Other reason…", cb.encode(cb.LOSE_TYPED, r))], _back(r)]
+
+
 def reassign_menu(lead: LeadView, reps: Sequence[RepView]) -> list[Row]:
     r = cb.ref("lead", lead.id)
     rows = [

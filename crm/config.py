@@ -47,6 +47,9 @@ DEFAULT_PIPELINE = PipelineDef(
 )
 
 
+DEFAULT_LOST_REASONS = ("Price", "Competitor", "No budget", "No answer", "Not interested")
+
+
 @dataclass(frozen=True, slots=True)
 class CrmConfig:
     match: MatchSettings = field(default_factory=MatchSettings)
@@ -59,6 +62,8 @@ class CrmConfig:
     timezone: str = "Europe/Berlin"
     admin_telegram_ids: tuple[int, ...] = field(default=())
     web_session_hours: float = 12.0  # how long a web console sign-in lasts
+    # Offered when a deal is lost; reps may also type their own.
+    lost_reasons: tuple[str, ...] = DEFAULT_LOST_REASONS
 
     @property
     def mode(self) -> CrmMode:

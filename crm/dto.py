@@ -139,6 +139,7 @@ class DealView:
     created_at: datetime
     modified_at: datetime
     closed_at: datetime | None
+    lost_reason: str | None = None
 
     @property
     def is_open(self) -> bool:

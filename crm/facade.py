@@ -31,6 +31,7 @@ from crm.services.records import Records
 from crm.services.reps import Reps
 from crm.services.runtime import RuntimeSettings
 from crm.services.search import Search
+from crm.services.stats import Stats
 from crm.services.telephony import Telephony
 from crm.services.tokens import Tokens
 from crm.services.websessions import WebSessions
@@ -75,6 +76,8 @@ class Crm:
         self.web_sessions = WebSessions(
             db, session_ttl=timedelta(hours=config.web_session_hours), clock=clock
         )
+        # Team numbers (bot /stats, the console dashboard).
+        self.stats = Stats(db, config, clock)
 
     async def prepare(self) -> None:
         """Start-up work on a migrated database: pipelines from config, configured admins.

@@ -153,7 +153,8 @@ class Lead(Base):
     comments: Mapped[str | None] = mapped_column(Text)
     junk_reason: Mapped[str | None] = mapped_column(Text)
     utm: Mapped[dict[str, Any] | None]
-    taken_at: Mapped[datetime | None]  # first rep action; stops escalation
+    # First rep action; stops escalation. Indexed for the numbers of a period (crm.stats).
+    taken_at: Mapped[datetime | None] = mapped_column(index=True)
     escalated_at: Mapped[datetime | None]
     escalation_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
@@ -210,7 +211,9 @@ class Deal(Base):
     source: Mapped[str | None] = mapped_column(String(30))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     modified_at: Mapped[datetime] = mapped_column(default=utcnow)
-    closed_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None] = mapped_column(index=True)  # won / lost in a period
+    # Why a lost deal was lost: one of crm.lost_reasons or the rep's own words.
+    lost_reason: Mapped[str | None] = mapped_column(String(500))
 
 
 class Activity(Base):

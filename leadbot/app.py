@@ -77,6 +77,7 @@ def crm_config(settings: Settings) -> CrmConfig:
         ),
         escalation_minutes=c.escalation_minutes,
         timezone=c.timezone,
+        lost_reasons=c.lost_reasons,
         admin_telegram_ids=tuple(settings.telegram.admins),
         web_session_hours=settings.console.session_hours,
     )

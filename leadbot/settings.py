@@ -34,6 +34,7 @@ from channels.sms.settings import SmsSettings as SmsSettings
 from channels.webform.settings import FormSettings as FormSettings
 from channels.whatsapp.settings import WhatsAppSettings as WhatsAppSettings
 from console.settings import ConsoleSettings as ConsoleSettings
+from crm.config import DEFAULT_LOST_REASONS
 from crm.config import ConfigError as ConfigError
 
 Semantic = Literal["process", "success", "failure"]
@@ -160,6 +161,16 @@ class CrmSettings(_Section):
     # A new lead not taken within this many minutes goes to the next rep (0 = never).
     escalation_minutes: int = Field(15, ge=0)
     timezone: str = "Europe/Berlin"
+    # Offered when a deal is lost (a rep may type another reason); counted in /stats.
+    lost_reasons: tuple[str, ...] = DEFAULT_LOST_REASONS
+
+    @field_validator("lost_reasons")
+    @classmethod
+    def _reasons(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = tuple(r.strip() for r in value)
+        if not all(0 < len(r) <= 60 for r in cleaned):
+            raise ValueError("each lost reason needs 1 to 60 characters")
+        return cleaned
 
     @field_validator("timezone")
     @classmethod

@@ -117,6 +117,12 @@ def spec_of(channel: str) -> ChannelSpec | None:
         return None
 
 
+def label_of(channel: str) -> str:
+    """A stored channel value as reps read it ("E-mail"); an unknown value as it is."""
+    spec = spec_of(channel)
+    return spec.label if spec is not None else channel
+
+
 def activity_kinds() -> frozenset[str]:
     """Activity kinds inbound channels leave (what a card quotes as "the message")."""
     return frozenset(s.activity_kind for s in CHANNELS.values() if s.activity_kind)

@@ -108,8 +108,11 @@ class Deals:
     async def lose(
         self, deal_id: int, actor: Actor = SYSTEM, reason: str | None = None
     ) -> DealView:
+        """Lose a deal; `reason` is one of `config.lost_reasons` or the rep's own words."""
+        reason = (reason or "").strip()[:500] or None
         async with self.db.transaction() as s:
             deal = await self._deal(s, deal_id, actor)
+            deal.lost_reason = reason
             return await self._set_stage(
                 s, deal, await first_stage_with(s, deal.pipeline_id, "failure"), actor, reason
             )
@@ -194,6 +197,8 @@ class Deals:
         )
         deal.modified_at = now
         deal.closed_at = now if target.semantic != "process" else None
+        if target.semantic != "failure":
+            deal.lost_reason = None
         action = {"success": "won", "failure": "lost"}.get(target.semantic, "stage")
         after = {"stage": target.code, "pipeline_id": target.pipeline_id, "reason": reason}
         add_timeline(s, "deal", deal.id, action, actor, before, after)

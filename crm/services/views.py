@@ -151,6 +151,7 @@ async def deal_views(session: AsyncSession, deals: Sequence[Deal]) -> list[DealV
                 created_at=d.created_at,
                 modified_at=d.modified_at,
                 closed_at=d.closed_at,
+                lost_reason=d.lost_reason,
             )
         )
     return out

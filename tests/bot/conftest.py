@@ -107,9 +107,13 @@ class World:
         """The next `count` messages the bot sends to `chat` (after those already returned)."""
         start = self._seen.get(chat, 0)
         await self.tg.wait_for(
-            "sendMessage",
+            "",  # any method: a photo (/stats) is a message too
             timeout=timeout,
-            predicate=lambda c: c.status == 200 and c.params.get("chat_id") == chat,
+            predicate=lambda c: (
+                c.status == 200
+                and c.method in ("sendMessage", "sendPhoto")
+                and c.params.get("chat_id") == chat
+            ),
             count=start + count,
         )
         sent = self.tg.sent_messages(chat)
