@@ -57,7 +57,8 @@ class Relay:
         label = channel_label(target.channel)
         if len(text) > sender.max_chars:
             raise InvalidInput(f"the message is too long for {label} (at most {sender.max_chars})")
-        sent = await sender.send(target.to, text)
+        sent = await sender.send(target.to, text, answering=target.answering)
+        spec = spec_of(target.channel)
         await self.messages.record_outgoing(
             kind,
             ident,
@@ -67,6 +68,9 @@ class Relay:
             external_id=sent.external_id,
             counterparty=target.to,
             meta=sent.meta,
+            # A mail answer is an e-mail in the history, a messenger's a message.
+            activity_kind=(spec.activity_kind if spec else None) or "message",
+            subject=sent.subject,
         )
         log.info("rep #%s answered %s #%s in %s", rep.id, kind, ident, label)
-        return f"✉️ Sent to {person}."
+        return f"✉️ Sent to {person} via {label}."

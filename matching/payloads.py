@@ -76,6 +76,8 @@ class MessageMeta(TypedDict, total=False):
     wa_message_type: str
     phone_number_id: str | None
     display_phone_number: str | None
+    wa_id: str | None  # the WhatsApp sender's number, digits only (a reply's `to`)
+    user_id: str | None  # their business-scoped user id (a reply's `recipient`)
     media: list[dict[str, Any]]  # WhatsApp media ids and types
     button_payload: str
     reply_id: str

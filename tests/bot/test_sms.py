@@ -97,7 +97,7 @@ async def test_an_sms_makes_a_lead_a_known_number_attaches_and_the_rep_answers_b
     assert prompt["text"].startswith("Your message to the customer in SMS (lead #")
     answer = "Guten Tag! Das Paket kostet 100 € & die Lieferung ist frei."
     w.tg.user_message(RITA, answer)
-    assert (await w.card(RITA))["text"] == "✉️ Sent to the customer."
+    assert (await w.card(RITA))["text"] == "✉️ Sent to the customer via SMS."
     [sent] = twilio.sent
     assert sent.form == {"To": ANNA, "From": OURS, "Body": answer}
     assert sent.account == ACCOUNT
