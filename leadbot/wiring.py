@@ -10,6 +10,7 @@ from aiohttp import web
 
 from bot.component import BotHost, bot_component
 from channels.mail.component import MailHost, mail_component
+from channels.mail.smtp import SmtpHost, smtp_component
 from channels.phone.component import PhoneServiceHost, phone_component
 from channels.sms.routes import SmsHost, sms_component
 from channels.webform.routes import FormsHost, forms_component
@@ -30,7 +31,15 @@ class Component(Protocol):
 
 
 class ServiceHost(
-    ApiHost, BotHost, MailHost, PhoneServiceHost, FormsHost, WhatsAppHost, SmsHost, Protocol
+    ApiHost,
+    BotHost,
+    MailHost,
+    SmtpHost,
+    PhoneServiceHost,
+    FormsHost,
+    WhatsAppHost,
+    SmsHost,
+    Protocol,
 ):
     """Everything the components ask of the service: each declares its own narrow host
     protocol; `leadbot.app.Service` is all of them at once."""
@@ -51,5 +60,6 @@ COMPONENTS: list[ComponentFactory] = [
     sms_component,
     forms_component,
     mail_component,
+    smtp_component,
     bot_component,
 ]

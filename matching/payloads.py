@@ -61,6 +61,7 @@ class CallMeta(TypedDict, total=False):
 
 class MailMeta(TypedDict, total=False):
     customer: str  # the customer's address (a form robot's Reply-To)
+    mailbox: str  # the configured mailbox it came to (a rep's answer goes out from it)
     cc: list[str]
     verdict_reason: str | None
 
