@@ -4,98 +4,43 @@ answer to it lands on the same lead, even from another address."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from channels.mail import MailPolicy, Verdict, VerdictKind, to_event
 from channels.mail.parse import parse_message
 from channels.mail.smtp import reply_subject, smtp_component
 from crm.services.listing import ListFilter
 from tests.bot.conftest import World, buttons
+from tests.fakes.smtp_server import LOGIN, PASSWORD, Smtpd, free_port, running_smtpd
 from tests.mail.support import customer_mail
 
 RITA = 1001
 OURS = "sales@beispiel-shop.de"
 ANNA = "anna@kunde.example"
-LOGIN, PASSWORD = "sales-login", "smtp-secret-7Qx"
-
-
-@dataclass
-class Received:
-    envelope_from: str
-    recipients: list[str]
-    message: EmailMessage
-
-
-@dataclass
-class Smtpd:
-    """What the local SMTP server took, and whom it let in."""
-
-    port: int
-    received: list[Received] = field(default_factory=list)
-    logins: list[tuple[str, str]] = field(default_factory=list)
-    refuse: set[str] = field(default_factory=set)  # recipients answered 550
-
-    async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
-    ) -> str:
-        if address in self.refuse:
-            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        message = message_from_bytes(envelope.content, policy=policy.default)  # type: ignore[arg-type]
-        assert isinstance(message, EmailMessage)
-        self.received.append(Received(str(envelope.mail_from), list(envelope.rcpt_tos), message))
-        return "250 Message accepted"
-
-    def authenticate(
-        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
-    ) -> AuthResult:
-        assert isinstance(data, LoginPassword)
-        login, password = data.login.decode(), data.password.decode()
-        self.logins.append((login, password))
-        return AuthResult(success=(login, password) == (LOGIN, PASSWORD))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
 def smtpd() -> Iterator[Smtpd]:
-    server = Smtpd(free_port())
-    controller = Controller(
-        server, hostname="127.0.0.1", port=server.port,
-        authenticator=server.authenticate, auth_require_tls=False,
-    )  # fmt: skip
-    controller.start()
-    try:
+    with running_smtpd() as server:
         yield server
-    finally:
-        controller.stop()
 
 
-async def mail_world(world: Any, port: int) -> World:
+def mail_sections(port: int) -> dict[str, Any]:
+    """A mailbox "sales" that answers through the SMTP server on `port`."""
     box = {"name": "sales", "host": "127.0.0.1", "port": 1, "security": "none",
            "user": OURS, "password": "imap-password",
            "smtp": {"host": "127.0.0.1", "port": port, "security": "none", "user": LOGIN,
                     "password": PASSWORD, "from_address": OURS, "from_name": "Beispiel Shop",
                     "timeout": 5}}  # fmt: skip
-    w: World = await world(extra=[smtp_component], mailboxes=[box])
+    return {"mailboxes": [box]}
+
+
+async def mail_world(world: Any, port: int) -> World:
+    w: World = await world(extra=[smtp_component], **mail_sections(port))
     await w.rep("Rita", RITA)
     return w
 
@@ -178,7 +123,7 @@ async def test_a_mail_reply_threads_onto_the_customers_mail_and_their_answer_com
     acts = await w.crm.activities.of_record("lead", lead.id)
     assert [(a.direction, a.body) for a in acts if a.kind == "email"][-1] == (
         "incoming",
-        "Super, ich nehme zwei.",
+        "Ich nehme zwei.",
     )
 
 

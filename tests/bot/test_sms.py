@@ -33,10 +33,13 @@ async def twilio() -> AsyncIterator[FakeTwilioRest]:
         yield server
 
 
+def sms_section(twilio: FakeTwilioRest) -> dict[str, Any]:
+    return {"account_sid": ACCOUNT, "auth_token": TOKEN, "from_number": OURS,
+            "public_url": PUBLIC, "api_base_url": twilio.url, "regions": {OURS: "DE"}}  # fmt: skip
+
+
 async def sms_world(world: Any, twilio: FakeTwilioRest) -> World:
-    sms = {"account_sid": ACCOUNT, "auth_token": TOKEN, "from_number": OURS,
-           "public_url": PUBLIC, "api_base_url": twilio.url, "regions": {OURS: "DE"}}  # fmt: skip
-    w: World = await world(extra=[sms_component], sms=sms)
+    w: World = await world(extra=[sms_component], sms=sms_section(twilio))
     await w.rep("Rita", RITA)
     return w
 

@@ -29,10 +29,13 @@ async def cloud() -> AsyncIterator[FakeCloudApi]:
         yield server
 
 
+def wa_section(cloud: FakeCloudApi, **extra: Any) -> dict[str, Any]:
+    return {**SECTION, "phone_number_id": PNID, "access_token": ACCESS,
+            "api_base_url": cloud.url, "api_version": "v23.0", **extra}  # fmt: skip
+
+
 async def wa_world(world: Any, cloud: FakeCloudApi, **section: Any) -> World:
-    whatsapp = {**SECTION, "phone_number_id": PNID, "access_token": ACCESS,
-                "api_base_url": cloud.url, "api_version": "v23.0", **section}  # fmt: skip
-    w: World = await world(extra=[whatsapp_component], whatsapp=whatsapp)
+    w: World = await world(extra=[whatsapp_component], whatsapp=wa_section(cloud, **section))
     await w.rep("Rita", RITA)
     return w
 
