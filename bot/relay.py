@@ -42,6 +42,9 @@ class Relay:
         card = await self.cards.load(kind, ident, actor_of(rep))
         if card.ctx.reply is None:
             raise Conflict(f"{kind} #{ident} has no chat or number to answer")
+        sender = self.senders.get(card.ctx.reply.channel)
+        if sender is not None and (why := sender.refusal(card.ctx.reply.answering)) is not None:
+            raise Conflict(why)  # before the rep types an answer that cannot go out
         person = card.lead.name if card.lead else card.contact.name if card.contact else None
         return card.ctx.reply, person or "the customer"
 

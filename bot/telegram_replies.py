@@ -21,6 +21,9 @@ class TelegramReplies:
     def max_chars(self) -> int:
         return MAX_TEXT
 
+    def refusal(self, answering: ActivityView | None) -> str | None:
+        return None
+
     async def send(self, to: str, text: str, *, answering: ActivityView | None = None) -> Sent:
         if not to.lstrip("-").isdigit():
             raise Conflict(f"“{to[:40]}” is not a Telegram chat; the message was not sent")

@@ -34,6 +34,11 @@ class ReplySender(Protocol):
         """The longest text the channel takes in one message."""
         ...
 
+    def refusal(self, answering: ActivityView | None) -> str | None:
+        """Why the channel would refuse a message now (WhatsApp's closed 24-hour window), or
+        None: the bot says it before the rep types, and `send` checks it again."""
+        ...
+
     async def send(self, to: str, text: str, *, answering: ActivityView | None = None) -> Sent:
         """Send `text` to `to`. `answering` is the customer's latest inbound activity in this
         channel (None when they never wrote in it): mail threads onto it, WhatsApp checks its

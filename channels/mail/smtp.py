@@ -115,6 +115,9 @@ class SmtpReplies:
         msg.set_content(text + quote, charset="utf-8")
         return msg
 
+    def refusal(self, answering: ActivityView | None) -> str | None:
+        return None
+
     async def send(self, to: str, text: str, *, answering: ActivityView | None = None) -> Sent:
         mailbox = answering.meta.get("mailbox") if answering is not None else None
         box = self.outboxes.get(str(mailbox), self.default)

@@ -45,6 +45,9 @@ class TwilioSms:
     def max_chars(self) -> int:
         return MAX_CHARS
 
+    def refusal(self, answering: ActivityView | None) -> str | None:
+        return None
+
     async def send(self, to: str, text: str, *, answering: ActivityView | None = None) -> Sent:
         form = {"To": to, "From": self.from_number, "Body": text}
         try:

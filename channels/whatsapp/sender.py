@@ -29,16 +29,17 @@ MAX_CHARS = 4096  # the Cloud API's limit for a text body
 WINDOW = timedelta(hours=24)
 WINDOW_CLOSED = 131047  # "Re-engagement message": more than 24 h since the customer wrote
 _PHONE = re.compile(r"\+?[0-9]{5,15}")
+# Short enough for Telegram's 200-character button answer, where a rep first reads it.
 CLOSED = (
-    "WhatsApp allows a free-form reply only within 24 hours of the customer's last message, "
-    "and {since}. Nothing was sent; call them or wait until they write again."
+    "WhatsApp allows a free-form reply only within 24 hours of the customer's last message "
+    "({since}). Nothing was sent; call them or wait until they write again."
 )
 
 
 def window_closed(answering: ActivityView | None, now: datetime) -> str | None:
     """Why a free-form message may not be sent now, or None when the window is open."""
     if answering is None:
-        return CLOSED.format(since="they have not written on WhatsApp yet")
+        return CLOSED.format(since="they have not written on WhatsApp")
     last = answering.last_attempt_at or answering.created_at
     if last.tzinfo is None:  # SQLite hands back naive UTC
         last = last.replace(tzinfo=UTC)
@@ -72,8 +73,11 @@ class CloudApiReplies:
     def max_chars(self) -> int:
         return MAX_CHARS
 
+    def refusal(self, answering: ActivityView | None) -> str | None:
+        return window_closed(answering, self.clock())
+
     async def send(self, to: str, text: str, *, answering: ActivityView | None = None) -> Sent:
-        if (closed := window_closed(answering, self.clock())) is not None:
+        if (closed := self.refusal(answering)) is not None:
             raise Conflict(closed)
         # Back to the number (else the business-scoped id) the customer last wrote from.
         wrote = answering.meta if answering is not None else {}
@@ -105,7 +109,7 @@ class CloudApiReplies:
         error = doc.get("error") if isinstance(doc, dict) else None
         if 400 <= status < 500 and isinstance(error, dict):
             if error.get("code") == WINDOW_CLOSED:
-                raise Conflict(CLOSED.format(since="Meta says that time is over"))
+                raise Conflict(CLOSED.format(since="Meta says it has passed"))
             data = error.get("error_data")
             details = data.get("details") if isinstance(data, dict) else None
             reason = str(details or error.get("message") or "refused")[:300]

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from channels.whatsapp.routes import whatsapp_component
+from channels.whatsapp.sender import WINDOW, window_closed
+from crm.dto import ActivityView
 from crm.services.listing import ListFilter
 from tests.bot.conftest import World, buttons
 from tests.channels.test_whatsapp_http import SECTION, payload, sign
@@ -104,15 +107,31 @@ async def test_a_customer_known_only_by_bsuid_is_answered_through_recipient(
     assert sent.body["recipient"] == ANNA_BSUID and "to" not in sent.body
 
 
-async def test_outside_the_24_hour_window_nothing_is_sent_and_the_rep_is_told_why(
+async def test_outside_the_24_hour_window_the_rep_is_told_before_typing_and_nothing_is_sent(
     world: Any, cloud: FakeCloudApi
 ) -> None:
     w = await wa_world(world, cloud)
     await incoming(w, "wamid.IN3", "Angebot bitte", age_hours=25)
-    told = await answer(w, "Hier ist das Angebot")
-    assert "only within 24 hours" in told and "last wrote 25 hours ago" in told
-    assert "Nothing was sent" in told
+    card = await w.card(RITA)
+    told = (await w.press_label(RITA, card["message_id"], "💬 Reply"))["text"]
+    assert told == (
+        "WhatsApp allows a free-form reply only within 24 hours of the customer's last message "
+        "(they last wrote 25 hours ago). Nothing was sent; call them or wait until they write "
+        "again."
+    )
+    assert len(told) <= 190  # fits Telegram's button answer whole
     assert cloud.requests == 0 and await outgoing(w) == []
+
+
+def test_the_window_is_24_hours_from_the_customers_last_message() -> None:
+    wrote = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    message = ActivityView(
+        1, "message", "incoming", None, "hi", None, True, wrote, None, None, None,
+        "whatsapp", ANNA_WA, 0, wrote, {}, [], wrote + timedelta(seconds=3),
+    )  # fmt: skip
+    assert window_closed(message, wrote + timedelta(hours=23, minutes=59)) is None
+    assert "(they last wrote 24 hours ago)" in str(window_closed(message, wrote + WINDOW))
+    assert "have not written on WhatsApp" in str(window_closed(None, wrote))
 
 
 async def test_meta_refusing_a_closed_window_reads_the_same(
