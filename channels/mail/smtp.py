@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiosmtplib
 from aiohttp import web
@@ -43,7 +43,8 @@ _SYNTHETIC = "@synthetic.leadbot>"  # intake's stand-in id for a mail that had n
 
 def reply_subject(subject: str | None) -> str:
     """`Re: ` once before the customer's subject, whatever reply prefixes it already had."""
-    bare = _RE.sub("", subject or "").strip()
+    # One line: a header with a line break in it would be refused (or forge other headers).
+    bare = _RE.sub("", " ".join((subject or "").split())).strip()
     return f"Re: {bare}" if bare else "Re: your message"
 
 
@@ -79,6 +80,21 @@ class Outbox:
     smtp: SmtpSettings
     user: str
     password: Callable[[], str]  # blocking (a file or the environment): called in a thread
+
+    def client_options(self, password: str) -> dict[str, Any]:
+        """`aiosmtplib` connection and login options (for `send` and `SMTP`)."""
+        cfg = self.smtp
+        tls = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+        return {
+            "hostname": cfg.host,
+            "port": cfg.port,
+            "username": self.user or None,
+            "password": password or None,
+            "use_tls": cfg.security == "tls",
+            "start_tls": cfg.security == "starttls",
+            "tls_context": tls if cfg.security != "none" else None,
+            "timeout": cfg.timeout,
+        }
 
 
 class SmtpReplies:
@@ -127,19 +143,8 @@ class SmtpReplies:
             password = await asyncio.to_thread(box.password)
         except ConfigError as err:
             raise Conflict(f"mailbox {box.mailbox} cannot send: {err}") from None
-        tls = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
         try:
-            await aiosmtplib.send(
-                msg,
-                hostname=cfg.host,
-                port=cfg.port,
-                username=box.user or None,
-                password=password or None,
-                use_tls=cfg.security == "tls",
-                start_tls=cfg.security == "starttls",
-                tls_context=tls if cfg.security != "none" else None,
-                timeout=cfg.timeout,
-            )
+            await aiosmtplib.send(msg, **box.client_options(password))
         except aiosmtplib.SMTPRecipientsRefused as err:
             reason = "; ".join(r.message for r in err.recipients)[:300]
             raise Conflict(f"the mail server refused {to}: {reason}; nothing was sent") from None

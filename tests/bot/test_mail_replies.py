@@ -11,12 +11,15 @@ from typing import Any
 import pytest
 
 from channels.mail import MailPolicy, Verdict, VerdictKind, to_event
+from channels.mail.doctor import check_smtp
 from channels.mail.parse import parse_message
+from channels.mail.settings import MailboxSettings
 from channels.mail.smtp import reply_subject, smtp_component
 from crm.services.listing import ListFilter
 from tests.bot.conftest import World, buttons
-from tests.fakes.smtp_server import LOGIN, PASSWORD, Smtpd, free_port, running_smtpd
+from tests.fakes.smtp_server import LOGIN, PASSWORD, Smtpd, running_smtpd
 from tests.mail.support import customer_mail
+from tests.servers import free_port
 
 RITA = 1001
 OURS = "sales@beispiel-shop.de"
@@ -70,6 +73,8 @@ def test_the_reply_subject_gets_one_re() -> None:
     assert reply_subject("Anfrage") == "Re: Anfrage"
     assert reply_subject("RE: AW: re[2]: Anfrage") == "Re: Anfrage"
     assert reply_subject("") == reply_subject(None) == "Re: your message"
+    injected = "Anfrage\r\nBcc: victim@example.com"
+    assert reply_subject(injected) == "Re: Anfrage Bcc: victim@example.com"
 
 
 async def test_a_mail_reply_threads_onto_the_customers_mail_and_their_answer_comes_back(
@@ -147,3 +152,20 @@ async def test_an_unreachable_mail_server_is_told(world: Any) -> None:
     await deliver(w, customer_mail(ANNA, name="Anna Kunde", to=OURS))
     told = await answer(w, "Gern!")
     assert "did not take the mail" in told and "may or may not have been sent" in told
+
+
+async def test_doctor_logs_in_to_the_smtp_server_and_names_what_to_fix(smtpd: Smtpd) -> None:
+    def box(port: int, password: str) -> MailboxSettings:
+        return MailboxSettings.model_validate(
+            mail_sections(port)["mailboxes"][0] | {"smtp": {
+                "host": "127.0.0.1", "port": port, "security": "none", "user": LOGIN,
+                "password": password, "from_address": OURS, "timeout": 5}}
+        )  # fmt: skip
+
+    ok, detail = await check_smtp(box(smtpd.port, PASSWORD))
+    assert ok and detail == f"{LOGIN}@127.0.0.1:{smtpd.port} logged in; replies go out from {OURS}"
+    ok, detail = await check_smtp(box(smtpd.port, "wrong"))
+    assert not ok and "check smtp host, port, security, user and password" in detail
+    ok, detail = await check_smtp(box(free_port(), PASSWORD))
+    assert not ok and detail.startswith(f"{LOGIN}@127.0.0.1:")
+    assert smtpd.received == []

@@ -3,7 +3,6 @@ checks a login and can refuse recipients; what it took is parsed for the test to
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -13,6 +12,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from tests.servers import free_port
 
 LOGIN, PASSWORD = "sales-login", "smtp-secret-7Qx"
 
@@ -54,13 +55,6 @@ class Smtpd:
         login, password = data.login.decode(), data.password.decode()
         self.logins.append((login, password))
         return AuthResult(success=(login, password) == (LOGIN, PASSWORD))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @contextmanager
