@@ -57,7 +57,7 @@ def reply_target(
             continue
         to = _address(spec.reply_kind, comms, act.counterparty)
         if to is not None:
-            return ReplyTarget(spec.channel.value, to)
+            return ReplyTarget(spec.channel.value, to, act)
     for spec in CHANNELS.values():
         if spec.channel.value in channels and spec.handle_kind is spec.reply_kind:
             to = _address(spec.handle_kind, comms, None)

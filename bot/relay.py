@@ -42,6 +42,9 @@ class Relay:
         card = await self.cards.load(kind, ident, actor_of(rep))
         if card.ctx.reply is None:
             raise Conflict(f"{kind} #{ident} has no chat or number to answer")
+        sender = self.senders.get(card.ctx.reply.channel)
+        if sender is not None and (why := sender.refusal(card.ctx.reply.answering)) is not None:
+            raise Conflict(why)  # before the rep types an answer that cannot go out
         person = card.lead.name if card.lead else card.contact.name if card.contact else None
         return card.ctx.reply, person or "the customer"
 
@@ -57,7 +60,8 @@ class Relay:
         label = channel_label(target.channel)
         if len(text) > sender.max_chars:
             raise InvalidInput(f"the message is too long for {label} (at most {sender.max_chars})")
-        sent = await sender.send(target.to, text)
+        sent = await sender.send(target.to, text, answering=target.answering)
+        spec = spec_of(target.channel)
         await self.messages.record_outgoing(
             kind,
             ident,
@@ -67,6 +71,9 @@ class Relay:
             external_id=sent.external_id,
             counterparty=target.to,
             meta=sent.meta,
+            # A mail answer is an e-mail in the history, a messenger's a message.
+            activity_kind=(spec.activity_kind if spec else None) or "message",
+            subject=sent.subject,
         )
         log.info("rep #%s answered %s #%s in %s", rep.id, kind, ident, label)
-        return f"✉️ Sent to {person}."
+        return f"✉️ Sent to {person} via {label}."

@@ -6,6 +6,7 @@ from __future__ import annotations
 from telegram import Bot
 from telegram.error import BadRequest, Forbidden, TelegramError
 
+from crm.dto import ActivityView
 from crm.errors import Conflict
 from crm.replies import Sent
 
@@ -20,7 +21,10 @@ class TelegramReplies:
     def max_chars(self) -> int:
         return MAX_TEXT
 
-    async def send(self, to: str, text: str) -> Sent:
+    def refusal(self, answering: ActivityView | None) -> str | None:
+        return None
+
+    async def send(self, to: str, text: str, *, answering: ActivityView | None = None) -> Sent:
         if not to.lstrip("-").isdigit():
             raise Conflict(f"“{to[:40]}” is not a Telegram chat; the message was not sent")
         chat_id = int(to)

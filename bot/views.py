@@ -58,6 +58,8 @@ class ReplyTarget:
 
     channel: str  # a `Channel` value
     to: str  # chat id, phone number, … as that channel's sender takes it
+    # The customer's message it answers, if any: context for the sender, not part of where.
+    answering: ActivityView | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

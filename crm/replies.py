@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from crm.dto import ActivityView
+
 
 @dataclass(frozen=True, slots=True)
 class Sent:
@@ -20,6 +22,7 @@ class Sent:
 
     external_id: str
     meta: dict[str, Any] = field(default_factory=dict)
+    subject: str | None = None  # the outgoing activity's subject (a mail's), else a default
 
 
 class ReplySender(Protocol):
@@ -31,7 +34,17 @@ class ReplySender(Protocol):
         """The longest text the channel takes in one message."""
         ...
 
-    async def send(self, to: str, text: str) -> Sent: ...
+    def refusal(self, answering: ActivityView | None) -> str | None:
+        """Why the channel would refuse a message now (WhatsApp's closed 24-hour window), or
+        None: the bot says it before the rep types, and `send` checks it again."""
+        ...
+
+    async def send(self, to: str, text: str, *, answering: ActivityView | None = None) -> Sent:
+        """Send `text` to `to`. `answering` is the customer's latest inbound activity in this
+        channel (None when they never wrote in it): mail threads onto it, WhatsApp checks its
+        24-hour window with it. A sender never retries on its own: a retry that follows a
+        timeout could deliver the message twice."""
+        ...
 
 
 # By `Channel` value. The service owns one mutable mapping: channel components add their sender

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from bot.doctor import check_telegram
-from channels.mail.doctor import check_mailbox
+from channels.mail.doctor import check_mailbox, check_smtp
 from crm.db import Database
 from crm.schema import current_revision, head_revision
 from leadbot.app import aof_is_off
@@ -99,6 +99,7 @@ async def diagnose(settings: Settings) -> list[Line]:
     lines: list[Line] = [("ok", "config", f"{where}: valid")]
     checks: list[Awaitable[Line | None]] = [_database(settings), _redis(settings)]
     checks += [_checked(f"mailbox {b.name}", check_mailbox(b)) for b in settings.mailboxes]
+    checks += [_checked(f"smtp {b.name}", check_smtp(b)) for b in settings.mailboxes if b.smtp]
     checks += [_checked("telegram", check_telegram(settings.telegram)), _public_url(settings)]
     lines += [line for line in await asyncio.gather(*checks) if line is not None]
     return lines

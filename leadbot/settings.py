@@ -291,7 +291,10 @@ def anchored(settings: Settings) -> Settings:
         update["phone"] = settings.phone.model_copy(update={"recordings_dir": str(recordings)})
     boxes = []
     for box in settings.mailboxes:
-        files = {k: under(getattr(box, k)) for k in ("password_file", "ca_file")}
+        files: dict[str, object] = {k: under(getattr(box, k)) for k in ("password_file", "ca_file")}
+        smtp_ca = under(box.smtp.ca_file) if box.smtp else None
+        if box.smtp is not None and smtp_ca is not None:
+            files["smtp"] = box.smtp.model_copy(update={"ca_file": smtp_ca})
         boxes.append(box.model_copy(update={k: v for k, v in files.items() if v is not None}))
     update["mailboxes"] = tuple(boxes)
     return settings.model_copy(update=update)

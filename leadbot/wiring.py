@@ -10,6 +10,7 @@ from aiohttp import web
 
 from bot.component import BotHost, bot_component
 from channels.mail.component import MailHost, mail_component
+from channels.mail.smtp import SmtpHost, smtp_component
 from channels.phone.component import PhoneServiceHost, phone_component
 from channels.sms.routes import SmsHost, sms_component
 from channels.webform.routes import FormsHost, forms_component
@@ -43,6 +44,7 @@ class ServiceHost(
     BotHost,
     ConsoleHost,
     MailHost,
+    SmtpHost,
     PhoneServiceHost,
     FormsHost,
     WhatsAppHost,
@@ -68,6 +70,7 @@ COMPONENTS: list[ComponentFactory] = [
     sms_component,
     forms_component,
     mail_component,
+    smtp_component,
     bot_component,
     console_component,
 ]

@@ -61,6 +61,7 @@ class CallMeta(TypedDict, total=False):
 
 class MailMeta(TypedDict, total=False):
     customer: str  # the customer's address (a form robot's Reply-To)
+    mailbox: str  # the configured mailbox it came to (a rep's answer goes out from it)
     cc: list[str]
     verdict_reason: str | None
 
@@ -76,6 +77,8 @@ class MessageMeta(TypedDict, total=False):
     wa_message_type: str
     phone_number_id: str | None
     display_phone_number: str | None
+    wa_id: str | None  # the WhatsApp sender's number, digits only (a reply's `to`)
+    user_id: str | None  # their business-scoped user id (a reply's `recipient`)
     media: list[dict[str, Any]]  # WhatsApp media ids and types
     button_payload: str
     reply_id: str

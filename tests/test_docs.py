@@ -28,6 +28,7 @@ OWNERS = {
     "telegram": ["bot/guide.md"],
     "phone": ["channels/phone.md"],
     "mailboxes": ["channels/mail.md"],
+    "mailboxes.smtp": ["channels/mail.md"],
     "forms": ["channels/webforms.md"],
     "whatsapp": ["channels/whatsapp.md"],
 }

@@ -9,6 +9,25 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
+class SmtpSettings(BaseModel):
+    """How a mailbox sends the reps' answers (`[mailboxes.smtp]`); without it, no mail replies
+    go out from that mailbox."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str
+    port: int = Field(587, ge=1, le=65535)
+    # tls: TLS from the first byte (port 465); starttls: upgrade a plain connection (587).
+    security: Literal["tls", "starttls", "none"] = "starttls"
+    user: str | None = None  # None: the mailbox's IMAP login
+    password: SecretStr | None = None  # None: the mailbox's IMAP password
+    from_address: str  # the mailbox's address customers see and answer to
+    from_name: str | None = None  # e.g. "Example GmbH Sales"
+    ca_file: Path | None = None  # trust this CA, else the system's
+    timeout: float = Field(30.0, gt=0)  # seconds for the whole delivery to the server
+    quote_original: bool = True  # the customer's mail quoted below the answer
+
+
 class MailboxSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -43,6 +62,7 @@ class MailboxSettings(BaseModel):
     spamd_host: str | None = None  # SpamAssassin's spamd; None: no scanner
     spamd_port: int = Field(783, ge=1, le=65535)
     spamd_timeout: float = Field(10.0, gt=0)
+    smtp: SmtpSettings | None = None  # answering from this mailbox (docs/channels/mail.md#replies)
 
     @model_validator(mode="after")
     def _one_password(self) -> MailboxSettings:

@@ -63,6 +63,7 @@ def to_event(
         hint_phones=parsed.hint_phones,
         meta={
             "message_id": parsed.message_id,
+            "mailbox": mailbox,  # a rep's answer goes out from the mailbox it came to
             "in_reply_to": parsed.in_reply_to,
             "references": list(parsed.references),
             "from": parsed.sender.address,

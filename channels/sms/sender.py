@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from crm.dto import ActivityView
 from crm.errors import Conflict
 from crm.replies import Sent
 from matching.event import Channel
@@ -44,7 +45,10 @@ class TwilioSms:
     def max_chars(self) -> int:
         return MAX_CHARS
 
-    async def send(self, to: str, text: str) -> Sent:
+    def refusal(self, answering: ActivityView | None) -> str | None:
+        return None
+
+    async def send(self, to: str, text: str, *, answering: ActivityView | None = None) -> Sent:
         form = {"To": to, "From": self.from_number, "Body": text}
         try:
             async with (

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from channels.whatsapp.sender import CloudApiReplies
 from channels.whatsapp.settings import WhatsAppSettings
 from channels.whatsapp.webhook import (
     SIGNATURE_HEADER,
@@ -28,6 +29,7 @@ from channels.whatsapp.webhook import (
     verify_signature,
 )
 from crm.config import ConfigError
+from crm.replies import ReplySenders
 from httpkit import json_error
 from matching.event import Channel, InboundEvent
 
@@ -46,6 +48,10 @@ class WhatsAppHost(Protocol):
 
     @property
     def settings(self) -> WhatsAppHostSettings: ...
+
+    # Where the channel puts its reply sender for the bot.
+    @property
+    def reply_senders(self) -> ReplySenders: ...
 
     async def submit(self, event: InboundEvent) -> None: ...
 
@@ -110,7 +116,8 @@ class WhatsAppComponent:
 
 
 def whatsapp_component(service: WhatsAppHost) -> WhatsAppComponent | None:
-    """The webhook when `[whatsapp]` has both secrets; None when neither is set."""
+    """The webhook when `[whatsapp]` has both secrets (and, with `phone_number_id` and
+    `access_token`, the reply sender); None when neither secret is set."""
     cfg = service.settings.whatsapp
     if cfg.verify_token is None and cfg.app_secret is None:
         return None
@@ -119,4 +126,16 @@ def whatsapp_component(service: WhatsAppHost) -> WhatsAppComponent | None:
     if not token or not secret:
         missing = "whatsapp.app_secret" if token else "whatsapp.verify_token"
         raise ConfigError(f"config error: {missing}: needed for the WhatsApp webhook")
+    if cfg.phone_number_id or cfg.access_token:
+        access = cfg.access_token.get_secret_value() if cfg.access_token else ""
+        if not cfg.phone_number_id or not access:
+            missing = "whatsapp.access_token" if cfg.phone_number_id else "whatsapp.phone_number_id"
+            raise ConfigError(f"config error: {missing}: needed for WhatsApp replies")
+        service.reply_senders[Channel.WHATSAPP.value] = CloudApiReplies(
+            base_url=cfg.api_base_url,
+            api_version=cfg.api_version,
+            phone_number_id=cfg.phone_number_id,
+            access_token=access,
+            timeout=cfg.timeout,
+        )
     return WhatsAppComponent(service, verify_token=token, app_secret=secret, queue=cfg.queue)

@@ -199,6 +199,9 @@ def _event(
         "wa_message_type": content.message_type,
         "phone_number_id": phone_number_id,
         "display_phone_number": display_phone,
+        # Who wrote, as the Cloud API addresses them: a reply goes back the same way.
+        "wa_id": wa_id,
+        "user_id": user_id,
         **content.meta,
     }
     return InboundEvent(

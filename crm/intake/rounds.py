@@ -22,7 +22,7 @@ from crm.db import Database, pairs_in
 from crm.ids import IdAllocator
 from crm.intake.labels import ACTIVITY_KIND
 from crm.intake.outcomes import creates, imports_contact
-from crm.models import Activity, Company, Contact, Deal, InboundEventLog, Lead
+from crm.models import Activity, ActivityBinding, Company, Contact, Deal, InboundEventLog, Lead
 from crm.repository import SqlCandidateRepository
 from crm.services.calls import call_number, open_callbacks
 from crm.services.exceptions import exception_hits
@@ -139,10 +139,27 @@ async def decide_items(
 
 
 async def _thread(s: AsyncSession, event: InboundEvent, cands: Candidates) -> Candidates:
-    """A mail reply goes where its thread lives, if that lead / deal is still open."""
+    """A mail reply goes where its thread lives, if that lead / deal is still open: the record
+    of a mail it names, or of a rep's answer it names (a client may send In-Reply-To alone,
+    and an answer's Message-ID is only on its outgoing activity)."""
     refs = [str(r) for r in (event.meta.get("in_reply_to"), *event.meta.get("references", ())) if r]
     if not refs:
         return cands
+    answered = await s.execute(
+        select(ActivityBinding.owner_type, ActivityBinding.owner_id)
+        .join(Activity, Activity.id == ActivityBinding.activity_id)
+        .where(
+            Activity.channel == event.channel.value,
+            Activity.direction == "outgoing",
+            Activity.external_id.in_(refs),
+            ActivityBinding.owner_type.in_(("lead", "deal")),
+        )
+        .order_by(Activity.id.desc())
+    )
+    threads: list[tuple[int | None, int | None]] = [
+        (owner_id, None) if owner_type == "lead" else (None, owner_id)
+        for owner_type, owner_id in answered
+    ]
     rows = await s.execute(
         select(InboundEventLog.lead_id, InboundEventLog.deal_id)
         .where(
@@ -151,7 +168,8 @@ async def _thread(s: AsyncSession, event: InboundEvent, cands: Candidates) -> Ca
         )
         .order_by(InboundEventLog.id.desc())
     )
-    for lead_id, deal_id in rows:
+    threads += [(lead_id, deal_id) for lead_id, deal_id in rows]
+    for lead_id, deal_id in threads:
         if deal_id is not None:
             deal = await s.get(Deal, deal_id)
             if deal is not None and deal.stage_semantic == "process":

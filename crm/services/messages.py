@@ -32,10 +32,13 @@ class Messages:
         external_id: str,
         counterparty: str | None = None,
         meta: dict[str, Any] | None = None,
+        activity_kind: str = "message",
+        subject: str | None = None,
     ) -> ActivityView:
-        """A done, outgoing `message` activity on the record (and on its contact / company,
-        so the client's history shows it too). `external_id` is unique per channel: recording
-        the same sent message twice raises Conflict."""
+        """A done, outgoing activity (`activity_kind`: `message`, or `email` for mail) on the
+        record (and on its contact / company, so the client's history shows it too).
+        `external_id` is unique per channel: recording the same sent message twice raises
+        Conflict."""
         text = text.strip()
         if not text:
             raise InvalidInput("the message is empty")
@@ -50,9 +53,9 @@ class Messages:
                 check_access(actor, owner.responsible_id, f"{owner_type} #{owner_id}")
                 now = utcnow()
                 act = Activity(
-                    kind="message",
+                    kind=activity_kind,
                     direction="outgoing",
-                    subject=f"Message to the customer ({channel})"[:500],
+                    subject=(subject or f"Message to the customer ({channel})")[:500],
                     body=text[:MAX_BODY],
                     done=True,
                     done_at=now,

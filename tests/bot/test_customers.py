@@ -89,7 +89,7 @@ async def test_a_customer_is_asked_once_and_reps_answer_from_the_card(world: Any
     w.tg.user_message(RITA, answer)
     relayed = await w.card(ANNA)
     assert relayed["text"] == answer
-    assert (await w.card(RITA))["text"] == "✉️ Sent to Anna."
+    assert (await w.card(RITA))["text"] == "✉️ Sent to Anna via Telegram."
     acts = await w.crm.activities.of_record("lead", lead.id)
     out = [a for a in acts if a.direction == "outgoing"]
     assert [(a.kind, a.body, a.author_id, a.channel) for a in out] == [
@@ -222,7 +222,7 @@ async def test_a_second_bot_serves_customers(
     w.tg.user_message(RITA, "Antwort")
     await customer_tg.wait_for("sendMessage", predicate=lambda c: c.params["chat_id"] == ANNA)
     assert [m["text"] for m in customer_tg.sent_messages(ANNA)] == ["Antwort"]
-    assert (await w.card(RITA))["text"] == "✉️ Sent to Anna."
+    assert (await w.card(RITA))["text"] == "✉️ Sent to Anna via Telegram."
     # On the rep bot a stranger is still only told who the bot is for.
     assert (await w.say(BERT, "Hallo?"))["text"] == STRANGER
     await w.settle()

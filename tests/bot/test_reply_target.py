@@ -30,7 +30,9 @@ def test_the_latest_inbound_channel_with_a_sender_wins() -> None:
     acts = [act("telegram"), act("email", counterparty="anna@example.com"), act("call")]
     both = {"telegram", "email"}
     # calls have no sender: the mail before it is answered, to the address it came from
-    assert reply_target(acts, COMMS, both) == ReplyTarget("email", "anna@example.com")
+    target = reply_target(acts, COMMS, both)
+    assert target == ReplyTarget("email", "anna@example.com")
+    assert target.answering is acts[1]  # the mail a sender threads onto
     assert reply_target(acts, COMMS, {"telegram"}) == ReplyTarget("telegram", "4711")
 
 

@@ -33,10 +33,13 @@ async def twilio() -> AsyncIterator[FakeTwilioRest]:
         yield server
 
 
+def sms_section(twilio: FakeTwilioRest) -> dict[str, Any]:
+    return {"account_sid": ACCOUNT, "auth_token": TOKEN, "from_number": OURS,
+            "public_url": PUBLIC, "api_base_url": twilio.url, "regions": {OURS: "DE"}}  # fmt: skip
+
+
 async def sms_world(world: Any, twilio: FakeTwilioRest) -> World:
-    sms = {"account_sid": ACCOUNT, "auth_token": TOKEN, "from_number": OURS,
-           "public_url": PUBLIC, "api_base_url": twilio.url, "regions": {OURS: "DE"}}  # fmt: skip
-    w: World = await world(extra=[sms_component], sms=sms)
+    w: World = await world(extra=[sms_component], sms=sms_section(twilio))
     await w.rep("Rita", RITA)
     return w
 
@@ -97,7 +100,7 @@ async def test_an_sms_makes_a_lead_a_known_number_attaches_and_the_rep_answers_b
     assert prompt["text"].startswith("Your message to the customer in SMS (lead #")
     answer = "Guten Tag! Das Paket kostet 100 € & die Lieferung ist frei."
     w.tg.user_message(RITA, answer)
-    assert (await w.card(RITA))["text"] == "✉️ Sent to the customer."
+    assert (await w.card(RITA))["text"] == "✉️ Sent to the customer via SMS."
     [sent] = twilio.sent
     assert sent.form == {"To": ANNA, "From": OURS, "Body": answer}
     assert sent.account == ACCOUNT
