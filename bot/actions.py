@@ -17,6 +17,7 @@ from bot.callbacks import Button, StaleButton
 from bot.cards import Cards, open_followups
 from bot.clock import Clock
 from bot.commands import Commands, actor_of
+from bot.notifier import CHANGED
 from bot.relay import Relay, channel_label
 from bot.views import (
     Rendered,
@@ -420,11 +421,38 @@ class Actions:
             raise StaleButton("unknown setting")
         return Outcome("Saved.", lists.settings_view(new))
 
+    # --- telling the holder -------------------------------------------------------------------
+
+    async def tell_owner(self, rep: RepView, record: tuple[str, int] | None, what: str) -> None:
+        """Someone else worked a rep's lead or deal: its responsible hears who and what."""
+        if record is None or record[0] not in ("lead", "deal"):
+            return
+        kind, ident = record
+        try:
+            holder = (
+                (await self.crm.leads.get(ident)).responsible_id
+                if kind == "lead"
+                else (await self.crm.deals.get(ident)).responsible_id
+            )
+        except CrmError:
+            return
+        if holder is None or holder == rep.id:
+            return
+        owner = await self.crm.reps.get(holder)
+        if not owner.active or owner.telegram_user_id is None:  # nobody to tell (no stand-ins)
+            return
+        payload = {f"{kind}_id": ident, "by_rep_id": rep.id, "what": what[:300]}
+        await self.crm.outbox.enqueue(CHANGED, payload, holder)
+        self.queued()
+
     # --- typed answers to prompts -------------------------------------------------------------
 
-    async def typed(self, prompt_action: str, ref: str, text: str, rep: RepView) -> Outcome:
-        """The rep replied to a prompt: finish the action it asked for."""
-        press = Press(Button(prompt_action, ref), rep)
+    async def typed(
+        self, prompt_action: str, ref: str, text: str, rep: RepView, headline: str | None = None
+    ) -> Outcome:
+        """The rep replied to a prompt: finish the action it asked for (the card keeps
+        `headline`, its first line when the prompt was asked)."""
+        press = Press(Button(prompt_action, ref), rep, headline)
         kind, ident = press.button.record
         if prompt_action == cb.JUNK_TYPED:
             reason = text.strip()[:500]

@@ -67,8 +67,15 @@ def reply_target(
 
 
 def latest_inbound(acts: Sequence[ActivityView]) -> ActivityView | None:
+    """The customer's latest contact: what a channel left (a rep's own scheduled call is a
+    "call" too, but it has no channel and must not push the customer's words off the card)."""
     return next(
-        (a for a in reversed(acts) if a.kind in INBOUND and a.direction != "outgoing"), None
+        (
+            a
+            for a in reversed(acts)
+            if a.kind in INBOUND and a.channel is not None and a.direction != "outgoing"
+        ),
+        None,
     )
 
 
@@ -122,11 +129,16 @@ class Cards:
             if lead.is_return_customer:
                 history = await self.crm.leads.history(ident, actor)
                 ctx = replace(ctx, history=tuple(history))
+            # A repeat lead has no name or comms of its own: its client's are shown and used.
+            client = (
+                await self.crm.records.get_contact(lead.contact_id)
+                if lead.contact_id is not None
+                else None
+            )
             reply = self._reply(acts, lead.comms)
-            if reply is None and lead.contact_id is not None:  # a repeat lead: the client's
-                contact_comms = (await self.crm.records.get_contact(lead.contact_id)).comms
-                reply = self._reply(acts, contact_comms)
-            return Card("lead", ident, replace(ctx, reply=reply), lead=lead)
+            if reply is None and client is not None:
+                reply = self._reply(acts, client.comms)
+            return Card("lead", ident, replace(ctx, reply=reply), lead=lead, contact=client)
         if kind == "deal":
             deal = await self.crm.deals.get(ident, actor)
             ctx, acts = await self._context("deal", ident, actor, headline, reason, activity_id)
@@ -168,7 +180,9 @@ class Cards:
     def render(self, card: Card, viewer: Viewer, now: datetime) -> Rendered:
         if card.lead is not None:
             statuses = self.crm.config.lead_statuses
-            return lead_card(card.lead, card.ctx, viewer, statuses, self.tz, now)
+            return lead_card(
+                card.lead, card.ctx, viewer, statuses, self.tz, now, client=card.contact
+            )
         if card.deal is not None:
             return deal_card(card.deal, card.contact, card.ctx, viewer, self.tz, now)
         assert card.contact is not None

@@ -21,16 +21,17 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from telegram import BotCommand, BotCommandScopeChat, Update
+from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
 from bot.actions import Actions
 from bot.cards import Cards
 from bot.clock import Clock, SystemClock
+from bot.command_menu import CommandMenus
 from bot.commands import Commands
 from bot.customers import CustomerDesk
-from bot.handlers import Handlers, commands_menu
+from bot.handlers import Handlers
 from bot.notifier import CardCounters, Notifier
 from bot.relay import Relay
 from bot.reminders import Duties
@@ -174,7 +175,16 @@ class BotComponent:
         shared = self.desk if self.customer_app is None else None
         public = service.settings.http.public_url.rstrip("/")
         web_url = public if service.settings.console.enabled and public else None
-        self.handlers = Handlers(crm, commands, actions, sync, customers=shared, web_url=web_url)
+        self.menus = CommandMenus(crm, self.app.bot)
+        self.handlers = Handlers(
+            crm,
+            commands,
+            actions,
+            sync,
+            customers=shared,
+            web_url=web_url,
+            on_join=self.menus.sync,
+        )
         self.handlers.register(self.app)
         if self.customer_app is not None:
             self.desk.register(self.customer_app)
@@ -268,6 +278,10 @@ class BotComponent:
             return
         stop = self._stop
         self._tasks.append(self.tasks.spawn("bot.notifier", lambda: self.notifier.run(stop), stop))
+        interval = self.settings.duties_interval
+        self._tasks.append(
+            self.tasks.spawn("bot.menus", lambda: self.menus.run(stop, interval), stop)
+        )
         self.ready.set()
         log.info("Telegram bot @%s is running (%s)", self.app.bot.username, self.settings.mode)
 
@@ -276,7 +290,7 @@ class BotComponent:
         for app, updates, path in self._apps():
             await app.initialize()  # getMe; does nothing once it succeeded
             if app is self.app:
-                await self._register_commands()
+                await self.menus.register()
             if not app.running:
                 await app.start()
             if self.settings.mode == "webhook":
@@ -295,19 +309,6 @@ class BotComponent:
             with contextlib.suppress(Exception):
                 if app.running:
                     await app.stop()
-
-    async def _register_commands(self) -> None:
-        """The command menu: reps see theirs, admins also /exceptions and /settings."""
-        try:
-            await self.app.bot.set_my_commands([BotCommand(*c) for c in commands_menu("rep")])
-            admin_menu = [BotCommand(*c) for c in commands_menu("admin")]
-            for rep in await self.service.crm.reps.all(include_inactive=False):
-                if rep.role == "admin" and rep.telegram_user_id is not None:
-                    await self.app.bot.set_my_commands(
-                        admin_menu, scope=BotCommandScopeChat(rep.telegram_user_id)
-                    )
-        except TelegramError as err:  # a missing menu is cosmetic; the commands still work
-            log.warning("could not register the command menu: %s", err)
 
     async def _set_webhook(
         self, app: Application[Any, Any, Any, Any, Any, Any], updates: list[str], path: str

@@ -20,6 +20,7 @@ from typing import Any
 from telegram import (
     KeyboardButton,
     Message,
+    MessageEntity,
     ReplyKeyboardMarkup,
     ReplyKeyboardRemove,
     Update,
@@ -51,6 +52,17 @@ ASK_AFTER_START = (
 )
 THANKS_PHONE = "Thank you! We have your number. A colleague will answer you here shortly."
 THANKS_NO_PHONE = "All right. A colleague will answer you here shortly."
+COMMANDS_ARE_FOR_THE_TEAM = (
+    "Commands are for our sales team only — just write your question here and a colleague "
+    "will answer you."
+)
+
+
+def is_command(message: Message) -> bool:
+    """A bot command (`/leads`, `/lead 6`) at the start of the message."""
+    return any(
+        e.type == MessageEntity.BOT_COMMAND and e.offset == 0 for e in message.entities or ()
+    )
 
 
 def phone_keyboard() -> ReplyKeyboardMarkup:
@@ -100,6 +112,9 @@ class CustomerDesk:
     async def message(self, update: Update, context: Context | None = None) -> None:
         message, user = update.effective_message, update.effective_user
         if message is None or user is None:
+            return
+        if is_command(message):  # never a customer's message: "/lead 6" is no inquiry
+            await _say(message, COMMANDS_ARE_FOR_THE_TEAM, None)
             return
         bot = message.get_bot()
         event = customer_event(bot.id, update.update_id, message)
@@ -155,7 +170,7 @@ class CustomerDesk:
 
 
 async def _say(
-    message: Message, text: str, markup: ReplyKeyboardMarkup | ReplyKeyboardRemove
+    message: Message, text: str, markup: ReplyKeyboardMarkup | ReplyKeyboardRemove | None
 ) -> None:
     """A reply to the customer; failing to send it must not lose their message."""
     try:

@@ -42,6 +42,7 @@ from bot.views import (
 from crm.dto import RepView
 from crm.errors import CrmError, Forbidden
 from crm.facade import Crm
+from crm.services.prompts import Prompt as OpenPrompt
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class Handlers:
         sync: CardSync | None = None,
         customers: CustomerDesk | None = None,
         web_url: str | None = None,
+        on_join: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.crm = crm
         # The web console's public base URL; None: the console is off or unreachable.
@@ -106,12 +108,10 @@ class Handlers:
         self.sync = sync
         # Customers write to this bot too: whoever is not a rep is served by the desk.
         self.customers = customers
-        # (chat, prompt message) → (action, record ref, card message): a reply to a prompt
-        # finishes that action and redraws the card. In memory: a restart forgets open prompts.
-        self.pending: dict[tuple[int, int], tuple[str, str, int | None]] = {}
-        # chat → prompt message: prompts the rep's next plain message answers as well
-        # ("Reply" to a customer), not only a reply to the prompt.
-        self.next_message: dict[int, int] = {}
+        # A rep joined: their chat gets the command menu of their role.
+        self.on_join = on_join
+        # Open prompts (a reply to one finishes its action and redraws the card) are kept in
+        # the database (`crm.prompts`): a prompt left open across a restart still works.
 
     def register(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         private = filters.ChatType.PRIVATE
@@ -183,6 +183,8 @@ class Handlers:
             log.info("rep #%s %s is now Telegram user %s", joined.id, joined.name, user.id)
             welcome = f"Welcome, {views.esc(joined.name)}! New leads will arrive here.\n\n"
             await _reply(message, Rendered(welcome + lists.help_text(joined.role)))
+            if self.on_join is not None:
+                await self.on_join()
             return
         rep = await self.rep_of(update)
         if rep is not None:
@@ -261,13 +263,17 @@ class Handlers:
             await query.answer(clip(sentence(err), ANSWER_CHARS), show_alert=True)
             return
         try:
-            await self._apply(message, outcome)
+            await self._apply(message, outcome, press.headline)
             if outcome.card is not None and outcome.toast is not None and message is not None:
                 await self._sync(message, _record_of(press), message.message_id)
+                if press.button.action != cb.REASSIGN:  # the new holder is told "assigned"
+                    await self.actions.tell_owner(press.rep, _record_of(press), outcome.toast)
         finally:  # answered last: once the spinner stops, the card shows the new state
             await query.answer(clip(outcome.toast, ANSWER_CHARS) if outcome.toast else None)
 
-    async def _apply(self, message: Message | None, outcome: Outcome) -> None:
+    async def _apply(
+        self, message: Message | None, outcome: Outcome, headline: str | None = None
+    ) -> None:
         if message is None:
             return
         if outcome.card is not None:
@@ -286,9 +292,18 @@ class Handlers:
                 reply_markup=ForceReply(selective=True, input_field_placeholder=p.placeholder),
                 do_quote=False,
             )
-            self.pending[(asked.chat_id, asked.message_id)] = (p.action, p.ref, message.message_id)
-            if p.action == cb.REPLY:
-                self.next_message[asked.chat_id] = asked.message_id
+            await self.crm.prompts.open(
+                OpenPrompt(
+                    asked.chat_id,
+                    asked.message_id,
+                    p.action,
+                    p.ref,
+                    card_id=message.message_id,
+                    headline=headline,
+                    # "Reply" to a customer: the rep's next plain message is the answer too.
+                    next_message=p.action == cb.REPLY,
+                )
+            )
 
     async def _owner(self, message: Message | None) -> tuple[str, int] | None:
         """The record a message of ours shows: from its buttons, else from the card log."""
@@ -309,10 +324,8 @@ class Handlers:
             return
         target = message.reply_to_message
         text = message.text or ""
-        pending = self.pending.pop((message.chat_id, target.message_id), None)
+        pending = await self.crm.prompts.take(message.chat_id, target.message_id)
         if pending is not None:
-            if self.next_message.get(message.chat_id) == target.message_id:
-                del self.next_message[message.chat_id]
             await self._answer_prompt(update, rep, message, pending, text)
             return
         owner = await self._owner(target)
@@ -329,31 +342,34 @@ class Handlers:
             await message.reply_text(sentence(err))
             return
         await message.reply_text(f"💬 Comment added to {owner[0]} #{owner[1]}.")
+        await self.actions.tell_owner(rep, owner, f"💬 {text}")
 
     async def _answer_prompt(
         self,
         update: Update,
         rep: RepView,
         message: Message,
-        pending: tuple[str, str, int | None],
+        pending: OpenPrompt,
         text: str,
     ) -> None:
-        action, ref, card_id = pending
+        action, ref, card_id = pending.action, pending.ref, pending.card_id
         try:
-            outcome = await self.actions.typed(action, ref, text, rep)
+            outcome = await self.actions.typed(action, ref, text, rep, pending.headline)
         except Forbidden as err:
             self._refused(update, rep, f"a typed {action} on {ref}", err)
             await message.reply_text(sentence(err))
             return
         except (CrmError, cb.StaleButton) as err:
             if message.reply_to_message is not None:  # let the rep try again
-                self.pending[(message.chat_id, message.reply_to_message.message_id)] = pending
+                await self.crm.prompts.open(pending)
             await message.reply_text(sentence(err))
             return
         await message.reply_text(outcome.toast or "Done.")
         if outcome.card is not None and card_id is not None:
             await edit_card(message.get_bot(), message.chat_id, card_id, outcome.card)
-            await self._sync(message, _record_of(Press(cb.Button(action, ref), rep)), card_id)
+            record = _record_of(Press(cb.Button(action, ref), rep))
+            await self._sync(message, record, card_id)
+            await self.actions.tell_owner(rep, record, outcome.toast or "changed it")
 
     async def _sync(self, message: Message, record: tuple[str, int] | None, shown: int) -> None:
         """Redraw the record's other cards (other reps, older copies) after a change."""
@@ -367,10 +383,8 @@ class Handlers:
         rep = await self._rep_or_decline(update)
         if rep is None or message is None:
             return
-        prompt = self.next_message.get(message.chat_id)
-        if prompt is not None and message.text and not message.text.startswith("/"):
-            del self.next_message[message.chat_id]
-            pending = self.pending.pop((message.chat_id, prompt), None)
+        if message.text and not message.text.startswith("/"):
+            pending = await self.crm.prompts.take_next(message.chat_id)
             if pending is not None:
                 await self._answer_prompt(update, rep, message, pending, message.text)
                 return

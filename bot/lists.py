@@ -15,6 +15,7 @@ from bot.views import (
     clip,
     esc,
     local,
+    overdue,
 )
 from crm.dto import ActivityView, ContactView, DealView, ExceptionView, LeadView
 from matching.model import MatchSettings
@@ -29,9 +30,17 @@ def _pager(action: str, offset: int, limit: int, total: int, flt: str) -> Row:
     return row
 
 
-def _open_rows(items: Sequence[tuple[str, int]]) -> list[Row]:
-    buttons = [(f"#{ident}", cb.encode(cb.OPEN, cb.ref(kind, ident))) for kind, ident in items]
-    return [buttons[i : i + 5] for i in range(0, len(buttons), 5)]
+def _open_rows(items: Sequence[tuple[str, int]], named: bool = False) -> list[Row]:
+    """Open buttons; `named` when the list mixes kinds (lead #1 and deal #1 both exist)."""
+    buttons = [
+        (
+            f"{kind.capitalize()} #{ident}" if named else f"#{ident}",
+            cb.encode(cb.OPEN, cb.ref(kind, ident)),
+        )
+        for kind, ident in items
+    ]
+    per_row = 3 if named else 5
+    return [buttons[i : i + per_row] for i in range(0, len(buttons), per_row)]
 
 
 def leads_list(
@@ -86,7 +95,8 @@ def search_results(
         lines.append(f"Contact #{c.id} {esc(clip(c.name, LIST_ITEM_CHARS))}{company}")
     for ident, title in companies:
         lines.append(f"Company #{ident} {esc(clip(title, LIST_ITEM_CHARS))}")
-    rows = _open_rows([("lead", x.id) for x in leads] + [("deal", x.id) for x in deals])
+    found = [("lead", x.id) for x in leads] + [("deal", x.id) for x in deals]
+    rows = _open_rows(found + [("contact", c.id) for c in contacts], named=True)
     return Rendered(_join(lines), rows)
 
 
@@ -104,7 +114,7 @@ def today_list(acts: Sequence[ActivityView], tz: tzinfo, now: datetime) -> Rende
     lines = ["<b>Due today and overdue</b>"]
     rows: list[Row] = []
     for a in acts:
-        flag = "⚠️ " if a.due_at is not None and a.due_at < now else ""
+        flag = "⚠️ " if a.due_at is not None and overdue(a.due_at, now) else ""
         when = local(a.due_at, tz, now) if a.due_at else ""
         owner = _owner_ref(a)
         where = f" · {owner[0]} #{owner[1]}" if owner else ""

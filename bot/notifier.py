@@ -48,6 +48,7 @@ from crm.services.outbox import CardRef, OutboxItem
 
 log = logging.getLogger(__name__)
 
+CHANGED = "changed"  # payload: lead_id or deal_id, by_rep_id, what (the change, as told)
 MOVED = ("escalated", "assigned")  # the record changed hands: older cards are redrawn
 HEADLINES = {
     "new_lead": "🆕 New lead",
@@ -307,7 +308,9 @@ class Notifier:
         if note is not None:
             self.counters.fallback(sent.form)
             progress.notes.append(note)
-        return CardRef(rep.id, chat, sent.message.message_id, card.kind, card.ident)
+        return CardRef(
+            rep.id, chat, sent.message.message_id, card.kind, card.ident, card.ctx.headline
+        )
 
     async def recipients(self, rep_id: int | None) -> list[RepView]:
         """The rep; supervisors and admins when there is none or they cannot be reached."""
@@ -349,20 +352,28 @@ class Notifier:
         headline = HEADLINES.get(item.kind)
         if item.kind.startswith("escalat"):
             headline = await self._escalation_headline(item)
+        by = await self._rep_name(_int(p.get("by_rep_id")))
+        if item.kind == "assigned" and by is not None:
+            headline = f"👥 Assigned to you by {by}"
+        if item.kind == CHANGED:  # someone else worked the rep's record
+            what = clip(str(p.get("what") or "changed it"), REASON_CHARS)
+            headline = f"✏️ {by or 'Someone'} on your {kind} #{ident}: {what}"
         if item.kind == "reminder":
             activity_id = None  # the due call shows among the card's tasks, not as a message
         return Plan(kind, ident, headline, reason, activity_id)
+
+    async def _rep_name(self, rep_id: int | None) -> str | None:
+        try:
+            return (await self.crm.reps.get(rep_id)).name if rep_id is not None else None
+        except NotFound:
+            return None
 
     async def _escalation_headline(self, item: OutboxItem) -> str:
         p = item.payload
         minutes = p.get("minutes")
         if item.kind == "escalated":
             return f"⚠️ Not taken within {minutes} min — now offered to you"
-        target = _int(p.get("to_rep_id"))
-        try:
-            name = (await self.crm.reps.get(target)).name if target is not None else None
-        except NotFound:
-            name = None
+        name = await self._rep_name(_int(p.get("to_rep_id")))
         where = f"offered to {name}" if name else "nobody else to offer it to"
         return f"⚠️ Lead #{p.get('lead_id')} not taken within {minutes} min — {where}"
 

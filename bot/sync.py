@@ -41,7 +41,7 @@ class CardSync:
         for ref in await self.crm.outbox.cards_of(kind, ident):
             if (ref.chat_id, ref.message_id) in skip or ref.rep_id is None:
                 continue
-            rendered = await self._view(ref.rep_id, kind, ident)
+            rendered = await self._view(ref.rep_id, kind, ident, ref.headline)
             if rendered is None:
                 continue
             try:
@@ -50,10 +50,12 @@ class CardSync:
                 log.warning("card %s/%s not redrawn: %s", ref.chat_id, ref.message_id, err)
         return edited
 
-    async def _view(self, rep_id: int, kind: str, ident: int) -> Rendered | None:
+    async def _view(
+        self, rep_id: int, kind: str, ident: int, headline: str | None
+    ) -> Rendered | None:
         try:
             rep = await self.crm.reps.get(rep_id)
-            card = await self.cards.load(kind, ident, Actor(rep.id, rep.role))
+            card = await self.cards.load(kind, ident, Actor(rep.id, rep.role), headline=headline)
             return self.cards.render(card, Viewer(rep.id, rep.role), self.clock.now())
         except Forbidden:
             try:
@@ -62,6 +64,27 @@ class CardSync:
                 return None
             record = card.lead or card.deal
             holder = record.responsible_name if record is not None else None
-            return notice(f"{kind.capitalize()} #{ident} is now with {holder or 'another rep'}.")
+            why = await self._why_moved(kind, ident)
+            return notice(
+                f"{kind.capitalize()} #{ident} is now with {holder or 'another rep'}{why}."
+            )
         except CrmError:
             return None
+
+    async def _why_moved(self, kind: str, ident: int) -> str:
+        """Why the record changed hands: the newest escalation or reassignment."""
+        moves = [
+            t
+            for t in await self.crm.activities.timeline(kind, ident)
+            if t.action in ("escalated", "assigned")
+        ]
+        if not moves:
+            return ""
+        if moves[-1].action == "escalated":
+            return " — nobody took it in time (escalation)"
+        by = moves[-1].actor_id
+        try:
+            name = (await self.crm.reps.get(by)).name if by is not None else None
+        except CrmError:
+            name = None
+        return f" — reassigned by {name}" if name else " — reassigned"

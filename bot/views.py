@@ -12,7 +12,7 @@ import html
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from bot import callbacks as cb
 from crm.config import StatusDef
@@ -32,6 +32,9 @@ MAX_TASKS = 3
 MAX_HISTORY = 6
 MAX_ATTACHMENTS = 4
 HANDLE_KINDS = frozenset(handle_kinds())  # messenger ids a card lists under 💬
+# A reminder fires up to a duties interval after its time and reaches the rep a moment later:
+# a call is "overdue" only once it has been due for a while, not on its own reminder.
+OVERDUE_AFTER = timedelta(minutes=5)
 
 Row = list[tuple[str, str]]  # (button label, callback data)
 
@@ -116,6 +119,10 @@ def local(when: datetime, tz: tzinfo, now: datetime | None = None) -> str:
     return t.strftime("%d.%m. %H:%M")
 
 
+def overdue(due: datetime, now: datetime) -> bool:
+    return now - due >= OVERDUE_AFTER
+
+
 def _phone_link(number: str, shown: str) -> str:
     target = re.sub(r"[^0-9+]", "", number)
     if not target:
@@ -193,7 +200,7 @@ def _task_lines(tasks: Sequence[ActivityView], tz: tzinfo, now: datetime) -> lis
             last = f", last {local(t.last_attempt_at, tz, now)}" if t.last_attempt_at else ""
             out.append(f"📵 Missed call{times}{last} — call back")
         elif t.due_at is not None:
-            late = " (overdue)" if t.due_at <= now else ""
+            late = " (overdue)" if overdue(t.due_at, now) else ""
             out.append(
                 f"⏰ {esc(clip(t.subject or 'Call back', 80))} at {local(t.due_at, tz, now)}{late}"
             )
@@ -248,16 +255,21 @@ def lead_card(
     statuses: Sequence[StatusDef],
     tz: tzinfo,
     now: datetime,
+    client: ContactView | None = None,
 ) -> Rendered:
+    """`client`: the contact the lead is linked to; its name and identities fill in what the
+    lead lacks (a repeat lead has none of its own)."""
     lines = [_head(ctx, f"Lead #{lead.id}")]
     if lead.is_return_customer:
         lines.append("🔁 <b>Repeat client</b>")
-    who = clip(lead.name or lead.title, NAME_CHARS)
-    company = f" · {esc(clip(lead.company_title, NAME_CHARS))}" if lead.company_title else ""
+    name = lead.name or (client.name if client is not None and client.name.strip() else None)
+    company_title = lead.company_title or (client.company_title if client else None)
+    who = clip(name or lead.title, NAME_CHARS)
+    company = f" · {esc(clip(company_title, NAME_CHARS))}" if company_title else ""
     lines.append(f"👤 <b>{esc(who)}</b>{company}")
-    if lead.name and lead.title != lead.name:
+    if name and lead.title != name:
         lines.append(f"📝 {esc(clip(lead.title, TITLE_CHARS))}")
-    lines += _comm_lines(lead.comms)
+    lines += _comm_lines(_merged(lead.comms, client.comms if client else []))
     channel = ctx.message.channel if ctx.message and ctx.message.channel else None
     lines.append(
         f"Lead #{lead.id} · {esc(lead.status_name)}"
@@ -270,6 +282,12 @@ def lead_card(
         lines.append(f"Junk reason: {esc(clip(lead.junk_reason, REASON_CHARS))}")
     lines += _common_tail(ctx, lead.responsible_name, tz, now)
     return Rendered(_join(lines), lead_rows(lead, ctx.tasks, viewer, chat=ctx.reply is not None))
+
+
+def _merged(own: Sequence[CommView], client: Sequence[CommView]) -> list[CommView]:
+    """The record's own comms, then the client's that it does not hold already."""
+    have = {(c.kind, c.value or c.raw) for c in own}
+    return [*own, *(c for c in client if (c.kind, c.value or c.raw) not in have)]
 
 
 def _reply_button(r: str) -> tuple[str, str]:

@@ -27,6 +27,7 @@ from crm.services.mailstate import MailState
 from crm.services.messages import Messages
 from crm.services.outbox import Outbox
 from crm.services.pipelines import sync_pipelines
+from crm.services.prompts import Prompts
 from crm.services.records import Records
 from crm.services.reps import Reps
 from crm.services.runtime import RuntimeSettings
@@ -67,6 +68,7 @@ class Crm:
         self.followups = Followups(db)
         self.messages = Messages(db)
         self.chat_states = ChatStates(db)
+        self.prompts = Prompts(db)
         self.mail_state = MailState(db)
         self.external_calls = ExternalCalls(db, config.default_region)
         self.telephony = Telephony(db)

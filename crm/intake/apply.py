@@ -24,6 +24,7 @@ from crm.services.calls import apply_call_rules, call_number
 from crm.services.flags import recompute_client_flags
 from crm.services.pipelines import pipeline_by_code, stage_by_code
 from crm.services.rows import add_comms, add_timeline, bind_activity
+from matching.channels import TITLE_CHARS
 from matching.event import Channel, Direction, InboundEvent
 from matching.model import Decision, EventIdentities, Outcome
 
@@ -174,7 +175,7 @@ class Apply:
         row = lead_row(
             self.config,
             id=lead_id,
-            title=title(self.event),
+            title=await self._title(repeat),
             source=source_of(self.event),
             is_return_customer=repeat,
             name=person_name(self.event),
@@ -210,6 +211,17 @@ class Apply:
         self.out.lead_id, self.out.responsible_id = lead_id, resp
         self.out.created.append(("lead", lead_id))
 
+    async def _title(self, repeat: bool) -> str:
+        """A repeat record of a nameless event (a call) is titled with the client it belongs
+        to, not with a bare number."""
+        own = title(self.event)
+        if not repeat or person_name(self.event):
+            return own
+        contact = await self.s.get(Contact, self.out.contact_id or 0)
+        company = await self.s.get(Company, self.out.company_id or 0)
+        client = (contact.name if contact else None) or (company.title if company else None)
+        return f"{client}: {own}"[:TITLE_CHARS] if client and client.strip() else own
+
     async def _new_deal(self, repeat: bool) -> None:
         resp = await self._responsible()
         if not repeat:
@@ -221,7 +233,7 @@ class Apply:
         deal = Deal(
             **deal_row(
                 id=await self.rnd.alloc.take(Deal),
-                title=title(self.event),
+                title=await self._title(repeat),
                 stage=stage,
                 currency=self.config.currency,
                 contact_id=self.out.contact_id,

@@ -7,9 +7,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.db import Database
-from crm.models import CardMessage, OutboxMessage, utcnow
+from crm.models import CardMessage, KeyValue, OutboxMessage, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,34 @@ class CardRef:
     message_id: int
     owner_type: str
     owner_id: int
+    headline: str | None = None  # the card's first line ("🔁 Repeat lead"), kept on redraws
+
+
+# A card's first line lives in the state table (the card log has no column for it).
+_HEADLINE = "card.headline:"
+
+
+def _headline_key(chat_id: int, message_id: int) -> str:
+    return f"{_HEADLINE}{chat_id}:{message_id}"
+
+
+async def _with_headlines(s: AsyncSession, cards: list[CardMessage]) -> list[CardRef]:
+    keys = [_headline_key(c.chat_id, c.message_id) for c in cards]
+    found = {
+        kv.key: kv.value.get("text")
+        for kv in (await s.scalars(select(KeyValue).where(KeyValue.key.in_(keys))) if keys else [])
+    }
+    return [
+        CardRef(
+            c.rep_id,
+            c.chat_id,
+            c.message_id,
+            c.owner_type,
+            c.owner_id,
+            found.get(_headline_key(c.chat_id, c.message_id)),
+        )
+        for c in cards
+    ]
 
 
 class Outbox:
@@ -102,6 +131,11 @@ class Outbox:
                         created_at=utcnow(),
                     )
                 )
+                if c.headline:
+                    key = _headline_key(c.chat_id, c.message_id)
+                    await s.merge(
+                        KeyValue(key=key, value={"text": c.headline}, updated_at=utcnow())
+                    )
 
     async def mark_failed(self, item_id: int, error: str, retry_in: timedelta) -> None:
         async with self.db.transaction() as s:
@@ -141,9 +175,7 @@ class Outbox:
                     CardMessage.owner_type == owner_type, CardMessage.owner_id == owner_id
                 )
             )
-            return [
-                CardRef(c.rep_id, c.chat_id, c.message_id, c.owner_type, c.owner_id) for c in rows
-            ]
+            return await _with_headlines(s, list(rows))
 
     async def card_at(self, chat_id: int, message_id: int) -> CardRef | None:
         async with self.db.read() as s:
@@ -152,6 +184,4 @@ class Outbox:
                     CardMessage.chat_id == chat_id, CardMessage.message_id == message_id
                 )
             )
-            return (
-                CardRef(c.rep_id, c.chat_id, c.message_id, c.owner_type, c.owner_id) if c else None
-            )
+            return (await _with_headlines(s, [c]))[0] if c else None

@@ -115,10 +115,14 @@ class Search:
                     select(Contact).where(Contact.id.in_(owners["contact"])).limit(limit)
                 )
             )
+            # Companies follow the rights every record follows (own and unassigned).
             companies = list(
                 await s.execute(
                     select(Company.id, Company.title)
-                    .where(Company.id.in_(owners["company"]))
+                    .where(
+                        Company.id.in_(owners["company"]),
+                        visible_to(actor, Company.responsible_id),
+                    )
                     .limit(limit)
                 )
             )

@@ -94,7 +94,12 @@ async def test_call_back_at_a_typed_time_and_back_button(world: Any) -> None:
     w.advance(hours=2)
     reminder = await w.card(RITA)
     assert reminder["text"].startswith("⏰ Call-back due")
-    assert "(overdue)" in reminder["text"]
+    # On time: the reminder is not "overdue" at the minute it fires; later it is.
+    assert "⏰ Call back at " in reminder["text"] and "(overdue)" not in reminder["text"]
+    assert "Rückruf bitte" in reminder["text"]  # the customer's words stay on the card
+    w.advance(minutes=10)
+    later = await w.say(RITA, f"/lead {result.lead_id}")
+    assert "(overdue)" in later["text"]
 
 
 async def test_convert_to_contact_and_company_and_work_the_deal(world: Any) -> None:

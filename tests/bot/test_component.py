@@ -45,7 +45,7 @@ async def test_untaken_lead_moves_to_the_next_rep_and_the_supervisor_is_told(
     assert (await w.crm.leads.get(second.lead_id)).responsible_id == bob.id  # acted on: stays
     await w.wait_until(lambda: _redrawn(w, RITA, rita_card["message_id"]))
     assert w.current(RITA, rita_card["message_id"])["text"] == (
-        f"Lead #{first.lead_id} is now with Bob."
+        f"Lead #{first.lead_id} is now with Bob — nobody took it in time (escalation)."
     )
 
     # Bob takes it: escalation stops there.

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bot import callbacks as cb
-from bot.customers import GREETING, NOT_NOW, THANKS_NO_PHONE
+from bot.customers import COMMANDS_ARE_FOR_THE_TEAM, GREETING, NOT_NOW, THANKS_NO_PHONE
 from tests.bot.conftest import World, answered_call, button, buttons
 
 RITA, BOB, BOSS, STRANGER_ID = 1001, 1002, 2001, 9999
@@ -33,14 +33,20 @@ async def test_strangers_are_customers_and_get_nothing_from_the_crm(world: Any) 
     await w.service.process_now(answered_call(1))
     await w.card(RITA)
     assert (await w.say(STRANGER_ID, "/start"))["text"].startswith(GREETING)
-    for text in ("/leads", "/lead 1", "hello"):  # commands are only words from a customer
-        w.tg.user_message(STRANGER_ID, text)
+    # Commands get one polite sentence and never become the customer's messages.
+    for text in ("/leads", "/lead 1", "/find Anna"):
+        assert (await w.say(STRANGER_ID, text))["text"] == COMMANDS_ARE_FOR_THE_TEAM
+    w.tg.user_message(STRANGER_ID, "hello")
     assert (await w.say(STRANGER_ID, NOT_NOW))["text"] == THANKS_NO_PHONE
+    assert (await w.say(STRANGER_ID, "/lead 1"))["text"] == COMMANDS_ARE_FOR_THE_TEAM
+    w.advance(minutes=5)  # past the phone question's wait: nothing held comes out later
+    await w.bot.desk.flush_expired()
     await w.settle()
-    assert len(w.tg.sent_messages(STRANGER_ID)) == 2
+    assert len(w.tg.sent_messages(STRANGER_ID)) == 6
     assert all("reply_markup" not in m for m in w.tg.sent_messages(STRANGER_ID))
     acts = await w.crm.activities.of_record("lead", 2)  # what they wrote is their own lead
-    assert [a.body for a in acts] == ["/leads", "/lead 1", "hello"]
+    assert [a.body for a in acts] == ["hello"]
+    assert len(w.tg.sent_messages(RITA)) == 2  # the call's card and the stranger's "hello"
     # A button payload typed by hand is refused as well.
     message_id = w.tg.sent_messages(STRANGER_ID)[-1]["message_id"]
     answer = await w.press(STRANGER_ID, message_id, cb.encode(cb.TAKE, "l1"))
@@ -93,10 +99,10 @@ async def test_a_supervisor_acts_on_everyones_leads_and_reassigns(world: Any) ->
     assert "Responsible: Bob" in w.current(BOSS, shown["message_id"])["text"]
     assert (await w.crm.leads.get(result.lead_id)).responsible_id == bob.id
     assigned = await w.card(BOB)  # Bob is told
-    assert assigned["text"].startswith("👥 Assigned to you")
+    assert assigned["text"].startswith("👥 Assigned to you by Boss")
     # Rita's card says where the lead went, and her old Take button is refused.
     rita_card = w.current(RITA, card["message_id"])
-    assert rita_card["text"] == f"Lead #{result.lead_id} is now with Bob."
+    assert rita_card["text"] == f"Lead #{result.lead_id} is now with Bob — reassigned by Boss."
     assert "reply_markup" not in rita_card
     answer = await w.press(RITA, card["message_id"], button(card, "✋ Take"))
     assert answer["text"] == f"Lead #{result.lead_id} belongs to another rep."

@@ -74,11 +74,17 @@ async def test_each_line_reads_callers_in_its_own_country(phone: PhoneClient) ->
         {("contact", people["Urs (Zurich)"])},
         {("contact", people["Gerda (Solingen)"])},
     ]
-    # What the rep reads on the new repeat lead: the caller's number in E.164, the right one.
+    # What the rep reads on the new repeat lead: the client, and the caller's number in E.164,
+    # the right one.
     titles = sorted(lead.title for lead in await phone.leads())
     assert titles == sorted(
-        f"{n} — incoming call"
-        for n in ("+12125550100", "+4315134567", "+41445551234", "+492125550100")
+        f"{who}: {n} — incoming call"
+        for who, n in (
+            ("Nora (New York)", "+12125550100"),
+            ("Anton (Vienna)", "+4315134567"),
+            ("Urs (Zurich)", "+41445551234"),
+            ("Gerda (Solingen)", "+492125550100"),
+        )
     )
 
 
