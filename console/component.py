@@ -16,7 +16,11 @@ from console.settings import ConsoleSettings
 from console.web import CONSOLE, JINJA, PREFIX, ConsoleState
 from crm.facade import Crm
 
-STATIC_FILES = {"console.css": "text/css", "console.js": "text/javascript"}
+STATIC_FILES = {
+    "console.css": "text/css",
+    "console.js": "text/javascript",
+    "board.js": "text/javascript",
+}
 # Files are named with a version query (`?v=`), so browsers may keep them a day.
 STATIC_MAX_AGE = 86400
 
