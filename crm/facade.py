@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 
+from crm.changes import Feed
 from crm.config import CrmConfig
 from crm.db import Database
 from crm.intake import Intake, SeenCache
@@ -66,6 +67,11 @@ class Crm:
         self.telephony = Telephony(db)
         # The caller lookup's fast path; `telephony.caller` answers where it has no reader.
         self.callers = CallerLookup(db, self.telephony)
+
+    @property
+    def changes(self) -> Feed:
+        """The change feed: `async for change in crm.changes.subscribe()` (crm.changes)."""
+        return self.db.feed
 
     async def prepare(self) -> None:
         """Start-up work on a migrated database: pipelines from config, configured admins.

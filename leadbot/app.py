@@ -47,7 +47,7 @@ from leadbot.web import (
     health_routes,
     prometheus_text,
 )
-from leadbot.wiring import COMPONENTS, Component, ComponentFactory
+from leadbot.wiring import COMPONENTS, Component, ComponentFactory, change_feed
 from matching.event import Channel, InboundEvent
 from matching.model import CrmMode, MatchSettings
 from matching.text import clean_event, clean_json
@@ -122,6 +122,8 @@ class Service:
         self.redis: Redis | None = (
             Redis.from_url(settings.redis.url) if settings.redis.url else None
         )
+        self.feed = change_feed(self.redis, settings.redis.stream)
+        self.db.feed = self.feed
         self.crm = Crm(
             self.db, crm_config(settings), seen=RedisSeen(self.redis) if self.redis else None
         )
@@ -386,6 +388,7 @@ class Service:
         if self.redis is not None:
             await self.redis.ping()
             await self._warn_without_aof()
+        await self.feed.start()
         await self.queue.open()  # a journal hands over what an earlier run left
         # Components first: a converter may need what its channel loads at start (the phone
         # channel's rep directory) before the workers hand it queued input.
@@ -454,6 +457,7 @@ class Service:
             self._tasks.clear()
         await self.supervisor.close()
         await self.queue.close()
+        await self.feed.close()
         await self.crm.close()
         await self.db.dispose()
 
