@@ -21,6 +21,7 @@ from crm.services.escalation import Followups
 from crm.services.events import Events
 from crm.services.exceptions import Exceptions
 from crm.services.external_calls import ExternalCalls
+from crm.services.health import ChannelHealth
 from crm.services.leads import Leads
 from crm.services.mailstate import MailState
 from crm.services.messages import Messages
@@ -63,6 +64,7 @@ class Crm:
         self.messages = Messages(db)
         self.chat_states = ChatStates(db)
         self.mail_state = MailState(db)
+        self.health = ChannelHealth(db)
         self.external_calls = ExternalCalls(db, config.default_region)
         self.telephony = Telephony(db)
         # The caller lookup's fast path; `telephony.caller` answers where it has no reader.

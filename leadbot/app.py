@@ -17,6 +17,7 @@ from redis.exceptions import ResponseError
 
 from crm.config import CrmConfig, PipelineDef, StatusDef
 from crm.db import Database
+from crm.deadletters import AsyncJournalDeadLetters, RedisDeadLetters
 from crm.dto import IntakeResult
 from crm.facade import Crm
 from crm.journal import JournaledQueue
@@ -35,6 +36,7 @@ from crm.queue import (
 )
 from crm.replies import ReplySenders
 from crm.supervisor import Health, Run, Supervisor, TaskState, describe
+from leadbot.api.component import ApiComponent
 from leadbot.logs import safe_redis_url, safe_url
 from leadbot.metrics import Metrics
 from leadbot.refusals import Refusals
@@ -150,7 +152,7 @@ class Service:
         # Every long-running task of the process, the components' too (`spawn`).
         self.supervisor = Supervisor()
         self.outages = Outages()
-        self.refusals = Refusals(self.metrics.refused)
+        self.refusals = Refusals(self.metrics.refused, note=self.crm.health.webhook)
         # Readiness of the components' own parts (a mailbox's login), by check name.
         self.component_checks: dict[str, Callable[[], Health]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -185,6 +187,11 @@ class Service:
                 )
             queue = InProcessQueue(policy=policy, on_dead=dead)
         self.metrics.dead_letters_waiting.set_function(lambda: queue.dead_waiting)
+        # Channel health lists and retries them where this queue keeps them.
+        if isinstance(queue, RedisStreamQueue):
+            self.crm.health.dead = RedisDeadLetters(queue.redis, queue.stream)
+        elif isinstance(queue, JournaledQueue):
+            self.crm.health.dead = AsyncJournalDeadLetters(queue.dead)
         return queue
 
     # --- the event path -------------------------------------------------------------------
@@ -304,8 +311,12 @@ class Service:
             client_max_size=2 * 1024 * 1024,
         )
         app.add_routes(health_routes(self.readiness_checks, self._metrics_text))
+        sources: set[str] = set()
         for comp in self.components:
-            app.add_routes(comp.routes())
+            added = app.add_routes(comp.routes())
+            if not isinstance(comp, ApiComponent):  # the REST API is no webhook source
+                sources.update(r.resource.canonical for r in added if r.resource is not None)
+        self.refusals.sources = frozenset(sources)
         return app
 
     def readiness_checks(self) -> dict[str, Check]:
@@ -403,6 +414,7 @@ class Service:
                 )
             )
         self._tasks.append(self.spawn("metrics.gauges", self._gauges, self._stop))
+        self._tasks.append(self.spawn("health.flush", self._flush_health, self._stop))
         if self.http:
             self._runner = web.AppRunner(
                 self.web_app(),
@@ -441,6 +453,13 @@ class Service:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=5)
 
+    async def _flush_health(self) -> None:
+        """Webhook health notes reach the `state` table at most once a second per source."""
+        while not self._stop.is_set():
+            await self.crm.health.flush()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=1)
+
     async def stop(self) -> None:
         """Stop accepting, finish in-flight work, close connections."""
         if self._runner is not None:
@@ -456,6 +475,7 @@ class Service:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks.clear()
         await self.supervisor.close()
+        await self.crm.health.flush()  # the last second's notes
         await self.queue.close()
         await self.feed.close()
         await self.crm.close()
