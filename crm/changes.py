@@ -21,7 +21,7 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -110,11 +110,12 @@ def merge(changes: Sequence[Change]) -> list[Change]:
 
 
 class Subscription:
-    """One subscriber's bounded queue."""
+    """One subscriber's bounded queue; `async for item in subscription` waits for the next."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, close: Callable[[Subscription], None]) -> None:
         self._items: deque[Change] = deque()
         self._size = size
+        self._close = close
         self._missed = 0
         self._unknown_loss = False
         self._wake = asyncio.Event()
@@ -129,6 +130,15 @@ class Subscription:
     def lost(self) -> None:
         self._unknown_loss = True
         self._wake.set()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Change | Missed:
+        return await self.get()
+
+    def close(self) -> None:
+        self._close(self)
 
     async def get(self) -> Change | Missed:
         while True:
@@ -147,7 +157,7 @@ class Feed(Protocol):
 
     def publish(self, changes: Sequence[Change]) -> None: ...
 
-    def subscribe(self) -> AsyncIterator[Change | Missed]: ...
+    def subscribe(self) -> Subscription: ...
 
 
 @dataclass
@@ -174,19 +184,13 @@ class LocalFeed:
     def subscribers(self) -> int:
         return len(self._subs)
 
-    def subscribe(self) -> AsyncIterator[Change | Missed]:
+    def subscribe(self) -> Subscription:
         """Every change from this call on (and `Missed` where some were dropped). The
-        subscription ends when the iterator is closed or dropped."""
-        sub = Subscription(self.queue_size)
+        subscription ends with `close()`, or when it is dropped; a cancelled wait for the next
+        item (a timeout) does not end it."""
+        sub = Subscription(self.queue_size, self._subs.discard)
         self._subs.add(sub)
-        return self._iterate(sub)
-
-    async def _iterate(self, sub: Subscription) -> AsyncIterator[Change | Missed]:
-        try:
-            while True:
-                yield await sub.get()
-        finally:
-            self._subs.discard(sub)
+        return sub
 
     async def start(self) -> None:
         return None

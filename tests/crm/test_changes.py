@@ -19,6 +19,7 @@ from crm.models import Company, utcnow
 from crm.queue import RedisStreamQueue
 from crm.services.builders import company_row
 from crm.services.leads import LeadInput
+from crm.services.records import ContactInput
 from tests.conftest import REDIS_URL, leadbot_process, make_event
 
 
@@ -54,6 +55,44 @@ async def test_service_writes_reach_a_subscriber_after_commit(crm: Crm) -> None:
     note = await crm.activities.comment("lead", lead.id, "called back", Actor(rita.id, "rep"))
     got = await _until(feed, "activity", "created")
     assert got.id == note.id and got.actor_id == rita.id
+
+
+async def _drain(it: AsyncIterator[Change | Missed]) -> set[tuple[str, int, str]]:
+    """What has arrived so far, as (kind, id, action)."""
+    got: set[tuple[str, int, str]] = set()
+    while True:
+        try:
+            item = await asyncio.wait_for(anext(it), 0.2)
+        except TimeoutError:
+            return got
+        assert isinstance(item, Change)
+        got.add((item.kind, item.id, item.action))
+
+
+async def test_convert_stage_reminder_and_record_edits_publish(crm: Crm) -> None:
+    lead = await crm.leads.create(LeadInput(title="Big order", phones=("+4930222",)))
+    feed = crm.changes.subscribe()
+    done = await crm.leads.convert(lead.id)
+    assert done.deal is not None and done.contact_id is not None
+    got = await _drain(feed)
+    assert {
+        ("lead", lead.id, "changed"),
+        ("contact", done.contact_id, "created"),
+        ("deal", done.deal.id, "created"),
+    } <= got
+    await crm.deals.move(done.deal.id, "NEGOTIATION")
+    await crm.records.update_contact(
+        done.contact_id, ContactInput(name="Eva", phones=("+4930333",))
+    )
+    reminder = await crm.activities.schedule(
+        "deal", done.deal.id, due_at=datetime.now(UTC), subject="call back"
+    )
+    got = await _drain(feed)
+    assert {
+        ("deal", done.deal.id, "changed"),
+        ("contact", done.contact_id, "changed"),
+        ("activity", reminder.id, "created"),
+    } <= got
 
 
 async def test_intake_publishes_what_it_created(crm: Crm) -> None:
