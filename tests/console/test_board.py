@@ -90,6 +90,8 @@ async def test_a_final_column_asks_for_the_reason_in_a_dialog(
     await shot(page, "board-lost-reason")
     await dialog.locator("button[value=ok]").click()
     await expect(_column(page, "LOSE")).to_contain_text("Garage door")
+    await expect(page.locator(".bcard.pending")).to_have_count(0)  # the server answered
+    await expect(_column(page, "LOSE").locator("[data-count]")).to_have_text("1")
     await expect(_column(page, "NEW").locator("[data-sums]")).to_have_text("4,200.00 EUR")
     garage = next(d for d in (await _deals(service)) if d.title == "Garage door")
     assert garage.stage == "LOSE"
