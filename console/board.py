@@ -58,6 +58,21 @@ _RUN = uuid.uuid4().hex[:8]
 _SEQ = itertools.count(1)
 
 
+# Set when the service shuts down: open streams end at their next tick instead of holding
+# the shutdown for its whole grace period.
+CLOSING = web.AppKey("console.board.closing", asyncio.Event)
+
+
+def setup(app: web.Application) -> None:
+    """The board's share of the app: streams end when the app shuts down."""
+    app[CLOSING] = asyncio.Event()
+
+    async def close_streams(app: web.Application) -> None:
+        app[CLOSING].set()
+
+    app.on_shutdown.append(close_streams)
+
+
 @dataclass(frozen=True, slots=True)
 class BoardQuery:
     """The board's URL query, read and checked: what `crm.board` needs, and the raw values
@@ -370,7 +385,8 @@ async def _stream(
 ) -> None:
     loop = asyncio.get_running_loop()
     quiet_since = loop.time()
-    while True:
+    closing = request.config_dict[CLOSING]
+    while not closing.is_set():
         transport = request.transport
         if transport is None or transport.is_closing():
             return  # the browser went away

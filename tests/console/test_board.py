@@ -9,7 +9,9 @@ import aiohttp
 from playwright.async_api import Page, expect
 
 from channels.phone.component import phone_component
+from crm.dto import SYSTEM
 from crm.services.leads import LeadInput
+from crm.services.listing import ListFilter
 from tests.console.conftest import Shot, SignIn, console_url
 from tests.console.test_my_work import _team as my_work_team
 from tests.phone.conftest import PHONE_SETTINGS, PhoneClient
@@ -97,10 +99,12 @@ async def test_a_final_column_asks_for_the_reason_in_a_dialog(
     assert garage.stage == "LOSE"
 
 
-async def _deals(service: Any) -> list[Any]:
-    from crm.dto import SYSTEM
-    from crm.services.listing import ListFilter
+async def _leads(service: Any) -> list[Any]:
+    leads, _ = await service.crm.leads.page(ListFilter(limit=100), SYSTEM)
+    return list(leads)
 
+
+async def _deals(service: Any) -> list[Any]:
     deals, _ = await service.crm.deals.page(ListFilter(limit=100), SYSTEM)
     return list(deals)
 
@@ -161,6 +165,9 @@ async def test_a_rep_sees_only_own_and_unassigned_cards_and_moves_from_a_phone(
     card = page.locator(".bcard", has_text="Quote for 3 windows")
     await card.locator("select[name=to]").select_option("PROCESSED")
     await expect(_column(page, "PROCESSED")).to_contain_text("Quote for 3 windows")
+    await expect(page.locator(".bcard.pending")).to_have_count(0)  # the server answered
+    quote = next(c for c in (await _leads(service)) if c.title == "Quote for 3 windows")
+    assert quote.status == "PROCESSED"
     assert await page.evaluate("document.documentElement.scrollWidth") <= 390
     await shot(page, "board-phone")
     await phone.close()

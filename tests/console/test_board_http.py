@@ -202,3 +202,19 @@ async def test_a_column_pages_on_with_its_cursor_and_moves_work_without_javascri
         async with http.get(f"{base}/app/board?source=CALL") as r:
             assert "#1 Lead number 00 moved." in await r.text()
     assert (await crm.leads.get(1)).status == "IN_PROCESS"
+
+
+async def test_open_streams_do_not_hold_the_shutdown(console: Any) -> None:
+    service = await console()
+    rep = await service.crm.reps.add("Sam Supervisor", role="supervisor")
+    cookies, _ = await _signed_in(service, rep.id)
+    async with (
+        aiohttp.ClientSession(cookies=cookies) as http,
+        http.get(f"{console_url(service)}/app/events") as r,
+    ):
+        await _next_event(r)  # the stream is open
+        started = asyncio.get_running_loop().time()
+        await service.stop()  # the HTTP grace period is 10 s
+        assert asyncio.get_running_loop().time() - started < 5
+        with pytest.raises((EOFError, aiohttp.ClientPayloadError)):
+            await _next_event(r)
