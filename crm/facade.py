@@ -20,6 +20,7 @@ from crm.services.escalation import Followups
 from crm.services.events import Events
 from crm.services.exceptions import Exceptions
 from crm.services.external_calls import ExternalCalls
+from crm.services.handmade import Handmade
 from crm.services.leads import Leads
 from crm.services.mailstate import MailState
 from crm.services.messages import Messages
@@ -51,6 +52,7 @@ class Crm:
         self.exceptions = Exceptions(db, config.default_region)
         self.reps = Reps(db)
         self.search = Search(db, config)
+        self.handmade = Handmade(db, config)  # records typed in by hand, duplicate-checked
         self.tokens = Tokens(db)
         self.events = Events(db)
         self.outbox = Outbox(db)
