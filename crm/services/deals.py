@@ -11,7 +11,7 @@ from crm.config import CrmConfig
 from crm.db import Database
 from crm.dto import SYSTEM, Actor, DealView
 from crm.errors import Conflict, InvalidInput, NotFound
-from crm.models import Company, Contact, Deal, Pipeline, Stage, utcnow
+from crm.models import Company, Contact, Deal, Pipeline, Rep, Stage, utcnow
 from crm.services.access import check_access, get_or_404
 from crm.services.builders import deal_row
 from crm.services.flags import recompute_client_flags
@@ -134,6 +134,9 @@ class Deals:
         if not actor.sees_everything:
             raise InvalidInput("only a supervisor can reassign a deal")
         async with self.db.transaction() as s:
+            rep: Rep = await get_or_404(s, Rep, rep_id, "rep")
+            if not rep.active:
+                raise Conflict(f"{rep.name} is not active")
             deal = await self._deal(s, deal_id, actor)
             before = {"responsible_id": deal.responsible_id}
             deal.responsible_id = rep_id
