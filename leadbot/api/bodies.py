@@ -22,6 +22,11 @@ LongText = Annotated[
         min_length=1, max_length=20_000, pattern="^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f]*$"
     ),
 ]
+# Source codes (CALL, EMAIL, WEB, …) as the records store them.
+Source = Annotated[str, StringConstraints(min_length=1, max_length=30, pattern=NO_CONTROL_PATTERN)]
+NamePart = Annotated[
+    str, StringConstraints(min_length=1, max_length=150, pattern=NO_CONTROL_PATTERN)
+]
 Id = Annotated[int, Field(ge=1, le=INT32_MAX)]
 Many = Annotated[list[Text], Field(max_length=MAX_REPEAT)]
 Amount = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=2, allow_inf_nan=False)]
@@ -55,8 +60,8 @@ class CommsFields(Body):
 
 class ContactFields(CommsFields):
     name: Text | None = None
-    first_name: Text | None = None
-    last_name: Text | None = None
+    first_name: NamePart | None = None
+    last_name: NamePart | None = None
     company_id: Id | None = None
     comments: LongText | None = None
 
@@ -86,7 +91,7 @@ class CreateLead(CommsFields, Duplicates):
     title: Text
     name: Text | None = None
     company_title: Text | None = None
-    source: Text = "OTHER"
+    source: Source = "OTHER"
     owner_id: Id | None = None
     comments: LongText | None = None
 
@@ -95,7 +100,7 @@ class UpdateLead(CommsFields):
     title: Text | None = None
     name: Text | None = None
     company_title: Text | None = None
-    source: Text | None = None
+    source: Source | None = None
     comments: LongText | None = None
 
 
@@ -107,7 +112,7 @@ class CreateDeal(Body):
     stage: Text | None = None
     amount: Amount | None = None
     currency: Currency | None = None
-    source: Text | None = None
+    source: Source | None = None
     owner_id: Id | None = None
 
 
@@ -115,7 +120,7 @@ class UpdateDeal(Body):
     title: Text | None = None
     amount: Amount | None = None
     currency: Currency | None = None
-    source: Text | None = None
+    source: Source | None = None
 
 
 class Comment(Body):

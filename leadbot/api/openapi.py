@@ -17,14 +17,16 @@ ERROR_SCHEMA: dict[str, Any] = {
     "required": ["error", "detail"],
 }
 ERROR_TEXT = {
-    400: "A query or path value is invalid (outside its schema, or an undeclared parameter); "
-    "`detail` says which and why",
+    400: "A query or path value is invalid (outside its schema, or an undeclared parameter), "
+    "a body is not JSON, or a write breaks a rule of the CRM (an unknown status, a deal "
+    "without a client); `detail` says which and why",
     401: "Missing, malformed, unknown or revoked bearer token",
     403: "The token lacks the scope (`insufficient_scope`), or its rep may not do this",
     404: "No record with this id",
     409: "The record's state refuses it; or, creating a record, phones or emails that are "
     "known already: `hits` lists each holder (send `force` or `attach_to` to go on); or a "
     "request with the same Idempotency-Key is still being answered",
+    413: "The body is larger than the server takes",
     422: "The JSON body breaks its schema (`invalid_body`, `detail` says where), or the "
     "Idempotency-Key was used with another body (`idempotency_key_reused`)",
 }

@@ -48,7 +48,7 @@ from leadbot.api.bodies import (
 from leadbot.api.routes import ID, Answer, Args, Handler, Route
 from leadbot.api.serialize import ref, to_json
 
-REFUSALS = (403, 404, 409, 422)
+REFUSALS = (403, 404, 409, 413, 422)
 T = TypeVar("T")
 
 
