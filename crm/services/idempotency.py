@@ -18,6 +18,9 @@ from crm.errors import Conflict, CrmError
 from crm.models import IdempotentRequest, utcnow
 
 KEEP = timedelta(hours=24)
+# A key whose first request never finished (its process died, or the database went away
+# before the answer was stored) is free again after this, so a retry is not refused all day.
+STALE = timedelta(minutes=2)
 
 
 class KeyReused(CrmError):
@@ -61,11 +64,14 @@ class Idempotency:
             )
         if row is None:  # expired and purged by another request in between
             return await self.begin(token_id, key, request_hash)
+        unfinished = row.status is None or row.response is None
+        if unfinished and row.created_at < utcnow() - STALE and await self._release(row.id):
+            return await self.begin(token_id, key, request_hash)
         if row.request_hash != request_hash:
             raise KeyReused(
                 "this Idempotency-Key was used with another request; use a new key for it"
             )
-        if row.status is None or row.response is None:
+        if unfinished or row.status is None or row.response is None:
             raise Conflict("a request with this Idempotency-Key is still being answered; retry")
         return Stored(row.status, row.response)
 
@@ -78,6 +84,16 @@ class Idempotency:
             )
             if row is not None:
                 row.status, row.response = status, body
+
+    async def _release(self, row_id: int) -> bool:
+        """Drop an unfinished key's row; False when another request did so first."""
+        async with self.db.transaction() as s:
+            done = await s.execute(
+                delete(IdempotentRequest).where(
+                    IdempotentRequest.id == row_id, IdempotentRequest.status.is_(None)
+                )
+            )
+            return bool(getattr(done, "rowcount", 0))
 
     async def abandon(self, token_id: int, key: str) -> None:
         """Free the key after a failure nothing was answered for, so a retry can run."""

@@ -4,6 +4,8 @@ the record actions, rep tokens' rights, Idempotency-Key, bad bodies."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import re
 from decimal import Decimal
 from typing import Any
@@ -319,3 +321,28 @@ async def test_writes_at_the_ends_of_their_schemas_are_never_a_5xx(api: ApiClien
                 reply = await api.send(method.upper(), path.replace("{id}", "1"), body, token=token)
                 assert reply.status < 500, (method, path, body, reply.body)
                 conforms(doc, method, path, reply)
+
+
+async def test_a_key_whose_request_never_finished_is_free_after_a_while(api: ApiClient) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from crm.models import IdempotentRequest, utcnow
+
+    token = await writer(api)
+    crm = api.service.crm
+    caller = await crm.tokens.identify(token)
+    assert caller is not None
+    # The first request's process died between taking the key and storing its answer.
+    digest = hashlib.sha256(b"POST /api/v1/leads\n" + json.dumps({"title": "T"}).encode())
+    assert await crm.idempotency.begin(caller.token_id, "lost", digest.hexdigest()) is None
+    key = {"Idempotency-Key": "lost"}
+    busy = await api.send("POST", "/api/v1/leads", {"title": "T"}, token=token, headers=key)
+    assert busy.status == 409 and "still being answered" in busy.body["detail"]
+    async with crm.db.transaction() as s:
+        await s.execute(
+            update(IdempotentRequest).values(created_at=utcnow() - timedelta(minutes=3))
+        )
+    retry = await api.send("POST", "/api/v1/leads", {"title": "T"}, token=token, headers=key)
+    assert retry.status == 201, retry.body
