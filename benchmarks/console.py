@@ -10,6 +10,7 @@ same run.
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -129,6 +130,7 @@ async def report(quick: bool = False) -> str:
     rows: list[dict[str, Any]] = []
     for backend in BACKENDS:
         for size in SIZES[quick]:
+            print(f"console: {backend}, {size:,} contacts …", file=sys.stderr)
             try:
                 rows += await measure(backend, size, n)
             except OSError as err:  # PostgreSQL not running: say so, keep the rest

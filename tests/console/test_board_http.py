@@ -155,6 +155,11 @@ async def test_moves_through_json_need_csrf_and_say_why_they_are_refused(console
             ({"kind": "lead", "id": mine.id, "to": "JUNK"}, 422, "say why lead"),
             ({"kind": "lead", "to": "JUNK"}, 400, "say which card to move (id)"),
             ({"kind": "contact", "id": mine.id, "to": "NEW"}, 422, "leads or deals"),
+            (
+                {"kind": "lead", "id": mine.id, "to": "CONVERTED"},
+                422,
+                "a lead cannot be dragged to 'Converted': convert it",
+            ),
         ]
         for body, status, reason in cases:
             async with http.post(url, json=body, headers=headers) as r:
@@ -167,7 +172,18 @@ async def test_moves_through_json_need_csrf_and_say_why_they_are_refused(console
             assert r.status == 200
             moved = await r.json()
             assert moved["column"] == "JUNK" and "Mine" in moved["html"]
+        convert = {"kind": "lead", "id": theirs.id, "to": "CONVERTED", "convert": True}
+        async with http.post(url, json=convert, headers=headers) as r:
+            assert r.status == 403  # still Paul's
     assert (await crm.leads.get(mine.id)).status == "JUNK"
+    sam = await crm.reps.add("Sam Supervisor", role="supervisor")
+    cookies, csrf = await _signed_in(service, sam.id)
+    async with aiohttp.ClientSession(cookies=cookies) as http:
+        body = {"kind": "lead", "id": theirs.id, "to": "CONVERTED", "convert": True, "amount": "99"}
+        async with http.post(url, json=body, headers={"X-CSRF-Token": csrf}) as r:
+            assert r.status == 200 and (await r.json())["column"] == "CONVERTED"
+    result = await crm.board.card("lead", theirs.id, crm_actor(sam))
+    assert result.column == "CONVERTED"
 
 
 async def test_a_column_pages_on_with_its_cursor_and_moves_work_without_javascript(
