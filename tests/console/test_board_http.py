@@ -128,6 +128,11 @@ async def test_a_reconnect_gets_a_gap_and_a_quiet_stream_a_heartbeat(
         # Filters apply: an assigned lead is not on an unassigned-only board.
         lead = await service.crm.leads.create(LeadInput("Assigned", responsible_id=rep.id))
         assert await _card_event(r) == {"kind": "lead", "id": lead.id, "gone": True}
+        # The feed lost changes (Redis was away, the stream fell behind): the board refetches.
+        service.crm.changes.lost()
+        while (event := await _next_event(r)).get("event") != "gap":
+            assert "comment" in event
+        assert event["data"] == {"reason": "missed"}
         # The session ends: at its next heartbeat the stream says so and stops.
         await service.crm.web_sessions.end(cookies["leadbot_session"])
         while (event := await _next_event(r)).get("event") != "signedout":
