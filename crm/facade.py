@@ -16,6 +16,7 @@ from crm.services.activities import Activities
 from crm.services.callers import CallerLookup
 from crm.services.chat_state import ChatStates
 from crm.services.deals import Deals
+from crm.services.edits import Edits
 from crm.services.escalation import Followups
 from crm.services.events import Events
 from crm.services.exceptions import Exceptions
@@ -24,7 +25,9 @@ from crm.services.leads import Leads
 from crm.services.mailstate import MailState
 from crm.services.messages import Messages
 from crm.services.outbox import Outbox
+from crm.services.phone_lines import PhoneLines
 from crm.services.pipelines import sync_pipelines
+from crm.services.querying import Queries
 from crm.services.records import Records
 from crm.services.reps import Reps
 from crm.services.runtime import RuntimeSettings
@@ -51,6 +54,9 @@ class Crm:
         self.exceptions = Exceptions(db, config.default_region)
         self.reps = Reps(db)
         self.search = Search(db, config)
+        # Lists by a typed filter spec, and plain field edits (the Bitrix24 REST drop-in).
+        self.queries = Queries(db, config)
+        self.edits = Edits(db, config)
         self.tokens = Tokens(db)
         self.events = Events(db)
         self.outbox = Outbox(db)
@@ -64,6 +70,7 @@ class Crm:
         self.mail_state = MailState(db)
         self.external_calls = ExternalCalls(db, config.default_region)
         self.telephony = Telephony(db)
+        self.phone_lines = PhoneLines(db)
         # The caller lookup's fast path; `telephony.caller` answers where it has no reader.
         self.callers = CallerLookup(db, self.telephony)
 

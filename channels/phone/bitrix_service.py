@@ -17,6 +17,7 @@ the number. The call card Bitrix24 pops up (SHOW, show, hide) is a message from 
 from __future__ import annotations
 
 import hmac
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -46,6 +47,7 @@ from channels.phone.bitrix_batch import (
     split_command,
     substitute,
 )
+from channels.phone.bitrix_fields import Printer
 from channels.phone.bitrix_params import (
     ATTACH_RECORD,
     BATCH,
@@ -64,6 +66,7 @@ from channels.phone.bitrix_params import (
 )
 from channels.phone.bitrix_replies import (
     EntityHit,
+    Listed,
     Timing,
     attach_record_result,
     batch_result,
@@ -71,9 +74,11 @@ from channels.phone.bitrix_replies import (
     bitrix_result,
     command_time,
     finish_result,
+    listed_result,
     register_result,
     search_result,
 )
+from channels.phone.bitrix_rest import user_methods
 from channels.phone.calls import CallDirection
 from channels.phone.context import PhoneContext
 from crm.dto import IntakeResult
@@ -170,6 +175,14 @@ class BitrixTelephony:
             HIDE: self.hide,
             ATTACH_RECORD: self.attach_record,
         }
+        crm = ctx.host.crm
+        self._methods.update(
+            user_methods(crm, ctx.host.process_now, self._printer, lambda: self._methods)
+        )
+
+    def _printer(self) -> Printer:
+        config = self.ctx.host.crm.config
+        return Printer(self.timezone, config.currency, [p.code for p in config.pipelines])
 
     @property
     def timezone(self) -> tzinfo:
@@ -217,7 +230,19 @@ class BitrixTelephony:
             return _error(err)
         if method != SEARCH:  # call cards, hand-overs, bound calls: rep messages to send now
             self.ctx.host.outbox_written()
-        return _reply(bitrix_result(result, Timing(start=started, finish=time.time())))
+        timing = Timing(start=started, finish=time.time())
+        if isinstance(result, Listed):
+            return _reply(listed_result(result, timing))
+        return _reply(bitrix_result(result, timing))
+
+    async def handle_v3(self, request: web.Request) -> web.Response:
+        """REST 3.0's path: the same answers, an error as `{"error": {"code", "message"}}`."""
+        response = await self.handle(request)
+        if response.status < 400 or not isinstance(response.body, bytes):
+            return response
+        body = json.loads(response.body)
+        error = {"code": body.get("error") or "ERROR", "message": body.get("error_description")}
+        return _reply({"error": error}, response.status)
 
     async def batch(self, params: dict[str, Any], app: str) -> dict[str, Any]:
         """Run the commands in order; a command may use `$result[name][FIELD]` of an earlier
@@ -226,18 +251,27 @@ class BitrixTelephony:
         results: dict[BatchKey, Any] = {}
         errors: dict[BatchKey, dict[str, str]] = {}
         times: dict[BatchKey, dict[str, Any]] = {}
+        totals: dict[BatchKey, int] = {}
+        nexts: dict[BatchKey, int] = {}
         for command in commands:
             started = time.time()
             try:
                 method, sub = split_command(command.command)
-                results[command.key] = await self._methods[method](substitute(sub, results), app)
+                result = await self._methods[method](substitute(sub, results), app)
             except BitrixError as err:
                 errors[command.key] = bitrix_error(err.code, err.description)
                 if halt:
                     break
                 continue
+            if isinstance(result, Listed):
+                if result.total is not None:
+                    totals[command.key] = result.total
+                if result.next is not None:
+                    nexts[command.key] = result.next
+                result = result.items
+            results[command.key] = result
             times[command.key] = command_time(Timing(start=started, finish=time.time()))
-        return batch_result(results, errors, times)
+        return batch_result(results, errors, times, totals, nexts)
 
     async def _rep(self, user_id: int | None, inner: str | None) -> RepContact:
         """The active rep behind USER_ID, else behind USER_PHONE_INNER (read fresh: a rep

@@ -6,6 +6,8 @@ Routes (each answers 404 with a reason when its own secret is not set):
     POST /hooks/twilio/voice, …/status     Twilio voice / status callbacks (phone.twilio_auth_token)
     GET|POST /rest/<user>/<token>/telephony.externalcall.*[.json]   Bitrix24 (phone.bitrix_token)
     GET|POST /rest/<user>/<token>/batch[.json]                      … several of them at once
+    GET|POST /rest/<user>/<token>/crm.*, user.get, telephony.externalLine.*, …  the CRM
+    POST /rest/api/<user>/<token>/<method>                          the same, REST 3.0's path
     GET  /recordings/<name>                recordings sent to attachRecord as files
                                            (phone.recordings_dir)
 """
@@ -37,6 +39,8 @@ from crm.supervisor import TaskHost
 # (`bitrix_params.method_not_found`), a user that is not a number Bitrix24's refusal of the
 # credentials, as Bitrix24 answers them. Method names are matched case-insensitively.
 BITRIX_PATH = r"/rest/{user}/{token}/{method}"
+# REST 3.0's path: the same methods, errors in its `{"error": {"code", "message"}}` shape.
+BITRIX_V3_PATH = r"/rest/api/{user}/{token}/{method}"
 
 
 Handler = Callable[[PhoneContext, web.Request], Awaitable[web.StreamResponse]]
@@ -67,6 +71,7 @@ class PhoneComponent:
             web.get(f"{RECORDINGS_PATH}/{{name}}", self._bind(recordings.serve)),
             web.get(BITRIX_PATH, self.bitrix.handle, allow_head=False),
             web.post(BITRIX_PATH, self.bitrix.handle),
+            web.post(BITRIX_V3_PATH, self.bitrix.handle_v3),
         ]
 
     async def start(self) -> None:

@@ -1,0 +1,418 @@
+"""Bitrix24 `crm.lead|contact|company|deal.list|get|add|update` on Leadbot's CRM services.
+
+Reads are lists by a `RecordQuery` (SQL in the CRM, rights as a filter). Writes go through the
+CRM like every channel: `crm.lead.add` and `crm.contact.add` with a phone or an email are an
+inbound event decided by the matcher (an open lead of that phone is attached to, not
+duplicated; the exception list refuses); the other writes call the use cases, which check the
+rights of the token's user."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from channels.phone.bitrix_fields import Printer, selected
+from channels.phone.bitrix_filters import ListRequest, list_request, paged
+from channels.phone.bitrix_params import BitrixError
+from channels.phone.bitrix_replies import Listed
+from crm.dto import Actor, IntakeResult
+from crm.facade import Crm
+from crm.services.edits import DealEdit, LeadEdit
+from crm.services.leads import LeadInput
+from crm.services.records import ContactInput
+from matching.event import Channel, InboundEvent
+from matching.payloads import EventMeta
+
+Method = Callable[[dict[str, Any], Actor], Awaitable[Any]]
+Process = Callable[[InboundEvent], Awaitable[IntakeResult]]
+
+
+def ci(params: Mapping[str, Any], name: str) -> Any:
+    """A parameter in any case: clients send `fields` and `FIELDS`, `id` and `ID`."""
+    for key, value in params.items():
+        if str(key).lower() == name:
+            return value
+    return None
+
+
+def record_fields(params: Mapping[str, Any]) -> dict[str, Any]:
+    raw = ci(params, "fields")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise BitrixError("", "fields must be an object")
+    return {str(k).upper(): v for k, v in raw.items()}
+
+
+def record_id(params: Mapping[str, Any]) -> int:
+    raw = ci(params, "id")
+    try:
+        ident = int(str(raw).strip())
+    except ValueError:
+        ident = 0
+    if ident <= 0:
+        raise BitrixError("", "ID is not defined or invalid.")
+    return ident
+
+
+def text(fields: Mapping[str, Any], key: str) -> str | None:
+    value = fields.get(key)
+    if value is None or isinstance(value, dict | list):
+        return None
+    return str(value).strip() or None
+
+
+def number(fields: Mapping[str, Any], key: str) -> int | None:
+    value = text(fields, key)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise BitrixError("", f"{key} must be a number") from None
+
+
+def amount(fields: Mapping[str, Any], key: str) -> Decimal | None:
+    value = text(fields, key)
+    if value is None:
+        return None
+    try:
+        return Decimal(value)
+    except ArithmeticError:
+        raise BitrixError("", f"{key} must be a number") from None
+
+
+def comm_values(raw: Any) -> tuple[str, ...]:
+    """PHONE / EMAIL: a list of {VALUE, VALUE_TYPE} (or plain strings); deleted items (DELETE
+    = Y, an empty VALUE) are left out."""
+    items = raw.values() if isinstance(raw, dict) else raw if isinstance(raw, list) else [raw]
+    out: list[str] = []
+    for item in items:
+        if isinstance(item, dict):
+            upper = {str(k).upper(): v for k, v in item.items()}
+            if str(upper.get("DELETE", "")).upper() == "Y":
+                continue
+            item = upper.get("VALUE")
+        if isinstance(item, str | int) and str(item).strip():
+            out.append(str(item).strip())
+    return tuple(out)
+
+
+def _yes(value: Any) -> bool:
+    return str(value).strip().upper() in ("Y", "1", "TRUE")
+
+
+class BitrixCrm:
+    """The record methods; `crm` is the facade, `process` runs intake on one event now."""
+
+    def __init__(self, crm: Crm, process: Process, printer: Callable[[], Printer]) -> None:
+        self.crm = crm
+        self.process = process
+        self._printer = printer
+
+    @property
+    def printer(self) -> Printer:
+        return self._printer()
+
+    @property
+    def pipelines(self) -> list[str]:
+        return [p.code for p in self.crm.config.pipelines]
+
+    def methods(self) -> dict[str, Method]:
+        return {
+            "crm.lead.list": self.lead_list,
+            "crm.lead.get": self.lead_get,
+            "crm.lead.add": self.lead_add,
+            "crm.lead.update": self.lead_update,
+            "crm.contact.list": self.contact_list,
+            "crm.contact.get": self.contact_get,
+            "crm.contact.add": self.contact_add,
+            "crm.contact.update": self.contact_update,
+            "crm.company.list": self.company_list,
+            "crm.company.get": self.company_get,
+            "crm.company.add": self.company_add,
+            "crm.company.update": self.company_update,
+            "crm.deal.list": self.deal_list,
+            "crm.deal.get": self.deal_get,
+            "crm.deal.add": self.deal_add,
+            "crm.deal.update": self.deal_update,
+        }
+
+    # --- shared -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _assignee(fields: Mapping[str, Any], actor: Actor) -> int | None:
+        """ASSIGNED_BY_ID, defaulting to the token's user; a plain rep assigns only to self."""
+        given = number(fields, "ASSIGNED_BY_ID")
+        if given is not None and given != actor.rep_id and not actor.sees_everything:
+            raise BitrixError("", "Access denied.")
+        return given if given is not None else actor.rep_id
+
+    async def _decided(self, event: InboundEvent, what: str) -> IntakeResult:
+        """Intake of a written record; the exception list and an event intake ignores are
+        refused with the matcher's reason."""
+        result = await self.process(event)
+        if result.outcome == "ignored":
+            raise BitrixError("", f"the {what} was not saved: {result.reason}")
+        return result
+
+    @staticmethod
+    def _event(fields: Mapping[str, Any], phones: Sequence[str], emails: Sequence[str]) -> Any:
+        return {
+            "channel": Channel.IMPORT,
+            "external_id": f"bitrix-rest:{uuid.uuid4().hex}",
+            "occurred_at": datetime.now(UTC),
+            "first_name": text(fields, "NAME"),
+            "last_name": text(fields, "LAST_NAME"),
+            "phones": tuple(phones),
+            "emails": tuple(emails),
+        }
+
+    async def list_of(
+        self,
+        kind: str,
+        params: Mapping[str, Any],
+        load: Callable[[ListRequest], Awaitable[tuple[list[Any], int | None]]],
+        show: Callable[[Any], dict[str, Any]],
+    ) -> Listed:
+        request = list_request(kind, params, self.pipelines)
+        rows, total = await load(request)
+        following, total = paged(request, len(rows), total)
+        items = [selected(show(r), request.select) for r in rows]
+        return Listed(items, following, total)
+
+    # --- leads ------------------------------------------------------------------------------
+
+    async def lead_list(self, params: dict[str, Any], actor: Actor) -> Listed:
+        printer = self.printer
+        return await self.list_of(
+            "lead", params, lambda r: self.crm.queries.leads(r.query, actor), printer.lead
+        )
+
+    async def lead_get(self, params: dict[str, Any], actor: Actor) -> dict[str, Any]:
+        return self.printer.lead(await self.crm.leads.get(record_id(params), actor))
+
+    async def lead_add(self, params: dict[str, Any], actor: Actor) -> int:
+        fields = record_fields(params)
+        phones, emails = comm_values(fields.get("PHONE")), comm_values(fields.get("EMAIL"))
+        responsible = self._assignee(fields, actor)
+        contact_id, company_id = number(fields, "CONTACT_ID"), number(fields, "COMPANY_ID")
+        title, source = text(fields, "TITLE"), text(fields, "SOURCE_ID") or "OTHER"
+        comments = text(fields, "COMMENTS")
+        if contact_id or company_id or not (phones or emails):
+            # Nothing for the matcher to match, or the client is named: a lead of its own.
+            who = " ".join(p for p in (text(fields, "NAME"), text(fields, "LAST_NAME")) if p)
+            view = await self.crm.leads.create(
+                LeadInput(
+                    title=title or who or text(fields, "COMPANY_TITLE") or "Lead",
+                    source=source,
+                    name=who or None,
+                    company_title=text(fields, "COMPANY_TITLE"),
+                    responsible_id=responsible,
+                    contact_id=contact_id,
+                    company_id=company_id,
+                    comments=comments,
+                ),
+                actor,
+            )
+            lead_id, created = view.id, True
+        else:
+            meta = EventMeta(queue=[responsible] if responsible else [])
+            if title:
+                meta["title"] = title
+            event = InboundEvent(
+                **self._event(fields, phones, emails),
+                company_name=text(fields, "COMPANY_TITLE"),
+                source=source,
+                meta=meta,
+            )
+            result = await self._decided(event, "lead")
+            if result.lead_id is None:
+                raise BitrixError("", f"no lead was created or found: {result.reason}")
+            lead_id, created = result.lead_id, ("lead", result.lead_id) in result.created
+            if comments and created:
+                await self.crm.edits.lead(lead_id, LeadEdit(comments=comments))
+            elif comments:
+                await self.crm.activities.comment("lead", lead_id, comments, actor)
+        status = text(fields, "STATUS_ID")
+        if status and created and status != self.crm.config.lead_statuses[0].code:
+            await self.crm.leads.change_status(lead_id, status, actor)
+        return lead_id
+
+    async def lead_update(self, params: dict[str, Any], actor: Actor) -> bool:
+        lead_id, fields = record_id(params), record_fields(params)
+        who = " ".join(p for p in (text(fields, "NAME"), text(fields, "LAST_NAME")) if p)
+        await self.crm.edits.lead(
+            lead_id,
+            LeadEdit(
+                title=text(fields, "TITLE"),
+                name=who or None,
+                company_title=text(fields, "COMPANY_TITLE"),
+                source=text(fields, "SOURCE_ID"),
+                comments=text(fields, "COMMENTS"),
+                phones=comm_values(fields.get("PHONE")),
+                emails=comm_values(fields.get("EMAIL")),
+            ),
+            actor,
+        )
+        status = text(fields, "STATUS_ID")
+        if status and (await self.crm.leads.get(lead_id, actor)).status != status:
+            await self.crm.leads.change_status(lead_id, status, actor)
+        responsible = number(fields, "ASSIGNED_BY_ID")
+        if responsible is not None:
+            await self.crm.leads.assign(lead_id, responsible, actor)
+        return True
+
+    # --- contacts and companies -------------------------------------------------------------
+
+    async def contact_list(self, params: dict[str, Any], actor: Actor) -> Listed:
+        printer = self.printer
+        return await self.list_of(
+            "contact", params, lambda r: self.crm.queries.contacts(r.query, actor), printer.contact
+        )
+
+    async def contact_get(self, params: dict[str, Any], actor: Actor) -> dict[str, Any]:
+        return self.printer.contact(await self.crm.records.get_contact(record_id(params), actor))
+
+    def _contact_input(self, fields: Mapping[str, Any], responsible: int | None) -> ContactInput:
+        return ContactInput(
+            first_name=text(fields, "NAME"),
+            last_name=text(fields, "LAST_NAME"),
+            company_id=number(fields, "COMPANY_ID"),
+            responsible_id=responsible,
+            phones=comm_values(fields.get("PHONE")),
+            emails=comm_values(fields.get("EMAIL")),
+            comments=text(fields, "COMMENTS"),
+        )
+
+    async def contact_add(self, params: dict[str, Any], actor: Actor) -> int:
+        fields = record_fields(params)
+        data = self._contact_input(fields, self._assignee(fields, actor))
+        if data.company_id is not None or not (data.phones or data.emails):
+            return (await self.crm.records.create_contact(data, actor)).id
+        queue = [data.responsible_id] if data.responsible_id else []
+        event = InboundEvent(
+            **self._event(fields, data.phones, data.emails),
+            meta=EventMeta(import_as="contact", queue=queue),
+        )
+        result = await self._decided(event, "contact")
+        if result.contact_id is None:
+            raise BitrixError("", f"no contact was created or found: {result.reason}")
+        return result.contact_id
+
+    async def contact_update(self, params: dict[str, Any], actor: Actor) -> bool:
+        fields = record_fields(params)
+        responsible = number(fields, "ASSIGNED_BY_ID")
+        if responsible is not None and responsible != actor.rep_id and not actor.sees_everything:
+            raise BitrixError("", "Access denied.")
+        await self.crm.records.update_contact(
+            record_id(params), self._contact_input(fields, responsible), actor
+        )
+        return True
+
+    async def company_list(self, params: dict[str, Any], actor: Actor) -> Listed:
+        printer = self.printer
+        return await self.list_of(
+            "company", params, lambda r: self.crm.queries.companies(r.query, actor), printer.company
+        )
+
+    async def company_get(self, params: dict[str, Any], actor: Actor) -> dict[str, Any]:
+        return self.printer.company(await self.crm.records.get_company(record_id(params), actor))
+
+    async def company_add(self, params: dict[str, Any], actor: Actor) -> int:
+        fields = record_fields(params)
+        view = await self.crm.records.create_company(
+            text(fields, "TITLE") or "",
+            phones=comm_values(fields.get("PHONE")),
+            emails=comm_values(fields.get("EMAIL")),
+            responsible_id=self._assignee(fields, actor),
+            actor=actor,
+        )
+        return view.id
+
+    async def company_update(self, params: dict[str, Any], actor: Actor) -> bool:
+        fields = record_fields(params)
+        responsible = number(fields, "ASSIGNED_BY_ID")
+        if responsible is not None and responsible != actor.rep_id and not actor.sees_everything:
+            raise BitrixError("", "Access denied.")
+        await self.crm.records.update_company(
+            record_id(params),
+            title=text(fields, "TITLE"),
+            phones=comm_values(fields.get("PHONE")),
+            emails=comm_values(fields.get("EMAIL")),
+            responsible_id=responsible,
+            actor=actor,
+        )
+        return True
+
+    # --- deals ------------------------------------------------------------------------------
+
+    async def deal_list(self, params: dict[str, Any], actor: Actor) -> Listed:
+        printer = self.printer
+        return await self.list_of(
+            "deal", params, lambda r: self.crm.queries.deals(r.query, actor), printer.deal
+        )
+
+    async def deal_get(self, params: dict[str, Any], actor: Actor) -> dict[str, Any]:
+        return self.printer.deal(await self.crm.deals.get(record_id(params), actor))
+
+    def _stage(self, fields: Mapping[str, Any]) -> tuple[str | None, str | None]:
+        """(pipeline code, stage code) of CATEGORY_ID and STAGE_ID ("C<n>:CODE")."""
+        pipelines = self.pipelines
+        category = number(fields, "CATEGORY_ID")
+        stage = text(fields, "STAGE_ID")
+        if stage and stage.startswith("C") and ":" in stage:
+            prefix, _, stage = stage.partition(":")
+            category = int(prefix[1:]) if prefix[1:].isdigit() else category
+        if category is None:
+            return None, stage
+        if not 0 <= category < len(pipelines):
+            raise BitrixError("", f"CATEGORY_ID {category} does not exist")
+        return pipelines[category], stage
+
+    async def deal_add(self, params: dict[str, Any], actor: Actor) -> int:
+        fields = record_fields(params)
+        pipeline, stage = self._stage(fields)
+        view = await self.crm.deals.create(
+            text(fields, "TITLE") or "Deal",
+            contact_id=number(fields, "CONTACT_ID"),
+            company_id=number(fields, "COMPANY_ID"),
+            pipeline=pipeline,
+            stage=stage,
+            amount=amount(fields, "OPPORTUNITY"),
+            currency=text(fields, "CURRENCY_ID"),
+            responsible_id=self._assignee(fields, actor),
+            source=text(fields, "SOURCE_ID"),
+            actor=actor,
+        )
+        return view.id
+
+    async def deal_update(self, params: dict[str, Any], actor: Actor) -> bool:
+        deal_id, fields = record_id(params), record_fields(params)
+        await self.crm.edits.deal(
+            deal_id,
+            DealEdit(
+                title=text(fields, "TITLE"),
+                source=text(fields, "SOURCE_ID"),
+                currency=text(fields, "CURRENCY_ID"),
+            ),
+            actor,
+        )
+        pipeline, stage = self._stage(fields)
+        if stage or pipeline:
+            current = await self.crm.deals.get(deal_id, actor)
+            if (stage or current.stage, pipeline or current.pipeline) != (
+                current.stage,
+                current.pipeline,
+            ):
+                await self.crm.deals.move(deal_id, stage or "", actor, pipeline=pipeline)
+        value = amount(fields, "OPPORTUNITY")
+        if value is not None:
+            await self.crm.deals.set_amount(deal_id, value, actor, text(fields, "CURRENCY_ID"))
+        responsible = number(fields, "ASSIGNED_BY_ID")
+        if responsible is not None:
+            await self.crm.deals.assign(deal_id, responsible, actor)
+        return True
