@@ -82,6 +82,7 @@ from channels.phone.bitrix_rest import user_methods
 from channels.phone.calls import CallDirection
 from channels.phone.context import PhoneContext
 from crm.dto import IntakeResult
+from crm.errors import InvalidInput
 from crm.services.telephony import CallerInfo, NumberHolder, RepContact
 from matching.event import RegisterMode
 from matching.text import clean_json
@@ -345,7 +346,7 @@ class BitrixTelephony:
             )
         # CRM_CREATE=1 lets the call create a lead (deal + contact in simple mode); without it
         # (Bitrix24's default is 0) and with a named entity the call only attaches to records.
-        create = request.crm_create and forced is None
+        create = request.crm_create and forced is None and await self._line_creates(request)
         event = replace(
             event, register_mode=RegisterMode.DEFAULT if create else RegisterMode.ONLY_UPDATE
         )
@@ -368,6 +369,16 @@ class BitrixTelephony:
         return await self.ctx.telephony.remember(
             call_id, "register", result, finished_at=None, facts={"crm": crm}
         )
+
+    async def _line_creates(self, request: RegisterRequest) -> bool:
+        """False when the call's line is registered with CRM_AUTO_CREATE=N."""
+        if request.line_number is None:
+            return True
+        try:
+            line = await self.ctx.host.crm.phone_lines.get(request.line_number)
+        except InvalidInput:  # no number a line could be registered with
+            return True
+        return line is None or line.crm_auto_create
 
     def _registered(self, data: dict[str, Any]) -> RegisterRequest:
         request = parse_register(data.get("params") or {}, tz=self.timezone)

@@ -4,6 +4,7 @@ Routes (each answers 404 with a reason when its own secret is not set):
     POST /hooks/calls                      generic JSON webhook (phone.webhook_secret)
     GET  /hooks/calls/lookup?number=…      caller lookup (phone.lookup_token)
     POST /hooks/twilio/voice, …/status     Twilio voice / status callbacks (phone.twilio_auth_token)
+    POST /hooks/twilio/recording           Twilio recording status callbacks (also at …/status)
     GET|POST /rest/<user>/<token>/telephony.externalcall.*[.json]   Bitrix24 (phone.bitrix_token)
     GET|POST /rest/<user>/<token>/batch[.json]                      … several of them at once
     GET|POST /rest/<user>/<token>/crm.*, user.get, telephony.externalLine.*, …  the CRM
@@ -27,9 +28,11 @@ from channels.phone.context import GENERIC_KIND, PhoneContext, PhoneHost
 from channels.phone.lookup import lookup
 from channels.phone.recordings import RECORDINGS_PATH
 from channels.phone.webhooks import (
+    TWILIO_RECORDING_PATH,
     TWILIO_STATUS_PATH,
     TWILIO_VOICE_PATH,
     generic_hook,
+    twilio_recording,
     twilio_status,
     twilio_voice,
 )
@@ -68,6 +71,7 @@ class PhoneComponent:
             web.post(TWILIO_VOICE_PATH, self._bind(twilio_voice)),
             web.get(TWILIO_VOICE_PATH, self._bind(twilio_voice), allow_head=False),
             web.post(TWILIO_STATUS_PATH, self._bind(twilio_status)),
+            web.post(TWILIO_RECORDING_PATH, self._bind(twilio_recording)),
             web.get(f"{RECORDINGS_PATH}/{{name}}", self._bind(recordings.serve)),
             web.get(BITRIX_PATH, self.bitrix.handle, allow_head=False),
             web.post(BITRIX_PATH, self.bitrix.handle),

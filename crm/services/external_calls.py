@@ -195,6 +195,18 @@ class ExternalCalls:
             act.meta = meta
             return True, act.id
 
+    async def recording_of_call(self, call_id: str, url: str) -> int | None:
+        """Keep a recording link on the call activity of a call by the phone system's call id
+        (a later link replaces an earlier one); the activity id, or None while the call has
+        no activity."""
+        async with self.db.transaction() as s:
+            act = await _call_activity(s, call_id)
+            if act is None:
+                return None
+            if (act.meta or {}).get("recording_url") != url:
+                act.meta = {**(act.meta or {}), "recording_url": url}
+            return act.id
+
     async def show_card(
         self, call_id: str, rep_ids: Iterable[int], card: dict[str, Any], now: datetime
     ) -> bool:

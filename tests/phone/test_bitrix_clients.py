@@ -310,6 +310,18 @@ async def test_external_lines_register_at_start_up(phone: PhoneClient) -> None:
     )
     lines = (await in_thread(token.call_method, "telephony.externalLine.get"))["result"]
     assert lines == [{"NUMBER": "+4989111222", "NAME": "Hotline", "CRM_AUTO_CREATE": "N"}]
+    # Calls on a line registered with CRM_AUTO_CREATE=N create nothing, even with CRM_CREATE.
+    call = {"USER_ID": admin, "PHONE_NUMBER": "+4930555", "TYPE": 2, "CRM_CREATE": 1}
+    on_line = await in_thread(
+        token.call_method,
+        "telephony.externalcall.register",
+        {**call, "LINE_NUMBER": "+4989111222"},
+    )
+    assert on_line["result"]["CRM_CREATED_LEAD"] is None
+    elsewhere = await in_thread(
+        token.call_method, "telephony.externalcall.register", {**call, "LINE_NUMBER": "+4989000"}
+    )
+    assert elsewhere["result"]["CRM_CREATED_LEAD"] is not None
     await in_thread(token.call_method, "telephony.externalLine.delete", {"NUMBER": "+4989111222"})
     assert (await in_thread(token.call_method, "telephony.externalLine.get"))["result"] == []
 
