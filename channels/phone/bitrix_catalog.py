@@ -9,8 +9,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from channels.phone.bitrix_crm import BitrixCrm, ci, record_fields, record_id, text
-from channels.phone.bitrix_fields import ACTIVITY_TYPES, OWNER_TYPES
+from channels.phone.bitrix_crm import BitrixCrm, ci, number, record_fields, record_id, text
+from channels.phone.bitrix_fields import ACTIVITY_TYPES, OWNER_TYPES, when
 from channels.phone.bitrix_filters import ListRequest
 from channels.phone.bitrix_params import BitrixError
 from channels.phone.bitrix_replies import Listed
@@ -27,13 +27,7 @@ _SEMANTICS = {"process": "process", "success": "success", "failure": "failure"}
 
 
 def _when(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise BitrixError("", f"{value[:40]!r} is not an ISO-8601 date") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None if value is None else when(value, UTC)
 
 
 def _status(entity: str, sort: int, status: StatusDef, category: int | None) -> dict[str, Any]:
@@ -90,22 +84,21 @@ class BitrixCatalog:
     async def activity_add(self, params: dict[str, Any], actor: Actor) -> int:
         fields = record_fields(params)
         owner_type = OWNER_TYPES.get(text(fields, "OWNER_TYPE_ID") or "")
-        owner_id = text(fields, "OWNER_ID")
-        if owner_type is None or owner_id is None or not owner_id.isdigit():
+        owner_id = number(fields, "OWNER_ID")
+        if owner_type is None or owner_id is None:
             raise BitrixError(
                 "", "OWNER_TYPE_ID and OWNER_ID must name a lead, deal, contact or company"
             )
         kind = ACTIVITY_TYPES.get(text(fields, "TYPE_ID") or "", "task")
         due = _when(text(fields, "END_TIME")) or _when(text(fields, "START_TIME"))
         subject = text(fields, "SUBJECT") or text(fields, "DESCRIPTION") or kind
-        responsible = text(fields, "RESPONSIBLE_ID")
         view = await self.crm.activities.schedule(
             owner_type,
-            int(owner_id),
+            owner_id,
             due_at=due or datetime.now(UTC),
             subject=subject,
             kind=kind,
-            responsible_id=int(responsible) if responsible and responsible.isdigit() else None,
+            responsible_id=number(fields, "RESPONSIBLE_ID"),
             actor=actor,
         )
         if str(fields.get("COMPLETED", "")).upper() == "Y":
@@ -115,15 +108,15 @@ class BitrixCatalog:
     async def comment_add(self, params: dict[str, Any], actor: Actor) -> int:
         fields = record_fields(params)
         kind = _ENTITY_TYPES.get((text(fields, "ENTITY_TYPE") or "").lower())
-        ident = text(fields, "ENTITY_ID")
+        ident = number(fields, "ENTITY_ID")
         comment = text(fields, "COMMENT")
-        if kind is None or ident is None or not ident.isdigit():
+        if kind is None or ident is None:
             raise BitrixError(
                 "", "ENTITY_TYPE and ENTITY_ID must name a lead, deal, contact or company"
             )
         if comment is None:
             raise BitrixError("", "COMMENT is empty")
-        return (await self.crm.activities.comment(kind, int(ident), comment, actor)).id
+        return (await self.crm.activities.comment(kind, ident, comment, actor)).id
 
     # --- duplicates -------------------------------------------------------------------------
 
@@ -175,8 +168,8 @@ class BitrixCatalog:
                 if category:
                     item["STATUS_ID"] = f"C{category}:{stage.code}"
                 out.append(item)
-        for number, item in enumerate(out, start=1):
-            item["ID"] = str(number)
+        for position, item in enumerate(out, start=1):
+            item["ID"] = str(position)
         return out
 
     async def status_list(self, params: dict[str, Any], actor: Actor) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from channels.phone.bitrix_fields import Printer, selected
+from channels.phone.bitrix_fields import Printer, money, selected, whole
 from channels.phone.bitrix_filters import ListRequest, list_request, paged
 from channels.phone.bitrix_params import BitrixError
 from channels.phone.bitrix_replies import Listed
@@ -50,8 +50,8 @@ def record_fields(params: Mapping[str, Any]) -> dict[str, Any]:
 def record_id(params: Mapping[str, Any]) -> int:
     raw = ci(params, "id")
     try:
-        ident = int(str(raw).strip())
-    except ValueError:
+        ident = whole(raw, "ID")
+    except BitrixError:
         ident = 0
     if ident <= 0:
         raise BitrixError("", "ID is not defined or invalid.")
@@ -67,22 +67,12 @@ def text(fields: Mapping[str, Any], key: str) -> str | None:
 
 def number(fields: Mapping[str, Any], key: str) -> int | None:
     value = text(fields, key)
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise BitrixError("", f"{key} must be a number") from None
+    return None if value is None else whole(value, key)
 
 
 def amount(fields: Mapping[str, Any], key: str) -> Decimal | None:
     value = text(fields, key)
-    if value is None:
-        return None
-    try:
-        return Decimal(value)
-    except ArithmeticError:
-        raise BitrixError("", f"{key} must be a number") from None
+    return None if value is None else money(value, key)
 
 
 def comm_values(raw: Any) -> tuple[str, ...]:
@@ -143,12 +133,20 @@ class BitrixCrm:
 
     # --- shared -----------------------------------------------------------------------------
 
-    @staticmethod
-    def _assignee(fields: Mapping[str, Any], actor: Actor) -> int | None:
-        """ASSIGNED_BY_ID, defaulting to the token's user; a plain rep assigns only to self."""
+    async def _given_responsible(self, fields: Mapping[str, Any], actor: Actor) -> int | None:
+        """ASSIGNED_BY_ID as given: a plain rep names only self, anybody names an active rep."""
         given = number(fields, "ASSIGNED_BY_ID")
-        if given is not None and given != actor.rep_id and not actor.sees_everything:
+        if given is None or given == actor.rep_id:
+            return given
+        if not actor.sees_everything:
             raise BitrixError("", "Access denied.")
+        if not (await self.crm.reps.get(given)).active:
+            raise BitrixError("", f"user #{given} is not active")
+        return given
+
+    async def _assignee(self, fields: Mapping[str, Any], actor: Actor) -> int | None:
+        """The responsible of a new record: ASSIGNED_BY_ID, else the webhook's rep."""
+        given = await self._given_responsible(fields, actor)
         return given if given is not None else actor.rep_id
 
     async def _decided(self, event: InboundEvent, what: str) -> IntakeResult:
@@ -198,10 +196,11 @@ class BitrixCrm:
     async def lead_add(self, params: dict[str, Any], actor: Actor) -> int:
         fields = record_fields(params)
         phones, emails = comm_values(fields.get("PHONE")), comm_values(fields.get("EMAIL"))
-        responsible = self._assignee(fields, actor)
+        responsible = await self._assignee(fields, actor)
         contact_id, company_id = number(fields, "CONTACT_ID"), number(fields, "COMPANY_ID")
         title, source = text(fields, "TITLE"), text(fields, "SOURCE_ID") or "OTHER"
         comments = text(fields, "COMMENTS")
+        status = self._settable_status(text(fields, "STATUS_ID"))
         if contact_id or company_id or not (phones or emails):
             # Nothing for the matcher to match, or the client is named: a lead of its own.
             who = " ".join(p for p in (text(fields, "NAME"), text(fields, "LAST_NAME")) if p)
@@ -237,13 +236,44 @@ class BitrixCrm:
                 await self.crm.edits.lead(lead_id, LeadEdit(comments=comments))
             elif comments:
                 await self.crm.activities.comment("lead", lead_id, comments, actor)
-        status = text(fields, "STATUS_ID")
         if status and created and status != self.crm.config.lead_statuses[0].code:
             await self.crm.leads.change_status(lead_id, status, actor)
         return lead_id
 
+    def _settable_status(self, status: str | None) -> str | None:
+        """A STATUS_ID a write may set, checked before anything is written (a write either
+        happens whole or not at all)."""
+        if status is None:
+            return None
+        target = self.crm.config.status(status)
+        if target is None:
+            known = ", ".join(s.code for s in self.crm.config.lead_statuses)
+            raise BitrixError("", f"unknown STATUS_ID {status[:40]!r} (known: {known})")
+        if target.semantic == "success":
+            raise BitrixError("", f"{status} is set by converting the lead, not by a write")
+        return status
+
+    async def _new_responsible(self, given: int | None, current: int | None, actor: Actor) -> bool:
+        """Whether ASSIGNED_BY_ID changes the responsible; refused up front when the webhook's
+        rep may not reassign or the rep is not an active one."""
+        if given is None or given == current:
+            return False
+        if not actor.sees_everything:
+            raise BitrixError("", "Access denied.")
+        rep = await self.crm.reps.get(given)
+        if not rep.active:
+            raise BitrixError("", f"user #{given} is not active")
+        return True
+
     async def lead_update(self, params: dict[str, Any], actor: Actor) -> bool:
         lead_id, fields = record_id(params), record_fields(params)
+        current = await self.crm.leads.get(lead_id, actor)
+        status = self._settable_status(text(fields, "STATUS_ID"))
+        status = status if status != current.status else None
+        if status and not current.is_open:
+            raise BitrixError("", f"lead #{lead_id} is closed ({current.status})")
+        responsible = number(fields, "ASSIGNED_BY_ID")
+        reassign = await self._new_responsible(responsible, current.responsible_id, actor)
         who = " ".join(p for p in (text(fields, "NAME"), text(fields, "LAST_NAME")) if p)
         await self.crm.edits.lead(
             lead_id,
@@ -258,11 +288,9 @@ class BitrixCrm:
             ),
             actor,
         )
-        status = text(fields, "STATUS_ID")
-        if status and (await self.crm.leads.get(lead_id, actor)).status != status:
+        if status:
             await self.crm.leads.change_status(lead_id, status, actor)
-        responsible = number(fields, "ASSIGNED_BY_ID")
-        if responsible is not None:
+        if reassign and responsible is not None:
             await self.crm.leads.assign(lead_id, responsible, actor)
         return True
 
@@ -290,7 +318,7 @@ class BitrixCrm:
 
     async def contact_add(self, params: dict[str, Any], actor: Actor) -> int:
         fields = record_fields(params)
-        data = self._contact_input(fields, self._assignee(fields, actor))
+        data = self._contact_input(fields, await self._assignee(fields, actor))
         if data.company_id is not None or not (data.phones or data.emails):
             return (await self.crm.records.create_contact(data, actor)).id
         queue = [data.responsible_id] if data.responsible_id else []
@@ -305,9 +333,7 @@ class BitrixCrm:
 
     async def contact_update(self, params: dict[str, Any], actor: Actor) -> bool:
         fields = record_fields(params)
-        responsible = number(fields, "ASSIGNED_BY_ID")
-        if responsible is not None and responsible != actor.rep_id and not actor.sees_everything:
-            raise BitrixError("", "Access denied.")
+        responsible = await self._given_responsible(fields, actor)
         await self.crm.records.update_contact(
             record_id(params), self._contact_input(fields, responsible), actor
         )
@@ -328,16 +354,14 @@ class BitrixCrm:
             text(fields, "TITLE") or "",
             phones=comm_values(fields.get("PHONE")),
             emails=comm_values(fields.get("EMAIL")),
-            responsible_id=self._assignee(fields, actor),
+            responsible_id=await self._assignee(fields, actor),
             actor=actor,
         )
         return view.id
 
     async def company_update(self, params: dict[str, Any], actor: Actor) -> bool:
         fields = record_fields(params)
-        responsible = number(fields, "ASSIGNED_BY_ID")
-        if responsible is not None and responsible != actor.rep_id and not actor.sees_everything:
-            raise BitrixError("", "Access denied.")
+        responsible = await self._given_responsible(fields, actor)
         await self.crm.records.update_company(
             record_id(params),
             title=text(fields, "TITLE"),
@@ -384,7 +408,7 @@ class BitrixCrm:
             stage=stage,
             amount=amount(fields, "OPPORTUNITY"),
             currency=text(fields, "CURRENCY_ID"),
-            responsible_id=self._assignee(fields, actor),
+            responsible_id=await self._assignee(fields, actor),
             source=text(fields, "SOURCE_ID"),
             actor=actor,
         )
@@ -392,6 +416,18 @@ class BitrixCrm:
 
     async def deal_update(self, params: dict[str, Any], actor: Actor) -> bool:
         deal_id, fields = record_id(params), record_fields(params)
+        current = await self.crm.deals.get(deal_id, actor)
+        # Everything checked before the first write: an update happens whole or not at all.
+        pipeline, stage = self._stage(fields)
+        target = (stage or current.stage, pipeline or current.pipeline)
+        stages = [
+            s.code for p in self.crm.config.pipelines if p.code == target[1] for s in p.stages
+        ]
+        if target[0] not in stages:
+            raise BitrixError("", f"STAGE_ID {target[0][:40]!r} is no stage of that funnel")
+        value = amount(fields, "OPPORTUNITY")
+        responsible = number(fields, "ASSIGNED_BY_ID")
+        reassign = await self._new_responsible(responsible, current.responsible_id, actor)
         await self.crm.edits.deal(
             deal_id,
             DealEdit(
@@ -401,18 +437,10 @@ class BitrixCrm:
             ),
             actor,
         )
-        pipeline, stage = self._stage(fields)
-        if stage or pipeline:
-            current = await self.crm.deals.get(deal_id, actor)
-            if (stage or current.stage, pipeline or current.pipeline) != (
-                current.stage,
-                current.pipeline,
-            ):
-                await self.crm.deals.move(deal_id, stage or "", actor, pipeline=pipeline)
-        value = amount(fields, "OPPORTUNITY")
+        if target != (current.stage, current.pipeline):
+            await self.crm.deals.move(deal_id, target[0], actor, pipeline=target[1])
         if value is not None:
             await self.crm.deals.set_amount(deal_id, value, actor, text(fields, "CURRENCY_ID"))
-        responsible = number(fields, "ASSIGNED_BY_ID")
-        if responsible is not None:
+        if reassign and responsible is not None:
             await self.crm.deals.assign(deal_id, responsible, actor)
         return True

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, datetime, tzinfo
+from decimal import Decimal
 from typing import Any
 
 from channels.phone.bitrix_params import BitrixError
@@ -25,11 +25,37 @@ OWNER_TYPES = {"1": "lead", "2": "deal", "3": "contact", "4": "company"}
 OWNER_TYPE_IDS = {v: k for k, v in OWNER_TYPES.items()}
 
 
-def _int(value: Any) -> int:
+# Ids are 32-bit integers in the database: a larger one names no record (and PostgreSQL
+# refuses it outright), so it is a bad value, not a server error.
+MAX_ID = 2**31 - 1
+# Amounts fit Numeric(18, 2).
+MAX_AMOUNT = Decimal("9999999999999999.99")
+
+
+def whole(value: Any, name: str = "value") -> int:
+    """An id or count as Bitrix24 clients send it (a number or its text)."""
+    text = str(value).strip()
     try:
-        return int(str(value).strip())
+        number = int(text) if len(text) <= 20 else None
     except ValueError:
-        raise BitrixError("", f"{str(value)[:40]!r} is not a number") from None
+        number = None
+    if number is None or not -MAX_ID <= number <= MAX_ID:
+        raise BitrixError("", f"{name}: {text[:40]!r} is not a valid number")
+    return number
+
+
+def money(value: Any, name: str = "value") -> Decimal:
+    try:
+        amount = Decimal(str(value).strip())
+    except ArithmeticError:
+        amount = None
+    if amount is None or not amount.is_finite() or abs(amount) > MAX_AMOUNT:
+        raise BitrixError("", f"{name}: {str(value)[:40]!r} is not a valid amount")
+    return amount
+
+
+def _int(value: Any) -> int:
+    return whole(value)
 
 
 def _text(value: Any) -> str:
@@ -40,21 +66,25 @@ def _yes(value: Any) -> bool:
     return str(value).strip().upper() in ("Y", "1", "TRUE")
 
 
-def _date(value: Any) -> datetime:
+def when(value: Any, tz: tzinfo | None = None) -> datetime:
+    """An ISO-8601 date; without an offset it is read in `tz` (none: an error)."""
     try:
         parsed = datetime.fromisoformat(str(value).strip())
-    except ValueError:
+        if parsed.tzinfo is None and tz is not None:
+            parsed = parsed.replace(tzinfo=tz)
+        if parsed.tzinfo is None:
+            raise BitrixError("", "a date needs an offset (ISO-8601 with offset)")
+        return parsed.astimezone(UTC)  # also: a date the database could not store fails here
+    except (ValueError, OverflowError):
         raise BitrixError("", f"{str(value)[:40]!r} is not an ISO-8601 date") from None
-    if parsed.tzinfo is None:
-        raise BitrixError("", "a date filter needs an offset (ISO-8601 with offset)")
-    return parsed
+
+
+def _date(value: Any) -> datetime:
+    return when(value)
 
 
 def _decimal(value: Any) -> Decimal:
-    try:
-        return Decimal(str(value).strip())
-    except InvalidOperation:
-        raise BitrixError("", f"{str(value)[:40]!r} is not a number") from None
+    return money(value)
 
 
 def _semantic(value: Any) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from channels.phone.bitrix_fields import FILTERS, Field
+from channels.phone.bitrix_fields import FILTERS, Field, whole
 from channels.phone.bitrix_params import BitrixError
 from crm.services.querying import Condition, Op, RecordQuery
 
@@ -157,10 +157,7 @@ def _order(kind: str, raw: Any) -> tuple[tuple[str, bool], ...]:
 def _start(raw: Any) -> int:
     if raw in (None, ""):
         return 0
-    try:
-        start = int(str(raw))
-    except ValueError:
-        raise BitrixError("", "start must be a number") from None
+    start = whole(raw, "start")
     return -1 if start < 0 else start
 
 

@@ -403,3 +403,79 @@ async def test_unknown_methods_and_the_v3_path(phone: PhoneClient) -> None:
     )
     assert v3_unknown.status == 404
     assert v3_unknown.json()["error"]["code"] == "ERROR_METHOD_NOT_FOUND"
+
+
+async def test_bad_values_are_bitrix_errors_never_server_errors(phone: PhoneClient) -> None:
+    admin = await _admin(phone)
+    huge = "9" * 30
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("crm.lead.list", {"filter": {"ID": "abc"}}),
+        ("crm.lead.list", {"filter": {">ID": huge}}),
+        ("crm.lead.list", {"filter": {">=DATE_CREATE": "yesterday"}}),
+        ("crm.lead.list", {"filter": {">=DATE_CREATE": "0001-01-01T00:00:00+14:00"}}),
+        ("crm.lead.list", {"filter": {"ID": [1, {"x": 1}]}}),
+        ("crm.lead.list", {"start": "many"}),
+        ("crm.lead.list", {"start": huge}),
+        ("crm.deal.list", {"filter": {">OPPORTUNITY": "NaN"}}),
+        ("crm.deal.list", {"filter": {"CATEGORY_ID": "x"}}),
+        ("crm.lead.get", {"id": huge}),
+        ("crm.lead.get", {"id": 12345}),
+        ("crm.lead.add", {"fields": "TITLE"}),
+        ("crm.lead.add", {"fields": {"TITLE": "x", "ASSIGNED_BY_ID": huge}}),
+        ("crm.lead.add", {"fields": {"TITLE": "x", "CONTACT_ID": 777}}),
+        ("crm.lead.add", {"fields": {"TITLE": "x", "STATUS_ID": "NO_SUCH"}}),
+        ("crm.lead.update", {"id": 99999, "fields": {"TITLE": "y"}}),
+        ("crm.lead.add", {"fields": {"TITLE": "x", "ASSIGNED_BY_ID": 4242}}),
+        ("crm.lead.add", {"fields": {"TITLE": "x", "STATUS_ID": "CONVERTED"}}),
+        ("crm.company.add", {"fields": {"TITLE": "c", "ASSIGNED_BY_ID": 4242}}),
+        ("crm.deal.add", {"fields": {"TITLE": "d", "OPPORTUNITY": "1e999"}}),
+        ("crm.deal.add", {"fields": {"TITLE": "d", "OPPORTUNITY": "-Infinity"}}),
+        ("crm.deal.add", {"fields": {"TITLE": "d", "CATEGORY_ID": 9}}),
+        ("crm.deal.add", {"fields": {"TITLE": "d", "STAGE_ID": "NOPE"}}),
+        ("crm.activity.add", {"fields": {"OWNER_TYPE_ID": 1, "OWNER_ID": huge}}),
+        ("crm.activity.add", {"fields": {"OWNER_TYPE_ID": 9, "OWNER_ID": 1}}),
+        ("crm.activity.add", {"fields": {"OWNER_TYPE_ID": 1, "OWNER_ID": 1, "END_TIME": "x"}}),
+        ("crm.timeline.comment.add", {"fields": {"ENTITY_TYPE": "lead", "ENTITY_ID": 5}}),
+        ("crm.duplicate.findbycomm", {"type": "PHONE", "values": [str(i) for i in range(21)]}),
+        ("crm.dealcategory.stage.list", {"id": 7}),
+        ("telephony.externalLine.update", {"NUMBER": "+49301"}),
+        ("telephony.externalLine.delete", {"NUMBER": "+49301"}),
+        ("telephony.externalLine.add", {"NUMBER": "1" * 200}),
+        ("telephony.externalLine.add", {"NUMBER": "+49301", "CRM_AUTO_CREATE": "maybe"}),
+    ]
+    for method, body in calls:
+        reply = await phone.bitrix(method, json_body=body, user=str(admin))
+        assert reply.status == 400, (method, body, reply.text)
+        error = reply.json()
+        assert set(error) == {"error", "error_description"} and error["error_description"]
+    # Nothing was half-written by a refused add.
+    assert await phone.leads() == []
+
+
+async def test_an_update_refused_in_part_changes_nothing(phone: PhoneClient) -> None:
+    admin = await _admin(phone)
+    rep = await add_rep(phone, "Rita Rep")
+    client = fast(phone, rep)
+    lead = await client.call("crm.lead.add", {"fields": {"TITLE": "Mine"}})
+    deal = await fast(phone, admin).call("crm.deal.add", {"fields": {"TITLE": "D"}})
+    for method, ident, fields, user in (
+        # A plain rep may not hand the lead to the admin; the title stays.
+        ("crm.lead.update", lead, {"TITLE": "Changed", "ASSIGNED_BY_ID": admin}, rep),
+        ("crm.lead.update", lead, {"TITLE": "Changed", "STATUS_ID": "CONVERTED"}, rep),
+        ("crm.deal.update", deal, {"TITLE": "Changed", "STAGE_ID": "C5:NEW"}, admin),
+        ("crm.deal.update", deal, {"TITLE": "Changed", "STAGE_ID": "NOWHERE"}, admin),
+        ("crm.deal.update", deal, {"TITLE": "Changed", "OPPORTUNITY": "lots"}, admin),
+    ):
+        reply = await phone.bitrix(
+            method, json_body={"id": ident, "fields": fields}, user=str(user)
+        )
+        assert reply.status == 400, (method, fields, reply.text)
+    assert (await fast_get(client, "crm.lead.get", lead))["TITLE"] == "Mine"
+    assert (await fast_get(fast(phone, admin), "crm.deal.get", deal))["TITLE"] == "D"
+    # The admin may reassign; the rep then no longer sees the lead.
+    await fast(phone, admin).call(
+        "crm.lead.update", {"id": lead, "fields": {"ASSIGNED_BY_ID": admin, "STATUS_ID": "JUNK"}}
+    )
+    moved = await fast_get(fast(phone, admin), "crm.lead.get", lead)
+    assert (moved["ASSIGNED_BY_ID"], moved["STATUS_SEMANTIC_ID"]) == (str(admin), "F")
+    assert await client.get_all("crm.lead.list") == []
