@@ -9,11 +9,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from channels.phone.bitrix_crm import BitrixCrm, ci, number, record_fields, record_id, text
+from channels.phone.bitrix_crm import BitrixCrm
 from channels.phone.bitrix_fields import ACTIVITY_TYPES, OWNER_TYPES, when
 from channels.phone.bitrix_filters import ListRequest
 from channels.phone.bitrix_params import BitrixError
 from channels.phone.bitrix_replies import Listed
+from channels.phone.bitrix_values import ci, number, record_fields, record_id, text
 from crm.config import StatusDef
 from crm.dto import ActivityView, Actor
 from crm.services.querying import Condition

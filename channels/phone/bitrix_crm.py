@@ -11,88 +11,31 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
-from channels.phone.bitrix_fields import Printer, money, selected, whole
+from channels.phone.bitrix_fields import Printer, selected
 from channels.phone.bitrix_filters import ListRequest, list_request, paged
 from channels.phone.bitrix_params import BitrixError
 from channels.phone.bitrix_replies import Listed
+from channels.phone.bitrix_values import (
+    amount,
+    comm_values,
+    number,
+    record_fields,
+    record_id,
+    text,
+)
 from crm.dto import Actor, IntakeResult
 from crm.facade import Crm
 from crm.services.edits import DealEdit, LeadEdit
 from crm.services.leads import LeadInput
+from crm.services.querying import RecordQuery
 from crm.services.records import ContactInput
 from matching.event import Channel, InboundEvent
 from matching.payloads import EventMeta
 
 Method = Callable[[dict[str, Any], Actor], Awaitable[Any]]
 Process = Callable[[InboundEvent], Awaitable[IntakeResult]]
-
-
-def ci(params: Mapping[str, Any], name: str) -> Any:
-    """A parameter in any case: clients send `fields` and `FIELDS`, `id` and `ID`."""
-    for key, value in params.items():
-        if str(key).lower() == name:
-            return value
-    return None
-
-
-def record_fields(params: Mapping[str, Any]) -> dict[str, Any]:
-    raw = ci(params, "fields")
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise BitrixError("", "fields must be an object")
-    return {str(k).upper(): v for k, v in raw.items()}
-
-
-def record_id(params: Mapping[str, Any]) -> int:
-    raw = ci(params, "id")
-    try:
-        ident = whole(raw, "ID")
-    except BitrixError:
-        ident = 0
-    if ident <= 0:
-        raise BitrixError("", "ID is not defined or invalid.")
-    return ident
-
-
-def text(fields: Mapping[str, Any], key: str) -> str | None:
-    value = fields.get(key)
-    if value is None or isinstance(value, dict | list):
-        return None
-    return str(value).strip() or None
-
-
-def number(fields: Mapping[str, Any], key: str) -> int | None:
-    value = text(fields, key)
-    return None if value is None else whole(value, key)
-
-
-def amount(fields: Mapping[str, Any], key: str) -> Decimal | None:
-    value = text(fields, key)
-    return None if value is None else money(value, key)
-
-
-def comm_values(raw: Any) -> tuple[str, ...]:
-    """PHONE / EMAIL: a list of {VALUE, VALUE_TYPE} (or plain strings); deleted items (DELETE
-    = Y, an empty VALUE) are left out."""
-    items = raw.values() if isinstance(raw, dict) else raw if isinstance(raw, list) else [raw]
-    out: list[str] = []
-    for item in items:
-        if isinstance(item, dict):
-            upper = {str(k).upper(): v for k, v in item.items()}
-            if str(upper.get("DELETE", "")).upper() == "Y":
-                continue
-            item = upper.get("VALUE")
-        if isinstance(item, str | int) and str(item).strip():
-            out.append(str(item).strip())
-    return tuple(out)
-
-
-def _yes(value: Any) -> bool:
-    return str(value).strip().upper() in ("Y", "1", "TRUE")
 
 
 class BitrixCrm:
@@ -113,25 +56,38 @@ class BitrixCrm:
 
     def methods(self) -> dict[str, Method]:
         return {
-            "crm.lead.list": self.lead_list,
+            "crm.lead.list": self._lister("lead", self.crm.queries.leads),
             "crm.lead.get": self.lead_get,
             "crm.lead.add": self.lead_add,
             "crm.lead.update": self.lead_update,
-            "crm.contact.list": self.contact_list,
+            "crm.contact.list": self._lister("contact", self.crm.queries.contacts),
             "crm.contact.get": self.contact_get,
             "crm.contact.add": self.contact_add,
             "crm.contact.update": self.contact_update,
-            "crm.company.list": self.company_list,
+            "crm.company.list": self._lister("company", self.crm.queries.companies),
             "crm.company.get": self.company_get,
             "crm.company.add": self.company_add,
             "crm.company.update": self.company_update,
-            "crm.deal.list": self.deal_list,
+            "crm.deal.list": self._lister("deal", self.crm.queries.deals),
             "crm.deal.get": self.deal_get,
             "crm.deal.add": self.deal_add,
             "crm.deal.update": self.deal_update,
         }
 
     # --- shared -----------------------------------------------------------------------------
+
+    def _lister(
+        self,
+        kind: str,
+        load: Callable[[RecordQuery, Actor], Awaitable[tuple[list[Any], int | None]]],
+    ) -> Method:
+        """`crm.<kind>.list`: a page of records the webhook's rep may see."""
+
+        async def run(params: dict[str, Any], actor: Actor) -> Listed:
+            show = getattr(self.printer, kind)
+            return await self.list_of(kind, params, lambda r: load(r.query, actor), show)
+
+        return run
 
     async def _given_responsible(self, fields: Mapping[str, Any], actor: Actor) -> int | None:
         """ASSIGNED_BY_ID as given: a plain rep names only self, anybody names an active rep."""
@@ -183,12 +139,6 @@ class BitrixCrm:
         return Listed(items, following, total)
 
     # --- leads ------------------------------------------------------------------------------
-
-    async def lead_list(self, params: dict[str, Any], actor: Actor) -> Listed:
-        printer = self.printer
-        return await self.list_of(
-            "lead", params, lambda r: self.crm.queries.leads(r.query, actor), printer.lead
-        )
 
     async def lead_get(self, params: dict[str, Any], actor: Actor) -> dict[str, Any]:
         return self.printer.lead(await self.crm.leads.get(record_id(params), actor))
@@ -296,12 +246,6 @@ class BitrixCrm:
 
     # --- contacts and companies -------------------------------------------------------------
 
-    async def contact_list(self, params: dict[str, Any], actor: Actor) -> Listed:
-        printer = self.printer
-        return await self.list_of(
-            "contact", params, lambda r: self.crm.queries.contacts(r.query, actor), printer.contact
-        )
-
     async def contact_get(self, params: dict[str, Any], actor: Actor) -> dict[str, Any]:
         return self.printer.contact(await self.crm.records.get_contact(record_id(params), actor))
 
@@ -339,12 +283,6 @@ class BitrixCrm:
         )
         return True
 
-    async def company_list(self, params: dict[str, Any], actor: Actor) -> Listed:
-        printer = self.printer
-        return await self.list_of(
-            "company", params, lambda r: self.crm.queries.companies(r.query, actor), printer.company
-        )
-
     async def company_get(self, params: dict[str, Any], actor: Actor) -> dict[str, Any]:
         return self.printer.company(await self.crm.records.get_company(record_id(params), actor))
 
@@ -373,12 +311,6 @@ class BitrixCrm:
         return True
 
     # --- deals ------------------------------------------------------------------------------
-
-    async def deal_list(self, params: dict[str, Any], actor: Actor) -> Listed:
-        printer = self.printer
-        return await self.list_of(
-            "deal", params, lambda r: self.crm.queries.deals(r.query, actor), printer.deal
-        )
 
     async def deal_get(self, params: dict[str, Any], actor: Actor) -> dict[str, Any]:
         return self.printer.deal(await self.crm.deals.get(record_id(params), actor))

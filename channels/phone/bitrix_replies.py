@@ -17,8 +17,10 @@ from channels.phone.bitrix_batch import (
     BatchKey,
 )
 from channels.phone.calls import (
+    CallDirection,
     Disposition,
 )
+from crm.services.telephony import CallerInfo, NumberHolder
 
 # --- responses --------------------------------------------------------------------------------
 
@@ -207,3 +209,30 @@ def search_result(hits: Sequence[EntityHit]) -> list[dict[str, Any]]:
         }
         for hit in hits
     ]
+
+
+def call_card(
+    request: RegisterRequest, caller: CallerInfo | None, forced: NumberHolder | None
+) -> dict[str, Any]:
+    """What a rep's call card shows: the number, the direction, and the records of the caller
+    (the entity the phone system named first, then open deal, open lead, contact, company)."""
+    records: list[list[Any]] = []
+    if forced is not None:
+        records.append([forced.owner_type, forced.owner_id, forced.name])
+    if caller is not None:
+        for kind, ident, label in (
+            ("deal", caller.deal_id, caller.deal_title),
+            ("lead", caller.lead_id, caller.lead_title),
+            ("contact", caller.contact_id, caller.contact_name),
+            ("company", caller.company_id, caller.company_name),
+        ):
+            if ident is not None and [kind, ident] not in [r[:2] for r in records]:
+                records.append([kind, ident, label])
+    responsible = caller.responsible if caller is not None else None
+    return {
+        "phone": request.phone_number,
+        "incoming": request.type.direction is CallDirection.INCOMING,
+        "line": request.line_number,
+        "records": records,
+        "responsible": responsible.name if responsible is not None else None,
+    }

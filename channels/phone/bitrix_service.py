@@ -61,6 +61,7 @@ from channels.phone.bitrix_params import (
     SHOW,
     BitrixError,
     invalid_credentials,
+    method_not_found,
     parse_bitrix_params,
     resolve_method,
 )
@@ -72,6 +73,7 @@ from channels.phone.bitrix_replies import (
     batch_result,
     bitrix_error,
     bitrix_result,
+    call_card,
     command_time,
     finish_result,
     listed_result,
@@ -79,11 +81,10 @@ from channels.phone.bitrix_replies import (
     search_result,
 )
 from channels.phone.bitrix_rest import user_methods
-from channels.phone.calls import CallDirection
 from channels.phone.context import PhoneContext
 from crm.dto import IntakeResult
 from crm.errors import InvalidInput
-from crm.services.telephony import CallerInfo, NumberHolder, RepContact
+from crm.services.telephony import NumberHolder, RepContact
 from matching.event import RegisterMode
 from matching.text import clean_json
 
@@ -135,33 +136,6 @@ def _created(crm: dict[str, Any]) -> list[tuple[str, int]]:
 
 def _stored_int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def call_card(
-    request: RegisterRequest, caller: CallerInfo | None, forced: NumberHolder | None
-) -> dict[str, Any]:
-    """What a rep's call card shows: the number, the direction, and the records of the caller
-    (the entity the phone system named first, then open deal, open lead, contact, company)."""
-    records: list[list[Any]] = []
-    if forced is not None:
-        records.append([forced.owner_type, forced.owner_id, forced.name])
-    if caller is not None:
-        for kind, ident, label in (
-            ("deal", caller.deal_id, caller.deal_title),
-            ("lead", caller.lead_id, caller.lead_title),
-            ("contact", caller.contact_id, caller.contact_name),
-            ("company", caller.company_id, caller.company_name),
-        ):
-            if ident is not None and [kind, ident] not in [r[:2] for r in records]:
-                records.append([kind, ident, label])
-    responsible = caller.responsible if caller is not None else None
-    return {
-        "phone": request.phone_number,
-        "incoming": request.type.direction is CallDirection.INCOMING,
-        "line": request.line_number,
-        "records": records,
-        "responsible": responsible.name if responsible is not None else None,
-    }
 
 
 class BitrixTelephony:
@@ -235,6 +209,10 @@ class BitrixTelephony:
         if isinstance(result, Listed):
             return _reply(listed_result(result, timing))
         return _reply(bitrix_result(result, timing))
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        """A /rest/ path that names no method: Bitrix24's answer, not the generic 404."""
+        return _error(method_not_found())
 
     async def handle_v3(self, request: web.Request) -> web.Response:
         """REST 3.0's path: the same answers, an error as `{"error": {"code", "message"}}`."""

@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from channels.phone.bitrix_crm import ci
 from channels.phone.bitrix_fields import selected, user
 from channels.phone.bitrix_filters import list_request, paged
 from channels.phone.bitrix_params import BitrixError
 from channels.phone.bitrix_replies import Listed
+from channels.phone.bitrix_values import ci
 from crm.dto import Actor
 from crm.facade import Crm
 from crm.services.phone_lines import PhoneLine

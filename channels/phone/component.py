@@ -44,6 +44,7 @@ from crm.supervisor import TaskHost
 BITRIX_PATH = r"/rest/{user}/{token}/{method}"
 # REST 3.0's path: the same methods, errors in its `{"error": {"code", "message"}}` shape.
 BITRIX_V3_PATH = r"/rest/api/{user}/{token}/{method}"
+BITRIX_ELSE_PATH = r"/rest/{tail:.*}"
 
 
 Handler = Callable[[PhoneContext, web.Request], Awaitable[web.StreamResponse]]
@@ -76,6 +77,8 @@ class PhoneComponent:
             web.get(BITRIX_PATH, self.bitrix.handle, allow_head=False),
             web.post(BITRIX_PATH, self.bitrix.handle),
             web.post(BITRIX_V3_PATH, self.bitrix.handle_v3),
+            # Any other path under /rest/ (no method, a method with a slash): Bitrix24's body.
+            web.route("*", BITRIX_ELSE_PATH, self.bitrix.not_found),
         ]
 
     async def start(self) -> None:

@@ -5,9 +5,9 @@ filter rows themselves. Rights are a filter too (`visible_to`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import ColumnElement, Select, exists, false, func, not_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -51,6 +51,7 @@ from crm.services.views import (
 
 Op = Literal["eq", "ne", "lt", "le", "gt", "ge", "like", "not_like", "in", "not_in"]
 MAX_PAGE = 500
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,58 +321,57 @@ class Queries:
         self.db = db
         self.config = config
 
-    async def _run(
-        self, s: AsyncSession, kind: str, query: RecordQuery, actor: Actor
-    ) -> tuple[list[Any], int | None]:
+    async def _page(
+        self,
+        kind: str,
+        query: RecordQuery,
+        actor: Actor,
+        views: Callable[[AsyncSession, list[Any]], Awaitable[list[V]]],
+    ) -> tuple[list[V], int | None]:
+        """One page of `kind` as views, and the total (None when not counted)."""
         if query.offset < 0 or not 1 <= query.limit <= MAX_PAGE:
             raise InvalidInput(f"offset must be >= 0 and limit between 1 and {MAX_PAGE}")
         entity = ENTITIES[kind]
         stmt = build(entity, query, actor, self.config.default_region)
-        total = None
-        if query.count:
-            total = await s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-        page = _ordered(entity, stmt, query.order).offset(query.offset).limit(query.limit)
-        return list(await s.scalars(page)), total
+        async with self.db.read() as s:
+            total = None
+            if query.count:
+                total = await s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+            page = _ordered(entity, stmt, query.order).offset(query.offset).limit(query.limit)
+            return await views(s, list(await s.scalars(page))), total
 
     async def leads(
         self, query: RecordQuery, actor: Actor = SYSTEM
     ) -> tuple[list[LeadView], int | None]:
-        async with self.db.read() as s:
-            rows, total = await self._run(s, "lead", query, actor)
-            return await lead_views(s, self.config, rows), total
+        return await self._page(
+            "lead", query, actor, lambda s, rows: lead_views(s, self.config, rows)
+        )
 
     async def contacts(
         self, query: RecordQuery, actor: Actor = SYSTEM
     ) -> tuple[list[ContactView], int | None]:
-        async with self.db.read() as s:
-            rows, total = await self._run(s, "contact", query, actor)
-            return await contact_views(s, rows), total
+        return await self._page("contact", query, actor, contact_views)
 
     async def companies(
         self, query: RecordQuery, actor: Actor = SYSTEM
     ) -> tuple[list[CompanyView], int | None]:
-        async with self.db.read() as s:
-            rows, total = await self._run(s, "company", query, actor)
-            return await company_views(s, rows), total
+        return await self._page("company", query, actor, company_views)
 
     async def deals(
         self, query: RecordQuery, actor: Actor = SYSTEM
     ) -> tuple[list[DealView], int | None]:
-        async with self.db.read() as s:
-            rows, total = await self._run(s, "deal", query, actor)
-            return await deal_views(s, rows), total
+        return await self._page("deal", query, actor, deal_views)
 
     async def activities(
         self, query: RecordQuery, actor: Actor = SYSTEM
     ) -> tuple[list[ActivityView], int | None]:
-        async with self.db.read() as s:
-            rows, total = await self._run(s, "activity", query, actor)
-            return await activity_views(s, rows), total
+        return await self._page("activity", query, actor, activity_views)
 
     async def reps(self, query: RecordQuery) -> tuple[list[RepView], int | None]:
-        async with self.db.read() as s:
-            rows, total = await self._run(s, "rep", query, SYSTEM)
-            return [rep_view(r) for r in rows], total
+        async def views(s: AsyncSession, rows: list[Rep]) -> list[RepView]:
+            return [rep_view(r) for r in rows]
+
+        return await self._page("rep", query, SYSTEM, views)
 
 
 def fields_of(kind: str) -> frozenset[str]:

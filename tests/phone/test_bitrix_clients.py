@@ -326,6 +326,22 @@ async def test_external_lines_register_at_start_up(phone: PhoneClient) -> None:
     assert (await in_thread(token.call_method, "telephony.externalLine.get"))["result"] == []
 
 
+async def test_parameters_in_a_query_string_and_a_form(phone: PhoneClient) -> None:
+    admin = await _admin(phone)
+    added = await phone._send(
+        "POST",
+        f"/rest/{admin}/{BITRIX_TOKEN}/crm.lead.add.json",
+        data={"fields[TITLE]": "Form lead", "fields[PHONE][0][VALUE]": "+4930700700"},
+    )
+    assert added.status == 200, added.text
+    query = "filter[%25TITLE]=form&filter[>=ID]=1&select[]=ID&select[]=PHONE&order[ID]=DESC"
+    listed = await phone.bitrix("crm.lead.list", query=query, user=str(admin))
+    assert listed.status == 200, listed.text
+    [row] = listed.json()["result"]
+    assert row["ID"] == str(added.json()["result"]) and row["PHONE"][0]["VALUE"] == "+4930700700"
+    assert listed.json()["total"] == 1 and "next" not in listed.json()
+
+
 async def test_status_and_stage_ids(phone: PhoneClient) -> None:
     admin = await _admin(phone)
     client = fast(phone, admin)
@@ -394,6 +410,9 @@ async def test_unknown_methods_and_the_v3_path(phone: PhoneClient) -> None:
         "error": "ERROR_METHOD_NOT_FOUND",
         "error_description": "Method not found!",
     }
+    for path in ("/rest/", f"/rest/{admin}/{BITRIX_TOKEN}/", f"/rest/{admin}/x/crm/lead/list"):
+        other = await phone._send("GET", path)
+        assert other.status == 404 and other.json() == unknown.json(), path
     v3 = await phone._send(
         "POST", f"/rest/api/{admin}/{BITRIX_TOKEN}/crm.lead.list", json={"filter": {}}
     )
