@@ -348,13 +348,17 @@ def user(v: RepView) -> dict[str, Any]:
     }
 
 
-def selected(record: dict[str, Any], select: Sequence[str] | None) -> dict[str, Any]:
+def selected(
+    record: dict[str, Any], select: Sequence[str] | None, multifields: bool = True
+) -> dict[str, Any]:
     """A list row as `select` asks: "*" (and no select) = the standard fields without the
-    multifields; PHONE / EMAIL by name; ID always; unknown names (UF_*) dropped."""
+    multifields (a CRM record's PHONE / EMAIL, asked for by name); ID always; unknown names
+    (UF_*) dropped. A user's EMAIL is a plain field (`multifields=False`)."""
     if not select:
         select = ["*"]
     wanted = {s.upper() for s in select}
-    keep = set(record) - {"PHONE", "EMAIL"} if "*" in wanted else set()
+    hidden = {"PHONE", "EMAIL"} if multifields else set()
+    keep = set(record) - hidden if "*" in wanted else set()
     keep |= wanted & set(record)
     keep.add("ID")
     return {k: v for k, v in record.items() if k in keep}

@@ -76,7 +76,8 @@ class BitrixUsers:
         request = list_request("rep", params)
         rows, total = await self.crm.queries.reps(request.query)
         following, total = paged(request, len(rows), total)
-        return Listed([selected(user(r), request.select) for r in rows], following, total)
+        users = [selected(user(r), request.select, multifields=False) for r in rows]
+        return Listed(users, following, total)
 
     async def _me(self, actor: Actor) -> dict[str, Any]:
         if actor.rep_id is None:

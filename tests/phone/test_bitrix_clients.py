@@ -276,7 +276,9 @@ async def test_user_get_maps_extensions_and_profile(phone: PhoneClient) -> None:
     anna = await add_rep(phone, "Anna Schmidt", extension="202", email="anna@example.com")
     client = fast(phone, admin)
     users = await client.get_all("user.get", params={"FILTER": {"UF_PHONE_INNER": "202"}})
-    assert [(u["ID"], u["NAME"], u["LAST_NAME"]) for u in users] == [(str(anna), "Anna", "Schmidt")]
+    assert [(u["ID"], u["NAME"], u["LAST_NAME"], u["EMAIL"]) for u in users] == [
+        (str(anna), "Anna", "Schmidt", "anna@example.com")
+    ]
     everyone = await client.get_all("user.get", params={"FILTER": {"ACTIVE": True}})
     assert {u["UF_PHONE_INNER"] for u in everyone} == {"101", "202"}
     token = sdk(phone, admin)
