@@ -103,6 +103,7 @@ def test_a_broken_format_string_still_logs_redacted(
         ("GET /rest/1/abc123/telephony.externalcall.register?X=1",
          "GET /rest/1/[redacted]/telephony.externalcall.register?X=1"),
         ("bytearray(b'/rest/12/abcdefgh...')", "bytearray(b'/rest/12/[redacted]')"),
+        ("POST /rest/api/1/abc123/crm.lead.list", "POST /rest/api/1/[redacted]/crm.lead.list"),
         # REST API tokens and Authorization headers in their usual shapes.
         ("token lb_AbCdEf0123456789_-xyzXYZ used", "token [redacted] used"),
         ("Authorization: Bearer abc.def", "Authorization: [redacted]"),
