@@ -32,6 +32,7 @@ from crm.services.leads import LeadInput
 from crm.services.querying import RecordQuery
 from crm.services.records import ContactInput
 from matching.event import Channel, InboundEvent
+from matching.model import CrmMode
 from matching.payloads import EventMeta
 
 Method = Callable[[dict[str, Any], Actor], Awaitable[Any]]
@@ -145,6 +146,14 @@ class BitrixCrm:
 
     async def lead_add(self, params: dict[str, Any], actor: Actor) -> int:
         fields = record_fields(params)
+        if (await self.crm.settings.get()).crm_mode is CrmMode.SIMPLE:
+            # Simple mode has no leads: the matcher would make a contact and a deal, which is
+            # not what a lead add answers for. Refused before anything is written.
+            raise BitrixError(
+                "",
+                "leads are off: the CRM runs in simple mode (contacts and deals); "
+                "use crm.contact.add and crm.deal.add",
+            )
         phones, emails = comm_values(fields.get("PHONE")), comm_values(fields.get("EMAIL"))
         responsible = await self._assignee(fields, actor)
         contact_id, company_id = number(fields, "CONTACT_ID"), number(fields, "COMPANY_ID")

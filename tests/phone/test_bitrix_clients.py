@@ -13,6 +13,7 @@ from b24pysdk import BitrixWebhook
 from b24pysdk.api.callers.call_method import _MethodCaller
 from fast_bitrix24 import BitrixAsync
 
+from crm.dto import SYSTEM
 from tests.phone.conftest import BITRIX_TOKEN, PhoneClient, add_rep
 
 
@@ -219,6 +220,20 @@ async def test_lead_add_of_a_known_phone_follows_the_decision_table(phone: Phone
     assert reply.status == 400 and reply.json()["error"] == ""
     assert "excepted phone" in reply.json()["error_description"]
     assert len(await phone.leads()) == 1
+
+
+async def test_simple_mode_has_no_leads_to_add(phone: PhoneClient) -> None:
+    admin = await _admin(phone)
+    await phone.service.crm.settings.update(SYSTEM, crm_mode="simple")
+    reply = await phone.bitrix(
+        "crm.lead.add", json_body={"fields": {"PHONE": [{"VALUE": "+4930111"}]}}, user=str(admin)
+    )
+    assert reply.status == 400 and "simple mode" in reply.json()["error_description"]
+    assert await phone.leads() == []
+    contact = await fast(phone, admin).call(
+        "crm.contact.add", {"fields": {"NAME": "S", "PHONE": [{"VALUE": "+4930111"}]}}
+    )
+    assert isinstance(contact, int)
 
 
 async def test_rights_are_the_webhook_users(phone: PhoneClient) -> None:
