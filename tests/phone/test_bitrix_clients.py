@@ -280,6 +280,15 @@ async def test_duplicate_find_by_comm_for_phones_and_emails(phone: PhoneClient) 
         token.call_method, "crm.duplicate.findbycomm", {"type": "EMAIL", "values": ["x@y.org"]}
     )
     assert none["result"] == []
+    # Lists filter by PHONE / EMAIL the same way (normalized), and by their absence.
+    by_filter = await client.get_all("crm.lead.list", params={"filter": {"PHONE": "030 444555"}})
+    assert [int(r["ID"]) for r in by_filter] == [lead]
+    mailed = await client.get_all("crm.contact.list", params={"filter": {"EMAIL": "c@EXAMPLE.com"}})
+    assert [int(r["ID"]) for r in mailed] == [contact]
+    others = await client.get_all(
+        "crm.contact.list", params={"filter": {"!EMAIL": "c@example.com"}}
+    )
+    assert others == []
     bad = await phone.bitrix(
         "crm.duplicate.findbycomm", json_body={"values": ["1"]}, user=str(admin)
     )
