@@ -183,14 +183,16 @@ async def _record_twilio(
 
 
 async def _keep_recording(ctx: PhoneContext, call_id: str, url: str, *, wait: bool) -> bool:
-    """Put a recording link on the call's activity. With `wait`, the call's final event may
-    still be in the queue (the callback comes right after it): wait for its activity."""
-    for _ in range(RECORDING_WAIT_STEPS if wait else 1):
-        if await ctx.host.crm.external_calls.recording_of_call(call_id, url) is not None:
+    """Put a recording link on the call's activity once intake has recorded the call's final
+    event (which rewrites the activity). With `wait`, that event may still be in the queue
+    (the callback comes right after it): wait for it a moment, then take the activity as it
+    is."""
+    calls = ctx.host.crm.external_calls
+    for _ in range(RECORDING_WAIT_STEPS if wait else 0):
+        if await calls.recording_of_call(call_id, url) is not None:
             return True
-        if wait:
-            await asyncio.sleep(RECORDING_WAIT_STEP)
-    return False
+        await asyncio.sleep(RECORDING_WAIT_STEP)
+    return await calls.recording_of_call(call_id, url, after_final=False) is not None
 
 
 def _twiml(xml: str) -> web.Response:
