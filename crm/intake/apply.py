@@ -449,7 +449,9 @@ class Apply:
             act.meta = merge_call_meta(act.meta or {}, meta)
             act_id = act.id
             handed = await hand_over(self.s, e, act, self.rnd.active_reps, self.rnd.sink)
-            self.out.responsible_id = handed or self.out.responsible_id
+            if handed is not None:
+                self.out.responsible_id = handed.rep_id
+                self.out.notify.append(("assigned", handed.card()))
         await bind_activity(
             self.s, act_id, applied_bindings(self.out), fresh=fresh, sink=self.rnd.sink
         )

@@ -10,6 +10,9 @@ responsible they were created with (a rep's own reassignment stands)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,15 +34,26 @@ def answering_rep(event: InboundEvent) -> int | None:
     return int(queue[0]) if len(queue) == 1 else None
 
 
+@dataclass(frozen=True, slots=True)
+class HandedOver:
+    rep_id: int
+    records: dict[str, int]  # kind → id of what moved
+
+    def card(self) -> dict[str, Any]:
+        """The "assigned" card's payload for the rep who took the records."""
+        ids = {f"{k}_id": self.records.get(k) for k in ("lead", "deal", "contact")}
+        return {**ids, "reason": "you answered the call it came from"}
+
+
 async def hand_over(
     s: AsyncSession,
     event: InboundEvent,
     act: Activity,
     active: set[int],
     sink: RowSink,
-) -> int | None:
-    """Move what the call created at ringing to the answering rep; that rep's id, or None
-    when nothing changes hands."""
+) -> HandedOver | None:
+    """Move what the call created at ringing to the answering rep; None when nothing
+    changes hands."""
     rep = answering_rep(event)
     before = act.responsible_id
     if rep is None or rep == before or rep not in active:
@@ -57,7 +71,7 @@ async def hand_over(
             InboundEventLog.outcome.in_([o.value for o in CREATING]),
         )
     )
-    moved = False
+    moved: dict[str, int] = {}
     for row in rows:
         for kind, ident in zip(("lead", "deal", "contact", "company"), row, strict=True):
             record = await s.get(OWNER_MODELS[kind], ident) if ident is not None else None
@@ -74,8 +88,8 @@ async def hand_over(
                 {"responsible_id": rep, "reason": "answered the call it came from"},
                 sink=sink,
             )
-            moved = True
+            moved[kind] = record.id
     if not moved:
         return None
     act.responsible_id = rep
-    return rep
+    return HandedOver(rep, moved)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from crm.models import Activity
+from crm.models import Activity, OutboxMessage
 from tests.phone.conftest import PhoneClient, add_rep
 
 CALLER = "+4930123456"
@@ -104,6 +104,10 @@ async def test_generic_webhook_hands_the_ringing_lead_to_the_rep_who_answered(
     assert lead.responsible_id == bernd
     [call] = await phone.activities("call")
     assert call.responsible_id == bernd
+    # Bernd is told, as Bitrix24's finish tells the rep who finished the call.
+    async with phone.service.db.transaction() as s:
+        cards = list(await s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "assigned")))
+    assert [(c.rep_id, c.payload["lead_id"]) for c in cards] == [(bernd, lead.id)]
 
 
 async def test_the_handover_leaves_a_reassigned_lead_and_inactive_reps_alone(
