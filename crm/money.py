@@ -64,7 +64,12 @@ def _grouped(digits: str) -> str:
 
 
 def _decimal(number: str) -> Decimal:
-    digits = re.sub(r"[' \u00a0\u202f]", "", number)
+    parts = re.split(r"[' \u00a0\u202f]+", number)
+    if len(parts) > 1 and not (
+        re.fullmatch(r"\d{1,3}", parts[0]) and all(re.match(r"\d{3}(?!\d)", p) for p in parts[1:])
+    ):
+        raise ValueError(number)  # spaces group thousands: "1 200", not "12 13"
+    digits = "".join(parts)
     marks = [i for i, ch in enumerate(digits) if ch in ".,"]
     if marks:
         last = marks[-1]
@@ -74,6 +79,8 @@ def _decimal(number: str) -> Decimal:
             digits = _grouped(digits)  # only thousands grouping
         else:
             digits = f"{_grouped(digits[:last])}.{tail}"
+    if re.fullmatch(r"\d+\.\d{3,}", digits):
+        raise InvalidInput(f"an amount has two decimals at most, not “{number[:40]}”")
     if not re.fullmatch(r"\d+(\.\d{1,2})?", digits):
         raise ValueError(number)
     return Decimal(digits)
@@ -107,9 +114,7 @@ def parse_money(text: str, default_currency: str) -> tuple[Decimal, str]:
     try:
         amount = _decimal(numbers[0].strip())
     except (ValueError, InvalidOperation):
-        raise InvalidInput(
-            f"I did not understand “{shown}” as an amount (two decimals at most); {EXAMPLES}"
-        ) from None
+        raise InvalidInput(f"I did not understand “{shown}” as an amount; {EXAMPLES}") from None
     if amount > MAX_AMOUNT:
         raise InvalidInput("that amount is too large")
     return amount, currency

@@ -74,6 +74,16 @@ async def test_team_and_lists_by_rep(world: Any) -> None:
     unknown = await w.say(BOSS, "/leads @nobody")
     assert unknown["text"].startswith("No rep matches “@nobody”; usage: /leads")
 
+    async def boss_menu_has_team() -> bool:
+        calls = [
+            c
+            for c in w.tg.calls("setMyCommands")
+            if (c.params.get("scope") or {}).get("chat_id") == BOSS
+        ]
+        return bool(calls) and "team" in [c["command"] for c in calls[-1].params["commands"]]
+
+    await w.wait_until(boss_menu_has_team)  # the supervisor's command menu offers /team
+
 
 async def test_a_rep_sees_neither_the_team_nor_anothers_list(world: Any) -> None:
     w: World = await world()
