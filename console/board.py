@@ -223,7 +223,6 @@ async def board(request: web.Request) -> Context:
         "pipelines": crm.config.pipelines,
         "reps": reps if actor.sees_everything else [r for r in reps if r.id == actor.rep_id],
         "sources": [(s.source, s.label) for s in CHANNELS.values()],
-        "board_url": BOARD,
     }
 
 
@@ -251,11 +250,15 @@ async def totals(request: web.Request) -> Context:
     return {"columns": {c.code: {"count": c.count, "sums": _money(c.sums)} for c in view.columns}}
 
 
-async def _column_names(request: web.Request, bq: BoardQuery) -> list[tuple[str, str]]:
-    crm = crm_of(request)
-    if bq.kind == "lead":
+async def _columns_of(crm: Crm, kind: str, pipeline: str | None) -> list[tuple[str, str]]:
+    """(code, name) of a board's columns: what a card's "Move to" offers."""
+    if kind == "lead":
         return [(s.code, s.name) for s in crm.config.lead_statuses]
-    return [(code, name) for code, name, _ in await crm.deals.stages(bq.pipeline)]
+    return [(code, name) for code, name, _ in await crm.deals.stages(pipeline)]
+
+
+async def _column_names(request: web.Request, bq: BoardQuery) -> list[tuple[str, str]]:
+    return await _columns_of(crm_of(request), bq.kind, bq.pipeline)
 
 
 async def _move(request: web.Request, doc: dict[str, Any]) -> Card:
@@ -285,10 +288,10 @@ async def move(request: web.Request) -> Context:
 
 async def _column_names_for(request: web.Request, card: Card) -> list[tuple[str, str]]:
     crm = crm_of(request)
-    if card.kind == "lead":
-        return [(s.code, s.name) for s in crm.config.lead_statuses]
-    deal = await crm.deals.get(card.id, current_actor(request))
-    return [(code, name) for code, name, _ in await crm.deals.stages(deal.pipeline)]
+    pipeline = None
+    if card.kind == "deal":
+        pipeline = (await crm.deals.get(card.id, current_actor(request))).pipeline
+    return await _columns_of(crm, card.kind, pipeline)
 
 
 @page("message.html")
