@@ -26,12 +26,20 @@ class _Http(Protocol):
     def public_url(self) -> str: ...
 
 
+class _Telegram(Protocol):
+    @property
+    def bot_username(self) -> str | None: ...
+
+
 class ConsoleSettingsHost(Protocol):
     @property
     def console(self) -> ConsoleSettings: ...
 
     @property
     def http(self) -> _Http: ...
+
+    @property
+    def telegram(self) -> _Telegram: ...
 
 
 class ConsoleHost(Protocol):
@@ -48,7 +56,7 @@ class ConsoleHost(Protocol):
 
 
 class ConsoleComponent:
-    def __init__(self, crm: Crm, public_url: str) -> None:
+    def __init__(self, crm: Crm, public_url: str, bot_username: str | None = None) -> None:
         static = files("console") / "static"
         self.static = {name: static.joinpath(name).read_bytes() for name in STATIC_FILES}
         version = hashlib.sha256(b"".join(self.static.values())).hexdigest()[:12]
@@ -57,6 +65,7 @@ class ConsoleComponent:
             public_url=public_url,
             secure_cookies=public_url.startswith("https://"),
             static_version=version,
+            bot_username=bot_username,
         )
 
     def routes(self) -> list[web.AbstractRouteDef]:
@@ -102,4 +111,5 @@ def console_component(service: ConsoleHost) -> ConsoleComponent | None:
     """The console, or None when turned off or in a process without HTTP (`leadbot worker`)."""
     if not service.settings.console.enabled or not service.http:
         return None
-    return ConsoleComponent(service.crm, service.settings.http.public_url)
+    settings = service.settings
+    return ConsoleComponent(service.crm, settings.http.public_url, settings.telegram.bot_username)

@@ -66,6 +66,8 @@ class ConsoleState:
     public_url: str
     secure_cookies: bool
     static_version: str
+    # For invite links (t.me/<bot_username>?start=<code>); None: the invite code alone.
+    bot_username: str | None = None
 
 
 CONSOLE = web.AppKey("console.state", ConsoleState)

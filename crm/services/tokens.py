@@ -8,8 +8,10 @@ import secrets
 from sqlalchemy import select
 
 from crm.db import Database
+from crm.dto import SYSTEM, Actor
 from crm.errors import InvalidInput, NotFound
 from crm.models import ApiToken, utcnow
+from crm.services.reps import require_admin
 
 
 def _hash(token: str) -> str:
@@ -20,7 +22,8 @@ class Tokens:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create(self, name: str) -> tuple[int, str]:
+    async def create(self, name: str, actor: Actor = SYSTEM) -> tuple[int, str]:
+        require_admin(actor, "create API tokens")
         if not name.strip():
             raise InvalidInput("a token needs a name")
         token = "lb_" + secrets.token_urlsafe(32)
@@ -30,14 +33,16 @@ class Tokens:
             await s.flush()
             return row.id, token
 
-    async def revoke(self, token_id: int) -> None:
+    async def revoke(self, token_id: int, actor: Actor = SYSTEM) -> None:
+        require_admin(actor, "revoke API tokens")
         async with self.db.transaction() as s:
             row = await s.get(ApiToken, token_id)
             if row is None:
                 raise NotFound(f"token #{token_id} does not exist")
             row.revoked_at = row.revoked_at or utcnow()
 
-    async def all(self) -> list[tuple[int, str, bool]]:
+    async def all(self, actor: Actor = SYSTEM) -> list[tuple[int, str, bool]]:
+        require_admin(actor, "list API tokens")
         async with self.db.read() as s:
             rows = await s.scalars(select(ApiToken).order_by(ApiToken.id))
             return [(r.id, r.name, r.revoked_at is None) for r in rows]

@@ -1,0 +1,194 @@
+"""The admin pages (/app/admin/…): admins only, by link and by URL; reps (invite, role,
+deactivate), the exception list (and intake following it), API tokens (and /api/v1 refusing a
+revoked one)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from playwright.async_api import Browser, Page
+
+from crm.dto import Actor
+from crm.errors import Forbidden
+from leadbot.api.component import api_component
+from matching.event import Channel
+from matching.model import Outcome
+from tests.conftest import make_event
+from tests.console.conftest import Shot, SignIn, console_url
+
+ADMIN_PAGES = ("reps", "exceptions", "tokens")
+
+
+async def _admin(service: Any) -> Any:
+    return await service.crm.reps.add("Ada Admin", role="admin")
+
+
+async def test_a_rep_has_no_admin_link_and_is_refused_by_url(
+    console: Any, browser_page: Page, sign_in: SignIn
+) -> None:
+    service = await console()
+    rep = await service.crm.reps.add("Rita Rep")
+    sam = await service.crm.reps.add("Sam Supervisor", role="supervisor")
+    page = browser_page
+    for who in (rep, sam):
+        await sign_in(page, service, who)
+        assert await page.locator("nav >> text=Admin").count() == 0
+        for name in ADMIN_PAGES:
+            response = await page.goto(f"{console_url(service)}/app/admin/{name}")
+            assert response is not None and response.status == 403, name
+            assert "the admin pages are for admins" in await page.inner_text("main")
+    # A forged form post (with a valid CSRF token) is refused too, and changes nothing.
+    csrf = await page.get_attribute("meta[name=csrf-token]", "content")
+    answer = await page.request.post(
+        f"{console_url(service)}/app/admin/reps/{rep.id}/role",
+        form={"_csrf": csrf or "", "role": "admin"},
+    )
+    assert answer.status == 403
+    assert (await service.crm.reps.get(rep.id)).role == "rep"
+
+
+async def test_the_services_refuse_non_admins_too(console: Any) -> None:
+    service = await console()
+    crm = service.crm
+    rep = await crm.reps.add("Rita Rep")
+    sam = Actor(rep.id, "supervisor")
+    for call in (
+        crm.reps.set_role(rep.id, "admin", sam),
+        crm.reps.deactivate(rep.id, sam),
+        crm.reps.create_invite(rep.id, sam),
+        crm.reps.add("Someone", actor=sam),
+        crm.tokens.create("t", sam),
+        crm.tokens.all(sam),
+    ):
+        try:
+            await call
+        except Forbidden as err:
+            assert "only an admin can" in str(err)
+        else:
+            raise AssertionError("a supervisor administered")
+
+
+async def test_an_admin_invites_changes_a_role_and_deactivates(
+    console: Any, browser: Browser, sign_in: SignIn, shot: Shot
+) -> None:
+    service = await console(telegram={"bot_username": "acme_leads_bot"})
+    admin = await _admin(service)
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    await sign_in(page, service, admin)
+    await page.click("nav >> text=Admin")
+    assert page.url.endswith("/app/admin/reps")
+
+    await page.fill("input[name=name]", "Nina New")
+    await page.select_option("form.stack select[name=role]", "rep")
+    await page.click("text=Add and invite")
+    invite = await page.inner_text("section.secret")
+    assert "Invite for Nina New" in invite
+    assert "https://t.me/acme_leads_bot?start=" in invite
+    code = invite.split("?start=")[1].split()[0]
+    nina = next(r for r in await service.crm.reps.all() if r.name == "Nina New")
+    # The code is the real invite: the bot's /start with it links a Telegram account.
+    linked = await service.crm.reps.redeem_invite(code, 777001)
+    assert linked.id == nina.id
+    await shot(page, "admin-reps")
+
+    # Nina signs in to the console in her own browser.
+    nina_page = await (await browser.new_context()).new_page()
+    await sign_in(nina_page, service, nina)
+
+    row = page.locator(f"tr[data-rep='{nina.id}']")
+    await row.locator("select[name=role]").select_option("supervisor")
+    await row.locator("text=Change role").click()
+    assert "Nina New is now supervisor." in await page.inner_text("#flashes")
+    assert (await service.crm.reps.get(nina.id)).role == "supervisor"
+
+    row = page.locator(f"tr[data-rep='{nina.id}']")
+    await row.locator("text=Deactivate").click()
+    assert "Nina New is deactivated and signed out everywhere." in await page.inner_text("#flashes")
+    assert "deactivated" in await page.locator(f"tr[data-rep='{nina.id}']").inner_text()
+    # Her session ended: the next page she opens asks her to sign in.
+    await nina_page.reload()
+    assert nina_page.url.endswith("/app/signin")
+
+    # An admin cannot lock themselves out; the reason is shown.
+    mine = page.locator(f"tr[data-rep='{admin.id}']")
+    await mine.locator("select[name=role]").select_option("rep")
+    await mine.locator("text=Change role").click()
+    assert "you cannot take away your own admin role" in await page.inner_text("main")
+    await context.close()
+
+
+async def test_the_exception_list_is_kept_and_followed_by_intake(
+    console: Any, browser_page: Page, sign_in: SignIn, shot: Shot
+) -> None:
+    service = await console()
+    await service.crm.reps.add("Rita Rep")
+    page = browser_page
+    await sign_in(page, service, await _admin(service))
+    await page.goto(f"{console_url(service)}/app/admin/exceptions")
+    assert "The exception list is empty." in await page.inner_text("main")
+
+    await page.fill("form.stack input[name=value]", "030 9876543")
+    await page.fill("form.stack input[name=comment]", "Our own office line")
+    await page.click("text=Add to the list")
+    assert "+49309876543 is on the exception list." in await page.inner_text("#flashes")
+    table = await page.inner_text("table.grid")
+    assert "+49309876543" in table and "Our own office line" in table
+    await shot(page, "admin-exceptions")
+
+    # A call from that number enters nothing.
+    ignored = await service.crm.intake.process(
+        make_event(channel=Channel.CALL, phones=("+49 30 9876543",))
+    )
+    assert ignored.outcome == Outcome.IGNORED
+
+    # A typo is refused with the reason.
+    await page.fill("form.stack input[name=value]", "not a phone")
+    await page.click("text=Add to the list")
+    assert "is neither an email address nor a phone number" in await page.inner_text("main")
+
+    await page.goto(f"{console_url(service)}/app/admin/exceptions")
+    await page.click("button[aria-label='Remove +49309876543']")
+    assert "+49309876543 is off the exception list." in await page.inner_text("#flashes")
+    assert "The exception list is empty." in await page.inner_text("main")
+    # Now a call from it opens a lead.
+    lead = await service.crm.intake.process(
+        make_event(channel=Channel.CALL, phones=("+49 30 9876543",))
+    )
+    assert lead.outcome == Outcome.NEW_LEAD
+
+
+async def test_an_admin_creates_and_revokes_an_api_token(
+    console: Any, browser_page: Page, sign_in: SignIn, shot: Shot
+) -> None:
+    service = await console(extra=[api_component])
+    page = browser_page
+    await sign_in(page, service, await _admin(service))
+    await page.goto(f"{console_url(service)}/app/admin/tokens")
+    await page.fill("input[name=name]", "Accounting export")
+    await page.click("text=Create token")
+    token = (await page.inner_text("#new-token")).strip()
+    assert token.startswith("lb_")
+    assert "it is shown only once" in await page.inner_text("section.secret")
+    await shot(page, "admin-tokens")
+
+    async def api_status() -> int:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(
+                f"{console_url(service)}/api/v1/leads",
+                headers={"Authorization": f"Bearer {token}"},
+            ) as r,
+        ):
+            return r.status
+
+    assert await api_status() == 200
+    # The list shows it by name, never the token again.
+    await page.goto(f"{console_url(service)}/app/admin/tokens")
+    assert token not in await page.content()
+    row = page.locator("tr:has-text('Accounting export')")
+    await row.locator("text=Revoke").click()
+    assert "the API refuses it from now on" in await page.inner_text("#flashes")
+    assert "revoked" in await page.locator("tr:has-text('Accounting export')").inner_text()
+    assert await api_status() == 401
