@@ -1,4 +1,5 @@
-"""The admin pages (/app/admin/…): reps, the exception list, API tokens.
+"""The admin pages (/app/admin/…): reps, the exception list, API tokens, channel health and
+the effective settings.
 
 Admins only. The pages refuse everyone else with 403 before calling anything, and the crm
 services refuse them again (`require_admin` in crm.services.reps and the tokens service), so
@@ -9,6 +10,9 @@ never stored in readable form.
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from aiohttp import web
 
@@ -33,6 +37,8 @@ SECTIONS = (
     ("reps", "Reps"),
     ("exceptions", "Exception list"),
     ("tokens", "API tokens"),
+    ("health", "Channel health"),
+    ("settings", "Settings"),
 )
 
 
@@ -195,6 +201,55 @@ async def token_revoke(request: web.Request) -> web.StreamResponse:
     return _back("tokens", f"Token #{token_id} is revoked: the API refuses it from now on.")
 
 
+# --- channel health ---------------------------------------------------------------------------
+
+
+@page("admin_health.html")
+async def health(request: web.Request) -> Context:
+    actor = admin_actor(request)
+    h = crm_of(request).health
+    return _context(
+        "health",
+        "Channel health",
+        mailboxes=await h.mailboxes(actor),
+        webhooks=await h.webhooks(actor),
+        letters=await h.dead_letters(actor),
+    )
+
+
+@page("admin_health.html")
+async def retry(request: web.Request) -> web.StreamResponse:
+    actor = admin_actor(request)
+    letter_id = request.match_info["id"]
+    await crm_of(request).health.retry_dead_letter(letter_id, actor)
+    return _back("health", f"Dead letter {letter_id} is back in the queue.")
+
+
+# --- effective settings -----------------------------------------------------------------------
+
+
+def flatten(doc: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested settings as (dotted key, value) rows: `mailboxes[0].host`, `http.port`."""
+    if isinstance(doc, dict):
+        return [
+            row
+            for key, value in doc.items()
+            for row in flatten(value, f"{prefix}.{key}" if prefix else str(key))
+        ]
+    if isinstance(doc, list) and any(isinstance(v, dict | list) for v in doc):
+        return [row for n, value in enumerate(doc) for row in flatten(value, f"{prefix}[{n}]")]
+    return [(prefix, doc if isinstance(doc, str) else json.dumps(doc, ensure_ascii=False))]
+
+
+@page("admin_settings.html")
+async def settings(request: web.Request) -> Context:
+    admin_actor(request)
+    effective = state_of(request).effective_settings
+    if effective is None:
+        raise Refused(404, "this process shows no settings")
+    return _context("settings", "Settings in force", rows=flatten(effective()))
+
+
 def routes() -> list[web.AbstractRouteDef]:
     return [
         web.get(ADMIN, _to_reps, allow_head=False),
@@ -210,4 +265,7 @@ def routes() -> list[web.AbstractRouteDef]:
         web.get(f"{ADMIN}/tokens", tokens, allow_head=False),
         web.post(f"{ADMIN}/tokens", token_create),
         web.post(f"{ADMIN}/tokens/{{id}}/revoke", token_revoke),
+        web.get(f"{ADMIN}/health", health, allow_head=False),
+        web.post(f"{ADMIN}/health/dead/{{id}}/retry", retry),
+        web.get(f"{ADMIN}/settings", settings, allow_head=False),
     ]

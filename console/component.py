@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from importlib.resources import files
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
@@ -54,9 +55,17 @@ class ConsoleHost(Protocol):
     @property
     def http(self) -> bool: ...
 
+    def effective_settings(self) -> dict[str, Any]: ...
+
 
 class ConsoleComponent:
-    def __init__(self, crm: Crm, public_url: str, bot_username: str | None = None) -> None:
+    def __init__(
+        self,
+        crm: Crm,
+        public_url: str,
+        bot_username: str | None = None,
+        effective_settings: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         static = files("console") / "static"
         self.static = {name: static.joinpath(name).read_bytes() for name in STATIC_FILES}
         version = hashlib.sha256(b"".join(self.static.values())).hexdigest()[:12]
@@ -66,6 +75,7 @@ class ConsoleComponent:
             secure_cookies=public_url.startswith("https://"),
             static_version=version,
             bot_username=bot_username,
+            effective_settings=effective_settings,
         )
 
     def routes(self) -> list[web.AbstractRouteDef]:
@@ -112,4 +122,9 @@ def console_component(service: ConsoleHost) -> ConsoleComponent | None:
     if not service.settings.console.enabled or not service.http:
         return None
     settings = service.settings
-    return ConsoleComponent(service.crm, settings.http.public_url, settings.telegram.bot_username)
+    return ConsoleComponent(
+        service.crm,
+        settings.http.public_url,
+        settings.telegram.bot_username,
+        service.effective_settings,
+    )

@@ -4,20 +4,28 @@ revoked one)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from playwright.async_api import Browser, Page
 
+from channels.mail.component import mail_component
+from channels.webform.routes import forms_component
 from crm.dto import Actor
 from crm.errors import Forbidden
+from crm.queue import RawInput
+from crm.services.listing import ListFilter
 from leadbot.api.component import api_component
 from matching.event import Channel
 from matching.model import Outcome
 from tests.conftest import make_event
 from tests.console.conftest import Shot, SignIn, console_url
+from tests.mail.support import eventually
+from tests.servers import free_port
 
-ADMIN_PAGES = ("reps", "exceptions", "tokens")
+ADMIN_PAGES = ("reps", "exceptions", "tokens", "health", "settings")
+ADMIN = Actor(None, "admin")
 
 
 async def _admin(service: Any) -> Any:
@@ -192,3 +200,92 @@ async def test_an_admin_creates_and_revokes_an_api_token(
     assert "the API refuses it from now on" in await page.inner_text("#flashes")
     assert "revoked" in await page.locator("tr:has-text('Accounting export')").inner_text()
     assert await api_status() == 401
+
+
+MARKERS = {
+    "telegram": {
+        "token": "123456:MARKER-telegram-token-aaaaaaaaaaaaaaaaaaaa",
+        "webhook_secret": "MARKER-tg-webhook",
+    },
+    "phone": {"webhook_secret": "MARKER-phone-webhook", "twilio_auth_token": "MARKER-twilio"},
+    "whatsapp": {
+        "verify_token": "MARKER-wa-verify",
+        "app_secret": "MARKER-wa-app",
+        "access_token": "MARKER-wa-access",
+    },
+}
+
+
+async def test_channel_health_shows_errors_and_refusals_and_retries_dead_letters(
+    console: Any, browser_page: Page, sign_in: SignIn, shot: Shot, tmp_path: Path
+) -> None:
+    closed = free_port()  # nothing listens: the mailbox cannot connect
+    service = await console(
+        extra=[forms_component, mail_component],
+        forms=[{"key": "web"}],
+        mailboxes=[
+            {
+                "name": "sales",
+                "host": "127.0.0.1",
+                "port": closed,
+                "security": "none",
+                "user": "info@shop.example",
+                "password": "MARKER-mail-password",
+            }
+        ],
+        queue={"journal_dir": str(tmp_path / "journal"), "max_failures": 2, "retry_delay": 0.05},
+        **MARKERS,
+    )
+    crm = service.crm
+    base = console_url(service)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/forms/web", data={"name": "Ann", "phone": "030 1234567"}):
+            pass
+        async with http.post(f"{base}/forms/old-key", data={"name": "Bob"}) as r:
+            assert r.status == 404
+    # An item no converter reads: after two tries it is a dead letter.
+    await service.submit_raw(
+        Channel.CALL, RawInput("test.kind", 1.0, {"id": "1", "phone": "+49 30 7770001"})
+    )
+    await eventually(lambda: crm.health.dead_letters(ADMIN), timeout=20, what="a dead letter")
+    await eventually(lambda: crm.health.mailboxes(ADMIN), timeout=20, what="the mailbox error")
+
+    page = browser_page
+    await sign_in(page, service, await _admin(service))
+    await page.goto(f"{base}/app/admin/health")
+    mailboxes = await page.inner_text("#mailboxes")
+    assert "sales" in mailboxes and "never" in mailboxes  # never synced
+    assert str(closed) in mailboxes or "refused" in mailboxes.lower(), mailboxes
+    assert "MARKER" not in mailboxes
+    hooks = await page.inner_text("#webhooks")
+    assert "/forms/{form_key}" in hooks and "404: " in hooks and "form" in hooks
+    letters = await page.inner_text("#dead-letters")
+    assert "no converter for 'test.kind'" in letters
+    await shot(page, "admin-health")
+
+    # The channel is fixed: the retried item makes its lead.
+    service.converters["test.kind"] = lambda raw: make_event(
+        external_id=f"k-{raw.doc['id']}", phones=(raw.doc["phone"],)
+    )
+    await page.click("#dead-letters >> text=Retry")
+    assert "is back in the queue" in await page.inner_text("#flashes")
+    assert "No dead letters." in await page.inner_text("#dead-letters")
+
+    async def the_lead() -> list[Any]:
+        return [x for x in (await crm.leads.page(ListFilter()))[0] if "7770001" in x.title]
+
+    await eventually(the_lead, timeout=20, what="the retried item's lead")
+
+
+async def test_the_settings_page_masks_every_secret(
+    console: Any, browser_page: Page, sign_in: SignIn, shot: Shot
+) -> None:
+    service = await console(**MARKERS)
+    page = browser_page
+    await sign_in(page, service, await _admin(service))
+    await page.goto(f"{console_url(service)}/app/admin/settings")
+    text = await page.inner_text("#settings")
+    assert "telegram.token\t***" in text and "phone.twilio_auth_token\t***" in text
+    assert f"http.port\t{service.port}" in text
+    assert "MARKER" not in await page.content()
+    await shot(page, "admin-settings")
