@@ -278,7 +278,7 @@ async def test_channel_health_shows_errors_and_refusals_and_retries_dead_letters
 
 
 async def test_the_settings_page_masks_every_secret(
-    console: Any, browser_page: Page, sign_in: SignIn, shot: Shot
+    console: Any, browser_page: Page, sign_in: SignIn
 ) -> None:
     service = await console(**MARKERS)
     page = browser_page
@@ -288,4 +288,3 @@ async def test_the_settings_page_masks_every_secret(
     assert "telegram.token\t***" in text and "phone.twilio_auth_token\t***" in text
     assert f"http.port\t{service.port}" in text
     assert "MARKER" not in await page.content()
-    await shot(page, "admin-settings")

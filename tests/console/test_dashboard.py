@@ -3,6 +3,7 @@ and owner filters in the URL, and whose numbers each role may see."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from playwright.async_api import Page
@@ -30,11 +31,16 @@ async def _feed(service: Any) -> dict[str, Any]:
     ]
     for event in events:
         await crm.intake.process(event)
-    # Rita takes one of hers, converts it and wins the deal.
-    leads, _ = await crm.leads.page(ListFilter(), Actor(rita.id, "rep"))
-    first = leads[-1]
-    await crm.leads.take(first.id, Actor(rita.id, "rep"))
-    return {"rita": rita, "paul": paul, "sam": sam, "first": first}
+    # Rita takes her first lead, converts it and wins the deal; Paul junks his first.
+    as_rita, as_paul = Actor(rita.id, "rep"), Actor(paul.id, "rep")
+    first = (await crm.leads.page(ListFilter(), as_rita))[0][-1]
+    await crm.leads.take(first.id, as_rita)
+    converted = await crm.leads.convert(first.id, as_rita, amount=Decimal("1200"))
+    assert converted.deal is not None
+    await crm.deals.win(converted.deal.id, as_rita)
+    junked = (await crm.leads.page(ListFilter(), as_paul))[0][-1]
+    await crm.leads.junk(junked.id, "Wrong number", as_paul)
+    return {"rita": rita, "paul": paul, "sam": sam}
 
 
 async def _signed_in(console: Any, page: Page, sign_in: SignIn, who: str) -> tuple[Any, Any]:
@@ -60,9 +66,14 @@ async def test_the_dashboard_shows_the_numbers_and_charts_of_what_came_in(
     assert page.url.endswith("/app/dashboard?period=today&from=&to=&owner=")
     assert await _number(page, "inbound") == "5"
     assert await _number(page, "leads") == "5"
+    assert await _number(page, "converted") == "1"
+    assert await _number(page, "deals") == "1"
+    assert await _number(page, "won") == "1"
     text = await page.inner_text("main")
     assert "Phone 3 · E-mail 2" in text
     assert "new person 5 · repeat client 0" in text
+    assert "Won amount: 1200.00 EUR (1 deal)" in text
+    assert "lead junked: Wrong number 1" in text
     # Every chart is inline SVG with its title and the numbers on its bars.
     assert await page.locator("figure.chart svg").count() == 5
     inbound = await page.inner_text("#chart-inbound")
@@ -70,11 +81,15 @@ async def test_the_dashboard_shows_the_numbers_and_charts_of_what_came_in(
     assert "Phone" in inbound and "E-mail" in inbound and "5" in inbound  # the day's total
     funnel = await page.inner_text("#chart-funnel")
     assert "Funnel: lead → deal → won" in funnel and "5" in funnel
+    assert "Lead junked: Wrong number" in await page.inner_text("#chart-lost_reasons")
     take = await page.inner_text("#chart-take_time")
     assert "Rita Rep (1)" in take  # one lead taken, by Rita
     # The per-rep table: Rita got three new leads, Paul two.
     rows = await page.inner_text("table.grid")
-    assert "Rita Rep\t3\t1" in rows and "Paul Other\t2\t0" in rows
+    assert (
+        "Rita Rep\t3\t1\t1\t1\t0" in rows and "Paul Other\t2\t1\t0\t0\t0" in rows
+    )  # junking takes it
+    await page.set_viewport_size({"width": 1280, "height": 800})
     await shot(page, "dashboard")
 
     # One rep's numbers: Paul's two calls.
@@ -94,7 +109,7 @@ async def test_the_dashboard_shows_the_numbers_and_charts_of_what_came_in(
 
 
 async def test_a_rep_sees_their_own_numbers_only(
-    console: Any, browser_page: Page, sign_in: SignIn
+    console: Any, browser_page: Page, sign_in: SignIn, shot: Shot
 ) -> None:
     page = browser_page
     service, team = await _signed_in(console, page, sign_in, "rita")
@@ -103,6 +118,10 @@ async def test_a_rep_sees_their_own_numbers_only(
     assert await _number(page, "inbound") == "3"  # Rita's three, not the team's five
     assert await page.locator("select[name=owner]").count() == 0
     assert "Rita Rep" in await page.inner_text("h1")
+    # On a phone the charts shrink to the screen: no sideways scrolling.
+    await page.set_viewport_size({"width": 390, "height": 844})
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    await shot(page, "dashboard-phone")
     # Asking for Paul's numbers by URL is refused by the stats service.
     response = await page.goto(f"{base}?period=today&owner={team['paul'].id}")
     assert response is not None and response.status == 403
