@@ -30,6 +30,7 @@ from console.web import (
 )
 from crm.dto import Actor
 from crm.services.reps import ROLES, invite_text
+from crm.services.tokens import SCOPES
 from httpkit import read_form
 
 ADMIN = f"{PREFIX}/admin"
@@ -168,11 +169,21 @@ async def exception_remove(request: web.Request) -> web.StreamResponse:
 
 
 async def _tokens_context(request: web.Request, actor: Actor, **more: object) -> Context:
+    crm = crm_of(request)
+    reps = await crm.reps.all()
+    names = {r.id: r.name for r in reps}
     tokens = [
-        {"id": tid, "name": name, "active": active}
-        for tid, name, active in await crm_of(request).tokens.all(actor)
+        {
+            "id": t.id,
+            "name": t.name,
+            "active": t.active,
+            "scopes": ", ".join(t.scopes),
+            "acts_as": names.get(t.rep_id, f"rep #{t.rep_id}") if t.rep_id else "",
+        }
+        for t in await crm.tokens.all(actor)
     ]
-    return _context("tokens", "API tokens", tokens=tokens, **more)
+    active = [r for r in reps if r.active]
+    return _context("tokens", "API tokens", tokens=tokens, scopes=SCOPES, reps=active, **more)
 
 
 @page("admin_tokens.html")
@@ -186,7 +197,13 @@ async def token_create(request: web.Request) -> web.StreamResponse:
     """A new token, shown on this answer only (the database keeps its hash)."""
     actor = admin_actor(request)
     form = await _form(request)
-    token_id, token = await crm_of(request).tokens.create(form.get("name", ""), actor)
+    scopes = [v for v in (await read_form(request)).getall("scope", []) if isinstance(v, str)]
+    rep = form.get("rep", "")
+    if rep and not rep.isdigit():
+        raise Refused(422, "the rep must be one of the list")
+    token_id, token = await crm_of(request).tokens.create(
+        form.get("name", ""), scopes=scopes, rep_id=int(rep) if rep else None, actor=actor
+    )
     created = {"id": token_id, "token": token}
     return render(
         request, "admin_tokens.html", await _tokens_context(request, actor, created=created)

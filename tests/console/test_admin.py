@@ -66,7 +66,8 @@ async def test_the_services_refuse_non_admins_too(console: Any) -> None:
         crm.reps.deactivate(rep.id, sam),
         crm.reps.create_invite(rep.id, sam),
         crm.reps.add("Someone", actor=sam),
-        crm.tokens.create("t", sam),
+        crm.tokens.create("t", actor=sam),
+        crm.tokens.revoke(1, sam),
         crm.tokens.all(sam),
     ):
         try:
@@ -171,35 +172,57 @@ async def test_an_admin_creates_and_revokes_an_api_token(
     console: Any, browser_page: Page, sign_in: SignIn, shot: Shot
 ) -> None:
     service = await console(extra=[api_component])
+    rita = await service.crm.reps.add("Rita Rep")
     page = browser_page
     await sign_in(page, service, await _admin(service))
     await page.goto(f"{console_url(service)}/app/admin/tokens")
+    # A read-only token (the default scope) acting as Rita, with her rights.
     await page.fill("input[name=name]", "Accounting export")
+    await page.select_option("select[name=rep]", str(rita.id))
     await page.click("text=Create token")
     token = (await page.inner_text("#new-token")).strip()
     assert token.startswith("lb_")
     assert "it is shown only once" in await page.inner_text("section.secret")
+    row = await page.locator("tr:has-text('Accounting export')").inner_text()
+    assert "read" in row and "write" not in row and "Rita Rep" in row
     await shot(page, "admin-tokens")
 
-    async def api_status() -> int:
+    async def api(method: str) -> tuple[int, str]:
         async with (
             aiohttp.ClientSession() as http,
-            http.get(
+            http.request(
+                method,
                 f"{console_url(service)}/api/v1/leads",
                 headers={"Authorization": f"Bearer {token}"},
+                json={"title": "From the export"},
             ) as r,
         ):
-            return r.status
+            return r.status, await r.text()
 
-    assert await api_status() == 200
+    assert (await api("GET"))[0] == 200
+    status, body = await api("POST")
+    assert status == 403 and "insufficient_scope" in body  # read only
     # The list shows it by name, never the token again.
     await page.goto(f"{console_url(service)}/app/admin/tokens")
     assert token not in await page.content()
-    row = page.locator("tr:has-text('Accounting export')")
-    await row.locator("text=Revoke").click()
+    row_of = page.locator("tr:has-text('Accounting export')")
+    await row_of.locator("text=Revoke").click()
     assert "the API refuses it from now on" in await page.inner_text("#flashes")
     assert "revoked" in await page.locator("tr:has-text('Accounting export')").inner_text()
-    assert await api_status() == 401
+    assert (await api("GET"))[0] == 401
+
+    # A write token: both scopes ticked.
+    await page.fill("input[name=name]", "Web shop")
+    await page.check("input[name=scope][value=write]")
+    await page.click("text=Create token")
+    token = (await page.inner_text("#new-token")).strip()
+    assert "read, write" in await page.locator("tr:has-text('Web shop')").inner_text()
+    assert (await api("POST"))[0] == 201
+    # No scope at all is refused with the service's reason.
+    await page.fill("input[name=name]", "Nothing")
+    await page.uncheck("input[name=scope][value=read]")
+    await page.click("text=Create token")
+    assert "scopes must be some of read, write" in await page.inner_text("main")
 
 
 MARKERS = {
