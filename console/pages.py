@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from console import board
+from console import admin, board, dashboard
 from console.web import (
     PREFIX,
     SESSION_COOKIE,
@@ -102,5 +102,7 @@ def routes() -> list[web.AbstractRouteDef]:
         web.post(f"{PREFIX}/logout", logout),
         web.get(f"{PREFIX}/", my_work, allow_head=False),
         web.get(PREFIX, _to_my_work, allow_head=False),
+        *dashboard.routes(),
+        *admin.routes(),
         *board.routes(),
     ]
