@@ -12,12 +12,16 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from console import pages
+from console import board, pages
 from console.settings import ConsoleSettings
 from console.web import CONSOLE, JINJA, PREFIX, ConsoleState
 from crm.facade import Crm
 
-STATIC_FILES = {"console.css": "text/css", "console.js": "text/javascript"}
+STATIC_FILES = {
+    "console.css": "text/css",
+    "console.js": "text/javascript",
+    "board.js": "text/javascript",
+}
 # Files are named with a version query (`?v=`), so browsers may keep them a day.
 STATIC_MAX_AGE = 86400
 
@@ -87,6 +91,7 @@ class ConsoleComponent:
     def configure(self, app: web.Application) -> None:
         """Templates and the handlers' shared state on the service's app."""
         app[CONSOLE] = self.state
+        board.setup(app)
         env = aiohttp_jinja2.setup(
             app,
             loader=jinja2.PackageLoader("console", "templates"),
