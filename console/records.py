@@ -1,0 +1,406 @@
+"""Record pages (`/app/lead/N`, `/app/contact/N`, `/app/company/N`, `/app/deal/N`) and the
+actions on them.
+
+A page shows the record, the records linked to it and its history (crm.history, newest
+first, "Older" pages on with the history's keyset cursor). Each action is a plain form POST
+(with the CSRF field) that calls the same crm service as the bot's button for it, then
+redirects back to the record with a one-line confirmation; a refusal shows the service's
+reason (`console.web.page`)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from console.web import (
+    PREFIX,
+    Context,
+    Handler,
+    Refused,
+    crm_of,
+    current_actor,
+    flash,
+    page,
+    redirect,
+)
+from crm.dto import Actor, CommView, CompanyView, ContactView, DealView, LeadView
+from crm.errors import Conflict
+from crm.facade import Crm
+from crm.services.records import ContactInput
+from httpkit import read_form
+
+KINDS = ("lead", "contact", "company", "deal")
+HISTORY_PAGE = 25
+# What a lead can be converted into, as the bot offers it (a repeat lead: a deal only).
+CONVERSIONS = {
+    "deal": ("deal",),
+    "contact": ("contact",),
+    "contact-company": ("contact", "company"),
+    "all": ("contact", "company", "deal"),
+}
+OTHER = "__other__"  # the lost-reason choice "other (typed)"
+Record = LeadView | ContactView | CompanyView | DealView
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """A phone, email or messenger id as the page shows it: a link where there is one."""
+
+    kind: str
+    text: str
+    href: str | None
+    key: str  # what identifies it for removal (its match key or raw text)
+
+
+def reach(c: CommView) -> Reach:
+    text = c.display or c.raw
+    key = c.value or c.raw
+    if c.kind == "phone" and c.value:
+        return Reach("phone", text, f"tel:{c.value}", key)
+    if c.kind == "email" and c.value:
+        return Reach("email", text, f"mailto:{c.value}", key)
+    if c.kind == "whatsapp" and c.value:
+        return Reach("WhatsApp", text, f"https://wa.me/{c.value.lstrip('+')}", key)
+    if c.kind == "telegram" and c.label:
+        return Reach("Telegram", f"@{c.label}", f"https://t.me/{quote(c.label)}", key)
+    return Reach(c.kind.capitalize() if c.kind != "telegram" else "Telegram", text, None, key)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _record_ref(request: web.Request) -> tuple[str, int]:
+    kind = request.match_info["kind"]
+    raw = request.match_info["id"]
+    if kind not in KINDS or not raw.isdigit() or len(raw) > 12:
+        raise Refused(404, f"there is no such page: {kind} {raw}")
+    return kind, int(raw)
+
+
+async def load(crm: Crm, kind: str, ident: int, actor: Actor) -> Record:
+    """The record with the actor's rights (another rep's: Forbidden, shown as a 403 page)."""
+    if kind == "lead":
+        return await crm.leads.get(ident, actor)
+    if kind == "deal":
+        return await crm.deals.get(ident, actor)
+    if kind == "contact":
+        return await crm.records.get_contact(ident, actor)
+    return await crm.records.get_company(ident, actor)
+
+
+def _heading(kind: str, record: Record) -> str:
+    if isinstance(record, ContactView):
+        return record.name
+    return record.title
+
+
+@page("record.html")
+async def record_page(request: web.Request) -> Context:
+    crm, actor = crm_of(request), current_actor(request)
+    kind, ident = _record_ref(request)
+    record = await load(crm, kind, ident, actor)
+    history = await crm.history.page(
+        kind, ident, actor, after=request.query.get("after") or None, limit=HISTORY_PAGE
+    )
+    links = await crm.related.of(kind, ident, actor)
+    reps = await crm.reps.all(include_inactive=False)
+    names = {r.id: r.name for r in reps}
+    config = crm.config
+    owner_id = record.responsible_id
+    context: Context = {
+        "title": f"{kind.capitalize()} #{ident} · {_heading(kind, record)}",
+        "heading": _heading(kind, record),
+        "kind": kind,
+        "record": record,
+        "base": f"{PREFIX}/{kind}/{ident}",
+        "owner": names.get(owner_id) if owner_id is not None else None,
+        "reach": [reach(c) for c in getattr(record, "comms", [])],
+        "links": links,
+        "history": history.items,
+        "older": history.next_cursor,
+        "paged": bool(request.query.get("after")),
+        "supervisor": actor.sees_everything,
+        "me": actor.rep_id,
+        "reps": reps,
+        "now_local": datetime.now(ZoneInfo(config.timezone)).strftime("%Y-%m-%dT%H:%M"),
+        "currency": config.currency,
+        "lost_reasons": config.lost_reasons,
+        "other": OTHER,
+        "statuses": [s for s in config.lead_statuses if s.semantic == "process"],
+        "stages": [],
+        "is_open": getattr(record, "is_open", True),
+        "editable_comms": kind != "deal",
+    }
+    if isinstance(record, DealView):
+        context["stages"] = [
+            (code, name)
+            for code, name, sem in await crm.deals.stages(record.pipeline)
+            if sem == "process"
+        ]
+    return context
+
+
+# --- acting ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Act:
+    """One form POST on a record: who acts on which record with which fields."""
+
+    crm: Crm
+    actor: Actor
+    kind: str
+    ident: int
+    form: dict[str, str]
+
+    def field(self, name: str) -> str:
+        return self.form.get(name, "")
+
+    def done(self, text: str, kind: str | None = None, ident: int | None = None) -> web.Response:
+        """Back to the record (or the one the action made), with a one-line confirmation."""
+        response = redirect(f"{PREFIX}/{kind or self.kind}/{ident or self.ident}")
+        flash(response, text)
+        return response
+
+    async def open_deal(self) -> DealView:
+        deal = await self.crm.deals.get(self.ident, self.actor)
+        if not deal.is_open:
+            raise Conflict(f"deal #{self.ident} is closed already ({deal.stage_name})")
+        return deal
+
+
+Action = Callable[[Act], Awaitable[web.StreamResponse]]
+
+
+def action(*kinds: str) -> Callable[[Action], Handler]:
+    """A record action for the given kinds of record (all four when none are named)."""
+
+    def wrap(fn: Action) -> Handler:
+        @page("message.html")
+        async def handle(request: web.Request) -> web.StreamResponse:
+            kind, ident = _record_ref(request)
+            if kinds and kind not in kinds:
+                raise Refused(404, f"a {kind} has no such action")
+            form = await read_form(request)
+            fields = {k: v.strip() for k, v in form.items() if isinstance(v, str)}
+            return await fn(Act(crm_of(request), current_actor(request), kind, ident, fields))
+
+        return handle
+
+    return wrap
+
+
+def _amount(raw: str) -> Decimal | None:
+    if not raw:
+        return None
+    try:
+        amount = Decimal(raw.replace(" ", "").replace(",", "."))
+    except InvalidOperation:
+        raise Refused(422, f"the amount {raw[:40]!r} is not a number (like 1200.50)") from None
+    if not amount.is_finite() or amount < 0:
+        raise Refused(422, "the amount must be a number not below 0")
+    return amount
+
+
+def _currency(raw: str, default: str) -> str:
+    code = raw.upper() or default
+    if len(code) != 3 or not code.isalpha() or not code.isascii():
+        raise Refused(422, f"the currency must be a three-letter code like {default}")
+    return code
+
+
+def _split(raw: str) -> tuple[str, ...]:
+    """Several phones or emails typed in one field, separated by commas or new lines."""
+    return tuple(p.strip() for p in raw.replace("\n", ",").split(",") if p.strip())
+
+
+@action("lead")
+async def take(a: Act) -> web.StreamResponse:
+    lead = await a.crm.leads.get(a.ident, a.actor)
+    if lead.responsible_id == a.actor.rep_id and lead.taken_at is not None:
+        return a.done("You have this lead already.")
+    if not lead.is_open:
+        raise Conflict(f"lead #{a.ident} is closed already ({lead.status_name})")
+    await a.crm.leads.take(a.ident, a.actor)
+    return a.done("The lead is yours.")
+
+
+@action("lead", "deal")
+async def assign(a: Act) -> web.StreamResponse:
+    raw = a.field("rep_id")
+    if not raw.isdigit():
+        raise Refused(422, "choose the rep to assign it to")
+    if a.kind == "lead":
+        view: LeadView | DealView = await a.crm.leads.assign(a.ident, int(raw), a.actor)
+    else:
+        view = await a.crm.deals.assign(a.ident, int(raw), a.actor)
+    # The new holder hears it in Telegram, as after the bot's reassign button.
+    payload = {f"{a.kind}_id": a.ident, "by_rep_id": a.actor.rep_id}
+    await a.crm.outbox.enqueue("assigned", payload, int(raw))
+    return a.done(f"Assigned to {view.responsible_name}.")
+
+
+@action()
+async def comment(a: Act) -> web.StreamResponse:
+    await a.crm.activities.comment(a.kind, a.ident, a.field("text"), a.actor)
+    return a.done("Comment added.")
+
+
+@action()
+async def remind(a: Act) -> web.StreamResponse:
+    """A call-back reminder at a local date and time, as the bot's ⏰ button schedules it."""
+    raw = a.field("due")
+    tz = ZoneInfo(a.crm.config.timezone)
+    try:
+        due = datetime.fromisoformat(raw).replace(tzinfo=tz)
+    except ValueError:
+        raise Refused(422, "give the call-back's date and time, like 2026-12-24T16:30") from None
+    if due <= datetime.now(tz):
+        raise Refused(422, f"{raw.replace('T', ' ')} is past: choose a later time")
+    await a.crm.activities.schedule(
+        a.kind, a.ident, due_at=due, subject="Call back", kind="call", actor=a.actor
+    )
+    return a.done(f"Call-back reminder set for {due:%Y-%m-%d %H:%M}.")
+
+
+@action("lead")
+async def convert(a: Act) -> web.StreamResponse:
+    into = CONVERSIONS.get(a.field("into"))
+    if into is None:
+        raise Refused(422, f"choose what to convert into: {', '.join(CONVERSIONS)}")
+    amount = _amount(a.field("amount"))
+    result = await a.crm.leads.convert(a.ident, a.actor, into=into, amount=amount)
+    if result.deal is not None:
+        deal_id = result.deal.id
+        return a.done(f"Lead #{a.ident} converted into deal #{deal_id}.", "deal", deal_id)
+    made = ", ".join(
+        f"{k} #{v}"
+        for k, v in (("contact", result.contact_id), ("company", result.company_id))
+        if v
+    )
+    return a.done(f"Lead #{a.ident} converted: {made}.")
+
+
+@action("deal")
+async def win(a: Act) -> web.StreamResponse:
+    deal = await a.open_deal()
+    amount = _amount(a.field("amount"))
+    if amount is not None:
+        currency = _currency(a.field("currency"), deal.currency)
+        await a.crm.deals.set_amount(a.ident, amount, a.actor, currency)
+    deal = await a.crm.deals.win(a.ident, a.actor)
+    worth = f" — {deal.amount} {deal.currency}" if deal.amount is not None else ""
+    return a.done(f"Deal #{a.ident}: {deal.stage_name}{worth}.")
+
+
+@action("deal")
+async def lose(a: Act) -> web.StreamResponse:
+    chosen = a.field("reason")
+    if chosen and chosen != OTHER and chosen not in a.crm.config.lost_reasons:
+        raise Refused(422, "choose one of the listed reasons, or Other and type it")
+    reason = a.field("other") if chosen in ("", OTHER) else chosen
+    if not reason:
+        raise Refused(422, "say why the deal was lost: choose a reason or type one")
+    await a.open_deal()
+    deal = await a.crm.deals.lose(a.ident, a.actor, reason)
+    return a.done(f"Deal #{a.ident}: {deal.stage_name} — {deal.lost_reason}.")
+
+
+@action("lead")
+async def junk(a: Act) -> web.StreamResponse:
+    reason = a.field("reason")[:500]
+    if not reason:
+        raise Refused(422, "say why the lead is junk")
+    await a.crm.leads.junk(a.ident, reason, a.actor)
+    return a.done(f"Junk: {reason}.")
+
+
+@action("lead", "deal")
+async def status(a: Act) -> web.StreamResponse:
+    """A lead's status or a deal's stage (among the open ones; closing has its own forms)."""
+    code = a.field("status")
+    if a.kind == "lead":
+        name = (await a.crm.leads.change_status(a.ident, code, a.actor)).status_name
+    else:
+        await a.open_deal()
+        name = (await a.crm.deals.move(a.ident, code, a.actor)).stage_name
+    return a.done(f"Now: {name}.")
+
+
+@action("lead", "deal")
+async def reopen(a: Act) -> web.StreamResponse:
+    if a.kind == "lead":
+        await a.crm.leads.reopen(a.ident, a.actor)
+    else:
+        await a.crm.deals.reopen(a.ident, a.actor)
+    return a.done("Reopened.")
+
+
+@action()
+async def edit(a: Act) -> web.StreamResponse:
+    """Fields of the record; phones and emails typed here are added to the ones it has."""
+    phones, emails = _split(a.field("phones")), _split(a.field("emails"))
+    if a.kind == "contact":
+        company = a.field("company_id").lstrip("#")
+        if company and not company.isdigit():
+            raise Refused(422, "the company is its number, like 12")
+        data = ContactInput(
+            first_name=a.field("first_name") or None,
+            last_name=a.field("last_name") or None,
+            company_id=int(company) if company else None,
+            phones=phones,
+            emails=emails,
+        )
+        await a.crm.records.update_contact(a.ident, data, a.actor)
+    elif a.kind == "company":
+        title = a.field("title") or None
+        await a.crm.records.update_company(
+            a.ident, title=title, phones=phones, emails=emails, actor=a.actor
+        )
+    elif a.kind == "deal":
+        amount = _amount(a.field("amount"))
+        if amount is not None:
+            deal = await a.crm.deals.get(a.ident, a.actor)
+            currency = _currency(a.field("currency"), deal.currency)
+            await a.crm.deals.set_amount(a.ident, amount, a.actor, currency)
+    else:
+        raise Refused(409, "editing a lead's fields is not available yet")
+    return a.done("Saved.")
+
+
+@action("lead", "contact", "company")
+async def remove_comm(a: Act) -> web.StreamResponse:
+    value = a.field("value")
+    await a.crm.records.remove_comm(a.kind, a.ident, a.field("comm_kind"), value, a.actor)
+    return a.done(f"Removed {value}.")
+
+
+ACTIONS: dict[str, Handler] = {
+    "take": take,
+    "assign": assign,
+    "comment": comment,
+    "remind": remind,
+    "convert": convert,
+    "win": win,
+    "lose": lose,
+    "junk": junk,
+    "status": status,
+    "reopen": reopen,
+    "edit": edit,
+    "remove-comm": remove_comm,
+}
+
+
+def routes() -> list[web.AbstractRouteDef]:
+    kinds = "|".join(KINDS)
+    record = f"{PREFIX}/{{kind:{kinds}}}/{{id:[0-9]+}}"
+    return [
+        web.get(record, record_page, allow_head=False),
+        *(web.post(f"{record}/{name}", handler) for name, handler in ACTIONS.items()),
+    ]
