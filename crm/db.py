@@ -8,6 +8,7 @@ transaction locks serialize events that touch the same identity.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,6 +23,11 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from crm.changes import Feed, LocalFeed, acting_rep
+from crm.tracking import TrackedSession, collected
+
+log = logging.getLogger(__name__)
 
 
 class Database:
@@ -48,14 +54,30 @@ class Database:
             # they never wait for the writer, nor the writer for them.
             self.read_engine = create_async_engine(self.url, **kwargs)
             _configure_sqlite(self.read_engine, immediate=False)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.sessions = async_sessionmaker(
+            self.engine, expire_on_commit=False, sync_session_class=TrackedSession
+        )
+        # Where committed changes go (`crm.changes`); the service puts the Redis feed here.
+        self.feed: Feed = LocalFeed()
         self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: commits on success, rolls back on any error."""
-        async with self.sessions() as session, session.begin():
-            yield session
+        """One unit of work: commits on success, rolls back on any error. After the commit,
+        the records it created or changed go to the change feed."""
+        token = acting_rep.set(None)
+        try:
+            async with self.sessions() as session:
+                async with session.begin():
+                    yield session
+                changes = collected(session.sync_session)
+                if changes:
+                    try:
+                        self.feed.publish(changes)
+                    except Exception:  # a hint lost; the write stands
+                        log.exception("publishing %d changes failed", len(changes))
+        finally:
+            acting_rep.reset(token)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

@@ -10,6 +10,7 @@ next start, so the command never has to wait for the service.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -120,6 +121,23 @@ class JournalDeadLetters:
         if not directory.is_dir():
             return []
         return sorted(p for p in directory.glob("*.json") if _ID.match(p.stem))
+
+
+class AsyncJournalDeadLetters:
+    """The journal's dead letters behind the async interface of `RedisDeadLetters` (the
+    file work goes to a thread)."""
+
+    def __init__(self, journal: JournalDeadLetters) -> None:
+        self.journal = journal
+
+    async def letters(self) -> list[DeadLetter]:
+        return await asyncio.to_thread(self.journal.letters)
+
+    async def retry(self, letter_id: str) -> None:
+        await asyncio.to_thread(self.journal.retry, letter_id)
+
+    async def drop(self, letter_id: str) -> None:
+        await asyncio.to_thread(self.journal.drop, letter_id)
 
 
 def _read_letter(path: Path) -> DeadLetter:

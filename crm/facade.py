@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 
+from crm.changes import Feed
 from crm.config import CrmConfig
 from crm.db import Database
 from crm.intake import Intake, SeenCache
@@ -21,6 +22,7 @@ from crm.services.escalation import Followups
 from crm.services.events import Events
 from crm.services.exceptions import Exceptions
 from crm.services.external_calls import ExternalCalls
+from crm.services.health import ChannelHealth
 from crm.services.history import History
 from crm.services.leads import Leads
 from crm.services.mailstate import MailState
@@ -72,6 +74,7 @@ class Crm:
         self.chat_states = ChatStates(db)
         self.prompts = Prompts(db)
         self.mail_state = MailState(db)
+        self.health = ChannelHealth(db)
         self.external_calls = ExternalCalls(db, config.default_region)
         self.telephony = Telephony(db)
         # The caller lookup's fast path; `telephony.caller` answers where it has no reader.
@@ -82,6 +85,11 @@ class Crm:
         )
         # Team numbers (bot /stats, the console dashboard).
         self.stats = Stats(db, config, clock)
+
+    @property
+    def changes(self) -> Feed:
+        """The change feed: `async for change in crm.changes.subscribe()` (crm.changes)."""
+        return self.db.feed
 
     async def prepare(self) -> None:
         """Start-up work on a migrated database: pipelines from config, configured admins.

@@ -15,8 +15,10 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from console.component import ConsoleComponent
 from crm.config import CrmConfig, PipelineDef, StatusDef
 from crm.db import Database
+from crm.deadletters import AsyncJournalDeadLetters, RedisDeadLetters
 from crm.dto import IntakeResult
 from crm.facade import Crm
 from crm.journal import JournaledQueue
@@ -35,6 +37,7 @@ from crm.queue import (
 )
 from crm.replies import ReplySenders
 from crm.supervisor import Health, Run, Supervisor, TaskState, describe
+from leadbot.api.component import ApiComponent
 from leadbot.logs import safe_redis_url, safe_url
 from leadbot.metrics import Metrics
 from leadbot.refusals import Refusals
@@ -47,7 +50,7 @@ from leadbot.web import (
     health_routes,
     prometheus_text,
 )
-from leadbot.wiring import COMPONENTS, Component, ComponentFactory, ConfiguresApp
+from leadbot.wiring import COMPONENTS, Component, ComponentFactory, ConfiguresApp, change_feed
 from matching.event import Channel, InboundEvent
 from matching.model import CrmMode, MatchSettings
 from matching.text import clean_event, clean_json
@@ -124,6 +127,8 @@ class Service:
         self.redis: Redis | None = (
             Redis.from_url(settings.redis.url) if settings.redis.url else None
         )
+        self.feed = change_feed(self.redis, settings.redis.stream)
+        self.db.feed = self.feed
         self.crm = Crm(
             self.db, crm_config(settings), seen=RedisSeen(self.redis) if self.redis else None
         )
@@ -150,7 +155,7 @@ class Service:
         # Every long-running task of the process, the components' too (`spawn`).
         self.supervisor = Supervisor()
         self.outages = Outages()
-        self.refusals = Refusals(self.metrics.refused)
+        self.refusals = Refusals(self.metrics.refused, note=self.crm.health.webhook)
         # Readiness of the components' own parts (a mailbox's login), by check name.
         self.component_checks: dict[str, Callable[[], Health]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -185,6 +190,11 @@ class Service:
                 )
             queue = InProcessQueue(policy=policy, on_dead=dead)
         self.metrics.dead_letters_waiting.set_function(lambda: queue.dead_waiting)
+        # Channel health lists and retries them where this queue keeps them.
+        if isinstance(queue, RedisStreamQueue):
+            self.crm.health.dead = RedisDeadLetters(queue.redis, queue.stream)
+        elif isinstance(queue, JournaledQueue):
+            self.crm.health.dead = AsyncJournalDeadLetters(queue.dead)
         return queue
 
     # --- the event path -------------------------------------------------------------------
@@ -304,10 +314,15 @@ class Service:
             client_max_size=2 * 1024 * 1024,
         )
         app.add_routes(health_routes(self.readiness_checks, self._metrics_text))
+        sources: set[str] = set()
         for comp in self.components:
-            app.add_routes(comp.routes())
+            added = app.add_routes(comp.routes())
             if isinstance(comp, ConfiguresApp):
                 comp.configure(app)
+            # The REST API and the console's pages are no webhook sources.
+            if not isinstance(comp, ApiComponent | ConsoleComponent):
+                sources.update(r.resource.canonical for r in added if r.resource is not None)
+        self.refusals.sources = frozenset(sources)
         return app
 
     def readiness_checks(self) -> dict[str, Check]:
@@ -390,6 +405,7 @@ class Service:
         if self.redis is not None:
             await self.redis.ping()
             await self._warn_without_aof()
+        await self.feed.start()
         await self.queue.open()  # a journal hands over what an earlier run left
         # Components first: a converter may need what its channel loads at start (the phone
         # channel's rep directory) before the workers hand it queued input.
@@ -404,6 +420,7 @@ class Service:
                 )
             )
         self._tasks.append(self.spawn("metrics.gauges", self._gauges, self._stop))
+        self._tasks.append(self.spawn("health.flush", self._flush_health, self._stop))
         if self.http:
             self._runner = web.AppRunner(
                 self.web_app(),
@@ -442,6 +459,13 @@ class Service:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=5)
 
+    async def _flush_health(self) -> None:
+        """Webhook health notes reach the `state` table at most once a second per source."""
+        while not self._stop.is_set():
+            await self.crm.health.flush()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=1)
+
     async def stop(self) -> None:
         """Stop accepting, finish in-flight work, close connections."""
         if self._runner is not None:
@@ -457,7 +481,9 @@ class Service:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks.clear()
         await self.supervisor.close()
+        await self.crm.health.flush()  # the last second's notes
         await self.queue.close()
+        await self.feed.close()
         await self.crm.close()
         await self.db.dispose()
 

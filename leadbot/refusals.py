@@ -49,10 +49,23 @@ def reason_of(response: web.StreamResponse) -> str:
     return response.reason or ""
 
 
+# Told of every request to a webhook source: (route pattern, status, reason if refused).
+RequestNote = Callable[[str, int, str], None]
+
+
 class Refusals:
-    def __init__(self, counter: Counter, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        counter: Counter,
+        clock: Callable[[], float] = time.monotonic,
+        note: RequestNote | None = None,
+    ) -> None:
         self.counter = counter
         self.clock = clock
+        self.note = note
+        # The route patterns of the channels' webhooks (set when the app is built): channel
+        # health shows each one's last accepted and last refused request.
+        self.sources: frozenset[str] = frozenset()
         self._last: dict[tuple[str, int], float] = {}
         self._quiet: dict[tuple[str, int], int] = {}
 
@@ -77,6 +90,14 @@ class Refusals:
             f" [{more} more like it not logged since the last line]" if more else "",
         )
 
+    def noted(self, request: web.Request, response: web.StreamResponse) -> None:
+        if self.note is None or not self.sources:
+            return
+        route = route_of(request)
+        if route in self.sources:
+            status = response.status
+            self.note(route, status, reason_of(response) if status >= 400 else "")
+
     def middleware(self) -> Middleware:
         @web.middleware
         async def refused(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -85,9 +106,11 @@ class Refusals:
             except web.HTTPException as exc:  # one the error middleware passes on as it is
                 if 400 <= exc.status < 500:
                     self.record(request, exc)
+                self.noted(request, exc)
                 raise
             if 400 <= response.status < 500:
                 self.record(request, response)
+            self.noted(request, response)
             return response
 
         return refused

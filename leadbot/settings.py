@@ -325,3 +325,38 @@ def _one_line(exc: ValidationError) -> str:
     more = len(exc.errors()) - 1
     tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     return f"config error: {key}: {msg}{tail}"
+
+
+MASK = "***"
+
+
+def effective(settings: Settings) -> dict[str, Any]:
+    """The settings in force as nested key/values, for the admins to read: every secret
+    masked. A `SecretStr` shows as *** when set; the database URL's password as ***; every
+    other text goes through the log redactor with every configured secret (a token pasted
+    into a URL, a mailbox password in a file, the Redis URL's password) and its patterns."""
+    from pydantic import SecretStr
+
+    from leadbot.logs import Redactor, configured_secrets, safe_url
+
+    redact = Redactor(configured_secrets(settings))
+
+    def shown(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return MASK if value.get_secret_value() else ""
+        if isinstance(value, BaseModel):
+            return {k: shown(getattr(value, k)) for k in type(value).model_fields}
+        if isinstance(value, dict):
+            return {str(k): shown(v) for k, v in value.items()}
+        if isinstance(value, (tuple, list)):
+            return [shown(v) for v in value]
+        if isinstance(value, Path):
+            return redact(str(value))
+        if isinstance(value, str):
+            return redact(value)
+        return value
+
+    doc = shown(settings)
+    doc.pop("config", None)
+    doc["database"]["url"] = redact(safe_url(settings.database.url))
+    return dict(doc)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from aiohttp import web
+from redis.asyncio import Redis
 
 from bot.component import BotHost, bot_component
 from channels.mail.component import MailHost, mail_component
@@ -16,6 +17,7 @@ from channels.sms.routes import SmsHost, sms_component
 from channels.webform.routes import FormsHost, forms_component
 from channels.whatsapp.routes import WhatsAppHost, whatsapp_component
 from console.component import ConsoleHost, console_component
+from crm.changes import LocalFeed, RedisFeed
 from leadbot.api.component import ApiHost, api_component
 from leadbot.metrics import Metrics
 from leadbot.settings import Settings
@@ -74,3 +76,10 @@ COMPONENTS: list[ComponentFactory] = [
     bot_component,
     console_component,
 ]
+
+
+def change_feed(redis: Redis | None, stream: str) -> LocalFeed:
+    """The change feed of a process: through Redis pub/sub when Redis is configured (serve and
+    the workers are separate processes then), else in process."""
+    # Named after the queue's stream: deployments sharing one Redis keep their feeds apart.
+    return LocalFeed() if redis is None else RedisFeed(redis, channel=f"{stream}:changes")

@@ -86,6 +86,10 @@ class MailStore(Protocol):
 
     async def rep_addresses(self) -> frozenset[str]: ...
 
+    async def synced(self, mailbox: str) -> None: ...  # for channel health; never raises
+
+    async def failed(self, mailbox: str, error: str) -> None: ...  # likewise
+
 
 class Committed(Protocol):
     @property

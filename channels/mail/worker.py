@@ -148,6 +148,7 @@ class MailboxWorker:
                     log.warning("mailbox %s: %s", name, self.stats.last_error)
                 else:
                     log.exception("mailbox %s: unexpected error", name)
+                await self.store.failed(name, self.stats.last_error)
             if stop.is_set():
                 break
             delay = backoff_delay(
@@ -184,6 +185,7 @@ class MailboxWorker:
             while not stop.is_set():
                 await self._drain(session, cursor, stop)
                 self.stats.synced_at = time.time()
+                await self.store.synced(cfg.name)
                 healthy = True
                 if stop.is_set():
                     break

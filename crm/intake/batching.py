@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.changes import Change
 from crm.config import CrmConfig
 from crm.db import Database, pairs_in
 from crm.dto import IntakeResult
@@ -32,6 +33,7 @@ from crm.models import InboundEventLog, Rep, utcnow
 from crm.outage import is_outage
 from crm.repository import SqlCandidateRepository
 from crm.services.runtime import current_match_settings
+from crm.tracking import record
 from matching.event import InboundEvent
 from matching.identities import event_identities
 from matching.model import MatchSettings
@@ -166,6 +168,8 @@ class Intake:
                 if updates:
                     await s.execute(update(InboundEventLog), updates)
                     updates.clear()
+            # Leads and activities went in as multi-row INSERTs, unseen by the ORM's tracking.
+            record(s.sync_session, intake_changes([results[it.index] for it in fresh], now))
         return [results[i] for i in range(len(items))]
 
     async def _log_rows(
@@ -248,6 +252,26 @@ class Intake:
         if self._settings is None or now - self._settings[0] > SETTINGS_TTL:
             self._settings = (now, await current_match_settings(s, self.config.match))
         return self._settings[1]
+
+
+def intake_changes(results: Iterable[IntakeResult], now: datetime) -> list[Change]:
+    """The records each event created or touched (the activity it wrote, the record it went
+    to), for the change feed; intake acts for no rep."""
+    out: list[Change] = []
+    for r in results:
+        created = set(r.created)
+        touched = [
+            ("lead", r.lead_id),
+            ("deal", r.deal_id),
+            ("contact", r.contact_id),
+            ("company", r.company_id),
+            ("activity", r.activity_id),
+        ]
+        for kind, ident in touched:
+            if ident is not None:
+                action = "created" if (kind, ident) in created or kind == "activity" else "changed"
+                out.append(Change(kind, ident, action, None, now, (), r.responsible_id))
+    return out
 
 
 def _seen_key(event: InboundEvent) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.changes import acting_rep
 from crm.dto import (
     Actor,
 )
@@ -20,8 +21,14 @@ async def get_or_404(session: AsyncSession, model: Any, ident: int, what: str) -
     return row
 
 
+def act_as(actor: Actor) -> None:
+    """Name the rep the current transaction writes for, in the changes it publishes."""
+    acting_rep.set(actor.rep_id)
+
+
 def check_access(actor: Actor, responsible_id: int | None, what: str) -> None:
     """A rep works own records and unassigned queue items; supervisors and admins everything."""
+    act_as(actor)
     if actor.sees_everything or responsible_id is None or responsible_id == actor.rep_id:
         return
     raise Forbidden(f"{what} belongs to another rep")

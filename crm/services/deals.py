@@ -12,7 +12,7 @@ from crm.db import Database
 from crm.dto import SYSTEM, Actor, DealView
 from crm.errors import Conflict, InvalidInput, NotFound
 from crm.models import Company, Contact, Deal, Pipeline, Stage, utcnow
-from crm.services.access import check_access, get_or_404
+from crm.services.access import act_as, check_access, get_or_404
 from crm.services.builders import deal_row
 from crm.services.flags import recompute_client_flags
 from crm.services.listing import ListFilter, apply_common, page_of, visible_to
@@ -64,6 +64,7 @@ class Deals:
                     now=utcnow(),
                 )
             )
+            act_as(actor)
             s.add(deal)
             await s.flush()
             add_timeline(s, "deal", deal.id, "created", actor, after={"stage": st.code})

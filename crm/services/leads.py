@@ -23,7 +23,7 @@ from crm.models import (
     Rep,
     utcnow,
 )
-from crm.services.access import check_access, get_or_404
+from crm.services.access import act_as, check_access, get_or_404
 from crm.services.builders import company_row, contact_row, deal_row, lead_row
 from crm.services.flags import recompute_client_flags
 from crm.services.listing import ListFilter, apply_common, page_of, visible_to
@@ -85,6 +85,7 @@ class Leads:
                     now=utcnow(),
                 )
             )
+            act_as(actor)
             s.add(lead)
             await s.flush()
             ids = identities_from_values(data.phones, data.emails, self.config.default_region)

@@ -7,6 +7,8 @@ log, so the count survives restarts and covers every mailbox), for the loop rate
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,7 +17,11 @@ from sqlalchemy import func, select
 from crm.db import Database
 from crm.models import InboundEventLog, KeyValue, Rep, utcnow
 
-_PREFIX = "mail.sync:"
+log = logging.getLogger(__name__)
+
+SYNC_PREFIX = "mail.sync:"
+HEALTH_PREFIX = "health.mail:"  # last sync and last error, for channel health
+SYNCED_EVERY = 30.0  # seconds: a polling mailbox reads to its end every few seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +35,37 @@ class MailSync:
 class MailState:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._synced: dict[str, float] = {}
+
+    async def synced(self, mailbox: str) -> None:
+        """The folder was read to its end (written at most every SYNCED_EVERY seconds)."""
+        now = time.monotonic()
+        if now - self._synced.get(mailbox, -SYNCED_EVERY) < SYNCED_EVERY:
+            return
+        self._synced[mailbox] = now
+        await self._health(mailbox, {"last_sync": utcnow().isoformat()})
+
+    async def failed(self, mailbox: str, error: str) -> None:
+        """A session ended in this error (the worker reconnects with a back-off)."""
+        await self._health(
+            mailbox, {"last_error": error[:500], "last_error_at": utcnow().isoformat()}
+        )
+
+    async def _health(self, mailbox: str, fields: dict[str, str]) -> None:
+        # Health notes must never stop a mailbox: a failure here is logged and forgotten.
+        try:
+            async with self.db.transaction() as s:
+                row = await s.get(KeyValue, HEALTH_PREFIX + mailbox)
+                if row is None:
+                    s.add(KeyValue(key=HEALTH_PREFIX + mailbox, value=fields, updated_at=utcnow()))
+                else:
+                    row.value, row.updated_at = {**row.value, **fields}, utcnow()
+        except Exception as exc:
+            log.warning("mailbox %s: recording its health failed (%s)", mailbox, exc)
 
     async def load(self, mailbox: str) -> MailSync | None:
         async with self.db.transaction() as s:
-            row = await s.get(KeyValue, _PREFIX + mailbox)
+            row = await s.get(KeyValue, SYNC_PREFIX + mailbox)
         if row is None:
             return None
         v = row.value
@@ -55,9 +88,9 @@ class MailState:
             "synced_at": now.isoformat(),
         }
         async with self.db.transaction() as s:
-            row = await s.get(KeyValue, _PREFIX + mailbox)
+            row = await s.get(KeyValue, SYNC_PREFIX + mailbox)
             if row is None:
-                s.add(KeyValue(key=_PREFIX + mailbox, value=value, updated_at=now))
+                s.add(KeyValue(key=SYNC_PREFIX + mailbox, value=value, updated_at=now))
             else:
                 row.value, row.updated_at = value, now
 

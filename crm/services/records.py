@@ -11,7 +11,7 @@ from crm.dto import SYSTEM, Actor, CompanyView, ContactView
 from crm.errors import InvalidInput, NotFound
 from crm.identity import identities_from_values
 from crm.models import Communication, Company, Contact, utcnow
-from crm.services.access import check_access, get_or_404
+from crm.services.access import act_as, check_access, get_or_404
 from crm.services.builders import company_row, contact_row
 from crm.services.listing import page_of, visible_to
 from crm.services.rows import OWNER_MODELS, add_comms, add_timeline
@@ -58,6 +58,7 @@ class Records:
                     now=utcnow(),
                 )
             )
+            act_as(actor)
             s.add(contact)
             await s.flush()
             ids = identities_from_values(data.phones, data.emails, self.region)
@@ -102,6 +103,7 @@ class Records:
             company = Company(
                 **company_row(title=title.strip(), responsible_id=responsible_id, now=utcnow())
             )
+            act_as(actor)
             s.add(company)
             await s.flush()
             await add_comms(

@@ -1,5 +1,6 @@
 """A mailbox that cannot log in makes /readyz 503 (per-check JSON) and
-leadbot_mailbox_connected 0; one that logs in is ready and 1."""
+leadbot_mailbox_connected 0, and shows its last error in channel health; one that logs in is
+ready and 1, and shows its last sync."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import aiohttp
 
 from channels.mail.component import mail_component
+from crm.dto import Actor
 
 from .dovecot import Dovecot
 from .support import eventually, mailbox
@@ -72,3 +74,13 @@ async def test_wrong_password_makes_readyz_503_and_the_gauge_0(
     tasks = body["checks"]["tasks"]["tasks"]
     assert tasks["mailbox.support"]["state"] == "running"
     assert tasks["mailbox.support"]["restarts"] == 0
+
+    async def health() -> Any:
+        boxes = {b.name: b for b in await service.crm.health.mailboxes(Actor(None, "admin"))}
+        good, bad = boxes.get("sales"), boxes.get("support")
+        return (good, bad) if good and good.last_sync and bad and bad.last_error else None
+
+    good, bad = await eventually(health, timeout=20, what="both mailboxes' channel health")
+    assert "refused" in bad.last_error.lower() and bad.last_error_at is not None
+    assert bad.last_sync is None and "wrong-password" not in bad.last_error
+    assert good.last_error is None

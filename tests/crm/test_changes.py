@@ -1,0 +1,188 @@
+"""The change feed: committed writes reach subscribers, in process and across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from redis.asyncio import Redis
+
+from crm.changes import Change, LocalFeed, Missed, RedisFeed
+from crm.dto import Actor
+from crm.facade import Crm
+from crm.models import Company, utcnow
+from crm.queue import RedisStreamQueue
+from crm.services.builders import company_row
+from crm.services.leads import LeadInput
+from crm.services.records import ContactInput
+from tests.conftest import REDIS_URL, leadbot_process, make_event
+
+
+async def _next(it: AsyncIterator[Change | Missed], timeout: float = 20) -> Change | Missed:
+    return await asyncio.wait_for(anext(it), timeout)
+
+
+async def _until(
+    it: AsyncIterator[Change | Missed], kind: str, action: str, timeout: float = 30
+) -> Change:
+    async with asyncio.timeout(timeout):
+        while True:
+            got = await anext(it)
+            if isinstance(got, Change) and (got.kind, got.action) == (kind, action):
+                return got
+
+
+async def test_service_writes_reach_a_subscriber_after_commit(crm: Crm) -> None:
+    rita = await crm.reps.add("Rita")
+    feed = crm.changes.subscribe()
+    lead = await crm.leads.create(LeadInput(title="Inquiry", phones=("+4930111",)))
+    got = await _next(feed)
+    assert got == Change("lead", lead.id, "created", None, got.at, (), None)
+    await crm.leads.take(lead.id, Actor(rita.id, "rep"))
+    taken = await _next(feed)
+    assert isinstance(taken, Change) and (taken.kind, taken.id, taken.action) == (
+        "lead",
+        lead.id,
+        "changed",
+    )
+    assert taken.actor_id == rita.id and taken.owner_id == rita.id
+    assert "responsible_id" in taken.fields
+    note = await crm.activities.comment("lead", lead.id, "called back", Actor(rita.id, "rep"))
+    got = await _until(feed, "activity", "created")
+    assert got.id == note.id and got.actor_id == rita.id
+
+
+async def _drain(it: AsyncIterator[Change | Missed]) -> set[tuple[str, int, str]]:
+    """What has arrived so far, as (kind, id, action)."""
+    got: set[tuple[str, int, str]] = set()
+    while True:
+        try:
+            item = await asyncio.wait_for(anext(it), 0.2)
+        except TimeoutError:
+            return got
+        assert isinstance(item, Change)
+        got.add((item.kind, item.id, item.action))
+
+
+async def test_convert_stage_reminder_and_record_edits_publish(crm: Crm) -> None:
+    lead = await crm.leads.create(LeadInput(title="Big order", phones=("+4930222",)))
+    feed = crm.changes.subscribe()
+    done = await crm.leads.convert(lead.id)
+    assert done.deal is not None and done.contact_id is not None
+    got = await _drain(feed)
+    assert {
+        ("lead", lead.id, "changed"),
+        ("contact", done.contact_id, "created"),
+        ("deal", done.deal.id, "created"),
+    } <= got
+    await crm.deals.move(done.deal.id, "NEGOTIATION")
+    await crm.records.update_contact(
+        done.contact_id, ContactInput(name="Eva", phones=("+4930333",))
+    )
+    reminder = await crm.activities.schedule(
+        "deal", done.deal.id, due_at=datetime.now(UTC), subject="call back"
+    )
+    got = await _drain(feed)
+    assert {
+        ("deal", done.deal.id, "changed"),
+        ("contact", done.contact_id, "changed"),
+        ("activity", reminder.id, "created"),
+    } <= got
+
+
+async def test_intake_publishes_what_it_created(crm: Crm) -> None:
+    feed = crm.changes.subscribe()
+    result = await crm.intake.process(make_event(phones=("+49 30 1234567",), text="hello"))
+    lead = await _until(feed, "lead", "created")
+    assert lead.id == result.lead_id and lead.actor_id is None
+    activity = await _until(feed, "activity", "created")
+    assert activity.id == result.activity_id
+
+
+async def test_a_failed_write_publishes_nothing(crm: Crm) -> None:
+    feed = crm.changes.subscribe()
+    with pytest.raises(RuntimeError):
+        async with crm.db.transaction() as s:
+            s.add(Company(**company_row(title="x", responsible_id=None, now=utcnow())))
+            await s.flush()
+            raise RuntimeError("rolled back")
+    lead = await crm.leads.create(LeadInput(title="after"))
+    got = await _next(feed)
+    assert isinstance(got, Change) and (got.kind, got.id) == ("lead", lead.id)
+
+
+async def test_a_slow_subscriber_is_told_it_missed_changes_and_never_blocks() -> None:
+    feed = LocalFeed(queue_size=3)
+    slow = feed.subscribe()
+    now = datetime.now(UTC)
+    feed.publish([Change("lead", i, "changed", None, now) for i in range(10)])  # never waits
+    first = await _next(slow)
+    assert first == Missed(7)
+    rest = [await _next(slow) for _ in range(3)]
+    assert [c.id for c in rest if isinstance(c, Change)] == [7, 8, 9]
+
+
+@pytest.fixture
+async def stream() -> AsyncIterator[str]:
+    name = f"test:events:{uuid.uuid4().hex[:8]}"
+    yield name
+    redis = Redis.from_url(REDIS_URL)
+    await redis.delete(name)
+    await redis.aclose()
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_a_change_committed_by_a_worker_process_reaches_this_process(
+    crm: Crm, stream: str
+) -> None:
+    redis = Redis.from_url(REDIS_URL)
+    feed = RedisFeed(redis, channel=f"{stream}:changes")  # what `serve` uses for this stream
+    await feed.start()
+    changes = feed.subscribe()
+    env = dict(os.environ)
+    env.pop("LEADBOT_CONFIG", None)
+    env.update(
+        LEADBOT_DATABASE__URL=crm.db.url.render_as_string(hide_password=False),
+        LEADBOT_REDIS__URL=REDIS_URL,
+        LEADBOT_REDIS__STREAM=stream,
+        LEADBOT_REDIS__GROUP="g",
+    )
+    worker = await leadbot_process(
+        "--log-level", "WARNING", "worker", env=env, stdout=asyncio.subprocess.DEVNULL
+    )
+    try:
+        queue = RedisStreamQueue(redis, stream=stream, group="g")
+        await queue.ensure_group()
+        await queue.put(make_event(phones=("+49 30 7654321",), text="from the worker"))
+        lead = await _until(changes, "lead", "created", timeout=60)
+        assert (await crm.leads.get(lead.id)).title
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(worker.wait(), 30)
+        await feed.close()
+        await redis.aclose()
+
+
+async def test_redis_down_fails_no_write_and_local_subscribers_still_hear(
+    crm: Crm, caplog: pytest.LogCaptureFixture
+) -> None:
+    redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    feed = RedisFeed(redis, channel="test:nowhere")
+    await feed.start()  # returns although it cannot subscribe
+    crm.db.feed = feed
+    try:
+        changes = feed.subscribe()
+        leads = [await crm.leads.create(LeadInput(title=f"n{i}")) for i in range(3)]
+        got = [await _until(changes, "lead", "created") for _ in leads]
+        assert [c.id for c in got] == [lead.id for lead in leads]
+        await asyncio.sleep(0.3)  # the sender met the outage
+        failures = [r for r in caplog.records if "change feed" in r.getMessage()]
+        assert 1 <= len(failures) <= 2  # publishing and listening, once each a minute
+    finally:
+        await feed.close()
+        await redis.aclose()
