@@ -128,6 +128,7 @@ async def record_page(request: web.Request) -> Context:
         "supervisor": actor.sees_everything,
         "me": actor.rep_id,
         "reps": reps,
+        "rep_names": names,
         "now_local": datetime.now(ZoneInfo(config.timezone)).strftime("%Y-%m-%dT%H:%M"),
         "currency": config.currency,
         "lost_reasons": config.lost_reasons,

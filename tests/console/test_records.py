@@ -113,6 +113,7 @@ async def test_a_lead_page_shows_the_record_and_its_whole_history(
         "floor-plan.pdf",
         "Wants a quote by Friday",
         "Status: New → Processed",
+        "Assigned: Rita Rep",
     ):
         assert seen in history, seen
     # Newest first: the comment and the change above the call.
@@ -120,6 +121,9 @@ async def test_a_lead_page_shows_the_record_and_its_whole_history(
     # The recording plays in the page.
     assert await page.get_attribute("#history audio[controls]", "src") == RECORDING
     await shot(page, "record-lead")
+    await page.set_viewport_size({"width": 390, "height": 844})
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    await shot(page, "record-lead-phone")
 
 
 async def test_converting_a_lead_makes_contact_company_and_deal_linked_both_ways(
@@ -333,7 +337,7 @@ async def test_refused_actions_show_the_reason(
 
 
 async def test_long_histories_page_older_in_place_and_fit_a_phone(
-    rita_console: RitaConsole, browser: Any, sign_in: SignIn, shot: Shot
+    rita_console: RitaConsole, browser: Any, sign_in: SignIn
 ) -> None:
     service, rita = rita_console
     deal = await service.crm.deals.create(
@@ -349,7 +353,6 @@ async def test_long_histories_page_older_in_place_and_fit_a_phone(
     assert await page.locator("#history-items > li.item").count() == 25
     assert "note number 29" in await page.inner_text("#history")
     assert await page.evaluate("document.documentElement.scrollWidth") <= 390
-    await shot(page, "record-deal-phone")
     await page.click("#history-older")
     await page.wait_for_selector("text=note number 0")
     assert await page.locator("#history-items > li.item").count() == 31  # 30 notes, created
