@@ -32,6 +32,7 @@ from console.web import (
 from crm.dto import Actor, CommView, CompanyView, ContactView, DealView, LeadView
 from crm.errors import Conflict
 from crm.facade import Crm
+from crm.services.handmade import Comms, DealPatch, LeadPatch
 from crm.services.records import ContactInput
 from httpkit import read_form
 
@@ -365,13 +366,21 @@ async def edit(a: Act) -> web.StreamResponse:
             a.ident, title=title, phones=phones, emails=emails, actor=a.actor
         )
     elif a.kind == "deal":
-        amount = _amount(a.field("amount"))
-        if amount is not None:
-            deal = await a.crm.deals.get(a.ident, a.actor)
-            currency = _currency(a.field("currency"), deal.currency)
-            await a.crm.deals.set_amount(a.ident, amount, a.actor, currency)
+        currency = a.field("currency")
+        patch = DealPatch(
+            title=a.field("title") or None,
+            amount=_amount(a.field("amount")),
+            currency=_currency(currency, a.crm.config.currency) if currency else None,
+        )
+        await a.crm.edits.update_deal(a.ident, patch, a.actor)
     else:
-        raise Refused(409, "editing a lead's fields is not available yet")
+        lead = LeadPatch(
+            title=a.field("title") or None,
+            name=a.field("name") or None,
+            company_title=a.field("company_title") or None,
+            comms=Comms(phones=phones, emails=emails),
+        )
+        await a.crm.edits.update_lead(a.ident, lead, a.actor)
     return a.done("Saved.")
 
 

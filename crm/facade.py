@@ -22,8 +22,10 @@ from crm.services.escalation import Followups
 from crm.services.events import Events
 from crm.services.exceptions import Exceptions
 from crm.services.external_calls import ExternalCalls
+from crm.services.handmade import Handmade, RecordEdits
 from crm.services.health import ChannelHealth
 from crm.services.history import History
+from crm.services.idempotency import Idempotency
 from crm.services.leads import Leads
 from crm.services.mailstate import MailState
 from crm.services.messages import Messages
@@ -62,7 +64,10 @@ class Crm:
         self.exceptions = Exceptions(db, config.default_region)
         self.reps = Reps(db)
         self.search = Search(db, config)
+        self.handmade = Handmade(db, config)  # records typed in by hand, duplicate-checked
+        self.edits = RecordEdits(db, config)
         self.tokens = Tokens(db)
+        self.idempotency = Idempotency(db)
         self.events = Events(db)
         self.outbox = Outbox(db)
         self.settings = RuntimeSettings(db, config.match)

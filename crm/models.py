@@ -346,6 +346,25 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+    # Comma-separated: read, write. Tokens from before scopes keep read only (migration 0004).
+    scopes: Mapped[str] = mapped_column(String(40), default="read", server_default="read")
+    # The rep the token acts as (that rep's rights apply); none = the system.
+    rep_id: Mapped[int | None] = mapped_column(ForeignKey("reps.id"))
+
+
+class IdempotentRequest(Base):
+    """A write API request made with an Idempotency-Key: its body's hash and, once done, the
+    answer to repeat. The row is inserted before the work, so a concurrent copy finds it."""
+
+    __tablename__ = "api_idempotency"
+    __table_args__ = (UniqueConstraint("token_id", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"))
+    key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int | None]  # None while the first request is still being answered
+    response: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class KeyValue(Base):

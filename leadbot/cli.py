@@ -150,14 +150,17 @@ def cmd_web(args: argparse.Namespace) -> None:
 def cmd_token(args: argparse.Namespace) -> None:
     async def go(crm: Crm) -> None:
         if args.token_cmd == "create":
-            token_id, token = await crm.tokens.create(args.name)
+            scopes = args.scope.split(",")
+            token_id, token = await crm.tokens.create(args.name, scopes=scopes, rep_id=args.rep)
             print(f"token #{token_id} created; it is shown only now:\n{token}")
         elif args.token_cmd == "revoke":
             await crm.tokens.revoke(args.id)
             print(f"token #{args.id} revoked")
         else:
-            for tid, name, active in await crm.tokens.all():
-                print(f"#{tid}\t{name}\t{'active' if active else 'revoked'}")
+            for tok in await crm.tokens.all():
+                rep = f"rep #{tok.rep_id}" if tok.rep_id else "system"
+                state = "active" if tok.active else "revoked"
+                print(f"#{tok.id}\t{tok.name}\t{','.join(tok.scopes)}\t{rep}\t{state}")
 
     asyncio.run(_with_crm(settings_of(args), go))
 
@@ -260,6 +263,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s = tok.add_parser("create", help="create a token (shown once)")
     s.add_argument("name", help="what the token is for (shown in token list)")
+    s.add_argument(
+        "--scope",
+        default="read",
+        help="comma-separated: read, write (default read)",
+    )
+    s.add_argument(
+        "--rep",
+        type=int,
+        default=None,
+        help="act as this rep (their rights apply); default: the system, which may do anything",
+    )
     s.set_defaults(fn=cmd_token)
     s = tok.add_parser("revoke", help="revoke a token")
     s.add_argument("id", type=int, help="the token's id (leadbot token list)")

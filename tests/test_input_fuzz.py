@@ -232,7 +232,48 @@ def _json(docs: st.SearchStrategy[Any]) -> st.SearchStrategy[Body]:
 
 
 # What each area's parser reads, to be tried there more often than chance would.
+# The write API's JSON bodies: its own field names with any JSON value, or a likely one.
+api_docs = st.dictionaries(
+    st.sampled_from(
+        [
+            "title",
+            "name",
+            "phones",
+            "emails",
+            "telegram",
+            "whatsapp",
+            "contact_id",
+            "company_id",
+            "amount",
+            "currency",
+            "force",
+            "attach_to",
+            "contacts",
+            "contact_ids",
+            "owner_id",
+            "text",
+            "due_at",
+            "status",
+            "stage",
+            "pipeline",
+            "reason",
+            "rep_id",
+            "into",
+            "existing_deal_id",
+        ]
+    ),
+    json_values
+    | st.text(max_size=30)
+    | st.integers()
+    | st.lists(st.text(max_size=20), max_size=3)
+    | st.fixed_dictionaries(
+        {"type": st.sampled_from(["lead", "contact", "deal"]), "id": st.integers()}
+    ),
+    max_size=6,
+)
+
 AREA_BODIES: dict[str, st.SearchStrategy[Body]] = {
+    "/api": st.one_of(_json(api_docs), deep_json),
     "/forms": st.one_of(
         invalid_form, multipart_bodies, _json(form_fields), deep_json, _json(valid_forms)
     ),
@@ -418,7 +459,8 @@ async def test_no_input_gets_a_5xx_on_any_route(
     service = await start_service(components=list(COMPONENTS), **all_sections(tg))
     bot = next(c for c in service.components if hasattr(c, "wait_ready"))
     await bot.wait_ready()
-    _, api_token = await service.crm.tokens.create("fuzz")
+    # A write token: the write routes' bodies get past the scope check to their parsers.
+    _, api_token = await service.crm.tokens.create("fuzz", scopes=("read", "write"))
     # The sender of the fuzzed Telegram messages is a rep: their text reaches the commands,
     # and the cards of fuzzed leads have someone to go to.
     await service.crm.reps.add("Fuzz", role="admin", telegram_user_id=555)

@@ -92,6 +92,15 @@ def _events(n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+async def _write_status(port: int, token: str) -> int:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        aiohttp.ClientSession(headers=headers) as http,
+        http.post(f"http://127.0.0.1:{port}/api/v1/leads", json={"title": "x"}) as r,
+    ):
+        return r.status
+
+
 async def _leads(port: int, token: str) -> list[tuple[int, str, str]]:
     headers = {"Authorization": f"Bearer {token}"}
     async with (
@@ -146,6 +155,7 @@ async def test_a_database_of_the_previous_version_is_refused_then_upgraded_and_s
     proc, port = await serve_process(env)
     try:
         leads = await _leads(port, token)  # the old token still opens the API
+        assert await _write_status(port, token) == 403  # ... to read only (migration 0004)
     finally:
         await end_process(proc)
     assert len(leads) == 30

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm.db import Database
 from crm.dto import SYSTEM, ActivityView, Actor, TimelineView
 from crm.errors import Conflict, InvalidInput, NotFound
-from crm.models import Activity, ActivityBinding, TimelineEntry, utcnow
+from crm.models import Activity, ActivityBinding, Rep, TimelineEntry, utcnow
 from crm.services.access import check_access, get_or_404
 from crm.services.rows import OWNER_MODELS, add_timeline, bind_activity
 from crm.services.views import activity_views
@@ -63,6 +63,8 @@ class Activities:
             raise InvalidInput("due time needs a timezone")
         async with self.db.transaction() as s:
             owner = await self._owner(s, owner_type, owner_id, actor)
+            if responsible_id is not None:
+                await get_or_404(s, Rep, responsible_id, "rep")
             act = Activity(
                 kind=kind,
                 subject=subject[:500],

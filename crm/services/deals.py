@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm.config import CrmConfig
 from crm.db import Database
 from crm.dto import SYSTEM, Actor, DealView
-from crm.errors import Conflict, InvalidInput, NotFound
-from crm.models import Company, Contact, Deal, Pipeline, Stage, utcnow
+from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
+from crm.models import Company, Contact, Deal, Pipeline, Rep, Stage, utcnow
 from crm.services.access import act_as, check_access, get_or_404
 from crm.services.builders import deal_row
 from crm.services.flags import recompute_client_flags
@@ -143,8 +143,11 @@ class Deals:
 
     async def assign(self, deal_id: int, rep_id: int, actor: Actor = SYSTEM) -> DealView:
         if not actor.sees_everything:
-            raise InvalidInput("only a supervisor can reassign a deal")
+            raise Forbidden("only a supervisor can reassign a deal")
         async with self.db.transaction() as s:
+            rep: Rep = await get_or_404(s, Rep, rep_id, "rep")
+            if not rep.active:
+                raise Conflict(f"{rep.name} is not active")
             deal = await self._deal(s, deal_id, actor)
             before = {"responsible_id": deal.responsible_id}
             deal.responsible_id = rep_id

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm.config import CrmConfig
 from crm.db import Database
 from crm.dto import SYSTEM, Actor, DealView, LeadView
-from crm.errors import Conflict, InvalidInput, NotFound
+from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
 from crm.identity import identities_from_values
 from crm.models import (
     ActivityBinding,
@@ -179,7 +179,7 @@ class Leads:
 
     async def assign(self, lead_id: int, rep_id: int, actor: Actor = SYSTEM) -> LeadView:
         if not actor.sees_everything:
-            raise InvalidInput("only a supervisor can reassign a lead")
+            raise Forbidden("only a supervisor can reassign a lead")
         async with self.db.transaction() as s:
             rep: Rep = await get_or_404(s, Rep, rep_id, "rep")
             if not rep.active:

@@ -73,13 +73,14 @@ class Records:
         async with self.db.transaction() as s:
             contact: Contact = await get_or_404(s, Contact, contact_id, "contact")
             check_access(actor, contact.responsible_id, "this contact")
+            if data.company_id is not None:  # before any change: a lookup flushes them
+                company = await get_or_404(s, Company, data.company_id, "company")
+                check_access(actor, company.responsible_id, f"company #{company.id}")
             before = {"name": contact.name, "company_id": contact.company_id}
             for attr in ("first_name", "last_name", "comments", "responsible_id", "company_id"):
                 value = getattr(data, attr)
                 if value is not None:
                     setattr(contact, attr, value)
-            if data.company_id is not None:
-                await get_or_404(s, Company, data.company_id, "company")
             contact.name = display_name(data.first_name, data.last_name, data.name) or contact.name
             contact.modified_at = utcnow()
             ids = identities_from_values(data.phones, data.emails, self.region)

@@ -6,7 +6,7 @@ import re
 
 from aiohttp import web
 
-from crm.services.tokens import Tokens
+from crm.services.tokens import Caller, Tokens
 from leadbot.api.errors import ApiError
 
 REALM = 'Bearer realm="leadbot"'
@@ -19,7 +19,7 @@ def _refuse(detail: str, *, invalid: bool) -> ApiError:
     return ApiError(401, "unauthorized", detail, {"WWW-Authenticate": challenge})
 
 
-async def authenticate(request: web.Request, tokens: Tokens) -> None:
+async def authenticate(request: web.Request, tokens: Tokens) -> Caller:
     header = request.headers.get("Authorization")
     if header is None:
         raise _refuse(
@@ -31,5 +31,7 @@ async def authenticate(request: web.Request, tokens: Tokens) -> None:
     token = token.strip()
     if scheme.lower() != "bearer" or not _TOKEN.fullmatch(token):
         raise _refuse("malformed Authorization header: expected 'Bearer <token>'", invalid=True)
-    if not await tokens.check(token):
-        raise _refuse("the token is unknown or revoked", invalid=True)
+    caller = await tokens.identify(token)
+    if caller is None:
+        raise _refuse("the token is unknown or revoked (or its rep deactivated)", invalid=True)
+    return caller

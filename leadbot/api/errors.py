@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from crm.errors import Conflict, CrmError, Forbidden, InvalidInput, NotFound
+from crm.services.idempotency import KeyReused
 from httpkit import json_error
 
 CRM_STATUS: dict[type[CrmError], int] = {
@@ -12,6 +13,7 @@ CRM_STATUS: dict[type[CrmError], int] = {
     Forbidden: 403,
     InvalidInput: 400,
     Conflict: 409,
+    KeyReused: 422,
 }
 
 

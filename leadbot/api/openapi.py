@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from leadbot.api.bodies import body_schemas
 from leadbot.api.params import Param, one_of_rule
 from leadbot.api.routes import Route
 from leadbot.api.serialize import component_schemas
@@ -16,10 +17,35 @@ ERROR_SCHEMA: dict[str, Any] = {
     "required": ["error", "detail"],
 }
 ERROR_TEXT = {
-    400: "A query or path value is invalid (outside its schema, or an undeclared parameter); "
-    "`detail` says which and why",
+    400: "A query or path value is invalid (outside its schema, or an undeclared parameter), "
+    "a body is not JSON, or a write breaks a rule of the CRM (an unknown status, a deal "
+    "without a client); `detail` says which and why",
     401: "Missing, malformed, unknown or revoked bearer token",
+    403: "The token lacks the scope (`insufficient_scope`), or its rep may not do this",
     404: "No record with this id",
+    409: "The record's state refuses it; or, creating a record, phones or emails that are "
+    "known already: `hits` lists each holder (send `force` or `attach_to` to go on); or a "
+    "request with the same Idempotency-Key is still being answered",
+    413: "The body is larger than the server takes",
+    422: "The JSON body breaks its schema (`invalid_body`, `detail` says where), or the "
+    "Idempotency-Key was used with another body (`idempotency_key_reused`)",
+}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Makes a retry safe: the same key with the same body answers what the first "
+    "request answered (kept 24 hours, header Idempotent-Replayed: true); another body is 422.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[ -~]*$"},
+}
+
+DUPLICATE_ERROR: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        **ERROR_SCHEMA["properties"],
+        "hits": {"type": "array", "items": {"$ref": "#/components/schemas/DuplicateHit"}},
+    },
+    "required": ["error", "detail"],
 }
 
 _CHALLENGE = {
@@ -54,16 +80,22 @@ def _parameter(p: Param) -> dict[str, Any]:
 
 def _operation(route: Route) -> dict[str, Any]:
     responses: dict[str, Any] = {
-        "200": {
-            "description": "OK",
+        str(route.status): {
+            "description": "OK" if route.status == 200 else "Created",
             "content": {"application/json": {"schema": route.response}},
         }
     }
+    if route.status == 201:  # attach_to: the data went onto an existing record
+        responses["200"] = {
+            "description": "Attached to the record attach_to names",
+            "content": {"application/json": {"schema": route.response}},
+        }
     codes = [400]  # every route refuses undeclared query parameters
     if not route.public:
         codes.append(401)
     if route.can_404:
         codes.append(404)
+    codes = sorted({*codes, *route.refusals})
     for code in codes:
         responses[str(code)] = {"$ref": f"#/components/responses/E{code}"}
     op: dict[str, Any] = {
@@ -82,6 +114,16 @@ def _operation(route: Route) -> dict[str, Any]:
             "description": f"{ERROR_TEXT[400]}; also when none is given ({rule})",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
+    if route.body is not None:
+        op["parameters"].append(IDEMPOTENCY_KEY)
+        op["requestBody"] = {
+            "required": False,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": f"#/components/schemas/{route.body.__name__}"}
+                }
+            },
+        }
     if route.public:
         op["security"] = []
     return op
@@ -89,28 +131,42 @@ def _operation(route: Route) -> dict[str, Any]:
 
 def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
     error_ref = {"$ref": "#/components/schemas/Error"}
+    duplicate_ref = {"$ref": "#/components/schemas/DuplicateError"}
+    paths: dict[str, dict[str, Any]] = {}
+    for r in routes:
+        paths.setdefault(r.full_path, {})[r.method.lower()] = _operation(r)
+    bodies = body_schemas([r.body for r in routes if r.body is not None])
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Leadbot REST API",
             "version": _version(),
             "description": (
-                "Read access to leads, deals, contacts, companies, their activities, the "
-                "inbound event log and duplicate lookups. Authenticate with "
-                "`Authorization: Bearer <token>`; create tokens with `leadbot token create`. "
+                "Leads, deals, contacts, companies, their activities, the inbound event log "
+                "and duplicate lookups; with a `write` token also hand-made records "
+                "(duplicate-checked), edits, comments, reminders, conversion, status and "
+                "stage changes. Authenticate with `Authorization: Bearer <token>`; create "
+                "tokens with `leadbot token create NAME --scope read,write [--rep ID]`. "
                 'Errors are JSON `{"error": code, "detail": text}`. Unknown query '
                 "parameters are refused with 400."
             ),
         },
         "security": [{"bearer": []}],
-        "paths": {r.full_path: {"get": _operation(r)} for r in routes},
+        "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {**component_schemas(), "Error": ERROR_SCHEMA},
+            "schemas": {
+                **component_schemas(),
+                **bodies,
+                "Error": ERROR_SCHEMA,
+                "DuplicateError": DUPLICATE_ERROR,
+            },
             "responses": {
                 f"E{code}": {
                     "description": text,
-                    "content": {"application/json": {"schema": error_ref}},
+                    "content": {
+                        "application/json": {"schema": duplicate_ref if code == 409 else error_ref}
+                    },
                     **(_CHALLENGE if code == 401 else {}),
                 }
                 for code, text in ERROR_TEXT.items()

@@ -8,8 +8,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from crm.dto import (
-    SYSTEM,
     ActivityView,
+    Actor,
     CompanyView,
     ContactView,
     DealView,
@@ -20,6 +20,7 @@ from crm.dto import (
 )
 from crm.facade import Crm
 from crm.services.listing import MAX_LIMIT, ListFilter
+from leadbot.api.bodies import Body
 from leadbot.api.errors import bad_request
 from leadbot.api.params import INT32_MAX, Param
 from leadbot.api.serialize import ref, to_json
@@ -29,8 +30,16 @@ from matching.normalize import is_region
 
 PREFIX = "/api/v1"
 
-Args = dict[str, Any]
+Args = dict[str, Any]  # the checked parameters, plus "actor" and (write routes) "body"
 Handler = Callable[[Crm, Args], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A handler's result with a status other than the route's usual one."""
+
+    status: int
+    body: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +52,11 @@ class Route:
     params: tuple[Param, ...] = ()
     public: bool = False
     one_of: tuple[str, ...] = ()  # query parameters of which at least one must be given
+    method: str = "GET"
+    body: type[Body] | None = None  # the JSON body a write route takes
+    scope: str = "read"  # what the token must be allowed
+    status: int = 200  # of a success
+    refusals: tuple[int, ...] = ()  # error statuses beyond the ones every route has
 
     @property
     def full_path(self) -> str:
@@ -104,37 +118,41 @@ def _list_filter(args: Args) -> ListFilter:
 
 
 async def _list_leads(crm: Crm, args: Args) -> Any:
-    return _page(*await crm.leads.page(_list_filter(args), SYSTEM), args)
+    return _page(*await crm.leads.page(_list_filter(args), args["actor"]), args)
 
 
 async def _list_deals(crm: Crm, args: Args) -> Any:
-    return _page(*await crm.deals.page(_list_filter(args), SYSTEM), args)
+    return _page(*await crm.deals.page(_list_filter(args), args["actor"]), args)
 
 
 async def _list_contacts(crm: Crm, args: Args) -> Any:
-    page = await crm.records.list_contacts(offset=args["offset"], limit=args["limit"])
+    page = await crm.records.list_contacts(
+        offset=args["offset"], limit=args["limit"], actor=args["actor"]
+    )
     return _page(*page, args)
 
 
 async def _list_companies(crm: Crm, args: Args) -> Any:
-    page = await crm.records.list_companies(offset=args["offset"], limit=args["limit"])
+    page = await crm.records.list_companies(
+        offset=args["offset"], limit=args["limit"], actor=args["actor"]
+    )
     return _page(*page, args)
 
 
 async def _get_lead(crm: Crm, args: Args) -> Any:
-    return to_json(await crm.leads.get(args["id"], SYSTEM))
+    return to_json(await crm.leads.get(args["id"], args["actor"]))
 
 
 async def _get_deal(crm: Crm, args: Args) -> Any:
-    return to_json(await crm.deals.get(args["id"], SYSTEM))
+    return to_json(await crm.deals.get(args["id"], args["actor"]))
 
 
 async def _get_contact(crm: Crm, args: Args) -> Any:
-    return to_json(await crm.records.get_contact(args["id"], SYSTEM))
+    return to_json(await crm.records.get_contact(args["id"], args["actor"]))
 
 
 async def _get_company(crm: Crm, args: Args) -> Any:
-    return to_json(await crm.records.get_company(args["id"], SYSTEM))
+    return to_json(await crm.records.get_company(args["id"], args["actor"]))
 
 
 async def _list_events(crm: Crm, args: Args) -> Any:
@@ -154,29 +172,25 @@ async def _duplicates(crm: Crm, args: Args) -> Any:
     return to_json(await crm.search.duplicates(args["phone"], args["email"], region=region))
 
 
-Pager = Callable[[Crm, str, int, int, int], Awaitable[tuple[Sequence[Any], int]]]
-
-
-async def _activities_page(
-    crm: Crm, owner_type: str, owner_id: int, offset: int, limit: int
-) -> tuple[Sequence[Any], int]:
-    return await crm.activities.page_of_record(owner_type, owner_id, SYSTEM, offset, limit)
-
-
-async def _timeline_page(
-    crm: Crm, owner_type: str, owner_id: int, offset: int, limit: int
-) -> tuple[Sequence[Any], int]:
-    return await crm.activities.timeline_page(owner_type, owner_id, SYSTEM, offset, limit)
+Pager = Callable[[Crm, str, int, Actor, int, int], Awaitable[tuple[Sequence[Any], int]]]
 
 
 def _history(owner_type: str, load: Pager) -> Handler:
     """A page of a record's history, paged by the database."""
 
     async def handler(crm: Crm, args: Args) -> Any:
-        rows, total = await load(crm, owner_type, args["id"], args["offset"], args["limit"])
-        return _page(rows, total, args)
+        page = await load(crm, owner_type, args["id"], args["actor"], args["offset"], args["limit"])
+        return _page(*page, args)
 
     return handler
+
+
+def _activities_page(crm: Crm, *args: Any) -> Awaitable[tuple[Sequence[Any], int]]:
+    return crm.activities.page_of_record(*args)
+
+
+def _timeline_page(crm: Crm, *args: Any) -> Awaitable[tuple[Sequence[Any], int]]:
+    return crm.activities.timeline_page(*args)
 
 
 def _record_routes(

@@ -20,6 +20,8 @@ from crm.dto import (
     LeadView,
     TimelineView,
 )
+from crm.services.handmade import DuplicateHit, Saved
+from crm.services.leads import ConversionResult
 
 # Schema names in the OpenAPI document for each view type.
 SCHEMA_NAMES: dict[type, str] = {
@@ -32,6 +34,9 @@ SCHEMA_NAMES: dict[type, str] = {
     TimelineView: "TimelineEntry",
     EventView: "InboundEvent",
     DuplicateHits: "Duplicates",
+    DuplicateHit: "DuplicateHit",
+    Saved: "SavedRecord",
+    ConversionResult: "Conversion",
 }
 
 
@@ -73,7 +78,8 @@ def type_schema(tp: Any) -> dict[str, Any]:
     if origin in (Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
         if len(inner) != 1:
-            raise TypeError(f"cannot describe {tp!r}")
+            options = [type_schema(a) for a in args]
+            return {"oneOf": options}
         schema = type_schema(inner[0])
         if type(None) not in args:
             return schema
@@ -81,6 +87,8 @@ def type_schema(tp: Any) -> dict[str, Any]:
             return {**schema, "type": [schema["type"], "null"]}
         return {"oneOf": [schema, {"type": "null"}]}
     if origin is list:
+        return {"type": "array", "items": type_schema(args[0])}
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
         return {"type": "array", "items": type_schema(args[0])}
     if origin is tuple:
         items = [type_schema(a) for a in args]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,26 @@ class ApiClient:
         if token is not None:
             headers["Authorization"] = f"Bearer {token or self.token}"
         async with self.http.get(self.base + path, params=params, headers=headers) as r:
+            assert r.content_type == "application/json", await r.text()
+            return Reply(r.status, await r.json(), dict(r.headers))
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = "",
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> Reply:
+        """A write request with a JSON body (or `raw` bytes)."""
+        sent = dict(headers or {})
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token or self.token}"
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+        sent.setdefault("Content-Type", "application/json")
+        async with self.http.request(method, self.base + path, data=data, headers=sent) as r:
             assert r.content_type == "application/json", await r.text()
             return Reply(r.status, await r.json(), dict(r.headers))
 

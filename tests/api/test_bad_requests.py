@@ -61,7 +61,7 @@ async def test_timezone_offsets_are_honoured(api: ApiClient) -> None:
 
 
 async def test_other_methods_and_paths_are_json_errors(api: ApiClient) -> None:
-    async with api.http.post(
+    async with api.http.delete(
         api.base + "/api/v1/leads", headers={"Authorization": f"Bearer {api.token}"}
     ) as r:
         assert r.status == 405 and (await r.json())["error"] == "method_not_allowed"

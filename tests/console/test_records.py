@@ -245,6 +245,42 @@ async def test_take_reminder_junk_and_edits_on_a_lead_and_a_contact(
     assert (await service.crm.records.get_contact(contact.id)).phones == []
 
 
+async def test_editing_a_lead_and_a_deal(
+    rita_console: RitaConsole, browser_page: Page, sign_in: SignIn
+) -> None:
+    service, rita = rita_console
+    lead = await service.crm.leads.create(LeadInput("Call from 030", responsible_id=rita.id))
+    deal = await service.crm.deals.create("Chairs", responsible_id=rita.id)
+    page = browser_page
+    await sign_in(page, service, rita)
+    await _open(page, service, f"/app/lead/{lead.id}")
+    await _submit(
+        page,
+        "edit",
+        title="Quote for a terrace",
+        name="Dora Klein",
+        company_title="Klein GmbH",
+        phones="030 2223344, 0151 12345678",
+        emails="dora@example.org",
+    )
+    assert "Saved." in await page.inner_text("#flashes")
+    assert "Quote for a terrace" in await page.inner_text("h1")
+    facts = await page.inner_text(".facts")
+    assert "Dora Klein" in facts and "Klein GmbH" in facts
+    tels = await page.eval_on_selector_all("a[href^='tel:']", "els => els.map(e => e.href)")
+    assert tels == ["tel:+49302223344", "tel:+4915112345678"]
+    await page.click("button[title$='dora@example.org']")
+    assert await page.locator("a[href^='mailto:']").count() == 0
+    assert "Edited" in await page.inner_text("#history")
+
+    await _open(page, service, f"/app/deal/{deal.id}")
+    await _submit(page, "edit", title="Office chairs", amount="12 500,50", currency="usd")
+    assert "Office chairs" in await page.inner_text("h1")
+    assert "12500.50 USD" in await page.inner_text(".facts")
+    text = await _submit(page, "edit", amount="lots")
+    assert "is not a number" in text
+
+
 async def test_a_supervisor_assigns_and_a_rep_cannot_open_another_reps_record(
     console: Any, browser: Any, sign_in: SignIn, shot: Shot
 ) -> None:

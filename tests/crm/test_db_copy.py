@@ -43,7 +43,10 @@ async def _populate(url: str) -> str:
             (await crm.reps.add(name, telegram_user_id=1000 + i)).id
             for i, name in enumerate(("Anna", "Ben", "Cleo"))
         ]
-        _, token = await crm.tokens.create("copy test")
+        token_id, token = await crm.tokens.create("copy test")
+        # A write API request's idempotency record (its answer kept for retries).
+        await crm.idempotency.begin(token_id, "retry-1", "0" * 64)
+        await crm.idempotency.finish(token_id, "retry-1", 201, '{"id": 1}')
         await crm.exceptions.add("+49 30 9999999", comment="our own switchboard")
         start = datetime(2026, 11, 1, 9, tzinfo=UTC)
         events = []

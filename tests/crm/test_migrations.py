@@ -76,3 +76,19 @@ async def test_0002_moves_extensions_to_their_column_and_unmatches_unassigned_nu
         # The migrated schema is the models' (so SQLite tests, built from the models, and
         # PostgreSQL ones, built by the migrations, test the same thing).
         assert await conn.run_sync(_differences) == []
+
+
+async def test_0004_keeps_existing_tokens_read_only(empty_db: Database) -> None:
+    await upgrade(empty_db, "0002")
+    async with empty_db.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO api_tokens (name, token_hash, created_at)"
+                " VALUES ('dashboard', 'h', CURRENT_TIMESTAMP)"
+            )
+        )
+    await upgrade(empty_db, "0004")
+    async with empty_db.engine.connect() as conn:
+        found = (await conn.execute(text("SELECT name, scopes, rep_id FROM api_tokens"))).all()
+        assert [tuple(r) for r in found] == [("dashboard", "read", None)]
+        assert await conn.run_sync(_differences) == []

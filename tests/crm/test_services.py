@@ -51,7 +51,7 @@ async def test_lead_status_junk_reopen_and_assignment(crm: Crm) -> None:
         await crm.leads.change_status(lead.id, "NOPE")
     with pytest.raises(InvalidInput):  # success only through conversion
         await crm.leads.change_status(lead.id, "CONVERTED")
-    with pytest.raises(InvalidInput):  # a plain rep cannot reassign
+    with pytest.raises(Forbidden):  # a plain rep cannot reassign
         await crm.leads.assign(lead.id, rita.id, Actor(rita.id, "rep"))
     assigned = await crm.leads.assign(lead.id, rita.id, Actor(boss.id, "supervisor"))
     assert assigned.responsible_id == rita.id and assigned.responsible_name == "Rita"
