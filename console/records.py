@@ -164,11 +164,8 @@ class Act:
     def field(self, name: str) -> str:
         return self.form.get(name, "")
 
-    def done(self, text: str, kind: str | None = None, ident: int | None = None) -> web.Response:
-        """Back to the record (or the one the action made), with a one-line confirmation."""
-        response = redirect(f"{PREFIX}/{kind or self.kind}/{ident or self.ident}")
-        flash(response, text)
-        return response
+    def done(self, text: str, kind: str | None = None, ident: int | None = None) -> Done:
+        return Done(text, kind or self.kind, ident or self.ident)
 
     async def open_deal(self) -> DealView:
         deal = await self.crm.deals.get(self.ident, self.actor)
@@ -177,7 +174,18 @@ class Act:
         return deal
 
 
-Action = Callable[[Act], Awaitable[web.StreamResponse]]
+@dataclass(frozen=True, slots=True)
+class Done:
+    """What an action did (a one-line confirmation) and the record to show next."""
+
+    text: str
+    kind: str
+    ident: int
+    tell_holder: bool = True  # the record's holder hears of it when someone else did it
+    told: str | None = None  # what the holder hears, when not `text`
+
+
+Action = Callable[[Act], Awaitable[Done]]
 
 
 def action(*kinds: str) -> Callable[[Action], Handler]:
@@ -191,7 +199,14 @@ def action(*kinds: str) -> Callable[[Action], Handler]:
                 raise Refused(404, f"a {kind} has no such action")
             form = await read_form(request)
             fields = {k: v.strip() for k, v in form.items() if isinstance(v, str)}
-            return await fn(Act(crm_of(request), current_actor(request), kind, ident, fields))
+            crm, actor = crm_of(request), current_actor(request)
+            done = await fn(Act(crm, actor, kind, ident, fields))
+            if done.tell_holder:  # as the bot tells a rep whose card someone else worked
+                told = done.told or done.text
+                await crm.outbox.tell_holder(kind, ident, actor.rep_id, told)
+            response = redirect(f"{PREFIX}/{done.kind}/{done.ident}")
+            flash(response, done.text)
+            return response
 
         return handle
 
@@ -223,7 +238,7 @@ def _split(raw: str) -> tuple[str, ...]:
 
 
 @action("lead")
-async def take(a: Act) -> web.StreamResponse:
+async def take(a: Act) -> Done:
     lead = await a.crm.leads.get(a.ident, a.actor)
     if lead.responsible_id == a.actor.rep_id and lead.taken_at is not None:
         return a.done("You have this lead already.")
@@ -234,7 +249,7 @@ async def take(a: Act) -> web.StreamResponse:
 
 
 @action("lead", "deal")
-async def assign(a: Act) -> web.StreamResponse:
+async def assign(a: Act) -> Done:
     raw = a.field("rep_id")
     if not raw.isdigit():
         raise Refused(422, "choose the rep to assign it to")
@@ -245,17 +260,18 @@ async def assign(a: Act) -> web.StreamResponse:
     # The new holder hears it in Telegram, as after the bot's reassign button.
     payload = {f"{a.kind}_id": a.ident, "by_rep_id": a.actor.rep_id}
     await a.crm.outbox.enqueue("assigned", payload, int(raw))
-    return a.done(f"Assigned to {view.responsible_name}.")
+    # The new holder is told "assigned" (above), not "changed".
+    return Done(f"Assigned to {view.responsible_name}.", a.kind, a.ident, tell_holder=False)
 
 
 @action()
-async def comment(a: Act) -> web.StreamResponse:
-    await a.crm.activities.comment(a.kind, a.ident, a.field("text"), a.actor)
-    return a.done("Comment added.")
+async def comment(a: Act) -> Done:
+    made = await a.crm.activities.comment(a.kind, a.ident, a.field("text"), a.actor)
+    return Done("Comment added.", a.kind, a.ident, told=f"💬 {made.body}")
 
 
 @action()
-async def remind(a: Act) -> web.StreamResponse:
+async def remind(a: Act) -> Done:
     """A call-back reminder at a local date and time, as the bot's ⏰ button schedules it."""
     raw = a.field("due")
     tz = ZoneInfo(a.crm.config.timezone)
@@ -272,7 +288,7 @@ async def remind(a: Act) -> web.StreamResponse:
 
 
 @action("lead")
-async def convert(a: Act) -> web.StreamResponse:
+async def convert(a: Act) -> Done:
     into = CONVERSIONS.get(a.field("into"))
     if into is None:
         raise Refused(422, f"choose what to convert into: {', '.join(CONVERSIONS)}")
@@ -290,7 +306,7 @@ async def convert(a: Act) -> web.StreamResponse:
 
 
 @action("deal")
-async def win(a: Act) -> web.StreamResponse:
+async def win(a: Act) -> Done:
     deal = await a.open_deal()
     amount = _amount(a.field("amount"))
     if amount is not None:
@@ -302,7 +318,7 @@ async def win(a: Act) -> web.StreamResponse:
 
 
 @action("deal")
-async def lose(a: Act) -> web.StreamResponse:
+async def lose(a: Act) -> Done:
     chosen = a.field("reason")
     if chosen and chosen != OTHER and chosen not in a.crm.config.lost_reasons:
         raise Refused(422, "choose one of the listed reasons, or Other and type it")
@@ -315,7 +331,7 @@ async def lose(a: Act) -> web.StreamResponse:
 
 
 @action("lead")
-async def junk(a: Act) -> web.StreamResponse:
+async def junk(a: Act) -> Done:
     reason = a.field("reason")[:500]
     if not reason:
         raise Refused(422, "say why the lead is junk")
@@ -324,7 +340,7 @@ async def junk(a: Act) -> web.StreamResponse:
 
 
 @action("lead", "deal")
-async def status(a: Act) -> web.StreamResponse:
+async def status(a: Act) -> Done:
     """A lead's status or a deal's stage (among the open ones; closing has its own forms)."""
     code = a.field("status")
     if a.kind == "lead":
@@ -336,7 +352,7 @@ async def status(a: Act) -> web.StreamResponse:
 
 
 @action("lead", "deal")
-async def reopen(a: Act) -> web.StreamResponse:
+async def reopen(a: Act) -> Done:
     if a.kind == "lead":
         await a.crm.leads.reopen(a.ident, a.actor)
     else:
@@ -345,7 +361,7 @@ async def reopen(a: Act) -> web.StreamResponse:
 
 
 @action()
-async def edit(a: Act) -> web.StreamResponse:
+async def edit(a: Act) -> Done:
     """Fields of the record; phones and emails typed here are added to the ones it has."""
     phones, emails = _split(a.field("phones")), _split(a.field("emails"))
     if a.kind == "contact":
@@ -385,7 +401,7 @@ async def edit(a: Act) -> web.StreamResponse:
 
 
 @action("lead", "contact", "company")
-async def remove_comm(a: Act) -> web.StreamResponse:
+async def remove_comm(a: Act) -> Done:
     value = a.field("value")
     await a.crm.records.remove_comm(a.kind, a.ident, a.field("comm_kind"), value, a.actor)
     return a.done(f"Removed {value}.")

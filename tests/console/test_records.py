@@ -287,7 +287,7 @@ async def test_a_supervisor_assigns_and_a_rep_cannot_open_another_reps_record(
     service = await console()
     crm = service.crm
     rita = await crm.reps.add("Rita Rep")
-    paul = await crm.reps.add("Paul Other")
+    paul = await crm.reps.add("Paul Other", telegram_user_id=5551)
     sam = await crm.reps.add("Sam Supervisor", role="supervisor")
     lead = await crm.leads.create(
         LeadInput("Secret roof deal", name="Carla Private", phones=("030 4443322",))
@@ -301,8 +301,19 @@ async def test_a_supervisor_assigns_and_a_rep_cannot_open_another_reps_record(
     assert "Assigned to Paul Other." in await boss.inner_text("#flashes")
     assert "Paul Other" in await boss.inner_text(".facts")
     # Paul hears it in Telegram (the bot's outbox).
-    pending = await crm.outbox.due(datetime.now(UTC) + timedelta(days=1))
-    assert any(m.kind == "assigned" and m.rep_id == paul.id for m in pending)
+    # Paul hears it in Telegram (the bot's outbox) ...
+    [assigned] = await crm.outbox.due(datetime.now(UTC) + timedelta(days=1))
+    assert (assigned.kind, assigned.rep_id) == ("assigned", paul.id)
+    await crm.outbox.mark_sent(assigned.id, [])
+    # ... and what Sam does to his lead next, as after the bot's buttons.
+    assert "Comment added." in await _submit(boss, "comment", text="Call her before noon")
+    [changed] = await crm.outbox.due(datetime.now(UTC) + timedelta(days=1))
+    assert (changed.kind, changed.rep_id) == ("changed", paul.id)
+    assert changed.payload == {
+        "lead_id": lead.id,
+        "by_rep_id": sam.id,
+        "what": "💬 Call her before noon",
+    }
 
     page = await (await browser.new_context()).new_page()
     await sign_in(page, service, rita)
