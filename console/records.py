@@ -66,11 +66,17 @@ def reach(c: CommView) -> Reach:
         return Reach("phone", text, f"tel:{c.value}", key)
     if c.kind == "email" and c.value:
         return Reach("email", text, f"mailto:{c.value}", key)
-    if c.kind == "whatsapp" and c.value:
-        return Reach("WhatsApp", text, f"https://wa.me/{c.value.lstrip('+')}", key)
-    if c.kind == "telegram" and c.label:
-        return Reach("Telegram", f"@{c.label}", f"https://t.me/{quote(c.label)}", key)
-    return Reach(c.kind.capitalize() if c.kind != "telegram" else "Telegram", text, None, key)
+    if c.kind == "whatsapp":
+        digits = (c.value or "").lstrip("+")
+        return Reach("WhatsApp", text, f"https://wa.me/{digits}" if digits.isdigit() else None, key)
+    if c.kind == "telegram":
+        name = (c.label or "").lstrip("@")
+        if name and name != "invalid":
+            return Reach("Telegram", f"@{name}", f"https://t.me/{quote(name)}", key)
+        # No username: the apps open a user's profile by id.
+        href = f"tg://user?id={c.value}" if (c.value or "").isdigit() else None
+        return Reach("Telegram", text, href, key)
+    return Reach(c.kind.capitalize(), text, None, key)
 
 
 # --- reading ---------------------------------------------------------------------------------

@@ -13,10 +13,11 @@ import aiohttp
 import pytest
 from playwright.async_api import Page
 
-from crm.dto import Actor, RepView
+from console.records import Reach, reach
+from crm.dto import Actor, CommView, RepView
 from crm.services.leads import LeadInput
 from crm.services.records import ContactInput
-from matching.event import Attachment, Channel
+from matching.event import Attachment, Channel, Handle
 from tests.conftest import make_event
 from tests.console.conftest import Shot, SignIn, console_url
 
@@ -55,6 +56,14 @@ async def _anna(service: Any) -> int:
             subject="Our floor plan",
             text="See the plan attached. Three windows, south side.",
             attachments=(Attachment("floor-plan.pdf", "application/pdf", 12000),),
+        )
+    )
+    await crm.intake.process(
+        make_event(
+            channel=Channel.WHATSAPP,
+            phones=("+49 30 1234567",),
+            handles=(Handle("whatsapp", "49301234567"),),
+            text="Do you deliver on Sunday?",
         )
     )
     assert call.lead_id is not None
@@ -104,6 +113,9 @@ async def test_a_lead_page_shows_the_record_and_its_whole_history(
     # Identities: the phone as a tel: link, the email as mailto:.
     assert await page.get_attribute("a[href^='tel:']", "href") == "tel:+49301234567"
     assert await page.get_attribute("a[href^='mailto:']", "href") == "mailto:anna@example.org"
+    assert await page.get_attribute("a[href^='https://wa.me/']", "href") == (
+        "https://wa.me/49301234567"
+    )
     history = await page.inner_text("#history")
     for seen in (
         "Incoming call, 2:05",
@@ -111,6 +123,8 @@ async def test_a_lead_page_shows_the_record_and_its_whole_history(
         "Our floor plan",
         "See the plan attached.",
         "floor-plan.pdf",
+        "WhatsApp message",
+        "Do you deliver on Sunday?",
         "Wants a quote by Friday",
         "Status: New → Processed",
         "Assigned: Rita Rep",
@@ -406,3 +420,12 @@ async def test_long_histories_page_older_in_place_and_fit_a_phone(
     assert await page.locator("#history-older").count() == 0
     assert page.url.endswith(f"/app/deal/{deal.id}")  # appended in place
     await phone.close()
+
+
+def test_messenger_ids_link_to_their_apps() -> None:
+    tg = CommView("telegram", "anna_b", "123456", label="anna_b")
+    assert reach(tg) == Reach("Telegram", "@anna_b", "https://t.me/anna_b", "123456")
+    bare = CommView("telegram", "123456", "123456")
+    assert reach(bare).href == "tg://user?id=123456"
+    odd = CommView("whatsapp", "BR.abc", "BR.abc")
+    assert reach(odd).href is None  # a business-scoped id, not a number: no wa.me link
