@@ -45,6 +45,19 @@ CONVERSIONS = {
     "contact-company": ("contact", "company"),
     "all": ("contact", "company", "deal"),
 }
+# The longest a typed field may be (what the database column holds).
+LIMITS = {
+    "title": 300,
+    "name": 300,
+    "company_title": 300,
+    "first_name": 150,
+    "last_name": 150,
+    "reason": 500,
+    "other": 500,
+    "currency": 3,
+    "amount": 40,
+}
+MAX_AMOUNT = Decimal(10) ** 16  # deal amounts: 16 digits before the point, 2 after
 OTHER = "__other__"  # the lost-reason choice "other (typed)"
 Record = LeadView | ContactView | CompanyView | DealView
 
@@ -168,7 +181,13 @@ class Act:
     form: dict[str, str]
 
     def field(self, name: str) -> str:
-        return self.form.get(name, "")
+        """A typed field, refused when longer than the record can hold."""
+        value = self.form.get(name, "")
+        limit = LIMITS.get(name, 20_000)
+        if len(value) > limit:
+            what = name.replace("_", " ")
+            raise Refused(422, f"the {what} is too long: at most {limit} characters")
+        return value
 
     def done(self, text: str, kind: str | None = None, ident: int | None = None) -> Done:
         return Done(text, kind or self.kind, ident or self.ident)
@@ -228,6 +247,8 @@ def _amount(raw: str) -> Decimal | None:
         raise Refused(422, f"the amount {raw[:40]!r} is not a number (like 1200.50)") from None
     if not amount.is_finite() or amount < 0:
         raise Refused(422, "the amount must be a number not below 0")
+    if amount >= MAX_AMOUNT or amount != amount.quantize(Decimal("0.01")):
+        raise Refused(422, "the amount may have at most 16 digits before the point and 2 after")
     return amount
 
 
@@ -240,7 +261,10 @@ def _currency(raw: str, default: str) -> str:
 
 def _split(raw: str) -> tuple[str, ...]:
     """Several phones or emails typed in one field, separated by commas or new lines."""
-    return tuple(p.strip() for p in raw.replace("\n", ",").split(",") if p.strip())
+    parts = tuple(p.strip() for p in raw.replace("\n", ",").split(",") if p.strip())
+    if any(len(p) > 320 for p in parts):
+        raise Refused(422, "a phone or email is at most 320 characters long")
+    return parts
 
 
 @action("lead")

@@ -377,6 +377,19 @@ async def test_a_post_without_the_csrf_token_is_refused(console: Any) -> None:
             f"{base}/convert", data={"into": "x", "_csrf": signed.csrf_token}
         ) as r:
             assert r.status == 422 and "choose what to convert into" in await r.text()
+        # What the database could not hold is refused with why, never a server error.
+        deal = await crm.deals.create("Big one", responsible_id=rita.id)
+        for path, form, why in (
+            (f"{base}/edit", {"title": "x" * 301}, "title is too long"),
+            (f"{base}/edit", {"phones": "1" * 321}, "at most 320 characters"),
+            (f"/app/deal/{deal.id}/win", {"amount": "1e20"}, "at most 16 digits"),
+            (f"/app/deal/{deal.id}/edit", {"amount": "1.005"}, "2 after"),
+            (f"/app/deal/{deal.id}/win", {"amount": "5", "currency": "EURO"}, "too long"),
+        ):
+            url = path if path.startswith("http") else f"{console_url(service)}{path}"
+            async with http.post(url, data={**form, "_csrf": signed.csrf_token}) as r:
+                assert r.status == 422 and why in await r.text(), (path, form)
+        assert (await crm.deals.get(deal.id)).is_open
     comments = [a.body for a in await crm.activities.of_record("lead", lead.id)]
     assert comments == ["fine"]
     assert (await crm.leads.get(lead.id)).is_open
@@ -429,3 +442,24 @@ def test_messenger_ids_link_to_their_apps() -> None:
     assert reach(bare).href == "tg://user?id=123456"
     odd = CommView("whatsapp", "BR.abc", "BR.abc")
     assert reach(odd).href is None  # a business-scoped id, not a number: no wa.me link
+
+
+async def test_customer_text_is_escaped_and_only_web_recordings_play(console: Any) -> None:
+    service = await console()
+    crm = service.crm
+    sam = await crm.reps.add("Sam Supervisor", role="supervisor")
+    forged = {**CALL, "call_id": "forged", "recording_url": "javascript:alert(1)"}
+    call = await crm.intake.process(
+        make_event(
+            phones=("030 6667778",), display_name="<img src=x onerror=alert(2)>", meta=forged
+        )
+    )
+    signed = await crm.web_sessions.redeem(await crm.web_sessions.create_link(sam.id))
+    async with (
+        aiohttp.ClientSession(cookies={"leadbot_session": signed.session_token}) as http,
+        http.get(f"{console_url(service)}/app/lead/{call.lead_id}") as r,
+    ):
+        body = await r.text()
+    assert r.status == 200 and "Incoming call, 2:05" in body
+    assert "javascript:" not in body and "<audio" not in body
+    assert "<img src=x" not in body and "&lt;img src=x onerror=alert(2)&gt;" in body
