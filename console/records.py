@@ -96,7 +96,7 @@ def reach(c: CommView) -> Reach:
 
 
 def _record_ref(request: web.Request) -> tuple[str, int]:
-    kind = request.match_info["kind"]
+    kind = request.path.removeprefix(PREFIX).split("/")[1]  # routed per kind: /app/lead/{id}
     raw = request.match_info["id"]
     if kind not in KINDS or not raw.isdigit() or len(raw) > 12:
         raise Refused(404, f"there is no such page: {kind} {raw}")
@@ -454,9 +454,9 @@ ACTIONS: dict[str, Handler] = {
 
 
 def routes() -> list[web.AbstractRouteDef]:
-    kinds = "|".join(KINDS)
-    record = f"{PREFIX}/{{kind:{kinds}}}/{{id:[0-9]+}}"
-    return [
-        web.get(record, record_page, allow_head=False),
-        *(web.post(f"{record}/{name}", handler) for name, handler in ACTIONS.items()),
-    ]
+    out: list[web.AbstractRouteDef] = []
+    for kind in KINDS:
+        record = f"{PREFIX}/{kind}/{{id:[0-9]+}}"
+        out.append(web.get(record, record_page, allow_head=False))
+        out += [web.post(f"{record}/{name}", handler) for name, handler in ACTIONS.items()]
+    return out
