@@ -18,11 +18,12 @@ from crm.services.board import Board
 from crm.services.callers import CallerLookup
 from crm.services.chat_state import ChatStates
 from crm.services.deals import Deals
+from crm.services.edits import Edits
 from crm.services.escalation import Followups
 from crm.services.events import Events
 from crm.services.exceptions import Exceptions
 from crm.services.external_calls import ExternalCalls
-from crm.services.handmade import Handmade, RecordEdits
+from crm.services.handmade import Handmade
 from crm.services.health import ChannelHealth
 from crm.services.history import History
 from crm.services.idempotency import Idempotency
@@ -30,14 +31,17 @@ from crm.services.leads import Leads
 from crm.services.mailstate import MailState
 from crm.services.messages import Messages
 from crm.services.outbox import Outbox
+from crm.services.phone_lines import PhoneLines
 from crm.services.pipelines import sync_pipelines
 from crm.services.prompts import Prompts
+from crm.services.querying import Queries
 from crm.services.records import Records
 from crm.services.related import Related
 from crm.services.reps import Reps
 from crm.services.runtime import RuntimeSettings
 from crm.services.search import Search
 from crm.services.stats import Stats
+from crm.services.team import Team
 from crm.services.telephony import Telephony
 from crm.services.tokens import Tokens
 from crm.services.websessions import WebSessions
@@ -65,7 +69,9 @@ class Crm:
         self.reps = Reps(db)
         self.search = Search(db, config)
         self.handmade = Handmade(db, config)  # records typed in by hand, duplicate-checked
-        self.edits = RecordEdits(db, config)
+        # Plain field edits (REST PATCH, Bitrix24 *.update) and lists by a typed filter spec.
+        self.edits = Edits(db, config)
+        self.queries = Queries(db, config)
         self.tokens = Tokens(db)
         self.idempotency = Idempotency(db)
         self.events = Events(db)
@@ -82,6 +88,7 @@ class Crm:
         self.health = ChannelHealth(db)
         self.external_calls = ExternalCalls(db, config.default_region)
         self.telephony = Telephony(db)
+        self.phone_lines = PhoneLines(db)
         # The caller lookup's fast path; `telephony.caller` answers where it has no reader.
         self.callers = CallerLookup(db, self.telephony)
         # The web console's sign-in links and sessions.
@@ -90,6 +97,8 @@ class Crm:
         )
         # Team numbers (bot /stats, the console dashboard).
         self.stats = Stats(db, config, clock)
+        # The supervisor's /team, the morning digest.
+        self.team = Team(db, config)
 
     @property
     def changes(self) -> Feed:

@@ -43,7 +43,7 @@ _PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
     # A bare Telegram token, as in python-telegram-bot's "The token `…` was rejected".
     ((":", "%3a"), re.compile(r"[0-9]{5,}(?::|%3[Aa])[\w-]{30,}"), REDACTED),
     # Bitrix24 inbound webhooks /rest/<user>/<token>/<method>; also a URL cut short.
-    (("/rest/",), re.compile(r"(/rest/\d+/)[^/\s?#'\"]+"), rf"\1{REDACTED}"),
+    (("/rest/",), re.compile(r"(/rest/(?:api/)?\d+/)[^/\s?#'\"]+"), rf"\1{REDACTED}"),
     # Web console sign-in links /app/login/<token> (a refused one is logged with its path).
     (("/app/login/",), re.compile(r"(/app/login/)(?!\{)[^/\s?#'\"]+"), rf"\1{REDACTED}"),
     # REST API tokens (crm.services.tokens): "lb_" + token_urlsafe(32).

@@ -106,6 +106,7 @@ def test_a_broken_format_string_still_logs_redacted(
         # Web console sign-in links.
         ("refused GET /app/login/Xy_9-ab (/app/login/{token}) from 127.0.0.1: 403",
          "refused GET /app/login/[redacted] (/app/login/{token}) from 127.0.0.1: 403"),
+        ("POST /rest/api/1/abc123/crm.lead.list", "POST /rest/api/1/[redacted]/crm.lead.list"),
         # REST API tokens and Authorization headers in their usual shapes.
         ("token lb_AbCdEf0123456789_-xyzXYZ used", "token [redacted] used"),
         ("Authorization: Bearer abc.def", "Authorization: [redacted]"),

@@ -17,7 +17,38 @@ HIDE = "telephony.externalcall.hide"
 ATTACH_RECORD = "telephony.externalcall.attachrecord"
 BATCH = "batch"
 TELEPHONY_METHODS = frozenset({REGISTER, FINISH, SEARCH, SHOW, HIDE, ATTACH_RECORD})
-SUPPORTED_METHODS = TELEPHONY_METHODS | {BATCH}
+# The CRM, user, system and line methods (channels/phone/bitrix_crm, bitrix_catalog,
+# bitrix_users); the service checks that each has a handler.
+CRM_METHODS = frozenset(
+    {
+        *(
+            f"crm.{kind}.{verb}"
+            for kind in ("lead", "contact", "company", "deal")
+            for verb in ("list", "get", "add", "update")
+        ),
+        "crm.activity.list",
+        "crm.activity.get",
+        "crm.activity.add",
+        "crm.timeline.comment.add",
+        "crm.duplicate.findbycomm",
+        "crm.status.list",
+        "crm.dealcategory.list",
+        "crm.dealcategory.stage.list",
+        "crm.category.list",
+        "user.get",
+        "user.current",
+        "profile",
+        "app.info",
+        "methods",
+        "method.get",
+        "scope",
+        "telephony.externalline.add",
+        "telephony.externalline.get",
+        "telephony.externalline.update",
+        "telephony.externalline.delete",
+    }
+)
+SUPPORTED_METHODS = TELEPHONY_METHODS | CRM_METHODS | {BATCH}
 
 # PHP's defaults are max_input_vars=1000 and max_input_nesting_level=64; ours are tighter.
 MAX_PARAMS = 1000

@@ -17,8 +17,10 @@ from channels.phone.bitrix_batch import (
     BatchKey,
 )
 from channels.phone.calls import (
+    CallDirection,
     Disposition,
 )
+from crm.services.telephony import CallerInfo, NumberHolder
 
 # --- responses --------------------------------------------------------------------------------
 
@@ -64,6 +66,26 @@ def bitrix_result(result: Any, timing: Timing) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A list method's page: the rows, and the envelope's `next` (only when more rows exist)
+    and `total` (None: not counted, Bitrix24's start=-1)."""
+
+    items: list[Any]
+    next: int | None
+    total: int | None
+
+
+def listed_result(listed: Listed, timing: Timing) -> dict[str, Any]:
+    body = bitrix_result(listed.items, timing)
+    if listed.next is not None:
+        body["next"] = listed.next
+    if listed.total is not None:
+        body["total"] = listed.total
+    # Bitrix24 prints result, next, total, time in this order.
+    return {k: body[k] for k in ("result", "next", "total", "time") if k in body}
+
+
 def bitrix_error(code: str, description: str) -> dict[str, str]:
     return {"error": code, "error_description": description}
 
@@ -81,14 +103,16 @@ def batch_result(
     results: Mapping[BatchKey, Any],
     errors: Mapping[BatchKey, dict[str, str]],
     times: Mapping[BatchKey, dict[str, Any]],
+    totals: Mapping[BatchKey, int] | None = None,
+    nexts: Mapping[BatchKey, int] | None = None,
 ) -> dict[str, Any]:
-    """The `batch` reply's result: every command's answer, error and time under its key.
-    Telephony methods are not list methods, so `result_total` and `result_next` are empty."""
+    """The `batch` reply's result: every command's answer, error and time under its key, and
+    the `total` / `next` of its list commands."""
     return {
         "result": php_array(results),
         "result_error": php_array(errors),
-        "result_total": [],
-        "result_next": [],
+        "result_total": php_array(totals or {}),
+        "result_next": php_array(nexts or {}),
         "result_time": php_array(times),
     }
 
@@ -185,3 +209,30 @@ def search_result(hits: Sequence[EntityHit]) -> list[dict[str, Any]]:
         }
         for hit in hits
     ]
+
+
+def call_card(
+    request: RegisterRequest, caller: CallerInfo | None, forced: NumberHolder | None
+) -> dict[str, Any]:
+    """What a rep's call card shows: the number, the direction, and the records of the caller
+    (the entity the phone system named first, then open deal, open lead, contact, company)."""
+    records: list[list[Any]] = []
+    if forced is not None:
+        records.append([forced.owner_type, forced.owner_id, forced.name])
+    if caller is not None:
+        for kind, ident, label in (
+            ("deal", caller.deal_id, caller.deal_title),
+            ("lead", caller.lead_id, caller.lead_title),
+            ("contact", caller.contact_id, caller.contact_name),
+            ("company", caller.company_id, caller.company_name),
+        ):
+            if ident is not None and [kind, ident] not in [r[:2] for r in records]:
+                records.append([kind, ident, label])
+    responsible = caller.responsible if caller is not None else None
+    return {
+        "phone": request.phone_number,
+        "incoming": request.type.direction is CallDirection.INCOMING,
+        "line": request.line_number,
+        "records": records,
+        "responsible": responsible.name if responsible is not None else None,
+    }

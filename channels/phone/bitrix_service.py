@@ -17,6 +17,7 @@ the number. The call card Bitrix24 pops up (SHOW, show, hide) is a message from 
 from __future__ import annotations
 
 import hmac
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -46,6 +47,7 @@ from channels.phone.bitrix_batch import (
     split_command,
     substitute,
 )
+from channels.phone.bitrix_fields import Printer
 from channels.phone.bitrix_params import (
     ATTACH_RECORD,
     BATCH,
@@ -59,25 +61,30 @@ from channels.phone.bitrix_params import (
     SHOW,
     BitrixError,
     invalid_credentials,
+    method_not_found,
     parse_bitrix_params,
     resolve_method,
 )
 from channels.phone.bitrix_replies import (
     EntityHit,
+    Listed,
     Timing,
     attach_record_result,
     batch_result,
     bitrix_error,
     bitrix_result,
+    call_card,
     command_time,
     finish_result,
+    listed_result,
     register_result,
     search_result,
 )
-from channels.phone.calls import CallDirection
+from channels.phone.bitrix_rest import user_methods
 from channels.phone.context import PhoneContext
 from crm.dto import IntakeResult
-from crm.services.telephony import CallerInfo, NumberHolder, RepContact
+from crm.errors import InvalidInput
+from crm.services.telephony import NumberHolder, RepContact
 from matching.event import RegisterMode
 from matching.text import clean_json
 
@@ -131,33 +138,6 @@ def _stored_int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def call_card(
-    request: RegisterRequest, caller: CallerInfo | None, forced: NumberHolder | None
-) -> dict[str, Any]:
-    """What a rep's call card shows: the number, the direction, and the records of the caller
-    (the entity the phone system named first, then open deal, open lead, contact, company)."""
-    records: list[list[Any]] = []
-    if forced is not None:
-        records.append([forced.owner_type, forced.owner_id, forced.name])
-    if caller is not None:
-        for kind, ident, label in (
-            ("deal", caller.deal_id, caller.deal_title),
-            ("lead", caller.lead_id, caller.lead_title),
-            ("contact", caller.contact_id, caller.contact_name),
-            ("company", caller.company_id, caller.company_name),
-        ):
-            if ident is not None and [kind, ident] not in [r[:2] for r in records]:
-                records.append([kind, ident, label])
-    responsible = caller.responsible if caller is not None else None
-    return {
-        "phone": request.phone_number,
-        "incoming": request.type.direction is CallDirection.INCOMING,
-        "line": request.line_number,
-        "records": records,
-        "responsible": responsible.name if responsible is not None else None,
-    }
-
-
 class BitrixTelephony:
     def __init__(self, ctx: PhoneContext) -> None:
         self.ctx = ctx
@@ -170,6 +150,14 @@ class BitrixTelephony:
             HIDE: self.hide,
             ATTACH_RECORD: self.attach_record,
         }
+        crm = ctx.host.crm
+        self._methods.update(
+            user_methods(crm, ctx.host.process_now, self._printer, lambda: self._methods)
+        )
+
+    def _printer(self) -> Printer:
+        config = self.ctx.host.crm.config
+        return Printer(self.timezone, config.currency, [p.code for p in config.pipelines])
 
     @property
     def timezone(self) -> tzinfo:
@@ -217,7 +205,23 @@ class BitrixTelephony:
             return _error(err)
         if method != SEARCH:  # call cards, hand-overs, bound calls: rep messages to send now
             self.ctx.host.outbox_written()
-        return _reply(bitrix_result(result, Timing(start=started, finish=time.time())))
+        timing = Timing(start=started, finish=time.time())
+        if isinstance(result, Listed):
+            return _reply(listed_result(result, timing))
+        return _reply(bitrix_result(result, timing))
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        """A /rest/ path that names no method: Bitrix24's answer, not the generic 404."""
+        return _error(method_not_found())
+
+    async def handle_v3(self, request: web.Request) -> web.Response:
+        """REST 3.0's path: the same answers, an error as `{"error": {"code", "message"}}`."""
+        response = await self.handle(request)
+        if response.status < 400 or not isinstance(response.body, bytes):
+            return response
+        body = json.loads(response.body)
+        error = {"code": body.get("error") or "ERROR", "message": body.get("error_description")}
+        return _reply({"error": error}, response.status)
 
     async def batch(self, params: dict[str, Any], app: str) -> dict[str, Any]:
         """Run the commands in order; a command may use `$result[name][FIELD]` of an earlier
@@ -226,18 +230,27 @@ class BitrixTelephony:
         results: dict[BatchKey, Any] = {}
         errors: dict[BatchKey, dict[str, str]] = {}
         times: dict[BatchKey, dict[str, Any]] = {}
+        totals: dict[BatchKey, int] = {}
+        nexts: dict[BatchKey, int] = {}
         for command in commands:
             started = time.time()
             try:
                 method, sub = split_command(command.command)
-                results[command.key] = await self._methods[method](substitute(sub, results), app)
+                result = await self._methods[method](substitute(sub, results), app)
             except BitrixError as err:
                 errors[command.key] = bitrix_error(err.code, err.description)
                 if halt:
                     break
                 continue
+            if isinstance(result, Listed):
+                if result.total is not None:
+                    totals[command.key] = result.total
+                if result.next is not None:
+                    nexts[command.key] = result.next
+                result = result.items
+            results[command.key] = result
             times[command.key] = command_time(Timing(start=started, finish=time.time()))
-        return batch_result(results, errors, times)
+        return batch_result(results, errors, times, totals, nexts)
 
     async def _rep(self, user_id: int | None, inner: str | None) -> RepContact:
         """The active rep behind USER_ID, else behind USER_PHONE_INNER (read fresh: a rep
@@ -311,7 +324,7 @@ class BitrixTelephony:
             )
         # CRM_CREATE=1 lets the call create a lead (deal + contact in simple mode); without it
         # (Bitrix24's default is 0) and with a named entity the call only attaches to records.
-        create = request.crm_create and forced is None
+        create = request.crm_create and forced is None and await self._line_creates(request)
         event = replace(
             event, register_mode=RegisterMode.DEFAULT if create else RegisterMode.ONLY_UPDATE
         )
@@ -334,6 +347,16 @@ class BitrixTelephony:
         return await self.ctx.telephony.remember(
             call_id, "register", result, finished_at=None, facts={"crm": crm}
         )
+
+    async def _line_creates(self, request: RegisterRequest) -> bool:
+        """False when the call's line is registered with CRM_AUTO_CREATE=N."""
+        if request.line_number is None:
+            return True
+        try:
+            line = await self.ctx.host.crm.phone_lines.get(request.line_number)
+        except InvalidInput:  # no number a line could be registered with
+            return True
+        return line is None or line.crm_auto_create
 
     def _registered(self, data: dict[str, Any]) -> RegisterRequest:
         request = parse_register(data.get("params") or {}, tz=self.timezone)

@@ -4,8 +4,11 @@ Routes (each answers 404 with a reason when its own secret is not set):
     POST /hooks/calls                      generic JSON webhook (phone.webhook_secret)
     GET  /hooks/calls/lookup?number=…      caller lookup (phone.lookup_token)
     POST /hooks/twilio/voice, …/status     Twilio voice / status callbacks (phone.twilio_auth_token)
+    POST /hooks/twilio/recording           Twilio recording status callbacks (also at …/status)
     GET|POST /rest/<user>/<token>/telephony.externalcall.*[.json]   Bitrix24 (phone.bitrix_token)
     GET|POST /rest/<user>/<token>/batch[.json]                      … several of them at once
+    GET|POST /rest/<user>/<token>/crm.*, user.get, telephony.externalLine.*, …  the CRM
+    POST /rest/api/<user>/<token>/<method>                          the same, REST 3.0's path
     GET  /recordings/<name>                recordings sent to attachRecord as files
                                            (phone.recordings_dir)
 """
@@ -25,9 +28,11 @@ from channels.phone.context import GENERIC_KIND, PhoneContext, PhoneHost
 from channels.phone.lookup import lookup
 from channels.phone.recordings import RECORDINGS_PATH
 from channels.phone.webhooks import (
+    TWILIO_RECORDING_PATH,
     TWILIO_STATUS_PATH,
     TWILIO_VOICE_PATH,
     generic_hook,
+    twilio_recording,
     twilio_status,
     twilio_voice,
 )
@@ -37,6 +42,9 @@ from crm.supervisor import TaskHost
 # (`bitrix_params.method_not_found`), a user that is not a number Bitrix24's refusal of the
 # credentials, as Bitrix24 answers them. Method names are matched case-insensitively.
 BITRIX_PATH = r"/rest/{user}/{token}/{method}"
+# REST 3.0's path: the same methods, errors in its `{"error": {"code", "message"}}` shape.
+BITRIX_V3_PATH = r"/rest/api/{user}/{token}/{method}"
+BITRIX_ELSE_PATH = r"/rest/{tail:.*}"
 
 
 Handler = Callable[[PhoneContext, web.Request], Awaitable[web.StreamResponse]]
@@ -64,9 +72,13 @@ class PhoneComponent:
             web.post(TWILIO_VOICE_PATH, self._bind(twilio_voice)),
             web.get(TWILIO_VOICE_PATH, self._bind(twilio_voice), allow_head=False),
             web.post(TWILIO_STATUS_PATH, self._bind(twilio_status)),
+            web.post(TWILIO_RECORDING_PATH, self._bind(twilio_recording)),
             web.get(f"{RECORDINGS_PATH}/{{name}}", self._bind(recordings.serve)),
             web.get(BITRIX_PATH, self.bitrix.handle, allow_head=False),
             web.post(BITRIX_PATH, self.bitrix.handle),
+            web.post(BITRIX_V3_PATH, self.bitrix.handle_v3),
+            # Any other path under /rest/ (no method, a method with a slash): Bitrix24's body.
+            web.route("*", BITRIX_ELSE_PATH, self.bitrix.not_found),
         ]
 
     async def start(self) -> None:

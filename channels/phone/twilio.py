@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from xml.etree import ElementTree
@@ -160,6 +161,37 @@ def parse_twilio(params: Mapping[str, str]) -> CallReport:
         caller_name=_get(params, "CallerName"),
         occurred_at=occurred,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    call_id: str
+    url: str
+
+
+def is_recording_callback(params: Mapping[str, str]) -> bool:
+    """Twilio's RecordingStatusCallback: a recording's sid and status, no call status."""
+    return (
+        bool(params.get("RecordingSid"))
+        and "RecordingStatus" in params
+        and not params.get("CallStatus")
+        and not params.get("DialCallStatus")
+    )
+
+
+def parse_recording(params: Mapping[str, str]) -> Recording | None:
+    """A RecordingStatusCallback: the call and its recording's URL once the recording is
+    `completed` (None for in-progress, absent, failed)."""
+    call_sid = _get(params, "CallSid", required=True) or ""
+    if len(call_sid) > 200:
+        raise PayloadError(400, "CallSid is too long")
+    status = (_get(params, "RecordingStatus") or "").lower()
+    if status != "completed":
+        return None
+    url = _get(params, "RecordingUrl", required=True) or ""
+    if not is_http_url(url):
+        raise PayloadError(400, "RecordingUrl must be an http(s) URL")
+    return Recording(call_sid, url)
 
 
 def _xml_text(text: str) -> str:

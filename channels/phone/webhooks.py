@@ -12,24 +12,39 @@ tell without parsing (one of our own numbers written nationally) is dropped by t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Mapping
 
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy, MultiMapping
 
-from channels.phone.calls import CallDirection, CallReport, PayloadError, is_endpoint_uri
+from channels.phone.calls import (
+    CallDirection,
+    CallReport,
+    CallStage,
+    PayloadError,
+    is_endpoint_uri,
+)
 from channels.phone.context import PhoneContext, QueueStatus
 from channels.phone.generic import MAX_BODY, generic_document, generic_report
 from channels.phone.signatures import GENERIC_HEADER, check_generic
-from channels.phone.twilio import parse_twilio, twiml_response
+from channels.phone.twilio import (
+    is_recording_callback,
+    parse_recording,
+    parse_twilio,
+    twiml_response,
+)
 from httpkit import BadInput, SignatureError, json_error, read_form
 from httpkit.twilio import SETTINGS_HEADER, TWILIO_HEADER, algorithm_of, verify_twilio
 from matching.text import clean_json, clean_text
 
 TWILIO_VOICE_PATH = "/hooks/twilio/voice"
 TWILIO_STATUS_PATH = "/hooks/twilio/status"
+TWILIO_RECORDING_PATH = "/hooks/twilio/recording"
+# How long a recording callback waits for its call's activity (its final event queued).
+RECORDING_WAIT_STEPS = 25
+RECORDING_WAIT_STEP = 0.2
 _MAX_TWILIO_BODY = 64 * 1024
 
 
@@ -127,10 +142,10 @@ async def _twilio_params(request: web.Request) -> MultiMapping[str] | web.Respon
     return MultiDictProxy(MultiDict((k, str(v)) for k, v in form.items()))
 
 
-async def _record_twilio(
+async def _verified_twilio(
     ctx: PhoneContext, request: web.Request
-) -> tuple[CallReport, Mapping[str, str]] | web.Response:
-    """Verify, parse and queue one Twilio request; an error reply when it is not valid."""
+) -> MultiMapping[str] | web.Response:
+    """The parameters of a Twilio request whose signature holds; an error reply otherwise."""
     token = ctx.settings.twilio_auth_token
     if token is None:
         return not_configured("the Twilio webhook", "twilio_auth_token")
@@ -150,13 +165,34 @@ async def _record_twilio(
         # The URL it was checked against: a wrong http.public_url (a changed port, a proxy's
         # https) shows at a glance, here and in the log line of the refusal.
         return json_error(401, "bad_signature", f"{err.reason}; checked against {url}")
+    return params
+
+
+async def _record_twilio(
+    ctx: PhoneContext, params: MultiMapping[str]
+) -> tuple[CallReport, QueueStatus] | web.Response:
+    """Parse and queue one verified Twilio call request; an error reply when it is not
+    valid."""
     try:
         # Cleaned after the signature check (which covers the values as sent).
         report = parse_twilio(MultiDict((clean_text(k), clean_text(v)) for k, v in params.items()))
     except PayloadError as err:
         return payload_error(err)
-    await ctx.enqueue(report)
-    return report, params
+    status, _ = await ctx.enqueue(report)
+    return report, status
+
+
+async def _keep_recording(ctx: PhoneContext, call_id: str, url: str, *, wait: bool) -> bool:
+    """Put a recording link on the call's activity once intake has recorded the call's final
+    event (which rewrites the activity). With `wait`, that event may still be in the queue
+    (the callback comes right after it): wait for it a moment, then take the activity as it
+    is."""
+    calls = ctx.host.crm.external_calls
+    for _ in range(RECORDING_WAIT_STEPS if wait else 0):
+        if await calls.recording_of_call(call_id, url) is not None:
+            return True
+        await asyncio.sleep(RECORDING_WAIT_STEP)
+    return await calls.recording_of_call(call_id, url, after_final=False) is not None
 
 
 def _twiml(xml: str) -> web.Response:
@@ -177,10 +213,13 @@ async def _dial_number(ctx: PhoneContext, report: CallReport) -> str | None:
 
 async def twilio_voice(ctx: PhoneContext, request: web.Request) -> web.Response:
     """The voice URL: record the call, answer TwiML that puts it through."""
-    checked = await _record_twilio(ctx, request)
+    params = await _verified_twilio(ctx, request)
+    if isinstance(params, web.Response):
+        return params
+    checked = await _record_twilio(ctx, params)
     if isinstance(checked, web.Response):
         return checked
-    report, params = checked
+    report, _ = checked
     if report.direction is CallDirection.OUTGOING:
         # A rep's softphone (client: / sip:) dialling out: connect it to the number it dialled.
         # Any other outgoing leg already has its callee on the line: nothing to dial.
@@ -200,8 +239,43 @@ async def twilio_voice(ctx: PhoneContext, request: web.Request) -> web.Response:
 
 
 async def twilio_status(ctx: PhoneContext, request: web.Request) -> web.Response:
-    """Status callbacks and `<Dial action>` callbacks: record the stage, then hang up."""
-    checked = await _record_twilio(ctx, request)
-    return (
-        checked if isinstance(checked, web.Response) else _twiml(twiml_response(None, None, None))
-    )
+    """Status callbacks, `<Dial action>` callbacks and recording status callbacks: record the
+    stage (or the recording), then hang up."""
+    params = await _verified_twilio(ctx, request)
+    if isinstance(params, web.Response):
+        return params
+    if is_recording_callback(params):
+        return await _recording(ctx, params)
+    checked = await _record_twilio(ctx, params)
+    if isinstance(checked, web.Response):
+        return checked
+    report, status = checked
+    if report.recording_url and report.stage in (CallStage.ENDED, CallStage.MISSED):
+        # A final event came already (the <Dial action> callback before the `completed`
+        # status): this one is a duplicate for intake, so its link goes onto the call's
+        # activity here. A first final event brings its link itself.
+        await _keep_recording(ctx, report.call_id, report.recording_url, wait=status == "duplicate")
+    return _twiml(twiml_response(None, None, None))
+
+
+async def twilio_recording(ctx: PhoneContext, request: web.Request) -> web.Response:
+    """The recording status callback URL (`RecordingStatusCallback`), also accepted at the
+    status URL."""
+    params = await _verified_twilio(ctx, request)
+    if isinstance(params, web.Response):
+        return params
+    return await _recording(ctx, params)
+
+
+async def _recording(ctx: PhoneContext, params: MultiMapping[str]) -> web.Response:
+    try:
+        recording = parse_recording(
+            MultiDict((clean_text(k), clean_text(v)) for k, v in params.items())
+        )
+    except PayloadError as err:
+        return payload_error(err)
+    if recording is not None:
+        kept = await _keep_recording(ctx, recording.call_id, recording.url, wait=True)
+        if not kept:
+            return json_error(404, "unknown_call", f"no call {recording.call_id[:60]!r} on record")
+    return web.Response(status=204)

@@ -14,6 +14,7 @@ from crm.config import CrmConfig
 from crm.db import Database
 from crm.dto import IntakeResult
 from crm.intake.callmeta import merge_call_meta
+from crm.intake.handover import hand_over
 from crm.intake.labels import ACTIVITY_KIND, person_name, source_of, title
 from crm.intake.notify import add_outbox, card_kind, one_card_per_event
 from crm.intake.outcomes import imports_contact, result, stored_outcome
@@ -459,6 +460,10 @@ class Apply:
         else:
             act.meta = merge_call_meta(act.meta or {}, meta)
             act_id = act.id
+            handed = await hand_over(self.s, e, act, self.rnd.active_reps, self.rnd.sink)
+            if handed is not None:
+                self.out.responsible_id = handed.rep_id
+                self.out.notify.append(("assigned", handed.card()))
         await bind_activity(
             self.s, act_id, applied_bindings(self.out), fresh=fresh, sink=self.rnd.sink
         )

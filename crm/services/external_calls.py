@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm.db import Database
 from crm.dto import IntakeResult
 from crm.intake.callmeta import merge_call_meta
-from crm.models import Activity, ActivityBinding, ExternalCall, OutboxMessage
+from crm.models import Activity, ActivityBinding, ExternalCall, InboundEventLog, OutboxMessage
 from crm.services.calls import apply_call_rules
 from crm.services.rows import OWNER_MODELS, add_timeline, bind_activity
 from matching.event import InboundEvent
@@ -194,6 +194,31 @@ class ExternalCalls:
                 meta["recording_filename"] = filename
             act.meta = meta
             return True, act.id
+
+    async def recording_of_call(
+        self, call_id: str, url: str, *, after_final: bool = True
+    ) -> int | None:
+        """Keep a recording link on the call activity of a call by the phone system's call id
+        (a later link replaces an earlier one); the activity id, or None while the call has
+        no activity. With `after_final`, also None until intake has recorded the call's final
+        event: intake rewrites the activity's meta then, and would put back what it read
+        before this link."""
+        async with self.db.transaction() as s:
+            if after_final:
+                final = await s.scalar(
+                    select(InboundEventLog.id).where(
+                        InboundEventLog.channel == CALL_CHANNEL,
+                        InboundEventLog.external_id == f"{call_id}:final",
+                    )
+                )
+                if final is None:
+                    return None
+            act = await _call_activity(s, call_id)
+            if act is None:
+                return None
+            if (act.meta or {}).get("recording_url") != url:
+                act.meta = {**(act.meta or {}), "recording_url": url}
+            return act.id
 
     async def show_card(
         self, call_id: str, rep_ids: Iterable[int], card: dict[str, Any], now: datetime

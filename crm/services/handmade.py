@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -469,83 +469,3 @@ def _merged(parts: Iterable[EventIdentities]) -> EventIdentities:
         emails += p.emails
         handles += p.handles
     return EventIdentities(phones=tuple(phones), emails=tuple(emails), handles=tuple(handles))
-
-
-@dataclass(frozen=True, slots=True)
-class LeadPatch:
-    """Fields to change (None: keep); comms are added, never replaced."""
-
-    title: str | None = None
-    name: str | None = None
-    company_title: str | None = None
-    comments: str | None = None
-    source: str | None = None
-    comms: Comms = Comms()
-
-
-@dataclass(frozen=True, slots=True)
-class DealPatch:
-    title: str | None = None
-    amount: Decimal | None = None
-    currency: str | None = None
-    source: str | None = None
-
-
-async def _patch(row: Any, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Set the given (not None) values; (before, after) of what changed, for the timeline."""
-    before: dict[str, Any] = {}
-    after: dict[str, Any] = {}
-    for attr, value in values.items():
-        if value is not None and getattr(row, attr) != value:
-            before[attr], after[attr] = getattr(row, attr), value
-            setattr(row, attr, value)
-    row.modified_at = utcnow()
-    return before, after
-
-
-class RecordEdits:
-    """Editing leads and deals field by field (contacts and companies: `Records`)."""
-
-    def __init__(self, db: Database, config: CrmConfig) -> None:
-        self.db = db
-        self.config = config
-
-    async def update_lead(self, lead_id: int, patch: LeadPatch, actor: Actor = SYSTEM) -> LeadView:
-        if patch.title is not None and not patch.title.strip():
-            raise InvalidInput("a lead needs a title")
-        ids = identities(patch.comms, self.config.default_region)
-        values = {k: getattr(patch, k) for k in ("name", "company_title", "comments", "source")}
-        views = await self._edit(Lead, lead_id, patch.title, values, actor, ids)
-        return cast(LeadView, views)
-
-    async def update_deal(self, deal_id: int, patch: DealPatch, actor: Actor = SYSTEM) -> DealView:
-        if patch.title is not None and not patch.title.strip():
-            raise InvalidInput("a deal needs a title")
-        if patch.amount is not None and (patch.amount < 0 or not patch.amount.is_finite()):
-            raise InvalidInput("amount must be a number not below 0")
-        values = {k: getattr(patch, k) for k in ("amount", "currency", "source")}
-        return cast(DealView, await self._edit(Deal, deal_id, patch.title, values, actor, None))
-
-    async def _edit(
-        self,
-        model: Any,
-        ident: int,
-        title: str | None,
-        values: dict[str, Any],
-        actor: Actor,
-        ids: EventIdentities | None,
-    ) -> LeadView | DealView:
-        what = model.__tablename__.removesuffix("s")
-        async with self.db.transaction() as s:
-            row = await get_or_404(s, model, ident, what)
-            check_access(actor, row.responsible_id, f"{what} #{ident}")
-            values["title"] = title.strip() if title else None
-            before, after = await _patch(row, values)
-            if ids is not None:
-                added = await add_comms(s, what, ident, ids)
-                if added:
-                    after["added"] = ", ".join(added)
-            add_timeline(s, what, ident, "updated", actor, before, after)
-            if what == "lead":
-                return (await lead_views(s, self.config, [row]))[0]
-            return (await deal_views(s, [row]))[0]

@@ -10,14 +10,13 @@ from typing import Any, TypeVar
 
 from crm.dto import ActivityView, CompanyView, ContactView, DealView, LeadView
 from crm.facade import Crm
+from crm.services.edits import DealPatch, LeadPatch
 from crm.services.handmade import (
     Comms,
     CompanyDraft,
     ContactDraft,
     DealDraft,
-    DealPatch,
     LeadDraft,
-    LeadPatch,
     Saved,
     Target,
 )

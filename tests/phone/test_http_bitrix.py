@@ -151,10 +151,10 @@ async def test_any_unknown_method_answers_as_bitrix24_alone_and_in_a_batch(
         "error_description": "Invalid request credentials",
     }
     for method in (
-        "crm.lead.add",
-        "profile",
-        "user.current.json",
-        "telephony.externalLine.add",
+        "crm.quote.add",
+        "im.notify",
+        "user.update.json",
+        "telephony.externalLine.rename",
         "telephony.externalcall.transfer",
         "%D0%BC%D0%B5%D1%82%D0%BE%D0%B4",
     ):

@@ -267,7 +267,7 @@ async def test_batch_errors_and_halt(phone: PhoneClient) -> None:
     search = "telephony.externalcall.searchcrmentities?PHONE_NUMBER=%2B4930123456"
     bad = "telephony.externalcall.register?PHONE_NUMBER=1&TYPE=2"
     # GET with bracketed cmd, double-encoded as the Bitrix24 docs show.
-    query = f"halt=0&cmd[a]={quote(bad)}&cmd[b]={quote(search)}&cmd[c]=crm.lead.add&cmd[d]=batch"
+    query = f"halt=0&cmd[a]={quote(bad)}&cmd[b]={quote(search)}&cmd[c]=crm.quote.add&cmd[d]=batch"
     reply = await phone.bitrix("batch.json", query=query)
     assert reply.status == 200, reply.text
     batch = reply.json()["result"]
