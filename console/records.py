@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -32,7 +32,9 @@ from console.web import (
 from crm.dto import Actor, CommView, CompanyView, ContactView, DealView, LeadView
 from crm.errors import Conflict
 from crm.facade import Crm
-from crm.services.handmade import Comms, DealPatch, LeadPatch
+from crm.money import currency_code, parse_money
+from crm.services.edits import DealPatch, LeadPatch
+from crm.services.handmade import Comms
 from crm.services.records import ContactInput
 from httpkit import read_form
 
@@ -54,10 +56,9 @@ LIMITS = {
     "last_name": 150,
     "reason": 500,
     "other": 500,
-    "currency": 3,
-    "amount": 40,
+    "currency": 10,
+    "amount": 60,
 }
-MAX_AMOUNT = Decimal(10) ** 16  # deal amounts: 16 digits before the point, 2 after
 OTHER = "__other__"  # the lost-reason choice "other (typed)"
 Record = LeadView | ContactView | CompanyView | DealView
 
@@ -192,6 +193,20 @@ class Act:
     def done(self, text: str, kind: str | None = None, ident: int | None = None) -> Done:
         return Done(text, kind or self.kind, ident or self.ident)
 
+    def currency(self, default: str) -> str:
+        """The currency field as an ISO code (a code or symbol as typed; empty: `default`)."""
+        typed = self.field("currency")
+        code = currency_code(typed) if typed else default
+        if code is None:
+            raise Refused(422, f"I do not know the currency “{typed}”; use a code such as EUR")
+        return code
+
+    def money(self, default: str) -> tuple[Decimal, str] | None:
+        """The typed amount as the bot reads it ("1 200,50", "$300"), in the currency field's
+        currency unless it names its own; None when no amount is typed."""
+        typed = self.field("amount")
+        return parse_money(typed, self.currency(default)) if typed else None
+
     async def open_deal(self) -> DealView:
         deal = await self.crm.deals.get(self.ident, self.actor)
         if not deal.is_open:
@@ -236,27 +251,6 @@ def action(*kinds: str) -> Callable[[Action], Handler]:
         return handle
 
     return wrap
-
-
-def _amount(raw: str) -> Decimal | None:
-    if not raw:
-        return None
-    try:
-        amount = Decimal(raw.replace(" ", "").replace(",", "."))
-    except InvalidOperation:
-        raise Refused(422, f"the amount {raw[:40]!r} is not a number (like 1200.50)") from None
-    if not amount.is_finite() or amount < 0:
-        raise Refused(422, "the amount must be a number not below 0")
-    if amount >= MAX_AMOUNT or amount != amount.quantize(Decimal("0.01")):
-        raise Refused(422, "the amount may have at most 16 digits before the point and 2 after")
-    return amount
-
-
-def _currency(raw: str, default: str) -> str:
-    code = raw.upper() or default
-    if len(code) != 3 or not code.isalpha() or not code.isascii():
-        raise Refused(422, f"the currency must be a three-letter code like {default}")
-    return code
 
 
 def _split(raw: str) -> tuple[str, ...]:
@@ -322,10 +316,12 @@ async def convert(a: Act) -> Done:
     into = CONVERSIONS.get(a.field("into"))
     if into is None:
         raise Refused(422, f"choose what to convert into: {', '.join(CONVERSIONS)}")
-    amount = _amount(a.field("amount"))
-    result = await a.crm.leads.convert(a.ident, a.actor, into=into, amount=amount)
+    money = a.money(a.crm.config.currency)  # refused before anything is converted
+    result = await a.crm.leads.convert(a.ident, a.actor, into=into)
     if result.deal is not None:
         deal_id = result.deal.id
+        if money is not None:  # as the bot's "Deal + amount…": the amount once the deal exists
+            await a.crm.deals.set_amount(deal_id, money[0], a.actor, money[1])
         return a.done(f"Lead #{a.ident} converted into deal #{deal_id}.", "deal", deal_id)
     made = ", ".join(
         f"{k} #{v}"
@@ -338,10 +334,9 @@ async def convert(a: Act) -> Done:
 @action("deal")
 async def win(a: Act) -> Done:
     deal = await a.open_deal()
-    amount = _amount(a.field("amount"))
-    if amount is not None:
-        currency = _currency(a.field("currency"), deal.currency)
-        await a.crm.deals.set_amount(a.ident, amount, a.actor, currency)
+    money = a.money(deal.currency)
+    if money is not None:
+        await a.crm.deals.set_amount(a.ident, money[0], a.actor, money[1])
     deal = await a.crm.deals.win(a.ident, a.actor)
     worth = f" — {deal.amount} {deal.currency}" if deal.amount is not None else ""
     return a.done(f"Deal #{a.ident}: {deal.stage_name}{worth}.")
@@ -412,12 +407,10 @@ async def edit(a: Act) -> Done:
             a.ident, title=title, phones=phones, emails=emails, actor=a.actor
         )
     elif a.kind == "deal":
-        currency = a.field("currency")
-        patch = DealPatch(
-            title=a.field("title") or None,
-            amount=_amount(a.field("amount")),
-            currency=_currency(currency, a.crm.config.currency) if currency else None,
-        )
+        money = a.money(a.crm.config.currency)
+        typed = a.currency(a.crm.config.currency) if a.field("currency") else None
+        amount, currency = money or (None, typed)
+        patch = DealPatch(title=a.field("title") or None, amount=amount, currency=currency)
         await a.crm.edits.update_deal(a.ident, patch, a.actor)
     else:
         lead = LeadPatch(
