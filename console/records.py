@@ -311,6 +311,16 @@ async def remind(a: Act) -> Done:
     return a.done(f"Call-back reminder set for {due:%Y-%m-%d %H:%M}.")
 
 
+@action()
+async def done(a: Act) -> Done:
+    """A call-back or task of the record's history done, as the bot's ✅ Done."""
+    raw = a.field("activity")
+    if not raw.isdigit() or len(raw) > 12:
+        raise Refused(422, "say which reminder is done")
+    await a.crm.activities.complete(int(raw), a.actor, result="called back")
+    return a.done("Done.")
+
+
 @action("lead")
 async def convert(a: Act) -> Done:
     into = CONVERSIONS.get(a.field("into"))
@@ -435,6 +445,7 @@ ACTIONS: dict[str, Handler] = {
     "assign": assign,
     "comment": comment,
     "remind": remind,
+    "done": done,
     "convert": convert,
     "win": win,
     "lose": lose,

@@ -237,6 +237,8 @@ async def test_take_reminder_junk_and_edits_on_a_lead_and_a_contact(
     assert f"Due {due:%Y-%m-%d} 09:30 · open" in await page.inner_text("#history")
     [task] = await service.crm.activities.of_record("lead", queue.id, open_only=True)
     assert task.kind == "call" and task.subject == "Call back"
+    await page.click("form[action$='/done'] button")
+    assert f"Due {due:%Y-%m-%d} 09:30 · done: called back" in await page.inner_text("#history")
 
     # Junk with a reason.
     await _submit(page, "junk", reason="Wrong number")
