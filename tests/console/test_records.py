@@ -287,7 +287,8 @@ async def test_editing_a_lead_and_a_deal(
     assert tels == ["tel:+49302223344", "tel:+4915112345678"]
     await page.click("button[title$='dora@example.org']")
     assert await page.locator("a[href^='mailto:']").count() == 0
-    assert "Edited" in await page.inner_text("#history")
+    edited = await page.inner_text("#history")
+    assert "title: Quote for a terrace" in edited and "removed: email dora@example.org" in edited
 
     await _open(page, service, f"/app/deal/{deal.id}")
     await _submit(page, "edit", title="Office chairs", amount="12 500,50", currency="usd")
