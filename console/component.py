@@ -12,7 +12,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from console import board, pages
+from console import board, pages, records
 from console.settings import ConsoleSettings
 from console.web import CONSOLE, JINJA, PREFIX, ConsoleState
 from crm.facade import Crm
@@ -21,6 +21,7 @@ STATIC_FILES = {
     "console.css": "text/css",
     "console.js": "text/javascript",
     "board.js": "text/javascript",
+    "records.js": "text/javascript",
 }
 # Files are named with a version query (`?v=`), so browsers may keep them a day.
 STATIC_MAX_AGE = 86400
@@ -86,6 +87,7 @@ class ConsoleComponent:
         return [
             web.get(f"{PREFIX}/static/{{name}}", self._static, allow_head=False),
             *pages.routes(),
+            *records.routes(),
         ]
 
     def configure(self, app: web.Application) -> None:

@@ -36,6 +36,7 @@ from crm.services.pipelines import sync_pipelines
 from crm.services.prompts import Prompts
 from crm.services.querying import Queries
 from crm.services.records import Records
+from crm.services.related import Related
 from crm.services.reps import Reps
 from crm.services.runtime import RuntimeSettings
 from crm.services.search import Search
@@ -63,6 +64,7 @@ class Crm:
         self.activities = Activities(db)
         self.board = Board(db, config, self.leads, self.deals)
         self.history = History(db, config)
+        self.related = Related(db, config)  # what a record page links to
         self.exceptions = Exceptions(db, config.default_region)
         self.reps = Reps(db)
         self.search = Search(db, config)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.db import Database
-from crm.models import CardMessage, KeyValue, OutboxMessage, utcnow
+from crm.models import CardMessage, Deal, KeyValue, Lead, OutboxMessage, Rep, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +167,34 @@ class Outbox:
             s.add(m)
             await s.flush()
             return m.id
+
+    async def tell_holder(self, kind: str, ident: int, by_rep_id: int | None, what: str) -> bool:
+        """Someone else worked a rep's lead or deal: queue its holder a "changed" notice
+        naming who and what (the bot's, after a button). False when nobody is to be told: no
+        holder, the holder did it, or the holder cannot be reached in Telegram."""
+        model: Any = {"lead": Lead, "deal": Deal}.get(kind)
+        if model is None or by_rep_id is None:
+            return False
+        async with self.db.transaction() as s:
+            row = await s.get(model, ident)
+            holder = None if row is None else row.responsible_id
+            if holder is None or holder == by_rep_id:
+                return False
+            rep = await s.get(Rep, holder)
+            if rep is None or not rep.active or rep.telegram_user_id is None:
+                return False
+            payload = {f"{kind}_id": ident, "by_rep_id": by_rep_id, "what": what[:300]}
+            now = utcnow()
+            s.add(
+                OutboxMessage(
+                    rep_id=holder,
+                    kind="changed",
+                    payload=payload,
+                    created_at=now,
+                    next_attempt_at=now,
+                )
+            )
+            return True
 
     async def cards_of(self, owner_type: str, owner_id: int) -> list[CardRef]:
         async with self.db.read() as s:

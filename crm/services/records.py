@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, or_, select
 
 from crm.db import Database
 from crm.dto import SYSTEM, Actor, CompanyView, ContactView
-from crm.errors import InvalidInput
+from crm.errors import InvalidInput, NotFound
 from crm.identity import identities_from_values
-from crm.models import Company, Contact, utcnow
+from crm.models import Communication, Company, Contact, utcnow
 from crm.services.access import act_as, check_access, get_or_404
 from crm.services.builders import company_row, contact_row
 from crm.services.listing import page_of, visible_to
-from crm.services.rows import add_comms, add_timeline
+from crm.services.rows import OWNER_MODELS, add_comms, add_timeline
 from crm.services.views import company_views, contact_views
 
 
@@ -173,3 +173,31 @@ class Records:
             query = select(Company).where(visible_to(actor, Company.responsible_id))
             rows, total = await page_of(s, query, Company.id, offset, limit)
             return await company_views(s, rows), total
+
+    async def remove_comm(
+        self, owner_type: str, owner_id: int, kind: str, value: str, actor: Actor = SYSTEM
+    ) -> None:
+        """Take a phone, email or messenger id off a lead, contact or company (`value`: its
+        match key, or the raw text of one that did not normalize); it no longer matches them."""
+        if owner_type not in ("lead", "contact", "company"):
+            raise InvalidInput(f"a {owner_type} has no phones or emails of its own")
+        async with self.db.transaction() as s:
+            owner = await get_or_404(s, OWNER_MODELS[owner_type], owner_id, owner_type)
+            check_access(actor, owner.responsible_id, f"{owner_type} #{owner_id}")
+            gone = await s.execute(
+                delete(Communication).where(
+                    Communication.owner_type == owner_type,
+                    Communication.owner_id == owner_id,
+                    Communication.kind == kind,
+                    or_(
+                        Communication.value == value,
+                        Communication.value.is_(None) & (Communication.raw_value == value),
+                    ),
+                )
+            )
+            if not getattr(gone, "rowcount", 0):
+                raise NotFound(f"{owner_type} #{owner_id} has no {kind} {value}")
+            owner.modified_at = utcnow()
+            add_timeline(
+                s, owner_type, owner_id, "updated", actor, after={"removed": f"{kind} {value}"}
+            )
