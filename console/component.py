@@ -11,12 +11,16 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from console import pages
+from console import create, pages
 from console.settings import ConsoleSettings
 from console.web import CONSOLE, JINJA, PREFIX, ConsoleState
 from crm.facade import Crm
 
-STATIC_FILES = {"console.css": "text/css", "console.js": "text/javascript"}
+STATIC_FILES = {
+    "console.css": "text/css",
+    "console.js": "text/javascript",
+    "create.js": "text/javascript",  # the /app/new/* forms
+}
 # Files are named with a version query (`?v=`), so browsers may keep them a day.
 STATIC_MAX_AGE = 86400
 
@@ -63,6 +67,7 @@ class ConsoleComponent:
         return [
             web.get(f"{PREFIX}/static/{{name}}", self._static, allow_head=False),
             *pages.routes(),
+            *create.routes(),
         ]
 
     def configure(self, app: web.Application) -> None:
