@@ -242,3 +242,20 @@ async def test_refusals_show_the_reason_and_keep_what_was_typed(
     assert response is not None and response.status == 404
     assert "cannot be created here" in await page.inner_text("main")
     assert (await crm.deals.page(ListFilter()))[1] == 0  # nothing was saved
+
+
+async def test_the_forms_fit_a_phone(
+    console: Any, browser: Browser, sign_in: SignIn, shot: Shot
+) -> None:
+    service = await console()
+    phone = await browser.new_context(viewport={"width": 390, "height": 844})
+    page = await phone.new_page()
+    await signed_in(service, page, sign_in)
+    for kind in ("company", "contact", "deal", "lead"):
+        await open_new(page, kind)
+        # No sideways scrolling on a phone.
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 390, kind
+        if kind == "company":
+            await create_company(page, "Acme", [("Anna Meier", "030 1111111")])
+            await shot(page, "create-company-phone")
+    await phone.close()
