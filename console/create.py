@@ -54,7 +54,14 @@ from matching.channels import sources
 NEW = f"{PREFIX}/new"
 KINDS = ("contact", "company", "deal", "lead")
 ROWS = 2  # empty new-contact rows a company form starts with
-MAX_ROWS = 50  # new contacts in one company form
+MAX_ROWS = 20  # new contacts in one company form (as the write API takes)
+MAX_TEXT = 200  # a field's characters (the write API's limit, within the columns)
+MAX_COMMENT = 20_000
+MAX_ITEMS = 20  # phones or emails in one field
+MAX_ID = 2**31 - 1  # ids are 32-bit on PostgreSQL: a larger one would fail the query
+MAX_AMOUNT = Decimal(10) ** 16  # the amount column: 18 digits, 2 of them decimals
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tabs and line breaks are text
+CURRENCY = re.compile(r"[A-Z]{3}")
 FIND_LIMIT = 10
 # What a hit's data may be put onto, per form (a company only merges into a company).
 ATTACH_TO = {
@@ -66,6 +73,8 @@ SPLIT = re.compile(r"[,;\n]+")
 RECORD_ID = re.compile(r"#?(\d{1,12})")
 
 Form = MultiDictProxy[Any]
+# A lead's source: the channels' codes and the ones a person reports.
+SOURCES = list(dict.fromkeys(("OTHER", *sources(), "RECOMMENDATION", "PARTNER")))
 
 
 def record_url(kind: str, record_id: int) -> str:
@@ -103,7 +112,7 @@ def _split(raw: str) -> tuple[str, ...]:
 
 
 def _id(raw: str) -> int | None:
-    return int(raw) if raw.isdigit() and len(raw) <= 12 else None
+    return int(raw) if raw.isdigit() and len(raw) <= 12 and 0 < int(raw) <= MAX_ID else None
 
 
 def _chosen(form: Form, name: str) -> int | None:
@@ -200,6 +209,8 @@ async def find(crm: Crm, actor: Actor, kind: str, query: str) -> list[tuple[int,
     """Contacts or companies the actor may see whose name, phone or email matches, or the one
     numbered `#12`."""
     query = query.strip()
+    if CONTROL.search(query) or len(query) > MAX_TEXT:
+        return []  # nobody's name holds them (and PostgreSQL refuses a NUL)
     number = RECORD_ID.fullmatch(query)
     if number and (query.startswith("#") or len(query) < 5):
         hit = await _by_id(crm, actor, kind, int(number.group(1)))
@@ -311,7 +322,7 @@ async def form_page(
         "member_choices": draft.member_choices,
         "owners": await _owners(crm, actor),
         "stages": _stages(crm),
-        "sources": list(dict.fromkeys(("OTHER", *sources(), "RECOMMENDATION", "PARTNER"))),
+        "sources": SOURCES,
         "currency": crm.config.currency,
         "hits": [hit_json(h) | {"attach": h.owner_type in attachable} for h in hits],
         "error": error,
@@ -335,7 +346,26 @@ def _amount(raw: str) -> Decimal | None:
         raise Refused(422, f"amount {raw!r} is not a number") from None
     if not amount.is_finite():
         raise Refused(422, f"amount {raw!r} is not a number")
+    if amount >= MAX_AMOUNT or amount != amount.quantize(Decimal("0.01")):
+        raise Refused(422, f"amount {raw!r}: below {MAX_AMOUNT:,} with at most 2 decimals")
     return amount
+
+
+def check_text(draft: Draft) -> None:
+    """What the columns and PostgreSQL take: no control characters (a NUL fails the query),
+    lengths within the columns, at most MAX_ITEMS phones or emails a field."""
+    fields = [(name, value) for name, value in draft.values.items()]
+    for row in draft.rows:
+        fields += [("row_name", row.name), ("row_phones", row.phones), ("row_emails", row.emails)]
+    for name, value in fields:
+        label = name.removeprefix("row_").replace("_", " ")
+        limit = MAX_COMMENT if name == "comments" else MAX_TEXT
+        if len(value) > limit:
+            raise Refused(422, f"{label} is longer than {limit} characters")
+        if CONTROL.search(value):
+            raise Refused(422, f"{label} holds control characters")
+        if len(_split(value)) > MAX_ITEMS:
+            raise Refused(422, f"{label}: at most {MAX_ITEMS}, separated by commas")
 
 
 def _target(action: str, kind: str) -> Target | None:
@@ -349,9 +379,12 @@ def _target(action: str, kind: str) -> Target | None:
 
 
 async def save(crm: Crm, actor: Actor, draft: Draft, action: str) -> Saved:
+    check_text(draft)
     v, owner = draft.values, _owner(draft)
     force, attach_to = action == "force", _target(action, draft.kind)
     if draft.kind == "deal":
+        if v["currency"] and not CURRENCY.fullmatch(v["currency"].upper()):
+            raise Refused(422, f"currency {v['currency']!r} is not a 3-letter code such as EUR")
         pipeline, _, stage = v.get("stage", "").partition(":")
         contact, company = draft.picks["contact"], draft.picks["company"]
         deal = DealDraft(
@@ -393,7 +426,7 @@ async def save(crm: Crm, actor: Actor, draft: Draft, action: str) -> Saved:
         name=v["name"] or None,
         company_title=v["company_title"] or None,
         comms=_comms(v),
-        source=v["source"] or "OTHER",
+        source=v["source"] if v["source"] in SOURCES else "OTHER",
         owner_id=owner,
         comments=v["comments"] or None,
     )
@@ -468,7 +501,10 @@ async def check(request: web.Request) -> Context:
     """The records that already hold these phones / emails (the form's script asks as the
     user leaves a field)."""
     q = request.query
-    comms = Comms(phones=_split(q.get("phone", "")), emails=_split(q.get("email", "")))
+    phones, emails = q.get("phone", ""), q.get("email", "")
+    if CONTROL.search(phones + emails) or len(phones) + len(emails) > 2 * MAX_TEXT:
+        raise Refused(422, "a phone or email is too long or holds control characters")
+    comms = Comms(phones=_split(phones)[:MAX_ITEMS], emails=_split(emails)[:MAX_ITEMS])
     hits = await crm_of(request).handmade.check(comms)
     return {"hits": [hit_json(h) for h in hits]}
 
@@ -479,7 +515,7 @@ async def find_records(request: web.Request) -> Context:
     kind = request.query.get("kind", "")
     if kind not in ("contact", "company"):
         raise Refused(422, "kind must be contact or company")
-    query = request.query.get("q", "").strip()[:200]
+    query = request.query.get("q", "").strip()[:MAX_TEXT]
     if len(query) < 2 and not RECORD_ID.fullmatch(query):
         return {"results": []}
     try:

@@ -259,3 +259,48 @@ async def test_the_forms_fit_a_phone(
             await create_company(page, "Acme", [("Anna Meier", "030 1111111")])
             await shot(page, "create-company-phone")
     await phone.close()
+
+
+async def test_bad_input_gets_a_reason_never_a_server_error(
+    console: Any, browser_page: Page, sign_in: SignIn
+) -> None:
+    """Crafted form posts and script calls (no browser form would send these) end in a 4xx
+    with the reason, on PostgreSQL too (a NUL or a 64-bit id would fail its queries)."""
+    service = await console()
+    page = browser_page
+    await signed_in(service, page, sign_in)
+    await page.goto(f"{console_url(service)}/app/new/lead")
+    csrf = await page.get_attribute("meta[name=csrf-token]", "content")
+    base = console_url(service)
+
+    async def post(kind: str, **fields: str) -> tuple[int, str]:
+        form = {"_csrf": csrf or "", "action": "save", **fields}
+        response = await page.request.post(f"{base}/app/new/{kind}", form=form)
+        return response.status, await response.text()
+
+    cases: list[tuple[str, dict[str, str], int, str]] = [
+        ("lead", {"title": "a\x00b"}, 422, "title holds control characters"),
+        ("lead", {"title": "x" * 201}, 422, "title is longer than 200 characters"),
+        ("lead", {"title": "t", "phones": ",".join(["030 1"] * 21)}, 422, "at most 20"),
+        (
+            "contact",
+            {"first_name": "A", "comments": "two\nlines\tfine", "company_q": "\x00"},
+            422,
+            "no company matches",
+        ),
+        ("deal", {"title": "d", "contact_id": "99999999999"}, 422, "a deal needs a client"),
+        ("deal", {"title": "d", "contact_id": "1", "amount": "1e30"}, 422, "at most 2 decimals"),
+        ("deal", {"title": "d", "contact_id": "1", "currency": "EURO"}, 422, "3-letter code"),
+        ("lead", {"title": "t", "action": "attach:lead:2147483647"}, 404, "does not exist"),
+        ("company", {"title": "c", "member_q": "\x00"}, 422, "no contact matches"),
+    ]
+    await service.crm.handmade.create_contact(ContactDraft(name="Anna Meier"))
+    for kind, fields, status, reason in cases:
+        got, text = await post(kind, **fields)
+        assert (got, reason in text) == (status, True), (kind, fields, got, text[:2000])
+    for path in ("find?kind=contact&q=%00ab", "find?kind=company&q=99999999999999"):
+        response = await page.request.get(f"{base}/app/new/{path}")
+        assert response.status == 200 and await response.json() == {"results": []}
+    response = await page.request.get(f"{base}/app/new/check?phone=%00")
+    assert response.status == 422 and "control characters" in (await response.json())["detail"]
+    assert (await service.crm.leads.page(ListFilter()))[1] == 0
