@@ -28,8 +28,10 @@ from bot.when import HINT, parse_when, preset
 from crm.dto import DealView, RepView
 from crm.errors import Conflict, CrmError, Forbidden, InvalidInput
 from crm.facade import Crm
+from crm.money import EXAMPLES, parse_money
 
-CONVERT_INTO = {"c": ("contact",), "cc": ("contact", "company"), "d": ("deal",)}
+# "da": into a deal, then ask its amount (the optional step of converting).
+CONVERT_INTO = {"c": ("contact",), "cc": ("contact", "company"), "d": ("deal",), "da": ("deal",)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,9 @@ class Actions:
             cb.DEALS_PAGE: self.deals_page,
             cb.SETTING: self.setting,
             cb.REPLY: self.reply,
+            cb.HISTORY: self.history,
+            cb.AMOUNT: self.amount,
+            cb.SNOOZE: self.snooze,
         }
 
     async def run(self, press: Press) -> Outcome:
@@ -185,9 +190,11 @@ class Actions:
         result = await self.crm.leads.convert(lead_id, actor_of(press.rep), into=into)
         if result.deal is not None:
             headline = f"✅ Lead #{lead_id} converted into deal #{result.deal.id}"
+            ask = self._amount_prompt(result.deal) if press.button.arg == "da" else None
             return Outcome(
                 f"Converted into deal #{result.deal.id}",
                 await self._card(press, "deal", result.deal.id, headline),
+                prompt=ask,
             )
         made = ", ".join(
             f"{k} #{v}"
@@ -286,6 +293,22 @@ class Actions:
         when = views.local(due, self.tz, self.clock.now())
         return Outcome(f"⏰ I will remind you at {when}.", await self._card(press, kind, ident))
 
+    async def snooze(self, press: Press) -> Outcome:
+        """Remind again later (the reminder's 😴 buttons); the card shows the new time."""
+        kind, ident = press.button.record
+        if kind != "activity":
+            raise StaleButton("this button belongs to a task")
+        try:
+            due = preset(press.button.arg, self.clock.now(), self.tz)
+        except ValueError:
+            raise StaleButton("this snooze choice is no longer offered") from None
+        act = await self.crm.activities.snooze(ident, due, actor_of(press.rep))
+        owners = [(t, i) for t, i in act.bindings if t in ("deal", "lead", "contact")]
+        target = press.owner or (owners[0] if owners else None)
+        card = await self._card(press, *target) if target else None
+        when = views.local(due, self.tz, self.clock.now())
+        return Outcome(f"😴 I will remind you again at {when}.", card)
+
     async def done(self, press: Press) -> Outcome:
         kind, ident = press.button.record
         if kind != "activity":
@@ -374,6 +397,28 @@ class Actions:
             raise StaleButton("nothing to reopen")
         return Outcome("↩ Reopened.", await self._card(press, kind, ident))
 
+    async def amount(self, press: Press) -> Outcome:
+        deal = await self.crm.deals.get(self._deal(press), actor_of(press.rep))
+        return Outcome(prompt=self._amount_prompt(deal))
+
+    @staticmethod
+    def _amount_prompt(deal: DealView) -> Prompt:
+        now = f" (now {views.money(deal.amount, deal.currency)})" if deal.amount is not None else ""
+        text = (
+            f"How much is deal #{deal.id} worth{now}? Reply with the amount, {EXAMPLES}; "
+            f"without a currency it is {deal.currency}."
+        )
+        return Prompt(text, "1 200,50 EUR", cb.AMOUNT, cb.ref("deal", deal.id))
+
+    async def set_amount(self, press: Press, text: str) -> Outcome:
+        deal_id = self._deal(press)
+        actor = actor_of(press.rep)
+        current = await self.crm.deals.get(deal_id, actor)
+        amount, currency = parse_money(text, current.currency)
+        deal = await self.crm.deals.set_amount(deal_id, amount, actor, currency)
+        shown = views.money(amount, deal.currency)
+        return Outcome(f"💶 Deal #{deal_id}: {shown}", await self._card(press, "deal", deal_id))
+
     # --- answering the customer -----------------------------------------------------------------
 
     async def reply(self, press: Press) -> Outcome:
@@ -388,6 +433,16 @@ class Actions:
         return Outcome(prompt=Prompt(text, "your answer", cb.REPLY, press.button.ref))
 
     # --- navigation -----------------------------------------------------------------------------
+
+    async def history(self, press: Press) -> Outcome:
+        """From a card: the newest page as a new message; ◀ ▶ page it in place."""
+        kind, ident = press.button.record
+        arg = press.button.arg
+        if arg and not arg.isdigit():
+            raise StaleButton("bad page")
+        page = int(arg or 0)
+        shown = await self.commands.history_page(press.rep, kind, ident, page)
+        return Outcome(card=shown) if arg else Outcome(send=shown)
 
     async def back(self, press: Press) -> Outcome:
         kind, ident = press.button.record
@@ -469,6 +524,8 @@ class Actions:
             except ValueError as err:
                 raise InvalidInput(str(err)) from None
             return await self.schedule(press, kind, ident, due)
+        if prompt_action == cb.AMOUNT:
+            return await self.set_amount(press, text)
         if prompt_action == cb.REPLY and self.relay is not None:
             toast = await self.relay.send(rep, kind, ident, text)
             return Outcome(toast, await self._card(press, kind, ident))

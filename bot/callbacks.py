@@ -41,11 +41,15 @@ LEADS_PAGE = "pl"
 DEALS_PAGE = "pd"
 SETTING = "se"
 REPLY = "rp"
+HISTORY = "hi"  # arg: the page (0 is the newest)
+AMOUNT = "am"  # asks for a deal's amount
+SNOOZE = "sz"  # on a due call (activity ref); arg as CALLBACK's presets
 
 ACTIONS = frozenset(
     {TAKE, STATUS_MENU, STATUS, REASSIGN_MENU, REASSIGN, CONVERT_MENU, CONVERT, JUNK_MENU, JUNK,
      JUNK_TYPED, EXCEPT_MENU, EXCEPT, CALLBACK_MENU, CALLBACK, DONE, BACK, OPEN, STAGE_MENU, STAGE,
-     WIN, LOSE, LOSE_TYPED, REOPEN, LEADS_PAGE, DEALS_PAGE, SETTING, REPLY}
+     WIN, LOSE, LOSE_TYPED, REOPEN, LEADS_PAGE, DEALS_PAGE, SETTING, REPLY, HISTORY, AMOUNT,
+     SNOOZE}
 )  # fmt: skip
 KINDS = {"l": "lead", "d": "deal", "a": "activity", "c": "contact"}
 LETTERS = {v: k for k, v in KINDS.items()}

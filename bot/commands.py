@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 from typing import Any
 
-from bot import lists, views
+from bot import history, lists, views
 from bot.cards import Cards
 from bot.clock import Clock
 from bot.views import (
@@ -27,6 +28,8 @@ from matching.channels import sources
 
 SOURCES = (*sources(), "OTHER")  # every channel's source code, and what none of them set
 FILTER_BYTES = 40  # the filter rides along in the pager buttons' 64-byte payload
+LEADS_USAGE = "usage: /leads [mine | @rep | new | repeat | all | queue | a status | a source]"
+DEALS_USAGE = "usage: /deals [mine | @rep] [all]"
 
 
 def actor_of(rep: RepView) -> Actor:
@@ -34,10 +37,15 @@ def actor_of(rep: RepView) -> Actor:
 
 
 def lead_filter(
-    tokens: Sequence[str], rep_id: int, statuses: Sequence[StatusDef], offset: int, limit: int
+    tokens: Sequence[str],
+    owner: int | None,
+    statuses: Sequence[StatusDef],
+    offset: int,
+    limit: int,
 ) -> ListFilter:
-    """`/leads` arguments → a filter: mine and open unless the tokens say otherwise."""
-    kw: dict[str, Any] = {"responsible_id": rep_id, "semantic": "process"}
+    """`/leads` arguments → a filter: `owner`'s (None: anyone's) and open unless the tokens
+    say otherwise."""
+    kw: dict[str, Any] = {"responsible_id": owner, "semantic": "process"}
     for token in tokens:
         low = token.lower()
         status = next((s for s in statuses if low in (s.code.lower(), s.name.lower())), None)
@@ -56,8 +64,8 @@ def lead_filter(
         else:
             codes = ", ".join(s.code.lower() for s in statuses)
             raise InvalidInput(
-                f"unknown filter “{token[:30]}”: use new, repeat, all, queue, a status ({codes}) "
-                f"or a source ({', '.join(s.lower() for s in SOURCES)})"
+                f"unknown filter “{token[:30]}”: use new, repeat, all, queue, mine, @rep, "
+                f"a status ({codes}) or a source ({', '.join(s.lower() for s in SOURCES)})"
             )
     return ListFilter(offset=offset, limit=limit, **kw)
 
@@ -69,6 +77,34 @@ def split_value(args: Sequence[str]) -> tuple[str, list[str]]:
         while end < len(args) and re.fullmatch(r"[0-9()/.-]+", args[end]):
             end += 1
     return " ".join(args[:end]), list(args[end:])
+
+
+def find_rep(token: str, reps: Sequence[RepView], usage: str) -> RepView:
+    """`@rita`, `rita`, `#3` or `3`: a rep by number, by whole name or first name."""
+    word = token.lstrip("@#").lower()
+    if word.isdigit():
+        found = [r for r in reps if r.id == int(word)]
+    else:
+        found = [
+            r
+            for r in reps
+            if word in (r.name.lower().replace(" ", ""), r.name.lower().split(" ")[0])
+        ]
+    if len(found) != 1:
+        what = "more than one rep" if found else "no rep"
+        raise InvalidInput(f"{what} matches “{token[:30]}”; {usage}")
+    return found[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Whose:
+    """Whose records a list shows: `owner` None is everyone's; `tokens` are the other
+    filters; `label` says it to the rep; `key` rides in the pager buttons."""
+
+    owner: int | None
+    tokens: list[str]
+    label: str
+    key: str
 
 
 def record_number(args: Sequence[str], what: str) -> int:
@@ -87,26 +123,69 @@ class Commands:
         self.tz = tz
         self.page_size = page_size
 
+    async def whose(self, rep: RepView, args: Sequence[str], usage: str) -> Whose:
+        """`mine` and `@rep` out of a list's arguments. A rep's lists are their own; a
+        supervisor's everyone's unless `mine` or `@rep` narrows them."""
+        tokens, shown, key = [], [], []
+        owner = None if rep.role in ("supervisor", "admin") else rep.id
+        reps: Sequence[RepView] = ()
+        for token in args:
+            if token.lower() == "mine":
+                owner = rep.id
+                shown.append("mine")
+                key.append("mine")
+            elif token.startswith("@") or (token.startswith("#") and token[1:].isdigit()):
+                reps = reps or await self.crm.reps.all()
+                who = find_rep(token, reps, usage)
+                if who.id != rep.id and rep.role not in ("supervisor", "admin"):
+                    raise Forbidden("a rep sees only their own list")
+                owner = who.id
+                shown.append(f"@{who.name}")
+                key.append(f"@{who.id}")
+            else:
+                tokens.append(token)
+                shown.append(token)
+                key.append(token)
+        return Whose(owner, tokens, " ".join(shown), " ".join(key))
+
     async def leads(self, rep: RepView, args: Sequence[str], offset: int = 0) -> Rendered:
         text = " ".join(args)
         if len(text.encode()) > FILTER_BYTES:
             raise InvalidInput("that filter is too long; use one or two words")
+        whose = await self.whose(rep, text.split(), LEADS_USAGE)
         flt = lead_filter(
-            text.split(), rep.id, self.crm.config.lead_statuses, offset, self.page_size
+            whose.tokens, whose.owner, self.crm.config.lead_statuses, offset, self.page_size
         )
         leads, total = await self.crm.leads.page(flt, actor_of(rep))
-        return lists.leads_list(leads, total, offset, self.page_size, text)
+        paging = lists.Paging(total, offset, self.page_size, whose.key, whose.label)
+        return lists.leads_list(leads, paging, owners=whose.owner is None)
 
     async def deals(self, rep: RepView, args: Sequence[str], offset: int = 0) -> Rendered:
-        everything = [a.lower() for a in args] == ["all"]
+        whose = await self.whose(rep, args, DEALS_USAGE)
+        if [t.lower() for t in whose.tokens] not in ([], ["all"]):
+            raise InvalidInput(DEALS_USAGE)
+        everything = bool(whose.tokens)
         flt = ListFilter(
-            responsible_id=rep.id,
+            responsible_id=whose.owner,
             semantic=None if everything else "process",
             offset=offset,
             limit=self.page_size,
         )
         deals, total = await self.crm.deals.page(flt, actor_of(rep))
-        return lists.deals_list(deals, total, offset, self.page_size, "all" if everything else "")
+        paging = lists.Paging(total, offset, self.page_size, whose.key, whose.label)
+        return lists.deals_list(deals, paging, owners=whose.owner is None)
+
+    async def history(self, rep: RepView, args: Sequence[str]) -> Rendered:
+        kind, ident = history.history_args(args)
+        return await self.history_page(rep, kind, ident, 0)
+
+    async def history_page(self, rep: RepView, kind: str, ident: int, page: int) -> Rendered:
+        items, more = await history.load_page(self.crm, kind, ident, actor_of(rep), page)
+        return history.history_view(kind, ident, items, page, more, self.tz, self.clock.now())
+
+    async def team(self, rep: RepView) -> Rendered:
+        overdue_before = self.clock.now() - views.OVERDUE_AFTER
+        return lists.team_view(await self.crm.team.overview(actor_of(rep), overdue_before))
 
     async def record(self, rep: RepView, kind: str, ident: int) -> Rendered:
         card = await self.cards.load(kind, ident, actor_of(rep))

@@ -155,6 +155,9 @@ class BotComponent:
             escalate_after=timedelta(minutes=crm.config.escalation_minutes),
             max_escalations=settings.escalation_max,
             queued=self.notifier.wake,
+            team=crm.team,
+            digest_at=settings.digest_at,
+            tz=tz,
         )
         commands = Commands(crm, self.cards, clock, tz)
         customer_bot = (self.customer_app or self.app).bot

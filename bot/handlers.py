@@ -128,6 +128,8 @@ class Handlers:
             "settings": self._settings,
             "web": self._web,
             "stats": StatsCommand(self.crm, self.commands.clock).run,
+            "team": self._team,
+            "history": self.commands.history,
         }
         for name, run in table.items():
             app.add_handler(CommandHandler(name, self._command(run), filters=private))
@@ -229,6 +231,9 @@ class Handlers:
     async def _today(self, rep: RepView, args: list[str]) -> Rendered:
         return await self.commands.today(rep)
 
+    async def _team(self, rep: RepView, args: list[str]) -> Rendered:
+        return await self.commands.team(rep)
+
     async def _settings(self, rep: RepView, args: list[str]) -> Rendered:
         return await self.commands.settings(rep)
 
@@ -287,6 +292,8 @@ class Handlers:
             await _reply(message, outcome.send, quote=False)
         if outcome.prompt is not None:
             p = outcome.prompt
+            if outcome.card is not None:  # the card the answer redraws, as it is now
+                headline = views.plain_text(outcome.card.text.split("\n", 1)[0]) or headline
             asked = await message.reply_text(
                 p.text,
                 reply_markup=ForceReply(selective=True, input_field_placeholder=p.placeholder),
@@ -436,8 +443,11 @@ def commands_menu(role: str = "rep") -> Sequence[tuple[str, str]]:
         ("today", "Call-backs due today and overdue"),
         ("web", "A sign-in link for the web console"),
         ("stats", "Numbers and charts: /stats today | week | month"),
+        ("history", "A record's history: /history lead N"),
         ("help", "What this bot does"),
     ]
+    if role in ("supervisor", "admin"):
+        base.insert(3, ("team", "The team: open work per rep"))
     if role == "admin":
         base += [("exceptions", "The exception list"), ("settings", "CRM settings")]
     return base

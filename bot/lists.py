@@ -4,6 +4,7 @@ call-backs, the exception list, the settings, help."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 from bot import callbacks as cb
@@ -15,9 +16,11 @@ from bot.views import (
     clip,
     esc,
     local,
+    money,
     overdue,
 )
 from crm.dto import ActivityView, ContactView, DealView, ExceptionView, LeadView
+from crm.services.team import TeamView
 from matching.model import MatchSettings
 
 
@@ -43,36 +46,90 @@ def _open_rows(items: Sequence[tuple[str, int]], named: bool = False) -> list[Ro
     return [buttons[i : i + per_row] for i in range(0, len(buttons), per_row)]
 
 
-def leads_list(
-    leads: Sequence[LeadView], total: int, offset: int, limit: int, flt: str
+def _holder(name: str | None) -> str:
+    return f" · {esc(clip(name, 40))}" if name else " · queue"
+
+
+@dataclass(frozen=True, slots=True)
+class Paging:
+    """Where a list page is: `flt` rides in the pager buttons, `label` shows it (a rep's name
+    for `@3`)."""
+
+    total: int
+    offset: int
+    limit: int
+    flt: str
+    label: str | None = None
+
+
+def _paged(
+    title: str, empty: str, lines: list[str], refs: list[tuple[str, int]], action: str, p: Paging
 ) -> Rendered:
-    label = f" ({esc(flt)})" if flt else ""
-    if not leads:
-        return Rendered(f"No leads{label}.")
-    lines = [f"<b>Leads{label}</b> {offset + 1}–{offset + len(leads)} of {total}"]
+    shown = p.flt if p.label is None else p.label
+    suffix = f" ({esc(shown)})" if shown else ""
+    if not lines:
+        return Rendered(f"{empty}{suffix}.")
+    head = f"<b>{title}{suffix}</b> {p.offset + 1}–{p.offset + len(lines)} of {p.total}"
+    pager = _pager(action, p.offset, p.limit, p.total, p.flt)
+    return Rendered(_join([head, *lines]), _open_rows(refs) + ([pager] if pager else []))
+
+
+def leads_list(leads: Sequence[LeadView], paging: Paging, owners: bool = False) -> Rendered:
+    """`owners` names each lead's holder (a supervisor's list of everyone's)."""
+    lines = []
     for lead in leads:
         repeat = "🔁 " if lead.is_return_customer else ""
         name = clip(lead.name or lead.title, LIST_ITEM_CHARS)
+        holder = _holder(lead.responsible_name) if owners else ""
         lines.append(
             f"#{lead.id} {repeat}{esc(name)} · {esc(lead.status_name)} · {esc(lead.source)}"
+            + holder
         )
-    rows = _open_rows([("lead", lead.id) for lead in leads])
-    pager = _pager(cb.LEADS_PAGE, offset, limit, total, flt)
-    return Rendered(_join(lines), rows + ([pager] if pager else []))
+    refs = [("lead", lead.id) for lead in leads]
+    return _paged("Leads", "No leads", lines, refs, cb.LEADS_PAGE, paging)
 
 
-def deals_list(
-    deals: Sequence[DealView], total: int, offset: int, limit: int, flt: str
-) -> Rendered:
-    if not deals:
-        return Rendered("No open deals.")
-    lines = [f"<b>Deals</b> {offset + 1}–{offset + len(deals)} of {total}"]
+def deals_list(deals: Sequence[DealView], paging: Paging, owners: bool = False) -> Rendered:
+    lines = []
     for d in deals:
-        amount = f" · {d.amount} {esc(d.currency)}" if d.amount is not None else ""
-        lines.append(f"#{d.id} {esc(clip(d.title, LIST_ITEM_CHARS))} · {esc(d.stage_name)}{amount}")
-    rows = _open_rows([("deal", d.id) for d in deals])
-    pager = _pager(cb.DEALS_PAGE, offset, limit, total, flt)
-    return Rendered(_join(lines), rows + ([pager] if pager else []))
+        amount = f" · {money(d.amount, d.currency)}" if d.amount is not None else ""
+        holder = _holder(d.responsible_name) if owners else ""
+        lines.append(
+            f"#{d.id} {esc(clip(d.title, LIST_ITEM_CHARS))} · {esc(d.stage_name)}{amount}{holder}"
+        )
+    refs = [("deal", d.id) for d in deals]
+    return _paged("Deals", "No open deals", lines, refs, cb.DEALS_PAGE, paging)
+
+
+MAX_TEAM_BUTTONS = 20  # reps with list buttons; the text names everyone
+
+
+def team_view(team: TeamView) -> Rendered:
+    """`/team`: open work per rep and the queue, with buttons to each rep's lists."""
+    lines = ["<b>👥 The team now</b>"]
+    rows: list[Row] = []
+    for r in team.reps:
+        untaken = f" ({r.untaken} not taken)" if r.untaken else ""
+        overdue = f" · ⚠️ overdue {r.overdue}" if r.overdue else ""
+        lines.append(
+            f"{esc(clip(r.rep_name, 40))}: leads {r.open_leads}{untaken} · deals {r.open_deals}"
+            + overdue
+        )
+        if len(rows) < MAX_TEAM_BUTTONS and (r.open_leads or r.open_deals):
+            name = clip(r.rep_name, 20)
+            rows.append(
+                [
+                    (f"{name}: leads", cb.encode(cb.LEADS_PAGE, "0", f"@{r.rep_id}")),
+                    (f"{name}: deals", cb.encode(cb.DEALS_PAGE, "0", f"@{r.rep_id}")),
+                ]
+            )
+    if not team.reps:
+        lines.append("No reps yet.")
+    lines.append(f"Queue (nobody's): leads {team.queue_leads} · deals {team.queue_deals}")
+    lines.append(f"Overdue call-backs, all: {team.overdue}")
+    if team.queue_leads:
+        rows.append([("Queue: leads", cb.encode(cb.LEADS_PAGE, "0", "queue"))])
+    return Rendered(_join(lines), rows)
 
 
 def search_results(
@@ -100,12 +157,20 @@ def search_results(
     return Rendered(_join(lines), rows)
 
 
-def _owner_ref(act: ActivityView) -> tuple[str, int] | None:
+def owner_of(act: ActivityView) -> tuple[str, int] | None:
     for kind in ("deal", "lead"):
         for owner_type, owner_id in act.bindings:
             if owner_type == kind:
                 return kind, owner_id
     return None
+
+
+def task_line(a: ActivityView, tz: tzinfo, now: datetime) -> str:
+    """`14:30 Call back · lead #12`"""
+    owner = owner_of(a)
+    where = f" · {owner[0]} #{owner[1]}" if owner else ""
+    when = local(a.due_at, tz, now) if a.due_at else ""
+    return f"{when} {esc(clip(a.subject or a.kind, LIST_ITEM_CHARS))}{where}"
 
 
 def today_list(acts: Sequence[ActivityView], tz: tzinfo, now: datetime) -> Rendered:
@@ -116,9 +181,8 @@ def today_list(acts: Sequence[ActivityView], tz: tzinfo, now: datetime) -> Rende
     for a in acts:
         flag = "⚠️ " if a.due_at is not None and overdue(a.due_at, now) else ""
         when = local(a.due_at, tz, now) if a.due_at else ""
-        owner = _owner_ref(a)
-        where = f" · {owner[0]} #{owner[1]}" if owner else ""
-        lines.append(f"{flag}{when} {esc(clip(a.subject or a.kind, LIST_ITEM_CHARS))}{where}")
+        owner = owner_of(a)
+        lines.append(flag + task_line(a, tz, now))
         row: Row = [(f"✅ {when}", cb.encode(cb.DONE, cb.ref("activity", a.id), "t"))]
         if owner:
             row.append((f"{owner[0]} #{owner[1]}", cb.encode(cb.OPEN, cb.ref(*owner))))
@@ -175,12 +239,17 @@ Use the buttons on a card; reply to a card with text to add a comment.
 
 /leads — my open leads (filters: new, repeat, a status, a source; e.g. <code>/leads repeat</code>)
 /lead N — show lead N
-/deals — my open deals
+/deals — my open deals (<code>/deals all</code> also the closed ones)
+/history lead N — what happened on a lead (or deal N, contact N)
 /find phone | e-mail | name — search
 /today — call-backs and tasks due today and overdue
 /web — a sign-in link for the web console (valid 10 minutes, once)
 /stats [today | week | month] [@rep] — numbers and charts (a rep: their own)
 /help — this text"""
+
+HELP_SUPERVISOR = """
+/team — open leads and deals per rep, not taken, overdue
+/leads, /deals — everyone's; <code>/leads @rita</code> one rep's, <code>/leads mine</code> yours"""
 
 HELP_ADMIN = """
 /exceptions — the exception list (list, add, remove)
@@ -188,7 +257,10 @@ HELP_ADMIN = """
 
 
 def help_text(role: str) -> str:
-    return HELP_REP + (HELP_ADMIN if role == "admin" else "")
+    supervises = role in ("supervisor", "admin")
+    return (
+        HELP_REP + (HELP_SUPERVISOR if supervises else "") + (HELP_ADMIN if role == "admin" else "")
+    )
 
 
 NO_WEB = (

@@ -31,15 +31,19 @@ def status_menu(lead: LeadView, statuses: Sequence[StatusDef]) -> list[Row]:
     return [*rows, _back(r)]
 
 
+DEAL_WITH_AMOUNT = ("💼 Deal + amount…", "da")
+
+
 def convert_menu(lead: LeadView) -> list[Row]:
     r = cb.ref("lead", lead.id)
     if lead.is_return_customer or lead.contact_id or lead.company_id:
-        options = [("💼 Deal", "d")]  # a repeat lead only becomes a deal
+        options = [("💼 Deal", "d"), DEAL_WITH_AMOUNT]  # a repeat lead only becomes a deal
     else:
         options = [
             ("👤 Contact", "c"),
             ("👤+🏢 Contact + company", "cc"),
             ("💼 Deal", "d"),
+            DEAL_WITH_AMOUNT,
         ]
     return [[(label, cb.encode(cb.CONVERT, r, arg))] for label, arg in options] + [_back(r)]
 

@@ -32,6 +32,7 @@ from telegram.error import RetryAfter, TelegramError
 from bot import call_cards
 from bot.cards import Card, Cards
 from bot.clock import Clock, real_delay
+from bot.digest import Digests
 from bot.sending import BLOCKED, Undeliverable, deliver_card, fallback_note
 from bot.sync import CardSync
 from bot.views import (
@@ -45,6 +46,7 @@ from crm.dto import RepView
 from crm.errors import CrmError, NotFound
 from crm.facade import Crm
 from crm.services.outbox import CardRef, OutboxItem
+from crm.services.team import DIGEST
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +142,7 @@ class Notifier:
         self.sync = sync
         self.counters = counters or NoCounters()
         self.call_cards = call_cards.CallCards(crm, bot, self.counters)
+        self.digests = Digests(crm, bot, cards.tz)
         self.paused_until: datetime | None = None  # flood control is per bot, not per chat
         self._wake = asyncio.Event()
         # Multi-recipient rows (supervisors, stand-ins): who already got a card, so a retry
@@ -209,6 +212,9 @@ class Notifier:
             return
         if item.kind in call_cards.KINDS:  # a phone system's screen pop, not a record's card
             await self.call_cards.deliver(item)
+            return
+        if item.kind == DIGEST:  # the morning digest: a rep's day, not a record's card
+            await self.digests.deliver(item, self.clock.now())
             return
         plan = await self.plan(item)
         if plan is None:

@@ -1,4 +1,5 @@
-"""The bot's timed duties: call-back reminders and escalation of leads nobody took.
+"""The bot's timed duties: call-back reminders, escalation of leads nobody took, and the
+morning digest once local time passes `telegram.digest_at`.
 
 Both only write outbox rows (in the transaction that claims the work); the notifier delivers
 them, so reminders get the same retries, ordering and duplicate protection as every card.
@@ -10,10 +11,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import time, timedelta, tzinfo
 
 from bot.clock import Clock
 from crm.services.escalation import Followups
+from crm.services.team import Team
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +30,14 @@ class Duties:
         escalate_after: timedelta,
         max_escalations: int,
         queued: Callable[[], None] = lambda: None,
+        team: Team | None = None,
+        digest_at: time | None = None,
+        tz: tzinfo | None = None,
     ) -> None:
         self.followups = followups
+        self.team = team
+        self.digest_at = digest_at  # local time of the morning digest; None: no digest
+        self.tz = tz
         self.clock = clock
         self.interval = interval
         self.escalate_after = escalate_after
@@ -43,9 +51,24 @@ class Duties:
         escalated = await self.followups.escalate(now, self.escalate_after, self.max_escalations)
         for e in escalated:
             log.info("lead #%s not taken: rep #%s → #%s", e.lead_id, e.from_rep_id, e.to_rep_id)
-        if reminded or escalated:
+        digests = await self.digests()
+        if reminded or escalated or digests:
             self.queued()
-        return len(reminded) + len(escalated)
+        return len(reminded) + len(escalated) + digests
+
+    async def digests(self) -> int:
+        """Queue today's digests once its time has come: for every rep who has not had
+        today's (the CRM makes it once per rep and day, across processes and restarts)."""
+        if self.team is None or self.digest_at is None or self.tz is None:
+            return 0
+        now = self.clock.now()
+        local = now.astimezone(self.tz)
+        if local.time() < self.digest_at:
+            return 0
+        claimed = await self.team.claim_digests(local.date(), now)
+        if claimed:
+            log.info("morning digest queued for %s reps", len(claimed))
+        return len(claimed)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -3,9 +3,10 @@ The root's `leadbot.settings.Settings` holds it."""
 
 from __future__ import annotations
 
+from datetime import time
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 
 class TelegramSettings(BaseModel):
@@ -33,3 +34,10 @@ class TelegramSettings(BaseModel):
     max_backoff: float = Field(300.0, gt=0)  # longest wait between two failed sends
     escalation_max: int = Field(3, ge=0)  # how often one untaken lead moves on
     junk_reasons: tuple[str, ...] = ("Spam", "Wrong number", "Duplicate", "Not interested")
+    # Local time (crm.timezone) of each rep's morning digest, "HH:MM"; "off": no digest.
+    digest_at: time | None = time(8, 30)
+
+    @field_validator("digest_at", mode="before")
+    @classmethod
+    def _digest_off(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() in ("", "off") else value

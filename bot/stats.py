@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.clock import Clock
-from bot.commands import actor_of
+from bot.commands import actor_of, find_rep
 from bot.views import Rendered, esc
 from charts import render
 from crm.dto import RepView
@@ -95,27 +95,10 @@ def parse(args: Sequence[str], reps: Sequence[RepView]) -> tuple[str, RepView | 
         if low in PERIODS:
             period = low
         elif who is None:
-            who = _rep(token, reps)
+            who = find_rep(token, reps, USAGE)
         else:
             raise InvalidInput(USAGE)
     return period, who
-
-
-def _rep(token: str, reps: Sequence[RepView]) -> RepView:
-    """`@rita`, `rita`, `#3` or `3`: a rep by number, by whole name or first name."""
-    word = token.lstrip("@#").lower()
-    if word.isdigit():
-        found = [r for r in reps if r.id == int(word)]
-    else:
-        found = [
-            r
-            for r in reps
-            if word in (r.name.lower().replace(" ", ""), r.name.lower().split(" ")[0])
-        ]
-    if len(found) != 1:
-        what = "more than one rep" if found else "no rep"
-        raise InvalidInput(f"{what} matches “{token[:30]}”; {USAGE}")
-    return found[0]
 
 
 class StatsCommand:

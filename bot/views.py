@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
+from decimal import Decimal
 
 from bot import callbacks as cb
 from crm.config import StatusDef
@@ -123,6 +124,11 @@ def overdue(due: datetime, now: datetime) -> bool:
     return now - due >= OVERDUE_AFTER
 
 
+def money(amount: Decimal, currency: str) -> str:
+    """1,200.50 EUR (as /stats writes sums)."""
+    return f"{amount:,.2f} {esc(currency)}"
+
+
 def _phone_link(number: str, shown: str) -> str:
     target = re.sub(r"[^0-9+]", "", number)
     if not target:
@@ -207,12 +213,24 @@ def _task_lines(tasks: Sequence[ActivityView], tz: tzinfo, now: datetime) -> lis
     return out
 
 
-def _task_rows(tasks: Sequence[ActivityView]) -> list[Row]:
+SNOOZE_CHOICES = (("😴 15 min", "15"), ("😴 1 hour", "60"), ("😴 Tomorrow 9:00", "t9"))
+
+
+def _task_rows(tasks: Sequence[ActivityView], now: datetime | None = None) -> list[Row]:
+    """Done buttons; a scheduled call that is due also gets snooze buttons (the reminder)."""
     rows: list[Row] = []
     for t in tasks[:MAX_TASKS]:
-        label = "✅ Called back" if (t.meta or {}).get("callback") else f"✅ Done: call #{t.id}"
+        callback = bool((t.meta or {}).get("callback"))
+        label = "✅ Called back" if callback else f"✅ Done: call #{t.id}"
         rows.append([(label, cb.encode(cb.DONE, cb.ref("activity", t.id)))])
+        if not callback and now is not None and t.due_at is not None and t.due_at <= now:
+            a = cb.ref("activity", t.id)
+            rows.append([(text, cb.encode(cb.SNOOZE, a, arg)) for text, arg in SNOOZE_CHOICES])
     return rows
+
+
+def _history_button(r: str) -> tuple[str, str]:
+    return ("🕘 History", cb.encode(cb.HISTORY, r))
 
 
 def _history_line(
@@ -281,7 +299,8 @@ def lead_card(
     if lead.junk_reason:
         lines.append(f"Junk reason: {esc(clip(lead.junk_reason, REASON_CHARS))}")
     lines += _common_tail(ctx, lead.responsible_name, tz, now)
-    return Rendered(_join(lines), lead_rows(lead, ctx.tasks, viewer, chat=ctx.reply is not None))
+    rows = lead_rows(lead, ctx.tasks, viewer, chat=ctx.reply is not None, now=now)
+    return Rendered(_join(lines), rows)
 
 
 def _merged(own: Sequence[CommView], client: Sequence[CommView]) -> list[CommView]:
@@ -295,11 +314,18 @@ def _reply_button(r: str) -> tuple[str, str]:
 
 
 def lead_rows(
-    lead: LeadView, tasks: Sequence[ActivityView], viewer: Viewer, chat: bool = False
+    lead: LeadView,
+    tasks: Sequence[ActivityView],
+    viewer: Viewer,
+    chat: bool = False,
+    now: datetime | None = None,
 ) -> list[Row]:
     r = cb.ref("lead", lead.id)
     if not lead.is_open:
-        return ([[_reply_button(r)]] if chat else []) + _task_rows(tasks)
+        return [
+            [*([_reply_button(r)] if chat else []), _history_button(r)],
+            *_task_rows(tasks, now),
+        ]
     rows: list[Row] = []
     first: Row = []
     if lead.taken_at is None and lead.responsible_id in (None, viewer.rep_id):
@@ -308,9 +334,13 @@ def lead_rows(
     if chat:
         first.append(_reply_button(r))
     rows.append(first)
-    rows += _task_rows(tasks)
+    rows += _task_rows(tasks, now)
     rows.append(
-        [("📊 Status", cb.encode(cb.STATUS_MENU, r)), ("🔄 Convert", cb.encode(cb.CONVERT_MENU, r))]
+        [
+            ("📊 Status", cb.encode(cb.STATUS_MENU, r)),
+            ("🔄 Convert", cb.encode(cb.CONVERT_MENU, r)),
+            _history_button(r),
+        ]
     )
     last: Row = [("🗑 Junk", cb.encode(cb.JUNK_MENU, r))]
     if viewer.supervises:
@@ -345,7 +375,7 @@ def deal_card(
         )
         lines.append(f"👤 {esc(clip(contact.name, NAME_CHARS))}{company}")
         lines += _comm_lines(contact.comms)
-    amount = f" · {deal.amount} {esc(deal.currency)}" if deal.amount is not None else ""
+    amount = f" · 💶 {money(deal.amount, deal.currency)}" if deal.amount is not None else ""
     source = f" · source {esc(deal.source)}" if deal.source else ""
     lines.append(
         f"Deal #{deal.id} · {esc(deal.pipeline_name)}: {esc(deal.stage_name)}{amount}{source}"
@@ -353,22 +383,27 @@ def deal_card(
     if ctx.history:
         lines.append(_history_line(ctx.history, ()))
     lines += _common_tail(ctx, deal.responsible_name, tz, now)
-    return Rendered(_join(lines), deal_rows(deal, ctx.tasks, chat=ctx.reply is not None))
+    rows = deal_rows(deal, ctx.tasks, chat=ctx.reply is not None, now=now)
+    return Rendered(_join(lines), rows)
 
 
-def deal_rows(deal: DealView, tasks: Sequence[ActivityView], chat: bool = False) -> list[Row]:
+def deal_rows(
+    deal: DealView, tasks: Sequence[ActivityView], chat: bool = False, now: datetime | None = None
+) -> list[Row]:
     r = cb.ref("deal", deal.id)
     reply = [_reply_button(r)] if chat else []
     if not deal.is_open:
-        return [[("↩ Reopen", cb.encode(cb.REOPEN, r)), *reply], *_task_rows(tasks)]
+        reopen = ("↩ Reopen", cb.encode(cb.REOPEN, r))
+        return [[reopen, *reply, _history_button(r)], *_task_rows(tasks, now)]
     return [
         [
             ("➡ Stage", cb.encode(cb.STAGE_MENU, r)),
             ("⏰ Call back", cb.encode(cb.CALLBACK_MENU, r)),
             *reply,
         ],
-        *_task_rows(tasks),
+        *_task_rows(tasks, now),
         [("🏆 Won", cb.encode(cb.WIN, r)), ("✖ Lost", cb.encode(cb.LOSE, r))],
+        [("💶 Amount", cb.encode(cb.AMOUNT, r)), _history_button(r)],
     ]
 
 
@@ -379,8 +414,9 @@ def contact_card(contact: ContactView, ctx: CardContext, tz: tzinfo, now: dateti
     lines.append(f"👤 <b>{esc(clip(contact.name, NAME_CHARS))}</b>{company}")
     lines += _comm_lines(contact.comms)
     lines += _common_tail(ctx, None, tz, now)[1:]
-    reply = [[_reply_button(cb.ref("contact", contact.id))]] if ctx.reply is not None else []
-    return Rendered(_join(lines), reply + _task_rows(ctx.tasks))
+    r = cb.ref("contact", contact.id)
+    first = [*([_reply_button(r)] if ctx.reply is not None else []), _history_button(r)]
+    return Rendered(_join(lines), [first, *_task_rows(ctx.tasks, now)])
 
 
 def notice(text: str) -> Rendered:

@@ -52,6 +52,9 @@ def _matplotlib() -> None:
             {
                 "svg.fonttype": "none",  # text stays text: readable by screen readers and tests
                 "svg.hashsalt": "leadbot",  # stable element ids
+                # Rep names and typed lost reasons are text, never TeX: "$5 or $\x" would
+                # be parsed as math (and fail the whole chart).
+                "text.parse_math": False,
                 "font.size": 10,
                 "axes.titlesize": 12,
                 "axes.titleweight": "bold",

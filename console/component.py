@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from importlib.resources import files
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
@@ -30,12 +31,20 @@ class _Http(Protocol):
     def public_url(self) -> str: ...
 
 
+class _Telegram(Protocol):
+    @property
+    def bot_username(self) -> str | None: ...
+
+
 class ConsoleSettingsHost(Protocol):
     @property
     def console(self) -> ConsoleSettings: ...
 
     @property
     def http(self) -> _Http: ...
+
+    @property
+    def telegram(self) -> _Telegram: ...
 
 
 class ConsoleHost(Protocol):
@@ -50,9 +59,17 @@ class ConsoleHost(Protocol):
     @property
     def http(self) -> bool: ...
 
+    def effective_settings(self) -> dict[str, Any]: ...
+
 
 class ConsoleComponent:
-    def __init__(self, crm: Crm, public_url: str) -> None:
+    def __init__(
+        self,
+        crm: Crm,
+        public_url: str,
+        bot_username: str | None = None,
+        effective_settings: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         static = files("console") / "static"
         self.static = {name: static.joinpath(name).read_bytes() for name in STATIC_FILES}
         version = hashlib.sha256(b"".join(self.static.values())).hexdigest()[:12]
@@ -61,6 +78,8 @@ class ConsoleComponent:
             public_url=public_url,
             secure_cookies=public_url.startswith("https://"),
             static_version=version,
+            bot_username=bot_username,
+            effective_settings=effective_settings,
         )
 
     def routes(self) -> list[web.AbstractRouteDef]:
@@ -107,4 +126,10 @@ def console_component(service: ConsoleHost) -> ConsoleComponent | None:
     """The console, or None when turned off or in a process without HTTP (`leadbot worker`)."""
     if not service.settings.console.enabled or not service.http:
         return None
-    return ConsoleComponent(service.crm, service.settings.http.public_url)
+    settings = service.settings
+    return ConsoleComponent(
+        service.crm,
+        settings.http.public_url,
+        settings.telegram.bot_username,
+        service.effective_settings,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from console import admin, dashboard
 from console.web import (
     PREFIX,
     SESSION_COOKIE,
@@ -101,4 +102,6 @@ def routes() -> list[web.AbstractRouteDef]:
         web.post(f"{PREFIX}/logout", logout),
         web.get(f"{PREFIX}/", my_work, allow_head=False),
         web.get(PREFIX, _to_my_work, allow_head=False),
+        *dashboard.routes(),
+        *admin.routes(),
     ]

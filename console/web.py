@@ -66,6 +66,10 @@ class ConsoleState:
     public_url: str
     secure_cookies: bool
     static_version: str
+    # For invite links (t.me/<bot_username>?start=<code>); None: the invite code alone.
+    bot_username: str | None = None
+    # The settings in force with secrets masked (the host's; the console cannot read config).
+    effective_settings: Callable[[], dict[str, Any]] | None = None
 
 
 CONSOLE = web.AppKey("console.state", ConsoleState)

@@ -40,6 +40,7 @@ from crm.services.reps import Reps
 from crm.services.runtime import RuntimeSettings
 from crm.services.search import Search
 from crm.services.stats import Stats
+from crm.services.team import Team
 from crm.services.telephony import Telephony
 from crm.services.tokens import Tokens
 from crm.services.websessions import WebSessions
@@ -94,6 +95,8 @@ class Crm:
         )
         # Team numbers (bot /stats, the console dashboard).
         self.stats = Stats(db, config, clock)
+        # The supervisor's /team, the morning digest.
+        self.team = Team(db, config)
 
     @property
     def changes(self) -> Feed:

@@ -41,7 +41,7 @@ from leadbot.api.component import ApiComponent
 from leadbot.logs import safe_redis_url, safe_url
 from leadbot.metrics import Metrics
 from leadbot.refusals import Refusals
-from leadbot.settings import Settings
+from leadbot.settings import Settings, effective
 from leadbot.web import (
     Check,
     Outages,
@@ -324,6 +324,10 @@ class Service:
                 sources.update(r.resource.canonical for r in added if r.resource is not None)
         self.refusals.sources = frozenset(sources)
         return app
+
+    def effective_settings(self) -> dict[str, Any]:
+        """The settings in force, every secret masked (the console's admin settings page)."""
+        return effective(self.settings)
 
     def readiness_checks(self) -> dict[str, Check]:
         checks: dict[str, Check] = {"database": self._database_ready}

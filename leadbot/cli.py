@@ -18,6 +18,7 @@ from crm.db import Database
 from crm.errors import CrmError
 from crm.facade import Crm
 from crm.outage import is_outage
+from crm.services.reps import invite_text as reps_invite_text
 from leadbot.app import Service, crm_config
 from leadbot.cli_common import (
     CliError,
@@ -122,10 +123,7 @@ def cmd_rep(args: argparse.Namespace) -> None:
 
 
 def invite_text(settings: Settings, code: str) -> str:
-    name = settings.telegram.bot_username
-    if name:
-        return f"invite link (valid 7 days, one use): https://t.me/{name}?start={code}"
-    return f"invite code (valid 7 days, one use): send the bot  /start {code}"
+    return reps_invite_text(settings.telegram.bot_username, code)
 
 
 def cmd_web(args: argparse.Namespace) -> None:

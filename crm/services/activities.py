@@ -109,6 +109,28 @@ class Activities:
                 )
             return (await activity_views(s, [act]))[0]
 
+    async def snooze(
+        self, activity_id: int, due_at: datetime, actor: Actor = SYSTEM
+    ) -> ActivityView:
+        """Move an open scheduled task to `due_at`; it is reminded again then."""
+        if due_at.tzinfo is None:
+            raise InvalidInput("due time needs a timezone")
+        async with self.db.transaction() as s:
+            act: Activity = await get_or_404(s, Activity, activity_id, "activity")
+            check_access(actor, act.responsible_id, "this task")
+            if act.done:
+                raise Conflict("this task is already done")
+            if act.due_at is None or (act.meta or {}).get("callback"):
+                raise Conflict("only a scheduled call can be snoozed")
+            before = {"activity_id": act.id, "due_at": act.due_at.isoformat()}
+            act.due_at, act.reminded_at = due_at, None
+            for b in await s.scalars(
+                select(ActivityBinding).where(ActivityBinding.activity_id == act.id)
+            ):
+                after = {"activity_id": act.id, "due_at": due_at.isoformat()}
+                add_timeline(s, b.owner_type, b.owner_id, "snoozed", actor, before, after)
+            return (await activity_views(s, [act]))[0]
+
     async def get(self, activity_id: int, actor: Actor = SYSTEM) -> ActivityView:
         async with self.db.read() as s:
             act: Activity = await get_or_404(s, Activity, activity_id, "activity")

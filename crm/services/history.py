@@ -344,6 +344,7 @@ CHANGE_TITLES = {
     "linked": "Linked to the client",
     "updated": "Edited",
     "completed": "Task done",
+    "snoozed": "Reminder snoozed",
     "message_sent": "Reply sent",
 }
 

@@ -12,8 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.db import Database
-from crm.dto import RepView
-from crm.errors import Conflict, InvalidInput, NotFound
+from crm.dto import SYSTEM, Actor, RepView
+from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
 from crm.models import KeyValue, Rep, WebSession, utcnow
 from crm.services.access import get_or_404
 from crm.services.views import rep_view
@@ -24,6 +24,19 @@ INVITE_TTL = timedelta(days=7)
 
 def _hash(code: str) -> str:
     return hashlib.sha256(code.encode()).hexdigest()
+
+
+def require_admin(actor: Actor, what: str = "administer the team") -> None:
+    """Only admins (and the operator's CLI, which acts as SYSTEM) may `what`."""
+    if actor.role != "admin":
+        raise Forbidden(f"only an admin can {what}")
+
+
+def invite_text(bot_username: str | None, code: str) -> str:
+    """What the CLI prints and the console shows for a new invite."""
+    if bot_username:
+        return f"invite link (valid 7 days, one use): https://t.me/{bot_username}?start={code}"
+    return f"invite code (valid 7 days, one use): send the bot  /start {code}"
 
 
 class Reps:
@@ -39,7 +52,9 @@ class Reps:
         email: str | None = None,
         phone: str | None = None,
         extension: str | None = None,
+        actor: Actor = SYSTEM,
     ) -> RepView:
+        require_admin(actor, "add a rep")
         if role not in ROLES:
             raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
         if not name.strip():
@@ -78,7 +93,10 @@ class Reps:
             rep = await s.scalar(select(Rep).where(Rep.telegram_user_id == telegram_user_id))
             return rep_view(rep) if rep else None
 
-    async def deactivate(self, rep_id: int) -> RepView:
+    async def deactivate(self, rep_id: int, actor: Actor = SYSTEM) -> RepView:
+        require_admin(actor, "deactivate a rep")
+        if rep_id == actor.rep_id:
+            raise Conflict("you cannot deactivate yourself: ask another admin")
         async with self.db.transaction() as s:
             rep: Rep = await get_or_404(s, Rep, rep_id, "rep")
             rep.active = False
@@ -86,9 +104,13 @@ class Reps:
             await s.execute(delete(WebSession).where(WebSession.rep_id == rep_id))
             return rep_view(rep)
 
-    async def set_role(self, rep_id: int, role: str) -> RepView:
+    async def set_role(self, rep_id: int, role: str, actor: Actor = SYSTEM) -> RepView:
+        require_admin(actor, "change a rep's role")
         if role not in ROLES:
             raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+        if rep_id == actor.rep_id and role != "admin":
+            # The last admin could otherwise lock everyone out of the admin pages.
+            raise Conflict("you cannot take away your own admin role: ask another admin")
         async with self.db.transaction() as s:
             rep: Rep = await get_or_404(s, Rep, rep_id, "rep")
             rep.role = role
@@ -104,11 +126,14 @@ class Reps:
                 else:
                     rep.role, rep.active = "admin", True
 
-    async def create_invite(self, rep_id: int) -> str:
+    async def create_invite(self, rep_id: int, actor: Actor = SYSTEM) -> str:
         """A one-time code; `/start <code>` binds the Telegram account that sends it."""
+        require_admin(actor, "invite a rep")
         code = secrets.token_urlsafe(18)
         async with self.db.transaction() as s:
             rep: Rep = await get_or_404(s, Rep, rep_id, "rep")
+            if not rep.active:
+                raise Conflict(f"{rep.name} is deactivated: an invite would not work")
             rep.invite_code_hash = _hash(code)
             rep.invite_expires_at = utcnow() + INVITE_TTL
         return code

@@ -14,6 +14,7 @@ from crm.dto import SYSTEM, Actor
 from crm.errors import Conflict, InvalidInput, NotFound
 from crm.models import ApiToken, Rep, utcnow
 from crm.services.access import get_or_404
+from crm.services.reps import require_admin
 
 SCOPES = ("read", "write")
 
@@ -56,8 +57,14 @@ class Tokens:
         self.db = db
 
     async def create(
-        self, name: str, *, scopes: Iterable[str] = ("read",), rep_id: int | None = None
+        self,
+        name: str,
+        *,
+        scopes: Iterable[str] = ("read",),
+        rep_id: int | None = None,
+        actor: Actor = SYSTEM,
     ) -> tuple[int, str]:
+        require_admin(actor, "create API tokens")
         if not name.strip():
             raise InvalidInput("a token needs a name")
         checked = parse_scopes(scopes)
@@ -78,14 +85,16 @@ class Tokens:
             await s.flush()
             return row.id, token
 
-    async def revoke(self, token_id: int) -> None:
+    async def revoke(self, token_id: int, actor: Actor = SYSTEM) -> None:
+        require_admin(actor, "revoke API tokens")
         async with self.db.transaction() as s:
             row = await s.get(ApiToken, token_id)
             if row is None:
                 raise NotFound(f"token #{token_id} does not exist")
             row.revoked_at = row.revoked_at or utcnow()
 
-    async def all(self) -> list[TokenInfo]:
+    async def all(self, actor: Actor = SYSTEM) -> list[TokenInfo]:
+        require_admin(actor, "list API tokens")
         async with self.db.read() as s:
             rows = await s.scalars(select(ApiToken).order_by(ApiToken.id))
             return [

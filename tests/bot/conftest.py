@@ -83,6 +83,7 @@ def telegram_settings(tg: FakeTelegram, **extra: Any) -> dict[str, Any]:
         "polling_timeout": 1,
         "outbox_poll_interval": 0.02,
         "duties_interval": 0.02,
+        "digest_at": "off",  # a morning digest would land amid every test's cards
         **extra,
     }
 

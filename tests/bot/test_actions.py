@@ -66,7 +66,7 @@ async def test_status_junk_with_typed_reason_and_comment_by_reply(world: Any) ->
     assert lead.status == "JUNK" and lead.junk_reason == "Competitor testing our form"
     shown = w.current(RITA, mid)
     assert "Junk reason: Competitor testing our form" in shown["text"]
-    assert "reply_markup" not in shown  # a closed lead has no actions left
+    assert await labels(w, RITA, mid) == ["🕘 History"]  # a closed lead: nothing to change
 
 
 async def test_call_back_at_a_typed_time_and_back_button(world: Any) -> None:
@@ -112,6 +112,7 @@ async def test_convert_to_contact_and_company_and_work_the_deal(world: Any) -> N
         "👤 Contact",
         "👤+🏢 Contact + company",
         "💼 Deal",
+        "💼 Deal + amount…",
         "« Back",
     ]
     answer = await w.press_label(RITA, card["message_id"], "👤+🏢 Contact + company")
@@ -121,7 +122,7 @@ async def test_convert_to_contact_and_company_and_work_the_deal(world: Any) -> N
     assert second.outcome == "new_repeat_lead"
     repeat = await w.card(RITA)
     await w.press_label(RITA, repeat["message_id"], "🔄 Convert")
-    assert await labels(w, RITA, repeat["message_id"]) == ["💼 Deal", "« Back"]
+    assert await labels(w, RITA, repeat["message_id"]) == ["💼 Deal", "💼 Deal + amount…", "« Back"]
     await w.press_label(RITA, repeat["message_id"], "💼 Deal")
     deal_card = w.current(RITA, repeat["message_id"])
     assert "Sales: New" in deal_card["text"] and "👤 Kundin 1 · Nord GmbH" in deal_card["text"]
@@ -133,7 +134,7 @@ async def test_convert_to_contact_and_company_and_work_the_deal(world: Any) -> N
     assert "Sales: Negotiation" in w.current(RITA, mid)["text"]
     answer = await w.press_label(RITA, mid, "🏆 Won")
     assert answer["text"].endswith(": Won")
-    assert await labels(w, RITA, mid) == ["↩ Reopen"]
+    assert await labels(w, RITA, mid) == ["↩ Reopen", "🕘 History"]
     lost = await w.press(RITA, mid, button(deal_card, "✖ Lost"))  # the old keyboard
     assert lost["text"].endswith("is closed already (Won).")
     await w.press_label(RITA, mid, "↩ Reopen")

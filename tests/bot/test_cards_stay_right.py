@@ -143,7 +143,9 @@ async def test_an_admin_who_joins_or_changes_role_gets_the_menu_at_once(world: A
     assert (menu(ADMIN) or [])[-2:] == ["exceptions", "settings"]
     await w.crm.reps.set_role(admin.id, "rep")  # e.g. from the CLI, another process
     await w.wait_until(lambda: _true("settings" not in (menu(ADMIN) or ["settings"])))
-    assert menu(ADMIN) == ["leads", "lead", "deals", "find", "today", "web", "stats", "help"]
+    assert menu(ADMIN) == [
+        "leads", "lead", "deals", "find", "today", "web", "stats", "history", "help"
+    ]  # fmt: skip
 
 
 async def _true(value: bool) -> bool:

@@ -15,7 +15,7 @@ async def test_command_menu_is_registered(world: Any) -> None:
     calls = w.tg.calls("setMyCommands")
     default = next(c for c in calls if "scope" not in c.params)
     names = [c["command"] for c in default.params["commands"]]
-    assert names == ["leads", "lead", "deals", "find", "today", "web", "stats", "help"]
+    assert names == ["leads", "lead", "deals", "find", "today", "web", "stats", "history", "help"]
     admin = next(c for c in calls if c.params.get("scope", {}).get("chat_id") == ADMIN)
     assert [c["command"] for c in admin.params["commands"]][-2:] == ["exceptions", "settings"]
 

@@ -41,7 +41,7 @@ async def test_lost_asks_why_and_stats_count_it(world: Any) -> None:
     ]
     answer = await w.press_label(RITA, mid, "Price")
     assert answer["text"].endswith(": Lost — Price")
-    assert await labels(w, RITA, mid) == ["↩ Reopen"]
+    assert await labels(w, RITA, mid) == ["↩ Reopen", "🕘 History"]
 
     # A second lead, converted and lost with a typed reason.
     m2 = await lost_menu_of_a_new_deal(w, 2, "Other")

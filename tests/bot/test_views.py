@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from bot import callbacks as cb
 from bot.lists import (
+    Paging,
     leads_list,
 )
 from bot.views import (
@@ -170,7 +171,7 @@ def test_card_shows_the_essentials() -> None:
     phone = next(e for e in entities if e.get("url") == "tel:+49301234567")
     assert entity_text(text, phone) == "+49 30 1234567"
     labels = [label for row in rendered.rows for label, _ in row]
-    assert labels == ["✋ Take", "⏰ Call back", "📊 Status", "🔄 Convert", "🗑 Junk"]
+    assert labels == ["✋ Take", "⏰ Call back", "📊 Status", "🔄 Convert", "🕘 History", "🗑 Junk"]
     boss = lead_card(view, ctx, Viewer(9, "supervisor"), DEFAULT_STATUSES, BERLIN, NOW)
     assert "👥 Reassign" in [label for row in boss.rows for label, _ in row]
     assert "✋ Take" not in [label for row in boss.rows for label, _ in row]  # Rita's lead
@@ -185,7 +186,7 @@ def test_clip_cuts_on_words_and_lines() -> None:
 
 def test_list_pages_carry_the_filter() -> None:
     leads = [lead(id=i, name=f"P{i}") for i in range(10, 0, -1)]
-    rendered = leads_list(leads, 25, 10, 10, "repeat")
+    rendered = leads_list(leads, Paging(25, 10, 10, "repeat"))
     pager = rendered.rows[-1]
     assert [label for label, _ in pager] == ["◀", "▶"]
     assert cb.decode(pager[1][1]) == cb.Button(cb.LEADS_PAGE, "20", "repeat")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import date
 
 from PIL import Image
@@ -65,6 +66,17 @@ async def test_each_chart_in_svg_names_its_series_and_values(crm: Crm) -> None:
     assert "Deal lost: Price" in lost and "Lead junked: no reason" in lost
     # Deterministic: the same report draws the same bytes.
     assert render.chart("funnel", report, "svg") == svg["funnel"].encode()
+
+
+async def test_names_and_reasons_with_dollar_signs_are_drawn_as_typed(crm: Crm) -> None:
+    typed = replace(
+        _report(crm),
+        take_times=(TakeTime(1, r"Ann $\badcmd{$", 1, 60, 60),),
+        lost_reasons=(ReasonCount("deal", "costs $5 more than $4", 1),),
+    )
+    take = render.chart("take_time", typed, "svg").decode()
+    assert r"Ann $\badcmd{$ (1)" in take
+    assert "Deal lost: costs $5 more than $4" in render.chart("lost_reasons", typed).decode()
 
 
 async def test_png_decodes_at_the_documented_size(crm: Crm) -> None:
