@@ -199,6 +199,9 @@ async def test_without_javascript_the_warning_comes_on_submit_with_attach_and_sa
     company = await crm.records.get_company(company_id)
     assert len(company.contact_ids) == 2 and anna.id in company.contact_ids
 
+    # A record page's "new deal" link names the client in the address.
+    await page.goto(f"{base}/app/new/deal?company_id={company_id}")
+    assert await page.input_value("input[name=company_q]") == f"Acme #{company_id}"
     # A deal whose contact is typed, not picked: one match is taken.
     await page.goto(f"{base}/app/new/deal")
     await page.fill("input[name=title]", "Roof")
