@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote
 
 from playwright.async_api import Browser, Page
 
@@ -307,3 +308,33 @@ async def test_bad_input_gets_a_reason_never_a_server_error(
     response = await page.request.get(f"{base}/app/new/check?phone=%00")
     assert response.status == 422 and "control characters" in (await response.json())["detail"]
     assert (await service.crm.leads.page(ListFilter()))[1] == 0
+
+
+async def test_a_rep_cannot_attach_to_or_pick_another_reps_records(
+    console: Any, browser_page: Page, sign_in: SignIn
+) -> None:
+    service = await console()
+    crm = service.crm
+    paul = await crm.reps.add("Paul Other")
+    pauls = await crm.handmade.create_contact(
+        ContactDraft(name="Petra Paulsen", comms=Comms(phones=("+49307000001",)), owner_id=paul.id)
+    )
+    page = browser_page
+    await signed_in(service, page, sign_in)
+    base = console_url(service)
+    # The warning names the holder, but attaching to it is refused with the service's reason.
+    await fill_contact(page, "Petra", "", "+49 30 7000001")
+    await page.click("button:has-text('Save contact')")
+    await page.click(f"button:has-text('Attach to contact #{pauls.id}')")
+    assert f"contact #{pauls.id} belongs to another rep" in await page.inner_text(".flash.error")
+    assert await page.input_value("input[name=first_name]") == "Petra"
+    # Pickers find only what the rep may see, by name and by number.
+    for query in ("Petra", f"#{pauls.id}"):
+        found = f"{base}/app/new/find?kind=contact&q={quote(query)}"
+        assert await (await page.request.get(found)).json() == {"results": []}
+    await crm.handmade.create_contact(ContactDraft(name="Petra Own", comms=Comms()))
+    found = f"{base}/app/new/find?kind=contact&q={quote('#' + str(pauls.id + 1))}"
+    assert await (await page.request.get(found)).json() == {
+        "results": [{"id": pauls.id + 1, "label": f"Petra Own #{pauls.id + 1}"}]
+    }
+    assert (await crm.records.get_contact(pauls.id)).first_name is None  # unchanged
