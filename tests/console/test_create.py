@@ -217,10 +217,8 @@ async def test_refusals_show_the_reason_and_keep_what_was_typed(
     console: Any, browser_page: Page, sign_in: SignIn
 ) -> None:
     service = await console()
-    crm = service.crm
-    rita = await crm.reps.add("Rita Rep")
     page = browser_page
-    await sign_in(page, service, rita)
+    await signed_in(service, page, sign_in)
     base = console_url(service)
 
     # A deal without a client.
@@ -245,7 +243,7 @@ async def test_refusals_show_the_reason_and_keep_what_was_typed(
     response = await page.goto(f"{base}/app/new/invoice")
     assert response is not None and response.status == 404
     assert "cannot be created here" in await page.inner_text("main")
-    assert (await crm.deals.page(ListFilter()))[1] == 0  # nothing was saved
+    assert (await service.crm.deals.page(ListFilter()))[1] == 0  # nothing was saved
 
 
 async def test_the_forms_fit_a_phone(
