@@ -3,7 +3,7 @@
 Each figure is set against a baseline measured in the same run on the same machine, so the
 ratios mean something even on a busy or slow machine. Options:
     --quick            small sizes (10k and 100k contacts, 5k events) for a fast look
-    --only NAME ...    intake | phone | mail | bot
+    --only NAME ...    intake | phone | mail | bot | console
     --out FILE         where to write the report (default benchmarks/RESULTS.md)
 
 What a section needs beyond the venv (wrk for the phone section) is checked before anything
@@ -115,6 +115,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "phone": ("benchmarks.phone", "report"),
     "mail": ("benchmarks.mail", "report"),
     "bot": ("benchmarks.bot", "report"),
+    "console": ("benchmarks.console", "report"),
 }
 
 

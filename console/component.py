@@ -12,7 +12,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from console import create, pages
+from console import board, create, pages
 from console.settings import ConsoleSettings
 from console.web import CONSOLE, JINJA, PREFIX, ConsoleState
 from crm.facade import Crm
@@ -20,6 +20,7 @@ from crm.facade import Crm
 STATIC_FILES = {
     "console.css": "text/css",
     "console.js": "text/javascript",
+    "board.js": "text/javascript",
     "create.js": "text/javascript",  # the /app/new/* forms
 }
 # Files are named with a version query (`?v=`), so browsers may keep them a day.
@@ -92,6 +93,7 @@ class ConsoleComponent:
     def configure(self, app: web.Application) -> None:
         """Templates and the handlers' shared state on the service's app."""
         app[CONSOLE] = self.state
+        board.setup(app)
         env = aiohttp_jinja2.setup(
             app,
             loader=jinja2.PackageLoader("console", "templates"),

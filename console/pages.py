@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from console import admin, dashboard
+from console import admin, board, dashboard
 from console.web import (
     PREFIX,
     SESSION_COOKIE,
@@ -104,4 +104,5 @@ def routes() -> list[web.AbstractRouteDef]:
         web.get(PREFIX, _to_my_work, allow_head=False),
         *dashboard.routes(),
         *admin.routes(),
+        *board.routes(),
     ]

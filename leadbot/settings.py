@@ -354,7 +354,9 @@ def effective(settings: Settings) -> dict[str, Any]:
             return redact(str(value))
         if isinstance(value, str):
             return redact(value)
-        return value
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        return redact(str(value))  # times, decimals, enums: as they read
 
     doc = shown(settings)
     doc.pop("config", None)

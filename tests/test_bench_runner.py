@@ -53,3 +53,35 @@ def test_a_failed_section_and_a_missing_tool_leave_the_rest_of_the_report(
     assert "failed: RuntimeError: the database went away" in report
     assert "### phone\n\nskipped: needs wrk" in report
     assert "phone is skipped, it needs wrk" in done.stderr
+
+
+_CONSOLE = textwrap.dedent(
+    """
+    import sys
+    from benchmarks import console, run
+
+    console.SIZES = {True: [300], False: [300]}
+    console.BACKENDS = ("sqlite",)
+    console.REQUESTS = {True: 3, False: 3}
+    sys.argv = ["run", "--quick", "--only", "console", "--out", sys.argv[1]]
+    run.main()
+    """
+)
+
+
+def test_the_console_section_times_the_board_against_a_bare_handler(tmp_path: Path) -> None:
+    out = tmp_path / "RESULTS.md"
+    done = subprocess.run(
+        [sys.executable, "-c", _CONSOLE, str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    report = out.read_text()
+    assert "### Web console: `/app/board` over HTTP" in report, report
+    for page in ("lead board", "deal board"):
+        assert f"| sqlite | 300 | {page} |" in report, report
+    assert "Baseline: a bare aiohttp handler" in report
+    assert "failed" not in report

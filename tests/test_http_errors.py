@@ -48,6 +48,10 @@ async def test_every_route_answers_other_methods_405_with_allow(start_service: A
     base = f"http://127.0.0.1:{service.port}"
     async with aiohttp.ClientSession() as http:
         for path, methods in sorted(served.items()):
+            # Under /rest/ a catch-all answers every other method with Bitrix24's own
+            # ERROR_METHOD_NOT_FOUND body, as Bitrix24 does (tests/phone/test_bitrix_clients.py).
+            if path.startswith("/rest/"):
+                continue
             for method in sorted(METHODS - methods):
                 async with http.request(method, base + path) as r:
                     assert r.status == 405, (method, path)

@@ -129,10 +129,24 @@ def test_no_secret_appears_in_the_effective_settings(tmp_path: Path) -> None:
             "bitrix_token": "MARKER-bitrix",
             "lookup_token": "MARKER-lookup",
         },
-        whatsapp={"verify_token": "MARKER-wa-verify", "app_secret": "MARKER-wa-app"},
+        whatsapp={
+            "verify_token": "MARKER-wa-verify",
+            "app_secret": "MARKER-wa-app",
+            "access_token": "MARKER-wa-access",
+        },
         sms={"account_sid": "AC123", "auth_token": "MARKER-sms"},
         mailboxes=[
-            {"name": "a", "host": "imap.example", "user": "u", "password": "MARKER-mail"},
+            {
+                "name": "a",
+                "host": "imap.example",
+                "user": "u",
+                "password": "MARKER-mail",
+                "smtp": {
+                    "host": "smtp.example",
+                    "password": "MARKER-smtp",
+                    "from_address": "sales@example.com",
+                },
+            },
             {"name": "b", "host": "imap.example", "user": "u", "password_file": password_file},
         ],
     )
@@ -150,6 +164,6 @@ def test_no_secret_appears_in_the_effective_settings(tmp_path: Path) -> None:
         "telegram.token", "telegram.webhook_secret", "telegram.customer_token",
         "phone.webhook_secret", "phone.twilio_auth_token", "phone.bitrix_token",
         "phone.lookup_token", "whatsapp.verify_token", "whatsapp.app_secret", "sms.auth_token",
-        "mailboxes.password",
+        "whatsapp.access_token", "mailboxes.password", "mailboxes.smtp.password",
     }  # fmt: skip
     assert paths <= set_here, paths - set_here
