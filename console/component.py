@@ -12,7 +12,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from console import board, pages, records
+from console import board, create, pages, records
 from console.settings import ConsoleSettings
 from console.web import CONSOLE, JINJA, PREFIX, ConsoleState
 from crm.facade import Crm
@@ -22,6 +22,7 @@ STATIC_FILES = {
     "console.js": "text/javascript",
     "board.js": "text/javascript",
     "records.js": "text/javascript",
+    "create.js": "text/javascript",  # the /app/new/* forms
 }
 # Files are named with a version query (`?v=`), so browsers may keep them a day.
 STATIC_MAX_AGE = 86400
@@ -88,6 +89,7 @@ class ConsoleComponent:
             web.get(f"{PREFIX}/static/{{name}}", self._static, allow_head=False),
             *pages.routes(),
             *records.routes(),
+            *create.routes(),
         ]
 
     def configure(self, app: web.Application) -> None:
