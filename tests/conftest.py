@@ -33,7 +33,10 @@ from matching.event import Channel, InboundEvent
 pytest_plugins = ["tests.servers"]
 
 PG_ADMIN_DSN = os.environ.get("LEADBOT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("LEADBOT_TEST_REDIS", "redis://127.0.0.1:6379/15")
+# Each pytest-xdist worker (gw0, gw1, …) gets a Redis database of its own: streams and the
+# change feed's channel keep their default names in some tests.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+REDIS_URL = os.environ.get("LEADBOT_TEST_REDIS", f"redis://127.0.0.1:6379/{15 - _WORKER % 8}")
 
 
 async def _pg_admin(sql: str) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import leadbot_process, leadbot_run
+from tests.conftest import REDIS_URL, leadbot_process, leadbot_run
 from tests.servers import OwnRedis, end_process, free_port
 
 
@@ -44,7 +44,7 @@ async def test_postgres_unreachable_at_start_is_one_line(tmp_path: Path, command
     env = _env(
         tmp_path,
         LEADBOT_DATABASE__URL=f"postgresql+asyncpg://leadbot:s3cretpw@127.0.0.1:{port}/leadbot",
-        LEADBOT_REDIS__URL="redis://127.0.0.1:6379/15",
+        LEADBOT_REDIS__URL=REDIS_URL,
     )
     code, _, err = await leadbot_run(command, env=env)
     lines = err.splitlines()
