@@ -1,7 +1,9 @@
-"""`make bench` section for the web console: `/app/board` p50 / p95 over real HTTP.
+"""`make bench` section for the web console: `/app/board` and record pages, p50 / p95 over
+real HTTP.
 
 A real service with the console runs on a seeded CRM (benchmarks.seed: per 10 contacts 5 leads,
 3 deals); a signed-in supervisor (who sees every record) loads the lead board and the deal board
+and record pages (a lead, a contact with its leads and deals, a deal, each with its history)
 one request at a time (closed loop, so the figures are latency, not queueing). Baseline: a bare
 aiohttp handler answering a body of the board page's size, on the same loop and client, in the
 same run.
@@ -21,7 +23,14 @@ from aiohttp import web
 
 from benchmarks.bot import _database, _pct
 
-PAGES = {"lead board": "/app/board", "deal board": "/app/board?kind=deal"}
+PAGES = {
+    "lead board": "/app/board",
+    "deal board": "/app/board?kind=deal",
+    # Record 1 of each kind exists in every seeded size.
+    "lead page": "/app/lead/1",
+    "contact page": "/app/contact/1",
+    "deal page": "/app/deal/1",
+}
 # Contacts seeded per run (quick or full), backends and timed requests per page.
 SIZES = {True: [10_000, 100_000], False: [10_000, 1_000_000]}
 BACKENDS = ("sqlite", "postgres")
@@ -138,7 +147,8 @@ async def report(quick: bool = False) -> str:
     sample = next((r["body"] for r in rows if "body" in r), b"x" * 50_000)
     base = await baseline(sample, n)
     lines = [
-        "### Web console: `/app/board` over HTTP (supervisor, all records visible)",
+        "### Web console: `/app/board` and record pages over HTTP "
+        "(supervisor, all records visible)",
         "",
         "| backend | contacts | page | page KB | requests | p50 ms | p95 ms "
         "| × baseline p95 | p95 < 100 ms |",
@@ -156,12 +166,13 @@ async def report(quick: bool = False) -> str:
         )
     lines += [
         "",
-        f"Baseline: a bare aiohttp handler answering a body of the board page's size, "
+        f"Baseline: a bare aiohttp handler answering a body of the first page's size, "
         f"p50 {base['p50_ms']} ms, p95 {base['p95_ms']} ms ({base['requests']} requests). "
         "Per 10 contacts the seed holds 5 leads (30% open) and 3 deals (40% open), all "
         "unassigned; each board page counts every column (one GROUP BY), sums the deals per "
         "currency and reads the first 20 cards of each column by its (status | stage, "
-        "created_at, id) index. One request at a time, after 3 warm-up requests.",
+        "created_at, id) index; a record page reads the record, its links and the first page "
+        "of its history. One request at a time, after 3 warm-up requests.",
     ]
     return "\n".join(lines)
 

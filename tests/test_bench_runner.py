@@ -69,7 +69,7 @@ _CONSOLE = textwrap.dedent(
 )
 
 
-def test_the_console_section_times_the_board_against_a_bare_handler(tmp_path: Path) -> None:
+def test_the_console_section_times_the_board_and_record_pages_against_a_bare_handler(tmp_path: Path) -> None:
     out = tmp_path / "RESULTS.md"
     done = subprocess.run(
         [sys.executable, "-c", _CONSOLE, str(out)],
@@ -80,8 +80,8 @@ def test_the_console_section_times_the_board_against_a_bare_handler(tmp_path: Pa
     )
     assert done.returncode == 0, done.stderr
     report = out.read_text()
-    assert "### Web console: `/app/board` over HTTP" in report, report
-    for page in ("lead board", "deal board"):
+    assert "### Web console: `/app/board` and record pages over HTTP" in report, report
+    for page in ("lead board", "deal board", "lead page", "contact page", "deal page"):
         assert f"| sqlite | 300 | {page} |" in report, report
     assert "Baseline: a bare aiohttp handler" in report
     assert "failed" not in report
