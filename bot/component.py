@@ -28,7 +28,7 @@ from telegram.ext import Application, ApplicationBuilder
 from bot.actions import Actions
 from bot.cards import Cards
 from bot.clock import Clock, SystemClock
-from bot.command_menu import CommandMenus
+from bot.command_menu import CommandMenus, default_menu
 from bot.commands import Commands
 from bot.customers import CustomerDesk
 from bot.handlers import Handlers
@@ -158,6 +158,7 @@ class BotComponent:
             team=crm.team,
             digest_at=settings.digest_at,
             tz=tz,
+            tidy=(crm.outbox.forget_old_headlines, crm.prompts.forget_old),
         )
         commands = Commands(crm, self.cards, clock, tz)
         customer_bot = (self.customer_app or self.app).bot
@@ -178,7 +179,7 @@ class BotComponent:
         shared = self.desk if self.customer_app is None else None
         public = service.settings.http.public_url.rstrip("/")
         web_url = public if service.settings.console.enabled and public else None
-        self.menus = CommandMenus(crm, self.app.bot)
+        self.menus = CommandMenus(crm, self.app.bot, shared=self.customer_app is None)
         self.handlers = Handlers(
             crm,
             commands,
@@ -294,6 +295,8 @@ class BotComponent:
             await app.initialize()  # getMe; does nothing once it succeeded
             if app is self.app:
                 await self.menus.register()
+            else:
+                await default_menu(app.bot)
             if not app.running:
                 await app.start()
             if self.settings.mode == "webhook":
