@@ -1,11 +1,11 @@
 """The command menu each chat shows (setMyCommands).
 
 Every rep's chat gets its role's menu by chat scope (admins also /exceptions and /settings).
-The default scope is what everyone else sees: on a bot shared with customers that is the
-customer's menu (/start), so strangers never see the reps' commands; a reps-only bot keeps the
-rep menu there. A deactivated rep's chat menu is deleted, so it falls back to the default. A
-rep who joins, changes role or is deactivated gets the right menu at once when that happens in
-this process (`Reps.on_change`), within a sync interval when another process (the CLI) did it.
+The default scope is what everyone else sees: only /start (customers start a conversation,
+reps join with their invite link), so strangers never see the reps' commands. A deactivated
+rep's chat menu is deleted, so it falls back to the default. A rep who joins, changes role or
+is deactivated gets the right menu at once when that happens in this process (`Reps.on_change`
+calls `wake`), within a sync interval when another process (the CLI) did it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 Menu = tuple[tuple[str, str], ...]
 CUSTOMER_MENU: Menu = (("start", "Start a conversation with us"),)
+JOIN_MENU: Menu = (("start", "Join the team with your invite link"),)  # a reps-only bot's
 NO_MENU: Menu = ()  # a chat whose own menu was deleted (it sees the default one)
 
 
@@ -48,11 +49,14 @@ class CommandMenus:
         self.shared = shared  # customers write to this bot too
         self.registered: dict[int, Menu] = {}  # chat → the menu it was given
         self._wake = asyncio.Event()
-        crm.reps.on_change.append(self._wake.set)
+
+    def wake(self) -> None:
+        """A rep changed in this process (`Reps.on_change`): sync now, not at the interval."""
+        self._wake.set()
 
     async def register(self) -> None:
         """The default menu, then every rep's chat; a failure is cosmetic (logged)."""
-        await default_menu(self.bot, CUSTOMER_MENU if self.shared else tuple(commands_menu("rep")))
+        await default_menu(self.bot, CUSTOMER_MENU if self.shared else JOIN_MENU)
         await self.sync()
 
     async def sync(self) -> int:

@@ -232,6 +232,8 @@ class BotComponent:
         # worker processes are found by the outbox poll.
         self.service.after_intake.append(self._wake_notifier)
         self.service.outbox_listeners.append(self.notifier.wake)
+        # A rep who joins, changes role or is deactivated here gets the new menu at once.
+        self.service.crm.reps.on_change.append(self.menus.wake)
         spawn, stop = self.tasks.spawn, self._stop
         interval = self.settings.duties_interval
         self._tasks.append(spawn("bot.duties", lambda: self.duties.run(stop), stop))
@@ -247,6 +249,8 @@ class BotComponent:
             self.service.after_intake.remove(self._wake_notifier)
         if self.notifier.wake in self.service.outbox_listeners:
             self.service.outbox_listeners.remove(self.notifier.wake)
+        if self.menus.wake in self.service.crm.reps.on_change:
+            self.service.crm.reps.on_change.remove(self.menus.wake)
         self._stop.set()
         # Let a delivery round finish (a card sent but not marked would be sent again).
         if self._tasks:

@@ -237,10 +237,10 @@ async def test_a_second_bot_offers_customers_only_start(
     await w.rep("Rita", RITA)
 
     async def registered() -> bool:
-        return "leads" in w.tg.menu(BERT) and bool(customer_tg.menu(ANNA))
+        return "leads" in w.tg.menu(RITA) and bool(customer_tg.menu(ANNA))
 
     await w.wait_until(registered)
     assert customer_tg.menu(ANNA) == ["start"]
     assert customer_tg.menu(RITA) == ["start"]  # a rep writing to the customer bot is a customer
-    # The rep bot is for reps only: its default menu is theirs (strangers get one sentence).
-    assert w.tg.menu(BERT) == w.tg.menu(RITA) and "leads" in w.tg.menu(BERT)
+    # The rep bot is for reps only: a stranger sees /start (to join), never the reps' commands.
+    assert w.tg.menu(BERT) == ["start"] and "leads" in w.tg.menu(RITA)
