@@ -20,7 +20,16 @@ from bot.views import (
     deal_card,
     lead_card,
 )
-from crm.dto import SYSTEM, ActivityView, Actor, CommView, ContactView, DealView, LeadView
+from crm.dto import (
+    SYSTEM,
+    ActivityView,
+    Actor,
+    CommView,
+    CompanyView,
+    ContactView,
+    DealView,
+    LeadView,
+)
 from crm.facade import Crm
 from matching.channels import CHANNELS, activity_kinds, spec_of
 from matching.model import CommKind
@@ -89,6 +98,7 @@ class Card:
     lead: LeadView | None = None
     deal: DealView | None = None
     contact: ContactView | None = None
+    company: CompanyView | None = None  # a deal's client when it has no contact
 
     @property
     def responsible_id(self) -> int | None:
@@ -142,17 +152,25 @@ class Cards:
         if kind == "deal":
             deal = await self.crm.deals.get(ident, actor)
             ctx, acts = await self._context("deal", ident, actor, headline, reason, activity_id)
-            contact = (
-                await self.crm.records.get_contact(deal.contact_id) if deal.contact_id else None
-            )
-            reply = self._reply(acts, contact.comms) if contact is not None else None
-            return Card("deal", ident, replace(ctx, reply=reply), deal=deal, contact=contact)
+            return await self._deal(deal, ctx, acts)
         if kind == "contact":
             contact = await self.crm.records.get_contact(ident, actor)
             ctx, acts = await self._context("contact", ident, actor, headline, reason, activity_id)
             reply = self._reply(acts, contact.comms)
             return Card("contact", ident, replace(ctx, reply=reply), contact=contact)
         raise ValueError(f"no card for a {kind}")
+
+    async def _deal(self, deal: DealView, ctx: CardContext, acts: list[ActivityView]) -> Card:
+        contact = await self.crm.records.get_contact(deal.contact_id) if deal.contact_id else None
+        # A deal made for a company alone: the company is the client the card shows.
+        company = (
+            await self.crm.records.get_company(deal.company_id)
+            if contact is None and deal.company_id is not None
+            else None
+        )
+        client = contact or company
+        ctx = replace(ctx, reply=self._reply(acts, client.comms) if client is not None else None)
+        return Card("deal", deal.id, ctx, deal=deal, contact=contact, company=company)
 
     async def _context(
         self,
@@ -184,6 +202,7 @@ class Cards:
                 card.lead, card.ctx, viewer, statuses, self.tz, now, client=card.contact
             )
         if card.deal is not None:
-            return deal_card(card.deal, card.contact, card.ctx, viewer, self.tz, now)
+            client = card.contact or card.company
+            return deal_card(card.deal, client, card.ctx, viewer, self.tz, now)
         assert card.contact is not None
         return contact_card(card.contact, card.ctx, self.tz, now)

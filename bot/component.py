@@ -28,7 +28,7 @@ from telegram.ext import Application, ApplicationBuilder
 from bot.actions import Actions
 from bot.cards import Cards
 from bot.clock import Clock, SystemClock
-from bot.command_menu import CommandMenus
+from bot.command_menu import CommandMenus, default_menu
 from bot.commands import Commands
 from bot.customers import CustomerDesk
 from bot.handlers import Handlers
@@ -158,6 +158,7 @@ class BotComponent:
             team=crm.team,
             digest_at=settings.digest_at,
             tz=tz,
+            tidy=(crm.outbox.forget_old_headlines, crm.prompts.forget_old),
         )
         commands = Commands(crm, self.cards, clock, tz)
         customer_bot = (self.customer_app or self.app).bot
@@ -178,7 +179,7 @@ class BotComponent:
         shared = self.desk if self.customer_app is None else None
         public = service.settings.http.public_url.rstrip("/")
         web_url = public if service.settings.console.enabled and public else None
-        self.menus = CommandMenus(crm, self.app.bot)
+        self.menus = CommandMenus(crm, self.app.bot, shared=self.customer_app is None)
         self.handlers = Handlers(
             crm,
             commands,
@@ -231,6 +232,8 @@ class BotComponent:
         # worker processes are found by the outbox poll.
         self.service.after_intake.append(self._wake_notifier)
         self.service.outbox_listeners.append(self.notifier.wake)
+        # A rep who joins, changes role or is deactivated here gets the new menu at once.
+        self.service.crm.reps.on_change.append(self.menus.wake)
         spawn, stop = self.tasks.spawn, self._stop
         interval = self.settings.duties_interval
         self._tasks.append(spawn("bot.duties", lambda: self.duties.run(stop), stop))
@@ -246,6 +249,8 @@ class BotComponent:
             self.service.after_intake.remove(self._wake_notifier)
         if self.notifier.wake in self.service.outbox_listeners:
             self.service.outbox_listeners.remove(self.notifier.wake)
+        if self.menus.wake in self.service.crm.reps.on_change:
+            self.service.crm.reps.on_change.remove(self.menus.wake)
         self._stop.set()
         # Let a delivery round finish (a card sent but not marked would be sent again).
         if self._tasks:
@@ -294,6 +299,8 @@ class BotComponent:
             await app.initialize()  # getMe; does nothing once it succeeded
             if app is self.app:
                 await self.menus.register()
+            else:
+                await default_menu(app.bot)
             if not app.running:
                 await app.start()
             if self.settings.mode == "webhook":

@@ -1,5 +1,6 @@
-"""The bot's timed duties: call-back reminders, escalation of leads nobody took, and the
-morning digest once local time passes `telegram.digest_at`.
+"""The bot's timed duties: call-back reminders, escalation of leads nobody took, the
+morning digest once local time passes `telegram.digest_at`, and, once an hour, tidying the
+bot's old state rows (saved card first lines, prompts nobody answered).
 
 Both only write outbox rows (in the transaction that claims the work); the notifier delivers
 them, so reminders get the same retries, ordering and duplicate protection as every card.
@@ -10,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from datetime import time, timedelta, tzinfo
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, time, timedelta, tzinfo
 
 from bot.clock import Clock
 from crm.services.escalation import Followups
 from crm.services.team import Team
 
 log = logging.getLogger(__name__)
+
+TIDY_EVERY = timedelta(hours=1)
+Tidy = Callable[[datetime], Awaitable[int]]  # drops what is too old at that time; how many
 
 
 class Duties:
@@ -33,8 +37,11 @@ class Duties:
         team: Team | None = None,
         digest_at: time | None = None,
         tz: tzinfo | None = None,
+        tidy: Sequence[Tidy] = (),
     ) -> None:
         self.followups = followups
+        self.tidy = tidy
+        self._tidied: datetime | None = None
         self.team = team
         self.digest_at = digest_at  # local time of the morning digest; None: no digest
         self.tz = tz
@@ -52,9 +59,20 @@ class Duties:
         for e in escalated:
             log.info("lead #%s not taken: rep #%s → #%s", e.lead_id, e.from_rep_id, e.to_rep_id)
         digests = await self.digests()
+        await self.tidy_up(now)
         if reminded or escalated or digests:
             self.queued()
         return len(reminded) + len(escalated) + digests
+
+    async def tidy_up(self, now: datetime) -> int:
+        """Run the tidy duties at start and then once every `TIDY_EVERY`; rows dropped."""
+        if self._tidied is not None and now - self._tidied < TIDY_EVERY:
+            return 0
+        self._tidied = now
+        dropped = sum([await tidy(now) for tidy in self.tidy])
+        if dropped:
+            log.info("dropped %s old bot state rows", dropped)
+        return dropped
 
     async def digests(self) -> int:
         """Queue today's digests once its time has come: for every rep who has not had

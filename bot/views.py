@@ -17,7 +17,7 @@ from decimal import Decimal
 
 from bot import callbacks as cb
 from crm.config import StatusDef
-from crm.dto import ActivityView, CommView, ContactView, DealView, LeadView
+from crm.dto import ActivityView, CommView, CompanyView, ContactView, DealView, LeadView
 from crm.identity import shown_comm
 from matching.channels import handle_kinds
 
@@ -354,7 +354,7 @@ def lead_rows(
 
 def deal_card(
     deal: DealView,
-    contact: ContactView | None,
+    client: ContactView | CompanyView | None,
     ctx: CardContext,
     viewer: Viewer,
     tz: tzinfo,
@@ -369,12 +369,15 @@ def deal_card(
     if badges:
         lines.append(" · ".join(badges))
     lines.append(f"💼 <b>{esc(clip(deal.title, TITLE_CHARS))}</b>")
-    if contact is not None:
+    if isinstance(client, ContactView):
         company = (
-            f" · {esc(clip(contact.company_title, NAME_CHARS))}" if contact.company_title else ""
+            f" · {esc(clip(client.company_title, NAME_CHARS))}" if client.company_title else ""
         )
-        lines.append(f"👤 {esc(clip(contact.name, NAME_CHARS))}{company}")
-        lines += _comm_lines(contact.comms)
+        lines.append(f"👤 {esc(clip(client.name, NAME_CHARS))}{company}")
+    elif client is not None:  # a company's deal with no contact person
+        lines.append(f"🏢 {esc(clip(client.title, NAME_CHARS))}")
+    if client is not None:
+        lines += _comm_lines(client.comms)
     amount = f" · 💶 {money(deal.amount, deal.currency)}" if deal.amount is not None else ""
     source = f" · source {esc(deal.source)}" if deal.source else ""
     lines.append(

@@ -69,7 +69,7 @@ _CONSOLE = textwrap.dedent(
 )
 
 
-def test_the_console_section_times_the_board_and_record_pages_against_a_bare_handler(tmp_path: Path) -> None:
+def test_the_console_section_times_its_pages_against_a_bare_handler(tmp_path: Path) -> None:
     out = tmp_path / "RESULTS.md"
     done = subprocess.run(
         [sys.executable, "-c", _CONSOLE, str(out)],

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.db import Database
 from crm.models import CardMessage, Deal, KeyValue, Lead, OutboxMessage, Rep, utcnow
+from crm.services.rows import forget_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,8 @@ class CardRef:
 
 # A card's first line lives in the state table (the card log has no column for it).
 _HEADLINE = "card.headline:"
+# A card not redrawn for this long is rarely touched again; its first line may go.
+HEADLINE_KEEP = timedelta(days=30)
 
 
 def _headline_key(chat_id: int, message_id: int) -> str:
@@ -63,6 +66,11 @@ async def _with_headlines(s: AsyncSession, cards: list[CardMessage]) -> list[Car
 class Outbox:
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    async def forget_old_headlines(self, now: datetime) -> int:
+        """Drop saved first lines older than `HEADLINE_KEEP`; how many (a periodic duty)."""
+        async with self.db.transaction() as s:
+            return await forget_state(s, [_HEADLINE], now - HEADLINE_KEEP)
 
     async def due(self, now: datetime, limit: int = 100) -> list[OutboxItem]:
         """Messages ready to send. A rep's later message waits while an earlier one is

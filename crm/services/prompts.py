@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from crm.db import Database
 from crm.models import KeyValue, utcnow
+from crm.services.rows import forget_state
 
 _PROMPT = "bot.prompt:"
 _NEXT = "bot.next:"
@@ -53,6 +54,12 @@ def _prompt(row: KeyValue | None, now: datetime) -> Prompt | None:
 class Prompts:
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    async def forget_old(self, now: datetime) -> int:
+        """Drop questions older than `MAX_AGE` (they can no longer be answered); how many (a
+        periodic duty)."""
+        async with self.db.transaction() as s:
+            return await forget_state(s, [_PROMPT, _NEXT], now - MAX_AGE)
 
     async def open(self, prompt: Prompt) -> None:
         """Remember a question (again, after an answer that did not work)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from sqlalchemy import delete, select
@@ -42,6 +42,14 @@ def invite_text(bot_username: str | None, code: str) -> str:
 class Reps:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Called after a rep is added, joins, changes role or is deactivated (the bot redraws
+        # the chat's command menu at once).
+        self.on_change: list[Callable[[], None]] = []
+
+    def _changed(self, rep: RepView) -> RepView:
+        for hook in self.on_change:
+            hook()
+        return rep
 
     async def add(
         self,
@@ -73,9 +81,10 @@ class Reps:
                 )
                 s.add(rep)
                 await s.flush()
-                return rep_view(rep)
+                added = rep_view(rep)
         except IntegrityError:
             raise Conflict(f"Telegram user {telegram_user_id} is a rep already") from None
+        return self._changed(added)
 
     async def all(self, include_inactive: bool = True) -> list[RepView]:
         async with self.db.read() as s:
@@ -102,7 +111,8 @@ class Reps:
             rep.active = False
             # Signed out of the web console at once, in the same transaction.
             await s.execute(delete(WebSession).where(WebSession.rep_id == rep_id))
-            return rep_view(rep)
+            gone = rep_view(rep)
+        return self._changed(gone)
 
     async def set_role(self, rep_id: int, role: str, actor: Actor = SYSTEM) -> RepView:
         require_admin(actor, "change a rep's role")
@@ -114,7 +124,8 @@ class Reps:
         async with self.db.transaction() as s:
             rep: Rep = await get_or_404(s, Rep, rep_id, "rep")
             rep.role = role
-            return rep_view(rep)
+            changed = rep_view(rep)
+        return self._changed(changed)
 
     async def ensure_admins(self, telegram_ids: Sequence[int]) -> None:
         """Admins named in the configuration exist and are active admins."""
@@ -151,7 +162,8 @@ class Reps:
             rep.telegram_user_id = telegram_user_id
             rep.invite_code_hash = None
             rep.invite_expires_at = None
-            return rep_view(rep)
+            joined = rep_view(rep)
+        return self._changed(joined)
 
 
 async def next_in_queue(

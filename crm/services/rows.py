@@ -1,13 +1,15 @@
 """Rows the services write besides the record itself: timeline entries, communications,
-activity bindings, and `RowSink`, which gathers inserts for one multi-row INSERT per table."""
+activity bindings, `RowSink`, which gathers inserts for one multi-row INSERT per table, and
+`forget_state`, which drops old rows of the `state` table."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.dto import (
@@ -20,6 +22,7 @@ from crm.models import (
     Company,
     Contact,
     Deal,
+    KeyValue,
     Lead,
     TimelineEntry,
     utcnow,
@@ -202,3 +205,10 @@ async def bind_activity(
                 owner_type=owner_type,
                 owner_id=owner_id,
             )
+
+
+async def forget_state(s: AsyncSession, prefixes: Iterable[str], before: datetime) -> int:
+    """Delete `state` rows under any of `prefixes` last written before `before`; how many."""
+    under = or_(*(KeyValue.key.startswith(p) for p in prefixes))
+    gone = await s.execute(delete(KeyValue).where(under, KeyValue.updated_at < before))
+    return int(getattr(gone, "rowcount", 0) or 0)

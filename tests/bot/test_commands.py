@@ -12,12 +12,16 @@ RITA, BOB, ADMIN = 1001, 1002, 3001
 
 async def test_command_menu_is_registered(world: Any) -> None:
     w: World = await world(telegram={"admins": [ADMIN]})
-    calls = w.tg.calls("setMyCommands")
-    default = next(c for c in calls if "scope" not in c.params)
-    names = [c["command"] for c in default.params["commands"]]
+    await w.rep("Rita", RITA)
+
+    async def registered() -> bool:
+        return "leads" in w.tg.menu(RITA)
+
+    await w.wait_until(registered)
+    names = w.tg.menu(RITA)
     assert names == ["leads", "lead", "deals", "find", "today", "web", "stats", "history", "help"]
-    admin = next(c for c in calls if c.params.get("scope", {}).get("chat_id") == ADMIN)
-    assert [c["command"] for c in admin.params["commands"]][-2:] == ["exceptions", "settings"]
+    assert w.tg.menu(ADMIN)[-2:] == ["exceptions", "settings"]
+    assert w.tg.menu(BOB) == ["start"]  # not a rep: the customer's menu of a shared bot
 
 
 async def test_leads_mine_filtered_and_paged(world: Any) -> None:

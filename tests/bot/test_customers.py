@@ -227,3 +227,20 @@ async def test_a_second_bot_serves_customers(
     assert (await w.say(BERT, "Hallo?"))["text"] == STRANGER
     await w.settle()
     assert len(await leads(w)) == 1
+
+
+async def test_a_second_bot_offers_customers_only_start(
+    customer_tg: FakeTelegram, router: TokenRouter, world: Callable[..., Any]
+) -> None:
+    telegram = {"base_url": router.base_url, "customer_token": CUSTOMER_TOKEN}
+    w: World = await world(telegram=telegram)
+    await w.rep("Rita", RITA)
+
+    async def registered() -> bool:
+        return "leads" in w.tg.menu(RITA) and bool(customer_tg.menu(ANNA))
+
+    await w.wait_until(registered)
+    assert customer_tg.menu(ANNA) == ["start"]
+    assert customer_tg.menu(RITA) == ["start"]  # a rep writing to the customer bot is a customer
+    # The rep bot is for reps only: a stranger sees /start (to join), never the reps' commands.
+    assert w.tg.menu(BERT) == ["start"] and "leads" in w.tg.menu(RITA)

@@ -3,16 +3,19 @@ and the lost-reason step on a deal card that feeds it."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.stats import summary
 from crm.services.stats import Funnel, NewVsRepeat, RepNumbers, StatsReport, named_period
-from tests.bot.conftest import World, email
+from tests.bot.conftest import World, answered_call, email
 from tests.bot.test_actions import labels
 
-RITA, BOSS = 1001, 2001
+RITA, SAM, BOSS = 1001, 1002, 2001
+DOCS_CHART = Path(__file__).resolve().parents[2] / "docs" / "bot" / "img" / "stats.png"
 
 
 async def lost_menu_of_a_new_deal(w: World, n: int, who: str) -> int:
@@ -84,9 +87,11 @@ async def test_lost_asks_why_and_stats_count_it(world: Any) -> None:
 async def test_stats_is_in_the_command_menu_and_help(world: Any) -> None:
     w: World = await world()
     await w.rep("Rita", RITA)
-    calls = w.tg.calls("setMyCommands")
-    default = next(c for c in calls if "scope" not in c.params)
-    assert "stats" in [c["command"] for c in default.params["commands"]]
+
+    async def registered() -> bool:
+        return "stats" in w.tg.menu(RITA)
+
+    await w.wait_until(registered)
     assert "/stats" in (await w.say(RITA, "/help"))["text"]
     empty = await w.say(RITA, "/stats month")
     assert "New leads: 0 · taken: 0 · time to take: —" in empty["text"]
@@ -102,3 +107,39 @@ def test_a_big_team_fits_one_message() -> None:
     assert len(text) < 4096
     assert "Rep 30 &lt;x&gt;: new 1, taken 1" in text and "Rep 31" not in text
     assert text.endswith("… and 10 more; one rep's numbers: /stats week @name")
+
+
+async def test_the_team_chart_as_the_guide_shows_it(world: Any) -> None:
+    """A small team's week; the chart /stats sends is docs/bot/img/stats.png (written with
+    LEADBOT_DOCS_SHOTS=1)."""
+    w: World = await world()
+    rita, sam = await w.rep("Rita", RITA), await w.rep("Sam", SAM)
+    chats = {rita.id: RITA, sam.id: SAM}
+    # (event, what happens on its card after ✋ Take; None: nobody takes it)
+    plan = [
+        (email(1, "Anna", "Windows"), ["🔄 Convert", "💼 Deal", "🏆 Won"]),
+        (answered_call(2), ["🔄 Convert", "💼 Deal", "✖ Lost", "Price"]),
+        (email(3, "Bert", "Roof"), ["🔄 Convert", "💼 Deal", "✖ Lost", "Competitor"]),
+        (answered_call(4), ["🗑 Junk", "Spam"]),
+        (email(5, "Carla", "Doors"), ["🔄 Convert", "💼 Deal"]),
+        (answered_call(6), []),
+        (email(7, "Dora", "Garden"), None),
+    ]
+    for event, presses in plan:
+        result = await w.service.process_now(event)
+        lead = await w.crm.leads.get(result.lead_id)
+        chat = chats[lead.responsible_id]
+        mid = (await w.card(chat))["message_id"]
+        for label in [] if presses is None else ["✋ Take", *presses]:
+            await w.press_label(chat, mid, label)
+    await w.rep("Boss", BOSS, role="supervisor")
+    w.tg.user_message(BOSS, "/stats week")
+    # Drawn before the text goes out: the first chart of a process on a busy machine is slow.
+    text = (await w.new_messages(BOSS, timeout=30))[0]["text"]
+    assert "New leads: 7 · taken: 6" in text and "won: 1" in text and "lost: 2" in text
+    assert (await w.card(BOSS))["caption"] == "Numbers this week, the team"
+    chart = w.tg.calls("sendPhoto")[-1].params["photo"]
+    assert chart["data"].startswith(b"\x89PNG")
+    if os.environ.get("LEADBOT_DOCS_SHOTS") == "1":
+        DOCS_CHART.parent.mkdir(parents=True, exist_ok=True)
+        DOCS_CHART.write_bytes(chart["data"])

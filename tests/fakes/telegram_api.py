@@ -254,7 +254,9 @@ def parse_html(src: str) -> tuple[str, list[JsonDict]]:
 def _coerce(name: str, value: Any) -> Any:
     """Give form-encoded string values the type Telegram would parse them into."""
     if isinstance(value, web.FileField):
-        return {"file_name": value.filename, "content_type": value.content_type}
+        # The bytes too: a test can keep what the bot uploaded (the docs' /stats chart).
+        data = value.file.read()
+        return {"file_name": value.filename, "content_type": value.content_type, "data": data}
     if not isinstance(value, str):
         return value
     if name in _INT_FIELDS and re.fullmatch(r"-?\d+", value):
@@ -387,6 +389,7 @@ class FakeTelegram:
                 "answerCallbackQuery": self._answer_callback_query,
                 "setMyCommands": self._set_my_commands,
                 "getMyCommands": self._get_my_commands,
+                "deleteMyCommands": self._delete_my_commands,
                 "sendChatAction": lambda params: True,
                 "close": lambda params: True,
                 "logOut": lambda params: True,
@@ -859,6 +862,21 @@ class FakeTelegram:
 
     def _get_my_commands(self, params: JsonDict) -> list[JsonDict]:
         return self._commands.get(self._commands_key(params), [])
+
+    def _delete_my_commands(self, params: JsonDict) -> bool:
+        """After deletion the scope's users see the next broader scope's commands."""
+        self._commands.pop(self._commands_key(params), None)
+        return True
+
+    def menu(self, chat_id: int) -> list[str]:
+        """The commands a user sees in their private chat with the bot (no language set):
+        the first scope with commands of chat, all private chats, default, as Telegram
+        determines the list."""
+        for scope in ({"type": "chat", "chat_id": chat_id}, {"type": "all_private_chats"}, None):
+            key = self._commands_key({"scope": scope})
+            if key in self._commands:
+                return [c["command"] for c in self._commands[key]]
+        return []
 
     # --- updates and webhooks ---
 
