@@ -104,7 +104,7 @@ class World:
         rep: RepView = await self.crm.reps.add(name, role=role, telegram_user_id=telegram_id)
         return rep
 
-    async def new_messages(self, chat: int, count: int = 1, timeout: float = 5.0) -> list[JsonDict]:
+    async def new_messages(self, chat: int, count: int = 1, timeout: float = 20) -> list[JsonDict]:
         """The next `count` messages the bot sends to `chat` (after those already returned)."""
         start = self._seen.get(chat, 0)
         await self.tg.wait_for(
