@@ -149,6 +149,10 @@ def draw_inbound(ax: Axes, report: StatsReport) -> None:
     step = max(1, len(days) // 12)
     ticks = list(range(0, len(days), step))
     ax.set_xticks(ticks, [_day(days[i], many) for i in ticks])
+    # Slanted, so a week's "Mon 07.12" labels do not run into each other in a small panel.
+    for label in ax.get_xticklabels():
+        label.set_rotation(30)
+        label.set_horizontalalignment("right")
     ax.set_ylim(0, max(bottom) * 1.2)
     _whole_numbers(ax.yaxis)
     ax.legend(title="Channel", loc="upper left", bbox_to_anchor=(1, 1), frameon=False)
@@ -188,6 +192,8 @@ def draw_new_vs_repeat(ax: Axes, report: StatsReport) -> None:
 
 
 def _minutes(seconds: float) -> str:
+    if seconds < 60:  # a rep at the screen takes within seconds: "0.0 min" would hide it
+        return f"{seconds:.0f} s"
     return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
 
 
