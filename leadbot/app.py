@@ -39,6 +39,7 @@ from crm.replies import ReplySenders
 from crm.supervisor import Health, Run, Supervisor, TaskState, describe
 from leadbot.api.component import ApiComponent
 from leadbot.logs import safe_redis_url, safe_url
+from leadbot.loop import running_loop_name
 from leadbot.metrics import Metrics
 from leadbot.refusals import Refusals
 from leadbot.settings import Settings
@@ -396,7 +397,10 @@ class Service:
         else:
             queue = "in process, no journal"
         names = [type(c).__name__.removesuffix("Component").lower() for c in self.components]
-        line = f"database {database}; queue {queue}; components {', '.join(names) or 'none'}"
+        line = (
+            f"database {database}; queue {queue}; components {', '.join(names) or 'none'}; "
+            f"event loop {running_loop_name()}"
+        )
         if self.http:
             line += f"; public URL {self.settings.http.public_url}"
         return line

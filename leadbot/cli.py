@@ -33,7 +33,6 @@ from leadbot.ingest import DEFAULT_TIMEOUT as DEFAULT_INGEST_TIMEOUT
 from leadbot.ingest import ingest_file
 from leadbot.logs import configured_secrets, redact, setup_logging
 from leadbot.loop import run as run_loop
-from leadbot.loop import running_loop_name
 from leadbot.settings import ConfigError, Settings
 from leadbot.web import outage_kind
 
@@ -41,7 +40,6 @@ log = logging.getLogger("leadbot")
 
 
 async def _serve(settings: Settings, http: bool, workers: int) -> None:
-    log.info("event loop: %s", running_loop_name())
     # The servers are checked before the service is built: a start that fails says one line.
     await database_ready(settings, settings.database.startup_wait, redis=True)
     service = Service(settings, http=http, workers=workers)
