@@ -1,9 +1,9 @@
 """The event loop `serve` and `worker` run on (`[http] event_loop`).
 
-uvloop (libuv, written in Cython) runs the same asyncio code with less work per socket read,
-write and callback than the standard loop; the webhook path is mostly that work. It is the
-default where it is installed (every platform but Windows); "asyncio" turns it off, for a
-platform or a debugging tool it does not suit.
+uvloop (libuv, written in Cython) runs the same asyncio code; on the webhook benchmark it
+gave more requests/s against the bare handler (docs/performance.md). It is the default where
+it is installed (every platform but Windows); "asyncio" turns it off, for a platform or a
+debugging tool it does not suit. The benchmarks run their baselines on the same loop.
 """
 
 from __future__ import annotations

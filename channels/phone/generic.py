@@ -136,7 +136,7 @@ def _disposition(doc: dict[str, Any], stage: CallStage, duration: int | None) ->
 
 
 # A UTF-8 JSON object parsed in one C pass. What it refuses (another encoding, NaN, a number
-# past 64 bits, a lone surrogate escape, not an object …) goes to the json module, which
+# out of its range, a lone surrogate escape, not an object …) goes to the json module, which
 # accepts what it always did and words the refusals.
 _DECODE = msgspec.json.Decoder(dict[str, Any]).decode
 
