@@ -20,7 +20,7 @@ import uuid
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import asyncpg
 from sqlalchemy import insert
@@ -39,6 +39,8 @@ from crm.models import (
     OutboxMessage,
 )
 from crm.queue import MAX_BATCH
+from leadbot.loop import EventLoopName
+from leadbot.loop import run as run_loop
 from matching.event import Channel, InboundEvent
 
 REPS = 10
@@ -195,7 +197,14 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def _child(url: str, events: list[InboundEvent], concurrency: int, batch: int, mode: str) -> Any:
+def _child(
+    url: str,
+    events: list[InboundEvent],
+    concurrency: int,
+    batch: int,
+    mode: str,
+    loop: EventLoopName = "asyncio",
+) -> Any:
     """One worker process: its own engine and CRM, like a `leadbot worker`."""
 
     async def go() -> tuple[list[float], dict[str, int], float]:
@@ -220,7 +229,7 @@ def _child(url: str, events: list[InboundEvent], concurrency: int, batch: int, m
             await db.dispose()
         return lat, outcomes, _peak_rss_mb()
 
-    return asyncio.run(go())
+    return run_loop(go(), loop)
 
 
 async def _in_processes(
@@ -230,6 +239,7 @@ async def _in_processes(
     concurrency: int,
     batch: int,
     mode: str,
+    loop_name: EventLoopName,
 ) -> tuple[float, list[float], dict[str, int], float]:
     """Split the stream over worker processes (each event goes to one of them)."""
     loop = asyncio.get_running_loop()
@@ -241,7 +251,7 @@ async def _in_processes(
         parts = await asyncio.gather(
             *(
                 loop.run_in_executor(
-                    pool, _child, url, events[k::processes], concurrency, batch, mode
+                    pool, _child, url, events[k::processes], concurrency, batch, mode, loop_name
                 )
                 for k in range(processes)
             )
@@ -278,6 +288,7 @@ async def bench(
     concurrency: int,
     processes: int = 1,
     batch: int = 1,
+    loop: EventLoopName = "asyncio",
 ) -> dict[str, Any]:
     tmp = tempfile.mkdtemp(prefix="leadbot-bench-")
     dbname = f"leadbot_bench_{uuid.uuid4().hex[:8]}"
@@ -308,13 +319,13 @@ async def bench(
         events = make_events(contacts, n_events)
         await db.dispose()
         intake_s, lat, outcomes, rss = await _in_processes(
-            url, events, processes, concurrency, batch, "intake"
+            url, events, processes, concurrency, batch, "intake", loop
         )
         base_s, base_lat, _, _ = await _in_processes(
-            url, events, processes, concurrency, batch, "core"
+            url, events, processes, concurrency, batch, "core", loop
         )
         bbase_s, _, _, _ = await _in_processes(
-            url, events, processes, concurrency, batch, "core_batch"
+            url, events, processes, concurrency, batch, "core_batch", loop
         )
     finally:
         await db.dispose()
@@ -349,12 +360,13 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=None, help="tasks per process")
     p.add_argument("--processes", type=int, default=None, help="worker processes")
     p.add_argument("--batch", type=int, default=MAX_BATCH, help="events per intake call")
+    p.add_argument("--loop", choices=get_args(EventLoopName), default="uvloop")
     a = p.parse_args()
     # SQLite has one writer at a time: one worker. PostgreSQL: one process per core, each
     # with two batches in flight (one computes while the other waits on the database).
     conc = a.concurrency or (1 if a.backend == "sqlite" else 2)
     procs = a.processes or (1 if a.backend == "sqlite" else (os.cpu_count() or 1))
-    result = asyncio.run(bench(a.backend, a.contacts, a.events, conc, procs, a.batch))
+    result = run_loop(bench(a.backend, a.contacts, a.events, conc, procs, a.batch, a.loop), a.loop)
     print(json.dumps(result))
 
 

@@ -5,6 +5,8 @@ ratios mean something even on a busy or slow machine. Options:
     --quick            small sizes (10k and 100k contacts, 5k events) for a fast look
     --only NAME ...    intake | phone | mail | bot | console
     --out FILE         where to write the report (default benchmarks/RESULTS.md)
+    --loop NAME        uvloop | asyncio: the event loop every section runs on, the service's
+                       and its baseline's alike (default: `http.event_loop`'s default, uvloop)
 
 What a section needs beyond the venv (wrk for the phone section) is checked before anything
 starts; a section whose tool is missing is skipped with the reason in the report. The report
@@ -26,9 +28,14 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
+
+from leadbot.loop import EventLoopName
+from leadbot.loop import run as run_loop
+from leadbot.settings import HttpSettings
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_LOOP: EventLoopName = HttpSettings().event_loop
 REPS_NOTE = "10 active reps share the new leads round robin"
 
 
@@ -45,7 +52,7 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, Python {platform.python_version()}"
 
 
-def intake_section(quick: bool) -> str:
+def intake_section(quick: bool, loop: EventLoopName) -> str:
     sizes = [10_000, 100_000] if quick else [10_000, 1_000_000]
     events = 5_000 if quick else 20_000
     rows: list[dict[str, Any]] = []
@@ -63,6 +70,8 @@ def intake_section(quick: bool) -> str:
                     str(size),
                     "--events",
                     str(events),
+                    "--loop",
+                    loop,
                 ],
                 cwd=ROOT,
                 capture_output=True,
@@ -129,16 +138,16 @@ def missing_tools(name: str) -> list[str]:
     return [f"{tool} ({where})" for tool, where in NEEDS.get(name, ()) if not shutil.which(tool)]
 
 
-def run_section(name: str, quick: bool) -> str:
+def run_section(name: str, quick: bool, loop: EventLoopName) -> str:
     if name == "intake":
-        return intake_section(quick)
+        return intake_section(quick, loop)
     module, fn = SECTIONS[name]
     report = _optional(module, fn)
     if report is None:
         return f"### {name}\n\n(no benchmark available)"
     result = report(quick=quick)
     if asyncio.iscoroutine(result):
-        result = asyncio.run(result)
+        result = run_loop(result, loop)
     return str(result)
 
 
@@ -147,12 +156,13 @@ def main() -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--only", nargs="*", default=None)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
+    p.add_argument("--loop", choices=get_args(EventLoopName), default=DEFAULT_LOOP)
     a = p.parse_args()
     wanted = set(a.only or ["intake", *SECTIONS])
     parts = [
         f"## Benchmarks ({datetime.now(UTC):%Y-%m-%d})",
         "",
-        f"Machine: {machine()}.",
+        f"Machine: {machine()}. Event loop: {a.loop}.",
         "",
     ]
     names = [n for n in ("intake", *SECTIONS) if n in wanted]
@@ -166,7 +176,7 @@ def main() -> None:
         else:
             print(f"{name} …", file=sys.stderr)
             try:
-                text = run_section(name, a.quick)
+                text = run_section(name, a.quick, a.loop)
             except Exception as exc:  # one broken section must not cost the others
                 print(f"bench: {name} failed: {exc!r}", file=sys.stderr)
                 text = f"### {name}\n\nfailed: {type(exc).__name__}: {exc}"

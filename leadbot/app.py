@@ -39,6 +39,7 @@ from crm.replies import ReplySenders
 from crm.supervisor import Health, Run, Supervisor, TaskState, describe
 from leadbot.api.component import ApiComponent
 from leadbot.logs import safe_redis_url, safe_url
+from leadbot.loop import running_loop_name
 from leadbot.metrics import Metrics
 from leadbot.refusals import Refusals
 from leadbot.settings import Settings, effective
@@ -53,7 +54,7 @@ from leadbot.web import (
 from leadbot.wiring import COMPONENTS, Component, ComponentFactory, ConfiguresApp, change_feed
 from matching.event import Channel, InboundEvent
 from matching.model import CrmMode, MatchSettings
-from matching.text import clean_event, clean_json
+from matching.text import clean_event, clean_json, is_clean_json
 
 log = logging.getLogger("leadbot")
 
@@ -216,9 +217,11 @@ class Service:
     async def submit_raw(self, channel: Channel, raw: RawInput) -> None:
         """Hand checked channel input to the queue; the worker converts it (`converters`)."""
         self.metrics.received.labels(channel.value).inc()
-        doc = clean_json(raw.doc)
-        if doc is not raw.doc:  # the text as received is not the cleaned document's
-            raw = RawInput(raw.kind, raw.received_at, doc, None)
+        # A JSON text that shows nothing to clean spares the walk over the document.
+        if raw.text is None or not is_clean_json(raw.text):
+            doc = clean_json(raw.doc)
+            if doc is not raw.doc:  # the text as received is not the cleaned document's
+                raw = RawInput(raw.kind, raw.received_at, doc, None)
         await self.queue.put(raw)
 
     async def process_now(self, event: InboundEvent) -> IntakeResult:
@@ -398,7 +401,10 @@ class Service:
         else:
             queue = "in process, no journal"
         names = [type(c).__name__.removesuffix("Component").lower() for c in self.components]
-        line = f"database {database}; queue {queue}; components {', '.join(names) or 'none'}"
+        line = (
+            f"database {database}; queue {queue}; components {', '.join(names) or 'none'}; "
+            f"event loop {running_loop_name()}"
+        )
         if self.http:
             line += f"; public URL {self.settings.http.public_url}"
         return line

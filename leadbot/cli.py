@@ -33,6 +33,7 @@ from leadbot.doctor import register_cli as register_doctor
 from leadbot.ingest import DEFAULT_TIMEOUT as DEFAULT_INGEST_TIMEOUT
 from leadbot.ingest import ingest_file
 from leadbot.logs import configured_secrets, redact, setup_logging
+from leadbot.loop import run as run_loop
 from leadbot.settings import ConfigError, Settings
 from leadbot.web import outage_kind
 
@@ -80,14 +81,15 @@ async def _with_crm(settings: Settings, fn: Callable[[Crm], Awaitable[None]]) ->
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    asyncio.run(_serve(settings_of(args), http=True, workers=args.workers))
+    settings = settings_of(args)
+    run_loop(_serve(settings, http=True, workers=args.workers), settings.http.event_loop)
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
     settings = settings_of(args)
     if not settings.redis.url:
         raise CliError("a separate worker needs a shared queue: set redis.url")
-    asyncio.run(_serve(settings, http=False, workers=args.workers))
+    run_loop(_serve(settings, http=False, workers=args.workers), settings.http.event_loop)
 
 
 def cmd_rep(args: argparse.Namespace) -> None:

@@ -53,6 +53,8 @@ class HttpSettings(_Section):
     # Reverse proxies (addresses or networks) whose X-Forwarded-For names the real client (the
     # web forms' per-address rate limit); from anybody else the header is ignored.
     trusted_proxies: tuple[str, ...] = ()
+    # The event loop of `serve` and `worker`: uvloop (where installed) or the standard one.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -97,6 +97,18 @@ def clean_json(value: T) -> T:
     return result
 
 
+# In UTF-8 JSON text, what may stand for a character cleaning changes: an escape (a backslash),
+# a control character as it is, or C1 (U+0080-U+009F, encoded C2 80-C2 9F). A lone surrogate
+# can only be an escape: UTF-8 cannot encode one.
+_MAYBE_BAD_UTF8 = re.compile(rb"[\\\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\xc2[\x80-\x9f]")
+
+
+def is_clean_json(text: bytes) -> bool:
+    """True when the UTF-8 JSON text `text` holds no string that `clean_json` would change (a
+    cheap test on the bytes: an escaped quote or newline also answers False)."""
+    return _MAYBE_BAD_UTF8.search(text) is None
+
+
 def _clean_optional(text: str | None) -> str | None:
     return None if text is None else clean_text(text)
 

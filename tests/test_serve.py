@@ -14,10 +14,24 @@ from tests.conftest import leadbot_process
 
 
 async def test_serve_answers_healthz_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    log = await _serve_once(tmp_path, {})
+    assert any("Telegram bot is off" in line for line in log)
+    assert any("event loop uvloop" in line for line in log)  # the default
+
+
+async def test_serve_runs_on_the_standard_loop_when_uvloop_is_turned_off(tmp_path: Path) -> None:
+    log = await _serve_once(tmp_path, {"LEADBOT_HTTP__EVENT_LOOP": "asyncio"})
+    assert any("event loop asyncio" in line for line in log)
+    assert not any("uvloop" in line for line in log)
+
+
+async def _serve_once(tmp_path: Path, settings: dict[str, str]) -> list[str]:
+    """Migrate, serve, answer /healthz, stop on SIGTERM with exit code 0; the log lines."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBOT_")}
     env.update(
         LEADBOT_DATABASE__URL=f"sqlite+aiosqlite:///{tmp_path / 'leadbot.db'}",
         LEADBOT_HTTP__PORT="0",
+        **settings,
     )
     migrate = await leadbot_process("db", "upgrade", env=env)
     assert await asyncio.wait_for(migrate.wait(), 60) == 0
@@ -33,7 +47,6 @@ async def test_serve_answers_healthz_and_stops_cleanly_on_sigterm(tmp_path: Path
                 log.append(line)
                 found = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
                 port = int(found.group(1)) if found else None
-        assert any("Telegram bot is off" in line for line in log)
         async with (
             aiohttp.ClientSession() as http,
             http.get(f"http://127.0.0.1:{port}/healthz") as r,
@@ -43,3 +56,4 @@ async def test_serve_answers_healthz_and_stops_cleanly_on_sigterm(tmp_path: Path
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), 30)
     assert code == 0
+    return log

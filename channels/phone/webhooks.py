@@ -13,9 +13,9 @@ tell without parsing (one of our own numbers written nationally) is dropped by t
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
+import msgspec
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy, MultiMapping
 
@@ -27,7 +27,7 @@ from channels.phone.calls import (
     is_endpoint_uri,
 )
 from channels.phone.context import PhoneContext, QueueStatus
-from channels.phone.generic import MAX_BODY, generic_document, generic_report
+from channels.phone.generic import MAX_BODY, generic_report, read_generic
 from channels.phone.signatures import GENERIC_HEADER, check_generic
 from channels.phone.twilio import (
     is_recording_callback,
@@ -37,7 +37,7 @@ from channels.phone.twilio import (
 )
 from httpkit import BadInput, SignatureError, json_error, read_form
 from httpkit.twilio import SETTINGS_HEADER, TWILIO_HEADER, algorithm_of, verify_twilio
-from matching.text import clean_json, clean_text
+from matching.text import clean_json, clean_text, is_clean_json
 
 TWILIO_VOICE_PATH = "/hooks/twilio/voice"
 TWILIO_STATUS_PATH = "/hooks/twilio/status"
@@ -83,28 +83,31 @@ async def generic_hook(ctx: PhoneContext, request: web.Request) -> web.Response:
     if known is not None and known[0] in ctx.recent:
         return web.Response(body=known[1], headers=_JSON)
     try:
-        received = generic_document(body)
+        received, utf8 = read_generic(body)
         # Cleaned before it is validated: a call_id of control characters alone is no id.
-        doc = clean_json(received)
+        # A body whose bytes show nothing to clean skips the walk over the document.
+        doc = received if utf8 and is_clean_json(body) else clean_json(received)
         report = generic_report(doc)
     except PayloadError as err:
         return payload_error(err)
     # The body as it came is the document's JSON when it is UTF-8 (json also reads UTF-16/32)
     # and cleaning changed nothing.
-    text = body if doc is received and json.detect_encoding(body) == "utf-8" else None
+    text = body if utf8 and doc is received else None
     status, event = await ctx.enqueue_generic(report, doc, text)
     if status == "ignored":
         return web.json_response({"status": status, "reason": "internal call"})
-    quoted = json.dumps(event).encode()
+    quoted = _encode(event)
     ctx.bodies.add(digest, event, _reply_body("duplicate", quoted))
     return _reply(status, quoted)
 
 
 _JSON = {"Content-Type": "application/json; charset=utf-8"}  # what web.json_response sends
+_encode = msgspec.json.Encoder().encode
 
 
 # The replies are built by hand: this runs for every call event, and json.dumps of the whole
-# document costs several times the concatenation. Same bytes as json.dumps would give.
+# document costs several times the concatenation. The same JSON as json.dumps would give
+# (msgspec writes non-ASCII characters as UTF-8, not as \u escapes).
 def _reply_body(status: QueueStatus, quoted_event: bytes) -> bytes:
     return b'{"status": "%s", "event": %s}' % (status.encode(), quoted_event)
 

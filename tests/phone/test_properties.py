@@ -24,7 +24,7 @@ from channels.phone.bitrix_params import (
     parse_bitrix_params,
 )
 from channels.phone.calls import CallReport, PayloadError, call_to_event, plainly_internal
-from channels.phone.generic import generic_document, parse_generic
+from channels.phone.generic import parse_generic, read_generic
 from channels.phone.signatures import verify_generic
 from channels.phone.twilio import parse_twilio
 from crm.queue import RawInput, decode_item, encode_item
@@ -76,8 +76,11 @@ def _generic_or_error(body: bytes) -> None:
     _event_is_sane(report)
     # Queued as received (the webhook's way when the body is UTF-8), the document comes out
     # of the queue's wire format as the webhook read it.
-    doc = generic_document(body)
-    text = body if json.detect_encoding(body) == "utf-8" else None
+    doc, utf8 = read_generic(body)
+    # The C parser's reading is the json module's, and so is its word on the encoding.
+    assert json.dumps(doc) == json.dumps(json.loads(body))
+    assert utf8 == (json.detect_encoding(body) == "utf-8")
+    text = body if utf8 else None
     item = decode_item(json.loads(encode_item(RawInput("call.generic", 1.5, doc, text))))
     assert isinstance(item, RawInput)
     assert json.dumps(item.doc) == json.dumps(doc)
