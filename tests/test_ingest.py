@@ -59,7 +59,9 @@ def _summary(out: str) -> dict[str, int]:
 async def _first_entry(redis: Redis, stream: str, consumer: str) -> asyncio.Task[tuple[Any, Any]]:
     """A task that reads the next entry added to `stream` as `consumer` of group "g" (and
     never acknowledges it), returned once its read is blocked in Redis: the entry is its."""
-    reader = Redis.from_url(REDIS_URL, client_name=consumer)
+    # No read timeout: this read blocks until ingest adds an entry (redis-py 8 would give up
+    # after its default 5 s on a busy machine).
+    reader = Redis.from_url(REDIS_URL, client_name=consumer, socket_timeout=None)
 
     async def read() -> tuple[Any, Any]:
         try:

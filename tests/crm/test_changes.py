@@ -168,6 +168,32 @@ async def test_a_change_committed_by_a_worker_process_reaches_this_process(
         await redis.aclose()
 
 
+async def test_a_quiet_feed_stays_subscribed_past_the_clients_read_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """redis-py 8 reads with a 5 s socket timeout by default (blocking commands fail past it):
+    a pub/sub channel quiet for longer is no outage — no subscriber is told it missed changes
+    and the next change still arrives."""
+    redis = Redis.from_url(REDIS_URL)
+    assert redis.connection_pool.connection_kwargs.get("socket_timeout") in (None, 5)
+    feed = RedisFeed(redis, channel=f"test:quiet:{uuid.uuid4().hex[:8]}")
+    await feed.start()
+    other = RedisFeed(Redis.from_url(REDIS_URL), channel=feed.channel)  # another process
+    await other.start()
+    try:
+        changes = feed.subscribe()
+        await asyncio.sleep(7)  # longer than redis-py's default read timeout
+        other.publish([Change("lead", 41, "created", None, utcnow())])
+        item = await _next(changes, timeout=10)  # not Missed: nothing was lost
+        assert isinstance(item, Change) and (item.kind, item.id) == ("lead", 41), item
+        assert not [r for r in caplog.records if "change feed" in r.getMessage()]
+    finally:
+        await other.close()
+        await other.redis.aclose()
+        await feed.close()
+        await redis.aclose()
+
+
 async def test_redis_down_fails_no_write_and_local_subscribers_still_hear(
     crm: Crm, caplog: pytest.LogCaptureFixture
 ) -> None:
