@@ -143,6 +143,8 @@ def backfill_sql() -> list[str]:
 
 
 def create_triggers(connection: Connection) -> None:
-    """Triggers and a backfill on a connection (the migration, and `create_all`'s event)."""
-    for sql in trigger_ddl(connection.dialect.name) + backfill_sql():
+    """Triggers and a backfill on a connection (`create_all`'s event, which also fires on a
+    schema that exists: the triggers are replaced and the counters rebuilt)."""
+    dialect = connection.dialect.name
+    for sql in drop_ddl(dialect) + trigger_ddl(dialect) + backfill_sql():
         connection.exec_driver_sql(sql)

@@ -13,6 +13,7 @@ from crm.counters import backfill_sql
 from crm.dto import Actor
 from crm.errors import CrmError
 from crm.facade import Crm
+from crm.models import Base
 from crm.services.board import BoardFilters
 from crm.services.leads import LeadInput
 from tests.conftest import make_event
@@ -150,3 +151,12 @@ async def test_the_board_reads_counters_for_owner_filters_and_counts_live_for_ot
     assert new(await crm.board.columns("lead", BoardFilters(), Actor(rita, "rep"))) == 202
     assert new(await crm.board.columns("lead", BoardFilters(source="WEB"), sue)) == 1
     assert new(await crm.board.columns("lead", BoardFilters(text="Mine"), sue)) == 1
+
+
+async def test_create_all_on_an_existing_schema_keeps_one_set_of_triggers(crm: Crm) -> None:
+    await crm.leads.create(LeadInput("Before"))
+    async with crm.db.engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)  # what benchmarks and tests may repeat
+    await crm.leads.create(LeadInput("After"))
+    counts, _ = await crm.board.counted_totals("lead", BoardFilters(), Actor(None))
+    assert counts == {"NEW": 2}
