@@ -2,7 +2,9 @@
 counts and sums, keyset-paged columns, and moves through the lead and deal services.
 
 Every column reads the (status | stage, created_at, id) indexes newest first, so a page costs
-the same at 1,000,000 records as at 1,000; counts and sums are one GROUP BY for the board.
+the same at 1,000,000 records as at 1,000; counts and sums come from the counters the database
+triggers keep (crm/counters.py) when the filters are none or an owner / the queue, else from one
+GROUP BY for the board.
 """
 
 from __future__ import annotations
