@@ -25,8 +25,9 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
 )
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -412,3 +413,37 @@ class WebSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
+
+
+class BoardCounter(Base):
+    """Per-column counts and deal sums of the board, kept by database triggers on leads and
+    deals (crm/counters.py), so a board reads O(columns) rows instead of counting records.
+
+    `col` is a lead's status or a deal's stage id (as text); `responsible_id` 0 is nobody;
+    `currency` '' for leads. PostgreSQL spreads each key over `slot`s (the writer's backend
+    pid modulo a few) so concurrent intake transactions rarely wait on one counter row;
+    readers sum the slots. `priced` counts the deals with an amount (a sum shows only then).
+    """
+
+    __tablename__ = "board_counters"
+    __table_args__ = (UniqueConstraint("kind", "col", "responsible_id", "currency", "slot"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(4))
+    col: Mapped[str] = mapped_column(String(50))
+    responsible_id: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    slot: Mapped[int] = mapped_column(Integer)
+    n: Mapped[int] = mapped_column(BigInteger)
+    priced: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[Decimal] = mapped_column(Numeric(20, 2))
+
+
+def _counter_triggers(_: MetaData, connection: Connection, **__: Any) -> None:
+    # A schema made from the models (SQLite tests, a fresh SQLite file) gets the triggers the
+    # migration makes; after every table exists, since they read leads and deals.
+    from crm.counters import create_triggers
+
+    create_triggers(connection)
+
+
+event.listen(Base.metadata, "after_create", _counter_triggers)

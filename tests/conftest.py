@@ -27,6 +27,7 @@ from crm.db import Database
 from crm.facade import Crm
 from crm.models import Base
 from crm.schema import head_revision, upgrade_blocking
+from crm.transfer import tables as transfer_tables
 from matching.event import Channel, InboundEvent
 
 # Servers of a test's own (own_redis, own_postgres) for tests that kill or restart them.
@@ -78,13 +79,14 @@ async def empty_postgres() -> AsyncIterator[str]:
 
 
 async def table_counts(url: str) -> dict[str, int]:
-    """Rows per table of the database at `url`."""
+    """Rows per table of the database at `url` (the tables `db copy` carries: the board's
+    counters are the target's own, kept by its triggers)."""
     db = Database(url)
     try:
         async with db.read_engine.connect() as conn:
             return {
                 t.name: int(await conn.scalar(select(func.count()).select_from(t)) or 0)
-                for t in Base.metadata.sorted_tables
+                for t in transfer_tables()
             }
     finally:
         await db.dispose()

@@ -2,7 +2,9 @@
 counts and sums, keyset-paged columns, and moves through the lead and deal services.
 
 Every column reads the (status | stage, created_at, id) indexes newest first, so a page costs
-the same at 1,000,000 records as at 1,000; counts and sums are one GROUP BY for the board.
+the same at 1,000,000 records as at 1,000; counts and sums come from the counters the database
+triggers keep (crm/counters.py) when the filters are none or an owner / the queue, else from one
+GROUP BY for the board.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from crm.identity import identities_from_values
 from crm.models import (
     Activity,
     ActivityBinding,
+    BoardCounter,
     Communication,
     Company,
     Contact,
@@ -147,7 +150,11 @@ class Board:
         async with self.db.read() as s:
             defs, pipe_code = await self._column_defs(s, kind, pipeline)
             where = await self._where(s, model, filters, actor)
-            counts, sums = await self._totals(s, kind, defs, where)
+            owners = _counted_owners(filters, actor)
+            if owners is _LIVE:
+                counts, sums = await self._totals(s, kind, defs, where)
+            else:
+                counts, sums = await _counters(s, kind, defs, owners)
             out = []
             for code, name, semantic, key in defs:
                 page = await self._page(s, kind, key, where, None, per_column)
@@ -384,6 +391,29 @@ class Board:
                 sums[stage_id][currency] = Decimal(total).quantize(Decimal("0.01"))
         return counts, sums
 
+    async def live_totals(
+        self, kind: str, filters: BoardFilters, actor: Actor, pipeline: str | None = None
+    ) -> tuple[dict[str, int], dict[str, dict[str, Decimal]]]:
+        """Counts and sums per column code counted from the records (what the counters
+        must equal; tests and checks compare them)."""
+        model = self._model(kind)
+        async with self.db.read() as s:
+            defs, _ = await self._column_defs(s, kind, pipeline)
+            where = await self._where(s, model, filters.checked(), actor)
+            counts, sums = await self._totals(s, kind, defs, where)
+            return _by_code(defs, counts, sums)
+
+    async def counted_totals(
+        self, kind: str, filters: BoardFilters, actor: Actor, pipeline: str | None = None
+    ) -> tuple[dict[str, int], dict[str, dict[str, Decimal]]]:
+        """Counts and sums per column code as the board reads them (from the counters when
+        the filters allow)."""
+        view = await self.columns(kind, filters, actor, pipeline=pipeline, per_column=1)
+        return (
+            {c.code: c.count for c in view.columns if c.count},
+            {c.code: c.sums for c in view.columns if c.sums},
+        )
+
     async def _page(
         self,
         s: AsyncSession,
@@ -474,6 +504,66 @@ class Board:
                 )
             )
         return out
+
+
+_LIVE = frozenset({-1})  # count the records: a filter the counters do not know
+
+
+def _counted_owners(flt: BoardFilters, actor: Actor) -> frozenset[int] | None:
+    """The counters' owners (0: nobody) the board sums, None for all of them, or _LIVE when
+    the filters need a live count (source, repeat, dates, text: selective and indexed)."""
+    if flt.source or flt.repeat is not None or flt.created_from or flt.created_to:
+        return _LIVE
+    if (flt.text or "").strip():
+        return _LIVE
+    owners: frozenset[int] | None = None
+    if not actor.sees_everything:
+        owners = frozenset({actor.rep_id or 0, 0})
+    if flt.owner_id is not None:
+        owners = frozenset({flt.owner_id}) & (owners or {flt.owner_id})
+    if flt.unassigned:
+        owners = frozenset({0}) & (owners or {0})
+    return owners
+
+
+async def _counters(
+    s: AsyncSession, kind: str, defs: list[tuple[str, str, str, Any]], owners: frozenset[int] | None
+) -> tuple[dict[Any, int], dict[Any, dict[str, Decimal]]]:
+    """Counts and sums from board_counters: a few rows per column (its owners, currencies and
+    write slots), whatever the tables hold."""
+    counts: dict[Any, int] = defaultdict(int)
+    sums: dict[Any, dict[str, Decimal]] = defaultdict(dict)
+    keys = {str(d[3]): d[3] for d in defs}
+    query = (
+        select(
+            BoardCounter.col,
+            BoardCounter.currency,
+            func.sum(BoardCounter.n),
+            func.sum(BoardCounter.priced),
+            func.sum(BoardCounter.amount),
+        )
+        .where(BoardCounter.kind == kind, BoardCounter.col.in_(list(keys)))
+        .group_by(BoardCounter.col, BoardCounter.currency)
+    )
+    if owners is not None:
+        query = query.where(BoardCounter.responsible_id.in_(sorted(owners)))
+    for col, currency, n, priced, total in await s.execute(query):
+        key = keys[col]
+        counts[key] += int(n)
+        if priced:
+            sums[key][currency] = Decimal(total).quantize(Decimal("0.01"))
+    return counts, sums
+
+
+def _by_code(
+    defs: list[tuple[str, str, str, Any]],
+    counts: dict[Any, int],
+    sums: dict[Any, dict[str, Decimal]],
+) -> tuple[dict[str, int], dict[str, dict[str, Decimal]]]:
+    return (
+        {code: counts[key] for code, _, _, key in defs if counts.get(key)},
+        {code: dict(sums[key]) for code, _, _, key in defs if sums.get(key)},
+    )
 
 
 async def _labels(s: AsyncSession, key: Any, label: Any, ids: Iterable[int]) -> dict[int, str]:

@@ -20,9 +20,11 @@ from sqlalchemy import select, text
 
 from crm.config import CrmConfig
 from crm.db import Database
+from crm.dto import Actor
 from crm.facade import Crm
 from crm.models import Lead
 from crm.schema import upgrade
+from crm.services.board import BoardFilters
 from crm.services.outbox import CardRef
 from leadbot.api import api_component
 from leadbot.app import Service
@@ -158,6 +160,19 @@ async def test_a_sqlite_crm_copied_to_postgres_serves_the_same_answers(
     assert await _answers(empty_postgres, token, tmp_path) == await _answers(
         sqlite, token, tmp_path
     )
+    # The target's triggers counted the copied records for the board, as the source's did.
+    for url in (sqlite, empty_postgres):
+        db = Database(url)
+        try:
+            board = Crm(db, CrmConfig()).board
+            for kind in ("lead", "deal"):
+                live = await board.live_totals(kind, BoardFilters(), Actor(None))
+                assert (
+                    live[0]
+                    and await board.counted_totals(kind, BoardFilters(), Actor(None)) == live
+                )
+        finally:
+            await db.dispose()
 
     # New rows on PostgreSQL get ids after the copied ones.
     db = Database(empty_postgres)

@@ -4,6 +4,7 @@ models describe, and 0002 moves a phone's extension out of its label into its ow
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,14 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from crm.config import CrmConfig
 from crm.db import Database
+from crm.dto import Actor
+from crm.facade import Crm
 from crm.models import Base
 from crm.schema import current_revision, head_revision, upgrade
+from crm.services.board import BoardFilters
+from crm.services.leads import LeadInput
 
 
 @pytest.fixture
@@ -91,4 +97,29 @@ async def test_0004_keeps_existing_tokens_read_only(empty_db: Database) -> None:
     async with empty_db.engine.connect() as conn:
         found = (await conn.execute(text("SELECT name, scopes, rep_id FROM api_tokens"))).all()
         assert [tuple(r) for r in found] == [("dashboard", "read", None)]
+    await upgrade(empty_db, "head")
+    async with empty_db.engine.connect() as conn:
         assert await conn.run_sync(_differences) == []
+
+
+async def test_0007_fills_the_board_counters_from_the_records(empty_db: Database) -> None:
+    await upgrade(empty_db, "0004")
+    crm = Crm(empty_db, CrmConfig())
+    await crm.prepare()
+    rita = (await crm.reps.add("Rita Rep")).id
+    lead = await crm.leads.create(LeadInput("Called", responsible_id=rita))
+    await crm.leads.create(LeadInput("Queue"))
+    await crm.leads.junk(lead.id, "spam")
+    await crm.deals.create("A", amount=Decimal("10.50"), responsible_id=rita)
+    await crm.deals.create("B", amount=Decimal("2"), currency="USD")
+    await crm.deals.create("C")
+    await upgrade(empty_db, "head")
+    sue = Actor(None)
+    for kind in ("lead", "deal"):
+        for flt in (BoardFilters(), BoardFilters(owner_id=rita), BoardFilters(unassigned=True)):
+            live = await crm.board.live_totals(kind, flt, sue)
+            assert live[0] and await crm.board.counted_totals(kind, flt, sue) == live
+    # and the triggers keep them from then on
+    await crm.deals.create("D", amount=Decimal("1"), responsible_id=rita)
+    counts, sums = await crm.board.counted_totals("deal", BoardFilters(owner_id=rita), sue)
+    assert counts == {"NEW": 2} and sums == {"NEW": {"EUR": Decimal("11.50")}}
