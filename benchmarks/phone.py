@@ -151,11 +151,17 @@ def unique_script(workdir: Path, now: int, count: int, prefix: str = "bench") ->
     return calls_script(workdir, [f"{prefix}-{i}" for i in range(count)], now)
 
 
-def lookup_script(contacts: int) -> str:
+def lookup_script(contacts: int, callers: int | None = None) -> str:
+    """Random numbers of the seeded contacts; with `callers`, of that many spread over them."""
+    pick = (
+        f"math.random(0, {contacts - 1})"
+        if callers is None
+        else f"math.random(0, {callers - 1}) * {contacts // callers}"
+    )
     return (
         f'wrk.headers["Authorization"] = "Bearer {LOOKUP_TOKEN}"\n'
         "function request()\n"
-        f"  local i = math.random(0, {contacts - 1})\n"
+        f"  local i = {pick}\n"
         "  return wrk.format('GET', string.format("
         "'/hooks/calls/lookup?number=%%2B4930%08d', i))\n"
         "end\n"
@@ -401,6 +407,14 @@ async def _run(seconds: float, rate: int, tmp: Path) -> dict[str, Any]:
     return figures
 
 
+# The lookup loads: every variant runs RUNS times on the same seeded service, each run with a
+# fresh cache after a warm-up. (name, cache on, repeat callers): random numbers over all
+# contacts are nearly all misses; "repeat" draws from REPEAT_CALLERS numbers, as a PBX asking
+# about the callers of the day (ring, answer, transfer) does.
+LOOKUP_VARIANTS = (("off", False, False), ("random", True, False), ("repeat", True, True))
+REPEAT_CALLERS = 1_000
+
+
 async def run_lookup(
     contacts: int = 1_000_000,
     rate: int = 500,
@@ -408,19 +422,39 @@ async def run_lookup(
     workdir: Path | None = None,
     backend: str = "sqlite",
 ) -> dict[str, Any]:
-    """Caller lookup latency at `rate` requests/s over a CRM of `contacts` contacts."""
+    """Caller lookup latency at `rate` requests/s over a CRM of `contacts` contacts: each of
+    `LOOKUP_VARIANTS` `RUNS` times, with the cache's hits and (SQLite) the lookups that went
+    over the on-loop budget."""
+    from crm.services.callers import DEFAULT_CACHE
+
     wrk_path()
     started = time.perf_counter()
+    out: dict[str, Any] = {"contacts": contacts, "rate": rate, "backend": backend}
     async with (
         _scratch(workdir) as tmp,
         phone_service(tmp, contacts=contacts, backend=backend) as service,
     ):
-        seeded = round(time.perf_counter() - started, 1)
+        out["seed_s"] = round(time.perf_counter() - started, 1)
         url = f"http://127.0.0.1:{service.port}/hooks/calls/lookup"
-        script = lookup_script(contacts)
-        await wrk(url, script, seconds=WARMUP_SECONDS, rate=rate, workdir=tmp)
-        result = await wrk(url, script, seconds=seconds, rate=rate, workdir=tmp)
-    return {"contacts": contacts, "rate": rate, "seed_s": seeded, "backend": backend, **result}
+        callers = service.crm.callers
+        for name, cached, repeat in LOOKUP_VARIANTS:
+            script = lookup_script(contacts, REPEAT_CALLERS if repeat else None)
+            runs = []
+            for _ in range(RUNS):
+                callers.configure_cache(DEFAULT_CACHE if cached else None)
+                await wrk(url, script, seconds=WARMUP_SECONDS, rate=rate, workdir=tmp)
+                reader = callers._reader
+                overran = getattr(reader, "overran", 0)
+                hits = callers.cache.hits if callers.cache is not None else 0
+                result = await wrk(url, script, seconds=seconds, rate=rate, workdir=tmp)
+                if callers.cache is not None:
+                    result["hit_pct"] = round(
+                        100 * (callers.cache.hits - hits) / result["requests"]
+                    )
+                result["overran"] = getattr(callers._reader, "overran", 0) - overran
+                runs.append(result)
+            out[name] = runs
+    return out
 
 
 async def run_lookup_baseline(
@@ -473,14 +507,71 @@ def _row(label: str, r: dict[str, float]) -> str:
     return f"| {label} | {r['rps']:,.0f} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} |"
 
 
-async def report(quick: bool = False) -> str:
-    """The markdown section `benchmarks.run` prints."""
-    hooks = await run()
+def _spread(runs: list[dict[str, Any]], key: str) -> str:
+    values = sorted(r[key] for r in runs)
+    return f"{values[0]} – {values[-1]}" if len(values) > 1 else str(values[0])
+
+
+def _runs_row(label: str, runs: list[dict[str, Any]]) -> str:
+    """Several runs of one load: the fewest requests/s, best – worst of the latencies."""
+    rps = min(r["rps"] for r in runs)
+    errors = sum(r["errors"] for r in runs)
+    p50, p99 = _spread(runs, "p50_ms"), _spread(runs, "p99_ms")
+    return f"| {label} | {rps:,.0f} | {p50} | {p99} | {errors} |"
+
+
+_VARIANT_LABELS = {
+    "off": "no cache",
+    "random": "cache, random numbers (misses)",
+    "repeat": f"cache, {REPEAT_CALLERS:,} repeat callers",
+}
+
+
+def lookup_rows(lookups: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """The table rows of the lookup runs, and a note per backend (hits, budget overruns)."""
+    rows, notes = [], []
+    for lookup in lookups:
+        where = "SQLite" if lookup["backend"] == "sqlite" else "PostgreSQL"
+        head = f"caller lookup, {lookup['contacts']:,} contacts, {where}, at {lookup['rate']}/s"
+        said = []
+        for name, _, _ in LOOKUP_VARIANTS:
+            runs = lookup[name]
+            rows.append(_runs_row(f"{head}, {_VARIANT_LABELS[name]}", runs))
+            if "hit_pct" in runs[0]:
+                said.append(f"{name} hits {_spread(runs, 'hit_pct')} %")
+            if lookup["backend"] == "sqlite":
+                said.append(f"{name} over the on-loop budget {_spread(runs, 'overran')}")
+        notes.append(f"{where}: " + ", ".join(said) + ".")
+    return rows, notes
+
+
+async def lookup_report(quick: bool = False) -> tuple[list[str], list[str]]:
+    """The caller lookup's rows and notes (with the machine's own baselines)."""
     contacts = 100_000 if quick else 1_000_000
     backends = ["sqlite"] + (["postgres"] if await postgres_reachable() else [])
     lookups = [await run_lookup(contacts, backend=b) for b in backends]
     lookup_baseline = await run_lookup_baseline()
     round_trip = await run_postgres_round_trip() if "postgres" in backends else None
+    bare_get = f"bare aiohttp handler, GET at {lookup_baseline['rate']}/s (lookup baseline)"
+    rows = [_row(bare_get, lookup_baseline)]
+    if round_trip is not None:
+        label = f"… plus one PostgreSQL round trip (SELECT $1), at {round_trip['rate']}/s"
+        rows.append(_row(label, round_trip))
+    lookup_lines, notes = lookup_rows(lookups)
+    seeding = ", ".join(f"{x['seed_s']} s ({x['backend']})" for x in lookups)
+    notes = [
+        f"Lookup rows: {RUNS} runs of each load on one seeded service, each after a "
+        f"{WARMUP_SECONDS} s warm-up with a fresh cache; requests/s is the lowest run's, p50 "
+        f"and p99 the best – worst. Seeding the lookup CRM took {seeding}.",
+        *notes,
+    ]
+    return rows + lookup_lines, notes
+
+
+async def report(quick: bool = False) -> str:
+    """The markdown section `benchmarks.run` prints."""
+    hooks = await run()
+    lookup_lines, lookup_notes = await lookup_report(quick)
     rate = hooks["rate"]
     rows = [
         _row("bare aiohttp handler (baseline)", hooks["bare"]),
@@ -497,16 +588,6 @@ async def report(quick: bool = False) -> str:
             ratios.append(f"{hooks[f'{name}_ratio']} ({name.replace('_', ', ')})")
             if f"{name}_note" in hooks:
                 notes.append(f"{name}: {hooks[f'{name}_note']}.")
-    bare_get = f"bare aiohttp handler, GET at {lookup_baseline['rate']}/s (lookup baseline)"
-    rows.append(_row(bare_get, lookup_baseline))
-    if round_trip is not None:
-        label = f"… plus one PostgreSQL round trip (SELECT $1), at {round_trip['rate']}/s"
-        rows.append(_row(label, round_trip))
-    for lookup in lookups:
-        where = "SQLite" if lookup["backend"] == "sqlite" else "PostgreSQL"
-        label = f"caller lookup, {lookup['contacts']:,} contacts, {where}, at {lookup['rate']}/s"
-        rows.append(_row(label, lookup))
-    seeding = ", ".join(f"{x['seed_s']} s ({x['backend']})" for x in lookups)
     return "\n".join(
         [
             "### Phone channel (wrk, 2 threads, 32 connections, 5 s per webhook run and "
@@ -515,16 +596,31 @@ async def report(quick: bool = False) -> str:
             "| endpoint | requests/s | p50 ms | p99 ms | errors |",
             "|---|---:|---:|---:|---:|",
             *rows,
+            *lookup_lines,
             "",
             "Webhook requests/s ÷ bare handler's: " + ", ".join(ratios) + ". Every run on a fresh "
             f"server after a {WARMUP_SECONDS} s warm-up, with wrk scripts of one shape and length; "
             f"flat-out figures are the best of {hooks['runs']} runs, for the bare handler too; "
             "each run of a unique load sends its own call ids. Targets: >= 0.5, p99 < 10 ms at "
-            f"{rate}/s; lookup p99 < 5 ms. Seeding the lookup CRM took {seeding}.",
+            f"{rate}/s; lookup p99 < 5 ms.",
             *notes,
+            "",
+            *lookup_notes,
         ]
     )
 
 
+async def _lookup_only(quick: bool) -> str:
+    rows, notes = await lookup_report(quick)
+    table = ["| endpoint | requests/s | p50 ms | p99 ms | errors |", "|---|---:|---:|---:|---:|"]
+    return "\n".join([*table, *rows, "", *notes])
+
+
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(run()), indent=2))
+    import sys
+
+    # `python -m benchmarks.phone lookup [--quick]`: the caller lookup rows alone.
+    if sys.argv[1:2] == ["lookup"]:
+        print(asyncio.run(_lookup_only("--quick" in sys.argv)))
+    else:
+        print(json.dumps(asyncio.run(run()), indent=2))

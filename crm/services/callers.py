@@ -3,6 +3,10 @@ of `Telephony.caller` (`caller_sql`, one statement over indexed rows) run on rea
 connections of its own, so a lookup costs one round trip (PostgreSQL) or a few index probes
 on a budget (SQLite, see `_SqliteReader`), with millions of contacts. Where it cannot have a
 reader of its own, `Telephony.caller` answers: one lookup, two ways to run it.
+
+In front of both, a bounded cache of answers (`CallerCache`) kept right by the change feed:
+a PBX asks about the same caller several times in a call (ring, answer, transfer), and a hit
+is a dict lookup instead of a round trip.
 """
 
 from __future__ import annotations
@@ -10,11 +14,14 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
+from crm.changes import Change, Feed, Subscription
 from crm.db import Database
 from crm.services.telephony import CallerInfo, Telephony, caller_info, caller_sql
 
@@ -143,18 +150,117 @@ async def _keep_session(_: asyncpg.Connection) -> None:
     """Lookups only read and set nothing: no session reset (a round trip) between them."""
 
 
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """How many answers the lookup keeps, and for how long at most (seconds)."""
+
+    size: int = 10_000
+    ttl: float = 30.0  # the bound on staleness when the change feed loses a change unnoticed
+    negative_ttl: float = 5.0  # "nobody has this number": a new caller should show soon
+
+
+# Changes that cannot alter any caller answer (an activity names no number, record or rep
+# the answer shows).
+_IRRELEVANT = frozenset({"activity"})
+
+DEFAULT_CACHE = CacheSettings()
+
+
+class CallerCache:
+    """Answers by E.164 (negative ones too), least recently used dropped beyond `size`.
+
+    Correct by the change feed, read on each lookup (no task of its own): a change of a lead,
+    deal, contact or company (their phones included) clears every answer, since a change
+    does not say which numbers it touched; so does `Missed`. While the feed is not live (Redis
+    away) nothing is answered from or put in the cache. Answers also expire after `ttl`
+    (`negative_ttl` for unknown numbers): that bounds staleness where a loss goes unnoticed
+    (a process that died between its commit and its publish, a rep's own details, which the
+    feed does not carry). A lookup that started before a clear does not put its answer in.
+    """
+
+    def __init__(self, settings: CacheSettings) -> None:
+        self.settings = settings
+        self.generation = 0  # bumped by every clear
+        self.hits = self.misses = 0
+        self._entries: OrderedDict[str, tuple[float, CallerInfo | None]] = OrderedDict()
+        self._feed: Feed | None = None
+        self._sub: Subscription | None = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.generation += 1
+
+    def _current(self, feed: Feed) -> bool:
+        """Apply what the feed delivered since the last look; whether the cache may be used."""
+        if feed is not self._feed:  # first use, or the database was given another feed
+            self.close()
+            self._feed, self._sub = feed, feed.subscribe()
+            self.clear()
+        assert self._sub is not None
+        while (item := self._sub.get_nowait()) is not None:
+            if not isinstance(item, Change) or item.kind not in _IRRELEVANT:
+                self.clear()
+        if not feed.live:
+            if self._entries:
+                self.clear()
+            return False
+        return True
+
+    def get(self, feed: Feed, e164: str) -> tuple[CallerInfo | None] | None:
+        """The cached answer (in a tuple: None is an answer too), or None."""
+        if not self._current(feed):
+            return None
+        entry = self._entries.get(e164)
+        if entry is None or entry[0] < time.monotonic():
+            self.misses += 1
+            return None
+        self._entries.move_to_end(e164)
+        self.hits += 1
+        return (entry[1],)
+
+    def put(self, feed: Feed, e164: str, info: CallerInfo | None, generation: int) -> None:
+        """Keep an answer read while the cache stood at `generation` (else it may be stale)."""
+        if not self._current(feed) or generation != self.generation:
+            return
+        ttl = self.settings.ttl if info is not None else self.settings.negative_ttl
+        self._entries[e164] = (time.monotonic() + ttl, info)
+        self._entries.move_to_end(e164)
+        if len(self._entries) > self.settings.size:
+            self._entries.popitem(last=False)
+
+    def close(self) -> None:
+        if self._sub is not None:
+            self._sub.close()
+        self._feed = self._sub = None
+        self.clear()
+
+
 class CallerLookup:
-    """`caller(e164)` as `Telephony.caller` answers it, in one statement (see the module).
+    """`caller(e164)` as `Telephony.caller` answers it, in one statement (see the module),
+    behind a `CallerCache` (on unless `configure_cache(None)`).
 
     The reader is opened at the first lookup and dropped by `close` (the next lookup opens a
     new one). An in-memory SQLite database cannot be opened a second time: there, and on a
     driver other than asyncpg, the lookup goes through `Telephony`.
     """
 
-    def __init__(self, db: Database, telephony: Telephony) -> None:
+    def __init__(
+        self, db: Database, telephony: Telephony, cache: CacheSettings | None = DEFAULT_CACHE
+    ) -> None:
         self.db = db
         self.telephony = telephony
         self._reader: _SqliteReader | _PostgresReader | None = None
+        self.cache: CallerCache | None = None
+        self.configure_cache(cache)
+
+    def configure_cache(self, settings: CacheSettings | None) -> None:
+        """Cache answers with these settings; None: every lookup reads the database."""
+        if self.cache is not None:
+            self.cache.close()
+        self.cache = CallerCache(settings) if settings is not None else None
 
     def _open(self) -> _SqliteReader | _PostgresReader | None:
         db = self.db
@@ -165,12 +271,27 @@ class CallerLookup:
         return self._reader
 
     async def caller(self, e164: str) -> CallerInfo | None:
+        cache = self.cache
+        if cache is None:
+            return await self._read(e164)
+        feed = self.db.feed
+        hit = cache.get(feed, e164)
+        if hit is not None:
+            return hit[0]
+        generation = cache.generation
+        info = await self._read(e164)
+        cache.put(feed, e164, info, generation)
+        return info
+
+    async def _read(self, e164: str) -> CallerInfo | None:
         reader = self._reader or self._open()
         if reader is None:
             return await self.telephony.caller(e164)
         return caller_info(e164, await reader.row(e164))
 
     async def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
         reader, self._reader = self._reader, None
         if reader is not None:
             await reader.close()
