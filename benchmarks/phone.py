@@ -151,8 +151,10 @@ def unique_script(workdir: Path, now: int, count: int, prefix: str = "bench") ->
     return calls_script(workdir, [f"{prefix}-{i}" for i in range(count)], now)
 
 
-def lookup_script(contacts: int, callers: int | None = None) -> str:
-    """Random numbers of the seeded contacts; with `callers`, of that many spread over them."""
+def lookup_script(contacts: int, callers: int | None = None, seed: int = 0) -> str:
+    """Random numbers of the seeded contacts; with `callers`, of that many spread over them.
+    Each wrk thread draws its own sequence from `seed` (unseeded, both would ask the same
+    numbers in the same order, and every run the same as the last)."""
     pick = (
         f"math.random(0, {contacts - 1})"
         if callers is None
@@ -160,6 +162,9 @@ def lookup_script(contacts: int, callers: int | None = None) -> str:
     )
     return (
         f'wrk.headers["Authorization"] = "Bearer {LOOKUP_TOKEN}"\n'
+        "local threads = 0\n"
+        "function setup(thread) thread:set('tid', threads); threads = threads + 1 end\n"
+        f"function init(args) math.randomseed({seed % 1_000_000} * 16 + tid) end\n"
         "function request()\n"
         f"  local i = {pick}\n"
         "  return wrk.format('GET', string.format("
@@ -412,6 +417,9 @@ async def _run(seconds: float, rate: int, tmp: Path) -> dict[str, Any]:
 # contacts are nearly all misses; "repeat" draws from REPEAT_CALLERS numbers, as a PBX asking
 # about the callers of the day (ring, answer, transfer) does.
 LOOKUP_VARIANTS = (("off", False, False), ("random", True, False), ("repeat", True, True))
+# SQLite only: the lookup without the cache, its on-loop budget decided by the clock alone
+# (as before issue 18): a lookup the machine preempted is run again on the reader's thread.
+CLOCK_ONLY = ("clock", False, False)
 REPEAT_CALLERS = 1_000
 
 
@@ -425,7 +433,7 @@ async def run_lookup(
     """Caller lookup latency at `rate` requests/s over a CRM of `contacts` contacts: each of
     `LOOKUP_VARIANTS` `RUNS` times, with the cache's hits and (SQLite) the lookups that went
     over the on-loop budget."""
-    from crm.services.callers import DEFAULT_CACHE
+    from crm.services.callers import DEFAULT_CACHE, _SqliteReader
 
     wrk_path()
     started = time.perf_counter()
@@ -437,24 +445,40 @@ async def run_lookup(
         out["seed_s"] = round(time.perf_counter() - started, 1)
         url = f"http://127.0.0.1:{service.port}/hooks/calls/lookup"
         callers = service.crm.callers
-        for name, cached, repeat in LOOKUP_VARIANTS:
-            script = lookup_script(contacts, REPEAT_CALLERS if repeat else None)
+        variants = [*LOOKUP_VARIANTS, *([CLOCK_ONLY] if backend == "sqlite" else [])]
+        seeds = iter(range(1, 10**6))
+        for name, cached, repeat in variants:
             runs = []
             for _ in range(RUNS):
+                warmup, script = (
+                    lookup_script(contacts, REPEAT_CALLERS if repeat else None, next(seeds))
+                    for _ in range(2)
+                )
                 callers.configure_cache(DEFAULT_CACHE if cached else None)
-                await wrk(url, script, seconds=WARMUP_SECONDS, rate=rate, workdir=tmp)
+                await wrk(url, warmup, seconds=WARMUP_SECONDS, rate=rate, workdir=tmp)
                 reader = callers._reader
-                overran = getattr(reader, "overran", 0)
-                hits = callers.cache.hits if callers.cache is not None else 0
+                if isinstance(reader, _SqliteReader):
+                    reader.keep_preempted = name != "clock"
+                before = _counters(callers)
                 result = await wrk(url, script, seconds=seconds, rate=rate, workdir=tmp)
+                after = _counters(callers)
                 if callers.cache is not None:
-                    result["hit_pct"] = round(
-                        100 * (callers.cache.hits - hits) / result["requests"]
-                    )
-                result["overran"] = getattr(callers._reader, "overran", 0) - overran
+                    hit = after["hits"] - before["hits"]
+                    result["hit_pct"] = round(100 * hit / result["requests"])
+                result["overran"] = after["overran"] - before["overran"]
+                result["preempted"] = after["preempted"] - before["preempted"]
                 runs.append(result)
             out[name] = runs
     return out
+
+
+def _counters(callers: Any) -> dict[str, int]:
+    reader = callers._reader
+    return {
+        "hits": callers.cache.hits if callers.cache is not None else 0,
+        "overran": getattr(reader, "overran", 0),
+        "preempted": getattr(reader, "preempted", 0),
+    }
 
 
 async def run_lookup_baseline(
@@ -521,6 +545,7 @@ def _runs_row(label: str, runs: list[dict[str, Any]]) -> str:
 
 
 _VARIANT_LABELS = {
+    "clock": "no cache, on-loop budget by the clock alone (before)",
     "off": "no cache",
     "random": "cache, random numbers (misses)",
     "repeat": f"cache, {REPEAT_CALLERS:,} repeat callers",
@@ -534,13 +559,18 @@ def lookup_rows(lookups: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
         where = "SQLite" if lookup["backend"] == "sqlite" else "PostgreSQL"
         head = f"caller lookup, {lookup['contacts']:,} contacts, {where}, at {lookup['rate']}/s"
         said = []
-        for name, _, _ in LOOKUP_VARIANTS:
-            runs = lookup[name]
+        for name, _, _ in (*LOOKUP_VARIANTS, CLOCK_ONLY):
+            runs = lookup.get(name)
+            if runs is None:
+                continue
             rows.append(_runs_row(f"{head}, {_VARIANT_LABELS[name]}", runs))
             if "hit_pct" in runs[0]:
-                said.append(f"{name} hits {_spread(runs, 'hit_pct')} %")
+                said.append(f"{name}: hits {_spread(runs, 'hit_pct')} %")
             if lookup["backend"] == "sqlite":
-                said.append(f"{name} over the on-loop budget {_spread(runs, 'overran')}")
+                said.append(
+                    f"{name}: sent to the thread {_spread(runs, 'overran')}, "
+                    f"let finish on the loop when preempted {_spread(runs, 'preempted')}"
+                )
         notes.append(f"{where}: " + ", ".join(said) + ".")
     return rows, notes
 
