@@ -43,8 +43,8 @@ if sys.platform == "linux":  # per-thread usage is Linux's; elsewhere the budget
     import resource
 
     def _linux_thread_usage() -> tuple[float, int]:
-        """This thread's CPU seconds and voluntary context switches (sleeps: disk, locks)."""
-        return time.thread_time(), resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
+        """This thread's CPU seconds and blocks read from the disk (not the page cache)."""
+        return time.thread_time(), resource.getrusage(resource.RUSAGE_THREAD).ru_inblock
 
     _thread_usage = _linux_thread_usage
 
@@ -60,11 +60,12 @@ class _SqliteReader:
     waits for writers.
 
     Over the budget by the clock only because the machine ran something else meanwhile (the
-    thread was preempted: it neither used the budget's CPU time nor slept on the disk), a
-    lookup is let finish: running it again on the thread would cost its CPU again plus two
-    hand-overs, each one more wait for a CPU. On a loaded machine that made lookups pile up
-    behind the thread (SQLite p99 4.5 ms → 41.7 ms, issue 18); such lookups are counted in
-    `preempted`.
+    thread was preempted, or waited for the GIL a thread-run lookup held: it neither used the
+    budget's CPU time nor read from the disk), a lookup is let finish: running it again on
+    the thread would cost its CPU again plus two hand-overs, each one more wait for a CPU, and
+    the thread's work holds up the next inline lookups on the GIL. On a loaded machine that
+    fed itself: most lookups went to the thread and piled up behind it (SQLite p99 4.5 ms →
+    41.7 ms, issue 18). Such lookups are counted in `preempted`.
 
     No mmap: on large files it costs hundreds of page faults per lookup here (measured 0.7 ms
     against 0.07 ms of CPU per lookup with 1 million contacts).
@@ -81,7 +82,7 @@ class _SqliteReader:
         self._conn: sqlite3.Connection | None = None  # used by that thread only
         self._inline: sqlite3.Connection | None = None  # used on the event loop only
         self._deadline = 0.0
-        self._started: tuple[float, int] = (0.0, 0)  # the inline lookup's CPU time, sleeps
+        self._started: tuple[float, int] = (0.0, 0)  # the inline lookup's CPU time, disk reads
         self._waited = False  # the inline lookup went past the deadline without using it
 
     def _open(self, *, busy_timeout: float) -> sqlite3.Connection:
@@ -113,9 +114,9 @@ class _SqliteReader:
             return False
         if _thread_usage is None or not self.keep_preempted:
             return True
-        cpu, sleeps = _thread_usage()
-        if cpu - self._started[0] >= self.budget or sleeps > self._started[1]:
-            return True  # slow by itself, or it waited for the disk (or a lock)
+        cpu, reads = _thread_usage()
+        if cpu - self._started[0] >= self.budget or reads > self._started[1]:
+            return True  # slow by itself, or it waited for the disk
         self._waited = True
         return False
 
