@@ -151,11 +151,22 @@ def unique_script(workdir: Path, now: int, count: int, prefix: str = "bench") ->
     return calls_script(workdir, [f"{prefix}-{i}" for i in range(count)], now)
 
 
-def lookup_script(contacts: int) -> str:
+def lookup_script(contacts: int, callers: int | None = None, seed: int = 0) -> str:
+    """Random numbers of the seeded contacts; with `callers`, of that many spread over them.
+    Each wrk thread draws its own sequence from `seed` (unseeded, both would ask the same
+    numbers in the same order, and every run the same as the last)."""
+    pick = (
+        f"math.random(0, {contacts - 1})"
+        if callers is None
+        else f"math.random(0, {callers - 1}) * {contacts // callers}"
+    )
     return (
         f'wrk.headers["Authorization"] = "Bearer {LOOKUP_TOKEN}"\n'
+        "local threads = 0\n"
+        "function setup(thread) thread:set('tid', threads); threads = threads + 1 end\n"
+        f"function init(args) math.randomseed({seed % 1_000_000} * 16 + tid) end\n"
         "function request()\n"
-        f"  local i = math.random(0, {contacts - 1})\n"
+        f"  local i = {pick}\n"
         "  return wrk.format('GET', string.format("
         "'/hooks/calls/lookup?number=%%2B4930%08d', i))\n"
         "end\n"
@@ -407,6 +418,17 @@ async def _run(seconds: float, rate: int, tmp: Path) -> dict[str, Any]:
     return figures
 
 
+# The lookup loads: every variant runs RUNS times on the same seeded service, each run with a
+# fresh cache after a warm-up. (name, cache on, repeat callers): random numbers over all
+# contacts are nearly all misses; "repeat" draws from REPEAT_CALLERS numbers, as a PBX asking
+# about the callers of the day (ring, answer, transfer) does.
+LOOKUP_VARIANTS = (("off", False, False), ("random", True, False), ("repeat", True, True))
+# SQLite only: the lookup without the cache, its on-loop budget decided by the clock alone
+# (as before issue 18): a lookup the machine preempted is run again on the reader's thread.
+CLOCK_ONLY = ("clock", False, False)
+REPEAT_CALLERS = 1_000
+
+
 async def run_lookup(
     contacts: int = 1_000_000,
     rate: int = 500,
@@ -414,19 +436,55 @@ async def run_lookup(
     workdir: Path | None = None,
     backend: str = "sqlite",
 ) -> dict[str, Any]:
-    """Caller lookup latency at `rate` requests/s over a CRM of `contacts` contacts."""
+    """Caller lookup latency at `rate` requests/s over a CRM of `contacts` contacts: each of
+    `LOOKUP_VARIANTS` `RUNS` times, with the cache's hits and (SQLite) the lookups that went
+    over the on-loop budget."""
+    from crm.services.callers import DEFAULT_CACHE, _SqliteReader
+
     wrk_path()
     started = time.perf_counter()
+    out: dict[str, Any] = {"contacts": contacts, "rate": rate, "backend": backend}
     async with (
         _scratch(workdir) as tmp,
         phone_service(tmp, contacts=contacts, backend=backend) as service,
     ):
-        seeded = round(time.perf_counter() - started, 1)
+        out["seed_s"] = round(time.perf_counter() - started, 1)
         url = f"http://127.0.0.1:{service.port}/hooks/calls/lookup"
-        script = lookup_script(contacts)
-        await wrk(url, script, seconds=WARMUP_SECONDS, rate=rate, workdir=tmp)
-        result = await wrk(url, script, seconds=seconds, rate=rate, workdir=tmp)
-    return {"contacts": contacts, "rate": rate, "seed_s": seeded, "backend": backend, **result}
+        callers = service.crm.callers
+        variants = [*LOOKUP_VARIANTS, *([CLOCK_ONLY] if backend == "sqlite" else [])]
+        seeds = iter(range(1, 10**6))
+        for name, cached, repeat in variants:
+            runs = []
+            for _ in range(RUNS):
+                warmup, script = (
+                    lookup_script(contacts, REPEAT_CALLERS if repeat else None, next(seeds))
+                    for _ in range(2)
+                )
+                callers.configure_cache(DEFAULT_CACHE if cached else None)
+                await wrk(url, warmup, seconds=WARMUP_SECONDS, rate=rate, workdir=tmp)
+                reader = callers._reader
+                if isinstance(reader, _SqliteReader):
+                    reader.keep_preempted = name != "clock"
+                before = _counters(callers)
+                result = await wrk(url, script, seconds=seconds, rate=rate, workdir=tmp)
+                after = _counters(callers)
+                if callers.cache is not None:
+                    hit = after["hits"] - before["hits"]
+                    result["hit_pct"] = round(100 * hit / result["requests"])
+                result["overran"] = after["overran"] - before["overran"]
+                result["preempted"] = after["preempted"] - before["preempted"]
+                runs.append(result)
+            out[name] = runs
+    return out
+
+
+def _counters(callers: Any) -> dict[str, int]:
+    reader = callers._reader
+    return {
+        "hits": callers.cache.hits if callers.cache is not None else 0,
+        "overran": getattr(reader, "overran", 0),
+        "preempted": getattr(reader, "preempted", 0),
+    }
 
 
 async def run_lookup_baseline(
@@ -482,14 +540,77 @@ def _row(label: str, r: dict[str, float]) -> str:
     )
 
 
-async def report(quick: bool = False) -> str:
-    """The markdown section `benchmarks.run` prints."""
-    hooks = await run()
+def _spread(runs: list[dict[str, Any]], key: str) -> str:
+    values = sorted(r[key] for r in runs)
+    return f"{values[0]} – {values[-1]}" if len(values) > 1 else str(values[0])
+
+
+def _runs_row(label: str, runs: list[dict[str, Any]]) -> str:
+    """Several runs of one load: the fewest requests/s, best – worst of the latencies."""
+    rps = min(r["rps"] for r in runs)
+    errors = sum(r["errors"] for r in runs)
+    p50, p99 = _spread(runs, "p50_ms"), _spread(runs, "p99_ms")
+    return f"| {label} | {rps:,.0f} | {p50} | {p99} | {errors} | |"
+
+
+_VARIANT_LABELS = {
+    "clock": "no cache, on-loop budget by the clock alone (before)",
+    "off": "no cache",
+    "random": "cache, random numbers (misses)",
+    "repeat": f"cache, {REPEAT_CALLERS:,} repeat callers",
+}
+
+
+def lookup_rows(lookups: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """The table rows of the lookup runs, and a note per backend (hits, budget overruns)."""
+    rows, notes = [], []
+    for lookup in lookups:
+        where = "SQLite" if lookup["backend"] == "sqlite" else "PostgreSQL"
+        head = f"caller lookup, {lookup['contacts']:,} contacts, {where}, at {lookup['rate']}/s"
+        said = []
+        for name, _, _ in (*LOOKUP_VARIANTS, CLOCK_ONLY):
+            runs = lookup.get(name)
+            if runs is None:
+                continue
+            rows.append(_runs_row(f"{head}, {_VARIANT_LABELS[name]}", runs))
+            if "hit_pct" in runs[0]:
+                said.append(f"{name}: hits {_spread(runs, 'hit_pct')} %")
+            if lookup["backend"] == "sqlite":
+                said.append(
+                    f"{name}: sent to the thread {_spread(runs, 'overran')}, "
+                    f"let finish on the loop when preempted {_spread(runs, 'preempted')}"
+                )
+        notes.append(f"{where}: " + ", ".join(said) + ".")
+    return rows, notes
+
+
+async def lookup_report(quick: bool = False) -> tuple[list[str], list[str]]:
+    """The caller lookup's rows and notes (with the machine's own baselines)."""
     contacts = 100_000 if quick else 1_000_000
     backends = ["sqlite"] + (["postgres"] if await postgres_reachable() else [])
     lookups = [await run_lookup(contacts, backend=b) for b in backends]
     lookup_baseline = await run_lookup_baseline()
     round_trip = await run_postgres_round_trip() if "postgres" in backends else None
+    bare_get = f"bare aiohttp handler, GET at {lookup_baseline['rate']}/s (lookup baseline)"
+    rows = [_row(bare_get, lookup_baseline)]
+    if round_trip is not None:
+        label = f"… plus one PostgreSQL round trip (SELECT $1), at {round_trip['rate']}/s"
+        rows.append(_row(label, round_trip))
+    lookup_lines, notes = lookup_rows(lookups)
+    seeding = ", ".join(f"{x['seed_s']} s ({x['backend']})" for x in lookups)
+    notes = [
+        f"Lookup rows: {RUNS} runs of each load on one seeded service, each after a "
+        f"{WARMUP_SECONDS} s warm-up with a fresh cache; requests/s is the lowest run's, p50 "
+        f"and p99 the best – worst. Seeding the lookup CRM took {seeding}.",
+        *notes,
+    ]
+    return rows + lookup_lines, notes
+
+
+async def report(quick: bool = False) -> str:
+    """The markdown section `benchmarks.run` prints."""
+    hooks = await run()
+    lookup_lines, lookup_notes = await lookup_report(quick)
     rate = hooks["rate"]
     rows = [
         _row("bare aiohttp handler (baseline)", hooks["bare"]),
@@ -509,16 +630,6 @@ async def report(quick: bool = False) -> str:
             )
             if f"{name}_note" in hooks:
                 notes.append(f"{name}: {hooks[f'{name}_note']}.")
-    bare_get = f"bare aiohttp handler, GET at {lookup_baseline['rate']}/s (lookup baseline)"
-    rows.append(_row(bare_get, lookup_baseline))
-    if round_trip is not None:
-        label = f"… plus one PostgreSQL round trip (SELECT $1), at {round_trip['rate']}/s"
-        rows.append(_row(label, round_trip))
-    for lookup in lookups:
-        where = "SQLite" if lookup["backend"] == "sqlite" else "PostgreSQL"
-        label = f"caller lookup, {lookup['contacts']:,} contacts, {where}, at {lookup['rate']}/s"
-        rows.append(_row(label, lookup))
-    seeding = ", ".join(f"{x['seed_s']} s ({x['backend']})" for x in lookups)
     return "\n".join(
         [
             "### Phone channel (wrk, 2 threads, 32 connections, 5 s per webhook run and "
@@ -527,17 +638,26 @@ async def report(quick: bool = False) -> str:
             "| endpoint | requests/s | p50 ms | p99 ms | errors | server CPU µs/request |",
             "|---|---:|---:|---:|---:|---:|",
             *rows,
+            *lookup_lines,
             "",
             "Webhook requests/s ÷ bare handler's: " + ", ".join(ratios) + ". Every run on a fresh "
             f"server after a {WARMUP_SECONDS} s warm-up, with wrk scripts of one shape and length; "
             f"flat-out figures are the best of {hooks['runs']} runs, for the bare handler too; "
             "each run of a unique load sends its own call ids. Targets: >= 0.5, p99 < 10 ms at "
-            f"{rate}/s; lookup p99 < 5 ms. Seeding the lookup CRM took {seeding}. Server CPU "
-            "per request: this process's CPU time during the run ÷ requests (Redis' own work "
-            "is not in it), a ratio other load on the machine hardly moves.",
+            f"{rate}/s; lookup p99 < 5 ms. Server CPU per request: this process's CPU time "
+            "during the run ÷ requests (Redis' own work is not in it), a ratio other load on "
+            "the machine hardly moves.",
             *notes,
+            "",
+            *lookup_notes,
         ]
     )
+
+
+async def _lookup_only(quick: bool) -> str:
+    rows, notes = await lookup_report(quick)
+    table = ["| endpoint | requests/s | p50 ms | p99 ms | errors |", "|---|---:|---:|---:|---:|"]
+    return "\n".join([*table, *rows, "", *notes])
 
 
 if __name__ == "__main__":
@@ -546,6 +666,10 @@ if __name__ == "__main__":
     from leadbot.loop import EventLoopName
     from leadbot.loop import run as run_loop
 
-    # The webhook runs alone: `python -m benchmarks.phone [uvloop|asyncio]`.
-    on: EventLoopName = "asyncio" if sys.argv[1:] == ["asyncio"] else "uvloop"
-    print(json.dumps({"loop": on, **run_loop(run(), on)}, indent=2))
+    # `python -m benchmarks.phone lookup [--quick]`: the caller lookup rows alone;
+    # `python -m benchmarks.phone [uvloop|asyncio]`: the webhook runs alone.
+    if sys.argv[1:2] == ["lookup"]:
+        print(asyncio.run(_lookup_only("--quick" in sys.argv)))
+    else:
+        on: EventLoopName = "asyncio" if sys.argv[1:] == ["asyncio"] else "uvloop"
+        print(json.dumps({"loop": on, **run_loop(run(), on)}, indent=2))

@@ -141,15 +141,21 @@ class Subscription:
         self._close(self)
 
     async def get(self) -> Change | Missed:
-        while True:
-            if self._unknown_loss or self._missed:
-                missed = Missed(None if self._unknown_loss else self._missed)
-                self._missed, self._unknown_loss = 0, False
-                return missed
-            if self._items:
-                return self._items.popleft()
+        while (item := self.get_nowait()) is None:
             self._wake.clear()
             await self._wake.wait()
+        return item
+
+    def get_nowait(self) -> Change | Missed | None:
+        """The next item if one is waiting, else None (for a reader that looks in on its own
+        schedule, such as a cache on its next lookup)."""
+        if self._unknown_loss or self._missed:
+            missed = Missed(None if self._unknown_loss else self._missed)
+            self._missed, self._unknown_loss = 0, False
+            return missed
+        if self._items:
+            return self._items.popleft()
+        return None
 
 
 class Feed(Protocol):
@@ -158,6 +164,12 @@ class Feed(Protocol):
     def publish(self, changes: Sequence[Change]) -> None: ...
 
     def subscribe(self) -> Subscription: ...
+
+    @property
+    def live(self) -> bool:
+        """Whether changes from every process reach this one now (False while Redis is away:
+        a cache must not trust what it holds then)."""
+        ...
 
 
 @dataclass
@@ -183,6 +195,10 @@ class LocalFeed:
     @property
     def subscribers(self) -> int:
         return len(self._subs)
+
+    @property
+    def live(self) -> bool:
+        return True  # one process: every change is delivered here
 
     def subscribe(self) -> Subscription:
         """Every change from this call on (and `Missed` where some were dropped). The
@@ -213,6 +229,11 @@ class RedisFeed(LocalFeed):
         self._tasks: list[asyncio.Task[None]] = []
         self._last_error = -LOG_EVERY
         self._ready = asyncio.Event()
+        self._live = False  # the listener is subscribed and its connection has not failed
+
+    @property
+    def live(self) -> bool:
+        return self._live
 
     def publish(self, changes: Sequence[Change]) -> None:
         self.deliver(changes)
@@ -232,6 +253,7 @@ class RedisFeed(LocalFeed):
             await asyncio.wait_for(self._ready.wait(), 5)
 
     async def close(self) -> None:
+        self._live = False
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -270,6 +292,7 @@ class RedisFeed(LocalFeed):
                 async with self.redis.pubsub() as pubsub:
                     await pubsub.subscribe(self.channel)
                     self._ready.set()
+                    self._live = True
                     if not first:  # what was published while we were away is lost
                         self.lost()
                     first, delay = False, 0.5
@@ -279,6 +302,7 @@ class RedisFeed(LocalFeed):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._live = False
                 self._failed("listening", exc)
                 if not first:
                     self.lost()

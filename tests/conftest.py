@@ -160,6 +160,34 @@ async def leadbot_process(
     )
 
 
+@pytest.fixture
+async def stream_name() -> AsyncIterator[str]:
+    """A Redis stream name of this test's own (the stream is deleted afterwards)."""
+    name = f"test:events:{uuid.uuid4().hex[:8]}"
+    yield name
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(REDIS_URL)
+    await redis.delete(name)
+    await redis.aclose()
+
+
+async def worker_process(db: Database, stream: str, group: str = "g") -> asyncio.subprocess.Process:
+    """`leadbot worker` on the test database, consuming `stream` of the test Redis (its change
+    feed on `<stream>:changes`)."""
+    env = dict(os.environ)
+    env.pop("LEADBOT_CONFIG", None)
+    env.update(
+        LEADBOT_DATABASE__URL=db.url.render_as_string(hide_password=False),
+        LEADBOT_REDIS__URL=REDIS_URL,
+        LEADBOT_REDIS__STREAM=stream,
+        LEADBOT_REDIS__GROUP=group,
+    )
+    return await leadbot_process(
+        "--log-level", "WARNING", "worker", env=env, stdout=asyncio.subprocess.DEVNULL
+    )
+
+
 _DRAINS: set[asyncio.Task[None]] = set()
 
 

@@ -36,6 +36,7 @@ from channels.phone.webhooks import (
     twilio_status,
     twilio_voice,
 )
+from crm.services.callers import CacheSettings
 from crm.supervisor import TaskHost
 
 # Every method under a webhook path: an unknown one gets Bitrix24's own error body
@@ -110,6 +111,13 @@ def phone_component(host: PhoneServiceHost) -> PhoneComponent | None:
     ):
         return None
     crm = host.crm
+    crm.callers.configure_cache(
+        CacheSettings(
+            phone.lookup_cache_size, phone.lookup_cache_ttl, phone.lookup_cache_negative_ttl
+        )
+        if phone.lookup_cache
+        else None
+    )
     return PhoneComponent(
         PhoneContext(host=host, settings=phone, telephony=crm.telephony, callers=crm.callers),
         host,

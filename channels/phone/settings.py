@@ -3,7 +3,7 @@ The root's `leadbot.settings.Settings` holds it."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from matching.normalize import is_region
 
@@ -22,6 +22,13 @@ class PhoneSettings(BaseModel):
     bitrix_token: SecretStr | None = None
     # Bearer token of GET /hooks/calls/lookup.
     lookup_token: SecretStr | None = None
+    # The lookup's answers kept in memory, cleared by the change feed (docs/performance.md):
+    # at most this many, none older than lookup_cache_ttl seconds (lookup_cache_negative_ttl
+    # for unknown numbers). False: every lookup reads the database.
+    lookup_cache: bool = True
+    lookup_cache_size: int = Field(10_000, ge=1)
+    lookup_cache_ttl: float = Field(30.0, gt=0)
+    lookup_cache_negative_ttl: float = Field(5.0, gt=0)
     region: str | None = None
     # The country callers of a line dial from, by the line as the phone system names it (its
     # number, or a Bitrix24 LINE_NUMBER id): {"+4315130000" = "AT"}. A line not listed uses

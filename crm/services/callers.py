@@ -3,18 +3,27 @@ of `Telephony.caller` (`caller_sql`, one statement over indexed rows) run on rea
 connections of its own, so a lookup costs one round trip (PostgreSQL) or a few index probes
 on a budget (SQLite, see `_SqliteReader`), with millions of contacts. Where it cannot have a
 reader of its own, `Telephony.caller` answers: one lookup, two ways to run it.
+
+In front of both, a bounded cache of answers (`CallerCache`) kept right by the change feed:
+a PBX asks about the same caller several times in a call (ring, answer, transfer), and a hit
+is a dict lookup instead of a round trip.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
+from crm.changes import Change, Feed, Subscription
 from crm.db import Database
 from crm.services.telephony import CallerInfo, Telephony, caller_info, caller_sql
 
@@ -29,6 +38,17 @@ INLINE_BUDGET = 0.001
 _BUDGET_STEPS = 100
 
 
+_thread_usage: Callable[[], tuple[float, int]] | None = None
+if sys.platform == "linux":  # per-thread usage is Linux's; elsewhere the budget is wall time
+    import resource
+
+    def _linux_thread_usage() -> tuple[float, int]:
+        """This thread's CPU seconds and blocks read from the disk (not the page cache)."""
+        return time.thread_time(), resource.getrusage(resource.RUSAGE_THREAD).ru_inblock
+
+    _thread_usage = _linux_thread_usage
+
+
 class _SqliteReader:
     """Read-only connections of its own on the service's SQLite file. A lookup is a few index
     probes, nearly all of it in SQLite's C code: about 0.1 ms over pages the OS has cached,
@@ -36,7 +56,16 @@ class _SqliteReader:
     (about 0.25 ms each, measured). So it runs on the event loop, on a budget: a progress
     handler stops one that takes longer than `budget` (cold pages, a busy file), and that one
     runs again on the reader's own thread, which may take as long as it needs. The loop is
-    never held up for more than about the budget. In WAL mode neither waits for writers.
+    never held up for more than about the budget by the lookup itself. In WAL mode neither
+    waits for writers.
+
+    Over the budget by the clock only because the machine ran something else meanwhile (the
+    thread was preempted, or waited for the GIL a thread-run lookup held: it neither used the
+    budget's CPU time nor read from the disk), a lookup is let finish: running it again on
+    the thread would cost its CPU again plus two hand-overs, each one more wait for a CPU, and
+    the thread's work holds up the next inline lookups on the GIL. On a loaded machine that
+    fed itself: most lookups went to the thread and piled up behind it (SQLite p99 4.5 ms →
+    41.7 ms, issue 18). Such lookups are counted in `preempted`.
 
     No mmap: on large files it costs hundreds of page faults per lookup here (measured 0.7 ms
     against 0.07 ms of CPU per lookup with 1 million contacts).
@@ -46,11 +75,15 @@ class _SqliteReader:
         self.path = path
         self.budget = budget
         self.overran = 0  # lookups that went to the thread: a cold cache shows here
+        self.preempted = 0  # over the budget's wall time only because the CPU was elsewhere
+        self.keep_preempted = True  # False: the clock alone decides (as before; the bench)
         self._sql = caller_sql(sqlite=True)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="caller-lookup")
         self._conn: sqlite3.Connection | None = None  # used by that thread only
         self._inline: sqlite3.Connection | None = None  # used on the event loop only
         self._deadline = 0.0
+        self._started: tuple[float, int] = (0.0, 0)  # the inline lookup's CPU time, disk reads
+        self._waited = False  # the inline lookup went past the deadline without using it
 
     def _open(self, *, busy_timeout: float) -> sqlite3.Connection:
         # The inline connection is opened on the thread (opening touches the file) and used
@@ -77,7 +110,15 @@ class _SqliteReader:
         return conn
 
     def _over_budget(self) -> bool:
-        return time.perf_counter() > self._deadline
+        if time.perf_counter() <= self._deadline:
+            return False
+        if _thread_usage is None or not self.keep_preempted:
+            return True
+        cpu, reads = _thread_usage()
+        if cpu - self._started[0] >= self.budget or reads > self._started[1]:
+            return True  # slow by itself, or it waited for the disk
+        self._waited = True
+        return False
 
     async def row(self, e164: str) -> tuple[Any, ...] | None:
         loop = asyncio.get_running_loop()
@@ -87,9 +128,13 @@ class _SqliteReader:
                 self._inline = conn
             else:  # another lookup opened one meanwhile
                 conn.close()
+        if _thread_usage is not None:
+            self._started = _thread_usage()
+        self._waited = False
         self._deadline = time.perf_counter() + self.budget
         try:
             row: tuple[Any, ...] | None = self._inline.execute(self._sql, {"e164": e164}).fetchone()
+            self.preempted += self._waited
             return row
         except sqlite3.OperationalError:  # interrupted (over budget), or the file is locked
             self.overran += 1
@@ -143,18 +188,117 @@ async def _keep_session(_: asyncpg.Connection) -> None:
     """Lookups only read and set nothing: no session reset (a round trip) between them."""
 
 
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """How many answers the lookup keeps, and for how long at most (seconds)."""
+
+    size: int = 10_000
+    ttl: float = 30.0  # the bound on staleness when the change feed loses a change unnoticed
+    negative_ttl: float = 5.0  # "nobody has this number": a new caller should show soon
+
+
+# Changes that cannot alter any caller answer (an activity names no number, record or rep
+# the answer shows).
+_IRRELEVANT = frozenset({"activity"})
+
+DEFAULT_CACHE = CacheSettings()
+
+
+class CallerCache:
+    """Answers by E.164 (negative ones too), least recently used dropped beyond `size`.
+
+    Correct by the change feed, read on each lookup (no task of its own): a change of a lead,
+    deal, contact or company (their phones included) clears every answer, since a change
+    does not say which numbers it touched; so does `Missed`. While the feed is not live (Redis
+    away) nothing is answered from or put in the cache. Answers also expire after `ttl`
+    (`negative_ttl` for unknown numbers): that bounds staleness where a loss goes unnoticed
+    (a process that died between its commit and its publish, a rep's own details, which the
+    feed does not carry). A lookup that started before a clear does not put its answer in.
+    """
+
+    def __init__(self, settings: CacheSettings) -> None:
+        self.settings = settings
+        self.generation = 0  # bumped by every clear
+        self.hits = self.misses = 0
+        self._entries: OrderedDict[str, tuple[float, CallerInfo | None]] = OrderedDict()
+        self._feed: Feed | None = None
+        self._sub: Subscription | None = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.generation += 1
+
+    def _current(self, feed: Feed) -> bool:
+        """Apply what the feed delivered since the last look; whether the cache may be used."""
+        if feed is not self._feed:  # first use, or the database was given another feed
+            self.close()
+            self._feed, self._sub = feed, feed.subscribe()
+            self.clear()
+        assert self._sub is not None
+        while (item := self._sub.get_nowait()) is not None:
+            if not isinstance(item, Change) or item.kind not in _IRRELEVANT:
+                self.clear()
+        if not feed.live:
+            if self._entries:
+                self.clear()
+            return False
+        return True
+
+    def get(self, feed: Feed, e164: str) -> tuple[CallerInfo | None] | None:
+        """The cached answer (in a tuple: None is an answer too), or None."""
+        if not self._current(feed):
+            return None
+        entry = self._entries.get(e164)
+        if entry is None or entry[0] < time.monotonic():
+            self.misses += 1
+            return None
+        self._entries.move_to_end(e164)
+        self.hits += 1
+        return (entry[1],)
+
+    def put(self, feed: Feed, e164: str, info: CallerInfo | None, generation: int) -> None:
+        """Keep an answer read while the cache stood at `generation` (else it may be stale)."""
+        if not self._current(feed) or generation != self.generation:
+            return
+        ttl = self.settings.ttl if info is not None else self.settings.negative_ttl
+        self._entries[e164] = (time.monotonic() + ttl, info)
+        self._entries.move_to_end(e164)
+        if len(self._entries) > self.settings.size:
+            self._entries.popitem(last=False)
+
+    def close(self) -> None:
+        if self._sub is not None:
+            self._sub.close()
+        self._feed = self._sub = None
+        self.clear()
+
+
 class CallerLookup:
-    """`caller(e164)` as `Telephony.caller` answers it, in one statement (see the module).
+    """`caller(e164)` as `Telephony.caller` answers it, in one statement (see the module),
+    behind a `CallerCache` (on unless `configure_cache(None)`).
 
     The reader is opened at the first lookup and dropped by `close` (the next lookup opens a
     new one). An in-memory SQLite database cannot be opened a second time: there, and on a
     driver other than asyncpg, the lookup goes through `Telephony`.
     """
 
-    def __init__(self, db: Database, telephony: Telephony) -> None:
+    def __init__(
+        self, db: Database, telephony: Telephony, cache: CacheSettings | None = DEFAULT_CACHE
+    ) -> None:
         self.db = db
         self.telephony = telephony
         self._reader: _SqliteReader | _PostgresReader | None = None
+        self.cache: CallerCache | None = None
+        self.configure_cache(cache)
+
+    def configure_cache(self, settings: CacheSettings | None) -> None:
+        """Cache answers with these settings; None: every lookup reads the database."""
+        if self.cache is not None:
+            self.cache.close()
+        self.cache = CallerCache(settings) if settings is not None else None
 
     def _open(self) -> _SqliteReader | _PostgresReader | None:
         db = self.db
@@ -165,12 +309,27 @@ class CallerLookup:
         return self._reader
 
     async def caller(self, e164: str) -> CallerInfo | None:
+        cache = self.cache
+        if cache is None:
+            return await self._read(e164)
+        feed = self.db.feed
+        hit = cache.get(feed, e164)
+        if hit is not None:
+            return hit[0]
+        generation = cache.generation
+        info = await self._read(e164)
+        cache.put(feed, e164, info, generation)
+        return info
+
+    async def _read(self, e164: str) -> CallerInfo | None:
         reader = self._reader or self._open()
         if reader is None:
             return await self.telephony.caller(e164)
         return caller_info(e164, await reader.row(e164))
 
     async def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
         reader, self._reader = self._reader, None
         if reader is not None:
             await reader.close()

@@ -4,8 +4,13 @@ and planned over the indexes on SQLite."""
 
 from __future__ import annotations
 
+import mmap
+import os
 import sqlite3
+import sys
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +18,7 @@ from crm.config import CrmConfig
 from crm.db import Database
 from crm.facade import Crm
 from crm.models import Base
+from crm.services import callers as callers_module
 from crm.services.callers import CallerLookup, _SqliteReader
 from crm.services.leads import LeadInput
 from crm.services.records import ContactInput
@@ -210,3 +216,40 @@ async def test_a_sqlite_lookup_over_its_budget_is_answered_from_the_reader_threa
     finally:
         await quick.close()
         await starved.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread usage is Linux's")
+def test_a_lookup_over_the_clock_only_because_the_cpu_was_elsewhere_is_let_finish(
+    tmp_path: Path,
+) -> None:
+    """Past the deadline with the budget's CPU time unused and nothing read from the disk
+    (preempted): moving it to the thread would only cost more. Read from the disk, or used
+    the budget's CPU time: stopped."""
+    reader = _SqliteReader(str(tmp_path / "x.db"), budget=0.05)
+    try:
+        assert callers_module._thread_usage is not None
+        reader._started = callers_module._thread_usage()
+        reader._deadline = time.perf_counter() - 1  # the clock ran out, the CPU did not
+        assert reader._over_budget() is False and reader._waited
+        time.sleep(0.01)  # a sleep (a GIL wait, say) is no reason
+        assert reader._over_budget() is False
+        _read_from_disk(tmp_path / "cold.bin")
+        assert reader._over_budget() is True
+        reader._started = callers_module._thread_usage()
+        spin = time.thread_time() + 0.06
+        while time.thread_time() < spin:  # the budget's CPU time used up
+            pass
+        assert reader._over_budget() is True
+    finally:
+        reader._thread.shutdown()
+
+
+def _read_from_disk(path: Path) -> None:
+    """A read that goes to the disk, past the page cache (O_DIRECT)."""
+    path.write_bytes(os.urandom(1 << 16))
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    try:
+        buf = mmap.mmap(-1, 1 << 16)  # page-aligned, as O_DIRECT needs
+        os.readv(fd, [buf])
+    finally:
+        os.close(fd)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import uuid
 from collections.abc import AsyncIterator
@@ -20,7 +19,7 @@ from crm.queue import RedisStreamQueue
 from crm.services.builders import company_row
 from crm.services.leads import LeadInput
 from crm.services.records import ContactInput
-from tests.conftest import REDIS_URL, leadbot_process, make_event
+from tests.conftest import REDIS_URL, make_event, worker_process
 
 
 async def _next(it: AsyncIterator[Change | Missed], timeout: float = 20) -> Change | Missed:
@@ -127,34 +126,16 @@ async def test_a_slow_subscriber_is_told_it_missed_changes_and_never_blocks() ->
     assert [c.id for c in rest if isinstance(c, Change)] == [7, 8, 9]
 
 
-@pytest.fixture
-async def stream() -> AsyncIterator[str]:
-    name = f"test:events:{uuid.uuid4().hex[:8]}"
-    yield name
-    redis = Redis.from_url(REDIS_URL)
-    await redis.delete(name)
-    await redis.aclose()
-
-
 @pytest.mark.parametrize("backend", ["postgres"])
 async def test_a_change_committed_by_a_worker_process_reaches_this_process(
-    crm: Crm, stream: str
+    crm: Crm, stream_name: str
 ) -> None:
+    stream = stream_name
     redis = Redis.from_url(REDIS_URL)
     feed = RedisFeed(redis, channel=f"{stream}:changes")  # what `serve` uses for this stream
     await feed.start()
     changes = feed.subscribe()
-    env = dict(os.environ)
-    env.pop("LEADBOT_CONFIG", None)
-    env.update(
-        LEADBOT_DATABASE__URL=crm.db.url.render_as_string(hide_password=False),
-        LEADBOT_REDIS__URL=REDIS_URL,
-        LEADBOT_REDIS__STREAM=stream,
-        LEADBOT_REDIS__GROUP="g",
-    )
-    worker = await leadbot_process(
-        "--log-level", "WARNING", "worker", env=env, stdout=asyncio.subprocess.DEVNULL
-    )
+    worker = await worker_process(crm.db, stream)
     try:
         queue = RedisStreamQueue(redis, stream=stream, group="g")
         await queue.ensure_group()

@@ -70,3 +70,22 @@ async def test_lookup_needs_its_token(start_phone: StartPhone) -> None:
     off = await start_phone(lookup_token=None)
     reply = await off.lookup("+4930123456")
     assert reply.status == 404 and "phone.lookup_token" in reply.json()["detail"]
+
+
+async def test_lookup_answers_change_with_the_record_and_the_cache_can_be_off(
+    start_phone: StartPhone,
+) -> None:
+    phone = await start_phone()
+    crm = phone.service.crm
+    assert crm.callers.cache is not None  # on by default
+    assert (await phone.lookup("+4930555000")).json()["found"] is False  # cached: nobody
+    contact = await crm.records.create_contact(ContactInput(name="Ida", phones=("+4930555000",)))
+    assert (await phone.lookup("+4930555000")).json()["contact"]["name"] == "Ida"
+    await crm.records.update_contact(contact.id, ContactInput(name="Ida Neu"))
+    assert (await phone.lookup("+4930555000")).json()["contact"]["name"] == "Ida Neu"
+    hits = crm.callers.cache.hits
+    assert (await phone.lookup("+4930555000")).json()["contact"]["name"] == "Ida Neu"
+    assert crm.callers.cache.hits == hits + 1  # the same answer, from memory
+    off = await start_phone(lookup_cache=False)
+    assert off.service.crm.callers.cache is None
+    assert (await off.lookup("+4930555000")).json()["contact"]["name"] == "Ida Neu"

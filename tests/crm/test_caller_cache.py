@@ -1,0 +1,197 @@
+"""The caller lookup's cache: answers kept in memory stay right because the change feed
+clears them — for changes made by other processes too (Redis pub/sub) — and because they
+expire; it is bounded, can be turned off, and is not trusted while the feed is down."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import select, text
+
+from crm.changes import RedisFeed
+from crm.config import CrmConfig
+from crm.db import Database
+from crm.facade import Crm
+from crm.models import Communication
+from crm.queue import RedisStreamQueue
+from crm.services.callers import CacheSettings, CallerCache
+from crm.services.records import ContactInput
+from crm.services.telephony import CallerInfo
+from tests.conftest import REDIS_URL, make_event, worker_process
+
+# Long enough that only the change feed can make an answer fresh within a test.
+FOREVER = CacheSettings(size=1000, ttl=3600, negative_ttl=3600)
+
+
+async def _until(
+    crm: Crm, e164: str, ok: Callable[[CallerInfo | None], object], timeout: float = 5
+) -> CallerInfo | None:
+    """Look `e164` up until `ok(answer)` holds; the answer. Fails after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while True:
+            info = await crm.callers.caller(e164)
+            if ok(info):
+                return info
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def other(crm: Crm, stream_name: str) -> AsyncIterator[Crm]:
+    """This test's CRM on a Redis feed, and a second CRM on the same database with a feed of
+    its own (its own origin): what it writes reaches the first only through Redis, as the
+    writes of another process do."""
+    redis = Redis.from_url(REDIS_URL)
+    here = RedisFeed(redis, channel=f"{stream_name}:changes")
+    await here.start()
+    crm.db.feed = here
+    crm.callers.configure_cache(FOREVER)
+    db = Database(crm.db.url.render_as_string(hide_password=False))
+    theirs = RedisFeed(redis, channel=f"{stream_name}:changes")
+    await theirs.start()
+    db.feed = theirs
+    second = Crm(db, CrmConfig())
+    try:
+        yield second
+    finally:
+        await second.close()
+        await theirs.close()
+        await db.dispose()
+        await crm.close()
+        await here.close()
+        await redis.aclose()
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_a_caller_a_worker_process_creates_is_seen_by_the_next_lookup(
+    crm: Crm, other: Crm, stream_name: str
+) -> None:
+    number = "+493076543210"
+    assert await crm.callers.caller(number) is None  # cached: nobody (for an hour)
+    assert await crm.callers.caller(number) is None
+    assert crm.callers.cache is not None and crm.callers.cache.hits == 1
+    worker = await worker_process(crm.db, stream_name)
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        queue = RedisStreamQueue(redis, stream=stream_name, group="g")
+        await queue.ensure_group()
+        await queue.put(make_event(phones=("+49 30 76543210",), text="hi"))
+        info = await _until(crm, number, lambda i: i is not None, timeout=60)
+        assert info is not None and info.lead_id is not None
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(worker.wait(), 30)
+        await redis.aclose()
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_changes_in_another_process_reach_the_next_lookup(crm: Crm, other: Crm) -> None:
+    anna = await other.records.create_contact(ContactInput(name="Anna", phones=("+4930200001",)))
+    bert = await other.records.create_contact(ContactInput(name="Bert", phones=("+4930200002",)))
+    info = await _until(crm, "+4930200001", lambda i: i is not None)
+    assert info is not None and info.contact_name == "Anna"
+    assert (await crm.callers.caller("+4930200002")) is not None
+
+    # Renamed over there: the next lookups here say so, within the feed's delivery.
+    started = time.monotonic()
+    await other.records.update_contact(anna.id, ContactInput(name="Anna Neu"))
+    info = await _until(crm, "+4930200001", lambda i: i and i.contact_name == "Anna Neu")
+    assert time.monotonic() - started < 5
+
+    # Anna's number moves to Bert, Bert's own is deleted (ORM writes, as any service's).
+    async with other.db.transaction() as s:
+        rows = {
+            c.value: c
+            for c in await s.scalars(select(Communication).where(Communication.kind == "phone"))
+        }
+        rows["+4930200001"].owner_id = bert.id
+        await s.delete(rows["+4930200002"])
+    info = await _until(crm, "+4930200001", lambda i: i and i.contact_id == bert.id)
+    assert info is not None and info.contact_name == "Bert"
+    assert await _until(crm, "+4930200002", lambda i: i is None) is None
+
+
+async def test_answers_are_bounded_least_recently_used_first(crm: Crm) -> None:
+    crm.callers.configure_cache(CacheSettings(size=3, ttl=3600, negative_ttl=3600))
+    cache = crm.callers.cache
+    assert cache is not None
+    numbers = [f"+49302000{k:02d}" for k in range(5)]
+    await crm.records.create_contact(ContactInput(name="Cleo", phones=(numbers[0],)))
+    for number in numbers[:3]:
+        await crm.callers.caller(number)
+    await crm.callers.caller(numbers[0])  # used again: now the most recent
+    for number in numbers[3:]:
+        await crm.callers.caller(number)
+    assert len(cache) == 3
+    hits = cache.hits
+    info = await crm.callers.caller(numbers[0])
+    assert info is not None and info.contact_name == "Cleo" and cache.hits == hits + 1
+    await crm.callers.caller(numbers[1])  # dropped: read again
+    assert cache.hits == hits + 1
+    await crm.close()
+
+
+async def _bypass_rename(crm: Crm, name: str) -> None:
+    """A write the change feed never hears of (raw SQL)."""
+    async with crm.db.engine.begin() as conn:
+        await conn.execute(text("UPDATE contacts SET name = :n"), {"n": name})
+
+
+async def test_an_unnoticed_change_shows_once_the_answer_expires(crm: Crm) -> None:
+    crm.callers.configure_cache(CacheSettings(size=10, ttl=0.3, negative_ttl=0.1))
+    await crm.records.create_contact(ContactInput(name="Dora", phones=("+4930200100",)))
+    assert (await crm.callers.caller("+4930200100") or CallerInfo("")).contact_name == "Dora"
+    await _bypass_rename(crm, "Dora Neu")
+    info = await crm.callers.caller("+4930200100")
+    assert info is not None and info.contact_name == "Dora"  # cached: the bound is the TTL
+    await asyncio.sleep(0.35)
+    info = await crm.callers.caller("+4930200100")
+    assert info is not None and info.contact_name == "Dora Neu"
+    await crm.close()
+
+
+async def test_nothing_is_cached_while_the_feed_is_not_live(crm: Crm) -> None:
+    redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    feed = RedisFeed(redis, channel="test:nowhere")
+    await feed.start()  # returns although it cannot subscribe
+    crm.db.feed = feed
+    crm.callers.configure_cache(FOREVER)
+    try:
+        assert not feed.live
+        await crm.records.create_contact(ContactInput(name="Emil", phones=("+4930200200",)))
+        assert (await crm.callers.caller("+4930200200") or CallerInfo("")).contact_name == "Emil"
+        await _bypass_rename(crm, "Emil Neu")
+        info = await crm.callers.caller("+4930200200")
+        assert info is not None and info.contact_name == "Emil Neu"
+        assert crm.callers.cache is not None and len(crm.callers.cache) == 0
+    finally:
+        await crm.close()
+        await feed.close()
+        await redis.aclose()
+
+
+async def test_the_cache_can_be_turned_off(crm: Crm) -> None:
+    crm.callers.configure_cache(None)
+    await crm.records.create_contact(ContactInput(name="Fritz", phones=("+4930200300",)))
+    assert (await crm.callers.caller("+4930200300") or CallerInfo("")).contact_name == "Fritz"
+    await _bypass_rename(crm, "Fritz Neu")
+    assert (await crm.callers.caller("+4930200300") or CallerInfo("")).contact_name == "Fritz Neu"
+    await crm.close()
+
+
+async def test_an_answer_read_across_a_change_is_not_kept(crm: Crm) -> None:
+    cache = CallerCache(FOREVER)
+    feed = crm.changes
+    assert cache.get(feed, "+4930200400") is None
+    generation = cache.generation
+    # A change committed while the lookup's statement ran: its answer may predate it.
+    await crm.records.create_contact(ContactInput(name="Gina", phones=("+4930200400",)))
+    cache.put(feed, "+4930200400", None, generation)
+    assert cache.get(feed, "+4930200400") is None and len(cache) == 0
+    cache.put(feed, "+4930200400", None, cache.generation)
+    assert cache.get(feed, "+4930200400") == (None,)
+    cache.close()
