@@ -50,6 +50,9 @@ async def _populate(url: str) -> str:
         await crm.idempotency.begin(token_id, "retry-1", "0" * 64)
         await crm.idempotency.finish(token_id, "retry-1", 201, '{"id": 1}')
         await crm.exceptions.add("+49 30 9999999", comment="our own switchboard")
+        # The web console: a rep signed in, and a sign-in link not yet used.
+        await crm.web_sessions.redeem(await crm.web_sessions.create_link(reps[0]))
+        await crm.web_sessions.create_link(reps[1])
         start = datetime(2026, 11, 1, 9, tzinfo=UTC)
         events = []
         for i in range(PEOPLE):
