@@ -24,13 +24,19 @@ from tests.conftest import leadbot_run, serve_process
 from tests.servers import end_process
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("leadbot", "httpkit", "bot", "channels", "crm", "matching")
+PACKAGES = ("leadbot", "httpkit", "bot", "channels", "console", "charts", "crm", "matching")
 
 
 def _git(*args: str) -> str:
     return subprocess.run(
         ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True
     ).stdout
+
+
+def _present(commit: str) -> list[str]:
+    """The packages that commit has (an older version may lack a newer package)."""
+    top = set(_git("ls-tree", "--name-only", commit).split())
+    return [p for p in PACKAGES if p in top]
 
 
 def previous_version(into: Path) -> str:
@@ -48,7 +54,7 @@ def previous_version(into: Path) -> str:
         pytest.skip("the first version has no previous one")
     before = f"{newest}^1"
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", "--format=tar", before, *PACKAGES],
+        ["git", "-C", str(ROOT), "archive", "--format=tar", before, *_present(before)],
         capture_output=True,
         check=True,
     ).stdout
