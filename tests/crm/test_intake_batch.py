@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from crm.facade import Crm
+from crm.intake.labels import title
 from crm.models import Activity, ActivityBinding, InboundEventLog, Lead
 from crm.services.records import ContactInput
 from matching.event import Channel, InboundEvent
@@ -194,3 +195,22 @@ async def test_concurrent_workers_share_new_leads_in_turn_with_no_repeat_or_skip
         assert turns == [(turns[0] + i) % 3 for i in range(len(turns))]
     nxt = await crm.intake.process(make_event(phones=("+49 30 6699",)))
     assert nxt.responsible_id == ids[31 % 3]
+
+
+async def test_repeat_leads_of_calls_are_titled_with_their_company_or_contact(
+    crm: Crm,
+) -> None:
+    """A call gives no name: its repeat lead says whose it is (the client's company only
+    looked up when there is one)."""
+    await crm.records.create_company("Acme", phones=("+49 30 7770001",))
+    await crm.records.create_contact(ContactInput(name="Anna Weber", phones=("+49 30 7770002",)))
+    calls = [make_event(phones=(f"+49 30 777000{i}",)) for i in (1, 2)]
+    results = await crm.intake.process_many(calls)
+    assert [getattr(r, "outcome", r) for r in results] == ["new_repeat_lead"] * 2
+    async with crm.db.transaction() as s:
+        leads = [await s.get(Lead, getattr(r, "lead_id", 0)) for r in results]
+    own = [title(e) for e in calls]
+    assert [lead.title if lead else None for lead in leads] == [
+        f"Acme: {own[0]}",
+        f"Anna Weber: {own[1]}",
+    ]
