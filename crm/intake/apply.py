@@ -218,10 +218,17 @@ class Apply:
         own = title(self.event)
         if not repeat or person_name(self.event):
             return own
-        contact = await self.s.get(Contact, self.out.contact_id or 0)
-        company = await self.s.get(Company, self.out.company_id or 0)
-        client = (contact.name if contact else None) or (company.title if company else None)
+        # Both rows are in the session already (the round's preload); asking for an id that
+        # is not there, or for a company when the contact has a name, would be a round trip.
+        client = await self._client_name(Contact, self.out.contact_id)
+        client = client or await self._client_name(Company, self.out.company_id)
         return f"{client}: {own}"[:TITLE_CHARS] if client and client.strip() else own
+
+    async def _client_name(self, model: type[Contact] | type[Company], row_id: int | None) -> str:
+        row = await self.s.get(model, row_id) if row_id is not None else None
+        if isinstance(row, Contact):
+            return row.name or ""
+        return row.title if isinstance(row, Company) else ""
 
     async def _new_deal(self, repeat: bool) -> None:
         resp = await self._responsible()

@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.db import Database, pairs_in
@@ -237,15 +236,10 @@ async def _round_robin(
     if db.is_sqlite:  # one writer at a time anyway
         return await next_in_queue(s, name, members, n)
     # Its own short transaction, so concurrent new leads do not wait on each other's
-    # commit; a pick whose lead then rolls back only skips a turn.
-    for attempt in range(3):
-        try:
-            async with db.transaction() as rr:
-                return await next_in_queue(rr, name, members, n)
-        except IntegrityError:
-            if attempt == 2:
-                raise
-    return []
+    # commit; a pick whose lead then rolls back only skips a turn. The pick is one UPSERT,
+    # so two at a time neither collide on the first row nor take the same turn.
+    async with db.transaction() as rr:
+        return await next_in_queue(rr, name, members, n)
 
 
 def queue_of(event: InboundEvent) -> tuple[str, tuple[int, ...]]:

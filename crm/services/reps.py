@@ -6,8 +6,11 @@ import hashlib
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import case, delete, func, literal, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -172,8 +175,10 @@ async def next_in_queue(
     """The next `count` picks of a strict round robin over the active members (all active
     reps when none are named); empty when nobody is active.
 
-    The position is stored in the database, so a restart does not reset it; callers hold the
-    identity lock / write transaction, which serializes concurrent picks.
+    The position (the last rep picked) is stored in the database, so a restart does not reset
+    it, and it moves in one statement (an UPSERT … RETURNING of its row): concurrent workers
+    in their own transactions each get the next picks, never the same ones, on PostgreSQL
+    as on SQLite.
     """
     query = select(Rep.id).where(Rep.active.is_(True))
     query = query.where(Rep.id.in_(members)) if members else query.where(Rep.role == "rep")
@@ -182,16 +187,29 @@ async def next_in_queue(
         active = sorted(await s.scalars(select(Rep.id).where(Rep.active.is_(True))))
     if not active or count < 1:
         return []
+    size = len(active)
     key = f"rr:{queue_name}"
-    state = await s.get(KeyValue, key)
-    last = int(state.value.get("last", 0)) if state else 0
-    picks: list[int] = []
-    for _ in range(count):
-        last = next((r for r in active if r > last), active[0])
-        picks.append(last)
-    if state is None:
-        s.add(KeyValue(key=key, value={"last": last}, updated_at=utcnow()))
-    else:
-        state.value = {"last": last}
-        state.updated_at = utcnow()
-    return picks
+    last = func.coalesce(KeyValue.value["last"].as_integer(), 0)
+    # The first pick is the first active id above `last` (wrapping): its index is how many
+    # active ids are <= last; the stored position becomes the count-th pick from there.
+    first = sum((case((last >= rep, 1), else_=0) for rep in active), literal(0))
+
+    def position(index: Any) -> Any:
+        return case(*((index % size == i, rep) for i, rep in enumerate(active)))
+
+    build = func.json_object if s.get_bind().dialect.name == "sqlite" else func.json_build_object
+    insert = sqlite_insert if s.get_bind().dialect.name == "sqlite" else pg_insert
+    now = utcnow()
+    stmt = (
+        insert(KeyValue)
+        .values(key=key, value=build("last", active[(count - 1) % size]), updated_at=now)
+        .on_conflict_do_update(
+            index_elements=[KeyValue.key],
+            set_={"value": build("last", position(first + (count - 1))), "updated_at": now},
+        )
+        .returning(KeyValue.value)
+    )
+    stored = await s.scalar(stmt)
+    end = active.index(int((stored or {})["last"]))
+    # The picks are the `count` ids of the rotation that end at the stored position.
+    return [active[(end - count + 1 + i) % size] for i in range(count)]

@@ -3,12 +3,15 @@ event after the other."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 
 from crm.facade import Crm
+from crm.intake.labels import title
 from crm.models import Activity, ActivityBinding, InboundEventLog, Lead
 from crm.services.records import ContactInput
 from matching.event import Channel, InboundEvent
@@ -163,3 +166,51 @@ async def test_colleagues_of_one_company_in_a_batch_end_as_one_after_the_other(
     for results in (one_by_one, batched):
         assert len({getattr(r, "lead_id", None) for r in results}) == 1
     assert await count(crm, Lead) == 2
+
+
+async def test_concurrent_workers_share_new_leads_in_turn_with_no_repeat_or_skip(
+    crm: Crm,
+) -> None:
+    """Workers taking batches at the same time (on PostgreSQL each in its own transaction)
+    each move the round-robin position atomically: the reps get the new leads evenly."""
+    reps = [await crm.reps.add(name) for name in ("Rita", "Sam", "Tom")]
+    batches = [
+        [make_event(phones=(f"+49 30 66{w:02}{i:02}",)) for i in range(1 + w % 3)]
+        for w in range(16)
+    ]  # 31 new leads in batches of 1, 2 and 3
+    results: list[list[Any]] = []
+
+    async def worker(mine: list[list[InboundEvent]]) -> None:
+        for b in mine:
+            results.append(list(await crm.intake.process_many(b)))
+
+    # Four workers, as many as the pool serves with each one's pick in a transaction apart.
+    await asyncio.gather(*(worker(batches[w::4]) for w in range(4)))
+    owners = [getattr(r, "responsible_id", r) for batch in results for r in batch]
+    ids = [r.id for r in reps]
+    # 31 turns in a row from the first rep: 11, 10, 10 (a repeat or a skip would show).
+    assert Counter(owners) == {ids[0]: 11, ids[1]: 10, ids[2]: 10}
+    for batch in results:
+        turns = [ids.index(getattr(r, "responsible_id", r)) for r in batch]
+        assert turns == [(turns[0] + i) % 3 for i in range(len(turns))]
+    nxt = await crm.intake.process(make_event(phones=("+49 30 6699",)))
+    assert nxt.responsible_id == ids[31 % 3]
+
+
+async def test_repeat_leads_of_calls_are_titled_with_their_company_or_contact(
+    crm: Crm,
+) -> None:
+    """A call gives no name: its repeat lead says whose it is (the client's company only
+    looked up when there is one)."""
+    await crm.records.create_company("Acme", phones=("+49 30 7770001",))
+    await crm.records.create_contact(ContactInput(name="Anna Weber", phones=("+49 30 7770002",)))
+    calls = [make_event(phones=(f"+49 30 777000{i}",)) for i in (1, 2)]
+    results = await crm.intake.process_many(calls)
+    assert [getattr(r, "outcome", r) for r in results] == ["new_repeat_lead"] * 2
+    async with crm.db.transaction() as s:
+        leads = [await s.get(Lead, getattr(r, "lead_id", 0)) for r in results]
+    own = [title(e) for e in calls]
+    assert [lead.title if lead else None for lead in leads] == [
+        f"Acme: {own[0]}",
+        f"Anna Weber: {own[1]}",
+    ]
