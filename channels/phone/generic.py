@@ -154,6 +154,8 @@ def read_generic(body: bytes) -> tuple[dict[str, Any], bool]:
         return _DECODE(body), True
     except msgspec.DecodeError:
         pass
+    except RecursionError:  # nested deeper than msgspec reads: the json module would not either
+        raise _bad("body is not valid JSON") from None
     try:
         doc = json.loads(body)
     except (ValueError, RecursionError):

@@ -110,6 +110,8 @@ def test_unknown_event_is_422() -> None:
         (b"\xff\xfe\x00", "not valid JSON"),
         (b"[]", "JSON object"),
         (b"x" * 70_000, "larger"),
+        (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "not valid JSON"),  # nested too deep
+        (b"[" * 30_000 + b"]" * 30_000, "not valid JSON"),
         (_body(event=...), "event is required"),
         (_body(event=5), "event must be a string"),
         (_body(call_id=...), "call_id is required"),
