@@ -22,8 +22,8 @@ from crm.db import Database, pairs_in
 from crm.dto import SYSTEM, Actor, CompanyView, ContactView, DealView, LeadView
 from crm.errors import Conflict, Forbidden, InvalidInput
 from crm.identity import identities_from_values
-from crm.models import Communication, Company, Contact, Deal, ExceptionEntry, Lead, Rep, utcnow
-from crm.services.access import act_as, check_access, get_or_404
+from crm.models import Communication, Company, Contact, Deal, ExceptionEntry, Lead, utcnow
+from crm.services.access import act_as, active_rep, check_access, get_or_404
 from crm.services.builders import company_row, contact_row, deal_row, lead_row
 from crm.services.flags import recompute_client_flags
 from crm.services.pipelines import pipeline_by_code, stage_by_code
@@ -387,9 +387,7 @@ class Handmade:
             return actor.rep_id
         if owner_id is None:
             return actor.rep_id
-        rep: Rep = await get_or_404(s, Rep, owner_id, "rep")
-        if not rep.active:
-            raise Conflict(f"{rep.name} is not active")
+        await active_rep(s, owner_id)
         return owner_id
 
     async def _own_contact(self, s: AsyncSession, contact_id: int, actor: Actor) -> Contact:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -18,15 +17,11 @@ from crm.db import Database
 from crm.dto import SYSTEM, Actor, RepView
 from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
 from crm.models import KeyValue, Rep, WebSession, utcnow
-from crm.services.access import get_or_404
+from crm.services.access import get_or_404, secret_hash
 from crm.services.views import rep_view
 
 ROLES = ("rep", "supervisor", "admin")
 INVITE_TTL = timedelta(days=7)
-
-
-def _hash(code: str) -> str:
-    return hashlib.sha256(code.encode()).hexdigest()
 
 
 def require_admin(actor: Actor, what: str = "administer the team") -> None:
@@ -148,13 +143,15 @@ class Reps:
             rep: Rep = await get_or_404(s, Rep, rep_id, "rep")
             if not rep.active:
                 raise Conflict(f"{rep.name} is deactivated: an invite would not work")
-            rep.invite_code_hash = _hash(code)
+            rep.invite_code_hash = secret_hash(code)
             rep.invite_expires_at = utcnow() + INVITE_TTL
         return code
 
     async def redeem_invite(self, code: str, telegram_user_id: int) -> RepView:
         async with self.db.transaction() as s:
-            rep = await s.scalar(select(Rep).where(Rep.invite_code_hash == _hash(code.strip())))
+            rep = await s.scalar(
+                select(Rep).where(Rep.invite_code_hash == secret_hash(code.strip()))
+            )
             if rep is None or not rep.active:
                 raise NotFound("this invite link is not valid")
             if rep.invite_expires_at and rep.invite_expires_at < utcnow():
