@@ -121,9 +121,11 @@ def _config(path: Path, url: str, port: int, stream: str, loop: str) -> Path:
 
 
 async def _start(args: list[str], config: Path, log: Path) -> asyncio.subprocess.Process:
-    leadbot = Path(sys.executable).with_name("leadbot")
+    # `leadbot` as the console script runs it, without depending on where that script is.
     return await asyncio.create_subprocess_exec(
-        str(leadbot),
+        sys.executable,
+        "-m",
+        "leadbot.cli",
         "--config",
         str(config),
         "--log-level",
