@@ -210,13 +210,18 @@ class Board:
             return (await self._cards(s, kind, [row]))[0]
 
     async def cards_of_activity(self, activity_id: int) -> list[tuple[str, int]]:
-        """The (kind, id) of the leads and deals an activity is on: the cards whose overdue
-        badge and due time a new, done or snoozed call-back changes."""
+        """The (kind, id) of the leads and deals a call-back or task is on: the cards whose
+        overdue badge and due time it changes when set, done or snoozed. None for an activity
+        without a due time (a call, a mail, a comment: intake's change of the record itself
+        already updates its card)."""
         async with self.db.read() as s:
             rows = await s.execute(
-                select(ActivityBinding.owner_type, ActivityBinding.owner_id).where(
+                select(ActivityBinding.owner_type, ActivityBinding.owner_id)
+                .join(Activity, Activity.id == ActivityBinding.activity_id)
+                .where(
                     ActivityBinding.activity_id == activity_id,
                     ActivityBinding.owner_type.in_(KINDS),
+                    Activity.due_at.is_not(None),
                 )
             )
             return [(str(kind), int(ident)) for kind, ident in rows]
