@@ -13,10 +13,12 @@ from typing import Any
 
 from crm.changes import Change
 from crm.db import Database
+from crm.facade import Crm
 from crm.services.callers import CacheSettings
 from crm.services.telephony import CallerInfo
 from leadbot.app import Service
 from tests.conftest import REDIS_URL, leadbot_env, leadbot_run
+from tests.servers import free_port
 
 # Only the change feed can make a cached answer fresh within a test.
 FOREVER = CacheSettings(size=1000, ttl=3600, negative_ttl=3600)
@@ -80,3 +82,19 @@ async def test_an_ingested_event_reaches_a_running_services_board_feed(
             if isinstance(item, Change) and (item.kind, item.action) == ("lead", "created"):
                 break
     assert (await _until_known(service, "+4930555000222")).lead_id is not None
+
+
+async def test_a_command_writes_though_the_feeds_redis_is_away(
+    stream_name: str, crm: Crm, tmp_path: Path
+) -> None:
+    env = leadbot_env(crm.db, stream_name)
+    env["LEADBOT_REDIS__URL"] = f"redis://127.0.0.1:{free_port()}/0"  # nobody listens
+    csv = tmp_path / "people.csv"
+    csv.write_text("Name,Phone\nDora Offline,+49 30 555000333\n", encoding="utf-8")
+    code, _out, err = await leadbot_run(
+        "import-csv", str(csv), "--as", "contact", "--no-progress", env=env
+    )
+    assert code == 0, err  # the feed is a hint: its failure never fails the write
+    assert "change feed: publishing failed" in err
+    info = await crm.callers.caller("+4930555000333")
+    assert info is not None and info.contact_name == "Dora Offline"
