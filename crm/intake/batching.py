@@ -14,15 +14,16 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.bulk import driver, insert_rows, update_rows
 from crm.changes import Change
 from crm.config import CrmConfig
-from crm.db import Database, pairs_in
+from crm.db import Database, is_pg, pairs_in
 from crm.dto import IntakeResult
 from crm.ids import IdAllocator
 from crm.intake.apply import apply_item
@@ -41,6 +42,7 @@ from matching.model import MatchSettings
 log = logging.getLogger(__name__)
 
 SETTINGS_TTL = 2.0
+LOG = cast(Table, InboundEventLog.__table__)
 
 
 class SeenCache(Protocol):
@@ -166,7 +168,10 @@ class Intake:
                 # Per round: a later round's event may be in the thread of one of these (a
                 # call's final stage after its ringing one) and finds it through the log row.
                 if updates:
-                    await s.execute(update(InboundEventLog), updates)
+                    if self.db.is_sqlite:
+                        await s.execute(update(InboundEventLog), updates)
+                    else:
+                        await update_rows(await driver(s), LOG, updates)
                     updates.clear()
             # Leads and activities went in as multi-row INSERTs, unseen by the ORM's tracking.
             record(s.sync_session, intake_changes([results[it.index] for it in fresh], now))
@@ -194,12 +199,19 @@ class Intake:
             }
             for item in sorted(items, key=lambda it: it.key)
         ]
-        stmt = (
-            self.db.insert(InboundEventLog)
-            .on_conflict_do_nothing(index_elements=["channel", "external_id"])
-            .returning(InboundEventLog.id, InboundEventLog.channel, InboundEventLog.external_id)
-        )
-        claimed = {(c, x): i for i, c, x in await s.execute(stmt, rows)}
+        unique = ("channel", "external_id")
+        if self.db.is_sqlite:
+            stmt = (
+                self.db.insert(InboundEventLog)
+                .on_conflict_do_nothing(index_elements=list(unique))
+                .returning(InboundEventLog.id, InboundEventLog.channel, InboundEventLog.external_id)
+            )
+            written = list(await s.execute(stmt, rows))
+        else:
+            written = await insert_rows(
+                await driver(s), LOG, rows, skip_conflicts_on=unique, returning=("id", *unique)
+            )
+        claimed = {(c, x): i for i, c, x in written}
         fresh = []
         for item in items:
             if item.key in claimed:
@@ -284,7 +296,7 @@ async def _log_rows_of(
     """The event log rows of these (channel, external id) keys, by key."""
     rows = await s.scalars(
         select(InboundEventLog).where(
-            pairs_in(InboundEventLog.channel, InboundEventLog.external_id, keys)
+            pairs_in(InboundEventLog.channel, InboundEventLog.external_id, keys, pg=is_pg(s))
         )
     )
     wanted = set(keys)

@@ -200,7 +200,9 @@ async def prepare_round(
     calls: dict[tuple[str, str], Activity] = {}
     if call_keys:
         found = await s.scalars(
-            select(Activity).where(pairs_in(Activity.channel, Activity.external_id, call_keys))
+            select(Activity).where(
+                pairs_in(Activity.channel, Activity.external_id, call_keys, pg=not db.is_sqlite)
+            )
         )
         wanted = set(call_keys)
         calls = {key: a for a in found if (key := (a.channel or "", a.external_id or "")) in wanted}

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.bulk import driver
 from crm.db import Database
 from crm.dto import SYSTEM, Actor, RepView
 from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -169,6 +170,18 @@ class Reps:
         return self._changed(joined)
 
 
+# `next_in_queue`'s UPSERT with the active ids as one array ($2): the first pick is the first
+# id above the stored position (wrapping), the stored position becomes the count-th ($3) pick.
+_PG_PICK = (
+    "INSERT INTO state (key, value, updated_at)"
+    " VALUES ($1, json_build_object('last', ($2::int[])[1 + ($3 - 1) % cardinality($2::int[])]),"
+    " $4) ON CONFLICT (key) DO UPDATE SET value = json_build_object('last', ($2::int[])[1 + ("
+    "(SELECT count(*)::int FROM unnest($2::int[]) AS r"
+    " WHERE r <= coalesce((state.value ->> 'last')::int, 0)) + $3 - 1) % cardinality($2::int[])]),"
+    " updated_at = $4 RETURNING (value ->> 'last')::int"
+)
+
+
 async def next_in_queue(
     s: AsyncSession, queue_name: str, members: Sequence[int] = (), count: int = 1
 ) -> list[int]:
@@ -189,6 +202,12 @@ async def next_in_queue(
         return []
     size = len(active)
     key = f"rr:{queue_name}"
+    if s.get_bind().dialect.name == "postgresql":
+        # The same statement whatever the members: prepared once per connection.
+        conn = await driver(s)
+        stored = await conn.fetchval(_PG_PICK, key, active, count, utcnow())
+        end = active.index(int(stored))
+        return [active[(end - count + 1 + i) % size] for i in range(count)]
     last = func.coalesce(KeyValue.value["last"].as_integer(), 0)
     # The first pick is the first active id above `last` (wrapping): its index is how many
     # active ids are <= last; the stored position becomes the count-th pick from there.
