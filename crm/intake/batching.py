@@ -30,9 +30,10 @@ from crm.intake.apply import apply_item
 from crm.intake.outcomes import duplicate_result, repeated, stored_outcome
 from crm.intake.outcomes import result as intake_result
 from crm.intake.rounds import Item, decide_items, prepare_round, split
-from crm.models import InboundEventLog, Rep, utcnow
+from crm.models import InboundEventLog, utcnow
 from crm.outage import is_outage
 from crm.repository import SqlCandidateRepository
+from crm.services.reps import roles_of_active
 from crm.services.runtime import current_match_settings
 from crm.tracking import record
 from matching.event import InboundEvent
@@ -152,13 +153,14 @@ class Intake:
             fresh = await self._log_rows(s, items, now, results)
             await self.db.lock_identities(s, [k for item in fresh for k in item.lock_keys()])
             alloc = IdAllocator(s, sqlite=self.db.is_sqlite)
-            active = set(await s.scalars(select(Rep.id).where(Rep.active.is_(True))))
+            roles = await roles_of_active(s)
+            active = set(roles)
             updates: list[dict[str, Any]] = []
             pending = fresh
             while pending:
                 repo = await self._decide_items(s, pending, now, active)
                 taken, pending = split(pending)
-                rnd = await prepare_round(s, self.db, taken, repo, alloc, active)
+                rnd = await prepare_round(s, self.db, taken, repo, alloc, active, roles)
                 for item in taken:
                     results[item.index] = await apply_item(
                         s, self.db, self.config, item, rnd, now, updates

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -182,8 +182,18 @@ _PG_PICK = (
 )
 
 
+async def roles_of_active(s: AsyncSession) -> dict[int, str]:
+    """Every active rep's role, by id."""
+    rows = await s.execute(select(Rep.id, Rep.role).where(Rep.active.is_(True)))
+    return {rep_id: role for rep_id, role in rows}
+
+
 async def next_in_queue(
-    s: AsyncSession, queue_name: str, members: Sequence[int] = (), count: int = 1
+    s: AsyncSession,
+    queue_name: str,
+    members: Sequence[int] = (),
+    count: int = 1,
+    active_roles: Mapping[int, str] | None = None,
 ) -> list[int]:
     """The next `count` picks of a strict round robin over the active members (all active
     reps when none are named); empty when nobody is active.
@@ -191,13 +201,16 @@ async def next_in_queue(
     The position (the last rep picked) is stored in the database, so a restart does not reset
     it, and it moves in one statement (an UPSERT … RETURNING of its row): concurrent workers
     in their own transactions each get the next picks, never the same ones, on PostgreSQL
-    as on SQLite.
+    as on SQLite. `active_roles`: every active rep's role by id, when the caller read them
+    already (else they are read here).
     """
-    query = select(Rep.id).where(Rep.active.is_(True))
-    query = query.where(Rep.id.in_(members)) if members else query.where(Rep.role == "rep")
-    active = sorted(await s.scalars(query))
-    if not active and not members:
-        active = sorted(await s.scalars(select(Rep.id).where(Rep.active.is_(True))))
+    if active_roles is None:
+        active_roles = await roles_of_active(s)
+    if members:
+        active = sorted(set(members).intersection(active_roles))
+    else:  # the reps; supervisors and admins only when there is no rep
+        active = sorted(r for r, role in active_roles.items() if role == "rep")
+        active = active or sorted(active_roles)
     if not active or count < 1:
         return []
     size = len(active)
