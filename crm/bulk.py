@@ -12,6 +12,7 @@ fire as for any INSERT / UPDATE.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any
@@ -25,10 +26,13 @@ _DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
 
 @cache
 def _column(table: Table, name: str) -> tuple[str, Callable[[Any], Any] | None]:
-    """The array cast of a column (`varchar(20)[]`) and its bind processor."""
+    """The array cast of a column and its bind processor. The cast drops the type's length
+    (`varchar(20)` → `varchar[]`): an explicit cast would cut a value that is too long, where
+    the INSERT's assignment refuses it, as SQLAlchemy's INSERT does."""
     col: Column[Any] = table.c[name]
     typ = col.type.dialect_impl(_DIALECT)
-    return f"{col.type.compile(dialect=_DIALECT)}[]", typ.bind_processor(_DIALECT)
+    base = re.sub(r"\(.*?\)", "", col.type.compile(dialect=_DIALECT))
+    return f"{base}[]", typ.bind_processor(_DIALECT)
 
 
 @cache

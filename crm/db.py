@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import ARRAY, and_, any_, event, literal, text
+from sqlalchemy import ARRAY, String, and_, any_, event, literal, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -130,7 +130,10 @@ def one_of(column: Any, values: Iterable[Any], *, pg: bool = False) -> Any:
     and planned once per connection, not once per list length."""
     ordered = sorted(set(values))
     if pg:
-        return column == any_(literal(ordered, ARRAY(column.type)))
+        # No length in the array's type: a cast to varchar(n)[] would cut a longer value
+        # down to one that may match.
+        element = String() if isinstance(column.type, String) else column.type
+        return column == any_(literal(ordered, ARRAY(element)))
     return column.in_(ordered)
 
 

@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, cast
 
+import asyncpg
 import pytest
 from sqlalchemy import Table, insert, select, text
 
 from crm.bulk import driver, insert_rows, update_rows
 from crm.config import CrmConfig
-from crm.db import Database
+from crm.db import Database, pairs_in
 from crm.facade import Crm
 from crm.models import (
     Activity,
@@ -122,6 +123,24 @@ async def test_array_writes_are_part_of_the_transaction_that_rolls_back(pg: Data
             raise RuntimeError("the batch failed")
     async with pg.read() as s:
         assert list(await s.scalars(select(InboundEventLog))) == []
+
+
+async def test_a_value_too_long_for_its_column_is_refused_not_cut(pg: Database) -> None:
+    """As SQLAlchemy's INSERT: the arrays carry no length, so the column's own refuses."""
+    with pytest.raises(asyncpg.exceptions.StringDataRightTruncationError):
+        async with pg.transaction() as s:
+            await insert_rows(await driver(s), LOG, [_log_row("x" * 501, datetime.now(UTC))])
+    stored = "+49" + "1" * 317  # as long as the column holds
+    async with pg.transaction() as s:
+        s.add(
+            Communication(
+                kind="phone", raw_value=stored, value=stored, owner_type="lead", owner_id=1
+            )
+        )
+    async with pg.read() as s:
+        for value, found in ((stored, [stored]), (stored + "2", [])):
+            where = pairs_in(Communication.kind, Communication.value, [("phone", value)], pg=True)
+            assert list(await s.scalars(select(Communication.value).where(where))) == found
 
 
 async def test_array_update_sets_each_row_by_its_id_and_leaves_the_others(pg: Database) -> None:
