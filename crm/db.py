@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from crm.changes import Feed, LocalFeed, acting_rep
+from crm.outage import is_outage
 from crm.tracking import TrackedSession, collected
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,14 @@ class Database:
             kwargs["pool_pre_ping"] = True
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         self.read_engine = self.engine
+        # PostgreSQL: statements that commit on their own (`autocommit`). No pre-ping: the
+        # statement is its own check, and one that meets a lost connection fails its caller
+        # as an outage (retried) and replaces the pool's connections.
+        self.autocommit_engine: AsyncEngine | None = (
+            None
+            if self.is_sqlite
+            else create_async_engine(self.url, echo=echo, isolation_level="AUTOCOMMIT", pool_size=2)
+        )
         if self.is_sqlite:
             _configure_sqlite(self.engine, immediate=True)
             # Readers get their own engine with plain (deferred) transactions: in WAL mode
@@ -85,6 +94,25 @@ class Database:
         async with self.read_sessions() as session, session.begin():
             yield session
 
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[Any]:
+        """An asyncpg connection (PostgreSQL) whose every statement commits on its own,
+        outside any caller's transaction and without the pool's pre-ping: taking it costs no
+        round trip."""
+        assert self.autocommit_engine is not None, "PostgreSQL only"
+        async with self.autocommit_engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            try:
+                yield raw.driver_connection
+            except Exception as exc:
+                # Its statements go past SQLAlchemy, so the pool did not see their error: a
+                # connection that failed is not reused, and after an outage (a restarted
+                # server) none of the pool's is.
+                await conn.invalidate(exc)
+                if is_outage(exc):
+                    await self.autocommit_engine.dispose()
+                raise
+
     async def lock_identities(self, session: AsyncSession, keys: Iterable[str]) -> None:
         """Serialize transactions touching the same identities (sorted: no deadlocks)."""
         if self.is_sqlite:
@@ -109,6 +137,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.autocommit_engine is not None:
+            await self.autocommit_engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
 

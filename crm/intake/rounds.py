@@ -25,7 +25,7 @@ from crm.models import Activity, ActivityBinding, Company, Contact, Deal, Inboun
 from crm.repository import SqlCandidateRepository
 from crm.services.calls import call_number, open_callbacks
 from crm.services.exceptions import exception_hits
-from crm.services.reps import next_in_queue
+from crm.services.reps import next_in_queue, next_in_rotation, rotation
 from crm.services.rows import RowSink
 from matching.decide import decide
 from matching.event import Channel, InboundEvent
@@ -243,11 +243,12 @@ async def _round_robin(
         return []  # nobody to hand them to
     if db.is_sqlite:  # one writer at a time anyway
         return await next_in_queue(s, name, members, n, roles)
-    # Its own short transaction, so concurrent new leads do not wait on each other's
-    # commit; a pick whose lead then rolls back only skips a turn. The pick is one UPSERT,
-    # so two at a time neither collide on the first row nor take the same turn.
-    async with db.transaction() as rr:
-        return await next_in_queue(rr, name, members, n, roles)
+    # Committed on its own (one statement on a connection outside the batch's transaction),
+    # so concurrent new leads do not wait on each other's commit; a pick whose lead then
+    # rolls back only skips a turn. The pick is one UPSERT, so two at a time neither collide
+    # on the first row nor take the same turn.
+    async with db.autocommit() as conn:
+        return await next_in_rotation(conn, name, rotation(members, roles), n)
 
 
 def queue_of(event: InboundEvent) -> tuple[str, tuple[int, ...]]:

@@ -185,6 +185,26 @@ async def roles_of_active(s: AsyncSession) -> dict[int, str]:
     return {rep_id: role for rep_id, role in rows}
 
 
+def rotation(members: Sequence[int], active_roles: Mapping[int, str]) -> list[int]:
+    """The ids a distribution queue goes round: its active members (all active reps when none
+    are named; supervisors and admins only when there is no rep), sorted."""
+    if members:
+        return sorted(set(members).intersection(active_roles))
+    active = sorted(r for r, role in active_roles.items() if role == "rep")
+    return active or sorted(active_roles)
+
+
+async def next_in_rotation(conn: Any, queue_name: str, active: list[int], count: int) -> list[int]:
+    """`next_in_queue` on PostgreSQL, on an asyncpg connection (`driver`, or one of
+    `Database.autocommit`) over the `rotation` ids: one statement, the same whatever the
+    members, so it is prepared once per connection."""
+    if not active or count < 1:
+        return []
+    stored = await conn.fetchval(_PG_PICK, f"rr:{queue_name}", active, count, utcnow())
+    end = active.index(int(stored))
+    return [active[(end - count + 1 + i) % len(active)] for i in range(count)]
+
+
 async def next_in_queue(
     s: AsyncSession,
     queue_name: str,
@@ -203,21 +223,13 @@ async def next_in_queue(
     """
     if active_roles is None:
         active_roles = await roles_of_active(s)
-    if members:
-        active = sorted(set(members).intersection(active_roles))
-    else:  # the reps; supervisors and admins only when there is no rep
-        active = sorted(r for r, role in active_roles.items() if role == "rep")
-        active = active or sorted(active_roles)
+    active = rotation(members, active_roles)
     if not active or count < 1:
         return []
+    if s.get_bind().dialect.name == "postgresql":
+        return await next_in_rotation(await driver(s), queue_name, active, count)
     size = len(active)
     key = f"rr:{queue_name}"
-    if s.get_bind().dialect.name == "postgresql":
-        # The same statement whatever the members: prepared once per connection.
-        conn = await driver(s)
-        stored = await conn.fetchval(_PG_PICK, key, active, count, utcnow())
-        end = active.index(int(stored))
-        return [active[(end - count + 1 + i) % size] for i in range(count)]
     last = func.coalesce(KeyValue.value["last"].as_integer(), 0)
     # The first pick is the first active id above `last` (wrapping): its index is how many
     # active ids are <= last; the stored position becomes the count-th pick from there.

@@ -184,7 +184,7 @@ async def test_concurrent_workers_share_new_leads_in_turn_with_no_repeat_or_skip
         for b in mine:
             results.append(list(await crm.intake.process_many(b)))
 
-    # Four workers, as many as the pool serves with each one's pick in a transaction apart.
+    # Four workers, each one's pick committed on its own, apart from its batch's transaction.
     await asyncio.gather(*(worker(batches[w::4]) for w in range(4)))
     owners = [getattr(r, "responsible_id", r) for batch in results for r in batch]
     ids = [r.id for r in reps]
