@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.db import is_pg, one_of, pairs_in
@@ -93,6 +93,7 @@ class SqlCandidateRepository:
         if not wanted:
             return
         self._loaded.update(wanted)
+        # The leads holding them come with their communications (one query, not two in turn).
         rows = await self.s.execute(
             select(
                 Communication.owner_type,
@@ -100,7 +101,12 @@ class SqlCandidateRepository:
                 Communication.kind,
                 Communication.value,
                 Communication.id,
-            ).where(
+                Lead,
+            )
+            .outerjoin(
+                Lead, and_(Communication.owner_type == "lead", Lead.id == Communication.owner_id)
+            )
+            .where(
                 pairs_in(
                     Communication.kind,
                     Communication.value,
@@ -109,16 +115,15 @@ class SqlCandidateRepository:
                 )
             )
         )
-        lead_ids: set[int] = set()
         asked = set(wanted)
-        for owner_type, owner_id, kind, value, cid in rows:
+        for owner_type, owner_id, kind, value, cid, lead in rows:
             if Identity(CommKind(kind), value or "") not in asked:
                 continue  # a cross pair of the two IN lists
             self._holders[Identity(CommKind(kind), value or "")].append((owner_type, owner_id, cid))
             self._held[(owner_type, owner_id)].add((kind, value or ""))
-            if owner_type == "lead":
-                lead_ids.add(owner_id)
-        await self._load_leads(lead_ids - self._leads.keys())
+            if lead is not None and lead.id not in self._leads:
+                self._leads[lead.id] = lead
+                self._lead_links[lead.id] = (lead.contact_id, lead.company_id)
         clients: set[Owner] = set()
         for ident in wanted:
             for owner_type, owner_id, _cid in self._holders.get(ident, ()):
@@ -131,13 +136,6 @@ class SqlCandidateRepository:
                     if company_id:
                         clients.add(("company", company_id))
         await self._load_clients(clients - self._clients_done)
-
-    async def _load_leads(self, ids: set[int]) -> None:
-        if not ids:
-            return
-        for lead in await self.s.scalars(select(Lead).where(one_of(Lead.id, ids, pg=self._pg))):
-            self._leads[lead.id] = lead
-            self._lead_links[lead.id] = (lead.contact_id, lead.company_id)
 
     async def _load_clients(self, clients: set[Owner]) -> None:
         """The clients, the companies of their contacts (a contact's company is a candidate
