@@ -78,6 +78,13 @@ async def driver(session: AsyncSession) -> Any:
     return raw.driver_connection
 
 
+async def fetch(session: AsyncSession, sql: str, *args: Any) -> list[Any]:
+    """The rows of one constant statement (`$n` parameters) in the session's transaction,
+    straight through asyncpg: for reads whose plain columns need none of SQLAlchemy's
+    compiling or result processing."""
+    return list(await (await driver(session)).fetch(sql, *args))
+
+
 async def insert_rows(
     conn: Any,
     table: Table,

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from crm.bulk import fetch
 from crm.changes import Feed, LocalFeed, acting_rep
 from crm.outage import is_outage
 from crm.tracking import TrackedSession, collected
@@ -120,10 +121,7 @@ class Database:
         ids = [lock_id(k) for k in sorted(set(keys))]
         if ids:
             # unnest keeps the array order, so every transaction locks in the same order.
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:ks AS bigint[])) AS k"),
-                {"ks": ids},
-            )
+            await fetch(session, "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) k", ids)
 
     def insert(self, model: Any) -> Any:
         """The backend's own INSERT (it knows ON CONFLICT DO NOTHING and RETURNING)."""

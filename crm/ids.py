@@ -11,14 +11,15 @@ from collections import defaultdict, deque
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.bulk import fetch
+
 # The tables and how many ids of each as two arrays: one statement text for every round.
-_RESERVE = text(
+_RESERVE = (
     "SELECT r.t, nextval(pg_get_serial_sequence(r.t, 'id'))"
-    " FROM unnest(CAST(:tables AS text[]), CAST(:numbers AS int[])) AS r(t, n),"
-    " generate_series(1, r.n)"
+    " FROM unnest($1::text[], $2::int[]) AS r(t, n), generate_series(1, r.n)"
 )
 
 
@@ -51,7 +52,7 @@ class IdAllocator:
         if not wanted:
             return
         tables, numbers = [t for t, _ in wanted], [n for _, n in wanted]
-        for table, ident in await self.s.execute(_RESERVE, {"tables": tables, "numbers": numbers}):
+        for table, ident in await fetch(self.s, _RESERVE, tables, numbers):
             self._free[table].append(int(ident))
 
     async def take(self, model: Any) -> int:

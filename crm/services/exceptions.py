@@ -6,11 +6,13 @@ Unlike Bitrix24, adding a record's sender to the list never deletes the record.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.bulk import fetch
 from crm.db import Database, is_pg, pairs_in
 from crm.dto import SYSTEM, Actor, ExceptionView
 from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -144,15 +146,18 @@ async def exception_hits(s: AsyncSession, identities: Sequence[Identity]) -> lis
     wanted = [i for i in identities if i.kind.value in ("phone", "email")]
     if not wanted:
         return []
-    rows = await s.execute(
-        select(ExceptionEntry.kind, ExceptionEntry.value).where(
-            pairs_in(
-                ExceptionEntry.kind,
-                ExceptionEntry.value,
-                [(i.kind.value, i.value) for i in wanted],
-                pg=is_pg(s),
-            )
+    pairs = [(i.kind.value, i.value) for i in wanted]
+    rows: Sequence[Any]
+    if is_pg(s):  # read by every intake round; the same statement for any number of pairs
+        rows = await fetch(
+            s,
+            "SELECT kind, value FROM exceptions"
+            " WHERE kind = ANY($1::varchar[]) AND value = ANY($2::varchar[])",
+            sorted({k for k, _ in pairs}),
+            sorted({v for _, v in pairs}),
         )
-    )
+    else:
+        kind, value = ExceptionEntry.kind, ExceptionEntry.value
+        rows = list(await s.execute(select(kind, value).where(pairs_in(kind, value, pairs))))
     listed = {(k, v) for k, v in rows}
     return [i for i in wanted if (i.kind.value, i.value) in listed]

@@ -13,8 +13,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.bulk import driver
-from crm.db import Database
+from crm.bulk import driver, fetch
+from crm.db import Database, is_pg
 from crm.dto import SYSTEM, Actor, RepView
 from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
 from crm.models import KeyValue, Rep, WebSession, utcnow
@@ -181,6 +181,8 @@ _PG_PICK = (
 
 async def roles_of_active(s: AsyncSession) -> dict[int, str]:
     """Every active rep's role, by id."""
+    if is_pg(s):  # read by every intake batch
+        return dict(await fetch(s, "SELECT id, role FROM reps WHERE active"))
     rows = await s.execute(select(Rep.id, Rep.role).where(Rep.active.is_(True)))
     return {rep_id: role for rep_id, role in rows}
 
