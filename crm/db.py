@@ -17,12 +17,14 @@ from sqlalchemy import ARRAY, String, and_, any_, event, literal, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import await_
 
 from crm.bulk import fetch
 from crm.changes import Feed, LocalFeed, acting_rep
@@ -47,8 +49,9 @@ class Database:
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs["pool_size"] = pool_size
-            kwargs["pool_pre_ping"] = True
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        if not self.is_sqlite:
+            _ping_on_checkout(self.engine)
         self.read_engine = self.engine
         # PostgreSQL: statements that commit on their own (`autocommit`). No pre-ping: the
         # statement is its own check, and one that meets a lost connection fails its caller
@@ -173,6 +176,25 @@ def lock_id(key: str) -> int:
     """A signed 64-bit id for an advisory lock, stable across processes."""
     digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+def _ping_on_checkout(engine: AsyncEngine) -> None:
+    """The pool's pre-ping in one round trip: a simple-protocol `;` outside any transaction
+    (SQLAlchemy's own wraps it in BEGIN … ROLLBACK). A connection that does not answer drops
+    the pool's connections as pre-ping does, and the checkout takes a new one."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _fresh(_dbapi_conn: Any, record: Any) -> None:
+        record.info["fresh"] = True  # just opened: no need to ask
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        if record.info.pop("fresh", False):
+            return
+        try:
+            await_(dbapi_conn.driver_connection.execute(";"))
+        except Exception as exc:
+            raise InvalidatePoolError() from exc
 
 
 def _configure_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
