@@ -179,7 +179,7 @@ def lock_id(key: str) -> int:
 
 
 def _ping_on_checkout(engine: AsyncEngine) -> None:
-    """The pool's pre-ping in one round trip: a simple-protocol `;` outside any transaction
+    """The pool's pre-ping in one round trip: a simple-protocol query outside any transaction
     (SQLAlchemy's own wraps it in BEGIN … ROLLBACK). A connection that does not answer drops
     the pool's connections as pre-ping does, and the checkout takes a new one."""
 
@@ -192,7 +192,9 @@ def _ping_on_checkout(engine: AsyncEngine) -> None:
         if record.info.pop("fresh", False):
             return
         try:
-            await_(dbapi_conn.driver_connection.execute(";"))
+            # Not asyncpg's prepared statements: a pooler's transaction mode may hand the
+            # next statement to another server connection. (asyncpg fails on an empty ";".)
+            await_(dbapi_conn.driver_connection.execute("SELECT 1"))
         except Exception as exc:
             raise InvalidatePoolError() from exc
 

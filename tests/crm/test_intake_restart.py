@@ -6,7 +6,7 @@ fresh connection."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from crm.config import CrmConfig
 from crm.db import Database
@@ -45,5 +45,23 @@ async def test_a_new_lead_after_a_postgres_restart_fails_as_an_outage_then_goes_
             assert await s.scalar(select(func.count()).select_from(Lead)) == 2
             logged = select(func.count()).where(InboundEventLog.external_id == event.external_id)
             assert await s.scalar(logged) == 1
+    finally:
+        await db.dispose()
+
+
+async def test_the_checkout_ping_keeps_a_live_connection_and_replaces_a_dead_one(
+    own_postgres: PostgresServer,
+) -> None:
+    db = Database(own_postgres.url(), pool_size=1)
+    backend = text("SELECT pg_backend_pid()")
+    try:
+        async with db.transaction() as s:
+            first = await s.scalar(backend)
+        async with db.transaction() as s:
+            assert await s.scalar(backend) == first  # pinged, kept
+        await own_postgres.stop()
+        await own_postgres.start()
+        async with db.transaction() as s:
+            assert await s.scalar(backend) != first  # the dead one replaced on checkout
     finally:
         await db.dispose()
