@@ -139,15 +139,20 @@ class SqlCandidateRepository:
 
     async def _load_clients(self, clients: set[Owner]) -> None:
         """The clients, the companies of their contacts (a contact's company is a candidate
-        too, R2.7) and all their open deals / leads: five queries however many clients."""
+        too, R2.7) and all their open deals / leads: a few queries however many clients."""
         if not clients:
             return
         contact_ids = [i for t, i in clients if t == "contact"]
         if contact_ids:
-            for c in await self.s.scalars(
-                select(Contact).where(one_of(Contact.id, contact_ids, pg=self._pg))
+            # Their companies come with them (one query, not a second one after them).
+            for c, k in await self.s.execute(
+                select(Contact, Company)
+                .outerjoin(Company, Company.id == Contact.company_id)
+                .where(one_of(Contact.id, contact_ids, pg=self._pg))
             ):
                 self._contacts[c.id] = c
+                if k is not None:
+                    self._companies[k.id] = k
         clients = clients | {
             ("company", company_id)
             for i in contact_ids
@@ -156,9 +161,10 @@ class SqlCandidateRepository:
         clients -= self._clients_done
         self._clients_done.update(clients)
         company_ids = [i for t, i in clients if t == "company"]
-        if company_ids:
+        missing = [i for i in company_ids if i not in self._companies]
+        if missing:  # companies that hold an identity themselves
             for k in await self.s.scalars(
-                select(Company).where(one_of(Company.id, company_ids, pg=self._pg))
+                select(Company).where(one_of(Company.id, missing, pg=self._pg))
             ):
                 self._companies[k.id] = k
         deals = await self.s.scalars(
