@@ -15,8 +15,8 @@ import asyncio
 import sqlite3
 import sys
 import time
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -200,6 +200,9 @@ class CacheSettings:
 # Changes that cannot alter any caller answer (an activity names no number, record or rep
 # the answer shows).
 _IRRELEVANT = frozenset({"activity"})
+# How many recent drops the cache remembers, so that a lookup which started before some of
+# them can tell whether its number was among them (older than that: its answer is not kept).
+_DROPS_KEPT = 1024
 
 DEFAULT_CACHE = CacheSettings()
 
@@ -208,19 +211,24 @@ class CallerCache:
     """Answers by E.164 (negative ones too), least recently used dropped beyond `size`.
 
     Correct by the change feed, read on each lookup (no task of its own): a change of a lead,
-    deal, contact or company (their phones included) clears every answer, since a change
-    does not say which numbers it touched; so does `Missed`. While the feed is not live (Redis
-    away) nothing is answered from or put in the cache. Answers also expire after `ttl`
-    (`negative_ttl` for unknown numbers): that bounds staleness where a loss goes unnoticed
-    (a process that died between its commit and its publish, a rep's own details, which the
-    feed does not carry). A lookup that started before a clear does not put its answer in.
+    deal, contact or company drops the answers of the numbers it says it may alter
+    (`Change.numbers`, see `crm.affected`), every answer when it does not say (a change of
+    a company with many contacts, a message of an older process); so does `Missed`. While
+    the feed is not live (Redis away) nothing is answered from or put in the cache. Answers
+    also expire after `ttl` (`negative_ttl` for unknown numbers): that bounds staleness where
+    a loss goes unnoticed (a process that died between its commit and its publish, a rep's
+    own details, which the feed does not carry). A lookup that started before a drop of its
+    number (or of all) does not put its answer in.
     """
 
     def __init__(self, settings: CacheSettings) -> None:
         self.settings = settings
-        self.generation = 0  # bumped by every clear
+        self.generation = 0  # bumped by every drop of some answers or all
         self.hits = self.misses = 0
+        self.clears = 0  # drops of every answer
         self._entries: OrderedDict[str, tuple[float, CallerInfo | None]] = OrderedDict()
+        # (generation, numbers dropped then; None: all), the latest `_DROPS_KEPT`.
+        self._drops: deque[tuple[int, frozenset[str] | None]] = deque(maxlen=_DROPS_KEPT)
         self._feed: Feed | None = None
         self._sub: Subscription | None = None
 
@@ -229,7 +237,32 @@ class CallerCache:
 
     def clear(self) -> None:
         self._entries.clear()
+        self.clears += 1
+        self._dropped(None)
+
+    def drop(self, numbers: Iterable[str]) -> None:
+        """Forget the answers of these numbers."""
+        gone = frozenset(numbers)
+        for number in gone:
+            self._entries.pop(number, None)
+        self._dropped(gone)
+
+    def _dropped(self, numbers: frozenset[str] | None) -> None:
         self.generation += 1
+        self._drops.append((self.generation, numbers))
+
+    def _dropped_since(self, generation: int, e164: str) -> bool:
+        """Whether the answer of `e164` was dropped after `generation` (or may have been)."""
+        if generation == self.generation:
+            return False
+        if not self._drops or self._drops[0][0] > generation + 1:
+            return True  # the drops since then are no longer all known
+        for gen, numbers in reversed(self._drops):
+            if gen <= generation:
+                break
+            if numbers is None or e164 in numbers:
+                return True
+        return False
 
     def _current(self, feed: Feed) -> bool:
         """Apply what the feed delivered since the last look; whether the cache may be used."""
@@ -238,9 +271,20 @@ class CallerCache:
             self._feed, self._sub = feed, feed.subscribe()
             self.clear()
         assert self._sub is not None
+        numbers: set[str] = set()
+        everything = False
         while (item := self._sub.get_nowait()) is not None:
-            if not isinstance(item, Change) or item.kind not in _IRRELEVANT:
-                self.clear()
+            if not isinstance(item, Change):  # Missed
+                everything = True
+            elif item.kind not in _IRRELEVANT:
+                if item.numbers is None:
+                    everything = True
+                else:
+                    numbers.update(item.numbers)
+        if everything:
+            self.clear()
+        elif numbers:
+            self.drop(numbers)
         if not feed.live:
             if self._entries:
                 self.clear()
@@ -260,8 +304,9 @@ class CallerCache:
         return (entry[1],)
 
     def put(self, feed: Feed, e164: str, info: CallerInfo | None, generation: int) -> None:
-        """Keep an answer read while the cache stood at `generation` (else it may be stale)."""
-        if not self._current(feed) or generation != self.generation:
+        """Keep an answer read while the cache stood at `generation`, unless the answer of
+        its number was dropped since (then it may be stale)."""
+        if not self._current(feed) or self._dropped_since(generation, e164):
             return
         ttl = self.settings.ttl if info is not None else self.settings.negative_ttl
         self._entries[e164] = (time.monotonic() + ttl, info)

@@ -1,0 +1,146 @@
+"""Which caller answers a transaction's changes may alter: the E.164 numbers a `Change`
+carries, so that a cache of answers (`crm.services.callers`) drops only those.
+
+The answer for a number (`crm.services.telephony.caller_sql`) reads the records holding it,
+the contact of a lead holding it, the company of that contact (or of a holder), and the
+newest open deal and lead of that company or contact. So a change of
+- a phone alters the answers of its numbers before and after (`crm.tracking` puts them on
+  the change itself);
+- a contact: those of its phones and of the phones of leads linked to it;
+- a company: those of its phones, its contacts' and its leads' (and those contacts' leads');
+- a lead: those of its own phones, and of its contact's and company's, before and after;
+- a deal: those of its contact's and company's, before and after.
+They are read in one statement just before the commit (the transaction sees its own
+writes). More than `CAP` numbers (a company with many contacts) or a lead or deal whose
+clients are not known leave its change unknown: every answer is dropped, as before.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import literal_column, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.models import Communication, Contact, Deal, Lead
+from crm.tracking import Key, pending
+
+# More numbers than this for one transaction: cheaper to drop every answer than to send them.
+CAP = 500
+
+_OWNED = ("contact", "company", "lead")  # records whose own phones count
+
+
+def _tag(kind: str) -> Any:
+    return literal_column(f"'{kind}'")  # a constant of ours, not a bound parameter
+
+
+def _union(parts: list[Any]) -> Any:
+    first, *rest = parts
+    return first.union_all(*rest) if rest else first
+
+
+def _phones(owner_type: str) -> Any:
+    comm = Communication
+    return (comm.kind == "phone", comm.owner_type == owner_type, comm.value.is_not(None))
+
+
+def _numbers_query(contacts: set[int], companies: set[int], leads: set[int]) -> Any:
+    """(kind, id, number) rows: the numbers whose answers depend on each client or lead."""
+    comm, lead, contact = Communication, Lead, Contact
+    parts: list[Any] = []
+
+    def own(kind: str, ids: set[int]) -> None:
+        parts.append(
+            select(_tag(kind), comm.owner_id, comm.value).where(
+                *_phones(kind), comm.owner_id.in_(sorted(ids))
+            )
+        )
+
+    def of_leads(kind: str, key: Any, where: Any, *joins: tuple[Any, Any]) -> None:
+        query = select(_tag(kind), key, comm.value).select_from(lead)
+        for target, on in joins:
+            query = query.join(target, on)
+        parts.append(query.join(comm, comm.owner_id == lead.id).where(*_phones("lead"), where))
+
+    if leads:
+        own("lead", leads)
+    if contacts:
+        own("contact", contacts)
+        of_leads("contact", lead.contact_id, lead.contact_id.in_(sorted(contacts)))
+    if companies:
+        ids = sorted(companies)
+        own("company", companies)
+        parts.append(
+            select(_tag("company"), contact.company_id, comm.value)
+            .select_from(contact)
+            .join(comm, comm.owner_id == contact.id)
+            .where(*_phones("contact"), contact.company_id.in_(ids))
+        )
+        of_leads("company", lead.company_id, lead.company_id.in_(ids))
+        of_leads(
+            "company",
+            contact.company_id,
+            contact.company_id.in_(ids),
+            (contact, contact.id == lead.contact_id),
+        )
+    return _union(parts).limit(CAP + 1)
+
+
+def _clients_query(keys: list[Key]) -> Any:
+    """(kind, id, contact id, company id) of these leads and deals."""
+    parts = [
+        select(_tag(kind), model.id, model.contact_id, model.company_id).where(
+            model.id.in_(sorted(i for k, i in keys if k == kind))
+        )
+        for kind, model in (("lead", Lead), ("deal", Deal))
+        if any(k == kind for k, _ in keys)
+    ]
+    return _union(parts)
+
+
+async def resolve(session: AsyncSession) -> None:
+    """Fill in the numbers of the transaction's changes that do not say them yet (before
+    its commit, after its last flush)."""
+    changes, clients = pending(session.sync_session)
+    depends: dict[Key, set[Key]] = {}
+    unread: list[Key] = []  # leads and deals written around the ORM: clients read here
+    for change in changes:
+        key = (change.kind, change.id)
+        if change.numbers is not None or key in depends:
+            continue
+        if change.kind in ("lead", "deal"):
+            depends[key] = set(clients.get(key, ()))
+            if key not in clients:
+                unread.append(key)
+        elif change.kind not in _OWNED:
+            continue  # an activity alters no answer; the cache knows that by its kind
+        else:
+            depends[key] = set()
+        if change.kind in _OWNED:
+            depends[key].add(key)
+    if not depends:
+        return
+    if unread:
+        for kind, ident, contact_id, company_id in await session.execute(_clients_query(unread)):
+            deps = depends[(kind, ident)]
+            deps.update(k for k in (("contact", contact_id), ("company", company_id)) if k[1])
+    wanted: dict[str, set[int]] = defaultdict(set)
+    for deps in depends.values():
+        for kind, ident in deps:
+            wanted[kind].add(ident)
+    rows = []
+    if wanted:
+        query = _numbers_query(wanted["contact"], wanted["company"], wanted["lead"])
+        rows = list(await session.execute(query))
+    if len(rows) > CAP:
+        return  # all stay unknown
+    numbers: dict[Key, set[str]] = defaultdict(set)
+    for kind, ident, number in rows:
+        numbers[(kind, ident)].add(number)
+    for i, change in enumerate(changes):
+        on = depends.get((change.kind, change.id))
+        if on is not None and change.numbers is None:
+            found = sorted({n for dep in on for n in numbers.get(dep, ())})
+            changes[i] = change.with_numbers(tuple(found))
