@@ -152,8 +152,14 @@ class _SqliteReader:
 
 
 class _PostgresReader:
-    """A small asyncpg pool of its own: one round trip per lookup with a prepared statement,
-    and lookups never wait for a connection intake holds."""
+    """Up to `PG_POOL_SIZE` connections of its own: one round trip per lookup with a
+    statement asyncpg prepared once per connection, and lookups never wait for a connection
+    intake holds.
+
+    Not an asyncpg pool: its acquire and release (a task per release, to shield it from
+    cancellation, and the session reset) cost this process more CPU than the round trip
+    itself. A lookup only reads and sets nothing, so its connection goes back as it is;
+    one whose lookup failed or was cancelled midway is in an unknown state and is closed."""
 
     def __init__(self, db: Database) -> None:
         _, kwargs = db.engine.dialect.create_connect_args(db.url)
@@ -162,30 +168,72 @@ class _PostgresReader:
             kwargs.pop(key, None)
         self._connect = kwargs
         self._sql = caller_sql(sqlite=False).replace(":e164", "$1")
-        self._pool: asyncpg.Pool | None = None
-        self._opening = asyncio.Lock()
+        self._idle: list[asyncpg.Connection] = []
+        self._open = 0  # connections open, being opened, or promised to a waiter
+        # Lookups waiting for a connection: handed one given back, or None (open your own).
+        self._waiters: deque[asyncio.Future[asyncpg.Connection | None]] = deque()
+        self._closed = False
 
-    async def _get_pool(self) -> asyncpg.Pool:
-        async with self._opening:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    min_size=1, max_size=PG_POOL_SIZE, reset=_keep_session, **self._connect
-                )
-        return self._pool
+    async def _take(self) -> asyncpg.Connection:
+        while self._idle:
+            kept = self._idle.pop()
+            if not kept.is_closed():
+                return kept
+            self._open -= 1  # the server closed it meanwhile
+        con: asyncpg.Connection | None = None
+        if self._open >= PG_POOL_SIZE:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                con = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._give_back(waiter.result())  # handed over as we were cancelled
+                raise
+        else:
+            self._open += 1
+        if con is not None:
+            return con
+        try:
+            return await asyncpg.connect(**self._connect)
+        except BaseException:
+            self._give_back(None)
+            raise
+
+    def _give_back(self, con: asyncpg.Connection | None) -> None:
+        """Hand a connection (None: the room for one) to the next waiter, else keep it."""
+        if con is not None and self._closed:
+            con.terminate()
+            con = None
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(con)
+                return
+        if con is None:
+            self._open -= 1
+        else:
+            self._idle.append(con)
 
     async def row(self, e164: str) -> tuple[Any, ...] | None:
-        pool = self._pool or await self._get_pool()
-        row = await pool.fetchrow(self._sql, e164)
+        con = await self._take()
+        try:
+            row = await con.fetchrow(self._sql, e164)
+        except asyncpg.PostgresError:  # the server answered, or the connection is gone
+            self._give_back(None if con.is_closed() else con)
+            raise
+        except BaseException:
+            con.terminate()
+            self._give_back(None)
+            raise
+        self._give_back(con)
         return tuple(row) if row is not None else None
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
-
-
-async def _keep_session(_: asyncpg.Connection) -> None:
-    """Lookups only read and set nothing: no session reset (a round trip) between them."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        self._open -= len(idle)
+        await asyncio.gather(*(con.close() for con in idle), return_exceptions=True)
 
 
 @dataclass(frozen=True, slots=True)
