@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -444,6 +445,10 @@ class Service:
             # Port 0 asks the OS for a free port: the runner knows which one it bound.
             self.port = int(self._runner.addresses[0][1])
             log.info("listening on http://%s:%s", self.settings.http.host, self.port)
+        # What start-up built (modules, mappers, compiled statements) lives as long as the
+        # service: frozen, the collector's full passes no longer walk it on the loop, where
+        # such a pass was the slowest lookups' wait.
+        gc.freeze()
 
     async def _warn_without_aof(self) -> None:
         """Redis acknowledges an XADD from memory: without the append-only file, a Redis
@@ -496,6 +501,7 @@ class Service:
         await self.feed.close()
         await self.crm.close()
         await self.db.dispose()
+        gc.unfreeze()  # a process that goes on (tests, an embedding program) collects it again
 
     async def run_forever(self) -> None:
         loop = asyncio.get_running_loop()

@@ -25,7 +25,13 @@ import asyncpg
 
 from crm.changes import Change, Feed, Subscription
 from crm.db import Database
-from crm.services.telephony import CallerInfo, Telephony, caller_info, caller_sql
+from crm.services.telephony import (
+    CallerInfo,
+    RepContact,
+    Telephony,
+    caller_info,
+    caller_sql,
+)
 
 # Connections a PostgreSQL lookup pool keeps: a lookup is one short round trip.
 PG_POOL_SIZE = 2
@@ -274,7 +280,9 @@ class CallerCache:
         self.generation = 0  # bumped by every drop of some answers or all
         self.hits = self.misses = 0
         self.clears = 0  # drops of every answer
-        self._entries: OrderedDict[str, tuple[float, CallerInfo | None]] = OrderedDict()
+        # number -> (expires, *the answer's fields): flat tuples of plain values, which the
+        # garbage collector stops tracking, so a full cache costs its collections nothing.
+        self._entries: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
         # (generation, numbers dropped then; None: all), the latest `_DROPS_KEPT`.
         self._drops: deque[tuple[int, frozenset[str] | None]] = deque(maxlen=_DROPS_KEPT)
         self._feed: Feed | None = None
@@ -349,7 +357,7 @@ class CallerCache:
             return None
         self._entries.move_to_end(e164)
         self.hits += 1
-        return (entry[1],)
+        return (_unpack(entry),)
 
     def put(self, feed: Feed, e164: str, info: CallerInfo | None, generation: int) -> None:
         """Keep an answer read while the cache stood at `generation`, unless the answer of
@@ -357,7 +365,7 @@ class CallerCache:
         if not self._current(feed) or self._dropped_since(generation, e164):
             return
         ttl = self.settings.ttl if info is not None else self.settings.negative_ttl
-        self._entries[e164] = (time.monotonic() + ttl, info)
+        self._entries[e164] = _pack(time.monotonic() + ttl, info)
         self._entries.move_to_end(e164)
         if len(self._entries) > self.settings.size:
             self._entries.popitem(last=False)
@@ -367,6 +375,48 @@ class CallerCache:
             self._sub.close()
         self._feed = self._sub = None
         self.clear()
+
+
+_NO_REP = (None,) * 5
+
+
+def _pack(expires: float, info: CallerInfo | None) -> tuple[Any, ...]:
+    if info is None:
+        return (expires, None)
+    rep = info.responsible
+    return (
+        expires,
+        info.number,
+        info.contact_id,
+        info.contact_name,
+        info.company_id,
+        info.company_name,
+        info.lead_id,
+        info.lead_title,
+        info.deal_id,
+        info.deal_title,
+        *(_NO_REP if rep is None else (rep.id, rep.name, rep.active, rep.extension, rep.phone)),
+    )
+
+
+def _unpack(entry: tuple[Any, ...]) -> CallerInfo | None:
+    if entry[1] is None:
+        return None
+    rep = None if entry[10] is None else RepContact(*entry[10:15])
+    number, contact_id, contact_name, company_id, company_name = entry[1:6]
+    lead_id, lead_title, deal_id, deal_title = entry[6:10]
+    return CallerInfo(
+        number,
+        contact_id,
+        contact_name,
+        company_id,
+        company_name,
+        lead_id,
+        lead_title,
+        deal_id,
+        deal_title,
+        rep,
+    )
 
 
 class CallerLookup:
