@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from sqlalchemy import select, text
 
 from crm import affected
-from crm.changes import RedisFeed
+from crm.changes import Change, RedisFeed
 from crm.config import CrmConfig
 from crm.db import Database
 from crm.facade import Crm
@@ -229,8 +229,7 @@ async def writer(request: pytest.FixtureRequest, crm: Crm, stream_name: str) -> 
 
 
 async def _seen(crm: Crm, writer: Crm, *numbers: str) -> None:
-    """Look each number up once, after what `writer` wrote has reached `crm` (Zed's answer
-    is a hit then: no change of theirs is still on its way to drop it)."""
+    """Look each number up once, after Zed's answer is cached (a hit)."""
     cache = crm.callers.cache
     assert cache is not None
     async with asyncio.timeout(5):
@@ -263,8 +262,15 @@ async def _after(
 
 
 @pytest.fixture
-async def zed(writer: Crm) -> None:
+async def zed(crm: Crm, writer: Crm) -> None:
+    """Zed, created by `writer`; returns once the change has reached `crm` (a cached answer
+    of Zed's is not dropped by it later)."""
+    sub = crm.changes.subscribe()
     await writer.records.create_contact(ContactInput(name="Zed", phones=(ZED,)))
+    async with asyncio.timeout(10):
+        while not isinstance(item := await sub.get(), Change) or ZED not in (item.numbers or ()):
+            pass
+    sub.close()
 
 
 @pytest.mark.usefixtures("zed")
