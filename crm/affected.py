@@ -11,8 +11,9 @@ newest open deal and lead of that company or contact. So a change of
 - a lead: those of its own phones, and of its contact's and company's, before and after;
 - a deal: those of its contact's and company's, before and after.
 They are read in one statement just before the commit (the transaction sees its own
-writes). More than `CAP` numbers (a company with many contacts) or a lead or deal whose
-clients are not known leave its change unknown: every answer is dropped, as before.
+writes); the clients of leads and deals written around the ORM (intake's multi-row INSERTs)
+in one more. More than `CAP` numbers (a company with many contacts) leave the transaction's
+changes unknown: every answer is dropped, as before.
 """
 
 from __future__ import annotations
