@@ -37,11 +37,13 @@ PYTEST_WORKERS ?= auto
 pytest: $(STAMP)
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
-# wrk (phone section) from Debian when we may install packages; otherwise the run names it and
-# skips that section.
+# wrk (phone section) and Dovecot (the mail section's delivery latency) from Debian when we may
+# install packages; otherwise the run names what is missing and skips those rows.
 bench-tools:
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  apt-get install -y -qq wrk >/dev/null 2>&1; } || true
+	@[ -x /usr/sbin/dovecot ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null 2>&1; } || true
 
 bench: $(STAMP) bench-tools
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)

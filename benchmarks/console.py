@@ -22,6 +22,7 @@ import aiohttp
 from aiohttp import web
 
 from benchmarks.bot import _database, _pct
+from benchmarks.goals import Goal, Section
 
 PAGES = {
     "lead board": "/app/board",
@@ -134,7 +135,7 @@ async def measure(backend: str, contacts: int, n: int) -> list[dict[str, Any]]:
     return rows
 
 
-async def report(quick: bool = False) -> str:
+async def report(quick: bool = False) -> Section:
     n = REQUESTS[quick]
     rows: list[dict[str, Any]] = []
     for backend in BACKENDS:
@@ -182,7 +183,31 @@ async def report(quick: bool = False) -> str:
         )
         + ".",
     ]
-    return "\n".join(lines)
+    return Section("\n".join(lines), goals(rows, base))
+
+
+def goals(rows: list[dict[str, Any]], base: dict[str, Any]) -> list[Goal]:
+    """Per backend, the slowest page's p95 at the largest size measured: < 100 ms."""
+    out = []
+    for backend in BACKENDS:
+        measured = [r for r in rows if r["backend"] == backend and "p95_ms" in r]
+        if not measured:
+            continue
+        largest = max(r["contacts"] for r in measured)
+        slowest = max((r for r in measured if r["contacts"] == largest), key=lambda r: r["p95_ms"])
+        where = "SQLite" if backend == "sqlite" else "PostgreSQL"
+        out.append(
+            Goal(
+                f"console pages, {largest:,} contacts, {where}, slowest p95 "
+                f"({slowest['page']}), ms",
+                slowest["p95_ms"],
+                f"bare handler p95 {base['p95_ms']} ms",
+                slowest["p95_ms"] / base["p95_ms"] if base["p95_ms"] else None,
+                "< 100 ms",
+                slowest["p95_ms"] < 100,
+            )
+        )
+    return out
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """`make bench`: run every benchmark, print one markdown report and write it to a file.
 
 Each figure is set against a baseline measured in the same run on the same machine, so the
-ratios mean something even on a busy or slow machine. Options:
+ratios mean something even on a busy or slow machine. The report opens with the goals table
+(benchmarks.goals): one row per goal of the sections that ran, with its ratio and ✓ / ✗.
+Options:
     --quick            small sizes (10k and 100k contacts, 5k events) for a fast look
-    --only NAME ...    intake | phone | mail | bot | console
+    --only NAME ...    intake | phone | mail | bot | console | memory
     --out FILE         where to write the report (default benchmarks/RESULTS.md)
     --loop NAME        uvloop | asyncio: the event loop every section runs on, the service's
                        and its baseline's alike (default: `http.event_loop`'s default, uvloop)
@@ -30,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
 
+from benchmarks.goals import Goal, Section, table
 from leadbot.loop import EventLoopName
 from leadbot.loop import run as run_loop
 from leadbot.settings import HttpSettings
@@ -52,7 +55,7 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, Python {platform.python_version()}"
 
 
-def intake_section(quick: bool, loop: EventLoopName) -> str:
+def intake_section(quick: bool, loop: EventLoopName) -> Section:
     sizes = [10_000, 100_000] if quick else [10_000, 1_000_000]
     events = 5_000 if quick else 20_000
     rows: list[dict[str, Any]] = []
@@ -110,7 +113,57 @@ def intake_section(quick: bool, loop: EventLoopName) -> str:
         "one transaction per event, and one transaction per batch with one multi-row INSERT "
         "per table.",
     ]
-    return "\n".join(lines)
+    return Section("\n".join(lines), intake_goals(rows))
+
+
+def intake_goals(rows: list[dict[str, Any]]) -> list[Goal]:
+    """PostgreSQL: ≥ 1,000 events/s at the largest size; both backends: ≥ 0.5× the
+    batch-shaped baseline there and ≥ 0.9× the smallest size's rate; peak RSS < 200 MB."""
+    goals = []
+    for backend, where in (("postgres", "PostgreSQL"), ("sqlite", "SQLite")):
+        mine = sorted((r for r in rows if r["backend"] == backend), key=lambda r: r["contacts"])
+        if not mine:
+            continue
+        small, large = mine[0], mine[-1]
+        rate, batch = large["events_per_s"], large["batch_baseline_per_s"]
+        head = f"intake, {where}, {large['contacts']:,} contacts, events/s"
+        baseline = f"batch-shaped Core {batch:,.0f}/s"
+        if backend == "postgres":
+            goals.append(Goal(head, rate, baseline, None, "≥ 1,000 /s", rate >= 1000))
+        goals.append(
+            Goal(
+                f"{head} ÷ batch-shaped Core",
+                rate,
+                baseline,
+                rate / batch,
+                "≥ 0.5×",
+                rate / batch >= 0.5,
+            )
+        )
+        flat = rate / small["events_per_s"]
+        goals.append(
+            Goal(
+                f"{head} ÷ at {small['contacts']:,} contacts",
+                rate,
+                f"{small['contacts']:,} contacts {small['events_per_s']:,.0f}/s",
+                flat,
+                "≥ 0.9×",
+                flat >= 0.9,
+            )
+        )
+    peak = max(r["peak_rss_mb"] for r in rows)
+    smallest = min(r["peak_rss_mb"] for r in rows)
+    goals.append(
+        Goal(
+            "peak RSS, intake worker processes (largest of all runs), MB",
+            peak,
+            f"smallest of all runs {smallest}",
+            peak / smallest if smallest else None,
+            "< 200 MB",
+            peak < 200,
+        )
+    )
+    return goals
 
 
 def _optional(module: str, fn: str) -> Callable[..., Any] | None:
@@ -125,6 +178,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "mail": ("benchmarks.mail", "report"),
     "bot": ("benchmarks.bot", "report"),
     "console": ("benchmarks.console", "report"),
+    "memory": ("benchmarks.memory", "report"),
 }
 
 
@@ -138,17 +192,18 @@ def missing_tools(name: str) -> list[str]:
     return [f"{tool} ({where})" for tool, where in NEEDS.get(name, ()) if not shutil.which(tool)]
 
 
-def run_section(name: str, quick: bool, loop: EventLoopName) -> str:
+def run_section(name: str, quick: bool, loop: EventLoopName) -> Section:
+    """A section's markdown and goal rows (a section may return its markdown alone)."""
     if name == "intake":
         return intake_section(quick, loop)
     module, fn = SECTIONS[name]
     report = _optional(module, fn)
     if report is None:
-        return f"### {name}\n\n(no benchmark available)"
+        return Section(f"### {name}\n\n(no benchmark available)")
     result = report(quick=quick)
     if asyncio.iscoroutine(result):
         result = run_loop(result, loop)
-    return str(result)
+    return result if isinstance(result, Section) else Section(str(result))
 
 
 def main() -> None:
@@ -170,19 +225,29 @@ def main() -> None:
     for name, tools in skipped.items():
         print(f"bench: {name} is skipped, it needs {', '.join(tools)}", file=sys.stderr)
     out = Path(a.out)
+    measured: dict[str, list[Goal]] = {}
+    not_run = {n: f"skipped: needs {', '.join(tools)}" for n, tools in skipped.items()}
+    not_run |= {n: "pending" for n in names if n not in skipped}
+    texts: list[str] = []
+    report = "\n".join([*parts, table(names, measured, not_run)])
     for name in names:
         if name in skipped:
             text = f"### {name}\n\nskipped: needs {', '.join(skipped[name])}"
         else:
             print(f"{name} …", file=sys.stderr)
             try:
-                text = run_section(name, a.quick, a.loop)
+                section = run_section(name, a.quick, a.loop)
+                text, measured[name] = section.markdown, section.goals
+                del not_run[name]
             except Exception as exc:  # one broken section must not cost the others
                 print(f"bench: {name} failed: {exc!r}", file=sys.stderr)
                 text = f"### {name}\n\nfailed: {type(exc).__name__}: {exc}"
-        parts += [text, ""]
-        out.write_text("\n".join(parts) + "\n")  # what has finished so far
-    print("\n".join(parts))
+                not_run[name] = f"{name} failed"
+        texts += [text, ""]
+        # What has finished so far, the goals table on top.
+        report = "\n".join([*parts, table(names, measured, not_run), "", *texts])
+        out.write_text(report + "\n")
+    print(report)
     print(f"written to {a.out}", file=sys.stderr)
 
 

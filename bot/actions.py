@@ -17,7 +17,6 @@ from bot.callbacks import Button, StaleButton
 from bot.cards import Cards, open_followups
 from bot.clock import Clock
 from bot.commands import Commands, actor_of
-from bot.notifier import CHANGED
 from bot.relay import Relay, channel_label
 from bot.views import (
     Rendered,
@@ -479,26 +478,10 @@ class Actions:
     # --- telling the holder -------------------------------------------------------------------
 
     async def tell_owner(self, rep: RepView, record: tuple[str, int] | None, what: str) -> None:
-        """Someone else worked a rep's lead or deal: its responsible hears who and what."""
-        if record is None or record[0] not in ("lead", "deal"):
-            return
-        kind, ident = record
-        try:
-            holder = (
-                (await self.crm.leads.get(ident)).responsible_id
-                if kind == "lead"
-                else (await self.crm.deals.get(ident)).responsible_id
-            )
-        except CrmError:
-            return
-        if holder is None or holder == rep.id:
-            return
-        owner = await self.crm.reps.get(holder)
-        if not owner.active or owner.telegram_user_id is None:  # nobody to tell (no stand-ins)
-            return
-        payload = {f"{kind}_id": ident, "by_rep_id": rep.id, "what": what[:300]}
-        await self.crm.outbox.enqueue(CHANGED, payload, holder)
-        self.queued()
+        """Someone else worked a rep's lead or deal: its holder hears who and what, in the
+        bot's words (the button's answer or the comment); the CRM decides whether to tell."""
+        if record is not None and await self.crm.outbox.tell_holder(*record, rep.id, what):
+            self.queued()
 
     # --- typed answers to prompts -------------------------------------------------------------
 

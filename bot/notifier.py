@@ -45,12 +45,11 @@ from bot.views import (
 from crm.dto import RepView
 from crm.errors import CrmError, NotFound
 from crm.facade import Crm
-from crm.services.outbox import CardRef, OutboxItem
+from crm.services.outbox import CHANGED, CardRef, OutboxItem
 from crm.services.team import DIGEST
 
 log = logging.getLogger(__name__)
 
-CHANGED = "changed"  # payload: lead_id or deal_id, by_rep_id, what (the change, as told)
 MOVED = ("escalated", "assigned")  # the record changed hands: older cards are redrawn
 HEADLINES = {
     "new_lead": "🆕 New lead",

@@ -96,12 +96,18 @@ def _whole_numbers(axis: Any) -> None:
     axis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _hbars(ax: Axes, labels: Sequence[str], values: Sequence[float], text: Sequence[str]) -> None:
-    """Horizontal bars, first label on top, each with its value written after it."""
+def _hbars(
+    ax: Axes, labels: Sequence[str], values: Sequence[float], text: Sequence[str] = ()
+) -> None:
+    """Horizontal bars, first label on top, each with its value (or its `text`) written after
+    it; the empty note instead when every value is 0."""
+    if not any(values):
+        _empty(ax)
+        return
     ys = list(range(len(labels)))[::-1]
     bars = ax.barh(ys, values, color=COLOURS[0], edgecolor="black", linewidth=0.5)
     ax.set_yticks(ys, labels)
-    ax.bar_label(bars, labels=list(text), padding=3)
+    ax.bar_label(bars, labels=list(text or map(str, values)), padding=3)
     ax.set_xlim(0, max(max(values), 1) * 1.2)
     _whole_numbers(ax.xaxis)
 
@@ -162,33 +168,18 @@ def draw_funnel(ax: Axes, report: StatsReport) -> None:
     f = report.funnel
     ax.set_title("Funnel: lead → deal → won")
     ax.set_xlabel("Records created in the period")
-    steps = [
-        ("Leads", f.leads),
-        ("Leads converted", f.converted),
-        ("Deals", f.deals),
-        ("Deals won", f.won),
-    ]
-    if not any(v for _, v in steps):
-        _empty(ax)
-        return
-    _hbars(ax, [s for s, _ in steps], [v for _, v in steps], [str(v) for _, v in steps])
+    steps = ("Leads", "Leads converted", "Deals", "Deals won")
+    _hbars(ax, steps, (f.leads, f.converted, f.deals, f.won))
 
 
 def draw_new_vs_repeat(ax: Axes, report: StatsReport) -> None:
     n = report.new_vs_repeat
     ax.set_title("New vs repeat contacts")
     ax.set_xlabel("Inbound contacts")
-    parts = [
-        ("New person", n.new),
-        ("Repeat client", n.repeat),
-        ("Added to an open record", n.attached),
-    ]
-    total = sum(v for _, v in parts)
-    if not total:
-        _empty(ax)
-        return
-    text = [f"{v} ({round(100 * v / total)}%)" for _, v in parts]
-    _hbars(ax, [s for s, _ in parts], [v for _, v in parts], text)
+    parts = ("New person", "Repeat client", "Added to an open record")
+    counts = (n.new, n.repeat, n.attached)
+    total = sum(counts) or 1  # all 0: no bars, no shares
+    _hbars(ax, parts, counts, [f"{v} ({round(100 * v / total)}%)" for v in counts])
 
 
 def _minutes(seconds: float) -> str:
@@ -233,12 +224,9 @@ def draw_lost_reasons(ax: Axes, report: StatsReport) -> None:
     ax.set_title("Lost deals and junked leads by reason")
     ax.set_xlabel("Count")
     top = report.lost_reasons[:8]
-    if not top:
-        _empty(ax)
-        return
     kind = {"deal": "Deal lost", "lead": "Lead junked"}
     labels = [f"{kind[r.kind]}: {r.reason or 'no reason'}"[:40] for r in top]
-    _hbars(ax, labels, [r.count for r in top], [str(r.count) for r in top])
+    _hbars(ax, labels, [r.count for r in top])
 
 
 CHARTS: dict[str, Draw] = {

@@ -214,6 +214,9 @@ async def board(request: web.Request) -> Context:
     reps = await crm.reps.all(include_inactive=False)
     return {
         "title": "Board",
+        # The page flips a card's overdue badge when its due time passes, by the server's
+        # clock (the browser's may be off).
+        "server_now": datetime.now(UTC).isoformat(),
         "bq": bq,
         "view": view,
         "columns": columns,
@@ -408,18 +411,36 @@ async def _stream(
         if kind is None:  # Missed
             await response.write(_sse("gap", {"reason": "missed"}, _next_id()))
             continue
-        if kind != bq.kind:
+        if kind == "activity":
+            # A call-back set, done or snoozed changes its records' cards (due time, badge).
+            for owner_kind, ident in await crm.board.cards_of_activity(item.id):
+                if owner_kind == bq.kind:
+                    await _send_card(request, response, crm, actor, bq, ident, None)
             continue
-        owner = item.owner_id
-        if not _may_see(actor, owner):
-            data: Context = {"kind": kind, "id": item.id, "gone": True}
-        else:
-            data = await _event_for(crm, actor, bq, kind, item.id)
-        if "card" in data:
-            card = data.pop("card")
-            columns = await _column_names(request, bq)
-            data["html"] = _card_html(request, card, columns)
-        await response.write(_sse("card", data, _next_id()))
+        if kind == bq.kind:
+            await _send_card(request, response, crm, actor, bq, item.id, item.owner_id)
+
+
+async def _send_card(
+    request: web.Request,
+    response: web.StreamResponse,
+    crm: Crm,
+    actor: Actor,
+    bq: BoardQuery,
+    ident: int,
+    owner: int | None,
+) -> None:
+    """One `card` event: the card as this rep's board shows it, or `gone`. `owner` (from the
+    change) spares a lookup of a record the rep may not see; None: ask the CRM."""
+    if owner is not None and not _may_see(actor, owner):
+        data: Context = {"kind": bq.kind, "id": ident, "gone": True}
+    else:
+        data = await _event_for(crm, actor, bq, bq.kind, ident)
+    if "card" in data:
+        card = data.pop("card")
+        columns = await _column_names(request, bq)
+        data["html"] = _card_html(request, card, columns)
+    await response.write(_sse("card", data, _next_id()))
 
 
 def _next_id() -> str:

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 KINDS = ("lead", "deal", "contact", "company", "activity")
 QUEUE_SIZE = 1000  # changes a subscriber may fall behind before it misses some
 LOG_EVERY = 60.0  # seconds between two lines about a failing Redis
+FLUSH_SECONDS = 2.0  # how long closing waits for what is still to be sent to Redis
 CHANNEL = "leadbot:changes"  # pub/sub channels span Redis' numbered databases: name yours
 
 # The rep on whose behalf the current transaction writes (set where rights are checked).
@@ -221,7 +222,7 @@ class LocalFeed:
         self._subs.add(sub)
         return sub
 
-    async def start(self) -> None:
+    async def start(self, *, listen: bool = True) -> None:
         return None
 
     async def close(self) -> None:
@@ -242,6 +243,8 @@ class RedisFeed(LocalFeed):
         self._tasks: list[asyncio.Task[None]] = []
         self._last_error = -LOG_EVERY
         self._ready = asyncio.Event()
+        self._sent = asyncio.Event()  # nothing is waiting to be sent
+        self._sent.set()
         self._live = False  # the listener is subscribed and its connection has not failed
 
     @property
@@ -253,20 +256,41 @@ class RedisFeed(LocalFeed):
         if changes:
             doc = {"origin": self.origin, "changes": [c.to_json() for c in changes]}
             self._outgoing.append(json.dumps(doc, separators=(",", ":")))
+            self._sent.clear()
             self._send.set()
 
-    async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._sender(), name="changes.send"),
-            asyncio.create_task(self._listener(), name="changes.listen"),
-        ]
+    async def start(self, *, listen: bool = True) -> None:
+        """Start sending (and, with `listen`, receiving). A one-shot command only publishes:
+        it has no subscriber to deliver other processes' changes to."""
+        self._tasks = [asyncio.create_task(self._sender(), name="changes.send")]
+        if not listen:
+            return
+        self._tasks.append(asyncio.create_task(self._listener(), name="changes.listen"))
         # The listener is subscribed before start returns (a change made right after is seen),
         # unless Redis is down: then it keeps trying in the background.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._ready.wait(), 5)
 
+    async def flush(self, timeout: float = FLUSH_SECONDS) -> bool:
+        """Wait until what was published has been sent to Redis (or dropped because Redis
+        failed); False if that took longer than `timeout` seconds."""
+        if not self._tasks:
+            return not self._outgoing
+        try:
+            await asyncio.wait_for(self._sent.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
     async def close(self) -> None:
         self._live = False
+        # The listener is cancelled before anything else yields (redis-py may swallow a
+        # cancel that lands while it reconnects); the last commits' changes still go out: a
+        # command that exits right after its write would otherwise keep them from the others.
+        for task in self._tasks[1:]:
+            task.cancel()
+        if self._outgoing:
+            await self.flush()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -296,6 +320,8 @@ class RedisFeed(LocalFeed):
                     self._outgoing.clear()
                     break
                 self._outgoing.popleft()
+            if not self._outgoing:
+                self._sent.set()
 
     async def _listener(self) -> None:
         delay = 0.5

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import and_, event, text
+from sqlalchemy import ARRAY, String, and_, any_, event, literal, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -117,13 +117,32 @@ class Database:
             await self.read_engine.dispose()
 
 
-def pairs_in(first: Any, second: Any, pairs: Iterable[tuple[Any, Any]]) -> Any:
+def pairs_in(first: Any, second: Any, pairs: Iterable[tuple[Any, Any]], *, pg: bool = False) -> Any:
     """A WHERE clause for rows whose (first, second) may be among `pairs`: each column IN its
     own list. SQLite scans the whole table for a row-value IN list of more than one pair; two
     plain IN lists walk a (first, second) index. It also lets through cross pairs, so callers
-    keep only the rows whose pair they asked for."""
+    keep only the rows whose pair they asked for. `pg`: as `one_of` arrays."""
     pairs = list(pairs)
-    return and_(first.in_(sorted({a for a, _ in pairs})), second.in_(sorted({b for _, b in pairs})))
+    return and_(
+        one_of(first, {a for a, _ in pairs}, pg=pg), one_of(second, {b for _, b in pairs}, pg=pg)
+    )
+
+
+def one_of(column: Any, values: Iterable[Any], *, pg: bool = False) -> Any:
+    """`column IN (values)`; on PostgreSQL (`pg`) `column = ANY($1)` with the values as one
+    array: the statement's text is then the same for any number of values, so it is prepared
+    and planned once per connection, not once per list length."""
+    ordered = sorted(set(values))
+    if pg:
+        # No length in the array's type: a cast to varchar(n)[] would cut a longer value
+        # down to one that may match.
+        element = String() if isinstance(column.type, String) else column.type
+        return column == any_(literal(ordered, ARRAY(element)))
+    return column.in_(ordered)
+
+
+def is_pg(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
 
 
 def lock_id(key: str) -> int:

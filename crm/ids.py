@@ -14,6 +14,13 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+# The tables and how many ids of each as two arrays: one statement text for every round.
+_RESERVE = text(
+    "SELECT r.t, nextval(pg_get_serial_sequence(r.t, 'id'))"
+    " FROM unnest(CAST(:tables AS text[]), CAST(:numbers AS int[])) AS r(t, n),"
+    " generate_series(1, r.n)"
+)
+
 
 class IdAllocator:
     """Hands out ids for one transaction.
@@ -34,17 +41,17 @@ class IdAllocator:
         """Fetch ids for the rows about to be created (models → how many), in one go."""
         if self.sqlite:
             return  # counted in memory
-        parts = [
-            f"SELECT '{t}' AS t, nextval(pg_get_serial_sequence('{t}', 'id')) AS id "
-            f"FROM generate_series(1, {int(n)})"
+        wanted = [
+            (t, n)
             for t, n in (
                 (m.__tablename__, n - len(self._free[m.__tablename__])) for m, n in counts.items()
             )
             if n > 0
         ]
-        if not parts:
+        if not wanted:
             return
-        for table, ident in await self.s.execute(text(" UNION ALL ".join(parts))):
+        tables, numbers = [t for t, _ in wanted], [n for _, n in wanted]
+        for table, ident in await self.s.execute(_RESERVE, {"tables": tables, "numbers": numbers}):
             self._free[table].append(int(ident))
 
     async def take(self, model: Any) -> int:

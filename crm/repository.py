@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.db import pairs_in
+from crm.db import is_pg, one_of, pairs_in
 from crm.models import Communication, Company, Contact, Deal, Lead, Rep
 from matching.model import (
     ClientCandidate,
@@ -68,6 +68,7 @@ class SqlCandidateRepository:
         """`active_reps`: every active rep's id, when the caller has them already (else the
         responsibles of the clients found are looked up)."""
         self.s = session
+        self._pg = is_pg(session)
         self._loaded: set[Identity] = set()
         # identity → (owner type, owner id, communication id) of every holder
         self._holders: dict[Identity, list[tuple[str, int, int]]] = defaultdict(list)
@@ -104,6 +105,7 @@ class SqlCandidateRepository:
                     Communication.kind,
                     Communication.value,
                     [(i.kind.value, i.value) for i in wanted],
+                    pg=self._pg,
                 )
             )
         )
@@ -133,7 +135,7 @@ class SqlCandidateRepository:
     async def _load_leads(self, ids: set[int]) -> None:
         if not ids:
             return
-        for lead in await self.s.scalars(select(Lead).where(Lead.id.in_(ids))):
+        for lead in await self.s.scalars(select(Lead).where(one_of(Lead.id, ids, pg=self._pg))):
             self._leads[lead.id] = lead
             self._lead_links[lead.id] = (lead.contact_id, lead.company_id)
 
@@ -144,7 +146,9 @@ class SqlCandidateRepository:
             return
         contact_ids = [i for t, i in clients if t == "contact"]
         if contact_ids:
-            for c in await self.s.scalars(select(Contact).where(Contact.id.in_(contact_ids))):
+            for c in await self.s.scalars(
+                select(Contact).where(one_of(Contact.id, contact_ids, pg=self._pg))
+            ):
                 self._contacts[c.id] = c
         clients = clients | {
             ("company", company_id)
@@ -155,12 +159,15 @@ class SqlCandidateRepository:
         self._clients_done.update(clients)
         company_ids = [i for t, i in clients if t == "company"]
         if company_ids:
-            for k in await self.s.scalars(select(Company).where(Company.id.in_(company_ids))):
+            for k in await self.s.scalars(
+                select(Company).where(one_of(Company.id, company_ids, pg=self._pg))
+            ):
                 self._companies[k.id] = k
         deals = await self.s.scalars(
             select(Deal).where(
                 Deal.stage_semantic == "process",
-                Deal.contact_id.in_(contact_ids) | Deal.company_id.in_(company_ids),
+                one_of(Deal.contact_id, contact_ids, pg=self._pg)
+                | one_of(Deal.company_id, company_ids, pg=self._pg),
             )
         )
         for d in deals:
@@ -173,7 +180,10 @@ class SqlCandidateRepository:
         # Filtered on the client columns only, so the planner walks the contact / company
         # indexes; with the status in the query SQLite scans every open lead instead.
         client_leads = await self.s.scalars(
-            select(Lead).where(Lead.contact_id.in_(contact_ids) | Lead.company_id.in_(company_ids))
+            select(Lead).where(
+                one_of(Lead.contact_id, contact_ids, pg=self._pg)
+                | one_of(Lead.company_id, company_ids, pg=self._pg)
+            )
         )
         for lead in client_leads:
             self._leads.setdefault(lead.id, lead)

@@ -24,6 +24,7 @@ from leadbot.cli_common import (
     CliError,
     database_ready,
     ping_or_fail,
+    publishing,
     reason_of,
     settings_of,
 )
@@ -66,8 +67,9 @@ async def _with_crm(settings: Settings, fn: Callable[[Crm], Awaitable[None]]) ->
         await ping_or_fail(db, settings.database.url)
         crm = Crm(db, crm_config(settings))
         try:
-            await crm.prepare()
-            await fn(crm)
+            async with publishing(db, settings):
+                await crm.prepare()
+                await fn(crm)
         except CrmError as exc:
             raise CliError(str(exc)) from None
         except Exception as exc:

@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from redis.asyncio import Redis
 
 from crm.db import Database
 from leadbot.logs import safe_redis_url, safe_url
 from leadbot.settings import Settings, load_settings
+from leadbot.wiring import change_feed
 
 log = logging.getLogger("leadbot")
 
@@ -111,3 +113,23 @@ async def database_ready(settings: Settings, wait: float = 0.0, *, redis: bool =
         await schema_or_fail(db)
     finally:
         await db.dispose()
+
+
+@contextlib.asynccontextmanager
+async def publishing(db: Database, settings: Settings) -> AsyncIterator[None]:
+    """A one-shot command's writes reach the change feed of the running processes (their live
+    boards and caller caches) when Redis is configured: its commits are published on the
+    channel `serve` listens to, and sent before the command exits. Without Redis there is no
+    other process to tell (an embedded `serve` sees a CLI write after its cache's TTL)."""
+    if not settings.redis.url:
+        yield
+        return
+    redis = Redis.from_url(settings.redis.url)
+    feed = change_feed(redis, settings.redis.stream)
+    db.feed = feed
+    await feed.start(listen=False)
+    try:
+        yield
+    finally:
+        await feed.close()
+        await redis.aclose()

@@ -151,6 +151,8 @@ async def ingest_file(
         return said
 
     await service.crm.prepare()
+    # What this process's intake commits reaches the running services' boards and caches.
+    await service.feed.start(listen=False)
     stop = asyncio.Event()
     worker: asyncio.Task[None] | None = None
     try:
@@ -172,6 +174,9 @@ async def ingest_file(
         if worker is not None:
             await worker
         await service.queue.close()
+        await service.feed.close()
+        if service.redis is not None:
+            await service.redis.aclose()
         await service.db.dispose()
     return summarize(keys, before, logged, dead, invalid)
 

@@ -172,17 +172,24 @@ async def stream_name() -> AsyncIterator[str]:
     await redis.aclose()
 
 
-async def worker_process(db: Database, stream: str, group: str = "g") -> asyncio.subprocess.Process:
-    """`leadbot worker` on the test database, consuming `stream` of the test Redis (its change
-    feed on `<stream>:changes`)."""
+def leadbot_env(db: Database, stream: str) -> dict[str, str]:
+    """The environment of a `leadbot` command on the test database and Redis, its queue on
+    `stream` (its change feed on `<stream>:changes`)."""
     env = dict(os.environ)
     env.pop("LEADBOT_CONFIG", None)
     env.update(
         LEADBOT_DATABASE__URL=db.url.render_as_string(hide_password=False),
         LEADBOT_REDIS__URL=REDIS_URL,
         LEADBOT_REDIS__STREAM=stream,
-        LEADBOT_REDIS__GROUP=group,
     )
+    return env
+
+
+async def worker_process(db: Database, stream: str, group: str = "g") -> asyncio.subprocess.Process:
+    """`leadbot worker` on the test database, consuming `stream` of the test Redis (its change
+    feed on `<stream>:changes`)."""
+    env = leadbot_env(db, stream)
+    env["LEADBOT_REDIS__GROUP"] = group
     return await leadbot_process(
         "--log-level", "WARNING", "worker", env=env, stdout=asyncio.subprocess.DEVNULL
     )

@@ -33,6 +33,44 @@ def broken(quick: bool) -> str:
     raise RuntimeError("the database went away")
 
 
+def measured(quick: bool) -> object:
+    from benchmarks.goals import Goal, Section
+
+    return Section(
+        "### measured\n\nfigures",
+        [
+            Goal("webhook, req/s", 5_000.0, "bare 10,000", 0.5, "≥ 0.5×", True),
+            Goal("lookup p99, ms", "4.1 – 7.9", "bare 2.6 ms", 3.04, "< 5 ms", False),
+        ],
+    )
+
+
+_GOALS = textwrap.dedent(
+    """
+    import sys
+    from benchmarks import run
+
+    run.SECTIONS = {"phone": ("tests.test_bench_runner", "measured"),
+                    "mail": ("tests.test_bench_runner", "broken"),
+                    "memory": ("tests.test_bench_runner", "first")}
+    run.NEEDS = {"memory": (("no-such-tool-here", "nowhere"),)}
+    sys.argv = ["run", "--only", "phone", "mail", "memory", "--out", sys.argv[1]]
+    run.main()
+    """
+)
+
+
+def test_the_report_opens_with_every_goal_met_or_not_or_not_run(tmp_path: Path) -> None:
+    report = _report(_GOALS, tmp_path, timeout=60)
+    goals = report.split("### Goals", 1)[1].split("### ", 1)[0]
+    assert report.index("### Goals") < report.index("### measured")
+    assert "| webhook, req/s | 5,000 | bare 10,000 | 0.50× | ≥ 0.5× | ✓ |" in goals
+    assert "| lookup p99, ms | 4.1 – 7.9 | bare 2.6 ms | 3.04× | < 5 ms | ✗ |" in goals
+    # A failed section's and a skipped section's goals are named, not left out.
+    assert "| mail parse + classify, mails/s | not run (mail failed) |" in goals
+    assert "| peak RSS, `leadbot serve`, MB | not run (skipped: needs no-such-tool-here" in goals
+
+
 def test_a_failed_section_and_a_missing_tool_leave_the_rest_of_the_report(
     tmp_path: Path,
 ) -> None:
@@ -70,18 +108,23 @@ _CONSOLE = textwrap.dedent(
 
 
 def test_the_console_section_times_its_pages_against_a_bare_handler(tmp_path: Path) -> None:
-    out = tmp_path / "RESULTS.md"
-    done = subprocess.run(
-        [sys.executable, "-c", _CONSOLE, str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    report = out.read_text()
+    report = _report(_CONSOLE, tmp_path, timeout=120)
     assert "### Web console: `/app/board` and record pages over HTTP" in report, report
     for page in ("lead board", "deal board", "lead page", "contact page", "deal page"):
         assert f"| sqlite | 300 | {page} |" in report, report
     assert "Baseline: a bare aiohttp handler" in report
     assert "failed" not in report
+
+
+def _report(script: str, tmp_path: Path, *, timeout: float) -> str:
+    """The report `script` (a `benchmarks.run` with test sections) writes."""
+    out = tmp_path / "RESULTS.md"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr
+    return out.read_text()

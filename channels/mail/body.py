@@ -122,7 +122,12 @@ def without_signature(text: str) -> str:
 
 def preview(text: str, limit: int = PREVIEW_LIMIT) -> str:
     """The customer's own words without signature, cut at a word boundary near `limit`."""
-    short = without_signature(own_text(text))
+    return preview_of_own(own_text(text), limit)
+
+
+def preview_of_own(own: str, limit: int = PREVIEW_LIMIT) -> str:
+    """`preview` of a text that is already `own_text`."""
+    short = without_signature(own)
     if len(short) <= limit:
         return short
     cut = short[:limit].rsplit(None, 1)[0] if " " in short[:limit] else short[:limit]
@@ -134,8 +139,13 @@ def find_phones(text: str, region: str | None) -> tuple[str, ...]:
 
     Without a region only numbers in international form are found.
     """
+    return phones_in_own(own_text(text), region)
+
+
+def phones_in_own(own: str, region: str | None) -> tuple[str, ...]:
+    """`find_phones` in a text that is already `own_text`."""
     found: list[str] = []
-    for match in phonenumbers.PhoneNumberMatcher(own_text(text), region):
+    for match in phonenumbers.PhoneNumberMatcher(own, region):
         if match.raw_string not in found:
             found.append(match.raw_string)
         if len(found) == MAX_HINT_PHONES:

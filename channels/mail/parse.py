@@ -24,7 +24,7 @@ from typing import Any
 
 from channels.event import Attachment
 from channels.mail.addresses import AddressList, MailAddress, parse_addresses
-from channels.mail.body import find_phones, html_to_text, normalize, preview
+from channels.mail.body import html_to_text, normalize, own_text, phones_in_own, preview_of_own
 from channels.mail.charsets import decode_bytes, decode_words, repair
 from matching.text import clean_text
 
@@ -51,6 +51,8 @@ FILTER_HEADERS = (
 )
 _MSGID = re.compile(r"<[^<>\s]+>")
 _MAX_DEPTH = 20  # nesting deeper than this is an attack or a loop, not a customer
+# What text is not: the replacement character and control characters but tab, LF, FF, CR.
+_ODD = re.compile("[\ufffd\x00-\x08\x0b\x0e-\x1f]")
 _WIRE = policy.compat32.clone(linesep="\r\n")  # how a mail travels: CRLF line ends
 
 
@@ -96,14 +98,19 @@ def parse_message(raw: bytes, *, phone_region: str | None = None) -> ParsedMail:
     msg = BytesParser(policy=policy.compat32).parsebytes(bytes(raw))
     if not msg.keys():
         raise MailParseError("no header section: not an email")
+    # Every part's content type, read once: the stdlib parses the header again on each ask.
+    parts = list(_walk(msg))
+    types = {id(part): kind for part, kind in parts}
     # Raw 8-bit header bytes are most likely in the charset the body declares.
-    hint = _declared_charset(msg) if _raw_8bit(msg) else None
-    reply_to = _addresses(msg, "reply-to", hint).mailboxes
-    sender_header, sender = _sender(msg, hint, reply_to)
-    text, attachments = _body(msg, hint)
-    first = _first_values(msg)
+    headers = _header_values(msg)
+    hint = _declared_charset(parts) if _raw_8bit(headers) else None
+    reply_to = _addresses(headers, "reply-to", hint).mailboxes
+    sender_header, sender = _sender(headers, hint, reply_to)
+    text, attachments = _body(msg, hint, types)
+    own = own_text(text)  # the preview and the phone hints both read the customer's words
+    first = {name: values[0] for name, values in headers.items()}
     message_id = _first_id(first.get("message-id"))
-    recipients = _addresses(msg, "to", hint), _addresses(msg, "cc", hint)
+    recipients = _addresses(headers, "to", hint), _addresses(headers, "cc", hint)
     # Cleaned as it enters (matching.text): the worker looks the sender up in the database
     # (the rate limit) before intake cleans the event, and PostgreSQL refuses a NUL.
     cleaned: ParsedMail = _cleaned(
@@ -114,7 +121,7 @@ def parse_message(raw: bytes, *, phone_region: str | None = None) -> ParsedMail:
             sender_header=sender_header,
             subject=decode_words(first.get("subject", ""), hint),
             text=text,
-            preview=preview(text),
+            preview=preview_of_own(own),
             date=_date(first.get("date")),
             in_reply_to=_first_id(first.get("in-reply-to")),
             references=tuple(dict.fromkeys(_MSGID.findall(first.get("references", "")))),
@@ -122,10 +129,10 @@ def parse_message(raw: bytes, *, phone_region: str | None = None) -> ParsedMail:
             to=tuple(a.address for a in recipients[0].mailboxes),
             cc=tuple(a.address for a in recipients[1].mailboxes),
             empty_groups=recipients[0].empty_groups + recipients[1].empty_groups,
-            part_types=tuple(dict.fromkeys(_content_type(p) for p in _walk(msg))),
+            part_types=tuple(dict.fromkeys(kind for _, kind in parts)),
             attachments=attachments,
-            hint_phones=find_phones(text, phone_region),
-            content_type=_content_type(msg),
+            hint_phones=phones_in_own(own, phone_region),
+            content_type=types[id(msg)],
             headers=MappingProxyType(
                 {
                     name: decode_words(value, hint)
@@ -145,20 +152,33 @@ def _cleaned(value: Any) -> Any:
     if isinstance(value, str):
         return clean_text(value)
     if isinstance(value, tuple):
-        items = tuple(_cleaned(item) for item in value)
-        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+        items = [_cleaned(item) for item in value]
+        changed = any(a is not b for a, b in zip(items, value, strict=True))
+        return tuple(items) if changed else value
     if isinstance(value, Mapping):
         pairs = {_cleaned(k): _cleaned(v) for k, v in value.items()}
         same = all(k in value and value[k] is v for k, v in pairs.items())
         return value if same else MappingProxyType(pairs)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changes = {}
-        for f in dataclasses.fields(value):
-            old = getattr(value, f.name)
-            if (new := _cleaned(old)) is not old:
-                changes[f.name] = new
-        return dataclasses.replace(value, **changes) if changes else value
-    return value
+    names = _field_names(type(value))
+    if names is None:
+        return value
+    changes = {}
+    for name in names:
+        old = getattr(value, name)
+        if old is not None and (new := _cleaned(old)) is not old:
+            changes[name] = new
+    return dataclasses.replace(value, **changes) if changes else value
+
+
+_FIELDS: dict[type, tuple[str, ...] | None] = {}
+
+
+def _field_names(kind: type) -> tuple[str, ...] | None:
+    """The field names of a dataclass type (asked once per type), None for other types."""
+    if kind not in _FIELDS:
+        fields = dataclasses.fields(kind) if dataclasses.is_dataclass(kind) else None
+        _FIELDS[kind] = None if fields is None else tuple(f.name for f in fields)
+    return _FIELDS[kind]
 
 
 def _first_values(msg: Message) -> dict[str, str]:
@@ -180,23 +200,32 @@ def _first_id(value: str | None) -> str | None:
     return f"<{bare}>" if bare and "@" in bare else None
 
 
-def _addresses(msg: Message, name: str, hint: str | None) -> AddressList:
+def _header_values(msg: Message) -> dict[str, list[str]]:
+    """Every value of each header exactly as received, in order, under its lower-case name:
+    one pass over the headers instead of one per header asked for."""
+    values: dict[str, list[str]] = {}
+    for key, value in msg.raw_items():
+        values.setdefault(key.lower(), []).append(str(value))
+    return values
+
+
+def _addresses(headers: dict[str, list[str]], name: str, hint: str | None) -> AddressList:
     """All addresses of every header `name`; display names decoded in any charset."""
-    return parse_addresses((str(v) for k, v in msg.raw_items() if k.lower() == name), hint)
+    return parse_addresses(headers.get(name, ()), hint)
 
 
 def _sender(
-    msg: Message, hint: str | None, reply_to: tuple[MailAddress, ...]
+    headers: dict[str, list[str]], hint: str | None, reply_to: tuple[MailAddress, ...]
 ) -> tuple[str, MailAddress]:
     """Who sent the mail, and the header that says so: From's first usable address, else
     Reply-To's, else Sender's (with From's name). A From without a usable address and none
     of those is a mail nobody can answer: quarantine, never a guess."""
-    found = _addresses(msg, "from", hint)
+    found = _addresses(headers, "from", hint)
     if found.mailboxes:
         return "from", found.mailboxes[0]
     for header, mailboxes in (
         ("reply-to", reply_to),
-        ("sender", _addresses(msg, "sender", hint).mailboxes),
+        ("sender", _addresses(headers, "sender", hint).mailboxes),
     ):
         if mailboxes:
             name = mailboxes[0].name or (found.rejected[0] if found.rejected else None)
@@ -208,29 +237,30 @@ def _sender(
     raise MailParseError(f"From has no usable address ({shown!r}) and no Reply-To or Sender")
 
 
-def _raw_8bit(msg: Message) -> bool:
-    return any(not str(value).isascii() for _key, value in msg.raw_items())
+def _raw_8bit(headers: dict[str, list[str]]) -> bool:
+    return any(not value.isascii() for values in headers.values() for value in values)
 
 
-def _declared_charset(msg: Message) -> str | None:
+def _declared_charset(parts: list[tuple[Message, str]]) -> str | None:
     """The first charset a text part declares, else the first any part declares."""
     declared: list[tuple[bool, str]] = []
-    for part in _walk(msg):
+    for part, kind in parts:
         try:
             charset = part.get_content_charset()
         except Exception:  # a parameter the parser cannot read
             continue
         if charset:
-            declared.append((not _content_type(part).startswith("text/"), charset))
+            declared.append((not kind.startswith("text/"), charset))
     return sorted(declared, key=lambda d: d[0])[0][1] if declared else None
 
 
-def _walk(part: Message, depth: int = 0) -> Iterator[Message]:
-    """Every part, containers included, attached messages not entered."""
-    yield part
-    payload = part.get_payload()
-    if depth < _MAX_DEPTH and isinstance(payload, list) and _content_type(part)[:8] != "message/":
-        for sub in payload:
+def _walk(part: Message, depth: int = 0) -> Iterator[tuple[Message, str]]:
+    """Every part with its content type, containers included, attached messages not entered."""
+    kind = _content_type(part)
+    yield part, kind
+    # is_multipart() first: get_payload() of an 8-bit leaf decodes it just to be asked.
+    if depth < _MAX_DEPTH and part.is_multipart() and kind[:8] != "message/":
+        for sub in part.get_payload():
             if isinstance(sub, Message):
                 yield from _walk(sub, depth + 1)
 
@@ -253,29 +283,36 @@ def _content_type(part: Message) -> str:
         return "text/plain"
 
 
-def _leaves(part: Message, depth: int = 0) -> Iterator[Message]:
-    """Leaf parts in order; an attached message (message/rfc822 …) counts as one leaf."""
+def _type_of(part: Message, types: dict[int, str]) -> str:
+    kind = types.get(id(part))
+    return _content_type(part) if kind is None else kind
+
+
+def _leaves(part: Message, types: dict[int, str], depth: int = 0) -> Iterator[tuple[Message, str]]:
+    """Leaf parts in order, with their content types; an attached message (message/rfc822 …)
+    counts as one leaf."""
     if depth > _MAX_DEPTH:
         return
-    if not _content_type(part).startswith("multipart/"):
-        yield part
+    kind = _type_of(part, types)
+    if not kind.startswith("multipart/"):
+        yield part, kind
         return
-    payload = part.get_payload()
-    if not isinstance(payload, list):  # a multipart whose boundary never shows: one leaf
-        yield part
+    if not part.is_multipart():  # a multipart whose boundary never shows: one leaf
+        yield part, kind
         return
-    for sub in payload:
+    for sub in part.get_payload():
         if isinstance(sub, Message):
-            yield from _leaves(sub, depth + 1)
+            yield from _leaves(sub, types, depth + 1)
 
 
-def _body(msg: Message, hint: str | None) -> tuple[str, tuple[Attachment, ...]]:
+def _body(
+    msg: Message, hint: str | None, types: dict[int, str]
+) -> tuple[str, tuple[Attachment, ...]]:
     plain: list[str] = []
     html: list[str] = []
     attachments: list[Attachment] = []
     unreadable: list[str] = []
-    for part in _leaves(msg):
-        kind = _content_type(part)
+    for part, kind in _leaves(msg, types):
         name = _filename(part)
         if kind.startswith("multipart/"):
             # Its boundary never shows. Mail clients show such a body as plain text; so do
@@ -288,7 +325,7 @@ def _body(msg: Message, hint: str | None) -> tuple[str, tuple[Attachment, ...]]:
         elif kind in ("text/plain", "text/html") and name is None and not _is_attachment(part):
             (plain if kind == "text/plain" else html).append(_part_text(part))
         else:
-            attachments.append(Attachment(name or _fallback_name(part), kind, _size(part)))
+            attachments.append(Attachment(name or _fallback_name(part, kind), kind, _size(part)))
     if unreadable and not (plain or html or attachments):
         raise MailParseError(f"{unreadable[0]} without a usable part (broken boundary?)")
     text = normalize(plain[0]) if plain else ""
@@ -306,7 +343,10 @@ def _is_attachment(part: Message) -> bool:
 
 def _filename(part: Message) -> str | None:
     try:
-        name = part.get_filename() or part.get_param("name")
+        filename = part.get_filename()
+        # get_filename() already falls back to Content-Type's name when there is no filename;
+        # only a blank filename leaves that one to ask for.
+        name = part.get_param("name") if filename == "" else filename
         if isinstance(name, tuple):  # an RFC 2231 (charset, language, value) triple
             name = collapse_rfc2231_value(name)
     except Exception:
@@ -317,8 +357,8 @@ def _filename(part: Message) -> str | None:
     return decode_words(name) if "=?" in name else " ".join(repair(name).split())
 
 
-def _fallback_name(part: Message) -> str:
-    if _content_type(part) == "message/rfc822":
+def _fallback_name(part: Message, kind: str) -> str:
+    if kind == "message/rfc822":
         inner = part.get_payload()
         if isinstance(inner, list) and inner and isinstance(inner[0], Message):
             subject = decode_words(_first_values(inner[0]).get("subject", "")).strip()
@@ -362,7 +402,7 @@ def _stray_text(part: Message, hint: str | None) -> str | None:
     except Exception:
         charset = None
     text = decode_bytes(data if isinstance(data, bytes) else b"", charset, hint)
-    odd = sum(1 for c in text if c == "\ufffd" or (c < " " and c not in "\t\n\r\f"))
+    odd = len(_ODD.findall(text))
     return text if text.strip() and odd * 100 <= len(text) else None
 
 

@@ -241,4 +241,48 @@
     });
   }
   connect();
+
+  // --- call-backs falling due ---------------------------------------------------------------
+
+  // Falling due writes nothing, so no change arrives for it: each card carries the earliest
+  // due time of its open call-backs (data-due) and the page flips the badge itself when that
+  // passes, by the server's clock (the browser's may be off). Any process, any restart.
+  const skew = (Date.parse(board.dataset.now) - Date.now()) || 0;
+  let dueTimer = null;
+
+  function markOverdue(card) {
+    delete card.dataset.due;
+    if (card.querySelector(".badge.overdue")) return;
+    let badges = card.querySelector(".bcard-badges");
+    if (!badges) {
+      badges = document.createElement("span");
+      badges.className = "bcard-badges";
+      card.querySelector(".bcard-meta").after(badges);
+    }
+    const badge = document.createElement("span");
+    badge.className = "badge overdue";
+    badge.textContent = "overdue";
+    badges.appendChild(badge);
+  }
+
+  function watchDue() {
+    clearTimeout(dueTimer);
+    const now = Date.now() + skew;
+    let next = Infinity;
+    board.querySelectorAll(".bcard[data-due]").forEach(function (card) {
+      const due = Date.parse(card.dataset.due);
+      if (isNaN(due)) return;
+      if (due <= now) markOverdue(card); else next = Math.min(next, due);
+    });
+    if (next === Infinity) return;
+    // At most a minute: a suspended laptop's timer fires late, and long delays overflow.
+    dueTimer = setTimeout(watchDue, Math.min(next - now + 50, 60000));
+  }
+
+  // Cards come and go (live updates, More, moves): look again whenever they do.
+  new MutationObserver(function () {
+    clearTimeout(dueTimer);
+    dueTimer = setTimeout(watchDue, 0);
+  }).observe(board, { childList: true, subtree: true });
+  watchDue();
 })();

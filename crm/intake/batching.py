@@ -14,24 +14,26 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.bulk import driver, insert_rows, update_rows
 from crm.changes import Change
 from crm.config import CrmConfig
-from crm.db import Database, pairs_in
+from crm.db import Database, is_pg, pairs_in
 from crm.dto import IntakeResult
 from crm.ids import IdAllocator
 from crm.intake.apply import apply_item
 from crm.intake.outcomes import duplicate_result, repeated, stored_outcome
 from crm.intake.outcomes import result as intake_result
 from crm.intake.rounds import Item, decide_items, prepare_round, split
-from crm.models import InboundEventLog, Rep, utcnow
+from crm.models import InboundEventLog, utcnow
 from crm.outage import is_outage
 from crm.repository import SqlCandidateRepository
+from crm.services.reps import roles_of_active
 from crm.services.runtime import current_match_settings
 from crm.tracking import record
 from matching.event import InboundEvent
@@ -41,6 +43,7 @@ from matching.model import MatchSettings
 log = logging.getLogger(__name__)
 
 SETTINGS_TTL = 2.0
+LOG = cast(Table, InboundEventLog.__table__)
 
 
 class SeenCache(Protocol):
@@ -150,13 +153,14 @@ class Intake:
             fresh = await self._log_rows(s, items, now, results)
             await self.db.lock_identities(s, [k for item in fresh for k in item.lock_keys()])
             alloc = IdAllocator(s, sqlite=self.db.is_sqlite)
-            active = set(await s.scalars(select(Rep.id).where(Rep.active.is_(True))))
+            roles = await roles_of_active(s)
+            active = set(roles)
             updates: list[dict[str, Any]] = []
             pending = fresh
             while pending:
                 repo = await self._decide_items(s, pending, now, active)
                 taken, pending = split(pending)
-                rnd = await prepare_round(s, self.db, taken, repo, alloc, active)
+                rnd = await prepare_round(s, self.db, taken, repo, alloc, active, roles)
                 for item in taken:
                     results[item.index] = await apply_item(
                         s, self.db, self.config, item, rnd, now, updates
@@ -166,7 +170,10 @@ class Intake:
                 # Per round: a later round's event may be in the thread of one of these (a
                 # call's final stage after its ringing one) and finds it through the log row.
                 if updates:
-                    await s.execute(update(InboundEventLog), updates)
+                    if self.db.is_sqlite:
+                        await s.execute(update(InboundEventLog), updates)
+                    else:
+                        await update_rows(await driver(s), LOG, updates)
                     updates.clear()
             # Leads and activities went in as multi-row INSERTs, unseen by the ORM's tracking.
             done = [(it, results[it.index]) for it in fresh]
@@ -195,12 +202,19 @@ class Intake:
             }
             for item in sorted(items, key=lambda it: it.key)
         ]
-        stmt = (
-            self.db.insert(InboundEventLog)
-            .on_conflict_do_nothing(index_elements=["channel", "external_id"])
-            .returning(InboundEventLog.id, InboundEventLog.channel, InboundEventLog.external_id)
-        )
-        claimed = {(c, x): i for i, c, x in await s.execute(stmt, rows)}
+        unique = ("channel", "external_id")
+        if self.db.is_sqlite:
+            stmt = (
+                self.db.insert(InboundEventLog)
+                .on_conflict_do_nothing(index_elements=list(unique))
+                .returning(InboundEventLog.id, InboundEventLog.channel, InboundEventLog.external_id)
+            )
+            written = list(await s.execute(stmt, rows))
+        else:
+            written = await insert_rows(
+                await driver(s), LOG, rows, skip_conflicts_on=unique, returning=("id", *unique)
+            )
+        claimed = {(c, x): i for i, c, x in written}
         fresh = []
         for item in items:
             if item.key in claimed:
@@ -296,7 +310,7 @@ async def _log_rows_of(
     """The event log rows of these (channel, external id) keys, by key."""
     rows = await s.scalars(
         select(InboundEventLog).where(
-            pairs_in(InboundEventLog.channel, InboundEventLog.external_id, keys)
+            pairs_in(InboundEventLog.channel, InboundEventLog.external_id, keys, pg=is_pg(s))
         )
     )
     wanted = set(keys)

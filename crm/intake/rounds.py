@@ -9,7 +9,7 @@ result is the same as one event after the other, in arrival order.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -187,6 +187,7 @@ async def prepare_round(
     repo: SqlCandidateRepository,
     alloc: IdAllocator,
     active: set[int],
+    roles: Mapping[int, str],
 ) -> Round:
     """Fetch what the round's writes read (call activities, open call-back tasks) and
     reserve the ids of the records it creates."""
@@ -200,7 +201,9 @@ async def prepare_round(
     calls: dict[tuple[str, str], Activity] = {}
     if call_keys:
         found = await s.scalars(
-            select(Activity).where(pairs_in(Activity.channel, Activity.external_id, call_keys))
+            select(Activity).where(
+                pairs_in(Activity.channel, Activity.external_id, call_keys, pg=not db.is_sqlite)
+            )
         )
         wanted = set(call_keys)
         calls = {key: a for a in found if (key := (a.channel or "", a.external_id or "")) in wanted}
@@ -222,24 +225,29 @@ async def prepare_round(
             queue = queue_of(item.event)
             wants[queue] = wants.get(queue, 0) + 1
     await alloc.reserve(need)
-    picks = {q: deque(await _round_robin(s, db, q, n, active)) for q, n in wants.items()}
+    picks = {q: deque(await _round_robin(s, db, q, n, roles)) for q, n in wants.items()}
     return Round(repo, alloc, active, calls, callbacks, picks)
 
 
 async def _round_robin(
-    s: AsyncSession, db: Database, queue: tuple[str, tuple[int, ...]], n: int, active: set[int]
+    s: AsyncSession,
+    db: Database,
+    queue: tuple[str, tuple[int, ...]],
+    n: int,
+    roles: Mapping[int, str],
 ) -> list[int]:
-    """The responsibles of `n` new records from one distribution queue."""
+    """The responsibles of `n` new records from one distribution queue (`roles`: the active
+    reps' roles, read by the batch)."""
     name, members = queue
-    if not active.intersection(members or active):
+    if not set(roles).intersection(members or roles):
         return []  # nobody to hand them to
     if db.is_sqlite:  # one writer at a time anyway
-        return await next_in_queue(s, name, members, n)
+        return await next_in_queue(s, name, members, n, roles)
     # Its own short transaction, so concurrent new leads do not wait on each other's
     # commit; a pick whose lead then rolls back only skips a turn. The pick is one UPSERT,
     # so two at a time neither collide on the first row nor take the same turn.
     async with db.transaction() as rr:
-        return await next_in_queue(rr, name, members, n)
+        return await next_in_queue(rr, name, members, n, roles)
 
 
 def queue_of(event: InboundEvent) -> tuple[str, tuple[int, ...]]:

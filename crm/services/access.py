@@ -1,8 +1,9 @@
 """Loading a record or refusing: not found (404 in the API, a polite bot reply) or
-another rep's (forbidden)."""
+another rep's (forbidden); an active rep to give something to; what is kept of a secret."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,7 +12,8 @@ from crm.changes import acting_rep
 from crm.dto import (
     Actor,
 )
-from crm.errors import Forbidden, NotFound
+from crm.errors import Conflict, Forbidden, NotFound
+from crm.models import Rep
 
 
 async def get_or_404(session: AsyncSession, model: Any, ident: int, what: str) -> Any:
@@ -19,6 +21,20 @@ async def get_or_404(session: AsyncSession, model: Any, ident: int, what: str) -
     if row is None:
         raise NotFound(f"{what} #{ident} does not exist")
     return row
+
+
+async def active_rep(session: AsyncSession, rep_id: int) -> Rep:
+    """The rep a record or token is given to: one who exists and still works here."""
+    rep: Rep = await get_or_404(session, Rep, rep_id, "rep")
+    if not rep.active:
+        raise Conflict(f"{rep.name} is not active")
+    return rep
+
+
+def secret_hash(secret: str) -> str:
+    """What the database keeps of an invite code, API token, sign-in link or session: a
+    stolen copy of the table signs nobody in."""
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def act_as(actor: Actor) -> None:

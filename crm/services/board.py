@@ -102,6 +102,9 @@ class Card:
     amount: Decimal | None = None  # deals
     currency: str | None = None
     overdue_callback: bool = False  # an open call-back or task past its due time
+    # The earliest due time of its open call-backs and tasks: a page flips the overdue badge
+    # itself when it passes, with no change to tell it (falling due writes nothing).
+    due_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +208,23 @@ class Board:
             row = await get_or_404(s, model, ident, kind)
             check_access(actor, row.responsible_id, f"{kind} #{ident}")
             return (await self._cards(s, kind, [row]))[0]
+
+    async def cards_of_activity(self, activity_id: int) -> list[tuple[str, int]]:
+        """The (kind, id) of the leads and deals a call-back or task is on: the cards whose
+        overdue badge and due time it changes when set, done or snoozed. None for an activity
+        without a due time (a call, a mail, a comment: intake's change of the record itself
+        already updates its card)."""
+        async with self.db.read() as s:
+            rows = await s.execute(
+                select(ActivityBinding.owner_type, ActivityBinding.owner_id)
+                .join(Activity, Activity.id == ActivityBinding.activity_id)
+                .where(
+                    ActivityBinding.activity_id == activity_id,
+                    ActivityBinding.owner_type.in_(KINDS),
+                    Activity.due_at.is_not(None),
+                )
+            )
+            return [(str(kind), int(ident)) for kind, ident in rows]
 
     async def move(self, kind: str, ident: int, to_column: str, actor: Actor, **extra: Any) -> Card:
         """Drop a card on a column, through the lead / deal services (their rules and rights).
@@ -451,19 +471,22 @@ class Board:
         client_comms = await comms_of(s, "contact", contact_ids)
         company_comms = await comms_of(s, "company", company_ids)
         names = await rep_names(s, (r.responsible_id for r in rows))
-        overdue = set(
-            await s.scalars(
-                select(ActivityBinding.owner_id)
+        now = utcnow()
+        due: dict[int, datetime] = {
+            owner_id: at
+            for owner_id, at in await s.execute(
+                select(ActivityBinding.owner_id, func.min(Activity.due_at))
                 .join(Activity, Activity.id == ActivityBinding.activity_id)
                 .where(
                     ActivityBinding.owner_type == kind,
                     ActivityBinding.owner_id.in_(ids),
                     Activity.done.is_(False),
                     Activity.due_at.is_not(None),
-                    Activity.due_at < utcnow(),
                 )
+                .group_by(ActivityBinding.owner_id)
             )
-        )
+            if at is not None
+        }
         codes: dict[int, str] = {}
         if kind == "deal":
             codes = await _labels(s, Stage.id, Stage.code, {r.stage_id for r in rows})
@@ -500,7 +523,8 @@ class Board:
                     created_at=r.created_at,
                     amount=r.amount if kind == "deal" else None,
                     currency=r.currency if kind == "deal" else None,
-                    overdue_callback=r.id in overdue,
+                    overdue_callback=r.id in due and due[r.id] < now,
+                    due_at=due.get(r.id),
                 )
             )
         return out

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.db import is_pg, one_of
 from crm.models import Activity, ActivityBinding
 from crm.services.rows import RowSink, add_timeline, bind_activity
 from matching.event import Direction, InboundEvent
@@ -41,7 +42,7 @@ async def open_callbacks(s: AsyncSession, phones: Sequence[str]) -> dict[str, li
         .where(
             Activity.kind == "task",
             Activity.done.is_(False),
-            Activity.counterparty.in_(phones),
+            one_of(Activity.counterparty, phones, pg=is_pg(s)),
         )
         .order_by(Activity.id)
     )

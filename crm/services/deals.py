@@ -11,8 +11,8 @@ from crm.config import CrmConfig
 from crm.db import Database
 from crm.dto import SYSTEM, Actor, DealView
 from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
-from crm.models import Company, Contact, Deal, Pipeline, Rep, Stage, utcnow
-from crm.services.access import act_as, check_access, get_or_404
+from crm.models import Company, Contact, Deal, Pipeline, Stage, utcnow
+from crm.services.access import act_as, active_rep, check_access, get_or_404
 from crm.services.builders import deal_row
 from crm.services.flags import recompute_client_flags
 from crm.services.listing import ListFilter, apply_common, page_of, visible_to
@@ -145,9 +145,7 @@ class Deals:
         if not actor.sees_everything:
             raise Forbidden("only a supervisor can reassign a deal")
         async with self.db.transaction() as s:
-            rep: Rep = await get_or_404(s, Rep, rep_id, "rep")
-            if not rep.active:
-                raise Conflict(f"{rep.name} is not active")
+            await active_rep(s, rep_id)
             deal = await self._deal(s, deal_id, actor)
             before = {"responsible_id": deal.responsible_id}
             deal.responsible_id = rep_id

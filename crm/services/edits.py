@@ -14,6 +14,7 @@ from crm.dto import SYSTEM, Actor, DealView, LeadView
 from crm.errors import InvalidInput
 from crm.models import Deal, Lead, utcnow
 from crm.services.access import check_access, get_or_404
+from crm.services.duplicates import refuse_duplicates
 from crm.services.handmade import Comms, identities
 from crm.services.rows import add_comms, add_timeline
 from crm.services.views import deal_views, lead_views
@@ -59,12 +60,21 @@ class Edits:
         self.db = db
         self.config = config
 
-    async def update_lead(self, lead_id: int, patch: LeadPatch, actor: Actor = SYSTEM) -> LeadView:
+    async def update_lead(
+        self,
+        lead_id: int,
+        patch: LeadPatch,
+        actor: Actor = SYSTEM,
+        *,
+        check_duplicates: bool = False,
+    ) -> LeadView:
+        """With `check_duplicates`, a phone, email or handle another record holds refuses the
+        edit (`DuplicateWarning`, as a hand-made record's save)."""
         if patch.title is not None and not patch.title.strip():
             raise InvalidInput("a lead needs a title")
         ids = identities(patch.comms, self.config.default_region)
         values = {k: getattr(patch, k) for k in ("name", "company_title", "comments", "source")}
-        views = await self._edit(Lead, lead_id, patch.title, values, actor, ids)
+        views = await self._edit(Lead, lead_id, patch.title, values, actor, ids, check_duplicates)
         return cast(LeadView, views)
 
     async def update_deal(self, deal_id: int, patch: DealPatch, actor: Actor = SYSTEM) -> DealView:
@@ -83,11 +93,14 @@ class Edits:
         values: dict[str, Any],
         actor: Actor,
         ids: EventIdentities | None,
+        check_duplicates: bool = False,
     ) -> LeadView | DealView:
         what = model.__tablename__.removesuffix("s")
         async with self.db.transaction() as s:
             row = await get_or_404(s, model, ident, what)
             check_access(actor, row.responsible_id, f"{what} #{ident}")
+            if ids is not None and check_duplicates:
+                await refuse_duplicates(self.db, s, ids, (what, ident))
             values["title"] = title.strip() if title else None
             before, after = await _patch(row, values)
             if ids is not None:

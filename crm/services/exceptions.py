@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.db import Database, pairs_in
+from crm.db import Database, is_pg, pairs_in
 from crm.dto import SYSTEM, Actor, ExceptionView
 from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
 from crm.models import Communication, ExceptionEntry, Lead, utcnow
@@ -147,7 +147,10 @@ async def exception_hits(s: AsyncSession, identities: Sequence[Identity]) -> lis
     rows = await s.execute(
         select(ExceptionEntry.kind, ExceptionEntry.value).where(
             pairs_in(
-                ExceptionEntry.kind, ExceptionEntry.value, [(i.kind.value, i.value) for i in wanted]
+                ExceptionEntry.kind,
+                ExceptionEntry.value,
+                [(i.kind.value, i.value) for i in wanted],
+                pg=is_pg(s),
             )
         )
     )

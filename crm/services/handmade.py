@@ -12,19 +12,25 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.config import CrmConfig
-from crm.db import Database, pairs_in
+from crm.db import Database
 from crm.dto import SYSTEM, Actor, CompanyView, ContactView, DealView, LeadView
-from crm.errors import Conflict, Forbidden, InvalidInput
+from crm.errors import Forbidden, InvalidInput
 from crm.identity import identities_from_values
-from crm.models import Communication, Company, Contact, Deal, ExceptionEntry, Lead, Rep, utcnow
-from crm.services.access import act_as, check_access, get_or_404
+from crm.models import Company, Contact, Deal, Lead, utcnow
+from crm.services.access import act_as, active_rep, check_access, get_or_404
 from crm.services.builders import company_row, contact_row, deal_row, lead_row
+from crm.services.duplicates import (
+    ATTACHABLE,
+    DuplicateHit,
+    DuplicateWarning,
+    Target,
+    hits_of,
+    refuse_duplicates,
+)
 from crm.services.flags import recompute_client_flags
 from crm.services.pipelines import pipeline_by_code, stage_by_code
 from crm.services.records import display_name
@@ -33,31 +39,7 @@ from crm.services.views import company_views, contact_views, deal_views, lead_vi
 from matching.model import CommKind, EventIdentities, Identity, PhoneNumber
 from matching.normalize import normalize_phone
 
-Target = tuple[str, int]  # ("lead", 12): a record to put the new data onto
-ATTACHABLE = ("lead", "contact", "company")  # what a phone or email can belong to
-
-
-@dataclass(frozen=True, slots=True)
-class DuplicateHit:
-    """One phone / email / handle of the new record that is known already: held by a record
-    (owner_type, owner_id) or on the exception list (owner_type None)."""
-
-    kind: str  # phone | email | telegram | whatsapp
-    value: str  # the match key (E.164, ASCII email)
-    owner_type: str | None
-    owner_id: int | None
-    owner_title: str | None
-    message: str  # what a user reads: "phone +49301234567 belongs to lead #12 (Anna)"
-
-
-class DuplicateWarning(Conflict):
-    """The record would duplicate known ones; save with force=True or attach_to=one hit."""
-
-    code = "duplicate"
-
-    def __init__(self, hits: list[DuplicateHit]) -> None:
-        super().__init__("; ".join(h.message for h in hits))
-        self.hits = hits
+__all__ = ["ATTACHABLE", "DuplicateHit", "DuplicateWarning", "Target"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,56 +132,6 @@ def identities(comms: Comms, region: str) -> EventIdentities:
     )
 
 
-_TITLE: dict[str, Any] = {
-    "lead": Lead.title,
-    "contact": Contact.name,
-    "company": Company.title,
-}
-
-
-async def _hits(s: AsyncSession, ids: EventIdentities, skip: Target | None) -> list[DuplicateHit]:
-    wanted = {(i.kind.value, i.value) for i in ids.matchable()}
-    if not wanted:
-        return []
-    hits: list[DuplicateHit] = []
-    excluded = await s.execute(
-        select(ExceptionEntry.kind, ExceptionEntry.value).where(
-            pairs_in(ExceptionEntry.kind, ExceptionEntry.value, wanted)
-        )
-    )
-    for listed_kind, listed in sorted(set(excluded) & wanted):
-        message = f"{listed_kind} {listed} is on the exception list: it never reaches the CRM"
-        hits.append(DuplicateHit(listed_kind, listed, None, None, None, message))
-    rows = await s.execute(
-        select(
-            Communication.kind,
-            Communication.value,
-            Communication.owner_type,
-            Communication.owner_id,
-        ).where(
-            pairs_in(Communication.kind, Communication.value, wanted),
-            Communication.owner_type.in_(ATTACHABLE),
-        )
-    )
-    found = sorted({r for r in rows if (r[0], r[1]) in wanted and (r[2], r[3]) != skip})
-    titles: dict[Target, str] = {}
-    for table in ATTACHABLE:
-        ids_of = [oid for _, _, t, oid in found if t == table]
-        if ids_of:
-            model = OWNER_MODELS[table]
-            for oid, title in await s.execute(
-                select(model.id, _TITLE[table]).where(model.id.in_(ids_of))
-            ):
-                titles[(table, oid)] = title
-    for kind, value, owner_type, owner_id in found:
-        held_by = titles.get((owner_type, owner_id))
-        message = f"{kind} {value} belongs to {owner_type} #{owner_id}" + (
-            f" ({held_by})" if held_by else ""
-        )
-        hits.append(DuplicateHit(kind, value or "", owner_type, owner_id, held_by, message))
-    return hits
-
-
 class Handmade:
     def __init__(self, db: Database, config: CrmConfig) -> None:
         self.db = db
@@ -210,7 +142,7 @@ class Handmade:
         record being edited)."""
         ids = identities(comms, self.config.default_region)
         async with self.db.read() as s:
-            return await _hits(s, ids, ignore)
+            return await hits_of(s, ids, ignore)
 
     async def create_contact(
         self,
@@ -373,11 +305,10 @@ class Handmade:
 
     async def _guard(self, s: AsyncSession, ids: EventIdentities, force: bool) -> None:
         # Serialize with intake and other saves of the same identities, then look.
-        await self.db.lock_identities(s, [i.key for i in ids.matchable()])
-        if not force:
-            hits = await _hits(s, ids, None)
-            if hits:
-                raise DuplicateWarning(hits)
+        if force:
+            await self.db.lock_identities(s, [i.key for i in ids.matchable()])
+        else:
+            await refuse_duplicates(self.db, s, ids)
 
     async def _owner(self, s: AsyncSession, actor: Actor, owner_id: int | None) -> int | None:
         """A rep's records are their own; supervisors and admins may give them to anyone."""
@@ -387,9 +318,7 @@ class Handmade:
             return actor.rep_id
         if owner_id is None:
             return actor.rep_id
-        rep: Rep = await get_or_404(s, Rep, owner_id, "rep")
-        if not rep.active:
-            raise Conflict(f"{rep.name} is not active")
+        await active_rep(s, owner_id)
         return owner_id
 
     async def _own_contact(self, s: AsyncSession, contact_id: int, actor: Actor) -> Contact:

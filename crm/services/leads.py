@@ -20,10 +20,9 @@ from crm.models import (
     Contact,
     Deal,
     Lead,
-    Rep,
     utcnow,
 )
-from crm.services.access import act_as, check_access, get_or_404
+from crm.services.access import act_as, active_rep, check_access, get_or_404
 from crm.services.builders import company_row, contact_row, deal_row, lead_row
 from crm.services.flags import recompute_client_flags
 from crm.services.listing import ListFilter, apply_common, page_of, visible_to
@@ -181,9 +180,7 @@ class Leads:
         if not actor.sees_everything:
             raise Forbidden("only a supervisor can reassign a lead")
         async with self.db.transaction() as s:
-            rep: Rep = await get_or_404(s, Rep, rep_id, "rep")
-            if not rep.active:
-                raise Conflict(f"{rep.name} is not active")
+            await active_rep(s, rep_id)
             lead = await self._lead_for_update(s, lead_id, actor, must_be_open=False)
             before = {"responsible_id": lead.responsible_id}
             lead.responsible_id = rep_id

@@ -34,6 +34,8 @@ class CardRef:
     headline: str | None = None  # the card's first line ("🔁 Repeat lead"), kept on redraws
 
 
+CHANGED = "changed"  # the kind; payload: lead_id or deal_id, by_rep_id, what (as told)
+
 # A card's first line lives in the state table (the card log has no column for it).
 _HEADLINE = "card.headline:"
 # A card not redrawn for this long is rarely touched again; its first line may go.
@@ -196,7 +198,7 @@ class Outbox:
             s.add(
                 OutboxMessage(
                     rep_id=holder,
-                    kind="changed",
+                    kind=CHANGED,
                     payload=payload,
                     created_at=now,
                     next_attempt_at=now,

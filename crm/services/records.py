@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.changes import Change
 from crm.db import Database
 from crm.dto import SYSTEM, Actor, CompanyView, ContactView
-from crm.errors import InvalidInput, NotFound
+from crm.errors import Forbidden, InvalidInput, NotFound
 from crm.identity import identities_from_values
 from crm.models import Communication, Company, Contact, utcnow
-from crm.services.access import act_as, check_access, get_or_404
+from crm.services.access import act_as, active_rep, check_access, get_or_404
 from crm.services.builders import company_row, contact_row
+from crm.services.duplicates import refuse_duplicates
 from crm.services.listing import page_of, visible_to
 from crm.services.rows import OWNER_MODELS, add_comms, add_timeline
 from crm.services.views import company_views, contact_views
@@ -69,12 +72,22 @@ class Records:
             return (await contact_views(s, [contact]))[0]
 
     async def update_contact(
-        self, contact_id: int, data: ContactInput, actor: Actor = SYSTEM
+        self,
+        contact_id: int,
+        data: ContactInput,
+        actor: Actor = SYSTEM,
+        *,
+        check_duplicates: bool = False,
     ) -> ContactView:
-        """Fill in the given fields; phones and emails are added, never replaced."""
+        """Fill in the given fields; phones and emails are added, never replaced. With
+        `check_duplicates`, a phone or email another record holds refuses the edit
+        (`DuplicateWarning`, as a hand-made record's save)."""
+        ids = identities_from_values(data.phones, data.emails, self.region)
         async with self.db.transaction() as s:
             contact: Contact = await get_or_404(s, Contact, contact_id, "contact")
             check_access(actor, contact.responsible_id, "this contact")
+            if check_duplicates:
+                await refuse_duplicates(self.db, s, ids, ("contact", contact_id))
             if data.company_id is not None:  # before any change: a lookup flushes them
                 company = await get_or_404(s, Company, data.company_id, "company")
                 check_access(actor, company.responsible_id, f"company #{company.id}")
@@ -85,7 +98,6 @@ class Records:
                     setattr(contact, attr, value)
             contact.name = display_name(data.first_name, data.last_name, data.name) or contact.name
             contact.modified_at = utcnow()
-            ids = identities_from_values(data.phones, data.emails, self.region)
             added = await add_comms(s, "contact", contact.id, ids)
             after = {"name": contact.name, "company_id": contact.company_id, "added": added}
             add_timeline(s, "contact", contact.id, "updated", actor, before=before, after=after)
@@ -124,19 +136,22 @@ class Records:
         emails: tuple[str, ...] = (),
         responsible_id: int | None = None,
         actor: Actor = SYSTEM,
+        check_duplicates: bool = False,
     ) -> CompanyView:
+        """As `update_contact`: phones and emails are added, duplicates refused if asked."""
+        ids = identities_from_values(phones, emails, self.region)
         async with self.db.transaction() as s:
             company: Company = await get_or_404(s, Company, company_id, "company")
             check_access(actor, company.responsible_id, "this company")
+            if check_duplicates:
+                await refuse_duplicates(self.db, s, ids, ("company", company_id))
             before = {"title": company.title}
             if title:
                 company.title = title.strip()
             if responsible_id is not None:
                 company.responsible_id = responsible_id
             company.modified_at = utcnow()
-            added = await add_comms(
-                s, "company", company.id, identities_from_values(phones, emails, self.region)
-            )
+            added = await add_comms(s, "company", company.id, ids)
             add_timeline(
                 s,
                 "company",
@@ -147,6 +162,35 @@ class Records:
                 after={"title": company.title, "added": added},
             )
             return (await company_views(s, [company]))[0]
+
+    async def assign_contact(
+        self, contact_id: int, rep_id: int, actor: Actor = SYSTEM
+    ) -> ContactView:
+        """Give a contact to a rep: supervisors, admins and the system, as for leads."""
+        async with self.db.transaction() as s:
+            contact: Contact = await self._assign(s, Contact, contact_id, rep_id, actor)
+            return (await contact_views(s, [contact]))[0]
+
+    async def assign_company(
+        self, company_id: int, rep_id: int, actor: Actor = SYSTEM
+    ) -> CompanyView:
+        async with self.db.transaction() as s:
+            company: Company = await self._assign(s, Company, company_id, rep_id, actor)
+            return (await company_views(s, [company]))[0]
+
+    @staticmethod
+    async def _assign(s: AsyncSession, model: Any, ident: int, rep_id: int, actor: Actor) -> Any:
+        what = "contact" if model is Contact else "company"
+        if not actor.sees_everything:
+            raise Forbidden(f"only a supervisor can reassign a {what}")
+        await active_rep(s, rep_id)
+        act_as(actor)
+        row = await get_or_404(s, model, ident, what)
+        before = {"responsible_id": row.responsible_id}
+        row.responsible_id, row.modified_at = rep_id, utcnow()
+        add_timeline(s, what, ident, "assigned", actor, before, {"responsible_id": rep_id})
+        await s.flush()
+        return row
 
     async def get_contact(self, contact_id: int, actor: Actor = SYSTEM) -> ContactView:
         async with self.db.read() as s:

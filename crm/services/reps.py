@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -14,19 +13,16 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.bulk import driver
 from crm.db import Database
 from crm.dto import SYSTEM, Actor, RepView
 from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
 from crm.models import KeyValue, Rep, WebSession, utcnow
-from crm.services.access import get_or_404
+from crm.services.access import get_or_404, secret_hash
 from crm.services.views import rep_view
 
 ROLES = ("rep", "supervisor", "admin")
 INVITE_TTL = timedelta(days=7)
-
-
-def _hash(code: str) -> str:
-    return hashlib.sha256(code.encode()).hexdigest()
 
 
 def require_admin(actor: Actor, what: str = "administer the team") -> None:
@@ -148,13 +144,15 @@ class Reps:
             rep: Rep = await get_or_404(s, Rep, rep_id, "rep")
             if not rep.active:
                 raise Conflict(f"{rep.name} is deactivated: an invite would not work")
-            rep.invite_code_hash = _hash(code)
+            rep.invite_code_hash = secret_hash(code)
             rep.invite_expires_at = utcnow() + INVITE_TTL
         return code
 
     async def redeem_invite(self, code: str, telegram_user_id: int) -> RepView:
         async with self.db.transaction() as s:
-            rep = await s.scalar(select(Rep).where(Rep.invite_code_hash == _hash(code.strip())))
+            rep = await s.scalar(
+                select(Rep).where(Rep.invite_code_hash == secret_hash(code.strip()))
+            )
             if rep is None or not rep.active:
                 raise NotFound("this invite link is not valid")
             if rep.invite_expires_at and rep.invite_expires_at < utcnow():
@@ -169,8 +167,30 @@ class Reps:
         return self._changed(joined)
 
 
+# `next_in_queue`'s UPSERT with the active ids as one array ($2): the first pick is the first
+# id above the stored position (wrapping), the stored position becomes the count-th ($3) pick.
+_PG_PICK = (
+    "INSERT INTO state (key, value, updated_at)"
+    " VALUES ($1, json_build_object('last', ($2::int[])[1 + ($3 - 1) % cardinality($2::int[])]),"
+    " $4) ON CONFLICT (key) DO UPDATE SET value = json_build_object('last', ($2::int[])[1 + ("
+    "(SELECT count(*)::int FROM unnest($2::int[]) AS r"
+    " WHERE r <= coalesce((state.value ->> 'last')::int, 0)) + $3 - 1) % cardinality($2::int[])]),"
+    " updated_at = $4 RETURNING (value ->> 'last')::int"
+)
+
+
+async def roles_of_active(s: AsyncSession) -> dict[int, str]:
+    """Every active rep's role, by id."""
+    rows = await s.execute(select(Rep.id, Rep.role).where(Rep.active.is_(True)))
+    return {rep_id: role for rep_id, role in rows}
+
+
 async def next_in_queue(
-    s: AsyncSession, queue_name: str, members: Sequence[int] = (), count: int = 1
+    s: AsyncSession,
+    queue_name: str,
+    members: Sequence[int] = (),
+    count: int = 1,
+    active_roles: Mapping[int, str] | None = None,
 ) -> list[int]:
     """The next `count` picks of a strict round robin over the active members (all active
     reps when none are named); empty when nobody is active.
@@ -178,17 +198,26 @@ async def next_in_queue(
     The position (the last rep picked) is stored in the database, so a restart does not reset
     it, and it moves in one statement (an UPSERT … RETURNING of its row): concurrent workers
     in their own transactions each get the next picks, never the same ones, on PostgreSQL
-    as on SQLite.
+    as on SQLite. `active_roles`: every active rep's role by id, when the caller read them
+    already (else they are read here).
     """
-    query = select(Rep.id).where(Rep.active.is_(True))
-    query = query.where(Rep.id.in_(members)) if members else query.where(Rep.role == "rep")
-    active = sorted(await s.scalars(query))
-    if not active and not members:
-        active = sorted(await s.scalars(select(Rep.id).where(Rep.active.is_(True))))
+    if active_roles is None:
+        active_roles = await roles_of_active(s)
+    if members:
+        active = sorted(set(members).intersection(active_roles))
+    else:  # the reps; supervisors and admins only when there is no rep
+        active = sorted(r for r, role in active_roles.items() if role == "rep")
+        active = active or sorted(active_roles)
     if not active or count < 1:
         return []
     size = len(active)
     key = f"rr:{queue_name}"
+    if s.get_bind().dialect.name == "postgresql":
+        # The same statement whatever the members: prepared once per connection.
+        conn = await driver(s)
+        stored = await conn.fetchval(_PG_PICK, key, active, count, utcnow())
+        end = active.index(int(stored))
+        return [active[(end - count + 1 + i) % size] for i in range(count)]
     last = func.coalesce(KeyValue.value["last"].as_integer(), 0)
     # The first pick is the first active id above `last` (wrapping): its index is how many
     # active ids are <= last; the stored position becomes the count-th pick from there.

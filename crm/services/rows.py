@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.bulk import driver, insert_rows
 from crm.dto import (
     Actor,
 )
@@ -46,12 +47,16 @@ class RowSink:
         """Parents before children (the tables' foreign-key order); one statement per table
         and set of columns given."""
         order = {t: n for n, t in enumerate(Base.metadata.sorted_tables)}
+        conn = await driver(session) if session.get_bind().dialect.name == "postgresql" else None
         for model in sorted(self._rows, key=lambda m: order[m.__table__]):
             shapes: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
             for row in self._rows[model]:
                 shapes[tuple(row)].append(row)
             for rows in shapes.values():
-                await session.execute(insert(model.__table__), rows)
+                if conn is not None:
+                    await insert_rows(conn, model.__table__, rows)
+                else:
+                    await session.execute(insert(model.__table__), rows)
         self._rows.clear()
 
 

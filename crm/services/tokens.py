@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -11,16 +10,12 @@ from sqlalchemy import select
 
 from crm.db import Database
 from crm.dto import SYSTEM, Actor
-from crm.errors import Conflict, InvalidInput, NotFound
+from crm.errors import InvalidInput, NotFound
 from crm.models import ApiToken, Rep, utcnow
-from crm.services.access import get_or_404
+from crm.services.access import active_rep, secret_hash
 from crm.services.reps import require_admin
 
 SCOPES = ("read", "write")
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +66,10 @@ class Tokens:
         token = "lb_" + secrets.token_urlsafe(32)
         async with self.db.transaction() as s:
             if rep_id is not None:
-                rep: Rep = await get_or_404(s, Rep, rep_id, "rep")
-                if not rep.active:
-                    raise Conflict(f"{rep.name} is not active")
+                await active_rep(s, rep_id)
             row = ApiToken(
                 name=name.strip(),
-                token_hash=_hash(token),
+                token_hash=secret_hash(token),
                 created_at=utcnow(),
                 scopes=",".join(checked),
                 rep_id=rep_id,
@@ -109,7 +102,7 @@ class Tokens:
         """The caller behind a token; None for an unknown or revoked one, or one whose rep
         was deactivated (a token must not outlive its rep's access)."""
         async with self.db.read() as s:
-            row = await s.scalar(select(ApiToken).where(ApiToken.token_hash == _hash(token)))
+            row = await s.scalar(select(ApiToken).where(ApiToken.token_hash == secret_hash(token)))
             if row is None or row.revoked_at is not None:
                 return None
             actor = SYSTEM

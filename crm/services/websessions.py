@@ -7,7 +7,6 @@ it is kept as is and handed to the pages.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,15 +18,11 @@ from crm.db import Database
 from crm.dto import Actor, RepView
 from crm.errors import Forbidden
 from crm.models import Rep, WebLink, WebSession, utcnow
-from crm.services.access import get_or_404
+from crm.services.access import get_or_404, secret_hash
 from crm.services.views import rep_view
 
 LINK_TTL = timedelta(minutes=10)
 DEFAULT_SESSION_TTL = timedelta(hours=12)
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +66,7 @@ class WebSessions:
             now = self.clock()
             # Expired links are of no use to anyone: drop them as new ones are made.
             await s.execute(delete(WebLink).where(WebLink.expires_at < now))
-            s.add(WebLink(token_hash=_hash(token), rep_id=rep.id, expires_at=now + LINK_TTL))
+            s.add(WebLink(token_hash=secret_hash(token), rep_id=rep.id, expires_at=now + LINK_TTL))
         return token
 
     async def redeem(self, token: str) -> SignedIn:
@@ -80,7 +75,7 @@ class WebSessions:
         now = self.clock()
         async with self.db.transaction() as s:
             link = await s.scalar(
-                select(WebLink).where(WebLink.token_hash == _hash(token)).with_for_update()
+                select(WebLink).where(WebLink.token_hash == secret_hash(token)).with_for_update()
             )
             if link is None or link.used_at is not None:
                 raise Forbidden("this sign-in link was already used or does not exist")
@@ -95,7 +90,7 @@ class WebSessions:
             csrf = secrets.token_urlsafe(32)
             s.add(
                 WebSession(
-                    token_hash=_hash(session_token),
+                    token_hash=secret_hash(session_token),
                     rep_id=rep.id,
                     csrf_token=csrf,
                     created_at=now,
@@ -113,7 +108,7 @@ class WebSessions:
             row = await s.execute(
                 select(WebSession, Rep)
                 .join(Rep, Rep.id == WebSession.rep_id)
-                .where(WebSession.token_hash == _hash(session_token))
+                .where(WebSession.token_hash == secret_hash(session_token))
             )
             found = row.first()
             if found is None:
@@ -125,7 +120,9 @@ class WebSessions:
 
     async def end(self, session_token: str) -> None:
         async with self.db.transaction() as s:
-            await s.execute(delete(WebSession).where(WebSession.token_hash == _hash(session_token)))
+            await s.execute(
+                delete(WebSession).where(WebSession.token_hash == secret_hash(session_token))
+            )
 
     async def end_all(self, rep_id: int) -> None:
         """Sign a rep out everywhere (on deactivation)."""

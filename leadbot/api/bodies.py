@@ -42,10 +42,16 @@ class RecordRef(Body):
     id: Id
 
 
-class Duplicates(Body):
-    """How to treat a duplicate warning: without either, a hit answers 409 with the hits."""
+class Force(Body):
+    """Whether to save although a phone, email or handle is known: without it a hit answers
+    409 with the hits."""
 
     force: bool = Field(False, description="Save even though phones or emails are known.")
+
+
+class Duplicates(Force):
+    """How to treat a duplicate warning: without either, a hit answers 409 with the hits."""
+
     attach_to: RecordRef | None = Field(
         None, description="Put the new data onto this record (one of the hits) instead."
     )
@@ -83,7 +89,11 @@ class CreateCompany(CommsFields, Duplicates):
     owner_id: Id | None = None
 
 
-class UpdateCompany(CommsFields):
+class UpdateContact(ContactFields, Force):
+    pass
+
+
+class UpdateCompany(CommsFields, Force):
     title: Text | None = None
 
 
@@ -96,7 +106,7 @@ class CreateLead(CommsFields, Duplicates):
     comments: LongText | None = None
 
 
-class UpdateLead(CommsFields):
+class UpdateLead(CommsFields, Force):
     title: Text | None = None
     name: Text | None = None
     company_title: Text | None = None

@@ -23,9 +23,10 @@ ERROR_TEXT = {
     401: "Missing, malformed, unknown or revoked bearer token",
     403: "The token lacks the scope (`insufficient_scope`), or its rep may not do this",
     404: "No record with this id",
-    409: "The record's state refuses it; or, creating a record, phones or emails that are "
-    "known already: `hits` lists each holder (send `force` or `attach_to` to go on); or a "
-    "request with the same Idempotency-Key is still being answered",
+    409: "The record's state refuses it; or, creating a lead, contact or company or adding "
+    "phones or emails to one (PATCH), phones or emails that are known already: `hits` lists "
+    "each holder (send `force`, or on a create `attach_to`, to go on); or a request with the "
+    "same Idempotency-Key is still being answered",
     413: "The body is larger than the server takes",
     422: "The JSON body breaks its schema (`invalid_body`, `detail` says where), or the "
     "Idempotency-Key was used with another body (`idempotency_key_reused`)",
@@ -144,9 +145,10 @@ def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
             "description": (
                 "Leads, deals, contacts, companies, their activities, the inbound event log "
                 "and duplicate lookups; with a `write` token also hand-made records "
-                "(duplicate-checked), edits, comments, reminders, conversion, status and "
-                "stage changes. Authenticate with `Authorization: Bearer <token>`; create "
-                "tokens with `leadbot token create NAME --scope read,write [--rep ID]`. "
+                "and edits (duplicate-checked), comments, reminders, conversion, status and "
+                "stage changes, assignment. Authenticate with `Authorization: Bearer "
+                "<token>`; create tokens with "
+                "`leadbot token create NAME --scope read,write [--rep ID]`. "
                 'Errors are JSON `{"error": code, "detail": text}`. Unknown query '
                 "parameters are refused with 400."
             ),

@@ -27,7 +27,6 @@ from leadbot.api.bodies import (
     Body,
     Comment,
     CommsFields,
-    ContactFields,
     Convert,
     CreateCompany,
     CreateContact,
@@ -40,6 +39,7 @@ from leadbot.api.bodies import (
     NewContact,
     Reminder,
     UpdateCompany,
+    UpdateContact,
     UpdateDeal,
     UpdateLead,
     Win,
@@ -111,9 +111,13 @@ async def _create_deal(crm: Crm, args: Args) -> Any:
 
 
 async def _update_contact(crm: Crm, args: Args) -> Any:
-    b: ContactFields = args["body"]
+    b: UpdateContact = args["body"]
     data = _draft(ContactInput, b, phones=tuple(b.phones), emails=tuple(b.emails))
-    return to_json(await crm.records.update_contact(args["id"], data, args["actor"]))
+    return to_json(
+        await crm.records.update_contact(
+            args["id"], data, args["actor"], check_duplicates=not b.force
+        )
+    )
 
 
 async def _update_company(crm: Crm, args: Args) -> Any:
@@ -125,6 +129,7 @@ async def _update_company(crm: Crm, args: Args) -> Any:
             phones=tuple(b.phones),
             emails=tuple(b.emails),
             actor=args["actor"],
+            check_duplicates=not b.force,
         )
     )
 
@@ -132,7 +137,9 @@ async def _update_company(crm: Crm, args: Args) -> Any:
 async def _update_lead(crm: Crm, args: Args) -> Any:
     b: UpdateLead = args["body"]
     patch = _draft(LeadPatch, b, comms=_comms(b))
-    return to_json(await crm.edits.update_lead(args["id"], patch, args["actor"]))
+    return to_json(
+        await crm.edits.update_lead(args["id"], patch, args["actor"], check_duplicates=not b.force)
+    )
 
 
 async def _update_deal(crm: Crm, args: Args) -> Any:
@@ -202,14 +209,18 @@ async def _lose(crm: Crm, args: Args) -> Any:
     return to_json(await crm.deals.lose(args["id"], args["actor"], b.reason))
 
 
-async def _assign_lead(crm: Crm, args: Args) -> Any:
-    b: Assign = args["body"]
-    return to_json(await crm.leads.assign(args["id"], b.rep_id, args["actor"]))
+def _assign(one: str) -> Handler:
+    async def handler(crm: Crm, args: Args) -> Any:
+        b: Assign = args["body"]
+        assign = {
+            "lead": crm.leads.assign,
+            "deal": crm.deals.assign,
+            "contact": crm.records.assign_contact,
+            "company": crm.records.assign_company,
+        }[one]
+        return to_json(await assign(args["id"], b.rep_id, args["actor"]))
 
-
-async def _assign_deal(crm: Crm, args: Args) -> Any:
-    b: Assign = args["body"]
-    return to_json(await crm.deals.assign(args["id"], b.rep_id, args["actor"]))
+    return handler
 
 
 SAVED_SCHEMA: dict[str, Any] = {"$ref": "#/components/schemas/SavedRecord"}
@@ -250,7 +261,7 @@ def write_routes() -> list[Route]:
     ]
     updates: list[tuple[str, str, type[Body], Handler, type]] = [
         ("leads", "lead", UpdateLead, _update_lead, LeadView),
-        ("contacts", "contact", ContactFields, _update_contact, ContactView),
+        ("contacts", "contact", UpdateContact, _update_contact, ContactView),
         ("companies", "company", UpdateCompany, _update_company, CompanyView),
         ("deals", "deal", UpdateDeal, _update_deal, DealView),
     ]
@@ -270,7 +281,8 @@ def write_routes() -> list[Route]:
         _write(
             f"/{plural}/{{id}}",
             f"update_{one}",
-            f"Change a {one}'s fields (phones and emails are added, never replaced)",
+            f"Change a {one}'s fields (phones and emails are added, never replaced"
+            + (")" if one == "deal" else "; one another record holds is a 409 unless force)"),
             ref(view),
             handler,
             body,
@@ -324,14 +336,6 @@ def write_routes() -> list[Route]:
             LeadStatus,
         ),
         _write(
-            "/leads/{id}/assign",
-            "assign_lead",
-            "Give a lead to a rep (supervisors and the system)",
-            ref(LeadView),
-            _assign_lead,
-            Assign,
-        ),
-        _write(
             "/deals/{id}/stage",
             "move_deal",
             "Move a deal to a stage",
@@ -355,15 +359,23 @@ def write_routes() -> list[Route]:
             _lose,
             Lose,
         ),
-        _write(
-            "/deals/{id}/assign",
-            "assign_deal",
-            "Give a deal to a rep (supervisors and the system)",
-            ref(DealView),
-            _assign_deal,
-            Assign,
-        ),
     ]
+    for plural, one, view in (
+        ("leads", "lead", LeadView),
+        ("deals", "deal", DealView),
+        ("contacts", "contact", ContactView),
+        ("companies", "company", CompanyView),
+    ):
+        routes.append(
+            _write(
+                f"/{plural}/{{id}}/assign",
+                f"assign_{one}",
+                f"Give a {one} to a rep (supervisors and the system)",
+                ref(view),
+                _assign(one),
+                Assign,
+            )
+        )
     return routes
 
 
@@ -373,7 +385,7 @@ BODIES: list[type[Body]] = [
     CreateCompany,
     CreateDeal,
     UpdateLead,
-    ContactFields,
+    UpdateContact,
     UpdateCompany,
     UpdateDeal,
     Comment,

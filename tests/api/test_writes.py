@@ -71,6 +71,80 @@ async def test_duplicate_warning_force_and_attach(api: ApiClient) -> None:
     assert forced.status == 201 and forced.body["record_type"] == "contact"
 
 
+async def test_an_edit_adding_a_known_phone_or_email_is_a_duplicate_unless_forced(
+    api: ApiClient,
+) -> None:
+    token = await writer(api)
+    doc = (await api.get("/api/v1/openapi.json", token=None)).body
+
+    async def send(method: str, path: str, body: Any) -> Reply:
+        return await api.send(method, "/api/v1" + path, body, token=token)
+
+    held = await send("POST", "/contacts", {"name": "Anna", "phones": ["030 7654321"]})
+    anna = held.body["id"]
+    mail = await send("POST", "/companies", {"title": "Acme", "emails": ["info@acme.de"]})
+    acme = mail.body["id"]
+    lead = (await send("POST", "/leads", {"title": "Inquiry", "phones": ["030 5550001"]})).body
+    lid = lead["id"]
+    bert = (await send("POST", "/contacts", {"name": "Bert"})).body["id"]
+    shop = (await send("POST", "/companies", {"title": "Shop"})).body["id"]
+
+    for path, body, holder in (
+        (f"/leads/{lid}", {"phones": ["+49 30 7654321"]}, [("contact", anna)]),
+        (f"/contacts/{bert}", {"emails": ["INFO@acme.de"]}, [("company", acme)]),
+        # By now the lead holds Anna's number too (forced above): both are named.
+        (f"/companies/{shop}", {"phones": ["030/7654321"]}, [("contact", anna), ("lead", lid)]),
+    ):
+        dup = await send("PATCH", path, body)
+        assert dup.status == 409 and dup.body["error"] == "duplicate", (path, dup.body)
+        assert [(h["owner_type"], h["owner_id"]) for h in dup.body["hits"]] == holder
+        for kind, ident in holder:
+            assert f"belongs to {kind} #{ident}" in dup.body["detail"]
+        conforms(doc, "patch", "/api/v1" + re.sub(r"/\d+$", "/{id}", path), dup)
+        typed = (body.get("phones") or body["emails"])[0].lower()
+        got = await api.get("/api/v1" + path, token=token)
+        assert typed not in [c["raw"].lower() for c in got.body["comms"]]  # nothing saved
+        forced = await send("PATCH", path, {**body, "force": True})
+        assert forced.status == 200, (path, forced.body)
+        assert typed in [c["raw"].lower() for c in forced.body["comms"]]
+
+    # The record's own phone again, or a new one: no warning.
+    again = await send("PATCH", f"/leads/{lid}", {"phones": ["030 5550001"], "name": "X"})
+    assert again.status == 200 and again.body["name"] == "X"
+    fresh = await send("PATCH", f"/contacts/{anna}", {"emails": ["anna@new.de"]})
+    assert fresh.status == 200 and len(fresh.body["comms"]) == 2
+
+
+async def test_contacts_and_companies_are_assigned_by_supervisors(api: ApiClient) -> None:
+    crm = api.service.crm
+    rita = await crm.reps.add("Rita")
+    boss = await crm.reps.add("Sam", role="supervisor")
+    gone = await crm.reps.add("Gone")
+    await crm.reps.deactivate(gone.id)
+    system, as_boss = await writer(api), await writer(api, rep_id=boss.id)
+    as_rita = await writer(api, rep_id=rita.id)
+    doc = (await api.get("/api/v1/openapi.json", token=None)).body
+    contact = await api.send("POST", "/api/v1/contacts", {"name": "Anna"}, token=as_rita)
+    company = await api.send("POST", "/api/v1/companies", {"title": "Acme"}, token=system)
+    for kind, ident in (("contacts", contact.body["id"]), ("companies", company.body["id"])):
+        path = f"/api/v1/{kind}/{ident}/assign"
+        refused = await api.send("POST", path, {"rep_id": rita.id}, token=as_rita)
+        assert refused.status == 403 and "supervisor" in refused.body["detail"], refused.body
+        conforms(doc, "post", f"/api/v1/{kind}/{{id}}/assign", refused)
+        inactive = await api.send("POST", path, {"rep_id": gone.id}, token=as_boss)
+        assert inactive.status == 409 and "not active" in inactive.body["detail"]
+        for token in (as_boss, system):
+            moved = await api.send("POST", path, {"rep_id": rita.id}, token=token)
+            assert moved.status == 200 and moved.body["responsible_id"] == rita.id, moved.body
+            conforms(doc, "post", f"/api/v1/{kind}/{{id}}/assign", moved)
+        missing = await api.send(
+            "POST", f"/api/v1/{kind}/987654/assign", {"rep_id": rita.id}, token=system
+        )
+        assert missing.status == 404
+    history = await crm.activities.timeline("company", company.body["id"])
+    assert history[-1].action == "assigned" and history[-1].after == {"responsible_id": rita.id}
+
+
 async def test_records_and_actions(api: ApiClient) -> None:
     token = await writer(api)
     crm = api.service.crm

@@ -146,6 +146,20 @@ class World:
         self.tg.user_message(user, text, reply_to_message_id=reply_to)
         return await self.card(user)
 
+    async def reply(
+        self, chat: int, to: str, channel: str, text: str, card: JsonDict | None = None
+    ) -> str:
+        """Press 💬 Reply on `card` (the next card `chat` gets when None), check the prompt
+        names `to` and `channel`, type `text`: what the bot then tells the rep."""
+        card = card or await self.card(chat)
+        assert "💬 Reply" in [label for label, _ in buttons(card)], card["text"]
+        await self.press_label(chat, card["message_id"], "💬 Reply")
+        prompt = await self.card(chat)
+        assert prompt["text"].startswith(f"Your message to {to} in {channel} (lead #")
+        self.tg.user_message(chat, text)
+        told: str = (await self.card(chat))["text"]
+        return told
+
     async def wait_until(
         self, check: Callable[[], Awaitable[bool]], timeout: float = 5.0, step: float = 0.02
     ) -> None:

@@ -73,11 +73,18 @@ async def test_first_line_and_the_customers_words_survive_call_backs_and_others(
     mine = w.current(RITA, mid)
     assert lines(mine)[0] == "🆕 New lead"
     assert f"Lead #{result.lead_id} · Processed" in mine["text"]
+    # A comment by Sue is told in its own words.
+    await w.say(SUE, "Call her before noon", reply_to=theirs["message_id"])
+    told = await w.card(RITA)
+    assert lines(told)[0] == f"✏️ Sue on your lead #{result.lead_id}: 💬 Call her before noon"
     # Rita's own changes tell nobody.
+    heard = len(w.tg.sent_messages(SUE))
     await w.press_label(RITA, mid, "📊 Status")
     await w.press_label(RITA, mid, "In progress")
     await w.settle()
-    assert len(w.tg.sent_messages(SUE)) == 1
+    assert len(w.tg.sent_messages(SUE)) == heard
+    told_rita = [m for m in w.tg.sent_messages(RITA) if str(m.get("text")).startswith("✏️")]
+    assert len(told_rita) == 2  # Sue's status and comment, not Rita's own
 
 
 async def test_a_reminder_is_on_time_not_overdue(world: Any) -> None:

@@ -16,7 +16,7 @@ from channels.mail.parse import parse_message
 from channels.mail.settings import MailboxSettings
 from channels.mail.smtp import reply_subject, smtp_component
 from crm.services.listing import ListFilter
-from tests.bot.conftest import World, buttons
+from tests.bot.conftest import World
 from tests.fakes.smtp_server import LOGIN, PASSWORD, Smtpd, running_smtpd
 from tests.mail.support import customer_mail
 from tests.servers import free_port
@@ -59,14 +59,7 @@ async def deliver(w: World, raw: bytes) -> None:
 
 
 async def answer(w: World, text: str) -> str:
-    card = await w.card(RITA)
-    assert "💬 Reply" in [label for label, _ in buttons(card)]
-    await w.press_label(RITA, card["message_id"], "💬 Reply")
-    prompt = await w.card(RITA)
-    assert prompt["text"].startswith("Your message to Anna Kunde in E-mail (lead #")
-    w.tg.user_message(RITA, text)
-    told: str = (await w.new_messages(RITA, timeout=15))[0]["text"]
-    return told
+    return await w.reply(RITA, "Anna Kunde", "E-mail", text)
 
 
 def test_the_reply_subject_gets_one_re() -> None:

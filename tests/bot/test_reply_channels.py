@@ -13,7 +13,7 @@ from channels.mail.smtp import smtp_component
 from channels.sms.routes import sms_component
 from channels.whatsapp.routes import whatsapp_component
 from crm.services.listing import ListFilter
-from tests.bot.conftest import World, buttons
+from tests.bot.conftest import World
 from tests.bot.test_mail_replies import OURS, deliver, mail_sections
 from tests.bot.test_sms import ACCOUNT, TOKEN, sid, sms_section
 from tests.bot.test_sms import OURS as SMS_OURS
@@ -51,14 +51,7 @@ async def cloud() -> AsyncIterator[FakeCloudApi]:
 
 async def reply(w: World, label: str, text: str) -> str:
     """Press 💬 Reply on the newest card, check the prompt names `label`, send `text`."""
-    card = await w.card(RITA)
-    assert "💬 Reply" in [b for b, _ in buttons(card)], card["text"]
-    await w.press_label(RITA, card["message_id"], "💬 Reply")
-    prompt = await w.card(RITA)
-    assert f" in {label} (lead #" in prompt["text"]
-    w.tg.user_message(RITA, text)
-    told: str = (await w.new_messages(RITA, timeout=15))[0]["text"]
-    return told
+    return await w.reply(RITA, "Anna", label, text)
 
 
 async def test_the_reply_goes_through_the_channel_of_the_latest_message(

@@ -16,7 +16,7 @@ from twilio.request_validator import RequestValidator
 
 from channels.sms.routes import PATH, sms_component
 from crm.services.listing import ListFilter
-from tests.bot.conftest import World, buttons
+from tests.bot.conftest import World
 from tests.fakes.twilio_rest import FakeTwilioRest
 
 ACCOUNT = "AC" + "0123456789abcdef" * 2
@@ -94,13 +94,9 @@ async def test_an_sms_makes_a_lead_a_known_number_attaches_and_the_rep_answers_b
         ("message", "sms", "Und die Lieferung?"),
     ]
 
-    assert "💬 Reply" in [label for label, _ in buttons(news)]
-    await w.press_label(RITA, news["message_id"], "💬 Reply")
-    prompt = await w.card(RITA)
-    assert prompt["text"].startswith("Your message to the customer in SMS (lead #")
     answer = "Guten Tag! Das Paket kostet 100 € & die Lieferung ist frei."
-    w.tg.user_message(RITA, answer)
-    assert (await w.card(RITA))["text"] == "✉️ Sent to the customer via SMS."
+    told = await w.reply(RITA, "the customer", "SMS", answer, card=news)
+    assert told == "✉️ Sent to the customer via SMS."
     [sent] = twilio.sent
     assert sent.form == {"To": ANNA, "From": OURS, "Body": answer}
     assert sent.account == ACCOUNT

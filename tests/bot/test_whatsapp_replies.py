@@ -15,7 +15,7 @@ from channels.whatsapp.routes import whatsapp_component
 from channels.whatsapp.sender import WINDOW, window_closed
 from crm.dto import ActivityView
 from crm.services.listing import ListFilter
-from tests.bot.conftest import World, buttons
+from tests.bot.conftest import World
 from tests.channels.test_whatsapp_http import SECTION, payload, sign
 from tests.fakes.whatsapp_cloud import FakeCloudApi
 
@@ -63,14 +63,7 @@ async def incoming(
 
 async def answer(w: World, text: str) -> str:
     """Press 💬 Reply on the newest card, type `text`; what the rep is told."""
-    card = await w.card(RITA)
-    assert "💬 Reply" in [label for label, _ in buttons(card)]
-    await w.press_label(RITA, card["message_id"], "💬 Reply")
-    prompt = await w.card(RITA)
-    assert prompt["text"].startswith("Your message to Anna Schmidt in WhatsApp (lead #")
-    w.tg.user_message(RITA, text)
-    told: str = (await w.new_messages(RITA, timeout=15))[0]["text"]
-    return told
+    return await w.reply(RITA, "Anna Schmidt", "WhatsApp", text)
 
 
 async def outgoing(w: World) -> list[Any]:

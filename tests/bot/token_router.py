@@ -6,44 +6,30 @@ api.telegram.org; each `FakeTelegram` plays one bot, so each keeps its own chats
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Self
-
 from aiohttp import ClientSession, ClientTimeout, web
 
+from tests.fakes.local_server import LocalServer
 from tests.fakes.telegram_api import FakeTelegram
 
 
-class TokenRouter:
+class TokenRouter(LocalServer):
     def __init__(self, bots: dict[str, FakeTelegram]) -> None:
         self.bots = bots
-        self._runner: web.AppRunner | None = None
         self._session: ClientSession | None = None
-        self.port = 0
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/bot"
+        return f"{self.url}/bot"
 
-    async def __aenter__(self) -> Self:
-        self._session = ClientSession(timeout=ClientTimeout(total=60))
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/bot{token}/{method}", self._forward)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+    async def start(self) -> None:
+        self._session = ClientSession(timeout=ClientTimeout(total=60))
+        await super().start()
+
+    async def stop(self) -> None:
+        await super().stop()
         if self._session is not None:
             await self._session.close()
 

@@ -3,6 +3,8 @@ that persists, a refused drag that comes back with its reason, filters, a rep's 
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -107,6 +109,31 @@ async def _leads(service: Any) -> list[Any]:
 async def _deals(service: Any) -> list[Any]:
     deals, _ = await service.crm.deals.page(ListFilter(limit=100), SYSTEM)
     return list(deals)
+
+
+async def test_a_call_back_falling_due_turns_its_card_overdue_without_reload(
+    console: Any, browser_page: Page, sign_in: SignIn
+) -> None:
+    page = browser_page
+    service, _ = await _board(console, page, sign_in)
+    await page.evaluate("window.notReloaded = true")
+    lead = next(lead for lead in await _leads(service) if lead.title == "Roof repair")
+    card = page.locator(f"#card-lead-{lead.id}")
+    await expect(card.locator(".badge.overdue")).to_have_count(0)
+
+    # Set while the board is open: the card arrives live with its due time, not yet overdue.
+    due = datetime.now(UTC) + timedelta(seconds=10)
+    await service.crm.activities.schedule(
+        "lead", lead.id, due_at=due, subject="Call back", kind="call"
+    )
+    await expect(card).to_have_attribute("data-due", re.compile(r"^\d{4}-"))
+    await expect(card.locator(".badge.overdue")).to_have_count(0)
+
+    # It falls due: nothing is written and no change is sent, yet the badge shows.
+    await expect(card.locator(".badge.overdue")).to_be_visible(timeout=30_000)
+    assert await page.evaluate("window.notReloaded") is True
+    await page.reload()  # and the server agrees
+    await expect(page.locator(f"#card-lead-{lead.id} .badge.overdue")).to_be_visible()
 
 
 async def test_a_refused_drag_shows_its_reason_and_the_card_returns(

@@ -179,3 +179,22 @@ async def test_overdue_call_back_flags_the_card(crm: Crm) -> None:
     )
     cards = {c.title: c for c in (await crm.board.columns("lead", ALL, rita)).columns[0].cards}
     assert cards["Call me"].overdue_callback and not cards["Later"].overdue_callback
+
+
+async def test_a_card_knows_when_its_next_call_back_falls_due(crm: Crm) -> None:
+    rita, _, _ = await _team(crm)
+    lead = await crm.leads.create(LeadInput("Call me", responsible_id=rita.rep_id))
+    soon, later = (datetime.now(UTC) + timedelta(hours=h) for h in (1, 5))
+    first = await crm.activities.schedule("lead", lead.id, due_at=later, subject="Call back")
+    second = await crm.activities.schedule("lead", lead.id, due_at=soon, subject="Call back")
+    card = await crm.board.card("lead", lead.id, rita)
+    assert card.due_at == soon and not card.overdue_callback
+    await crm.activities.complete(second.id, rita)
+    assert (await crm.board.card("lead", lead.id, rita)).due_at == later
+    await crm.activities.complete(first.id, rita)
+    assert (await crm.board.card("lead", lead.id, rita)).due_at is None
+
+    # The cards a call-back is on (a live board re-sends them); a comment is on none.
+    assert await crm.board.cards_of_activity(first.id) == [("lead", lead.id)]
+    comment = await crm.activities.comment("lead", lead.id, "called", rita)
+    assert await crm.board.cards_of_activity(comment.id) == []

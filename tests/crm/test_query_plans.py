@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import select, text
 
@@ -29,3 +31,28 @@ async def test_a_batch_of_pairs_is_looked_up_through_the_index(
         rows = await s.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))
         plan = " ".join(str(row[-1]) for row in rows)
     assert "SEARCH" in plan and "SCAN" not in plan, plan
+
+
+async def test_on_postgresql_a_lookup_has_one_text_for_any_number_of_pairs(db: Database) -> None:
+    """Arrays, not IN lists: one prepared statement per connection, whatever the batch's size;
+    and it finds the same rows as the IN lists."""
+    if db.is_sqlite:
+        pytest.skip("PostgreSQL arrays")
+    first, second = Communication.kind, Communication.value
+    async with db.transaction() as s:
+        s.add_all(
+            Communication(kind="phone", raw_value=v, value=v, owner_type="lead", owner_id=1)
+            for v in ("+49301", "+49302", "+49303")
+        )
+
+    def stmt(pairs: list[tuple[str, str]], pg: bool) -> Any:
+        return select(second).where(pairs_in(first, second, pairs, pg=pg)).order_by(second)
+
+    def sql(n: int) -> str:
+        return str(stmt([("phone", f"+4930{i}") for i in range(n)], True).compile(db.engine))
+
+    assert sql(1) == sql(100)
+    wanted = [("phone", "+49301"), ("phone", "+49303"), ("email", "+49302")]
+    async with db.read() as s:
+        found = list(await s.scalars(stmt(wanted, True)))
+        assert found == list(await s.scalars(stmt(wanted, False))) == ["+49301", "+49302", "+49303"]

@@ -10,6 +10,7 @@ from crm.dto import SYSTEM, Actor
 from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
 from crm.facade import Crm
 from crm.services.escalation import Followups
+from crm.services.handmade import LeadDraft
 from crm.services.leads import LeadInput
 from crm.services.listing import ListFilter
 from crm.services.records import ContactInput
@@ -63,6 +64,27 @@ async def test_lead_status_junk_reopen_and_assignment(crm: Crm) -> None:
     assert reopened.status == "NEW" and reopened.junk_reason is None
     actions = [t.action for t in await crm.activities.timeline("lead", lead.id)]
     assert actions == ["created", "status", "assigned", "junk", "reopened"]
+
+
+async def test_nothing_is_given_to_a_rep_who_left_or_never_was(crm: Crm) -> None:
+    gone = await crm.reps.add("Rita")
+    await crm.reps.deactivate(gone.id)
+    lead = await crm.leads.create(LeadInput(title="Inquiry"))
+    deal = await crm.deals.create("Order")
+    gives = [  # a lead, a deal, a lead typed in by hand, an API token
+        lambda rep: crm.leads.assign(lead.id, rep),
+        lambda rep: crm.deals.assign(deal.id, rep),
+        lambda rep: crm.handmade.create_lead(LeadDraft("By hand", owner_id=rep)),
+        lambda rep: crm.tokens.create("for Rita", rep_id=rep),
+    ]
+    for give in gives:
+        with pytest.raises(Conflict, match=r"^Rita is not active$"):
+            await give(gone.id)
+        with pytest.raises(NotFound, match=r"^rep #999 does not exist$"):
+            await give(999)
+    assert (await crm.leads.get(lead.id)).responsible_id is None
+    assert (await crm.deals.get(deal.id)).responsible_id is None
+    assert await crm.tokens.all() == []
 
 
 async def test_reps_see_own_and_unassigned_records_only(crm: Crm) -> None:

@@ -24,10 +24,11 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import ClientSession, web
+
+from tests.fakes.local_server import LocalServer
 
 JsonDict = dict[str, Any]
 
@@ -335,7 +336,7 @@ async def _wait_briefly(event: asyncio.Event, seconds: float) -> None:
 Handler = Callable[[JsonDict], Any]
 
 
-class FakeTelegram:
+class FakeTelegram(LocalServer):
     """Loopback Bot API: ``async with FakeTelegram() as tg: builder.base_url(tg.base_url)``."""
 
     def __init__(
@@ -371,8 +372,6 @@ class FakeTelegram:
         self._call_event = asyncio.Event()
         self._poll_generation = 0
         self._closing = False
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
         self._methods: dict[str, tuple[str, Handler]] = {
             name.lower(): (name, handler)
             for name, handler in {
@@ -398,44 +397,21 @@ class FakeTelegram:
 
     # --- lifecycle ---
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+
+    async def start(self) -> None:
         self._closing = False
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = int(self._runner.addresses[0][1])
+        await super().start()
 
     async def stop(self) -> None:
         self._closing = True
         self._update_event.set()  # release long polls so the runner can shut down at once
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakeTelegram is not started")
-        return self._port
+        await super().stop()
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/bot"
+        return f"{self.url}/bot"
 
     # --- assertions ---
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import base64
 import uuid
 from dataclasses import dataclass, field
-from types import TracebackType
 
 from aiohttp import web
+
+from tests.fakes.local_server import LocalServer
 
 
 @dataclass
@@ -20,30 +21,14 @@ class SentSms:
 
 
 @dataclass
-class FakeTwilioRest:
+class FakeTwilioRest(LocalServer):
     account_sid: str
     auth_token: str
     sent: list[SentSms] = field(default_factory=list)
     refuse: dict[str, tuple[int, str]] = field(default_factory=dict)  # To → (code, message)
-    url: str = ""
-    _runner: web.AppRunner | None = None
 
-    async def __aenter__(self) -> FakeTwilioRest:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self._create)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     def _error(self, status: int, code: int, message: str) -> web.Response:
         doc = {"code": code, "message": message, "status": status,

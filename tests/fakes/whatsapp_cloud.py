@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.local_server import LocalServer
 
 
 @dataclass
@@ -23,7 +24,7 @@ class SentWhatsApp:
 
 
 @dataclass
-class FakeCloudApi:
+class FakeCloudApi(LocalServer):
     phone_number_id: str
     access_token: str
     sent: list[SentWhatsApp] = field(default_factory=list)
@@ -32,25 +33,9 @@ class FakeCloudApi:
     refuse: dict[str, tuple[int, int, str]] = field(default_factory=dict)
     fail_status: int | None = None  # answer every send with this status and no JSON
     delay: float = 0.0  # seconds before answering (the message still counts as sent)
-    url: str = ""
-    _runner: web.AppRunner | None = None
 
-    async def __aenter__(self) -> FakeCloudApi:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/{version}/{phone_number_id}/messages", self._send)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     def _error(self, status: int, code: int, message: str, details: str = "") -> web.Response:
         error = {"message": message, "type": "OAuthException", "code": code,

@@ -1,0 +1,122 @@
+"""Multi-row writes on PostgreSQL as one statement whose text never changes with the row count.
+
+The rows go as one array per column (`INSERT … SELECT … FROM unnest($1::t[], $2::u[], …)`,
+`UPDATE … FROM unnest(…)`): one prepared statement per table and set of columns, parsed and
+planned once per connection, where a multi-row VALUES list is a new statement (a new prepare,
+a new plan) for every row count. The values are encoded by asyncpg in one pass, without
+SQLAlchemy's per-row parameter processing; the column types' own bind processing (aware UTC
+datetimes, JSON) and Python-side defaults are applied here, so a row reads back as the
+ORM's INSERT would have written it. Row triggers and statement triggers (transition tables)
+fire as for any INSERT / UPDATE.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Column, Table
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession
+
+_DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+
+
+@cache
+def _column(table: Table, name: str) -> tuple[str, Callable[[Any], Any] | None]:
+    """The array cast of a column and its bind processor. The cast drops the type's length
+    (`varchar(20)` → `varchar[]`): an explicit cast would cut a value that is too long, where
+    the INSERT's assignment refuses it, as SQLAlchemy's INSERT does."""
+    col: Column[Any] = table.c[name]
+    typ = col.type.dialect_impl(_DIALECT)
+    base = re.sub(r"\(.*?\)", "", col.type.compile(dialect=_DIALECT))
+    return f"{base}[]", typ.bind_processor(_DIALECT)
+
+
+@cache
+def _defaults(table: Table) -> tuple[tuple[str, Any], ...]:
+    """Python-side column defaults (what a Core INSERT fills in for an omitted column)."""
+    out = []
+    for col in table.columns:
+        d = col.default
+        if d is not None and (d.is_scalar or d.is_callable):
+            out.append((col.name, d))
+    return tuple(out)
+
+
+def _arrays(table: Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    arrays = []
+    for name in names:
+        _cast, proc = _column(table, name)
+        values = [row.get(name) for row in rows]
+        arrays.append([proc(v) for v in values] if proc is not None else values)
+    return arrays
+
+
+def _with_defaults(table: Table, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    filled = []
+    for row in rows:
+        out = dict(row)
+        for name, default in _defaults(table):
+            if name not in out:
+                out[name] = default.arg if default.is_scalar else default.arg(None)
+        filled.append(out)
+    return filled
+
+
+async def driver(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session's transaction, in that transaction."""
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    adapter: Any = raw.dbapi_connection
+    # SQLAlchemy's asyncpg adapter sends BEGIN with the first statement it runs itself: a
+    # statement sent around it first would commit on its own.
+    if adapter._transaction is None:
+        await adapter._start_transaction()
+    return raw.driver_connection
+
+
+async def insert_rows(
+    conn: Any,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    skip_conflicts_on: Iterable[str] = (),
+    returning: Sequence[str] = (),
+) -> list[Any]:
+    """INSERT `rows` (each with the same keys) in array order on `conn` (`driver`); ON
+    CONFLICT (…) DO NOTHING when `skip_conflicts_on` names the unique columns; the
+    `returning` columns of the rows written."""
+    if not rows:
+        return []
+    full = _with_defaults(table, rows)
+    names = list(full[0])
+    casts = ", ".join(f"${n}::{_column(table, c)[0]}" for n, c in enumerate(names, 1))
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({casts})"
+    conflict = list(skip_conflicts_on)
+    if conflict:
+        sql += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+    args = _arrays(table, names, full)
+    if not returning:
+        await conn.execute(sql, *args)
+        return []
+    return list(await conn.fetch(f"{sql} RETURNING {', '.join(returning)}", *args))
+
+
+async def update_rows(
+    conn: Any, table: Table, rows: Sequence[Mapping[str, Any]], key: str = "id"
+) -> None:
+    """UPDATE the row of each `key` value with the other values of its dict (all with the
+    same keys), in one statement."""
+    if not rows:
+        return
+    names = list(rows[0])
+    casts = ", ".join(f"${n}::{_column(table, c)[0]}" for n, c in enumerate(names, 1))
+    sets = ", ".join(f"{c} = u.{c}" for c in names if c != key)
+    sql = (
+        f"UPDATE {table.name} AS t SET {sets} FROM unnest({casts}) AS u({', '.join(names)})"
+        f" WHERE t.{key} = u.{key}"
+    )
+    await conn.execute(sql, *_arrays(table, names, rows))
