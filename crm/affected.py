@@ -24,6 +24,8 @@ from typing import Any
 from sqlalchemy import literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+# crm.db runs `resolve` at each commit: imported as a module, read when called.
+from crm import db
 from crm.models import Communication, Contact, Deal, Lead
 from crm.tracking import Key, pending
 
@@ -47,15 +49,18 @@ def _phones(owner_type: str) -> Any:
     return (comm.kind == "phone", comm.owner_type == owner_type, comm.value.is_not(None))
 
 
-def _numbers_query(contacts: set[int], companies: set[int], leads: set[int]) -> Any:
+def _numbers_query(contacts: set[int], companies: set[int], leads: set[int], pg: bool) -> Any:
     """(kind, id, number) rows: the numbers whose answers depend on each client or lead."""
     comm, lead, contact = Communication, Lead, Contact
     parts: list[Any] = []
 
+    def one_of(column: Any, ids: set[int]) -> Any:
+        return db.one_of(column, ids, pg=pg)
+
     def own(kind: str, ids: set[int]) -> None:
         parts.append(
             select(_tag(kind), comm.owner_id, comm.value).where(
-                *_phones(kind), comm.owner_id.in_(sorted(ids))
+                *_phones(kind), one_of(comm.owner_id, ids)
             )
         )
 
@@ -69,31 +74,30 @@ def _numbers_query(contacts: set[int], companies: set[int], leads: set[int]) -> 
         own("lead", leads)
     if contacts:
         own("contact", contacts)
-        of_leads("contact", lead.contact_id, lead.contact_id.in_(sorted(contacts)))
+        of_leads("contact", lead.contact_id, one_of(lead.contact_id, contacts))
     if companies:
-        ids = sorted(companies)
         own("company", companies)
         parts.append(
             select(_tag("company"), contact.company_id, comm.value)
             .select_from(contact)
             .join(comm, comm.owner_id == contact.id)
-            .where(*_phones("contact"), contact.company_id.in_(ids))
+            .where(*_phones("contact"), one_of(contact.company_id, companies))
         )
-        of_leads("company", lead.company_id, lead.company_id.in_(ids))
+        of_leads("company", lead.company_id, one_of(lead.company_id, companies))
         of_leads(
             "company",
             contact.company_id,
-            contact.company_id.in_(ids),
+            one_of(contact.company_id, companies),
             (contact, contact.id == lead.contact_id),
         )
     return _union(parts).limit(CAP + 1)
 
 
-def _clients_query(keys: list[Key]) -> Any:
+def _clients_query(keys: list[Key], pg: bool) -> Any:
     """(kind, id, contact id, company id) of these leads and deals."""
     parts = [
         select(_tag(kind), model.id, model.contact_id, model.company_id).where(
-            model.id.in_(sorted(i for k, i in keys if k == kind))
+            db.one_of(model.id, {i for k, i in keys if k == kind}, pg=pg)
         )
         for kind, model in (("lead", Lead), ("deal", Deal))
         if any(k == kind for k, _ in keys)
@@ -123,8 +127,10 @@ async def resolve(session: AsyncSession) -> None:
             depends[key].add(key)
     if not depends:
         return
+    pg = db.is_pg(session)
     if unread:
-        for kind, ident, contact_id, company_id in await session.execute(_clients_query(unread)):
+        clients_now = await session.execute(_clients_query(unread, pg))
+        for kind, ident, contact_id, company_id in clients_now:
             deps = depends[(kind, ident)]
             deps.update(k for k in (("contact", contact_id), ("company", company_id)) if k[1])
     wanted: dict[str, set[int]] = defaultdict(set)
@@ -133,7 +139,7 @@ async def resolve(session: AsyncSession) -> None:
             wanted[kind].add(ident)
     rows = []
     if wanted:
-        query = _numbers_query(wanted["contact"], wanted["company"], wanted["lead"])
+        query = _numbers_query(wanted["contact"], wanted["company"], wanted["lead"], pg)
         rows = list(await session.execute(query))
     if len(rows) > CAP:
         return  # all stay unknown

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from crm.affected import resolve
+from crm import affected
 from crm.changes import Feed, LocalFeed, acting_rep
 from crm.tracking import TrackedSession, collected
 
@@ -73,7 +73,7 @@ class Database:
                 async with session.begin():
                     yield session
                     await session.flush()
-                    await resolve(session)
+                    await affected.resolve(session)
                 changes = collected(session.sync_session)
                 if changes:
                     try:
