@@ -207,6 +207,10 @@ class Outages:
         outage.refused += 1
         return kind
 
+    @property
+    def any_open(self) -> bool:
+        return bool(self._open)
+
     def succeeded(self, where: str) -> None:
         for kind, outage in list(self._open.items()):
             if where in outage.routes:
@@ -283,7 +287,7 @@ def error_middleware(outages: Outages) -> Middleware:
                 return answer
             log.exception("unhandled error on %s %s", request.method, request.path)
             return json_error(500, "internal", "internal error; it has been logged")
-        if response.status < 500:
+        if response.status < 500 and outages.any_open:  # the route's name only when asked
             outages.succeeded(_where(request))
         return response
 
