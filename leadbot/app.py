@@ -47,8 +47,7 @@ from leadbot.settings import Settings, effective
 from leadbot.web import (
     Check,
     Outages,
-    decoding_middleware,
-    error_middleware,
+    edge_middleware,
     health_routes,
     prometheus_text,
 )
@@ -320,11 +319,7 @@ class Service:
 
     def web_app(self) -> web.Application:
         app = web.Application(
-            middlewares=[
-                self.refusals.middleware(),
-                error_middleware(self.outages),
-                decoding_middleware(),
-            ],
+            middlewares=[edge_middleware(self.outages, self.refusals)],
             client_max_size=2 * 1024 * 1024,
         )
         app.add_routes(health_routes(self.readiness_checks, self._metrics_text))
@@ -447,7 +442,7 @@ class Service:
                 self.web_app(),
                 shutdown_timeout=self.settings.http.shutdown_timeout,
                 access_log=None,
-                auto_decompress=False,  # leadbot.web.decoding_middleware decodes bodies
+                auto_decompress=False,  # leadbot.web.decoded decodes bodies
             )
             await self._runner.setup()
             site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port)
