@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from console.duplicates import hit_json, record_url
 from console.web import (
     PREFIX,
     STATUS,
@@ -38,6 +39,7 @@ from crm.dto import Actor
 from crm.errors import CrmError, NotFound
 from crm.facade import Crm
 from crm.services.handmade import (
+    ATTACHABLE,
     Comms,
     CompanyDraft,
     ContactDraft,
@@ -75,23 +77,6 @@ RECORD_ID = re.compile(r"#?(\d{1,12})")
 Form = MultiDictProxy[Any]
 # A lead's source: the channels' codes and the ones a person reports.
 SOURCES = list(dict.fromkeys(("OTHER", *sources(), "RECOMMENDATION", "PARTNER")))
-
-
-def record_url(kind: str, record_id: int) -> str:
-    return f"{PREFIX}/{kind}/{record_id}"
-
-
-def hit_json(hit: DuplicateHit) -> dict[str, Any]:
-    """A duplicate hit as the page and the script show it, with a link to the holder."""
-    held = hit.owner_type is not None and hit.owner_id is not None
-    return {
-        "kind": hit.kind,
-        "value": hit.value,
-        "message": hit.message,
-        "owner_type": hit.owner_type,
-        "owner_id": hit.owner_id,
-        "url": record_url(str(hit.owner_type), int(hit.owner_id or 0)) if held else None,
-    }
 
 
 # --- reading the form -------------------------------------------------------------------------
@@ -498,15 +483,26 @@ def _status(err: CrmError) -> int:
 
 @api
 async def check(request: web.Request) -> Context:
-    """The records that already hold these phones / emails (the form's script asks as the
-    user leaves a field)."""
+    """The records that already hold these phones / emails (the forms' scripts ask as the
+    user types). `record=lead:12`: the record being edited, whose own values are no hit."""
     q = request.query
     phones, emails = q.get("phone", ""), q.get("email", "")
     if CONTROL.search(phones + emails) or len(phones) + len(emails) > 2 * MAX_TEXT:
         raise Refused(422, "a phone or email is too long or holds control characters")
     comms = Comms(phones=_split(phones)[:MAX_ITEMS], emails=_split(emails)[:MAX_ITEMS])
-    hits = await crm_of(request).handmade.check(comms)
+    hits = await crm_of(request).handmade.check(comms, ignore=_edited(q.get("record", "")))
     return {"hits": [hit_json(h) for h in hits]}
+
+
+def _edited(raw: str) -> Target | None:
+    """`lead:12` → ("lead", 12); empty: None (a new record)."""
+    if not raw:
+        return None
+    kind, _, number = raw.partition(":")
+    record_id = _id(number)
+    if kind not in ATTACHABLE or record_id is None:
+        raise Refused(422, "record must be lead:N, contact:N or company:N")
+    return kind, record_id
 
 
 @api

@@ -5,7 +5,9 @@ A page shows the record, the records linked to it and its history (crm.history, 
 first, "Older" pages on with the history's keyset cursor). Each action is a plain form POST
 (with the CSRF field) that calls the same crm service as the bot's button for it, then
 redirects back to the record with a one-line confirmation; a refusal shows the service's
-reason (`console.web.page`)."""
+reason (`console.web.page`). An Edit adding a phone or email another record holds shows the
+record again with the form as typed and the holders linked (409), and "Save anyway" sends it
+with `force`."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from console.duplicates import known_values
 from console.web import (
     PREFIX,
     Context,
@@ -28,13 +31,14 @@ from console.web import (
     flash,
     page,
     redirect,
+    render,
 )
 from crm.dto import Actor, CommView, CompanyView, ContactView, DealView, LeadView
 from crm.errors import Conflict
 from crm.facade import Crm
 from crm.money import currency_code, parse_money
 from crm.services.edits import DealPatch, LeadPatch
-from crm.services.handmade import Comms
+from crm.services.handmade import Comms, DuplicateWarning
 from crm.services.records import ContactInput
 from httpkit import read_form
 
@@ -123,8 +127,13 @@ def _heading(kind: str, record: Record) -> str:
 
 @page("record.html")
 async def record_page(request: web.Request) -> Context:
-    crm, actor = crm_of(request), current_actor(request)
     kind, ident = _record_ref(request)
+    return await record_context(request, kind, ident)
+
+
+async def record_context(request: web.Request, kind: str, ident: int) -> Context:
+    """What record.html shows of the record (the page, or an Edit refused for duplicates)."""
+    crm, actor = crm_of(request), current_actor(request)
     record = await load(crm, kind, ident, actor)
     history = await crm.history.page(
         kind, ident, actor, after=request.query.get("after") or None, limit=HISTORY_PAGE
@@ -158,6 +167,8 @@ async def record_page(request: web.Request) -> Context:
         "stages": [],
         "is_open": getattr(record, "is_open", True),
         "editable_comms": kind != "deal",
+        "typed": {},  # an Edit refused for duplicates: the fields as typed
+        "known": [],  # … and the typed values other records hold
     }
     if isinstance(record, DealView):
         context["stages"] = [
@@ -240,7 +251,13 @@ def action(*kinds: str) -> Callable[[Action], Handler]:
             form = await read_form(request)
             fields = {k: v.strip() for k, v in form.items() if isinstance(v, str)}
             crm, actor = crm_of(request), current_actor(request)
-            done = await fn(Act(crm, actor, kind, ident, fields))
+            try:
+                done = await fn(Act(crm, actor, kind, ident, fields))
+            except DuplicateWarning as warning:
+                # The record again with the form as typed, the holders and "Save anyway".
+                context = await record_context(request, kind, ident)
+                context |= {"typed": fields, "known": known_values(warning.hits)}
+                return render(request, "record.html", context, status=409)
             if done.tell_holder:  # as the bot tells a rep whose card someone else worked
                 told = done.told or done.text
                 await crm.outbox.tell_holder(kind, ident, actor.rep_id, told)
@@ -397,8 +414,10 @@ async def reopen(a: Act) -> Done:
 
 @action()
 async def edit(a: Act) -> Done:
-    """Fields of the record; phones and emails typed here are added to the ones it has."""
+    """Fields of the record; phones and emails typed here are added to the ones it has. One
+    another record holds refuses the save (`DuplicateWarning`) unless "Save anyway" (`force`)."""
     phones, emails = _split(a.field("phones")), _split(a.field("emails"))
+    check = a.form.get("force") != "1"
     if a.kind == "contact":
         company = a.field("company_id").lstrip("#")
         if company and not company.isdigit():
@@ -410,11 +429,16 @@ async def edit(a: Act) -> Done:
             phones=phones,
             emails=emails,
         )
-        await a.crm.records.update_contact(a.ident, data, a.actor)
+        await a.crm.records.update_contact(a.ident, data, a.actor, check_duplicates=check)
     elif a.kind == "company":
         title = a.field("title") or None
         await a.crm.records.update_company(
-            a.ident, title=title, phones=phones, emails=emails, actor=a.actor
+            a.ident,
+            title=title,
+            phones=phones,
+            emails=emails,
+            actor=a.actor,
+            check_duplicates=check,
         )
     elif a.kind == "deal":
         money = a.money(a.crm.config.currency)
@@ -429,7 +453,7 @@ async def edit(a: Act) -> Done:
             company_title=a.field("company_title") or None,
             comms=Comms(phones=phones, emails=emails),
         )
-        await a.crm.edits.update_lead(a.ident, lead, a.actor)
+        await a.crm.edits.update_lead(a.ident, lead, a.actor, check_duplicates=check)
     return a.done("Saved.")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -52,6 +53,12 @@ class Change:
     at: datetime
     fields: tuple[str, ...] = ()  # the columns that changed (empty when created or deleted)
     owner_id: int | None = None  # the record's responsible rep after the change
+    # The E.164 numbers whose caller answer the change may alter (`crm.affected`); None:
+    # not known, any number's may have changed.
+    numbers: tuple[str, ...] | None = None
+
+    def with_numbers(self, numbers: tuple[str, ...]) -> Change:
+        return dataclasses.replace(self, numbers=numbers)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +69,7 @@ class Change:
             "at": self.at.isoformat(),
             "fields": list(self.fields),
             "owner_id": self.owner_id,
+            "numbers": None if self.numbers is None else list(self.numbers),
         }
 
     @classmethod
@@ -74,6 +82,8 @@ class Change:
             at=datetime.fromisoformat(str(doc["at"])),
             fields=tuple(str(f) for f in doc.get("fields") or ()),
             owner_id=None if doc.get("owner_id") is None else int(doc["owner_id"]),
+            # A message of a process from before numbers were sent has none: unknown.
+            numbers=None if doc.get("numbers") is None else tuple(map(str, doc["numbers"])),
         )
 
 
@@ -87,7 +97,7 @@ class Missed:
 
 def merge(changes: Sequence[Change]) -> list[Change]:
     """One change per record, in first-seen order: created wins over changed, deleted over
-    both; the changed fields are united."""
+    both; the changed fields and the numbers are united (unknown numbers stay unknown)."""
     out: dict[tuple[str, int], Change] = {}
     rank = {"changed": 0, "created": 1, "deleted": 2}
     for c in changes:
@@ -106,6 +116,9 @@ def merge(changes: Sequence[Change]) -> list[Change]:
             seen.at,
             fields,
             c.owner_id if c.owner_id is not None else seen.owner_id,
+            None
+            if seen.numbers is None or c.numbers is None
+            else tuple(dict.fromkeys(seen.numbers + c.numbers)),
         )
     return list(out.values())
 

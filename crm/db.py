@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.util import await_
 
+from crm import affected
 from crm.bulk import fetch
 from crm.changes import Feed, LocalFeed, acting_rep
 from crm.outage import is_outage
@@ -77,12 +78,15 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One unit of work: commits on success, rolls back on any error. After the commit,
-        the records it created or changed go to the change feed."""
+        the records it created or changed go to the change feed, with the numbers whose
+        caller answers they may alter (read just before the commit)."""
         token = acting_rep.set(None)
         try:
             async with self.sessions() as session:
                 async with session.begin():
                     yield session
+                    await session.flush()
+                    await affected.resolve(session)
                 changes = collected(session.sync_session)
                 if changes:
                     try:

@@ -61,7 +61,7 @@ class SignatureError(Exception):
 
 class BadInput(Exception):
     """A request that cannot be read as what the route expects: a 4xx with a JSON reason
-    (`error_middleware` answers it; a handler may catch it to answer in its own words)."""
+    (`leadbot.web.answer_error` answers it; a handler may catch it to answer in its own words)."""
 
     def __init__(self, code: str, detail: str, status: int = 400) -> None:
         super().__init__(detail)

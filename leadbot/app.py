@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
@@ -46,8 +48,7 @@ from leadbot.settings import Settings, effective
 from leadbot.web import (
     Check,
     Outages,
-    decoding_middleware,
-    error_middleware,
+    edge_middleware,
     health_routes,
     prometheus_text,
 )
@@ -120,6 +121,9 @@ class Service:
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        # Each channel's child of the received counter, looked up once (labels() per event
+        # costs a lock and a tuple key on the webhook path).
+        self._received: dict[Channel, Counter] = {}
         self.db = Database(
             settings.database.url,
             echo=settings.database.echo,
@@ -207,18 +211,25 @@ class Service:
 
     async def submit(self, event: InboundEvent) -> None:
         """Hand an event to the queue; channels call this and acknowledge right after."""
-        self.metrics.received.labels(event.channel.value).inc()
+        self._count_received(event.channel)
         await self.queue.put(clean_event(event))
 
     def count_rejected(self, channel: Channel, n: int = 1) -> None:
         """Count input a channel acknowledged but could not turn into events (logged there)."""
         self.metrics.rejected.labels(channel.value).inc(n)
 
-    async def submit_raw(self, channel: Channel, raw: RawInput) -> None:
-        """Hand checked channel input to the queue; the worker converts it (`converters`)."""
-        self.metrics.received.labels(channel.value).inc()
+    def _count_received(self, channel: Channel) -> None:
+        counter = self._received.get(channel)
+        if counter is None:
+            counter = self._received[channel] = self.metrics.received.labels(channel.value)
+        counter.inc()
+
+    async def submit_raw(self, channel: Channel, raw: RawInput, *, cleaned: bool = False) -> None:
+        """Hand checked channel input to the queue; the worker converts it (`converters`).
+        `cleaned`: the channel cleaned the document already (`matching.text.clean_json`)."""
+        self._count_received(channel)
         # A JSON text that shows nothing to clean spares the walk over the document.
-        if raw.text is None or not is_clean_json(raw.text):
+        if not cleaned and (raw.text is None or not is_clean_json(raw.text)):
             doc = clean_json(raw.doc)
             if doc is not raw.doc:  # the text as received is not the cleaned document's
                 raw = RawInput(raw.kind, raw.received_at, doc, None)
@@ -226,7 +237,7 @@ class Service:
 
     async def process_now(self, event: InboundEvent) -> IntakeResult:
         """Synchronous path for protocols whose reply must carry the outcome."""
-        self.metrics.received.labels(event.channel.value).inc()
+        self._count_received(event.channel)
         return await self.handle(clean_event(event))
 
     async def handle(self, event: InboundEvent) -> IntakeResult:
@@ -309,11 +320,7 @@ class Service:
 
     def web_app(self) -> web.Application:
         app = web.Application(
-            middlewares=[
-                self.refusals.middleware(),
-                error_middleware(self.outages),
-                decoding_middleware(),
-            ],
+            middlewares=[edge_middleware(self.outages, self.refusals)],
             client_max_size=2 * 1024 * 1024,
         )
         app.add_routes(health_routes(self.readiness_checks, self._metrics_text))
@@ -436,7 +443,7 @@ class Service:
                 self.web_app(),
                 shutdown_timeout=self.settings.http.shutdown_timeout,
                 access_log=None,
-                auto_decompress=False,  # leadbot.web.decoding_middleware decodes bodies
+                auto_decompress=False,  # leadbot.web.decoded decodes bodies
             )
             await self._runner.setup()
             site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port)
@@ -444,6 +451,10 @@ class Service:
             # Port 0 asks the OS for a free port: the runner knows which one it bound.
             self.port = int(self._runner.addresses[0][1])
             log.info("listening on http://%s:%s", self.settings.http.host, self.port)
+        # What start-up built (modules, mappers, compiled statements) lives as long as the
+        # service: frozen, the collector's full passes no longer walk it on the loop, where
+        # such a pass was the slowest lookups' wait.
+        gc.freeze()
 
     async def _warn_without_aof(self) -> None:
         """Redis acknowledges an XADD from memory: without the append-only file, a Redis
@@ -496,6 +507,7 @@ class Service:
         await self.feed.close()
         await self.crm.close()
         await self.db.dispose()
+        gc.unfreeze()  # a process that goes on (tests, an embedding program) collects it again
 
     async def run_forever(self) -> None:
         loop = asyncio.get_running_loop()

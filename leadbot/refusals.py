@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import Counter
 
 log = logging.getLogger("leadbot.refused")
@@ -98,19 +97,9 @@ class Refusals:
             status = response.status
             self.note(route, status, reason_of(response) if status >= 400 else "")
 
-    def middleware(self) -> Middleware:
-        @web.middleware
-        async def refused(request: web.Request, handler: Handler) -> web.StreamResponse:
-            try:
-                response = await handler(request)
-            except web.HTTPException as exc:  # one the error middleware passes on as it is
-                if 400 <= exc.status < 500:
-                    self.record(request, exc)
-                self.noted(request, exc)
-                raise
-            if 400 <= response.status < 500:
-                self.record(request, response)
-            self.noted(request, response)
-            return response
-
-        return refused
+    def answered(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Every answer (or HTTPException raised as one) passes here: a 4xx is recorded, a
+        webhook's request noted."""
+        if 400 <= response.status < 500:
+            self.record(request, response)
+        self.noted(request, response)

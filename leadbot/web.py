@@ -1,4 +1,4 @@
-"""The root's HTTP plumbing: the error middleware, outages, liveness, readiness and metrics.
+"""The root's HTTP plumbing: the app's middleware, outages, liveness, readiness and metrics.
 The helpers routes share (JSON errors, body readers) are in `httpkit`."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from crm.outage import is_outage
 from crm.supervisor import Health, describe
 from httpkit import BadInput, json_error
+from leadbot.refusals import Refusals
 
 log = logging.getLogger(__name__)
 
@@ -99,42 +100,37 @@ async def _raw_body(request: web.Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def decoding_middleware() -> Middleware:
+async def decoded(request: web.Request) -> web.Request:
     """Request bodies are decoded here, not by aiohttp (the runner has auto_decompress off):
     aiohttp leaves a handler waiting forever on a deflate body that ends early, and passes
     a truncated gzip body on as if complete. Every route gets the decoded body, bounded by
     the app's client_max_size (also for the Bitrix REST route, whose own limit is for plain
-    bodies); an unreadable one never reaches a handler."""
-
-    @web.middleware
-    async def decode(request: web.Request, handler: Handler) -> web.StreamResponse:
-        header = request.headers.get("Content-Encoding")
-        if header is None:
-            return await handler(request)
-        codings = [c.strip().lower() for c in header.split(",")]
-        codings = [c for c in codings if c and c != "identity"]
-        unknown = [c for c in codings if c not in _CODINGS]
-        if unknown:
-            raise BadInput(
-                "unsupported_encoding",
-                f"content coding {unknown[0][:40]!r} is not supported (gzip, deflate, identity)",
-                415,
-            )
-        limit = request.client_max_size
-        body = await _raw_body(request, limit)
-        for coding in reversed(codings):  # the last applied is undone first
-            if body:
-                body = _inflate(body, coding, limit)
-        # The decoded body becomes the request's stream, so read(), post(), multipart() and
-        # content all see it; a limit above its size keeps the connection from pausing. The
-        # headers stay as they came (clone() cannot carry obs-text header values).
-        stream = StreamReader(request.protocol, len(body) + 1, loop=asyncio.get_running_loop())
-        stream.feed_data(body)
-        stream.feed_eof()
-        request._payload = stream  # no public way to give a request another body
-        return await handler(request.clone())  # a clone: `content` is cached on the request
-
-    return decode
+    bodies); an unreadable one never reaches a handler (BadInput)."""
+    header = request.headers.get("Content-Encoding")
+    if header is None:
+        return request
+    codings = [c.strip().lower() for c in header.split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    unknown = [c for c in codings if c not in _CODINGS]
+    if unknown:
+        raise BadInput(
+            "unsupported_encoding",
+            f"content coding {unknown[0][:40]!r} is not supported (gzip, deflate, identity)",
+            415,
+        )
+    limit = request.client_max_size
+    body = await _raw_body(request, limit)
+    for coding in reversed(codings):  # the last applied is undone first
+        if body:
+            body = _inflate(body, coding, limit)
+    # The decoded body becomes the request's stream, so read(), post(), multipart() and
+    # content all see it; a limit above its size keeps the connection from pausing. The
+    # headers stay as they came (clone() cannot carry obs-text header values).
+    stream = StreamReader(request.protocol, len(body) + 1, loop=asyncio.get_running_loop())
+    stream.feed_data(body)
+    stream.feed_eof()
+    request._payload = stream  # no public way to give a request another body
+    return request.clone()  # a clone: `content` is cached on the request
 
 
 RETRY_AFTER = 5  # seconds a client is asked to wait during an outage
@@ -207,6 +203,10 @@ class Outages:
         outage.refused += 1
         return kind
 
+    @property
+    def any_open(self) -> bool:
+        return bool(self._open)
+
     def succeeded(self, where: str) -> None:
         for kind, outage in list(self._open.items()):
             if where in outage.routes:
@@ -250,44 +250,60 @@ def with_headers_of(exc: web.HTTPException, answer: web.Response) -> web.Respons
     return answer
 
 
-def error_middleware(outages: Outages) -> Middleware:
+def edge_middleware(outages: Outages, refusals: Refusals) -> Middleware:
+    """The one middleware of the app: every request's body decoded (`decoded`), its errors
+    answered (`answer_error`), its 4xx counted and logged and its webhook's health noted
+    (`Refusals`). One coroutine for all three: it runs on every webhook request."""
+
     @web.middleware
-    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Nothing a client sends produces a bare 500 page: errors are JSON with a reason; a
-        server or disk that is down is a 503 the client may retry, logged once per outage."""
+    async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            if exc.status < 400 or exc.content_type == "application/json":
-                raise
-            code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
-                exc.status, "http_error"
-            )
-            return with_headers_of(exc, json_error(exc.status, code, exc.reason))
-        except BadInput as exc:
-            return json_error(exc.status, exc.code, exc.detail)
-        except (HttpProcessingError, web.RequestPayloadError) as exc:
-            reason = _client_fault(exc)
-            if reason is None:
-                raise
-            return json_error(400, "bad_request", f"the request body cannot be read: {reason}")
-        except json.JSONDecodeError as exc:
-            return json_error(400, "bad_json", f"the body is not valid JSON: {exc.msg}")
-        except Exception as exc:
-            if is_outage(exc):
-                kind = outages.begin(exc, _where(request))
-                answer = json_error(
-                    503, "unavailable", f"{kind} unavailable; try again in {RETRY_AFTER} s"
-                )
-                answer.headers["Retry-After"] = str(RETRY_AFTER)
-                return answer
-            log.exception("unhandled error on %s %s", request.method, request.path)
-            return json_error(500, "internal", "internal error; it has been logged")
-        if response.status < 500:
-            outages.succeeded(_where(request))
+            try:
+                if "Content-Encoding" in request.headers:
+                    response = await handler(await decoded(request))
+                else:
+                    response = await handler(request)
+            except Exception as exc:
+                response = answer_error(exc, request, outages)
+            else:
+                if response.status < 500 and outages.any_open:  # the route only when asked
+                    outages.succeeded(_where(request))
+        except web.HTTPException as exc:  # one answer_error passes on as it is
+            refusals.answered(request, exc)
+            raise
+        refusals.answered(request, response)
         return response
 
-    return errors
+    return edge
+
+
+def answer_error(exc: Exception, request: web.Request, outages: Outages) -> web.Response:
+    """Nothing a client sends produces a bare 500 page: errors are JSON with a reason; a
+    server or disk that is down is a 503 the client may retry, logged once per outage.
+    Raises `exc` again when it is an answer already (a redirect, a JSON HTTP error)."""
+    if isinstance(exc, web.HTTPException):
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise exc
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+            exc.status, "http_error"
+        )
+        return with_headers_of(exc, json_error(exc.status, code, exc.reason))
+    if isinstance(exc, BadInput):
+        return json_error(exc.status, exc.code, exc.detail)
+    if isinstance(exc, HttpProcessingError | web.RequestPayloadError):
+        reason = _client_fault(exc)
+        if reason is None:
+            raise exc
+        return json_error(400, "bad_request", f"the request body cannot be read: {reason}")
+    if isinstance(exc, json.JSONDecodeError):
+        return json_error(400, "bad_json", f"the body is not valid JSON: {exc.msg}")
+    if is_outage(exc):
+        kind = outages.begin(exc, _where(request))
+        answer = json_error(503, "unavailable", f"{kind} unavailable; try again in {RETRY_AFTER} s")
+        answer.headers["Retry-After"] = str(RETRY_AFTER)
+        return answer
+    log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return json_error(500, "internal", "internal error; it has been logged")
 
 
 Check = Callable[[], Awaitable[Health]]

@@ -101,12 +101,16 @@ def clean_json(value: T) -> T:
 # a control character as it is, or C1 (U+0080-U+009F, encoded C2 80-C2 9F). A lone surrogate
 # can only be an escape: UTF-8 cannot encode one.
 _MAYBE_BAD_UTF8 = re.compile(rb"[\\\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\xc2[\x80-\x9f]")
+# Every byte but those the pattern starts with: a text of these alone has nothing to clean.
+# bytes.translate deleting them runs in one C pass; the pattern's alternation tries every
+# position in turn, several times slower on a webhook body.
+_PLAIN_BYTES = bytes(b for b in range(256) if _MAYBE_BAD_UTF8.match(bytes([b, 0x80])) is None)
 
 
 def is_clean_json(text: bytes) -> bool:
     """True when the UTF-8 JSON text `text` holds no string that `clean_json` would change (a
     cheap test on the bytes: an escaped quote or newline also answers False)."""
-    return _MAYBE_BAD_UTF8.search(text) is None
+    return not text.translate(None, _PLAIN_BYTES) or _MAYBE_BAD_UTF8.search(text) is None
 
 
 def _clean_optional(text: str | None) -> str | None:

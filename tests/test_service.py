@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import aiohttp
@@ -50,3 +51,12 @@ async def test_stop_finishes_queued_work(start_service: Any) -> None:
     events, total = await crm.events.page(limit=50)
     await crm.db.dispose()
     assert total == 20 and {e.outcome for e in events} == {"new_lead"}
+
+
+async def test_what_start_up_built_is_frozen_until_the_service_stops(start_service: Any) -> None:
+    """The collector's full passes skip the start-up heap while serving; after the stop, a
+    process that goes on collects it again."""
+    service = await start_service()
+    assert gc.get_freeze_count() > 0
+    await service.stop()
+    assert gc.get_freeze_count() == 0

@@ -82,7 +82,9 @@ class PhoneHost(Protocol):
 
     async def submit(self, event: InboundEvent) -> None: ...
 
-    async def submit_raw(self, channel: Channel, raw: RawInput) -> None: ...
+    async def submit_raw(
+        self, channel: Channel, raw: RawInput, *, cleaned: bool = False
+    ) -> None: ...
 
     async def process_now(self, event: InboundEvent) -> IntakeResult: ...
 
@@ -239,7 +241,8 @@ class PhoneContext:
         self, report: CallReport, doc: dict[str, Any], text: bytes | None
     ) -> tuple[QueueStatus, str]:
         """`enqueue` for a `/hooks/calls` document, queued as received: the worker parses the
-        number and builds the event (`convert_generic`), which is most of the work."""
+        number and builds the event (`convert_generic`), which is most of the work. `doc` is
+        cleaned already (`matching.text.clean_json`); `text`, if given, is its JSON."""
         key = event_id(report)
         if key in self.recent:
             return "duplicate", key
@@ -252,7 +255,9 @@ class PhoneContext:
         if internal:
             log.debug("call %s is internal: not recorded in the CRM", report.call_id)
             return "ignored", key
-        await self.host.submit_raw(Channel.CALL, RawInput(GENERIC_KIND, time.time(), doc, text))
+        # The webhook cleaned the document before validating it.
+        raw = RawInput(GENERIC_KIND, time.time(), doc, text)
+        await self.host.submit_raw(Channel.CALL, raw, cleaned=True)
         self.recent.add(key)
         return "accepted", key
 

@@ -176,7 +176,8 @@ class Intake:
                         await update_rows(await driver(s), LOG, updates)
                     updates.clear()
             # Leads and activities went in as multi-row INSERTs, unseen by the ORM's tracking.
-            record(s.sync_session, intake_changes([results[it.index] for it in fresh], now))
+            done = [(it, results[it.index]) for it in fresh]
+            record(s.sync_session, intake_changes(done, now))
         return [results[i] for i in range(len(items))]
 
     async def _log_rows(
@@ -268,24 +269,35 @@ class Intake:
         return self._settings[1]
 
 
-def intake_changes(results: Iterable[IntakeResult], now: datetime) -> list[Change]:
+def intake_changes(done: Iterable[tuple[Item, IntakeResult]], now: datetime) -> list[Change]:
     """The records each event created or touched (the activity it wrote, the record it went
-    to), for the change feed; intake acts for no rep."""
+    to), for the change feed; intake acts for no rep. An event that only created records
+    (a new caller) alters the answers of its own numbers alone; the numbers of the others
+    are looked up before the commit (`crm.affected`)."""
     out: list[Change] = []
-    for r in results:
+    for item, r in done:
         created = set(r.created)
         touched = [
             ("lead", r.lead_id),
             ("deal", r.deal_id),
             ("contact", r.contact_id),
             ("company", r.company_id),
-            ("activity", r.activity_id),
         ]
+        new = all((kind, ident) in created for kind, ident in touched if ident is not None)
+        numbers = _event_numbers(item) if new else None
         for kind, ident in touched:
             if ident is not None:
-                action = "created" if (kind, ident) in created or kind == "activity" else "changed"
-                out.append(Change(kind, ident, action, None, now, (), r.responsible_id))
+                action = "created" if (kind, ident) in created else "changed"
+                out.append(Change(kind, ident, action, None, now, (), r.responsible_id, numbers))
+        if r.activity_id is not None:
+            activity = Change("activity", r.activity_id, "created", None, now, (), r.responsible_id)
+            out.append(activity)
     return out
+
+
+def _event_numbers(item: Item) -> tuple[str, ...]:
+    ids = item.ids
+    return tuple(dict.fromkeys(p.e164 for p in (*ids.phones, *ids.hint_phones) if p.e164))
 
 
 def _seen_key(event: InboundEvent) -> str:

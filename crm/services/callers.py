@@ -15,8 +15,8 @@ import asyncio
 import sqlite3
 import sys
 import time
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +25,13 @@ import asyncpg
 
 from crm.changes import Change, Feed, Subscription
 from crm.db import Database
-from crm.services.telephony import CallerInfo, Telephony, caller_info, caller_sql
+from crm.services.telephony import (
+    CallerInfo,
+    RepContact,
+    Telephony,
+    caller_info,
+    caller_sql,
+)
 
 # Connections a PostgreSQL lookup pool keeps: a lookup is one short round trip.
 PG_POOL_SIZE = 2
@@ -152,8 +158,14 @@ class _SqliteReader:
 
 
 class _PostgresReader:
-    """A small asyncpg pool of its own: one round trip per lookup with a prepared statement,
-    and lookups never wait for a connection intake holds."""
+    """Up to `PG_POOL_SIZE` connections of its own: one round trip per lookup with a
+    statement asyncpg prepared once per connection, and lookups never wait for a connection
+    intake holds.
+
+    Not an asyncpg pool: its acquire and release (a task per release, to shield it from
+    cancellation, and the session reset) cost this process more CPU than the round trip
+    itself. A lookup only reads and sets nothing, so its connection goes back as it is;
+    one whose lookup failed or was cancelled midway is in an unknown state and is closed."""
 
     def __init__(self, db: Database) -> None:
         _, kwargs = db.engine.dialect.create_connect_args(db.url)
@@ -162,30 +174,72 @@ class _PostgresReader:
             kwargs.pop(key, None)
         self._connect = kwargs
         self._sql = caller_sql(sqlite=False).replace(":e164", "$1")
-        self._pool: asyncpg.Pool | None = None
-        self._opening = asyncio.Lock()
+        self._idle: list[asyncpg.Connection] = []
+        self._open = 0  # connections open, being opened, or promised to a waiter
+        # Lookups waiting for a connection: handed one given back, or None (open your own).
+        self._waiters: deque[asyncio.Future[asyncpg.Connection | None]] = deque()
+        self._closed = False
 
-    async def _get_pool(self) -> asyncpg.Pool:
-        async with self._opening:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    min_size=1, max_size=PG_POOL_SIZE, reset=_keep_session, **self._connect
-                )
-        return self._pool
+    async def _take(self) -> asyncpg.Connection:
+        while self._idle:
+            kept = self._idle.pop()
+            if not kept.is_closed():
+                return kept
+            self._open -= 1  # the server closed it meanwhile
+        con: asyncpg.Connection | None = None
+        if self._open >= PG_POOL_SIZE:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                con = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._give_back(waiter.result())  # handed over as we were cancelled
+                raise
+        else:
+            self._open += 1
+        if con is not None:
+            return con
+        try:
+            return await asyncpg.connect(**self._connect)
+        except BaseException:
+            self._give_back(None)
+            raise
+
+    def _give_back(self, con: asyncpg.Connection | None) -> None:
+        """Hand a connection (None: the room for one) to the next waiter, else keep it."""
+        if con is not None and self._closed:
+            con.terminate()
+            con = None
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(con)
+                return
+        if con is None:
+            self._open -= 1
+        else:
+            self._idle.append(con)
 
     async def row(self, e164: str) -> tuple[Any, ...] | None:
-        pool = self._pool or await self._get_pool()
-        row = await pool.fetchrow(self._sql, e164)
+        con = await self._take()
+        try:
+            row = await con.fetchrow(self._sql, e164)
+        except asyncpg.PostgresError:  # the server answered, or the connection is gone
+            self._give_back(None if con.is_closed() else con)
+            raise
+        except BaseException:
+            con.terminate()
+            self._give_back(None)
+            raise
+        self._give_back(con)
         return tuple(row) if row is not None else None
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
-
-
-async def _keep_session(_: asyncpg.Connection) -> None:
-    """Lookups only read and set nothing: no session reset (a round trip) between them."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        self._open -= len(idle)
+        await asyncio.gather(*(con.close() for con in idle), return_exceptions=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +254,9 @@ class CacheSettings:
 # Changes that cannot alter any caller answer (an activity names no number, record or rep
 # the answer shows).
 _IRRELEVANT = frozenset({"activity"})
+# How many recent drops the cache remembers, so that a lookup which started before some of
+# them can tell whether its number was among them (older than that: its answer is not kept).
+_DROPS_KEPT = 1024
 
 DEFAULT_CACHE = CacheSettings()
 
@@ -208,19 +265,26 @@ class CallerCache:
     """Answers by E.164 (negative ones too), least recently used dropped beyond `size`.
 
     Correct by the change feed, read on each lookup (no task of its own): a change of a lead,
-    deal, contact or company (their phones included) clears every answer, since a change
-    does not say which numbers it touched; so does `Missed`. While the feed is not live (Redis
-    away) nothing is answered from or put in the cache. Answers also expire after `ttl`
-    (`negative_ttl` for unknown numbers): that bounds staleness where a loss goes unnoticed
-    (a process that died between its commit and its publish, a rep's own details, which the
-    feed does not carry). A lookup that started before a clear does not put its answer in.
+    deal, contact or company drops the answers of the numbers it says it may alter
+    (`Change.numbers`, see `crm.affected`), every answer when it does not say (a change of
+    a company with many contacts, a message of an older process); so does `Missed`. While
+    the feed is not live (Redis away) nothing is answered from or put in the cache. Answers
+    also expire after `ttl` (`negative_ttl` for unknown numbers): that bounds staleness where
+    a loss goes unnoticed (a process that died between its commit and its publish, a rep's
+    own details, which the feed does not carry). A lookup that started before a drop of its
+    number (or of all) does not put its answer in.
     """
 
     def __init__(self, settings: CacheSettings) -> None:
         self.settings = settings
-        self.generation = 0  # bumped by every clear
+        self.generation = 0  # bumped by every drop of some answers or all
         self.hits = self.misses = 0
-        self._entries: OrderedDict[str, tuple[float, CallerInfo | None]] = OrderedDict()
+        self.clears = 0  # drops of every answer
+        # number -> (expires, *the answer's fields): flat tuples of plain values, which the
+        # garbage collector stops tracking, so a full cache costs its collections nothing.
+        self._entries: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
+        # (generation, numbers dropped then; None: all), the latest `_DROPS_KEPT`.
+        self._drops: deque[tuple[int, frozenset[str] | None]] = deque(maxlen=_DROPS_KEPT)
         self._feed: Feed | None = None
         self._sub: Subscription | None = None
 
@@ -229,7 +293,32 @@ class CallerCache:
 
     def clear(self) -> None:
         self._entries.clear()
+        self.clears += 1
+        self._dropped(None)
+
+    def drop(self, numbers: Iterable[str]) -> None:
+        """Forget the answers of these numbers."""
+        gone = frozenset(numbers)
+        for number in gone:
+            self._entries.pop(number, None)
+        self._dropped(gone)
+
+    def _dropped(self, numbers: frozenset[str] | None) -> None:
         self.generation += 1
+        self._drops.append((self.generation, numbers))
+
+    def _dropped_since(self, generation: int, e164: str) -> bool:
+        """Whether the answer of `e164` was dropped after `generation` (or may have been)."""
+        if generation == self.generation:
+            return False
+        if not self._drops or self._drops[0][0] > generation + 1:
+            return True  # the drops since then are no longer all known
+        for gen, numbers in reversed(self._drops):
+            if gen <= generation:
+                break
+            if numbers is None or e164 in numbers:
+                return True
+        return False
 
     def _current(self, feed: Feed) -> bool:
         """Apply what the feed delivered since the last look; whether the cache may be used."""
@@ -238,9 +327,20 @@ class CallerCache:
             self._feed, self._sub = feed, feed.subscribe()
             self.clear()
         assert self._sub is not None
+        numbers: set[str] = set()
+        everything = False
         while (item := self._sub.get_nowait()) is not None:
-            if not isinstance(item, Change) or item.kind not in _IRRELEVANT:
-                self.clear()
+            if not isinstance(item, Change):  # Missed
+                everything = True
+            elif item.kind not in _IRRELEVANT:
+                if item.numbers is None:
+                    everything = True
+                else:
+                    numbers.update(item.numbers)
+        if everything:
+            self.clear()
+        elif numbers:
+            self.drop(numbers)
         if not feed.live:
             if self._entries:
                 self.clear()
@@ -257,14 +357,15 @@ class CallerCache:
             return None
         self._entries.move_to_end(e164)
         self.hits += 1
-        return (entry[1],)
+        return (_unpack(entry),)
 
     def put(self, feed: Feed, e164: str, info: CallerInfo | None, generation: int) -> None:
-        """Keep an answer read while the cache stood at `generation` (else it may be stale)."""
-        if not self._current(feed) or generation != self.generation:
+        """Keep an answer read while the cache stood at `generation`, unless the answer of
+        its number was dropped since (then it may be stale)."""
+        if not self._current(feed) or self._dropped_since(generation, e164):
             return
         ttl = self.settings.ttl if info is not None else self.settings.negative_ttl
-        self._entries[e164] = (time.monotonic() + ttl, info)
+        self._entries[e164] = _pack(time.monotonic() + ttl, info)
         self._entries.move_to_end(e164)
         if len(self._entries) > self.settings.size:
             self._entries.popitem(last=False)
@@ -274,6 +375,48 @@ class CallerCache:
             self._sub.close()
         self._feed = self._sub = None
         self.clear()
+
+
+_NO_REP = (None,) * 5
+
+
+def _pack(expires: float, info: CallerInfo | None) -> tuple[Any, ...]:
+    if info is None:
+        return (expires, None)
+    rep = info.responsible
+    return (
+        expires,
+        info.number,
+        info.contact_id,
+        info.contact_name,
+        info.company_id,
+        info.company_name,
+        info.lead_id,
+        info.lead_title,
+        info.deal_id,
+        info.deal_title,
+        *(_NO_REP if rep is None else (rep.id, rep.name, rep.active, rep.extension, rep.phone)),
+    )
+
+
+def _unpack(entry: tuple[Any, ...]) -> CallerInfo | None:
+    if entry[1] is None:
+        return None
+    rep = None if entry[10] is None else RepContact(*entry[10:15])
+    number, contact_id, contact_name, company_id, company_name = entry[1:6]
+    lead_id, lead_title, deal_id, deal_title = entry[6:10]
+    return CallerInfo(
+        number,
+        contact_id,
+        contact_name,
+        company_id,
+        company_name,
+        lead_id,
+        lead_title,
+        deal_id,
+        deal_title,
+        rep,
+    )
 
 
 class CallerLookup:

@@ -52,18 +52,11 @@ _TITLE: dict[str, Any] = {
 
 
 async def hits_of(s: AsyncSession, ids: EventIdentities, skip: Target | None) -> list[DuplicateHit]:
+    """The hits of `ids`; `skip` is the record edited: a value it holds already adds nothing,
+    so neither it nor the other holders of that value (the lead a contact came from) are hits."""
     wanted = {(i.kind.value, i.value) for i in ids.matchable()}
     if not wanted:
         return []
-    hits: list[DuplicateHit] = []
-    excluded = await s.execute(
-        select(ExceptionEntry.kind, ExceptionEntry.value).where(
-            pairs_in(ExceptionEntry.kind, ExceptionEntry.value, wanted)
-        )
-    )
-    for listed_kind, listed in sorted(set(excluded) & wanted):
-        message = f"{listed_kind} {listed} is on the exception list: it never reaches the CRM"
-        hits.append(DuplicateHit(listed_kind, listed, None, None, None, message))
     rows = await s.execute(
         select(
             Communication.kind,
@@ -75,7 +68,20 @@ async def hits_of(s: AsyncSession, ids: EventIdentities, skip: Target | None) ->
             Communication.owner_type.in_(ATTACHABLE),
         )
     )
-    found = sorted({r for r in rows if (r[0], r[1]) in wanted and (r[2], r[3]) != skip})
+    held = {r for r in rows if (r[0], r[1]) in wanted}
+    wanted -= {(kind, value) for kind, value, *owner in held if tuple(owner) == skip}
+    if not wanted:
+        return []
+    hits: list[DuplicateHit] = []
+    excluded = await s.execute(
+        select(ExceptionEntry.kind, ExceptionEntry.value).where(
+            pairs_in(ExceptionEntry.kind, ExceptionEntry.value, wanted)
+        )
+    )
+    for listed_kind, listed in sorted(set(excluded) & wanted):
+        message = f"{listed_kind} {listed} is on the exception list: it never reaches the CRM"
+        hits.append(DuplicateHit(listed_kind, listed, None, None, None, message))
+    found = sorted(r for r in held if (r[0], r[1]) in wanted)
     titles: dict[Target, str] = {}
     for table in ATTACHABLE:
         ids_of = [oid for _, _, t, oid in found if t == table]

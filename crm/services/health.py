@@ -111,7 +111,9 @@ class ChannelHealth:
     def webhook(self, source: str, status: int, reason: str = "") -> None:
         """Note one request of a webhook source (in memory; `flush` writes it)."""
         now = utcnow()
-        seen = self._hooks.setdefault(source, WebhookHealth(source))
+        seen = self._hooks.get(source)
+        if seen is None:  # not setdefault: that would build one on every request
+            seen = self._hooks[source] = WebhookHealth(source)
         if status < 400:
             seen.last_accepted = now
         else:

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.changes import Change
 from crm.db import Database
 from crm.dto import SYSTEM, Actor, CompanyView, ContactView
 from crm.errors import Forbidden, InvalidInput, NotFound
@@ -19,6 +20,7 @@ from crm.services.duplicates import refuse_duplicates
 from crm.services.listing import page_of, visible_to
 from crm.services.rows import OWNER_MODELS, add_comms, add_timeline
 from crm.services.views import company_views, contact_views
+from crm.tracking import record
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +243,10 @@ class Records:
             )
             if not getattr(gone, "rowcount", 0):
                 raise NotFound(f"{owner_type} #{owner_id} has no {kind} {value}")
+            # Deleted around the ORM: the number whose caller answer it alters is said here.
+            numbers = (value,) if kind == "phone" else ()
+            change = Change(owner_type, owner_id, "changed", actor.rep_id, utcnow(), ("phones",))
+            record(s.sync_session, [change.with_numbers(numbers)])
             owner.modified_at = utcnow()
             add_timeline(
                 s, owner_type, owner_id, "updated", actor, after={"removed": f"{kind} {value}"}

@@ -7,19 +7,22 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import select, text
 
-from crm.changes import RedisFeed
+from crm import affected
+from crm.changes import Change, RedisFeed
 from crm.config import CrmConfig
 from crm.db import Database
 from crm.facade import Crm
 from crm.models import Communication
 from crm.queue import RedisStreamQueue
 from crm.services.callers import CacheSettings, CallerCache
+from crm.services.leads import LeadInput
 from crm.services.records import ContactInput
 from crm.services.telephony import CallerInfo
 from tests.conftest import REDIS_URL, make_event, worker_process
@@ -40,8 +43,8 @@ async def _until(
             await asyncio.sleep(0.02)
 
 
-@pytest.fixture
-async def other(crm: Crm, stream_name: str) -> AsyncIterator[Crm]:
+@asynccontextmanager
+async def _two_processes(crm: Crm, stream_name: str) -> AsyncIterator[Crm]:
     """This test's CRM on a Redis feed, and a second CRM on the same database with a feed of
     its own (its own origin): what it writes reaches the first only through Redis, as the
     writes of another process do."""
@@ -64,6 +67,12 @@ async def other(crm: Crm, stream_name: str) -> AsyncIterator[Crm]:
         await crm.close()
         await here.close()
         await redis.aclose()
+
+
+@pytest.fixture
+async def other(crm: Crm, stream_name: str) -> AsyncIterator[Crm]:
+    async with _two_processes(crm, stream_name) as second:
+        yield second
 
 
 @pytest.mark.parametrize("backend", ["postgres"])
@@ -191,7 +200,191 @@ async def test_an_answer_read_across_a_change_is_not_kept(crm: Crm) -> None:
     # A change committed while the lookup's statement ran: its answer may predate it.
     await crm.records.create_contact(ContactInput(name="Gina", phones=("+4930200400",)))
     cache.put(feed, "+4930200400", None, generation)
-    assert cache.get(feed, "+4930200400") is None and len(cache) == 0
+    cache.put(feed, "+4930200401", None, generation)  # a number the change did not touch
+    assert cache.get(feed, "+4930200400") is None and len(cache) == 1
+    assert cache.get(feed, "+4930200401") == (None,)
     cache.put(feed, "+4930200400", None, cache.generation)
     assert cache.get(feed, "+4930200400") == (None,)
     cache.close()
+
+
+# --- Only the answers a change can alter are dropped ---------------------------------------
+
+ZED = "+4930300099"  # a caller no write below touches: their answer stays cached
+
+
+@pytest.fixture(params=["same process", "other process"])
+async def writer(request: pytest.FixtureRequest, crm: Crm, stream_name: str) -> AsyncIterator[Crm]:
+    """Who writes while `crm` looks up: `crm` itself, or another process (on PostgreSQL,
+    its changes reach `crm` through Redis)."""
+    if request.param == "same process":
+        crm.callers.configure_cache(FOREVER)
+        yield crm
+        await crm.close()
+        return
+    if crm.db.is_sqlite:
+        pytest.skip("processes share a PostgreSQL database here")
+    async with _two_processes(crm, stream_name) as second:
+        yield second
+
+
+async def _seen(crm: Crm, writer: Crm, *numbers: str) -> None:
+    """Look each number up once, after Zed's answer is cached (a hit)."""
+    cache = crm.callers.cache
+    assert cache is not None
+    async with asyncio.timeout(5):
+        while True:
+            hits = cache.hits
+            if await crm.callers.caller(ZED) is not None and cache.hits > hits:
+                break
+            await asyncio.sleep(0.02)
+    for number in numbers:
+        await crm.callers.caller(number)
+
+
+async def _after(
+    crm: Crm,
+    write: Awaitable[object],
+    number: str,
+    ok: Callable[[CallerInfo | None], object],
+) -> None:
+    """Run `write`; the next lookups of `number` come to say `ok`, and Zed's answer is
+    still the cached one (a hit, not a read)."""
+    cache = crm.callers.cache
+    assert cache is not None
+    clears = cache.clears
+    await write
+    await _until(crm, number, ok)
+    hits = cache.hits
+    assert (await crm.callers.caller(ZED) or CallerInfo("")).contact_name == "Zed"
+    assert cache.hits == hits + 1
+    assert cache.clears == clears  # only some answers were dropped
+
+
+@pytest.fixture
+async def zed(crm: Crm, writer: Crm) -> None:
+    """Zed, created by `writer`; returns once the change has reached `crm` (a cached answer
+    of Zed's is not dropped by it later)."""
+    sub = crm.changes.subscribe()
+    await writer.records.create_contact(ContactInput(name="Zed", phones=(ZED,)))
+    async with asyncio.timeout(10):
+        while not isinstance(item := await sub.get(), Change) or ZED not in (item.numbers or ()):
+            pass
+    sub.close()
+
+
+@pytest.mark.usefixtures("zed")
+async def test_a_new_lead_from_intake_drops_its_numbers_answer(crm: Crm, writer: Crm) -> None:
+    number = "+4930300001"
+    await _seen(crm, writer, number)
+    assert await crm.callers.caller(number) is None  # nobody, cached
+    event = make_event(phones=("+49 30 300001",), text="hi")
+    write = writer.intake.process(event)
+    await _after(crm, write, number, lambda i: i is not None and i.lead_id is not None)
+
+
+@pytest.mark.usefixtures("zed")
+async def test_a_phone_moved_on_a_contact_drops_both_numbers(crm: Crm, writer: Crm) -> None:
+    old, new = "+4930300011", "+4930300012"
+    kim = await writer.records.create_contact(ContactInput(name="Kim", phones=(old,)))
+    await _seen(crm, writer, old, new)
+    await _after(
+        crm,
+        writer.records.update_contact(kim.id, ContactInput(phones=(new,))),
+        new,
+        lambda i: i is not None and i.contact_id == kim.id,
+    )
+    await _after(
+        crm, writer.records.remove_comm("contact", kim.id, "phone", old), old, lambda i: i is None
+    )
+
+
+@pytest.mark.usefixtures("zed")
+async def test_a_lead_closed_drops_its_clients_numbers(crm: Crm, writer: Crm) -> None:
+    # The lead holds no number of its own: Kim's second number shows it as Kim's open lead.
+    kim = await writer.records.create_contact(
+        ContactInput(name="Kim", phones=("+4930300021", "+4930300022"))
+    )
+    lead = await writer.leads.create(LeadInput(title="Order", contact_id=kim.id))
+    await _seen(crm, writer, "+4930300022")
+    assert (await crm.callers.caller("+4930300022") or CallerInfo("")).lead_id == lead.id
+    write = writer.leads.junk(lead.id, "spam")
+    await _after(crm, write, "+4930300022", lambda i: i is not None and i.lead_id is None)
+
+
+@pytest.mark.usefixtures("zed")
+async def test_a_contact_reassigned_drops_its_numbers(crm: Crm, writer: Crm) -> None:
+    rita, otto = await writer.reps.add("Rita"), await writer.reps.add("Otto")
+    kim = await writer.records.create_contact(
+        ContactInput(name="Kim", phones=("+4930300031",), responsible_id=rita.id)
+    )
+    await _seen(crm, writer, "+4930300031")
+    write = writer.records.update_contact(kim.id, ContactInput(responsible_id=otto.id))
+    await _after(
+        crm,
+        write,
+        "+4930300031",
+        lambda i: i is not None and i.responsible is not None and i.responsible.id == otto.id,
+    )
+
+
+@pytest.mark.usefixtures("zed")
+async def test_a_company_renamed_drops_its_contacts_numbers(crm: Crm, writer: Crm) -> None:
+    acme = await writer.records.create_company("Acme", phones=("+4930300041",))
+    await writer.records.create_contact(
+        ContactInput(name="Kim", company_id=acme.id, phones=("+4930300042",))
+    )
+    await _seen(crm, writer, "+4930300041", "+4930300042")
+    write = writer.records.update_company(acme.id, title="Acme Neu")
+    await _after(crm, write, "+4930300042", lambda i: i and i.company_name == "Acme Neu")
+    info = await crm.callers.caller("+4930300041")
+    assert info is not None and info.company_name == "Acme Neu"
+
+
+@pytest.mark.usefixtures("zed")
+async def test_a_lead_converted_drops_its_numbers(crm: Crm, writer: Crm) -> None:
+    lead = await writer.leads.create(LeadInput(title="Order", phones=("+4930300051",)))
+    await _seen(crm, writer, "+4930300051")
+    assert (await crm.callers.caller("+4930300051") or CallerInfo("")).contact_id is None
+    done = await writer.leads.convert(lead.id)
+    assert done.deal is not None and done.contact_id is not None
+    info = await _until(crm, "+4930300051", lambda i: i and i.contact_id == done.contact_id)
+    assert info is not None and info.deal_id == done.deal.id
+
+
+async def test_a_change_of_too_many_numbers_drops_every_answer(
+    crm: Crm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crm.callers.configure_cache(FOREVER)
+    cache = crm.callers.cache
+    assert cache is not None
+    monkeypatch.setattr(affected, "CAP", 1)
+    acme = await crm.records.create_company("Acme")
+    for k in range(2):
+        phone = f"+493030006{k}"
+        contact = ContactInput(name="K", company_id=acme.id, phones=(phone,))
+        await crm.records.create_contact(contact)
+    await crm.callers.caller("+4930300060")
+    clears = cache.clears
+    await crm.records.update_company(acme.id, title="Acme Neu")
+    info = await crm.callers.caller("+4930300060")
+    assert info is not None and info.company_name == "Acme Neu" and cache.clears == clears + 1
+    await crm.close()
+
+
+@pytest.mark.usefixtures("zed")
+async def test_a_repeat_lead_from_intake_drops_its_clients_other_numbers(
+    crm: Crm, writer: Crm
+) -> None:
+    kim = await writer.records.create_contact(
+        ContactInput(name="Kim", phones=("+4930300081", "+4930300082"))
+    )
+    await _seen(crm, writer, "+4930300082")
+    assert (await crm.callers.caller("+4930300082") or CallerInfo("")).lead_id is None
+    write = writer.intake.process(make_event(phones=("+49 30 300081",), text="again"))
+    await _after(
+        crm,
+        write,
+        "+4930300082",
+        lambda i: i is not None and i.contact_id == kim.id and i.lead_id is not None,
+    )

@@ -4,6 +4,7 @@ and planned over the indexes on SQLite."""
 
 from __future__ import annotations
 
+import asyncio
 import mmap
 import os
 import sqlite3
@@ -12,14 +13,16 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
+from sqlalchemy import text
 
 from crm.config import CrmConfig
 from crm.db import Database
 from crm.facade import Crm
 from crm.models import Base
 from crm.services import callers as callers_module
-from crm.services.callers import CallerLookup, _SqliteReader
+from crm.services.callers import CallerLookup, _PostgresReader, _SqliteReader
 from crm.services.leads import LeadInput
 from crm.services.records import ContactInput
 from crm.services.telephony import CallerInfo, RepContact, Telephony, caller_sql
@@ -253,3 +256,42 @@ def _read_from_disk(path: Path) -> None:
         os.readv(fd, [buf])
     finally:
         os.close(fd)
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_postgres_lookups_share_a_bounded_set_of_connections(crm: Crm, db: Database) -> None:
+    """Many lookups at once use at most PG_POOL_SIZE connections; one cancelled midway
+    leaves no connection behind in an unknown state, one the server ended is replaced."""
+    jo = await crm.records.create_contact(ContactInput(name="Jo", phones=("+4930100013",)))
+    reader = _PostgresReader(db)
+    try:
+        rows = await asyncio.gather(*(reader.row("+4930100013") for _ in range(20)))
+        assert {r[0] if r else None for r in rows} == {jo.id}
+        assert len(reader._idle) == reader._open == callers_module.PG_POOL_SIZE
+
+        slow = asyncio.create_task(reader.row("+4930100013"))
+        await asyncio.sleep(0)
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        assert reader._open == callers_module.PG_POOL_SIZE - 1  # it was closed, not kept
+
+        async with db.engine.connect() as conn:  # the server ends the lookup's connections
+            await conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    " AND application_name = ''"
+                )
+            )
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    row = await reader.row("+4930100013")
+                    break
+                except asyncpg.PostgresConnectionError:  # the one lookup that found it so
+                    await asyncio.sleep(0.05)
+        assert row is not None and row[0] == jo.id
+        assert reader._open <= callers_module.PG_POOL_SIZE
+    finally:
+        await reader.close()

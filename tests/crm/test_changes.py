@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from redis.asyncio import Redis
 
-from crm.changes import Change, LocalFeed, Missed, RedisFeed
+from crm.changes import Change, LocalFeed, Missed, RedisFeed, merge
 from crm.dto import Actor
 from crm.facade import Crm
 from crm.models import Company, utcnow
@@ -41,7 +41,8 @@ async def test_service_writes_reach_a_subscriber_after_commit(crm: Crm) -> None:
     feed = crm.changes.subscribe()
     lead = await crm.leads.create(LeadInput(title="Inquiry", phones=("+4930111",)))
     got = await _next(feed)
-    assert got == Change("lead", lead.id, "created", None, got.at, (), None)
+    # The numbers whose caller answers it may alter: the lead's own (it has no client).
+    assert got == Change("lead", lead.id, "created", None, got.at, (), None, ("+4930111",))
     await crm.leads.take(lead.id, Actor(rita.id, "rep"))
     taken = await _next(feed)
     assert isinstance(taken, Change) and (taken.kind, taken.id, taken.action) == (
@@ -193,3 +194,23 @@ async def test_redis_down_fails_no_write_and_local_subscribers_still_hear(
     finally:
         await feed.close()
         await redis.aclose()
+
+
+def test_numbers_cross_processes_and_a_message_without_them_means_unknown() -> None:
+    at = datetime.now(UTC)
+    change = Change("contact", 7, "changed", None, at, ("name",), 3, ("+4930111", "+4930222"))
+    assert Change.from_json(change.to_json()) == change
+    unknown = Change("contact", 7, "changed", None, at, ("name",), 3)
+    assert Change.from_json(unknown.to_json()) == unknown
+    old = {k: v for k, v in change.to_json().items() if k != "numbers"}  # an older process
+    assert Change.from_json(old).numbers is None
+
+
+def test_merged_changes_unite_their_numbers_and_unknown_wins() -> None:
+    at = datetime.now(UTC)
+    created = Change("contact", 7, "created", None, at, numbers=("+4930111",))
+    phone = Change("contact", 7, "changed", None, at, ("phones",), numbers=("+4930222",))
+    [both] = merge([created, phone])
+    assert both.action == "created" and both.numbers == ("+4930111", "+4930222")
+    [unknown] = merge([created, Change("contact", 7, "changed", None, at, ("name",))])
+    assert unknown.numbers is None

@@ -18,6 +18,7 @@ from crm.services.handmade import (
     DuplicateWarning,
     LeadDraft,
 )
+from crm.services.records import ContactInput
 from matching.event import Channel
 from tests.conftest import make_event
 
@@ -157,3 +158,20 @@ async def test_scenario_contact_whose_phone_is_on_an_open_lead(crm: Crm) -> None
     # Leadbot (unlike Bitrix24, R3.12): the call joins the open lead, which gets the contact
     assert r.outcome == "attached_lead" and r.lead_id == lead.id
     assert (await crm.leads.get(lead.id)).contact_id == anna.id
+
+
+async def test_an_edit_re_adding_the_records_own_value_is_no_duplicate(crm: Crm) -> None:
+    """A contact converted from a lead shares the lead's phone: typing it again on the contact
+    adds nothing, so it is no hit (nor is the lead); a phone another record holds is."""
+    lead = await crm.handmade.create_lead(LeadDraft("Anna", comms=Comms(phones=("030 1234567",))))
+    other = await crm.handmade.create_lead(LeadDraft("Bob", comms=Comms(phones=("030 7654321",))))
+    anna = (await crm.leads.convert(lead.id, into=("contact",))).contact_id
+    assert anna is not None
+    own = ContactInput(first_name="Anna", phones=("+49 30 1234567",))
+    assert await crm.handmade.check(Comms(phones=own.phones), ignore=("contact", anna)) == []
+    await crm.records.update_contact(anna, own, check_duplicates=True)
+    assert (await crm.records.get_contact(anna)).phones == ["+49301234567"]
+    both = ContactInput(phones=("030 1234567", "030 7654321"))
+    with pytest.raises(DuplicateWarning) as err:
+        await crm.records.update_contact(anna, both, check_duplicates=True)
+    assert [(h.owner_type, h.owner_id) for h in err.value.hits] == [("lead", other.id)]

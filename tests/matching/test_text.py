@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from matching.event import Attachment, Channel, Handle, InboundEvent
-from matching.text import clean_event, clean_json, clean_text, is_clean, is_clean_json
+from matching.text import (
+    _MAYBE_BAD_UTF8,
+    clean_event,
+    clean_json,
+    clean_text,
+    is_clean,
+    is_clean_json,
+)
 
 # Every code point, lone surrogates and control characters included.
 any_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=30)
@@ -78,6 +85,13 @@ def test_json_text_called_clean_needs_no_cleaning(value: Any, ascii_only: bool) 
         return
     if is_clean_json(text):
         assert by_recursion(json.loads(text)) == json.loads(text)
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=300) | st.text(max_size=100).map(lambda t: t.encode("utf-8", "replace")))
+def test_is_clean_json_prefilter_answers_as_the_pattern(text: bytes) -> None:
+    # The translate pass only ever says "clean" for texts the pattern finds nothing in.
+    assert is_clean_json(text) == (_MAYBE_BAD_UTF8.search(text) is None)
 
 
 def test_is_clean_json_examples() -> None:

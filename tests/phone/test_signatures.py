@@ -35,6 +35,24 @@ def test_generic_signature_is_hmac_sha256_over_timestamp_dot_body() -> None:
     assert sign_generic(SECRET, NOW, BODY) == f"t={NOW},v1={expected}"
 
 
+@given(
+    secret=st.one_of(st.binary(max_size=200), st.sampled_from([b"", b"k" * 64, b"k" * 65])),
+    timestamp=st.integers(min_value=0, max_value=10**12 - 1),
+    body=st.binary(max_size=500),
+)
+def test_generic_signature_agrees_with_hmac_for_any_key_length(
+    secret: bytes, timestamp: int, body: bytes
+) -> None:
+    # The key's hash states are made once per secret (keys longer than SHA-256's block are
+    # hashed first): the digest must be the standard library's for every key.
+    import hmac
+
+    expected = hmac.digest(secret, b"%d." % timestamp + body, "sha256").hex()
+    header = sign_generic(secret, timestamp, body)
+    assert header == f"t={timestamp},v1={expected}"
+    assert verify_generic(secret, header, body, timestamp) == timestamp
+
+
 @pytest.mark.parametrize("header", [None, "", "   "])
 def test_generic_missing_header(header: str | None) -> None:
     with pytest.raises(SignatureError, match="missing"):

@@ -1,0 +1,153 @@
+"""Which caller answers a transaction's changes may alter: the E.164 numbers a `Change`
+carries, so that a cache of answers (`crm.services.callers`) drops only those.
+
+The answer for a number (`crm.services.telephony.caller_sql`) reads the records holding it,
+the contact of a lead holding it, the company of that contact (or of a holder), and the
+newest open deal and lead of that company or contact. So a change of
+- a phone alters the answers of its numbers before and after (`crm.tracking` puts them on
+  the change itself);
+- a contact: those of its phones and of the phones of leads linked to it;
+- a company: those of its phones, its contacts' and its leads' (and those contacts' leads');
+- a lead: those of its own phones, and of its contact's and company's, before and after;
+- a deal: those of its contact's and company's, before and after.
+They are read in one statement just before the commit (the transaction sees its own
+writes); the clients of leads and deals written around the ORM (intake's multi-row INSERTs)
+in one more. More than `CAP` numbers (a company with many contacts) leave the transaction's
+changes unknown: every answer is dropped, as before.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import literal_column, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+# crm.db runs `resolve` at each commit: imported as a module, read when called.
+from crm import db
+from crm.models import Communication, Contact, Deal, Lead
+from crm.tracking import Key, pending
+
+# More numbers than this for one transaction: cheaper to drop every answer than to send them.
+CAP = 500
+
+_OWNED = ("contact", "company", "lead")  # records whose own phones count
+
+
+def _tag(kind: str) -> Any:
+    return literal_column(f"'{kind}'")  # a constant of ours, not a bound parameter
+
+
+def _union(parts: list[Any]) -> Any:
+    first, *rest = parts
+    return first.union_all(*rest) if rest else first
+
+
+def _phones(owner_type: str) -> Any:
+    comm = Communication
+    return (comm.kind == "phone", comm.owner_type == owner_type, comm.value.is_not(None))
+
+
+def _numbers_query(contacts: set[int], companies: set[int], leads: set[int], pg: bool) -> Any:
+    """(kind, id, number) rows: the numbers whose answers depend on each client or lead."""
+    comm, lead, contact = Communication, Lead, Contact
+    parts: list[Any] = []
+
+    def one_of(column: Any, ids: set[int]) -> Any:
+        return db.one_of(column, ids, pg=pg)
+
+    def own(kind: str, ids: set[int]) -> None:
+        parts.append(
+            select(_tag(kind), comm.owner_id, comm.value).where(
+                *_phones(kind), one_of(comm.owner_id, ids)
+            )
+        )
+
+    def of_leads(kind: str, key: Any, where: Any, *joins: tuple[Any, Any]) -> None:
+        query = select(_tag(kind), key, comm.value).select_from(lead)
+        for target, on in joins:
+            query = query.join(target, on)
+        parts.append(query.join(comm, comm.owner_id == lead.id).where(*_phones("lead"), where))
+
+    if leads:
+        own("lead", leads)
+    if contacts:
+        own("contact", contacts)
+        of_leads("contact", lead.contact_id, one_of(lead.contact_id, contacts))
+    if companies:
+        own("company", companies)
+        parts.append(
+            select(_tag("company"), contact.company_id, comm.value)
+            .select_from(contact)
+            .join(comm, comm.owner_id == contact.id)
+            .where(*_phones("contact"), one_of(contact.company_id, companies))
+        )
+        of_leads("company", lead.company_id, one_of(lead.company_id, companies))
+        of_leads(
+            "company",
+            contact.company_id,
+            one_of(contact.company_id, companies),
+            (contact, contact.id == lead.contact_id),
+        )
+    return _union(parts).limit(CAP + 1)
+
+
+def _clients_query(keys: list[Key], pg: bool) -> Any:
+    """(kind, id, contact id, company id) of these leads and deals."""
+    parts = [
+        select(_tag(kind), model.id, model.contact_id, model.company_id).where(
+            db.one_of(model.id, {i for k, i in keys if k == kind}, pg=pg)
+        )
+        for kind, model in (("lead", Lead), ("deal", Deal))
+        if any(k == kind for k, _ in keys)
+    ]
+    return _union(parts)
+
+
+async def resolve(session: AsyncSession) -> None:
+    """Fill in the numbers of the transaction's changes that do not say them yet (before
+    its commit, after its last flush)."""
+    changes, clients = pending(session.sync_session)
+    depends: dict[Key, set[Key]] = {}
+    unread: list[Key] = []  # leads and deals written around the ORM: clients read here
+    for change in changes:
+        key = (change.kind, change.id)
+        if change.numbers is not None or key in depends:
+            continue
+        if change.kind in ("lead", "deal"):
+            depends[key] = set(clients.get(key, ()))
+            if key not in clients:
+                unread.append(key)
+        elif change.kind not in _OWNED:
+            continue  # an activity alters no answer; the cache knows that by its kind
+        else:
+            depends[key] = set()
+        if change.kind in _OWNED:
+            depends[key].add(key)
+    if not depends:
+        return
+    pg = db.is_pg(session)
+    if unread:
+        clients_now = await session.execute(_clients_query(unread, pg))
+        for kind, ident, contact_id, company_id in clients_now:
+            deps = depends[(kind, ident)]
+            deps.update(k for k in (("contact", contact_id), ("company", company_id)) if k[1])
+    wanted: dict[str, set[int]] = defaultdict(set)
+    for deps in depends.values():
+        for kind, ident in deps:
+            wanted[kind].add(ident)
+    rows = []
+    if wanted:
+        query = _numbers_query(wanted["contact"], wanted["company"], wanted["lead"], pg)
+        rows = list(await session.execute(query))
+    if len(rows) > CAP:
+        return  # all stay unknown
+    numbers: dict[Key, set[str]] = defaultdict(set)
+    for kind, ident, number in rows:
+        numbers[(kind, ident)].add(number)
+    for i, change in enumerate(changes):
+        on = depends.get((change.kind, change.id))
+        if on is not None and change.numbers is None:
+            found = sorted({n for dep in on for n in numbers.get(dep, ())})
+            changes[i] = change.with_numbers(tuple(found))
