@@ -207,7 +207,7 @@ def _child(
 ) -> Any:
     """One worker process: its own engine and CRM, like a `leadbot worker`."""
 
-    async def go() -> tuple[list[float], dict[str, int], float]:
+    async def go() -> tuple[list[float], dict[str, int], float, float]:
         db = Database(url, pool_size=concurrency + 2)
         crm = Crm(db, CrmConfig())
         outcomes: dict[str, int] = {}
@@ -223,11 +223,12 @@ def _child(
             "core": lambda b: _baseline_insert(db, b),
             "core_batch": lambda b: _baseline_batch(db, b),
         }[mode]
+        cpu = time.process_time()
         try:
             lat = await _run(events, concurrency, batch, fn)
         finally:
             await db.dispose()
-        return lat, outcomes, _peak_rss_mb()
+        return lat, outcomes, _peak_rss_mb(), time.process_time() - cpu
 
     return run_loop(go(), loop)
 
@@ -240,13 +241,16 @@ async def _in_processes(
     batch: int,
     mode: str,
     loop_name: EventLoopName,
-) -> tuple[float, list[float], dict[str, int], float]:
-    """Split the stream over worker processes (each event goes to one of them)."""
+) -> tuple[float, list[float], dict[str, int], float, float]:
+    """Split the stream over worker processes (each event goes to one of them). Also the CPU
+    seconds the workers and the local PostgreSQL server spent (the server's: 0 for SQLite or
+    a server elsewhere)."""
     loop = asyncio.get_running_loop()
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(processes, mp_context=ctx) as pool:
         # Warm the pool so process start-up is not timed.
         await asyncio.gather(*(loop.run_in_executor(pool, _noop) for _ in range(processes)))
+        server_cpu = _postgres_cpu()
         t = time.perf_counter()
         parts = await asyncio.gather(
             *(
@@ -257,12 +261,32 @@ async def _in_processes(
             )
         )
         elapsed = time.perf_counter() - t
+        server_cpu = _postgres_cpu() - server_cpu
     lat = [x for part in parts for x in part[0]]
     outcomes: dict[str, int] = {}
     for part in parts:
         for k, v in part[1].items():
             outcomes[k] = outcomes.get(k, 0) + v
-    return elapsed, lat, outcomes, max(part[2] for part in parts)
+    cpu = sum(part[3] for part in parts) + (server_cpu if "postgresql" in url else 0.0)
+    return elapsed, lat, outcomes, max(part[2] for part in parts), cpu
+
+
+def _postgres_cpu() -> float:
+    """CPU seconds of this machine's PostgreSQL processes so far: each live process's own,
+    plus what its postmaster collected from backends that have ended (cutime / cstime). CPU
+    time, unlike events/s, is hardly moved by other load on the machine."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # ended meanwhile
+        name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :]
+        if name != "postgres":
+            continue
+        fields = rest.split()  # from field 3 (state) on: utime is field 14, cstime 17
+        ticks += sum(int(fields[k]) for k in range(11, 15))
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _peak_rss_mb() -> float:
@@ -318,13 +342,13 @@ async def bench(
             await crm.reps.add(f"Rep {k}")
         events = make_events(contacts, n_events)
         await db.dispose()
-        intake_s, lat, outcomes, rss = await _in_processes(
+        intake_s, lat, outcomes, rss, intake_cpu = await _in_processes(
             url, events, processes, concurrency, batch, "intake", loop
         )
-        base_s, base_lat, _, _ = await _in_processes(
+        base_s, base_lat, _, _, _ = await _in_processes(
             url, events, processes, concurrency, batch, "core", loop
         )
-        bbase_s, _, _, _ = await _in_processes(
+        bbase_s, _, _, _, bbase_cpu = await _in_processes(
             url, events, processes, concurrency, batch, "core_batch", loop
         )
     finally:
@@ -347,6 +371,9 @@ async def bench(
         "baseline_per_s": round(n_events / base_s, 1),
         "baseline_p50_ms": round(_pct(base_lat, 0.50), 2),
         "batch_baseline_per_s": round(n_events / bbase_s, 1),
+        # Worker processes' CPU plus the local PostgreSQL server's, per event.
+        "cpu_us_per_event": round(intake_cpu / n_events * 1e6, 1),
+        "batch_baseline_cpu_us_per_event": round(bbase_cpu / n_events * 1e6, 1),
         "peak_rss_mb": round(rss, 1),
         "outcomes": outcomes,
     }

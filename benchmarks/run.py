@@ -87,8 +87,8 @@ def intake_section(quick: bool, loop: EventLoopName) -> Section:
         "",
         "| backend | contacts | processes × tasks | batch ≤ | events/s | p50 ms | p99 ms "
         "| Core, txn per event /s | × that | Core, txn per batch /s | × that | × small DB "
-        "| peak RSS MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| peak RSS MB | CPU µs/event | batch-shaped CPU µs/event | × that by CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     small = {r["backend"]: r["events_per_s"] for r in rows if r["contacts"] == sizes[0]}
     for r in rows:
@@ -98,7 +98,8 @@ def intake_section(quick: bool, loop: EventLoopName) -> Section:
             f"| {r['baseline_per_s']:,.0f} | {r['events_per_s'] / r['baseline_per_s']:.2f} "
             f"| {r['batch_baseline_per_s']:,.0f} "
             f"| {r['events_per_s'] / r['batch_baseline_per_s']:.2f} "
-            f"| {r['events_per_s'] / small[r['backend']]:.2f} | {r['peak_rss_mb']} |"
+            f"| {r['events_per_s'] / small[r['backend']]:.2f} | {r['peak_rss_mb']} "
+            f"{_cpu_cells(r)}"
         )
     mix = rows[0]["outcomes"]
     lines += [
@@ -111,9 +112,19 @@ def intake_section(quick: bool, loop: EventLoopName) -> Section:
         "a new lead (event log, lead, phone, activity, binding, outbox) inserted with plain "
         "SQLAlchemy Core and no matching, by the same processes and tasks on the same events: "
         "one transaction per event, and one transaction per batch with one multi-row INSERT "
-        "per table.",
+        "per table. CPU µs/event: the worker processes' CPU time plus the local PostgreSQL "
+        "server's (SQLite: the workers' alone), for intake and for the batch-shaped baseline; "
+        "unlike events/s it hardly moves with other load on the machine.",
     ]
     return Section("\n".join(lines), intake_goals(rows))
+
+
+def _cpu_cells(r: dict[str, Any]) -> str:
+    """The CPU columns of an intake row (blank for a harness that did not report them)."""
+    mine, base = r.get("cpu_us_per_event"), r.get("batch_baseline_cpu_us_per_event")
+    if not mine or not base:
+        return "| | | |"
+    return f"| {mine:,.0f} | {base:,.0f} | {base / mine:.2f} |"
 
 
 def intake_goals(rows: list[dict[str, Any]]) -> list[Goal]:
