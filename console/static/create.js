@@ -7,13 +7,6 @@
   const form = document.querySelector("form.create");
   if (!form) return;
 
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;  // text, never HTML
-    return node;
-  }
-
   // --- the duplicate check ------------------------------------------------------------------
 
   const attachable = { contact: ["lead", "contact", "company"], lead: ["lead", "contact", "company"],

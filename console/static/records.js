@@ -39,13 +39,6 @@ document.addEventListener("click", async (event) => {
   const inputs = form.querySelectorAll("input[data-check]");
   let asked = 0;
 
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;  // text, never HTML
-    return node;
-  }
-
   // "+49301234567 is already on contact #12 Anna Meyer — lead #40", as the server words it.
   function warning(hits) {
     const byValue = new Map();
