@@ -47,7 +47,7 @@
       }
       // Only the form's own comms can be attached; a company's new contact rows cannot.
       const ownField = !input.name.startsWith("row_");
-      if (ownField && attachable.includes(hit.owner_type)) {
+      if (ownField && !hit.hidden && attachable.includes(hit.owner_type)) {
         line.append(" — ", attachButton(hit));
       }
       box.append(line);

@@ -58,7 +58,7 @@ async def edit(
         row: Row = await get_or_404(s, model, ident, what)
         check_access(actor, row.responsible_id, f"{what} #{ident}")
         if ids is not None and check_duplicates:
-            await refuse_duplicates(db, s, ids, (what, ident))
+            await refuse_duplicates(db, s, ids, actor, (what, ident))
         # Looked up before any change: a lookup flushes what is set.
         company_id = values.get("company_id")
         if company_id is not None:
