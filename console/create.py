@@ -309,7 +309,9 @@ async def form_page(
         "stages": _stages(crm),
         "sources": SOURCES,
         "currency": crm.config.currency,
-        "hits": [hit_json(h) | {"attach": h.owner_type in attachable} for h in hits],
+        "hits": [
+            hit_json(h) | {"attach": h.owner_type in attachable and not h.hidden} for h in hits
+        ],
         "error": error,
     }
     return render(request, f"create_{draft.kind}.html", context, status=status)
@@ -490,7 +492,8 @@ async def check(request: web.Request) -> Context:
     if CONTROL.search(phones + emails) or len(phones) + len(emails) > 2 * MAX_TEXT:
         raise Refused(422, "a phone or email is too long or holds control characters")
     comms = Comms(phones=_split(phones)[:MAX_ITEMS], emails=_split(emails)[:MAX_ITEMS])
-    hits = await crm_of(request).handmade.check(comms, ignore=_edited(q.get("record", "")))
+    edited = _edited(q.get("record", ""))
+    hits = await crm_of(request).handmade.check(comms, current_actor(request), ignore=edited)
     return {"hits": [hit_json(h) for h in hits]}
 
 

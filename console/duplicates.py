@@ -1,5 +1,6 @@
 """The crm's duplicate warnings (`DuplicateHit`) as the console shows them: with links to the
-records that hold a phone or email already. The /app/new/* forms (console/create.py) and the
+records that hold a phone or email already (those the viewer may open; the crm leaves out the
+id and title of the others). The /app/new/* forms (console/create.py) and the
 record pages' Edit (console/records.py) share them, and so does `/app/new/check`, which the
 pages' scripts ask as the user types."""
 
@@ -16,9 +17,31 @@ def record_url(kind: str, record_id: int) -> str:
     return f"{PREFIX}/{kind}/{record_id}"
 
 
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """A record holding a typed value: "contact #12 Anna Meyer", linked; one the viewer may
+    not open (the service left out its id and title): "a lead of another rep (Otto)", unlinked."""
+
+    text: str
+    url: str | None
+
+
+def holder(hit: DuplicateHit) -> Holder | None:
+    """The record holding a hit's value; None for an exception list entry."""
+    if hit.owner_type is None:
+        return None
+    if hit.hidden or hit.owner_id is None:
+        whose = f" ({hit.owner_rep})" if hit.owner_rep else ""
+        return Holder(f"a {hit.owner_type} of another rep{whose}", None)
+    title = f" {hit.owner_title}" if hit.owner_title else ""
+    url = record_url(hit.owner_type, hit.owner_id)
+    return Holder(f"{hit.owner_type} #{hit.owner_id}{title}", url)
+
+
 def hit_json(hit: DuplicateHit) -> dict[str, Any]:
-    """A duplicate hit as the page and the script show it, with a link to the holder."""
-    held = hit.owner_type is not None and hit.owner_id is not None
+    """A duplicate hit as the page and the script show it, with a link to the holder where
+    the viewer may open it."""
+    held = holder(hit)
     return {
         "kind": hit.kind,
         "value": hit.value,
@@ -26,16 +49,11 @@ def hit_json(hit: DuplicateHit) -> dict[str, Any]:
         "owner_type": hit.owner_type,
         "owner_id": hit.owner_id,
         "owner_title": hit.owner_title,
-        "url": record_url(str(hit.owner_type), int(hit.owner_id or 0)) if held else None,
+        "owner_rep": hit.owner_rep,
+        "hidden": hit.hidden,
+        "holder": held.text if held else None,
+        "url": held.url if held else None,
     }
-
-
-@dataclass(frozen=True, slots=True)
-class Holder:
-    """A record holding a typed value: "contact #12 Anna Meyer", linked."""
-
-    text: str
-    url: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +72,10 @@ def known_values(hits: list[DuplicateHit]) -> list[Known]:
     holders: dict[str, list[Holder]] = {}
     listed: dict[str, str] = {}
     for hit in hits:
-        if hit.owner_type is None or hit.owner_id is None:
+        held = holder(hit)
+        holders.setdefault(hit.value, [])
+        if held is None:
             listed[hit.value] = hit.message
-            holders.setdefault(hit.value, [])
-            continue
-        text = f"{hit.owner_type} #{hit.owner_id}" + (f" {hit.owner_title}" * bool(hit.owner_title))
-        holders.setdefault(hit.value, []).append(
-            Holder(text, record_url(hit.owner_type, hit.owner_id))
-        )
+        else:
+            holders[hit.value].append(held)
     return [Known(value, tuple(held), listed.get(value)) for value, held in holders.items()]

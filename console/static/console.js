@@ -11,10 +11,16 @@ function csrfToken() {
 function showFlash(text, isError) {
   const box = document.getElementById("flashes");
   if (!box) return;
-  const p = document.createElement("p");
-  p.className = isError ? "flash error" : "flash";
-  p.textContent = text;  // text, never HTML: what the server says is shown as is
-  box.appendChild(p);
+  box.appendChild(el("p", isError ? "flash error" : "flash", text));
+}
+
+// A new element with an optional class and text (text, never HTML: what the server says is
+// shown as is).
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
 }
 
 // fetch() with the CSRF header and JSON both ways. Resolves to the parsed JSON answer;

@@ -7,13 +7,6 @@
   const form = document.querySelector("form.create");
   if (!form) return;
 
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;  // text, never HTML
-    return node;
-  }
-
   // --- the duplicate check ------------------------------------------------------------------
 
   const attachable = { contact: ["lead", "contact", "company"], lead: ["lead", "contact", "company"],
@@ -54,7 +47,7 @@
       }
       // Only the form's own comms can be attached; a company's new contact rows cannot.
       const ownField = !input.name.startsWith("row_");
-      if (ownField && attachable.includes(hit.owner_type)) {
+      if (ownField && !hit.hidden && attachable.includes(hit.owner_type)) {
         line.append(" — ", attachButton(hit));
       }
       box.append(line);

@@ -39,14 +39,8 @@ document.addEventListener("click", async (event) => {
   const inputs = form.querySelectorAll("input[data-check]");
   let asked = 0;
 
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;  // text, never HTML
-    return node;
-  }
-
-  // "+49301234567 is already on contact #12 Anna Meyer — lead #40", as the server words it.
+  // "+49301234567 is already on contact #12 Anna Meyer — lead #40", as the server words it;
+  // a record the rep may not open comes without a link ("a lead of another rep (Otto)").
   function warning(hits) {
     const byValue = new Map();
     for (const hit of hits) {
@@ -56,16 +50,18 @@ document.addEventListener("click", async (event) => {
     const list = el("ul");
     for (const [value, held] of byValue) {
       const li = el("li");
-      const listed = held.find((hit) => !hit.url);
+      const listed = held.find((hit) => !hit.holder);
       if (listed) {
         li.append(listed.message);
       } else {
         li.append(value + " is already on ");
         held.forEach((hit, i) => {
-          const title = hit.owner_title ? " " + hit.owner_title : "";
-          const link = el("a", "", hit.owner_type + " #" + hit.owner_id + title);
-          link.href = hit.url;
-          li.append(i ? " — " : "", link);
+          let holder = hit.holder;
+          if (hit.url) {
+            holder = el("a", "", hit.holder);
+            holder.href = hit.url;
+          }
+          li.append(i ? " — " : "", holder);
         });
       }
       list.append(li);

@@ -42,9 +42,12 @@ def act_as(actor: Actor) -> None:
     acting_rep.set(actor.rep_id)
 
 
-def check_access(actor: Actor, responsible_id: int | None, what: str) -> None:
+def may_read(actor: Actor, responsible_id: int | None) -> bool:
     """A rep works own records and unassigned queue items; supervisors and admins everything."""
+    return actor.sees_everything or responsible_id is None or responsible_id == actor.rep_id
+
+
+def check_access(actor: Actor, responsible_id: int | None, what: str) -> None:
     act_as(actor)
-    if actor.sees_everything or responsible_id is None or responsible_id == actor.rep_id:
-        return
-    raise Forbidden(f"{what} belongs to another rep")
+    if not may_read(actor, responsible_id):
+        raise Forbidden(f"{what} belongs to another rep")

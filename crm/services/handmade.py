@@ -137,12 +137,14 @@ class Handmade:
         self.db = db
         self.config = config
 
-    async def check(self, comms: Comms, *, ignore: Target | None = None) -> list[DuplicateHit]:
-        """The hits a save of these comms would warn about, without saving (`ignore`: the
-        record being edited)."""
+    async def check(
+        self, comms: Comms, actor: Actor = SYSTEM, *, ignore: Target | None = None
+    ) -> list[DuplicateHit]:
+        """The hits a save of these comms by `actor` would warn about, without saving
+        (`ignore`: the record being edited)."""
         ids = identities(comms, self.config.default_region)
         async with self.db.read() as s:
-            return await hits_of(s, ids, ignore)
+            return await hits_of(s, ids, ignore, actor)
 
     async def create_contact(
         self,
@@ -161,7 +163,7 @@ class Handmade:
             owner = await self._owner(s, actor, draft.owner_id)
             if attach_to is not None:
                 return await self._attach(s, attach_to, ids, actor, name=name)
-            await self._guard(s, ids, force)
+            await self._guard(s, ids, actor, force)
             if draft.company_id is not None:
                 company = await get_or_404(s, Company, draft.company_id, "company")
                 check_access(actor, company.responsible_id, f"company #{company.id}")
@@ -194,7 +196,7 @@ class Handmade:
                 saved = await self._attach(s, attach_to, ids, actor, name=None)
                 company_id = saved.id
             else:
-                await self._guard(s, _merged([ids, *contact_ids]), force)
+                await self._guard(s, _merged([ids, *contact_ids]), actor, force)
                 title = draft.title.strip()
                 company = Company(**company_row(title=title, responsible_id=owner, now=utcnow()))
                 s.add(company)
@@ -205,7 +207,7 @@ class Handmade:
             members: list[int] = []
             for contact_draft, c_ids in zip(draft.contacts, contact_ids, strict=True):
                 if attach_to is not None:
-                    await self._guard(s, c_ids, force)
+                    await self._guard(s, c_ids, actor, force)
                 contact_owner = await self._owner(s, actor, contact_draft.owner_id or owner)
                 contact = await self._new_contact(
                     s, contact_draft, c_ids, contact_owner, actor, company_id
@@ -281,7 +283,7 @@ class Handmade:
             owner = await self._owner(s, actor, draft.owner_id)
             if attach_to is not None:
                 return await self._attach(s, attach_to, ids, actor, name=draft.name)
-            await self._guard(s, ids, force)
+            await self._guard(s, ids, actor, force)
             lead = Lead(
                 **lead_row(
                     self.config,
@@ -303,12 +305,14 @@ class Handmade:
             add_timeline(s, "lead", lead.id, "created", actor, after={"title": lead.title})
             return Saved("lead", lead.id, False, (await lead_views(s, self.config, [lead]))[0])
 
-    async def _guard(self, s: AsyncSession, ids: EventIdentities, force: bool) -> None:
+    async def _guard(
+        self, s: AsyncSession, ids: EventIdentities, actor: Actor, force: bool
+    ) -> None:
         # Serialize with intake and other saves of the same identities, then look.
         if force:
             await self.db.lock_identities(s, [i.key for i in ids.matchable()])
         else:
-            await refuse_duplicates(self.db, s, ids)
+            await refuse_duplicates(self.db, s, ids, actor)
 
     async def _owner(self, s: AsyncSession, actor: Actor, owner_id: int | None) -> int | None:
         """A rep's records are their own; supervisors and admins may give them to anyone."""

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import delete, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.changes import Change
 from crm.db import Database
 from crm.dto import SYSTEM, Actor, CompanyView, ContactView
-from crm.errors import Forbidden, InvalidInput, NotFound
+from crm.errors import InvalidInput, NotFound
 from crm.identity import identities_from_values
 from crm.models import Communication, Company, Contact, utcnow
-from crm.services.access import act_as, active_rep, check_access, get_or_404
+from crm.services.access import act_as, check_access, get_or_404
 from crm.services.builders import company_row, contact_row
-from crm.services.duplicates import refuse_duplicates
+from crm.services.editing import assign, edit
 from crm.services.listing import page_of, visible_to
 from crm.services.rows import OWNER_MODELS, add_comms, add_timeline
 from crm.services.views import company_views, contact_views
@@ -82,26 +80,22 @@ class Records:
         """Fill in the given fields; phones and emails are added, never replaced. With
         `check_duplicates`, a phone or email another record holds refuses the edit
         (`DuplicateWarning`, as a hand-made record's save)."""
+        fields = ("first_name", "last_name", "comments", "responsible_id", "company_id")
+        values = {
+            "name": display_name(data.first_name, data.last_name, data.name),
+            **{attr: getattr(data, attr) for attr in fields},
+        }
         ids = identities_from_values(data.phones, data.emails, self.region)
-        async with self.db.transaction() as s:
-            contact: Contact = await get_or_404(s, Contact, contact_id, "contact")
-            check_access(actor, contact.responsible_id, "this contact")
-            if check_duplicates:
-                await refuse_duplicates(self.db, s, ids, ("contact", contact_id))
-            if data.company_id is not None:  # before any change: a lookup flushes them
-                company = await get_or_404(s, Company, data.company_id, "company")
-                check_access(actor, company.responsible_id, f"company #{company.id}")
-            before = {"name": contact.name, "company_id": contact.company_id}
-            for attr in ("first_name", "last_name", "comments", "responsible_id", "company_id"):
-                value = getattr(data, attr)
-                if value is not None:
-                    setattr(contact, attr, value)
-            contact.name = display_name(data.first_name, data.last_name, data.name) or contact.name
-            contact.modified_at = utcnow()
-            added = await add_comms(s, "contact", contact.id, ids)
-            after = {"name": contact.name, "company_id": contact.company_id, "added": added}
-            add_timeline(s, "contact", contact.id, "updated", actor, before=before, after=after)
-            return (await contact_views(s, [contact]))[0]
+        return await edit(
+            self.db,
+            Contact,
+            contact_views,
+            contact_id,
+            values,
+            actor,
+            ids=ids,
+            check_duplicates=check_duplicates,
+        )
 
     async def create_company(
         self,
@@ -139,58 +133,31 @@ class Records:
         check_duplicates: bool = False,
     ) -> CompanyView:
         """As `update_contact`: phones and emails are added, duplicates refused if asked."""
+        if title is not None and not title.strip():
+            raise InvalidInput("a company needs a title")
+        values = {"title": title.strip() if title else None, "responsible_id": responsible_id}
         ids = identities_from_values(phones, emails, self.region)
-        async with self.db.transaction() as s:
-            company: Company = await get_or_404(s, Company, company_id, "company")
-            check_access(actor, company.responsible_id, "this company")
-            if check_duplicates:
-                await refuse_duplicates(self.db, s, ids, ("company", company_id))
-            before = {"title": company.title}
-            if title:
-                company.title = title.strip()
-            if responsible_id is not None:
-                company.responsible_id = responsible_id
-            company.modified_at = utcnow()
-            added = await add_comms(s, "company", company.id, ids)
-            add_timeline(
-                s,
-                "company",
-                company.id,
-                "updated",
-                actor,
-                before=before,
-                after={"title": company.title, "added": added},
-            )
-            return (await company_views(s, [company]))[0]
+        return await edit(
+            self.db,
+            Company,
+            company_views,
+            company_id,
+            values,
+            actor,
+            ids=ids,
+            check_duplicates=check_duplicates,
+        )
 
     async def assign_contact(
         self, contact_id: int, rep_id: int, actor: Actor = SYSTEM
     ) -> ContactView:
         """Give a contact to a rep: supervisors, admins and the system, as for leads."""
-        async with self.db.transaction() as s:
-            contact: Contact = await self._assign(s, Contact, contact_id, rep_id, actor)
-            return (await contact_views(s, [contact]))[0]
+        return await assign(self.db, Contact, contact_views, contact_id, rep_id, actor)
 
     async def assign_company(
         self, company_id: int, rep_id: int, actor: Actor = SYSTEM
     ) -> CompanyView:
-        async with self.db.transaction() as s:
-            company: Company = await self._assign(s, Company, company_id, rep_id, actor)
-            return (await company_views(s, [company]))[0]
-
-    @staticmethod
-    async def _assign(s: AsyncSession, model: Any, ident: int, rep_id: int, actor: Actor) -> Any:
-        what = "contact" if model is Contact else "company"
-        if not actor.sees_everything:
-            raise Forbidden(f"only a supervisor can reassign a {what}")
-        await active_rep(s, rep_id)
-        act_as(actor)
-        row = await get_or_404(s, model, ident, what)
-        before = {"responsible_id": row.responsible_id}
-        row.responsible_id, row.modified_at = rep_id, utcnow()
-        add_timeline(s, what, ident, "assigned", actor, before, {"responsible_id": rep_id})
-        await s.flush()
-        return row
+        return await assign(self.db, Company, company_views, company_id, rep_id, actor)
 
     async def get_contact(self, contact_id: int, actor: Actor = SYSTEM) -> ContactView:
         async with self.db.read() as s:

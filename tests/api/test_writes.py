@@ -10,7 +10,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from crm.services.handmade import CompanyDraft, ContactDraft, DealDraft, LeadDraft
+from crm.services.handmade import Comms, CompanyDraft, ContactDraft, DealDraft, LeadDraft
 from tests.api.conftest import ApiClient, Reply
 from tests.api.schema_check import check, resolve
 
@@ -113,6 +113,53 @@ async def test_an_edit_adding_a_known_phone_or_email_is_a_duplicate_unless_force
     assert again.status == 200 and again.body["name"] == "X"
     fresh = await send("PATCH", f"/contacts/{anna}", {"emails": ["anna@new.de"]})
     assert fresh.status == 200 and len(fresh.body["comms"]) == 2
+
+
+async def test_a_rep_token_learns_only_the_kind_and_rep_of_another_reps_holder(
+    api: ApiClient,
+) -> None:
+    crm = api.service.crm
+    rita = await crm.reps.add("Rita")
+    otto = await crm.reps.add("Otto")
+    boss = await crm.reps.add("Sam", role="supervisor")
+    doc = (await api.get("/api/v1/openapi.json", token=None)).body
+    zeds = Comms(phones=("030 2223334",))
+    ottos = await crm.handmade.create_lead(LeadDraft("Zed's roof", comms=zeds, owner_id=otto.id))
+    # A second lead of Otto's with the number: to Rita both read alike, so one hit says it.
+    again = await crm.handmade.create_lead(
+        LeadDraft("Zed's garage", comms=zeds, owner_id=otto.id), force=True
+    )
+    as_rita, as_boss = await writer(api, rep_id=rita.id), await writer(api, rep_id=boss.id)
+    mine = await api.send("POST", "/api/v1/leads", {"title": "Mine"}, token=as_rita)
+    for method, path, body in (
+        ("POST", "/api/v1/contacts", {"name": "X", "phones": ["+49 30 2223334"]}),
+        ("PATCH", f"/api/v1/leads/{mine.body['id']}", {"phones": ["030/2223334"]}),
+    ):
+        refused = await api.send(method, path, body, token=as_rita)
+        assert refused.status == 409, refused.body
+        conforms(doc, method.lower(), re.sub(r"/\d+$", "/{id}", path), refused)
+        assert refused.body["hits"] == [
+            {
+                "kind": "phone",
+                "value": "+49302223334",
+                "owner_type": "lead",
+                "owner_id": None,
+                "owner_title": None,
+                "message": "phone +49302223334 belongs to a lead of another rep (Otto)",
+                "owner_rep": "Otto",
+                "hidden": True,
+            }
+        ]
+        assert "Zed" not in refused.body["detail"] and f"#{ottos.id}" not in refused.body["detail"]
+        # The supervisor is told which leads, as before.
+        seen = await api.send(method, path, body, token=as_boss)
+        assert seen.status == 409
+        assert [(h["owner_id"], h["owner_title"], h["hidden"]) for h in seen.body["hits"]] == [
+            (ottos.id, "Zed's roof", False),
+            (again.id, "Zed's garage", False),
+        ]
+        assert f"belongs to lead #{ottos.id} (Zed's roof)" in seen.body["detail"]
+    assert (await crm.leads.get(mine.body["id"])).comms == []
 
 
 async def test_contacts_and_companies_are_assigned_by_supervisors(api: ApiClient) -> None:

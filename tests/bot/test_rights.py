@@ -110,6 +110,27 @@ async def test_a_supervisor_acts_on_everyones_leads_and_reassigns(world: Any) ->
     assert "✋ Take" not in [label for label, _ in buttons(assigned)]
 
 
+async def test_a_reps_forged_reassign_gets_the_polite_refusal_and_changes_nothing(
+    world: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bot leaves the rule to `crm.leads.assign`: its refusal is the rep's answer."""
+    w: World = await world()
+    rita = await w.rep("Rita", RITA)
+    bob = await w.rep("Bob", BOB)
+    result = await w.service.process_now(answered_call(1))
+    card = await w.card(RITA)
+    forged = cb.encode(cb.REASSIGN, f"l{result.lead_id}", str(bob.id))
+    with caplog.at_level(logging.WARNING, logger="bot.handlers"):
+        answer = await w.press(RITA, card["message_id"], forged)
+    assert answer["text"] == "Only a supervisor can reassign a lead."
+    assert answer["show_alert"] is True
+    assert any("refused" in r.getMessage() for r in caplog.records)
+    assert (await w.crm.leads.get(result.lead_id)).responsible_id == rita.id
+    assert w.current(RITA, card["message_id"])["text"] == card["text"]
+    await w.settle()
+    assert w.tg.sent_messages(BOB) == []  # nobody is told of an assignment
+
+
 async def test_stale_and_handled_buttons_get_a_clear_answer(world: Any) -> None:
     w: World = await world()
     await w.rep("Rita", RITA)

@@ -320,12 +320,22 @@ async def test_a_rep_cannot_attach_to_or_pick_another_reps_records(
     page = browser_page
     await signed_in(service, page, sign_in)
     base = console_url(service)
-    # The warning names the holder, but attaching to it is refused with the service's reason.
+    # The warning says a contact of Paul's holds the number, not which, and offers no attach.
     await fill_contact(page, "Petra", "", "+49 30 7000001")
     await page.click("button:has-text('Save contact')")
-    await page.click(f"button:has-text('Attach to contact #{pauls.id}')")
-    assert f"contact #{pauls.id} belongs to another rep" in await page.inner_text(".flash.error")
+    warning = await page.inner_text(".dup-warning")
+    assert "phone +49307000001 belongs to a contact of another rep (Paul Other)" in warning
+    assert "Paulsen" not in await page.content()
+    assert await page.locator("button[value^='attach:']").count() == 0
     assert await page.input_value("input[name=first_name]") == "Petra"
+    # An attach sent by hand is refused with the service's reason.
+    csrf = await page.get_attribute("meta[name=csrf-token]", "content")
+    form = {"_csrf": csrf or "", "first_name": "Petra", "phones": "+49 30 7000001"}
+    forged = await page.request.post(
+        f"{base}/app/new/contact", form=form | {"action": f"attach:contact:{pauls.id}"}
+    )
+    assert forged.status == 403
+    assert f"contact #{pauls.id} belongs to another rep" in await forged.text()
     # Pickers find only what the rep may see, by name and by number.
     for query in ("Petra", f"#{pauls.id}"):
         found = f"{base}/app/new/find?kind=contact&q={quote(query)}"

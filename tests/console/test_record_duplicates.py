@@ -48,15 +48,22 @@ async def _phones(service: Any, kind: str, ident: int) -> list[str]:
     return sorted(c.value for c in record.comms if c.kind == "phone")
 
 
+async def _rita_on_her_lead(rita_console: RitaConsole, page: Page, sign_in: SignIn) -> Any:
+    """A lead of Rita's ("Call from Dora"), its page open in Rita's session."""
+    service, rita = rita_console
+    lead = await service.crm.leads.create(LeadInput("Call from Dora", responsible_id=rita.id))
+    await sign_in(page, service, rita)
+    await page.goto(f"{console_url(service)}/app/lead/{lead.id}")
+    return lead
+
+
 async def test_a_known_phone_warns_with_links_and_saves_only_anyway(
     rita_console: RitaConsole, browser_page: Page, sign_in: SignIn, shot: Shot
 ) -> None:
-    service, rita = rita_console
+    service, _ = rita_console
     anna, anna_lead = await _anna(service)
-    lead = await service.crm.leads.create(LeadInput("Call from Dora", responsible_id=rita.id))
     page = browser_page
-    await sign_in(page, service, rita)
-    await page.goto(f"{console_url(service)}/app/lead/{lead.id}")
+    lead = await _rita_on_her_lead(rita_console, page, sign_in)
 
     # As one types: the holders, linked, before any save.
     hits = await _type(page, "phones", "+49 30 1234567")
@@ -163,3 +170,94 @@ async def test_save_anyway_needs_the_csrf_token_and_bad_checks_are_refused(
             query = {"phone": KNOWN, "record": bad}
             async with http.get(f"{base}/app/new/check", params=query, headers=headers) as r:
                 assert r.status == 422 and "record must be" in (await r.json())["detail"]
+
+
+async def _ottos_anna(service: Any) -> tuple[int, RepView]:
+    """Anna Meyer as a contact of another rep, Otto, holding KNOWN: (contact id, Otto)."""
+    otto = await service.crm.reps.add("Otto Other")
+    anna = await service.crm.records.create_contact(
+        ContactInput(first_name="Anna", last_name="Meyer", phones=(KNOWN,), responsible_id=otto.id)
+    )
+    return anna.id, otto
+
+
+async def test_another_reps_record_is_named_by_its_kind_and_rep_only(
+    rita_console: RitaConsole,
+) -> None:
+    """Over HTTP, as the pages and their scripts ask: Rita learns that a contact of Otto's holds
+    the number, not which (no id, title or link); a supervisor sees the holder as before."""
+    service, rita = rita_console
+    crm = service.crm
+    anna, _ = await _ottos_anna(service)
+    sam = await crm.reps.add("Sam Supervisor", role="supervisor")
+    lead = await crm.leads.create(LeadInput("Quote", responsible_id=rita.id))
+    base = console_url(service)
+    for rep, hidden in ((rita, True), (sam, False)):
+        signed = await crm.web_sessions.redeem(await crm.web_sessions.create_link(rep.id))
+        cookies = {"leadbot_session": signed.session_token}
+        headers = {"X-CSRF-Token": signed.csrf_token}
+        async with aiohttp.ClientSession(cookies=cookies) as http:
+            query = {"phone": KNOWN, "record": f"lead:{lead.id}"}
+            async with http.get(f"{base}/app/new/check", params=query, headers=headers) as r:
+                assert r.status == 200
+                (hit,) = (await r.json())["hits"]
+            edit = {"phones": KNOWN, "_csrf": signed.csrf_token}
+            async with http.post(f"{base}/app/lead/{lead.id}/edit", data=edit) as r:
+                assert r.status == 409
+                edit_page = await r.text()
+            new = {"first_name": "Anne", "phones": KNOWN, "action": "save"}
+            async with http.post(
+                f"{base}/app/new/contact", data=new | {"_csrf": signed.csrf_token}
+            ) as r:
+                assert r.status == 409
+                create_page = await r.text()
+        assert hit["owner_type"] == "contact" and hit["owner_rep"] == "Otto Other"
+        if hidden:
+            assert hit["hidden"] is True and hit["url"] is None
+            assert hit["owner_id"] is None and hit["owner_title"] is None
+            assert hit["holder"] == "a contact of another rep (Otto Other)"
+            assert hit["message"] == (
+                "phone +49301234567 belongs to a contact of another rep (Otto Other)"
+            )
+            said = " ".join(edit_page.split())
+            assert "+49301234567 is already on a contact of another rep (Otto Other)" in said
+            assert "belongs to a contact of another rep (Otto Other)" in create_page
+            for page in (edit_page, create_page):
+                assert "Anna" not in page and f"/app/contact/{anna}" not in page
+                assert f"contact #{anna}" not in page and "attach:contact" not in page
+        else:
+            assert hit["hidden"] is False and hit["url"] == f"/app/contact/{anna}"
+            assert hit["owner_id"] == anna and hit["owner_title"] == "Anna Meyer"
+            assert f'<a href="/app/contact/{anna}">contact #{anna} Anna Meyer</a>' in edit_page
+            assert f"belongs to contact #{anna} (Anna Meyer)" in create_page
+            assert f'value="attach:contact:{anna}"' in create_page
+    assert await _phones(service, "lead", lead.id) == []
+
+
+async def test_the_scripts_show_another_reps_record_without_a_link_or_attach(
+    rita_console: RitaConsole, browser_page: Page, sign_in: SignIn
+) -> None:
+    service, _ = rita_console
+    anna, _ = await _ottos_anna(service)
+    page = browser_page
+    await _rita_on_her_lead(rita_console, page, sign_in)
+    (hit,) = await _type(page, "phones", "+49 30 1234567")
+    assert hit["hidden"] is True
+    live = page.locator("form.edit .dup-warning")
+    await live.wait_for()
+    assert "+49301234567 is already on a contact of another rep (Otto Other)" in (
+        await live.inner_text()
+    )
+    assert await live.locator("a").count() == 0
+    # The create form's check, as the field is left: the service's sentence, no attach.
+    await page.goto(f"{console_url(service)}/app/new/contact")
+    async with page.expect_response(lambda r: "/app/new/check?" in r.url):
+        await page.fill("input[name=phones]", KNOWN)
+        await page.locator("input[name=phones]").blur()
+    line = page.locator(".check-hit")
+    await line.wait_for()
+    assert await line.inner_text() == (
+        "phone +49301234567 belongs to a contact of another rep (Otto Other)"
+    )
+    assert await line.locator("a, button").count() == 0
+    assert "Anna" not in await page.content() and f"#{anna}" not in await page.content()

@@ -71,9 +71,16 @@ async def test_nothing_is_given_to_a_rep_who_left_or_never_was(crm: Crm) -> None
     await crm.reps.deactivate(gone.id)
     lead = await crm.leads.create(LeadInput(title="Inquiry"))
     deal = await crm.deals.create("Order")
-    gives = [  # a lead, a deal, a lead typed in by hand, an API token
+    contact = await crm.records.create_contact(ContactInput(name="Anna"))
+    company = await crm.records.create_company("Acme")
+    gives = [  # a lead, a deal, a contact and a company (assigned or edited), a lead typed in
+        # by hand, an API token
         lambda rep: crm.leads.assign(lead.id, rep),
         lambda rep: crm.deals.assign(deal.id, rep),
+        lambda rep: crm.records.assign_contact(contact.id, rep),
+        lambda rep: crm.records.assign_company(company.id, rep),
+        lambda rep: crm.records.update_contact(contact.id, ContactInput(responsible_id=rep)),
+        lambda rep: crm.records.update_company(company.id, responsible_id=rep),
         lambda rep: crm.handmade.create_lead(LeadDraft("By hand", owner_id=rep)),
         lambda rep: crm.tokens.create("for Rita", rep_id=rep),
     ]
@@ -84,7 +91,48 @@ async def test_nothing_is_given_to_a_rep_who_left_or_never_was(crm: Crm) -> None
             await give(999)
     assert (await crm.leads.get(lead.id)).responsible_id is None
     assert (await crm.deals.get(deal.id)).responsible_id is None
+    assert (await crm.records.get_contact(contact.id)).responsible_id is None
+    assert (await crm.records.get_company(company.id)).responsible_id is None
     assert await crm.tokens.all() == []
+
+
+async def test_a_rep_edits_own_contacts_and_companies_but_gives_them_to_nobody(crm: Crm) -> None:
+    rita = await crm.reps.add("Rita")
+    otto = await crm.reps.add("Otto")
+    boss = await crm.reps.add("Bea", role="supervisor")
+    as_rita = Actor(rita.id, "rep")
+    anna = await crm.records.create_contact(ContactInput(name="Anna"))
+    acme = await crm.records.create_company("Acme", responsible_id=rita.id)
+    ottos = await crm.records.create_company("Otto's", responsible_id=otto.id)
+    # An unassigned contact a rep may take by naming themselves; not give to another rep.
+    mine = await crm.records.update_contact(anna.id, ContactInput(responsible_id=rita.id), as_rita)
+    assert mine.responsible_id == rita.id
+    for give in (
+        crm.records.update_contact(anna.id, ContactInput(responsible_id=otto.id), as_rita),
+        crm.records.update_company(acme.id, responsible_id=otto.id, actor=as_rita),
+        crm.records.assign_contact(anna.id, otto.id, as_rita),
+        crm.records.assign_company(acme.id, otto.id, as_rita),
+    ):
+        with pytest.raises(Forbidden, match="supervisor"):
+            await give
+    with pytest.raises(Forbidden, match=f"^company #{ottos.id} belongs to another rep$"):
+        await crm.records.update_contact(anna.id, ContactInput(company_id=ottos.id), as_rita)
+    with pytest.raises(Forbidden):
+        await crm.records.update_company(ottos.id, title="Mine now", actor=as_rita)
+    with pytest.raises(InvalidInput, match="a company needs a title"):
+        await crm.records.update_company(acme.id, title="  ", actor=as_rita)
+    # What the rep may do goes through; the timeline says what changed, nothing else.
+    moved = await crm.records.update_contact(
+        anna.id, ContactInput(company_id=acme.id, phones=("030 1234567",)), as_rita
+    )
+    assert moved.company_title == "Acme" and moved.phones == ["+49301234567"]
+    edited = (await crm.activities.timeline("contact", anna.id))[-1]
+    assert edited.before == {"company_id": None}
+    assert edited.after == {"company_id": acme.id, "added": "+49301234567"}
+    given = await crm.records.update_company(
+        acme.id, title=" Acme AG ", responsible_id=otto.id, actor=Actor(boss.id, "supervisor")
+    )
+    assert given.title == "Acme AG" and given.responsible_id == otto.id
 
 
 async def test_reps_see_own_and_unassigned_records_only(crm: Crm) -> None:
