@@ -10,7 +10,7 @@ so intake and a second hand-made record for the same phone cannot slip in betwee
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,7 +19,7 @@ from crm.config import CrmConfig
 from crm.db import Database
 from crm.dto import SYSTEM, Actor, CompanyView, ContactView, DealView, LeadView
 from crm.errors import Forbidden, InvalidInput
-from crm.identity import identities_from_values
+from crm.identity import Comms, identities
 from crm.models import Company, Contact, Deal, Lead, utcnow
 from crm.services.access import act_as, active_rep, check_access, get_or_404
 from crm.services.builders import company_row, contact_row, deal_row, lead_row
@@ -36,20 +36,9 @@ from crm.services.pipelines import pipeline_by_code, stage_by_code
 from crm.services.records import display_name
 from crm.services.rows import OWNER_MODELS, add_comms, add_timeline
 from crm.services.views import company_views, contact_views, deal_views, lead_views
-from matching.model import CommKind, EventIdentities, Identity, PhoneNumber
-from matching.normalize import normalize_phone
+from matching.model import EventIdentities, Identity, PhoneNumber
 
-__all__ = ["ATTACHABLE", "DuplicateHit", "DuplicateWarning", "Target"]
-
-
-@dataclass(frozen=True, slots=True)
-class Comms:
-    """Ways to reach someone, as typed."""
-
-    phones: tuple[str, ...] = ()
-    emails: tuple[str, ...] = ()
-    telegram: tuple[str, ...] = ()  # Telegram user ids or @usernames
-    whatsapp: tuple[str, ...] = ()  # WhatsApp numbers
+__all__ = ["ATTACHABLE", "Comms", "DuplicateHit", "DuplicateWarning", "Target", "identities"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +46,7 @@ class ContactDraft:
     name: str | None = None
     first_name: str | None = None
     last_name: str | None = None
-    comms: Comms = Comms()
+    comms: Comms = field(default_factory=Comms)
     company_id: int | None = None
     owner_id: int | None = None
     comments: str | None = None
@@ -66,7 +55,7 @@ class ContactDraft:
 @dataclass(frozen=True, slots=True)
 class CompanyDraft:
     title: str
-    comms: Comms = Comms()
+    comms: Comms = field(default_factory=Comms)
     contacts: tuple[ContactDraft, ...] = ()  # new contacts of the company
     contact_ids: tuple[int, ...] = ()  # existing contacts that join it
     owner_id: int | None = None
@@ -90,7 +79,7 @@ class LeadDraft:
     title: str
     name: str | None = None
     company_title: str | None = None
-    comms: Comms = Comms()
+    comms: Comms = field(default_factory=Comms)
     source: str = "OTHER"
     owner_id: int | None = None
     comments: str | None = None
@@ -105,31 +94,6 @@ class Saved:
     attached: bool
     record: LeadView | ContactView | CompanyView | DealView
     contact_ids: tuple[int, ...] = ()  # a company's new and joined contacts
-
-
-def _handle(kind: CommKind, raw: str, region: str) -> Identity | None:
-    raw = raw.strip()
-    if not raw:
-        return None
-    if kind is CommKind.WHATSAPP:
-        # WhatsApp ids are the number's digits (what the Cloud API sends as wa_id).
-        e164 = normalize_phone(raw, region).e164
-        return Identity(kind, e164[1:]) if e164 else None
-    return Identity(kind, raw.removeprefix("@").lower())
-
-
-def identities(comms: Comms, region: str) -> EventIdentities:
-    base = identities_from_values(comms.phones, comms.emails, region)
-    handles = [_handle(CommKind.TELEGRAM, t, region) for t in comms.telegram]
-    handles += [_handle(CommKind.WHATSAPP, w, region) for w in comms.whatsapp]
-    bad = [w for w, h in zip(comms.whatsapp, handles[len(comms.telegram) :], strict=True) if not h]
-    if bad:
-        raise InvalidInput(f"{bad[0]!r} is not a WhatsApp number")
-    return EventIdentities(
-        phones=base.phones,
-        emails=base.emails,
-        handles=tuple(dict.fromkeys(h for h in handles if h)),
-    )
 
 
 class Handmade:

@@ -10,7 +10,7 @@ from crm.changes import Change
 from crm.db import Database
 from crm.dto import SYSTEM, Actor, CompanyView, ContactView
 from crm.errors import InvalidInput, NotFound
-from crm.identity import identities_from_values
+from crm.identity import Comms, identities, identities_from_values
 from crm.models import Communication, Company, Contact, utcnow
 from crm.services.access import act_as, check_access, get_or_404
 from crm.services.builders import company_row, contact_row
@@ -30,7 +30,13 @@ class ContactInput:
     responsible_id: int | None = None
     phones: tuple[str, ...] = ()
     emails: tuple[str, ...] = ()
+    telegram: tuple[str, ...] = ()  # Telegram user ids or @usernames
+    whatsapp: tuple[str, ...] = ()  # WhatsApp numbers
     comments: str | None = None
+
+
+def _comms(data: ContactInput) -> Comms:
+    return Comms(data.phones, data.emails, data.telegram, data.whatsapp)
 
 
 def display_name(first: str | None, last: str | None, name: str | None) -> str | None:
@@ -64,8 +70,7 @@ class Records:
             act_as(actor)
             s.add(contact)
             await s.flush()
-            ids = identities_from_values(data.phones, data.emails, self.region)
-            await add_comms(s, "contact", contact.id, ids)
+            await add_comms(s, "contact", contact.id, identities(_comms(data), self.region))
             add_timeline(s, "contact", contact.id, "created", actor, after={"name": contact.name})
             return (await contact_views(s, [contact]))[0]
 
@@ -77,15 +82,14 @@ class Records:
         *,
         check_duplicates: bool = False,
     ) -> ContactView:
-        """Fill in the given fields; phones and emails are added, never replaced. With
-        `check_duplicates`, a phone or email another record holds refuses the edit
+        """Fill in the given fields; phones, emails and handles are added, never replaced. With
+        `check_duplicates`, a value another record holds refuses the edit
         (`DuplicateWarning`, as a hand-made record's save)."""
         fields = ("first_name", "last_name", "comments", "responsible_id", "company_id")
         values = {
             "name": display_name(data.first_name, data.last_name, data.name),
             **{attr: getattr(data, attr) for attr in fields},
         }
-        ids = identities_from_values(data.phones, data.emails, self.region)
         return await edit(
             self.db,
             Contact,
@@ -93,7 +97,7 @@ class Records:
             contact_id,
             values,
             actor,
-            ids=ids,
+            ids=identities(_comms(data), self.region),
             check_duplicates=check_duplicates,
         )
 
@@ -128,15 +132,18 @@ class Records:
         title: str | None = None,
         phones: tuple[str, ...] = (),
         emails: tuple[str, ...] = (),
+        telegram: tuple[str, ...] = (),
+        whatsapp: tuple[str, ...] = (),
         responsible_id: int | None = None,
         actor: Actor = SYSTEM,
         check_duplicates: bool = False,
     ) -> CompanyView:
-        """As `update_contact`: phones and emails are added, duplicates refused if asked."""
+        """As `update_contact`: phones, emails and handles are added, duplicates refused if
+        asked."""
         if title is not None and not title.strip():
             raise InvalidInput("a company needs a title")
         values = {"title": title.strip() if title else None, "responsible_id": responsible_id}
-        ids = identities_from_values(phones, emails, self.region)
+        ids = identities(Comms(phones, emails, telegram, whatsapp), self.region)
         return await edit(
             self.db,
             Company,

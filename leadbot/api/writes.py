@@ -112,7 +112,14 @@ async def _create_deal(crm: Crm, args: Args) -> Any:
 
 async def _update_contact(crm: Crm, args: Args) -> Any:
     b: UpdateContact = args["body"]
-    data = _draft(ContactInput, b, phones=tuple(b.phones), emails=tuple(b.emails))
+    data = _draft(
+        ContactInput,
+        b,
+        phones=tuple(b.phones),
+        emails=tuple(b.emails),
+        telegram=tuple(b.telegram),
+        whatsapp=tuple(b.whatsapp),
+    )
     return to_json(
         await crm.records.update_contact(
             args["id"], data, args["actor"], check_duplicates=not b.force
@@ -128,6 +135,8 @@ async def _update_company(crm: Crm, args: Args) -> Any:
             title=b.title,
             phones=tuple(b.phones),
             emails=tuple(b.emails),
+            telegram=tuple(b.telegram),
+            whatsapp=tuple(b.whatsapp),
             actor=args["actor"],
             check_duplicates=not b.force,
         )

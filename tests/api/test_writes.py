@@ -115,6 +115,31 @@ async def test_an_edit_adding_a_known_phone_or_email_is_a_duplicate_unless_force
     assert fresh.status == 200 and len(fresh.body["comms"]) == 2
 
 
+async def test_an_edit_adds_telegram_and_whatsapp_handles_to_contacts_and_companies(
+    api: ApiClient,
+) -> None:
+    token = await writer(api)
+
+    async def send(method: str, path: str, body: Any) -> Reply:
+        return await api.send(method, "/api/v1" + path, body, token=token)
+
+    anna = (await send("POST", "/contacts", {"name": "Anna"})).body["id"]
+    acme = (await send("POST", "/companies", {"title": "Acme"})).body["id"]
+    handles = {"telegram": ["@Anna_K"], "whatsapp": ["+49 151 23456789"]}
+    for path in (f"/contacts/{anna}", f"/companies/{acme}"):
+        reply = await send("PATCH", path, {**handles, "force": True})
+        assert reply.status == 200, (path, reply.body)
+        kinds = {c["kind"]: c["raw"] for c in reply.body["comms"]}
+        assert kinds.keys() >= {"telegram", "whatsapp"}, reply.body["comms"]
+    # Anna's handle is now hers: another record adding it is warned of.
+    bert = (await send("POST", "/contacts", {"name": "Bert"})).body["id"]
+    dup = await send("PATCH", f"/contacts/{bert}", {"telegram": ["anna_k"]})
+    assert dup.status == 409 and dup.body["error"] == "duplicate", dup.body
+    assert ("contact", anna) in [(h["owner_type"], h["owner_id"]) for h in dup.body["hits"]]
+    bad = await send("PATCH", f"/contacts/{bert}", {"whatsapp": ["not a number"]})
+    assert bad.status == 400 and "not a WhatsApp number" in bad.body["detail"], bad.body
+
+
 async def test_a_rep_token_learns_only_the_kind_and_rep_of_another_reps_holder(
     api: ApiClient,
 ) -> None:
