@@ -1,5 +1,6 @@
 """A rep's answer as an SMS: one `POST /2010-04-01/Accounts/{AccountSid}/Messages.json` to
 Twilio's REST API (basic auth with the account SID and auth token, form body To / From / Body).
+From is the number of ours the customer last wrote to, else the configured `from_number`.
 
 Twilio answers 201 with the message resource (its `sid` is the outgoing activity's external id)
 or a 4xx with `{"code", "message"}`: the rep reads that message. Anything else means the SMS may
@@ -48,8 +49,15 @@ class TwilioSms:
     def refusal(self, answering: ActivityView | None) -> str | None:
         return None
 
+    def sender_for(self, answering: ActivityView | None) -> str:
+        """The number the customer wrote to, when we know it: an answer from another of our
+        numbers reads as a stranger's and its replies would reach a line nobody watches."""
+        ours = answering.meta.get("to") if answering is not None else None  # checked on receipt
+        return ours if isinstance(ours, str) and ours else self.from_number
+
     async def send(self, to: str, text: str, *, answering: ActivityView | None = None) -> Sent:
-        form = {"To": to, "From": self.from_number, "Body": text}
+        sender = self.sender_for(answering)
+        form = {"To": to, "From": sender, "Body": text}
         try:
             async with (
                 aiohttp.ClientSession(timeout=self.timeout) as http,
@@ -64,7 +72,7 @@ class TwilioSms:
         if 200 <= status < 300 and isinstance(doc, dict) and isinstance(doc.get("sid"), str):
             meta = {
                 "message_sid": doc["sid"],
-                "from": self.from_number,
+                "from": sender,
                 "status": doc.get("status"),
             }
             return Sent(doc["sid"], meta)

@@ -109,6 +109,26 @@ async def test_an_sms_makes_a_lead_a_known_number_attaches_and_the_rep_answers_b
     assert out[0].meta["message_sid"] == sent.sid
 
 
+async def test_the_answer_goes_out_from_the_number_the_customer_wrote_to(
+    world: Any, twilio: FakeTwilioRest
+) -> None:
+    w = await sms_world(world, twilio)
+    other = "+4940777000"  # a second number of ours on the same account
+    assert (await post(w, incoming(sid(5), ANNA, "Hallo Hamburg", To=other)))[0] == 200
+    card = await w.card(RITA)
+    told = await w.reply(RITA, "the customer", "SMS", "Moin!", card=card)
+    assert told == "✉️ Sent to the customer via SMS."
+    assert twilio.sent[-1].form == {"To": ANNA, "From": other, "Body": "Moin!"}
+    # She writes to the main number next: the next answer comes from there.
+    assert (await post(w, incoming(sid(6), ANNA, "Und Berlin?")))[0] == 200
+    card = await w.card(RITA)
+    await w.reply(RITA, "the customer", "SMS", "Auch.", card=card)
+    assert twilio.sent[-1].form == {"To": ANNA, "From": OURS, "Body": "Auch."}
+    leads, _ = await w.crm.leads.page(ListFilter())
+    acts = await w.crm.activities.of_record("lead", leads[0].id)
+    assert [a.meta["from"] for a in acts if a.direction == "outgoing"] == [other, OURS]
+
+
 async def test_twilio_refusing_the_reply_is_told_to_the_rep_and_nothing_is_recorded(
     world: Any, twilio: FakeTwilioRest
 ) -> None:
