@@ -241,6 +241,7 @@ async def _in_processes(
     batch: int,
     mode: str,
     loop_name: EventLoopName,
+    postmaster: int | None = None,
 ) -> tuple[float, list[float], dict[str, int], float, float]:
     """Split the stream over worker processes (each event goes to one of them). Also the CPU
     seconds the workers and the local PostgreSQL server spent (the server's: 0 for SQLite or
@@ -250,7 +251,7 @@ async def _in_processes(
     with ProcessPoolExecutor(processes, mp_context=ctx) as pool:
         # Warm the pool so process start-up is not timed.
         await asyncio.gather(*(loop.run_in_executor(pool, _noop) for _ in range(processes)))
-        server_cpu = _postgres_cpu()
+        server_cpu = _postgres_cpu(postmaster)
         t = time.perf_counter()
         parts = await asyncio.gather(
             *(
@@ -261,32 +262,53 @@ async def _in_processes(
             )
         )
         elapsed = time.perf_counter() - t
-        server_cpu = _postgres_cpu() - server_cpu
+        server_cpu = _postgres_cpu(postmaster) - server_cpu
     lat = [x for part in parts for x in part[0]]
     outcomes: dict[str, int] = {}
     for part in parts:
         for k, v in part[1].items():
             outcomes[k] = outcomes.get(k, 0) + v
-    cpu = sum(part[3] for part in parts) + (server_cpu if "postgresql" in url else 0.0)
+    cpu = sum(part[3] for part in parts) + server_cpu
     return elapsed, lat, outcomes, max(part[2] for part in parts), cpu
 
 
-def _postgres_cpu() -> float:
-    """CPU seconds of this machine's PostgreSQL processes so far: each live process's own,
-    plus what its postmaster collected from backends that have ended (cutime / cstime). CPU
-    time, unlike events/s, is hardly moved by other load on the machine."""
+def _postgres_cpu(postmaster: int | None) -> float:
+    """CPU seconds so far of the PostgreSQL server whose postmaster is `postmaster` (None: not
+    on this machine, 0): the postmaster's and each live child's own, plus what the postmaster
+    collected from children that have ended (cutime / cstime). Only that server's processes:
+    another cluster on the machine (a test's own) is not the bench's. CPU time, unlike
+    events/s, is hardly moved by other load on the machine."""
+    if postmaster is None:
+        return 0.0
     ticks = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue  # ended meanwhile
-        name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :]
-        if name != "postgres":
-            continue
-        fields = rest.split()  # from field 3 (state) on: utime is field 14, cstime 17
-        ticks += sum(int(fields[k]) for k in range(11, 15))
+        fields = _postgres_stat(int(stat.parent.name))
+        # From field 3 (state) on: ppid is field 4, utime 14 … cstime 17.
+        if fields is not None and postmaster in (int(stat.parent.name), int(fields[1])):
+            ticks += sum(int(fields[k]) for k in range(11, 15))
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_stat(pid: int) -> list[str] | None:
+    """The /proc stat fields of a PostgreSQL process from field 3 on (None: another program,
+    or no such process)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None  # ended meanwhile, or on another machine
+    if text[text.index("(") + 1 : text.rindex(")")] != "postgres":
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+async def _postmaster(url: str) -> int | None:
+    """The postmaster of the server at `url` when it runs on this machine, else None."""
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        fields = _postgres_stat(int(await conn.fetchval("SELECT pg_backend_pid()")))
+    finally:
+        await conn.close()  # (after the look: its backend ends with it)
+    return None if fields is None else int(fields[1])
 
 
 def _peak_rss_mb() -> float:
@@ -342,14 +364,15 @@ async def bench(
             await crm.reps.add(f"Rep {k}")
         events = make_events(contacts, n_events)
         await db.dispose()
+        postmaster = await _postmaster(url) if backend == "postgres" else None
         intake_s, lat, outcomes, rss, intake_cpu = await _in_processes(
-            url, events, processes, concurrency, batch, "intake", loop
+            url, events, processes, concurrency, batch, "intake", loop, postmaster
         )
         base_s, base_lat, _, _, _ = await _in_processes(
-            url, events, processes, concurrency, batch, "core", loop
+            url, events, processes, concurrency, batch, "core", loop, postmaster
         )
         bbase_s, _, _, _, bbase_cpu = await _in_processes(
-            url, events, processes, concurrency, batch, "core_batch", loop
+            url, events, processes, concurrency, batch, "core_batch", loop, postmaster
         )
     finally:
         await db.dispose()

@@ -8,10 +8,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import inspect, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstanceState
+from sqlalchemy.orm.attributes import set_committed_value
 
+from crm.changes import Change
 from crm.config import CrmConfig
-from crm.db import Database
+from crm.db import Database, one_of
 from crm.dto import IntakeResult
 from crm.intake.callmeta import merge_call_meta
 from crm.intake.handover import hand_over
@@ -25,6 +29,7 @@ from crm.services.calls import apply_call_rules, call_number
 from crm.services.flags import recompute_client_flags
 from crm.services.pipelines import pipeline_by_code, stage_by_code
 from crm.services.rows import add_comms, add_timeline, bind_activity
+from crm.tracking import KIND_OF_TABLE, record
 from matching.channels import TITLE_CHARS
 from matching.event import Channel, Direction, InboundEvent
 from matching.model import Decision, EventIdentities, Outcome
@@ -360,7 +365,7 @@ class Apply:
                     after={"added": added, **filled},
                     sink=self.rnd.sink,
                 )
-        lead.modified_at = self.now
+        self._touch(lead)
         self.out.lead_id = lead.id
         self.out.contact_id = self.out.contact_id or lead.contact_id
         self.out.company_id = self.out.company_id or lead.company_id
@@ -371,7 +376,7 @@ class Apply:
         assert self.d.deal_id is not None
         deal = await self.s.get(Deal, self.d.deal_id)
         assert deal is not None
-        deal.modified_at = self.now
+        self._touch(deal)
         self.out.deal_id = deal.id
         self.out.contact_id = self.out.contact_id or deal.contact_id
         self.out.company_id = self.out.company_id or deal.company_id
@@ -381,9 +386,19 @@ class Apply:
     async def _attach_client(self) -> None:
         owner = await self._client_row()
         if owner is not None:
-            owner.modified_at = self.now
+            self._touch(owner)
             self.out.responsible_id = owner.responsible_id
         await self._merge_into_client()
+
+    def _touch(self, row: Lead | Deal | Contact | Company) -> None:
+        """The record was written to now: its modified_at goes with the round's others in one
+        UPDATE per table (`write_touched`), not in an ORM flush of one UPDATE each."""
+        state: InstanceState[Any] = inspect(row)
+        if state.persistent:
+            set_committed_value(row, "modified_at", self.now)
+            self.rnd.touched.append(row)
+        else:  # created in this transaction and not flushed yet: its INSERT carries it
+            row.modified_at = self.now
 
     async def _client_row(self) -> Contact | Company | None:
         if self.out.contact_id is not None:
@@ -475,3 +490,23 @@ class Apply:
             self.s, act_id, applied_bindings(self.out), fresh=fresh, sink=self.rnd.sink
         )
         self.out.activity_id = act_id
+
+
+async def write_touched(s: AsyncSession, db: Database, rnd: Round, now: datetime) -> None:
+    """The round's records an event went to get their modified_at: one UPDATE per table
+    (ids in order), and the change each would have recorded as an ORM update."""
+    by_table: dict[Any, dict[int, Lead | Deal | Contact | Company]] = {}
+    for row in rnd.touched:
+        by_table.setdefault(type(row).__table__, {})[row.id] = row
+    rnd.touched.clear()
+    for table, rows in by_table.items():
+        where = one_of(table.c.id, rows, pg=not db.is_sqlite)
+        await s.execute(update(table).where(where).values(modified_at=now))
+        kind = KIND_OF_TABLE[table.name]
+        record(
+            s.sync_session,
+            [
+                Change(kind, i, "changed", None, now, ("modified_at",), row.responsible_id)
+                for i, row in sorted(rows.items())
+            ],
+        )

@@ -26,7 +26,7 @@ from crm.config import CrmConfig
 from crm.db import Database, is_pg, pairs_in
 from crm.dto import IntakeResult
 from crm.ids import IdAllocator
-from crm.intake.apply import apply_item
+from crm.intake.apply import apply_item, write_touched
 from crm.intake.outcomes import duplicate_result, repeated, stored_outcome
 from crm.intake.outcomes import result as intake_result
 from crm.intake.rounds import Item, decide_items, prepare_round, split
@@ -167,6 +167,7 @@ class Intake:
                     )
                 await s.flush()
                 await rnd.sink.flush(s)
+                await write_touched(s, self.db, rnd, now)
                 # Per round: a later round's event may be in the thread of one of these (a
                 # call's final stage after its ringing one) and finds it through the log row.
                 if updates:

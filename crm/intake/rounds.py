@@ -116,6 +116,7 @@ class Round:
         self.callbacks = callbacks
         self.picks = picks  # round-robin responsibles for new records, by queue
         self.sink = RowSink()  # write-only rows, inserted table by table at the round's end
+        self.touched: list[Lead | Deal | Contact | Company] = []  # modified_at, at the end
 
 
 async def decide_items(

@@ -10,9 +10,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from crm.changes import Change
 from crm.facade import Crm
 from crm.intake.labels import title
-from crm.models import Activity, ActivityBinding, InboundEventLog, Lead
+from crm.models import Activity, ActivityBinding, Deal, InboundEventLog, Lead
+from crm.services.leads import LeadInput
 from crm.services.records import ContactInput
 from matching.event import Channel, InboundEvent
 from tests.conftest import make_event
@@ -214,3 +216,47 @@ async def test_repeat_leads_of_calls_are_titled_with_their_company_or_contact(
         f"Acme: {own[0]}",
         f"Anna Weber: {own[1]}",
     ]
+
+
+async def test_records_a_batch_goes_to_take_its_time_as_modified_at_and_say_so(crm: Crm) -> None:
+    """Attached leads and deals get their modified_at in one UPDATE per table: in the
+    database, on the feed (the field and the numbers whose caller answer it moves), and
+    another lead of the same batch keeps its own."""
+    lead = await crm.leads.create(LeadInput(title="Open lead", phones=("+4930111",)))
+    won = await crm.leads.create(LeadInput(title="To convert", phones=("+4930222",)))
+    deal = (await crm.leads.convert(won.id)).deal
+    idle = await crm.leads.create(LeadInput(title="Idle", phones=("+4930333",)))
+    assert deal is not None
+    before = {r.id: r.modified_at for r in await _rows(crm, Lead, Deal)}
+    feed = crm.changes.subscribe()
+    done = await crm.intake.process_many(
+        [
+            make_event(external_id="m-1", phones=("+4930111",)),
+            make_event(external_id="m-2", phones=("+4930222",)),
+            make_event(external_id="m-3", phones=("+4930111",)),  # the same lead, next round
+        ]
+    )
+    assert [getattr(r, "outcome", r) for r in done] == [
+        "attached_lead",
+        "attached_deal",
+        "attached_lead",
+    ]
+    after = {(type(r).__name__, r.id): r.modified_at for r in await _rows(crm, Lead, Deal)}
+    assert after[("Lead", lead.id)] > before[lead.id]
+    assert after[("Deal", deal.id)] > before[deal.id]
+    assert after[("Lead", idle.id)] == before[idle.id]
+    got: dict[tuple[str, int], Change] = {}
+    async with asyncio.timeout(10):
+        while ("lead", lead.id) not in got or ("deal", deal.id) not in got:
+            change = await anext(feed)
+            if isinstance(change, Change) and change.action == "changed":
+                got[(change.kind, change.id)] = change
+    assert "modified_at" in got[("lead", lead.id)].fields
+    assert "+4930111" in (got[("lead", lead.id)].numbers or ())
+    assert "modified_at" in got[("deal", deal.id)].fields
+    assert "+4930222" in (got[("deal", deal.id)].numbers or ())
+
+
+async def _rows(crm: Crm, *models: Any) -> list[Any]:
+    async with crm.db.transaction() as s:
+        return [row for model in models for row in await s.scalars(select(model))]
