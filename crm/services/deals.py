@@ -10,10 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm.config import CrmConfig
 from crm.db import Database
 from crm.dto import SYSTEM, Actor, DealView
-from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
+from crm.errors import Conflict, InvalidInput, NotFound
 from crm.models import Company, Contact, Deal, Pipeline, Stage, utcnow
-from crm.services.access import act_as, active_rep, check_access, get_or_404
+from crm.services.access import act_as, check_access, get_or_404
 from crm.services.builders import deal_row
+from crm.services.editing import assign
 from crm.services.flags import recompute_client_flags
 from crm.services.listing import ListFilter, apply_common, page_of, visible_to
 from crm.services.pipelines import first_stage_with, pipeline_by_code, stage_by_code
@@ -142,16 +143,8 @@ class Deals:
             return (await deal_views(s, [deal]))[0]
 
     async def assign(self, deal_id: int, rep_id: int, actor: Actor = SYSTEM) -> DealView:
-        if not actor.sees_everything:
-            raise Forbidden("only a supervisor can reassign a deal")
-        async with self.db.transaction() as s:
-            await active_rep(s, rep_id)
-            deal = await self._deal(s, deal_id, actor)
-            before = {"responsible_id": deal.responsible_id}
-            deal.responsible_id = rep_id
-            deal.modified_at = utcnow()
-            add_timeline(s, "deal", deal.id, "assigned", actor, before, {"responsible_id": rep_id})
-            return (await deal_views(s, [deal]))[0]
+        """Give a deal to an active rep: supervisors, admins and the system only."""
+        return await assign(self.db, Deal, deal_views, deal_id, rep_id, actor)
 
     async def stages(self, pipeline: str | None = None) -> list[tuple[str, str, str]]:
         """(code, name, semantic) of a pipeline's stages, in order."""
