@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import cast
+
+import msgspec
 
 from matching.event import Channel, Direction, EventMeta, InboundEvent
 from matching.normalize import is_withheld, normalize_phone
@@ -42,8 +43,10 @@ class Disposition(StrEnum):
     CANCELLED = "cancelled"  # the caller hung up while it was still ringing
 
 
-@dataclass(frozen=True, slots=True)
-class CallReport:
+# A msgspec Struct rather than a frozen dataclass: one is made for every call webhook request,
+# and a frozen dataclass sets each of its fields through object.__setattr__. It holds no
+# containers, so the garbage collector need not track it.
+class CallReport(msgspec.Struct, frozen=True, gc=False):
     """One stage of one call, as the phone system told it. Numbers are raw; None = withheld."""
 
     call_id: str
