@@ -27,7 +27,7 @@ from channels.phone.calls import (
     is_endpoint_uri,
 )
 from channels.phone.context import PhoneContext, QueueStatus
-from channels.phone.generic import MAX_BODY, generic_report, read_generic
+from channels.phone.generic import MAX_BODY, generic_report, read_generic, usual_report
 from channels.phone.signatures import GENERIC_HEADER, check_generic
 from channels.phone.twilio import (
     is_recording_callback,
@@ -100,9 +100,11 @@ async def generic_hook(ctx: PhoneContext, request: web.Request) -> web.Response:
     try:
         received, utf8 = read_generic(body)
         # Cleaned before it is validated: a call_id of control characters alone is no id.
-        # A body whose bytes show nothing to clean skips the walk over the document.
-        doc = received if utf8 and is_clean_json(body) else clean_json(received)
-        report = generic_report(doc)
+        # A body whose bytes show nothing to clean skips the walk over the document, and the
+        # usual document is validated as msgspec reads it (`usual_report`).
+        clean = utf8 and is_clean_json(body)
+        doc = received if clean else clean_json(received)
+        report = (usual_report(body) if clean else None) or generic_report(doc)
     except PayloadError as err:
         return payload_error(err)
     # The body as it came is the document's JSON when it is UTF-8 (json also reads UTF-16/32)
