@@ -23,7 +23,14 @@ from channels.phone.bitrix_params import (
     BitrixError,
     parse_bitrix_params,
 )
-from channels.phone.calls import CallReport, PayloadError, call_to_event, plainly_internal
+from channels.phone.calls import (
+    _NUMBER_PUNCTUATION,
+    CallReport,
+    PayloadError,
+    _compact,
+    call_to_event,
+    plainly_internal,
+)
 from channels.phone.generic import generic_report, parse_generic, read_generic, usual_report
 from channels.phone.signatures import verify_generic
 from channels.phone.twilio import parse_twilio
@@ -186,6 +193,11 @@ def test_a_repeated_key_counts_once_its_last_value_in_both_readings() -> None:
     assert usual_report(body) is None
     valid = body.replace(b'"from": 5, ', b"")
     assert usual_report(valid) == parse_generic(valid) == parse_generic(body)
+
+
+@given(st.text("+0123456789 -./()٣²\u00a0\tx", max_size=12) | st.text(max_size=12))
+def test_a_compact_number_is_left_as_it_is_and_any_other_compacted(number: str) -> None:
+    assert _compact(number) == _NUMBER_PUNCTUATION.sub("", number)
 
 
 _twilio_names = st.sampled_from(
