@@ -41,13 +41,15 @@ class GroupCommit(Generic[T]):
         self._waiting: list[tuple[T, asyncio.Future[None]]] = []
         self._next: asyncio.Task[None] | None = None  # the writer, held so it is not collected
 
-    async def put(self, item: T) -> None:
+    def put(self, item: T) -> asyncio.Future[None]:
+        """Await the answer: None once `item` is written, or what its write raised. (A
+        future, not a coroutine: one coroutine less on every put.)"""
         loop = asyncio.get_running_loop()
         done = loop.create_future()
         self._waiting.append((item, done))
         if self._next is None:
             self._next = loop.create_task(self._writer())
-        await done
+        return done
 
     async def _writer(self) -> None:
         try:

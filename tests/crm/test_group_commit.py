@@ -30,9 +30,9 @@ async def test_puts_made_together_share_one_write_and_later_ones_the_next() -> N
     commit = GroupCommit(writes)
     await commit.put(0)  # alone: a write of its own, after one turn of the loop
     writes.gate.clear()
-    first = [asyncio.create_task(commit.put(i)) for i in range(1, 4)]
+    first = [asyncio.ensure_future(commit.put(i)) for i in range(1, 4)]
     await asyncio.sleep(0.01)  # their write is under way, held at the gate
-    later = [asyncio.create_task(commit.put(i)) for i in range(4, 6)]
+    later = [asyncio.ensure_future(commit.put(i)) for i in range(4, 6)]
     await asyncio.sleep(0.01)
     writes.gate.set()
     await asyncio.gather(*first, *later)
@@ -43,9 +43,9 @@ async def test_a_failed_write_fails_its_puts_only() -> None:
     writes = Writes(fail={2})
     commit = GroupCommit(writes)
     writes.gate.clear()
-    first = [asyncio.create_task(commit.put(i)) for i in range(1, 3)]
+    first = [asyncio.ensure_future(commit.put(i)) for i in range(1, 3)]
     await asyncio.sleep(0.01)
-    later = asyncio.create_task(commit.put(3))
+    later = asyncio.ensure_future(commit.put(3))
     writes.gate.set()
     results = await asyncio.gather(*first, later, return_exceptions=True)
     assert [type(r).__name__ for r in results] == ["OSError", "OSError", "NoneType"]
@@ -56,7 +56,7 @@ async def test_a_cancelled_put_is_written_and_its_neighbours_answered() -> None:
     writes = Writes()
     commit = GroupCommit(writes)
     writes.gate.clear()
-    puts = [asyncio.create_task(commit.put(i)) for i in range(3)]
+    puts = [asyncio.ensure_future(commit.put(i)) for i in range(3)]
     await asyncio.sleep(0.01)
     puts[1].cancel()
     writes.gate.set()
@@ -72,9 +72,9 @@ async def test_puts_are_cancelled_with_their_writer_not_left_waiting() -> None:
     writes = Writes()
     commit = GroupCommit(writes)
     writes.gate.clear()
-    puts = [asyncio.create_task(commit.put(i)) for i in range(2)]
+    puts = [asyncio.ensure_future(commit.put(i)) for i in range(2)]
     await asyncio.sleep(0.01)
-    waiting = asyncio.create_task(commit.put(2))  # for the next write
+    waiting = asyncio.ensure_future(commit.put(2))  # for the next write
     await asyncio.sleep(0)
     writer = commit._next
     assert writer is not None
