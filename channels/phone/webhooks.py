@@ -66,13 +66,13 @@ async def _body(request: web.Request, limit: int) -> bytes | web.Response:
     return body
 
 
-async def _own_body(request: web.Request, limit: int) -> bytes | web.Response:
-    """`_body` for a handler that reads the body once and nothing else reads it: a body that
-    came whole with the headers (the usual webhook) is taken from the stream as it is, without
-    the rounds and copies of `request.read()`."""
+def _whole_body(request: web.Request, limit: int) -> bytes | web.Response | None:
+    """`_body` for a handler that reads the body once and nothing else reads it, when the body
+    came whole with the headers (the usual webhook): taken from the stream as it is, without
+    the awaits and copies of `request.read()`. None when more is to come (await `_body`)."""
     content = request.content
     if not content.is_eof():
-        return await _body(request, limit)
+        return None
     if request.content_length is not None and request.content_length > limit:
         return json_error(413, "too_large", f"body larger than {limit} bytes")
     body = content.read_nowait()
@@ -86,7 +86,9 @@ async def generic_hook(ctx: PhoneContext, request: web.Request) -> web.Response:
     key = ctx.webhook_key
     if key is None:
         return not_configured("the generic call webhook", "webhook_secret")
-    body = await _own_body(request, MAX_BODY)
+    body = _whole_body(request, MAX_BODY)
+    if body is None:
+        body = await _body(request, MAX_BODY)
     if isinstance(body, web.Response):
         return body
     try:
@@ -96,7 +98,7 @@ async def generic_hook(ctx: PhoneContext, request: web.Request) -> web.Response:
     # A sender's retry of the very same signed body: known without parsing it again.
     known = ctx.bodies.get(digest)
     if known is not None and known[0] in ctx.recent:
-        return web.Response(body=known[1], headers=_JSON)
+        return web.Response(body=_reply_body("duplicate", known[1]), headers=_JSON)
     try:
         received, utf8 = read_generic(body)
         # Cleaned before it is validated: a call_id of control characters alone is no id.
@@ -114,7 +116,7 @@ async def generic_hook(ctx: PhoneContext, request: web.Request) -> web.Response:
     if status == "ignored":
         return web.json_response({"status": status, "reason": "internal call"})
     quoted = _encode(event)
-    ctx.bodies.add(digest, event, _reply_body("duplicate", quoted))
+    ctx.bodies.add(digest, event, quoted)
     return _reply(status, quoted)
 
 
