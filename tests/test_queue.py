@@ -92,9 +92,9 @@ async def test_redis_puts_made_together_all_arrive_in_order(
 ) -> None:
     events = [make_event(external_id=f"p{i}") for i in range(250)]
     await asyncio.gather(*(redis_queue.put(e) for e in events))
-    # The first put goes alone; the 249 made while it was on its way share entries of up to
-    # MAX_BATCH (one XADD each, in one round trip).
-    assert await redis_queue.redis.xlen(redis_queue.stream) == 1 + 3
+    # Puts made together share entries of up to MAX_BATCH (one XADD each, in one round
+    # trip), the first one too: the write starts once the loop has run what was ready.
+    assert await redis_queue.redis.xlen(redis_queue.stream) == 3
     handler = Recorder()
     await _run_until(redis_queue, handler, 250)
     assert handler.seen == [e.external_id for e in events]
@@ -138,8 +138,9 @@ async def test_raw_inputs_and_events_travel_together_in_order(
 async def test_an_entry_is_acknowledged_when_all_its_items_are_done(
     redis_queue: RedisStreamQueue,
 ) -> None:
-    # Five puts made together: the first its own entry, the other four share one.
-    await asyncio.gather(*(redis_queue.put(make_event(external_id=f"s{i}")) for i in range(5)))
+    # A put alone is its own entry; four made together share one.
+    await redis_queue.put(make_event(external_id="s0"))
+    await asyncio.gather(*(redis_queue.put(make_event(external_id=f"s{i}")) for i in range(1, 5)))
     assert await redis_queue.redis.xlen(redis_queue.stream) == 2
     handler = Recorder(fail={"s3"})
     await _run_until(redis_queue, handler, 5)

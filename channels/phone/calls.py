@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import cast
+
+import msgspec
 
 from matching.event import Channel, Direction, EventMeta, InboundEvent
 from matching.normalize import is_withheld, normalize_phone
@@ -42,8 +43,10 @@ class Disposition(StrEnum):
     CANCELLED = "cancelled"  # the caller hung up while it was still ringing
 
 
-@dataclass(frozen=True, slots=True)
-class CallReport:
+# A msgspec Struct rather than a frozen dataclass: one is made for every call webhook request,
+# and a frozen dataclass sets each of its fields through object.__setattr__. It holds no
+# containers, so the garbage collector need not track it.
+class CallReport(msgspec.Struct, frozen=True, gc=False):
     """One stage of one call, as the phone system told it. Numbers are raw; None = withheld."""
 
     call_id: str
@@ -104,6 +107,9 @@ _NUMBER_PUNCTUATION = re.compile(r"[\s\-./()]")
 
 
 def _compact(number: str) -> str:
+    # A number sent compact already ("+" or a digit, then digits) has nothing to take out.
+    if number[1:].isdigit() and (number[:1] == "+" or number[:1].isdigit()):
+        return number
     return _NUMBER_PUNCTUATION.sub("", number)
 
 
@@ -134,10 +140,12 @@ def _is_internal(
     region: str | None,
     internal: frozenset[str],
     ours: frozenset[str],
+    compact: str | None = None,
 ) -> bool:
     if is_endpoint_uri(number):
         return True
-    compact = _compact(number)
+    if compact is None:
+        compact = _compact(number)
     if compact in _compact_set(internal):
         return True
     if compact.isdigit() and len(compact) <= MAX_EXTENSION_DIGITS:
@@ -165,8 +173,9 @@ def plainly_internal(
     if customer is None or is_withheld(customer):
         return False
     customer = customer.strip()
+    compact = _compact(customer)
     return _is_internal(
-        customer, _plain_e164(_compact(customer)), line_region, internal_extensions, our_numbers
+        customer, _plain_e164(compact), line_region, internal_extensions, our_numbers, compact
     )
 
 

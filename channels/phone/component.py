@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -61,10 +62,8 @@ class PhoneComponent:
         self._refresher: asyncio.Task[None] | None = None
 
     def _bind(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        async def bound(request: web.Request) -> web.StreamResponse:
-            return await handler(self.ctx, request)
-
-        return bound
+        # A partial, not a wrapping coroutine: one coroutine less on every request.
+        return functools.partial(handler, self.ctx)
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return [

@@ -132,9 +132,9 @@ class RepDirectory:
 
 
 class RecentBodies:
-    """Signature digests of bodies queued lately, each with its event id and the reply to a
-    replay: a replay of the very same signed body is answered from here without parsing it
-    (see `webhooks.generic_hook`). Whether the event still counts as recent is `RecentIds`'
+    """Signature digests of bodies queued lately, each with its event id, also quoted as JSON
+    for the reply: a replay of the very same signed body is answered from here without parsing
+    it (see `webhooks.generic_hook`). Whether the event still counts as recent is `RecentIds`'
     call; this only bounds memory."""
 
     def __init__(self, max_size: int = BODIES_MAX) -> None:
@@ -144,10 +144,10 @@ class RecentBodies:
     def get(self, digest: str) -> tuple[str, bytes] | None:
         return self._known.get(digest)
 
-    def add(self, digest: str, key: str, reply: bytes) -> None:
+    def add(self, digest: str, key: str, quoted_key: bytes) -> None:
         if digest not in self._known and len(self._known) >= self.max_size:
             del self._known[next(iter(self._known))]  # the oldest
-        self._known[digest] = (key, reply)
+        self._known[digest] = (key, quoted_key)
 
 
 @dataclass

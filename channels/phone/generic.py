@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -84,7 +84,10 @@ def _text(
 
 
 def _time(doc: dict[str, Any], key: str) -> datetime | None:
-    value = doc.get(key)
+    return _time_value(key, doc.get(key))
+
+
+def _time_value(key: str, value: Any) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -103,7 +106,10 @@ def _time(doc: dict[str, Any], key: str) -> datetime | None:
 
 
 def _duration(doc: dict[str, Any]) -> int | None:
-    value = doc.get("duration")
+    return _duration_value(doc.get("duration"))
+
+
+def _duration_value(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, float) and value.is_integer():
@@ -121,7 +127,10 @@ def _url(doc: dict[str, Any], key: str) -> str | None:
 
 
 def _disposition(doc: dict[str, Any], stage: CallStage, duration: int | None) -> Disposition | None:
-    name = _text(doc, "disposition")
+    return _disposition_of(_text(doc, "disposition"), stage, duration)
+
+
+def _disposition_of(name: str | None, stage: CallStage, duration: int | None) -> Disposition | None:
     if stage in (CallStage.RINGING, CallStage.ANSWERED):
         return None  # the call is not over yet: an outcome would be a guess
     if name is not None:
@@ -207,4 +216,95 @@ def generic_report(doc: dict[str, Any]) -> CallReport:
         recording_url=_url(doc, "recording_url"),
         caller_name=_text(doc, "caller_name"),
         occurred_at=_time(doc, "timestamp"),
+    )
+
+
+# --- the usual document, read in one C pass ------------------------------------------------
+
+_Text = Annotated[str, msgspec.Meta(max_length=_MAX_TEXT)]
+_Time = str | int | float | None
+
+
+class _Usual(msgspec.Struct):
+    """A `/hooks/calls` document whose keys have the types `generic_report` accepts (msgspec
+    checks them, and the lengths, as it reads the body). Unknown keys are ignored, as there."""
+
+    event: _Text
+    call_id: Annotated[str, msgspec.Meta(max_length=_MAX_CALL_ID)] | int
+    direction: _Text
+    from_: _Text | None = msgspec.field(name="from", default=None)
+    to: _Text | None = None
+    line: _Text | None = None
+    agent_extension: _Text | int | None = None
+    caller_name: _Text | None = None
+    recording_url: _Text | None = None
+    disposition: _Text | None = None
+    duration: int | float | None = None
+    timestamp: _Time = None
+    started_at: _Time = None
+    answered_at: _Time = None
+    ended_at: _Time = None
+
+
+_DECODE_USUAL = msgspec.json.Decoder(_Usual).decode
+
+
+def usual_report(body: bytes) -> CallReport | None:
+    """`generic_report` of the body's document when the body is UTF-8 JSON of the usual shape
+    and every value passes; None for anything else (`generic_report` then says what is
+    wrong). Only for a body `matching.text.is_clean_json` finds clean: it reads the text as
+    it is, uncleaned."""
+    try:
+        doc = _DECODE_USUAL(body)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    stage = _EVENTS.get(doc.event.strip())
+    direction = _DIRECTIONS.get(doc.direction.strip().lower())
+    call_id = doc.call_id if isinstance(doc.call_id, str) else str(doc.call_id)
+    call_id = call_id.strip()
+    if stage is None or direction is None or not call_id or len(call_id) > _MAX_CALL_ID:
+        return None
+    try:
+        return _usual_report(doc, stage, direction, call_id)
+    except PayloadError:
+        return None
+
+
+def _usual_report(
+    doc: _Usual, stage: CallStage, direction: CallDirection, call_id: str
+) -> CallReport | None:
+    # The checks of generic_report on values already typed; the keys a document leaves out
+    # cost nothing.
+    if doc.answered_at is not None:
+        _time_value("answered_at", doc.answered_at)
+    duration = None if doc.duration is None else _duration_value(doc.duration)
+    name = None if doc.disposition is None else (doc.disposition.strip() or None)
+    disposition = _disposition_of(name, stage, duration)
+    if stage is CallStage.MISSED and disposition is Disposition.ANSWERED:
+        return None
+    if disposition is not None:
+        stage = final_stage(direction, disposition)
+    extension = doc.agent_extension
+    if isinstance(extension, int):
+        extension = str(extension)
+        if len(extension) > _MAX_TEXT:
+            return None
+    url = None if doc.recording_url is None else (doc.recording_url.strip() or None)
+    if url is not None and not is_http_url(url):
+        return None
+    return CallReport(
+        call_id=call_id,
+        stage=stage,
+        direction=direction,
+        from_number=None if doc.from_ is None else (doc.from_.strip() or None),
+        to_number=None if doc.to is None else (doc.to.strip() or None),
+        line=None if doc.line is None else (doc.line.strip() or None),
+        agent_extension=None if extension is None else (extension.strip() or None),
+        started_at=None if doc.started_at is None else _time_value("started_at", doc.started_at),
+        ended_at=None if doc.ended_at is None else _time_value("ended_at", doc.ended_at),
+        duration=duration,
+        disposition=disposition,
+        recording_url=url,
+        caller_name=None if doc.caller_name is None else (doc.caller_name.strip() or None),
+        occurred_at=None if doc.timestamp is None else _time_value("timestamp", doc.timestamp),
     )

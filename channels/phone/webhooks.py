@@ -27,7 +27,7 @@ from channels.phone.calls import (
     is_endpoint_uri,
 )
 from channels.phone.context import PhoneContext, QueueStatus
-from channels.phone.generic import MAX_BODY, generic_report, read_generic
+from channels.phone.generic import MAX_BODY, generic_report, read_generic, usual_report
 from channels.phone.signatures import GENERIC_HEADER, check_generic
 from channels.phone.twilio import (
     is_recording_callback,
@@ -66,12 +66,29 @@ async def _body(request: web.Request, limit: int) -> bytes | web.Response:
     return body
 
 
+def _whole_body(request: web.Request, limit: int) -> bytes | web.Response | None:
+    """`_body` for a handler that reads the body once and nothing else reads it, when the body
+    came whole with the headers (the usual webhook): taken from the stream as it is, without
+    the awaits and copies of `request.read()`. None when more is to come (await `_body`)."""
+    content = request.content
+    if not content.is_eof():
+        return None
+    if request.content_length is not None and request.content_length > limit:
+        return json_error(413, "too_large", f"body larger than {limit} bytes")
+    body = content.read_nowait()
+    if len(body) > limit:
+        return json_error(413, "too_large", f"body larger than {limit} bytes")
+    return body
+
+
 async def generic_hook(ctx: PhoneContext, request: web.Request) -> web.Response:
     """POST /hooks/calls: one JSON call event signed with X-Leadbot-Signature."""
     key = ctx.webhook_key
     if key is None:
         return not_configured("the generic call webhook", "webhook_secret")
-    body = await _body(request, MAX_BODY)
+    body = _whole_body(request, MAX_BODY)
+    if body is None:
+        body = await _body(request, MAX_BODY)
     if isinstance(body, web.Response):
         return body
     try:
@@ -81,13 +98,15 @@ async def generic_hook(ctx: PhoneContext, request: web.Request) -> web.Response:
     # A sender's retry of the very same signed body: known without parsing it again.
     known = ctx.bodies.get(digest)
     if known is not None and known[0] in ctx.recent:
-        return web.Response(body=known[1], headers=_JSON)
+        return web.Response(body=_reply_body("duplicate", known[1]), headers=_JSON)
     try:
         received, utf8 = read_generic(body)
         # Cleaned before it is validated: a call_id of control characters alone is no id.
-        # A body whose bytes show nothing to clean skips the walk over the document.
-        doc = received if utf8 and is_clean_json(body) else clean_json(received)
-        report = generic_report(doc)
+        # A body whose bytes show nothing to clean skips the walk over the document, and the
+        # usual document is validated as msgspec reads it (`usual_report`).
+        clean = utf8 and is_clean_json(body)
+        doc = received if clean else clean_json(received)
+        report = (usual_report(body) if clean else None) or generic_report(doc)
     except PayloadError as err:
         return payload_error(err)
     # The body as it came is the document's JSON when it is UTF-8 (json also reads UTF-16/32)
@@ -97,7 +116,7 @@ async def generic_hook(ctx: PhoneContext, request: web.Request) -> web.Response:
     if status == "ignored":
         return web.json_response({"status": status, "reason": "internal call"})
     quoted = _encode(event)
-    ctx.bodies.add(digest, event, _reply_body("duplicate", quoted))
+    ctx.bodies.add(digest, event, quoted)
     return _reply(status, quoted)
 
 

@@ -29,52 +29,56 @@ async def next_batch(q: asyncio.Queue[T], wait: float = 0.2, size: int = MAX_BAT
 
 
 class GroupCommit(Generic[T]):
-    """Writes for puts made together: a put is written at once when no write is under way;
-    puts made meanwhile wait and go in the next write, all together. Each put returns when its
-    write did, or raises what the write raised. Under load one write (a round trip, an fsync)
-    carries many puts; a lone put pays no extra hop."""
+    """Writes for puts made together: a put waits for the write that carries it. The first
+    put when no write is under way starts a writer, which begins once the loop has run what
+    is ready (other requests' handlers putting too) and then writes whatever waits, one write
+    after the other, until nothing does. Each put returns when its write did, or raises what
+    the write raised. Under load one write (a round trip, an fsync) carries many puts; a lone
+    put waits one turn of the loop, not a write of its own while others are about to come."""
 
     def __init__(self, write: Callable[[list[T]], Awaitable[None]]) -> None:
         self._write = write
         self._waiting: list[tuple[T, asyncio.Future[None]]] = []
-        self._busy = False
-        self._next: asyncio.Task[None] | None = None  # held so the task is not collected
+        self._next: asyncio.Task[None] | None = None  # the writer, held so it is not collected
 
-    async def put(self, item: T) -> None:
-        if self._busy:
-            done = asyncio.get_running_loop().create_future()
-            self._waiting.append((item, done))
-            await done
-            return
-        self._busy = True
+    def put(self, item: T) -> asyncio.Future[None]:
+        """Await the answer: None once `item` is written, or what its write raised. (A
+        future, not a coroutine: one coroutine less on every put.)"""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        self._waiting.append((item, done))
+        if self._next is None:
+            self._next = loop.create_task(self._writer())
+        return done
+
+    async def _writer(self) -> None:
         try:
-            await self._write([item])
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                await self._write_batch(batch)
         finally:
-            self._hand_over()
+            self._next = None
 
-    def _hand_over(self) -> None:
-        """Write what waited meanwhile, or mark the line free."""
-        if not self._waiting:
-            self._busy = False
-            return
-        batch, self._waiting = self._waiting, []
-        self._next = asyncio.create_task(self._write_waiting(batch))
-
-    async def _write_waiting(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
+    async def _write_batch(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
+        # A put whose caller was cancelled is written all the same: it may be in the write
+        # already, and its caller was told nothing either way.
         try:
             await self._write([item for item, _ in batch])
         except Exception as exc:
             for _, done in batch:
                 if not done.done():
                     done.set_exception(exc)
+        except BaseException:  # the writer itself cancelled: so are the puts it carried
+            for _, done in [*batch, *self._waiting]:
+                done.cancel()
+            self._waiting = []
+            raise
         else:
             for _, done in batch:
                 if not done.done():
                     done.set_result(None)
-        finally:
-            self._hand_over()
 
     async def drain(self) -> None:
         """Wait for the writes of puts that waited (a closing queue lets them finish)."""
         while self._next is not None and not self._next.done():
-            await self._next
+            await asyncio.shield(self._next)

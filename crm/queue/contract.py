@@ -11,14 +11,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+import msgspec
+
 from crm.outage import is_outage
 from matching.event import InboundEvent
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class RawInput:
+# A msgspec Struct, not a frozen dataclass: one is made for every queued webhook request, and
+# a frozen dataclass sets each field through object.__setattr__.
+class RawInput(msgspec.Struct, frozen=True):
     """Channel input that is checked but not yet an event. The worker turns it into one with
     the converter registered for `kind` (`Service.converters`). `doc` is a JSON object; `text`,
     when given, is its JSON text in UTF-8 as received, so the Redis queue does not encode the

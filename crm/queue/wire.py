@@ -6,6 +6,8 @@ import json
 import logging
 from typing import Any
 
+import msgspec
+
 from crm.queue.contract import QueueItem, RawInput
 from matching.event import InboundEvent
 
@@ -20,12 +22,18 @@ log = logging.getLogger(__name__)
 def encode_item(item: QueueItem) -> bytes:
     if isinstance(item, RawInput):
         doc = item.text if item.text is not None else json.dumps(item.doc).encode()
-        return b'{"raw":%s,"at":%s,"doc":%s}' % (
-            json.dumps(item.kind).encode(),
-            repr(float(item.received_at)).encode(),
-            doc,
-        )
+        head = _RAW_HEADS.get(item.kind)
+        if head is None:
+            head = _RAW_HEADS[item.kind] = b'{"raw":%s,"at":' % _encode(item.kind)
+        # received_at is a clock reading: finite, so msgspec writes it as repr() would.
+        return head + _encode(float(item.received_at)) + b',"doc":' + doc + b"}"
     return b'{"event":%s}' % json.dumps(item.to_json()).encode()
+
+
+# Each queued webhook request is encoded here: the start of a raw item is made once per kind
+# (the kinds are the channels' constants), the rest by concatenation.
+_RAW_HEADS: dict[str, bytes] = {}
+_encode = msgspec.json.Encoder().encode
 
 
 def decode_item(data: Any) -> QueueItem:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
+
+from msgspec.structs import replace
 
 from channels.event import Channel, Direction, InboundEvent
 from channels.phone.calls import (

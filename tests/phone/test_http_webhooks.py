@@ -3,6 +3,7 @@ input, the TwiML answer and idempotent delivery."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from urllib.parse import urlencode
@@ -153,6 +154,64 @@ async def test_generic_bad_input_gets_400_and_unknown_events_422(phone: PhoneCli
     assert unknown.status == 422 and unknown.json()["error"] == "unknown_event"
     big = await phone.post_generic(b" " * (65 * 1024))
     assert big.status == 413
+
+
+def _raw_call(call_id: str, *, chunked: bool = False, pad: int = 0) -> tuple[bytes, bytes]:
+    """The head and body of a signed POST /hooks/calls as they go on the wire."""
+    body = json.dumps({**CALL, "call_id": call_id, "pad": " " * pad}).encode()
+    length = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}"
+    head = (
+        "POST /hooks/calls HTTP/1.1\r\nHost: leadbot\r\nContent-Type: application/json\r\n"
+        f"X-Leadbot-Signature: {sign_generic(SECRET, int(time.time()), body)}\r\n{length}\r\n\r\n"
+    ).encode()
+    return head, (b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if chunked else body)
+
+
+async def _answers(reader: asyncio.StreamReader, count: int) -> list[tuple[int, dict[str, str]]]:
+    answers = []
+    for _ in range(count):
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        answers.append((int(head.split()[1]), json.loads(await reader.readexactly(length))))
+    return answers
+
+
+async def test_webhook_bodies_are_read_whole_however_they_arrive(phone: PhoneClient) -> None:
+    """The body is taken from the stream as it is when it came with the head: requests
+    pipelined on one connection each get their own body; one whose body comes later, in
+    pieces, or chunked, is read whole; a chunked body past the limit is a 413."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", phone.service.port)
+    try:
+        writer.write(b"".join(b"".join(_raw_call(f"pipe-{i}")) for i in range(3)))
+        answers = await _answers(reader, 3)
+        assert answers == [
+            (202, {"status": "accepted", "event": f"pipe-{i}:ringing"}) for i in range(3)
+        ]
+        for chunked in (False, True):
+            head, body = _raw_call(f"late-{chunked}", chunked=chunked)
+            writer.write(head)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            for piece in (body[:7], body[7:]):
+                writer.write(piece)
+                await writer.drain()
+                await asyncio.sleep(0.05)
+            [(status, answer)] = await _answers(reader, 1)
+            assert (status, answer["event"]) == (202, f"late-{chunked}:ringing")
+        writer.write(b"".join(_raw_call("big", chunked=True, pad=65 * 1024)))
+        [(status, answer)] = await _answers(reader, 1)
+        assert status == 413 and answer["error"] == "too_large"
+    finally:
+        writer.close()
+    await phone.settle()
+    calls = await phone.activities("call")
+    assert sorted(str((c.meta or {}).get("call_id")) for c in calls) == sorted(
+        [*(f"pipe-{i}" for i in range(3)), "late-False", "late-True"]
+    )
 
 
 async def test_endpoint_without_its_secret_says_so(start_phone: StartPhone) -> None:

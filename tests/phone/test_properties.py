@@ -23,13 +23,21 @@ from channels.phone.bitrix_params import (
     BitrixError,
     parse_bitrix_params,
 )
-from channels.phone.calls import CallReport, PayloadError, call_to_event, plainly_internal
-from channels.phone.generic import parse_generic, read_generic
+from channels.phone.calls import (
+    _NUMBER_PUNCTUATION,
+    CallReport,
+    PayloadError,
+    _compact,
+    call_to_event,
+    plainly_internal,
+)
+from channels.phone.generic import generic_report, parse_generic, read_generic, usual_report
 from channels.phone.signatures import verify_generic
 from channels.phone.twilio import parse_twilio
 from crm.queue import RawInput, decode_item, encode_item
 from httpkit import SignatureError
 from httpkit.twilio import verify_twilio
+from matching.text import is_clean_json
 
 RECEIVED = datetime(2024, 5, 14, tzinfo=UTC)
 
@@ -72,7 +80,13 @@ def _generic_or_error(body: bytes) -> None:
         report = parse_generic(body)
     except PayloadError as error:
         assert error.status in (400, 422) and error.reason
+        # The webhook's one-pass reading never accepts what the full check refuses.
+        assert usual_report(body) is None
         return
+    # … and what it accepts, it reads as the full check does (the webhook takes it only for
+    # a clean UTF-8 body, whose document cleaning leaves as it is).
+    usual = usual_report(body)
+    assert usual is None or usual == report
     _event_is_sane(report)
     # Queued as received (the webhook's way when the body is UTF-8), the document comes out
     # of the queue's wire format as the webhook read it.
@@ -118,6 +132,72 @@ def test_generic_arbitrary_documents(doc: dict[str, Any]) -> None:
     _generic_or_error(json.dumps(doc).encode())
     _generic_or_error(json.dumps(doc, ensure_ascii=False).encode("utf-8", "surrogatepass"))
     _generic_or_error(json.dumps(doc, ensure_ascii=False).encode("utf-16"))
+
+
+# JSON as msgspec reads it (no NaN or Infinity, which only the json module accepts).
+_strict_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_stamp = st.sampled_from(["2024-05-14T09:00:00Z", " 2024-05-14T09:00:00+02:00"]) | st.integers(
+    0, 2 * 10**9
+)
+
+
+@given(
+    st.fixed_dictionaries(
+        {
+            "event": st.sampled_from(
+                ["call.ringing", "call.answered", "call.ended", "call.missed"]
+            ),
+            "call_id": st.text("ab1-: ", min_size=1, max_size=10).filter(str.strip)
+            | st.integers(0, 10**30),
+            "direction": st.sampled_from(["incoming", "outgoing", "inbound", " Outbound "]),
+        },
+        optional={
+            "from": _phoneish | st.none(),
+            "to": _phoneish | st.none(),
+            "line": _phoneish | st.none(),
+            "agent_extension": st.sampled_from(["101", " 7 ", ""]) | st.integers(0, 999),
+            "timestamp": _stamp,
+            "started_at": _stamp,
+            "answered_at": _stamp | st.none(),
+            "ended_at": _stamp,
+            "duration": st.integers(0, 10**4) | st.sampled_from([12.0, None]),
+            "disposition": st.sampled_from(["busy", "MISSED", " declined ", "failed", None]),
+            "recording_url": st.sampled_from(["https://r/1", " http://r/2 ", None]),
+            "caller_name": st.text(max_size=10) | st.none(),
+            "extra": _strict_json,
+        },
+    )
+)
+def test_usual_documents_are_read_in_one_pass_as_the_full_check_reads_them(
+    doc: dict[str, Any],
+) -> None:
+    body = json.dumps(doc, ensure_ascii=False).encode()
+    assert is_clean_json(body) or not all(
+        isinstance(v, str) and v.isprintable() for v in doc.values()
+    )
+    assert usual_report(body) == generic_report(doc)
+
+
+def test_a_repeated_key_counts_once_its_last_value_in_both_readings() -> None:
+    body = (
+        b'{"event": "call.ringing", "call_id": "r-1", "direction": "outgoing",'
+        b' "direction": "incoming", "from": 5, "from": "+4930123456"}'
+    )
+    # A value of the wrong type, even one a later key replaces, sends it the long way.
+    assert usual_report(body) is None
+    valid = body.replace(b'"from": 5, ', b"")
+    assert usual_report(valid) == parse_generic(valid) == parse_generic(body)
+
+
+@given(st.text("+0123456789 -./()٣²\u00a0\tx", max_size=12) | st.text(max_size=12))
+def test_a_compact_number_is_left_as_it_is_and_any_other_compacted(number: str) -> None:
+    assert _compact(number) == _NUMBER_PUNCTUATION.sub("", number)
 
 
 _twilio_names = st.sampled_from(
