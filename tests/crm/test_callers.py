@@ -15,6 +15,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from asyncpg.exceptions import InternalClientError
 from sqlalchemy import text
 
 from crm.config import CrmConfig
@@ -129,6 +130,16 @@ async def test_lookup_picks_client_open_records_and_responsible(
         assert got == want, number
         # Through the service's engine (Bitrix24's searchCrmEntities, call cards): the same.
         assert await telephony.caller(number) == want, number
+
+    # All at once, uncached: on PostgreSQL the lookups that find both connections busy are
+    # answered together, by one statement over an array of their numbers. The same answers.
+    callers.configure_cache(None)
+    numbers = [*expected, *reversed(expected), *expected]
+    assert await asyncio.gather(*(callers.caller(n) for n in numbers)) == [
+        expected[n] for n in numbers
+    ]
+    if isinstance(callers._reader, _PostgresReader):
+        assert callers._reader.batched > 0
 
 
 async def test_an_inactive_responsible_is_still_named(
@@ -247,6 +258,84 @@ def test_a_lookup_over_the_clock_only_because_the_cpu_was_elsewhere_is_let_finis
         reader._thread.shutdown()
 
 
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_postgres_lookups_queued_behind_busy_connections(crm: Crm, db: Database) -> None:
+    """Lookups that find every connection busy wait in a queue the next connection given
+    back answers; one cancelled meanwhile is skipped; the statement is planned once per
+    connection (a generic plan), not at every lookup."""
+    jo = await crm.records.create_contact(ContactInput(name="Jo", phones=("+4930100014",)))
+    al = await crm.records.create_contact(ContactInput(name="Al", phones=("+4930100015",)))
+    reader = _PostgresReader(db)
+    try:
+        await asyncio.gather(*(reader.row("+4930100014") for _ in range(4)))
+        assert len(reader._idle) == callers_module.PG_POOL_SIZE
+        busy = [asyncio.create_task(reader.row("+4930100014")) for _ in range(2)]
+        queued = [asyncio.create_task(reader.row(n)) for n in ("+4930100015", "+4930100099")]
+        gone = asyncio.create_task(reader.row("+4930100015"))
+        await asyncio.sleep(0)
+        assert len(reader._queue) == 3 and not reader._idle
+        gone.cancel()
+        batched = reader.batched
+        first, second = await asyncio.gather(*busy)
+        assert first is not None and second is not None and first[0] == second[0] == jo.id
+        al_row, nobody = await asyncio.gather(*queued)
+        assert al_row is not None and al_row[0] == al.id
+        assert nobody is not None and nobody[0] is None  # a row of nothing: nobody has it
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        assert reader.batched == batched + 2
+        assert not reader._queue and len(reader._idle) == reader._open
+
+        for con in reader._idle:
+            plans = await con.fetch("SELECT * FROM pg_prepared_statements")
+            assert plans and all(p["custom_plans"] == 0 and p["generic_plans"] > 0 for p in plans)
+    finally:
+        await reader.close()
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_postgres_lookups_queued_when_the_server_ends_the_connections(
+    crm: Crm, db: Database
+) -> None:
+    """The server ends the lookup's connections while lookups queue for them: each lookup is
+    answered or fails with a connection error; none waits for ever; the next ones go through."""
+    jo = await crm.records.create_contact(ContactInput(name="Jo", phones=("+4930100016",)))
+    reader = _PostgresReader(db)
+    try:
+        await asyncio.gather(*(reader.row("+4930100016") for _ in range(4)))
+        await _end_lookup_connections(db)
+        async with asyncio.timeout(10):
+            rows = await asyncio.gather(
+                *(reader.row("+4930100016") for _ in range(8)), return_exceptions=True
+            )
+        # A kept connection whose end the client has not yet seen fails as asyncpg's
+        # InternalClientError ("another operation is in progress").
+        failures = asyncpg.PostgresConnectionError | asyncpg.InterfaceError | InternalClientError
+        for row in rows:
+            if isinstance(row, BaseException):
+                assert isinstance(row, failures), row
+            else:
+                assert row is not None and row[0] == jo.id
+        async with asyncio.timeout(10):
+            rows = await asyncio.gather(*(reader.row("+4930100016") for _ in range(8)))
+        assert all(row is not None and row[0] == jo.id for row in rows)
+        assert not reader._queue and reader._open <= callers_module.PG_POOL_SIZE
+    finally:
+        await reader.close()
+
+
+async def _end_lookup_connections(db: Database) -> None:
+    """The server ends the lookup's connections (those that set no application name)."""
+    async with db.engine.connect() as conn:
+        await conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND application_name = ''"
+            )
+        )
+
+
 def _read_from_disk(path: Path) -> None:
     """A read that goes to the disk, past the page cache (O_DIRECT)."""
     path.write_bytes(os.urandom(1 << 16))
@@ -276,14 +365,7 @@ async def test_postgres_lookups_share_a_bounded_set_of_connections(crm: Crm, db:
             await slow
         assert reader._open == callers_module.PG_POOL_SIZE - 1  # it was closed, not kept
 
-        async with db.engine.connect() as conn:  # the server ends the lookup's connections
-            await conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                    " AND application_name = ''"
-                )
-            )
+        await _end_lookup_connections(db)
         async with asyncio.timeout(10):
             while True:
                 try:
