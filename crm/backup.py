@@ -242,6 +242,7 @@ async def restore(
                 str(work / "database.pgdump"),
                 env=env,
             )
+            await db.analyze()  # a dump carries no statistics
         if journal is not None:
             await asyncio.to_thread(_put_journal, work / _JOURNAL, journal)
     return manifest

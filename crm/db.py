@@ -140,6 +140,15 @@ class Database:
         async with self.read_engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
+    async def analyze(self) -> None:
+        """Gather PostgreSQL's table statistics after a bulk load (a copy, a restore): it plans
+        from them, and autovacuum may come to a table much later (or never, where it is off).
+        SQLite plans without: nothing to do."""
+        if self.is_sqlite:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(text("ANALYZE"))
+
     async def dispose(self) -> None:
         await self.engine.dispose()
         if self.autocommit_engine is not None:

@@ -154,6 +154,7 @@ async def copy_database(
     for table in tables():
         await _copy_table(source, target, table, batch, progress)
     await _move_sequences(target)
+    await target.analyze()
     counts = []
     for table in tables():
         async with source.read_engine.connect() as src, target.engine.connect() as dst:

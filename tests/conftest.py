@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from crm.config import CrmConfig
 from crm.db import Database
@@ -88,6 +88,19 @@ async def table_counts(url: str) -> dict[str, int]:
                 t.name: int(await conn.scalar(select(func.count()).select_from(t)) or 0)
                 for t in transfer_tables()
             }
+    finally:
+        await db.dispose()
+
+
+async def unanalyzed_tables(url: str) -> list[str]:
+    """PostgreSQL tables of the database at `url` that have no statistics gathered yet."""
+    db = Database(url)
+    try:
+        async with db.engine.connect() as conn:
+            rows = await conn.scalars(
+                text("SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NULL")
+            )
+            return sorted(rows)
     finally:
         await db.dispose()
 

@@ -26,6 +26,7 @@ from tests.conftest import (
     open_db,
     serve_process,
     table_counts,
+    unanalyzed_tables,
 )
 from tests.servers import end_process
 
@@ -145,6 +146,7 @@ async def test_postgres_backup_restores_into_another_database(
     code, _, err = await leadbot_run("restore", str(backup_file), env=env2, timeout=120)
     assert code == 0, err
     assert await table_counts(empty_postgres) == source_counts
+    assert await unanalyzed_tables(empty_postgres) == []  # a dump carries no statistics
     # Now it holds data: replaced only with --force.
     code, _, err = await leadbot_run("restore", str(backup_file), env=env2, timeout=120)
     assert code == 2 and "already holds data" in err
