@@ -38,9 +38,9 @@ from console.web import (
 from crm.dto import Actor
 from crm.errors import CrmError, NotFound
 from crm.facade import Crm
+from crm.identity import Comms
 from crm.services.handmade import (
     ATTACHABLE,
-    Comms,
     CompanyDraft,
     ContactDraft,
     DealDraft,

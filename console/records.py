@@ -36,9 +36,10 @@ from console.web import (
 from crm.dto import Actor, CommView, CompanyView, ContactView, DealView, LeadView
 from crm.errors import Conflict
 from crm.facade import Crm
+from crm.identity import Comms
 from crm.money import currency_code, parse_money
 from crm.services.edits import DealPatch, LeadPatch
-from crm.services.handmade import Comms, DuplicateWarning
+from crm.services.handmade import DuplicateWarning
 from crm.services.records import ContactInput
 from httpkit import read_form
 

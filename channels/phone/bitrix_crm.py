@@ -27,8 +27,8 @@ from channels.phone.bitrix_values import (
 )
 from crm.dto import Actor, IntakeResult
 from crm.facade import Crm
+from crm.identity import Comms
 from crm.services.edits import DealPatch, LeadPatch
-from crm.services.handmade import Comms
 from crm.services.leads import LeadInput
 from crm.services.querying import RecordQuery
 from crm.services.records import ContactInput

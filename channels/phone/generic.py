@@ -270,6 +270,10 @@ def usual_report(body: bytes) -> CallReport | None:
         return None
 
 
+def _stripped(value: str | None) -> str | None:
+    return None if value is None else (value.strip() or None)
+
+
 def _usual_report(
     doc: _Usual, stage: CallStage, direction: CallDirection, call_id: str
 ) -> CallReport | None:
@@ -278,7 +282,7 @@ def _usual_report(
     if doc.answered_at is not None:
         _time_value("answered_at", doc.answered_at)
     duration = None if doc.duration is None else _duration_value(doc.duration)
-    name = None if doc.disposition is None else (doc.disposition.strip() or None)
+    name = _stripped(doc.disposition)
     disposition = _disposition_of(name, stage, duration)
     if stage is CallStage.MISSED and disposition is Disposition.ANSWERED:
         return None
@@ -289,22 +293,22 @@ def _usual_report(
         extension = str(extension)
         if len(extension) > _MAX_TEXT:
             return None
-    url = None if doc.recording_url is None else (doc.recording_url.strip() or None)
+    url = _stripped(doc.recording_url)
     if url is not None and not is_http_url(url):
         return None
     return CallReport(
         call_id=call_id,
         stage=stage,
         direction=direction,
-        from_number=None if doc.from_ is None else (doc.from_.strip() or None),
-        to_number=None if doc.to is None else (doc.to.strip() or None),
-        line=None if doc.line is None else (doc.line.strip() or None),
-        agent_extension=None if extension is None else (extension.strip() or None),
+        from_number=_stripped(doc.from_),
+        to_number=_stripped(doc.to),
+        line=_stripped(doc.line),
+        agent_extension=_stripped(extension),
         started_at=None if doc.started_at is None else _time_value("started_at", doc.started_at),
         ended_at=None if doc.ended_at is None else _time_value("ended_at", doc.ended_at),
         duration=duration,
         disposition=disposition,
         recording_url=url,
-        caller_name=None if doc.caller_name is None else (doc.caller_name.strip() or None),
+        caller_name=_stripped(doc.caller_name),
         occurred_at=None if doc.timestamp is None else _time_value("timestamp", doc.timestamp),
     )

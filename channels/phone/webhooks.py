@@ -57,28 +57,25 @@ def payload_error(err: PayloadError) -> web.Response:
     return json_error(err.status, code, err.reason)
 
 
+def _too_large(limit: int) -> web.Response:
+    return json_error(413, "too_large", f"body larger than {limit} bytes")
+
+
 async def _body(request: web.Request, limit: int) -> bytes | web.Response:
     if request.content_length is not None and request.content_length > limit:
-        return json_error(413, "too_large", f"body larger than {limit} bytes")
+        return _too_large(limit)
     body = await request.read()
-    if len(body) > limit:
-        return json_error(413, "too_large", f"body larger than {limit} bytes")
-    return body
+    return _too_large(limit) if len(body) > limit else body
 
 
 def _whole_body(request: web.Request, limit: int) -> bytes | web.Response | None:
     """`_body` for a handler that reads the body once and nothing else reads it, when the body
     came whole with the headers (the usual webhook): taken from the stream as it is, without
     the awaits and copies of `request.read()`. None when more is to come (await `_body`)."""
-    content = request.content
-    if not content.is_eof():
+    if not request.content.is_eof():
         return None
-    if request.content_length is not None and request.content_length > limit:
-        return json_error(413, "too_large", f"body larger than {limit} bytes")
-    body = content.read_nowait()
-    if len(body) > limit:
-        return json_error(413, "too_large", f"body larger than {limit} bytes")
-    return body
+    body = request.content.read_nowait()
+    return _too_large(limit) if len(body) > limit else body
 
 
 async def generic_hook(ctx: PhoneContext, request: web.Request) -> web.Response:

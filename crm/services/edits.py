@@ -15,9 +15,9 @@ from crm.config import CrmConfig
 from crm.db import Database
 from crm.dto import SYSTEM, Actor, DealView, LeadView
 from crm.errors import InvalidInput
+from crm.identity import Comms, identities
 from crm.models import Deal, Lead
 from crm.services.editing import edit
-from crm.services.handmade import Comms, identities
 from crm.services.views import deal_views, lead_views
 
 

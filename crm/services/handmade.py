@@ -38,7 +38,7 @@ from crm.services.rows import OWNER_MODELS, add_comms, add_timeline
 from crm.services.views import company_views, contact_views, deal_views, lead_views
 from matching.model import EventIdentities, Identity, PhoneNumber
 
-__all__ = ["ATTACHABLE", "Comms", "DuplicateHit", "DuplicateWarning", "Target", "identities"]
+__all__ = ["ATTACHABLE", "DuplicateHit", "DuplicateWarning", "Target"]
 
 
 @dataclass(frozen=True, slots=True)

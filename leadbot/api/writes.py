@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 
 from crm.dto import ActivityView, CompanyView, ContactView, DealView, LeadView
 from crm.facade import Crm
+from crm.identity import Comms
 from crm.services.edits import DealPatch, LeadPatch
 from crm.services.handmade import (
-    Comms,
     CompanyDraft,
     ContactDraft,
     DealDraft,

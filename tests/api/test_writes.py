@@ -10,7 +10,8 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from crm.services.handmade import Comms, CompanyDraft, ContactDraft, DealDraft, LeadDraft
+from crm.identity import Comms
+from crm.services.handmade import CompanyDraft, ContactDraft, DealDraft, LeadDraft
 from tests.api.conftest import ApiClient, Reply
 from tests.api.schema_check import check, resolve
 

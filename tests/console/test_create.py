@@ -11,7 +11,8 @@ from urllib.parse import quote
 from playwright.async_api import Browser, Page
 
 from crm.dto import RepView
-from crm.services.handmade import Comms, ContactDraft
+from crm.identity import Comms
+from crm.services.handmade import ContactDraft
 from crm.services.leads import LeadInput
 from crm.services.listing import ListFilter
 from tests.console.conftest import Shot, SignIn, console_url

@@ -10,8 +10,8 @@ import pytest
 from crm.dto import Actor
 from crm.errors import Forbidden, InvalidInput
 from crm.facade import Crm
+from crm.identity import Comms
 from crm.services.handmade import (
-    Comms,
     CompanyDraft,
     ContactDraft,
     DealDraft,
