@@ -46,12 +46,22 @@ def _defaults(table: Table) -> tuple[tuple[str, Any], ...]:
     return tuple(out)
 
 
+@cache
+def _null(table: Table, name: str) -> Any:
+    """What the column's bind processing makes of None (JSON: the text "null")."""
+    _cast, proc = _column(table, name)
+    return None if proc is None else proc(None)
+
+
 def _arrays(table: Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list[Any]:
     arrays = []
     for name in names:
         _cast, proc = _column(table, name)
         values = [row.get(name) for row in rows]
-        arrays.append([proc(v) for v in values] if proc is not None else values)
+        if proc is not None:  # None, the most common value of many columns, processed once
+            null = _null(table, name)
+            values = [null if v is None else proc(v) for v in values]
+        arrays.append(values)
     return arrays
 
 
