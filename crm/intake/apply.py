@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstanceState
 from sqlalchemy.orm.attributes import set_committed_value
 
+from crm.bulk import driver
 from crm.changes import Change
 from crm.config import CrmConfig
 from crm.db import Database, one_of
@@ -500,8 +501,11 @@ async def write_touched(s: AsyncSession, db: Database, rnd: Round, now: datetime
         by_table.setdefault(type(row).__table__, {})[row.id] = row
     rnd.touched.clear()
     for table, rows in by_table.items():
-        where = one_of(table.c.id, rows, pg=not db.is_sqlite)
-        await s.execute(update(table).where(where).values(modified_at=now))
+        if db.is_sqlite:
+            await s.execute(update(table).where(one_of(table.c.id, rows)).values(modified_at=now))
+        else:  # every round of every batch: straight through asyncpg, one constant statement
+            sql = f"UPDATE {table.name} SET modified_at = $1 WHERE id = ANY($2::int[])"
+            await (await driver(s)).execute(sql, now, sorted(rows))
         kind = KIND_OF_TABLE[table.name]
         record(
             s.sync_session,
