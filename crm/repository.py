@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,6 +29,7 @@ from matching.model import (
 )
 
 Owner = tuple[str, int]
+Row = TypeVar("Row", Lead, Deal, Contact, Company)
 
 
 def _lead_ref(lead: Lead, matched: Sequence[Identity] = ()) -> LeadRef:
@@ -216,6 +217,17 @@ class SqlCandidateRepository:
                     select(Rep.id).where(Rep.id.in_(resp_ids), Rep.active.is_(True))
                 )
             )
+
+    def loaded(self, model: type[Row], row_id: int | None) -> Row | None:
+        """The record as the preload loaded it (the session's own object, what `session.get`
+        would give), or None when it did not: then `session.get` is the way to it."""
+        held: dict[type[Any], dict[int, Any]] = {
+            Lead: self._leads,
+            Deal: self._deals,
+            Contact: self._contacts,
+            Company: self._companies,
+        }
+        return held[model].get(row_id) if row_id is not None else None
 
     # --- the port -------------------------------------------------------------------------
 
