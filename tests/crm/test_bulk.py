@@ -12,6 +12,7 @@ from typing import Any, cast
 import asyncpg
 import pytest
 from sqlalchemy import Table, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.bulk import driver, insert_rows, update_rows
 from crm.config import CrmConfig
@@ -151,6 +152,25 @@ async def test_array_writes_are_part_of_the_transaction_that_rolls_back(pg: Data
             raise RuntimeError("the batch failed")
     async with pg.read() as s:
         assert list(await s.scalars(select(InboundEventLog))) == []
+
+
+async def test_a_session_s_next_transaction_writes_in_its_own(pg: Database) -> None:
+    """The asyncpg connection is kept for a transaction's later statements, never for the
+    session's next transaction: what that one writes goes (or is undone) with it."""
+    now = datetime.now(UTC)
+    async with AsyncSession(pg.engine) as s:
+        async with s.begin():
+            conn = await driver(s)
+            await insert_rows(conn, LOG, [_log_row("kept", now)])
+            assert await driver(s) is conn
+        async with s.begin():
+            await insert_rows(await driver(s), LOG, [_log_row("second", now)])
+            await s.rollback()
+        async with s.begin():
+            await insert_rows(await driver(s), LOG, [_log_row("third", now)])
+    async with pg.read() as s:
+        logged = [r.external_id for r in await s.scalars(select(InboundEventLog))]
+    assert sorted(logged) == ["kept", "third"]
 
 
 async def test_a_value_too_long_for_its_column_is_refused_not_cut(pg: Database) -> None:
