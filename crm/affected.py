@@ -108,14 +108,16 @@ def _numbers_query(contacts: bool, companies: bool, leads: bool, pg: bool, cap: 
     return _union(parts).limit(cap + 1)
 
 
-def _clients_query(keys: list[Key], pg: bool) -> Any:
-    """(kind, id, contact id, company id) of these leads and deals."""
+@cache
+def _clients_query(leads: bool, deals: bool, pg: bool) -> Any:
+    """(kind, id, contact id, company id) of the leads and deals in the parameters `leads`,
+    `deals` (those flagged here); built once per shape, as `_numbers_query`."""
     parts = [
         select(_tag(kind), model.id, model.contact_id, model.company_id).where(
-            db.one_of(model.id, {i for k, i in keys if k == kind}, pg=pg)
+            db.among(model.id, f"{kind}s", pg=pg)
         )
-        for kind, model in (("lead", Lead), ("deal", Deal))
-        if any(k == kind for k, _ in keys)
+        for kind, model, wanted in (("lead", Lead, leads), ("deal", Deal, deals))
+        if wanted
     ]
     return _union(parts)
 
@@ -144,7 +146,9 @@ async def resolve(session: AsyncSession) -> None:
         return
     pg = db.is_pg(session)
     if unread:
-        clients_now = await session.execute(_clients_query(unread, pg))
+        of = {f"{kind}s": sorted({i for k, i in unread if k == kind}) for kind in ("lead", "deal")}
+        query = _clients_query(bool(of["leads"]), bool(of["deals"]), pg)
+        clients_now = await session.execute(query, {k: v for k, v in of.items() if v})
         for kind, ident, contact_id, company_id in clients_now:
             deps = depends[(kind, ident)]
             deps.update(k for k in (("contact", contact_id), ("company", company_id)) if k[1])

@@ -406,4 +406,14 @@ async def test_the_numbers_statement_is_built_once_and_reads_the_ids_it_is_given
             assert rows == [("contact", contact.id, number)]
         both = {tuple(r) for r in await s.execute(stmt, {"contacts": [one.id, two.id]})}
     assert both == {("contact", one.id, "+4930300091"), ("contact", two.id, "+4930300092")}
+    leads = [
+        await crm.leads.create(LeadInput(title=f"L{k}", contact_id=c.id))
+        for k, c in enumerate((one, two))
+    ]
+    clients = affected._clients_query(True, False, pg)
+    assert affected._clients_query(True, False, pg) is clients
+    async with crm.db.read() as s:
+        for lead, contact in zip(leads, (one, two), strict=True):
+            rows = [tuple(r) for r in await s.execute(clients, {"leads": [lead.id]})]
+            assert rows == [("lead", lead.id, contact.id, None)]
     await crm.close()
