@@ -19,6 +19,7 @@ changes unknown: every answer is dropped, as before.
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import cache
 from typing import Any
 
 from sqlalchemy import literal_column, select
@@ -49,8 +50,11 @@ def _phones(owner_type: str) -> Any:
     return (comm.kind == "phone", comm.owner_type == owner_type, comm.value.is_not(None))
 
 
-def _numbers_query(contacts: set[int], companies: set[int], leads: set[int], pg: bool) -> Any:
-    """(kind, id, number) rows: the numbers whose answers depend on each client or lead.
+@cache
+def _numbers_query(contacts: bool, companies: bool, leads: bool, pg: bool, cap: int) -> Any:
+    """(kind, id, number) rows: the numbers whose answers depend on each client or lead, the
+    ids given as the parameters `contacts`, `companies`, `leads` (those flagged here). Built
+    once per shape: a transaction's commit runs it with its own ids.
 
     Each part picks its phones by their holders' own index first (`owner_id IN (subquery)`)
     and reads the client a number answers for by a correlated look-up: written as joins,
@@ -60,25 +64,25 @@ def _numbers_query(contacts: set[int], companies: set[int], leads: set[int], pg:
     comm, lead, contact = Communication, Lead, Contact
     parts: list[Any] = []
 
-    def one_of(column: Any, ids: set[int]) -> Any:
-        return db.one_of(column, ids, pg=pg)
+    def of(column: Any, name: str) -> Any:
+        return db.among(column, name, pg=pg)
 
     def phones(kind: str, key: Any, owner_type: str, which: Any) -> None:
         parts.append(select(_tag(kind), key, comm.value).where(*_phones(owner_type), which))
 
     if leads:
-        phones("lead", comm.owner_id, "lead", one_of(comm.owner_id, leads))
+        phones("lead", comm.owner_id, "lead", of(comm.owner_id, "leads"))
     if contacts:
-        phones("contact", comm.owner_id, "contact", one_of(comm.owner_id, contacts))
+        phones("contact", comm.owner_id, "contact", of(comm.owner_id, "contacts"))
         phones(
             "contact",
             select(lead.contact_id).where(lead.id == comm.owner_id).scalar_subquery(),
             "lead",
-            comm.owner_id.in_(select(lead.id).where(one_of(lead.contact_id, contacts))),
+            comm.owner_id.in_(select(lead.id).where(of(lead.contact_id, "contacts"))),
         )
     if companies:
-        of_companies = select(contact.id).where(one_of(contact.company_id, companies))
-        phones("company", comm.owner_id, "company", one_of(comm.owner_id, companies))
+        of_companies = select(contact.id).where(of(contact.company_id, "companies"))
+        phones("company", comm.owner_id, "company", of(comm.owner_id, "companies"))
         phones(
             "company",
             select(contact.company_id).where(contact.id == comm.owner_id).scalar_subquery(),
@@ -89,7 +93,7 @@ def _numbers_query(contacts: set[int], companies: set[int], leads: set[int], pg:
             "company",
             select(lead.company_id).where(lead.id == comm.owner_id).scalar_subquery(),
             "lead",
-            comm.owner_id.in_(select(lead.id).where(one_of(lead.company_id, companies))),
+            comm.owner_id.in_(select(lead.id).where(of(lead.company_id, "companies"))),
         )
         phones(
             "company",
@@ -101,17 +105,19 @@ def _numbers_query(contacts: set[int], companies: set[int], leads: set[int], pg:
             "lead",
             comm.owner_id.in_(select(lead.id).where(lead.contact_id.in_(of_companies))),
         )
-    return _union(parts).limit(CAP + 1)
+    return _union(parts).limit(cap + 1)
 
 
-def _clients_query(keys: list[Key], pg: bool) -> Any:
-    """(kind, id, contact id, company id) of these leads and deals."""
+@cache
+def _clients_query(leads: bool, deals: bool, pg: bool) -> Any:
+    """(kind, id, contact id, company id) of the leads and deals in the parameters `leads`,
+    `deals` (those flagged here); built once per shape, as `_numbers_query`."""
     parts = [
         select(_tag(kind), model.id, model.contact_id, model.company_id).where(
-            db.one_of(model.id, {i for k, i in keys if k == kind}, pg=pg)
+            db.among(model.id, f"{kind}s", pg=pg)
         )
-        for kind, model in (("lead", Lead), ("deal", Deal))
-        if any(k == kind for k, _ in keys)
+        for kind, model, wanted in (("lead", Lead, leads), ("deal", Deal, deals))
+        if wanted
     ]
     return _union(parts)
 
@@ -140,7 +146,9 @@ async def resolve(session: AsyncSession) -> None:
         return
     pg = db.is_pg(session)
     if unread:
-        clients_now = await session.execute(_clients_query(unread, pg))
+        of = {f"{kind}s": sorted({i for k, i in unread if k == kind}) for kind in ("lead", "deal")}
+        query = _clients_query(bool(of["leads"]), bool(of["deals"]), pg)
+        clients_now = await session.execute(query, {k: v for k, v in of.items() if v})
         for kind, ident, contact_id, company_id in clients_now:
             deps = depends[(kind, ident)]
             deps.update(k for k in (("contact", contact_id), ("company", company_id)) if k[1])
@@ -150,8 +158,14 @@ async def resolve(session: AsyncSession) -> None:
             wanted[kind].add(ident)
     rows = []
     if wanted:
-        query = _numbers_query(wanted["contact"], wanted["company"], wanted["lead"], pg)
-        rows = list(await session.execute(query))
+        ids = {
+            "contacts": sorted(wanted["contact"]),
+            "companies": sorted(wanted["company"]),
+            "leads": sorted(wanted["lead"]),
+        }
+        shape = (bool(ids["contacts"]), bool(ids["companies"]), bool(ids["leads"]))
+        query = _numbers_query(*shape, pg, CAP)
+        rows = list(await session.execute(query, {k: v for k, v in ids.items() if v}))
     if len(rows) > CAP:
         return  # all stay unknown
     numbers: dict[Key, set[str]] = defaultdict(set)

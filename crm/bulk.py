@@ -46,12 +46,22 @@ def _defaults(table: Table) -> tuple[tuple[str, Any], ...]:
     return tuple(out)
 
 
+@cache
+def _null(table: Table, name: str) -> Any:
+    """What the column's bind processing makes of None (JSON: the text "null")."""
+    _cast, proc = _column(table, name)
+    return None if proc is None else proc(None)
+
+
 def _arrays(table: Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list[Any]:
     arrays = []
     for name in names:
         _cast, proc = _column(table, name)
         values = [row.get(name) for row in rows]
-        arrays.append([proc(v) for v in values] if proc is not None else values)
+        if proc is not None:  # None, the most common value of many columns, processed once
+            null = _null(table, name)
+            values = [null if v is None else proc(v) for v in values]
+        arrays.append(values)
     return arrays
 
 
@@ -66,8 +76,17 @@ def _with_defaults(table: Table, rows: Sequence[Mapping[str, Any]]) -> list[dict
     return filled
 
 
+_DRIVER = "crm.bulk.driver"  # session.info: (the transaction, its asyncpg connection)
+
+
 async def driver(session: AsyncSession) -> Any:
-    """The asyncpg connection under the session's transaction, in that transaction."""
+    """The asyncpg connection under the session's transaction, in that transaction. Kept for
+    the transaction's later calls: asking the session again costs two greenlet-bridged
+    calls, and an intake batch asks for it a dozen times."""
+    held = session.info.get(_DRIVER)
+    txn = session.sync_session.get_transaction()
+    if held is not None and txn is not None and held[0] is txn and txn.is_active:
+        return held[1]
     conn = await session.connection()
     raw = await conn.get_raw_connection()
     adapter: Any = raw.dbapi_connection
@@ -75,6 +94,7 @@ async def driver(session: AsyncSession) -> Any:
     # statement sent around it first would commit on its own.
     if adapter._transaction is None:
         await adapter._start_transaction()
+    session.info[_DRIVER] = (session.sync_session.get_transaction(), raw.driver_connection)
     return raw.driver_connection
 
 

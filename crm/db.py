@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import ARRAY, String, and_, any_, event, literal, text
+from sqlalchemy import ARRAY, String, and_, any_, bindparam, event, literal, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -179,6 +179,15 @@ def one_of(column: Any, values: Iterable[Any], *, pg: bool = False) -> Any:
         element = String() if isinstance(column.type, String) else column.type
         return column == any_(literal(ordered, ARRAY(element)))
     return column.in_(ordered)
+
+
+def among(column: Any, name: str, *, pg: bool = False) -> Any:
+    """`one_of` with the values left to a parameter `name` (a sorted list at execution): the
+    statement can then be built once and reused, with no construction nor cache key per run."""
+    if pg:
+        element = String() if isinstance(column.type, String) else column.type
+        return column == any_(bindparam(name, type_=ARRAY(element)))
+    return column.in_(bindparam(name, expanding=True))
 
 
 def is_pg(session: AsyncSession) -> bool:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.db import is_pg, one_of, pairs_in
+from crm.db import among, is_pg
 from crm.models import Communication, Company, Contact, Deal, Lead, Rep
 from matching.model import (
     ClientCandidate,
@@ -26,6 +29,7 @@ from matching.model import (
 )
 
 Owner = tuple[str, int]
+Row = TypeVar("Row", Lead, Deal, Contact, Company)
 
 
 def _lead_ref(lead: Lead, matched: Sequence[Identity] = ()) -> LeadRef:
@@ -60,6 +64,45 @@ def _recency(x: DealRef | LeadRef) -> tuple[object, ...]:
     return (x.modified_at, x.created_at, x.id)
 
 
+@dataclass(frozen=True)
+class _Statements:
+    """The preload's reads, built once per backend with their ids as parameters: no
+    construction, compilation nor cache key per batch."""
+
+    holders: Any  # (kinds, values): communications holding them, with their leads
+    contacts: Any  # (contacts): the contacts with their companies
+    companies: Any  # (companies)
+    deals: Any  # (contacts, companies): their open deals
+    leads: Any  # (contacts, companies): their leads
+
+
+@cache
+def _statements(pg: bool) -> _Statements:
+    def of(column: Any, name: str) -> Any:
+        return among(column, name, pg=pg)
+
+    comm = Communication
+    holders = (
+        select(comm.owner_type, comm.owner_id, comm.kind, comm.value, comm.id, Lead)
+        .outerjoin(Lead, and_(comm.owner_type == "lead", Lead.id == comm.owner_id))
+        .where(of(comm.kind, "kinds"), of(comm.value, "values"))
+    )
+    contacts = (
+        select(Contact, Company)
+        .outerjoin(Company, Company.id == Contact.company_id)
+        .where(of(Contact.id, "contacts"))
+    )
+    deals = select(Deal).where(
+        Deal.stage_semantic == "process",
+        of(Deal.contact_id, "contacts") | of(Deal.company_id, "companies"),
+    )
+    # Filtered on the client columns only, so the planner walks the contact / company
+    # indexes; with the status in the query SQLite scans every open lead instead.
+    leads = select(Lead).where(of(Lead.contact_id, "contacts") | of(Lead.company_id, "companies"))
+    companies = select(Company).where(of(Company.id, "companies"))
+    return _Statements(holders, contacts, companies, deals, leads)
+
+
 class SqlCandidateRepository:
     """Reads within the caller's session (the intake transaction); a snapshot, so a new one is
     needed after writes that change what it would find."""
@@ -68,7 +111,7 @@ class SqlCandidateRepository:
         """`active_reps`: every active rep's id, when the caller has them already (else the
         responsibles of the clients found are looked up)."""
         self.s = session
-        self._pg = is_pg(session)
+        self._q = _statements(is_pg(session))
         self._loaded: set[Identity] = set()
         # identity → (owner type, owner id, communication id) of every holder
         self._holders: dict[Identity, list[tuple[str, int, int]]] = defaultdict(list)
@@ -94,27 +137,9 @@ class SqlCandidateRepository:
             return
         self._loaded.update(wanted)
         # The leads holding them come with their communications (one query, not two in turn).
-        rows = await self.s.execute(
-            select(
-                Communication.owner_type,
-                Communication.owner_id,
-                Communication.kind,
-                Communication.value,
-                Communication.id,
-                Lead,
-            )
-            .outerjoin(
-                Lead, and_(Communication.owner_type == "lead", Lead.id == Communication.owner_id)
-            )
-            .where(
-                pairs_in(
-                    Communication.kind,
-                    Communication.value,
-                    [(i.kind.value, i.value) for i in wanted],
-                    pg=self._pg,
-                )
-            )
-        )
+        pairs = {"kinds": sorted({i.kind.value for i in wanted})}
+        pairs["values"] = sorted({i.value for i in wanted})
+        rows = await self.s.execute(self._q.holders, pairs)
         asked = set(wanted)
         for owner_type, owner_id, kind, value, cid, lead in rows:
             if Identity(CommKind(kind), value or "") not in asked:
@@ -145,11 +170,7 @@ class SqlCandidateRepository:
         contact_ids = [i for t, i in clients if t == "contact"]
         if contact_ids:
             # Their companies come with them (one query, not a second one after them).
-            for c, k in await self.s.execute(
-                select(Contact, Company)
-                .outerjoin(Company, Company.id == Contact.company_id)
-                .where(one_of(Contact.id, contact_ids, pg=self._pg))
-            ):
+            for c, k in await self.s.execute(self._q.contacts, {"contacts": sorted(contact_ids)}):
                 self._contacts[c.id] = c
                 if k is not None:
                     self._companies[k.id] = k
@@ -163,17 +184,10 @@ class SqlCandidateRepository:
         company_ids = [i for t, i in clients if t == "company"]
         missing = [i for i in company_ids if i not in self._companies]
         if missing:  # companies that hold an identity themselves
-            for k in await self.s.scalars(
-                select(Company).where(one_of(Company.id, missing, pg=self._pg))
-            ):
+            for k in await self.s.scalars(self._q.companies, {"companies": sorted(missing)}):
                 self._companies[k.id] = k
-        deals = await self.s.scalars(
-            select(Deal).where(
-                Deal.stage_semantic == "process",
-                one_of(Deal.contact_id, contact_ids, pg=self._pg)
-                | one_of(Deal.company_id, company_ids, pg=self._pg),
-            )
-        )
+        clients_of = {"contacts": sorted(contact_ids), "companies": sorted(company_ids)}
+        deals = await self.s.scalars(self._q.deals, clients_of)
         for d in deals:
             self._deals[d.id] = d  # held, so the session's identity map keeps it
             dref = _deal_ref(d)
@@ -181,14 +195,7 @@ class SqlCandidateRepository:
                 self._deals_by[("contact", d.contact_id or 0)].append(dref)
             if ("company", d.company_id) in clients:
                 self._deals_by[("company", d.company_id or 0)].append(dref)
-        # Filtered on the client columns only, so the planner walks the contact / company
-        # indexes; with the status in the query SQLite scans every open lead instead.
-        client_leads = await self.s.scalars(
-            select(Lead).where(
-                one_of(Lead.contact_id, contact_ids, pg=self._pg)
-                | one_of(Lead.company_id, company_ids, pg=self._pg)
-            )
-        )
+        client_leads = await self.s.scalars(self._q.leads, clients_of)
         for lead in client_leads:
             self._leads.setdefault(lead.id, lead)
             if not (lead.status_semantic == "process" and lead.is_return_customer):
@@ -210,6 +217,17 @@ class SqlCandidateRepository:
                     select(Rep.id).where(Rep.id.in_(resp_ids), Rep.active.is_(True))
                 )
             )
+
+    def loaded(self, model: type[Row], row_id: int | None) -> Row | None:
+        """The record as the preload loaded it (the session's own object, what `session.get`
+        would give), or None when it did not: then `session.get` is the way to it."""
+        held: dict[type[Any], dict[int, Any]] = {
+            Lead: self._leads,
+            Deal: self._deals,
+            Contact: self._contacts,
+            Company: self._companies,
+        }
+        return held[model].get(row_id) if row_id is not None else None
 
     # --- the port -------------------------------------------------------------------------
 

@@ -47,14 +47,19 @@ class EventIdentities:
     emails: tuple[str, ...] = ()
     handles: tuple[Identity, ...] = ()  # kinds telegram / whatsapp
     hint_phones: tuple[PhoneNumber, ...] = ()  # found in free text: match only, never create
+    # `matchable()`, worked out once: intake asks for it several times per event.
+    _matchable: tuple[Identity, ...] = field(init=False, repr=False, compare=False)
 
-    def matchable(self) -> tuple[Identity, ...]:
-        """Every identity that may be used to look someone up, sorted and de-duplicated."""
+    def __post_init__(self) -> None:
         found = {Identity(CommKind.PHONE, p.e164) for p in self.phones if p.e164}
         found |= {Identity(CommKind.PHONE, p.e164) for p in self.hint_phones if p.e164}
         found |= {Identity(CommKind.EMAIL, e) for e in self.emails}
         found |= set(self.handles)
-        return tuple(sorted(found))
+        object.__setattr__(self, "_matchable", tuple(sorted(found)))
+
+    def matchable(self) -> tuple[Identity, ...]:
+        """Every identity that may be used to look someone up, sorted and de-duplicated."""
+        return self._matchable
 
     def exception_checked(self) -> tuple[Identity, ...]:
         """Phones and emails the event itself carries (the exception list covers these)."""

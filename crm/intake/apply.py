@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstanceState
 from sqlalchemy.orm.attributes import set_committed_value
 
+from crm.bulk import driver
 from crm.changes import Change
 from crm.config import CrmConfig
 from crm.db import Database, one_of
@@ -24,6 +25,7 @@ from crm.intake.notify import add_outbox, card_kind, one_card_per_event
 from crm.intake.outcomes import imports_contact, result, stored_outcome
 from crm.intake.rounds import Item, Round, queue_of
 from crm.models import Activity, Company, Contact, Deal, Lead
+from crm.repository import Row
 from crm.services.builders import company_row, contact_row, deal_row, lead_row
 from crm.services.calls import apply_call_rules, call_number
 from crm.services.flags import recompute_client_flags
@@ -139,7 +141,7 @@ class Apply:
             return self.out
         if o in (Outcome.NEW_REPEAT_LEAD, Outcome.NEW_REPEAT_DEAL) and self.out.company_id is None:
             # A known contact who works for a company: the new record belongs to both.
-            contact = await self.s.get(Contact, self.out.contact_id or 0)
+            contact = await self._get(Contact, self.out.contact_id or 0)
             self.out.company_id = contact.company_id if contact else None
         if imports_contact(self.event, self.d):
             await self._import_contact()
@@ -225,15 +227,13 @@ class Apply:
             return own
         # Both rows are in the session already (the round's preload); asking for an id that
         # is not there, or for a company when the contact has a name, would be a round trip.
-        client = await self._client_name(Contact, self.out.contact_id)
-        client = client or await self._client_name(Company, self.out.company_id)
+        contact_id, company_id = self.out.contact_id, self.out.company_id
+        contact = await self._get(Contact, contact_id) if contact_id is not None else None
+        client = (contact.name or "") if contact is not None else ""
+        if not client and company_id is not None:
+            company = await self._get(Company, company_id)
+            client = company.title if company is not None else ""
         return f"{client}: {own}"[:TITLE_CHARS] if client and client.strip() else own
-
-    async def _client_name(self, model: type[Contact] | type[Company], row_id: int | None) -> str:
-        row = await self.s.get(model, row_id) if row_id is not None else None
-        if isinstance(row, Contact):
-            return row.name or ""
-        return row.title if isinstance(row, Company) else ""
 
     async def _new_deal(self, repeat: bool) -> None:
         resp = await self._responsible()
@@ -322,7 +322,7 @@ class Apply:
 
     async def _attach_lead(self) -> None:
         assert self.d.lead_id is not None
-        lead = await self.s.get(Lead, self.d.lead_id)
+        lead = await self._get(Lead, self.d.lead_id)
         assert lead is not None
         if self.d.link_lead_to_client:
             lead.contact_id = lead.contact_id or self.d.contact_id
@@ -374,7 +374,7 @@ class Apply:
 
     async def _attach_deal(self) -> None:
         assert self.d.deal_id is not None
-        deal = await self.s.get(Deal, self.d.deal_id)
+        deal = await self._get(Deal, self.d.deal_id)
         assert deal is not None
         self._touch(deal)
         self.out.deal_id = deal.id
@@ -390,6 +390,12 @@ class Apply:
             self.out.responsible_id = owner.responsible_id
         await self._merge_into_client()
 
+    async def _get(self, model: type[Row], row_id: int) -> Row | None:
+        """A record of the session: the round's preload holds most, so no trip through the
+        session's (greenlet-bridged) `get` for them."""
+        row = self.rnd.repo.loaded(model, row_id)
+        return row if row is not None else await self.s.get(model, row_id)
+
     def _touch(self, row: Lead | Deal | Contact | Company) -> None:
         """The record was written to now: its modified_at goes with the round's others in one
         UPDATE per table (`write_touched`), not in an ORM flush of one UPDATE each."""
@@ -402,9 +408,9 @@ class Apply:
 
     async def _client_row(self) -> Contact | Company | None:
         if self.out.contact_id is not None:
-            return await self.s.get(Contact, self.out.contact_id)
+            return await self._get(Contact, self.out.contact_id)
         if self.out.company_id is not None:
-            return await self.s.get(Company, self.out.company_id)
+            return await self._get(Company, self.out.company_id)
         return None
 
     async def _merge_into_client(self) -> None:
@@ -500,8 +506,11 @@ async def write_touched(s: AsyncSession, db: Database, rnd: Round, now: datetime
         by_table.setdefault(type(row).__table__, {})[row.id] = row
     rnd.touched.clear()
     for table, rows in by_table.items():
-        where = one_of(table.c.id, rows, pg=not db.is_sqlite)
-        await s.execute(update(table).where(where).values(modified_at=now))
+        if db.is_sqlite:
+            await s.execute(update(table).where(one_of(table.c.id, rows)).values(modified_at=now))
+        else:  # every round of every batch: straight through asyncpg, one constant statement
+            sql = f"UPDATE {table.name} SET modified_at = $1 WHERE id = ANY($2::int[])"
+            await (await driver(s)).execute(sql, now, sorted(rows))
         kind = KIND_OF_TABLE[table.name]
         record(
             s.sync_session,

@@ -43,10 +43,10 @@ class Item:
     log_id: int = 0
     cands: Candidates = field(default_factory=Candidates)
     decision: Decision | None = None
+    key: tuple[str, str] = field(init=False)  # (channel, external id): read many times
 
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.event.channel.value, self.event.external_id)
+    def __post_init__(self) -> None:
+        self.key = (self.event.channel.value, self.event.external_id)
 
     def lock_keys(self) -> list[str]:
         keys = [i.key for i in self.ids.matchable()]

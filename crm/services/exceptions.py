@@ -149,12 +149,16 @@ async def exception_hits(s: AsyncSession, identities: Sequence[Identity]) -> lis
     pairs = [(i.kind.value, i.value) for i in wanted]
     rows: Sequence[Any]
     if is_pg(s):  # read by every intake round; the same statement for any number of pairs
+        # The pairs as a relation joined to the list: a hash join, where `value = ANY($2)` of
+        # a generic plan compared every listed value with every asked one.
+        kinds, values = zip(*sorted(set(pairs)), strict=True)
         rows = await fetch(
             s,
-            "SELECT kind, value FROM exceptions"
-            " WHERE kind = ANY($1::varchar[]) AND value = ANY($2::varchar[])",
-            sorted({k for k, _ in pairs}),
-            sorted({v for _, v in pairs}),
+            "SELECT e.kind, e.value FROM exceptions e"
+            " JOIN unnest($1::varchar[], $2::varchar[]) AS w(kind, value)"
+            " ON e.kind = w.kind AND e.value = w.value",
+            list(kinds),
+            list(values),
         )
     else:
         kind, value = ExceptionEntry.kind, ExceptionEntry.value

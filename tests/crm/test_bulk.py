@@ -12,6 +12,7 @@ from typing import Any, cast
 import asyncpg
 import pytest
 from sqlalchemy import Table, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.bulk import driver, insert_rows, update_rows
 from crm.config import CrmConfig
@@ -91,6 +92,34 @@ async def test_array_insert_writes_what_a_core_insert_writes(pg: Database) -> No
         assert r.created_at.tzinfo is not None and r.next_attempt_at.tzinfo is not None
 
 
+async def test_none_values_read_back_as_a_core_insert_writes_them(pg: Database) -> None:
+    """A batch where every row leaves a nullable column None, one where only some do, and a
+    JSON column's None (the JSON null, not SQL NULL): the rows read back as Core's."""
+    rep = {"name": "R", "role": "rep", "active": True}
+    async with pg.transaction() as s:
+        rep_id = (await s.execute(insert(Rep).returning(Rep.id), [rep])).scalar_one()
+
+    def rows(actors: list[int | None]) -> list[dict[str, Any]]:
+        return [
+            {"owner_type": "lead", "owner_id": k, "actor_id": a, "action": "x", "before": None}
+            for k, a in enumerate(actors)
+        ]
+
+    batches = [rows([None, None]), rows([None, rep_id])]
+    async with pg.transaction() as s:
+        conn = await driver(s)
+        for batch in batches:
+            await s.execute(insert(TIMELINE), batch)
+            await insert_rows(conn, TIMELINE, batch)
+    async with pg.read() as s:
+        cols = "owner_id, actor_id, action, before::text, after::text"
+        got = [tuple(r) for r in await s.execute(text(f"SELECT {cols} FROM timeline ORDER BY id"))]
+    core = [*got[0:2], *got[4:6]]
+    assert core == [*got[2:4], *got[6:8]]
+    assert [r[1] for r in core] == [None, None, None, rep_id]
+    assert {(r[3], r[4]) for r in got} == {("null", None)}
+
+
 async def test_array_insert_skips_conflicts_and_returns_only_the_rows_it_wrote(
     pg: Database,
 ) -> None:
@@ -123,6 +152,25 @@ async def test_array_writes_are_part_of_the_transaction_that_rolls_back(pg: Data
             raise RuntimeError("the batch failed")
     async with pg.read() as s:
         assert list(await s.scalars(select(InboundEventLog))) == []
+
+
+async def test_a_session_s_next_transaction_writes_in_its_own(pg: Database) -> None:
+    """The asyncpg connection is kept for a transaction's later statements, never for the
+    session's next transaction: what that one writes goes (or is undone) with it."""
+    now = datetime.now(UTC)
+    async with AsyncSession(pg.engine) as s:
+        async with s.begin():
+            conn = await driver(s)
+            await insert_rows(conn, LOG, [_log_row("kept", now)])
+            assert await driver(s) is conn
+        async with s.begin():
+            await insert_rows(await driver(s), LOG, [_log_row("second", now)])
+            await s.rollback()
+        async with s.begin():
+            await insert_rows(await driver(s), LOG, [_log_row("third", now)])
+    async with pg.read() as s:
+        logged = [r.external_id for r in await s.scalars(select(InboundEventLog))]
+    assert sorted(logged) == ["kept", "third"]
 
 
 async def test_a_value_too_long_for_its_column_is_refused_not_cut(pg: Database) -> None:

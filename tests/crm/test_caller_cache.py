@@ -388,3 +388,32 @@ async def test_a_repeat_lead_from_intake_drops_its_clients_other_numbers(
         "+4930300082",
         lambda i: i is not None and i.contact_id == kim.id and i.lead_id is not None,
     )
+
+
+async def test_the_numbers_statement_is_built_once_and_reads_the_ids_it_is_given(
+    crm: Crm,
+) -> None:
+    """Each commit runs the same prepared statement for its shape (no build per commit): the
+    rows it reads are those of the ids passed that time, never an earlier commit's."""
+    one = await crm.records.create_contact(ContactInput(name="A", phones=("+4930300091",)))
+    two = await crm.records.create_contact(ContactInput(name="B", phones=("+4930300092",)))
+    pg = not crm.db.is_sqlite
+    stmt = affected._numbers_query(True, False, False, pg, affected.CAP)
+    assert affected._numbers_query(True, False, False, pg, affected.CAP) is stmt
+    async with crm.db.read() as s:
+        for contact, number in ((one, "+4930300091"), (two, "+4930300092")):
+            rows = list(await s.execute(stmt, {"contacts": [contact.id]}))
+            assert rows == [("contact", contact.id, number)]
+        both = {tuple(r) for r in await s.execute(stmt, {"contacts": [one.id, two.id]})}
+    assert both == {("contact", one.id, "+4930300091"), ("contact", two.id, "+4930300092")}
+    leads = [
+        await crm.leads.create(LeadInput(title=f"L{k}", contact_id=c.id))
+        for k, c in enumerate((one, two))
+    ]
+    clients = affected._clients_query(True, False, pg)
+    assert affected._clients_query(True, False, pg) is clients
+    async with crm.db.read() as s:
+        for lead, contact in zip(leads, (one, two), strict=True):
+            rows = [tuple(r) for r in await s.execute(clients, {"leads": [lead.id]})]
+            assert rows == [("lead", lead.id, contact.id, None)]
+    await crm.close()

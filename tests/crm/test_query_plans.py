@@ -66,7 +66,9 @@ async def test_the_numbers_a_change_touches_are_read_through_indexes(db: Databas
         pytest.skip("a SQLite query plan")
     from crm.affected import _numbers_query
 
-    stmt = _numbers_query({1, 2}, {3}, {4, 5}, pg=False)
+    stmt = _numbers_query(True, True, True, False, 500).params(
+        contacts=[1, 2], companies=[3], leads=[4, 5]
+    )
     compiled = stmt.compile(db.engine, compile_kwargs={"literal_binds": True})
     async with db.read() as s:
         steps = [str(row[-1]) for row in await s.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))]

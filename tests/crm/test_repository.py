@@ -77,3 +77,18 @@ async def test_preloading_many_contacts_and_their_companies_takes_no_more_querie
             counts.append(len(seen))
         assert len([c for c in found if c.kind is ClientKind.COMPANY]) == len(wanted)
     assert 0 < counts[0] == counts[1] <= 6, counts
+
+
+async def test_the_reads_are_built_once_and_each_preload_finds_its_own(db: Database) -> None:
+    """The preload's statements are shared by every batch, only their ids change: a second
+    batch (another session, other identities) finds its own clients, none of the first's,
+    and a batch of no known client finds none."""
+    phones = await _colleagues(db, 3)
+    stranger = Identity(CommKind.PHONE, "+4930555999")
+    seen: list[set[str]] = []
+    for wanted in ([phones[0]], [phones[1], phones[2]], [stranger]):
+        async with db.read() as s:
+            found = await SqlCandidateRepository(s).clients_by_identities(wanted)
+        seen.append({c.name for c in found if c.kind is ClientKind.CONTACT})
+        assert all(c.open_deals for c in found if c.kind is ClientKind.COMPANY)
+    assert seen == [{"Person 0"}, {"Person 1", "Person 2"}, set()]

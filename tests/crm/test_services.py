@@ -10,10 +10,12 @@ from crm.dto import SYSTEM, Actor
 from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
 from crm.facade import Crm
 from crm.services.escalation import Followups
+from crm.services.exceptions import exception_hits
 from crm.services.handmade import LeadDraft
 from crm.services.leads import LeadInput
 from crm.services.listing import ListFilter
 from crm.services.records import ContactInput
+from matching.model import CommKind, Identity
 
 
 async def test_contacts_and_companies_are_created_updated_and_merged(crm: Crm) -> None:
@@ -217,6 +219,25 @@ async def test_exception_list_add_remove_and_rights(crm: Crm) -> None:
     assert [e.value for e in added] == ["+491712222222"]
     # The lead itself stays (unlike Bitrix24, excepting never deletes).
     assert (await crm.leads.get(lead.id)).title == "x"
+
+
+async def test_exception_hits_are_the_listed_pairs_of_those_asked(crm: Crm) -> None:
+    """Intake asks for a whole round's phones and emails at once: only a pair on the list is
+    a hit, not a kind of one listed pair with the value of another."""
+    await crm.exceptions.add("+4930555555")
+    await crm.exceptions.add("spam@example.com")
+    asked = [
+        Identity(CommKind.PHONE, "+4930555555"),
+        Identity(CommKind.PHONE, "spam@example.com"),  # a cross pair of the two lists
+        Identity(CommKind.EMAIL, "+4930555555"),
+        Identity(CommKind.PHONE, "+4930555556"),
+        Identity(CommKind.EMAIL, "spam@example.com"),
+        Identity(CommKind.PHONE, "+4930555555"),  # asked twice
+    ]
+    async with crm.db.read() as s:
+        hits = await exception_hits(s, asked)
+        assert await exception_hits(s, asked[3:4]) == []
+    assert hits == [asked[0], asked[4], asked[5]]
 
 
 async def test_search_by_phone_email_and_name(crm: Crm) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from matching.event import Handle
 from matching.identities import event_identities
-from matching.model import CommKind, Identity, PhoneNumber
+from matching.model import CommKind, EventIdentities, Identity, PhoneNumber
 from tests.matching.factories import event
 
 
@@ -60,3 +62,21 @@ def test_hint_phones_match_but_are_not_exception_checked() -> None:
 
 def test_event_without_contact_data_has_nothing_to_match() -> None:
     assert event_identities(event(phones=("anonymous",)), "DE").matchable() == ()
+
+
+def test_matchable_is_worked_out_once_and_follows_a_replaced_copy() -> None:
+    """Intake asks an event's identities for `matchable()` several times: the answer is kept
+    with them, so a copy with other values (`dataclasses.replace`) has its own, and two equal
+    sets of identities stay equal."""
+    phone = PhoneNumber("030 1234567", "+49301234567")
+    ids = EventIdentities(phones=(phone,), emails=("a@b.de",))
+    assert ids.matchable() == (
+        Identity(CommKind.EMAIL, "a@b.de"),
+        Identity(CommKind.PHONE, "+49301234567"),
+    )
+    assert ids.matchable() is ids.matchable()
+    other = dataclasses.replace(ids, emails=())
+    assert other.matchable() == (Identity(CommKind.PHONE, "+49301234567"),)
+    assert other == EventIdentities(phones=(phone,)) and hash(other) == hash(
+        EventIdentities(phones=(phone,))
+    )
