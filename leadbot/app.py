@@ -8,7 +8,7 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -224,16 +224,19 @@ class Service:
             counter = self._received[channel] = self.metrics.received.labels(channel.value)
         counter.inc()
 
-    async def submit_raw(self, channel: Channel, raw: RawInput, *, cleaned: bool = False) -> None:
-        """Hand checked channel input to the queue; the worker converts it (`converters`).
-        `cleaned`: the channel cleaned the document already (`matching.text.clean_json`)."""
+    def submit_raw(
+        self, channel: Channel, raw: RawInput, *, cleaned: bool = False
+    ) -> Awaitable[None]:
+        """Hand checked channel input to the queue; await it: it returns once queued. The
+        worker converts it (`converters`). `cleaned`: the channel cleaned the document already
+        (`matching.text.clean_json`). (The queue's own awaitable, not a coroutine around it.)"""
         self._count_received(channel)
         # A JSON text that shows nothing to clean spares the walk over the document.
         if not cleaned and (raw.text is None or not is_clean_json(raw.text)):
             doc = clean_json(raw.doc)
             if doc is not raw.doc:  # the text as received is not the cleaned document's
                 raw = RawInput(raw.kind, raw.received_at, doc, None)
-        await self.queue.put(raw)
+        return self.queue.put(raw)
 
     async def process_now(self, event: InboundEvent) -> IntakeResult:
         """Synchronous path for protocols whose reply must carry the outcome."""

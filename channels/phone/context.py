@@ -8,7 +8,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
@@ -82,9 +82,9 @@ class PhoneHost(Protocol):
 
     async def submit(self, event: InboundEvent) -> None: ...
 
-    async def submit_raw(
+    def submit_raw(
         self, channel: Channel, raw: RawInput, *, cleaned: bool = False
-    ) -> None: ...
+    ) -> Awaitable[None]: ...
 
     async def process_now(self, event: InboundEvent) -> IntakeResult: ...
 
