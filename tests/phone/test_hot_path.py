@@ -1,0 +1,101 @@
+"""Shortcuts the call webhook takes on every request answer as the long way does: the
+internal-call check of a number written as compact E.164, and the recent-id memory's
+trimming."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from unittest import mock
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from channels.phone import calls
+from channels.phone.calls import CallDirection, CallReport, CallStage, plainly_internal
+from channels.phone.context import RecentIds
+from matching.normalize import is_withheld
+
+_DIGITS = st.text(alphabet="0123456789\u0660\u00b2 +-", max_size=14)
+_NUMBER = (
+    st.builds(lambda d: "+" + d, _DIGITS)
+    | _DIGITS
+    | st.sampled_from(["+4989111222", " +4989111222 ", "+", "101", "anonymous", "sip:1@x"])
+    | st.text(max_size=16)
+)
+
+
+@given(
+    number=_NUMBER,
+    internal=st.frozensets(_NUMBER, max_size=3),
+    ours=st.frozensets(_NUMBER | st.just("089 111222"), max_size=3),
+    outgoing=st.booleans(),
+    region=st.sampled_from(["DE", "US", None]),
+)
+def test_plainly_internal_of_any_number_is_the_long_ways(
+    number: str, internal: frozenset[str], ours: frozenset[str], outgoing: bool, region: str | None
+) -> None:
+    direction = CallDirection.OUTGOING if outgoing else CallDirection.INCOMING
+    report = CallReport(
+        call_id="c",
+        stage=CallStage.RINGING,
+        direction=direction,
+        from_number=None if outgoing else number,
+        to_number=number if outgoing else None,
+    )
+    quick = plainly_internal(
+        report, line_region=region, internal_extensions=internal, our_numbers=ours
+    )
+    assert quick == calls._spelled_internal(number.strip(), region, internal, ours)
+    # Our own number as sent, and an extension, are internal whatever the spelling's path.
+    if number.strip():
+        assert plainly_internal(
+            report,
+            line_region=region,
+            internal_extensions=frozenset(),
+            our_numbers=frozenset({number.strip()}),
+        ) == (not is_withheld(number))
+
+
+class _LongHand:
+    """The recent-id memory as it was: every add trims the expired and the excess at once."""
+
+    def __init__(self, ttl: float, max_size: int) -> None:
+        self.ttl, self.max_size = ttl, max_size
+        self.seen: OrderedDict[str, float] = OrderedDict()
+
+    def add(self, key: str, now: float) -> None:
+        self.seen[key] = now
+        self.seen.move_to_end(key)
+        while self.seen and (
+            len(self.seen) > self.max_size or now - next(iter(self.seen.values())) > self.ttl
+        ):
+            self.seen.popitem(last=False)
+
+    def has(self, key: str, now: float) -> bool:
+        stamp = self.seen.get(key)
+        return stamp is not None and now - stamp < self.ttl
+
+
+@given(
+    ttl=st.sampled_from([0.0, 1.0, 5.0]),
+    max_size=st.integers(min_value=0, max_value=4),
+    steps=st.lists(
+        st.tuples(st.sampled_from("abcdef"), st.sampled_from([0.0, 0.0, 0.5, 1.0, 3.0])),
+        max_size=40,
+    ),
+)
+def test_recent_ids_remember_and_forget_as_the_long_hand(
+    ttl: float, max_size: int, steps: list[tuple[str, float]]
+) -> None:
+    clock = [1000.0]
+    with mock.patch.object(time, "monotonic", lambda: clock[0]):
+        recent, model = RecentIds(ttl=ttl, max_size=max_size), _LongHand(ttl, max_size)
+        for key, wait in steps:
+            clock[0] += wait
+            recent.add(key)
+            model.add(key, clock[0])
+            for other in "abcdef":
+                assert (other in recent) == model.has(other, clock[0])
+            # The same ids kept, in the same order: memory stays bounded the same.
+            assert recent._seen == model.seen
