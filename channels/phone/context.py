@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -100,6 +101,7 @@ class RecentIds:
     def __init__(self, ttl: float = RECENT_TTL, max_size: int = RECENT_MAX) -> None:
         self.ttl, self.max_size = ttl, max_size
         self._seen: OrderedDict[str, float] = OrderedDict()
+        self._expires = -math.inf  # when the oldest id (as last looked at) leaves
 
     def __contains__(self, key: str) -> bool:
         stamp = self._seen.get(key)
@@ -107,12 +109,16 @@ class RecentIds:
 
     def add(self, key: str) -> None:
         now = time.monotonic()
-        self._seen[key] = now
-        self._seen.move_to_end(key)
-        while self._seen and (
-            len(self._seen) > self.max_size or now - next(iter(self._seen.values())) > self.ttl
-        ):
-            self._seen.popitem(last=False)
+        seen = self._seen
+        seen[key] = now
+        seen.move_to_end(key)
+        if len(seen) > self.max_size:  # one in, the oldest out
+            seen.popitem(last=False)
+        # The expired are let go when the oldest (as last looked at) may have expired.
+        if now > self._expires:
+            while seen and now - next(iter(seen.values())) > self.ttl:
+                seen.popitem(last=False)
+            self._expires = next(iter(seen.values())) + self.ttl if seen else -math.inf
 
 
 @dataclass
