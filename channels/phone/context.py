@@ -145,14 +145,17 @@ class RecentBodies:
 
     def __init__(self, max_size: int = BODIES_MAX) -> None:
         self.max_size = max_size
-        self._known: dict[str, tuple[str, bytes]] = {}
+        # Ordered, not a plain dict: a dict whose oldest key is deleted again and again finds
+        # the next oldest by walking over the holes the deletions left (until it is resized),
+        # several µs per webhook request once it is full.
+        self._known: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
 
     def get(self, digest: str) -> tuple[str, bytes] | None:
         return self._known.get(digest)
 
     def add(self, digest: str, key: str, quoted_key: bytes) -> None:
         if digest not in self._known and len(self._known) >= self.max_size:
-            del self._known[next(iter(self._known))]  # the oldest
+            self._known.popitem(last=False)  # the oldest
         self._known[digest] = (key, quoted_key)
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from channels.phone import calls
 from channels.phone.calls import CallDirection, CallReport, CallStage, plainly_internal
-from channels.phone.context import RecentIds
+from channels.phone.context import RecentBodies, RecentIds
 from matching.normalize import is_withheld
 
 _DIGITS = st.text(alphabet="0123456789\u0660\u00b2 +-", max_size=14)
@@ -99,3 +99,22 @@ def test_recent_ids_remember_and_forget_as_the_long_hand(
                 assert (other in recent) == model.has(other, clock[0])
             # The same ids kept, in the same order: memory stays bounded the same.
             assert recent._seen == model.seen
+
+
+@given(
+    max_size=st.integers(min_value=1, max_value=4),
+    digests=st.lists(st.sampled_from("abcdefg"), max_size=40),
+)
+def test_recent_bodies_keep_the_latest_digests_as_a_plain_dict_did(
+    max_size: int, digests: list[str]
+) -> None:
+    # Ordered now (a plain dict's oldest-first deletions made every add walk over holes):
+    # the same digests remembered, a digest added again keeping its place.
+    bodies, model = RecentBodies(max_size=max_size), dict[str, tuple[str, bytes]]()
+    for n, digest in enumerate(digests):
+        bodies.add(digest, f"e{n}", b'"e%d"' % n)
+        if digest not in model and len(model) >= max_size:
+            del model[next(iter(model))]
+        model[digest] = (f"e{n}", b'"e%d"' % n)
+        assert list(bodies._known.items()) == list(model.items())
+        assert all(bodies.get(d) == model.get(d) for d in "abcdefg")
