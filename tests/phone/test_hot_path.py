@@ -4,6 +4,7 @@ trimming."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import OrderedDict
 from unittest import mock
@@ -11,9 +12,9 @@ from unittest import mock
 from hypothesis import given
 from hypothesis import strategies as st
 
-from channels.phone import calls
+from channels.phone import calls, webhooks
 from channels.phone.calls import CallDirection, CallReport, CallStage, plainly_internal
-from channels.phone.context import RecentBodies, RecentIds
+from channels.phone.context import QueueStatus, RecentBodies, RecentIds
 from matching.normalize import is_withheld
 
 _DIGITS = st.text(alphabet="0123456789\u0660\u00b2 +-", max_size=14)
@@ -118,3 +119,19 @@ def test_recent_bodies_keep_the_latest_digests_as_a_plain_dict_did(
         model[digest] = (f"e{n}", b'"e%d"' % n)
         assert list(bodies._known.items()) == list(model.items())
         assert all(bodies.get(d) == model.get(d) for d in "abcdefg")
+
+
+@given(
+    status=st.sampled_from(["accepted", "duplicate", "ignored"]),
+    event=st.text(max_size=40).map(lambda call_id: f"{call_id}:ringing"),
+)
+def test_the_webhooks_reply_is_what_json_dumps_would_send(status: QueueStatus, event: str) -> None:
+    # Built by concatenation from heads made once per status: the same JSON as json.dumps
+    # (msgspec writes non-ASCII as UTF-8 where json.dumps would escape it: the same document).
+    body = webhooks._reply_body(status, webhooks._encode(event))
+    assert json.loads(body) == {"status": status, "event": event}
+    if event.isascii():
+        assert body == json.dumps({"status": status, "event": event}).encode()
+    reply = webhooks._reply(status, webhooks._encode(event))
+    assert reply.status == (202 if status == "accepted" else 200) and reply.body == body
+    assert reply.headers["Content-Type"] == "application/json; charset=utf-8"
