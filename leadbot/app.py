@@ -8,12 +8,11 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
@@ -121,9 +120,8 @@ class Service:
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        # Each channel's child of the received counter, looked up once (labels() per event
-        # costs a lock and a tuple key on the webhook path).
-        self._received: dict[Channel, Counter] = {}
+        # Events received per channel since /metrics was last read (`received_counts`).
+        self._received: dict[Channel, int] = {}
         self.db = Database(
             settings.database.url,
             echo=settings.database.echo,
@@ -219,21 +217,29 @@ class Service:
         self.metrics.rejected.labels(channel.value).inc(n)
 
     def _count_received(self, channel: Channel) -> None:
-        counter = self._received.get(channel)
-        if counter is None:
-            counter = self._received[channel] = self.metrics.received.labels(channel.value)
-        counter.inc()
+        # Counted here, added to the metric when it is read (`received_counts`): a
+        # prometheus counter takes a lock on every inc(), and this runs for every event.
+        self._received[channel] = self._received.get(channel, 0) + 1
 
-    async def submit_raw(self, channel: Channel, raw: RawInput, *, cleaned: bool = False) -> None:
-        """Hand checked channel input to the queue; the worker converts it (`converters`).
-        `cleaned`: the channel cleaned the document already (`matching.text.clean_json`)."""
+    def received_counts(self) -> None:
+        """Add the events received since the last call to `metrics.received`."""
+        counts, self._received = self._received, {}
+        for channel, n in counts.items():
+            self.metrics.received.labels(channel.value).inc(n)
+
+    def submit_raw(
+        self, channel: Channel, raw: RawInput, *, cleaned: bool = False
+    ) -> Awaitable[None]:
+        """Hand checked channel input to the queue; await it: it returns once queued. The
+        worker converts it (`converters`). `cleaned`: the channel cleaned the document already
+        (`matching.text.clean_json`). (The queue's own awaitable, not a coroutine around it.)"""
         self._count_received(channel)
         # A JSON text that shows nothing to clean spares the walk over the document.
         if not cleaned and (raw.text is None or not is_clean_json(raw.text)):
             doc = clean_json(raw.doc)
             if doc is not raw.doc:  # the text as received is not the cleaned document's
                 raw = RawInput(raw.kind, raw.received_at, doc, None)
-        await self.queue.put(raw)
+        return self.queue.put(raw)
 
     async def process_now(self, event: InboundEvent) -> IntakeResult:
         """Synchronous path for protocols whose reply must carry the outcome."""
@@ -375,6 +381,7 @@ class Service:
         return Health(age is None or age <= limit, detail)
 
     async def _metrics_text(self) -> bytes:
+        self.received_counts()
         self._task_gauges(self.supervisor.states())
         for name, check in self.component_checks.items():
             if name.startswith(MAILBOX_CHECK):

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractRoute
 from prometheus_client import Counter
 
 log = logging.getLogger("leadbot.refused")
@@ -64,7 +65,10 @@ class Refusals:
         self.note = note
         # The route patterns of the channels' webhooks (set when the app is built): channel
         # health shows each one's last accepted and last refused request.
-        self.sources: frozenset[str] = frozenset()
+        self._sources: frozenset[str] = frozenset()
+        # A matched route's source pattern (None: no webhook's), found once per route: this
+        # runs on every request.
+        self._source_of: dict[AbstractRoute, str | None] = {}
         self._last: dict[tuple[str, int], float] = {}
         self._quiet: dict[tuple[str, int], int] = {}
 
@@ -89,13 +93,33 @@ class Refusals:
             f" [{more} more like it not logged since the last line]" if more else "",
         )
 
-    def noted(self, request: web.Request, response: web.StreamResponse) -> None:
-        if self.note is None or not self.sources:
-            return
+    @property
+    def sources(self) -> frozenset[str]:
+        return self._sources
+
+    @sources.setter
+    def sources(self, patterns: frozenset[str]) -> None:
+        self._sources, self._source_of = patterns, {}
+
+    def _source(self, request: web.Request) -> str | None:
+        match = request.match_info
+        try:
+            return self._source_of[match.route]
+        except KeyError:
+            pass
         route = route_of(request)
-        if route in self.sources:
+        source = route if route in self._sources else None
+        if match.http_exception is None:  # a route of the app's (an unmatched one is new)
+            self._source_of[match.route] = source
+        return source
+
+    def noted(self, request: web.Request, response: web.StreamResponse) -> None:
+        if self.note is None or not self._sources:
+            return
+        source = self._source(request)
+        if source is not None:
             status = response.status
-            self.note(route, status, reason_of(response) if status >= 400 else "")
+            self.note(source, status, reason_of(response) if status >= 400 else "")
 
     def answered(self, request: web.Request, response: web.StreamResponse) -> None:
         """Every answer (or HTTPException raised as one) passes here: a 4xx is recorded, a

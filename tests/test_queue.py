@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from crm.config import CrmConfig
 from crm.db import Database
@@ -99,6 +100,25 @@ async def test_redis_puts_made_together_all_arrive_in_order(
     await _run_until(redis_queue, handler, 250)
     assert handler.seen == [e.external_id for e in events]
     assert max(len(b) for b in handler.batches) > 1  # read in batches, not one by one
+
+
+async def test_a_redis_put_is_done_only_once_its_entry_is_in_the_stream(
+    redis_queue: RedisStreamQueue,
+) -> None:
+    # put() hands out the group commit's future itself (no coroutine around it): it is done
+    # when, and only when, the XADD that carries the item has returned.
+    put = redis_queue.put(make_event(external_id="f1"))
+    assert not put.done()
+    assert await redis_queue.redis.xlen(redis_queue.stream) == 0
+    await put
+    assert await redis_queue.redis.xlen(redis_queue.stream) == 1
+    # A write that fails fails the put, and the next put goes on.
+    broken = RedisStreamQueue(Redis.from_url("redis://127.0.0.1:1/0"), stream="test:q:x")
+    with pytest.raises(RedisConnectionError):
+        await broken.put(make_event(external_id="f2"))
+    await broken.close()
+    await redis_queue.put(make_event(external_id="f3"))
+    assert await redis_queue.redis.xlen(redis_queue.stream) == 2
 
 
 async def test_redis_queue_acknowledges_only_what_the_handler_finished(

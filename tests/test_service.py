@@ -34,6 +34,13 @@ async def test_health_ready_and_metrics_over_http(start_service: Any) -> None:
             text = await r.text()
             assert 'leadbot_events_received_total{channel="call"} 1.0' in text
             assert 'leadbot_events_processed_total{channel="call",outcome="new_lead"} 1.0' in text
+        # Received events are counted as they come and added to the metric when it is read:
+        # every read shows all of them, none twice.
+        for k in range(2):
+            await service.submit(make_event(external_id=f"more-{k}", phones=("+49 30 1234567",)))
+        for _ in range(2):
+            async with http.get(f"{base}/metrics") as r:
+                assert 'leadbot_events_received_total{channel="call"} 3.0' in await r.text()
         async with http.get(f"{base}/no/such/path") as r:
             assert r.status == 404 and (await r.json())["error"] == "not_found"
 

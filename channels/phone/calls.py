@@ -68,7 +68,7 @@ class CallReport(msgspec.Struct, frozen=True, gc=False):
     @property
     def customer_number(self) -> str | None:
         """The other party: the caller for incoming calls, the callee for outgoing ones."""
-        if self.direction is CallDirection.INCOMING:
+        if self.direction is _INCOMING:
             return self.from_number
         return self.to_number
 
@@ -80,6 +80,11 @@ class CallReport(msgspec.Struct, frozen=True, gc=False):
             and self.stage in (CallStage.ENDED, CallStage.MISSED)
             and self.disposition is not Disposition.ANSWERED
         )
+
+
+# On Python 3.11 `CallDirection.INCOMING` passes through the enum type's __getattr__ on every
+# use: bound once for what every call webhook request asks.
+_INCOMING = CallDirection.INCOMING
 
 
 class PayloadError(Exception):
@@ -170,13 +175,28 @@ def plainly_internal(
     cheap enough for a webhook's reply. Only a nationally written spelling of one of our own
     numbers is left to `call_to_event`."""
     customer = report.customer_number
-    if customer is None or is_withheld(customer):
+    if customer is None:
         return False
     customer = customer.strip()
+    if customer[:1] == "+" and customer[1:].isdigit():
+        # Compact E.164, as most systems send it: no placeholder, no endpoint, nothing to
+        # take out, its own E.164 if valid: `_is_internal`'s answer in three set lookups.
+        return (
+            customer in _compact_set(internal_extensions)
+            or customer in _compact_set(our_numbers)
+            or customer in _e164_set(our_numbers, line_region)
+        )
+    return _spelled_internal(customer, line_region, internal_extensions, our_numbers)
+
+
+def _spelled_internal(
+    customer: str, region: str | None, internal: frozenset[str], ours: frozenset[str]
+) -> bool:
+    """`plainly_internal` of a stripped number in any other spelling."""
+    if is_withheld(customer):
+        return False
     compact = _compact(customer)
-    return _is_internal(
-        customer, _plain_e164(compact), line_region, internal_extensions, our_numbers, compact
-    )
+    return _is_internal(customer, _plain_e164(compact), region, internal, ours, compact)
 
 
 def _title(report: CallReport, shown_number: str) -> str:
@@ -200,7 +220,15 @@ _EARLIER_STAGES: dict[str, tuple[str, ...]] = {
 
 def stage_key(stage: CallStage) -> str:
     """The external id suffix of a stage: both ways a call can end share one."""
-    return "final" if stage in (CallStage.ENDED, CallStage.MISSED) else stage.value
+    return _STAGE_KEYS[stage]
+
+
+# Looked up, not worked out: on Python 3.11 every `CallStage.X` and `.value` passes through
+# the enum type's __getattr__, and this runs for every call webhook request.
+_STAGE_KEYS = {
+    stage: "final" if stage in (CallStage.ENDED, CallStage.MISSED) else stage.value
+    for stage in CallStage
+}
 
 
 def _occurred_at(report: CallReport, received_at: datetime) -> datetime:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
@@ -82,9 +83,9 @@ class PhoneHost(Protocol):
 
     async def submit(self, event: InboundEvent) -> None: ...
 
-    async def submit_raw(
+    def submit_raw(
         self, channel: Channel, raw: RawInput, *, cleaned: bool = False
-    ) -> None: ...
+    ) -> Awaitable[None]: ...
 
     async def process_now(self, event: InboundEvent) -> IntakeResult: ...
 
@@ -100,6 +101,7 @@ class RecentIds:
     def __init__(self, ttl: float = RECENT_TTL, max_size: int = RECENT_MAX) -> None:
         self.ttl, self.max_size = ttl, max_size
         self._seen: OrderedDict[str, float] = OrderedDict()
+        self._expires = -math.inf  # when the oldest id (as last looked at) leaves
 
     def __contains__(self, key: str) -> bool:
         stamp = self._seen.get(key)
@@ -107,12 +109,16 @@ class RecentIds:
 
     def add(self, key: str) -> None:
         now = time.monotonic()
-        self._seen[key] = now
-        self._seen.move_to_end(key)
-        while self._seen and (
-            len(self._seen) > self.max_size or now - next(iter(self._seen.values())) > self.ttl
-        ):
-            self._seen.popitem(last=False)
+        seen = self._seen
+        seen[key] = now
+        seen.move_to_end(key)
+        if len(seen) > self.max_size:  # one in, the oldest out
+            seen.popitem(last=False)
+        # The expired are let go when the oldest (as last looked at) may have expired.
+        if now > self._expires:
+            while seen and now - next(iter(seen.values())) > self.ttl:
+                seen.popitem(last=False)
+            self._expires = next(iter(seen.values())) + self.ttl if seen else -math.inf
 
 
 @dataclass
@@ -139,14 +145,17 @@ class RecentBodies:
 
     def __init__(self, max_size: int = BODIES_MAX) -> None:
         self.max_size = max_size
-        self._known: dict[str, tuple[str, bytes]] = {}
+        # Ordered, not a plain dict: a dict whose oldest key is deleted again and again finds
+        # the next oldest by walking over the holes the deletions left (until it is resized),
+        # several µs per webhook request once it is full.
+        self._known: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
 
     def get(self, digest: str) -> tuple[str, bytes] | None:
         return self._known.get(digest)
 
     def add(self, digest: str, key: str, quoted_key: bytes) -> None:
         if digest not in self._known and len(self._known) >= self.max_size:
-            del self._known[next(iter(self._known))]  # the oldest
+            self._known.popitem(last=False)  # the oldest
         self._known[digest] = (key, quoted_key)
 
 

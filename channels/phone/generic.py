@@ -64,6 +64,13 @@ _DIRECTIONS = {
 }
 
 
+# Bound once: on Python 3.11 `CallStage.X` passes through the enum type's __getattr__, and
+# these are asked on every call webhook request.
+_OPEN_STAGES = frozenset({CallStage.RINGING, CallStage.ANSWERED})  # the call is not over
+_MISSED = CallStage.MISSED
+_ANSWERED = Disposition.ANSWERED
+
+
 def _bad(reason: str) -> PayloadError:
     return PayloadError(400, reason)
 
@@ -131,7 +138,7 @@ def _disposition(doc: dict[str, Any], stage: CallStage, duration: int | None) ->
 
 
 def _disposition_of(name: str | None, stage: CallStage, duration: int | None) -> Disposition | None:
-    if stage in (CallStage.RINGING, CallStage.ANSWERED):
+    if stage in _OPEN_STAGES:
         return None  # the call is not over yet: an outcome would be a guess
     if name is not None:
         try:
@@ -284,7 +291,7 @@ def _usual_report(
     duration = None if doc.duration is None else _duration_value(doc.duration)
     name = _stripped(doc.disposition)
     disposition = _disposition_of(name, stage, duration)
-    if stage is CallStage.MISSED and disposition is Disposition.ANSWERED:
+    if stage is _MISSED and disposition is _ANSWERED:
         return None
     if disposition is not None:
         stage = final_stage(direction, disposition)

@@ -53,4 +53,7 @@ def line_of(report: CallReport) -> str | None:
     """The line a call went through: the one named, else our side's number."""
     if report.line:
         return report.line
-    return report.to_number if report.direction is CallDirection.INCOMING else report.from_number
+    return report.to_number if report.direction is _INCOMING else report.from_number
+
+
+_INCOMING = CallDirection.INCOMING  # bound once: an enum member is looked up slowly on 3.11

@@ -125,7 +125,13 @@ _encode = msgspec.json.Encoder().encode
 # document costs several times the concatenation. The same JSON as json.dumps would give
 # (msgspec writes non-ASCII characters as UTF-8, not as \u escapes).
 def _reply_body(status: QueueStatus, quoted_event: bytes) -> bytes:
-    return b'{"status": "%s", "event": %s}' % (status.encode(), quoted_event)
+    return _REPLY_HEADS[status] + quoted_event + b"}"
+
+
+_REPLY_HEADS: dict[QueueStatus, bytes] = {
+    status: b'{"status": "%s", "event": ' % status.encode()
+    for status in ("accepted", "duplicate", "ignored")
+}
 
 
 def _reply(status: QueueStatus, quoted_event: bytes) -> web.Response:

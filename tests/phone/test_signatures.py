@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -10,7 +11,13 @@ from hypothesis import strategies as st
 from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 
-from channels.phone.signatures import check_generic, sign_generic, verify_generic
+from channels.phone import signatures
+from channels.phone.signatures import (
+    DEFAULT_WINDOW,
+    check_generic,
+    sign_generic,
+    verify_generic,
+)
 from httpkit import SignatureError
 from httpkit.twilio import twilio_signature, verify_twilio
 
@@ -127,6 +134,59 @@ def test_generic_check_names_the_digest_that_matched() -> None:
     # Another second: another digest.
     later = sign_generic("new", NOW + 1, BODY)
     assert check_generic("new", later, BODY, now=NOW)[1] != new.split("v1=")[1]
+
+
+def _answer(check: Callable[[], tuple[int, str]]) -> tuple[int, str] | str:
+    try:
+        return check()
+    except SignatureError as err:
+        return err.reason
+
+
+_HEADER_PARTS = st.sampled_from(
+    [
+        "t=",
+        "t=0",
+        "t=+1",
+        "t=1700000000",
+        "t=\u00b2",
+        ",",
+        "v1=",
+        ",v1=",
+        "v0=x",
+        " ",
+        "=",
+        "\udcff",
+    ]
+)
+
+
+@given(
+    secret=st.binary(max_size=80),
+    skew=st.integers(min_value=-400, max_value=400),
+    body=st.binary(max_size=100),
+    change=st.one_of(
+        st.none(),
+        st.tuples(st.integers(min_value=0, max_value=90), st.characters()),
+        st.lists(_HEADER_PARTS | st.text(max_size=70), max_size=6).map("".join),
+    ),
+)
+def test_generic_usual_header_is_answered_as_the_general_parser_does(
+    secret: bytes, skew: int, body: bytes, change: tuple[int, str] | str | None
+) -> None:
+    # The header senders send is read by a shortcut (`_usual`): whatever the header, the
+    # answer (timestamp and digest, or the refusal's reason) is the general parser's.
+    header = sign_generic(secret, NOW, body)
+    if isinstance(change, tuple):  # one character replaced (or added at the end)
+        at, char = change
+        header = header[:at] + char + header[at + 1 :]
+    elif isinstance(change, str):
+        header = change
+    now = NOW + skew
+    usual = _answer(lambda: check_generic(secret, header, body, now))
+    assert usual == _answer(lambda: signatures._check(secret, header, body, now, DEFAULT_WINDOW))
+    if change is None and abs(skew) <= DEFAULT_WINDOW:
+        assert signatures._usual(secret, header, body, now, DEFAULT_WINDOW) is not None
 
 
 # --- Twilio -----------------------------------------------------------------------------------
