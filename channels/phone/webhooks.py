@@ -62,6 +62,8 @@ def _too_large(limit: int) -> web.Response:
 
 
 async def _body(request: web.Request, limit: int) -> bytes | web.Response:
+    # request.read() keeps the body on the request for the form reader that follows (Twilio);
+    # the Bitrix24 drop-in reads in chunks instead, its recordings being over the app's cap.
     if request.content_length is not None and request.content_length > limit:
         return _too_large(limit)
     body = await request.read()

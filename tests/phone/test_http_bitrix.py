@@ -3,6 +3,7 @@ PHP-style query (unencoded "+" included), form POSTs and POST JSON."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -209,7 +210,25 @@ async def test_bitrix_errors_in_bitrix_shape(phone: PhoneClient) -> None:
         headers={"Content-Type": "application/json"},
     )
     assert bad_json.status == 400 and bad_json.json()["error"] == "INVALID_REQUEST"
+    # Over the method's 1 MiB: Bitrix24's error, not the webhooks' JSON 413, with or without
+    # a Content-Length to tell it in advance.
+    big = b"PHONE_NUMBER=" + b"1" * (1024 * 1024)
+    for data in (big, _pieces(big)):
+        too_big = await phone._send(
+            "POST",
+            "/rest/1/b24secret/telephony.externalcall.register",
+            data=data,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert too_big.status == 400 and too_big.json()["error"] == "INVALID_REQUEST"
+        assert "larger than 1048576 bytes" in too_big.json()["error_description"]
     assert await phone.leads() == []
+
+
+async def _pieces(body: bytes) -> AsyncIterator[bytes]:
+    """A body sent chunked, without a Content-Length."""
+    for start in range(0, len(body), 256 * 1024):
+        yield body[start : start + 256 * 1024]
 
 
 async def test_internal_number_is_registered_but_touches_no_crm(phone: PhoneClient) -> None:
