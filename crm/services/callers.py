@@ -25,6 +25,7 @@ import asyncpg
 
 from crm.changes import Change, Feed, Subscription
 from crm.db import Database
+from crm.outage import connection_lost
 from crm.services.telephony import (
     CallerInfo,
     RepContact,
@@ -169,19 +170,6 @@ def batch_sql() -> str:
     )
 
 
-def _ended(exc: BaseException) -> bool:
-    """Whether a lookup failed because the server had ended its connection (asyncpg may
-    not have seen the end yet: the next statement then finds the protocol mid-error)."""
-    return isinstance(
-        exc,
-        asyncpg.PostgresConnectionError
-        | asyncpg.AdminShutdownError
-        | asyncpg.InterfaceError
-        | asyncpg.exceptions.InternalClientError
-        | ConnectionError,
-    )
-
-
 class _PostgresReader:
     """Up to `PG_POOL_SIZE` connections of its own: one round trip per lookup with a
     statement asyncpg prepared once per connection, and lookups never wait for a connection
@@ -250,7 +238,7 @@ class _PostgresReader:
         except BaseException as exc:
             con.terminate()
             self._give_back(None)
-            if kept and _ended(exc):  # the server ended it while idle (a restart): again
+            if kept and connection_lost(exc, midway=True):  # ended while idle (a restart): again
                 return await self.row(e164)
             raise
         self._give_back(con)
