@@ -111,11 +111,17 @@ class _SqliteReader:
         return row
 
     def _open_inline(self) -> sqlite3.Connection:
-        # No busy wait on the loop: a locked file is a reason to go to the thread.
-        conn = self._open(busy_timeout=0)
         # Reading the schema and preparing the statement are first-use costs: paid here, on
-        # the thread, so they never count against the budget.
-        conn.execute(self._sql, {"e164": ""}).fetchone()
+        # the thread, so they never count against the budget. Here it may wait for a writer
+        # (a locked file failed the first lookup with a 500); on the loop it never does: a
+        # locked file is a reason to go to the thread.
+        conn = self._open(busy_timeout=30)
+        try:
+            conn.execute(self._sql, {"e164": ""}).fetchone()
+            conn.execute("PRAGMA busy_timeout=0")
+        except BaseException:
+            conn.close()
+            raise
         conn.set_progress_handler(self._over_budget, _BUDGET_STEPS)
         return conn
 
