@@ -509,7 +509,7 @@ class Service:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks.clear()
         await self.supervisor.close()
-        await self.crm.health.flush()  # the last second's notes
+        await self.crm.health.flush(everything=True)  # what is not written yet
         await self.queue.close()
         await self.feed.close()
         await self.crm.close()

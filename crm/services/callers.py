@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from crm.changes import Change, Feed, Subscription
 from crm.db import Database
+from crm.outage import connection_lost
 from crm.services.telephony import (
     CallerInfo,
     RepContact,
@@ -109,11 +111,17 @@ class _SqliteReader:
         return row
 
     def _open_inline(self) -> sqlite3.Connection:
-        # No busy wait on the loop: a locked file is a reason to go to the thread.
-        conn = self._open(busy_timeout=0)
         # Reading the schema and preparing the statement are first-use costs: paid here, on
-        # the thread, so they never count against the budget.
-        conn.execute(self._sql, {"e164": ""}).fetchone()
+        # the thread, so they never count against the budget. Here it may wait for a writer
+        # (a locked file failed the first lookup with a 500); on the loop it never does: a
+        # locked file is a reason to go to the thread.
+        conn = self._open(busy_timeout=30)
+        try:
+            conn.execute(self._sql, {"e164": ""}).fetchone()
+            conn.execute("PRAGMA busy_timeout=0")
+        except BaseException:
+            conn.close()
+            raise
         conn.set_progress_handler(self._over_budget, _BUDGET_STEPS)
         return conn
 
@@ -166,19 +174,6 @@ def batch_sql() -> str:
     return (
         "SELECT n.ord, x.* FROM unnest($1::text[]) WITH ORDINALITY AS n(e164, ord) "
         f"CROSS JOIN LATERAL ({one}) AS x"
-    )
-
-
-def _ended(exc: BaseException) -> bool:
-    """Whether a lookup failed because the server had ended its connection (asyncpg may
-    not have seen the end yet: the next statement then finds the protocol mid-error)."""
-    return isinstance(
-        exc,
-        asyncpg.PostgresConnectionError
-        | asyncpg.AdminShutdownError
-        | asyncpg.InterfaceError
-        | asyncpg.exceptions.InternalClientError
-        | ConnectionError,
     )
 
 
@@ -250,7 +245,7 @@ class _PostgresReader:
         except BaseException as exc:
             con.terminate()
             self._give_back(None)
-            if kept and _ended(exc):  # the server ended it while idle (a restart): again
+            if kept and connection_lost(exc, midway=True):  # ended while idle (a restart): again
                 return await self.row(e164)
             raise
         self._give_back(con)
@@ -361,9 +356,8 @@ class CallerCache:
         self.generation = 0  # bumped by every drop of some answers or all
         self.hits = self.misses = 0
         self.clears = 0  # drops of every answer
-        # number -> (expires, *the answer's fields): flat tuples of plain values, which the
-        # garbage collector stops tracking, so a full cache costs its collections nothing.
-        self._entries: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
+        # number -> its answer, flat and untracked by the garbage collector (`_Entry`).
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
         # (generation, numbers dropped then; None: all), the latest `_DROPS_KEPT`.
         self._drops: deque[tuple[int, frozenset[str] | None]] = deque(maxlen=_DROPS_KEPT)
         self._feed: Feed | None = None
@@ -433,7 +427,7 @@ class CallerCache:
         if not self._current(feed):
             return None
         entry = self._entries.get(e164)
-        if entry is None or entry[0] < time.monotonic():
+        if entry is None or entry.expires < time.monotonic():
             self.misses += 1
             return None
         self._entries.move_to_end(e164)
@@ -458,14 +452,35 @@ class CallerCache:
         self.clear()
 
 
-_NO_REP = (None,) * 5
+class _Entry(msgspec.Struct, gc=False):
+    """A cached answer, flat: plain values only, so no reference cycle can form and the
+    garbage collector need not track it. A tuple is tracked from its making until a
+    collection finds it holds plain values: every answer kept counted towards the next
+    young-generation collection, a pause on the event loop (misses made them more frequent
+    than lookups without the cache)."""
+
+    expires: float
+    number: str | None  # None: nobody has the number
+    contact_id: int | None = None
+    contact_name: str | None = None
+    company_id: int | None = None
+    company_name: str | None = None
+    lead_id: int | None = None
+    lead_title: str | None = None
+    deal_id: int | None = None
+    deal_title: str | None = None
+    rep_id: int | None = None  # None: no responsible rep
+    rep_name: str = ""
+    rep_active: bool = False
+    rep_extension: str | None = None
+    rep_phone: str | None = None
 
 
-def _pack(expires: float, info: CallerInfo | None) -> tuple[Any, ...]:
+def _pack(expires: float, info: CallerInfo | None) -> _Entry:
     if info is None:
-        return (expires, None)
+        return _Entry(expires, None)
     rep = info.responsible
-    return (
+    entry = _Entry(
         expires,
         info.number,
         info.contact_id,
@@ -476,26 +491,31 @@ def _pack(expires: float, info: CallerInfo | None) -> tuple[Any, ...]:
         info.lead_title,
         info.deal_id,
         info.deal_title,
-        *(_NO_REP if rep is None else (rep.id, rep.name, rep.active, rep.extension, rep.phone)),
     )
+    if rep is not None:
+        entry.rep_id, entry.rep_name, entry.rep_active = rep.id, rep.name, rep.active
+        entry.rep_extension, entry.rep_phone = rep.extension, rep.phone
+    return entry
 
 
-def _unpack(entry: tuple[Any, ...]) -> CallerInfo | None:
-    if entry[1] is None:
+def _unpack(entry: _Entry) -> CallerInfo | None:
+    if entry.number is None:
         return None
-    rep = None if entry[10] is None else RepContact(*entry[10:15])
-    number, contact_id, contact_name, company_id, company_name = entry[1:6]
-    lead_id, lead_title, deal_id, deal_title = entry[6:10]
+    rep = None
+    if entry.rep_id is not None:
+        rep = RepContact(
+            entry.rep_id, entry.rep_name, entry.rep_active, entry.rep_extension, entry.rep_phone
+        )
     return CallerInfo(
-        number,
-        contact_id,
-        contact_name,
-        company_id,
-        company_name,
-        lead_id,
-        lead_title,
-        deal_id,
-        deal_title,
+        entry.number,
+        entry.contact_id,
+        entry.contact_name,
+        entry.company_id,
+        entry.company_name,
+        entry.lead_id,
+        entry.lead_title,
+        entry.deal_id,
+        entry.deal_title,
         rep,
     )
 

@@ -4,12 +4,16 @@ source's last accepted and last refused request, and the queue's dead letters (w
 Everything is kept in the `state` table, so every process's view reaches the admin page:
 mailboxes write theirs through `MailState`; webhook requests are noted in memory (a flood must
 not write per request) and `flush` writes what changed, at most once per source per call (the
-service calls it every second).
+service calls it every second). A source that only went on accepting requests is written at
+most every `ACCEPTED_EVERY` seconds.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -28,6 +32,11 @@ log = logging.getLogger(__name__)
 
 HOOK_PREFIX = "health.hook:"
 REASON_MAX = 300
+# How often a source whose only news is a later accepted request is written. The write is an
+# ORM transaction on the event loop: every second, under a steady flow (the caller lookup a
+# PBX asks at every ring), it held up the requests that came meanwhile. A refusal, and a
+# source's first request, are written at the next flush; `webhooks` flushes all first.
+ACCEPTED_EVERY = 30.0
 
 
 class DeadLetterStore(Protocol):
@@ -103,8 +112,11 @@ class ChannelHealth:
     db: Database
     # Set by the service: where its queue keeps dead letters (None: no journal, no Redis).
     dead: DeadLetterStore | None = None
+    clock: Callable[[], float] = time.monotonic
     _hooks: dict[str, WebhookHealth] = field(default_factory=dict)
-    _dirty: set[str] = field(default_factory=set)
+    _dirty: set[str] = field(default_factory=set)  # written at the next flush
+    _accepted: set[str] = field(default_factory=set)  # news that waits for ACCEPTED_EVERY
+    _written: dict[str, float] = field(default_factory=dict)  # source -> clock at its write
 
     # --- recording (adapters, the HTTP middleware) -------------------------------------------
 
@@ -116,17 +128,26 @@ class ChannelHealth:
             seen = self._hooks[source] = WebhookHealth(source)
         if status < 400:
             seen.last_accepted = now
+            (self._accepted if source in self._written else self._dirty).add(source)
         else:
             seen.last_refused, seen.refused_status = now, status
             seen.refused_reason = reason[:REASON_MAX]
-        self._dirty.add(source)
+            self._dirty.add(source)
 
-    async def flush(self) -> None:
-        """Write the sources noted since the last flush, merged with what other processes
-        wrote. Failures are logged; the notes stay for the next try."""
-        if not self._dirty:
+    async def flush(self, *, everything: bool = False) -> None:
+        """Write the sources noted since the last flush (one that only accepted more requests
+        when it was last written `ACCEPTED_EVERY` ago; all with `everything`), merged with
+        what other processes wrote. Failures are logged; the notes stay for the next try."""
+        at = self.clock()
+        due = {
+            source
+            for source in self._accepted
+            if everything or at - self._written.get(source, -math.inf) >= ACCEPTED_EVERY
+        }
+        if not self._dirty and not due:
             return
-        dirty, self._dirty = self._dirty, set()
+        dirty, self._dirty = self._dirty | due, set()
+        self._accepted -= dirty
         try:
             async with self.db.transaction() as s:
                 keys = [HOOK_PREFIX + d for d in sorted(dirty)]
@@ -149,6 +170,9 @@ class ChannelHealth:
         except Exception as exc:
             self._dirty |= dirty
             log.warning("writing webhook health failed (%s); trying again", exc)
+            return
+        for source in dirty:
+            self._written[source] = at
 
     # --- reading (the admin pages) ----------------------------------------------------------
 
@@ -177,7 +201,7 @@ class ChannelHealth:
 
     async def webhooks(self, actor: Actor) -> list[WebhookHealth]:
         require_admin(actor)
-        await self.flush()
+        await self.flush(everything=True)
         async with self.db.read() as s:
             rows = await s.scalars(select(KeyValue).where(KeyValue.key.startswith(HOOK_PREFIX)))
             found = [WebhookHealth.from_json(r.key[len(HOOK_PREFIX) :], r.value) for r in rows]

@@ -416,4 +416,36 @@ async def test_the_numbers_statement_is_built_once_and_reads_the_ids_it_is_given
         for lead, contact in zip(leads, (one, two), strict=True):
             rows = [tuple(r) for r in await s.execute(clients, {"leads": [lead.id]})]
             assert rows == [("lead", lead.id, contact.id, None)]
+
+
+async def test_a_kept_answer_is_the_answer_read_and_untracked_by_the_collector(
+    crm: Crm,
+) -> None:
+    """A cached answer comes back as it was read (with and without a rep, and "nobody"),
+    and is kept in an object the garbage collector does not track: a miss adds nothing to
+    the young generation, so the cache does not bring its collections on more often."""
+    import gc
+
+    from crm.services.callers import _Entry
+
+    crm.callers.configure_cache(FOREVER)
+    cache = crm.callers.cache
+    assert cache is not None
+    rep = (await crm.reps.add("Rita", extension="101", phone="+4917600000009")).id
+    await crm.records.create_contact(
+        ContactInput(name="Zoë Ł", phones=("+4930300001",), responsible_id=rep)
+    )
+    await crm.records.create_contact(ContactInput(name="Olaf", phones=("+4930300002",)))
+    for number in ("+4930300001", "+4930300002", "+4930300003"):
+        read = await crm.callers.caller(number)
+        hits = cache.hits
+        assert await crm.callers.caller(number) == read and cache.hits == hits + 1
+        entry = cache._entries[number]
+        assert isinstance(entry, _Entry) and not gc.is_tracked(entry)
+    first = await crm.callers.caller("+4930300001")
+    assert first is not None and first.responsible is not None
+    assert first.responsible.name == "Rita" and first.responsible.extension == "101"
+    second = await crm.callers.caller("+4930300002")
+    assert second is not None and second.responsible is None and second.contact_name == "Olaf"
+    assert await crm.callers.caller("+4930300003") is None
     await crm.close()

@@ -26,7 +26,7 @@ from crm.services import callers as callers_module
 from crm.services.callers import CallerLookup, _PostgresReader, _SqliteReader
 from crm.services.leads import LeadInput
 from crm.services.records import ContactInput
-from crm.services.telephony import CallerInfo, RepContact, Telephony, caller_sql
+from crm.services.telephony import CallerInfo, RepContact, Telephony, caller_info, caller_sql
 
 
 @pytest.fixture
@@ -376,4 +376,43 @@ async def test_postgres_lookups_share_a_bounded_set_of_connections(crm: Crm, db:
         assert row is not None and row[0] == jo.id
         assert reader._open <= callers_module.PG_POOL_SIZE
     finally:
+        await reader.close()
+
+
+async def test_the_first_sqlite_lookup_waits_for_a_writer_instead_of_failing(
+    tmp_path: Path,
+) -> None:
+    """The on-loop connection is opened (schema read, statement prepared) on the reader's
+    thread, where it may wait for a writer holding the file; the lookups after it never wait
+    on the loop (a locked file sends them to the thread)."""
+    path = tmp_path / "locked.db"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    async with db.engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    await db.dispose()
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # A rollback journal: there, a writer's exclusive lock keeps readers out (WAL's do not).
+    assert writer.execute("PRAGMA journal_mode=DELETE").fetchone() == ("delete",)
+    writer.execute("BEGIN EXCLUSIVE")
+    reader = _SqliteReader(str(path))
+    try:
+        lookup = asyncio.create_task(reader.row("+4930100099"))
+        await asyncio.sleep(0.3)
+        assert not lookup.done()  # waiting for the writer, not failed
+        writer.execute("COMMIT")
+        async with asyncio.timeout(10):
+            assert caller_info("+4930100099", await lookup) is None
+        inline = reader._inline
+        assert inline is not None
+        assert inline.execute("PRAGMA busy_timeout").fetchone() == (0,)  # no wait on the loop
+        writer.execute("BEGIN EXCLUSIVE")
+        overran = reader.overran
+        lookup = asyncio.create_task(reader.row("+4930100099"))
+        await asyncio.sleep(0.1)
+        writer.execute("COMMIT")
+        async with asyncio.timeout(10):
+            assert caller_info("+4930100099", await lookup) is None
+        assert reader.overran == overran + 1  # locked on the loop: answered on the thread
+    finally:
+        writer.close()
         await reader.close()

@@ -16,7 +16,10 @@ from pydantic import BaseModel
 from channels.webform.routes import forms_component
 from crm.dto import SYSTEM, Actor
 from crm.errors import Forbidden, NotFound
+from crm.facade import Crm
+from crm.models import KeyValue
 from crm.queue import RawInput
+from crm.services.health import ACCEPTED_EVERY, HOOK_PREFIX, WebhookHealth
 from crm.services.listing import ListFilter
 from leadbot.app import Service
 from leadbot.settings import Settings, effective
@@ -167,3 +170,59 @@ def test_no_secret_appears_in_the_effective_settings(tmp_path: Path) -> None:
         "whatsapp.access_token", "mailboxes.password", "mailboxes.smtp.password",
     }  # fmt: skip
     assert paths <= set_here, paths - set_here
+
+
+async def test_a_source_that_only_goes_on_accepting_is_written_every_accepted_every(
+    crm: Crm,
+) -> None:
+    """Under a steady flow of accepted requests a source is written at its first request,
+    then once every ACCEPTED_EVERY seconds; a refusal at the next flush; the admin's read
+    and the service's stop write all that is noted."""
+    health = crm.health
+    clock = [1000.0]
+    health.clock = lambda: clock[0]
+    writes: list[str] = []
+
+    def seen(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith(("INSERT INTO STATE", "UPDATE STATE")):
+            writes.append(statement)
+
+    async def stored() -> WebhookHealth:
+        async with crm.db.read() as s:
+            row = await s.get(KeyValue, HOOK_PREFIX + "/hooks/calls/lookup")
+            assert row is not None
+            return WebhookHealth.from_json("/hooks/calls/lookup", row.value)
+
+    sqlalchemy.event.listen(crm.db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        health.webhook("/hooks/calls/lookup", 200)
+        await health.flush()
+        assert len(writes) == 1  # the first request: at once
+        first = (await stored()).last_accepted
+        for _ in range(5):  # a second apart, each with requests
+            clock[0] += 1
+            health.webhook("/hooks/calls/lookup", 200)
+            await health.flush()
+        assert len(writes) == 1 and (await stored()).last_accepted == first
+        health.webhook("/hooks/calls/lookup", 401, "unauthorized")
+        await health.flush()
+        assert len(writes) == 2  # a refusal: at the next flush
+        refused = await stored()
+        assert refused.refused_status == 401 and refused.last_accepted is not None
+        assert first is not None and refused.last_accepted > first  # accepted news went too
+        clock[0] += 1
+        health.webhook("/hooks/calls/lookup", 200)
+        await health.flush()
+        assert len(writes) == 2
+        clock[0] += ACCEPTED_EVERY
+        await health.flush()
+        assert len(writes) == 3
+        later = (await stored()).last_accepted
+        health.webhook("/hooks/calls/lookup", 200)
+        [shown] = await health.webhooks(ADMIN)  # the admin's read: everything first
+        assert len(writes) == 4 and shown.last_accepted is not None
+        assert later is not None and shown.last_accepted > later
+        await health.flush()
+        assert len(writes) == 4  # nothing left to write
+    finally:
+        sqlalchemy.event.remove(crm.db.engine.sync_engine, "before_cursor_execute", seen)

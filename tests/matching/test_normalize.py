@@ -255,3 +255,95 @@ def test_normalize_email_never_raises(raw: str) -> None:
 @given(st.text(), st.sampled_from([None, "DE", "RU"]))
 def test_find_phones_never_raises(text: str, region: str | None) -> None:
     assert all(p.startswith("+") for p in find_phones(text, region))
+
+
+# "+" and digits (a PBX's form) take `_parse_plus`, not `phonenumbers.parse`: it must give
+# exactly what phonenumbers gives, for every region a number may be read in.
+_REGIONS = [None, "DE", "AT", "US", "GB", "IT", "RU", "AR", "MX", "BR", "CI", "SM", "VA", "KZ"]
+# Country codes whose numbers phonenumbers reads with care: a national prefix after the code
+# (+49 0…, +1 1…, +7 8…, +44 0…), Italian leading zeros, Argentina's 9 and 0, Mexico's 1,
+# codes shared by several regions (+1, +7, +39), non-geographic codes (+800, +882).
+_TRICKY = [
+    "+49030123456",
+    "+4930123456",
+    "+11234567890",
+    "+12125550100",
+    "+78495123456",
+    "+74951234567",
+    "+4402071234567",
+    "+390612345678",
+    "+39061234567",
+    "+3903123",
+    "+5491123456789",
+    "+54011234567",
+    "+5215512345678",
+    "+525512345678",
+    "+80012345678",
+    "+88213001234",
+    "+2250712345678",
+    "+37861234567",
+    "+379061234567",
+    "+123",
+    "+1234",
+    "+999123456",
+    "+123456789012345678",
+]
+
+
+def _reference(raw: str, region: str | None) -> tuple[str | None, str | None]:
+    """`normalize_phone` as it read every number before the "+" path: phonenumbers alone."""
+    import phonenumbers
+    from phonenumbers import PhoneNumberFormat, ValidationResult
+
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None, None
+    if phonenumbers.is_possible_number_with_reason(number) != ValidationResult.IS_POSSIBLE:
+        return None, None
+    if not phonenumbers.is_valid_number(number):
+        return None, None
+    e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
+    return e164, number.extension or None
+
+
+def _parses_alike(text: str, region: str | None) -> None:
+    import phonenumbers
+
+    from matching.normalize import _parse_plus
+
+    fast = _parse_plus(text, region)
+    if fast is not None:  # else phonenumbers.parse reads it, as before
+        assert fast == phonenumbers.parse(text, region), (text, region)
+    phone = normalize_phone.__wrapped__(text, region)
+    assert (phone.e164, phone.extension) == _reference(text, region), (text, region)
+
+
+@pytest.mark.parametrize("region", _REGIONS)
+@pytest.mark.parametrize("text", _TRICKY)
+def test_plus_and_digits_read_exactly_as_phonenumbers_reads_them(
+    text: str, region: str | None
+) -> None:
+    _parses_alike(text, region)
+
+
+@given(
+    st.sampled_from(["+", "+1", "+7", "+39", "+49", "+54", "+52", "+44", "+800", "+9"]).flatmap(
+        lambda head: st.text("0123456789", max_size=19).map(lambda tail: head + tail)
+    ),
+    st.sampled_from(_REGIONS),
+)
+def test_any_plus_and_digits_read_exactly_as_phonenumbers_reads_them(
+    text: str, region: str | None
+) -> None:
+    _parses_alike(text, region)
+
+
+def test_a_pbx_number_takes_the_plus_path() -> None:
+    """The lever itself: the common case does not go through `phonenumbers.parse`."""
+    from matching.normalize import _parse_plus
+
+    assert _parse_plus("+4930123456", "DE") is not None
+    assert _parse_plus("+12125550100", "DE") is not None
+    assert _parse_plus("+49 30 123456", "DE") is None  # spaces: phonenumbers reads it
+    assert _parse_plus("+４930123456", "DE") is None  # non-ASCII digits: likewise

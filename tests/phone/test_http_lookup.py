@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 from crm.services.records import ContactInput
-from tests.phone.conftest import PhoneClient, StartPhone, add_rep
+from tests.phone.conftest import LOOKUP_TOKEN, PhoneClient, StartPhone, add_rep
 
 
 async def test_lookup_names_client_open_deal_and_its_rep(phone: PhoneClient) -> None:
@@ -89,3 +91,24 @@ async def test_lookup_answers_change_with_the_record_and_the_cache_can_be_off(
     off = await start_phone(lookup_cache=False)
     assert off.service.crm.callers.cache is None
     assert (await off.lookup("+4930555000")).json()["contact"]["name"] == "Ida Neu"
+
+
+async def test_lookup_reply_is_utf8_json_with_json_responses_content_type(
+    phone: PhoneClient,
+) -> None:
+    """The reply is encoded by msgspec: the same JSON document and Content-Type as
+    web.json_response gave, names outside ASCII as UTF-8."""
+    crm = phone.service.crm
+    contact = await crm.records.create_contact(
+        ContactInput(name='Zoë "Ž" Łukasz \\ 北京', phones=("+4930123457",))
+    )
+    async with phone.http.get(
+        f"{phone.base}/hooks/calls/lookup",
+        params={"number": "+4930123457"},
+        headers={"Authorization": f"Bearer {LOOKUP_TOKEN}"},
+    ) as reply:
+        assert reply.status == 200
+        assert reply.headers["Content-Type"] == "application/json; charset=utf-8"
+        raw = await reply.read()
+    assert json.loads(raw)["contact"] == {"id": contact.id, "name": 'Zoë "Ž" Łukasz \\ 北京'}
+    assert "Zoë".encode() in raw and b"\\u" not in raw  # UTF-8, not \\u escapes
