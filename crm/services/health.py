@@ -10,8 +10,9 @@ service calls it every second).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -84,6 +85,30 @@ class WebhookHealth:
             self.refused_status, self.refused_reason = other.refused_status, other.refused_reason
 
 
+@dataclass(slots=True)
+class _Noted:
+    """A webhook source's requests as noted: clock readings (unix seconds), made datetimes
+    only when written, not on every request."""
+
+    accepted: float | None = None
+    refused: float | None = None
+    refused_status: int | None = None
+    refused_reason: str | None = None
+
+    def health(self, source: str) -> WebhookHealth:
+        return WebhookHealth(
+            source,
+            _at(self.accepted),
+            _at(self.refused),
+            self.refused_status,
+            self.refused_reason,
+        )
+
+
+def _at(unix: float | None) -> datetime | None:
+    return None if unix is None else datetime.fromtimestamp(unix, UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetterView:
     id: str
@@ -103,21 +128,21 @@ class ChannelHealth:
     db: Database
     # Set by the service: where its queue keeps dead letters (None: no journal, no Redis).
     dead: DeadLetterStore | None = None
-    _hooks: dict[str, WebhookHealth] = field(default_factory=dict)
+    _hooks: dict[str, _Noted] = field(default_factory=dict)
     _dirty: set[str] = field(default_factory=set)
 
     # --- recording (adapters, the HTTP middleware) -------------------------------------------
 
     def webhook(self, source: str, status: int, reason: str = "") -> None:
         """Note one request of a webhook source (in memory; `flush` writes it)."""
-        now = utcnow()
+        now = time.time()
         seen = self._hooks.get(source)
         if seen is None:  # not setdefault: that would build one on every request
-            seen = self._hooks[source] = WebhookHealth(source)
+            seen = self._hooks[source] = _Noted()
         if status < 400:
-            seen.last_accepted = now
+            seen.accepted = now
         else:
-            seen.last_refused, seen.refused_status = now, status
+            seen.refused, seen.refused_status = now, status
             seen.refused_reason = reason[:REASON_MAX]
         self._dirty.add(source)
 
@@ -136,7 +161,7 @@ class ChannelHealth:
                 }
                 now = utcnow()
                 for source in sorted(dirty):
-                    mine = self._hooks[source]
+                    mine = self._hooks[source].health(source)
                     row = rows.get(HOOK_PREFIX + source)
                     if row is None:
                         s.add(
