@@ -6,7 +6,7 @@ one process; that is enough to stop a bot hammering one form, not a distributed 
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 
 
 class RateLimiter:
@@ -18,7 +18,13 @@ class RateLimiter:
         self.limit = limit
         self.window = window
         self.max_keys = max_keys
-        self._hits: dict[str, deque[float]] = {}
+        # The keys in the order they came (the oldest is dropped first when too many are
+        # busy), and the same keys in the order of their last hit (the idle ones lead): a
+        # flood of new addresses finds what to drop without a walk over all of them.
+        # OrderedDicts: a plain dict whose oldest key is deleted over and over walks the
+        # holes the deletions leave to find the next oldest.
+        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
+        self._last: OrderedDict[str, None] = OrderedDict()
 
     def allow(self, key: str, now: float) -> bool:
         """Count a hit for `key` at `now` (monotonic seconds) if it is within the limit."""
@@ -29,6 +35,11 @@ class RateLimiter:
             return False
         hits.append(now)
         self._hits[key] = hits
+        last = self._last
+        if key in last:
+            last.move_to_end(key)
+        else:
+            last[key] = None
         if len(self._hits) > self.max_keys:
             self._evict(now)
         return True
@@ -50,14 +61,19 @@ class RateLimiter:
         hits = self._hits.get(key, deque())
         while hits and hits[0] <= now - self.window:
             hits.popleft()
-        if not hits:
-            self._hits.pop(key, None)
+        if not hits and self._hits.pop(key, None) is not None:
+            del self._last[key]
         return hits
 
     def _evict(self, now: float) -> None:
-        # Forget idle keys first; if a flood of distinct addresses remains, drop the oldest ones
-        # (dicts keep insertion order) so memory stays bounded.
-        for key in [k for k, hits in self._hits.items() if hits[-1] <= now - self.window]:
-            del self._hits[key]
-        while len(self._hits) > self.max_keys:
-            del self._hits[next(iter(self._hits))]
+        # Forget idle keys first (those hit last before the window); if a flood of distinct
+        # addresses remains, drop the oldest ones so memory stays bounded.
+        idle = now - self.window
+        hits, last = self._hits, self._last
+        while last:
+            key = next(iter(last))
+            if hits[key][-1] > idle:
+                break
+            del last[key], hits[key]
+        while len(hits) > self.max_keys:
+            del last[hits.popitem(last=False)[0]]

@@ -236,7 +236,7 @@ class Service:
         self._count_received(channel)
         # A JSON text that shows nothing to clean spares the walk over the document.
         if not cleaned and (raw.text is None or not is_clean_json(raw.text)):
-            doc = clean_json(raw.doc)
+            doc = clean_json(raw.document())
             if doc is not raw.doc:  # the text as received is not the cleaned document's
                 raw = RawInput(raw.kind, raw.received_at, doc, None)
         return self.queue.put(raw)

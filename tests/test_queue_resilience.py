@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
 from sqlalchemy import func, select
 
 from crm.db import Database
@@ -27,6 +28,7 @@ from crm.queue import (
     Handler,
     Outcome,
     QueueItem,
+    RawInput,
     RedisStreamQueue,
     RetryPolicy,
     decode_item,
@@ -481,3 +483,120 @@ async def test_a_database_outage_loses_nothing_and_gives_nothing_up(
     assert len(_messages(caplog, "intake works again")) == 1
     noisy = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert noisy == []
+
+
+# --- the puts' own connection -----------------------------------------------------------------
+
+
+async def _send_until(
+    queue: RedisStreamQueue, acked: list[str], stop: asyncio.Event, k: int
+) -> None:
+    """A sender: puts one item after the other; an item whose put returned is acknowledged
+    (a 202), one whose put raised is not (a 503) and the sender goes on with the next."""
+    i = 0
+    while not stop.is_set():
+        name = f"s{k}-{i}"
+        i += 1
+        try:
+            await queue.put(RawInput("test", 1.0, {"id": name}))
+        except (RedisError, OSError):
+            await asyncio.sleep(0.05)
+            continue
+        acked.append(name)
+
+
+async def _stream_entries(url: str, stream: str) -> list[bytes]:
+    redis = Redis.from_url(url)
+    try:
+        return [fields[b"items"] for _, fields in await redis.xrange(stream)]
+    finally:
+        await redis.aclose()
+
+
+def _names(entries: list[bytes]) -> Counter[str]:
+    return Counter(item["doc"]["id"] for entry in entries for item in json.loads(entry))
+
+
+async def _puts_over(
+    queue: RedisStreamQueue, trouble: Callable[[], Awaitable[None]], rounds: int
+) -> list[str]:
+    acked: list[str] = []
+    stop = asyncio.Event()
+    senders = [asyncio.create_task(_send_until(queue, acked, stop, k)) for k in range(16)]
+    try:
+        for _ in range(rounds):
+            await wait_until(lambda n=len(acked): _more(acked, n + 100), 60)
+            assert queue._line is not None  # the puts go through their own connection
+            await trouble()
+        await wait_until(lambda n=len(acked): _more(acked, n + 100), 60)
+    finally:
+        stop.set()
+        await asyncio.gather(*senders)
+    return acked
+
+
+async def _more(acked: list[str], n: int) -> bool:
+    return len(acked) >= n
+
+
+async def test_puts_over_redis_crashes_lose_nothing_acknowledged(own_redis: OwnRedis) -> None:
+    server = await own_redis(appendonly=True)
+    queue = RedisStreamQueue(Redis.from_url(server.url), stream="events", group="g")
+    await queue.open()
+
+    async def crash() -> None:
+        await server.kill()
+        await asyncio.sleep(0.3)
+        await server.start()
+
+    try:
+        acked = await _puts_over(queue, crash, 2)
+    finally:
+        await queue.close()
+    entries = await _stream_entries(server.url, "events")
+    names = _names(entries)
+    assert set(acked) <= set(names)  # every acknowledged item is in the stream
+    # An entry is written again only after its reply was lost with its connection (what the
+    # client's own retry does): at most once per crash.
+    assert sum(n - 1 for n in Counter(entries).values()) <= 2
+
+
+async def test_puts_over_cut_connections_lose_nothing_acknowledged(own_redis: OwnRedis) -> None:
+    server = await own_redis(appendonly=False)
+    proxy = CuttableProxy(server.port)
+    await proxy.mend()
+    url = f"redis://127.0.0.1:{proxy.port}/0"
+    queue = RedisStreamQueue(Redis.from_url(url), stream="events", group="g")
+    await queue.open()
+
+    async def cut() -> None:
+        await proxy.cut()
+        await asyncio.sleep(0.1)
+        await proxy.mend()
+
+    try:
+        acked = await _puts_over(queue, cut, 3)
+    finally:
+        await queue.close()
+        await proxy.cut()
+    entries = await _stream_entries(server.url, "events")
+    assert set(acked) <= set(_names(entries))
+    assert sum(n - 1 for n in Counter(entries).values()) <= 3  # one in flight per cut
+
+
+async def test_a_put_redis_refuses_raises_as_before_and_the_next_goes_through(
+    own_redis: OwnRedis,
+) -> None:
+    server = await own_redis(appendonly=False)
+    queue = RedisStreamQueue(Redis.from_url(server.url), stream="events", group="g")
+    await queue.redis.set("events", "not a stream")
+    try:
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            await queue.put(RawInput("test", 1.0, {"id": "refused"}))
+        await queue.redis.delete("events")
+        await queue.open()
+        await queue.put(RawInput("test", 1.0, {"id": "taken"}))
+        assert queue._line is not None
+        assert _names(await _stream_entries(server.url, "events")) == Counter({"taken": 1})
+    finally:
+        await queue.close()

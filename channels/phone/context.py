@@ -247,11 +247,12 @@ class PhoneContext:
         return "accepted", key
 
     async def enqueue_generic(
-        self, report: CallReport, doc: dict[str, Any], text: bytes | None
+        self, report: CallReport, doc: dict[str, Any] | None, text: bytes | None
     ) -> tuple[QueueStatus, str]:
         """`enqueue` for a `/hooks/calls` document, queued as received: the worker parses the
         number and builds the event (`convert_generic`), which is most of the work. `doc` is
-        cleaned already (`matching.text.clean_json`); `text`, if given, is its JSON."""
+        cleaned already (`matching.text.clean_json`); `text`, if given, is its JSON (and the
+        document None when the webhook did not build it: `read_call`)."""
         key = event_id(report)
         if key in self.recent:
             return "duplicate", key
@@ -273,7 +274,7 @@ class PhoneContext:
     def convert_generic(self, raw: RawInput) -> InboundEvent | None:
         """The event of a queued `/hooks/calls` document (validated when it was received)."""
         received = datetime.fromtimestamp(raw.received_at, UTC)
-        return self.to_event(generic_report(raw.doc), received_at=received)
+        return self.to_event(generic_report(raw.document()), received_at=received)
 
     async def refresh_directory(self) -> None:
         self.directory.load(await self.telephony.reps())

@@ -43,6 +43,7 @@ from channels.phone.calls import (
     final_stage,
     is_http_url,
 )
+from matching.text import clean_json, is_clean_json
 
 MAX_BODY = 64 * 1024
 _MAX_TEXT = 2000
@@ -179,6 +180,36 @@ def read_generic(body: bytes) -> tuple[dict[str, Any], bool]:
     if not isinstance(doc, dict):
         raise _bad("body must be a JSON object")
     return doc, json.detect_encoding(body) == "utf-8"
+
+
+def read_call(body: bytes) -> tuple[CallReport, dict[str, Any] | None, bytes | None]:
+    """What the webhook queues for a `/hooks/calls` body: its call report, its document
+    (cleaned: `matching.text.clean_json`) and the document's JSON text when the body as it
+    came is that (UTF-8, nothing cleaned). The usual body is read once, into the report
+    (`usual_report`): the document is then None, to be decoded from the text when it is needed
+    (`RawInput.document`). Raises PayloadError (400 / 422)."""
+    # Cleaned before it is validated: a call_id of control characters alone is no id. A body
+    # whose bytes show nothing to clean skips the walk over the document.
+    if len(body) <= MAX_BODY and is_clean_json(body) and _is_utf8(body):
+        report = usual_report(body)
+        if report is not None:
+            return report, None, body
+    received, utf8 = read_generic(body)
+    doc = received if utf8 and is_clean_json(body) else clean_json(received)
+    # The body as it came is the document's JSON when it is UTF-8 (json also reads UTF-16/32)
+    # and cleaning changed nothing.
+    return generic_report(doc), doc, body if utf8 and doc is received else None
+
+
+def _is_utf8(body: bytes) -> bool:
+    # msgspec checks the UTF-8 of the strings it keeps, not of those it skips.
+    if body.isascii():
+        return True
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def parse_generic(body: bytes) -> CallReport:

@@ -27,7 +27,7 @@ from channels.phone.calls import (
     is_endpoint_uri,
 )
 from channels.phone.context import PhoneContext, QueueStatus
-from channels.phone.generic import MAX_BODY, generic_report, read_generic, usual_report
+from channels.phone.generic import MAX_BODY, read_call
 from channels.phone.signatures import GENERIC_HEADER, check_generic
 from channels.phone.twilio import (
     is_recording_callback,
@@ -37,7 +37,7 @@ from channels.phone.twilio import (
 )
 from httpkit import BadInput, SignatureError, json_error, read_form
 from httpkit.twilio import SETTINGS_HEADER, TWILIO_HEADER, algorithm_of, verify_twilio
-from matching.text import clean_json, clean_text, is_clean_json
+from matching.text import clean_text
 
 TWILIO_VOICE_PATH = "/hooks/twilio/voice"
 TWILIO_STATUS_PATH = "/hooks/twilio/status"
@@ -99,18 +99,9 @@ async def generic_hook(ctx: PhoneContext, request: web.Request) -> web.Response:
     if known is not None and known[0] in ctx.recent:
         return web.Response(body=_reply_body("duplicate", known[1]), headers=_JSON)
     try:
-        received, utf8 = read_generic(body)
-        # Cleaned before it is validated: a call_id of control characters alone is no id.
-        # A body whose bytes show nothing to clean skips the walk over the document, and the
-        # usual document is validated as msgspec reads it (`usual_report`).
-        clean = utf8 and is_clean_json(body)
-        doc = received if clean else clean_json(received)
-        report = (usual_report(body) if clean else None) or generic_report(doc)
+        report, doc, text = read_call(body)
     except PayloadError as err:
         return payload_error(err)
-    # The body as it came is the document's JSON when it is UTF-8 (json also reads UTF-16/32)
-    # and cleaning changed nothing.
-    text = body if utf8 and doc is received else None
     status, event = await ctx.enqueue_generic(report, doc, text)
     if status == "ignored":
         return web.json_response({"status": status, "reason": "internal call"})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -25,12 +26,25 @@ class RawInput(msgspec.Struct, frozen=True):
     """Channel input that is checked but not yet an event. The worker turns it into one with
     the converter registered for `kind` (`Service.converters`). `doc` is a JSON object; `text`,
     when given, is its JSON text in UTF-8 as received, so the Redis queue does not encode the
-    document again."""
+    document again. `doc` may be None when `text` is given: a channel that validated the text
+    without building the document leaves that to whoever needs it (`document`); the Redis
+    queue only sends the text on."""
 
     kind: str
     received_at: float  # unix seconds
-    doc: dict[str, Any]
+    doc: dict[str, Any] | None
     text: bytes | None = None
+
+    def document(self) -> dict[str, Any]:
+        """`doc`, decoded from `text` when it was left out."""
+        if self.doc is not None:
+            return self.doc
+        if self.text is None:
+            raise ValueError("a raw input holds neither a document nor its text")
+        doc = json.loads(self.text)
+        if not isinstance(doc, dict):
+            raise ValueError("a raw input's text is not a JSON object")
+        return doc
 
 
 QueueItem = InboundEvent | RawInput

@@ -5,6 +5,7 @@ left pending is reclaimed with XAUTOCLAIM. Survives Redis going away and coming 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ReadOnlyError, ResponseError
 
 from crm.outage import is_outage
@@ -99,6 +101,7 @@ class RedisStreamQueue:
         self.on_dead = on_dead
         self._group_ready = False
         self._puts = GroupCommit(self._xadd)
+        self._line: AbstractConnection | None = None  # the puts' own connection (`_xadd_on_line`)
         # Entries of ours that intake could not take, by id: each is claimed again (XCLAIM)
         # when its time comes. Tries count per entry, for the backoff.
         self._later: dict[str, _Later] = {}
@@ -149,12 +152,44 @@ class RedisStreamQueue:
             for i in range(0, len(items), MAX_BATCH)
         ]
         if len(entries) == 1:
-            await self.redis.xadd(self.stream, {"items": entries[0]})
+            if not await self._xadd_on_line(entries[0]):
+                await self.redis.xadd(self.stream, {"items": entries[0]})
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for entry in entries:
                 pipe.xadd(self.stream, {"items": entry})
             await pipe.execute()
+
+    async def _xadd_on_line(self, entry: bytes) -> bool:
+        """XADD on a connection of the puts' own (one writer at a time: `GroupCommit`), sent
+        and read straight through it: the client's command machinery (pool, retry, response
+        callbacks) costs more than the round trip. False when that connection failed in any
+        way: it is dropped, and the caller writes through the client, with its retries and
+        reconnects. (An XADD whose reply was lost with its connection may have been added;
+        written again, as the client's own retry would write it again.)"""
+        line = self._line
+        try:
+            if line is None:
+                pool = self.redis.connection_pool
+                line = self._line = await pool.get_connection()  # type: ignore[no-untyped-call]
+            await line.send_packed_command(
+                line.pack_command("XADD", self.stream, "*", "items", entry), check_health=False
+            )
+            await line.read_response()
+        except BaseException as exc:
+            self._line = None
+            if line is not None:
+                await self._drop_line(line)
+            if not isinstance(exc, Exception):  # cancelled: the write's fate is unknown
+                raise
+            log.debug("queue: XADD on the puts' connection failed (%s); through the client", exc)
+            return False
+        return True
+
+    async def _drop_line(self, line: AbstractConnection) -> None:
+        with contextlib.suppress(Exception):
+            await line.disconnect(nowait=True)
+        await self.redis.connection_pool.release(line)
 
     # --- what waits -----------------------------------------------------------------------
 
@@ -456,6 +491,9 @@ class RedisStreamQueue:
         self._count_dead(len(failed))
 
     async def close(self) -> None:
+        line, self._line = self._line, None
+        if line is not None:
+            await self._drop_line(line)
         await self.redis.aclose()
 
 

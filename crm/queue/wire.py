@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 # single field "event", are still read.
 def encode_item(item: QueueItem) -> bytes:
     if isinstance(item, RawInput):
-        doc = item.text if item.text is not None else json.dumps(item.doc).encode()
+        doc = item.text if item.text is not None else json.dumps(item.document()).encode()
         head = _RAW_HEADS.get(item.kind)
         if head is None:
             head = _RAW_HEADS[item.kind] = b'{"raw":%s,"at":' % _encode(item.kind)

@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -93,6 +93,30 @@ class WebhookHealth:
             self.refused_status, self.refused_reason = other.refused_status, other.refused_reason
 
 
+@dataclass(slots=True)
+class _Noted:
+    """A webhook source's requests as noted: clock readings (unix seconds), made datetimes
+    only when written, not on every request."""
+
+    accepted: float | None = None
+    refused: float | None = None
+    refused_status: int | None = None
+    refused_reason: str | None = None
+
+    def health(self, source: str) -> WebhookHealth:
+        return WebhookHealth(
+            source,
+            _at(self.accepted),
+            _at(self.refused),
+            self.refused_status,
+            self.refused_reason,
+        )
+
+
+def _at(unix: float | None) -> datetime | None:
+    return None if unix is None else datetime.fromtimestamp(unix, UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetterView:
     id: str
@@ -113,7 +137,7 @@ class ChannelHealth:
     # Set by the service: where its queue keeps dead letters (None: no journal, no Redis).
     dead: DeadLetterStore | None = None
     clock: Callable[[], float] = time.monotonic
-    _hooks: dict[str, WebhookHealth] = field(default_factory=dict)
+    _hooks: dict[str, _Noted] = field(default_factory=dict)
     _dirty: set[str] = field(default_factory=set)  # written at the next flush
     _accepted: set[str] = field(default_factory=set)  # news that waits for ACCEPTED_EVERY
     _written: dict[str, float] = field(default_factory=dict)  # source -> clock at its write
@@ -122,15 +146,15 @@ class ChannelHealth:
 
     def webhook(self, source: str, status: int, reason: str = "") -> None:
         """Note one request of a webhook source (in memory; `flush` writes it)."""
-        now = utcnow()
+        now = time.time()
         seen = self._hooks.get(source)
         if seen is None:  # not setdefault: that would build one on every request
-            seen = self._hooks[source] = WebhookHealth(source)
+            seen = self._hooks[source] = _Noted()
         if status < 400:
-            seen.last_accepted = now
+            seen.accepted = now
             (self._accepted if source in self._written else self._dirty).add(source)
         else:
-            seen.last_refused, seen.refused_status = now, status
+            seen.refused, seen.refused_status = now, status
             seen.refused_reason = reason[:REASON_MAX]
             self._dirty.add(source)
 
@@ -157,7 +181,7 @@ class ChannelHealth:
                 }
                 now = utcnow()
                 for source in sorted(dirty):
-                    mine = self._hooks[source]
+                    mine = self._hooks[source].health(source)
                     row = rows.get(HOOK_PREFIX + source)
                     if row is None:
                         s.add(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from channels.event import Channel, InboundEvent, RegisterMode
 from channels.rate_limit import RateLimiter
@@ -257,6 +260,63 @@ def test_rate_limiter_memory_stays_bounded() -> None:
         later.allow(f"a{n}", 0.0)
     later.allow("fresh", 5.0)  # every old key is idle by now and is dropped first
     assert len(later) == 1
+
+
+class _DictLimiter:
+    """The limiter as it was: a plain dict, walked for the idle keys on every eviction."""
+
+    def __init__(self, limit: int, window: float, *, max_keys: int) -> None:
+        self.limit, self.window, self.max_keys = limit, window, max_keys
+        self._hits: dict[str, deque[float]] = {}
+
+    def allow(self, key: str, now: float) -> bool:
+        hits = self._recent(key, now)
+        if len(hits) >= self.limit:
+            return False
+        hits.append(now)
+        self._hits[key] = hits
+        if len(self._hits) > self.max_keys:
+            for k in [k for k, h in self._hits.items() if h[-1] <= now - self.window]:
+                del self._hits[k]
+            while len(self._hits) > self.max_keys:
+                del self._hits[next(iter(self._hits))]
+        return True
+
+    def retry_after(self, key: str, now: float) -> float:
+        hits = self._recent(key, now)
+        return 0.0 if len(hits) < self.limit else max(0.0, hits[0] + self.window - now)
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        hits = self._hits.get(key, deque())
+        while hits and hits[0] <= now - self.window:
+            hits.popleft()
+        if not hits:
+            self._hits.pop(key, None)
+        return hits
+
+
+@settings(max_examples=300)
+@given(
+    st.integers(1, 3),
+    st.integers(1, 6),
+    st.lists(st.tuples(st.sampled_from("abcdefghij"), st.floats(0, 5), st.booleans()), max_size=80),
+)
+def test_rate_limiter_keeps_and_drops_the_keys_it_did_on_a_plain_dict(
+    limit: int, max_keys: int, hits: list[tuple[str, float, bool]]
+) -> None:
+    new = RateLimiter(limit, 2.0, max_keys=max_keys)
+    old = _DictLimiter(limit, 2.0, max_keys=max_keys)
+    now = 0.0
+    for key, step, ask in hits:
+        now += step
+        if ask:
+            assert new.retry_after(key, now) == old.retry_after(key, now)
+        else:
+            assert new.allow(key, now) == old.allow(key, now)
+        assert list(new._hits.items()) == list(old._hits.items())
+        # … and the keys by their last hit, the idle ones first.
+        times = [new._hits[k][-1] for k in new._last]
+        assert set(new._last) == set(new._hits) and times == sorted(times)
 
 
 def test_form_limiter_uses_the_configured_rate() -> None:

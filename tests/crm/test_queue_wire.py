@@ -18,8 +18,14 @@ from crm.queue import RawInput, decode_item, encode_item
 )
 def test_a_raw_item_round_trips(kind: str, at: float) -> None:
     doc = {"event": "call.ringing", "call_id": "c-1", "note": 'ä " \\ \u2028'}
-    for text in (None, json.dumps(doc, ensure_ascii=False).encode()):
-        wire = encode_item(RawInput(kind, at, doc, text))
+    text = json.dumps(doc, ensure_ascii=False).encode()
+    for raw in (
+        RawInput(kind, at, doc),
+        RawInput(kind, at, doc, text),
+        RawInput(kind, at, None, text),
+    ):
+        assert raw.document() == doc
+        wire = encode_item(raw)
         data = json.loads(wire)
         assert set(data) == {"raw", "at", "doc"}
         item = decode_item(data)
@@ -32,3 +38,16 @@ def test_the_received_text_is_queued_as_it_came() -> None:
     text = b'{"call_id":  "c-2", "event": "call.ended"}'
     wire = encode_item(RawInput("call.generic", 1.25, json.loads(text), text))
     assert wire == b'{"raw":"call.generic","at":1.25,"doc":' + text + b"}"
+
+
+def test_a_raw_item_without_its_document_is_read_from_its_text() -> None:
+    text = b'{"call_id": "c-3", "n": 1e400, "event": "call.ended"}'
+    item = decode_item(json.loads(encode_item(RawInput("call.generic", 2.0, None, text))))
+    assert isinstance(item, RawInput)
+    assert item.doc == RawInput("call.generic", 2.0, None, text).document() == json.loads(text)
+    for bad in (RawInput("k", 1.0, None), RawInput("k", 1.0, None, b"[1]")):
+        try:
+            bad.document()
+        except ValueError:
+            continue
+        raise AssertionError("no document")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,17 @@ async def test_a_refused_webhook_shows_its_reason_and_an_accepted_one_its_time(
     start_service: Any,
 ) -> None:
     service: Service = await start_service(components=[forms_component], forms=[{"key": "web"}])
+    before = datetime.now(UTC) - timedelta(milliseconds=1)
     assert await _post(service, "web", {"name": "Ann", "phone": "030 1234567"}) < 400
+    between = datetime.now(UTC)
     assert await _post(service, "nope", {"name": "Ann", "phone": "030 1234567"}) == 404
+    after = datetime.now(UTC) + timedelta(milliseconds=1)
     hooks = {h.source: h for h in await service.crm.health.webhooks(ADMIN)}
     web = hooks["/forms/{form_key}"]
     assert web.last_accepted is not None and web.last_refused is not None
+    # The times of the requests, in UTC (noted as clock readings, written as datetimes).
+    assert before <= web.last_accepted <= between <= web.last_refused <= after
+    assert web.last_accepted.utcoffset() == web.last_refused.utcoffset() == timedelta(0)
     assert web.refused_status == 404 and "form" in (web.refused_reason or "")
     assert "/healthz" not in hooks  # only the channels' webhooks are sources
     with pytest.raises(Forbidden):

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,13 +32,19 @@ from channels.phone.calls import (
     call_to_event,
     plainly_internal,
 )
-from channels.phone.generic import generic_report, parse_generic, read_generic, usual_report
+from channels.phone.generic import (
+    generic_report,
+    parse_generic,
+    read_call,
+    read_generic,
+    usual_report,
+)
 from channels.phone.signatures import verify_generic
 from channels.phone.twilio import parse_twilio
 from crm.queue import RawInput, decode_item, encode_item
 from httpkit import SignatureError
 from httpkit.twilio import verify_twilio
-from matching.text import is_clean_json
+from matching.text import clean_json, is_clean_json
 
 RECEIVED = datetime(2024, 5, 14, tzinfo=UTC)
 
@@ -75,7 +82,35 @@ def _event_is_sane(report: CallReport) -> None:
     assert not (quick and event is not None)
 
 
+def _read_twice(body: bytes) -> tuple[CallReport, dict[str, Any], bytes | None]:
+    """What the webhook queued when it decoded every body into a dict first."""
+    received, utf8 = read_generic(body)
+    clean = utf8 and is_clean_json(body)
+    doc = received if clean else clean_json(received)
+    report = (usual_report(body) if clean else None) or generic_report(doc)
+    return report, doc, body if utf8 and doc is received else None
+
+
+def _read_call_as_before(body: bytes) -> None:
+    """The webhook's one reading of the usual body queues what reading it twice did: the same
+    report, document and text, or the same refusal."""
+    try:
+        before = _read_twice(body)
+    except PayloadError as error:
+        try:
+            read_call(body)
+        except PayloadError as now:
+            assert (now.status, now.reason) == (error.status, error.reason)
+            return
+        raise AssertionError(f"accepted what was refused: {error.reason}") from None
+    report, doc, text = read_call(body)
+    assert (report, text) == (before[0], before[2])
+    document = doc if doc is not None else RawInput("call.generic", 1.0, None, text).document()
+    assert json.dumps(document) == json.dumps(before[1])
+
+
 def _generic_or_error(body: bytes) -> None:
+    _read_call_as_before(body)
     try:
         report = parse_generic(body)
     except PayloadError as error:
@@ -182,6 +217,17 @@ def test_usual_documents_are_read_in_one_pass_as_the_full_check_reads_them(
         isinstance(v, str) and v.isprintable() for v in doc.values()
     )
     assert usual_report(body) == generic_report(doc)
+    _read_call_as_before(body)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [b'"\xff"', b'"\xed\xa0\x80"', b'"\xc3\xa4"', b"1e400", b'"\\ud800"', b"NaN", b"[" * 3000],
+)
+def test_values_the_one_reading_skips_are_judged_as_before(extra: bytes) -> None:
+    # Invalid UTF-8 in a key it skips, a number out of its range, an escaped surrogate …
+    body = b'{"event": "call.ringing", "call_id": "c", "direction": "incoming", "x": %s}' % extra
+    _read_call_as_before(body)
 
 
 def test_a_repeated_key_counts_once_its_last_value_in_both_readings() -> None:
