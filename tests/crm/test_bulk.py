@@ -79,17 +79,45 @@ async def test_array_insert_writes_what_a_core_insert_writes(pg: Database) -> No
         await insert_rows(conn, TIMELINE, timeline)
         await insert_rows(conn, OUTBOX, outbox)
     async with pg.read() as s:
-        cols = "owner_type, owner_id, actor_id, action, before::text, after::text, at"
+        # JSON as its value (the bulk path's text is compact, json keeps the text as sent)
+        cols = "owner_type, owner_id, actor_id, action, before::jsonb, after::jsonb, at"
         core, arrays = list(await s.execute(text(f"SELECT {cols} FROM timeline ORDER BY id")))
         assert core == arrays
         assert core[6] == berlin.astimezone(UTC)
-        assert core[4] == "null"
+        nulls = await s.execute(text("SELECT before::text FROM timeline WHERE before IS NOT NULL"))
+        assert list(nulls.scalars()) == ["null", "null"]
         rows = list(await s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
     assert [(r.kind, r.payload, r.attempts, r.rep_id, r.sent_at) for r in rows] == [
         ("new_lead", {"event_id": 1}, 0, None, None)
     ] * 2
     for r in rows:  # the Python-side defaults were filled in
         assert r.created_at.tzinfo is not None and r.next_attempt_at.tzinfo is not None
+
+
+async def test_json_values_read_back_as_a_core_insert_writes_them(pg: Database) -> None:
+    """The bulk path encodes JSON columns itself: every kind of value reads back as Core's."""
+    payloads: list[Any] = [
+        {"text": 'ü ☎ 🙂 "q" \\ \n \u0000 \u2028', "empty": "", "none": None},
+        {"big": 2**62, "neg": -7, "float": 0.1, "tiny": 1e-300, "t": True, "f": False},
+        {"nested": {"list": [1, "a", None, [], {}]}, "": "empty key"},
+        [],
+        "just text",
+        None,
+    ]
+    rows = [_log_row(f"j{k}", T0) | {"payload": p} for k, p in enumerate(payloads)]
+    async with pg.transaction() as s:
+        await s.execute(insert(LOG), [r | {"external_id": "c" + r["external_id"]} for r in rows])
+        await insert_rows(await driver(s), LOG, rows)
+    async with pg.read() as s:
+        got = {
+            x: (json.loads(t), t)
+            for x, t in await s.execute(
+                text("SELECT external_id, payload::text FROM inbound_events")
+            )
+        }
+    for k, p in enumerate(payloads):
+        assert got[f"j{k}"][0] == got[f"cj{k}"][0] == p
+    assert got["j5"][1] == got["cj5"][1] == "null"  # a JSON null, not SQL NULL
 
 
 async def test_none_values_read_back_as_a_core_insert_writes_them(pg: Database) -> None:
