@@ -34,15 +34,15 @@ def _json_text(value: Any) -> str:
 
 @cache
 def _column(table: Table, name: str) -> tuple[str, Callable[[Any], Any] | None]:
-    """The array cast of a column and its bind processor. The cast drops the type's length
-    (`varchar(20)` → `varchar[]`): an explicit cast would cut a value that is too long, where
-    the INSERT's assignment refuses it, as SQLAlchemy's INSERT does."""
+    """The cast of a column (its array's: with `[]`) and its bind processor. The cast drops
+    the type's length (`varchar(20)` → `varchar`): an explicit cast would cut a value that is
+    too long, where the INSERT's assignment refuses it, as SQLAlchemy's INSERT does."""
     col: Column[Any] = table.c[name]
     typ = col.type.dialect_impl(_DIALECT)
     base = re.sub(r"\(.*?\)", "", col.type.compile(dialect=_DIALECT))
     if isinstance(col.type, JSON):
-        return f"{base}[]", _json_text
-    return f"{base}[]", typ.bind_processor(_DIALECT)
+        return base, _json_text
+    return base, typ.bind_processor(_DIALECT)
 
 
 @cache
@@ -75,15 +75,41 @@ def _arrays(table: Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]
     return arrays
 
 
-def _with_defaults(table: Table, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    filled = []
-    for row in rows:
-        out = dict(row)
-        for name, default in _defaults(table):
-            if name not in out:
-                out[name] = default.arg if default.is_scalar else default.arg(None)
-        filled.append(out)
-    return filled
+@cache
+def _insert_sql(
+    table: Table,
+    names: tuple[str, ...],
+    filled: tuple[str, ...],
+    conflict: tuple[str, ...],
+    returning: tuple[str, ...],
+) -> str:
+    """The INSERT of the columns `names` (one array each) and `filled` (one value each, for
+    every row: the defaults)."""
+    n = len(names)
+    arrays = ", ".join(f"${k}::{_column(table, c)[0]}[]" for k, c in enumerate(names, 1))
+    scalars = "".join(f", ${k}::{_column(table, c)[0]}" for k, c in enumerate(filled, n + 1))
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join((*names, *filled))})"
+        f" SELECT *{scalars} FROM unnest({arrays})"
+    )
+    if conflict:
+        sql += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+    if returning:
+        sql += f" RETURNING {', '.join(returning)}"
+    return sql
+
+
+def _filled(table: Table, given: Mapping[str, Any]) -> tuple[tuple[str, ...], list[Any]]:
+    """The defaults of the columns the rows leave out, taken once for the statement: the
+    rows of one INSERT share a default timestamp (as PostgreSQL's `now()` would give them)."""
+    names, values = [], []
+    for name, default in _defaults(table):
+        if name not in given:
+            v = default.arg if default.is_scalar else default.arg(None)
+            proc = _column(table, name)[1]
+            names.append(name)
+            values.append(_null(table, name) if v is None else proc(v) if proc else v)
+    return tuple(names), values
 
 
 _DRIVER = "crm.bulk.driver"  # session.info: (the transaction, its asyncpg connection)
@@ -128,18 +154,14 @@ async def insert_rows(
     `returning` columns of the rows written."""
     if not rows:
         return []
-    full = _with_defaults(table, rows)
-    names = list(full[0])
-    casts = ", ".join(f"${n}::{_column(table, c)[0]}" for n, c in enumerate(names, 1))
-    sql = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({casts})"
-    conflict = list(skip_conflicts_on)
-    if conflict:
-        sql += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
-    args = _arrays(table, names, full)
+    names = tuple(rows[0])
+    filled, defaults = _filled(table, rows[0])
+    sql = _insert_sql(table, names, filled, tuple(skip_conflicts_on), tuple(returning))
+    args = [*_arrays(table, names, rows), *defaults]
     if not returning:
         await conn.execute(sql, *args)
         return []
-    return list(await conn.fetch(f"{sql} RETURNING {', '.join(returning)}", *args))
+    return list(await conn.fetch(sql, *args))
 
 
 async def update_rows(
@@ -150,7 +172,7 @@ async def update_rows(
     if not rows:
         return
     names = list(rows[0])
-    casts = ", ".join(f"${n}::{_column(table, c)[0]}" for n, c in enumerate(names, 1))
+    casts = ", ".join(f"${n}::{_column(table, c)[0]}[]" for n, c in enumerate(names, 1))
     sets = ", ".join(f"{c} = u.{c}" for c in names if c != key)
     sql = (
         f"UPDATE {table.name} AS t SET {sets} FROM unnest({casts}) AS u({', '.join(names)})"

@@ -94,6 +94,31 @@ async def test_array_insert_writes_what_a_core_insert_writes(pg: Database) -> No
         assert r.created_at.tzinfo is not None and r.next_attempt_at.tzinfo is not None
 
 
+async def test_defaults_are_taken_once_for_the_rows_of_one_insert(pg: Database) -> None:
+    """The columns the rows leave out get their Python-side defaults as one value each for
+    the statement (a shared timestamp, as PostgreSQL's now() would give), the given ones
+    their own, with or without conflicts skipped and columns returned."""
+    rows = [{"kind": "new_lead", "payload": {"n": k}, "rep_id": None} for k in range(3)]
+    before = datetime.now(UTC)
+    async with pg.transaction() as s:
+        conn = await driver(s)
+        await insert_rows(conn, OUTBOX, rows)
+        got = await insert_rows(
+            conn, OUTBOX, rows[:2], skip_conflicts_on=("id",), returning=("id",)
+        )
+    async with pg.read() as s:
+        out = list(await s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+    assert [r["id"] for r in got] == [r.id for r in out[3:]]
+    assert [(r.kind, r.payload, r.attempts, r.sent_at) for r in out] == [
+        ("new_lead", {"n": k}, 0, None) for k in (0, 1, 2, 0, 1)
+    ]
+    first, second = out[:3], out[3:]
+    for batch in (first, second):
+        assert len({(r.created_at, r.next_attempt_at) for r in batch}) == 1
+        assert batch[0].created_at >= before and batch[0].created_at.tzinfo is not None
+    assert second[0].created_at >= first[0].created_at
+
+
 async def test_json_values_read_back_as_a_core_insert_writes_them(pg: Database) -> None:
     """The bulk path encodes JSON columns itself: every kind of value reads back as Core's."""
     payloads: list[Any] = [
