@@ -99,17 +99,21 @@ def _insert_sql(
     return sql
 
 
-def _filled(table: Table, given: Mapping[str, Any]) -> tuple[tuple[str, ...], list[Any]]:
-    """The defaults of the columns the rows leave out, taken once for the statement: the
-    rows of one INSERT share a default timestamp (as PostgreSQL's `now()` would give them)."""
-    names, values = [], []
+def _filled(
+    table: Table, given: Mapping[str, Any], same: Mapping[str, Any]
+) -> tuple[tuple[str, ...], list[Any]]:
+    """The columns of one value for every row: `same`, then the defaults of the columns the
+    rows leave out, taken once for the statement (the rows of one INSERT share a default
+    timestamp, as PostgreSQL's `now()` would give them)."""
+    shared = dict(same)
     for name, default in _defaults(table):
-        if name not in given:
-            v = default.arg if default.is_scalar else default.arg(None)
-            proc = _column(table, name)[1]
-            names.append(name)
-            values.append(_null(table, name) if v is None else proc(v) if proc else v)
-    return tuple(names), values
+        if name not in given and name not in shared:
+            shared[name] = default.arg if default.is_scalar else default.arg(None)
+    values = []
+    for name, v in shared.items():
+        proc = _column(table, name)[1]
+        values.append(_null(table, name) if v is None else proc(v) if proc else v)
+    return tuple(shared), values
 
 
 _DRIVER = "crm.bulk.driver"  # session.info: (the transaction, its asyncpg connection)
@@ -148,14 +152,15 @@ async def insert_rows(
     *,
     skip_conflicts_on: Iterable[str] = (),
     returning: Sequence[str] = (),
+    same: Mapping[str, Any] | None = None,
 ) -> list[Any]:
-    """INSERT `rows` (each with the same keys) in array order on `conn` (`driver`); ON
-    CONFLICT (…) DO NOTHING when `skip_conflicts_on` names the unique columns; the
-    `returning` columns of the rows written."""
+    """INSERT `rows` (each with the same keys) in array order on `conn` (`driver`), each with
+    the values of `same` too (sent once); ON CONFLICT (…) DO NOTHING when `skip_conflicts_on`
+    names the unique columns; the `returning` columns of the rows written."""
     if not rows:
         return []
     names = tuple(rows[0])
-    filled, defaults = _filled(table, rows[0])
+    filled, defaults = _filled(table, rows[0], same or {})
     sql = _insert_sql(table, names, filled, tuple(skip_conflicts_on), tuple(returning))
     args = [*_arrays(table, names, rows), *defaults]
     if not returning:

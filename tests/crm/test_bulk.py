@@ -119,6 +119,30 @@ async def test_defaults_are_taken_once_for_the_rows_of_one_insert(pg: Database) 
     assert second[0].created_at >= first[0].created_at
 
 
+async def test_values_the_rows_share_are_written_in_each(pg: Database) -> None:
+    same = {"received_at": T0, "outcome": "processing", "reason": "ü"}
+    rows = [
+        {k: v for k, v in _log_row(x, T0 + timedelta(seconds=n)).items() if k not in same}
+        for n, x in enumerate("ab")
+    ]
+    unique = ("channel", "external_id")
+    async with pg.transaction() as s:
+        conn = await driver(s)
+        first = await insert_rows(
+            conn, LOG, rows, skip_conflicts_on=unique, returning=unique, same=same
+        )
+        again = await insert_rows(
+            conn, LOG, rows, skip_conflicts_on=unique, returning=unique, same=same
+        )
+    assert ([r["external_id"] for r in first], again) == (["a", "b"], [])
+    async with pg.read() as s:
+        logged = list(await s.scalars(select(InboundEventLog).order_by(InboundEventLog.id)))
+    assert [(r.external_id, r.occurred_at, r.received_at, r.outcome, r.reason) for r in logged] == [
+        ("a", T0, T0, "processing", "ü"),
+        ("b", T0 + timedelta(seconds=1), T0, "processing", "ü"),
+    ]
+
+
 async def test_json_values_read_back_as_a_core_insert_writes_them(pg: Database) -> None:
     """The bulk path encodes JSON columns itself: every kind of value reads back as Core's."""
     payloads: list[Any] = [
