@@ -1,9 +1,11 @@
 """Multi-row writes on PostgreSQL as one statement whose text never changes with the row count.
 
-The rows go as one array per column (`INSERT … SELECT … FROM unnest($1::t[], $2::u[], …)`,
-`UPDATE … FROM unnest(…)`): one prepared statement per table and set of columns, parsed and
-planned once per connection, where a multi-row VALUES list is a new statement (a new prepare,
-a new plan) for every row count. The values are encoded by asyncpg in one pass, without
+The rows go as one array of the table's row type (`INSERT … SELECT … FROM unnest($1::t[])`,
+`UPDATE … FROM unnest($1::t[])`): one prepared statement per table and set of columns, parsed
+and planned once per connection, where a multi-row VALUES list is a new statement (a new
+prepare, a new plan) for every row count. One array of rows, not one array per column:
+asyncpg checks every element of an array in Python (is it a nested array?), so an array per
+column pays that check for every value. The values are encoded by asyncpg in one pass, without
 SQLAlchemy's per-row parameter processing; the column types' own bind processing (aware UTC
 datetimes) and Python-side defaults are applied here, so a row reads back as the ORM's INSERT
 would have written it. JSON values are encoded by msgspec (in C, compact: the same value as
@@ -14,8 +16,10 @@ triggers and statement triggers (transition tables) fire as for any INSERT / UPD
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
+from itertools import repeat
 from typing import Any
 
 import msgspec
@@ -83,20 +87,45 @@ def _insert_sql(
     conflict: tuple[str, ...],
     returning: tuple[str, ...],
 ) -> str:
-    """The INSERT of the columns `names` (one array each) and `filled` (one value each, for
-    every row: the defaults)."""
-    n = len(names)
-    arrays = ", ".join(f"${k}::{_column(table, c)[0]}[]" for k, c in enumerate(names, 1))
-    scalars = "".join(f", ${k}::{_column(table, c)[0]}" for k, c in enumerate(filled, n + 1))
+    """The INSERT of the columns `names` (from the array of rows, $1) and `filled` (one value
+    each, for every row: `same` and the defaults)."""
+    scalars = "".join(f", ${k}::{_column(table, c)[0]}" for k, c in enumerate(filled, 2))
     sql = (
         f"INSERT INTO {table.name} ({', '.join((*names, *filled))})"
-        f" SELECT *{scalars} FROM unnest({arrays})"
+        f" SELECT {', '.join(names)}{scalars} FROM unnest($1::{table.name}[])"
     )
     if conflict:
         sql += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
     if returning:
         sql += f" RETURNING {', '.join(returning)}"
     return sql
+
+
+_ATTRIBUTES: weakref.WeakKeyDictionary[Any, dict[str, tuple[str, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _records(
+    conn: Any, table: Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> list[tuple[Any, ...]]:
+    """The rows as values of the table's row type: every attribute in the database's order
+    (read once per connection: a migration may have added a column at the end), None for
+    those not given."""
+    known = _ATTRIBUTES.setdefault(conn, {})
+    attrs = known.get(table.name)
+    if attrs is None:
+        attrs = known[table.name] = tuple(
+            r[0]
+            for r in await conn.fetch(
+                "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass"
+                " AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                table.name,
+            )
+        )
+    columns = dict(zip(names, _arrays(table, names, rows), strict=True))
+    nones = repeat(None)  # (endless: the given columns end the zip)
+    return list(zip(*[columns.get(a, nones) for a in attrs], strict=False))
 
 
 def _filled(
@@ -162,7 +191,7 @@ async def insert_rows(
     names = tuple(rows[0])
     filled, defaults = _filled(table, rows[0], same or {})
     sql = _insert_sql(table, names, filled, tuple(skip_conflicts_on), tuple(returning))
-    args = [*_arrays(table, names, rows), *defaults]
+    args = [await _records(conn, table, names, rows), *defaults]
     if not returning:
         await conn.execute(sql, *args)
         return []
@@ -177,10 +206,6 @@ async def update_rows(
     if not rows:
         return
     names = list(rows[0])
-    casts = ", ".join(f"${n}::{_column(table, c)[0]}[]" for n, c in enumerate(names, 1))
     sets = ", ".join(f"{c} = u.{c}" for c in names if c != key)
-    sql = (
-        f"UPDATE {table.name} AS t SET {sets} FROM unnest({casts}) AS u({', '.join(names)})"
-        f" WHERE t.{key} = u.{key}"
-    )
-    await conn.execute(sql, *_arrays(table, names, rows))
+    sql = f"UPDATE {table.name} AS t SET {sets} FROM unnest($1::{table.name}[]) AS u"
+    await conn.execute(f"{sql} WHERE t.{key} = u.{key}", await _records(conn, table, names, rows))

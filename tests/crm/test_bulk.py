@@ -143,6 +143,30 @@ async def test_values_the_rows_share_are_written_in_each(pg: Database) -> None:
     ]
 
 
+async def test_rows_go_in_the_database_s_column_order(pg: Database) -> None:
+    """The rows travel as values of the table's row type, whose attributes are the
+    database's: a column a migration added (unknown to the model) and one it dropped."""
+    async with pg.transaction() as s:
+        await s.execute(text("ALTER TABLE timeline ADD COLUMN gone int"))
+        await s.execute(text("ALTER TABLE timeline DROP COLUMN gone"))
+        await s.execute(text("ALTER TABLE timeline ADD COLUMN note text DEFAULT 'd'"))
+    rows = [
+        {"owner_type": "lead", "owner_id": k, "action": "x", "after": {"k": k}, "at": T0}
+        for k in range(2)
+    ]
+    async with pg.transaction() as s:
+        conn = await driver(s)
+        await insert_rows(conn, TIMELINE, rows)
+        await update_rows(conn, TIMELINE, [{"owner_id": 1, "action": "y"}], key="owner_id")
+    async with pg.read() as s:
+        got = list(
+            await s.execute(
+                text("SELECT owner_id, action, after::text, at, note FROM timeline ORDER BY id")
+            )
+        )
+    assert [tuple(r) for r in got] == [(0, "x", '{"k":0}', T0, "d"), (1, "y", '{"k":1}', T0, "d")]
+
+
 async def test_json_values_read_back_as_a_core_insert_writes_them(pg: Database) -> None:
     """The bulk path encodes JSON columns itself: every kind of value reads back as Core's."""
     payloads: list[Any] = [
