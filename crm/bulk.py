@@ -1,38 +1,52 @@
 """Multi-row writes on PostgreSQL as one statement whose text never changes with the row count.
 
-The rows go as one array per column (`INSERT … SELECT … FROM unnest($1::t[], $2::u[], …)`,
-`UPDATE … FROM unnest(…)`): one prepared statement per table and set of columns, parsed and
-planned once per connection, where a multi-row VALUES list is a new statement (a new prepare,
-a new plan) for every row count. The values are encoded by asyncpg in one pass, without
+The rows go as one array of the table's row type (`INSERT … SELECT … FROM unnest($1::t[])`,
+`UPDATE … FROM unnest($1::t[])`): one prepared statement per table and set of columns, parsed
+and planned once per connection, where a multi-row VALUES list is a new statement (a new
+prepare, a new plan) for every row count. One array of rows, not one array per column:
+asyncpg checks every element of an array in Python (is it a nested array?), so an array per
+column pays that check for every value. The values are encoded by asyncpg in one pass, without
 SQLAlchemy's per-row parameter processing; the column types' own bind processing (aware UTC
-datetimes, JSON) and Python-side defaults are applied here, so a row reads back as the
-ORM's INSERT would have written it. Row triggers and statement triggers (transition tables)
-fire as for any INSERT / UPDATE.
+datetimes) and Python-side defaults are applied here, so a row reads back as the ORM's INSERT
+would have written it. JSON values are encoded by msgspec (in C, compact: the same value as
+the ORM's `json.dumps` text, not the same text; a None is the JSON null, as there). Row
+triggers and statement triggers (transition tables) fire as for any INSERT / UPDATE.
 """
 
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
+from itertools import repeat
 from typing import Any
 
-from sqlalchemy import Column, Table
+import msgspec
+from sqlalchemy import JSON, Column, Table
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 _DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+_ENCODE = msgspec.json.Encoder().encode
+
+
+def _json_text(value: Any) -> str:
+    """A JSON column's bind processing: a per-value cost of the bulk writes' payloads."""
+    return _ENCODE(value).decode()
 
 
 @cache
 def _column(table: Table, name: str) -> tuple[str, Callable[[Any], Any] | None]:
-    """The array cast of a column and its bind processor. The cast drops the type's length
-    (`varchar(20)` → `varchar[]`): an explicit cast would cut a value that is too long, where
-    the INSERT's assignment refuses it, as SQLAlchemy's INSERT does."""
+    """The cast of a column (its array's: with `[]`) and its bind processor. The cast drops
+    the type's length (`varchar(20)` → `varchar`): an explicit cast would cut a value that is
+    too long, where the INSERT's assignment refuses it, as SQLAlchemy's INSERT does."""
     col: Column[Any] = table.c[name]
     typ = col.type.dialect_impl(_DIALECT)
     base = re.sub(r"\(.*?\)", "", col.type.compile(dialect=_DIALECT))
-    return f"{base}[]", typ.bind_processor(_DIALECT)
+    if isinstance(col.type, JSON):
+        return base, _json_text
+    return base, typ.bind_processor(_DIALECT)
 
 
 @cache
@@ -65,15 +79,70 @@ def _arrays(table: Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]
     return arrays
 
 
-def _with_defaults(table: Table, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    filled = []
-    for row in rows:
-        out = dict(row)
-        for name, default in _defaults(table):
-            if name not in out:
-                out[name] = default.arg if default.is_scalar else default.arg(None)
-        filled.append(out)
-    return filled
+@cache
+def _insert_sql(
+    table: Table,
+    names: tuple[str, ...],
+    filled: tuple[str, ...],
+    conflict: tuple[str, ...],
+    returning: tuple[str, ...],
+) -> str:
+    """The INSERT of the columns `names` (from the array of rows, $1) and `filled` (one value
+    each, for every row: `same` and the defaults)."""
+    scalars = "".join(f", ${k}::{_column(table, c)[0]}" for k, c in enumerate(filled, 2))
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join((*names, *filled))})"
+        f" SELECT {', '.join(names)}{scalars} FROM unnest($1::{table.name}[])"
+    )
+    if conflict:
+        sql += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+    if returning:
+        sql += f" RETURNING {', '.join(returning)}"
+    return sql
+
+
+_ATTRIBUTES: weakref.WeakKeyDictionary[Any, dict[str, tuple[str, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _records(
+    conn: Any, table: Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> list[tuple[Any, ...]]:
+    """The rows as values of the table's row type: every attribute in the database's order
+    (read once per connection: a migration may have added a column at the end), None for
+    those not given."""
+    known = _ATTRIBUTES.setdefault(conn, {})
+    attrs = known.get(table.name)
+    if attrs is None:
+        attrs = known[table.name] = tuple(
+            r[0]
+            for r in await conn.fetch(
+                "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass"
+                " AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                table.name,
+            )
+        )
+    columns = dict(zip(names, _arrays(table, names, rows), strict=True))
+    nones = repeat(None)  # (endless: the given columns end the zip)
+    return list(zip(*[columns.get(a, nones) for a in attrs], strict=False))
+
+
+def _filled(
+    table: Table, given: Mapping[str, Any], same: Mapping[str, Any]
+) -> tuple[tuple[str, ...], list[Any]]:
+    """The columns of one value for every row: `same`, then the defaults of the columns the
+    rows leave out, taken once for the statement (the rows of one INSERT share a default
+    timestamp, as PostgreSQL's `now()` would give them)."""
+    shared = dict(same)
+    for name, default in _defaults(table):
+        if name not in given and name not in shared:
+            shared[name] = default.arg if default.is_scalar else default.arg(None)
+    values = []
+    for name, v in shared.items():
+        proc = _column(table, name)[1]
+        values.append(_null(table, name) if v is None else proc(v) if proc else v)
+    return tuple(shared), values
 
 
 _DRIVER = "crm.bulk.driver"  # session.info: (the transaction, its asyncpg connection)
@@ -112,24 +181,21 @@ async def insert_rows(
     *,
     skip_conflicts_on: Iterable[str] = (),
     returning: Sequence[str] = (),
+    same: Mapping[str, Any] | None = None,
 ) -> list[Any]:
-    """INSERT `rows` (each with the same keys) in array order on `conn` (`driver`); ON
-    CONFLICT (…) DO NOTHING when `skip_conflicts_on` names the unique columns; the
-    `returning` columns of the rows written."""
+    """INSERT `rows` (each with the same keys) in array order on `conn` (`driver`), each with
+    the values of `same` too (sent once); ON CONFLICT (…) DO NOTHING when `skip_conflicts_on`
+    names the unique columns; the `returning` columns of the rows written."""
     if not rows:
         return []
-    full = _with_defaults(table, rows)
-    names = list(full[0])
-    casts = ", ".join(f"${n}::{_column(table, c)[0]}" for n, c in enumerate(names, 1))
-    sql = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({casts})"
-    conflict = list(skip_conflicts_on)
-    if conflict:
-        sql += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
-    args = _arrays(table, names, full)
+    names = tuple(rows[0])
+    filled, defaults = _filled(table, rows[0], same or {})
+    sql = _insert_sql(table, names, filled, tuple(skip_conflicts_on), tuple(returning))
+    args = [await _records(conn, table, names, rows), *defaults]
     if not returning:
         await conn.execute(sql, *args)
         return []
-    return list(await conn.fetch(f"{sql} RETURNING {', '.join(returning)}", *args))
+    return list(await conn.fetch(sql, *args))
 
 
 async def update_rows(
@@ -140,10 +206,6 @@ async def update_rows(
     if not rows:
         return
     names = list(rows[0])
-    casts = ", ".join(f"${n}::{_column(table, c)[0]}" for n, c in enumerate(names, 1))
     sets = ", ".join(f"{c} = u.{c}" for c in names if c != key)
-    sql = (
-        f"UPDATE {table.name} AS t SET {sets} FROM unnest({casts}) AS u({', '.join(names)})"
-        f" WHERE t.{key} = u.{key}"
-    )
-    await conn.execute(sql, *_arrays(table, names, rows))
+    sql = f"UPDATE {table.name} AS t SET {sets} FROM unnest($1::{table.name}[]) AS u"
+    await conn.execute(f"{sql} WHERE t.{key} = u.{key}", await _records(conn, table, names, rows))

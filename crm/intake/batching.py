@@ -190,16 +190,17 @@ class Intake:
     ) -> list[Item]:
         """Claim each event's log row; an event whose row exists is a duplicate. The rows go
         in key order, so two batches that share events wait for each other, never deadlock."""
+        # The values every row shares go once with PostgreSQL's INSERT, in each row on SQLite.
+        same: dict[str, Any] = {"received_at": now, "outcome": "processing", "reason": ""}
+        each = same if self.db.is_sqlite else {}
         rows = [
             {
                 "channel": item.event.channel.value,
                 "external_id": item.event.external_id,
-                "received_at": now,
                 "occurred_at": item.event.occurred_at,
                 "direction": item.event.direction.value,
-                "outcome": "processing",
-                "reason": "",
                 "payload": item.event.to_json(),
+                **each,
             }
             for item in sorted(items, key=lambda it: it.key)
         ]
@@ -213,7 +214,12 @@ class Intake:
             written = list(await s.execute(stmt, rows))
         else:
             written = await insert_rows(
-                await driver(s), LOG, rows, skip_conflicts_on=unique, returning=("id", *unique)
+                await driver(s),
+                LOG,
+                rows,
+                skip_conflicts_on=unique,
+                returning=("id", *unique),
+                same=same,
             )
         claimed = {(c, x): i for i, c, x in written}
         fresh = []

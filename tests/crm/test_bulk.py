@@ -79,17 +79,118 @@ async def test_array_insert_writes_what_a_core_insert_writes(pg: Database) -> No
         await insert_rows(conn, TIMELINE, timeline)
         await insert_rows(conn, OUTBOX, outbox)
     async with pg.read() as s:
-        cols = "owner_type, owner_id, actor_id, action, before::text, after::text, at"
+        # JSON as its value (the bulk path's text is compact, json keeps the text as sent)
+        cols = "owner_type, owner_id, actor_id, action, before::jsonb, after::jsonb, at"
         core, arrays = list(await s.execute(text(f"SELECT {cols} FROM timeline ORDER BY id")))
         assert core == arrays
         assert core[6] == berlin.astimezone(UTC)
-        assert core[4] == "null"
+        nulls = await s.execute(text("SELECT before::text FROM timeline WHERE before IS NOT NULL"))
+        assert list(nulls.scalars()) == ["null", "null"]
         rows = list(await s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
     assert [(r.kind, r.payload, r.attempts, r.rep_id, r.sent_at) for r in rows] == [
         ("new_lead", {"event_id": 1}, 0, None, None)
     ] * 2
     for r in rows:  # the Python-side defaults were filled in
         assert r.created_at.tzinfo is not None and r.next_attempt_at.tzinfo is not None
+
+
+async def test_defaults_are_taken_once_for_the_rows_of_one_insert(pg: Database) -> None:
+    """The columns the rows leave out get their Python-side defaults as one value each for
+    the statement (a shared timestamp, as PostgreSQL's now() would give), the given ones
+    their own, with or without conflicts skipped and columns returned."""
+    rows = [{"kind": "new_lead", "payload": {"n": k}, "rep_id": None} for k in range(3)]
+    before = datetime.now(UTC)
+    async with pg.transaction() as s:
+        conn = await driver(s)
+        await insert_rows(conn, OUTBOX, rows)
+        got = await insert_rows(
+            conn, OUTBOX, rows[:2], skip_conflicts_on=("id",), returning=("id",)
+        )
+    async with pg.read() as s:
+        out = list(await s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+    assert [r["id"] for r in got] == [r.id for r in out[3:]]
+    assert [(r.kind, r.payload, r.attempts, r.sent_at) for r in out] == [
+        ("new_lead", {"n": k}, 0, None) for k in (0, 1, 2, 0, 1)
+    ]
+    first, second = out[:3], out[3:]
+    for batch in (first, second):
+        assert len({(r.created_at, r.next_attempt_at) for r in batch}) == 1
+        assert batch[0].created_at >= before and batch[0].created_at.tzinfo is not None
+    assert second[0].created_at >= first[0].created_at
+
+
+async def test_values_the_rows_share_are_written_in_each(pg: Database) -> None:
+    same = {"received_at": T0, "outcome": "processing", "reason": "ü"}
+    rows = [
+        {k: v for k, v in _log_row(x, T0 + timedelta(seconds=n)).items() if k not in same}
+        for n, x in enumerate("ab")
+    ]
+    unique = ("channel", "external_id")
+    async with pg.transaction() as s:
+        conn = await driver(s)
+        first = await insert_rows(
+            conn, LOG, rows, skip_conflicts_on=unique, returning=unique, same=same
+        )
+        again = await insert_rows(
+            conn, LOG, rows, skip_conflicts_on=unique, returning=unique, same=same
+        )
+    assert ([r["external_id"] for r in first], again) == (["a", "b"], [])
+    async with pg.read() as s:
+        logged = list(await s.scalars(select(InboundEventLog).order_by(InboundEventLog.id)))
+    assert [(r.external_id, r.occurred_at, r.received_at, r.outcome, r.reason) for r in logged] == [
+        ("a", T0, T0, "processing", "ü"),
+        ("b", T0 + timedelta(seconds=1), T0, "processing", "ü"),
+    ]
+
+
+async def test_rows_go_in_the_database_s_column_order(pg: Database) -> None:
+    """The rows travel as values of the table's row type, whose attributes are the
+    database's: a column a migration added (unknown to the model) and one it dropped."""
+    async with pg.transaction() as s:
+        await s.execute(text("ALTER TABLE timeline ADD COLUMN gone int"))
+        await s.execute(text("ALTER TABLE timeline DROP COLUMN gone"))
+        await s.execute(text("ALTER TABLE timeline ADD COLUMN note text DEFAULT 'd'"))
+    rows = [
+        {"owner_type": "lead", "owner_id": k, "action": "x", "after": {"k": k}, "at": T0}
+        for k in range(2)
+    ]
+    async with pg.transaction() as s:
+        conn = await driver(s)
+        await insert_rows(conn, TIMELINE, rows)
+        await update_rows(conn, TIMELINE, [{"owner_id": 1, "action": "y"}], key="owner_id")
+    async with pg.read() as s:
+        got = list(
+            await s.execute(
+                text("SELECT owner_id, action, after::text, at, note FROM timeline ORDER BY id")
+            )
+        )
+    assert [tuple(r) for r in got] == [(0, "x", '{"k":0}', T0, "d"), (1, "y", '{"k":1}', T0, "d")]
+
+
+async def test_json_values_read_back_as_a_core_insert_writes_them(pg: Database) -> None:
+    """The bulk path encodes JSON columns itself: every kind of value reads back as Core's."""
+    payloads: list[Any] = [
+        {"text": 'ü ☎ 🙂 "q" \\ \n \u0000 \u2028', "empty": "", "none": None},
+        {"big": 2**62, "neg": -7, "float": 0.1, "tiny": 1e-300, "t": True, "f": False},
+        {"nested": {"list": [1, "a", None, [], {}]}, "": "empty key"},
+        [],
+        "just text",
+        None,
+    ]
+    rows = [_log_row(f"j{k}", T0) | {"payload": p} for k, p in enumerate(payloads)]
+    async with pg.transaction() as s:
+        await s.execute(insert(LOG), [r | {"external_id": "c" + r["external_id"]} for r in rows])
+        await insert_rows(await driver(s), LOG, rows)
+    async with pg.read() as s:
+        got = {
+            x: (json.loads(t), t)
+            for x, t in await s.execute(
+                text("SELECT external_id, payload::text FROM inbound_events")
+            )
+        }
+    for k, p in enumerate(payloads):
+        assert got[f"j{k}"][0] == got[f"cj{k}"][0] == p
+    assert got["j5"][1] == got["cj5"][1] == "null"  # a JSON null, not SQL NULL
 
 
 async def test_none_values_read_back_as_a_core_insert_writes_them(pg: Database) -> None:
