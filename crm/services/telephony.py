@@ -238,10 +238,17 @@ def _sqlite_steps() -> dict[str, str]:
     reps = Rep.__tablename__
 
     def open_of(model: Any, semantic: str, owner: str, tag: int) -> str:
-        return (
-            f"SELECT {tag}, id, modified_at, title, responsible_id "
-            f"FROM {model.__tablename__} {_indexed_by(model, owner, True)} "
+        # The newest by `ORDER BY modified_at DESC, id DESC` without a sorter: the greatest
+        # id among those changed last. Only that row leaves SQLite.
+        table = model.__tablename__
+        of_owner = (
+            f"FROM {table} {_indexed_by(model, owner, True)} "
             f"WHERE {owner} = :{owner} AND {semantic} = 'process'"
+        )
+        return (
+            f"SELECT {tag}, id, modified_at, title, responsible_id FROM {table} "
+            f"WHERE id = (SELECT max(id) {of_owner} "
+            f"AND modified_at = (SELECT max(modified_at) {of_owner}))"
         )
 
     return {
@@ -263,7 +270,7 @@ LEFT JOIN {leads} AS l ON h.owner_type = 'lead' AND l.id = h.owner_id""",
         "contact": f"SELECT id, modified_at, name, company_id, responsible_id FROM {contacts} "
         "WHERE id = ?",
         "company": f"SELECT id, modified_at, title, responsible_id FROM {companies} WHERE id = ?",
-        # Every open deal and lead of the company and of the contact, tagged 0-3.
+        # The newest open deal and lead of the company and of the contact, tagged 0-3.
         "open": "\nUNION ALL ".join(
             [
                 open_of(Deal, "stage_semantic", "company_id", 0),
@@ -321,7 +328,7 @@ def _steps(conn: sqlite3.Connection, e164: str) -> tuple[Any, ...]:
             held[h[11]] = h[11:18]
             if h[16] is not None:
                 wanted.append(h[16])
-    for ident in wanted:
+    for ident in dict.fromkeys(wanted):
         if ident not in contacts and (r := conn.execute(steps["contact"], (ident,)).fetchone()):
             contacts[ident] = r
     contact = _newest(contacts.values())
@@ -330,7 +337,7 @@ def _steps(conn: sqlite3.Connection, e164: str) -> tuple[Any, ...]:
     else:
         candidates = holder_companies + [h[6] for h in held.values() if h[6] is not None]
     found = []
-    for ident in candidates:
+    for ident in dict.fromkeys(candidates):
         if ident in companies:
             found.append(companies[ident])
         elif r := conn.execute(steps["company"], (ident,)).fetchone():
