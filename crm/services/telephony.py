@@ -228,8 +228,8 @@ LEFT JOIN {reps} AS r
 # --- The caller lookup on SQLite in steps ---------------------------------------------------
 # `caller_sql` on SQLite opened a temporary B-tree for each CTE it materialised, its UNION and
 # each `ORDER BY … LIMIT 1`: most of its cost, with only a few index probes. The same answer
-# in a few statements that only probe indexes, the picks made here, all in one read
-# transaction (one snapshot, as the single statement had).
+# in a few statements that only probe indexes (the pick among a number's holders made here),
+# all in one read transaction (one snapshot, as the single statement had).
 
 
 def _sqlite_steps() -> dict[str, str]:
