@@ -1,8 +1,9 @@
-"""The caller lookup's fast path, for the PBX that asks while the phone rings: the statement
-of `Telephony.caller` (`caller_sql`, one statement over indexed rows) run on read-only
-connections of its own, so a lookup costs one round trip (PostgreSQL) or a few index probes
-on a budget (SQLite, see `_SqliteReader`), with millions of contacts. Where it cannot have a
-reader of its own, `Telephony.caller` answers: one lookup, two ways to run it.
+"""The caller lookup's fast path, for the PBX that asks while the phone rings: the lookup
+of `Telephony.caller` (`caller_sql`, one statement over indexed rows; on SQLite the same
+answer in steps, `sqlite_caller_row`) run on read-only connections of its own, so a lookup
+costs one round trip (PostgreSQL) or a few index probes on a budget (SQLite, see
+`_SqliteReader`), with millions of contacts. Where it cannot have a reader of its own,
+`Telephony.caller` answers: one lookup, two ways to run it.
 
 In front of both, a bounded cache of answers (`CallerCache`) kept right by the change feed:
 a PBX asks about the same caller several times in a call (ring, answer, transfer), and a hit
@@ -33,6 +34,8 @@ from crm.services.telephony import (
     Telephony,
     caller_info,
     caller_sql,
+    sqlite_caller_row,
+    warm_sqlite_steps,
 )
 
 # Connections a PostgreSQL lookup pool keeps: a lookup is one short round trip.
@@ -44,8 +47,9 @@ PG_BATCH_MAX = 32
 # How long a lookup may hold the event loop before it is stopped and run on the reader's
 # thread instead. A lookup over cached pages takes about 0.1 ms.
 INLINE_BUDGET = 0.001
-# SQLite virtual machine steps between looks at the clock (a lookup takes a few thousand).
-_BUDGET_STEPS = 100
+# SQLite virtual machine steps between looks at the clock: fewer than one step of the
+# lookup takes (a few dozen each), or the clock is never looked at.
+_BUDGET_STEPS = 20
 
 
 _thread_usage: Callable[[], tuple[float, int]] | None = None
@@ -57,6 +61,12 @@ if sys.platform == "linux":  # per-thread usage is Linux's; elsewhere the budget
         return time.thread_time(), resource.getrusage(resource.RUSAGE_THREAD).ru_inblock
 
     _thread_usage = _linux_thread_usage
+
+
+def _end(conn: sqlite3.Connection) -> None:
+    """End a lookup's read transaction a step failed in: left open, it would pin the WAL."""
+    if conn.in_transaction:
+        conn.rollback()
 
 
 class _SqliteReader:
@@ -87,7 +97,6 @@ class _SqliteReader:
         self.overran = 0  # lookups that went to the thread: a cold cache shows here
         self.preempted = 0  # over the budget's wall time only because the CPU was elsewhere
         self.keep_preempted = True  # False: the clock alone decides (as before; the bench)
-        self._sql = caller_sql(sqlite=True)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="caller-lookup")
         self._conn: sqlite3.Connection | None = None  # used by that thread only
         self._inline: sqlite3.Connection | None = None  # used on the event loop only
@@ -107,8 +116,11 @@ class _SqliteReader:
     def _row(self, e164: str) -> tuple[Any, ...] | None:
         if self._conn is None:
             self._conn = self._open(busy_timeout=30)
-        row: tuple[Any, ...] | None = self._conn.execute(self._sql, {"e164": e164}).fetchone()
-        return row
+        try:
+            return sqlite_caller_row(self._conn, e164)
+        except BaseException:
+            _end(self._conn)
+            raise
 
     def _open_inline(self) -> sqlite3.Connection:
         # Reading the schema and preparing the statement are first-use costs: paid here, on
@@ -117,7 +129,7 @@ class _SqliteReader:
         # locked file is a reason to go to the thread.
         conn = self._open(busy_timeout=30)
         try:
-            conn.execute(self._sql, {"e164": ""}).fetchone()
+            warm_sqlite_steps(conn)
             conn.execute("PRAGMA busy_timeout=0")
         except BaseException:
             conn.close()
@@ -149,11 +161,12 @@ class _SqliteReader:
         self._waited = False
         self._deadline = time.perf_counter() + self.budget
         try:
-            row: tuple[Any, ...] | None = self._inline.execute(self._sql, {"e164": e164}).fetchone()
+            row = sqlite_caller_row(self._inline, e164)
             self.preempted += self._waited
             return row
         except sqlite3.OperationalError:  # interrupted (over budget), or the file is locked
             self.overran += 1
+            _end(self._inline)
         return await loop.run_in_executor(self._thread, self._row, e164)
 
     def _close(self) -> None:

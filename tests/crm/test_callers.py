@@ -227,6 +227,8 @@ async def test_a_sqlite_lookup_over_its_budget_is_answered_from_the_reader_threa
         # No time at all: every lookup is stopped on the loop and run again on the thread.
         assert await starved.row("+4930100011") == answer
         assert starved.overran == 1
+        # The stopped lookup's read transaction was ended: left open, it would pin the WAL.
+        assert starved._inline is not None and not starved._inline.in_transaction
     finally:
         await quick.close()
         await starved.close()
