@@ -103,6 +103,7 @@ class _SqliteReader:
         self._deadline = 0.0
         self._started: tuple[float, int] = (0.0, 0)  # the inline lookup's CPU time, disk reads
         self._waited = False  # the inline lookup went past the deadline without using it
+        self._rewarming = False  # the inline connection is being warmed on the thread
 
     def _open(self, *, busy_timeout: float) -> sqlite3.Connection:
         # The inline connection is opened on the thread (opening touches the file) and used
@@ -137,6 +138,23 @@ class _SqliteReader:
         conn.set_progress_handler(self._over_budget, _BUDGET_STEPS)
         return conn
 
+    def _row_and_rewarm(self, e164: str) -> tuple[Any, ...] | None:
+        """A lookup the budget stopped, run here; then the inline connection is warmed again,
+        off the budget. A schema another connection changed (a migration, `ANALYZE`) is read
+        again by the next statement that runs: where that alone takes longer than the budget,
+        every inline lookup would stop in it, leave the schema unread and go to the thread."""
+        try:
+            return self._row(e164)
+        finally:
+            inline = self._inline
+            if inline is not None:
+                inline.set_progress_handler(None, 0)
+                try:
+                    warm_sqlite_steps(inline)
+                except sqlite3.Error:  # a locked file, say: the next inline lookup will see
+                    _end(inline)
+                inline.set_progress_handler(self._over_budget, _BUDGET_STEPS)
+
     def _over_budget(self) -> bool:
         if time.perf_counter() <= self._deadline:
             return False
@@ -156,6 +174,8 @@ class _SqliteReader:
                 self._inline = conn
             else:  # another lookup opened one meanwhile
                 conn.close()
+        if self._rewarming:  # the thread holds the inline connection: queue behind it there
+            return await loop.run_in_executor(self._thread, self._row, e164)
         if _thread_usage is not None:
             self._started = _thread_usage()
         self._waited = False
@@ -167,7 +187,17 @@ class _SqliteReader:
         except sqlite3.OperationalError:  # interrupted (over budget), or the file is locked
             self.overran += 1
             _end(self._inline)
-        return await loop.run_in_executor(self._thread, self._row, e164)
+        # Shielded: a caller that gives up must not let the loop at the inline connection
+        # while the thread still warms it.
+        self._rewarming = True
+        job = loop.run_in_executor(self._thread, self._row_and_rewarm, e164)
+        job.add_done_callback(self._rewarmed)
+        return await asyncio.shield(job)
+
+    def _rewarmed(self, job: asyncio.Future[tuple[Any, ...] | None]) -> None:
+        self._rewarming = False
+        if not job.cancelled():
+            job.exception()  # retrieved: its caller may have given up waiting
 
     def _close(self) -> None:
         for conn in (self._conn, self._inline):

@@ -234,6 +234,37 @@ async def test_a_sqlite_lookup_over_its_budget_is_answered_from_the_reader_threa
         await starved.close()
 
 
+async def test_a_schema_changed_under_the_sqlite_reader_is_read_again_off_the_budget(
+    crm: Crm, db: Database, backend: str
+) -> None:
+    """Another connection changes the schema (a migration, ANALYZE) while the reader runs:
+    the next statement reads it again. Where that alone takes longer than the budget, the
+    lookup it stopped is answered on the thread and the inline connection warmed there; the
+    lookups after it run on the loop again instead of each stopping in the schema."""
+    if backend != "sqlite":
+        pytest.skip("the budget is the SQLite reader's")
+    assert db.url.database is not None
+    await crm.records.create_contact(ContactInput(name="Jo", phones=("+4930100016",)))
+    reader = _SqliteReader(db.url.database)
+    try:
+        answer = await reader.row("+4930100016")
+        assert answer is not None and answer[1] == "Jo"
+        other = sqlite3.connect(db.url.database, isolation_level=None)
+        try:  # a schema far slower to read than the budget
+            tables = (
+                f"CREATE TABLE extra_{k} (id INTEGER PRIMARY KEY, v TEXT);" for k in range(3000)
+            )
+            other.executescript("".join(tables))
+        finally:
+            other.close()
+        overran = reader.overran
+        answers = [await reader.row("+4930100016") for _ in range(10)]
+        assert answers == [answer] * 10
+        assert 1 <= reader.overran - overran <= 3  # the schema once, and hiccups
+    finally:
+        await reader.close()
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="per-thread usage is Linux's")
 def test_a_lookup_over_the_clock_only_because_the_cpu_was_elsewhere_is_let_finish(
     tmp_path: Path,
