@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -58,7 +57,17 @@ class Change:
     numbers: tuple[str, ...] | None = None
 
     def with_numbers(self, numbers: tuple[str, ...]) -> Change:
-        return dataclasses.replace(self, numbers=numbers)
+        # Built directly: `dataclasses.replace` reads the fields anew on every call.
+        return Change(
+            self.kind,
+            self.id,
+            self.action,
+            self.actor_id,
+            self.at,
+            self.fields,
+            self.owner_id,
+            numbers,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -29,6 +29,11 @@ _WITHHELD = frozenset(
 )
 _ANGLE_ADDR = re.compile(r"<([^<>]*)>\s*$")
 _WHITESPACE = re.compile(r"\s+")
+# A bare ASCII dot-atom address ("anna.meier+x@example.de"), the common form: parseaddr gives
+# it back as it is, so it is taken without parseaddr's tokenizing.
+_BARE_ADDR = re.compile(
+    r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+)
 
 
 def is_withheld(raw: str | None) -> bool:
@@ -184,6 +189,8 @@ def display_email(address: str) -> str:
 
 def _address_part(text: str) -> str:
     """The bare address of `text`, which may be a display-name or comment form."""
+    if _BARE_ADDR.fullmatch(text):
+        return text
     _name, addr = parseaddr(text)
     if "@" in addr and addr in text:
         return addr

@@ -214,3 +214,14 @@ def test_merged_changes_unite_their_numbers_and_unknown_wins() -> None:
     assert both.action == "created" and both.numbers == ("+4930111", "+4930222")
     [unknown] = merge([created, Change("contact", 7, "changed", None, at, ("name",))])
     assert unknown.numbers is None
+
+
+def test_with_numbers_keeps_every_other_field() -> None:
+    import dataclasses
+
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    change = Change("lead", 7, "changed", 3, at, ("title", "status"), 5, None)
+    assert change.with_numbers(("+4930123",)) == dataclasses.replace(change, numbers=("+4930123",))
+    # built positionally: a new field must be passed there too
+    assert [f.name for f in dataclasses.fields(Change)][-2:] == ["owner_id", "numbers"]
+    assert len(dataclasses.fields(Change)) == 8

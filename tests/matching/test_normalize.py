@@ -347,3 +347,27 @@ def test_a_pbx_number_takes_the_plus_path() -> None:
     assert _parse_plus("+12125550100", "DE") is not None
     assert _parse_plus("+49 30 123456", "DE") is None  # spaces: phonenumbers reads it
     assert _parse_plus("+４930123456", "DE") is None  # non-ASCII digits: likewise
+
+
+# A bare address skips parseaddr: it must be read as parseaddr reads it.
+@given(st.text(alphabet="aZ09_%+-.@ <>\"(),;:[]\\'!#", max_size=24))
+def test_bare_address_path_reads_as_parseaddr(text: str) -> None:
+    from email.utils import parseaddr
+
+    from matching.normalize import _BARE_ADDR
+
+    if _BARE_ADDR.fullmatch(text):
+        assert parseaddr(text)[1] == text
+
+
+@pytest.mark.parametrize(
+    "raw", ["anna.meier+crm@Example.DE", "a_b%c-d@x-y.co.uk", "x@localhost", "a.b@c"]
+)
+def test_bare_address_normalized_as_before(raw: str) -> None:
+    from email.utils import parseaddr
+
+    assert parseaddr(raw)[1] == raw
+    local, _, domain = raw.rpartition("@")
+    labels = domain.split(".")
+    expected = f"{local.lower()}@{domain.lower()}" if len(labels) > 1 else None
+    assert normalize_email(raw) == expected
