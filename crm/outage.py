@@ -4,6 +4,7 @@ from a failure that the same input would meet again (a bug, input the database r
 from __future__ import annotations
 
 import errno
+import sqlite3
 
 from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -51,6 +52,17 @@ def connection_lost(exc: BaseException, *, midway: bool = False) -> bool:
     return name in _MIDWAY or any(c.__name__ == _CLASS_08 for c in type(exc).__mro__)
 
 
+# SQLite's result codes (extended ones start the same) for a file that is busy or not there,
+# not for a statement it refuses.
+_SQLITE_UNAVAILABLE = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_IOERR",
+    "SQLITE_CANTOPEN",
+    "SQLITE_FULL",
+)
+
+
 def is_outage(exc: BaseException) -> bool:
     """True when `exc`, or what caused it, says a server or the disk is unavailable."""
     seen: set[int] = set()
@@ -73,6 +85,8 @@ def _one(exc: BaseException) -> bool:
         return True
     if isinstance(exc, TimeoutError) or connection_lost(exc):
         return True
+    if isinstance(exc, sqlite3.OperationalError):  # raw, from the caller lookup's own reader
+        return exc.sqlite_errorname.startswith(_SQLITE_UNAVAILABLE)
     if isinstance(exc, OSError) and exc.errno in _DISK:
         return True
     return type(exc).__name__ in _REFUSED

@@ -4,6 +4,9 @@ each with what it needs, checked on the driver's own exception classes."""
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import asyncpg
 import pytest
 from asyncpg import exceptions as pg
@@ -74,3 +77,30 @@ def test_an_outage_is_found_in_what_caused_the_error() -> None:
     except RuntimeError as outer:
         assert is_outage(outer)
         assert not connection_lost(outer)  # the lookup's retry looks at its own error only
+
+
+def test_sqlite_errors_of_a_busy_or_missing_file_are_an_outage_a_bad_statement_is_not(
+    tmp_path: Path,
+) -> None:
+    """The caller lookup reads SQLite on a connection of its own (raw sqlite3, not through
+    SQLAlchemy): a file locked past its wait, or gone, is an outage (503, retried), a
+    statement SQLite refuses is a bug."""
+    path = tmp_path / "crm.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    reader = sqlite3.connect(path, timeout=0)
+    try:
+        holder.execute("CREATE TABLE t (v TEXT)")
+        holder.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(sqlite3.OperationalError) as locked:
+            reader.execute("SELECT * FROM t").fetchall()
+        assert is_outage(locked.value)
+        holder.execute("COMMIT")
+        with pytest.raises(sqlite3.OperationalError) as bug:
+            reader.execute("SELECT * FROM no_such_table").fetchall()
+        assert not is_outage(bug.value)
+    finally:
+        holder.close()
+        reader.close()
+    with pytest.raises(sqlite3.OperationalError) as gone:
+        sqlite3.connect(tmp_path / "no" / "such" / "dir.db").execute("SELECT 1")
+    assert is_outage(gone.value)
