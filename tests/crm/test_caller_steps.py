@@ -74,21 +74,18 @@ def _fill(conn: sqlite3.Connection, rng: random.Random) -> None:
             " VALUES (?, ?, ?, ?, ?, ?)",
             (i, f"Contact {i}", ref(n_companies), ref(n_reps), NOW, stamp()),
         )
+
+    def open_or_closed() -> tuple[object, ...]:
+        """A lead's or deal's semantic, client, responsible and times."""
+        semantic = rng.choice(["process", "process", "success", "failure"])
+        return semantic, ref(n_contacts), ref(n_companies), ref(n_reps), NOW, stamp()
+
     for i in range(1, n_leads + 1):
         conn.execute(
             "INSERT INTO leads (id, title, status, status_semantic, source, is_return_customer,"
             " contact_id, company_id, responsible_id, escalation_count, created_at, modified_at)"
             " VALUES (?, ?, 'x', ?, 'web', 0, ?, ?, ?, 0, ?, ?)",
-            (
-                i,
-                f"Lead {i}",
-                rng.choice(["process", "process", "success", "failure"]),
-                ref(n_contacts),
-                ref(n_companies),
-                ref(n_reps),
-                NOW,
-                stamp(),
-            ),
+            (i, f"Lead {i}", *open_or_closed()),
         )
     for i in range(1, rng.randint(0, 10) + 1):
         conn.execute(
@@ -96,16 +93,7 @@ def _fill(conn: sqlite3.Connection, rng: random.Random) -> None:
             " is_return_customer, is_repeated_approach, origin_repeat, contact_id, company_id,"
             " responsible_id, created_at, modified_at)"
             " VALUES (?, ?, 1, 1, ?, 'EUR', 0, 0, 0, ?, ?, ?, ?, ?)",
-            (
-                i,
-                f"Deal {i}",
-                rng.choice(["process", "process", "success", "failure"]),
-                ref(n_contacts),
-                ref(n_companies),
-                ref(n_reps),
-                NOW,
-                stamp(),
-            ),
+            (i, f"Deal {i}", *open_or_closed()),
         )
     owners = {"contact": n_contacts, "company": n_companies, "lead": n_leads}
     for _ in range(rng.randint(0, 25)):
