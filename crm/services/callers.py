@@ -210,6 +210,11 @@ class _SqliteReader:
         self._thread.shutdown(wait=False)
 
 
+def one_sql() -> str:
+    """`caller_sql` for one number (PostgreSQL; one text parameter)."""
+    return caller_sql(sqlite=False).replace(":e164", "$1::text")
+
+
 def batch_sql() -> str:
     """`caller_sql` for many numbers at once (PostgreSQL; one parameter, a text array): a
     row per number, led by the number's position in the array (from 1)."""
@@ -231,7 +236,9 @@ class _PostgresReader:
     waited for a round trip per two lookups ahead of it, each costing the server about as
     much again in starting and ending the statement as in its index probes; together the
     burst costs one round trip and the probes. A lookup that finds a connection idle goes at
-    once (an array of one), so nothing waits to fill a batch.
+    once, so nothing waits to fill a batch: alone, with the statement for one number
+    (`one_sql`), as the array's (a lateral join over `unnest`) costs the server more to
+    start and run, and this process more to encode.
 
     Not an asyncpg pool: its acquire and release (a task per release, to shield it from
     cancellation, and the session reset) cost this process more CPU than the round trip
@@ -254,6 +261,7 @@ class _PostgresReader:
         settings["plan_cache_mode"] = "force_generic_plan"
         self._connect = {**kwargs, "server_settings": settings}
         self._sql = batch_sql()
+        self._one_sql = one_sql()
         self._idle: list[asyncpg.Connection] = []
         self._open = 0  # connections open or being opened
         # Lookups waiting for a connection: (number, its answer's future), oldest first.
@@ -284,7 +292,7 @@ class _PostgresReader:
                 self._give_back(None)
                 raise
         try:
-            rows = await con.fetch(self._sql, [e164])
+            row = await con.fetchrow(self._one_sql, e164)
         except BaseException as exc:
             con.terminate()
             self._give_back(None)
@@ -292,7 +300,7 @@ class _PostgresReader:
                 return await self.row(e164)
             raise
         self._give_back(con)
-        return tuple(rows[0])[1:] if rows else None
+        return None if row is None else tuple(row)
 
     def _give_back(self, con: asyncpg.Connection | None) -> None:
         """A connection (None: the room for one) back: to the queued lookups, else idle;
