@@ -1,9 +1,9 @@
 """The caller lookup's fast path, for the PBX that asks while the phone rings: the lookup
-of `Telephony.caller` (`caller_sql`, one statement over indexed rows; on SQLite the same
-answer in steps, `sqlite_caller_row`) run on read-only connections of its own, so a lookup
-costs one round trip (PostgreSQL) or a few index probes on a budget (SQLite, see
-`_SqliteReader`), with millions of contacts. Where it cannot have a reader of its own,
-`Telephony.caller` answers: one lookup, two ways to run it.
+of `Telephony.caller` (`caller_sql`, one statement over indexed rows; on PostgreSQL the same
+answer in a leaner statement, `one_sql`; on SQLite in steps, `sqlite_caller_row`) run on
+read-only connections of its own, so a lookup costs one round trip (PostgreSQL) or a few
+index probes on a budget (SQLite, see `_SqliteReader`), with millions of contacts. Where it
+cannot have a reader of its own, `Telephony.caller` answers: one lookup, two ways to run it.
 
 In front of both, a bounded cache of answers (`CallerCache`) kept right by the change feed:
 a PBX asks about the same caller several times in a call (ring, answer, transfer), and a hit
@@ -35,7 +35,6 @@ from crm.services.telephony import (
     RepContact,
     Telephony,
     caller_info,
-    caller_sql,
     sqlite_caller_row,
     warm_sqlite_steps,
 )
@@ -291,9 +290,9 @@ LEFT JOIN {reps} AS r ON r.id = COALESCE(
 
 
 def batch_sql() -> str:
-    """`caller_sql` for many numbers at once (PostgreSQL; one parameter, a text array): a
+    """`one_sql` for many numbers at once (PostgreSQL; one parameter, a text array): a
     row per number, led by the number's position in the array (from 1)."""
-    one = caller_sql(sqlite=False).replace(":e164", "n.e164")
+    one = one_sql().replace("$1::text", "n.e164")
     return (
         "SELECT n.ord, x.* FROM unnest($1::text[]) WITH ORDINALITY AS n(e164, ord) "
         f"CROSS JOIN LATERAL ({one}) AS x"
