@@ -214,78 +214,75 @@ class _SqliteReader:
 def one_sql() -> str:
     """`caller_sql`'s answer for one number (PostgreSQL; one text parameter), in a statement
     that costs the server less to start and run: the holders gathered into arrays (no
-    materialised CTEs, unions or hash aggregates), each pick a row of its table kept whole
-    (the deal and lead rows are not looked up again by id, nor the company of a contact
-    through a sort), and a pick another one makes unnecessary never run (COALESCE and CASE
-    evaluate their subqueries lazily). A randomized test holds it equal to `caller_sql`."""
+    materialised CTEs, unions or hash aggregates), each pick a lateral subquery that reads
+    only the columns the answer needs (the deal and lead rows are not looked up again by
+    id), and of the picks in order of precedence (the company's open deal, else the
+    contact's) only as many run as it takes to find one. A randomized test holds it equal
+    to `caller_sql`."""
     comms, leads = Communication.__tablename__, Lead.__tablename__
     contacts, companies = Contact.__tablename__, Company.__tablename__
     deals, reps = Deal.__tablename__, Rep.__tablename__
 
-    def newest_open(table: str, semantic: str, owner: str, of: str) -> str:
-        return (
-            f"(SELECT x FROM {table} AS x WHERE x.{owner} = {of} AND x.{semantic} = 'process' "
+    def first_open(table: str, semantic: str, *wheres: str) -> str:
+        # The first of the branches' newest open rows: Append runs its branches in order and
+        # stops when the LIMIT has its row (a serial plan; the lookup's connections allow no
+        # parallel one, see `_PostgresReader`).
+        return "\n    UNION ALL\n    ".join(
+            f"(SELECT x.id, x.title, x.responsible_id FROM {table} AS x "
+            f"WHERE {where} AND x.{semantic} = 'process' "
             "ORDER BY x.modified_at DESC, x.id DESC LIMIT 1)"
+            for where in wheres
         )
 
     def holders(owner_type: str) -> str:
         return f"array_agg(owner_id) FILTER (WHERE owner_type = '{owner_type}')"
 
-    # OFFSET 0 keeps each level a subquery of its own: flattened, a pick would be copied
-    # into (and run for) every reference to it.
     return f"""
-SELECT (p.c).id, (p.c).name, (p.co).id, (p.co).title, (p.l).id, (p.l).title,
-       (p.d).id, (p.d).title, p.any_lead, r.id, r.name, r.active, r.extension, r.phone
+SELECT c.id, c.name, co.id, co.title, l.id, l.title, d.id, d.title, hl.any_lead,
+       r.id, r.name, r.active, r.extension, r.phone
 FROM (
-    SELECT q.c, q.co, q.any_lead,
-        COALESCE(
-            {newest_open(deals, "stage_semantic", "company_id", "(q.co).id")},
-            {newest_open(deals, "stage_semantic", "contact_id", "(q.c).id")}
-        ) AS d,
-        COALESCE(
-            q.held_open,
-            {newest_open(leads, "status_semantic", "company_id", "(q.co).id")},
-            {newest_open(leads, "status_semantic", "contact_id", "(q.c).id")}
-        ) AS l
+    SELECT {holders("contact")} AS contacts, {holders("company")} AS companies,
+           {holders("lead")} AS leads
     FROM (
-        SELECT k.c, k.held_open, k.any_lead,
-            CASE WHEN (k.c).company_id IS NOT NULL
-                THEN (SELECT co FROM {companies} AS co WHERE co.id = (k.c).company_id)
-                ELSE (SELECT co FROM {companies} AS co
-                      WHERE co.id = ANY (k.companies || k.lead_companies)
-                      ORDER BY co.modified_at DESC, co.id DESC LIMIT 1)
-            END AS co
-        FROM (
-            SELECT h.companies, hl.lead_companies, hl.held_open, hl.any_lead,
-                (SELECT ct FROM {contacts} AS ct
-                 WHERE ct.id = ANY (h.contacts || hl.lead_contacts)
-                 ORDER BY ct.modified_at DESC, ct.id DESC LIMIT 1) AS c
-            FROM (
-                SELECT {holders("contact")} AS contacts, {holders("company")} AS companies,
-                       {holders("lead")} AS leads
-                FROM (
-                    SELECT owner_type, owner_id FROM {comms}
-                    WHERE kind = 'phone' AND value = $1::text
-                    ORDER BY id DESC LIMIT {MAX_HOLDERS}
-                ) AS top
-            ) AS h
-            CROSS JOIN LATERAL (
-                SELECT array_agg(l.contact_id) AS lead_contacts,
-                       array_agg(l.company_id) AS lead_companies,
-                       count(*) > 0 AS any_lead,
-                       (array_agg(l ORDER BY l.modified_at DESC, l.id DESC)
-                        FILTER (WHERE l.status_semantic = 'process'))[1] AS held_open
-                FROM {leads} AS l WHERE l.id = ANY (h.leads)
-            ) AS hl
-            OFFSET 0
-        ) AS k
-        OFFSET 0
-    ) AS q
-    OFFSET 0
-) AS p
-LEFT JOIN {reps} AS r ON r.id = COALESCE(
-    (p.d).responsible_id, (p.l).responsible_id, (p.c).responsible_id, (p.co).responsible_id
-)
+        SELECT owner_type, owner_id FROM {comms}
+        WHERE kind = 'phone' AND value = $1::text
+        ORDER BY id DESC LIMIT {MAX_HOLDERS}
+    ) AS top
+) AS h
+CROSS JOIN LATERAL (
+    SELECT array_agg(x.contact_id) AS contacts, array_agg(x.company_id) AS companies,
+           count(*) > 0 AS any_lead
+    FROM {leads} AS x WHERE x.id = ANY (h.leads)
+) AS hl
+LEFT JOIN LATERAL (
+    SELECT x.id, x.name, x.company_id, x.responsible_id FROM {contacts} AS x
+    WHERE x.id = ANY (h.contacts || hl.contacts)
+    ORDER BY x.modified_at DESC, x.id DESC LIMIT 1
+) AS c ON true
+LEFT JOIN LATERAL (
+    SELECT x.id, x.title, x.responsible_id FROM {companies} AS x
+    WHERE x.id = ANY (CASE WHEN c.company_id IS NOT NULL THEN ARRAY[c.company_id]
+                           ELSE h.companies || hl.companies END)
+    ORDER BY x.modified_at DESC, x.id DESC LIMIT 1
+) AS co ON true
+LEFT JOIN LATERAL (
+    {first_open(deals, "stage_semantic", "x.company_id = co.id", "x.contact_id = c.id")}
+    LIMIT 1
+) AS d ON true
+LEFT JOIN LATERAL (
+    {
+        first_open(
+            leads,
+            "status_semantic",
+            "x.id = ANY (h.leads)",
+            "x.company_id = co.id",
+            "x.contact_id = c.id",
+        )
+    }
+    LIMIT 1
+) AS l ON true
+LEFT JOIN {reps} AS r
+    ON r.id = COALESCE(d.responsible_id, l.responsible_id, c.responsible_id, co.responsible_id)
 """
 
 
@@ -333,6 +330,8 @@ class _PostgresReader:
         # execution, which costs more than running it.
         settings = dict(kwargs.pop("server_settings", None) or {})
         settings["plan_cache_mode"] = "force_generic_plan"
+        # A serial plan: `one_sql` takes the first row its ordered branches give.
+        settings["max_parallel_workers_per_gather"] = "0"
         self._connect = {**kwargs, "server_settings": settings}
         self._sql = batch_sql()
         self._one_sql = one_sql()

@@ -27,7 +27,9 @@ async def conn(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
     con = await asyncpg.connect(url.render_as_string(hide_password=False))
     # Dangling references on purpose: no foreign-key checks (nor the board triggers).
     await con.execute("SET session_replication_role = replica")
+    # As the lookup's connections are set (`_PostgresReader`).
     await con.execute("SET plan_cache_mode = force_generic_plan")
+    await con.execute("SET max_parallel_workers_per_gather = 0")
     try:
         yield con
     finally:
