@@ -631,10 +631,12 @@ class LookupFigures:
     round_trip: dict[str, Any] | None  # … plus one PostgreSQL round trip (when reachable)
 
 
-async def run_lookups(quick: bool = False) -> LookupFigures:
-    """The caller lookup on every reachable backend, with the machine's own baselines."""
+async def run_lookups(quick: bool = False, postgres_only: bool = False) -> LookupFigures:
+    """The caller lookup on every reachable backend (`postgres_only`: on PostgreSQL alone),
+    with the machine's own baselines."""
     contacts = 100_000 if quick else 1_000_000
-    backends = ["sqlite"] + (["postgres"] if await postgres_reachable() else [])
+    backends = [] if postgres_only else ["sqlite"]
+    backends += ["postgres"] if await postgres_reachable() else []
     lookups = [await run_lookup(contacts, backend=b) for b in backends]
     lookup_baseline = await run_lookup_baseline()
     round_trip = await run_postgres_round_trip() if "postgres" in backends else None
@@ -660,9 +662,11 @@ def lookup_lines(figures: LookupFigures) -> tuple[list[str], list[str]]:
     return rows + lookup_rows_, notes
 
 
-async def lookup_report(quick: bool = False) -> tuple[list[str], list[str]]:
+async def lookup_report(
+    quick: bool = False, postgres_only: bool = False
+) -> tuple[list[str], list[str]]:
     """The caller lookup's rows and notes (with the machine's own baselines)."""
-    return lookup_lines(await run_lookups(quick))
+    return lookup_lines(await run_lookups(quick, postgres_only))
 
 
 def lookup_goals(figures: LookupFigures) -> list[Goal]:
@@ -791,8 +795,8 @@ def webhook_goals(hooks: dict[str, Any]) -> list[Goal]:
     return goals
 
 
-async def _lookup_only(quick: bool) -> str:
-    rows, notes = await lookup_report(quick)
+async def _lookup_only(quick: bool, postgres_only: bool) -> str:
+    rows, notes = await lookup_report(quick, postgres_only)
     table = [
         "| endpoint | requests/s | p50 ms | p99 ms | errors | server CPU µs/request |",
         "|---|---:|---:|---:|---:|---:|",
@@ -806,10 +810,11 @@ if __name__ == "__main__":
     from leadbot.loop import EventLoopName
     from leadbot.loop import run as run_loop
 
-    # `python -m benchmarks.phone lookup [--quick]`: the caller lookup rows alone;
-    # `python -m benchmarks.phone [uvloop|asyncio]`: the webhook runs alone.
+    # `python -m benchmarks.phone lookup [--quick] [--postgres]`: the caller lookup rows
+    # alone (--postgres: on PostgreSQL alone); `python -m benchmarks.phone [uvloop|asyncio]`:
+    # the webhook runs alone.
     if sys.argv[1:2] == ["lookup"]:
-        print(asyncio.run(_lookup_only("--quick" in sys.argv)))
+        print(run_loop(_lookup_only("--quick" in sys.argv, "--postgres" in sys.argv), "uvloop"))
     else:
         on: EventLoopName = "asyncio" if sys.argv[1:] == ["asyncio"] else "uvloop"
         print(json.dumps({"loop": on, **run_loop(run(), on)}, indent=2))
