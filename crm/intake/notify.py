@@ -68,9 +68,8 @@ def add_outbox(
     }
     sink.add(
         OutboxMessage,
+        {"created_at": now, "next_attempt_at": now},
         rep_id=applied.responsible_id,
         kind=kind,
         payload=body,
-        created_at=now,
-        next_attempt_at=now,
     )
