@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import delete, insert, or_, select, update
@@ -33,6 +34,12 @@ from matching.model import CommKind, EventIdentities, PhoneNumber
 OWNER_MODELS: dict[str, Any] = {"lead": Lead, "deal": Deal, "contact": Contact, "company": Company}
 
 
+@cache
+def _table_order() -> dict[Any, int]:
+    """The tables' foreign-key order (`sorted_tables` sorts them anew on every read)."""
+    return {t: n for n, t in enumerate(Base.metadata.sorted_tables)}
+
+
 class RowSink:
     """Rows nobody reads back in the transaction (timeline, bindings, comms of a batch),
     written later in one multi-row INSERT per table instead of an ORM object each."""
@@ -52,7 +59,7 @@ class RowSink:
     async def flush(self, session: AsyncSession) -> None:
         """Parents before children (the tables' foreign-key order); one statement per table,
         set of columns given and shared values."""
-        order = {t: n for n, t in enumerate(Base.metadata.sorted_tables)}
+        order = _table_order()
         conn = await driver(session) if session.get_bind().dialect.name == "postgresql" else None
         for model, shared in sorted(self._rows, key=lambda k: order[k[0].__table__]):
             same = dict(shared)
