@@ -142,9 +142,10 @@ class SqlCandidateRepository:
         rows = await self.s.execute(self._q.holders, pairs)
         asked = set(wanted)
         for owner_type, owner_id, kind, value, cid, lead in rows:
-            if Identity(CommKind(kind), value or "") not in asked:
+            ident = Identity(CommKind(kind), value or "")
+            if ident not in asked:
                 continue  # a cross pair of the two IN lists
-            self._holders[Identity(CommKind(kind), value or "")].append((owner_type, owner_id, cid))
+            self._holders[ident].append((owner_type, owner_id, cid))
             self._held[(owner_type, owner_id)].add((kind, value or ""))
             if lead is not None and lead.id not in self._leads:
                 self._leads[lead.id] = lead
