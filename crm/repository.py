@@ -137,7 +137,7 @@ class SqlCandidateRepository:
             return
         self._loaded.update(wanted)
         # The leads holding them come with their communications (one query, not two in turn).
-        pairs = {"kinds": sorted({i.kind.value for i in wanted})}
+        pairs = {"kinds": sorted({str(i.kind) for i in wanted})}  # (str(): the value)
         pairs["values"] = sorted({i.value for i in wanted})
         rows = await self.s.execute(self._q.holders, pairs)
         asked = set(wanted)
@@ -275,7 +275,7 @@ class SqlCandidateRepository:
         def _candidate(
             kind: ClientKind, ident: int, name: str, resp: int | None, company: int | None
         ) -> ClientCandidate:
-            key = (kind.value, ident)
+            key = (str(kind), ident)
             return ClientCandidate(
                 kind=kind,
                 id=ident,

@@ -25,7 +25,9 @@ class Identity:
     @property
     def key(self) -> str:
         """Stable string used for locks and logs."""
-        return f"{self.kind.value}:{self.value}"
+        # A StrEnum member formats as its value, without `.value`'s Python-level property
+        # (intake reads enum values a few dozen times per event).
+        return f"{self.kind}:{self.value}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,7 +83,7 @@ class Intake:
         firsts: dict[tuple[str, str], int] = {}
         for i, event in enumerate(events):
             # The same event twice in one batch: answered from the first.
-            firsts.setdefault((event.channel.value, event.external_id), i)
+            firsts.setdefault((str(event.channel), event.external_id), i)
         cached = await self._known(events, list(firsts.values()))
         for i, row in cached.items():
             results[i] = duplicate_result(row)
@@ -196,10 +196,10 @@ class Intake:
         each = same if self.db.is_sqlite else {}
         rows = [
             {
-                "channel": item.event.channel.value,
+                "channel": str(item.event.channel),
                 "external_id": item.event.external_id,
                 "occurred_at": item.event.occurred_at,
-                "direction": item.event.direction.value,
+                "direction": str(item.event.direction),
                 "payload": item.event.to_json(),
                 **each,
             }
