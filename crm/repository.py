@@ -137,14 +137,15 @@ class SqlCandidateRepository:
             return
         self._loaded.update(wanted)
         # The leads holding them come with their communications (one query, not two in turn).
-        pairs = {"kinds": sorted({i.kind.value for i in wanted})}
+        pairs = {"kinds": sorted({str(i.kind) for i in wanted})}  # (str(): the value)
         pairs["values"] = sorted({i.value for i in wanted})
         rows = await self.s.execute(self._q.holders, pairs)
         asked = set(wanted)
         for owner_type, owner_id, kind, value, cid, lead in rows:
-            if Identity(CommKind(kind), value or "") not in asked:
+            ident = Identity(CommKind(kind), value or "")
+            if ident not in asked:
                 continue  # a cross pair of the two IN lists
-            self._holders[Identity(CommKind(kind), value or "")].append((owner_type, owner_id, cid))
+            self._holders[ident].append((owner_type, owner_id, cid))
             self._held[(owner_type, owner_id)].add((kind, value or ""))
             if lead is not None and lead.id not in self._leads:
                 self._leads[lead.id] = lead
@@ -274,7 +275,7 @@ class SqlCandidateRepository:
         def _candidate(
             kind: ClientKind, ident: int, name: str, resp: int | None, company: int | None
         ) -> ClientCandidate:
-            key = (kind.value, ident)
+            key = (str(kind), ident)
             return ClientCandidate(
                 kind=kind,
                 id=ident,

@@ -69,7 +69,7 @@ class _Client:
 
 def _client_label(client: ClientCandidate) -> str:
     name = f" {client.name}" if client.name.strip() else ""
-    return f"{client.kind.value}{name} #{client.id}"
+    return f"{client.kind}{name} #{client.id}"
 
 
 def _identity_labels(identities: Iterable[Identity]) -> str:
@@ -80,7 +80,7 @@ def _group_key(c: ClientCandidate) -> tuple[str, int]:
     """A company and its contacts are one client; a contact without a company is its own."""
     if c.kind is ClientKind.CONTACT and c.company_id is not None:
         return (ClientKind.COMPANY.value, c.company_id)
-    return (c.kind.value, c.id)
+    return (str(c.kind), c.id)  # (str(): the value, without `.value`'s property)
 
 
 def _groups(cands: Candidates) -> list[list[ClientCandidate]]:

@@ -84,10 +84,11 @@ class InboundEvent:
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict; `from_json` restores the same event (used by queues and replay)."""
         return {
-            "channel": self.channel.value,
+            # str() of a StrEnum member is its value, without `.value`'s property lookups.
+            "channel": str(self.channel),
             "external_id": self.external_id,
             "occurred_at": self.occurred_at.isoformat(),
-            "direction": self.direction.value,
+            "direction": str(self.direction),
             "display_name": self.display_name,
             "first_name": self.first_name,
             "last_name": self.last_name,
@@ -105,7 +106,7 @@ class InboundEvent:
             "line": self.line,
             "phone_region": self.phone_region,
             "raw_ref": self.raw_ref,
-            "register_mode": self.register_mode.value,
+            "register_mode": str(self.register_mode),
             "hint_phones": list(self.hint_phones),
             "meta": dict(self.meta),
         }

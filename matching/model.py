@@ -25,7 +25,9 @@ class Identity:
     @property
     def key(self) -> str:
         """Stable string used for locks and logs."""
-        return f"{self.kind.value}:{self.value}"
+        # A StrEnum member formats as its value, without `.value`'s Python-level property
+        # (intake reads enum values a few dozen times per event).
+        return f"{self.kind}:{self.value}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +49,16 @@ class EventIdentities:
     emails: tuple[str, ...] = ()
     handles: tuple[Identity, ...] = ()  # kinds telegram / whatsapp
     hint_phones: tuple[PhoneNumber, ...] = ()  # found in free text: match only, never create
-    # `matchable()`, worked out once: intake asks for it several times per event.
+    # `matchable()` and `exception_checked()`, worked out once: intake asks for them several
+    # times per event.
     _matchable: tuple[Identity, ...] = field(init=False, repr=False, compare=False)
+    _checked: tuple[Identity, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        found = {Identity(CommKind.PHONE, p.e164) for p in self.phones if p.e164}
-        found |= {Identity(CommKind.PHONE, p.e164) for p in self.hint_phones if p.e164}
-        found |= {Identity(CommKind.EMAIL, e) for e in self.emails}
+        own = {Identity(CommKind.PHONE, p.e164) for p in self.phones if p.e164}
+        own |= {Identity(CommKind.EMAIL, e) for e in self.emails}
+        object.__setattr__(self, "_checked", tuple(sorted(own)))
+        found = own | {Identity(CommKind.PHONE, p.e164) for p in self.hint_phones if p.e164}
         found |= set(self.handles)
         object.__setattr__(self, "_matchable", tuple(sorted(found)))
 
@@ -63,9 +68,7 @@ class EventIdentities:
 
     def exception_checked(self) -> tuple[Identity, ...]:
         """Phones and emails the event itself carries (the exception list covers these)."""
-        found = {Identity(CommKind.PHONE, p.e164) for p in self.phones if p.e164}
-        found |= {Identity(CommKind.EMAIL, e) for e in self.emails}
-        return tuple(sorted(found))
+        return self._checked
 
 
 class CrmMode(StrEnum):

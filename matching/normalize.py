@@ -22,6 +22,7 @@ from phonenumbers import NumberParseException, PhoneMetadata, PhoneNumberFormat,
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
 from matching.model import PhoneNumber
+from matching.phonevalid import is_valid_number
 
 # What phone systems send instead of a number when the caller hides it.
 _WITHHELD = frozenset(
@@ -124,7 +125,7 @@ def normalize_phone(raw: str, region: str | None) -> PhoneNumber:
     if phonenumbers.is_possible_number_with_reason(number) != ValidationResult.IS_POSSIBLE:
         return PhoneNumber(raw, None)
     # Possible is only a length check: "0000000" passes it and would be +49000000 for everyone.
-    if not phonenumbers.is_valid_number(number):
+    if not is_valid_number(number):
         return PhoneNumber(raw, None)
     e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
     return PhoneNumber(raw, e164, number.extension or None)

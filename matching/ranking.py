@@ -40,7 +40,7 @@ def rank_groups(groups: Sequence[Group]) -> list[Group]:
     def leads(g: Group) -> list[LeadRef]:
         return [lead for c in g for lead in c.open_repeat_leads]
 
-    by_hit = sorted(groups, key=lambda g: min((c.hit_order, c.kind.value, c.id) for c in g))
+    by_hit = sorted(groups, key=lambda g: min((c.hit_order, str(c.kind), c.id) for c in g))
     with_deal = [g for g in by_hit if deals(g)]
     with_lead = [g for g in by_hit if not deals(g) and leads(g)]
     rest = [g for g in by_hit if not deals(g) and not leads(g)]

@@ -103,7 +103,7 @@ async def apply_item(
     )
     for kind, payload in one_card_per_event(applied.notify):
         add_outbox(rnd.sink, kind, payload, item.log_id, event.channel, now, decision, applied)
-    log.info("event %s:%s → %s (%s)", event.channel.value, event.external_id, outcome, reason)
+    log.info("event %s:%s → %s (%s)", event.channel, event.external_id, outcome, reason)
     return result(
         outcome,
         reason,
@@ -194,7 +194,8 @@ class Apply:
             utm=self.event.meta.get("utm") or None,
             now=self.now,
         )
-        self.rnd.sink.add(Lead, **row)
+        stamps = {"created_at": row.pop("created_at"), "modified_at": row.pop("modified_at")}
+        self.rnd.sink.add(Lead, stamps, **row)
         if repeat:
             await self._merge_into_client()
         else:
@@ -469,20 +470,19 @@ class Apply:
             act_id = await self.rnd.alloc.take(Activity)
             self.rnd.sink.add(
                 Activity,
+                {"done_at": self.now, "created_at": self.now},
                 id=act_id,
                 kind=kind,
-                direction=e.direction.value,
+                direction=str(e.direction),  # (str(): the value, without `.value`'s property)
                 subject=(e.subject or title(self.event))[:500],
                 body=(str(e.meta.get("body") or e.text or ""))[:50_000] or None,
                 done=True,
-                done_at=self.now,
                 responsible_id=self.out.responsible_id,
-                channel=e.channel.value,
+                channel=str(e.channel),
                 external_id=ext[:500],
                 counterparty=counterparty,
                 last_attempt_at=e.occurred_at,
                 meta=meta,
-                created_at=self.now,
             )
             self.out.activity_created = True
         else:

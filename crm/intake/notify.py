@@ -56,8 +56,8 @@ def add_outbox(
 ) -> None:
     body = {
         "event_id": event_log_id,
-        "channel": channel.value,
-        "outcome": decision.outcome.value,
+        "channel": str(channel),  # (str(): the value, without `.value`'s property)
+        "outcome": str(decision.outcome),
         "reason": decision.reason,
         "lead_id": applied.lead_id,
         "deal_id": applied.deal_id,
@@ -68,9 +68,8 @@ def add_outbox(
     }
     sink.add(
         OutboxMessage,
+        {"created_at": now, "next_attempt_at": now},
         rep_id=applied.responsible_id,
         kind=kind,
         payload=body,
-        created_at=now,
-        next_attempt_at=now,
     )

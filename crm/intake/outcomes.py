@@ -32,7 +32,7 @@ def creates(event: InboundEvent, d: Decision) -> bool:
 def stored_outcome(event: InboundEvent, decision: Decision) -> tuple[str, str]:
     """Outcome and reason as logged and returned; a contact import never makes a lead/deal."""
     if not imports_contact(event, decision):
-        return decision.outcome.value, decision.reason
+        return str(decision.outcome), decision.reason  # (str(): the value)
     why = decision.reason.partition(" → ")[0]
     if decision.contact_id is None and decision.company_id is None:
         return "new_contact", f"{why} → new contact (contact import)"

@@ -46,7 +46,8 @@ class Item:
     key: tuple[str, str] = field(init=False)  # (channel, external id): read many times
 
     def __post_init__(self) -> None:
-        self.key = (self.event.channel.value, self.event.external_id)
+        # str() of a StrEnum member is its value, without `.value`'s Python-level property.
+        self.key = (str(self.event.channel), self.event.external_id)
 
     def lock_keys(self) -> list[str]:
         keys = [i.key for i in self.ids.matchable()]
@@ -60,12 +61,12 @@ class Item:
         e = self.event
         keys = set(self.lock_keys())
         refs = (e.meta.get("in_reply_to"), *e.meta.get("references", ()))
-        keys.update(f"msg:{e.channel.value}:{r}" for r in (e.external_id, *refs) if r)
+        keys.update(f"msg:{e.channel}:{r}" for r in (e.external_id, *refs) if r)
         c = self.cands
         # The companies include those found through a contact: colleagues of one company
         # share its open items, so they must not be decided in the same round.
         for client in (*c.contacts, *c.companies):
-            keys.add(f"{client.kind.value}:{client.id}")
+            keys.add(f"{client.kind}:{client.id}")
             keys.update(f"deal:{d.id}" for d in client.open_deals)
             keys.update(f"lead:{lead.id}" for lead in client.open_repeat_leads)
         keys.update(f"lead:{lead.id}" for lead in c.leads)

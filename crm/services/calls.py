@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.db import is_pg, one_of
+from crm.db import among, is_pg
 from crm.models import Activity, ActivityBinding
 from crm.services.rows import RowSink, add_timeline, bind_activity
 from matching.event import Direction, InboundEvent
@@ -32,20 +33,27 @@ def call_number(ids: EventIdentities) -> str | None:
     return next((p.e164 for p in ids.phones if p.e164), None)
 
 
+@cache
+def _open_tasks(pg: bool) -> Any:
+    """The open tasks of the numbers (parameter "phones"), built once: no construction nor
+    cache key per call."""
+    return (
+        select(Activity)
+        .where(
+            Activity.kind == "task",
+            Activity.done.is_(False),
+            among(Activity.counterparty, "phones", pg=pg),
+        )
+        .order_by(Activity.id)
+    )
+
+
 async def open_callbacks(s: AsyncSession, phones: Sequence[str]) -> dict[str, list[Activity]]:
     """Open call-back tasks by number, oldest first."""
     out: dict[str, list[Activity]] = {p: [] for p in phones}
     if not phones:
         return out
-    rows = await s.scalars(
-        select(Activity)
-        .where(
-            Activity.kind == "task",
-            Activity.done.is_(False),
-            one_of(Activity.counterparty, phones, pg=is_pg(s)),
-        )
-        .order_by(Activity.id)
-    )
+    rows = await s.scalars(_open_tasks(is_pg(s)), {"phones": sorted(set(phones))})
     for task in rows:
         if (task.meta or {}).get("callback") and task.counterparty in out:
             out[task.counterparty].append(task)

@@ -143,10 +143,11 @@ class Exceptions:
 
 async def exception_hits(s: AsyncSession, identities: Sequence[Identity]) -> list[Identity]:
     """Which of these identities are on the exception list."""
-    wanted = [i for i in identities if i.kind.value in ("phone", "email")]
+    # str() of a StrEnum member is its value, without `.value`'s Python-level property.
+    wanted = [i for i in identities if str(i.kind) in ("phone", "email")]
     if not wanted:
         return []
-    pairs = [(i.kind.value, i.value) for i in wanted]
+    pairs = [(str(i.kind), i.value) for i in wanted]
     rows: Sequence[Any]
     if is_pg(s):  # read by every intake round; the same statement for any number of pairs
         # The pairs as a relation joined to the list: a hash join, where `value = ANY($2)` of
@@ -164,4 +165,4 @@ async def exception_hits(s: AsyncSession, identities: Sequence[Identity]) -> lis
         kind, value = ExceptionEntry.kind, ExceptionEntry.value
         rows = list(await s.execute(select(kind, value).where(pairs_in(kind, value, pairs))))
     listed = {(k, v) for k, v in rows}
-    return [i for i in wanted if (i.kind.value, i.value) in listed]
+    return [i for i in wanted if (str(i.kind), i.value) in listed]

@@ -5,8 +5,9 @@ activity bindings, `RowSink`, which gathers inserts for one multi-row INSERT per
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import delete, insert, or_, select, update
@@ -33,30 +34,43 @@ from matching.model import CommKind, EventIdentities, PhoneNumber
 OWNER_MODELS: dict[str, Any] = {"lead": Lead, "deal": Deal, "contact": Contact, "company": Company}
 
 
+@cache
+def _table_order() -> dict[Any, int]:
+    """The tables' foreign-key order (`sorted_tables` sorts them anew on every read)."""
+    return {t: n for n, t in enumerate(Base.metadata.sorted_tables)}
+
+
 class RowSink:
     """Rows nobody reads back in the transaction (timeline, bindings, comms of a batch),
     written later in one multi-row INSERT per table instead of an ORM object each."""
 
     def __init__(self) -> None:
-        self._rows: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+        # (model, the values its rows share) → the rows' own values
+        self._rows: dict[tuple[Any, tuple[tuple[str, Any], ...]], list[dict[str, Any]]] = (
+            defaultdict(list)
+        )
 
-    def add(self, model: Any, **values: Any) -> None:
-        self._rows[model].append(values)
+    def add(self, model: Any, shared: Mapping[str, Any] | None = None, /, **values: Any) -> None:
+        """`shared`: values the caller gives every row of its kind alike (the round's time
+        stamps): sent once per statement on PostgreSQL, where each value of a row costs its
+        encoding."""
+        self._rows[(model, tuple(shared.items()) if shared else ())].append(values)
 
     async def flush(self, session: AsyncSession) -> None:
-        """Parents before children (the tables' foreign-key order); one statement per table
-        and set of columns given."""
-        order = {t: n for n, t in enumerate(Base.metadata.sorted_tables)}
+        """Parents before children (the tables' foreign-key order); one statement per table,
+        set of columns given and shared values."""
+        order = _table_order()
         conn = await driver(session) if session.get_bind().dialect.name == "postgresql" else None
-        for model in sorted(self._rows, key=lambda m: order[m.__table__]):
+        for model, shared in sorted(self._rows, key=lambda k: order[k[0].__table__]):
+            same = dict(shared)
             shapes: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-            for row in self._rows[model]:
+            for row in self._rows[(model, shared)]:
                 shapes[tuple(row)].append(row)
             for rows in shapes.values():
                 if conn is not None:
-                    await insert_rows(conn, model.__table__, rows)
+                    await insert_rows(conn, model.__table__, rows, same=same)
                 else:
-                    await session.execute(insert(model.__table__), rows)
+                    await session.execute(insert(model.__table__), [row | same for row in rows])
         self._rows.clear()
 
 

@@ -29,6 +29,7 @@ from crm.models import (
     TimelineEntry,
 )
 from crm.services.reps import next_in_queue
+from crm.services.rows import RowSink
 from matching.event import Channel
 from tests.conftest import make_event, open_db
 
@@ -141,6 +142,57 @@ async def test_values_the_rows_share_are_written_in_each(pg: Database) -> None:
         ("a", T0, T0, "processing", "ü"),
         ("b", T0 + timedelta(seconds=1), T0, "processing", "ü"),
     ]
+
+
+async def test_a_sink_writes_the_values_its_rows_share_in_each(db: Database) -> None:
+    """`RowSink.add`'s shared values (sent once per statement on PostgreSQL) end in every row
+    they were given with, on both backends; rows given other shared values keep theirs."""
+    later = T0 + timedelta(minutes=5)
+    sink = RowSink()
+    for k in range(3):
+        sink.add(
+            OutboxMessage, {"created_at": T0, "next_attempt_at": later}, kind=f"k{k}", payload={}
+        )
+    sink.add(OutboxMessage, {"created_at": later, "next_attempt_at": T0}, kind="other", payload={})
+    sink.add(OutboxMessage, kind="own", payload={}, created_at=later, next_attempt_at=later)
+    async with db.transaction() as s:
+        await sink.flush(s)
+    async with db.read() as s:
+        got = list(
+            await s.execute(select(OUTBOX.c.kind, OUTBOX.c.created_at, OUTBOX.c.next_attempt_at))
+        )
+    assert sorted(tuple(r) for r in got) == [
+        ("k0", T0, later),
+        ("k1", T0, later),
+        ("k2", T0, later),
+        ("other", later, T0),
+        ("own", later, later),
+    ]
+
+
+async def test_intake_stamps_its_rows_with_the_batch_s_time(db: Database) -> None:
+    """The leads, activities and outbox rows of a batch carry its clock reading (given to
+    the sink as shared values), on both backends."""
+    crm = Crm(db, CrmConfig(), clock=lambda: T0)
+    await crm.prepare()
+    await crm.reps.add("Rep")
+    events = [
+        make_event(
+            occurred_at=T0 - timedelta(hours=1), external_id=f"s{k}", phones=(f"+49 30 333333{k}",)
+        )
+        for k in range(3)
+    ]
+    results = await crm.intake.process_many(events)
+    assert [getattr(r, "outcome", r) for r in results] == ["new_lead"] * 3
+    async with db.read() as s:
+        leads = list(await s.execute(select(Lead.created_at, Lead.modified_at)))
+        acts = list(
+            await s.execute(select(Activity.done_at, Activity.created_at, Activity.last_attempt_at))
+        )
+        outbox = list(await s.execute(select(OUTBOX.c.created_at, OUTBOX.c.next_attempt_at)))
+    assert [tuple(r) for r in leads] == [(T0, T0)] * 3
+    assert [tuple(r) for r in acts] == [(T0, T0, T0 - timedelta(hours=1))] * 3
+    assert outbox and all(tuple(r) == (T0, T0) for r in outbox)
 
 
 async def test_rows_go_in_the_database_s_column_order(pg: Database) -> None:

@@ -260,3 +260,39 @@ async def test_records_a_batch_goes_to_take_its_time_as_modified_at_and_say_so(c
 async def _rows(crm: Crm, *models: Any) -> list[Any]:
     async with crm.db.transaction() as s:
         return [row for model in models for row in await s.scalars(select(model))]
+
+
+async def test_a_batch_finds_the_open_tasks_and_log_rows_of_each_of_its_events(crm: Crm) -> None:
+    """The batch's reads by lists of values (the open call-back tasks of its numbers, the log
+    rows of the events logged before) find each event's own: two numbers' missed calls count
+    on their own tasks, and of two events sharing an external id on two channels only the
+    one processed before is a duplicate (a cross pair of the two lists is not)."""
+
+    def missed(number: str, call: str) -> InboundEvent:
+        meta = {"call_id": call, "stage": "missed", "missed": True, "disposition": "missed"}
+        return make_event(external_id=f"{call}:missed", phones=(number,), meta=meta)
+
+    numbers = ["+49 30 5550001", "+49 30 5550002", "+49 30 5550003"]
+    first = await crm.intake.process_many([missed(n, f"a{k}") for k, n in enumerate(numbers)])
+    shared_id = make_event(channel=Channel.EMAIL, external_id="x-1", emails=("x@example.com",))
+    await crm.intake.process(shared_id)
+    again = [missed(numbers[0], "b0"), missed(numbers[2], "b2"), missed(numbers[2], "c2")]
+    call_x1 = make_event(external_id="x-1", phones=("+49 30 5550009",))
+    results = await crm.intake.process_many([*again, call_x1, shared_id])
+    outcomes = [getattr(r, "outcome", r) for r in results]
+    assert outcomes == ["attached_lead"] * 3 + ["new_lead", "duplicate"]
+    async with crm.db.read() as s:
+        tasks = list(
+            await s.scalars(select(Activity).where(Activity.kind == "task").order_by(Activity.id))
+        )
+    assert [(t.counterparty, t.attempts, t.done) for t in tasks] == [
+        ("+49305550001", 2, False),
+        ("+49305550002", 1, False),
+        ("+49305550003", 3, False),
+    ]
+    assert [getattr(r, "task_id", None) for r in results[:3]] == [
+        tasks[0].id,
+        tasks[2].id,
+        tasks[2].id,
+    ]
+    assert all(getattr(r, "task_id", None) is not None for r in first)

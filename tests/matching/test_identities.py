@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from matching.event import Handle
 from matching.identities import event_identities
 from matching.model import CommKind, EventIdentities, Identity, PhoneNumber
@@ -80,3 +83,32 @@ def test_matchable_is_worked_out_once_and_follows_a_replaced_copy() -> None:
     assert other == EventIdentities(phones=(phone,)) and hash(other) == hash(
         EventIdentities(phones=(phone,))
     )
+
+
+_PHONES = st.builds(
+    PhoneNumber,
+    st.sampled_from(["030 1", "x", "+49 30 2"]),
+    st.sampled_from([None, "+49301", "+49302", "+49303"]),
+)
+_HANDLES = st.builds(
+    Identity, st.sampled_from([CommKind.TELEGRAM, CommKind.WHATSAPP]), st.sampled_from("123")
+)
+
+
+@given(
+    st.lists(_PHONES, max_size=4),
+    st.lists(st.sampled_from(["a@b.de", "c@d.de", "+49301"]), max_size=3),
+    st.lists(_HANDLES, max_size=3),
+    st.lists(_PHONES, max_size=3),
+)
+def test_matchable_and_exception_checked_as_worked_out_on_each_call(
+    phones: list[PhoneNumber], emails: list[str], handles: list[Identity], hints: list[PhoneNumber]
+) -> None:
+    """Both are kept with the identities: the same as working them out on each call did."""
+    ids = EventIdentities(tuple(phones), tuple(emails), tuple(handles), tuple(hints))
+    own = {Identity(CommKind.PHONE, p.e164) for p in phones if p.e164}
+    own |= {Identity(CommKind.EMAIL, e) for e in emails}
+    hinted = {Identity(CommKind.PHONE, p.e164) for p in hints if p.e164}
+    assert ids.exception_checked() == tuple(sorted(own))
+    assert ids.matchable() == tuple(sorted(own | hinted | set(handles)))
+    assert ids.exception_checked() is ids.exception_checked()
