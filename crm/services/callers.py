@@ -64,6 +64,12 @@ if sys.platform == "linux":  # per-thread usage is Linux's; elsewhere the budget
     _thread_usage = _linux_thread_usage
 
 
+def _retrieved(job: asyncio.Future[Any]) -> None:
+    """Retrieve a thread job's exception: its caller may have given up waiting."""
+    if not job.cancelled():
+        job.exception()
+
+
 def _end(conn: sqlite3.Connection) -> None:
     """End a lookup's read transaction a step failed in: left open, it would pin the WAL."""
     if conn.in_transaction:
@@ -97,14 +103,20 @@ class _SqliteReader:
         self.budget = budget
         self.overran = 0  # lookups that went to the thread: a cold cache shows here
         self.preempted = 0  # over the budget's wall time only because the CPU was elsewhere
+        self.warmed = 0  # warmings of the inline connection after a lookup it stopped
         self.keep_preempted = True  # False: the clock alone decides (as before; the bench)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="caller-lookup")
+        # Warms the inline connection again after a stopped lookup: a thread of its own, so
+        # that the warming never waits behind answers the reader's thread is still reading.
+        self._warmer = ThreadPoolExecutor(1, thread_name_prefix="caller-lookup-warm")
         self._conn: sqlite3.Connection | None = None  # used by that thread only
         self._inline: sqlite3.Connection | None = None  # used on the event loop only
         self._deadline = 0.0
         self._started: tuple[float, int] = (0.0, 0)  # the inline lookup's CPU time, disk reads
         self._waited = False  # the inline lookup went past the deadline without using it
-        self._rewarming = False  # the inline connection is being warmed on the thread
+        self._cold = False  # the inline lookup was stopped after a read from the disk
+        self._stopped = False  # the last inline lookup was stopped, and not by the disk
+        self._warming: asyncio.Future[None] | None = None  # the inline connection's warming
 
     def _open(self, *, busy_timeout: float) -> sqlite3.Connection:
         # The inline connection is opened on the thread (opening touches the file) and used
@@ -139,22 +151,20 @@ class _SqliteReader:
         conn.set_progress_handler(self._over_budget, _BUDGET_STEPS)
         return conn
 
-    def _row_and_rewarm(self, e164: str) -> tuple[Any, ...] | None:
-        """A lookup the budget stopped, run here; then the inline connection is warmed again,
-        off the budget. A schema another connection changed (a migration, `ANALYZE`) is read
-        again by the next statement that runs: where that alone takes longer than the budget,
-        every inline lookup would stop in it, leave the schema unread and go to the thread."""
+    def _rewarm(self) -> None:
+        """Warm the inline connection again, off the budget, after a lookup the budget
+        stopped. A schema another connection changed (a migration, `ANALYZE`) is read again
+        by the next statement that runs: where that alone takes longer than the budget, every
+        inline lookup would stop in it, leave the schema unread and go to the thread."""
+        inline = self._inline
+        if inline is None:
+            return
+        inline.set_progress_handler(None, 0)
         try:
-            return self._row(e164)
-        finally:
-            inline = self._inline
-            if inline is not None:
-                inline.set_progress_handler(None, 0)
-                try:
-                    warm_sqlite_steps(inline)
-                except sqlite3.Error:  # a locked file, say: the next inline lookup will see
-                    _end(inline)
-                inline.set_progress_handler(self._over_budget, _BUDGET_STEPS)
+            warm_sqlite_steps(inline)
+        except sqlite3.Error:  # a locked file, say: the next inline lookup will see
+            _end(inline)
+        inline.set_progress_handler(self._over_budget, _BUDGET_STEPS)
 
     def _over_budget(self) -> bool:
         if time.perf_counter() <= self._deadline:
@@ -162,8 +172,11 @@ class _SqliteReader:
         if _thread_usage is None or not self.keep_preempted:
             return True
         cpu, reads = _thread_usage()
-        if cpu - self._started[0] >= self.budget or reads > self._started[1]:
-            return True  # slow by itself, or it waited for the disk
+        if reads > self._started[1]:
+            self._cold = True  # it waited for the disk
+            return True
+        if cpu - self._started[0] >= self.budget:
+            return True  # slow by itself
         self._waited = True
         return False
 
@@ -175,30 +188,42 @@ class _SqliteReader:
                 self._inline = conn
             else:  # another lookup opened one meanwhile
                 conn.close()
-        if self._rewarming:  # the thread holds the inline connection: queue behind it there
-            return await loop.run_in_executor(self._thread, self._row, e164)
+        while self._warming is not None:  # the warmer holds the inline connection
+            await asyncio.wait((self._warming,))
         if _thread_usage is not None:
             self._started = _thread_usage()
-        self._waited = False
+        self._waited = self._cold = False
         self._deadline = time.perf_counter() + self.budget
         try:
             row = sqlite_caller_row(self._inline, e164)
             self.preempted += self._waited
+            self._stopped = False
             return row
         except sqlite3.OperationalError:  # interrupted (over budget), or the file is locked
             self.overran += 1
             _end(self._inline)
-        # Shielded: a caller that gives up must not let the loop at the inline connection
-        # while the thread still warms it.
-        self._rewarming = True
-        job = loop.run_in_executor(self._thread, self._row_and_rewarm, e164)
-        job.add_done_callback(self._rewarmed)
+        # Answered on the thread, which may wait for the disk for milliseconds. A lookup
+        # stopped after a read from the disk says nothing about the inline connection. One
+        # stopped by the CPU budget (a collection of the garbage collector ran in it, say) or
+        # a locked file, twice in a row, may be a schema to read again (see `_rewarm`): the
+        # inline connection is warmed on the warmer and given back to the loop, and the
+        # lookups arriving meanwhile wait for that warming, then run inline. The warmer
+        # needs the GIL the loop holds, and the waits cost milliseconds: not after every
+        # stop. (Queued on the thread instead, each lookup waited for every answer ahead of
+        # it there, plus two hand-overs.)
+        if not self._cold:
+            if self._stopped:
+                self.warmed += 1
+                warming = self._warming = loop.run_in_executor(self._warmer, self._rewarm)
+                warming.add_done_callback(self._rewarmed)
+            self._stopped = not self._stopped
+        job = loop.run_in_executor(self._thread, self._row, e164)
+        job.add_done_callback(_retrieved)
         return await asyncio.shield(job)
 
-    def _rewarmed(self, job: asyncio.Future[tuple[Any, ...] | None]) -> None:
-        self._rewarming = False
-        if not job.cancelled():
-            job.exception()  # retrieved: its caller may have given up waiting
+    def _rewarmed(self, warming: asyncio.Future[None]) -> None:
+        self._warming = None
+        _retrieved(warming)
 
     def _close(self) -> None:
         for conn in (self._conn, self._inline):
@@ -207,8 +232,11 @@ class _SqliteReader:
         self._conn = self._inline = None
 
     async def close(self) -> None:
+        if self._warming is not None:
+            await asyncio.wait((self._warming,))
         await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
         self._thread.shutdown(wait=False)
+        self._warmer.shutdown(wait=False)
 
 
 def one_sql() -> str:
