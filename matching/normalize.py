@@ -15,6 +15,7 @@ import re
 import unicodedata
 from email.utils import parseaddr
 from functools import lru_cache
+from typing import Any
 
 import idna
 import phonenumbers
@@ -72,25 +73,35 @@ _SHORT_LENGTHS = (
 )
 
 
+def _split_code(text: str) -> tuple[int, str] | None:
+    """ "+" and digits as (country code, national digits): the first prefix that is a code."""
+    digits = text[1:]
+    for size in range(1, _MAX_LENGTH_COUNTRY_CODE + 1):
+        country_code = int(digits[:size])
+        if country_code in COUNTRY_CODE_TO_REGION_CODE:
+            return country_code, digits[size:]
+    return None
+
+
+def _plus_metadata(country_code: int, region: str | None) -> Any:
+    """The metadata `phonenumbers.parse` reads a "+" number of `country_code` with."""
+    number_region = phonenumbers.region_code_for_country_code(country_code)
+    if number_region != region:
+        return PhoneMetadata.metadata_for_region_or_calling_code(country_code, number_region)
+    return PhoneMetadata.metadata_for_region(number_region.upper(), None)
+
+
 def _parse_plus(text: str, region: str | None) -> phonenumbers.PhoneNumber | None:
     """`phonenumbers.parse(text, region)` for "+" and digits, by the same steps it takes for
     them, without its generic reading of free text; None where that path does not apply or
     the number would be refused (then `phonenumbers.parse` answers, or raises)."""
     if not _PLUS_PATH or not _PLUS_DIGITS.fullmatch(text):
         return None
-    digits = text[1:]
-    for size in range(1, _MAX_LENGTH_COUNTRY_CODE + 1):  # the first prefix that is a code
-        country_code = int(digits[:size])
-        if country_code in COUNTRY_CODE_TO_REGION_CODE:
-            break
-    else:
+    split = _split_code(text)
+    if split is None:
         return None
-    national = digits[size:]
-    number_region = phonenumbers.region_code_for_country_code(country_code)
-    if number_region != region:
-        metadata = PhoneMetadata.metadata_for_region_or_calling_code(country_code, number_region)
-    else:
-        metadata = PhoneMetadata.metadata_for_region(region.upper(), None)
+    country_code, national = split
+    metadata = _plus_metadata(country_code, region)
     if metadata is None or len(national) < _MIN_LENGTH_FOR_NSN:
         return None
     _, stripped, _ = _maybe_strip_national_prefix_carrier_code(national, metadata)
@@ -109,6 +120,14 @@ def _parse_plus(text: str, region: str | None) -> phonenumbers.PhoneNumber | Non
 @lru_cache(maxsize=8192)
 def normalize_phone(raw: str, region: str | None) -> PhoneNumber:
     """E.164 form of `raw`; national forms need `region` (ISO 3166 alpha-2, e.g. "DE")."""
+    if _PLUS_PATH and _PLUS_DIGITS.fullmatch(raw):
+        known = _plus_e164(raw, region)
+        if known is not None:
+            return known
+    return _normalize_phone(raw, region)
+
+
+def _normalize_phone(raw: str, region: str | None) -> PhoneNumber:
     if is_withheld(raw):
         return PhoneNumber(raw, None)
     text = raw.strip()
@@ -129,6 +148,55 @@ def normalize_phone(raw: str, region: str | None) -> PhoneNumber:
         return PhoneNumber(raw, None)
     e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
     return PhoneNumber(raw, e164, number.extension or None)
+
+
+# A country's national prefix pattern (None: it has none), by (country code, parse region).
+_PREFIXES: dict[tuple[int, str | None], re.Pattern[str] | None] = {}
+_PREFIXES_KEPT = 4096
+# Whether a number of the country code and national length is possible (a length check).
+_POSSIBLE: dict[tuple[int, int], bool] = {}
+
+
+def _plus_e164(raw: str, region: str | None) -> PhoneNumber | None:
+    """`_normalize_phone(raw, region)` for "+" and digits where `_parse_plus` would take them
+    as they are (no national prefix to strip, no leading zero): such a number, when possible
+    and valid, is its own E.164 form; whether it is possible depends on its country code and
+    length alone, looked up once. None: `_normalize_phone` answers (a randomized test holds
+    the two equal)."""
+    split = _split_code(raw)
+    if split is None:
+        return None
+    country_code, national = split
+    if national[:1] in ("0", "") or not _MIN_LENGTH_FOR_NSN <= len(national) <= _MAX_LENGTH_FOR_NSN:
+        return None
+    key = (country_code, region)
+    try:
+        prefix = _PREFIXES[key]
+    except KeyError:
+        prefix = _national_prefix(country_code, _region(region))
+        if len(_PREFIXES) < _PREFIXES_KEPT:  # regions as callers spell them: keep a bound
+            _PREFIXES[key] = prefix
+    if prefix is not None and prefix.match(national):
+        return None
+    number = phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
+    shape = (country_code, len(national))
+    possible = _POSSIBLE.get(shape)
+    if possible is None:
+        reason = phonenumbers.is_possible_number_with_reason(number)
+        possible = _POSSIBLE[shape] = reason == ValidationResult.IS_POSSIBLE
+    if not possible or not is_valid_number(number):
+        return PhoneNumber(raw, None)
+    return PhoneNumber(raw, raw, None)
+
+
+def _national_prefix(country_code: int, region: str | None) -> re.Pattern[str] | None:
+    """The national prefix pattern `_parse_plus` strips for `country_code` read in `region`
+    (the metadata it picks); a pattern that matches everything when it has no metadata."""
+    metadata = _plus_metadata(country_code, region)
+    if metadata is None:
+        return re.compile("")
+    pattern = metadata.national_prefix_for_parsing
+    return re.compile(pattern) if pattern else None
 
 
 def find_phones(text: str, region: str | None) -> tuple[str, ...]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import phonenumbers
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
 from matching.normalize import (
     display_email,
@@ -317,6 +319,7 @@ def _parses_alike(text: str, region: str | None) -> None:
         assert fast == phonenumbers.parse(text, region), (text, region)
     phone = normalize_phone.__wrapped__(text, region)
     assert (phone.e164, phone.extension) == _reference(text, region), (text, region)
+    _fast_alike(text, region)
 
 
 @pytest.mark.parametrize("region", _REGIONS)
@@ -347,6 +350,48 @@ def test_a_pbx_number_takes_the_plus_path() -> None:
     assert _parse_plus("+12125550100", "DE") is not None
     assert _parse_plus("+49 30 123456", "DE") is None  # spaces: phonenumbers reads it
     assert _parse_plus("+４930123456", "DE") is None  # non-ASCII digits: likewise
+
+
+def _fast_alike(text: str, region: str | None) -> None:
+    from matching.normalize import _PLUS_DIGITS, _normalize_phone, _plus_e164
+
+    if not _PLUS_DIGITS.fullmatch(text):  # `normalize_phone` asks `_plus_e164` only then
+        return
+    fast = _plus_e164(text, region)
+    if fast is not None:  # else `_normalize_phone` answers
+        assert fast == _normalize_phone(text, region), (text, region)
+
+
+_CODES = sorted(COUNTRY_CODE_TO_REGION_CODE)
+_ALL_REGIONS = [None, "de", " at ", "001", *sorted(phonenumbers.SUPPORTED_REGIONS)]
+
+
+@settings(max_examples=3000)
+@given(
+    st.sampled_from(_CODES).flatmap(
+        lambda code: st.text("0123456789", max_size=18).map(lambda tail: f"+{code}{tail}")
+    ),
+    st.sampled_from(_ALL_REGIONS),
+)
+def test_known_plus_numbers_read_as_the_whole_path_reads_them(
+    text: str, region: str | None
+) -> None:
+    """`_plus_e164` (possible by country code and length, looked up once; the number its own
+    E.164 form) against `_normalize_phone`, under every country code and region."""
+    _fast_alike(text, region)
+
+
+def test_a_pbx_number_is_its_own_e164() -> None:
+    """The lever: a valid "+" number without a national prefix is answered by `_plus_e164`;
+    a prefixed, short or spaced one is not."""
+    from matching.normalize import _plus_e164
+
+    assert _plus_e164("+4930123456", "DE") == normalize_phone("+4930123456", "DE")
+    assert _plus_e164("+12125550100", "DE") is not None
+    assert _plus_e164("+49030123456", "DE") is None  # a national prefix after the code
+    assert _plus_e164("+4900000000", "DE") is None  # a leading zero
+    assert _plus_e164("+4930", "DE") == normalize_phone.__wrapped__("+4930", "DE")  # too short
+    assert normalize_phone("+49 30 123456", "DE").e164 == "+4930123456"
 
 
 # A bare address skips parseaddr: it must be read as parseaddr reads it.
