@@ -88,7 +88,7 @@ def _plus_metadata(country_code: int, region: str | None) -> Any:
     number_region = phonenumbers.region_code_for_country_code(country_code)
     if number_region != region:
         return PhoneMetadata.metadata_for_region_or_calling_code(country_code, number_region)
-    return PhoneMetadata.metadata_for_region(number_region.upper(), None)
+    return PhoneMetadata.metadata_for_region(number_region, None)
 
 
 def _parse_plus(text: str, region: str | None) -> phonenumbers.PhoneNumber | None:
