@@ -199,13 +199,40 @@ async def insert_rows(
 
 
 async def update_rows(
-    conn: Any, table: Table, rows: Sequence[dict[str, Any]], key: str = "id"
+    conn: Any,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    key: str = "id",
+    *,
+    stamp: tuple[str, Any, Mapping[Table, Sequence[int]]] | None = None,
 ) -> None:
     """UPDATE the row of each `key` value with the other values of its dict (all with the
-    same keys), in one statement."""
+    same keys), in one statement. `stamp` (column, value, ids by table): that column set to
+    that value on the rows of those ids in other tables, in the same statement."""
+    column, value, stamped = stamp if stamp is not None else ("", None, {})
+    tables = tuple(t for t, ids in stamped.items() if ids)
     if not rows:
+        for t in tables:
+            sql = f"UPDATE {t.name} SET {column} = $1 WHERE id = ANY($2::int[])"
+            await conn.execute(sql, value, stamped[t])
         return
-    names = list(rows[0])
+    sql = _update_sql(table, tuple(rows[0]), key, column, tables)
+    ids = [stamped[t] for t in tables]
+    stamps = [value, *ids] if tables else []
+    await conn.execute(sql, await _records(conn, table, list(rows[0]), rows), *stamps)
+
+
+@cache
+def _update_sql(
+    table: Table, names: tuple[str, ...], key: str, column: str, stamped: tuple[Table, ...]
+) -> str:
+    """`update_rows`' statement: the rows from the array $1; then, for each table of
+    `stamped`, a data-modifying WITH query setting `column` to $2 on the ids in its array."""
     sets = ", ".join(f"{c} = u.{c}" for c in names if c != key)
     sql = f"UPDATE {table.name} AS t SET {sets} FROM unnest($1::{table.name}[]) AS u"
-    await conn.execute(f"{sql} WHERE t.{key} = u.{key}", await _records(conn, table, names, rows))
+    sql += f" WHERE t.{key} = u.{key}"
+    stamps = [
+        f"s{k} AS (UPDATE {t.name} SET {column} = $2 WHERE id = ANY(${k + 3}::int[]))"
+        for k, t in enumerate(stamped)
+    ]
+    return f"WITH {', '.join(stamps)} {sql}" if stamps else sql

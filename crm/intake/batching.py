@@ -27,7 +27,7 @@ from crm.config import CrmConfig
 from crm.db import Database, among, is_pg
 from crm.dto import IntakeResult
 from crm.ids import IdAllocator
-from crm.intake.apply import apply_item, write_touched
+from crm.intake.apply import apply_item, touched, write_touched
 from crm.intake.outcomes import duplicate_result, repeated, stored_outcome
 from crm.intake.outcomes import result as intake_result
 from crm.intake.rounds import Item, decide_items, prepare_round, split
@@ -168,15 +168,16 @@ class Intake:
                     )
                 await s.flush()
                 await rnd.sink.flush(s)
-                await write_touched(s, self.db, rnd, now)
                 # Per round: a later round's event may be in the thread of one of these (a
                 # call's final stage after its ringing one) and finds it through the log row.
-                if updates:
-                    if self.db.is_sqlite:
+                if self.db.is_sqlite:
+                    await write_touched(s, rnd, now)
+                    if updates:
                         await s.execute(update(InboundEventLog), updates)
-                    else:
-                        await update_rows(await driver(s), LOG, updates)
-                    updates.clear()
+                else:  # the records' modified_at go with the log rows: one statement
+                    stamp = ("modified_at", now, touched(s, rnd, now))
+                    await update_rows(await driver(s), LOG, updates, stamp=stamp)
+                updates.clear()
             # Leads and activities went in as multi-row INSERTs, unseen by the ORM's tracking.
             done = [(it, results[it.index]) for it in fresh]
             record(s.sync_session, intake_changes(done, now))

@@ -371,6 +371,33 @@ async def test_array_update_sets_each_row_by_its_id_and_leaves_the_others(pg: Da
     ]
 
 
+async def test_array_update_stamps_the_rows_of_other_tables_it_is_given(pg: Database) -> None:
+    """With `stamp`, one column of the rows of other tables (by id) is set in the same
+    statement; with no rows of its own, the stamp is still written."""
+    then, now, later = T0, T0 + timedelta(hours=1), T0 + timedelta(hours=2)
+    lead = {"title": "x", "status": "NEW", "status_semantic": "process", "source": "CALL"}
+    leads = cast(Table, Lead.__table__)
+    async with pg.transaction() as s:
+        conn = await driver(s)
+        log_ids = [
+            r["id"] for r in await insert_rows(conn, LOG, [_log_row("a", then)], returning=("id",))
+        ]
+        stamps = {"created_at": then, "modified_at": then}
+        lead_ids = [
+            r["id"]
+            for r in await insert_rows(
+                conn, leads, [dict(lead) for _ in range(3)], same=stamps, returning=("id",)
+            )
+        ]
+        rows = [{"id": log_ids[0], "outcome": "new_lead"}]
+        await update_rows(conn, LOG, rows, stamp=("modified_at", now, {leads: lead_ids[::2]}))
+        await update_rows(conn, LOG, [], stamp=("modified_at", later, {leads: lead_ids[1:2]}))
+    async with pg.read() as s:
+        assert list(await s.scalars(select(LOG.c.outcome))) == ["new_lead"]
+        stamped = dict(list(await s.execute(select(Lead.id, Lead.modified_at))))
+    assert [stamped[i] for i in lead_ids] == [now, later, now]
+
+
 async def test_round_robin_picks_follow_the_rotation_on_both_backends(db: Database) -> None:
     async with db.transaction() as s:
         reps = [Rep(name=f"Rep {k}") for k in range(4)]
