@@ -188,51 +188,102 @@ async def insert_rows(
     names the unique columns; the `returning` columns of the rows written."""
     if not rows:
         return []
-    names = tuple(rows[0])
-    filled, defaults = _filled(table, rows[0], same or {})
-    sql = _insert_sql(table, names, filled, tuple(skip_conflicts_on), tuple(returning))
-    args = [await _records(conn, table, names, rows), *defaults]
+    sql, args = await _insert(conn, table, rows, tuple(skip_conflicts_on), tuple(returning), same)
     if not returning:
         await conn.execute(sql, *args)
         return []
     return list(await conn.fetch(sql, *args))
 
 
-async def update_rows(
+async def _insert(
     conn: Any,
     table: Table,
     rows: Sequence[dict[str, Any]],
-    key: str = "id",
-    *,
-    stamp: tuple[str, Any, Mapping[Table, Sequence[int]]] | None = None,
+    conflict: tuple[str, ...],
+    returning: tuple[str, ...],
+    same: Mapping[str, Any] | None,
+) -> tuple[str, list[Any]]:
+    names = tuple(rows[0])
+    filled, defaults = _filled(table, rows[0], same or {})
+    sql = _insert_sql(table, names, filled, conflict, returning)
+    return sql, [await _records(conn, table, names, rows), *defaults]
+
+
+async def update_rows(
+    conn: Any, table: Table, rows: Sequence[dict[str, Any]], key: str = "id"
 ) -> None:
     """UPDATE the row of each `key` value with the other values of its dict (all with the
-    same keys), in one statement. `stamp` (column, value, ids by table): that column set to
-    that value on the rows of those ids in other tables, in the same statement."""
-    column, value, stamped = stamp if stamp is not None else ("", None, {})
-    tables = tuple(t for t, ids in stamped.items() if ids)
-    if not rows:
-        for t in tables:
-            sql = f"UPDATE {t.name} SET {column} = $1 WHERE id = ANY($2::int[])"
-            await conn.execute(sql, value, stamped[t])
-        return
-    sql = _update_sql(table, tuple(rows[0]), key, column, tables)
-    ids = [stamped[t] for t in tables]
-    stamps = [value, *ids] if tables else []
-    await conn.execute(sql, await _records(conn, table, list(rows[0]), rows), *stamps)
+    same keys), in one statement."""
+    if rows:
+        await conn.execute(*await _update(conn, table, rows, key))
+
+
+async def _update(
+    conn: Any, table: Table, rows: Sequence[dict[str, Any]], key: str
+) -> tuple[str, list[Any]]:
+    names = list(rows[0])
+    sets = ", ".join(f"{c} = u.{c}" for c in names if c != key)
+    sql = f"UPDATE {table.name} AS t SET {sets} FROM unnest($1::{table.name}[]) AS u"
+    return f"{sql} WHERE t.{key} = u.{key}", [await _records(conn, table, names, rows)]
+
+
+class Together:
+    """Array writes (`insert`, `update`, `stamp`) gathered to go as one statement (`send`):
+    one round trip, one execution. All but the last go as data-modifying WITH queries; they
+    all see the database as the statement found it, so none may depend on another's rows but
+    through foreign keys (checked at the statement's end, as triggers fire)."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._args: list[Any] = []
+
+    async def insert(
+        self,
+        conn: Any,
+        table: Table,
+        rows: Sequence[dict[str, Any]],
+        *,
+        same: Mapping[str, Any] | None = None,
+    ) -> None:
+        """`insert_rows` of these rows, without conflicts skipped nor rows returned."""
+        if rows:
+            self._add(*await _insert(conn, table, rows, (), (), same))
+
+    async def update(
+        self, conn: Any, table: Table, rows: Sequence[dict[str, Any]], key: str = "id"
+    ) -> None:
+        """`update_rows` of these rows."""
+        if rows:
+            self._add(*await _update(conn, table, rows, key))
+
+    def stamp(self, table: Table, column: str, value: Any, ids: Sequence[int]) -> None:
+        """`column` set to `value` on the rows of these ids."""
+        if ids:
+            sql = f"UPDATE {table.name} SET {column} = $1 WHERE id = ANY($2::int[])"
+            self._add(sql, [value, list(ids)])
+
+    def _add(self, sql: str, args: list[Any]) -> None:
+        self._parts.append(sql)
+        self._args.extend(args)
+
+    async def send(self, conn: Any) -> None:
+        if self._parts:
+            await conn.execute(_together(tuple(self._parts)), *self._args)
+        self._parts.clear()
+        self._args.clear()
 
 
 @cache
-def _update_sql(
-    table: Table, names: tuple[str, ...], key: str, column: str, stamped: tuple[Table, ...]
-) -> str:
-    """`update_rows`' statement: the rows from the array $1; then, for each table of
-    `stamped`, a data-modifying WITH query setting `column` to $2 on the ids in its array."""
-    sets = ", ".join(f"{c} = u.{c}" for c in names if c != key)
-    sql = f"UPDATE {table.name} AS t SET {sets} FROM unnest($1::{table.name}[]) AS u"
-    sql += f" WHERE t.{key} = u.{key}"
-    stamps = [
-        f"s{k} AS (UPDATE {t.name} SET {column} = $2 WHERE id = ANY(${k + 3}::int[]))"
-        for k, t in enumerate(stamped)
-    ]
-    return f"WITH {', '.join(stamps)} {sql}" if stamps else sql
+def _together(parts: tuple[str, ...]) -> str:
+    """One statement of these (each with its parameters from $1): the last as the statement,
+    the others as WITH queries before it, their parameters numbered on."""
+    offset = 0
+    out = []
+    for sql in parts:
+        numbers = [int(n) for n in re.findall(r"\$(\d+)", sql)]
+        out.append(re.sub(r"\$(\d+)", lambda m, k=offset: f"${int(m.group(1)) + k}", sql))
+        offset += max(numbers, default=0)
+    *first, last = out
+    if not first:
+        return last
+    return "WITH " + ", ".join(f"w{k} AS ({sql})" for k, sql in enumerate(first)) + f" {last}"

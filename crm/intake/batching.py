@@ -21,7 +21,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.bulk import driver, insert_rows, update_rows
+from crm.bulk import Together, driver, insert_rows
 from crm.changes import Change
 from crm.config import CrmConfig
 from crm.db import Database, among, is_pg
@@ -167,16 +167,20 @@ class Intake:
                         s, self.db, self.config, item, rnd, now, updates
                     )
                 await s.flush()
-                await rnd.sink.flush(s)
                 # Per round: a later round's event may be in the thread of one of these (a
                 # call's final stage after its ringing one) and finds it through the log row.
                 if self.db.is_sqlite:
+                    await rnd.sink.flush(s)
                     await write_touched(s, rnd, now)
                     if updates:
                         await s.execute(update(InboundEventLog), updates)
-                else:  # the records' modified_at go with the log rows: one statement
-                    stamp = ("modified_at", now, touched(s, rnd, now))
-                    await update_rows(await driver(s), LOG, updates, stamp=stamp)
+                else:  # the round's rows, modified_at and log rows: one statement
+                    conn, out = await driver(s), Together()
+                    await rnd.sink.flush(s, out)
+                    for table, ids in touched(s, rnd, now).items():
+                        out.stamp(table, "modified_at", now, ids)
+                    await out.update(conn, LOG, updates)
+                    await out.send(conn)
                 updates.clear()
             # Leads and activities went in as multi-row INSERTs, unseen by the ORM's tracking.
             done = [(it, results[it.index]) for it in fresh]
