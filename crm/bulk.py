@@ -279,10 +279,13 @@ def _together(parts: tuple[str, ...]) -> str:
     the others as WITH queries before it, their parameters numbered on."""
     offset = 0
     out = []
+
+    def shifted(m: re.Match[str]) -> str:
+        return f"${int(m.group(1)) + offset}"
+
     for sql in parts:
-        numbers = [int(n) for n in re.findall(r"\$(\d+)", sql)]
-        out.append(re.sub(r"\$(\d+)", lambda m, k=offset: f"${int(m.group(1)) + k}", sql))
-        offset += max(numbers, default=0)
+        out.append(re.sub(r"\$(\d+)", shifted, sql))
+        offset += max((int(n) for n in re.findall(r"\$(\d+)", sql)), default=0)
     *first, last = out
     if not first:
         return last
