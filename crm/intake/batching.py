@@ -23,14 +23,14 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.bulk import Together, driver
+from crm.bulk import Together, driver, fetch
 from crm.changes import Change
 from crm.config import CrmConfig
 from crm.db import Database, among, is_pg
 from crm.dto import IntakeResult
 from crm.ids import IdAllocator
 from crm.intake.apply import apply_item, touched, write_touched
-from crm.intake.outcomes import duplicate_result, repeated, stored_outcome
+from crm.intake.outcomes import Logged, duplicate_result, repeated, stored_outcome
 from crm.intake.outcomes import result as intake_result
 from crm.intake.rounds import Item, decide_items, prepare_round, split
 from crm.models import InboundEventLog, utcnow
@@ -213,7 +213,7 @@ class Intake:
         stays the last word."""
         keys = [f"event:{c}:{x}" for c, x in (item.key for item in items)]
         await self.db.lock_identities(s, keys + [k for it in items for k in it.lock_keys()])
-        logged = await _log_rows_of(s, [item.key for item in items])
+        logged = await _logged_of(s, [item.key for item in items])
         for item in items:
             if item.key in logged:
                 results[item.index] = duplicate_result(logged[item.key])
@@ -366,6 +366,29 @@ async def _log_rows_of(
     rows = await s.scalars(_log_rows_by_keys(is_pg(s)), params)
     wanted = set(keys)
     return {k: r for r in rows if (k := (r.channel, r.external_id)) in wanted}
+
+
+# The log rows of the parameters' (channel, external id) pairs (cross pairs too), with what a
+# duplicate's answer reads of them.
+_LOGGED = (
+    "SELECT channel, external_id, id, outcome, lead_id, deal_id, contact_id, company_id,"
+    f" activity_id FROM {LOG.name}"
+    " WHERE channel = ANY($1::varchar[]) AND external_id = ANY($2::varchar[])"
+)
+
+
+async def _logged_of(
+    s: AsyncSession, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], Logged]:
+    """PostgreSQL: `_log_rows_of` straight through asyncpg, the columns an answer needs
+    alone (not the payload, nor ORM objects)."""
+    channels, external_ids = sorted({c for c, _ in keys}), sorted({x for _, x in keys})
+    wanted = set(keys)
+    return {
+        (r[0], r[1]): Logged(*r[2:])
+        for r in await fetch(s, _LOGGED, channels, external_ids)
+        if (r[0], r[1]) in wanted
+    }
 
 
 async def _logged(s: AsyncSession, event: InboundEvent) -> InboundEventLog | None:
