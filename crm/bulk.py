@@ -214,21 +214,16 @@ async def update_rows(
 ) -> None:
     """UPDATE the row of each `key` value with the other values of its dict (all with the
     same keys), in one statement."""
-    if rows:
-        await conn.execute(*await _update(conn, table, rows, key))
-
-
-async def _update(
-    conn: Any, table: Table, rows: Sequence[dict[str, Any]], key: str
-) -> tuple[str, list[Any]]:
+    if not rows:
+        return
     names = list(rows[0])
     sets = ", ".join(f"{c} = u.{c}" for c in names if c != key)
     sql = f"UPDATE {table.name} AS t SET {sets} FROM unnest($1::{table.name}[]) AS u"
-    return f"{sql} WHERE t.{key} = u.{key}", [await _records(conn, table, names, rows)]
+    await conn.execute(f"{sql} WHERE t.{key} = u.{key}", await _records(conn, table, names, rows))
 
 
 class Together:
-    """Array writes (`insert`, `update`, `stamp`) gathered to go as one statement (`send`):
+    """Array writes (`insert`, `stamp`) gathered to go as one statement (`send`):
     one round trip, one execution. All but the last go as data-modifying WITH queries; they
     all see the database as the statement found it, so none may depend on another's rows but
     through foreign keys (checked at the statement's end, as triggers fire)."""
@@ -248,13 +243,6 @@ class Together:
         """`insert_rows` of these rows, without conflicts skipped nor rows returned."""
         if rows:
             self._add(*await _insert(conn, table, rows, (), (), same))
-
-    async def update(
-        self, conn: Any, table: Table, rows: Sequence[dict[str, Any]], key: str = "id"
-    ) -> None:
-        """`update_rows` of these rows."""
-        if rows:
-            self._add(*await _update(conn, table, rows, key))
 
     def stamp(self, table: Table, column: str, value: Any, ids: Sequence[int]) -> None:
         """`column` set to `value` on the rows of these ids."""

@@ -374,15 +374,15 @@ async def test_array_update_sets_each_row_by_its_id_and_leaves_the_others(pg: Da
 async def test_writes_together_are_one_statement_that_writes_what_each_would(
     pg: Database,
 ) -> None:
-    """Inserts of parents and their children, an update and a stamp of other rows, sent as
-    one statement: each table ends as the statements one by one would leave it."""
+    """Inserts of parents and their children and a stamp of other rows, sent as one
+    statement: each table ends as the statements one by one would leave it."""
     then, now = T0, T0 + timedelta(hours=1)
     leads = cast(Table, Lead.__table__)
     lead = {"title": "x", "status": "NEW", "status_semantic": "process", "source": "CALL"}
     stamps = {"created_at": then, "modified_at": then}
     async with pg.transaction() as s:
         conn = await driver(s)
-        log_id = (await insert_rows(conn, LOG, [_log_row("a", then)], returning=("id",)))[0][0]
+        await insert_rows(conn, LOG, [_log_row("a", then)])
         lead_ids = [
             r[0]
             for r in await insert_rows(
@@ -398,11 +398,12 @@ async def test_writes_together_are_one_statement_that_writes_what_each_would(
         await out.insert(conn, TIMELINE, [], same={"at": now})  # nothing: no part
         out.stamp(leads, "modified_at", now, lead_ids[::2])
         out.stamp(leads, "title", "none", [])
-        await out.update(conn, LOG, [{"id": log_id, "outcome": "new_lead", "lead_id": 7}])
+        await out.insert(conn, LOG, [_log_row("b", now) | {"outcome": "new_lead", "lead_id": 7}])
         await out.send(conn)
         await out.send(conn)  # sent: nothing left
     async with pg.read() as s:
-        assert list(await s.execute(select(LOG.c.outcome, LOG.c.lead_id))) == [("new_lead", 7)]
+        logged = list(await s.execute(select(LOG.c.external_id, LOG.c.outcome, LOG.c.lead_id)))
+        assert sorted(logged) == [("a", "processing", None), ("b", "new_lead", 7)]
         modified = dict(list(await s.execute(select(Lead.id, Lead.modified_at))))
         owners = set(await s.scalars(select(ActivityBinding.owner_id)))
         assert await s.scalar(select(Activity.kind).where(Activity.id == 9001)) == "call"
