@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.bulk import driver, insert_rows
+from crm.bulk import Together, driver, insert_rows
 from crm.dto import (
     Actor,
 )
@@ -56,9 +56,10 @@ class RowSink:
         encoding."""
         self._rows[(model, tuple(shared.items()) if shared else ())].append(values)
 
-    async def flush(self, session: AsyncSession) -> None:
+    async def flush(self, session: AsyncSession, together: Together | None = None) -> None:
         """Parents before children (the tables' foreign-key order); one statement per table,
-        set of columns given and shared values."""
+        set of columns given and shared values. On PostgreSQL with `together`: added to it,
+        to go with other writes in one statement."""
         order = _table_order()
         conn = await driver(session) if session.get_bind().dialect.name == "postgresql" else None
         for model, shared in sorted(self._rows, key=lambda k: order[k[0].__table__]):
@@ -67,7 +68,9 @@ class RowSink:
             for row in self._rows[(model, shared)]:
                 shapes[tuple(row)].append(row)
             for rows in shapes.values():
-                if conn is not None:
+                if conn is not None and together is not None:
+                    await together.insert(conn, model.__table__, rows, same=same)
+                elif conn is not None:
                     await insert_rows(conn, model.__table__, rows, same=same)
                 else:
                     await session.execute(insert(model.__table__), [row | same for row in rows])
