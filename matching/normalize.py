@@ -47,7 +47,7 @@ def _region(region: str | None) -> str | None:
     return (region.strip().upper() or None) if region else None
 
 
-# "+" and digits, the form a PBX sends: `_parse_plus` reads it without phonenumbers' search for
+# "+" and digits, the form a PBX sends: `_plus_number` reads it without phonenumbers' search for
 # a number in free text, extensions and non-ASCII digits. From 3 digits on (shorter ones take
 # phonenumbers' own path); a leading 0 is no country code.
 _PLUS_DIGITS = re.compile(r"\+[1-9][0-9]{2,16}")
@@ -98,9 +98,13 @@ def _parse_plus(text: str, region: str | None) -> phonenumbers.PhoneNumber | Non
     if not _PLUS_PATH or not _PLUS_DIGITS.fullmatch(text):
         return None
     split = _split_code(text)
-    if split is None:
-        return None
-    country_code, national = split
+    return None if split is None else _plus_number(*split, region)
+
+
+def _plus_number(
+    country_code: int, national: str, region: str | None
+) -> phonenumbers.PhoneNumber | None:
+    """`_parse_plus` once the country code is split off (`region` as `_region` gives it)."""
     metadata = _plus_metadata(country_code, region)
     if metadata is None or len(national) < _MIN_LENGTH_FOR_NSN:
         return None
@@ -120,24 +124,41 @@ def _parse_plus(text: str, region: str | None) -> phonenumbers.PhoneNumber | Non
 @lru_cache(maxsize=8192)
 def normalize_phone(raw: str, region: str | None) -> PhoneNumber:
     """E.164 form of `raw`; national forms need `region` (ISO 3166 alpha-2, e.g. "DE")."""
-    if _PLUS_PATH and _PLUS_DIGITS.fullmatch(raw):
-        known = _plus_e164(raw, region)
-        if known is not None:
-            return known
-    return _normalize_phone(raw, region)
+    if not _PLUS_PATH or not _PLUS_DIGITS.fullmatch(raw):
+        return _normalize_phone(raw, region)
+    # "+" and digits (a PBX's form), the country code split off once: the number as its own
+    # E.164 form, else phonenumbers' steps for it (a national prefix to strip, a leading
+    # zero), else its free-text parse; `_normalize_phone`'s answer every way.
+    split = _split_code(raw)
+    if split is None:
+        return _read(raw, raw, _region(region), None)
+    country_code, national = split
+    known = _own_e164(raw, region, country_code, national)
+    if known is not None:
+        return known
+    parse_region = _region(region)
+    return _read(raw, raw, parse_region, _plus_number(country_code, national, parse_region))
 
 
 def _normalize_phone(raw: str, region: str | None) -> PhoneNumber:
-    if is_withheld(raw):
-        return PhoneNumber(raw, None)
+    """`normalize_phone` by the whole path: what any number, "+" and digits too, reads as."""
     text = raw.strip()
+    if text.casefold() in _WITHHELD:  # `is_withheld`
+        return PhoneNumber(raw, None)
     if text[:4].casefold() == "tel:" and ";phone-context=" not in text.casefold():
         text = text[4:]
     parse_region = _region(region)
-    number = _parse_plus(text, parse_region)
+    return _read(raw, text, parse_region, _parse_plus(text, parse_region))
+
+
+def _read(
+    raw: str, text: str, region: str | None, number: phonenumbers.PhoneNumber | None
+) -> PhoneNumber:
+    """`raw` in the E.164 form of `number`, phonenumbers' steps' reading of `text` (None:
+    its free-text parse reads `text` in `region`), when that is a number to call back."""
     if number is None:
         try:
-            number = phonenumbers.parse(text, parse_region)
+            number = phonenumbers.parse(text, region)
         except NumberParseException:
             return PhoneNumber(raw, None)
     # IS_POSSIBLE_LOCAL_ONLY ("12" in DE) is a dialling fragment, not someone to call back.
@@ -157,16 +178,12 @@ _PREFIXES_KEPT = 4096
 _POSSIBLE: dict[tuple[int, int], bool] = {}
 
 
-def _plus_e164(raw: str, region: str | None) -> PhoneNumber | None:
-    """`_normalize_phone(raw, region)` for "+" and digits where `_parse_plus` would take them
-    as they are (no national prefix to strip, no leading zero): such a number, when possible
-    and valid, is its own E.164 form; whether it is possible depends on its country code and
-    length alone, looked up once. None: `_normalize_phone` answers (a randomized test holds
-    the two equal)."""
-    split = _split_code(raw)
-    if split is None:
-        return None
-    country_code, national = split
+def _own_e164(raw: str, region: str | None, country_code: int, national: str) -> PhoneNumber | None:
+    """`_normalize_phone(raw, region)` for "+" and digits split into `country_code` and
+    `national` where `_plus_number` would take them as they are (no national prefix to strip,
+    no leading zero): such a number, when possible and valid, is its own E.164 form; whether
+    it is possible depends on its country code and length alone, looked up once. None: the
+    rest of the path answers (a randomized test holds the two equal)."""
     if national[:1] in ("0", "") or not _MIN_LENGTH_FOR_NSN <= len(national) <= _MAX_LENGTH_FOR_NSN:
         return None
     key = (country_code, region)
@@ -189,8 +206,15 @@ def _plus_e164(raw: str, region: str | None) -> PhoneNumber | None:
     return PhoneNumber(raw, raw, None)
 
 
+def _plus_e164(raw: str, region: str | None) -> PhoneNumber | None:
+    """`_own_e164` of a whole "+" and digits number (its country code split off here): the
+    form the randomized tests hold against `_normalize_phone`."""
+    split = _split_code(raw)
+    return None if split is None else _own_e164(raw, region, *split)
+
+
 def _national_prefix(country_code: int, region: str | None) -> re.Pattern[str] | None:
-    """The national prefix pattern `_parse_plus` strips for `country_code` read in `region`
+    """The national prefix pattern `_plus_number` strips for `country_code` read in `region`
     (the metadata it picks); a pattern that matches everything when it has no metadata."""
     metadata = _plus_metadata(country_code, region)
     if metadata is None:

@@ -394,6 +394,45 @@ def test_a_pbx_number_is_its_own_e164() -> None:
     assert normalize_phone("+49 30 123456", "DE").e164 == "+4930123456"
 
 
+@pytest.mark.parametrize(
+    ("text", "region", "e164"),
+    [
+        ("+4930123456", "DE", "+4930123456"),  # its own E.164 form
+        ("+49030123456", "DE", "+4930123456"),  # a national prefix to strip
+        ("+390612345678", None, "+390612345678"),  # an Italian leading zero
+        ("+3511", "DE", None),  # too short for phonenumbers' steps: its free-text parse
+        ("+999123456", "DE", None),  # no country code
+    ],
+)
+def test_each_way_of_the_plus_path(text: str, region: str | None, e164: str | None) -> None:
+    """`normalize_phone` splits a "+" and digits number's country code once and answers by
+    one of these ways; each as the whole path and phonenumbers alone answer."""
+    from matching.normalize import _normalize_phone
+
+    phone = normalize_phone.__wrapped__(text, region)
+    assert phone.e164 == e164
+    assert phone == _normalize_phone(text, region)
+    assert (phone.e164, phone.extension) == _reference(text, region)
+
+
+@settings(max_examples=2000)
+@given(
+    st.one_of(st.sampled_from(_CODES), st.integers(1, 999)).flatmap(
+        lambda code: st.text("0123456789", max_size=18).map(lambda tail: f"+{code}{tail}")
+    ),
+    st.sampled_from(_ALL_REGIONS),
+)
+def test_plus_numbers_read_by_normalize_phone_as_by_the_whole_path(
+    text: str, region: str | None
+) -> None:
+    """`normalize_phone`'s "+" and digits path (its own E.164 form, else phonenumbers' steps
+    for it, else its free-text parse) against `_normalize_phone`, under every country code
+    (and codes that are none) and region."""
+    from matching.normalize import _normalize_phone
+
+    assert normalize_phone.__wrapped__(text, region) == _normalize_phone(text, region)
+
+
 # A bare address skips parseaddr: it must be read as parseaddr reads it.
 @given(st.text(alphabet="aZ09_%+-.@ <>\"(),;:[]\\'!#", max_size=24))
 def test_bare_address_path_reads_as_parseaddr(text: str) -> None:
