@@ -17,11 +17,12 @@ from datetime import datetime
 from functools import cache
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.bulk import driver, insert_rows, update_rows
+from crm.bulk_sqlite import Writes
 from crm.changes import Change
 from crm.config import CrmConfig
 from crm.db import Database, among, is_pg
@@ -173,7 +174,9 @@ class Intake:
                 # call's final stage after its ringing one) and finds it through the log row.
                 if updates:
                     if self.db.is_sqlite:
-                        await s.execute(update(InboundEventLog), updates)
+                        writes = Writes()
+                        writes.update(LOG, updates)
+                        await writes.run(s)
                     else:
                         await update_rows(await driver(s), LOG, updates)
                     updates.clear()
@@ -207,12 +210,9 @@ class Intake:
         ]
         unique = ("channel", "external_id")
         if self.db.is_sqlite:
-            stmt = (
-                self.db.insert(InboundEventLog)
-                .on_conflict_do_nothing(index_elements=list(unique))
-                .returning(InboundEventLog.id, InboundEventLog.channel, InboundEventLog.external_id)
-            )
-            written = list(await s.execute(stmt, rows))
+            writes = Writes()
+            writes.insert(LOG, rows, skip_conflicts_on=unique, returning=("id", *unique))
+            written = (await writes.run(s))[0]
         else:
             written = await insert_rows(
                 await driver(s),

@@ -10,10 +10,11 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.bulk import driver, insert_rows
+from crm.bulk_sqlite import Writes
 from crm.dto import (
     Actor,
 )
@@ -61,6 +62,7 @@ class RowSink:
         set of columns given and shared values."""
         order = _table_order()
         conn = await driver(session) if session.get_bind().dialect.name == "postgresql" else None
+        writes = Writes()  # SQLite: every statement in one trip to the connection's thread
         for model, shared in sorted(self._rows, key=lambda k: order[k[0].__table__]):
             same = dict(shared)
             shapes: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
@@ -70,8 +72,9 @@ class RowSink:
                 if conn is not None:
                     await insert_rows(conn, model.__table__, rows, same=same)
                 else:
-                    await session.execute(insert(model.__table__), [row | same for row in rows])
+                    writes.insert(model.__table__, rows, same=same)
         self._rows.clear()
+        await writes.run(session)
 
 
 def _put(session: AsyncSession, sink: RowSink | None, model: Any, **values: Any) -> None:
