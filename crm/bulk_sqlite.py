@@ -151,14 +151,35 @@ class Writes:
         self._returning = 0
         if not steps:
             return results
-        conn = await _driver(session)
-        try:
-            await conn._execute(_run, conn._conn, steps, results)
-        except sqlite3.Error as exc:
-            # As SQLAlchemy raises it (an IntegrityError, an OperationalError, …).
-            sql, params = getattr(exc, "leadbot_step", ("", None))
-            raise DBAPIError.instance(sql, params, exc, sqlite3.Error, dialect=_DIALECT) from exc
+        await _in_thread(session, _run, steps, results)
         return results
+
+
+async def fetch(session: AsyncSession, sql: str, *params: Any) -> list[Any]:
+    """The rows of one statement (`?` parameters) in the session's transaction, in one trip
+    to the connection's thread: for reads whose plain columns need none of SQLAlchemy's
+    compiling or result processing. (Like the writes, it does not flush the session.)"""
+    rows: list[Any] = await _in_thread(session, _fetch, sql, params)
+    return rows
+
+
+def _fetch(raw: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    try:
+        return raw.execute(sql, params).fetchall()
+    except sqlite3.Error as exc:
+        exc.leadbot_step = (sql, params)  # type: ignore[attr-defined]
+        raise
+
+
+async def _in_thread(session: AsyncSession, fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(the sqlite3 connection, *args)` in aiosqlite's thread; its sqlite3 errors raised
+    as SQLAlchemy raises them (an IntegrityError, an OperationalError, …)."""
+    conn = await _driver(session)
+    try:
+        return await conn._execute(fn, conn._conn, *args)
+    except sqlite3.Error as exc:
+        sql, params = getattr(exc, "leadbot_step", ("", None))
+        raise DBAPIError.instance(sql, params, exc, sqlite3.Error, dialect=_DIALECT) from exc
 
 
 def _run(
