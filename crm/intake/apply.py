@@ -8,15 +8,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import inspect, update
+from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstanceState
 from sqlalchemy.orm.attributes import set_committed_value
 
 from crm.bulk import driver
+from crm.bulk_sqlite import Writes
 from crm.changes import Change
 from crm.config import CrmConfig
-from crm.db import Database, one_of
+from crm.db import Database
 from crm.dto import IntakeResult
 from crm.intake.callmeta import merge_call_meta
 from crm.intake.handover import hand_over
@@ -500,14 +501,16 @@ class Apply:
 
 async def write_touched(s: AsyncSession, db: Database, rnd: Round, now: datetime) -> None:
     """The round's records an event went to get their modified_at: one UPDATE per table
-    (ids in order), and the change each would have recorded as an ORM update."""
+    (ids in order; SQLite: one per row, every table's in one trip), and the change each would
+    have recorded as an ORM update."""
     by_table: dict[Any, dict[int, Lead | Deal | Contact | Company]] = {}
     for row in rnd.touched:
         by_table.setdefault(type(row).__table__, {})[row.id] = row
     rnd.touched.clear()
+    writes = Writes()  # SQLite: around SQLAlchemy, every table's rows in one trip
     for table, rows in by_table.items():
         if db.is_sqlite:
-            await s.execute(update(table).where(one_of(table.c.id, rows)).values(modified_at=now))
+            writes.update(table, [{"id": i, "modified_at": now} for i in sorted(rows)])
         else:  # every round of every batch: straight through asyncpg, one constant statement
             sql = f"UPDATE {table.name} SET modified_at = $1 WHERE id = ANY($2::int[])"
             await (await driver(s)).execute(sql, now, sorted(rows))
@@ -519,3 +522,4 @@ async def write_touched(s: AsyncSession, db: Database, rnd: Round, now: datetime
                 for i, row in sorted(rows.items())
             ],
         )
+    await writes.run(s)
