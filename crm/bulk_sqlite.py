@@ -71,7 +71,7 @@ def _column_values(table: Table, name: str, values: list[Any]) -> list[Any]:
 
 
 def _rows(
-    table: Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]], same: Mapping[str, Any]
+    table: Table, names: Sequence[str], rows: Sequence[dict[str, Any]], same: Mapping[str, Any]
 ) -> list[tuple[Any, ...]]:
     """The parameters of each row: its own values, then the values every row shares."""
     columns = [_column_values(table, n, list(map(dict.get, rows, repeat(n)))) for n in names]

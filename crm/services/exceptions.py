@@ -167,13 +167,14 @@ async def exception_hits(s: AsyncSession, identities: Sequence[Identity]) -> lis
             list(values),
         )
     else:  # each column IN its own list, as `pairs_in` (cross pairs are dropped below)
-        kinds, values = sorted({k for k, _ in pairs}), sorted({v for _, v in pairs})
+        asked_kinds = sorted({k for k, _ in pairs})
+        asked_values = sorted({v for _, v in pairs})
         rows = await sqlite_fetch(
             s,
-            f"SELECT kind, value FROM exceptions WHERE kind IN ({_marks(kinds)})"
-            f" AND value IN ({_marks(values)})",
-            *kinds,
-            *values,
+            f"SELECT kind, value FROM exceptions WHERE kind IN ({_marks(asked_kinds)})"
+            f" AND value IN ({_marks(asked_values)})",
+            *asked_kinds,
+            *asked_values,
         )
     listed = {(k, v) for k, v in rows}
     return [i for i in wanted if (str(i.kind), i.value) in listed]

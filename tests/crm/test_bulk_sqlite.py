@@ -191,8 +191,8 @@ async def test_inserts_store_what_a_core_insert_stores(tmp_path: Path) -> None:
         finally:
             await db.dispose()
     core, raw = stored
-    for table, rows in core.items():
-        assert rows and raw[table] == rows, table
+    for table, written in core.items():
+        assert written and raw[table] == written, table
 
 
 async def test_values_the_rows_share_and_defaults_are_written_in_each(lite: Database) -> None:
