@@ -17,6 +17,7 @@ statements (SQLAlchemy's own execution would have flushed them).
 from __future__ import annotations
 
 import sqlite3
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
@@ -27,6 +28,7 @@ from sqlalchemy import Column, Table
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import SessionTransaction
 
 from crm.bulk import _defaults
 from crm.models import UtcDateTime
@@ -221,18 +223,19 @@ def _insert_sql(
     return sql
 
 
-_DRIVER = "crm.bulk_sqlite.driver"  # session.info: (the transaction, its aiosqlite connection)
+# Each transaction's aiosqlite connection, kept for its later calls (asking the session
+# again costs greenlet-bridged calls) and gone with it.
+_DRIVERS: weakref.WeakKeyDictionary[SessionTransaction, Any] = weakref.WeakKeyDictionary()
 
 
 async def _driver(session: AsyncSession) -> Any:
     """The aiosqlite connection under the session's transaction, the transaction begun
-    (SQLAlchemy sends BEGIN IMMEDIATE when it takes the connection). Kept for the
-    transaction's later calls, as `crm.bulk.driver` keeps asyncpg's."""
-    held = session.info.get(_DRIVER)
+    (SQLAlchemy sends BEGIN IMMEDIATE when it takes the connection)."""
     txn = session.sync_session.get_transaction()
-    if held is not None and txn is not None and held[0] is txn and txn.is_active:
-        return held[1]
-    conn = await session.connection()
-    raw = await conn.get_raw_connection()
-    session.info[_DRIVER] = (session.sync_session.get_transaction(), raw.driver_connection)
+    if txn is not None and txn.is_active and (known := _DRIVERS.get(txn)) is not None:
+        return known
+    raw = await (await session.connection()).get_raw_connection()
+    begun = session.sync_session.get_transaction()
+    assert begun is not None
+    _DRIVERS[begun] = raw.driver_connection
     return raw.driver_connection

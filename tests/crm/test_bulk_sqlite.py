@@ -3,8 +3,10 @@ UPDATE store, byte for byte, in the session's transaction."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, cast
@@ -35,6 +37,17 @@ BERLIN = timezone(timedelta(hours=1))
 
 def _table(model: Any) -> Table:
     return cast(Table, model.__table__)
+
+
+@asynccontextmanager
+async def _fresh(path: Path) -> AsyncIterator[Database]:
+    """A new SQLite database in `path`."""
+    await asyncio.to_thread(path.mkdir)
+    db = await open_db("sqlite", path, None)
+    try:
+        yield db
+    finally:
+        await db.dispose()
 
 
 @pytest.fixture
@@ -173,23 +186,17 @@ async def _stored(s: AsyncSession, table: Table) -> list[tuple[Any, ...]]:
 async def test_inserts_store_what_a_core_insert_stores(tmp_path: Path) -> None:
     stored = []
     for way in ("core", "raw"):
-        path = tmp_path / way
-        path.mkdir()
-        db = await open_db("sqlite", path, None)
-        try:
+        async with _fresh(tmp_path / way) as db:
             async with db.transaction() as s:
-                if way == "core":
-                    for model, rows in _rows().items():
+                writes = Writes()
+                for model, rows in _rows().items():
+                    if way == "core":
                         await s.execute(insert(_table(model)), rows)
-                else:
-                    writes = Writes()
-                    for model, rows in _rows().items():
+                    else:
                         writes.insert(_table(model), rows)
-                    await writes.run(s)
+                await writes.run(s)
             async with db.read() as s:
                 stored.append({m.__tablename__: await _stored(s, _table(m)) for m in _rows()})
-        finally:
-            await db.dispose()
     core, raw = stored
     for table, written in core.items():
         assert written and raw[table] == written, table
@@ -241,19 +248,15 @@ async def test_updates_set_each_row_by_its_id_as_the_orm_s_bulk_update(tmp_path:
     ]
     stored = []
     for way in ("orm", "raw"):
-        path = tmp_path / way
-        path.mkdir()
-        db = await open_db("sqlite", path, None)
-        try:
+        async with _fresh(tmp_path / way) as db:
             async with db.transaction() as s:
                 await s.execute(insert(log), [*_rows()[InboundEventLog], _log(3)])
             async with db.transaction() as s:
+                writes = Writes()
                 if way == "orm":
                     await s.execute(update(InboundEventLog), changes)
-                else:
-                    writes = Writes()
-                    writes.update(log, changes)
-                    await writes.run(s)
+                writes.update(log, changes if way == "raw" else [])
+                await writes.run(s)
             async with db.read() as s:
                 stored.append(await _stored(s, log))
                 got = await s.execute(
@@ -266,8 +269,6 @@ async def test_updates_set_each_row_by_its_id_as_the_orm_s_bulk_update(tmp_path:
                     ("new_lead", 7),
                     ("processing", None),
                 ]
-        finally:
-            await db.dispose()
     assert stored[0] == stored[1]
 
 
