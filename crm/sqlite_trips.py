@@ -20,7 +20,6 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_cursor,
 )
-from sqlalchemy.util import EMPTY_DICT
 
 
 class _Ran:
@@ -59,12 +58,11 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     __slots__ = ()
     _awaitable_cursor_close = False  # nothing left open: closing is no trip
 
-    def __init__(self, adapt_connection: Any) -> None:
-        self._adapt_connection = adapt_connection
-        self._connection = adapt_connection._connection
-        self._cursor = _Ran()  # type: ignore[assignment]
-        self._soft_closed_memoized = EMPTY_DICT
-        self._rows = collections.deque()
+    def _make_new_cursor(self, connection: Any) -> Any:
+        return _Ran()  # no trip for a cursor: the statement's trip makes its own
+
+    def _aenter_cursor(self, cursor: Any) -> Any:
+        return cursor
 
     async def _execute_async(self, operation: Any, parameters: Any) -> Any:
         await self._run(operation, parameters, many=False)
@@ -88,8 +86,13 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     _cursor_cls = OneTripCursor
 
 
+# The adapter's hooks this relies on (SQLAlchemy 2.1's); without them the adapter is left as is.
+_HOOKS = ("_make_new_cursor", "_aenter_cursor", "_execute_async", "_executemany_async")
+_FITS = all(hasattr(AsyncAdapt_aiosqlite_cursor, h) for h in _HOOKS)
+
+
 def one_trip(dbapi_connection: Any) -> None:
     """Make a new connection of SQLAlchemy's aiosqlite adapter run its statements in one trip
     each (from the engine's "connect" event)."""
-    if type(dbapi_connection) is AsyncAdapt_aiosqlite_connection:
+    if _FITS and type(dbapi_connection) is AsyncAdapt_aiosqlite_connection:
         dbapi_connection.__class__ = OneTripConnection
