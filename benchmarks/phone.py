@@ -662,13 +662,6 @@ def lookup_lines(figures: LookupFigures) -> tuple[list[str], list[str]]:
     return rows + lookup_rows_, notes
 
 
-async def lookup_report(
-    quick: bool = False, postgres_only: bool = False
-) -> tuple[list[str], list[str]]:
-    """The caller lookup's rows and notes (with the machine's own baselines)."""
-    return lookup_lines(await run_lookups(quick, postgres_only))
-
-
 def lookup_goals(figures: LookupFigures) -> list[Goal]:
     """Per backend, p99 at the rate (worst of the runs) of the goal's reading — random numbers
     over all contacts: with the cache on by default nearly all misses at 1,000,000 contacts —
@@ -710,37 +703,54 @@ def lookup_goals(figures: LookupFigures) -> list[Goal]:
 
 async def report(quick: bool = False) -> Section:
     """The markdown section `benchmarks.run` prints, with its goal rows."""
-    hooks = await run()
-    lookups = await run_lookups(quick)
-    lookup_table, lookup_notes = lookup_lines(lookups)
-    rate = hooks["rate"]
-    rows = [
-        _row("bare aiohttp handler (baseline)", hooks["bare"]),
-        _row(f"… at {rate}/s", hooks["bare_at_rate"]),
-    ]
-    ratios, notes = [], []
-    for name, label in (
-        ("replay", "generic webhook, one signed body replayed (duplicates)"),
-        ("unique_redis", "generic webhook, unique events → Redis Streams"),
-        ("unique_inline", "generic webhook, unique events, intake in the same process"),
-    ):
-        if name in hooks:
-            rows += [_row(label, hooks[name]), _row(f"… at {rate}/s", hooks[f"{name}_at_rate"])]
-            ratios.append(
-                f"{hooks[f'{name}_ratio']} ({name.replace('_', ', ')}; by CPU per request "
-                f"{hooks[f'{name}_cpu_ratio']})"
-            )
-            if f"{name}_note" in hooks:
-                notes.append(f"{name}: {hooks[f'{name}_note']}.")
-    text = "\n".join(
-        [
-            "### Phone channel (wrk, 2 threads, 32 connections, 5 s per webhook run and "
-            f"{LOOKUP_SECONDS:.0f} s per lookup run; webhooks on SQLite)",
-            "",
-            "| endpoint | requests/s | p50 ms | p99 ms | errors | server CPU µs/request |",
-            "|---|---:|---:|---:|---:|---:|",
-            *rows,
-            *lookup_table,
+    return _section(await run(), await run_lookups(quick))
+
+
+async def webhook_report(quick: bool = False) -> Section:
+    """`benchmarks.run --only phone.webhook`: the webhook runs alone."""
+    return _section(await run(), None)
+
+
+async def lookup_report(quick: bool = False) -> Section:
+    """`benchmarks.run --only phone.lookup`: the caller lookup runs alone."""
+    return _section(None, await run_lookups(quick))
+
+
+async def lookup_postgres_report(quick: bool = False) -> Section:
+    """`benchmarks.run --only phone.lookup-postgres`: the caller lookup on PostgreSQL alone."""
+    return _section(None, await run_lookups(quick, postgres_only=True))
+
+
+def _section(hooks: dict[str, Any] | None, lookups: LookupFigures | None) -> Section:
+    """The section of the webhook runs (`run`) and of the lookup runs (`run_lookups`), or
+    of either alone (None: not run)."""
+    rows: list[str] = []
+    webhook_text: list[str] = []
+    goals: list[Goal] = []
+    if hooks is not None:
+        rate = hooks["rate"]
+        rows = [
+            _row("bare aiohttp handler (baseline)", hooks["bare"]),
+            _row(f"… at {rate}/s", hooks["bare_at_rate"]),
+        ]
+        ratios, notes = [], []
+        for name, label in (
+            ("replay", "generic webhook, one signed body replayed (duplicates)"),
+            ("unique_redis", "generic webhook, unique events → Redis Streams"),
+            ("unique_inline", "generic webhook, unique events, intake in the same process"),
+        ):
+            if name in hooks:
+                rows += [
+                    _row(label, hooks[name]),
+                    _row(f"… at {rate}/s", hooks[f"{name}_at_rate"]),
+                ]
+                ratios.append(
+                    f"{hooks[f'{name}_ratio']} ({name.replace('_', ', ')}; by CPU per request "
+                    f"{hooks[f'{name}_cpu_ratio']})"
+                )
+                if f"{name}_note" in hooks:
+                    notes.append(f"{name}: {hooks[f'{name}_note']}.")
+        webhook_text = [
             "",
             "Webhook requests/s ÷ bare handler's: " + ", ".join(ratios) + ". Every run on a fresh "
             f"server after a {WARMUP_SECONDS} s warm-up, with wrk scripts of one shape and length; "
@@ -750,11 +760,28 @@ async def report(quick: bool = False) -> Section:
             "during the run ÷ requests (Redis' own work is not in it), a ratio other load on "
             "the machine hardly moves.",
             *notes,
+        ]
+        goals += webhook_goals(hooks)
+    lookup_table: list[str] = []
+    lookup_text: list[str] = []
+    if lookups is not None:
+        lookup_table, lookup_notes = lookup_lines(lookups)
+        lookup_text = ["", *lookup_notes]
+        goals += lookup_goals(lookups)
+    text = "\n".join(
+        [
+            "### Phone channel (wrk, 2 threads, 32 connections, 5 s per webhook run and "
+            f"{LOOKUP_SECONDS:.0f} s per lookup run; webhooks on SQLite)",
             "",
-            *lookup_notes,
+            "| endpoint | requests/s | p50 ms | p99 ms | errors | server CPU µs/request |",
+            "|---|---:|---:|---:|---:|---:|",
+            *rows,
+            *lookup_table,
+            *webhook_text,
+            *lookup_text,
         ]
     )
-    return Section(text, webhook_goals(hooks) + lookup_goals(lookups))
+    return Section(text, goals)
 
 
 def webhook_goals(hooks: dict[str, Any]) -> list[Goal]:
@@ -793,28 +820,3 @@ def webhook_goals(hooks: dict[str, Any]) -> list[Goal]:
                 )
             )
     return goals
-
-
-async def _lookup_only(quick: bool, postgres_only: bool) -> str:
-    rows, notes = await lookup_report(quick, postgres_only)
-    table = [
-        "| endpoint | requests/s | p50 ms | p99 ms | errors | server CPU µs/request |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    return "\n".join([*table, *rows, "", *notes])
-
-
-if __name__ == "__main__":
-    import sys
-
-    from leadbot.loop import EventLoopName
-    from leadbot.loop import run as run_loop
-
-    # `python -m benchmarks.phone lookup [--quick] [--postgres]`: the caller lookup rows
-    # alone (--postgres: on PostgreSQL alone); `python -m benchmarks.phone [uvloop|asyncio]`:
-    # the webhook runs alone.
-    if sys.argv[1:2] == ["lookup"]:
-        print(run_loop(_lookup_only("--quick" in sys.argv, "--postgres" in sys.argv), "uvloop"))
-    else:
-        on: EventLoopName = "asyncio" if sys.argv[1:] == ["asyncio"] else "uvloop"
-        print(json.dumps({"loop": on, **run_loop(run(), on)}, indent=2))

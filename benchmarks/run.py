@@ -5,7 +5,9 @@ ratios mean something even on a busy or slow machine. The report opens with the 
 (benchmarks.goals): one row per goal of the sections that ran, with its ratio and ✓ / ✗.
 Options:
     --quick            small sizes (10k and 100k contacts, 5k events) for a fast look
-    --only NAME ...    intake | phone | mail | bot | console | memory
+    --only NAME ...    intake | phone | mail | bot | console | memory, or a part of a section
+                       alone: phone.webhook | phone.lookup | phone.lookup-postgres (the caller
+                       lookup on PostgreSQL alone); parts run only when named
     --out FILE         where to write the report (default benchmarks/RESULTS.md)
     --loop NAME        uvloop | asyncio: the event loop every section runs on, the service's
                        and its baseline's alike (default: `http.event_loop`'s default, uvloop)
@@ -193,6 +195,15 @@ SECTIONS: dict[str, tuple[str, str]] = {
 }
 
 
+# Parts of a section, run only when named (`--only phone.lookup`); a part needs what its
+# section needs.
+PARTS: dict[str, tuple[str, str]] = {
+    "phone.webhook": ("benchmarks.phone", "webhook_report"),
+    "phone.lookup": ("benchmarks.phone", "lookup_report"),
+    "phone.lookup-postgres": ("benchmarks.phone", "lookup_postgres_report"),
+}
+
+
 # Programs a section runs, with where to get them.
 NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
     "phone": (("wrk", "the Debian package wrk: apt-get install wrk"),),
@@ -200,14 +211,15 @@ NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
 
 
 def missing_tools(name: str) -> list[str]:
-    return [f"{tool} ({where})" for tool, where in NEEDS.get(name, ()) if not shutil.which(tool)]
+    needs = NEEDS.get(name.partition(".")[0], ())
+    return [f"{tool} ({where})" for tool, where in needs if not shutil.which(tool)]
 
 
 def run_section(name: str, quick: bool, loop: EventLoopName) -> Section:
     """A section's markdown and goal rows (a section may return its markdown alone)."""
     if name == "intake":
         return intake_section(quick, loop)
-    module, fn = SECTIONS[name]
+    module, fn = SECTIONS[name] if name in SECTIONS else PARTS[name]
     report = _optional(module, fn)
     if report is None:
         return Section(f"### {name}\n\n(no benchmark available)")
@@ -220,10 +232,14 @@ def run_section(name: str, quick: bool, loop: EventLoopName) -> Section:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--only", nargs="*", default=None)
+    p.add_argument("--only", nargs="*", default=None, metavar="NAME")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
     p.add_argument("--loop", choices=get_args(EventLoopName), default=DEFAULT_LOOP)
     a = p.parse_args()
+    known = ("intake", *SECTIONS, *PARTS)
+    unknown = set(a.only or ()) - set(known)
+    if unknown:
+        p.error(f"--only: no section {', '.join(sorted(unknown))} (one of {', '.join(known)})")
     wanted = set(a.only or ["intake", *SECTIONS])
     parts = [
         f"## Benchmarks ({datetime.now(UTC):%Y-%m-%d})",
@@ -231,7 +247,7 @@ def main() -> None:
         f"Machine: {machine()}. Event loop: {a.loop}.",
         "",
     ]
-    names = [n for n in ("intake", *SECTIONS) if n in wanted]
+    names = [n for n in known if n in wanted]
     skipped = {n: missing_tools(n) for n in names if missing_tools(n)}
     for name, tools in skipped.items():
         print(f"bench: {name} is skipped, it needs {', '.join(tools)}", file=sys.stderr)

@@ -188,14 +188,25 @@ async def insert_rows(
     names the unique columns; the `returning` columns of the rows written."""
     if not rows:
         return []
-    names = tuple(rows[0])
-    filled, defaults = _filled(table, rows[0], same or {})
-    sql = _insert_sql(table, names, filled, tuple(skip_conflicts_on), tuple(returning))
-    args = [await _records(conn, table, names, rows), *defaults]
+    sql, args = await _insert(conn, table, rows, tuple(skip_conflicts_on), tuple(returning), same)
     if not returning:
         await conn.execute(sql, *args)
         return []
     return list(await conn.fetch(sql, *args))
+
+
+async def _insert(
+    conn: Any,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    conflict: tuple[str, ...],
+    returning: tuple[str, ...],
+    same: Mapping[str, Any] | None,
+) -> tuple[str, list[Any]]:
+    names = tuple(rows[0])
+    filled, defaults = _filled(table, rows[0], same or {})
+    sql = _insert_sql(table, names, filled, conflict, returning)
+    return sql, [await _records(conn, table, names, rows), *defaults]
 
 
 async def update_rows(
@@ -209,3 +220,61 @@ async def update_rows(
     sets = ", ".join(f"{c} = u.{c}" for c in names if c != key)
     sql = f"UPDATE {table.name} AS t SET {sets} FROM unnest($1::{table.name}[]) AS u"
     await conn.execute(f"{sql} WHERE t.{key} = u.{key}", await _records(conn, table, names, rows))
+
+
+class Together:
+    """Array writes (`insert`, `stamp`) gathered to go as one statement (`send`):
+    one round trip, one execution. All but the last go as data-modifying WITH queries; they
+    all see the database as the statement found it, so none may depend on another's rows but
+    through foreign keys (checked at the statement's end, as triggers fire)."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._args: list[Any] = []
+
+    async def insert(
+        self,
+        conn: Any,
+        table: Table,
+        rows: Sequence[dict[str, Any]],
+        *,
+        same: Mapping[str, Any] | None = None,
+    ) -> None:
+        """`insert_rows` of these rows, without conflicts skipped nor rows returned."""
+        if rows:
+            self._add(*await _insert(conn, table, rows, (), (), same))
+
+    def stamp(self, table: Table, column: str, value: Any, ids: Sequence[int]) -> None:
+        """`column` set to `value` on the rows of these ids."""
+        if ids:
+            sql = f"UPDATE {table.name} SET {column} = $1 WHERE id = ANY($2::int[])"
+            self._add(sql, [value, list(ids)])
+
+    def _add(self, sql: str, args: list[Any]) -> None:
+        self._parts.append(sql)
+        self._args.extend(args)
+
+    async def send(self, conn: Any) -> None:
+        if self._parts:
+            await conn.execute(_together(tuple(self._parts)), *self._args)
+        self._parts.clear()
+        self._args.clear()
+
+
+@cache
+def _together(parts: tuple[str, ...]) -> str:
+    """One statement of these (each with its parameters from $1): the last as the statement,
+    the others as WITH queries before it, their parameters numbered on."""
+    offset = 0
+    out = []
+
+    def shifted(m: re.Match[str]) -> str:
+        return f"${int(m.group(1)) + offset}"
+
+    for sql in parts:
+        out.append(re.sub(r"\$(\d+)", shifted, sql))
+        offset += max((int(n) for n in re.findall(r"\$(\d+)", sql)), default=0)
+    *first, last = out
+    if not first:
+        return last
+    return "WITH " + ", ".join(f"w{k} AS ({sql})" for k, sql in enumerate(first)) + f" {last}"

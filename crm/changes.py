@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import operator
 import os
 import time
 import uuid
@@ -23,7 +24,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -57,17 +58,10 @@ class Change:
     numbers: tuple[str, ...] | None = None
 
     def with_numbers(self, numbers: tuple[str, ...]) -> Change:
-        # Built directly: `dataclasses.replace` reads the fields anew on every call.
-        return Change(
-            self.kind,
-            self.id,
-            self.action,
-            self.actor_id,
-            self.at,
-            self.fields,
-            self.owner_id,
-            numbers,
-        )
+        # Not `dataclasses.replace`, which reads the class's fields anew on every call
+        # (`crm.affected` calls this at every commit): `_ALL_BUT_NUMBERS` read them once, so
+        # a field added later is copied too.
+        return Change(*(*_ALL_BUT_NUMBERS(self), numbers))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -94,6 +88,15 @@ class Change:
             # A message of a process from before numbers were sent has none: unknown.
             numbers=None if doc.get("numbers") is None else tuple(map(str, doc["numbers"])),
         )
+
+
+# Every field of a `Change` but `numbers`, in the order `Change` takes them: `with_numbers`
+# passes them and `numbers` after them, so `numbers` stays the last field.
+_ALL_BUT_NUMBERS: Callable[[Change], tuple[Any, ...]] = operator.attrgetter(
+    *(f.name for f in fields(Change)[:-1])
+)
+if fields(Change)[-1].name != "numbers":
+    raise TypeError("Change.numbers must stay the last field (see Change.with_numbers)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,12 +37,21 @@ class IdAllocator:
         self.sqlite = sqlite
         self._free: dict[str, deque[int]] = defaultdict(deque)
         self._next: dict[str, int] = {}
+        self._more: dict[Any, int] = {}
+
+    def add(self, model: Any, n: int) -> None:
+        """`n` more ids of `model` with the next reservation (in its statement)."""
+        if n > 0:
+            self._more[model] = self._more.get(model, 0) + n
 
     async def reserve(self, counts: Mapping[Any, int]) -> None:
         """Fetch ids for the rows about to be created (models → how many), in one go."""
         if self.sqlite:
             await self._read_max(m.__tablename__ for m, n in counts.items() if n > 0)
             return  # counted in memory from there
+        if self._more:
+            counts = {m: counts.get(m, 0) + self._more.get(m, 0) for m in {*counts, *self._more}}
+            self._more.clear()
         wanted = [
             (t, n)
             for t, n in (

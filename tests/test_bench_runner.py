@@ -128,3 +128,36 @@ def _report(script: str, tmp_path: Path, *, timeout: float) -> str:
     )
     assert done.returncode == 0, done.stderr
     return out.read_text()
+
+
+_PART = textwrap.dedent(
+    """
+    import sys
+    from benchmarks import run
+
+    run.PARTS = {"phone.lookup": ("tests.test_bench_runner", "measured")}
+    run.NEEDS = {}
+    sys.argv = ["run", "--only", "phone.lookup", "--out", sys.argv[1]]
+    run.main()
+    """
+)
+
+
+def test_a_part_of_a_section_runs_alone_when_named(tmp_path: Path) -> None:
+    report = _report(_PART, tmp_path, timeout=60)
+    goals = report.split("### Goals", 1)[1].split("### ", 1)[0]
+    assert "| lookup p99, ms | 4.1 – 7.9 |" in goals
+    assert "generic webhook" not in report and "intake" not in report  # nothing else ran
+
+
+def test_an_unknown_section_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    out = tmp_path / "RESULTS.md"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--only", "phone.lookups", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "no section phone.lookups" in done.stderr
+    assert not out.exists()

@@ -6,15 +6,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import inspect
+from sqlalchemy import Table, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstanceState
 from sqlalchemy.orm.attributes import set_committed_value
 
-from crm.bulk import driver
-from crm.bulk_sqlite import Writes
 from crm.changes import Change
 from crm.config import CrmConfig
 from crm.db import Database
@@ -32,7 +30,7 @@ from crm.services.calls import apply_call_rules, call_number
 from crm.services.flags import recompute_client_flags
 from crm.services.pipelines import pipeline_by_code, stage_by_code
 from crm.services.rows import add_comms, add_timeline, bind_activity
-from crm.tracking import KIND_OF_TABLE, record
+from crm.tracking import KIND_OF_TABLE, Key, record, record_clients
 from matching.channels import TITLE_CHARS
 from matching.event import Channel, Direction, InboundEvent
 from matching.model import Decision, EventIdentities, Outcome
@@ -197,6 +195,9 @@ class Apply:
         )
         stamps = {"created_at": row.pop("created_at"), "modified_at": row.pop("modified_at")}
         self.rnd.sink.add(Lead, stamps, **row)
+        # Written around the ORM: its clients said here, or the commit would read them back.
+        clients = clients_of(row["contact_id"], row["company_id"])
+        record_clients(self.s.sync_session, ("lead", lead_id), clients)
         if repeat:
             await self._merge_into_client()
         else:
@@ -400,7 +401,7 @@ class Apply:
 
     def _touch(self, row: Lead | Deal | Contact | Company) -> None:
         """The record was written to now: its modified_at goes with the round's others in one
-        UPDATE per table (`write_touched`), not in an ORM flush of one UPDATE each."""
+        UPDATE per table (`touched`), not in an ORM flush of one UPDATE each."""
         state: InstanceState[Any] = inspect(row)
         if state.persistent:
             set_committed_value(row, "modified_at", self.now)
@@ -499,27 +500,33 @@ class Apply:
         self.out.activity_id = act_id
 
 
-async def write_touched(s: AsyncSession, db: Database, rnd: Round, now: datetime) -> None:
-    """The round's records an event went to get their modified_at: one UPDATE per table
-    (ids in order; SQLite: one per row, every table's in one trip), and the change each would
-    have recorded as an ORM update."""
-    by_table: dict[Any, dict[int, Lead | Deal | Contact | Company]] = {}
+def touched(s: AsyncSession, rnd: Round, now: datetime) -> dict[Table, list[int]]:
+    """The round's records an event went to, by table (tables and ids in order), to get their
+    modified_at; the change each would have recorded as an ORM update (and, for leads and
+    deals, the clients it has) are recorded here."""
+    by_table: dict[Table, dict[int, Lead | Deal | Contact | Company]] = {}
     for row in rnd.touched:
-        by_table.setdefault(type(row).__table__, {})[row.id] = row
+        by_table.setdefault(cast(Table, type(row).__table__), {})[row.id] = row
     rnd.touched.clear()
-    writes = Writes()  # SQLite: around SQLAlchemy, every table's rows in one trip
-    for table, rows in by_table.items():
-        if db.is_sqlite:
-            writes.update(table, [{"id": i, "modified_at": now} for i in sorted(rows)])
-        else:  # every round of every batch: straight through asyncpg, one constant statement
-            sql = f"UPDATE {table.name} SET modified_at = $1 WHERE id = ANY($2::int[])"
-            await (await driver(s)).execute(sql, now, sorted(rows))
+    out: dict[Table, list[int]] = {}
+    for table, rows in sorted(by_table.items(), key=lambda t: t[0].name):
         kind = KIND_OF_TABLE[table.name]
+        ids = out[table] = sorted(rows)
         record(
             s.sync_session,
             [
-                Change(kind, i, "changed", None, now, ("modified_at",), row.responsible_id)
-                for i, row in sorted(rows.items())
+                Change(kind, i, "changed", None, now, ("modified_at",), rows[i].responsible_id)
+                for i in ids
             ],
         )
-    await writes.run(s)
+        if kind in ("lead", "deal"):
+            for i in ids:
+                row = rows[i]
+                clients = clients_of(row.contact_id, row.company_id)  # type: ignore[union-attr]
+                record_clients(s.sync_session, (kind, i), clients)
+    return out
+
+
+def clients_of(contact_id: int | None, company_id: int | None) -> list[Key]:
+    """A lead's or deal's clients, as `crm.affected` reads them."""
+    return [(k, i) for k, i in (("contact", contact_id), ("company", company_id)) if i]

@@ -5,7 +5,9 @@ transaction per batch writes the event log rows (their unique (channel, external
 truth about "already processed"), the records the decisions create or change, the activities
 and the outbox rows for rep notifications. Events touching the same identity are serialized
 across workers by `Database.lock_identities`, so concurrent events never create two leads for
-one person. Within a batch the work goes in rounds (see `crm.intake.rounds`).
+one person; on PostgreSQL each event is locked so too, and its log row written once, with its
+outcome (SQLite, one writer at a time, claims the row first and writes the outcome after).
+Within a batch the work goes in rounds (see `crm.intake.rounds`).
 """
 
 from __future__ import annotations
@@ -21,15 +23,15 @@ from sqlalchemy import Table, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.bulk import driver, insert_rows, update_rows
+from crm.bulk import Together, driver, fetch
 from crm.bulk_sqlite import Writes
 from crm.changes import Change
 from crm.config import CrmConfig
 from crm.db import Database, among, is_pg
 from crm.dto import IntakeResult
 from crm.ids import IdAllocator
-from crm.intake.apply import apply_item, write_touched
-from crm.intake.outcomes import duplicate_result, repeated, stored_outcome
+from crm.intake.apply import apply_item, touched
+from crm.intake.outcomes import Logged, duplicate_result, repeated, stored_outcome
 from crm.intake.outcomes import result as intake_result
 from crm.intake.rounds import Item, decide_items, prepare_round, split
 from crm.models import InboundEventLog, utcnow
@@ -152,9 +154,16 @@ class Intake:
         items = [Item(i, e, event_identities(e, region)) for i, e in enumerate(events)]
         results: dict[int, IntakeResult] = {}
         async with self.db.transaction() as s:
-            fresh = await self._log_rows(s, items, now, results)
-            await self.db.lock_identities(s, [k for item in fresh for k in item.lock_keys()])
             alloc = IdAllocator(s, sqlite=self.db.is_sqlite)
+            if self.db.is_sqlite:
+                fresh = await self._claim(s, items, now, results)
+                await self.db.lock_identities(s, [k for item in fresh for k in item.lock_keys()])
+            else:
+                fresh = await self._unlogged(s, items, results)
+                # The log rows' ids come with the first round's others, one per event in key
+                # order (the ids an INSERT of them all would take).
+                alloc.add(InboundEventLog, len(items) if fresh else 0)
+            unnumbered = not self.db.is_sqlite
             roles = await roles_of_active(s)
             active = set(roles)
             updates: list[dict[str, Any]] = []
@@ -163,65 +172,71 @@ class Intake:
                 repo = await self._decide_items(s, pending, now, active)
                 taken, pending = split(pending)
                 rnd = await prepare_round(s, self.db, taken, repo, alloc, active, roles)
+                if unnumbered:
+                    for item in sorted(items, key=lambda it: it.key):
+                        item.log_id = await alloc.take(InboundEventLog)
+                    unnumbered = False
                 for item in taken:
                     results[item.index] = await apply_item(
                         s, self.db, self.config, item, rnd, now, updates
                     )
                 await s.flush()
-                await rnd.sink.flush(s)
-                await write_touched(s, self.db, rnd, now)
                 # Per round: a later round's event may be in the thread of one of these (a
                 # call's final stage after its ringing one) and finds it through the log row.
-                if updates:
-                    if self.db.is_sqlite:
-                        writes = Writes()
-                        writes.update(LOG, updates)
-                        await writes.run(s)
-                    else:
-                        await update_rows(await driver(s), LOG, updates)
-                    updates.clear()
+                if self.db.is_sqlite:  # the same, around SQLAlchemy: one trip to its thread
+                    writes = Writes()
+                    await rnd.sink.flush(s, writes=writes)
+                    for table, ids in touched(s, rnd, now).items():
+                        writes.update(table, [{"id": i, "modified_at": now} for i in ids])
+                    writes.update(LOG, updates)
+                    await writes.run(s)
+                else:  # the round's rows, modified_at and log rows: one statement
+                    conn, out = await driver(s), Together()
+                    await rnd.sink.flush(s, out)
+                    for table, ids in touched(s, rnd, now).items():
+                        out.stamp(table, "modified_at", now, ids)
+                    rows = _log_rows(taken, updates)
+                    await out.insert(conn, LOG, rows, same={"received_at": now})
+                    await out.send(conn)
+                updates.clear()
             # Leads and activities went in as multi-row INSERTs, unseen by the ORM's tracking.
             done = [(it, results[it.index]) for it in fresh]
             record(s.sync_session, intake_changes(done, now))
         return [results[i] for i in range(len(items))]
 
-    async def _log_rows(
+    async def _unlogged(
+        self, s: AsyncSession, items: Sequence[Item], results: dict[int, IntakeResult]
+    ) -> list[Item]:
+        """PostgreSQL: the events not processed yet; an event whose log row exists is a
+        duplicate. Each event is locked with its identities first (one statement, in key
+        order, so batches sharing events wait for each other, never deadlock) until the
+        commit: a copy of it in another batch waits for this one, then finds its row (the
+        read is a statement of its own, so it sees what committed while it waited). Its row
+        is written once, with its outcome (`_log_rows`); the unique (channel, external id)
+        stays the last word."""
+        keys = [f"event:{c}:{x}" for c, x in (item.key for item in items)]
+        await self.db.lock_identities(s, keys + [k for it in items for k in it.lock_keys()])
+        logged = await _logged_of(s, [item.key for item in items])
+        for item in items:
+            if item.key in logged:
+                results[item.index] = duplicate_result(logged[item.key])
+        return [item for item in items if item.key not in logged]
+
+    async def _claim(
         self,
         s: AsyncSession,
         items: Sequence[Item],
         now: datetime,
         results: dict[int, IntakeResult],
     ) -> list[Item]:
-        """Claim each event's log row; an event whose row exists is a duplicate. The rows go
-        in key order, so two batches that share events wait for each other, never deadlock."""
-        # The values every row shares go once with PostgreSQL's INSERT, in each row on SQLite.
-        same: dict[str, Any] = {"received_at": now, "outcome": "processing", "reason": ""}
-        each = same if self.db.is_sqlite else {}
-        rows = [
-            {
-                "channel": str(item.event.channel),
-                "external_id": item.event.external_id,
-                "occurred_at": item.event.occurred_at,
-                "direction": str(item.event.direction),
-                "payload": item.event.to_json(),
-                **each,
-            }
-            for item in sorted(items, key=lambda it: it.key)
-        ]
+        """SQLite: claim each event's log row (its outcome written at the end of its round);
+        an event whose row exists is a duplicate."""
+        same = {"received_at": now, "outcome": "processing", "reason": ""}
+        rows = [_log_row(item) | same for item in sorted(items, key=lambda it: it.key)]
         unique = ("channel", "external_id")
-        if self.db.is_sqlite:
-            writes = Writes()
-            writes.insert(LOG, rows, skip_conflicts_on=unique, returning=("id", *unique))
-            written = (await writes.run(s))[0]
-        else:
-            written = await insert_rows(
-                await driver(s),
-                LOG,
-                rows,
-                skip_conflicts_on=unique,
-                returning=("id", *unique),
-                same=same,
-            )
+        writes = Writes()
+        writes.insert(LOG, rows, skip_conflicts_on=unique, returning=("id", *unique))
+        written = (await writes.run(s))[0]
         claimed = {(c, x): i for i, c, x in written}
         fresh = []
         for item in items:
@@ -303,6 +318,24 @@ def intake_changes(done: Iterable[tuple[Item, IntakeResult]], now: datetime) -> 
     return out
 
 
+def _log_rows(items: Sequence[Item], updates: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The log rows of a round's events (PostgreSQL): each event with its outcome (`updates`,
+    by log id), in key order."""
+    outcomes = {u["id"]: u for u in updates}
+    return [_log_row(item) | outcomes[item.log_id] for item in sorted(items, key=lambda it: it.key)]
+
+
+def _log_row(item: Item) -> dict[str, Any]:
+    """What an event's log row says of the event itself."""
+    return {
+        "channel": item.key[0],
+        "external_id": item.key[1],
+        "occurred_at": item.event.occurred_at,
+        "direction": str(item.event.direction),
+        "payload": item.event.to_json(),
+    }
+
+
 def _event_numbers(item: Item) -> tuple[str, ...]:
     ids = item.ids
     return tuple(dict.fromkeys(p.e164 for p in (*ids.phones, *ids.hint_phones) if p.e164))
@@ -334,6 +367,29 @@ async def _log_rows_of(
     rows = await s.scalars(_log_rows_by_keys(is_pg(s)), params)
     wanted = set(keys)
     return {k: r for r in rows if (k := (r.channel, r.external_id)) in wanted}
+
+
+# The log rows of the parameters' (channel, external id) pairs (cross pairs too), with what a
+# duplicate's answer reads of them.
+_LOGGED = (
+    "SELECT channel, external_id, id, outcome, lead_id, deal_id, contact_id, company_id,"
+    f" activity_id FROM {LOG.name}"
+    " WHERE channel = ANY($1::varchar[]) AND external_id = ANY($2::varchar[])"
+)
+
+
+async def _logged_of(
+    s: AsyncSession, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], Logged]:
+    """PostgreSQL: `_log_rows_of` straight through asyncpg, the columns an answer needs
+    alone (not the payload, nor ORM objects)."""
+    channels, external_ids = sorted({c for c, _ in keys}), sorted({x for _, x in keys})
+    wanted = set(keys)
+    return {
+        (r[0], r[1]): Logged(*r[2:])
+        for r in await fetch(s, _LOGGED, channels, external_ids)
+        if (r[0], r[1]) in wanted
+    }
 
 
 async def _logged(s: AsyncSession, event: InboundEvent) -> InboundEventLog | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from crm.dto import IntakeResult
@@ -16,6 +17,19 @@ if TYPE_CHECKING:
 CREATING = frozenset(
     {Outcome.NEW_LEAD, Outcome.NEW_REPEAT_LEAD, Outcome.NEW_DEAL, Outcome.NEW_REPEAT_DEAL}
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Logged:
+    """What a duplicate's answer reads of its event's log row (read without the ORM)."""
+
+    id: int
+    outcome: str
+    lead_id: int | None
+    deal_id: int | None
+    contact_id: int | None
+    company_id: int | None
+    activity_id: int | None
 
 
 def imports_contact(event: InboundEvent, decision: Decision) -> bool:
@@ -42,7 +56,7 @@ def stored_outcome(event: InboundEvent, decision: Decision) -> tuple[str, str]:
 def result(
     outcome: str,
     reason: str,
-    refs: Decision | Applied | InboundEventLog | IntakeResult,
+    refs: Decision | Applied | InboundEventLog | Logged | IntakeResult,
     **extra: Any,
 ) -> IntakeResult:
     """A result naming the records `refs` names."""
@@ -58,7 +72,7 @@ def result(
 
 
 def _duplicate_of(
-    event_id: int | None, outcome: str, refs: InboundEventLog | IntakeResult
+    event_id: int | None, outcome: str, refs: InboundEventLog | Logged | IntakeResult
 ) -> IntakeResult:
     reason = f"already processed as event #{event_id} ({outcome})"
     return result(
@@ -70,7 +84,7 @@ def _duplicate_of(
     )
 
 
-def duplicate_result(row: InboundEventLog) -> IntakeResult:
+def duplicate_result(row: InboundEventLog | Logged) -> IntakeResult:
     return _duplicate_of(row.id, row.outcome, row)
 
 

@@ -20,7 +20,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import msgspec
@@ -76,6 +76,19 @@ def _end(conn: sqlite3.Connection) -> None:
         conn.rollback()
 
 
+# What the budget's progress handler found in the lookup running inline (reset as each
+# starts); a lookup stopped without "disk" was stopped by the CPU budget, by the clock alone
+# (no per-thread usage) or by a locked file. Strings, not an Enum: an Enum member costs a
+# class attribute look-up on every lookup.
+_Verdict = Literal[
+    "within",  # inside the deadline so far
+    "preempted",  # past it by the clock only, the CPU was elsewhere: let finish
+    "disk",  # stopped after a read from the disk: says nothing of the inline connection
+]
+# The inline connection between lookups: its transitions are `_SqliteReader._ended`'s.
+_Inline = Literal["ready", "stopped", "warming"]
+
+
 class _SqliteReader:
     """Read-only connections of its own on the service's SQLite file. A lookup is a few index
     probes, nearly all of it in SQLite's C code: about 0.1 ms over pages the OS has cached,
@@ -96,6 +109,11 @@ class _SqliteReader:
 
     No mmap: on large files it costs hundreds of page faults per lookup here (measured 0.7 ms
     against 0.07 ms of CPU per lookup with 1 million contacts).
+
+    The budget's state: of the lookup running inline, its deadline, the thread's CPU time and
+    disk reads at its start (`_started`) and what the progress handler found (`_Verdict`); of
+    the inline connection across lookups, `_Inline` (with the warming's future while
+    "warming"), its transitions in `_ended`.
     """
 
     def __init__(self, path: str, budget: float = INLINE_BUDGET) -> None:
@@ -113,10 +131,9 @@ class _SqliteReader:
         self._inline: sqlite3.Connection | None = None  # used on the event loop only
         self._deadline = 0.0
         self._started: tuple[float, int] = (0.0, 0)  # the inline lookup's CPU time, disk reads
-        self._waited = False  # the inline lookup went past the deadline without using it
-        self._cold = False  # the inline lookup was stopped after a read from the disk
-        self._stopped = False  # the last inline lookup was stopped, and not by the disk
-        self._warming: asyncio.Future[None] | None = None  # the inline connection's warming
+        self._verdict: _Verdict = "within"
+        self._state: _Inline = "ready"
+        self._warming: asyncio.Future[None] | None = None  # set while "warming"
 
     def _open(self, *, busy_timeout: float) -> sqlite3.Connection:
         # The inline connection is opened on the thread (opening touches the file) and used
@@ -173,12 +190,17 @@ class _SqliteReader:
             return True
         cpu, reads = _thread_usage()
         if reads > self._started[1]:
-            self._cold = True  # it waited for the disk
+            self._verdict = "disk"  # it waited for the disk
             return True
         if cpu - self._started[0] >= self.budget:
             return True  # slow by itself
-        self._waited = True
+        self._verdict = "preempted"
         return False
+
+    @property
+    def _waited(self) -> bool:
+        """Whether the inline lookup went past the deadline without using it (so far)."""
+        return self._verdict == "preempted"
 
     async def row(self, e164: str) -> tuple[Any, ...] | None:
         loop = asyncio.get_running_loop()
@@ -188,41 +210,59 @@ class _SqliteReader:
                 self._inline = conn
             else:  # another lookup opened one meanwhile
                 conn.close()
-        while self._warming is not None:  # the warmer holds the inline connection
+        while self._warming is not None:  # "warming": the warmer holds the inline connection
             await asyncio.wait((self._warming,))
         if _thread_usage is not None:
             self._started = _thread_usage()
-        self._waited = self._cold = False
+        self._verdict = "within"
         self._deadline = time.perf_counter() + self.budget
         try:
             row = sqlite_caller_row(self._inline, e164)
-            self.preempted += self._waited
-            self._stopped = False
-            return row
         except sqlite3.OperationalError:  # interrupted (over budget), or the file is locked
             self.overran += 1
             _end(self._inline)
-        # Answered on the thread, which may wait for the disk for milliseconds. A lookup
-        # stopped after a read from the disk says nothing about the inline connection. One
-        # stopped by the CPU budget (a collection of the garbage collector ran in it, say) or
-        # a locked file, twice in a row, may be a schema to read again (see `_rewarm`): the
-        # inline connection is warmed on the warmer and given back to the loop, and the
-        # lookups arriving meanwhile wait for that warming, then run inline. The warmer
-        # needs the GIL the loop holds, and the waits cost milliseconds: not after every
-        # stop. (Queued on the thread instead, each lookup waited for every answer ahead of
-        # it there, plus two hand-overs.)
-        if not self._cold:
-            if self._stopped:
-                self.warmed += 1
-                warming = self._warming = loop.run_in_executor(self._warmer, self._rewarm)
-                warming.add_done_callback(self._rewarmed)
-            self._stopped = not self._stopped
+        else:
+            self._ended(stopped=False)
+            return row
+        # Answered on the thread, which may wait for the disk for milliseconds.
+        self._ended(stopped=True)
         job = loop.run_in_executor(self._thread, self._row, e164)
         job.add_done_callback(_retrieved)
         return await asyncio.shield(job)
 
+    def _ended(self, *, stopped: bool) -> None:
+        """The inline connection's transitions after a lookup on it (`_Inline`), and the one
+        `_rewarmed` makes:
+
+        - "ready" -> "stopped": a lookup on it was stopped, not by the disk.
+        - "stopped" -> "ready": the next lookup on it finished.
+        - "stopped" -> "warming": the next one was stopped too: warmed on the warmer.
+        - "warming" -> "ready": warmed (`_rewarmed`). No lookup runs on it meanwhile: they
+          wait for the warming, then run inline.
+        - A lookup stopped after a read from the disk changes nothing: the inline connection
+          was not the cause.
+
+        Stopped by the CPU budget (a collection of the garbage collector ran in it, say) or
+        a locked file twice in a row, it may be a schema to read again (see `_rewarm`). The
+        warmer needs the GIL the loop holds, and the waits cost milliseconds: not after
+        every stop. (Queued on the thread instead, each lookup waited for every answer
+        ahead of it there, plus two hand-overs.)"""
+        if not stopped:
+            self.preempted += self._verdict == "preempted"
+            self._state = "ready"
+        elif self._verdict == "disk":
+            pass
+        elif self._state == "ready":
+            self._state = "stopped"
+        else:  # "stopped" ("warming" runs no lookup)
+            self._state = "warming"
+            self.warmed += 1
+            loop = asyncio.get_running_loop()
+            warming = self._warming = loop.run_in_executor(self._warmer, self._rewarm)
+            warming.add_done_callback(self._rewarmed)
+
     def _rewarmed(self, warming: asyncio.Future[None]) -> None:
-        self._warming = None
+        self._state, self._warming = "ready", None
         _retrieved(warming)
 
     def _close(self) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.bulk import driver, insert_rows
+from crm.bulk import Together, driver, insert_rows
 from crm.bulk_sqlite import Writes
 from crm.dto import (
     Actor,
@@ -57,24 +57,35 @@ class RowSink:
         encoding."""
         self._rows[(model, tuple(shared.items()) if shared else ())].append(values)
 
-    async def flush(self, session: AsyncSession) -> None:
+    async def flush(
+        self,
+        session: AsyncSession,
+        together: Together | None = None,
+        writes: Writes | None = None,
+    ) -> None:
         """Parents before children (the tables' foreign-key order); one statement per table,
-        set of columns given and shared values."""
+        set of columns given and shared values. On PostgreSQL with `together`: added to it,
+        to go with other writes in one statement. On SQLite (around SQLAlchemy, every
+        statement in one trip to the connection's thread): added to `writes` when given, for
+        the caller to run with its own."""
         order = _table_order()
         conn = await driver(session) if session.get_bind().dialect.name == "postgresql" else None
-        writes = Writes()  # SQLite: every statement in one trip to the connection's thread
+        lite = Writes() if writes is None else writes
         for model, shared in sorted(self._rows, key=lambda k: order[k[0].__table__]):
             same = dict(shared)
             shapes: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
             for row in self._rows[(model, shared)]:
                 shapes[tuple(row)].append(row)
             for rows in shapes.values():
-                if conn is not None:
+                if conn is not None and together is not None:
+                    await together.insert(conn, model.__table__, rows, same=same)
+                elif conn is not None:
                     await insert_rows(conn, model.__table__, rows, same=same)
                 else:
-                    writes.insert(model.__table__, rows, same=same)
+                    lite.insert(model.__table__, rows, same=same)
         self._rows.clear()
-        await writes.run(session)
+        if writes is None:
+            await lite.run(session)
 
 
 def _put(session: AsyncSession, sink: RowSink | None, model: Any, **values: Any) -> None:

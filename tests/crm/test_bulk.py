@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Table, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.bulk import driver, insert_rows, update_rows
+from crm.bulk import Together, driver, insert_rows, update_rows
 from crm.config import CrmConfig
 from crm.db import Database, pairs_in
 from crm.facade import Crm
@@ -369,6 +369,61 @@ async def test_array_update_sets_each_row_by_its_id_and_leaves_the_others(pg: Da
         ("new_lead", "r1", 5),
         ("processing", "", None),
     ]
+
+
+async def test_writes_together_are_one_statement_that_writes_what_each_would(
+    pg: Database,
+) -> None:
+    """Inserts of parents and their children and a stamp of other rows, sent as one
+    statement: each table ends as the statements one by one would leave it."""
+    then, now = T0, T0 + timedelta(hours=1)
+    leads = cast(Table, Lead.__table__)
+    lead = {"title": "x", "status": "NEW", "status_semantic": "process", "source": "CALL"}
+    stamps = {"created_at": then, "modified_at": then}
+    async with pg.transaction() as s:
+        conn = await driver(s)
+        await insert_rows(conn, LOG, [_log_row("a", then)])
+        lead_ids = [
+            r[0]
+            for r in await insert_rows(
+                conn, leads, [dict(lead) for _ in range(3)], same=stamps, returning=("id",)
+            )
+        ]
+        act = {"id": 9001, "kind": "call", "done": True, "attempts": 1, "created_at": now}
+        out = Together()
+        await out.insert(conn, cast(Table, Activity.__table__), [act])
+        bind = {"activity_id": 9001, "owner_type": "lead"}
+        binds = [{**bind, "owner_id": i} for i in lead_ids[:2]]
+        await out.insert(conn, cast(Table, ActivityBinding.__table__), binds)
+        await out.insert(conn, TIMELINE, [], same={"at": now})  # nothing: no part
+        out.stamp(leads, "modified_at", now, lead_ids[::2])
+        out.stamp(leads, "title", "none", [])
+        await out.insert(conn, LOG, [_log_row("b", now) | {"outcome": "new_lead", "lead_id": 7}])
+        await out.send(conn)
+        await out.send(conn)  # sent: nothing left
+    async with pg.read() as s:
+        logged = list(await s.execute(select(LOG.c.external_id, LOG.c.outcome, LOG.c.lead_id)))
+        assert sorted(logged) == [("a", "processing", None), ("b", "new_lead", 7)]
+        modified = dict(list(await s.execute(select(Lead.id, Lead.modified_at))))
+        owners = set(await s.scalars(select(ActivityBinding.owner_id)))
+        assert await s.scalar(select(Activity.kind).where(Activity.id == 9001)) == "call"
+    assert [modified[i] for i in lead_ids] == [now, then, now]
+    assert owners == set(lead_ids[:2])
+
+
+async def test_writes_together_fail_together(pg: Database) -> None:
+    """A child whose parent is not there fails the statement: nothing of it is written."""
+    out = Together()
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        async with pg.transaction() as s:
+            conn = await driver(s)
+            act = {"id": 9002, "kind": "call", "done": True, "attempts": 1, "created_at": T0}
+            await out.insert(conn, cast(Table, Activity.__table__), [act])
+            bind = {"activity_id": 9003, "owner_type": "lead", "owner_id": 1}
+            await out.insert(conn, cast(Table, ActivityBinding.__table__), [bind])
+            await out.send(conn)
+    async with pg.read() as s:
+        assert await s.scalar(select(Activity.id).where(Activity.id == 9002)) is None
 
 
 async def test_round_robin_picks_follow_the_rotation_on_both_backends(db: Database) -> None:

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from crm.changes import Change
+from crm.config import CrmConfig
+from crm.db import Database
 from crm.facade import Crm
 from crm.intake.labels import title
 from crm.models import Activity, ActivityBinding, Deal, InboundEventLog, Lead
@@ -296,3 +300,50 @@ async def test_a_batch_finds_the_open_tasks_and_log_rows_of_each_of_its_events(c
         tasks[2].id,
     ]
     assert all(getattr(r, "task_id", None) is not None for r in first)
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_two_workers_given_the_same_events_process_each_once(crm: Crm) -> None:
+    """Two worker processes (each its own connections) handed the same events at the same
+    time, in other orders and batch sizes: each event takes effect in one of them, the other
+    answers it as a duplicate of that; every event has one log row, every number one lead."""
+    await crm.records.create_contact(ContactInput(name="Known", phones=("+49 30 777777",)))
+    events: list[InboundEvent] = []
+    for k in range(40):
+        if k % 4 == 0:
+            events.append(make_event(phones=("+49 30 777777",)))  # the known client
+        elif k % 4 == 1:  # two events of one call
+            events.append(make_event(phones=(f"+49 30 55{k:04}",), meta={"call_id": f"c{k}"}))
+            events.append(make_event(phones=(f"+49 30 55{k:04}",), meta={"call_id": f"c{k}"}))
+        else:
+            events.append(make_event(phones=(f"+49 30 66{k % 7:04}",)))  # numbers shared
+    other = Crm(Database(crm.db.url.render_as_string(hide_password=False)), CrmConfig())
+    await other.prepare()
+    try:
+        for attempt in range(3):
+            batch = [replace(e, external_id=f"{e.external_id}-{attempt}") for e in events]
+
+            async def work(worker: Crm, order: list[InboundEvent], size: int) -> list[Any]:
+                out: list[Any] = []
+                for i in range(0, len(order), size):
+                    part = order[i : i + size]
+                    out += zip(part, await worker.intake.process_many(part), strict=True)
+                return out
+
+            done = await asyncio.gather(work(crm, batch, 7), work(other, batch[::-1], 5 + attempt))
+            by_event: dict[str, list[Any]] = {}
+            for event, result in (*done[0], *done[1]):
+                assert not isinstance(result, Exception), result
+                by_event.setdefault(event.external_id, []).append(result)
+            for results in by_event.values():
+                first, second = sorted(results, key=lambda r: r.outcome == "duplicate")
+                assert first.outcome != "duplicate" and second.outcome == "duplicate"
+                assert second.event_log_id == first.event_log_id
+                assert second.lead_id == first.lead_id
+        assert await count(crm, InboundEventLog) == 3 * len(events)
+        # One lead per new number (the later attempts' events go to it), one repeat lead of
+        # the known client.
+        numbers = {e.phones[0] for e in events} - {"+49 30 777777"}
+        assert await count(crm, Lead) == len(numbers) + 1
+    finally:
+        await other.db.dispose()
