@@ -30,6 +30,7 @@ from crm import affected
 from crm.bulk import fetch
 from crm.changes import Feed, LocalFeed, acting_rep
 from crm.outage import is_outage
+from crm.sqlite_trips import one_trip
 from crm.tracking import TrackedSession, collected
 
 log = logging.getLogger(__name__)
@@ -224,6 +225,7 @@ def _ping_on_checkout(engine: AsyncEngine) -> None:
 def _configure_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        one_trip(dbapi_conn)  # each statement in one trip to aiosqlite's thread
         # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own BEGIN is deferred).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()

@@ -8,13 +8,13 @@ each table's rows in a few multi-row statements.
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.bulk import fetch
+from crm.bulk_sqlite import fetch as sqlite_fetch
 
 # The tables and how many ids of each as two arrays: one statement text for every round.
 _RESERVE = (
@@ -47,7 +47,8 @@ class IdAllocator:
     async def reserve(self, counts: Mapping[Any, int]) -> None:
         """Fetch ids for the rows about to be created (models → how many), in one go."""
         if self.sqlite:
-            return  # counted in memory
+            await self._read_max(m.__tablename__ for m, n in counts.items() if n > 0)
+            return  # counted in memory from there
         if self._more:
             counts = {m: counts.get(m, 0) + self._more.get(m, 0) for m in {*counts, *self._more}}
             self._more.clear()
@@ -64,11 +65,21 @@ class IdAllocator:
         for table, ident in await fetch(self.s, _RESERVE, tables, numbers):
             self._free[table].append(int(ident))
 
+    async def _read_max(self, tables: Iterable[str]) -> None:
+        """SQLite: the highest id of each table not read yet, in one statement."""
+        new = [t for t in dict.fromkeys(tables) if t not in self._next]
+        if new:
+            if self.s.new:  # as the ORM's query would: pending rows are counted
+                await self.s.flush()
+            maxes = ", ".join(f"(SELECT max(id) FROM {t})" for t in new)
+            (row,) = await sqlite_fetch(self.s, f"SELECT {maxes}")
+            self._next.update((t, int(m or 0)) for t, m in zip(new, row, strict=True))
+
     async def take(self, model: Any) -> int:
         table: str = model.__tablename__
         if self.sqlite:
             if table not in self._next:
-                self._next[table] = int(await self.s.scalar(select(func.max(model.id))) or 0)
+                await self._read_max([table])
             self._next[table] += 1
             return self._next[table]
         if not self._free[table]:

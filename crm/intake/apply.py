@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, inspect, update
+from sqlalchemy import Table, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstanceState
 from sqlalchemy.orm.attributes import set_committed_value
 
 from crm.changes import Change
 from crm.config import CrmConfig
-from crm.db import Database, one_of
+from crm.db import Database
 from crm.dto import IntakeResult
 from crm.intake.callmeta import merge_call_meta
 from crm.intake.handover import hand_over
@@ -401,7 +401,7 @@ class Apply:
 
     def _touch(self, row: Lead | Deal | Contact | Company) -> None:
         """The record was written to now: its modified_at goes with the round's others in one
-        UPDATE per table (`write_touched`), not in an ORM flush of one UPDATE each."""
+        UPDATE per table (`touched`), not in an ORM flush of one UPDATE each."""
         state: InstanceState[Any] = inspect(row)
         if state.persistent:
             set_committed_value(row, "modified_at", self.now)
@@ -525,13 +525,6 @@ def touched(s: AsyncSession, rnd: Round, now: datetime) -> dict[Table, list[int]
                 clients = clients_of(row.contact_id, row.company_id)  # type: ignore[union-attr]
                 record_clients(s.sync_session, (kind, i), clients)
     return out
-
-
-async def write_touched(s: AsyncSession, rnd: Round, now: datetime) -> None:
-    """The round's touched records (`touched`) get their modified_at: one UPDATE per table.
-    (PostgreSQL's intake sends them with the round's event-log update instead.)"""
-    for table, ids in touched(s, rnd, now).items():
-        await s.execute(update(table).where(one_of(table.c.id, ids)).values(modified_at=now))
 
 
 def clients_of(contact_id: int | None, company_id: int | None) -> list[Key]:

@@ -19,17 +19,18 @@ from datetime import datetime
 from functools import cache
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.bulk import Together, driver, fetch
+from crm.bulk_sqlite import Writes
 from crm.changes import Change
 from crm.config import CrmConfig
 from crm.db import Database, among, is_pg
 from crm.dto import IntakeResult
 from crm.ids import IdAllocator
-from crm.intake.apply import apply_item, touched, write_touched
+from crm.intake.apply import apply_item, touched
 from crm.intake.outcomes import Logged, duplicate_result, repeated, stored_outcome
 from crm.intake.outcomes import result as intake_result
 from crm.intake.rounds import Item, decide_items, prepare_round, split
@@ -182,11 +183,13 @@ class Intake:
                 await s.flush()
                 # Per round: a later round's event may be in the thread of one of these (a
                 # call's final stage after its ringing one) and finds it through the log row.
-                if self.db.is_sqlite:
-                    await rnd.sink.flush(s)
-                    await write_touched(s, rnd, now)
-                    if updates:
-                        await s.execute(update(InboundEventLog), updates)
+                if self.db.is_sqlite:  # the same, around SQLAlchemy: one trip to its thread
+                    writes = Writes()
+                    await rnd.sink.flush(s, writes=writes)
+                    for table, ids in touched(s, rnd, now).items():
+                        writes.update(table, [{"id": i, "modified_at": now} for i in ids])
+                    writes.update(LOG, updates)
+                    await writes.run(s)
                 else:  # the round's rows, modified_at and log rows: one statement
                     conn, out = await driver(s), Together()
                     await rnd.sink.flush(s, out)
@@ -230,12 +233,10 @@ class Intake:
         an event whose row exists is a duplicate."""
         same = {"received_at": now, "outcome": "processing", "reason": ""}
         rows = [_log_row(item) | same for item in sorted(items, key=lambda it: it.key)]
-        stmt = (
-            self.db.insert(InboundEventLog)
-            .on_conflict_do_nothing(index_elements=["channel", "external_id"])
-            .returning(InboundEventLog.id, InboundEventLog.channel, InboundEventLog.external_id)
-        )
-        written = list(await s.execute(stmt, rows))
+        unique = ("channel", "external_id")
+        writes = Writes()
+        writes.insert(LOG, rows, skip_conflicts_on=unique, returning=("id", *unique))
+        written = (await writes.run(s))[0]
         claimed = {(c, x): i for i, c, x in written}
         fresh = []
         for item in items:

@@ -12,12 +12,13 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.db import Database, pairs_in
+from crm.db import Database, among
 from crm.ids import IdAllocator
 from crm.intake.labels import ACTIVITY_KIND
 from crm.intake.outcomes import creates, imports_contact
@@ -202,11 +203,11 @@ async def prepare_round(
     ]
     calls: dict[tuple[str, str], Activity] = {}
     if call_keys:
-        found = await s.scalars(
-            select(Activity).where(
-                pairs_in(Activity.channel, Activity.external_id, call_keys, pg=not db.is_sqlite)
-            )
-        )
+        keys = {
+            "channels": sorted({c for c, _ in call_keys}),
+            "external_ids": sorted({x for _, x in call_keys}),
+        }
+        found = await s.scalars(_calls_by_keys(not db.is_sqlite), keys)
         wanted = set(call_keys)
         calls = {key: a for a in found if (key := (a.channel or "", a.external_id or "")) in wanted}
     phones = [
@@ -229,6 +230,17 @@ async def prepare_round(
     await alloc.reserve(need)
     picks = {q: deque(await _round_robin(s, db, q, n, roles)) for q, n in wants.items()}
     return Round(repo, alloc, active, calls, callbacks, picks)
+
+
+@cache
+def _calls_by_keys(pg: bool) -> Any:
+    """The activities whose channel and external id are among the parameters "channels" and
+    "external_ids" (cross pairs too, as `pairs_in`'s), built once: no construction nor cache
+    key per round."""
+    return select(Activity).where(
+        among(Activity.channel, "channels", pg=pg),
+        among(Activity.external_id, "external_ids", pg=pg),
+    )
 
 
 async def _round_robin(

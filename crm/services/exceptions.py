@@ -13,7 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.bulk import fetch
-from crm.db import Database, is_pg, pairs_in
+from crm.bulk_sqlite import fetch as sqlite_fetch
+from crm.db import Database, is_pg
 from crm.dto import SYSTEM, Actor, ExceptionView
 from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
 from crm.models import Communication, ExceptionEntry, Lead, utcnow
@@ -141,6 +142,10 @@ class Exceptions:
             raise Forbidden("only a supervisor or an admin can change the exception list")
 
 
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" * len(values))
+
+
 async def exception_hits(s: AsyncSession, identities: Sequence[Identity]) -> list[Identity]:
     """Which of these identities are on the exception list."""
     # str() of a StrEnum member is its value, without `.value`'s Python-level property.
@@ -161,8 +166,15 @@ async def exception_hits(s: AsyncSession, identities: Sequence[Identity]) -> lis
             list(kinds),
             list(values),
         )
-    else:
-        kind, value = ExceptionEntry.kind, ExceptionEntry.value
-        rows = list(await s.execute(select(kind, value).where(pairs_in(kind, value, pairs))))
+    else:  # each column IN its own list, as `pairs_in` (cross pairs are dropped below)
+        asked_kinds = sorted({k for k, _ in pairs})
+        asked_values = sorted({v for _, v in pairs})
+        rows = await sqlite_fetch(
+            s,
+            f"SELECT kind, value FROM exceptions WHERE kind IN ({_marks(asked_kinds)})"
+            f" AND value IN ({_marks(asked_values)})",
+            *asked_kinds,
+            *asked_values,
+        )
     listed = {(k, v) for k, v in rows}
     return [i for i in wanted if (str(i.kind), i.value) in listed]

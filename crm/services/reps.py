@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.bulk import driver, fetch
+from crm.bulk_sqlite import fetch as sqlite_fetch
 from crm.db import Database, is_pg
 from crm.dto import SYSTEM, Actor, RepView
 from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -183,8 +184,7 @@ async def roles_of_active(s: AsyncSession) -> dict[int, str]:
     """Every active rep's role, by id."""
     if is_pg(s):  # read by every intake batch
         return dict(await fetch(s, "SELECT id, role FROM reps WHERE active"))
-    rows = await s.execute(select(Rep.id, Rep.role).where(Rep.active.is_(True)))
-    return {rep_id: role for rep_id, role in rows}
+    return dict(await sqlite_fetch(s, "SELECT id, role FROM reps WHERE active IS 1"))
 
 
 def rotation(members: Sequence[int], active_roles: Mapping[int, str]) -> list[int]:

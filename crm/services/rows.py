@@ -10,10 +10,11 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.bulk import Together, driver, insert_rows
+from crm.bulk_sqlite import Writes
 from crm.dto import (
     Actor,
 )
@@ -56,12 +57,20 @@ class RowSink:
         encoding."""
         self._rows[(model, tuple(shared.items()) if shared else ())].append(values)
 
-    async def flush(self, session: AsyncSession, together: Together | None = None) -> None:
+    async def flush(
+        self,
+        session: AsyncSession,
+        together: Together | None = None,
+        writes: Writes | None = None,
+    ) -> None:
         """Parents before children (the tables' foreign-key order); one statement per table,
         set of columns given and shared values. On PostgreSQL with `together`: added to it,
-        to go with other writes in one statement."""
+        to go with other writes in one statement. On SQLite (around SQLAlchemy, every
+        statement in one trip to the connection's thread): added to `writes` when given, for
+        the caller to run with its own."""
         order = _table_order()
         conn = await driver(session) if session.get_bind().dialect.name == "postgresql" else None
+        lite = Writes() if writes is None else writes
         for model, shared in sorted(self._rows, key=lambda k: order[k[0].__table__]):
             same = dict(shared)
             shapes: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
@@ -73,8 +82,10 @@ class RowSink:
                 elif conn is not None:
                     await insert_rows(conn, model.__table__, rows, same=same)
                 else:
-                    await session.execute(insert(model.__table__), [row | same for row in rows])
+                    lite.insert(model.__table__, rows, same=same)
         self._rows.clear()
+        if writes is None:
+            await lite.run(session)
 
 
 def _put(session: AsyncSession, sink: RowSink | None, model: Any, **values: Any) -> None:
