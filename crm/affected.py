@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm import db
 from crm.bulk import fetch
 from crm.models import Communication, Contact, Deal, Lead
-from crm.tracking import Key, pending
+from crm.tracking import Key, clients_of, pending
 
 _PG = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
 
@@ -171,7 +171,7 @@ async def resolve(session: AsyncSession) -> None:
         clients_now = await _rows(session, query, {k: v for k, v in of.items() if v}, pg)
         for kind, ident, contact_id, company_id in clients_now:
             deps = depends[(kind, ident)]
-            deps.update(k for k in (("contact", contact_id), ("company", company_id)) if k[1])
+            deps.update(clients_of(contact_id, company_id))
     wanted: dict[str, set[int]] = defaultdict(set)
     for deps in depends.values():
         for kind, ident in deps:

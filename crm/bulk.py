@@ -128,16 +128,23 @@ async def _records(
     return list(zip(*[columns.get(a, nones) for a in attrs], strict=False))
 
 
+def with_defaults(table: Table, given: Iterable[str], same: Mapping[str, Any]) -> dict[str, Any]:
+    """`same`, then one value of each Python-side default of the columns that neither the
+    rows (`given`: their columns) nor `same` fill."""
+    shared = dict(same)
+    for name, default in _defaults(table):
+        if name not in given and name not in shared:
+            shared[name] = default.arg if default.is_scalar else default.arg(None)
+    return shared
+
+
 def _filled(
     table: Table, given: Mapping[str, Any], same: Mapping[str, Any]
 ) -> tuple[tuple[str, ...], list[Any]]:
     """The columns of one value for every row: `same`, then the defaults of the columns the
     rows leave out, taken once for the statement (the rows of one INSERT share a default
     timestamp, as PostgreSQL's `now()` would give them)."""
-    shared = dict(same)
-    for name, default in _defaults(table):
-        if name not in given and name not in shared:
-            shared[name] = default.arg if default.is_scalar else default.arg(None)
+    shared = with_defaults(table, given, same)
     values = []
     for name, v in shared.items():
         proc = _column(table, name)[1]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from itertools import repeat
@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import SessionTransaction
 
-from crm.bulk import _defaults
+from crm.bulk import with_defaults
 from crm.models import UtcDateTime
 
 _DIALECT = SQLiteDialect_aiosqlite()
@@ -83,16 +83,6 @@ def _rows(
     return [(*row, *shared) for row in zip(*columns, strict=True)]
 
 
-def _filled(table: Table, given: Iterable[str], same: Mapping[str, Any]) -> dict[str, Any]:
-    """`same`, then one value of each Python-side default of the columns the rows leave out."""
-    shared = dict(same)
-    given = set(given)
-    for name, default in _defaults(table):
-        if name not in given and name not in shared:
-            shared[name] = default.arg if default.is_scalar else default.arg(None)
-    return shared
-
-
 class Writes:
     """Statements for one trip to the connection's thread, run in the order given."""
 
@@ -119,7 +109,7 @@ class Writes:
         if not returning and not rows:
             return
         names = tuple(rows[0]) if rows else ()
-        shared = _filled(table, names, same or {})
+        shared = with_defaults(table, names, same or {})
         params = _rows(table, names, rows, shared)
         columns = (*names, *shared)
         conflict = tuple(skip_conflicts_on)

@@ -41,6 +41,11 @@ def record(session: Session, changes: Iterable[Change]) -> None:
     session.info.setdefault(_KEY, []).extend(changes)
 
 
+def clients_of(contact_id: int | None, company_id: int | None) -> list[Key]:
+    """A lead's or deal's clients (its contact and company, those it has)."""
+    return [(k, i) for k, i in (("contact", contact_id), ("company", company_id)) if i]
+
+
 def record_clients(session: Session, record: Key, clients: Iterable[Key]) -> None:
     """Say which contact and company a lead or deal (`record`) had, before or after."""
     found: dict[Key, set[Key]] = session.info.setdefault(_CLIENTS, {})

@@ -30,7 +30,7 @@ from crm.services.calls import apply_call_rules, call_number
 from crm.services.flags import recompute_client_flags
 from crm.services.pipelines import pipeline_by_code, stage_by_code
 from crm.services.rows import add_comms, add_timeline, bind_activity
-from crm.tracking import KIND_OF_TABLE, Key, record, record_clients
+from crm.tracking import KIND_OF_TABLE, clients_of, record, record_clients
 from matching.channels import TITLE_CHARS
 from matching.event import Channel, Direction, InboundEvent
 from matching.model import Decision, EventIdentities, Outcome
@@ -525,8 +525,3 @@ def touched(s: AsyncSession, rnd: Round, now: datetime) -> dict[Table, list[int]
                 clients = clients_of(row.contact_id, row.company_id)  # type: ignore[union-attr]
                 record_clients(s.sync_session, (kind, i), clients)
     return out
-
-
-def clients_of(contact_id: int | None, company_id: int | None) -> list[Key]:
-    """A lead's or deal's clients, as `crm.affected` reads them."""
-    return [(k, i) for k, i in (("contact", contact_id), ("company", company_id)) if i]

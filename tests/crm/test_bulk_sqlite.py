@@ -52,9 +52,8 @@ async def _fresh(path: Path) -> AsyncIterator[Database]:
 
 @pytest.fixture
 async def lite(tmp_path: Path) -> AsyncIterator[Database]:
-    db = await open_db("sqlite", tmp_path, None)
-    yield db
-    await db.dispose()
+    async with _fresh(tmp_path / "lite") as db:
+        yield db
 
 
 def test_timestamps_are_the_text_sqlalchemy_binds() -> None:
