@@ -18,10 +18,10 @@ with the replayed body; flat-out figures are the best of `RUNS` runs on both sid
 flat-out run of a unique load sends bodies no other run sent (else later runs would measure
 duplicates).
 
-Caller lookup: wrk at a fixed rate against random numbers of a seeded CRM (1 million contacts;
-100,000 with `quick`), on SQLite and on PostgreSQL (skipped when it is not reachable), next to
-the bare handler under the same load: on a busy machine that row shows how much of the
-latency is the machine's.
+Caller lookup: wrk at a fixed rate (arrivals as from independent callers, see `_throttle`)
+against random numbers of a seeded CRM (1 million contacts; 100,000 with `quick`), on SQLite
+and on PostgreSQL (skipped when it is not reachable), next to the bare handler under the same
+load: on a busy machine that row shows how much of the latency is the machine's.
 """
 
 from __future__ import annotations
@@ -62,6 +62,13 @@ BODIES_PER_SECOND = 20_000
 # requests, and the p99 measured that burst alone. 15 s keeps it inside the p99, not all of it.
 LOOKUP_SECONDS = 15.0
 
+# How the runs at a fixed rate are paced (see `_throttle`), said under their tables.
+PACING = (
+    "At a fixed rate, each connection pauses a random time before each request (exponential "
+    "with the mean the rate asks), so requests arrive as from independent callers; until "
+    "2026-12-07 the pause was fixed, and the connections sent their requests in bursts."
+)
+
 # Printed by wrk's done() hook as one JSON line; latencies in microseconds.
 _DONE = """
 function done(summary, latency, requests)
@@ -99,11 +106,24 @@ def _call(call_id: str) -> bytes:
 
 
 def _throttle(rate: int | None, connections: int) -> str:
-    """wrk's delay() hook: each connection waits so all of them together send `rate`/s;
-    wrk starts a request's clock after the delay, so latency is the server's alone."""
+    """wrk's delay() hook: the connections pace the load as callers who call independently.
+    Each waits a random pause (exponential, mean `connections / rate` seconds) before each
+    request, so together they send a Poisson stream of `rate`/s. A fixed pause kept them in
+    step, all started at once: the server saw bursts of up to `connections` requests within a
+    couple of milliseconds, then silence, and the p99 was the last of a burst waiting for the
+    rest. The pauses come from a generator of their own (Park-Miller), seeded per wrk thread,
+    so a script's own math.random draws stay as they were. wrk starts a request's clock after
+    the pause, so latency is the server's alone."""
     if rate is None:
         return ""
-    return f"function delay() return {max(1, round(1000 * connections / rate))} end\n"
+    mean_ms = 1000 * connections / rate
+    return (
+        "local pause = nil\n"
+        "function delay()\n"
+        "  pause = (pause or (4242 + 7919 * (tid or 0))) * 16807 % 2147483647\n"
+        f"  return math.floor(-{mean_ms!r} * math.log(pause / 2147483647) + 0.5)\n"
+        "end\n"
+    )
 
 
 def calls_script(workdir: Path, call_ids: list[str], now: int) -> str:
@@ -656,7 +676,7 @@ def lookup_lines(figures: LookupFigures) -> tuple[list[str], list[str]]:
     notes = [
         f"Lookup rows: {RUNS} runs of each load on one seeded service, each after a "
         f"{WARMUP_SECONDS} s warm-up with a fresh cache; requests/s is the lowest run's, p50 "
-        f"and p99 the best – worst. Seeding the lookup CRM took {seeding}.",
+        f"and p99 the best – worst. Seeding the lookup CRM took {seeding}. {PACING}",
         *notes,
     ]
     return rows + lookup_rows_, notes
@@ -758,7 +778,7 @@ def _section(hooks: dict[str, Any] | None, lookups: LookupFigures | None) -> Sec
             "each run of a unique load sends its own call ids. Targets: >= 0.5, p99 < 10 ms at "
             f"{rate}/s; lookup p99 < 5 ms. Server CPU per request: this process's CPU time "
             "during the run ÷ requests (Redis' own work is not in it), a ratio other load on "
-            "the machine hardly moves.",
+            "the machine hardly moves. " + PACING,
             *notes,
         ]
         goals += webhook_goals(hooks)

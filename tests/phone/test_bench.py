@@ -3,7 +3,9 @@ wrk is a clear error (the figures themselves come from `make bench`)."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import statistics
 import time
 from pathlib import Path
 
@@ -52,3 +54,50 @@ async def test_runs_of_a_unique_load_send_their_own_call_ids(tmp_path: Path) -> 
         await service.queue.join()
         _, total = await service.crm.events.page(limit=100)
     assert total == 40
+
+
+@needs_wrk
+async def test_paced_load_pauses_like_independent_callers(tmp_path: Path) -> None:
+    """At a fixed rate each connection pauses a random, exponentially spread time, the threads
+    each their own sequence: a fixed pause sent the server bursts of every connection at once.
+    The pauses wrk really took are recorded by wrapping the pacing hook in wrk's own Lua."""
+    recorder = (
+        bench._throttle(500, bench.CONNECTIONS)
+        + "local paced = delay\n"
+        + "pauses = {}\n"
+        + "function delay() local d = paced(); pauses[#pauses + 1] = d; return d end\n"
+        + "local all = {}\n"
+        + "local own_setup = setup\n"
+        + "function setup(thread) own_setup(thread); all[#all + 1] = thread end\n"
+        + "function done(summary, latency, requests)\n"
+        + "  for _, t in ipairs(all) do\n"
+        + "    local p = t:get('pauses')\n"
+        + "    io.write('PAUSES ', table.concat(p, ','), '\\n')\n"
+        + "  end\n"
+        + "end\n"
+    )
+    script = bench.lookup_script(1000) + recorder
+    lua = tmp_path / "paced.lua"
+    lua.write_text(script)
+    async with bench.bare_app() as hook:
+        proc = await asyncio.create_subprocess_exec(
+            *(bench.wrk_path(), "-t2", f"-c{bench.CONNECTIONS}", "-d2s", "-s", str(lua)),
+            f"{hook}/lookup",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await proc.communicate()
+    threads = [
+        [int(x) for x in line.removeprefix("PAUSES ").split(",")]
+        for line in out.decode().splitlines()
+        if line.startswith("PAUSES ")
+    ]
+    assert len(threads) == 2 and all(len(t) > 200 for t in threads)
+    pauses = [p for t in threads for p in t]
+    mean = statistics.fmean(pauses)
+    expected = 1000 * bench.CONNECTIONS / 500
+    # Exponential: the mean as asked, spread as wide as the mean (a fixed pause: none) …
+    assert abs(mean - expected) < 0.15 * expected
+    assert statistics.pstdev(pauses) > 0.8 * mean
+    # … short pauses the most common, and each thread on a sequence of its own.
+    assert sum(p < expected for p in pauses) > 0.55 * len(pauses)
+    assert threads[0][:20] != threads[1][:20]
