@@ -226,8 +226,10 @@ class IntakeResult:
 
 @dataclass(frozen=True, slots=True)
 class DuplicateHits:
-    """Which records hold given communications (like crm.duplicate.findbycomm)."""
+    """Which records hold given communications (like crm.duplicate.findbycomm): those the
+    viewer may read by id, the others (another rep's) counted in `hidden`."""
 
     leads: list[int]
     contacts: list[int]
     companies: list[int]
+    hidden: int

@@ -206,13 +206,6 @@ def _own_e164(raw: str, region: str | None, country_code: int, national: str) ->
     return PhoneNumber(raw, raw, None)
 
 
-def _plus_e164(raw: str, region: str | None) -> PhoneNumber | None:
-    """`_own_e164` of a whole "+" and digits number (its country code split off here): the
-    form the randomized tests hold against `_normalize_phone`."""
-    split = _split_code(raw)
-    return None if split is None else _own_e164(raw, region, *split)
-
-
 def _national_prefix(country_code: int, region: str | None) -> re.Pattern[str] | None:
     """The national prefix pattern `_plus_number` strips for `country_code` read in `region`
     (the metadata it picks); a pattern that matches everything when it has no metadata."""

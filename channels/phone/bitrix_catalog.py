@@ -139,7 +139,7 @@ class BitrixCatalog:
             raise BitrixError("", "Entity type is not supported in current context.")
         phones = values if kind == "PHONE" else []
         emails = values if kind == "EMAIL" else []
-        hits = await self.crm.search.duplicates(phones, emails)
+        hits = await self.crm.search.duplicates(phones, emails, actor)
         out: dict[str, list[int]] = {}
         for name, ids in (
             ("LEAD", hits.leads),

@@ -6,6 +6,7 @@ rep, never its id or title: a rep does not learn another rep's clients by typing
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,24 @@ _TITLE: dict[str, Any] = {
 }
 
 
+async def holders_of(
+    s: AsyncSession, targets: Iterable[Target]
+) -> dict[Target, tuple[str | None, int | None]]:
+    """The title and responsible rep of each of these leads, contacts and companies (one
+    that does not exist is left out): what decides whether a viewer may see it (`may_read`)."""
+    holders: dict[Target, tuple[str | None, int | None]] = {}
+    wanted = set(targets)
+    for table in ATTACHABLE:
+        ids_of = sorted(oid for t, oid in wanted if t == table)
+        if ids_of:
+            model = OWNER_MODELS[table]
+            for oid, title, responsible in await s.execute(
+                select(model.id, _TITLE[table], model.responsible_id).where(model.id.in_(ids_of))
+            ):
+                holders[(table, oid)] = (title, responsible)
+    return holders
+
+
 async def hits_of(
     s: AsyncSession, ids: EventIdentities, skip: Target | None, viewer: Actor
 ) -> list[DuplicateHit]:
@@ -92,15 +111,7 @@ async def hits_of(
         message = f"{listed_kind} {listed} is on the exception list: it never reaches the CRM"
         hits.append(DuplicateHit(listed_kind, listed, None, None, None, message))
     found = sorted(r for r in held if (r[0], r[1]) in wanted)
-    holders: dict[Target, tuple[str | None, int | None]] = {}  # (title, responsible)
-    for table in ATTACHABLE:
-        ids_of = [oid for _, _, t, oid in found if t == table]
-        if ids_of:
-            model = OWNER_MODELS[table]
-            for oid, title, responsible in await s.execute(
-                select(model.id, _TITLE[table], model.responsible_id).where(model.id.in_(ids_of))
-            ):
-                holders[(table, oid)] = (title, responsible)
+    holders = await holders_of(s, [(t, oid) for _, _, t, oid in found])
     reps = await rep_names(s, (responsible for _, responsible in holders.values()))
     for kind, value, owner_type, owner_id in found:
         held_by, responsible = holders.get((owner_type, owner_id), (None, None))

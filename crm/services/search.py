@@ -11,6 +11,8 @@ from crm.db import Database
 from crm.dto import SYSTEM, Actor, ContactView, DealView, DuplicateHits, LeadView
 from crm.identity import identities_from_values
 from crm.models import Communication, Company, Contact, Deal, Lead
+from crm.services.access import may_read
+from crm.services.duplicates import holders_of
 from crm.services.listing import visible_to
 from crm.services.views import contact_views, deal_views, lead_views
 
@@ -40,29 +42,32 @@ class Search:
         self.config = config
 
     async def duplicates(
-        self, phones: list[str], emails: list[str], region: str | None = None
+        self, phones: list[str], emails: list[str], actor: Actor, region: str | None = None
     ) -> DuplicateHits:
-        """Holders of these phones / emails; national numbers read in `region` (ISO 3166,
-        checked by the caller), else the CRM's."""
+        """The holders of these phones / emails that `actor` may read (`may_read`, the right
+        that opening the record takes); the others are only counted (`hidden`), so a rep
+        learns that another rep's client has the number and nothing of that record. National
+        numbers are read in `region` (ISO 3166, checked by the caller), else the CRM's."""
         ids = identities_from_values(phones, emails, region or self.config.default_region)
         values = [p.e164 for p in ids.phones if p.e164] + list(ids.emails)
         hits: dict[str, list[int]] = {"lead": [], "contact": [], "company": []}
+        hidden = 0
         if values:
             async with self.db.read() as s:
                 rows = await s.execute(
-                    select(Communication.owner_type, Communication.owner_id)
-                    .where(
+                    select(Communication.owner_type, Communication.owner_id).where(
                         Communication.kind.in_(("phone", "email")),
                         Communication.value.in_(values),
                     )
-                    .distinct()
                 )
-                for owner_type, owner_id in rows:
-                    hits.setdefault(owner_type, []).append(owner_id)
+                holders = await holders_of(s, [(t, i) for t, i in rows])
+            for (owner_type, owner_id), (_, responsible) in sorted(holders.items()):
+                if may_read(actor, responsible):
+                    hits[owner_type].append(owner_id)
+                else:
+                    hidden += 1
         return DuplicateHits(
-            leads=sorted(set(hits["lead"])),
-            contacts=sorted(set(hits["contact"])),
-            companies=sorted(set(hits["company"])),
+            leads=hits["lead"], contacts=hits["contact"], companies=hits["company"], hidden=hidden
         )
 
     async def find(self, query: str, actor: Actor = SYSTEM, limit: int = 10) -> SearchResult:

@@ -169,7 +169,8 @@ async def _duplicates(crm: Crm, args: Args) -> Any:
     region = args.get("region")
     if region is not None and not is_region(region):
         raise bad_request(f"unknown region {region!r}: give an ISO 3166 code like AT")
-    return to_json(await crm.search.duplicates(args["phone"], args["email"], region=region))
+    hits = await crm.search.duplicates(args["phone"], args["email"], args["actor"], region=region)
+    return to_json(hits)
 
 
 Pager = Callable[[Crm, str, int, Actor, int, int], Awaitable[tuple[Sequence[Any], int]]]
@@ -252,8 +253,8 @@ def api_routes() -> list[Route]:
         Route(
             "/duplicates",
             "find_duplicates",
-            "Which leads, contacts and companies hold these phones or emails "
-            "(phones in any common format)",
+            "Which leads, contacts and companies hold these phones or emails (phones in any "
+            "common format): the ids of those the token may read, a count of the others",
             ref(DuplicateHits),
             _duplicates,
             (

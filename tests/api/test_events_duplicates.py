@@ -61,7 +61,12 @@ async def test_duplicates_find_holders_whatever_the_phone_format(api: ApiClient)
 
     for phone in ("030 1234567", "+49 30 1234567", "0049 (30) 123-4567", "+49301234567"):
         hits = await api.ok("/api/v1/duplicates", {"phone": phone})
-        assert hits == {"leads": [lead.id], "contacts": [contact.id], "companies": []}, phone
+        assert hits == {
+            "leads": [lead.id],
+            "contacts": [contact.id],
+            "companies": [],
+            "hidden": 0,
+        }, phone
 
     both = await api.ok(
         "/api/v1/duplicates",
@@ -71,12 +76,67 @@ async def test_duplicates_find_holders_whatever_the_phone_format(api: ApiClient)
         "leads": [],
         "contacts": sorted([contact.id, other.id]),
         "companies": [company.id],
+        "hidden": 0,
     }
     nobody = await api.ok("/api/v1/duplicates", {"phone": "+1 212 555 0100"})
-    assert nobody == {"leads": [], "contacts": [], "companies": []}
+    assert nobody == {"leads": [], "contacts": [], "companies": [], "hidden": 0}
 
     neither = await api.get("/api/v1/duplicates")
     assert neither.status == 400 and "phone or email" in neither.body["detail"]
+
+
+async def test_duplicates_give_the_ids_a_token_may_read_and_count_the_others(
+    api: ApiClient,
+) -> None:
+    """A rep's token gets the ids of the holders it may open (own and unassigned records, as
+    `GET /{type}/{id}` decides) and only a count of another rep's: that the number is someone
+    else's customer, never which record. A supervisor's token gets every id."""
+    crm = api.service.crm
+    otto = await crm.reps.add("Otto Other", role="rep")
+    rita = await crm.reps.add("Rita Rep", role="rep")
+    sam = await crm.reps.add("Sam Super", role="supervisor")
+    phone, email = "+49 30 7654321", "office@shared.example"
+    ottos_contact = await crm.records.create_contact(
+        ContactInput("Otto's client", phones=(phone,), responsible_id=otto.id)
+    )
+    ottos_lead = await crm.leads.create(
+        LeadInput(title="Otto's", emails=(email,), responsible_id=otto.id)
+    )
+    ritas_lead = await crm.leads.create(
+        LeadInput(title="Rita's", phones=("030 7654321",), responsible_id=rita.id)
+    )
+    queued = await crm.records.create_company("Nobody's yet", emails=(email,))
+    _, ritas = await crm.tokens.create("rita", rep_id=rita.id)
+    _, sams = await crm.tokens.create("sam", rep_id=sam.id)
+    asked = [("phone", "030 7654321"), ("email", "OFFICE@shared.example")]
+
+    as_rita = await api.get("/api/v1/duplicates", asked, token=ritas)
+    assert as_rita.status == 200
+    assert as_rita.body == {
+        "leads": [ritas_lead.id],
+        "contacts": [],
+        "companies": [queued.id],
+        "hidden": 2,  # Otto's contact and lead
+    }
+    as_sam = await api.get("/api/v1/duplicates", asked, token=sams)
+    assert as_sam.body == {
+        "leads": sorted([ottos_lead.id, ritas_lead.id]),
+        "contacts": [ottos_contact.id],
+        "companies": [queued.id],
+        "hidden": 0,
+    }
+    # The same rights as the record endpoints: every id given opens, the hidden ones do not.
+    for token, answer in ((ritas, as_rita.body), (sams, as_sam.body)):
+        for plural in ("leads", "contacts", "companies"):
+            for ident in answer[plural]:
+                opened = await api.get(f"/api/v1/{plural}/{ident}", token=token)
+                assert opened.status == 200, (plural, ident)
+    for path in (f"/api/v1/leads/{ottos_lead.id}", f"/api/v1/contacts/{ottos_contact.id}"):
+        assert (await api.get(path, token=ritas)).status == 403
+    # Only another rep's records hold it: nothing but the count.
+    await crm.leads.assign(ritas_lead.id, otto.id, SYSTEM)
+    theirs = await api.get("/api/v1/duplicates", {"phone": "+4930 7654321"}, token=ritas)
+    assert theirs.body == {"leads": [], "contacts": [], "companies": [], "hidden": 2}
 
 
 async def test_duplicates_read_national_numbers_in_the_region_asked(api: ApiClient) -> None:
@@ -103,7 +163,7 @@ async def test_unassigned_numbers_are_nobodys_duplicate(api: ApiClient) -> None:
     crm = api.service.crm
     zero = await crm.records.create_contact(ContactInput("Zero", phones=("0000000",)))
     hits = await api.ok("/api/v1/duplicates", {"phone": "0000000"})
-    assert hits == {"leads": [], "contacts": [], "companies": []}
+    assert hits == {"leads": [], "contacts": [], "companies": [], "hidden": 0}
     # The rep still sees the number as it was typed, flagged.
     [entry] = (await api.ok(f"/api/v1/contacts/{zero.id}"))["comms"]
     assert (entry["raw"], entry["value"], entry["label"]) == ("0000000", None, "invalid")

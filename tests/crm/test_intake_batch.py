@@ -4,6 +4,7 @@ event after the other."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from dataclasses import replace
 from datetime import datetime
@@ -11,15 +12,18 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.event import listen, remove
+from sqlalchemy.util import await_
 
 from crm.changes import Change
 from crm.config import CrmConfig
-from crm.db import Database
+from crm.db import Database, lock_id
 from crm.facade import Crm
 from crm.intake.labels import title
 from crm.models import Activity, ActivityBinding, Deal, InboundEventLog, Lead
 from crm.services.leads import LeadInput
 from crm.services.records import ContactInput
+from crm.tracking import TrackedSession
 from matching.event import Channel, InboundEvent
 from tests.conftest import make_event
 
@@ -347,3 +351,66 @@ async def test_two_workers_given_the_same_events_process_each_once(crm: Crm) -> 
         assert await count(crm, Lead) == len(numbers) + 1
     finally:
         await other.db.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_a_worker_handed_an_event_another_holds_waits_on_its_lock_then_answers_duplicate(
+    crm: Crm, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The per-event lock itself. Events with no number, address nor call id take no identity
+    lock, so only the event's own lock keeps a second worker out while the first one's batch
+    is open: worker A is held just before its commit (its log row written, uncommitted);
+    worker B, handed the same event, must wait on that event's advisory lock (not run the
+    event and then wait on A's log row), and once A commits answer it as a duplicate of A's
+    on its first try (no refused batch taken again one by one)."""
+    event, other = make_event(), make_event()  # calls with no number: no identity keys
+    other_worker = Crm(Database(crm.db.url.render_as_string(hide_password=False)), CrmConfig())
+    await other_worker.prepare()
+    gate, held = asyncio.Event(), asyncio.get_running_loop().create_future()
+    a_engine = crm.db.engine.sync_engine
+
+    def hold(session: Any) -> None:  # worker A's transaction, mid-commit
+        if session.bind is a_engine and not held.done():
+            held.set_result(session.connection().connection.driver_connection.get_server_pid())
+            await_(gate.wait())
+
+    listen(TrackedSession, "before_commit", hold)
+    caplog.set_level(logging.WARNING, logger="crm.intake")
+    tasks: list[asyncio.Task[list[Any]]] = []
+    try:
+        tasks.append(asyncio.create_task(crm.intake.process_many([event])))
+        a_pid = await asyncio.wait_for(held, 10)
+        tasks.append(asyncio.create_task(other_worker.intake.process_many([other, event])))
+        key = lock_id(f"event:{event.channel.value}:{event.external_id}") & (2**64 - 1)
+        holders: dict[bool, int] = {}
+        async with crm.db.autocommit() as conn:
+            for _ in range(200):  # B's wait shows in pg_locks; without the lock it never does
+                rows = await conn.fetch(
+                    "SELECT pid, granted FROM pg_locks WHERE locktype = 'advisory'"
+                    " AND database = (SELECT oid FROM pg_database WHERE datname ="
+                    " current_database()) AND classid::bigint = $1 AND objid::bigint = $2"
+                    " AND objsubid = 1",
+                    key >> 32,
+                    key & (2**32 - 1),
+                )
+                holders = {r["granted"]: r["pid"] for r in rows}
+                if False in holders:
+                    break
+                await asyncio.sleep(0.05)
+        assert holders.get(False) not in (None, a_pid), "B waits on the event's lock"
+        assert holders.get(True) == a_pid, "A holds it"
+        assert not tasks[1].done()
+        gate.set()
+        (first,), (fresh, copy) = await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    finally:
+        gate.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        remove(TrackedSession, "before_commit", hold)
+        await other_worker.db.dispose()
+    assert not isinstance(first, Exception) and first.outcome != "duplicate"
+    assert not isinstance(copy, Exception) and copy.outcome == "duplicate"
+    assert copy.event_log_id == first.event_log_id
+    assert not isinstance(fresh, Exception) and fresh.outcome == first.outcome
+    # B's batch went through whole: a refused one is taken again event by event, with a warning.
+    assert [r.getMessage() for r in caplog.records] == []
+    assert await count(crm, InboundEventLog) == 2

@@ -256,8 +256,9 @@ async def test_search_by_phone_email_and_name(crm: Crm) -> None:
     assert [c.id for c in by_name.contacts] == [anna.id]
     assert [x.id for x in by_name.leads] == [lead.id]
     assert (await crm.search.find("nobody")).empty
-    dup = await crm.search.duplicates(["0049 30 1234567", "+49 171 7777777"], ["anna@x.de"])
+    dup = await crm.search.duplicates(["0049 30 1234567", "+49 171 7777777"], ["anna@x.de"], SYSTEM)
     assert dup.contacts == [anna.id] and dup.leads == [lead.id] and dup.companies == []
+    assert dup.hidden == 0
 
 
 async def test_deals_move_between_stages_and_pipelines(db: object) -> None:

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
+from matching.model import PhoneNumber
 from matching.normalize import (
     display_email,
     find_phones,
@@ -352,14 +353,25 @@ def test_a_pbx_number_takes_the_plus_path() -> None:
     assert _parse_plus("+４930123456", "DE") is None  # non-ASCII digits: likewise
 
 
-def _fast_alike(text: str, region: str | None) -> None:
-    from matching.normalize import _PLUS_DIGITS, _normalize_phone, _plus_e164
+def _fast(text: str, region: str | None) -> PhoneNumber | None:
+    """`normalize_phone`'s fast answer for "+" and digits: `_own_e164` of the number split as
+    `normalize_phone` splits it (None: the rest of the path answers)."""
+    from matching.normalize import _own_e164, _split_code
 
-    if not _PLUS_DIGITS.fullmatch(text):  # `normalize_phone` asks `_plus_e164` only then
+    split = _split_code(text)
+    return None if split is None else _own_e164(text, region, *split)
+
+
+def _fast_alike(text: str, region: str | None) -> None:
+    from matching.normalize import _PLUS_DIGITS, _normalize_phone
+
+    if not _PLUS_DIGITS.fullmatch(text):  # `normalize_phone` asks `_own_e164` only then
         return
-    fast = _plus_e164(text, region)
+    whole = _normalize_phone(text, region)
+    fast = _fast(text, region)
     if fast is not None:  # else `_normalize_phone` answers
-        assert fast == _normalize_phone(text, region), (text, region)
+        assert fast == whole, (text, region)
+    assert normalize_phone.__wrapped__(text, region) == whole, (text, region)
 
 
 _CODES = sorted(COUNTRY_CODE_TO_REGION_CODE)
@@ -376,21 +388,19 @@ _ALL_REGIONS = [None, "de", " at ", "001", *sorted(phonenumbers.SUPPORTED_REGION
 def test_known_plus_numbers_read_as_the_whole_path_reads_them(
     text: str, region: str | None
 ) -> None:
-    """`_plus_e164` (possible by country code and length, looked up once; the number its own
+    """`_own_e164` (possible by country code and length, looked up once; the number its own
     E.164 form) against `_normalize_phone`, under every country code and region."""
     _fast_alike(text, region)
 
 
 def test_a_pbx_number_is_its_own_e164() -> None:
-    """The lever: a valid "+" number without a national prefix is answered by `_plus_e164`;
+    """The lever: a valid "+" number without a national prefix is answered by `_own_e164`;
     a prefixed, short or spaced one is not."""
-    from matching.normalize import _plus_e164
-
-    assert _plus_e164("+4930123456", "DE") == normalize_phone("+4930123456", "DE")
-    assert _plus_e164("+12125550100", "DE") is not None
-    assert _plus_e164("+49030123456", "DE") is None  # a national prefix after the code
-    assert _plus_e164("+4900000000", "DE") is None  # a leading zero
-    assert _plus_e164("+4930", "DE") == normalize_phone.__wrapped__("+4930", "DE")  # too short
+    assert _fast("+4930123456", "DE") == normalize_phone("+4930123456", "DE")
+    assert _fast("+12125550100", "DE") is not None
+    assert _fast("+49030123456", "DE") is None  # a national prefix after the code
+    assert _fast("+4900000000", "DE") is None  # a leading zero
+    assert _fast("+4930", "DE") == normalize_phone.__wrapped__("+4930", "DE")  # too short
     assert normalize_phone("+49 30 123456", "DE").e164 == "+4930123456"
 
 

@@ -280,6 +280,14 @@ async def test_duplicate_find_by_comm_for_phones_and_emails(phone: PhoneClient) 
         token.call_method, "crm.duplicate.findbycomm", {"type": "EMAIL", "values": ["x@y.org"]}
     )
     assert none["result"] == []
+    # A rep's webhook gets the records that rep may read: not the admin's lead.
+    rita = await add_rep(phone, "Rita Rep", extension="102")
+    theirs = await in_thread(
+        sdk(phone, rita).call_method,
+        "crm.duplicate.findbycomm",
+        {"type": "PHONE", "values": ["030 444555"]},
+    )
+    assert theirs["result"] == []
     # Lists filter by PHONE / EMAIL the same way (normalized), and by their absence.
     by_filter = await client.get_all("crm.lead.list", params={"filter": {"PHONE": "030 444555"}})
     assert [int(r["ID"]) for r in by_filter] == [lead]
