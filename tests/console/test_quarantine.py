@@ -154,14 +154,19 @@ async def test_reps_are_refused_and_a_server_that_is_down_gets_a_polite_message(
     ):
         with pytest.raises(Forbidden):
             await call
-    assert await uids_in(dovecot, SPAM) == [uid]
-
     # A supervisor may: the mail is any rep's customer, and a release is what intake does.
     sam = await crm.reps.add("Sam Supervisor", role="supervisor")
     await sign_in(page, service, sam)
     await page.click("nav >> text=Quarantine")
     [row] = await _rows(page)
     assert "kunde@firma.example" in row and "not recorded" in row
+    # Without the form's CSRF token even a supervisor's release is refused.
+    tokenless = await page.request.post(
+        f"{console_url(service)}/app/quarantine/sales/{uid}/release"
+    )
+    assert tokenless.status == 403 and "security token" in await tokenless.text()
+
+    assert await uids_in(dovecot, SPAM) == [uid]  # none of that moved it
 
     await dovecot.stop()
     response = await page.reload()
