@@ -5,6 +5,7 @@ message instead of an error page."""
 
 from __future__ import annotations
 
+import re
 from email.message import EmailMessage
 from typing import Any
 
@@ -74,6 +75,8 @@ async def test_an_admin_sees_why_and_releases_spam_that_then_becomes_a_lead(
     assert page.url.endswith("/app/quarantine")
     assert await page.inner_text("section.quarantine h2") == "sales 2 in Leadbot-Spam"
     spoofed, flagged = await _rows(page)  # newest first
+    for row in (spoofed, flagged):  # when the server received it, in the team's time
+        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d\s", row), row
     assert "konto@verify-account.example" in spoofed and "Konto" in spoofed
     assert "markers 5 ≥ 5: display name is another address" in spoofed
     # The subject is text, never markup; the reason was found without a Message-ID.
