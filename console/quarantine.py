@@ -27,6 +27,7 @@ from console.web import (
 from crm.dto import Actor
 from crm.errors import NotFound
 from crm.services.quarantine import PAGE_SIZE, MailboxUnavailable, Quarantine
+from httpkit import read_form
 
 QUARANTINE = f"{PREFIX}/quarantine"
 
@@ -59,9 +60,12 @@ async def quarantine(request: web.Request) -> Context:
 
 @page("quarantine.html")
 async def release(request: web.Request) -> web.StreamResponse:
-    mailbox, raw_uid = request.match_info["mailbox"], request.match_info["uid"]
-    if not raw_uid.isdigit():
-        raise Refused(404, f"no mail {raw_uid[:20]!r}")
+    """The Release button: the mailbox and the UID come as form fields (a mailbox's name may
+    hold any character, a `/` too)."""
+    form = await read_form(request)
+    mailbox, raw_uid = form.get("mailbox"), form.get("uid")
+    if not isinstance(mailbox, str) or not isinstance(raw_uid, str) or not raw_uid.isdigit():
+        raise Refused(422, "name a mailbox and the UID of a mail in its spam folder")
     response = redirect(f"{QUARANTINE}?mailbox={quote(mailbox, safe='')}")
     try:
         folder = await crm_of(request).quarantine.release(
@@ -81,5 +85,5 @@ async def release(request: web.Request) -> web.StreamResponse:
 def routes() -> list[web.AbstractRouteDef]:
     return [
         web.get(QUARANTINE, quarantine, allow_head=False),
-        web.post(f"{QUARANTINE}/{{mailbox}}/{{uid}}/release", release),
+        web.post(f"{QUARANTINE}/release", release),
     ]
