@@ -61,15 +61,18 @@ async def quarantine(request: web.Request) -> Context:
 @page("quarantine.html")
 async def release(request: web.Request) -> web.StreamResponse:
     """The Release button: the mailbox and the UID come as form fields (a mailbox's name may
-    hold any character, a `/` too)."""
+    hold any character, a `/` too), with the folder's UIDVALIDITY the page was read under."""
     form = await read_form(request)
-    mailbox, raw_uid = form.get("mailbox"), form.get("uid")
+    mailbox, raw_uid, validity = (form.get(k, "") for k in ("mailbox", "uid", "uidvalidity"))
     if not isinstance(mailbox, str) or not isinstance(raw_uid, str) or not raw_uid.isdigit():
         raise Refused(422, "name a mailbox and the UID of a mail in its spam folder")
     response = redirect(f"{QUARANTINE}?mailbox={quote(mailbox, safe='')}")
     try:
         folder = await crm_of(request).quarantine.release(
-            mailbox, int(raw_uid), current_actor(request)
+            mailbox,
+            int(raw_uid),
+            current_actor(request),
+            uidvalidity=int(validity) if isinstance(validity, str) and validity.isdigit() else None,
         )
     except (NotFound, MailboxUnavailable) as exc:
         flash(response, f"Not released: {exc}", error=True)

@@ -58,7 +58,7 @@ class ImapSpamFolders:
             session = await ImapSession.open(config.server, timeout=config.timeout)
             try:
                 try:
-                    await session.select(folder)
+                    selected = await session.select(folder)
                 except ImapRefused:  # nothing was ever caught: the folder does not exist yet
                     return HeldPage(mailbox, folder, [], 0)
                 # UIDs grow as mail is filed: the highest were caught last.
@@ -69,14 +69,14 @@ class ImapSpamFolders:
         except (ImapError, OSError) as exc:
             raise MailboxUnavailable(f"mailbox {mailbox}: {_why(exc)}") from None
         mails = sorted(map(held_mail, found), key=lambda m: m.uid, reverse=True)
-        return HeldPage(mailbox, folder, mails, len(uids))
+        return HeldPage(mailbox, folder, mails, len(uids), selected.uidvalidity)
 
-    async def release(self, mailbox: str, uid: int) -> str:
+    async def release(self, mailbox: str, uid: int, uidvalidity: int | None = None) -> str:
         config = await self._config(mailbox)
         try:
-            await release(config, str(uid))
+            await release(config, str(uid), uidvalidity=uidvalidity)
         except NotInSpam as exc:
-            raise NotFound(f"{exc}: released or deleted meanwhile") from None
+            raise NotFound(str(exc)) from None
         except (ImapError, OSError) as exc:
             raise MailboxUnavailable(f"mailbox {mailbox}: {_why(exc)}") from None
         return config.folder

@@ -54,6 +54,7 @@ class HeldPage:
     folder: str
     mails: list[HeldMail]  # newest first
     total: int  # held in the folder, on every page
+    uidvalidity: int | None = None  # of the folder the UIDs are from (None: no folder yet)
 
 
 class SpamFolders(Protocol):
@@ -67,9 +68,10 @@ class SpamFolders(Protocol):
         `MailboxUnavailable` when the server cannot be asked."""
         ...
 
-    async def release(self, mailbox: str, uid: int) -> str:
+    async def release(self, mailbox: str, uid: int, uidvalidity: int | None = None) -> str:
         """Move the mail back to the watched folder for the worker to take as new mail; the
-        folder's name. `NotFound` when it is no longer in the spam folder."""
+        folder's name. `NotFound` when it is no longer in the spam folder, or the folder is no
+        longer the one `uidvalidity` names."""
         ...
 
 
@@ -116,10 +118,13 @@ class Quarantine:
         ]
         return replace(page, mails=mails)
 
-    async def release(self, mailbox: str, uid: int, actor: Actor) -> str:
-        """What `leadbot mail release` does; the watched folder it went back to."""
+    async def release(
+        self, mailbox: str, uid: int, actor: Actor, *, uidvalidity: int | None = None
+    ) -> str:
+        """What `leadbot mail release` does; the watched folder it went back to. `uidvalidity`:
+        the folder's on the page the UID was read from."""
         require_supervisor(actor)
-        folder = await self._folders().release(mailbox, uid)
+        folder = await self._folders().release(mailbox, uid, uidvalidity)
         log.info("mailbox %s: rep #%s released UID %s to %s", mailbox, actor.rep_id, uid, folder)
         return folder
 

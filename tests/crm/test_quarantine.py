@@ -40,7 +40,7 @@ class Folders:
         ]
         return HeldPage(mailbox, "Leadbot-Spam", mails, 2)
 
-    async def release(self, mailbox: str, uid: int) -> str:
+    async def release(self, mailbox: str, uid: int, uidvalidity: int | None = None) -> str:
         self.released.append((mailbox, uid))
         return "INBOX"
 
