@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from console import admin, board, dashboard
+from console import admin, board, dashboard, quarantine
 from console.web import (
     PREFIX,
     SESSION_COOKIE,
@@ -14,6 +14,7 @@ from console.web import (
     current_actor,
     flash,
     page,
+    page_number,
     page_refusal,
     redirect,
     render,
@@ -66,17 +67,12 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     return render(request, "signin.html", {"title": "Sign in"})
 
 
-def _page_number(request: web.Request) -> int:
-    raw = request.query.get("page", "1")
-    return int(raw) if raw.isdigit() and 0 < int(raw) <= 10_000 else 1
-
-
 @page("my_work.html")
 async def my_work(request: web.Request) -> Context:
     """Open leads and deals, newest first: a rep's own (the services see to that), everyone's
     for supervisors and admins."""
     crm, actor = crm_of(request), current_actor(request)
-    number = _page_number(request)
+    number = page_number(request)
     flt = ListFilter(semantic="process", offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE)
     leads, lead_total = await crm.leads.page(flt, actor)
     deals, deal_total = await crm.deals.page(flt, actor)
@@ -105,4 +101,5 @@ def routes() -> list[web.AbstractRouteDef]:
         *dashboard.routes(),
         *admin.routes(),
         *board.routes(),
+        *quarantine.routes(),
     ]

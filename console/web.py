@@ -46,6 +46,7 @@ ApiHandler = Callable[[web.Request], Awaitable[Context | list[Any]]]
 
 SESSION_COOKIE = "leadbot_session"
 FLASH_COOKIE = "leadbot_flash"
+FLASH_ERROR_COOKIE = "leadbot_flash_error"  # the same, shown as an error
 CSRF_FIELD = "_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 PREFIX = "/app"
@@ -109,6 +110,12 @@ def wants_json(request: web.Request) -> bool:
     return CSRF_HEADER in request.headers or (
         "application/json" in accept and "text/html" not in accept
     )
+
+
+def page_number(request: web.Request) -> int:
+    """The `?page=N` of a paged list (1 when absent or absurd)."""
+    raw = request.query.get("page", "1")
+    return int(raw) if raw.isdigit() and 0 < int(raw) <= 10_000 else 1
 
 
 def redirect(location: str) -> web.Response:
@@ -249,9 +256,11 @@ def api(handler: ApiHandler) -> Handler:
 # --- rendering --------------------------------------------------------------------------------
 
 
-def flash(response: web.StreamResponse, text: str) -> None:
-    """A one-line message shown on the next page (e.g. after a redirect)."""
-    response.set_cookie(FLASH_COOKIE, quote(text[:300]), path=PREFIX, httponly=True, samesite="Lax")
+def flash(response: web.StreamResponse, text: str, *, error: bool = False) -> None:
+    """A one-line message shown on the next page (e.g. after a redirect); `error`: shown as
+    one (an action that could not be done)."""
+    name = FLASH_ERROR_COOKIE if error else FLASH_COOKIE
+    response.set_cookie(name, quote(text[:300]), path=PREFIX, httponly=True, samesite="Lax")
 
 
 def render(
@@ -259,20 +268,29 @@ def render(
 ) -> web.StreamResponse:
     """A template with what base.html needs: the rep, the CSRF token, flash messages."""
     session: WebSessionView | None = request.get(SESSION)
-    flashes = [unquote(request.cookies[FLASH_COOKIE])] if FLASH_COOKIE in request.cookies else []
+    flashes = [
+        (unquote(request.cookies[name]), name == FLASH_ERROR_COOKIE)
+        for name in (FLASH_COOKIE, FLASH_ERROR_COOKIE)
+        if name in request.cookies
+    ]
     state = state_of(request)
     full = {
         "rep": session.rep if session else None,
         "csrf_token": session.csrf_token if session else "",
         "is_admin": session is not None and session.rep.role == "admin",
+        # The quarantine page's link: supervisors and admins, when mailboxes are configured.
+        "show_quarantine": session is not None
+        and session.actor.sees_everything
+        and state.crm.quarantine.folders is not None,
         "flashes": flashes,
         "static_version": state.static_version,
         "path": request.path,
         **context,
     }
     response = aiohttp_jinja2.render_template(template, request, full, status=status, app_key=JINJA)
-    if flashes:
-        response.del_cookie(FLASH_COOKIE, path=PREFIX)
+    for name in (FLASH_COOKIE, FLASH_ERROR_COOKIE):
+        if name in request.cookies:
+            response.del_cookie(name, path=PREFIX)
     # Pages carry a CSRF token and personal data: never cached, never framed elsewhere.
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"

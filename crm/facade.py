@@ -34,6 +34,7 @@ from crm.services.outbox import Outbox
 from crm.services.phone_lines import PhoneLines
 from crm.services.pipelines import sync_pipelines
 from crm.services.prompts import Prompts
+from crm.services.quarantine import Quarantine
 from crm.services.querying import Queries
 from crm.services.records import Records
 from crm.services.related import Related
@@ -86,6 +87,8 @@ class Crm:
         self.prompts = Prompts(db)
         self.mail_state = MailState(db)
         self.health = ChannelHealth(db)
+        # Mail held in the spam folders (the console's quarantine page).
+        self.quarantine = Quarantine(db)
         self.external_calls = ExternalCalls(db, config.default_region)
         self.telephony = Telephony(db)
         self.phone_lines = PhoneLines(db)

@@ -380,6 +380,20 @@ class KeyValue(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class MailSpamNote(Base):
+    """Why a mail went to its mailbox's spam folder, for the console's quarantine page: the
+    server keeps the mail, its keyword says only that Leadbot put it there. Kept 90 days."""
+
+    __tablename__ = "mail_spam_notes"
+    __table_args__ = (Index("ix_mail_spam_notes_mailbox_message_id", "mailbox", "message_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(100))
+    message_id: Mapped[str] = mapped_column(String(1000))
+    layer: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(String(500))
+    noted_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class ExternalCall(Base):
     """Bitrix24-style registered calls (CALL_ID reuse within 30 minutes, finish)."""
 

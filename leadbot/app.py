@@ -16,6 +16,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from channels.mail.spamfolders import ImapSpamFolders
 from console.component import ConsoleComponent
 from crm.config import CrmConfig, PipelineDef, StatusDef
 from crm.db import Database
@@ -135,6 +136,10 @@ class Service:
         self.crm = Crm(
             self.db, crm_config(settings), seen=RedisSeen(self.redis) if self.redis else None
         )
+        if settings.mailboxes:  # the console's quarantine page lists and releases through it
+            self.crm.quarantine.folders = ImapSpamFolders(
+                settings.mailboxes, settings.crm.default_region
+            )
         self.queue: EventQueue = self._queue(journal)
         self.http = http
         self.workers = workers

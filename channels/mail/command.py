@@ -11,7 +11,7 @@ import asyncio
 from functools import partial
 from typing import Any, Protocol
 
-from channels.mail.component import MailSettings, mailbox_config, own_addresses, read_password
+from channels.mail.component import MailSettings, configured_mailbox
 from channels.mail.imap import ImapError
 from channels.mail.release import NotInSpam, release
 
@@ -48,9 +48,7 @@ def cmd_release(args: argparse.Namespace, host: MailCliHost) -> None:
     if box is None:
         known = ", ".join(sorted(boxes)) or "none configured"
         raise host.error(f"no mailbox {args.mailbox!r} (mailboxes: {known})")
-    config = mailbox_config(
-        box, read_password(box), own_addresses(settings.mailboxes), settings.crm.default_region
-    )
+    config = configured_mailbox(box, settings.mailboxes, settings.crm.default_region)
     try:
         uids = asyncio.run(release(config, args.message))
     except NotInSpam as exc:

@@ -108,6 +108,13 @@ def mailbox_config(
         raise ConfigError(f"config error: mailboxes: {exc}") from None
 
 
+def configured_mailbox(
+    box: MailboxSettings, mailboxes: Sequence[MailboxSettings], default_region: str
+) -> MailboxConfig:
+    """One of `mailboxes` ready to connect (reads its password: call in a thread)."""
+    return mailbox_config(box, read_password(box), own_addresses(mailboxes), default_region)
+
+
 class _Crm(Protocol):
     @property
     def default_region(self) -> str: ...

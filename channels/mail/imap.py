@@ -15,7 +15,7 @@ import re
 import ssl
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal, TypeVar
 
 import aioimaplib
@@ -27,6 +27,8 @@ _T = TypeVar("_T")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _CODE = re.compile(rb"\[(UIDVALIDITY|UIDNEXT) (\d+)\]")
 _LITERAL = re.compile(rb"FETCH \(.*\{(\d+)\}$")
+_UID = re.compile(rb"\bUID (\d+)\b")
+_INTERNALDATE = re.compile(rb'\bINTERNALDATE "([^"]+)"')
 
 
 class ImapError(Exception):
@@ -48,6 +50,15 @@ class ImapServer:
 
     def __repr__(self) -> str:  # never print the password
         return f"ImapServer({self.user}@{self.host}:{self.port}, {self.security})"
+
+
+@dataclass(frozen=True, slots=True)
+class Headers:
+    """The header section of one message, and when the server received it."""
+
+    uid: int
+    received: datetime | None
+    raw: bytes  # as the server sent it, ending in a blank line
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +92,18 @@ def quote_folder(name: str) -> str:
 def imap_date(day: date) -> str:
     """The date format of SEARCH SINCE, independent of the locale."""
     return f"{day.day:02d}-{_MONTHS[day.month - 1]}-{day.year:04d}"
+
+
+def _internaldate(value: str) -> datetime | None:
+    """`07-Dec-2026 02:20:45 +0000` (RFC 3501 date-time), locale-independent."""
+    try:
+        day, month, rest = value.strip().split("-", 2)
+        return datetime.strptime(
+            f"{rest[:4]}-{_MONTHS.index(month) + 1:02d}-{int(day):02d}{rest[4:]}",
+            "%Y-%m-%d %H:%M:%S %z",
+        )
+    except ValueError:
+        return None
 
 
 def _text(lines: Sequence[Any]) -> str:
@@ -182,6 +205,33 @@ class ImapSession:
                 if marker.search(line) or (isinstance(tail, bytes) and marker.search(tail)):
                     return bytes(literal)
         return None
+
+    async def headers(self, uids: Sequence[int]) -> list[Headers]:
+        """The header sections of these messages (without setting \\Seen), in the server's
+        order; messages gone meanwhile are left out."""
+        if not uids:
+            return []
+        lines = await self._ok(
+            self._client.protocol.fetch(
+                ",".join(str(u) for u in uids),
+                "(UID INTERNALDATE BODY.PEEK[HEADER])",
+                by_uid=True,
+                timeout=self.timeout,
+            ),
+            "UID FETCH",
+        )
+        found: list[Headers] = []
+        for index, line in enumerate(lines[:-2]):
+            if not isinstance(line, bytes) or not _LITERAL.search(line):
+                continue
+            tail = lines[index + 2]
+            around = line + b" " + (tail if isinstance(tail, bytes) else b"")
+            uid = _UID.search(around)
+            if uid is not None:
+                when = _INTERNALDATE.search(around)
+                received = _internaldate(when[1].decode()) if when else None
+                found.append(Headers(int(uid[1]), received, bytes(lines[index + 1])))
+        return found
 
     async def add_flags(self, uid: int, *flags: str) -> None:
         await self._store(uid, "+FLAGS.SILENT", flags)

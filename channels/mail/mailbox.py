@@ -90,6 +90,9 @@ class MailStore(Protocol):
 
     async def failed(self, mailbox: str, error: str) -> None: ...  # likewise
 
+    # Why a mail goes to the spam folder (the console's quarantine page); never raises.
+    async def spam(self, mailbox: str, message_id: str, layer: str, reason: str) -> None: ...
+
 
 class Committed(Protocol):
     @property

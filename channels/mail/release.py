@@ -16,9 +16,12 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-async def release(config: MailboxConfig, which: str) -> list[int]:
+async def release(
+    config: MailboxConfig, which: str, *, uidvalidity: int | None = None
+) -> list[int]:
     """Move the mail with this UID (in the spam folder) or Message-ID back; its spam-folder
-    UIDs. `NotInSpam` when nothing matches, `ImapError` when the server fails."""
+    UIDs. `NotInSpam` when nothing matches, `ImapError` when the server fails. `uidvalidity`:
+    the folder's when the UID was read (a UID of a renumbered folder names another mail)."""
     which = which.strip()
     if not which or any(c in which for c in "\0\r\n"):
         raise NotInSpam("give a UID or a Message-ID")
@@ -26,9 +29,11 @@ async def release(config: MailboxConfig, which: str) -> list[int]:
     session = await ImapSession.open(config.server, timeout=config.timeout)
     try:
         try:
-            await session.select(folder)
+            selected = await session.select(folder)
         except ImapRefused:
             raise NotInSpam(f"mailbox {config.name} has no spam folder {folder}") from None
+        if uidvalidity is not None and selected.uidvalidity != uidvalidity:
+            raise NotInSpam(f"{folder} of mailbox {config.name} was renumbered since it was read")
         if which.isdigit():
             uids = await session.search("UID", which)
         else:

@@ -11,7 +11,9 @@ filter that only ever keeps mail *out*.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ SPAM_KEYWORD = "$LeadbotSpam"
 RELEASED_KEYWORD = "$LeadbotReleased"
 _SHOWN_SYMBOLS = 8
 RETRY_SCANNER_SECONDS = 30.0  # after a failed scan, ask the scanner again after this long
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,16 @@ def spam_config(box: MailboxSettings) -> SpamConfig:
     if box.spamd_host:
         spamd = SpamdClient(box.spamd_host, box.spamd_port, box.spamd_timeout)
     return SpamConfig(folder=box.spam_folder, policy=policy, spamd=spamd)
+
+
+def spam_id(message_id: str | None, raw: bytes) -> str:
+    """The key a spam note is filed under: the Message-ID, or for a mail without one a hash of
+    its header section, which the quarantine page fetches anyway (the synthetic Message-ID of
+    `parse_message` hashes the whole mail, too much to fetch for a list)."""
+    if message_id is not None:
+        return message_id
+    header = _BLANK_LINE.split(raw, 1)[0].replace(b"\r\n", b"\n").rstrip(b"\n")
+    return f"<{hashlib.sha256(header).hexdigest()}@header.leadbot>"
 
 
 class SpamGuard:

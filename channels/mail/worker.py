@@ -21,7 +21,7 @@ from channels.mail.imap import ImapError, ImapRefused, ImapSession, Selected, im
 from channels.mail.mailbox import QUARANTINE_KEYWORD, MailboxConfig, MailStore, Sink
 from channels.mail.parse import MailParseError, ParsedMail, parse_message
 from channels.mail.spam import SpamVerdict
-from channels.mail.spamguard import RELEASED_KEYWORD, SPAM_KEYWORD, SpamGuard
+from channels.mail.spamguard import RELEASED_KEYWORD, SPAM_KEYWORD, SpamGuard, spam_id
 from channels.mail.to_event import to_event
 from crm.supervisor import Health
 
@@ -322,7 +322,7 @@ class MailboxWorker:
         spam = await self.spam_guard.check(raw, parsed, robot=robot)
         released = ("OR", "KEYWORD", RELEASED_KEYWORD, "KEYWORD", SPAM_KEYWORD)
         if spam is not None and not await session.search("UID", str(uid), *released):
-            await self._to_spam(session, uid, parsed, spam)
+            await self._to_spam(session, uid, raw, parsed, spam)
             return
         result = await self.sink(self._event(parsed, verdict, uidvalidity, uid))
         self.stats.committed += 1
@@ -374,10 +374,10 @@ class MailboxWorker:
             log.error("mailbox %s: UID %s stays in %s: %s", cfg.name, uid, cfg.folder, exc)
 
     async def _to_spam(
-        self, session: ImapSession, uid: int, parsed: ParsedMail, spam: SpamVerdict
+        self, session: ImapSession, uid: int, raw: bytes, parsed: ParsedMail, spam: SpamVerdict
     ) -> None:
         """Never intake (no record, no notification, no event: a release must find the
-        Message-ID unseen); the reason goes to the log."""
+        Message-ID unseen); the reason goes to the log and to the quarantine's notes."""
         cfg = self.config
         self.stats.spam[spam.layer] = self.stats.spam.get(spam.layer, 0) + 1
         log.info(  # routine, like an ignored bounce; the reason lets a rep spot a mistake
@@ -389,6 +389,8 @@ class MailboxWorker:
             cfg.spam.folder,
             spam.reason,
         )
+        message_id = None if parsed.synthetic_id else parsed.message_id
+        await self.store.spam(cfg.name, spam_id(message_id, raw), spam.layer, spam.reason)
         try:
             await session.add_flags(uid, SPAM_KEYWORD)
             await self._move(session, uid, cfg.spam.folder)

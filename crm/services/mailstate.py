@@ -1,7 +1,8 @@
 """What the IMAP workers persist between runs, and the facts they ask the CRM for.
 
 Per mailbox: the UIDVALIDITY and the last UID handled (in the `state` table), so a restart
-resumes where it stopped. Per sender: how many mails arrived in a recent window (from the event
+resumes where it stopped. Per mail moved to the spam folder: why (`mail_spam_notes`), for the
+console's quarantine page. Per sender: how many mails arrived in a recent window (from the event
 log, so the count survives restarts and covers every mailbox), for the loop rate limit.
 """
 
@@ -10,18 +11,23 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from crm.db import Database
-from crm.models import InboundEventLog, KeyValue, Rep, utcnow
+from crm.models import InboundEventLog, KeyValue, MailSpamNote, Rep, utcnow
+from crm.services.quarantine import message_key, note_key
 
 log = logging.getLogger(__name__)
 
 SYNC_PREFIX = "mail.sync:"
 HEALTH_PREFIX = "health.mail:"  # last sync and last error, for channel health
 SYNCED_EVERY = 30.0  # seconds: a polling mailbox reads to its end every few seconds
+# Spam notes outlive what servers commonly keep in a spam folder (30 days is usual); older ones
+# are deleted at most once an hour, by the worker that writes a new one.
+SPAM_NOTE_DAYS = 90
+PRUNE_EVERY = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +42,7 @@ class MailState:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._synced: dict[str, float] = {}
+        self._pruned = -PRUNE_EVERY
 
     async def synced(self, mailbox: str) -> None:
         """The folder was read to its end (written at most every SYNCED_EVERY seconds)."""
@@ -62,6 +69,31 @@ class MailState:
                     row.value, row.updated_at = {**row.value, **fields}, utcnow()
         except Exception as exc:
             log.warning("mailbox %s: recording its health failed (%s)", mailbox, exc)
+
+    async def spam(self, mailbox: str, message_id: str, layer: str, reason: str) -> None:
+        """Why this mail goes to the spam folder. Like the health notes, a failure is logged
+        and forgotten: the reason is in the log line too, and spam must not stall a mailbox."""
+        now = utcnow()
+        prune = time.monotonic() - self._pruned >= PRUNE_EVERY
+        try:
+            async with self.db.transaction() as s:
+                if prune:
+                    cutoff = now - timedelta(days=SPAM_NOTE_DAYS)
+                    await s.execute(delete(MailSpamNote).where(MailSpamNote.noted_at < cutoff))
+                s.add(
+                    MailSpamNote(
+                        mailbox=note_key(mailbox),
+                        message_id=message_key(message_id),
+                        layer=layer[:20],
+                        reason=reason[:500],
+                        noted_at=now,
+                    )
+                )
+        except Exception as exc:
+            log.warning("mailbox %s: noting why %s is spam failed (%s)", mailbox, message_id, exc)
+            return
+        if prune:
+            self._pruned = time.monotonic()
 
     async def load(self, mailbox: str) -> MailSync | None:
         async with self.db.transaction() as s:

@@ -59,6 +59,8 @@ async def _populate(url: str) -> str:
         # The web console: a rep signed in, and a sign-in link not yet used.
         await crm.web_sessions.redeem(await crm.web_sessions.create_link(reps[0]))
         await crm.web_sessions.create_link(reps[1])
+        # Why a mail went to the spam folder (the console's quarantine page).
+        await crm.mail_state.spam("sales", "<gewinn@lotto.example>", "headers", "X-Spam-Flag: YES")
         start = datetime(2026, 11, 1, 9, tzinfo=UTC)
         events = []
         for i in range(PEOPLE):

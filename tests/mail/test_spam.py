@@ -14,7 +14,7 @@ import pytest
 from channels.mail import parse_message
 from channels.mail.spam import SpamLayer, SpamPolicy, SpamVerdict, judge
 from channels.mail.spamd import SpamdClient, SpamdError, parse_answer
-from channels.mail.spamguard import RETRY_SCANNER_SECONDS, SpamConfig, SpamGuard
+from channels.mail.spamguard import RETRY_SCANNER_SECONDS, SpamConfig, SpamGuard, spam_id
 
 from .spamd import GTUBE
 from .support import customer_mail
@@ -270,3 +270,14 @@ async def test_a_hanging_scanner_costs_one_timeout_then_mail_goes_on_unscanned()
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+def test_a_spam_note_is_keyed_by_message_id_or_else_by_the_header_section() -> None:
+    """The worker keys a note from the whole mail, the quarantine page from the header section
+    it fetched: both must give the same key, whatever the line endings."""
+    raw = b"From: a@x.example\r\nSubject: Gewinn\r\n\r\nJetzt abholen\r\n"
+    header = b"From: a@x.example\nSubject: Gewinn\n\n"
+    assert spam_id(None, raw) == spam_id(None, header)
+    assert spam_id(None, raw).endswith("@header.leadbot>")
+    assert spam_id(None, raw) != spam_id(None, raw.replace(b"a@x", b"b@x"))
+    assert spam_id("<m@x.example>", raw) == "<m@x.example>"

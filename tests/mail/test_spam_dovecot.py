@@ -198,3 +198,19 @@ async def test_a_scanner_that_is_down_loses_no_mail(
     # Logged once for the outage, not once per mail.
     down = [r for r in caplog.records if "spam scanner unavailable" in r.getMessage()]
     assert len(down) == 1
+
+
+async def test_the_command_line_releases_by_uid_without_a_running_service(
+    backend: str, dovecot: Dovecot, tmp_path: Path
+) -> None:
+    """`leadbot mail release` alone (the GTUBE test above needs spamd): the mail is back in the
+    watched folder with the keywords swapped."""
+    await dovecot.create_folder(SPAM)
+    uid = await dovecot.append(customer_mail("kunde@firma.example"), SPAM, flags=SPAM_KEYWORD)
+    code, out, err = await _release(dovecot, tmp_path, str(uid))
+    assert code == 0, err
+    assert out.strip() == f"released UID {uid} from {SPAM} to INBOX"
+    [back] = await dovecot.uids("INBOX")
+    flags = await dovecot.flags("INBOX", back)
+    assert RELEASED_KEYWORD in flags and SPAM_KEYWORD not in flags
+    assert await uids_in(dovecot, SPAM) == []
