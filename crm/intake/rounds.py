@@ -46,10 +46,12 @@ class Item:
     cands: Candidates = field(default_factory=Candidates)
     decision: Decision | None = None
     key: tuple[str, str] = field(init=False)  # (channel, external id): read many times
+    phone: str | None = field(init=False)  # `call_number`: read several times
 
     def __post_init__(self) -> None:
         # str() of a StrEnum member is its value, without `.value`'s Python-level property.
         self.key = (str(self.event.channel), self.event.external_id)
+        self.phone = call_number(self.ids)
 
     def lock_keys(self) -> list[str]:
         keys = [i.key for i in self.ids.matchable()]
@@ -143,7 +145,10 @@ async def decide_items(
     listed = set(await exception_hits(s, _union(item.ids.exception_checked() for item in items)))
     for item in items:
         cands = await find_candidates(repo, item.ids, settings)
-        item.cands = await _thread(s, item.event, cands)
+        meta = item.event.meta
+        if meta.get("in_reply_to") or meta.get("references"):  # (else no thread to look for)
+            cands = await _thread(s, item.event, cands)
+        item.cands = cands
         hits = [i for i in item.ids.exception_checked() if i in listed]
         item.decision = decide(item.event, item.ids, item.cands, settings, hits, now)
     return repo
@@ -225,7 +230,7 @@ async def prepare_round(
         if item.event.channel is Channel.CALL
         and item.decision is not None
         and item.decision.outcome is not Outcome.IGNORED
-        and (p := call_number(item.ids)) is not None
+        and (p := item.phone) is not None
     ]
     callbacks = await _open_callbacks(s, db, phones) if phones else {}
     need: dict[Any, int] = {Lead: 0, Deal: 0, Contact: 0, Company: 0, Activity: 0}
@@ -329,7 +334,7 @@ def _count_new_rows(
         call_id = e.meta.get("call_id")
         if not (call_id and (e.channel.value, str(call_id)) in calls):
             need[Activity] += 1
-    phone = call_number(item.ids)
+    phone = item.phone
     if e.channel is Channel.CALL and e.meta.get("missed") and phone and not callbacks.get(phone):
         need[Activity] += 1
 
