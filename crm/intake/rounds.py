@@ -47,6 +47,7 @@ class Item:
     decision: Decision | None = None
     key: tuple[str, str] = field(init=False)  # (channel, external id): read many times
     phone: str | None = field(init=False)  # `call_number`: read several times
+    _locks: list[str] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         # str() of a StrEnum member is its value, without `.value`'s Python-level property.
@@ -54,11 +55,15 @@ class Item:
         self.phone = call_number(self.ids)
 
     def lock_keys(self) -> list[str]:
-        keys = [i.key for i in self.ids.matchable()]
-        call_id = self.event.meta.get("call_id")
-        if call_id:  # events of one call share its activity, even with no number
-            keys.append(f"call:{self.event.channel.value}:{call_id}")
-        return keys
+        """The advisory locks the event takes (worked out once: the lock and each round's
+        split read them)."""
+        if self._locks is None:
+            keys = [i.key for i in self.ids.matchable()]
+            call_id = self.event.meta.get("call_id")
+            if call_id:  # events of one call share its activity, even with no number
+                keys.append(f"call:{self.key[0]}:{call_id}")
+            self._locks = keys
+        return self._locks
 
     def conflict_keys(self) -> set[Hashable]:
         """What this event reads or writes that an earlier event of its round could change:
@@ -149,7 +154,7 @@ async def decide_items(
         if meta.get("in_reply_to") or meta.get("references"):  # (else no thread to look for)
             cands = await _thread(s, item.event, cands)
         item.cands = cands
-        hits = [i for i in item.ids.exception_checked() if i in listed]
+        hits = [i for i in item.ids.exception_checked() if i in listed] if listed else []
         item.decision = decide(item.event, item.ids, item.cands, settings, hits, now)
     return repo
 
