@@ -85,3 +85,11 @@ class IdAllocator:
         if not self._free[table]:
             await self.reserve({model: 1})
         return self._free[table].popleft()
+
+    async def take_many(self, model: Any, n: int) -> list[int]:
+        """`n` ids of `model`, as `n` calls of `take` would give them (reserved ones without
+        an await each)."""
+        free = self._free[model.__tablename__]
+        if self.sqlite or len(free) < n:
+            return [await self.take(model) for _ in range(n)]
+        return [free.popleft() for _ in range(n)]

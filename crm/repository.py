@@ -22,7 +22,6 @@ from crm.models import Communication, Company, Contact, Deal, Lead, Rep
 from matching.model import (
     ClientCandidate,
     ClientKind,
-    CommKind,
     DealRef,
     Identity,
     LeadRef,
@@ -140,10 +139,11 @@ class SqlCandidateRepository:
         pairs = {"kinds": sorted({str(i.kind) for i in wanted})}  # (str(): the value)
         pairs["values"] = sorted({i.value for i in wanted})
         rows = await self.s.execute(self._q.holders, pairs)
-        asked = set(wanted)
+        # The asked identities by their plain (kind, value): a row's is looked up, not built.
+        asked = {(str(i.kind), i.value): i for i in wanted}
         for owner_type, owner_id, kind, value, cid, lead in rows:
-            ident = Identity(CommKind(kind), value or "")
-            if ident not in asked:
+            ident = asked.get((kind, value or ""))
+            if ident is None:
                 continue  # a cross pair of the two IN lists
             self._holders[ident].append((owner_type, owner_id, cid))
             self._held[(owner_type, owner_id)].add((kind, value or ""))

@@ -97,6 +97,12 @@ def _pick_client(event: InboundEvent, ids: EventIdentities, cands: Candidates) -
     groups = _groups(cands)
     if not groups:
         return None
+    contacts = [c for c in groups[0] if c.kind is ClientKind.CONTACT]
+    if len(groups) == 1 and len(contacts) < 2:
+        # The usual case: one client, at most one of its contacts found. It is the client
+        # whatever the standings, which need not be worked out.
+        company = next((c for c in groups[0] if c.kind is ClientKind.COMPANY), None)
+        return _Client(company, contacts[0] if contacts else None)
     proof = proofs(event, ids)
 
     def standing(c: ClientCandidate) -> Proof | None:

@@ -38,12 +38,27 @@ def _handle_identity(handle: Handle) -> Identity | None:
 def event_identities(event: InboundEvent, default_region: str) -> EventIdentities:
     """Everything `event` says about its sender, normalized and de-duplicated in order."""
     region = event.phone_region or default_region
-    phones = _phones(event.phones, region)
+    phones = _phones(event.phones, region) if event.phones else ()
     own = {p.e164 for p in phones if p.e164}
     # Hints only help matching: unusable ones and repeats of the event's own phones are noise.
-    hints = tuple(
-        p for p in _phones(event.hint_phones, region) if p.e164 is not None and p.e164 not in own
+    # (Most events carry one kind of identity: the others' empty inputs are skipped.)
+    hints = (
+        tuple(
+            p
+            for p in _phones(event.hint_phones, region)
+            if p.e164 is not None and p.e164 not in own
+        )
+        if event.hint_phones
+        else ()
     )
-    emails = tuple(dict.fromkeys(e for e in map(normalize_email, event.emails) if e is not None))
-    handles = tuple(dict.fromkeys(i for i in map(_handle_identity, event.handles) if i is not None))
+    emails = (
+        tuple(dict.fromkeys(e for e in map(normalize_email, event.emails) if e is not None))
+        if event.emails
+        else ()
+    )
+    handles = (
+        tuple(dict.fromkeys(i for i in map(_handle_identity, event.handles) if i is not None))
+        if event.handles
+        else ()
+    )
     return EventIdentities(phones=phones, emails=emails, handles=handles, hint_phones=hints)

@@ -56,8 +56,13 @@ class EventIdentities:
 
     def __post_init__(self) -> None:
         own = {Identity(CommKind.PHONE, p.e164) for p in self.phones if p.e164}
-        own |= {Identity(CommKind.EMAIL, e) for e in self.emails}
-        object.__setattr__(self, "_checked", tuple(sorted(own)))
+        if self.emails:
+            own |= {Identity(CommKind.EMAIL, e) for e in self.emails}
+        checked = tuple(sorted(own))
+        object.__setattr__(self, "_checked", checked)
+        if not self.hint_phones and not self.handles:  # most events: the same identities
+            object.__setattr__(self, "_matchable", checked)
+            return
         found = own | {Identity(CommKind.PHONE, p.e164) for p in self.hint_phones if p.e164}
         found |= set(self.handles)
         object.__setattr__(self, "_matchable", tuple(sorted(found)))

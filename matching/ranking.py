@@ -33,6 +33,8 @@ Group = Sequence[ClientCandidate]
 def rank_groups(groups: Sequence[Group]) -> list[Group]:
     """`rank_clients` for clients made of several records (a company and its contacts): a
     group ranks by the newest open item of any member, then by its earliest hit."""
+    if len(groups) < 2:  # the usual case (one client found, or none): nothing to rank
+        return list(groups)
 
     def deals(g: Group) -> list[DealRef]:
         return [d for c in g for d in c.open_deals]

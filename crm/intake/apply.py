@@ -26,7 +26,7 @@ from crm.intake.rounds import Item, Round, queue_of
 from crm.models import Activity, Company, Contact, Deal, Lead
 from crm.repository import Row
 from crm.services.builders import company_row, contact_row, deal_row, lead_row
-from crm.services.calls import apply_call_rules, call_number
+from crm.services.calls import apply_call_rules
 from crm.services.flags import recompute_client_flags
 from crm.services.pipelines import pipeline_by_code, stage_by_code
 from crm.services.rows import add_comms, add_timeline, bind_activity
@@ -75,7 +75,7 @@ async def apply_item(
     assert decision is not None
     applied = await Apply(s, db, config, event, ids, decision, now, rnd).run()
     if event.channel is Channel.CALL and decision.outcome is not Outcome.IGNORED:
-        phone = call_number(ids)
+        phone = item.phone
         await apply_call_rules(
             s,
             event,
@@ -132,7 +132,9 @@ class Apply:
         self.s, self.db, self.config, self.rnd = s, db, config, rnd
         self.event, self.ids, self.d, self.now = event, ids, decision, now
         self.out = Applied(contact_id=decision.contact_id, company_id=decision.company_id)
-        self.labels: dict[str, str | None] = {h.id: h.username for h in event.handles}
+        self.labels: dict[str, str | None] = (
+            {h.id: h.username for h in event.handles} if event.handles else {}
+        )
 
     async def run(self) -> Applied:
         o = self.d.outcome
@@ -167,13 +169,10 @@ class Apply:
     # --- creating -------------------------------------------------------------------------
 
     async def _responsible(self) -> int | None:
-        if self.d.responsible_id is not None and await self._active(self.d.responsible_id):
+        if self.d.responsible_id is not None and self.d.responsible_id in self.rnd.active_reps:
             return self.d.responsible_id
         picks = self.rnd.picks.get(queue_of(self.event))
         return picks.popleft() if picks else None  # none: it waits in the unassigned queue
-
-    async def _active(self, rep_id: int) -> bool:
-        return rep_id in self.rnd.active_reps
 
     async def _new_lead(self, repeat: bool) -> None:
         resp = await self._responsible()

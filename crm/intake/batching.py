@@ -173,8 +173,11 @@ class Intake:
                 taken, pending = split(pending)
                 rnd = await prepare_round(s, self.db, taken, repo, alloc, active, roles)
                 if unnumbered:
-                    for item in sorted(items, key=lambda it: it.key):
-                        item.log_id = await alloc.take(InboundEventLog)
+                    ordered = sorted(items, key=lambda it: it.key)
+                    for item, log_id in zip(
+                        ordered, await alloc.take_many(InboundEventLog, len(ordered)), strict=True
+                    ):
+                        item.log_id = log_id
                     unnumbered = False
                 for item in taken:
                     results[item.index] = await apply_item(

@@ -14,6 +14,12 @@ if TYPE_CHECKING:
     from crm.intake.apply import Applied
 
 _NEW_RECORD_CARDS = frozenset({"new_lead", "repeat_lead", "new_deal", "repeat_deal"})
+_CARDS = {
+    Outcome.NEW_LEAD: "new_lead",
+    Outcome.NEW_REPEAT_LEAD: "repeat_lead",
+    Outcome.NEW_DEAL: "new_deal",
+    Outcome.NEW_REPEAT_DEAL: "repeat_deal",
+}
 
 
 def card_kind(event: InboundEvent, decision: Decision, activity_created: bool) -> str | None:
@@ -21,12 +27,7 @@ def card_kind(event: InboundEvent, decision: Decision, activity_created: bool) -
     outgoing or imported event."""
     if event.direction is Direction.OUTGOING or event.channel is Channel.IMPORT:
         return None
-    kind = {
-        Outcome.NEW_LEAD: "new_lead",
-        Outcome.NEW_REPEAT_LEAD: "repeat_lead",
-        Outcome.NEW_DEAL: "new_deal",
-        Outcome.NEW_REPEAT_DEAL: "repeat_deal",
-    }.get(decision.outcome)
+    kind = _CARDS.get(decision.outcome)
     if kind is None and activity_created:
         kind = "activity"
     return kind

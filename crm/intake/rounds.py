@@ -9,7 +9,7 @@ result is the same as one event after the other, in arrival order.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cache
@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.bulk import fetch
 from crm.db import Database, among
 from crm.ids import IdAllocator
 from crm.intake.labels import ACTIVITY_KIND
@@ -45,35 +46,50 @@ class Item:
     cands: Candidates = field(default_factory=Candidates)
     decision: Decision | None = None
     key: tuple[str, str] = field(init=False)  # (channel, external id): read many times
+    phone: str | None = field(init=False)  # `call_number`: read several times
+    _locks: list[str] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         # str() of a StrEnum member is its value, without `.value`'s Python-level property.
         self.key = (str(self.event.channel), self.event.external_id)
+        self.phone = call_number(self.ids)
 
     def lock_keys(self) -> list[str]:
-        keys = [i.key for i in self.ids.matchable()]
-        call_id = self.event.meta.get("call_id")
-        if call_id:  # events of one call share its activity, even with no number
-            keys.append(f"call:{self.event.channel.value}:{call_id}")
-        return keys
+        """The advisory locks the event takes (worked out once: the lock and each round's
+        split read them)."""
+        if self._locks is None:
+            keys = [i.key for i in self.ids.matchable()]
+            call_id = self.event.meta.get("call_id")
+            if call_id:  # events of one call share its activity, even with no number
+                keys.append(f"call:{self.key[0]}:{call_id}")
+            self._locks = keys
+        return self._locks
 
-    def conflict_keys(self) -> set[str]:
-        """What this event reads or writes that an earlier event of its round could change."""
+    def conflict_keys(self) -> set[Hashable]:
+        """What this event reads or writes that an earlier event of its round could change:
+        its lock keys (strings), and the records and mails it goes to as tuples (kind, id)
+        and ("msg", channel, id), built without formatting a string each."""
         e = self.event
-        keys = set(self.lock_keys())
-        refs = (e.meta.get("in_reply_to"), *e.meta.get("references", ()))
-        keys.update(f"msg:{e.channel}:{r}" for r in (e.external_id, *refs) if r)
+        keys: set[Hashable] = set(self.lock_keys())
+        meta = e.meta
+        channel = str(e.channel)
+        for r in (e.external_id, meta.get("in_reply_to"), *meta.get("references", ())):
+            if r:
+                keys.add(("msg", channel, str(r)))
         c = self.cands
         # The companies include those found through a contact: colleagues of one company
         # share its open items, so they must not be decided in the same round.
         for client in (*c.contacts, *c.companies):
-            keys.add(f"{client.kind}:{client.id}")
-            keys.update(f"deal:{d.id}" for d in client.open_deals)
-            keys.update(f"lead:{lead.id}" for lead in client.open_repeat_leads)
-        keys.update(f"lead:{lead.id}" for lead in c.leads)
+            keys.add((str(client.kind), client.id))
+            for deal in client.open_deals:
+                keys.add(("deal", deal.id))
+            for lead in client.open_repeat_leads:
+                keys.add(("lead", lead.id))
+        for lead in c.leads:
+            keys.add(("lead", lead.id))
         d = self.decision
         if d is not None:
-            for kind, ident in (
+            for key in (
                 ("lead", d.lead_id),
                 ("deal", d.deal_id),
                 ("contact", d.contact_id),
@@ -81,8 +97,8 @@ class Item:
                 ("lead", c.thread_lead_id),
                 ("deal", c.thread_deal_id),
             ):
-                if ident is not None:
-                    keys.add(f"{kind}:{ident}")
+                if key[1] is not None:
+                    keys.add(key)
         return keys
 
 
@@ -91,7 +107,7 @@ def split(items: Sequence[Item]) -> tuple[list[Item], list[Item]]:
     waits when it shares a key with any earlier event still in the batch."""
     taken: list[Item] = []
     waiting: list[Item] = []
-    blocked: set[str] = set()
+    blocked: set[Hashable] = set()
     for item in items:
         keys = item.conflict_keys()
         (waiting if keys & blocked else taken).append(item)
@@ -134,8 +150,11 @@ async def decide_items(
     listed = set(await exception_hits(s, _union(item.ids.exception_checked() for item in items)))
     for item in items:
         cands = await find_candidates(repo, item.ids, settings)
-        item.cands = await _thread(s, item.event, cands)
-        hits = [i for i in item.ids.exception_checked() if i in listed]
+        meta = item.event.meta
+        if meta.get("in_reply_to") or meta.get("references"):  # (else no thread to look for)
+            cands = await _thread(s, item.event, cands)
+        item.cands = cands
+        hits = [i for i in item.ids.exception_checked() if i in listed] if listed else []
         item.decision = decide(item.event, item.ids, item.cands, settings, hits, now)
     return repo
 
@@ -216,9 +235,9 @@ async def prepare_round(
         if item.event.channel is Channel.CALL
         and item.decision is not None
         and item.decision.outcome is not Outcome.IGNORED
-        and (p := call_number(item.ids)) is not None
+        and (p := item.phone) is not None
     ]
-    callbacks = await open_callbacks(s, phones) if phones else {}
+    callbacks = await _open_callbacks(s, db, phones) if phones else {}
     need: dict[Any, int] = {Lead: 0, Deal: 0, Contact: 0, Company: 0, Activity: 0}
     wants: dict[tuple[str, tuple[int, ...]], int] = {}
     for item in items:
@@ -230,6 +249,25 @@ async def prepare_round(
     await alloc.reserve(need)
     picks = {q: deque(await _round_robin(s, db, q, n, roles)) for q, n in wants.items()}
     return Round(repo, alloc, active, calls, callbacks, picks)
+
+
+# Whether any of the numbers (a sorted array) has an open task at all.
+_ANY_OPEN_TASK = (
+    "SELECT 1 FROM activities WHERE kind = 'task' AND done IS false"
+    " AND counterparty = ANY($1::varchar[]) LIMIT 1"
+)
+
+
+async def _open_callbacks(
+    s: AsyncSession, db: Database, phones: Sequence[str]
+) -> dict[str, list[Activity]]:
+    """`open_callbacks` of the round's numbers. On PostgreSQL most rounds' numbers have no
+    open task: a plain read through asyncpg says so, and the ORM read (which costs the worker
+    several times more) is made only when some number has one. The round's earlier writes
+    are flushed (its decisions' reads flushed them), so both reads see the same rows."""
+    if not db.is_sqlite and not await fetch(s, _ANY_OPEN_TASK, sorted(set(phones))):
+        return {p: [] for p in phones}
+    return await open_callbacks(s, phones)
 
 
 @cache
@@ -267,8 +305,13 @@ async def _round_robin(
 
 def queue_of(event: InboundEvent) -> tuple[str, tuple[int, ...]]:
     """The distribution queue for an event's new records: its line's own, or the default."""
-    queue = tuple(int(r) for r in event.meta.get("queue") or ())
-    return (f"{event.channel.value}:{event.line}" if queue else "default", queue)
+    members = event.meta.get("queue")
+    if not members:
+        return _DEFAULT_QUEUE
+    return (f"{event.channel.value}:{event.line}", tuple(int(r) for r in members))
+
+
+_DEFAULT_QUEUE: tuple[str, tuple[int, ...]] = ("default", ())
 
 
 def _count_new_rows(
@@ -296,7 +339,7 @@ def _count_new_rows(
         call_id = e.meta.get("call_id")
         if not (call_id and (e.channel.value, str(call_id)) in calls):
             need[Activity] += 1
-    phone = call_number(item.ids)
+    phone = item.phone
     if e.channel is Channel.CALL and e.meta.get("missed") and phone and not callbacks.get(phone):
         need[Activity] += 1
 

@@ -57,6 +57,21 @@ async def test_one_new_number_three_times_in_a_batch_is_one_lead_with_three_call
     )
 
 
+async def test_each_event_of_a_batch_names_its_own_log_row_numbered_in_key_order(
+    crm: Crm,
+) -> None:
+    """A batch's log rows are numbered in (channel, external id) order, as one INSERT of them
+    all would number them, whatever order the events came in; each answer names its own."""
+    events = [make_event(external_id=f"k-{n}", phones=(f"+49 30 555{n:04d}",)) for n in (3, 1, 2)]
+    events.append(make_event(channel=Channel.EMAIL, external_id="k-0", emails=("k@example.com",)))
+    results = await crm.intake.process_many(events)
+    async with crm.db.read() as s:
+        rows = {r.id: (r.channel, r.external_id) for r in await s.scalars(select(InboundEventLog))}
+    ids = [getattr(r, "event_log_id", 0) or 0 for r in results]
+    assert [rows.get(i) for i in ids] == [(str(e.channel), e.external_id) for e in events]
+    assert [rows[i] for i in sorted(ids)] == sorted(rows.values())
+
+
 async def test_a_copy_of_an_event_in_the_same_batch_is_a_duplicate(crm: Crm) -> None:
     event = make_event(channel=Channel.EMAIL, external_id="<same@x>", emails=("a@b.de",))
     first, second = await crm.intake.process_many([event, event])
