@@ -188,7 +188,9 @@ class Service:
                 on_dead=dead,
             )
         elif journal and (directory := journal_dir(self.settings, self.db)) is not None:
-            queue = JournaledQueue(directory, sync=q.journal_sync, policy=policy, on_dead=dead)
+            queue = JournaledQueue(
+                directory, sync=q.journal_sync, policy=policy, on_dead=dead, linger=q.linger
+            )
         else:
             if journal:
                 log.warning(
@@ -196,7 +198,7 @@ class Service:
                     "processed are lost if the process dies (set queue.journal_dir, or "
                     "redis.url)"
                 )
-            queue = InProcessQueue(policy=policy, on_dead=dead)
+            queue = InProcessQueue(policy=policy, on_dead=dead, linger=q.linger)
         self.metrics.dead_letters_waiting.set_function(lambda: queue.dead_waiting)
         # Channel health lists and retries them where this queue keeps them.
         if isinstance(queue, RedisStreamQueue):
