@@ -37,6 +37,7 @@ from crm.queue import (
     RetryPolicy,
     outcome_of,
 )
+from crm.queue.batching import breathe
 from crm.replies import ReplySenders
 from crm.supervisor import Health, Run, Supervisor, TaskState, describe
 from leadbot.api.component import ApiComponent
@@ -291,6 +292,7 @@ class Service:
         events: list[InboundEvent] = []
         slots: list[int] = []
         for k, item in enumerate(items):
+            await breathe(k)  # converting (parsing numbers) is most of a webhook event's work
             if isinstance(item, RawInput):
                 converter = self.converters.get(item.kind)
                 if converter is None:  # logged by the queue, with the tries left
