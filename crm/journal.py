@@ -70,8 +70,9 @@ class JournaledQueue(LocalQueue):
         sync: bool = True,
         policy: RetryPolicy | None = None,
         on_dead: DeadHook | None = None,
+        linger: float = 0.0,
     ) -> None:
-        super().__init__(maxsize, policy=policy, on_dead=on_dead)
+        super().__init__(maxsize, policy=policy, on_dead=on_dead, linger=linger)
         self.directory = directory
         self.sync = sync  # fdatasync each write (False: a process crash loses nothing, only)
         self.dead = JournalDeadLetters(directory)

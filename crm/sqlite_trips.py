@@ -8,6 +8,10 @@ runs the statement, reads all of its rows (as the adapter's cursor does for a pl
 notes what SQLAlchemy reads of the cursor afterwards (description, rowcount, lastrowid) and
 closes it. The same statements run on the same connection, and their errors reach SQLAlchemy
 as before. Server-side cursors (streaming results) are the adapter's own.
+
+The pool rolls back every connection given back to it, a trip of its own even right after a
+COMMIT. A rollback asked for when the connection's last step was a COMMIT or ROLLBACK that
+ended, with no statement since and no transaction open, is left out.
 """
 
 from __future__ import annotations
@@ -81,9 +85,32 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
             self._rows = collections.deque(rows)
 
 
+# Set on the aiosqlite connection when its last step was a COMMIT or ROLLBACK that ended (the
+# adapter's own slots take no attribute of ours); any statement clears it. (`crm.bulk_sqlite`
+# sends its statements past the cursors, inside a transaction whose BEGIN went through one.)
+_ENDED = "leadbot_ended"
+
+
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()
     _cursor_cls = OneTripCursor
+
+    def cursor(self, server_side: bool = False) -> Any:
+        setattr(self._connection, _ENDED, False)
+        return super().cursor(server_side)
+
+    def commit(self) -> None:
+        super().commit()
+        setattr(self._connection, _ENDED, True)
+
+    def rollback(self) -> None:
+        conn: Any = self._connection
+        # A statement whose caller was cancelled may still be on its way in the thread: then
+        # the last step was no COMMIT or ROLLBACK that ended, and the rollback goes as usual.
+        if getattr(conn, _ENDED, False) and conn._connection and not conn.in_transaction:
+            return
+        super().rollback()
+        setattr(conn, _ENDED, True)
 
 
 # The adapter's hooks this relies on (SQLAlchemy 2.1's); without them the adapter is left as is.

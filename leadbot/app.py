@@ -37,6 +37,7 @@ from crm.queue import (
     RetryPolicy,
     outcome_of,
 )
+from crm.queue.batching import breathe
 from crm.replies import ReplySenders
 from crm.supervisor import Health, Run, Supervisor, TaskState, describe
 from leadbot.api.component import ApiComponent
@@ -188,7 +189,9 @@ class Service:
                 on_dead=dead,
             )
         elif journal and (directory := journal_dir(self.settings, self.db)) is not None:
-            queue = JournaledQueue(directory, sync=q.journal_sync, policy=policy, on_dead=dead)
+            queue = JournaledQueue(
+                directory, sync=q.journal_sync, policy=policy, on_dead=dead, linger=q.linger
+            )
         else:
             if journal:
                 log.warning(
@@ -196,7 +199,7 @@ class Service:
                     "processed are lost if the process dies (set queue.journal_dir, or "
                     "redis.url)"
                 )
-            queue = InProcessQueue(policy=policy, on_dead=dead)
+            queue = InProcessQueue(policy=policy, on_dead=dead, linger=q.linger)
         self.metrics.dead_letters_waiting.set_function(lambda: queue.dead_waiting)
         # Channel health lists and retries them where this queue keeps them.
         if isinstance(queue, RedisStreamQueue):
@@ -289,6 +292,7 @@ class Service:
         events: list[InboundEvent] = []
         slots: list[int] = []
         for k, item in enumerate(items):
+            await breathe(k)  # converting (parsing numbers) is most of a webhook event's work
             if isinstance(item, RawInput):
                 converter = self.converters.get(item.kind)
                 if converter is None:  # logged by the queue, with the tries left

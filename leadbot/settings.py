@@ -94,6 +94,12 @@ class QueueSettings(_Section):
     # fdatasync before acknowledging: survives a machine crash too. false: the process's
     # crash or kill only (the OS still has the write), for ~2-3 ms less per acknowledgement.
     journal_sync: bool = True
+    # The in-process queue, under load: a new batch starts at most this often (seconds)
+    # unless a full one waits, so intake takes fewer, larger batches (each costs a
+    # transaction and its reads however small). Adds up to this much to an event's wait
+    # for intake, never to a webhook's answer; an event after a quiet spell goes at once.
+    # 0: take whatever waits as soon as the last batch is done.
+    linger: float = Field(0.025, ge=0, le=1)
     # /readyz answers 503 when the oldest event waiting for intake is older (seconds).
     max_backlog_age: float = Field(300.0, gt=0)
     # Every queue: an event intake could not take is tried again after retry_delay seconds,

@@ -88,6 +88,50 @@ async def test_in_process_queue_hands_over_what_is_waiting_as_batches() -> None:
     assert [len(b) for b in handler.batches] == [MAX_BATCH, 30]
 
 
+async def _trickle(queue: InProcessQueue, count: int, every: float) -> Recorder:
+    """Put `count` events one at a time, `every` seconds apart, while the queue runs; the
+    handler's batches once all are done."""
+    handler = Recorder()
+    stop = asyncio.Event()
+    task = asyncio.create_task(queue.run(handler, stop))
+    for i in range(count):
+        await queue.put(make_event(external_id=f"t{i}"))
+        await asyncio.sleep(every)
+    await asyncio.wait_for(queue.join(), 5)
+    stop.set()
+    await task
+    assert handler.seen == [f"t{i}" for i in range(count)]
+    return handler
+
+
+async def test_under_load_the_lingering_queue_takes_fewer_larger_batches() -> None:
+    eager = await _trickle(InProcessQueue(), 60, 0.005)
+    lingering = await _trickle(InProcessQueue(linger=0.1), 60, 0.005)
+    # Without lingering each event is taken as it comes; with it, batches start at most every
+    # 0.1 s over the puts' 0.3 s or more (a slow machine stretches them: a generous bound).
+    assert len(eager.batches) > 30
+    assert len(lingering.batches) <= max(8, len(eager.batches) // 4)
+
+
+async def test_the_lingering_queue_takes_a_lone_event_and_a_full_batch_at_once() -> None:
+    queue = InProcessQueue(linger=1.0)
+    handler = Recorder()
+    stop = asyncio.Event()
+    task = asyncio.create_task(queue.run(handler, stop))
+    try:
+        started = asyncio.get_running_loop().time()
+        await queue.put(make_event(external_id="lone"))  # after a quiet spell: at once
+        await asyncio.wait_for(queue.join(), 0.5)
+        for i in range(MAX_BATCH):  # right after a batch, but a full one waits: at once
+            await queue.put(make_event(external_id=f"f{i}"))
+        await asyncio.wait_for(queue.join(), 0.5)
+        assert asyncio.get_running_loop().time() - started < 0.9
+        assert [len(b) for b in handler.batches] == [1, MAX_BATCH]
+    finally:
+        stop.set()
+        await task
+
+
 async def test_redis_puts_made_together_all_arrive_in_order(
     redis_queue: RedisStreamQueue,
 ) -> None:

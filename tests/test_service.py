@@ -8,6 +8,8 @@ from typing import Any
 
 import aiohttp
 
+from crm.queue import RawInput
+from crm.queue.batching import BREATHE_EVERY
 from tests.conftest import make_event
 
 
@@ -67,3 +69,29 @@ async def test_what_start_up_built_is_frozen_until_the_service_stops(start_servi
     assert gc.get_freeze_count() > 0
     await service.stop()
     assert gc.get_freeze_count() == 0
+
+
+async def test_converting_a_long_batch_lets_the_event_loop_run_others(start_service: Any) -> None:
+    service = await start_service()
+    turns = 0
+    seen: list[int] = []
+
+    async def ticker() -> None:  # another task on the loop (a webhook, say)
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    def convert(raw: RawInput) -> None:
+        seen.append(turns)
+        return None  # nothing to record: no intake
+
+    service.converters["test.kind"] = convert
+    items: list[Any] = [RawInput("test.kind", 0.0, {"k": k}) for k in range(3 * BREATHE_EVERY)]
+    task = asyncio.create_task(ticker())
+    try:
+        outcomes = await service._from_queue(items)
+    finally:
+        task.cancel()
+    assert [o.status for o in outcomes] == ["done"] * len(items)
+    assert len(set(seen)) >= 3  # the loop turned every BREATHE_EVERY conversions

@@ -36,6 +36,7 @@ from crm.intake.outcomes import result as intake_result
 from crm.intake.rounds import Item, decide_items, prepare_round, split
 from crm.models import InboundEventLog, utcnow
 from crm.outage import is_outage
+from crm.queue.batching import breathe
 from crm.repository import SqlCandidateRepository
 from crm.services.reps import roles_of_active
 from crm.services.runtime import current_match_settings
@@ -179,7 +180,8 @@ class Intake:
                     ):
                         item.log_id = log_id
                     unnumbered = False
-                for item in taken:
+                for k, item in enumerate(taken):
+                    await breathe(k)
                     results[item.index] = await apply_item(
                         s, self.db, self.config, item, rnd, now, updates
                     )

@@ -24,6 +24,7 @@ from crm.ids import IdAllocator
 from crm.intake.labels import ACTIVITY_KIND
 from crm.intake.outcomes import creates, imports_contact
 from crm.models import Activity, ActivityBinding, Company, Contact, Deal, InboundEventLog, Lead
+from crm.queue.batching import breathe
 from crm.repository import SqlCandidateRepository
 from crm.services.calls import call_number, open_callbacks
 from crm.services.exceptions import exception_hits
@@ -148,7 +149,8 @@ async def decide_items(
     repo = SqlCandidateRepository(s, active_reps)
     await repo.preload(i for item in items for i in item.ids.matchable())
     listed = set(await exception_hits(s, _union(item.ids.exception_checked() for item in items)))
-    for item in items:
+    for k, item in enumerate(items):
+        await breathe(k)  # the reads came first: this loop waits on nothing
         cands = await find_candidates(repo, item.ids, settings)
         meta = item.event.meta
         if meta.get("in_reply_to") or meta.get("references"):  # (else no thread to look for)

@@ -19,8 +19,11 @@ from crm.changes import Change
 from crm.config import CrmConfig
 from crm.db import Database, lock_id
 from crm.facade import Crm
+from crm.intake import batching as intake_batching
+from crm.intake import rounds as intake_rounds
 from crm.intake.labels import title
 from crm.models import Activity, ActivityBinding, Deal, InboundEventLog, Lead
+from crm.queue.batching import BREATHE_EVERY
 from crm.services.leads import LeadInput
 from crm.services.records import ContactInput
 from crm.tracking import TrackedSession
@@ -429,3 +432,40 @@ async def test_a_worker_handed_an_event_another_holds_waits_on_its_lock_then_ans
     # B's batch went through whole: a refused one is taken again event by event, with a warning.
     assert [r.getMessage() for r in caplog.records] == []
     assert await count(crm, InboundEventLog) == 2
+
+
+async def test_a_long_batch_lets_the_event_loop_run_others_between_its_events(
+    crm: Crm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    turns = 0
+
+    async def ticker() -> None:  # another task on the loop (a webhook, say)
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    seen: dict[str, list[int]] = {"decide": [], "apply": []}
+    own_decide, own_apply = intake_rounds.decide, intake_batching.apply_item
+
+    def decide(*args: Any, **kwargs: Any) -> Any:
+        seen["decide"].append(turns)
+        return own_decide(*args, **kwargs)
+
+    async def apply_item(*args: Any, **kwargs: Any) -> Any:
+        seen["apply"].append(turns)
+        return await own_apply(*args, **kwargs)
+
+    monkeypatch.setattr(intake_rounds, "decide", decide)
+    monkeypatch.setattr(intake_batching, "apply_item", apply_item)
+    events = [make_event(phones=(f"+49 30 55{k:05d}",)) for k in range(3 * BREATHE_EVERY)]
+    task = asyncio.create_task(ticker())
+    try:
+        results = await crm.intake.process_many(events)
+    finally:
+        task.cancel()
+    assert [getattr(r, "outcome", r) for r in results] == ["new_lead"] * len(events)
+    # Deciding and applying wait on nothing: the loop turns every BREATHE_EVERY events.
+    for step, at in seen.items():
+        assert len(at) == len(events), step
+        assert len(set(at)) >= 3, step

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import pytest
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -79,3 +80,37 @@ async def test_each_statement_is_one_trip_to_the_connection_s_thread(lite: Datab
         finally:
             del driver._execute
     assert trips == 2
+
+
+async def test_a_connection_given_back_after_its_commit_costs_no_rollback(
+    lite: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps: list[str] = []
+    own = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        steps.append(getattr(fn, "__name__", ""))
+        return await own(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    async with lite.transaction() as s:
+        s.add(Rep(name="kept", role="rep"))
+    assert "commit" in steps
+    assert "rollback" not in steps
+
+
+async def test_a_connection_given_back_in_a_transaction_is_rolled_back(lite: Database) -> None:
+    async with lite.transaction() as s:  # the pool's connection: its last step a COMMIT
+        s.add(Rep(name="kept", role="rep"))
+    async with lite.engine.connect() as conn:
+        # A transaction SQLAlchemy does not know of, left open when the connection goes back.
+        driver: Any = (await conn.get_raw_connection()).driver_connection
+        await driver.execute("BEGIN IMMEDIATE")
+        await driver.execute(
+            "INSERT INTO reps (name, role, active, created_at)"
+            " VALUES ('lost', 'rep', 1, '2026-01-01')"
+        )
+    async with lite.transaction() as s:  # BEGIN IMMEDIATE again: the pool rolled it back
+        s.add(Rep(name="next", role="rep"))
+    async with lite.read() as s:
+        assert list(await s.scalars(select(Rep.name).order_by(Rep.id))) == ["kept", "next"]
