@@ -236,11 +236,9 @@ class Actions:
         if not press.button.arg.isdigit():
             raise StaleButton("unknown rep")
         rep_id = int(press.button.arg)
-        # The service refuses a rep (Forbidden: the polite answer) before anything changes.
+        # The service refuses a rep (Forbidden: the polite answer) before anything changes,
+        # and queues the new holder's "Assigned to you" with the change.
         lead = await self.crm.leads.assign(lead_id, rep_id, actor_of(press.rep))
-        await self.crm.outbox.enqueue(
-            "assigned", {"lead_id": lead_id, "by_rep_id": press.rep.id}, rep_id
-        )
         self.queued()
         return Outcome(
             f"Reassigned to {lead.responsible_name}", await self._card(press, "lead", lead_id)

@@ -299,10 +299,8 @@ async def assign(a: Act) -> Done:
         view: LeadView | DealView = await a.crm.leads.assign(a.ident, int(raw), a.actor)
     else:
         view = await a.crm.deals.assign(a.ident, int(raw), a.actor)
-    # The new holder hears it in Telegram, as after the bot's reassign button.
-    payload = {f"{a.kind}_id": a.ident, "by_rep_id": a.actor.rep_id}
-    await a.crm.outbox.enqueue("assigned", payload, int(raw))
-    # The new holder is told "assigned" (above), not "changed".
+    # The service queues the new holder's "Assigned to you" (as for the bot's reassign
+    # button and the API), so the holder is not told "changed" as well.
     return Done(f"Assigned to {view.responsible_name}.", a.kind, a.ident, tell_holder=False)
 
 

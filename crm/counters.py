@@ -2,17 +2,51 @@
 
 Triggers catch every write path (intake's multi-row inserts, the services, bulk imports,
 deletes) in the writer's own transaction, so the counters never drift from the records. On
-PostgreSQL they are statement-level with transition tables: a multi-row INSERT adds one row
-per key, in key order (a fixed lock order), to the slot of the writer's backend, so concurrent
-intake transactions rarely queue on one hot counter row. SQLite serializes writers anyway: a
-row trigger on one slot. The same statements serve the migration (0007) and `create_all`.
+PostgreSQL they are statement-level with transition tables: a statement adds one row per key,
+in key order, to its transaction's slot, so concurrent intake transactions do not queue on one
+hot counter row. SQLite serializes writers anyway: a row trigger on one slot. The same
+statements serve the migrations (0007, 0009) and `create_all`.
+
+PostgreSQL slots are per transaction, not per backend: a transaction's first counter write
+takes a free slot (a transaction-level advisory lock, tried from `pg_backend_pid() % SLOTS`
+on) and keeps it to the end (`leadbot.counter_slot`, a transaction-local setting). Slots were
+`pg_backend_pid() % SLOTS`: two transactions on backends of one slot that changed two keys in
+two statements in opposite orders deadlocked on the counter rows (a test provokes it), and
+real writers do that: an ORM flush writes rows in primary-key order, not counter-key order,
+and a conversion writes its lead, then its deal, in two statements, while intake rounds and
+bulk writes go in their own orders. Intake retries a batch that failed one event at a time,
+but a console, bot or API edit would have failed. With a slot of its own a transaction never
+waits for another's counter row. Only when every slot is held does a transaction share its
+backend's slot, unlocked, as every one did before (waiting for a holder of the same key row,
+and the rare deadlock that brings): SLOTS is above the connections that write at once.
 """
 
 from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-SLOTS = 8  # PostgreSQL: counter rows per key (a reader sums them)
+SLOTS = 16  # PostgreSQL: counter rows per key (a reader sums them)
+# The first key of the slots' advisory locks (pg_advisory_xact_lock(int, int): a key space of
+# its own, apart from crm.db's one-key identity locks).
+_SLOT_LOCKS = 0x6C62
+_SLOT_SETTING = "leadbot.counter_slot"
+# A transaction's slot: the one it holds, else the first free one from its backend's on.
+_SLOT_FUNCTION = f"""CREATE FUNCTION board_counters_slot() RETURNS integer LANGUAGE plpgsql AS $$
+ DECLARE
+  held text := current_setting('{_SLOT_SETTING}', true);
+  base integer := pg_backend_pid() % {SLOTS};
+  s integer;
+ BEGIN
+  IF held <> '' THEN RETURN held::integer; END IF;
+  FOR i IN 0..{SLOTS - 1} LOOP
+   s := (base + i) % {SLOTS};
+   IF pg_try_advisory_xact_lock({_SLOT_LOCKS}, s) THEN
+    PERFORM set_config('{_SLOT_SETTING}', s::text, true);
+    RETURN s;
+   END IF;
+  END LOOP;
+  RETURN base;
+ END $$"""
 
 _COLUMNS = "kind, col, responsible_id, currency, slot, n, priced, amount"
 _ON_CONFLICT = (
@@ -69,7 +103,7 @@ def _sqlite(kind: str) -> list[str]:
 
 def _postgres(kind: str) -> list[str]:
     table = _TABLES[kind]
-    slot = f"pg_backend_pid() % {SLOTS}"
+    slot = "counter_slot"  # the trigger function's variable
 
     def rows(source: str, sign: int) -> str:
         return f"SELECT {_values(kind, 'r', sign, True).format(slot=slot)} FROM {source} r"
@@ -100,6 +134,7 @@ def _postgres(kind: str) -> list[str]:
         event, ref = refs[op]
         out.append(
             f"CREATE FUNCTION {fn}_{op}() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " DECLARE counter_slot integer := board_counters_slot();"
             f" BEGIN {sql} RETURN NULL; END $$"
         )
         out.append(
@@ -111,8 +146,9 @@ def _postgres(kind: str) -> list[str]:
 
 def trigger_ddl(dialect: str) -> list[str]:
     """The statements creating the counters' triggers on `dialect` (sqlite | postgresql)."""
-    make = _postgres if dialect == "postgresql" else _sqlite
-    return make("lead") + make("deal")
+    if dialect != "postgresql":
+        return _sqlite("lead") + _sqlite("deal")
+    return [_SLOT_FUNCTION, *_postgres("lead"), *_postgres("deal")]
 
 
 def drop_ddl(dialect: str) -> list[str]:
@@ -126,6 +162,8 @@ def drop_ddl(dialect: str) -> list[str]:
             )
             if dialect == "postgresql":
                 out.append(f"DROP FUNCTION IF EXISTS {name}()")
+    if dialect == "postgresql":
+        out.append("DROP FUNCTION IF EXISTS board_counters_slot()")
     return out
 
 

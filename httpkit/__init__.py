@@ -68,6 +68,46 @@ class BadInput(Exception):
         self.code, self.detail, self.status = code, detail, status
 
 
+_READ_STEP = 64 * 1024
+
+
+def _too_large(limit: int) -> BadInput:
+    return BadInput("too_large", f"body larger than {limit} bytes", 413)
+
+
+def whole_body(request: web.Request, limit: int) -> bytes | None:
+    """The body when it came whole with the head (the usual webhook), taken from the stream as
+    it is without the awaits and copies of a read; None when more is to come (`read_body`).
+    The stream is drained: for a handler that reads the body once and nothing else reads it.
+    `BadInput` (413) past `limit` bytes."""
+    content = request.content
+    if not content.is_eof():
+        return None
+    body = content.read_nowait()
+    if len(body) > limit:
+        raise _too_large(limit)
+    return body
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body: the one reader of the call webhooks, Twilio's callbacks, the Bitrix24
+    REST and the content decoding, so they bound bodies alike. `BadInput` (413) past `limit`
+    bytes, told by the Content-Length before anything is read, else after at most `limit`
+    and one step. Not the app's client_max_size (a route's own limit may be above it). The
+    stream is drained: nothing may read the body after (`request.read()`, `post()`)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    body = whole_body(request, limit)
+    if body is not None:
+        return body
+    out = bytearray()
+    async for chunk in request.content.iter_chunked(_READ_STEP):
+        out += chunk
+        if len(out) > limit:
+            raise _too_large(limit)
+    return bytes(out)
+
+
 # What aiohttp's form parser raises on bytes it cannot read: bad UTF-8 or percent-encoding
 # (ValueError), an unknown charset (LookupError), an unknown part encoding (RuntimeError),
 # a broken deflate part (zlib.error), a part without a name or a missing boundary (ValueError).

@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from crm.outage import is_outage
 from crm.supervisor import Health, describe
-from httpkit import BadInput, json_error
+from httpkit import BadInput, json_error, read_body
 from leadbot.refusals import Refusals
 
 log = logging.getLogger(__name__)
@@ -89,17 +89,6 @@ def _inflate(data: bytes, coding: str, limit: int) -> bytes:
     return bytes(out)
 
 
-async def _raw_body(request: web.Request, limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise BadInput("too_large", f"body larger than {limit} bytes", 413)
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(_DECODE_STEP):
-        body += chunk
-        if len(body) > limit:
-            raise BadInput("too_large", f"body larger than {limit} bytes", 413)
-    return bytes(body)
-
-
 async def decoded(request: web.Request) -> web.Request:
     """Request bodies are decoded here, not by aiohttp (the runner has auto_decompress off):
     aiohttp leaves a handler waiting forever on a deflate body that ends early, and passes
@@ -119,7 +108,7 @@ async def decoded(request: web.Request) -> web.Request:
             415,
         )
     limit = request.client_max_size
-    body = await _raw_body(request, limit)
+    body = await read_body(request, limit)
     for coding in reversed(codings):  # the last applied is undone first
         if body:
             body = _inflate(body, coding, limit)

@@ -85,6 +85,7 @@ from channels.phone.context import PhoneContext
 from crm.dto import IntakeResult
 from crm.errors import InvalidInput
 from crm.services.telephony import NumberHolder, RepContact
+from httpkit import BadInput, read_body
 from matching.event import RegisterMode
 from matching.text import clean_json
 
@@ -93,16 +94,10 @@ Method = Callable[[dict[str, Any], str], Awaitable[Any]]
 
 async def _body(request: web.Request, limit: int) -> bytes:
     """The request body, up to `limit` bytes (the app's own cap is for ordinary requests)."""
-    if request.content_length is not None and request.content_length > limit:
-        raise BitrixError("INVALID_REQUEST", f"request body larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise BitrixError("INVALID_REQUEST", f"request body larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        return await read_body(request, limit)
+    except BadInput as err:  # too large: in Bitrix24's words
+        raise BitrixError("INVALID_REQUEST", f"request {err.detail}") from None
 
 
 def _reply(body: dict[str, Any], status: int = 200) -> web.Response:

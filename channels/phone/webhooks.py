@@ -18,6 +18,7 @@ import time
 import msgspec
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy, MultiMapping
+from yarl import query_to_pairs
 
 from channels.phone.calls import (
     CallDirection,
@@ -35,7 +36,7 @@ from channels.phone.twilio import (
     parse_twilio,
     twiml_response,
 )
-from httpkit import BadInput, SignatureError, json_error, read_form
+from httpkit import BadInput, SignatureError, json_error, read_body, whole_body
 from httpkit.twilio import SETTINGS_HEADER, TWILIO_HEADER, algorithm_of, verify_twilio
 from matching.text import clean_text
 
@@ -57,27 +58,8 @@ def payload_error(err: PayloadError) -> web.Response:
     return json_error(err.status, code, err.reason)
 
 
-def _too_large(limit: int) -> web.Response:
-    return json_error(413, "too_large", f"body larger than {limit} bytes")
-
-
-async def _body(request: web.Request, limit: int) -> bytes | web.Response:
-    # request.read() keeps the body on the request for the form reader that follows (Twilio);
-    # the Bitrix24 drop-in reads in chunks instead, its recordings being over the app's cap.
-    if request.content_length is not None and request.content_length > limit:
-        return _too_large(limit)
-    body = await request.read()
-    return _too_large(limit) if len(body) > limit else body
-
-
-def _whole_body(request: web.Request, limit: int) -> bytes | web.Response | None:
-    """`_body` for a handler that reads the body once and nothing else reads it, when the body
-    came whole with the headers (the usual webhook): taken from the stream as it is, without
-    the awaits and copies of `request.read()`. None when more is to come (await `_body`)."""
-    if not request.content.is_eof():
-        return None
-    body = request.content.read_nowait()
-    return _too_large(limit) if len(body) > limit else body
+def bad_input(err: BadInput) -> web.Response:
+    return json_error(err.status, err.code, err.detail)
 
 
 async def generic_hook(ctx: PhoneContext, request: web.Request) -> web.Response:
@@ -85,11 +67,13 @@ async def generic_hook(ctx: PhoneContext, request: web.Request) -> web.Response:
     key = ctx.webhook_key
     if key is None:
         return not_configured("the generic call webhook", "webhook_secret")
-    body = _whole_body(request, MAX_BODY)
-    if body is None:
-        body = await _body(request, MAX_BODY)
-    if isinstance(body, web.Response):
-        return body
+    try:
+        # The shared reader's own shortcut, without a coroutine, for a body that came whole.
+        body = whole_body(request, MAX_BODY)
+        if body is None:
+            body = await read_body(request, MAX_BODY)
+    except BadInput as err:
+        return bad_input(err)
     try:
         _, digest = check_generic(key, request.headers.get(GENERIC_HEADER), body, time.time())
     except SignatureError as err:
@@ -148,16 +132,19 @@ async def _twilio_params(request: web.Request) -> MultiMapping[str] | web.Respon
     """The parameters Twilio sent: the form of a POST, the query of a GET."""
     if request.method == "GET":
         return request.query
-    body = await _body(request, _MAX_TWILIO_BODY)
-    if isinstance(body, web.Response):
-        return body
+    try:
+        body = await read_body(request, _MAX_TWILIO_BODY)
+    except BadInput as err:
+        return bad_input(err)
     if request.content_type != "application/x-www-form-urlencoded":
         return json_error(415, "unsupported_media_type", "Twilio sends form-encoded bodies")
+    # Read as aiohttp's request.post() reads such a form (which finds the stream drained).
+    charset = request.charset or "utf-8"
     try:
-        form = await read_form(request)
-    except BadInput as err:
-        return json_error(err.status, "bad_request", err.detail)
-    return MultiDictProxy(MultiDict((k, str(v)) for k, v in form.items()))
+        pairs = query_to_pairs(body.rstrip().decode(charset), max_fields=1000, encoding=charset)
+    except (ValueError, LookupError) as exc:
+        return json_error(400, "bad_request", f"the form body cannot be read: {str(exc)[:200]}")
+    return MultiDictProxy(MultiDict(pairs))
 
 
 async def _verified_twilio(

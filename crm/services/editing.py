@@ -1,8 +1,8 @@
 """The one shape of changing a lead, deal, contact or company in place, whichever use case
 asks (`Edits` for leads and deals, `Records` for contacts and companies): load it, check the
 actor's right to it, refuse duplicates if asked, set the given fields, add phones / emails /
-handles, write the timeline and return the record's view. Giving a contact or a company to
-another rep has one shape too (`assign`)."""
+handles, write the timeline and return the record's view. Giving any of them to another rep
+has one shape too (`assign`): the bot's, the console's, the API's and an integration's."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm.db import Database
 from crm.dto import Actor
 from crm.errors import Forbidden
-from crm.models import Company, Contact, Deal, Lead, utcnow
+from crm.models import Company, Contact, Deal, Lead, OutboxMessage, utcnow
 from crm.services.access import act_as, active_rep, check_access, get_or_404
 from crm.services.duplicates import refuse_duplicates
 from crm.services.rows import OWNER_MODELS, add_comms, add_timeline
@@ -86,7 +86,11 @@ async def assign(
     rep_id: int,
     actor: Actor,
 ) -> View:
-    """Give a record to an active rep: supervisors, admins and the system only."""
+    """Give a record to an active rep: supervisors, admins and the system only. A lead or
+    deal that changes hands tells its new rep ("assigned", in the same transaction) unless
+    that rep gave it to themselves. A lead a person gives counts as taken (their first
+    action: no escalation, no Take button), through the bot, the console or their API token
+    alike; one the system gives (no rep) stays to be taken."""
     what = KIND_OF[model]
     if not actor.sees_everything:
         raise Forbidden(f"only a supervisor can reassign a {what}")
@@ -96,6 +100,22 @@ async def assign(
         row: Row = await get_or_404(s, model, ident, what)
         before = {"responsible_id": row.responsible_id}
         row.responsible_id, row.modified_at = rep_id, utcnow()
+        if isinstance(row, Lead) and actor.rep_id is not None and row.taken_at is None:
+            row.taken_at = row.modified_at
         add_timeline(s, what, ident, "assigned", actor, before, {"responsible_id": rep_id})
+        if what in _TOLD and before["responsible_id"] != rep_id and rep_id != actor.rep_id:
+            s.add(
+                OutboxMessage(
+                    rep_id=rep_id,
+                    kind="assigned",
+                    payload={f"{what}_id": ident, "by_rep_id": actor.rep_id},
+                    created_at=row.modified_at,
+                    next_attempt_at=row.modified_at,
+                )
+            )
         await s.flush()
         return (await views(s, [row]))[0]
+
+
+# The records whose new rep gets an "Assigned to you" card (the bot has none for a company).
+_TOLD = frozenset({"lead", "deal"})

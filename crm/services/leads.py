@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -11,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm.config import CrmConfig
 from crm.db import Database
 from crm.dto import SYSTEM, Actor, DealView, LeadView
-from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
+from crm.errors import Conflict, InvalidInput, NotFound
 from crm.identity import identities_from_values
 from crm.models import (
     ActivityBinding,
@@ -22,8 +23,9 @@ from crm.models import (
     Lead,
     utcnow,
 )
-from crm.services.access import act_as, active_rep, check_access, get_or_404
+from crm.services.access import act_as, check_access, get_or_404
 from crm.services.builders import company_row, contact_row, deal_row, lead_row
+from crm.services.editing import assign
 from crm.services.flags import recompute_client_flags
 from crm.services.listing import ListFilter, apply_common, page_of, visible_to
 from crm.services.pipelines import pipeline_by_code, stage_by_code
@@ -177,16 +179,11 @@ class Leads:
             return (await lead_views(s, self.config, [lead]))[0]
 
     async def assign(self, lead_id: int, rep_id: int, actor: Actor = SYSTEM) -> LeadView:
-        if not actor.sees_everything:
-            raise Forbidden("only a supervisor can reassign a lead")
-        async with self.db.transaction() as s:
-            await active_rep(s, rep_id)
-            lead = await self._lead_for_update(s, lead_id, actor, must_be_open=False)
-            before = {"responsible_id": lead.responsible_id}
-            lead.responsible_id = rep_id
-            self._touch(lead, actor)
-            add_timeline(s, "lead", lead.id, "assigned", actor, before, {"responsible_id": rep_id})
-            return (await lead_views(s, self.config, [lead]))[0]
+        """Give a lead to an active rep: the one assignment of every record (`editing`)."""
+        return await assign(self.db, Lead, self._views, lead_id, rep_id, actor)
+
+    async def _views(self, s: AsyncSession, leads: Sequence[Lead]) -> list[LeadView]:
+        return await lead_views(s, self.config, leads)
 
     async def convert(
         self,

@@ -4,19 +4,23 @@ amounts, a bulk UPDATE, deletes, and the migration's backfill."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from decimal import Decimal
+from pathlib import Path
 
+import asyncpg
 from sqlalchemy import text
 
-from crm.counters import backfill_sql
+from crm.config import CrmConfig
+from crm.counters import SLOTS, backfill_sql
 from crm.dto import Actor
 from crm.errors import CrmError
 from crm.facade import Crm
 from crm.models import Base
 from crm.services.board import BoardFilters
 from crm.services.leads import LeadInput
-from tests.conftest import make_event
+from tests.conftest import make_event, open_db
 
 
 async def _assert_counters_match(crm: Crm, actors: list[Actor], reps: list[int]) -> None:
@@ -160,3 +164,98 @@ async def test_create_all_on_an_existing_schema_keeps_one_set_of_triggers(crm: C
     await crm.leads.create(LeadInput("After"))
     counts, _ = await crm.board.counted_totals("lead", BoardFilters(), Actor(None))
     assert counts == {"NEW": 2}
+
+
+async def _same_slot_pair(dsn: str) -> list[asyncpg.Connection]:
+    """Two connections whose backends share a counter slot (`pg_backend_pid() % SLOTS`): of
+    SLOTS + 1 connections two always do."""
+    opened: list[asyncpg.Connection] = []
+    pair: list[asyncpg.Connection] = []
+    try:
+        by_slot: dict[int, asyncpg.Connection] = {}
+        for _ in range(SLOTS + 1):
+            conn = await asyncpg.connect(dsn)
+            opened.append(conn)
+            slot = conn.get_server_pid() % SLOTS
+            if slot in by_slot:
+                pair = [by_slot[slot], conn]
+                return pair
+            by_slot[slot] = conn
+        raise AssertionError("no two backends share a slot")
+    finally:
+        for conn in opened:
+            if conn not in pair:
+                await conn.close()
+
+
+async def test_transactions_writing_counters_in_opposite_orders_do_not_deadlock(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Two transactions on backends of one slot, each moving a lead of rep A and one of rep B
+    in two statements, in opposite orders (as a conversion's lead then deal statement meets an
+    intake round's deal then lead): with counter rows per backend slot each waited for the
+    other's row, a deadlock. Each transaction now writes a slot no other one holds."""
+    db = await open_db("postgres", tmp_path, pg_url)
+    crm = Crm(db, CrmConfig())
+    await crm.prepare()
+    try:
+        a, b = [(await crm.reps.add(name)).id for name in ("Anna", "Bert")]
+        leads = [
+            (await crm.leads.create(LeadInput(f"L{i}", responsible_id=rep))).id
+            for i, rep in enumerate((a, b, b, a))
+        ]
+        first, second = await _same_slot_pair(pg_url.replace("+asyncpg", ""))
+        move = "UPDATE leads SET status = 'IN_PROCESS' WHERE id = $1"
+        try:
+            await first.execute("BEGIN")
+            await second.execute("BEGIN")
+            await first.execute(move, leads[0])  # rep A's counters
+            await second.execute(move, leads[1])  # rep B's counters
+            # Each now needs the other's key: rep B's after A's, rep A's after B's.
+            waits = asyncio.gather(first.execute(move, leads[2]), second.execute(move, leads[3]))
+            await asyncio.wait_for(waits, timeout=20)
+            await first.execute("COMMIT")
+            await second.execute("COMMIT")
+        finally:
+            await first.close()
+            await second.close()
+        sue = Actor((await crm.reps.add("Sue", role="supervisor")).id, "supervisor")
+        await _assert_counters_match(crm, [sue], [a, b])
+    finally:
+        await db.dispose()
+
+
+async def test_more_transactions_than_slots_share_them_and_count_right(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Each transaction holds its slot to its end; one that finds every slot held writes its
+    backend's slot unlocked, as all did before (waiting only for a holder of the same key)."""
+    db = await open_db("postgres", tmp_path, pg_url)
+    crm = Crm(db, CrmConfig())
+    await crm.prepare()
+    conns: list[asyncpg.Connection] = []
+    try:
+        rep, *others = [(await crm.reps.add(name)).id for name in ("Anna", "Bert", "Carl")]
+        leads = [  # the last two with keys of their own: they share slots with holders
+            (await crm.leads.create(LeadInput(f"L{i}", responsible_id=rep))).id
+            for i in range(SLOTS)
+        ]
+        leads += [(await crm.leads.create(LeadInput("B", responsible_id=r))).id for r in others]
+        dsn = pg_url.replace("+asyncpg", "")
+        conns = [await asyncpg.connect(dsn) for _ in leads]
+        slots = []
+        for conn, lead in zip(conns, leads, strict=True):
+            await conn.execute("BEGIN")
+            move = "UPDATE leads SET status = 'IN_PROCESS' WHERE id = $1"
+            await asyncio.wait_for(conn.execute(move, lead), timeout=20)
+            slots.append(int(await conn.fetchval("SELECT board_counters_slot()")))
+        assert sorted(slots[:SLOTS]) == list(range(SLOTS))  # one each while there are free
+        assert slots[SLOTS:] == [c.get_server_pid() % SLOTS for c in conns[SLOTS:]]
+        for conn in conns:
+            await conn.execute("COMMIT")
+        sue = Actor((await crm.reps.add("Sue", role="supervisor")).id, "supervisor")
+        await _assert_counters_match(crm, [sue], [rep, *others])
+    finally:
+        for conn in conns:
+            await conn.close()
+        await db.dispose()

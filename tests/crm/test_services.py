@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import delete, select
 
 from crm.dto import SYSTEM, Actor
 from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
 from crm.facade import Crm
+from crm.models import OutboxMessage
 from crm.services.escalation import Followups
 from crm.services.exceptions import exception_hits
 from crm.services.handmade import LeadDraft
@@ -66,6 +68,50 @@ async def test_lead_status_junk_reopen_and_assignment(crm: Crm) -> None:
     assert reopened.status == "NEW" and reopened.junk_reason is None
     actions = [t.action for t in await crm.activities.timeline("lead", lead.id)]
     assert actions == ["created", "status", "assigned", "junk", "reopened"]
+
+
+async def test_every_assignment_has_the_same_rights_history_and_notice(crm: Crm) -> None:
+    """Leads had an assignment of their own, and only the bot and the console told the new
+    rep (after the service call): an API or Bitrix24 REST assignment told nobody. Now every
+    record's assignment is one: the same rights and timeline, the new rep told in the same
+    transaction whoever asks; a lead a person gives counts as taken, one the system gives
+    does not (as before)."""
+    boss = await crm.reps.add("Bea", role="supervisor")
+    rita, otto = await crm.reps.add("Rita"), await crm.reps.add("Otto")
+    for actor in (Actor(boss.id, "supervisor"), SYSTEM):
+        lead = await crm.leads.create(LeadInput(title="Inquiry"))
+        deal = await crm.deals.create("Order")
+        with pytest.raises(Forbidden, match=r"^only a supervisor can reassign a lead$"):
+            await crm.leads.assign(lead.id, rita.id, Actor(rita.id, "rep"))
+        with pytest.raises(Forbidden, match=r"^only a supervisor can reassign a deal$"):
+            await crm.deals.assign(deal.id, rita.id, Actor(rita.id, "rep"))
+        given = await crm.leads.assign(lead.id, rita.id, actor)
+        assert given.responsible_id == rita.id
+        assert (given.taken_at is not None) == (actor.rep_id is not None)
+        assert (await crm.deals.assign(deal.id, rita.id, actor)).responsible_id == rita.id
+        await crm.leads.assign(lead.id, rita.id, actor)  # to the rep who has it: no notice
+        await crm.leads.assign(lead.id, otto.id, actor)
+        for kind, ident in (("lead", lead.id), ("deal", deal.id)):
+            entries = await crm.activities.timeline(kind, ident)
+            assert [t.action for t in entries][-1] == "assigned"
+        async with crm.db.read() as s:
+            told = [
+                (m.rep_id, m.kind, m.payload)
+                for m in await s.scalars(select(OutboxMessage).order_by(OutboxMessage.id))
+            ]
+        by = actor.rep_id
+        assert told == [
+            (rita.id, "assigned", {"lead_id": lead.id, "by_rep_id": by}),
+            (rita.id, "assigned", {"deal_id": deal.id, "by_rep_id": by}),
+            (otto.id, "assigned", {"lead_id": lead.id, "by_rep_id": by}),
+        ]
+        async with crm.db.transaction() as s:
+            await s.execute(delete(OutboxMessage))
+    # A supervisor giving a lead to themselves is not told.
+    mine = await crm.leads.create(LeadInput(title="Mine"))
+    await crm.leads.assign(mine.id, boss.id, Actor(boss.id, "supervisor"))
+    async with crm.db.read() as s:
+        assert list(await s.scalars(select(OutboxMessage))) == []
 
 
 async def test_nothing_is_given_to_a_rep_who_left_or_never_was(crm: Crm) -> None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 from xml.etree import ElementTree
 
+import pytest
 from twilio.request_validator import RequestValidator
 
 from channels.phone.context import RecentBodies, RecentIds
@@ -329,3 +331,37 @@ async def test_twilio_voice_by_get_signs_the_query(phone: PhoneClient) -> None:
     assert unsigned.status == 401
     await phone.settle()
     assert len(await phone.leads()) == 1
+
+
+async def _in_pieces(body: bytes) -> AsyncIterator[bytes]:
+    """A body sent chunked, without a Content-Length, in pieces."""
+    for start in range(0, len(body), 16 * 1024):
+        yield body[start : start + 16 * 1024]
+        await asyncio.sleep(0)
+
+
+# The three formats' bodies, their limits and how each says "too large" in its own words.
+_BOUNDED = [
+    ("/hooks/calls", 64 * 1024, "application/json", 413, "too_large", "detail"),
+    ("/hooks/twilio/status", 64 * 1024, "application/x-www-form-urlencoded", 413, "too_large",
+     "detail"),
+    ("/rest/1/b24secret/telephony.externalcall.register", 1024 * 1024,
+     "application/x-www-form-urlencoded", 400, "INVALID_REQUEST", "error_description"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "limit", "media", "status", "error", "words"), _BOUNDED)
+async def test_the_three_formats_bound_their_bodies_alike(
+    phone: PhoneClient, path: str, limit: int, media: str, status: int, error: str, words: str
+) -> None:
+    """One reader (httpkit.read_body) for all three: a body of the limit is read, one byte more
+    is refused, whether the Content-Length tells it, the body came whole or it came chunked."""
+    for size, refused in ((limit, False), (limit + 1, True)):
+        body = b"a=" + b"1" * (size - 2)
+        for data in (body, _in_pieces(body)):
+            reply = await phone._send("POST", path, data=data, headers={"Content-Type": media})
+            said = reply.json() if reply.content_type == "application/json" else {}
+            too_large = (reply.status, said.get("error")) == (status, error)
+            assert too_large == refused, (size, reply.status, reply.text[:200])
+            if refused:
+                assert said[words].endswith(f"body larger than {limit} bytes")
