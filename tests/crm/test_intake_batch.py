@@ -324,6 +324,25 @@ async def test_a_batch_finds_the_open_tasks_and_log_rows_of_each_of_its_events(c
     assert all(getattr(r, "task_id", None) is not None for r in first)
 
 
+async def test_a_call_back_task_made_earlier_in_a_batch_is_found_by_its_next_missed_call(
+    crm: Crm,
+) -> None:
+    """A new number's missed calls in one batch: the first makes the lead and its call-back
+    task in one round, the next ones (later rounds of the same transaction) find that task
+    and count on it, however the open tasks are read (on PostgreSQL a plain read first)."""
+
+    def missed(call: str) -> InboundEvent:
+        meta = {"call_id": call, "stage": "missed", "missed": True, "disposition": "missed"}
+        return make_event(external_id=f"{call}:missed", phones=("+49 30 5550077",), meta=meta)
+
+    results = await crm.intake.process_many([missed("n1"), missed("n2"), missed("n3")])
+    assert [getattr(r, "outcome", r) for r in results] == ["new_lead"] + ["attached_lead"] * 2
+    async with crm.db.read() as s:
+        tasks = list(await s.scalars(select(Activity).where(Activity.kind == "task")))
+    assert [(t.counterparty, t.attempts, t.done) for t in tasks] == [("+49305550077", 3, False)]
+    assert {getattr(r, "task_id", None) for r in results} == {tasks[0].id}
+
+
 @pytest.mark.parametrize("backend", ["postgres"])
 async def test_two_workers_given_the_same_events_process_each_once(crm: Crm) -> None:
     """Two worker processes (each its own connections) handed the same events at the same
