@@ -57,9 +57,9 @@ RUNS = 3  # flat-out runs per server; the best one counts
 WARMUP_SECONDS = 1
 # Unique bodies made per second of a flat-out run: more than any webhook load reaches.
 BODIES_PER_SECOND = 20_000
-# Seconds of a caller lookup run. wrk opens its 32 connections at once and each sends its
-# first request straight away: in a 5 s run at 500/s those 32 are more than 1% of all
-# requests, and the p99 measured that burst alone. 15 s keeps it inside the p99, not all of it.
+# Seconds of a caller lookup run: enough requests at 500/s that the p99 is not a handful of
+# them. (wrk also pauses before a connection's first request: with the fixed pause of old, all
+# 32 came at once, more than 1 % of a 5 s run's requests.)
 LOOKUP_SECONDS = 15.0
 
 # How the runs at a fixed rate are paced (see `_throttle`), said under their tables.
