@@ -158,7 +158,7 @@ class Intake:
             alloc = IdAllocator(s, sqlite=self.db.is_sqlite)
             if self.db.is_sqlite:
                 fresh = await self._claim(s, items, now, results)
-                await self.db.lock_identities(s, [k for item in fresh for k in item.lock_keys()])
+                await self.db.lock_identities(s, [k for item in fresh for k in item.lock_keys])
             else:
                 fresh = await self._unlogged(s, items, results)
                 # The log rows' ids come with the first round's others, one per event in key
@@ -220,7 +220,7 @@ class Intake:
         is written once, with its outcome (`_log_rows`); the unique (channel, external id)
         stays the last word."""
         keys = [f"event:{c}:{x}" for c, x in (item.key for item in items)]
-        await self.db.lock_identities(s, keys + [k for it in items for k in it.lock_keys()])
+        await self.db.lock_identities(s, keys + [k for it in items for k in it.lock_keys])
         logged = await _logged_of(s, [item.key for item in items])
         for item in items:
             if item.key in logged:

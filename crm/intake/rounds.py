@@ -48,30 +48,24 @@ class Item:
     decision: Decision | None = None
     key: tuple[str, str] = field(init=False)  # (channel, external id): read many times
     phone: str | None = field(init=False)  # `call_number`: read several times
-    _locks: list[str] | None = field(default=None, init=False, repr=False)
+    # The advisory locks the event takes: the lock and each round's split read them.
+    lock_keys: list[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # str() of a StrEnum member is its value, without `.value`'s Python-level property.
         self.key = (str(self.event.channel), self.event.external_id)
         self.phone = call_number(self.ids)
-
-    def lock_keys(self) -> list[str]:
-        """The advisory locks the event takes (worked out once: the lock and each round's
-        split read them)."""
-        if self._locks is None:
-            keys = [i.key for i in self.ids.matchable()]
-            call_id = self.event.meta.get("call_id")
-            if call_id:  # events of one call share its activity, even with no number
-                keys.append(f"call:{self.key[0]}:{call_id}")
-            self._locks = keys
-        return self._locks
+        self.lock_keys = [i.key for i in self.ids.matchable()]
+        call_id = self.event.meta.get("call_id")
+        if call_id:  # events of one call share its activity, even with no number
+            self.lock_keys.append(f"call:{self.key[0]}:{call_id}")
 
     def conflict_keys(self) -> set[Hashable]:
         """What this event reads or writes that an earlier event of its round could change:
         its lock keys (strings), and the records and mails it goes to as tuples (kind, id)
         and ("msg", channel, id), built without formatting a string each."""
         e = self.event
-        keys: set[Hashable] = set(self.lock_keys())
+        keys: set[Hashable] = set(self.lock_keys)
         meta = e.meta
         channel = str(e.channel)
         for r in (e.external_id, meta.get("in_reply_to"), *meta.get("references", ())):
