@@ -24,6 +24,7 @@ from crm.deadletters import AsyncJournalDeadLetters, RedisDeadLetters
 from crm.dto import IntakeResult
 from crm.facade import Crm
 from crm.journal import JournaledQueue
+from crm.looping import breathe
 from crm.outage import is_outage
 from crm.queue import (
     DONE,
@@ -37,7 +38,6 @@ from crm.queue import (
     RetryPolicy,
     outcome_of,
 )
-from crm.queue.batching import breathe
 from crm.replies import ReplySenders
 from crm.supervisor import Health, Run, Supervisor, TaskState, describe
 from leadbot.api.component import ApiComponent
