@@ -139,7 +139,9 @@ class Service:
         )
         if settings.mailboxes:  # the console's quarantine page lists and releases through it
             self.crm.quarantine.folders = ImapSpamFolders(
-                settings.mailboxes, settings.crm.default_region
+                settings.mailboxes,
+                settings.crm.default_region,
+                list_timeout=settings.console.quarantine_timeout,
             )
         self.queue: EventQueue = self._queue(journal)
         self.http = http
