@@ -11,13 +11,13 @@ calls `wake`), within a sync interval when another process (the CLI) did it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 
 from telegram import Bot, BotCommand, BotCommandScopeChat
 from telegram.error import TelegramError
 
+from bot.clock import wait_any
 from bot.handlers import commands_menu
 from crm.facade import Crm
 
@@ -88,19 +88,9 @@ class CommandMenus:
 
     async def run(self, stop: asyncio.Event, interval: float) -> None:
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._sleep(stop), interval)
+            await wait_any(stop, self._wake, timeout=interval)  # a rep changed in this process
             self._wake.clear()
             try:
                 await self.sync()
             except Exception:
                 log.exception("registering command menus failed")
-
-    async def _sleep(self, stop: asyncio.Event) -> None:
-        """Until stopped or a rep changed in this process."""
-        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()

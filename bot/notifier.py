@@ -19,7 +19,6 @@ last_error says what happened. See docs/bot/delivery.md.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import warnings
 from dataclasses import dataclass, field, replace
@@ -31,7 +30,7 @@ from telegram.error import RetryAfter, TelegramError
 
 from bot import call_cards
 from bot.cards import Card, Cards
-from bot.clock import Clock, real_delay
+from bot.clock import Clock, real_delay, wait_any
 from bot.digest import Digests
 from bot.sending import BLOCKED, Undeliverable, deliver_card, fallback_note
 from bot.sync import CardSync
@@ -161,8 +160,7 @@ class Notifier:
                 log.exception("outbox delivery round failed")
             if not busy:
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(_first(stop, self._wake), self.poll_interval)
+                await wait_any(stop, self._wake, timeout=self.poll_interval)
 
     async def tick(self) -> bool:
         """One delivery round; True when something was delivered (look again at once)."""
@@ -406,13 +404,3 @@ class Notifier:
 
 def _int(value: Any) -> int | None:
     return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
-
-
-async def _first(*events: asyncio.Event) -> None:
-    """Return when any of the events is set."""
-    waits = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waits:
-            w.cancel()

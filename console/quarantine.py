@@ -2,13 +2,15 @@
 folder, with the reason, and a Release button that does what `leadbot mail release` does.
 
 Supervisors and admins; the crm service (`crm.services.quarantine`) refuses everyone else, so
-the page does not check roles itself. A mailbox whose server cannot be reached shows that in its
-own section; a failed release comes back to the page as a message, never as a server error.
+the page does not check roles itself. A mailbox whose server cannot be reached, or does not
+answer within `console.quarantine_timeout`, shows that in its own section beside the others; a
+failed release comes back to the page as a message, never as a server error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from urllib.parse import quote
 
 from aiohttp import web
@@ -29,6 +31,8 @@ from crm.errors import NotFound
 from crm.services.quarantine import PAGE_SIZE, MailboxUnavailable, Quarantine
 from httpkit import read_form
 
+log = logging.getLogger(__name__)
+
 QUARANTINE = f"{PREFIX}/quarantine"
 
 
@@ -39,6 +43,12 @@ async def _section(quarantine: Quarantine, mailbox: str, actor: Actor, number: i
         )
     except MailboxUnavailable as exc:
         return {"name": mailbox, "held": None, "error": str(exc), "page": number, "more": False}
+    except Exception:
+        # Whatever one mailbox's answer did (a mail no parser expected), the other mailboxes
+        # are still listed: the page never fails for one of them.
+        log.exception("quarantine page: mailbox %s could not be listed", mailbox)
+        error = f"mailbox {mailbox}: an unexpected error (logged)"
+        return {"name": mailbox, "held": None, "error": error, "page": number, "more": False}
     more = number * PAGE_SIZE < held.total
     return {"name": mailbox, "held": held, "error": None, "page": number, "more": more}
 

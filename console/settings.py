@@ -13,3 +13,7 @@ class ConsoleSettings(BaseModel):
     enabled: bool = True
     # How long a sign-in lasts; the session ends then, however active the browser is.
     session_hours: float = Field(12.0, gt=0, le=24 * 30)
+    # Seconds the quarantine page waits for each mailbox's spam folder (the IMAP server's
+    # greeting, login and listing together); a slower mailbox shows as unreachable beside the
+    # others, so one hanging server costs the page at most this long.
+    quarantine_timeout: float = Field(5.0, gt=0, le=60)

@@ -24,6 +24,7 @@ from crm.deadletters import AsyncJournalDeadLetters, RedisDeadLetters
 from crm.dto import IntakeResult
 from crm.facade import Crm
 from crm.journal import JournaledQueue
+from crm.looping import breathe
 from crm.outage import is_outage
 from crm.queue import (
     DONE,
@@ -37,7 +38,6 @@ from crm.queue import (
     RetryPolicy,
     outcome_of,
 )
-from crm.queue.batching import breathe
 from crm.replies import ReplySenders
 from crm.supervisor import Health, Run, Supervisor, TaskState, describe
 from leadbot.api.component import ApiComponent
@@ -139,7 +139,9 @@ class Service:
         )
         if settings.mailboxes:  # the console's quarantine page lists and releases through it
             self.crm.quarantine.folders = ImapSpamFolders(
-                settings.mailboxes, settings.crm.default_region
+                settings.mailboxes,
+                settings.crm.default_region,
+                list_timeout=settings.console.quarantine_timeout,
             )
         self.queue: EventQueue = self._queue(journal)
         self.http = http

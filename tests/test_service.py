@@ -8,8 +8,8 @@ from typing import Any
 
 import aiohttp
 
+from crm.looping import BREATHE_EVERY
 from crm.queue import RawInput
-from crm.queue.batching import BREATHE_EVERY
 from tests.conftest import make_event
 
 

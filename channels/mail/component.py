@@ -62,6 +62,8 @@ def read_password(box: MailboxSettings) -> str:
         value = Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(f"mailbox {box.name}: password_file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"mailbox {box.name}: password_file {path} is not UTF-8 text") from None
     if not value:
         raise ConfigError(f"mailbox {box.name}: password_file {path} is empty")
     return value

@@ -144,8 +144,8 @@ class ImapSession:
             # The capabilities after login differ from the greeting's (MOVE, UIDPLUS …).
             await session._call(client.protocol.capability(), "CAPABILITY")
             session.capabilities = frozenset(c.upper() for c in client.protocol.capabilities)
-        except BaseException:
-            await session.close()
+        except BaseException:  # a half-open session: no logout to wait for
+            await session.close(logout=False)
             raise
         return session
 
@@ -302,19 +302,26 @@ class ImapSession:
             raise ImapError(f"IDLE ended with {answer.result}: {_text(answer.lines)}")
         return changed
 
-    async def close(self) -> None:
-        """Log out politely if the connection still works, then drop it."""
+    async def close(self, *, logout: bool = True) -> None:
+        """Log out politely if asked and the connection still works, then drop it. Dropped
+        even when the logout is cancelled (a caller's deadline passed meanwhile)."""
         protocol = self._client.protocol
-        if not self._lost.is_set() and protocol.state in (aioimaplib.AUTH, aioimaplib.SELECTED):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(protocol.logout(), timeout=min(self.timeout, 2.0))
-        if protocol.transport is not None:
-            protocol.transport.close()
-        connecting = getattr(self._client, "_client_task", None)  # a connect that timed out
-        for task in (connecting, *self._client.tasks, *protocol.tasks):
-            if task is not None and not task.done():
-                task.cancel()
-        self._client.tasks.clear()
+        try:
+            if (
+                logout
+                and not self._lost.is_set()
+                and protocol.state in (aioimaplib.AUTH, aioimaplib.SELECTED)
+            ):
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(protocol.logout(), timeout=min(self.timeout, 2.0))
+        finally:
+            if protocol.transport is not None:
+                protocol.transport.close()
+            connecting = getattr(self._client, "_client_task", None)  # a connect that timed out
+            for task in (connecting, *self._client.tasks, *protocol.tasks):
+                if task is not None and not task.done():
+                    task.cancel()
+            self._client.tasks.clear()
 
     # --- plumbing ------------------------------------------------------------------------------
 

@@ -34,9 +34,9 @@ from crm.intake.apply import apply_item, touched
 from crm.intake.outcomes import Logged, duplicate_result, repeated, stored_outcome
 from crm.intake.outcomes import result as intake_result
 from crm.intake.rounds import Item, decide_items, prepare_round, split
+from crm.looping import breathe
 from crm.models import InboundEventLog, utcnow
 from crm.outage import is_outage
-from crm.queue.batching import breathe
 from crm.repository import SqlCandidateRepository
 from crm.services.reps import roles_of_active
 from crm.services.runtime import current_match_settings

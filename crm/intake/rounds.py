@@ -23,8 +23,8 @@ from crm.db import Database, among
 from crm.ids import IdAllocator
 from crm.intake.labels import ACTIVITY_KIND
 from crm.intake.outcomes import creates, imports_contact
+from crm.looping import breathe
 from crm.models import Activity, ActivityBinding, Company, Contact, Deal, InboundEventLog, Lead
-from crm.queue.batching import breathe
 from crm.repository import SqlCandidateRepository
 from crm.services.calls import call_number, open_callbacks
 from crm.services.exceptions import exception_hits

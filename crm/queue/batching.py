@@ -15,17 +15,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Items of a batch handled between two turns of the event loop (`breathe`).
-BREATHE_EVERY = 8
-
-
-async def breathe(k: int) -> None:
-    """Before the k-th item (from 0) of a loop over a batch whose items do not wait on
-    anything: every BREATHE_EVERY items, a turn of the event loop, so requests waiting on
-    the same loop (webhooks) are not held for the whole batch."""
-    if k and k % BREATHE_EVERY == 0:
-        await asyncio.sleep(0)
-
 
 async def next_batch(q: asyncio.Queue[T], wait: float = 0.2, size: int = MAX_BATCH) -> list[T]:
     """Whatever waits in `q`, up to `size`, after waiting up to `wait` seconds for the

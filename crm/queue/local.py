@@ -57,7 +57,7 @@ class LocalQueue:
         self.policy = policy or RetryPolicy()
         # Seconds between the starts of two batches while fewer than a full one wait (`_linger`).
         self.linger = linger
-        self._last_batch = -linger
+        self._last_batch: float | None = None  # when the last batch started (monotonic)
         self._full = asyncio.Event()
         self.on_dead = on_dead
         self._room = asyncio.Semaphore(maxsize)
@@ -115,7 +115,9 @@ class LocalQueue:
         full batch waits: under load intake takes fewer, larger batches (each batch has a
         fixed cost: its transaction, its reads), while a lone event after a quiet spell is
         taken at once. Retries that are due go at once too. (A stop set meanwhile waits for
-        the rest of it: at most `linger`.)"""
+        the rest of it: at most `linger`.) The first batch waits for none."""
+        if self._last_batch is None:
+            return
         wait = self._last_batch + self.linger - time.monotonic()
         if wait <= 0 or self._due or self._ready.qsize() >= MAX_BATCH:
             return

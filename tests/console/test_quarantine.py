@@ -1,12 +1,17 @@
 """The quarantine page (/app/quarantine) against a real Dovecot and in a real Chromium: spam the
 mail worker filed shows with its reason, a release puts it back where the running worker takes
-it as new mail, reps are refused by the service, and a server that is down gets a polite
-message instead of an error page."""
+it as new mail, reps are refused by the service, and a server that is down or never answers
+gets a polite message in its own section instead of an error page or a long wait."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,6 +54,62 @@ def _flagged_without_message_id() -> bytes:
     msg["X-Spam-Flag"] = "YES"
     msg.set_content("Jetzt abholen")
     return msg.as_bytes()
+
+
+@dataclass
+class Connection:
+    """One client's connection to the silent server: the commands it sent, and whether it
+    closed the connection."""
+
+    commands: list[bytes] = field(default_factory=list)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class Silent:
+    port: int
+    greets: bool  # answers the greeting, CAPABILITY and LOGIN: silent from the listing on
+    connections: list[Connection]
+
+
+@pytest.fixture(params=["before its greeting", "after the login"])
+async def silent_imap(request: pytest.FixtureRequest) -> AsyncIterator[Silent]:
+    """An IMAP server that accepts connections and then never answers: before its greeting,
+    or once a client logged in (greeting, CAPABILITY and LOGIN answered, nothing after)."""
+    connections: list[Connection] = []
+    greets = request.param == "after the login"
+    open_ones: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+
+    async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        here = Connection()
+        connections.append(here)
+        me = asyncio.current_task()
+        assert me is not None
+        open_ones[me] = writer
+        try:
+            if greets:
+                writer.write(b"* OK [CAPABILITY IMAP4rev1] ready\r\n")
+            while line := await reader.readline():
+                tag, command = [*line.split(maxsplit=2), b""][:2]
+                here.commands.append(command.upper())
+                if greets and command.upper() in (b"CAPABILITY", b"LOGIN"):
+                    if command.upper() == b"CAPABILITY":
+                        writer.write(b"* CAPABILITY IMAP4rev1\r\n")
+                    writer.write(tag + b" OK done\r\n")
+        except ConnectionError:
+            pass
+        here.closed.set()
+        writer.close()
+        del open_ones[me]
+
+    server = await asyncio.start_server(_serve, "127.0.0.1", 0)
+    yield Silent(server.sockets[0].getsockname()[1], greets, connections)
+    server.close()
+    # A connection the client left open (a failed test) ends here, not with the loop.
+    for writer in open_ones.values():
+        writer.close()
+    if open_ones:
+        await asyncio.wait(set(open_ones), timeout=5)
 
 
 async def _rows(page: Page) -> list[str]:
@@ -202,3 +263,63 @@ async def test_reps_are_refused_and_a_server_that_is_down_gets_a_polite_message(
     await page.click(f"tr[data-uid='{uid}'] >> text=Release")
     assert f"Released UID {uid} of {NAME}" in await page.inner_text("#flashes")
     assert await uids_in(dovecot, SPAM) == []
+
+
+async def test_a_mailbox_whose_server_never_answers_shows_as_unreachable_within_the_timeout(
+    console: Any,
+    dovecot: Dovecot,
+    silent_imap: Silent,
+    browser_page: Page,
+    sign_in: SignIn,
+    tmp_path: Path,
+) -> None:
+    garbled = tmp_path / "imap-password"
+    garbled.write_bytes(b"\xff\xfe\n")  # not UTF-8 text
+    service = await console(
+        mailboxes=[
+            mailbox(dovecot),
+            mailbox(dovecot, name="silent", port=silent_imap.port),
+            mailbox(dovecot, name="garbled", password=None, password_file=str(garbled)),
+        ],
+        console={"quarantine_timeout": 1.0},
+    )
+    await dovecot.create_folder(SPAM)
+    await dovecot.append(customer_mail("kunde@firma.example"), SPAM, flags=SPAM_KEYWORD)
+    sam = await service.crm.reps.add("Sam Supervisor", role="supervisor")
+    page = browser_page
+    await sign_in(page, service, sam)
+
+    started = time.monotonic()
+    response = await page.goto(f"{console_url(service)}/app/quarantine")
+    took = time.monotonic() - started
+    assert response is not None and response.status == 200
+    # The silent server costs the page its timeout (1 s): not an IMAP command's timeout (5 s
+    # here, 10 s at most), nor 2 s more for a polite LOGOUT the server would not answer either.
+    assert took < 2.5, took
+    sales, silent, broken = await page.locator("section.quarantine").all()
+    # Dovecot's mailbox is listed as ever, beside the one that did not answer.
+    assert await sales.locator("h2").inner_text() == "sales 1 in Leadbot-Spam"
+    [row] = await sales.locator("table.held tbody tr").all_inner_texts()
+    assert "kunde@firma.example" in row
+    alert = await silent.locator("[role=alert]").inner_text()
+    assert alert.startswith(
+        "The spam folder cannot be read right now: mailbox silent: "
+        "the IMAP server did not answer within 1 s."
+    ), alert
+    assert await silent.locator("table").count() == 0
+    # Whatever else goes wrong with one mailbox, it stays in its own section too.
+    alert = await broken.locator("[role=alert]").inner_text()
+    assert f"mailbox garbled: password_file {garbled} is not UTF-8 text" in alert, alert
+    # The page let go of the server: nothing stays connected to it.
+    [connection] = silent_imap.connections
+    await eventually(lambda: holds(connection.closed.is_set()), what="the connection closed")
+    # Logged in, the listing's first command got no answer; else nothing was sent.
+    assert connection.commands[-1:] == ([b"SELECT"] if silent_imap.greets else [])
+
+    # Try again: that mailbox alone, with the same answer in the same time.
+    started = time.monotonic()
+    await silent.locator("text=Try again").click()
+    await page.wait_for_url(re.compile(r"/app/quarantine\?mailbox=silent$"))
+    assert time.monotonic() - started < 2.5
+    assert await page.locator("section.quarantine").count() == 1
+    assert "did not answer within 1 s" in await page.inner_text("section.quarantine [role=alert]")

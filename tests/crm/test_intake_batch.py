@@ -22,8 +22,8 @@ from crm.facade import Crm
 from crm.intake import batching as intake_batching
 from crm.intake import rounds as intake_rounds
 from crm.intake.labels import title
+from crm.looping import BREATHE_EVERY
 from crm.models import Activity, ActivityBinding, Deal, InboundEventLog, Lead
-from crm.queue.batching import BREATHE_EVERY
 from crm.services.leads import LeadInput
 from crm.services.records import ContactInput
 from crm.tracking import TrackedSession

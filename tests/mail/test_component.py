@@ -71,6 +71,9 @@ def test_missing_password_sources_are_named(tmp_path: Path) -> None:
     (tmp_path / "empty.pw").write_text("\n")
     with pytest.raises(ConfigError, match="is empty"):
         read_password(box(password_file=tmp_path / "empty.pw"))
+    (tmp_path / "latin1.pw").write_bytes("geheim\xe4\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"password_file .*latin1\.pw is not UTF-8 text"):
+        read_password(box(password_file=tmp_path / "latin1.pw"))
     with pytest.raises(ConfigError, match="LEADBOT_TEST_UNSET_VAR is not set"):
         read_password(box(password_env="LEADBOT_TEST_UNSET_VAR"))
 
