@@ -246,10 +246,10 @@ async def _in_processes(
     mode: str,
     loop_name: EventLoopName,
     postmaster: int | None = None,
-) -> tuple[float, list[float], dict[str, int], float, float]:
+) -> tuple[float, list[float], dict[str, int], float, float, float]:
     """Split the stream over worker processes (each event goes to one of them). Also the CPU
-    seconds the workers and the local PostgreSQL server spent (the server's: 0 for SQLite or
-    a server elsewhere)."""
+    seconds the workers and the local PostgreSQL server spent together, and the server's
+    alone (0 for SQLite or a server elsewhere)."""
     loop = asyncio.get_running_loop()
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(processes, mp_context=ctx) as pool:
@@ -273,7 +273,7 @@ async def _in_processes(
         for k, v in part[1].items():
             outcomes[k] = outcomes.get(k, 0) + v
     cpu = sum(part[3] for part in parts) + server_cpu
-    return elapsed, lat, outcomes, max(part[2] for part in parts), cpu
+    return elapsed, lat, outcomes, max(part[2] for part in parts), cpu, server_cpu
 
 
 def _postgres_cpu(postmaster: int | None) -> float:
@@ -369,13 +369,13 @@ async def bench(
         events = make_events(contacts, n_events)
         await db.dispose()
         postmaster = await _postmaster(url) if backend == "postgres" else None
-        intake_s, lat, outcomes, rss, intake_cpu = await _in_processes(
+        intake_s, lat, outcomes, rss, intake_cpu, intake_server = await _in_processes(
             url, events, processes, concurrency, batch, "intake", loop, postmaster
         )
-        base_s, base_lat, _, _, _ = await _in_processes(
+        base_s, base_lat, _, _, _, _ = await _in_processes(
             url, events, processes, concurrency, batch, "core", loop, postmaster
         )
-        bbase_s, _, _, _, bbase_cpu = await _in_processes(
+        bbase_s, _, _, _, bbase_cpu, bbase_server = await _in_processes(
             url, events, processes, concurrency, batch, "core_batch", loop, postmaster
         )
     finally:
@@ -401,6 +401,9 @@ async def bench(
         # Worker processes' CPU plus the local PostgreSQL server's, per event.
         "cpu_us_per_event": round(intake_cpu / n_events * 1e6, 1),
         "batch_baseline_cpu_us_per_event": round(bbase_cpu / n_events * 1e6, 1),
+        # Of those, the PostgreSQL server's (0 for SQLite).
+        "server_cpu_us_per_event": round(intake_server / n_events * 1e6, 1),
+        "batch_baseline_server_cpu_us_per_event": round(bbase_server / n_events * 1e6, 1),
         "peak_rss_mb": round(rss, 1),
         "outcomes": outcomes,
     }
