@@ -137,6 +137,11 @@ def cmd_import_csv(args: argparse.Namespace, host: CsvCliHost) -> None:
                 )
             except ImportAborted as exc:
                 raise fail(f"import stopped: {exc}") from None
+        if not args.dry_run:
+            # An import is a bulk load: PostgreSQL plans from table statistics, which
+            # autovacuum may gather much later (or never, where it is off); a new deployment
+            # filled from a big file would plan every lookup as if its tables were empty.
+            await crm.db.analyze()
 
     # One log line per row would bury the progress bar; the summary and report say it all.
     logging.getLogger("crm.intake").setLevel(logging.WARNING)
