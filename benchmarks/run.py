@@ -117,9 +117,11 @@ def intake_section(quick: bool, loop: EventLoopName) -> Section:
         "a new lead (event log, lead, phone, activity, binding, outbox) inserted with plain "
         "SQLAlchemy Core and no matching, by the same processes and tasks on the same events: "
         "one transaction per event, and one transaction per batch with one multi-row INSERT "
-        "per table. CPU µs/event: the worker processes' CPU time plus the local PostgreSQL "
-        "server's (SQLite: the workers' alone), for intake and for the batch-shaped baseline; "
-        "unlike events/s it hardly moves with other load on the machine.",
+        "per table. CPU µs/event: the worker processes' CPU time plus that of the local "
+        "PostgreSQL backends serving their connections (SQLite: the workers' alone), for intake "
+        "and for the batch-shaped baseline; unlike events/s it hardly moves with other load on "
+        "the machine. Until 2026-12-07 the server's share was all of the server's processes "
+        "(other sessions and background writes too) and the events differed between sizes.",
     ]
     return Section("\n".join(lines), intake_goals(rows))
 
