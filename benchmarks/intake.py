@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 import asyncpg
+from sqlalchemy import event as sa_event
 from sqlalchemy import insert
 
 from benchmarks.seed import contact_email, contact_phone, lead_phone, seed_postgres, seed_sqlite
@@ -48,14 +49,28 @@ REPS = 10
 PG_ADMIN = os.environ.get("LEADBOT_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+# The events pick their known records as over this many contacts at every size (`_spread`).
+PATTERN = 10_000
+# The seed's records repeat their kinds every 300 contacts (leads by contact mod 60, deals mod 100,
+# a contact's email and company mod 10).
+PERIOD = 300
+
+
 def make_events(n_contacts: int, n_events: int, seed: int = 7) -> list[InboundEvent]:
-    """new 35%, known phone 30%, known email 10%, open lead 10%, excepted 5%, duplicate 10%."""
+    """new 35%, known phone 30%, known email 10%, open lead 10%, excepted 5%, duplicate 10%.
+
+    The same events at every size but for where their records lie: each picks one of
+    `PATTERN` contacts (`_spread` over the whole database). Picked among all the contacts, the
+    events of a small database came back to the same clients far more often (attached to the
+    leads earlier events made, waited on each other's locks) and those of a large one drew
+    other random numbers: the sizes measured different work, not the database's size."""
     rnd = random.Random(seed)
     now = datetime.now(UTC)
+    picks = min(n_contacts, PATTERN)
     events: list[InboundEvent] = []
     for k in range(n_events):
         r = rnd.random()
-        i = rnd.randrange(n_contacts)
+        i = _spread(rnd.randrange(picks), n_contacts)
         if r < 0.10 and events:
             events.append(events[rnd.randrange(len(events))])  # duplicate delivery
             continue
@@ -72,6 +87,15 @@ def make_events(n_contacts: int, n_events: int, seed: int = 7) -> list[InboundEv
             ev = InboundEvent(Channel.CALL, ext, now, phones=(f"+4917{k % 500:08d}",))
         events.append(ev)
     return events
+
+
+def _spread(i: int, n_contacts: int) -> int:
+    """Contact `i` of the first `PATTERN` moved to the same place of a seed period spread over
+    `n_contacts`: a record of the same kind, the picks as far apart as the database allows.
+    (Of the contacts 4,000 – 4,199, where the companies of a 10,000-contact seed end, the
+    first 4 of every 10 belong to a company only in a larger one.)"""
+    periods = max(1, n_contacts // PATTERN)
+    return (i // PERIOD) * PERIOD * periods + i % PERIOD
 
 
 async def _run(events: list[InboundEvent], concurrency: int, batch: int, fn: Any) -> list[float]:
@@ -205,11 +229,14 @@ def _child(
     batch: int,
     mode: str,
     loop: EventLoopName = "asyncio",
+    postmaster: int | None = None,
 ) -> Any:
-    """One worker process: its own engine and CRM, like a `leadbot worker`."""
+    """One worker process: its own engine and CRM, like a `leadbot worker`. Also the CPU
+    seconds of the PostgreSQL backends that served it (`BackendCpu`)."""
 
-    async def go() -> tuple[list[float], dict[str, int], float, float]:
+    async def go() -> tuple[list[float], dict[str, int], float, float, float]:
         db = Database(url, pool_size=concurrency + 2)
+        server = BackendCpu(db, postmaster)
         crm = Crm(db, CrmConfig())
         outcomes: dict[str, int] = {}
 
@@ -230,9 +257,11 @@ def _child(
         cpu = time.process_time()
         try:
             lat = await _run(events, concurrency, batch, fn)
+            cpu = time.process_time() - cpu
+            server_cpu = server.total()
         finally:
             await db.dispose()
-        return lat, outcomes, _peak_rss_mb(), time.process_time() - cpu
+        return lat, outcomes, _peak_rss_mb(), cpu, server_cpu
 
     return run_loop(go(), loop)
 
@@ -248,49 +277,77 @@ async def _in_processes(
     postmaster: int | None = None,
 ) -> tuple[float, list[float], dict[str, int], float, float, float]:
     """Split the stream over worker processes (each event goes to one of them). Also the CPU
-    seconds the workers and the local PostgreSQL server spent together, and the server's
-    alone (0 for SQLite or a server elsewhere)."""
+    seconds the workers and the local PostgreSQL server's backends serving them spent
+    together, and the backends' alone (0 for SQLite or a server elsewhere)."""
     loop = asyncio.get_running_loop()
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(processes, mp_context=ctx) as pool:
         # Warm the pool so process start-up is not timed.
         await asyncio.gather(*(loop.run_in_executor(pool, _noop) for _ in range(processes)))
-        server_cpu = _postgres_cpu(postmaster)
         t = time.perf_counter()
         parts = await asyncio.gather(
             *(
                 loop.run_in_executor(
-                    pool, _child, url, events[k::processes], concurrency, batch, mode, loop_name
+                    pool,
+                    _child,
+                    url,
+                    events[k::processes],
+                    concurrency,
+                    batch,
+                    mode,
+                    loop_name,
+                    postmaster,
                 )
                 for k in range(processes)
             )
         )
         elapsed = time.perf_counter() - t
-        server_cpu = _postgres_cpu(postmaster) - server_cpu
     lat = [x for part in parts for x in part[0]]
     outcomes: dict[str, int] = {}
     for part in parts:
         for k, v in part[1].items():
             outcomes[k] = outcomes.get(k, 0) + v
+    server_cpu = sum(part[4] for part in parts)
     cpu = sum(part[3] for part in parts) + server_cpu
     return elapsed, lat, outcomes, max(part[2] for part in parts), cpu, server_cpu
 
 
-def _postgres_cpu(postmaster: int | None) -> float:
-    """CPU seconds so far of the PostgreSQL server whose postmaster is `postmaster` (None: not
-    on this machine, 0): the postmaster's and each live child's own, plus what the postmaster
-    collected from children that have ended (cutime / cstime). Only that server's processes:
-    another cluster on the machine (a test's own) is not the bench's. CPU time, unlike
-    events/s, is hardly moved by other load on the machine."""
-    if postmaster is None:
-        return 0.0
-    ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        fields = _postgres_stat(int(stat.parent.name))
-        # From field 3 (state) on: ppid is field 4, utime 14 … cstime 17.
-        if fields is not None and postmaster in (int(stat.parent.name), int(fields[1])):
-            ticks += sum(int(fields[k]) for k in range(11, 15))
-    return ticks / os.sysconf("SC_CLK_TCK")
+class BackendCpu:
+    """CPU seconds of the PostgreSQL backends serving `db`'s connections, when the server is
+    the local one whose postmaster is `postmaster` (None: elsewhere, 0). Each backend's own
+    time is read while it lives (as its connection closes, and by `total`): neither the other
+    databases' sessions nor the server's background chores (the checkpointer writing out a
+    seed) are in it, and a backend that ended is counted whether or not the postmaster has
+    reaped it yet (a count of the server's processes and their reaped children, read just
+    after the workers closed their connections, missed the backends still ending). CPU time,
+    unlike events/s, is hardly moved by other load on the machine."""
+
+    def __init__(self, db: Database, postmaster: int | None) -> None:
+        self.postmaster = postmaster
+        self._spent: dict[int, float] = {}  # backend pid → its CPU seconds when last read
+        if postmaster is None:
+            return
+        for engine in (db.engine, db.autocommit_engine):
+            if engine is not None:
+                sa_event.listen(engine.sync_engine, "connect", self._connected)
+                sa_event.listen(engine.sync_engine, "close", self._closing)
+
+    def _connected(self, dbapi_conn: Any, _record: Any) -> None:
+        self._spent[dbapi_conn.driver_connection.get_server_pid()] = 0.0
+
+    def _closing(self, dbapi_conn: Any, _record: Any) -> None:
+        self._read(dbapi_conn.driver_connection.get_server_pid())
+
+    def _read(self, pid: int) -> None:
+        fields = _postgres_stat(pid)
+        # From field 3 (state) on: ppid is field 4, utime 14, stime 15.
+        if fields is not None and int(fields[1]) == self.postmaster:
+            self._spent[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def total(self) -> float:
+        for pid in self._spent:  # the connections still open
+            self._read(pid)
+        return sum(self._spent.values())
 
 
 def _postgres_stat(pid: int) -> list[str] | None:
@@ -398,7 +455,7 @@ async def bench(
         "baseline_per_s": round(n_events / base_s, 1),
         "baseline_p50_ms": round(_pct(base_lat, 0.50), 2),
         "batch_baseline_per_s": round(n_events / bbase_s, 1),
-        # Worker processes' CPU plus the local PostgreSQL server's, per event.
+        # Worker processes' CPU plus that of the local PostgreSQL backends serving them, per event.
         "cpu_us_per_event": round(intake_cpu / n_events * 1e6, 1),
         "batch_baseline_cpu_us_per_event": round(bbase_cpu / n_events * 1e6, 1),
         # Of those, the PostgreSQL server's (0 for SQLite).

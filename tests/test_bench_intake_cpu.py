@@ -1,28 +1,44 @@
-"""The intake bench's server CPU is that of the PostgreSQL server it runs on, alone: another
-cluster on the machine (a test's own, another bench's) is not counted."""
+"""The intake bench's server CPU is that of the PostgreSQL backends serving its own
+connections: another session on the same server is not counted, and a backend's time is kept
+when its connection closes."""
 
 from __future__ import annotations
 
-import asyncpg
+import os
 
-from benchmarks.intake import _postgres_cpu, _postmaster
-from tests.servers import PostgresServer
+import asyncpg
+from sqlalchemy import text
+
+from benchmarks.intake import BackendCpu, _postgres_stat, _postmaster
+from crm.db import Database
 
 from .conftest import PG_ADMIN_DSN
 
+HEAVY = "SELECT count(*) FROM generate_series(1, {})"
 
-async def test_server_cpu_counts_the_bench_servers_processes_and_no_other_clusters(
-    own_postgres: PostgresServer,
-) -> None:
-    bench, other = await _postmaster(PG_ADMIN_DSN), await _postmaster(own_postgres.url())
-    assert bench is not None and other is not None and bench != other
-    bench_before, other_before = _postgres_cpu(bench), _postgres_cpu(other)
-    conn = await asyncpg.connect(PG_ADMIN_DSN)
+
+def _cpu(pid: int) -> float:
+    fields = _postgres_stat(pid)
+    assert fields is not None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def test_server_cpu_is_its_own_backends_and_kept_when_they_close() -> None:
+    postmaster = await _postmaster(PG_ADMIN_DSN)
+    assert postmaster is not None
+    db = Database(PG_ADMIN_DSN.replace("postgresql://", "postgresql+asyncpg://"), pool_size=2)
+    spent = BackendCpu(db, postmaster)
+    other = await asyncpg.connect(PG_ADMIN_DSN)  # another session on the same server
     try:
-        await conn.fetchval("SELECT count(*) FROM generate_series(1, 5000000)")
-        bench_spent = _postgres_cpu(bench) - bench_before  # the backend still lives
+        async with db.transaction() as s:
+            await s.execute(text(HEAVY.format(3_000_000)))
+        await db.dispose()  # its backend ends: what it spent was read as it closed
+        await other.fetchval(HEAVY.format(9_000_000))
+        others = _cpu(other.get_server_pid())
+        ours = spent.total()
     finally:
-        await conn.close()
-    assert bench_spent >= 0.2
-    assert _postgres_cpu(other) - other_before < bench_spent / 2  # idle but for its own chores
-    assert _postgres_cpu(None) == 0.0  # a server on another machine
+        await other.close()
+        await db.dispose()
+    assert ours >= 0.1
+    assert ours < others / 2  # the other session's three times as much is not in it
+    assert BackendCpu(db, None).total() == 0.0  # a server on another machine

@@ -8,6 +8,7 @@ import shutil
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,3 +102,30 @@ async def test_paced_load_pauses_like_independent_callers(tmp_path: Path) -> Non
     # … short pauses the most common, and each thread on a sequence of its own.
     assert sum(p < expected for p in pauses) > 0.55 * len(pauses)
     assert threads[0][:20] != threads[1][:20]
+
+
+def _figures(rps: float) -> dict[str, Any]:
+    return {"rps": rps, "rate": 500, "p50_ms": 0.2, "p99_ms": 0.5, "errors": 0, "cpu_us": 100.0}
+
+
+def test_the_pacing_is_said_once_when_webhooks_and_lookups_both_ran() -> None:
+    """The webhook rows at a rate and the lookup rows are paced alike: one sentence under the
+    table says so for both."""
+    hooks = {
+        "rate": 1000,
+        "runs": 3,
+        "bare": _figures(30_000),
+        "bare_at_rate": _figures(1000),
+        "replay": _figures(20_000),
+        "replay_at_rate": _figures(1000),
+        "replay_ratio": 0.67,
+        "replay_cpu_ratio": 0.7,
+    }
+    run = {"p50_ms": 0.5, "p99_ms": 1.5, "errors": 0, "rps": 490, "hit_pct": 0}
+    lookups = bench.LookupFigures(
+        [{"backend": "postgres", "contacts": 1000, "rate": 500, "random": [run], "seed_s": 1.0}],
+        _figures(500),
+        _figures(500),
+    )
+    for shown in ((hooks, lookups), (hooks, None), (None, lookups)):
+        assert bench._section(*shown).markdown.count(bench.PACING) == 1
