@@ -42,7 +42,11 @@ CHANNEL = "leadbot:changes"  # pub/sub channels span Redis' numbered databases: 
 acting_rep: ContextVar[int | None] = ContextVar("acting_rep", default=None)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ sets each field through `object.__setattr__`,
+# about four times the cost of a plain one, and changes are built at every write (several per
+# intake event). Nothing assigns to a change once built (subscribers share them); hashed by
+# value, as a frozen one is.
+@dataclass(slots=True, unsafe_hash=True)
 class Change:
     """One record created, changed or deleted by a committed transaction."""
 
