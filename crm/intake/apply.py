@@ -21,7 +21,7 @@ from crm.intake.callmeta import merge_call_meta
 from crm.intake.handover import hand_over
 from crm.intake.labels import ACTIVITY_KIND, person_name, source_of, title
 from crm.intake.notify import add_outbox, card_kind, one_card_per_event
-from crm.intake.outcomes import imports_contact, result, stored_outcome
+from crm.intake.outcomes import imports_contact, stored_outcome
 from crm.intake.rounds import Item, Round, queue_of
 from crm.models import Activity, Company, Contact, Deal, Lead
 from crm.repository import Row
@@ -103,11 +103,14 @@ async def apply_item(
     for kind, payload in one_card_per_event(applied.notify):
         add_outbox(rnd.sink, kind, payload, item.log_id, event.channel, now, decision, applied)
     log.info("event %s:%s → %s (%s)", event.channel, event.external_id, outcome, reason)
-    return result(
-        outcome,
-        reason,
-        applied,
+    return IntakeResult(  # (not through `result`: its keyword arguments cost a dict a call)
+        outcome=outcome,
+        reason=reason,
         event_log_id=item.log_id,
+        lead_id=applied.lead_id,
+        deal_id=applied.deal_id,
+        contact_id=applied.contact_id,
+        company_id=applied.company_id,
         activity_id=applied.activity_id,
         task_id=applied.task_id,
         created=applied.created,

@@ -308,19 +308,21 @@ def intake_changes(done: Iterable[tuple[Item, IntakeResult]], now: datetime) -> 
     are looked up before the commit (`crm.affected`)."""
     out: list[Change] = []
     for item, r in done:
-        created = set(r.created)
-        touched = [
-            ("lead", r.lead_id),
-            ("deal", r.deal_id),
-            ("contact", r.contact_id),
-            ("company", r.company_id),
+        created = r.created  # (a few at most: a list is searched as fast as a set is built)
+        refs = [
+            ref
+            for ref in (
+                ("lead", r.lead_id),
+                ("deal", r.deal_id),
+                ("contact", r.contact_id),
+                ("company", r.company_id),
+            )
+            if ref[1] is not None
         ]
-        new = all((kind, ident) in created for kind, ident in touched if ident is not None)
-        numbers = _event_numbers(item) if new else None
-        for kind, ident in touched:
-            if ident is not None:
-                action = "created" if (kind, ident) in created else "changed"
-                out.append(Change(kind, ident, action, None, now, (), r.responsible_id, numbers))
+        numbers = _event_numbers(item) if all(ref in created for ref in refs) else None
+        for ref in refs:
+            action = "created" if ref in created else "changed"
+            out.append(Change(ref[0], ref[1], action, None, now, (), r.responsible_id, numbers))
         if r.activity_id is not None:
             activity = Change("activity", r.activity_id, "created", None, now, (), r.responsible_id)
             out.append(activity)
