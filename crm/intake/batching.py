@@ -310,14 +310,14 @@ def intake_changes(done: Iterable[tuple[Item, IntakeResult]], now: datetime) -> 
     for item, r in done:
         created = r.created  # (a few at most: a list is searched as fast as a set is built)
         refs = [
-            ref
-            for ref in (
+            (kind, ident)
+            for kind, ident in (
                 ("lead", r.lead_id),
                 ("deal", r.deal_id),
                 ("contact", r.contact_id),
                 ("company", r.company_id),
             )
-            if ref[1] is not None
+            if ident is not None
         ]
         numbers = _event_numbers(item) if all(ref in created for ref in refs) else None
         for ref in refs:
