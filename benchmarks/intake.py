@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import multiprocessing
 import os
@@ -41,6 +40,7 @@ from crm.models import (
     OutboxMessage,
 )
 from crm.queue import MAX_BATCH
+from leadbot import heap
 from leadbot.loop import EventLoopName
 from leadbot.loop import run as run_loop
 from matching.event import Channel, InboundEvent
@@ -252,8 +252,8 @@ def _child(
             "core_batch": lambda b: _baseline_batch(db, b),
         }[mode]
         # As `leadbot worker` does once started (`Service.start`): what start-up built is
-        # frozen, so the collector's full passes do not walk it; the baselines too.
-        gc.freeze()
+        # frozen and young collections come less often; the baselines too.
+        heap.settle()
         cpu = time.process_time()
         try:
             lat = await _run(events, concurrency, batch, fn)

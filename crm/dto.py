@@ -207,7 +207,10 @@ class EventView:
     activity_id: int | None
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ sets each field through `object.__setattr__`,
+# several times the cost of a plain one, and intake builds one per event. Nothing assigns to
+# a result once built; hashed by value, as a frozen one is.
+@dataclass(slots=True, unsafe_hash=True)
 class IntakeResult:
     """What intake did with one event."""
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import time
@@ -40,6 +39,7 @@ from crm.queue import (
 )
 from crm.replies import ReplySenders
 from crm.supervisor import Health, Run, Supervisor, TaskState, describe
+from leadbot import heap
 from leadbot.api.component import ApiComponent
 from leadbot.logs import safe_redis_url, safe_url
 from leadbot.loop import running_loop_name
@@ -469,10 +469,7 @@ class Service:
             # Port 0 asks the OS for a free port: the runner knows which one it bound.
             self.port = int(self._runner.addresses[0][1])
             log.info("listening on http://%s:%s", self.settings.http.host, self.port)
-        # What start-up built (modules, mappers, compiled statements) lives as long as the
-        # service: frozen, the collector's full passes no longer walk it on the loop, where
-        # such a pass was the slowest lookups' wait.
-        gc.freeze()
+        heap.settle()  # start-up's objects frozen, young collections less often
 
     async def _warn_without_aof(self) -> None:
         """Redis acknowledges an XADD from memory: without the append-only file, a Redis
@@ -525,7 +522,7 @@ class Service:
         await self.feed.close()
         await self.crm.close()
         await self.db.dispose()
-        gc.unfreeze()  # a process that goes on (tests, an embedding program) collects it again
+        heap.unsettle()  # a process that goes on (tests, an embedding program)
 
     async def run_forever(self) -> None:
         loop = asyncio.get_running_loop()

@@ -35,7 +35,7 @@ _Item = TypeVar("_Item", DealRef, LeadRef)
 _CONFLICT_LISTED = 4
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # not frozen: see matching.model
 class _Client:
     """The client an event belongs to: a company and / or one of its contacts (R2.7)."""
 

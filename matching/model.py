@@ -15,7 +15,13 @@ class CommKind(StrEnum):
     OTHER = "other"
 
 
-@dataclass(frozen=True, slots=True, order=True)
+# The types intake builds for every event are slots dataclasses hashed by value, not frozen
+# ones: a frozen dataclass's __init__ sets each field through `object.__setattr__`, several
+# times the cost of a plain one, and several are built per event. Nothing assigns to them
+# once built (the matcher returns new values).
+
+
+@dataclass(slots=True, unsafe_hash=True, order=True)
 class Identity:
     """A normalized communication: (kind, value), e.g. (phone, "+49301234567")."""
 
@@ -30,7 +36,7 @@ class Identity:
         return f"{self.kind}:{self.value}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class PhoneNumber:
     raw: str
     e164: str | None  # None when the number does not parse: kept raw, never used to match
@@ -41,7 +47,7 @@ class PhoneNumber:
         return self.e164 is not None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class EventIdentities:
     """What an event says about who sent it, normalized."""
 
@@ -89,7 +95,7 @@ class MatchSettings:
     traditional_mode: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class DealRef:
     id: int
     title: str
@@ -100,7 +106,7 @@ class DealRef:
     company_id: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class LeadRef:
     id: int
     title: str
@@ -120,7 +126,7 @@ class ClientKind(StrEnum):
     COMPANY = "company"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class ClientCandidate:
     """A contact or company that holds one of the event's identities, or the company of such
     a contact (then `matched_by` is empty: its contact was matched)."""
@@ -137,7 +143,7 @@ class ClientCandidate:
     hit_order: int = 0  # order in which the lookup found it (lower = earlier)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Candidates:
     """Everything the repository found for an event's identities."""
 
@@ -165,7 +171,7 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"  # same (channel, external id) already processed (set by intake)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Decision:
     outcome: Outcome
     reason: str  # short, human readable, shown to reps

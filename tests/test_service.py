@@ -10,6 +10,7 @@ import aiohttp
 
 from crm.looping import BREATHE_EVERY
 from crm.queue import RawInput
+from leadbot import heap
 from tests.conftest import make_event
 
 
@@ -62,13 +63,15 @@ async def test_stop_finishes_queued_work(start_service: Any) -> None:
     assert total == 20 and {e.outcome for e in events} == {"new_lead"}
 
 
-async def test_what_start_up_built_is_frozen_until_the_service_stops(start_service: Any) -> None:
+async def test_start_up_frozen_young_passes_rarer_until_the_stop(start_service: Any) -> None:
     """The collector's full passes skip the start-up heap while serving; after the stop, a
     process that goes on collects it again."""
     service = await start_service()
     assert gc.get_freeze_count() > 0
+    assert gc.get_threshold()[0] == heap.YOUNG  # an intake batch's objects: few young passes
     await service.stop()
     assert gc.get_freeze_count() == 0
+    assert gc.get_threshold()[0] == 700
 
 
 async def test_converting_a_long_batch_lets_the_event_loop_run_others(start_service: Any) -> None:

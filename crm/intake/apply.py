@@ -21,7 +21,7 @@ from crm.intake.callmeta import merge_call_meta
 from crm.intake.handover import hand_over
 from crm.intake.labels import ACTIVITY_KIND, person_name, source_of, title
 from crm.intake.notify import add_outbox, card_kind, one_card_per_event
-from crm.intake.outcomes import imports_contact, result, stored_outcome
+from crm.intake.outcomes import imports_contact, stored_outcome
 from crm.intake.rounds import Item, Round, queue_of
 from crm.models import Activity, Company, Contact, Deal, Lead
 from crm.repository import Row
@@ -103,11 +103,14 @@ async def apply_item(
     for kind, payload in one_card_per_event(applied.notify):
         add_outbox(rnd.sink, kind, payload, item.log_id, event.channel, now, decision, applied)
     log.info("event %s:%s → %s (%s)", event.channel, event.external_id, outcome, reason)
-    return result(
-        outcome,
-        reason,
-        applied,
+    return IntakeResult(  # (not through `result`: its keyword arguments cost a dict a call)
+        outcome=outcome,
+        reason=reason,
         event_log_id=item.log_id,
+        lead_id=applied.lead_id,
+        deal_id=applied.deal_id,
+        contact_id=applied.contact_id,
+        company_id=applied.company_id,
         activity_id=applied.activity_id,
         task_id=applied.task_id,
         created=applied.created,
@@ -168,20 +171,20 @@ class Apply:
 
     # --- creating -------------------------------------------------------------------------
 
-    async def _responsible(self) -> int | None:
+    def _responsible(self) -> int | None:
         if self.d.responsible_id is not None and self.d.responsible_id in self.rnd.active_reps:
             return self.d.responsible_id
         picks = self.rnd.picks.get(queue_of(self.event))
         return picks.popleft() if picks else None  # none: it waits in the unassigned queue
 
     async def _new_lead(self, repeat: bool) -> None:
-        resp = await self._responsible()
+        resp = self._responsible()
         lead_id = await self.rnd.alloc.take(Lead)
         # Written with the round's other rows: nothing reads the new lead back in this round.
         row = lead_row(
             self.config,
             id=lead_id,
-            title=await self._title(repeat),
+            title=await self._title() if repeat else title(self.event),
             source=source_of(self.event),
             is_return_customer=repeat,
             name=person_name(self.event),
@@ -221,11 +224,12 @@ class Apply:
         self.out.lead_id, self.out.responsible_id = lead_id, resp
         self.out.created.append(("lead", lead_id))
 
-    async def _title(self, repeat: bool) -> str:
+    async def _title(self) -> str:
         """A repeat record of a nameless event (a call) is titled with the client it belongs
-        to, not with a bare number."""
+        to, not with a bare number. (A new client's record takes the event's title as it is,
+        without a coroutine of this.)"""
         own = title(self.event)
-        if not repeat or person_name(self.event):
+        if person_name(self.event):
             return own
         # Both rows are in the session already (the round's preload); asking for an id that
         # is not there, or for a company when the contact has a name, would be a round trip.
@@ -238,7 +242,7 @@ class Apply:
         return f"{client}: {own}"[:TITLE_CHARS] if client and client.strip() else own
 
     async def _new_deal(self, repeat: bool) -> None:
-        resp = await self._responsible()
+        resp = self._responsible()
         if not repeat:
             await self._new_client(resp)
         else:
@@ -248,7 +252,7 @@ class Apply:
         deal = Deal(
             **deal_row(
                 id=await self.rnd.alloc.take(Deal),
-                title=await self._title(repeat),
+                title=await self._title() if repeat else title(self.event),
                 stage=stage,
                 currency=self.config.currency,
                 contact_id=self.out.contact_id,
@@ -314,7 +318,7 @@ class Apply:
     async def _import_contact(self) -> None:
         """Contact import: a new contact for an unknown person, else merge into the client."""
         if self.out.contact_id is None and self.out.company_id is None:
-            resp = await self._responsible()
+            resp = self._responsible()
             await self._new_client(resp)
             self.out.responsible_id = resp
         else:

@@ -33,6 +33,7 @@ from crm.ids import IdAllocator
 from crm.intake.apply import apply_item, touched
 from crm.intake.outcomes import Logged, duplicate_result, repeated, stored_outcome
 from crm.intake.outcomes import result as intake_result
+from crm.intake.payload import payload_text
 from crm.intake.rounds import Item, decide_items, prepare_round, split
 from crm.looping import breathe
 from crm.models import InboundEventLog, utcnow
@@ -237,7 +238,10 @@ class Intake:
         """SQLite: claim each event's log row (its outcome written at the end of its round);
         an event whose row exists is a duplicate."""
         same = {"received_at": now, "outcome": "processing", "reason": ""}
-        rows = [_log_row(item) | same for item in sorted(items, key=lambda it: it.key)]
+        rows = [
+            _log_row(item, item.event.to_json()) | same
+            for item in sorted(items, key=lambda it: it.key)
+        ]
         unique = ("channel", "external_id")
         writes = Writes()
         writes.insert(LOG, rows, skip_conflicts_on=unique, returning=("id", *unique))
@@ -304,19 +308,21 @@ def intake_changes(done: Iterable[tuple[Item, IntakeResult]], now: datetime) -> 
     are looked up before the commit (`crm.affected`)."""
     out: list[Change] = []
     for item, r in done:
-        created = set(r.created)
-        touched = [
-            ("lead", r.lead_id),
-            ("deal", r.deal_id),
-            ("contact", r.contact_id),
-            ("company", r.company_id),
+        created = r.created  # (a few at most: a list is searched as fast as a set is built)
+        refs = [
+            (kind, ident)
+            for kind, ident in (
+                ("lead", r.lead_id),
+                ("deal", r.deal_id),
+                ("contact", r.contact_id),
+                ("company", r.company_id),
+            )
+            if ident is not None
         ]
-        new = all((kind, ident) in created for kind, ident in touched if ident is not None)
-        numbers = _event_numbers(item) if new else None
-        for kind, ident in touched:
-            if ident is not None:
-                action = "created" if (kind, ident) in created else "changed"
-                out.append(Change(kind, ident, action, None, now, (), r.responsible_id, numbers))
+        numbers = _event_numbers(item) if all(ref in created for ref in refs) else None
+        for ref in refs:
+            action = "created" if ref in created else "changed"
+            out.append(Change(ref[0], ref[1], action, None, now, (), r.responsible_id, numbers))
         if r.activity_id is not None:
             activity = Change("activity", r.activity_id, "created", None, now, (), r.responsible_id)
             out.append(activity)
@@ -327,17 +333,21 @@ def _log_rows(items: Sequence[Item], updates: Sequence[dict[str, Any]]) -> list[
     """The log rows of a round's events (PostgreSQL): each event with its outcome (`updates`,
     by log id), in key order."""
     outcomes = {u["id"]: u for u in updates}
-    return [_log_row(item) | outcomes[item.log_id] for item in sorted(items, key=lambda it: it.key)]
+    return [
+        _log_row(item, payload_text(item.event)) | outcomes[item.log_id]
+        for item in sorted(items, key=lambda it: it.key)
+    ]
 
 
-def _log_row(item: Item) -> dict[str, Any]:
-    """What an event's log row says of the event itself."""
+def _log_row(item: Item, payload: Any) -> dict[str, Any]:
+    """What an event's log row says of the event itself (`payload`: the event's JSON, as
+    `to_json` or as its text)."""
     return {
         "channel": item.key[0],
         "external_id": item.key[1],
         "occurred_at": item.event.occurred_at,
         "direction": str(item.event.direction),
-        "payload": item.event.to_json(),
+        "payload": payload,
     }
 
 
