@@ -131,6 +131,21 @@ class Database:
             # unnest keeps the array order, so every transaction locks in the same order.
             await fetch(session, "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) k", ids)
 
+    async def try_lock_identities(self, session: AsyncSession, keys: Iterable[str]) -> set[str]:
+        """PostgreSQL: lock those of `keys` no other transaction holds, without waiting; the
+        keys held elsewhere are returned (the free ones stay locked until the commit even
+        so). Waiting on no lock, a transaction that takes its locks so cannot be part of a
+        deadlock through them, whatever their order."""
+        by_id = {lock_id(k): k for k in set(keys)}
+        if not by_id:
+            return set()
+        rows = await fetch(
+            session,
+            "SELECT k FROM unnest($1::bigint[]) k WHERE NOT pg_try_advisory_xact_lock(k)",
+            sorted(by_id),
+        )
+        return {by_id[k] for (k,) in rows}
+
     def insert(self, model: Any) -> Any:
         """The backend's own INSERT (it knows ON CONFLICT DO NOTHING and RETURNING)."""
         return (sqlite_insert if self.is_sqlite else pg_insert)(model)

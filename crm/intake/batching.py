@@ -4,9 +4,11 @@ Events come in batches (whatever a queue read returned; one event is a batch of 
 transaction per batch writes the event log rows (their unique (channel, external id) is the
 truth about "already processed"), the records the decisions create or change, the activities
 and the outbox rows for rep notifications. Events touching the same identity are serialized
-across workers by `Database.lock_identities`, so concurrent events never create two leads for
+across workers by advisory locks on them, so concurrent events never create two leads for
 one person; on PostgreSQL each event is locked so too, and its log row written once, with its
-outcome (SQLite, one writer at a time, claims the row first and writes the outcome after).
+outcome (SQLite, one writer at a time, claims the row first and writes the outcome after). A
+batch on PostgreSQL first takes the events whose locks are free without waiting, and those
+another worker holds after, in a transaction of their own (`Intake._take`).
 Within a batch the work goes in rounds (see `crm.intake.rounds`).
 """
 
@@ -94,17 +96,14 @@ class Intake:
             results[i] = duplicate_result(row)
         todo = [i for i in firsts.values() if results[i] is None]
         if todo:
-            done: list[IntakeResult | Exception]
-            try:
-                done = list(await self._batch([events[i] for i in todo]))
-            except Exception as exc:
-                if is_outage(exc):  # every event would meet it: the queue retries them later
-                    done = [exc] * len(todo)
-                elif len(todo) == 1:
-                    done = [await self._alone(events[todo[0]], exc)]
-                else:
-                    log.warning("batch of %d events failed (%s); one by one", len(todo), exc)
-                    done = [await self._alone(events[i]) for i in todo]
+            # First without waiting on another worker's events: those it holds are taken
+            # after this batch's others are committed, in a transaction of their own.
+            done = await self._guarded([events[i] for i in todo], wait=False)
+            later = [k for k, result in enumerate(done) if result is None]
+            if later:
+                again = await self._guarded([events[todo[k]] for k in later], wait=True)
+                for k, result in zip(later, again, strict=True):
+                    done[k] = result
             for i, result in zip(todo, done, strict=True):
                 results[i] = result
             if self.seen is not None:
@@ -116,6 +115,21 @@ class Intake:
                 results[i] = repeated(first) if isinstance(first, IntakeResult) else first
         return [r for r in results if r is not None]
 
+    async def _guarded(
+        self, events: Sequence[InboundEvent], *, wait: bool
+    ) -> list[IntakeResult | Exception | None]:
+        """`_batch`, with a failed batch's events taken again one by one (an outage: each
+        event's error, for the queue to retry them)."""
+        try:
+            return list(await self._batch(events, wait=wait))
+        except Exception as exc:
+            if is_outage(exc):  # every event would meet it: the queue retries them later
+                return [exc] * len(events)
+            if len(events) == 1:
+                return [await self._alone(events[0], exc)]
+            log.warning("batch of %d events failed (%s); one by one", len(events), exc)
+            return [await self._alone(event) for event in events]
+
     async def _alone(
         self, event: InboundEvent, failed: Exception | None = None
     ) -> IntakeResult | Exception:
@@ -125,7 +139,7 @@ class Intake:
         tries = 0 if failed is None else 1
         while failed is None or (isinstance(failed, DBAPIError) and tries < 2):
             try:
-                return (await self._batch([event]))[0]
+                return cast(IntakeResult, (await self._batch([event], wait=True))[0])
             except Exception as exc:
                 failed, tries = exc, tries + 1
         if not is_outage(failed):  # an outage is the queue's to log, once
@@ -150,7 +164,11 @@ class Intake:
             by_key = await _log_rows_of(s, keys)
         return {i: by_key[k] for i, k in zip(known, keys, strict=True) if k in by_key}
 
-    async def _batch(self, events: Sequence[InboundEvent]) -> list[IntakeResult]:
+    async def _batch(
+        self, events: Sequence[InboundEvent], *, wait: bool
+    ) -> list[IntakeResult | None]:
+        """One transaction for `events`: each one's result, or None for an event another
+        transaction holds (PostgreSQL, not `wait`): it is left for later, not waited for."""
         now = self.clock()
         region = self.config.default_region
         items = [Item(i, e, event_identities(e, region)) for i, e in enumerate(events)]
@@ -161,6 +179,7 @@ class Intake:
                 fresh = await self._claim(s, items, now, results)
                 await self.db.lock_identities(s, [k for item in fresh for k in item.lock_keys])
             else:
+                items = await self._take(s, items, wait)
                 fresh = await self._unlogged(s, items, results)
                 # The log rows' ids come with the first round's others, one per event in key
                 # order (the ids an INSERT of them all would take).
@@ -208,20 +227,32 @@ class Intake:
             # Leads and activities went in as multi-row INSERTs, unseen by the ORM's tracking.
             done = [(it, results[it.index]) for it in fresh]
             record(s.sync_session, intake_changes(done, now))
-        return [results[i] for i in range(len(items))]
+        return [results.get(i) for i in range(len(events))]
+
+    async def _take(self, s: AsyncSession, items: list[Item], wait: bool) -> list[Item]:
+        """PostgreSQL: lock each event with its identities until the commit, so that a copy
+        of it, or another event of the same person, in another worker's batch is not taken
+        at the same time. Waiting (`wait`): all of them, in one statement, in key order
+        (batches sharing events wait for each other, never deadlock). Otherwise those no
+        other transaction holds, without waiting; an event with a key held elsewhere is left
+        for later (a busy caller's events do not hold up the rest of the batch behind
+        another worker's whole transaction)."""
+        keys = {it.index: [f"event:{it.key[0]}:{it.key[1]}", *it.lock_keys] for it in items}
+        every = [k for ks in keys.values() for k in ks]
+        if wait:
+            await self.db.lock_identities(s, every)
+            return items
+        held = await self.db.try_lock_identities(s, every)
+        return [item for item in items if held.isdisjoint(keys[item.index])] if held else items
 
     async def _unlogged(
         self, s: AsyncSession, items: Sequence[Item], results: dict[int, IntakeResult]
     ) -> list[Item]:
-        """PostgreSQL: the events not processed yet; an event whose log row exists is a
-        duplicate. Each event is locked with its identities first (one statement, in key
-        order, so batches sharing events wait for each other, never deadlock) until the
-        commit: a copy of it in another batch waits for this one, then finds its row (the
-        read is a statement of its own, so it sees what committed while it waited). Its row
-        is written once, with its outcome (`_log_rows`); the unique (channel, external id)
-        stays the last word."""
-        keys = [f"event:{c}:{x}" for c, x in (item.key for item in items)]
-        await self.db.lock_identities(s, keys + [k for it in items for k in it.lock_keys])
+        """PostgreSQL: the events not processed yet, of those locked (`_take`); an event
+        whose log row exists is a duplicate. A copy of an event in another batch waits for
+        this one or is left for later, then finds its row (the read is a statement of its
+        own, so it sees what committed while it waited). Its row is written once, with its
+        outcome (`_log_rows`); the unique (channel, external id) stays the last word."""
         logged = await _logged_of(s, [item.key for item in items])
         for item in items:
             if item.key in logged:

@@ -399,7 +399,8 @@ async def test_a_worker_handed_an_event_another_holds_waits_on_its_lock_then_ans
     is open: worker A is held just before its commit (its log row written, uncommitted);
     worker B, handed the same event, must wait on that event's advisory lock (not run the
     event and then wait on A's log row), and once A commits answer it as a duplicate of A's
-    on its first try (no refused batch taken again one by one)."""
+    on its first try (no refused batch taken again one by one). B's other event, which
+    shares nothing with A's, is not held up meanwhile: it is committed while B waits."""
     event, other = make_event(), make_event()  # calls with no number: no identity keys
     other_worker = Crm(Database(crm.db.url.render_as_string(hide_password=False)), CrmConfig())
     await other_worker.prepare()
@@ -437,6 +438,13 @@ async def test_a_worker_handed_an_event_another_holds_waits_on_its_lock_then_ans
         assert holders.get(False) not in (None, a_pid), "B waits on the event's lock"
         assert holders.get(True) == a_pid, "A holds it"
         assert not tasks[1].done()
+        async with crm.db.read() as s:
+            committed = await s.scalars(
+                select(InboundEventLog.external_id).where(
+                    InboundEventLog.external_id.in_([event.external_id, other.external_id])
+                )
+            )
+            assert list(committed) == [other.external_id]  # A's is not committed yet
         gate.set()
         (first,), (fresh, copy) = await asyncio.wait_for(asyncio.gather(*tasks), 10)
     finally:
