@@ -1,5 +1,5 @@
-"""The `leadbot` command: serve, worker, db, rep, web, token, exceptions, ingest, import-csv,
-dead, mail."""
+"""The `leadbot` command: serve, worker, db, backup, restore, rep, web, token, exceptions,
+ingest, import-csv, dead, doctor, mail. `leadbot COMMAND --help` explains each."""
 
 from __future__ import annotations
 
