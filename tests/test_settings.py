@@ -190,3 +190,10 @@ def test_the_public_url_follows_the_port_unless_it_is_set(tmp_path: Path) -> Non
     ).http.public_url == ("https://crm.example.com")
     assert Settings(http={"port": 0}).http.public_url == "http://127.0.0.1:8080"
     assert Settings().http.public_url == "http://127.0.0.1:8080"
+
+
+def test_a_copy_of_the_example_moves_the_public_url_with_the_port(tmp_path: Path) -> None:
+    # README: `cp config/leadbot.example.toml leadbot.toml`, then change the port.
+    copy = tmp_path / "leadbot.toml"
+    copy.write_text(EXAMPLE.read_text().replace("port = 8080", "port = 9000", 1))
+    assert load_settings(copy).http.public_url == "http://127.0.0.1:9000"
