@@ -1,5 +1,5 @@
-"""The `leadbot` command: serve, worker, db, rep, web, token, exceptions, ingest, import-csv,
-dead, mail."""
+"""The `leadbot` command: serve, worker, db, backup, restore, rep, web, token, exceptions,
+ingest, import-csv, dead, doctor, mail. `leadbot COMMAND --help` explains each."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from channels.mail.command import register_cli as register_mail
 from crm.db import Database
 from crm.errors import CrmError
 from crm.facade import Crm
+from crm.journal import JournalInUse
 from crm.outage import is_outage
 from crm.services.reps import invite_text as reps_invite_text
 from leadbot.app import Service, crm_config
@@ -58,6 +59,10 @@ async def _serve(settings: Settings, http: bool, workers: int) -> None:
             raise CliError(f"cannot start: {what} unavailable: {reason_of(exc)}") from None
         if isinstance(exc, OSError):  # the HTTP port is taken, say
             raise CliError(f"cannot start: {exc}") from None
+        if isinstance(exc, JournalInUse):  # `make run` again while the first one runs
+            raise CliError(
+                f"cannot start: {exc} (stop it first, or give this one another queue.journal_dir)"
+            ) from None
         raise
 
 

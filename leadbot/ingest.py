@@ -102,11 +102,28 @@ def read_events(path: Path) -> tuple[list[InboundEvent], int]:
             if not line.strip():
                 continue
             try:
-                events.append(clean_event(InboundEvent.from_json(json.loads(line))))
+                events.append(clean_event(InboundEvent.from_json(_object(line))))
             except (ValueError, KeyError, TypeError) as exc:
-                log.warning("%s:%d: skipped: %s", path, n, exc)
+                log.warning("%s:%d: skipped: %s", path, n, _why(exc))
                 invalid += 1
     return events, invalid
+
+
+def _object(line: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError("not a JSON object (one event per line)")
+    return doc
+
+
+def _why(exc: Exception) -> str:
+    """What the operator reads to fix the line: a KeyError's own text is only the key."""
+    if isinstance(exc, KeyError):
+        return f"missing field {exc.args[0]!r}"
+    return str(exc)
 
 
 def _key(event: InboundEvent) -> Key:

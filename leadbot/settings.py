@@ -48,6 +48,7 @@ class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     # The URL the outside world uses to reach us (webhook signatures are computed over it).
+    # Unset: this host and port (see _public_url_follows_the_port).
     public_url: str = "http://127.0.0.1:8080"
     shutdown_timeout: float = Field(10.0, gt=0)
     # Reverse proxies (addresses or networks) whose X-Forwarded-For names the real client (the
@@ -55,6 +56,23 @@ class HttpSettings(_Section):
     trusted_proxies: tuple[str, ...] = ()
     # The event loop of `serve` and `worker`: uvloop (where installed) or the standard one.
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+
+    @model_validator(mode="after")
+    def _public_url_follows_the_port(self) -> HttpSettings:
+        # Unset, the public URL is where this server listens: with only the port changed
+        # (8080 taken), sign-in links, recording links and the URL Twilio signatures are
+        # checked against would otherwise still name 8080. Port 0 (any free port) cannot be
+        # named in advance and keeps the default.
+        if "public_url" in self.model_fields_set or self.port == 0:
+            return self
+        host = self.host
+        if host in ("", "0.0.0.0", "::"):  # every address: this machine's browser uses loopback
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        # The section is frozen once validated; this is still its validation.
+        object.__setattr__(self, "public_url", f"http://{host}:{self.port}")
+        return self
 
     @field_validator("trusted_proxies")
     @classmethod

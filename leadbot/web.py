@@ -266,6 +266,34 @@ def edge_middleware(outages: Outages, refusals: Refusals) -> Middleware:
     return edge
 
 
+# A channel's paths are routed only when the channel is configured, so a request to one of
+# them that nothing serves means the channel is off. Said as such, with the setting that turns
+# it on: a first run's documented curl otherwise gets a bare "Not Found", as for a typo.
+_OFF_PATHS = {
+    "/hooks/calls": ("the generic call webhook", "phone.webhook_secret"),
+    "/hooks/calls/lookup": ("the caller lookup", "phone.lookup_token"),
+    "/hooks/twilio/voice": ("the Twilio voice webhook", "phone.twilio_auth_token"),
+    "/hooks/twilio/status": ("the Twilio voice webhook", "phone.twilio_auth_token"),
+    "/hooks/twilio/recording": ("the Twilio voice webhook", "phone.twilio_auth_token"),
+    "/hooks/twilio/sms": ("the SMS channel", "sms.account_sid and sms.auth_token"),
+    "/hooks/whatsapp": ("the WhatsApp webhook", "whatsapp.verify_token and whatsapp.app_secret"),
+}
+
+
+def switched_off(path: str) -> str | None:
+    """Why nothing serves `path` when it is a channel's (what to set), else None."""
+    off = _OFF_PATHS.get(path)
+    if off is None:
+        if path.startswith("/rest/"):  # with the phone on, a catch-all serves all of /rest/
+            off = ("the Bitrix24 REST", "phone.bitrix_token")
+        elif path.startswith("/forms/") and path.count("/") == 2:
+            return "no web form is configured: add a [[forms]] block with this key"
+        else:
+            return None
+    what, setting = off
+    return f"{what} is not configured: set {setting}"
+
+
 def answer_error(exc: Exception, request: web.Request, outages: Outages) -> web.Response:
     """Nothing a client sends produces a bare 500 page: errors are JSON with a reason; a
     server or disk that is down is a 503 the client may retry, logged once per outage.
@@ -273,6 +301,8 @@ def answer_error(exc: Exception, request: web.Request, outages: Outages) -> web.
     if isinstance(exc, web.HTTPException):
         if exc.status < 400 or exc.content_type == "application/json":
             raise exc
+        if exc.status == 404 and (off := switched_off(request.path)) is not None:
+            return json_error(404, "not_configured", off)
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
             exc.status, "http_error"
         )

@@ -78,3 +78,39 @@ async def test_every_route_answers_other_methods_405_with_allow(start_service: A
         async with http.get(base + "/nothing-here") as r:
             assert r.status == 404 and (await r.json())["error"] == "not_found"
             assert "Allow" not in r.headers
+
+
+async def test_a_switched_off_channel_names_the_setting_that_turns_it_on(
+    start_service: Any,
+) -> None:
+    # A first run has no channel configured: a documented curl against a channel's path must
+    # say what to set, not a bare "Not Found" that looks like a wrong URL.
+    service = await start_service(
+        components=[api_component, phone_component, whatsapp_component, forms_component]
+    )
+    base = f"http://127.0.0.1:{service.port}"
+    cases = [
+        ("POST", "/hooks/calls", "phone.webhook_secret"),
+        ("GET", "/hooks/calls/lookup?number=%2B4930123456", "phone.lookup_token"),
+        ("POST", "/hooks/twilio/voice", "phone.twilio_auth_token"),
+        ("POST", "/hooks/twilio/status", "phone.twilio_auth_token"),
+        ("POST", "/hooks/twilio/recording", "phone.twilio_auth_token"),
+        ("POST", "/hooks/twilio/sms", "sms.account_sid"),
+        ("GET", "/rest/1/b24secret/telephony.externalcall.register.json", "phone.bitrix_token"),
+        ("POST", "/rest/1/b24secret/batch", "phone.bitrix_token"),
+        ("GET", "/hooks/whatsapp?hub.mode=subscribe", "whatsapp.verify_token"),
+        ("POST", "/hooks/whatsapp", "whatsapp.app_secret"),
+        ("POST", "/forms/contact", "[[forms]]"),
+    ]
+    async with aiohttp.ClientSession() as http:
+        for method, path, setting in cases:
+            async with http.request(method, base + path, data=b"{}") as r:
+                body = await r.json()
+                assert r.status == 404, (path, body)
+                assert body["error"] == "not_configured", (path, body)
+                assert setting in body["detail"], (path, body)
+        # Anything else is still the plain 404, and so is a path under a channel's prefix
+        # that no channel ever serves.
+        for path in ("/nothing-here", "/hooks/twilio/other", "/forms/a/b", "/hooks/callsx"):
+            async with http.post(base + path) as r:
+                assert r.status == 404 and (await r.json())["error"] == "not_found", path

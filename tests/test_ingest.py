@@ -207,3 +207,16 @@ async def test_an_event_another_worker_gave_up_on_is_failed_at_once(
     got = _summary(out)
     assert (got["failed"], got["done"], got["pending"]) == (given_up, 3 - given_up, 0)
     assert "given up on" in err
+
+
+async def test_a_line_that_is_not_an_event_is_named_with_why(crm: Crm, tmp_path: Path) -> None:
+    # The warning is all the operator has to fix the file by: a bare "'occurred_at'" (the
+    # KeyError's text) or a TypeError about list indices says nothing.
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"channel": "call", "external_id": "x1"}\n[1, 2]\n{not json\n')
+    code, out, err = await leadbot_run("ingest", str(path), env=_env(crm))
+    assert code == 0, err
+    assert _summary(out)["invalid"] == 3
+    assert f"{path}:1: skipped: missing field 'occurred_at'" in err
+    assert f"{path}:2: skipped: not a JSON object" in err
+    assert f"{path}:3: skipped: not JSON: Expecting property name" in err

@@ -6,11 +6,12 @@ import asyncio
 import os
 import re
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import leadbot_process
+from tests.conftest import leadbot_process, leadbot_run
 
 
 async def test_serve_answers_healthz_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
@@ -25,7 +26,32 @@ async def test_serve_runs_on_the_standard_loop_when_uvloop_is_turned_off(tmp_pat
     assert not any("uvloop" in line for line in log)
 
 
-async def _serve_once(tmp_path: Path, settings: dict[str, str]) -> list[str]:
+async def test_a_second_serve_in_the_same_place_says_why_in_one_line(tmp_path: Path) -> None:
+    # `make run` again in another terminal: the first holds the queue journal. The second
+    # said "CRITICAL stopped by an unexpected error" and a traceback of JournalInUse.
+    second: list[int | str] = []
+
+    async def while_serving(env: dict[str, str]) -> None:
+        code, _, err = await leadbot_run("serve", env=env)
+        second.extend([code, err])
+
+    await _serve_once(tmp_path, {}, while_serving)
+    code, err = second
+    assert code == 2, err
+    assert isinstance(err, str)
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith("leadbot: cannot start: another leadbot process uses the queue journal ")
+    )
+    assert "Traceback" not in err
+
+
+async def _serve_once(
+    tmp_path: Path,
+    settings: dict[str, str],
+    while_serving: Callable[[dict[str, str]], Awaitable[None]] | None = None,
+) -> list[str]:
     """Migrate, serve, answer /healthz, stop on SIGTERM with exit code 0; the log lines."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBOT_")}
     env.update(
@@ -52,6 +78,8 @@ async def _serve_once(tmp_path: Path, settings: dict[str, str]) -> list[str]:
             http.get(f"http://127.0.0.1:{port}/healthz") as r,
         ):
             assert r.status == 200 and (await r.json()) == {"status": "ok"}
+        if while_serving is not None:
+            await while_serving(env)
     finally:
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), 30)

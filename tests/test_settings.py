@@ -168,3 +168,32 @@ def test_relative_paths_of_a_config_file_are_relative_to_that_file(
     assert settings.mailboxes[0].password_file == conf_dir / "secrets" / "imap"
     # Without a config file relative paths stay relative to the working directory.
     assert load_settings().database.url == "sqlite+aiosqlite:///./leadbot.db"
+
+
+def test_the_public_url_follows_the_port_unless_it_is_set(tmp_path: Path) -> None:
+    # 8080 taken, so `make run` with LEADBOT_HTTP__PORT=9000: the sign-in link `web link`
+    # prints (and the URL Twilio signatures are checked against) must be on 9000, not 8080.
+    env = {"LEADBOT_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"}
+    assert _cli("db", "upgrade", env=env).returncode == 0
+    assert _cli("rep", "add", "Rita Rep", env=env).returncode == 0
+    r = _cli("web", "link", "1", env={**env, "LEADBOT_HTTP__PORT": "9000"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("http://127.0.0.1:9000/app/login/"), r.stdout
+    # Listening on every address: the link for a browser on this machine.
+    assert Settings(http={"host": "0.0.0.0", "port": 9000}).http.public_url == (
+        "http://127.0.0.1:9000"
+    )
+    assert Settings(http={"host": "::1", "port": 9000}).http.public_url == "http://[::1]:9000"
+    # Set, it is kept whatever the port; port 0 (any free port) keeps the default.
+    assert Settings(
+        http={"port": 9000, "public_url": "https://crm.example.com"}
+    ).http.public_url == ("https://crm.example.com")
+    assert Settings(http={"port": 0}).http.public_url == "http://127.0.0.1:8080"
+    assert Settings().http.public_url == "http://127.0.0.1:8080"
+
+
+def test_a_copy_of_the_example_moves_the_public_url_with_the_port(tmp_path: Path) -> None:
+    # README: `cp config/leadbot.example.toml leadbot.toml`, then change the port.
+    copy = tmp_path / "leadbot.toml"
+    copy.write_text(EXAMPLE.read_text().replace("port = 8080", "port = 9000", 1))
+    assert load_settings(copy).http.public_url == "http://127.0.0.1:9000"

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -40,7 +41,8 @@ from matching.text import clean_json
 
 log = logging.getLogger(__name__)
 
-_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_URLENCODED = "application/x-www-form-urlencoded"
+_FORM_TYPES = (_URLENCODED, "multipart/form-data")
 
 
 def form_config(settings: FormSettings, default_region: str) -> FormConfig:
@@ -170,6 +172,8 @@ async def _read_fields(request: web.Request) -> dict[str, str | list[str]]:
     try:
         if request.content_type == "application/json":
             fields = fields_from_json(await read_json(request))
+        elif request.content_type == _URLENCODED:
+            fields = fields_from_pairs(_urlencoded_pairs(await request.read(), request.charset))
         else:
             posted = await read_form(request)
             # Uploaded files are not form fields we store; their names would only be noise.
@@ -178,6 +182,21 @@ async def _read_fields(request: web.Request) -> dict[str, str | list[str]]:
         raise FormError(err.status, err.detail) from None
     # Cleaned before it is validated: a name of control characters alone is no name.
     return clean_json(fields)
+
+
+def _urlencoded_pairs(body: bytes, charset: str | None) -> list[tuple[str, str]]:
+    """An url-encoded body's fields. A browser encodes them in the charset of the page the
+    form is on: UTF-8 today, but a page served as ISO-8859-1 / Windows-1252 posts "Müller" as
+    `M%FCller`, which aiohttp's own reading (UTF-8 with replacement) turns into "M\ufffdller".
+    Not UTF-8, the body is read as Windows-1252 (the superset of Latin-1 browsers use)."""
+    text = body.decode("latin-1")  # url-encoded is ASCII; stray 8-bit bytes kept one to one
+    charset = charset or "utf-8"
+    try:
+        return parse_qsl(text, keep_blank_values=True, encoding=charset, errors="strict")
+    except LookupError:  # a charset parameter nobody knows
+        raise BadInput("bad_form", f"unknown charset {charset[:40]!r}", 415) from None
+    except UnicodeDecodeError:
+        return parse_qsl(text, keep_blank_values=True, encoding="cp1252", errors="replace")
 
 
 def _wants_json(request: web.Request) -> bool:

@@ -176,6 +176,8 @@ def _event(
     display_phone: str | None,
 ) -> InboundEvent:
     wa_id, user_id = _sender_keys(message)
+    if message.get("from") is None and message.get("from_user_id") is None:
+        raise WhatsAppPayloadError("no sender: neither from nor from_user_id")
     if wa_id is None and user_id is None:
         raise WhatsAppPayloadError(
             f"sender {_short(message.get('from'))} / {_short(message.get('from_user_id'))} is "

@@ -308,3 +308,20 @@ async def test_a_browser_posting_a_plain_form_sees_a_page_never_raw_json(
     service2 = await forms_service(start_service, {"key": "quote"})
     scripted, raw = await post(service2, "quote", data={"email": "<b>x"})
     assert scripted.status == 422 and json.loads(raw)["error"] == "invalid_submission"
+
+
+async def test_a_form_from_a_page_in_a_legacy_charset_keeps_its_umlauts(start_service: Any) -> None:
+    # A page served as ISO-8859-1 / Windows-1252 posts "Müller" as M%FCller: not UTF-8. Read
+    # as UTF-8 with replacement it became "M\ufffdller", in the lead's name and title. UTF-8,
+    # as every current browser sends, stays UTF-8 (not two Windows-1252 signs).
+    service = await forms_service(start_service, CONTACT_FORM)
+    form = "application/x-www-form-urlencoded"
+    for sid, body, name in [
+        ("legacy-0001", b"vorname=J%FCrgen&nachname=M%FCller&email=j%40ex.de", "Jürgen Müller"),
+        ("modern-0001", b"vorname=J%C3%BCrgen&nachname=Z&email=z%40ex.de", "Jürgen Z"),
+    ]:
+        data = body + b"&submission_id=" + sid.encode()
+        response, _ = await post(service, "contact", data=data, headers={"Content-Type": form})
+        assert response.status == 303
+        row = await processed(service.crm, "webform", f"contact:{sid}")
+        assert (await service.crm.leads.get(row.lead_id or 0)).name == name

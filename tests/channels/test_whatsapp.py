@@ -313,7 +313,8 @@ GOOD = {"from": "491711234567", "id": "wamid.GOOD", "timestamp": "1700000000", "
 @pytest.mark.parametrize(
     ("bad", "reason"),
     [
-        ({"id": "wamid.1", "timestamp": "1", "type": "text"}, "sender"),
+        # Said in words, not as "sender None / None is neither …".
+        ({"id": "wamid.1", "timestamp": "1", "type": "text"}, "no sender: neither from nor"),
         ({"from": "+4917", "id": "wamid.1", "timestamp": "1", "type": "text"}, "sender"),
         ({"from_user_id": "no-bsuid", "id": "wamid.1", "timestamp": "1"}, "sender"),
         ({"from": "491711234567", "timestamp": "1", "type": "text"}, "without an id"),
