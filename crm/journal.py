@@ -100,8 +100,9 @@ class JournaledQueue(LocalQueue):
             for item, put_at in items:
                 await self._room.acquire()
                 self._enqueue(Waiting(item, put_at, segment))
-        if replay:
-            count = sum(len(items) for _, items in replay)
+        # An earlier run that stopped before taking anything (a port in use) left only empty
+        # segments: nothing to warn of.
+        if count := sum(len(items) for _, items in replay):
             log.warning("queue journal: %d item(s) from an earlier run queued again", count)
         self._segments.append(await asyncio.to_thread(self._new_segment))
         await self._retire()

@@ -92,6 +92,24 @@ async def test_what_was_put_and_not_processed_comes_back_in_order(
     assert _segments(tmp_path) == []  # all done: nothing left to replay
 
 
+async def test_a_start_says_how_many_items_an_earlier_run_left_and_is_silent_for_none(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What a start that failed before taking anything (its port in use) leaves behind.
+    (tmp_path / "segment-000000001.jsonl").touch()
+    with caplog.at_level("WARNING", logger="crm.journal"):
+        assert await _restart(tmp_path) == []
+    assert "earlier run" not in caplog.text
+
+    busy = JournaledQueue(tmp_path)
+    await busy.open()
+    await busy.put(make_event(external_id="left"))
+    await busy.close()
+    with caplog.at_level("WARNING", logger="crm.journal"):
+        assert await _restart(tmp_path) == ["left"]
+    assert "queue journal: 1 item(s) from an earlier run queued again" in caplog.text
+
+
 async def test_a_failed_item_is_kept_for_the_next_start(tmp_path: Path) -> None:
     queue = JournaledQueue(tmp_path)
     await queue.open()
