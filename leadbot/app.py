@@ -124,6 +124,7 @@ class Service:
         self.metrics = Metrics()
         # Events received per channel since /metrics was last read (`received_counts`).
         self._received: dict[Channel, int] = {}
+        self._gc_before: tuple[int, int, int] | None = None  # thresholds `heap.settle` replaced
         self.db = Database(
             settings.database.url,
             echo=settings.database.echo,
@@ -469,7 +470,7 @@ class Service:
             # Port 0 asks the OS for a free port: the runner knows which one it bound.
             self.port = int(self._runner.addresses[0][1])
             log.info("listening on http://%s:%s", self.settings.http.host, self.port)
-        heap.settle()  # start-up's objects frozen, young collections less often
+        self._gc_before = heap.settle()  # start-up's objects frozen, young passes rarer
 
     async def _warn_without_aof(self) -> None:
         """Redis acknowledges an XADD from memory: without the append-only file, a Redis
@@ -522,7 +523,9 @@ class Service:
         await self.feed.close()
         await self.crm.close()
         await self.db.dispose()
-        heap.unsettle()  # a process that goes on (tests, an embedding program)
+        if self._gc_before is not None:  # a process that goes on (tests, an embedder)
+            heap.unsettle(self._gc_before)
+            self._gc_before = None
 
     async def run_forever(self) -> None:
         loop = asyncio.get_running_loop()

@@ -20,15 +20,16 @@ import gc
 YOUNG = 10_000
 
 
-def settle() -> None:
-    """After start-up: freeze what exists and collect the young generation less often."""
+def settle() -> tuple[int, int, int]:
+    """After start-up: freeze what exists and collect the young generation less often. The
+    thresholds it replaced, for `unsettle`."""
     gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(YOUNG, middle, old)
+    before = gc.get_threshold()
+    gc.set_threshold(YOUNG, before[1], before[2])
+    return before
 
 
-def unsettle() -> None:
+def unsettle(before: tuple[int, int, int]) -> None:
     """Undo `settle` (a process that goes on: tests, an embedding program)."""
     gc.unfreeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(700, middle, old)  # CPython's default
+    gc.set_threshold(*before)
